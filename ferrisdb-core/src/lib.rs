@@ -1,0 +1,19 @@
+//! Shared vocabulary of FerrisDB.
+//!
+//! Every other crate speaks in these types: [`Version`] (the MVCC timestamp),
+//! [`KeyRange`] (a half-open range of keys), [`Mutation`] (one write of a transaction),
+//! the size [`limits`], and the [`Error`] type whose variants mirror FoundationDB's error codes.
+//! This crate does no I/O and owns no state.
+
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod keys;
+pub mod limits;
+pub mod mutation;
+pub mod version;
+
+pub use error::{Error, ErrorCode, Result};
+pub use keys::{KeyRange, key_after};
+pub use mutation::{AtomicOp, Mutation};
+pub use version::Version;

@@ -1,0 +1,53 @@
+//! Size limits, the same as FoundationDB's. Clients check them before any network call and
+//! servers check them again on every request.
+
+use crate::error::Error;
+
+/// Largest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 10_000;
+/// Largest value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 100_000;
+/// Largest transaction: bytes of mutations plus conflict ranges.
+pub const MAX_TRANSACTION_BYTES: usize = 10_000_000;
+
+/// Checks a key against [`MAX_KEY_BYTES`].
+pub fn check_key(key: &[u8]) -> Result<(), Error> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::KeyTooLarge { len: key.len(), max: MAX_KEY_BYTES });
+    }
+    Ok(())
+}
+
+/// Checks a value against [`MAX_VALUE_BYTES`].
+pub fn check_value(value: &[u8]) -> Result<(), Error> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(Error::ValueTooLarge { len: value.len(), max: MAX_VALUE_BYTES });
+    }
+    Ok(())
+}
+
+/// Checks a transaction's total size against [`MAX_TRANSACTION_BYTES`].
+pub fn check_transaction_size(bytes: usize) -> Result<(), Error> {
+    if bytes > MAX_TRANSACTION_BYTES {
+        return Err(Error::TransactionTooLarge { len: bytes, max: MAX_TRANSACTION_BYTES });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_accept_the_maximum_and_reject_one_more() {
+        assert!(check_key(&vec![0; MAX_KEY_BYTES]).is_ok());
+        assert!(matches!(
+            check_key(&vec![0; MAX_KEY_BYTES + 1]),
+            Err(Error::KeyTooLarge { len: 10_001, max: 10_000 })
+        ));
+        assert!(check_value(&vec![0; MAX_VALUE_BYTES]).is_ok());
+        assert!(check_value(&vec![0; MAX_VALUE_BYTES + 1]).is_err());
+        assert!(check_transaction_size(MAX_TRANSACTION_BYTES).is_ok());
+        assert!(check_transaction_size(MAX_TRANSACTION_BYTES + 1).is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! FerrisDB's storage engine: a multi-version LSM tree written from scratch.
+//!
+//! Each entry is keyed by (user key ascending, version descending) — see [`key`]. Writes go to
+//! the write-ahead log ([`wal`]) and the active memtable ([`memtable`]); full memtables are
+//! flushed to SSTables ([`sstable`]) whose set is recorded in the manifest; background
+//! compaction merges SSTables level by level and drops versions below the GC horizon.
+
+pub mod iterator;
+pub mod key;

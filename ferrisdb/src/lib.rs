@@ -1,0 +1,3 @@
+//! FerrisDB, the crate applications depend on: it re-exports the client library.
+
+pub use ferrisdb_client::*;

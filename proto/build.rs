@@ -1,0 +1,29 @@
+//! Compiles `ferrisdb/v1/*.proto` with protox (pure Rust, no system `protoc`) and writes the
+//! encoded file descriptor set for gRPC reflection.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(proto_dir.join("ferrisdb/v1"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "proto"))
+        .collect();
+    files.sort();
+    println!("cargo:rerun-if-changed=ferrisdb/v1");
+
+    let mut compiler = protox::Compiler::new([&proto_dir])?;
+    compiler.include_imports(true).include_source_info(true);
+    compiler.open_files(&files)?;
+    for file in compiler.files() {
+        if let Some(path) = file.path() {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out_dir.join("ferrisdb_descriptor.bin"), compiler.encode_file_descriptor_set())?;
+    tonic_prost_build::configure()
+        .bytes(".")
+        .compile_fds(compiler.file_descriptor_set())?;
+    Ok(())
+}
