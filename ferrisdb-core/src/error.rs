@@ -146,12 +146,19 @@ pub enum Error {
 impl Error {
     /// Builds an [`Error::Io`] with a description of what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     /// Builds an [`Error::Corruption`].
     pub fn corruption(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
-        Error::Corruption { file: file.into(), offset, reason: reason.into() }
+        Error::Corruption {
+            file: file.into(),
+            offset,
+            reason: reason.into(),
+        }
     }
 
     /// The FoundationDB-compatible code of this error.
@@ -209,7 +216,11 @@ mod tests {
     fn codes_match_foundationdb() {
         assert_eq!(Error::NotCommitted.code() as u32, 1020);
         assert_eq!(
-            Error::TransactionTooOld { read_version: 1, oldest: 2 }.code() as u32,
+            Error::TransactionTooOld {
+                read_version: 1,
+                oldest: 2
+            }
+            .code() as u32,
             1007
         );
         assert_eq!(Error::KeyTooLarge { len: 1, max: 0 }.code() as u32, 2102);
@@ -218,7 +229,13 @@ mod tests {
     #[test]
     fn retryable_set_is_the_documented_one() {
         assert!(Error::NotCommitted.is_retryable());
-        assert!(Error::FutureVersion { read_version: 2, applied: 1 }.is_retryable());
+        assert!(
+            Error::FutureVersion {
+                read_version: 2,
+                applied: 1
+            }
+            .is_retryable()
+        );
         assert!(Error::CommitUnknownResult("x".into()).is_retryable());
         assert!(!Error::TimedOut("x".into()).is_retryable());
         assert!(!Error::KeyTooLarge { len: 1, max: 0 }.is_retryable());

@@ -24,7 +24,10 @@ pub struct KeyRange {
 impl KeyRange {
     /// A range `[begin, end)`; `end` empty means unbounded. Rejects inverted ranges.
     pub fn new(begin: impl Into<Bytes>, end: impl Into<Bytes>) -> Result<Self, Error> {
-        let range = KeyRange { begin: begin.into(), end: end.into() };
+        let range = KeyRange {
+            begin: begin.into(),
+            end: end.into(),
+        };
         if !range.end.is_empty() && range.begin > range.end {
             return Err(Error::InvalidRange(format!(
                 "begin {:?} is after end {:?}",
@@ -37,12 +40,18 @@ impl KeyRange {
 
     /// The whole key space.
     pub fn all() -> Self {
-        KeyRange { begin: Bytes::new(), end: Bytes::new() }
+        KeyRange {
+            begin: Bytes::new(),
+            end: Bytes::new(),
+        }
     }
 
     /// The range holding exactly `key`.
     pub fn single(key: &[u8]) -> Self {
-        KeyRange { begin: Bytes::copy_from_slice(key), end: Bytes::from(key_after(key)) }
+        KeyRange {
+            begin: Bytes::copy_from_slice(key),
+            end: Bytes::from(key_after(key)),
+        }
     }
 
     /// True if the end is unbounded.
@@ -117,7 +126,11 @@ pub fn unescape(text: &str) -> Result<Vec<u8>, Error> {
                 out.push(b'\t');
                 i += 2;
             }
-            _ => return Err(Error::InvalidArgument(format!("unknown escape at byte {i}"))),
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown escape at byte {i}"
+                )));
+            }
         }
     }
     Ok(out)

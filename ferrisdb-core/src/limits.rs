@@ -13,7 +13,10 @@ pub const MAX_TRANSACTION_BYTES: usize = 10_000_000;
 /// Checks a key against [`MAX_KEY_BYTES`].
 pub fn check_key(key: &[u8]) -> Result<(), Error> {
     if key.len() > MAX_KEY_BYTES {
-        return Err(Error::KeyTooLarge { len: key.len(), max: MAX_KEY_BYTES });
+        return Err(Error::KeyTooLarge {
+            len: key.len(),
+            max: MAX_KEY_BYTES,
+        });
     }
     Ok(())
 }
@@ -21,7 +24,10 @@ pub fn check_key(key: &[u8]) -> Result<(), Error> {
 /// Checks a value against [`MAX_VALUE_BYTES`].
 pub fn check_value(value: &[u8]) -> Result<(), Error> {
     if value.len() > MAX_VALUE_BYTES {
-        return Err(Error::ValueTooLarge { len: value.len(), max: MAX_VALUE_BYTES });
+        return Err(Error::ValueTooLarge {
+            len: value.len(),
+            max: MAX_VALUE_BYTES,
+        });
     }
     Ok(())
 }
@@ -29,7 +35,10 @@ pub fn check_value(value: &[u8]) -> Result<(), Error> {
 /// Checks a transaction's total size against [`MAX_TRANSACTION_BYTES`].
 pub fn check_transaction_size(bytes: usize) -> Result<(), Error> {
     if bytes > MAX_TRANSACTION_BYTES {
-        return Err(Error::TransactionTooLarge { len: bytes, max: MAX_TRANSACTION_BYTES });
+        return Err(Error::TransactionTooLarge {
+            len: bytes,
+            max: MAX_TRANSACTION_BYTES,
+        });
     }
     Ok(())
 }
@@ -43,7 +52,10 @@ mod tests {
         assert!(check_key(&vec![0; MAX_KEY_BYTES]).is_ok());
         assert!(matches!(
             check_key(&vec![0; MAX_KEY_BYTES + 1]),
-            Err(Error::KeyTooLarge { len: 10_001, max: 10_000 })
+            Err(Error::KeyTooLarge {
+                len: 10_001,
+                max: 10_000
+            })
         ));
         assert!(check_value(&vec![0; MAX_VALUE_BYTES]).is_ok());
         assert!(check_value(&vec![0; MAX_VALUE_BYTES + 1]).is_err());

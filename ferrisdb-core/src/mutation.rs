@@ -76,7 +76,11 @@ impl AtomicOp {
                     AtomicOp::Max => ord.is_ge(),
                     _ => ord.is_le(),
                 };
-                Some(if keep_current { current } else { operand.to_vec() })
+                Some(if keep_current {
+                    current
+                } else {
+                    operand.to_vec()
+                })
             }
             AtomicOp::ByteMax | AtomicOp::ByteMin => {
                 let Some(e) = existing else {
@@ -86,7 +90,11 @@ impl AtomicOp {
                     AtomicOp::ByteMax => e >= operand,
                     _ => e <= operand,
                 };
-                Some(if keep_current { e.to_vec() } else { operand.to_vec() })
+                Some(if keep_current {
+                    e.to_vec()
+                } else {
+                    operand.to_vec()
+                })
             }
             AtomicOp::CompareAndClear => match existing {
                 Some(e) if e == operand => None,
@@ -174,7 +182,10 @@ mod tests {
     fn add_is_little_endian_with_carry_and_wraps() {
         assert_eq!(AtomicOp::Add.apply(None, &le(5)), Some(le(5)));
         assert_eq!(AtomicOp::Add.apply(Some(&le(255)), &le(1)), Some(le(256)));
-        assert_eq!(AtomicOp::Add.apply(Some(&le(u64::MAX)), &le(2)), Some(le(1)));
+        assert_eq!(
+            AtomicOp::Add.apply(Some(&le(u64::MAX)), &le(2)),
+            Some(le(1))
+        );
         // A shorter existing value is zero-extended; a longer one truncated.
         assert_eq!(AtomicOp::Add.apply(Some(&[1]), &le(1)), Some(le(2)));
         assert_eq!(AtomicOp::Add.apply(Some(&le(0x0102)), &[1]), Some(vec![3]));
@@ -182,22 +193,40 @@ mod tests {
 
     #[test]
     fn bitwise_min_max_and_bytes() {
-        assert_eq!(AtomicOp::BitAnd.apply(Some(&[0b1100]), &[0b1010]), Some(vec![0b1000]));
+        assert_eq!(
+            AtomicOp::BitAnd.apply(Some(&[0b1100]), &[0b1010]),
+            Some(vec![0b1000])
+        );
         assert_eq!(AtomicOp::BitAnd.apply(None, &[7]), Some(vec![7]));
-        assert_eq!(AtomicOp::BitOr.apply(Some(&[0b1100]), &[0b1010]), Some(vec![0b1110]));
-        assert_eq!(AtomicOp::BitXor.apply(Some(&[0b1100]), &[0b1010]), Some(vec![0b0110]));
+        assert_eq!(
+            AtomicOp::BitOr.apply(Some(&[0b1100]), &[0b1010]),
+            Some(vec![0b1110])
+        );
+        assert_eq!(
+            AtomicOp::BitXor.apply(Some(&[0b1100]), &[0b1010]),
+            Some(vec![0b0110])
+        );
         assert_eq!(AtomicOp::Max.apply(Some(&le(300)), &le(7)), Some(le(300)));
         assert_eq!(AtomicOp::Max.apply(Some(&le(3)), &le(7)), Some(le(7)));
         assert_eq!(AtomicOp::Min.apply(Some(&le(300)), &le(7)), Some(le(7)));
         assert_eq!(AtomicOp::Min.apply(None, &le(7)), Some(le(7)));
-        assert_eq!(AtomicOp::ByteMax.apply(Some(b"b"), b"ab"), Some(b"b".to_vec()));
-        assert_eq!(AtomicOp::ByteMin.apply(Some(b"b"), b"ab"), Some(b"ab".to_vec()));
+        assert_eq!(
+            AtomicOp::ByteMax.apply(Some(b"b"), b"ab"),
+            Some(b"b".to_vec())
+        );
+        assert_eq!(
+            AtomicOp::ByteMin.apply(Some(b"b"), b"ab"),
+            Some(b"ab".to_vec())
+        );
     }
 
     #[test]
     fn compare_and_clear() {
         assert_eq!(AtomicOp::CompareAndClear.apply(Some(b"x"), b"x"), None);
-        assert_eq!(AtomicOp::CompareAndClear.apply(Some(b"y"), b"x"), Some(b"y".to_vec()));
+        assert_eq!(
+            AtomicOp::CompareAndClear.apply(Some(b"y"), b"x"),
+            Some(b"y".to_vec())
+        );
         assert_eq!(AtomicOp::CompareAndClear.apply(None, b"x"), None);
     }
 
@@ -205,9 +234,15 @@ mod tests {
     fn validate_checks_limits_and_ranges() {
         let big = Bytes::from(vec![0u8; limits::MAX_KEY_BYTES + 1]);
         assert!(Mutation::Clear { key: big }.validate().is_err());
-        let inverted = Mutation::ClearRange { begin: "z".into(), end: "a".into() };
+        let inverted = Mutation::ClearRange {
+            begin: "z".into(),
+            end: "a".into(),
+        };
         assert!(matches!(inverted.validate(), Err(Error::InvalidRange(_))));
-        let ok = Mutation::Set { key: "k".into(), value: "v".into() };
+        let ok = Mutation::Set {
+            key: "k".into(),
+            value: "v".into(),
+        };
         assert!(ok.validate().is_ok());
         assert_eq!(ok.size(), 2);
     }

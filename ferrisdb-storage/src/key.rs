@@ -51,7 +51,10 @@ impl<'a> InternalKeyRef<'a> {
 
     /// Converts to an owned key.
     pub fn to_owned(self) -> InternalKey {
-        InternalKey { key: self.key.to_vec(), version: self.version }
+        InternalKey {
+            key: self.key.to_vec(),
+            version: self.version,
+        }
     }
 }
 
@@ -79,12 +82,18 @@ pub struct InternalKey {
 impl InternalKey {
     /// An owned internal key.
     pub fn new(key: impl Into<Vec<u8>>, version: u64) -> Self {
-        InternalKey { key: key.into(), version }
+        InternalKey {
+            key: key.into(),
+            version,
+        }
     }
 
     /// Borrows it.
     pub fn as_ref(&self) -> InternalKeyRef<'_> {
-        InternalKeyRef { key: &self.key, version: self.version }
+        InternalKeyRef {
+            key: &self.key,
+            version: self.version,
+        }
     }
 }
 
@@ -106,7 +115,7 @@ mod tests {
 
     #[test]
     fn newest_version_of_a_key_sorts_first() {
-        let mut keys = vec![
+        let mut keys = [
             InternalKey::new("b", 1),
             InternalKey::new("a", 1),
             InternalKey::new("a", 9),
@@ -114,7 +123,10 @@ mod tests {
         ];
         keys.sort();
         let order: Vec<_> = keys.iter().map(|k| (k.key.as_slice(), k.version)).collect();
-        assert_eq!(order, vec![(&b"a"[..], 9), (b"a", 1), (b"ab", 5), (b"b", 1)]);
+        assert_eq!(
+            order,
+            vec![(&b"a"[..], 9), (b"a", 1), (b"ab", 5), (b"b", 1)]
+        );
     }
 
     #[test]

@@ -38,7 +38,9 @@ enum ClusterAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Cluster { action: ClusterAction::Up { dir, port_base } } => {
+        Command::Cluster {
+            action: ClusterAction::Up { dir, port_base },
+        } => {
             eprintln!(
                 "ferrisdb cluster up (dir {}, ports from {port_base}): not yet implemented; \
                  the server roles land with the cluster milestone (see DESIGN.md)",

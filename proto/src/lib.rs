@@ -49,7 +49,10 @@ mod tests {
 
     #[test]
     fn kv_messages_round_trip() {
-        let req = super::v1::PutRequest { key: "k".into(), value: vec![0u8, 255].into() };
+        let req = super::v1::PutRequest {
+            key: "k".into(),
+            value: vec![0u8, 255].into(),
+        };
         let back = super::v1::PutRequest::decode(req.encode_to_vec().as_slice()).unwrap();
         assert_eq!(back, req);
     }
