@@ -1,0 +1,107 @@
+//! File-system helpers for WAL segments: listing the segment files of a directory, creating a
+//! new segment durably, and syncing the directory.
+//!
+//! Creating a segment is always durable regardless of the sync policy: the header is written
+//! and fdatasync'ed, then the directory is fsync'ed, so a segment that exists after a crash
+//! has its name and (unless the crash hit creation itself) its header.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ferrisdb_core::{Error, Result};
+
+use super::format::{encode_segment_header, parse_segment_file_name, segment_file_name};
+
+/// One segment file found in the log directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentPath {
+    /// Segment id parsed from the file name.
+    pub id: u64,
+    /// Full path of the file.
+    pub path: PathBuf,
+}
+
+/// Lists the segment files in `dir`, ascending by id. Other files are ignored.
+pub fn list_segments(dir: &Path) -> Result<Vec<SegmentPath>> {
+    let entries = fs::read_dir(dir)
+        .map_err(|e| Error::io(format!("listing WAL dir {}", dir.display()), e))?;
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| Error::io(format!("listing WAL dir {}", dir.display()), e))?;
+        let name = entry.file_name();
+        if let Some(id) = name.to_str().and_then(parse_segment_file_name) {
+            segments.push(SegmentPath {
+                id,
+                path: entry.path(),
+            });
+        }
+    }
+    segments.sort_unstable_by_key(|segment| segment.id);
+    Ok(segments)
+}
+
+/// Fsyncs the directory so created, renamed or deleted entries survive a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing WAL dir {}", dir.display()), e))
+}
+
+/// Deletes a file, treating "already gone" as success.
+pub fn remove_file_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(
+            format!("deleting WAL segment {}", path.display()),
+            e,
+        )),
+    }
+}
+
+/// An open segment file receiving appends.
+#[derive(Debug)]
+pub struct SegmentFile {
+    id: u64,
+    path: PathBuf,
+    file: File,
+}
+
+impl SegmentFile {
+    /// Creates segment `id` in `dir` (failing if it already exists), writes its header,
+    /// fdatasyncs it and fsyncs the directory.
+    pub fn create(dir: &Path, id: u64) -> Result<Self> {
+        let path = dir.join(segment_file_name(id));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("creating WAL segment {}", path.display()), e))?;
+        let mut segment = SegmentFile { id, path, file };
+        segment.write_all(&encode_segment_header(id))?;
+        segment.sync_data()?;
+        sync_dir(dir)?;
+        Ok(segment)
+    }
+
+    /// Id of this segment.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Writes `bytes` at the end of the file (one `write` call unless the OS writes short).
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_all(bytes)
+            .map_err(|e| Error::io(format!("writing WAL segment {}", self.path.display()), e))
+    }
+
+    /// fdatasyncs the file.
+    pub fn sync_data(&mut self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io(format!("syncing WAL segment {}", self.path.display()), e))
+    }
+}
