@@ -7,3 +7,4 @@
 
 pub mod iterator;
 pub mod key;
+pub mod memtable;
