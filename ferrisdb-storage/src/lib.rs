@@ -5,5 +5,7 @@
 //! flushed to SSTables ([`sstable`]) whose set is recorded in the manifest; background
 //! compaction merges SSTables level by level and drops versions below the GC horizon.
 
+pub mod cache;
 pub mod iterator;
 pub mod key;
+pub mod sstable;
