@@ -1,0 +1,29 @@
+//! Sorted string tables: immutable, checksummed files of internal entries.
+//!
+//! A table is written once by [`TableBuilder`] from entries in internal-key order and then
+//! read through [`Table`] (point lookups guarded by a bloom filter) and [`TableIterator`]
+//! (ordered scans in both directions). Layout:
+//!
+//! ```text
+//! [data block][trailer] ... [bloom block][trailer] [properties block][trailer]
+//! [index block][trailer] [footer (64 bytes)]
+//! ```
+//!
+//! Every block carries a CRC32 trailer checked on every read from disk; the footer has its
+//! own CRC and a magic number. `docs/sstable.md` gives the exact byte layouts.
+
+pub mod block;
+pub mod bloom;
+mod builder;
+pub mod format;
+mod iterator;
+mod reader;
+mod varint;
+
+pub use builder::{TableBuilder, TableOptions};
+pub use format::TableProperties;
+pub use iterator::TableIterator;
+pub use reader::{Table, TableEntry};
+
+#[cfg(test)]
+mod tests;

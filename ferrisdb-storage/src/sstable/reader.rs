@@ -1,0 +1,267 @@
+//! An open, immutable SSTable.
+//!
+//! `Table::open` reads the footer, then the bloom, properties and index blocks (kept in
+//! memory), and validates them against each other: the metadata blocks must tile the file
+//! between the data region and the footer, the index handles must tile the data region in
+//! order, and the index's last key must equal the recorded largest key. Data blocks are read
+//! on demand with positional reads, checksum-verified, and shared through the [`BlockCache`].
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ferrisdb_core::{Error, Result};
+
+use super::block::{Block, BlockIter};
+use super::bloom::BloomFilter;
+use super::format::{
+    BLOCK_TRAILER_SIZE, BlockHandle, DecodeError, FOOTER_SIZE, Footer, TableProperties,
+    verify_block_trailer,
+};
+use super::iterator::TableIterator;
+use crate::cache::BlockCache;
+use crate::key::{InternalKey, ValueKind};
+
+/// One entry returned by [`Table::get`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableEntry {
+    /// Value or tombstone.
+    pub kind: ValueKind,
+    /// The value (a zero-copy slice of the cached block; empty for tombstones).
+    pub value: Bytes,
+    /// Version that wrote the entry.
+    pub version: u64,
+}
+
+/// An open SSTable, shared as `Arc<Table>`.
+#[derive(Debug)]
+pub struct Table {
+    id: u64,
+    path: PathBuf,
+    file: File,
+    file_size: u64,
+    cache: Arc<BlockCache>,
+    index: Arc<Block>,
+    index_offset: u64,
+    /// End of the data region (= start of the bloom block).
+    data_end: u64,
+    bloom: BloomFilter,
+    properties: TableProperties,
+}
+
+impl Table {
+    /// Opens and validates the table at `path`; `table_id` keys its blocks in `cache`.
+    pub fn open(path: &Path, table_id: u64, cache: Arc<BlockCache>) -> Result<Arc<Table>> {
+        let file = File::open(path)
+            .map_err(|e| Error::io(format!("opening table {}", path.display()), e))?;
+        let file_size = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading metadata of {}", path.display()), e))?
+            .len();
+        let footer_offset = file_size
+            .checked_sub(FOOTER_SIZE as u64)
+            .ok_or_else(|| Error::corruption(path, 0, "file shorter than a table footer"))?;
+        let mut footer_bytes = [0u8; FOOTER_SIZE];
+        read_at(&file, path, &mut footer_bytes, footer_offset)?;
+        let footer =
+            Footer::decode(&footer_bytes).map_err(|e| e.into_error(path, footer_offset))?;
+
+        // Metadata blocks lie back to back: bloom, properties, index, footer.
+        let tiles = [footer.bloom, footer.properties, footer.index];
+        for (i, handle) in tiles.iter().enumerate() {
+            let next_start = tiles.get(i + 1).map_or(footer_offset, |h| h.offset);
+            if handle.end_with_trailer() != Some(next_start) {
+                return Err(Error::corruption(
+                    path,
+                    footer_offset,
+                    "footer block handles do not tile the file",
+                ));
+            }
+        }
+
+        let bloom_bytes = read_block(&file, path, footer.bloom)?;
+        let bloom = BloomFilter::decode(bloom_bytes)
+            .map_err(|e| e.into_error(path, footer.bloom.offset))?;
+        let props_bytes = read_block(&file, path, footer.properties)?;
+        let mut properties = TableProperties::decode(&props_bytes)
+            .map_err(|e| e.into_error(path, footer.properties.offset))?;
+        properties.file_size = file_size;
+        let index_bytes = read_block(&file, path, footer.index)?;
+        let index =
+            Block::decode(index_bytes).map_err(|e| e.into_error(path, footer.index.offset))?;
+
+        let table = Table {
+            id: table_id,
+            path: path.to_path_buf(),
+            file,
+            file_size,
+            cache,
+            index: Arc::new(index),
+            index_offset: footer.index.offset,
+            data_end: footer.bloom.offset,
+            bloom,
+            properties,
+        };
+        table.validate_index()?;
+        Ok(Arc::new(table))
+    }
+
+    /// Checks that index handles tile the data region and agree with the properties.
+    fn validate_index(&self) -> Result<()> {
+        let mut index = BlockIter::new(self.index.clone());
+        let mut expected_offset = 0u64;
+        let mut count = 0u64;
+        let mut last = InternalKey::default();
+        index.seek_to_first().map_err(|e| self.index_error(e))?;
+        while index.valid() {
+            let handle = self.handle_at(&index)?;
+            if handle.offset != expected_offset {
+                return Err(
+                    self.index_error(DecodeError::new(0, "data block handles not contiguous"))
+                );
+            }
+            expected_offset = handle.end_with_trailer().unwrap_or(u64::MAX);
+            count += 1;
+            last.key.clear();
+            last.key.extend_from_slice(index.key());
+            last.version = index.version();
+            index.next().map_err(|e| self.index_error(e))?;
+        }
+        if expected_offset != self.data_end || count != self.properties.data_block_count {
+            return Err(
+                self.index_error(DecodeError::new(0, "index does not cover the data blocks"))
+            );
+        }
+        if last != self.properties.largest {
+            return Err(self.index_error(DecodeError::new(
+                0,
+                "index and properties disagree on largest key",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Newest entry of `key` with version <= `read_version`, tombstones included. Returns
+    /// `Ok(None)` without touching data blocks when the bloom filter rules the key out.
+    pub fn get(&self, key: &[u8], read_version: u64) -> Result<Option<TableEntry>> {
+        if !self.may_contain(key) {
+            return Ok(None);
+        }
+        let mut index = BlockIter::new(self.index.clone());
+        index
+            .seek(key, read_version)
+            .map_err(|e| self.index_error(e))?;
+        while index.valid() {
+            let handle = self.handle_at(&index)?;
+            let mut data = BlockIter::new(self.data_block(handle)?);
+            data.seek(key, read_version)
+                .map_err(|e| e.into_error(&self.path, handle.offset))?;
+            if data.valid() {
+                if data.key() != key {
+                    return Ok(None);
+                }
+                return Ok(Some(TableEntry {
+                    kind: data.kind(),
+                    value: data.value_bytes(),
+                    version: data.version(),
+                }));
+            }
+            // Unreachable for well-formed tables (the block's last key is >= the target).
+            index.next().map_err(|e| self.index_error(e))?;
+        }
+        Ok(None)
+    }
+
+    /// False only if `key` is certainly absent: outside the key range or rejected by the
+    /// bloom filter.
+    pub fn may_contain(&self, key: &[u8]) -> bool {
+        key >= self.properties.smallest.key.as_slice()
+            && key <= self.properties.largest.key.as_slice()
+            && self.bloom.may_contain(key)
+    }
+
+    /// A cursor over all entries of the table.
+    pub fn iter(self: &Arc<Self>) -> TableIterator {
+        TableIterator::new(Arc::clone(self), BlockIter::new(self.index.clone()))
+    }
+
+    /// The table's properties.
+    pub fn properties(&self) -> &TableProperties {
+        &self.properties
+    }
+
+    /// The id the table was opened with.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Path of the table file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size of the table file in bytes.
+    pub fn file_size(&self) -> u64 {
+        self.file_size
+    }
+
+    /// Decodes the block handle stored in the current index entry.
+    pub(crate) fn handle_at(&self, index: &BlockIter) -> Result<BlockHandle> {
+        let handle = BlockHandle::decode_varint(index.value())
+            .map_err(|e| self.index_error(DecodeError::new(0, e.reason)))?;
+        match handle.end_with_trailer() {
+            Some(end) if end <= self.data_end => Ok(handle),
+            _ => Err(self.index_error(DecodeError::new(
+                0,
+                "data block handle outside the data region",
+            ))),
+        }
+    }
+
+    /// The data block at `handle`, from the cache or read, verified and cached.
+    pub(crate) fn data_block(&self, handle: BlockHandle) -> Result<Arc<Block>> {
+        if let Some(block) = self.cache.get(self.id, handle.offset) {
+            return Ok(block);
+        }
+        let bytes = read_block(&self.file, &self.path, handle)?;
+        let block =
+            Arc::new(Block::decode(bytes).map_err(|e| e.into_error(&self.path, handle.offset))?);
+        self.cache
+            .insert(self.id, handle.offset, Arc::clone(&block));
+        Ok(block)
+    }
+
+    /// Corruption in the index block.
+    pub(crate) fn index_error(&self, err: DecodeError) -> Error {
+        err.into_error(&self.path, self.index_offset)
+    }
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`.
+fn read_at(file: &File, path: &Path, buf: &mut [u8], offset: u64) -> Result<()> {
+    file.read_exact_at(buf, offset).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            Error::corruption(path, offset, "table file truncated")
+        } else {
+            Error::io(format!("reading {} at {offset}", path.display()), e)
+        }
+    })
+}
+
+/// Reads a block and its trailer, verifies the checksum, and returns the contents.
+fn read_block(file: &File, path: &Path, handle: BlockHandle) -> Result<Bytes> {
+    let size = usize::try_from(handle.size)
+        .ok()
+        .and_then(|size| size.checked_add(BLOCK_TRAILER_SIZE))
+        .ok_or_else(|| Error::corruption(path, handle.offset, "block size too large"))?;
+    let mut buf = vec![0u8; size];
+    read_at(file, path, &mut buf, handle.offset)?;
+    let (contents, trailer) = buf.split_at(size - BLOCK_TRAILER_SIZE);
+    verify_block_trailer(contents, trailer)
+        .map_err(|e| e.into_error(path, handle.offset.saturating_add(handle.size)))?;
+    let mut bytes = Bytes::from(buf);
+    bytes.truncate(size - BLOCK_TRAILER_SIZE);
+    Ok(bytes)
+}
