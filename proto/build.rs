@@ -21,7 +21,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out_dir.join("ferrisdb_descriptor.bin"), compiler.encode_file_descriptor_set())?;
+    std::fs::write(
+        out_dir.join("ferrisdb_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
     tonic_prost_build::configure()
         .bytes(".")
         .compile_fds(compiler.file_descriptor_set())?;
