@@ -1,4 +1,10 @@
 //! FerrisDB's server roles. Each role runs as its own binary and talks gRPC:
-//! the cluster controller, the transaction coordinator and the storage server (see DESIGN.md).
+//! the cluster controller ([`controller`], binary `ferrisdb-controller`), the transaction
+//! coordinator ([`coordinator`]: sequencer and resolver so far) and the storage server.
+//! The internal protocol is described in `docs/cluster-protocol.md`.
 
+#![deny(missing_docs)]
+
+pub mod controller;
+pub mod coordinator;
 pub mod grpc;

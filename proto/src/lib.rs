@@ -1,9 +1,19 @@
-//! FerrisDB's gRPC protocol: the generated `ferrisdb.v1` messages and services, and the
-//! encoded file descriptor set that every process registers for gRPC reflection.
+//! FerrisDB's gRPC protocol: the generated `ferrisdb.v1` messages and services, the encoded
+//! file descriptor set that every process registers for gRPC reflection, the conversions
+//! between wire messages and `ferrisdb-core` types ([`convert`]) and the mapping between
+//! [`ferrisdb_core::Error`] and gRPC statuses ([`status`]).
+//!
+//! Services: `KV` (public, `kv.proto`), `ClusterController` (`controller.proto`),
+//! `TransactionCoordinator` (`coordinator.proto`) and `StorageServer` (`storage.proto`);
+//! shared messages live in `types.proto`.
 
-#![allow(missing_docs, clippy::all, clippy::pedantic)]
+#![deny(missing_docs)]
+
+pub mod convert;
+pub mod status;
 
 /// Generated code for the `ferrisdb.v1` package.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod v1 {
     tonic::include_proto!("ferrisdb.v1");
 }
@@ -19,7 +29,10 @@ mod tests {
     #[test]
     fn descriptor_set_decodes_and_names_the_kv_service() {
         let set = prost_types_free::decode(super::FILE_DESCRIPTOR_SET);
-        assert!(set.iter().any(|f| f == "ferrisdb/v1/kv.proto"), "{set:?}");
+        for file in ["kv", "types", "controller", "coordinator", "storage"] {
+            let name = format!("ferrisdb/v1/{file}.proto");
+            assert!(set.contains(&name), "{set:?}");
+        }
     }
 
     /// Decodes file names from a FileDescriptorSet without pulling in prost-types.

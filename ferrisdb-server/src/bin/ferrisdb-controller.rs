@@ -1,0 +1,86 @@
+//! `ferrisdb-controller`: runs a FerrisDB cluster controller process.
+//!
+//! Serves the `ClusterController` gRPC service, `grpc.health.v1` and gRPC reflection on
+//! `--listen`, keeps the cluster's identity and shard map in `--data-dir`, and shuts down
+//! cleanly on SIGTERM or SIGINT. Logs go to stderr (`RUST_LOG` filters, default `info`).
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use ferrisdb_server::controller::{self, ControllerConfig};
+
+/// Runs a FerrisDB cluster controller.
+#[derive(Parser, Debug)]
+#[command(name = "ferrisdb-controller", version, about)]
+struct Args {
+    /// Address to serve gRPC on.
+    #[arg(long, default_value = "127.0.0.1:4500")]
+    listen: SocketAddr,
+    /// Directory for the controller's metadata file (created if missing).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Storage servers to wait for before bootstrapping the shard map (first start only).
+    #[arg(long, default_value_t = 3)]
+    storage_servers: u32,
+    /// Replicas per shard.
+    #[arg(long, default_value_t = 2)]
+    replication: u32,
+    /// Heartbeat interval workers are told to use, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    heartbeat_ms: u64,
+    /// Missed heartbeat intervals after which a worker is reported unhealthy.
+    #[arg(long, default_value_t = 4)]
+    missed_heartbeats: u32,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = ControllerConfig {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        storage_servers: args.storage_servers,
+        replication: args.replication,
+        heartbeat_interval: Duration::from_millis(args.heartbeat_ms),
+        missed_heartbeats: args.missed_heartbeats,
+    };
+    match controller::serve(config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("ferrisdb-controller: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+        _ = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

@@ -1,0 +1,203 @@
+//! The controller's metadata file: cluster id, bootstrap parameters, shard map and known
+//! workers, as JSON in `<data-dir>/controller.json`.
+//!
+//! Writes are atomic: the new contents go to a temporary file that is fsynced, renamed over
+//! the old file, and the directory is fsynced, so a crash leaves either the old or the new
+//! file. Keys are stored in the printable escaped form of [`ferrisdb_core::keys::escape`]. A
+//! file that does not parse or violates the shard-map invariants is reported as
+//! [`Error::Corruption`] naming the file.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ferrisdb_core::keys::{escape, unescape};
+use ferrisdb_core::{Error, KeyRange};
+use serde::{Deserialize, Serialize};
+
+use super::membership::WorkerRecord;
+use super::shard_map::{Shard, ShardMap};
+
+/// Name of the metadata file inside the data directory.
+pub const METADATA_FILE: &str = "controller.json";
+/// Format version written into the file.
+const FORMAT: u32 = 1;
+
+/// Everything the controller persists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    /// The cluster's identity, generated once.
+    pub cluster_id: String,
+    /// Storage servers the cluster bootstraps with.
+    pub expected_storage_servers: u32,
+    /// Replicas per shard.
+    pub replication: u32,
+    /// The current shard map.
+    pub shard_map: ShardMap,
+    /// Every worker that ever registered.
+    pub workers: Vec<WorkerRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileShard {
+    begin: String,
+    end: String,
+    storage_ids: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileContents {
+    format: u32,
+    cluster_id: String,
+    expected_storage_servers: u32,
+    replication: u32,
+    shard_map_version: u64,
+    shards: Vec<FileShard>,
+    workers: Vec<WorkerRecord>,
+}
+
+/// The metadata file's path inside `dir`.
+pub fn path_in(dir: &Path) -> PathBuf {
+    dir.join(METADATA_FILE)
+}
+
+/// Reads the metadata from `dir`; `None` if the file does not exist.
+pub fn load(dir: &Path) -> Result<Option<Metadata>, Error> {
+    let path = path_in(dir);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    let corrupt = |reason: String| Error::corruption(path.clone(), 0, reason);
+    let file: FileContents =
+        serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not valid metadata: {e}")))?;
+    if file.format != FORMAT {
+        return Err(corrupt(format!(
+            "unknown format {} (expected {FORMAT})",
+            file.format
+        )));
+    }
+    let shards = file
+        .shards
+        .into_iter()
+        .map(|s| {
+            let begin = unescape(&s.begin)?;
+            let end = unescape(&s.end)?;
+            Ok(Shard {
+                range: KeyRange::new(begin, end)?,
+                storage_ids: s.storage_ids,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()
+        .map_err(|e| corrupt(format!("bad shard: {e}")))?;
+    let shard_map = ShardMap {
+        version: file.shard_map_version,
+        shards,
+    };
+    shard_map
+        .validate()
+        .map_err(|e| corrupt(format!("bad shard map: {e}")))?;
+    Ok(Some(Metadata {
+        cluster_id: file.cluster_id,
+        expected_storage_servers: file.expected_storage_servers,
+        replication: file.replication,
+        shard_map,
+        workers: file.workers,
+    }))
+}
+
+/// Writes the metadata to `dir` atomically (temp file, fsync, rename, fsync directory).
+pub fn store(dir: &Path, meta: &Metadata) -> Result<(), Error> {
+    let contents = FileContents {
+        format: FORMAT,
+        cluster_id: meta.cluster_id.clone(),
+        expected_storage_servers: meta.expected_storage_servers,
+        replication: meta.replication,
+        shard_map_version: meta.shard_map.version,
+        shards: meta
+            .shard_map
+            .shards
+            .iter()
+            .map(|s| FileShard {
+                begin: escape(&s.range.begin),
+                end: escape(&s.range.end),
+                storage_ids: s.storage_ids.clone(),
+            })
+            .collect(),
+        workers: meta.workers.clone(),
+    };
+    let json = serde_json::to_vec_pretty(&contents)
+        .map_err(|e| Error::Internal(format!("encoding controller metadata: {e}")))?;
+    let path = path_in(dir);
+    let tmp = dir.join(format!("{METADATA_FILE}.tmp"));
+    let io = |what: &str, p: &Path| {
+        let context = format!("{what} {}", p.display());
+        move |e| Error::io(context, e)
+    };
+    let mut file = File::create(&tmp).map_err(io("creating", &tmp))?;
+    file.write_all(&json).map_err(io("writing", &tmp))?;
+    file.sync_all().map_err(io("syncing", &tmp))?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(io("renaming into place", &path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("syncing directory", dir))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::membership::Role;
+
+    fn sample() -> Metadata {
+        let ids: Vec<String> = (0..3).map(|i| format!("ss-{i}")).collect();
+        Metadata {
+            cluster_id: "c0ffee".into(),
+            expected_storage_servers: 3,
+            replication: 2,
+            shard_map: ShardMap::bootstrap(&ids, 2, 1).unwrap(),
+            workers: vec![WorkerRecord {
+                id: "ss-0".into(),
+                role: Role::Storage,
+                address: "127.0.0.1:4502".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_replaces_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load(dir.path()).unwrap(), None);
+        let mut meta = sample();
+        store(dir.path(), &meta).unwrap();
+        assert_eq!(load(dir.path()).unwrap(), Some(meta.clone()));
+        meta.shard_map.version = 2;
+        store(dir.path(), &meta).unwrap();
+        assert_eq!(load(dir.path()).unwrap(), Some(meta));
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(METADATA_FILE)]);
+    }
+
+    #[test]
+    fn corrupt_file_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(path_in(dir.path()), b"{ not json").unwrap();
+        let err = load(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::Corruption { .. }));
+        assert!(err.to_string().contains(METADATA_FILE), "{err}");
+
+        store(dir.path(), &sample()).unwrap();
+        let text = fs::read_to_string(path_in(dir.path())).unwrap();
+        // Shard 0 ends at 0x55 ("U"); moving its end makes it overlap shard 1.
+        let gap = text.replacen(r#""end": "U""#, r#""end": "V""#, 1);
+        assert_ne!(gap, text);
+        fs::write(path_in(dir.path()), gap).unwrap();
+        let err = load(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("bad shard map"), "{err}");
+    }
+}

@@ -1,0 +1,191 @@
+//! Conversions between the controller's types and its `controller.proto` messages. (Core
+//! types such as key ranges convert through `ferrisdb_proto::convert`.)
+
+use std::time::Instant;
+
+use ferrisdb_core::{Error, KeyRange, Version};
+use ferrisdb_proto::convert::required;
+use ferrisdb_proto::v1;
+
+use super::membership::{CoordinatorStatus, Role, RoleStatus, StorageStatus, Worker};
+use super::shard_map::{Shard, ShardMap};
+use super::state::ClusterState;
+
+/// A wire role number as a [`Role`]; unspecified and unknown roles are invalid.
+pub fn role_from_proto(role: i32) -> Result<Role, Error> {
+    match v1::WorkerRole::try_from(role) {
+        Ok(v1::WorkerRole::Storage) => Ok(Role::Storage),
+        Ok(v1::WorkerRole::Coordinator) => Ok(Role::Coordinator),
+        Ok(v1::WorkerRole::Unspecified) => {
+            Err(Error::InvalidArgument("worker role is unspecified".into()))
+        }
+        Err(_) => Err(Error::InvalidArgument(format!(
+            "unknown worker role number {role}"
+        ))),
+    }
+}
+
+/// A [`Role`] on the wire.
+pub fn role_to_proto(role: Role) -> v1::WorkerRole {
+    match role {
+        Role::Storage => v1::WorkerRole::Storage,
+        Role::Coordinator => v1::WorkerRole::Coordinator,
+    }
+}
+
+/// A reported status; `None` if the message carries none.
+pub fn status_from_proto(status: Option<v1::WorkerStatus>) -> Option<RoleStatus> {
+    use v1::worker_status::Status;
+    match status?.status? {
+        Status::Storage(s) => Some(RoleStatus::Storage(StorageStatus {
+            applied_version: Version(s.applied_version),
+            durable_version: Version(s.durable_version),
+            data_bytes: s.data_bytes,
+        })),
+        Status::Coordinator(c) => Some(RoleStatus::Coordinator(CoordinatorStatus {
+            committed_version: Version(c.committed_version),
+            commits_per_second: c.commits_per_second,
+            avg_batch_size: c.avg_batch_size,
+            log_bytes: c.log_bytes,
+        })),
+    }
+}
+
+/// A status on the wire.
+pub fn status_to_proto(status: &RoleStatus) -> v1::WorkerStatus {
+    use v1::worker_status::Status;
+    let status = match status {
+        RoleStatus::Storage(s) => Status::Storage(v1::StorageStatus {
+            applied_version: s.applied_version.get(),
+            durable_version: s.durable_version.get(),
+            data_bytes: s.data_bytes,
+        }),
+        RoleStatus::Coordinator(c) => Status::Coordinator(v1::CoordinatorStatus {
+            committed_version: c.committed_version.get(),
+            commits_per_second: c.commits_per_second,
+            avg_batch_size: c.avg_batch_size,
+            log_bytes: c.log_bytes,
+        }),
+    };
+    v1::WorkerStatus {
+        status: Some(status),
+    }
+}
+
+/// A shard map on the wire.
+pub fn shard_map_to_proto(map: &ShardMap) -> v1::ShardMap {
+    v1::ShardMap {
+        version: map.version,
+        shards: map
+            .shards
+            .iter()
+            .map(|s| v1::Shard {
+                range: Some(v1::KeyRange::from(&s.range)),
+                storage_ids: s.storage_ids.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// A shard map from the wire (for workers and clients), with its invariants checked.
+pub fn shard_map_from_proto(map: v1::ShardMap) -> Result<ShardMap, Error> {
+    let shards = map
+        .shards
+        .into_iter()
+        .map(|s| {
+            let range = KeyRange::try_from(required(s.range, "shard.range")?)?;
+            Ok(Shard {
+                range,
+                storage_ids: s.storage_ids,
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    let map = ShardMap {
+        version: map.version,
+        shards,
+    };
+    map.validate().map_err(Error::InvalidArgument)?;
+    Ok(map)
+}
+
+/// The whole cluster as `GetClusterState` reports it at `now`.
+pub fn cluster_state_to_proto(
+    state: &ClusterState,
+    now: Instant,
+    heartbeat_interval_ms: u32,
+) -> v1::GetClusterStateResponse {
+    let m = &state.membership;
+    let worker = |w: &Worker| v1::WorkerInfo {
+        worker_id: w.record.id.clone(),
+        role: role_to_proto(w.record.role) as i32,
+        address: w.record.address.clone(),
+        healthy: m.is_healthy(w, now),
+        ms_since_heartbeat: u64::try_from(m.silence(w, now).as_millis()).unwrap_or(u64::MAX),
+        start_time_unix_ms: w.registered_at_unix_ms.unwrap_or(0),
+        status: w.status.as_ref().map(status_to_proto),
+    };
+    v1::GetClusterStateResponse {
+        cluster_id: state.cluster_id.clone(),
+        coordinator: state.coordinator().map(|c| v1::CoordinatorInfo {
+            worker_id: c.record.id.clone(),
+            address: c.record.address.clone(),
+            healthy: m.is_healthy(c, now),
+        }),
+        shard_map: Some(shard_map_to_proto(&state.shard_map)),
+        workers: m.workers().iter().map(worker).collect(),
+        expected_storage_servers: state.expected_storage_servers,
+        replication: state.replication,
+        heartbeat_interval_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_convert_and_reject_unspecified() {
+        for role in [Role::Storage, Role::Coordinator] {
+            assert_eq!(role_from_proto(role_to_proto(role) as i32).unwrap(), role);
+        }
+        assert!(role_from_proto(0).is_err());
+        assert!(role_from_proto(42).is_err());
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        let all = [
+            RoleStatus::Storage(StorageStatus {
+                applied_version: Version(5),
+                durable_version: Version(4),
+                data_bytes: 9,
+            }),
+            RoleStatus::Coordinator(CoordinatorStatus {
+                committed_version: Version(7),
+                commits_per_second: 1.5,
+                avg_batch_size: 2.0,
+                log_bytes: 3,
+            }),
+        ];
+        for s in all {
+            assert_eq!(status_from_proto(Some(status_to_proto(&s))), Some(s));
+        }
+        assert_eq!(
+            status_from_proto(Some(v1::WorkerStatus { status: None })),
+            None
+        );
+        assert_eq!(status_from_proto(None), None);
+    }
+
+    #[test]
+    fn shard_maps_round_trip_and_are_validated() {
+        let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let map = ShardMap::bootstrap(&ids, 2, 3).unwrap();
+        assert_eq!(shard_map_from_proto(shard_map_to_proto(&map)).unwrap(), map);
+        let mut wire = shard_map_to_proto(&map);
+        wire.shards.pop();
+        assert!(shard_map_from_proto(wire.clone()).is_err());
+        wire.shards[0].range = None;
+        assert!(shard_map_from_proto(wire).is_err());
+    }
+}
