@@ -7,6 +7,7 @@
 
 pub mod clip;
 pub mod clock;
+pub mod commit;
 pub mod log;
 pub mod resolver;
 pub mod sequencer;
