@@ -8,10 +8,12 @@
 pub mod clip;
 pub mod clock;
 pub mod commit;
+pub mod handle;
 pub mod log;
 pub mod resolver;
 pub mod sequencer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use handle::{Coordinator, CoordinatorHandle, CoordinatorOptions, Pull, Pulled};
 pub use resolver::{ResolveError, Resolver, ResolverConfig, TxnConflicts};
 pub use sequencer::Sequencer;
