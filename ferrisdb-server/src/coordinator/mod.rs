@@ -3,7 +3,8 @@
 //! together, plus the `TransactionCoordinator` gRPC service. See `docs/commit-path.md`.
 //!
 //! Layers, innermost first: [`clock`], [`sequencer`], [`resolver`] and [`clip`] (pure logic),
-//! [`log`] (the durable commit log on the WAL), [`commit`] (the batching pipeline).
+//! [`log`] (the durable commit log on the WAL), [`commit`] (the batching pipeline), [`handle`]
+//! (the in-process API), [`service`] (gRPC), [`worker`] (controller membership) and [`server`].
 
 pub mod clip;
 pub mod clock;
@@ -12,8 +13,13 @@ pub mod handle;
 pub mod log;
 pub mod resolver;
 pub mod sequencer;
+pub mod server;
+pub mod service;
+pub mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use handle::{Coordinator, CoordinatorHandle, CoordinatorOptions, Pull, Pulled};
 pub use resolver::{ResolveError, Resolver, ResolverConfig, TxnConflicts};
 pub use sequencer::Sequencer;
+pub use server::{CoordinatorConfig, serve, serve_on};
+pub use service::CoordinatorService;
