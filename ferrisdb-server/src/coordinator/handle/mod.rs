@@ -128,20 +128,28 @@ impl Coordinator {
     ) -> Result<CoordinatorHandle> {
         let (log, recovered) = CommitLog::open(&opts.log_dir, opts.log)?;
         let log = Arc::new(log);
-        let sequencer = if recovered.last_version == Version::ZERO {
+        let mut sequencer = if recovered.last_version == Version::ZERO {
             Sequencer::new(clock)
         } else {
             Sequencer::recover(clock, recovered.last_version)
         };
+        // The recovery commit: an empty, durable batch at the first version of this
+        // generation. Read versions handed out from now on are at least this one, so they lie
+        // inside the resolver's window and above every version of the previous generation.
+        let start = sequencer.next_version()?;
+        let submitted = log.submit(start, Vec::new())?;
+        log.sync(submitted.seq)?;
+        log.publish(submitted.batch);
         tracing::info!(
             last_version = %recovered.last_version,
+            generation_start = %start,
             batches = recovered.batches,
             retained_from = %recovered.retained_from,
             "commit log recovered"
         );
         let pipeline = Pipeline::start(
             log.clone(),
-            recovered.last_version,
+            start,
             sequencer,
             Resolver::new(ResolverConfig::default()),
             opts.batch,
@@ -158,7 +166,7 @@ impl Coordinator {
         }))
     }
 
-    /// What recovery found when the coordinator opened.
+    /// What recovery found when the coordinator opened (before its recovery commit).
     pub fn recovered(&self) -> Recovered {
         self.recovered
     }

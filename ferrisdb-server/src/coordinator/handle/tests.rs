@@ -49,10 +49,11 @@ async fn pulls_are_clipped_long_poll_and_respect_the_size_cap() {
     let clock = ManualClock::new(1_000);
     let c = open(dir.path(), &clock);
     // A long poll that a commit wakes up.
+    let start = c.read_version();
     let waiter = tokio::spawn({
         let c = c.clone();
         async move {
-            let mut p = pull(Version::ZERO, vec![range("a", "m")]);
+            let mut p = pull(start, vec![range("a", "m")]);
             p.wait = Duration::from_secs(30);
             c.pull(p).await
         }
@@ -122,8 +123,11 @@ async fn a_restart_keeps_every_commit_and_jumps_the_mvcc_window() {
     }
     let last = *acked.last().unwrap();
     let c = open(dir.path(), &clock);
-    assert_eq!(c.read_version(), last);
-    assert_eq!(c.recovered().batches, 10);
+    // Ten commits plus the first generation's empty recovery commit.
+    assert_eq!(c.recovered().batches, 11);
+    assert_eq!(c.recovered().last_version, last);
+    // The new generation's recovery commit is at least one MVCC window later.
+    assert!(c.read_version().get() >= last.get() + Version::MVCC_WINDOW);
     let got = c
         .pull(pull(Version::ZERO, vec![KeyRange::all()]))
         .await
