@@ -399,13 +399,11 @@ impl<C: Clock> Batcher<C> {
                     batch: submitted.batch,
                     replies,
                 };
-                if let Err(std_mpsc::SendError(job)) = self.jobs.send(job) {
-                    if let Job::Batch { replies, .. } = job {
-                        for r in replies {
-                            let _ = r.send(Err(Error::CommitUnknownResult(
-                                "the commit syncer stopped".into(),
-                            )));
-                        }
+                if let Err(std_mpsc::SendError(Job::Batch { replies, .. })) = self.jobs.send(job) {
+                    for r in replies {
+                        let _ = r.send(Err(Error::CommitUnknownResult(
+                            "the commit syncer stopped".into(),
+                        )));
                     }
                 }
             }

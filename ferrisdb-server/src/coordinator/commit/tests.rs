@@ -1,5 +1,9 @@
 //! Tests of the commit pipeline: group commit, in-batch conflicts, ordering, read-only and
 //! too-old transactions, and shutdown.
+//!
+//! The tests hold the batcher's gate (a blocking mutex) across awaits on purpose: it stops the
+//! batcher thread, never a runtime worker.
+#![allow(clippy::await_holding_lock)]
 
 use std::path::Path;
 use std::time::Duration;
