@@ -55,6 +55,8 @@ mod write_map;
 
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod tests;
 
 use bytes::Bytes;
 
