@@ -11,7 +11,6 @@ use rand::Rng;
 /// The delay sequence of one retry loop.
 #[derive(Debug, Clone)]
 pub(crate) struct Backoff {
-    initial: Duration,
     next: Duration,
     max: Duration,
 }
@@ -20,11 +19,7 @@ impl Backoff {
     /// A sequence starting at `initial` and capped at `max`.
     pub fn new(initial: Duration, max: Duration) -> Self {
         let initial = initial.min(max);
-        Backoff {
-            initial,
-            next: initial,
-            max,
-        }
+        Backoff { next: initial, max }
     }
 
     /// The next delay to sleep.
@@ -34,11 +29,6 @@ impl Backoff {
         let half = ceiling / 2;
         let spread = u64::try_from((ceiling - half).as_nanos()).unwrap_or(u64::MAX);
         half + Duration::from_nanos(rand::rng().random_range(0..=spread))
-    }
-
-    /// Starts the sequence over.
-    pub fn reset(&mut self) {
-        self.next = self.initial;
     }
 }
 
@@ -65,8 +55,7 @@ mod tests {
             // Far along, delays sit between max/2 and max.
             let d = b.next_delay();
             assert!(d >= max / 2 && d <= max);
-            b.reset();
-            assert!(b.next_delay() <= initial);
+            assert!(Backoff::new(initial, max).next_delay() <= initial);
         }
     }
 

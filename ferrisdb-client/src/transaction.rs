@@ -449,7 +449,8 @@ impl Transaction {
 
     // ---- commit and retry -----------------------------------------------------------------
 
-    /// The commit request as it would be sent now (for tests and diagnostics).
+    /// The commit request as it would be sent now (for tests).
+    #[cfg(test)]
     pub(crate) fn pending_commit(&self) -> (Vec<Mutation>, Vec<KeyRange>, Vec<KeyRange>) {
         self.lock().commit_parts()
     }
