@@ -10,6 +10,7 @@
 //! been applied.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -170,8 +171,6 @@ impl GrpcBackend {
         Err(last.unwrap_or_else(|| Error::Unavailable("shard has no replicas".into())))
     }
 }
-
-use std::future::Future;
 
 impl Backend for GrpcBackend {
     fn read_version(&self) -> BoxFuture<'_, Result<Version, Error>> {
