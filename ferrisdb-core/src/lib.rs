@@ -2,7 +2,7 @@
 //!
 //! Every other crate speaks in these types: [`Version`] (the MVCC timestamp),
 //! [`KeyRange`] (a half-open range of keys), [`Mutation`] (one write of a transaction),
-//! the size [`limits`], and the [`Error`] type whose variants mirror FoundationDB's error codes.
+//! the size [`limits`], the [`ShardMap`] (which storage servers hold which keys), and the [`Error`] type whose variants mirror FoundationDB's error codes.
 //! This crate does no I/O and owns no state.
 
 #![deny(missing_docs)]
@@ -11,9 +11,11 @@ pub mod error;
 pub mod keys;
 pub mod limits;
 pub mod mutation;
+pub mod shard_map;
 pub mod version;
 
 pub use error::{Error, ErrorCode, Result};
 pub use keys::{KeyRange, key_after};
 pub use mutation::{AtomicOp, Mutation};
+pub use shard_map::{Shard, ShardMap};
 pub use version::Version;

@@ -3,12 +3,11 @@
 
 use std::time::Instant;
 
-use ferrisdb_core::{Error, KeyRange, Version};
-use ferrisdb_proto::convert::required;
+use ferrisdb_core::{Error, Version};
 use ferrisdb_proto::v1;
 
 use super::membership::{CoordinatorStatus, Role, RoleStatus, StorageStatus, Worker};
-use super::shard_map::{Shard, ShardMap};
+use super::shard_map::ShardMap;
 use super::state::ClusterState;
 
 /// A wire role number as a [`Role`]; unspecified and unknown roles are invalid.
@@ -72,40 +71,14 @@ pub fn status_to_proto(status: &RoleStatus) -> v1::WorkerStatus {
     }
 }
 
-/// A shard map on the wire.
+/// A shard map on the wire (the conversion lives in `ferrisdb_proto::convert`).
 pub fn shard_map_to_proto(map: &ShardMap) -> v1::ShardMap {
-    v1::ShardMap {
-        version: map.version,
-        shards: map
-            .shards
-            .iter()
-            .map(|s| v1::Shard {
-                range: Some(v1::KeyRange::from(&s.range)),
-                storage_ids: s.storage_ids.clone(),
-            })
-            .collect(),
-    }
+    v1::ShardMap::from(map)
 }
 
 /// A shard map from the wire (for workers and clients), with its invariants checked.
 pub fn shard_map_from_proto(map: v1::ShardMap) -> Result<ShardMap, Error> {
-    let shards = map
-        .shards
-        .into_iter()
-        .map(|s| {
-            let range = KeyRange::try_from(required(s.range, "shard.range")?)?;
-            Ok(Shard {
-                range,
-                storage_ids: s.storage_ids,
-            })
-        })
-        .collect::<Result<_, Error>>()?;
-    let map = ShardMap {
-        version: map.version,
-        shards,
-    };
-    map.validate().map_err(Error::InvalidArgument)?;
-    Ok(map)
+    ShardMap::try_from(map)
 }
 
 /// The whole cluster as `GetClusterState` reports it at `now`.

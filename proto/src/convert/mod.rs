@@ -8,6 +8,7 @@
 mod commit;
 mod mutation;
 mod range;
+mod shard_map;
 
 pub use commit::{Commit, VersionedMutations};
 pub use range::{ranges_from_proto, ranges_to_proto};

@@ -1,0 +1,52 @@
+//! The seam between transactions and the cluster: the four calls a transaction makes
+//! (read version, point read, range piece, commit) plus cache invalidation after errors.
+//!
+//! The real implementation is [`crate::grpc::GrpcBackend`]; tests use an in-memory one. A
+//! backend never retries a whole transaction itself: it returns errors and the retry loop
+//! ([`crate::Transaction::on_error`]) decides.
+
+use bytes::Bytes;
+use ferrisdb_core::{Error, Version};
+use ferrisdb_proto::convert::Commit;
+use futures_util::future::BoxFuture;
+
+use crate::KeyValue;
+
+/// A storage read of a range: served by the one shard holding its first key in read order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RangeRead {
+    /// First key of the remaining range.
+    pub begin: Bytes,
+    /// Exclusive end of the remaining range (empty: unbounded).
+    pub end: Bytes,
+    /// The read version.
+    pub version: Version,
+    /// Most pairs to return (0: no limit).
+    pub limit: usize,
+    /// Descending order.
+    pub reverse: bool,
+}
+
+/// The answer to a [`RangeRead`]: every stored pair between the read's start and `resume`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct RangeChunk {
+    /// The pairs, in read order.
+    pub kvs: Vec<KeyValue>,
+    /// Where the read continues: the next begin (forward) or the next exclusive end (reverse);
+    /// `None` when the range is exhausted.
+    pub resume: Option<Bytes>,
+}
+
+/// What a transaction needs from the cluster.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// A fresh read version from the coordinator.
+    fn read_version(&self) -> BoxFuture<'_, Result<Version, Error>>;
+    /// One key at a version, from a storage server holding it.
+    fn get(&self, key: Bytes, version: Version) -> BoxFuture<'_, Result<Option<Bytes>, Error>>;
+    /// The next piece of a range read (one shard's worth at most).
+    fn get_range(&self, read: RangeRead) -> BoxFuture<'_, Result<RangeChunk, Error>>;
+    /// Sends a commit; returns the commit version.
+    fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<Version, Error>>;
+    /// Drops cached cluster state an error shows to be stale (shard map, coordinator).
+    fn invalidate(&self, err: &Error);
+}

@@ -1,0 +1,165 @@
+//! [`Database`]: the handle applications hold, and the retry loop [`Database::run`].
+//!
+//! A `Database` is an `Arc` around the shared backend (cached cluster state and one gRPC
+//! channel per address, connected lazily on first use) plus the options; cloning it is cheap
+//! and clones share connections. Opening one does no I/O besides reading a cluster file.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use ferrisdb_core::{Error, Result};
+
+use crate::backend::Backend;
+use crate::cluster_file::{ClusterFile, check_address};
+use crate::grpc::GrpcBackend;
+use crate::{DatabaseOptions, Transaction};
+
+/// A connection to a FerrisDB cluster. Cheap to clone; clones share connections.
+#[derive(Clone)]
+pub struct Database {
+    pub(crate) backend: Arc<dyn Backend>,
+    options: Arc<DatabaseOptions>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// A database reached through the cluster controller at `controller` (`host:port`).
+    /// Connects lazily: errors reaching the cluster surface on the first transaction.
+    pub fn connect(controller: impl Into<String>) -> Result<Database> {
+        Self::connect_all([controller.into()])
+    }
+
+    /// Like [`connect`](Self::connect) with several controller addresses, tried in order.
+    pub fn connect_all(
+        controllers: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Database> {
+        let file = ClusterFile::new(controllers)?;
+        Ok(Self::from_backend(
+            Arc::new(GrpcBackend::new(file.controllers)),
+            DatabaseOptions::default(),
+        ))
+    }
+
+    /// A database named by a cluster file (see [`ClusterFile`] for the format).
+    pub fn from_cluster_file(path: impl AsRef<Path>) -> Result<Database> {
+        let file = ClusterFile::load(path)?;
+        Self::connect_all(file.controllers)
+    }
+
+    /// Opens `target`: a cluster file if a file exists at that path, otherwise one or more
+    /// comma-separated controller addresses.
+    pub fn open(target: &str) -> Result<Database> {
+        if Path::new(target).is_file() {
+            return Self::from_cluster_file(target);
+        }
+        let addrs: Vec<&str> = target.split(',').map(str::trim).collect();
+        for a in &addrs {
+            check_address(a).map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "{target:?} is neither a cluster file nor host:port controller addresses"
+                ))
+            })?;
+        }
+        Self::connect_all(addrs)
+    }
+
+    pub(crate) fn from_backend(backend: Arc<dyn Backend>, options: DatabaseOptions) -> Self {
+        Database {
+            backend,
+            options: Arc::new(options),
+        }
+    }
+
+    /// This database with other options (sharing the connections).
+    pub fn with_options(&self, options: DatabaseOptions) -> Database {
+        Database {
+            backend: self.backend.clone(),
+            options: Arc::new(options),
+        }
+    }
+
+    /// The options transactions of this handle use.
+    pub fn options(&self) -> &DatabaseOptions {
+        &self.options
+    }
+
+    /// A new transaction, to drive by hand (most code uses [`run`](Self::run)).
+    pub fn create_transaction(&self) -> Transaction {
+        Transaction::new(self.clone())
+    }
+
+    /// Runs `f` in a transaction and commits it, retrying on retryable errors.
+    ///
+    /// Each attempt calls `f` with a fresh view of the same [`Transaction`] (a cheap handle),
+    /// then commits. On an error, [`Transaction::on_error`] decides: retryable errors
+    /// (conflicts, too old, future version, recovering, unavailable, wrong shard, commit
+    /// unknown) back off and run `f` again; others are returned. `f` may therefore run several
+    /// times and must not have side effects outside the transaction. It should not keep the
+    /// `Transaction` beyond the attempt. The whole loop is bounded by
+    /// [`DatabaseOptions::timeout`] and [`DatabaseOptions::retry_limit`]. A
+    /// `CommitUnknownResult` is retried too: make such transactions idempotent, or check
+    /// [`Error::is_commit_unknown`] by driving the loop by hand.
+    ///
+    /// `async move` blocks move captured values out of `f`, so clone non-`Copy` captures
+    /// first: `db.run(|tx| { let k = k.clone(); async move { tx.get(&k).await } })`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> ferrisdb_client::Result<()> {
+    /// use ferrisdb_client::Database;
+    /// let db = Database::connect("127.0.0.1:4500")?;
+    /// let previous = db
+    ///     .run(|tx| async move {
+    ///         let old = tx.get("greeting").await?;
+    ///         tx.set("greeting", "hello")?;
+    ///         Ok(old)
+    ///     })
+    ///     .await?;
+    /// println!("was {previous:?}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn run<F, Fut, T>(&self, mut f: F) -> Result<T>
+    where
+        F: FnMut(Transaction) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let tx = self.create_transaction();
+        let deadline = self
+            .options
+            .timeout
+            .map(|t| tokio::time::Instant::from_std(tx.started()) + t);
+        loop {
+            let attempt = async {
+                let value = f(tx.clone()).await?;
+                tx.commit().await?;
+                Ok(value)
+            };
+            let result = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, attempt).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        return Err(Error::TimedOut(format!(
+                            "transaction did not finish within {:?} ({} retries); if it was \
+                             committing, its outcome is unknown",
+                            self.options.timeout.unwrap_or_default(),
+                            tx.retries()
+                        )));
+                    }
+                },
+                None => attempt.await,
+            };
+            match result {
+                Ok(value) => return Ok(value),
+                Err(e) => tx.on_error(e).await?,
+            }
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The gRPC backend: cluster state from the controller, read versions and commits from the
+//! coordinator, reads straight from storage servers.
+//!
+//! Cached state: the latest `GetClusterState` answer (coordinator address, shard map, worker
+//! addresses), fetched on first use and dropped by [`Backend::invalidate`] after errors that
+//! show it stale (`WrongShard`, `Unavailable`, `Recovering`), and one tonic `Channel` per
+//! address, created lazily and shared by every clone of the database. A read tries the replicas
+//! of its shard in order and skips a replica that is unavailable. A `Commit` that fails
+//! without a FerrisDB error code is reported as `CommitUnknownResult`: the request may have
+//! been applied.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferrisdb_core::{Error, KeyRange, ShardMap, Version, keys::escape};
+use ferrisdb_proto::convert::{Commit, required};
+use ferrisdb_proto::status::{ERROR_CODE_KEY, from_status};
+use ferrisdb_proto::v1;
+use ferrisdb_proto::v1::cluster_controller_client::ClusterControllerClient;
+use ferrisdb_proto::v1::storage_server_client::StorageServerClient;
+use ferrisdb_proto::v1::transaction_coordinator_client::TransactionCoordinatorClient;
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::KeyValue;
+use crate::backend::{Backend, RangeChunk, RangeRead};
+use crate::routing::{locate, resume_after};
+
+/// Timeout for opening a connection to one process.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the client needs of the cluster state.
+#[derive(Debug)]
+struct ClusterView {
+    coordinator: String,
+    shard_map: ShardMap,
+    /// Worker id → address.
+    addresses: HashMap<String, String>,
+}
+
+/// The [`Backend`] speaking gRPC to a real cluster.
+pub(crate) struct GrpcBackend {
+    controllers: Vec<String>,
+    channels: Mutex<HashMap<String, Channel>>,
+    view: Mutex<Option<Arc<ClusterView>>>,
+    /// Serializes refreshes so a burst of errors triggers one `GetClusterState`.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl GrpcBackend {
+    /// A backend for the cluster whose controllers are at `controllers`.
+    pub fn new(controllers: Vec<String>) -> Self {
+        GrpcBackend {
+            controllers,
+            channels: Mutex::new(HashMap::new()),
+            view: Mutex::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The shared channel to `addr`, created (not yet connected) on first use.
+    fn channel(&self, addr: &str) -> Result<Channel, Error> {
+        let mut channels = self.channels.lock();
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Error::InvalidArgument(format!("bad address {addr:?}: {e}")))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        let channel = endpoint.connect_lazy();
+        channels.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// The cached cluster view, fetched from a controller when there is none.
+    async fn view(&self) -> Result<Arc<ClusterView>, Error> {
+        if let Some(v) = self.view.lock().clone() {
+            return Ok(v);
+        }
+        let _guard = self.refreshing.lock().await;
+        if let Some(v) = self.view.lock().clone() {
+            return Ok(v);
+        }
+        let mut last = None;
+        for addr in &self.controllers {
+            match self.fetch_view(addr).await {
+                Ok(v) => {
+                    let v = Arc::new(v);
+                    *self.view.lock() = Some(v.clone());
+                    return Ok(v);
+                }
+                Err(e) => {
+                    tracing::debug!(controller = %addr, error = %e, "cluster state unavailable");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Unavailable("no controller address".into())))
+    }
+
+    async fn fetch_view(&self, addr: &str) -> Result<ClusterView, Error> {
+        let mut client = ClusterControllerClient::new(self.channel(addr)?);
+        let state = client
+            .get_cluster_state(v1::GetClusterStateRequest {})
+            .await
+            .map_err(|s| from_status(&s))?
+            .into_inner();
+        let shard_map = ShardMap::try_from(required(state.shard_map, "shard_map")?)?;
+        if !shard_map.is_bootstrapped() {
+            return Err(Error::Unavailable(format!(
+                "cluster has no shard map yet: waiting for {} storage servers to register",
+                state.expected_storage_servers
+            )));
+        }
+        let coordinator = state
+            .coordinator
+            .map(|c| c.address)
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| Error::Unavailable("no transaction coordinator registered".into()))?;
+        let addresses = state
+            .workers
+            .into_iter()
+            .map(|w| (w.worker_id, w.address))
+            .collect();
+        Ok(ClusterView {
+            coordinator,
+            shard_map,
+            addresses,
+        })
+    }
+
+    async fn coordinator(&self) -> Result<TransactionCoordinatorClient<Channel>, Error> {
+        let view = self.view().await?;
+        Ok(TransactionCoordinatorClient::new(
+            self.channel(&view.coordinator)?,
+        ))
+    }
+
+    /// Runs `call` against each replica of `replicas` in order until one is not unavailable.
+    async fn on_replicas<T, F, Fut>(
+        &self,
+        view: &ClusterView,
+        replicas: &[String],
+        mut call: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(StorageServerClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let mut last = None;
+        for id in replicas {
+            let Some(addr) = view.addresses.get(id) else {
+                last = Some(Error::Unavailable(format!(
+                    "storage server {id} has no known address"
+                )));
+                continue;
+            };
+            match call(StorageServerClient::new(self.channel(addr)?)).await {
+                Err(Error::Unavailable(m)) => {
+                    tracing::debug!(storage = %id, error = %m, "replica unavailable, trying next");
+                    last = Some(Error::Unavailable(format!("storage server {id}: {m}")));
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Unavailable("shard has no replicas".into())))
+    }
+}
+
+impl Backend for GrpcBackend {
+    fn read_version(&self) -> BoxFuture<'_, Result<Version, Error>> {
+        Box::pin(async move {
+            let mut client = self.coordinator().await?;
+            let resp = client
+                .get_read_version(v1::GetReadVersionRequest {})
+                .await
+                .map_err(|s| from_status(&s))?;
+            Ok(Version(resp.into_inner().version))
+        })
+    }
+
+    fn get(&self, key: Bytes, version: Version) -> BoxFuture<'_, Result<Option<Bytes>, Error>> {
+        Box::pin(async move {
+            let view = self.view().await?;
+            let shard = view.shard_map.shard_for(&key).ok_or_else(|| {
+                Error::Unavailable(format!("no shard holds key {:?}", escape(&key)))
+            })?;
+            self.on_replicas(&view, &shard.storage_ids, |mut client| {
+                let req = v1::StorageGetRequest {
+                    key: key.clone(),
+                    version: version.get(),
+                };
+                async move {
+                    let resp = client.get(req).await.map_err(|s| from_status(&s))?;
+                    let resp = resp.into_inner();
+                    Ok(resp.found.then_some(resp.value))
+                }
+            })
+            .await
+        })
+    }
+
+    fn get_range(&self, read: RangeRead) -> BoxFuture<'_, Result<RangeChunk, Error>> {
+        Box::pin(async move {
+            let view = self.view().await?;
+            let piece = locate(&view.shard_map, &read.begin, &read.end, read.reverse)?;
+            let req = v1::StorageGetRangeRequest {
+                begin: piece.begin.clone(),
+                end: piece.end.clone(),
+                version: read.version.get(),
+                limit: u32::try_from(read.limit).unwrap_or(u32::MAX),
+                reverse: read.reverse,
+            };
+            let kvs = self
+                .on_replicas(&view, &piece.shard.storage_ids, |mut client| {
+                    let req = req.clone();
+                    let limit = read.limit;
+                    async move {
+                        let mut stream = client
+                            .get_range(req)
+                            .await
+                            .map_err(|s| from_status(&s))?
+                            .into_inner();
+                        let mut kvs = Vec::new();
+                        while let Some(batch) =
+                            stream.message().await.map_err(|s| from_status(&s))?
+                        {
+                            kvs.extend(batch.pairs.into_iter().map(|p| KeyValue {
+                                key: p.key,
+                                value: p.value,
+                            }));
+                            if limit > 0 && kvs.len() >= limit {
+                                kvs.truncate(limit);
+                                break;
+                            }
+                        }
+                        Ok(kvs)
+                    }
+                })
+                .await?;
+            check_order(&kvs, &piece.begin, &piece.end, read.reverse)?;
+            let resume = resume_after(
+                &piece,
+                &kvs,
+                read.limit,
+                &read.begin,
+                &read.end,
+                read.reverse,
+            );
+            Ok(RangeChunk { kvs, resume })
+        })
+    }
+
+    fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<Version, Error>> {
+        Box::pin(async move {
+            let mut client = self.coordinator().await?;
+            match client.commit(v1::CommitRequest::from(commit)).await {
+                Ok(resp) => Ok(Version(resp.into_inner().commit_version)),
+                Err(status) => Err(commit_error(&status)),
+            }
+        })
+    }
+
+    fn invalidate(&self, err: &Error) {
+        if matches!(
+            err,
+            Error::WrongShard(_)
+                | Error::Unavailable(_)
+                | Error::Recovering(_)
+                | Error::CommitUnknownResult(_)
+        ) {
+            *self.view.lock() = None;
+        }
+    }
+}
+
+/// The error of a failed `Commit` call: a FerrisDB error as sent, anything else (a dropped
+/// connection, a proxy's answer) `CommitUnknownResult`, since the commit may have happened.
+pub(crate) fn commit_error(status: &tonic::Status) -> Error {
+    if status.metadata().get(ERROR_CODE_KEY).is_some() {
+        from_status(status)
+    } else {
+        Error::CommitUnknownResult(format!(
+            "commit call failed ({}: {}); it may or may not have been applied",
+            status.code(),
+            status.message()
+        ))
+    }
+}
+
+/// Checks a storage answer is inside the asked range and strictly ordered in read order.
+fn check_order(kvs: &[KeyValue], begin: &[u8], end: &[u8], reverse: bool) -> Result<(), Error> {
+    let range = KeyRange {
+        begin: Bytes::copy_from_slice(begin),
+        end: Bytes::copy_from_slice(end),
+    };
+    let ordered = kvs.windows(2).all(|w| {
+        if reverse {
+            w[0].key > w[1].key
+        } else {
+            w[0].key < w[1].key
+        }
+    });
+    if !ordered || kvs.iter().any(|kv| !range.contains(&kv.key)) {
+        return Err(Error::Internal(format!(
+            "storage server answered a range read of [{:?}, {:?}) out of order or out of range",
+            escape(begin),
+            escape(end)
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! Tunables: [`DatabaseOptions`] (retry loop, backoff, watches) and
+//! [`RangeOptions`] (one range read).
+
+use std::time::Duration;
+
+/// Settings shared by every transaction created from a [`crate::Database`] handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseOptions {
+    /// Most retries [`crate::Database::run`] makes before returning the last error
+    /// (`None`: unlimited).
+    pub retry_limit: Option<u32>,
+    /// Bound on the whole retry loop, retries and backoff included; exceeding it gives
+    /// `Error::TimedOut` (`None`: no bound). Default 30 s.
+    pub timeout: Option<Duration>,
+    /// First backoff delay after a retryable error. Default 1 ms.
+    pub initial_backoff: Duration,
+    /// Largest backoff delay. Default 1 s.
+    pub max_backoff: Duration,
+    /// Longest pause between two polls of a watched key. Default 500 ms.
+    pub watch_poll_max: Duration,
+    /// How long a watch waits for a change before failing with `Error::TimedOut`.
+    /// Default 300 s.
+    pub watch_timeout: Duration,
+}
+
+impl Default for DatabaseOptions {
+    fn default() -> Self {
+        DatabaseOptions {
+            retry_limit: None,
+            timeout: Some(Duration::from_secs(30)),
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_secs(1),
+            watch_poll_max: Duration::from_millis(500),
+            watch_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Options of one range read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeOptions {
+    /// Most pairs to return (`None`: all of the range).
+    pub limit: Option<usize>,
+    /// Return pairs in descending key order (the limit then keeps the last keys).
+    pub reverse: bool,
+    /// Pairs asked of a storage server per request. Default 1,000.
+    pub batch_size: usize,
+}
+
+impl Default for RangeOptions {
+    fn default() -> Self {
+        RangeOptions {
+            limit: None,
+            reverse: false,
+            batch_size: 1000,
+        }
+    }
+}
+
+impl RangeOptions {
+    /// These options with a limit.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// These options in descending order.
+    pub fn reverse(mut self) -> Self {
+        self.reverse = true;
+        self
+    }
+
+    /// These options with another batch size (at least 1).
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+}

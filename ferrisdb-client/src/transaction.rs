@@ -1,0 +1,550 @@
+//! [`Transaction`]: buffered writes with read-your-writes, conflict-range bookkeeping, the
+//! commit and the per-transaction half of the retry loop ([`Transaction::on_error`]).
+//!
+//! State lives behind an `Arc<Mutex<…>>`, so a `Transaction` is a cheap handle: clones share
+//! one transaction. The mutex is never held across an `.await`. Reads go to storage servers at
+//! the read version (fetched lazily, once); writes only touch the local
+//! [`WriteMap`](crate::write_map::WriteMap) until [`Transaction::commit`]. Every limit is checked
+//! here before any network call.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ferrisdb_core::{AtomicOp, Error, KeyRange, Mutation, Result, Version, limits};
+use ferrisdb_proto::convert::Commit;
+use parking_lot::{Mutex, MutexGuard};
+use tokio::sync::OnceCell;
+
+use crate::backend::Backend;
+use crate::backoff::Backoff;
+use crate::database::Database;
+use crate::range::RangeStream;
+use crate::watch::Watch;
+use crate::write_map::WriteMap;
+use crate::{RangeOptions, Snapshot};
+
+/// One transaction: reads at a single read version, buffered writes, commit.
+///
+/// Cheap to clone (an `Arc` inside); clones are the same transaction. Usually created by
+/// [`Database::run`], which also retries it; [`Database::create_transaction`] gives one to
+/// drive by hand with [`Transaction::commit`] and [`Transaction::on_error`].
+#[derive(Clone)]
+pub struct Transaction {
+    inner: Arc<TxInner>,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.lock();
+        f.debug_struct("Transaction")
+            .field("read_version", &st.read_version.get())
+            .field("committed_version", &st.committed_version)
+            .field("attempts", &st.retry.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+struct TxInner {
+    db: Database,
+    state: Mutex<TxState>,
+}
+
+/// Everything a transaction accumulates; reset between attempts.
+struct TxState {
+    /// Filled once, by the first read or the commit (or [`Transaction::set_read_version`]).
+    read_version: Arc<OnceCell<Version>>,
+    writes: WriteMap,
+    read_conflicts: Vec<KeyRange>,
+    /// Explicit write conflict ranges (those implied by writes come from `writes`).
+    extra_write_conflicts: Vec<KeyRange>,
+    /// An upper bound of the commit's size; recomputed exactly when it passes the limit.
+    size_bound: usize,
+    committed: bool,
+    committed_version: Option<Version>,
+    retry: RetryState,
+}
+
+/// What survives [`Transaction::on_error`]: the attempt count, the backoff, the start time.
+struct RetryState {
+    attempts: u32,
+    backoff: Backoff,
+    started: Instant,
+}
+
+impl TxState {
+    fn new(db: &Database) -> Self {
+        let o = db.options();
+        TxState {
+            read_version: Arc::new(OnceCell::new()),
+            writes: WriteMap::default(),
+            read_conflicts: Vec::new(),
+            extra_write_conflicts: Vec::new(),
+            size_bound: 0,
+            committed: false,
+            committed_version: None,
+            retry: RetryState {
+                attempts: 0,
+                backoff: Backoff::new(o.initial_backoff, o.max_backoff),
+                started: Instant::now(),
+            },
+        }
+    }
+
+    /// Clears everything an attempt accumulated, keeping the retry state.
+    fn reset_attempt(&mut self) {
+        self.read_version = Arc::new(OnceCell::new());
+        self.writes = WriteMap::default();
+        self.read_conflicts.clear();
+        self.extra_write_conflicts.clear();
+        self.size_bound = 0;
+        self.committed = false;
+        self.committed_version = None;
+    }
+
+    /// The commit's parts: mutations, read and write conflict ranges (coalesced).
+    fn commit_parts(&self) -> (Vec<Mutation>, Vec<KeyRange>, Vec<KeyRange>) {
+        let mut writes = self.writes.write_ranges();
+        writes.extend(self.extra_write_conflicts.iter().cloned());
+        (
+            self.writes.mutations(),
+            coalesce(self.read_conflicts.clone()),
+            coalesce(writes),
+        )
+    }
+
+    /// The exact size the commit would have now.
+    fn exact_size(&self) -> usize {
+        let (mutations, reads, writes) = self.commit_parts();
+        Commit {
+            read_version: Version::ZERO,
+            mutations,
+            read_conflict_ranges: reads,
+            write_conflict_ranges: writes,
+        }
+        .size()
+    }
+
+    /// Admits a write adding at most `added` bytes, or fails with `TransactionTooLarge`.
+    fn admit(&mut self, added: usize) -> Result<()> {
+        if self.committed {
+            return Err(Error::InvalidArgument(
+                "transaction already committed; reset it before writing again".into(),
+            ));
+        }
+        let bound = self.size_bound.saturating_add(added);
+        if bound > limits::MAX_TRANSACTION_BYTES {
+            let exact = self.exact_size().saturating_add(added);
+            limits::check_transaction_size(exact)?;
+            self.size_bound = exact;
+        } else {
+            self.size_bound = bound;
+        }
+        Ok(())
+    }
+}
+
+/// Sorts ranges and merges overlapping or touching ones; drops empty ones.
+pub(crate) fn coalesce(mut ranges: Vec<KeyRange>) -> Vec<KeyRange> {
+    ranges.retain(|r| !r.is_empty());
+    ranges.sort_by(|a, b| a.begin.cmp(&b.begin));
+    let mut out: Vec<KeyRange> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if last.end.is_empty() || last.end >= r.begin => {
+                if !last.end.is_empty() && (r.end.is_empty() || r.end > last.end) {
+                    last.end = r.end;
+                }
+            }
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// Bytes a single-key write adds: key and payload plus its write conflict range.
+fn point_write_size(key: &[u8], payload: usize) -> usize {
+    key.len() + payload + 2 * key.len() + 1
+}
+
+fn checked_key(key: &[u8]) -> Result<Bytes> {
+    limits::check_key(key)?;
+    Ok(Bytes::copy_from_slice(key))
+}
+
+/// A checked `[begin, end)` (empty end: to the end of the key space).
+fn checked_range(begin: &[u8], end: &[u8]) -> Result<KeyRange> {
+    limits::check_key(begin)?;
+    limits::check_key(end)?;
+    KeyRange::new(Bytes::copy_from_slice(begin), Bytes::copy_from_slice(end))
+}
+
+impl Transaction {
+    pub(crate) fn new(db: Database) -> Self {
+        let state = Mutex::new(TxState::new(&db));
+        Transaction {
+            inner: Arc::new(TxInner { db, state }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, TxState> {
+        self.inner.state.lock()
+    }
+
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.db.backend
+    }
+
+    /// The database this transaction belongs to.
+    pub fn database(&self) -> &Database {
+        &self.inner.db
+    }
+
+    // ---- versions -------------------------------------------------------------------------
+
+    /// The read version: fetched from the coordinator on first use, then fixed for the
+    /// transaction (until [`reset`](Self::reset) or a retry).
+    pub async fn get_read_version(&self) -> Result<Version> {
+        let cell = self.lock().read_version.clone();
+        let backend = self.backend().clone();
+        cell.get_or_try_init(|| async move { backend.read_version().await })
+            .await
+            .copied()
+    }
+
+    /// Uses `version` as the read version instead of asking the coordinator (for example to
+    /// read at the same version as another transaction). Reads older than the MVCC window fail
+    /// with `TransactionTooOld`.
+    pub fn set_read_version(&self, version: Version) {
+        self.lock().read_version = Arc::new(OnceCell::new_with(Some(version)));
+    }
+
+    /// The version the transaction committed at; `None` before a successful commit and for
+    /// read-only transactions (which commit without contacting the cluster).
+    pub fn committed_version(&self) -> Option<Version> {
+        self.lock().committed_version
+    }
+
+    // ---- reads ----------------------------------------------------------------------------
+
+    /// Reads a key, seeing this transaction's own writes. Adds the read conflict
+    /// `[key, key\0)` unless the local writes alone decide the value (a set or clear of the key,
+    /// or a clear of a range holding it).
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        self.get_impl(key.as_ref(), false).await
+    }
+
+    pub(crate) async fn get_impl(&self, key: &[u8], snapshot: bool) -> Result<Option<Bytes>> {
+        let key = checked_key(key)?;
+        if let Some(known) = self.lock().writes.known(&key) {
+            return Ok(known);
+        }
+        let version = self.get_read_version().await?;
+        let stored = self.backend().get(key.clone(), version).await?;
+        let mut st = self.lock();
+        if !snapshot {
+            st.read_conflicts.push(KeyRange::single(&key));
+        }
+        Ok(st.writes.resolve(&key, stored))
+    }
+
+    /// Reads the keys of `[begin, end)` (an empty `end` means the end of the key space) as a
+    /// stream of pairs, seeing this transaction's own writes. See [`RangeStream`] for batching,
+    /// shard boundaries and the read conflict range it adds.
+    pub fn get_range(
+        &self,
+        begin: impl AsRef<[u8]>,
+        end: impl AsRef<[u8]>,
+        options: RangeOptions,
+    ) -> RangeStream {
+        self.range_impl(begin.as_ref(), end.as_ref(), options, false)
+    }
+
+    pub(crate) fn range_impl(
+        &self,
+        begin: &[u8],
+        end: &[u8],
+        options: RangeOptions,
+        snapshot: bool,
+    ) -> RangeStream {
+        match checked_range(begin, end) {
+            Ok(range) => RangeStream::new(self.clone(), range, options, snapshot),
+            Err(e) => RangeStream::failed(e),
+        }
+    }
+
+    /// A view of this transaction whose reads add no read conflict ranges (they still see the
+    /// transaction's writes).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::new(self.clone())
+    }
+
+    /// Records that `range` was read (used by [`RangeStream`]).
+    pub(crate) fn add_read_conflict(&self, range: KeyRange) {
+        if !range.is_empty() {
+            self.lock().read_conflicts.push(range);
+        }
+    }
+
+    /// Merges a storage read of `[begin, end)` with the local writes (used by
+    /// [`RangeStream`]).
+    pub(crate) fn merge_local(
+        &self,
+        begin: &[u8],
+        end: &[u8],
+        stored: Vec<crate::KeyValue>,
+        reverse: bool,
+    ) -> Vec<crate::KeyValue> {
+        self.lock().writes.merge(begin, end, stored, reverse)
+    }
+
+    /// Completes when the key's stored value differs from its value at this transaction's
+    /// read version; see [`Watch`] for how (polling) and for its bounds.
+    ///
+    /// The baseline is read now (without adding a read conflict); the returned future polls.
+    pub async fn watch(&self, key: impl AsRef<[u8]>) -> Result<Watch> {
+        let key = checked_key(key.as_ref())?;
+        let version = self.get_read_version().await?;
+        let backend = self.backend().clone();
+        let baseline = backend.get(key.clone(), version).await?;
+        Ok(Watch::new(
+            backend,
+            key,
+            baseline,
+            self.inner.db.options().clone(),
+        ))
+    }
+
+    // ---- writes ---------------------------------------------------------------------------
+
+    /// Sets `key` to `value`. Fails at once on a key or value above the limits, or when the
+    /// transaction would pass the 10 MB size limit.
+    pub fn set(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        limits::check_key(key)?;
+        limits::check_value(value)?;
+        let mut st = self.lock();
+        st.admit(point_write_size(key, value.len()))?;
+        st.writes
+            .set(Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
+        Ok(())
+    }
+
+    /// Removes `key`.
+    pub fn clear(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        let key = key.as_ref();
+        limits::check_key(key)?;
+        let mut st = self.lock();
+        st.admit(point_write_size(key, 0))?;
+        st.writes.clear(Bytes::copy_from_slice(key));
+        Ok(())
+    }
+
+    /// Removes every key in `[begin, end)` (an empty `end` means the end of the key space).
+    pub fn clear_range(&self, begin: impl AsRef<[u8]>, end: impl AsRef<[u8]>) -> Result<()> {
+        let range = checked_range(begin.as_ref(), end.as_ref())?;
+        let mut st = self.lock();
+        st.admit(2 * (range.begin.len() + range.end.len()))?;
+        st.writes.clear_range(range.begin, range.end);
+        Ok(())
+    }
+
+    /// Applies an atomic operation to `key` at commit, on the value current then. Adds no read
+    /// conflict; reading the key in this transaction shows the operation applied.
+    pub fn atomic_op(
+        &self,
+        op: AtomicOp,
+        key: impl AsRef<[u8]>,
+        operand: impl AsRef<[u8]>,
+    ) -> Result<()> {
+        let (key, operand) = (key.as_ref(), operand.as_ref());
+        limits::check_key(key)?;
+        limits::check_value(operand)?;
+        let mut st = self.lock();
+        st.admit(point_write_size(key, operand.len()))?;
+        st.writes.atomic(
+            op,
+            Bytes::copy_from_slice(key),
+            Bytes::copy_from_slice(operand),
+        );
+        Ok(())
+    }
+
+    /// Adds `operand` to the little-endian integer at `key` ([`AtomicOp::Add`]).
+    pub fn add(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
+        self.atomic_op(AtomicOp::Add, key, operand)
+    }
+
+    /// Bitwise AND into `key` ([`AtomicOp::BitAnd`]).
+    pub fn bit_and(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
+        self.atomic_op(AtomicOp::BitAnd, key, operand)
+    }
+
+    /// Bitwise OR into `key` ([`AtomicOp::BitOr`]).
+    pub fn bit_or(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
+        self.atomic_op(AtomicOp::BitOr, key, operand)
+    }
+
+    /// Bitwise XOR into `key` ([`AtomicOp::BitXor`]).
+    pub fn bit_xor(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
+        self.atomic_op(AtomicOp::BitXor, key, operand)
+    }
+
+    /// Keeps the larger little-endian integer ([`AtomicOp::Max`]).
+    pub fn max(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
+        self.atomic_op(AtomicOp::Max, key, operand)
+    }
+
+    /// Keeps the smaller little-endian integer ([`AtomicOp::Min`]).
+    pub fn min(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
+        self.atomic_op(AtomicOp::Min, key, operand)
+    }
+
+    /// Keeps the lexicographically larger value ([`AtomicOp::ByteMax`]).
+    pub fn byte_max(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
+        self.atomic_op(AtomicOp::ByteMax, key, operand)
+    }
+
+    /// Keeps the lexicographically smaller value ([`AtomicOp::ByteMin`]).
+    pub fn byte_min(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
+        self.atomic_op(AtomicOp::ByteMin, key, operand)
+    }
+
+    /// Clears `key` if its value equals `operand` ([`AtomicOp::CompareAndClear`]).
+    pub fn compare_and_clear(
+        &self,
+        key: impl AsRef<[u8]>,
+        operand: impl AsRef<[u8]>,
+    ) -> Result<()> {
+        self.atomic_op(AtomicOp::CompareAndClear, key, operand)
+    }
+
+    // ---- conflict ranges ------------------------------------------------------------------
+
+    /// Makes the transaction conflict with any commit after its read version that writes into
+    /// `[begin, end)`, as if it had read the range.
+    pub fn add_read_conflict_range(
+        &self,
+        begin: impl AsRef<[u8]>,
+        end: impl AsRef<[u8]>,
+    ) -> Result<()> {
+        let range = checked_range(begin.as_ref(), end.as_ref())?;
+        self.add_read_conflict(range);
+        Ok(())
+    }
+
+    /// Makes transactions that read `[begin, end)` conflict with this one, as if it had
+    /// written the range.
+    pub fn add_write_conflict_range(
+        &self,
+        begin: impl AsRef<[u8]>,
+        end: impl AsRef<[u8]>,
+    ) -> Result<()> {
+        let range = checked_range(begin.as_ref(), end.as_ref())?;
+        let mut st = self.lock();
+        st.admit(range.begin.len() + range.end.len())?;
+        st.extra_write_conflicts.push(range);
+        Ok(())
+    }
+
+    // ---- commit and retry -----------------------------------------------------------------
+
+    /// The commit request as it would be sent now (for tests).
+    #[cfg(test)]
+    pub(crate) fn pending_commit(&self) -> (Vec<Mutation>, Vec<KeyRange>, Vec<KeyRange>) {
+        self.lock().commit_parts()
+    }
+
+    /// Commits the buffered writes. A transaction without writes or write conflict ranges
+    /// commits locally. Fails with `TransactionTooLarge` before any network call when over
+    /// the limit; `NotCommitted` on a conflict; `CommitUnknownResult` when the outcome could
+    /// not be learned.
+    pub async fn commit(&self) -> Result<()> {
+        let (mutations, reads, writes) = {
+            let st = self.lock();
+            if st.committed {
+                return Err(Error::InvalidArgument(
+                    "transaction already committed; reset it to reuse it".into(),
+                ));
+            }
+            st.commit_parts()
+        };
+        if mutations.is_empty() && writes.is_empty() {
+            self.lock().committed = true;
+            return Ok(());
+        }
+        let commit = Commit {
+            read_version: Version::ZERO,
+            mutations,
+            read_conflict_ranges: reads,
+            write_conflict_ranges: writes,
+        };
+        limits::check_transaction_size(commit.size())?;
+        let commit = Commit {
+            read_version: self.get_read_version().await?,
+            ..commit
+        };
+        let version = self.backend().commit(commit).await?;
+        let mut st = self.lock();
+        st.committed = true;
+        st.committed_version = Some(version);
+        Ok(())
+    }
+
+    /// Handles an error of this transaction: for a retryable one (see
+    /// [`Error::is_retryable`]) it drops stale cluster state (the shard map after
+    /// `WrongShard`), sleeps an exponential backoff with jitter, resets the transaction and
+    /// returns `Ok(())` so the caller runs it again; any other error is returned.
+    ///
+    /// Also returns the error when the retry limit is used up, and `TimedOut` when the backoff
+    /// would pass the [`DatabaseOptions::timeout`](crate::DatabaseOptions::timeout).
+    pub async fn on_error(&self, err: Error) -> Result<()> {
+        if !err.is_retryable() {
+            return Err(err);
+        }
+        let options = self.inner.db.options().clone();
+        let delay = {
+            let mut st = self.lock();
+            st.retry.attempts += 1;
+            if options
+                .retry_limit
+                .is_some_and(|limit| st.retry.attempts > limit)
+            {
+                return Err(err);
+            }
+            let delay = st.retry.backoff.next_delay();
+            if let Some(timeout) = options.timeout {
+                let elapsed = st.retry.started.elapsed();
+                if elapsed + delay > timeout {
+                    return Err(Error::TimedOut(format!(
+                        "transaction gave up after {} attempts in {elapsed:?} (timeout \
+                         {timeout:?}); last error: {err}",
+                        st.retry.attempts
+                    )));
+                }
+            }
+            delay
+        };
+        self.backend().invalidate(&err);
+        tracing::debug!(error = %err, ?delay, "retrying transaction");
+        tokio::time::sleep(delay).await;
+        self.lock().reset_attempt();
+        Ok(())
+    }
+
+    /// How many times [`on_error`](Self::on_error) has let this transaction retry.
+    pub fn retries(&self) -> u32 {
+        self.lock().retry.attempts
+    }
+
+    /// Discards everything: writes, conflict ranges, read version, retry count and backoff.
+    pub fn reset(&self) {
+        let fresh = TxState::new(&self.inner.db);
+        *self.lock() = fresh;
+    }
+
+    /// Records the start of a new attempt clock (used by [`Database::run`]).
+    pub(crate) fn started(&self) -> Instant {
+        self.lock().retry.started
+    }
+}

@@ -1,0 +1,391 @@
+//! The client against in-process fake servers speaking real gRPC on 127.0.0.1: a controller
+//! serving a shard map, a coordinator recording commits, and storage servers that refuse any
+//! read outside the shards they hold (`WrongShard`). Checks routing across shard boundaries in
+//! both directions, replica fail-over, shard-map refresh after `WrongShard`, and commit error
+//! mapping. (End-to-end tests against the real servers come with them.)
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Bound;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use ferrisdb_client::{Database, Error, KeyRange, RangeOptions};
+use ferrisdb_core::ShardMap;
+use ferrisdb_proto::status::to_status;
+use ferrisdb_proto::v1;
+use ferrisdb_proto::v1::cluster_controller_server::{ClusterController, ClusterControllerServer};
+use ferrisdb_proto::v1::storage_server_server::{StorageServer, StorageServerServer};
+use ferrisdb_proto::v1::transaction_coordinator_server::{
+    TransactionCoordinator, TransactionCoordinatorServer,
+};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+type Data = Arc<BTreeMap<Bytes, Bytes>>;
+
+struct FakeStorage {
+    holds: Vec<KeyRange>,
+    data: Data,
+    calls: Arc<AtomicUsize>,
+}
+
+impl FakeStorage {
+    fn check(&self, begin: &[u8], end: &[u8]) -> Result<(), Status> {
+        let inside = self.holds.iter().any(|s| {
+            s.contains(begin) && (s.end.is_empty() || (!end.is_empty() && end <= &s.end[..]))
+        });
+        if inside {
+            Ok(())
+        } else {
+            Err(to_status(Error::WrongShard(format!(
+                "[{begin:?}, {end:?}) not held"
+            ))))
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl StorageServer for FakeStorage {
+    async fn get(
+        &self,
+        req: Request<v1::StorageGetRequest>,
+    ) -> Result<Response<v1::StorageGetResponse>, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let req = req.into_inner();
+        self.check(&req.key, &ferrisdb_core::key_after(&req.key))?;
+        let value = self.data.get(&req.key).cloned();
+        Ok(Response::new(v1::StorageGetResponse {
+            found: value.is_some(),
+            value: value.unwrap_or_default(),
+        }))
+    }
+
+    type GetRangeStream =
+        Pin<Box<dyn Stream<Item = Result<v1::StorageGetRangeResponse, Status>> + Send>>;
+
+    async fn get_range(
+        &self,
+        req: Request<v1::StorageGetRangeRequest>,
+    ) -> Result<Response<Self::GetRangeStream>, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let req = req.into_inner();
+        self.check(&req.begin, &req.end)?;
+        let upper = if req.end.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(req.end.clone())
+        };
+        let iter = self.data.range((Bound::Included(req.begin.clone()), upper));
+        let all: Vec<v1::KeyValue> = if req.reverse {
+            iter.rev()
+                .map(|(k, v)| v1::KeyValue {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect()
+        } else {
+            iter.map(|(k, v)| v1::KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect()
+        };
+        let limit = if req.limit == 0 {
+            usize::MAX
+        } else {
+            req.limit as usize
+        };
+        let pairs: Vec<_> = all.into_iter().take(limit).collect();
+        // Several messages per answer, two pairs each.
+        let batches: Vec<Result<v1::StorageGetRangeResponse, Status>> = pairs
+            .chunks(2)
+            .map(|c| Ok(v1::StorageGetRangeResponse { pairs: c.to_vec() }))
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(batches))))
+    }
+}
+
+#[derive(Default)]
+struct FakeCoordinator {
+    commits: parking_lot::Mutex<Vec<v1::CommitRequest>>,
+    fail_next: parking_lot::Mutex<Vec<Status>>,
+}
+
+#[tonic::async_trait]
+impl TransactionCoordinator for FakeCoordinator {
+    async fn get_read_version(
+        &self,
+        _: Request<v1::GetReadVersionRequest>,
+    ) -> Result<Response<v1::GetReadVersionResponse>, Status> {
+        Ok(Response::new(v1::GetReadVersionResponse { version: 1000 }))
+    }
+
+    async fn commit(
+        &self,
+        req: Request<v1::CommitRequest>,
+    ) -> Result<Response<v1::CommitResponse>, Status> {
+        if let Some(status) = self.fail_next.lock().pop() {
+            return Err(status);
+        }
+        self.commits.lock().push(req.into_inner());
+        Ok(Response::new(v1::CommitResponse {
+            commit_version: 2000,
+        }))
+    }
+
+    async fn pull_mutations(
+        &self,
+        _: Request<v1::PullMutationsRequest>,
+    ) -> Result<Response<v1::PullMutationsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn report_durable(
+        &self,
+        _: Request<v1::ReportDurableRequest>,
+    ) -> Result<Response<v1::ReportDurableResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+}
+
+/// Serves `states[min(call, last)]`: lets a test change the map between calls.
+struct FakeController {
+    states: Vec<v1::GetClusterStateResponse>,
+    calls: Arc<AtomicUsize>,
+}
+
+#[tonic::async_trait]
+impl ClusterController for FakeController {
+    async fn register_worker(
+        &self,
+        _: Request<v1::RegisterWorkerRequest>,
+    ) -> Result<Response<v1::RegisterWorkerResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn heartbeat(
+        &self,
+        _: Request<v1::HeartbeatRequest>,
+    ) -> Result<Response<v1::HeartbeatResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn get_cluster_state(
+        &self,
+        _: Request<v1::GetClusterStateRequest>,
+    ) -> Result<Response<v1::GetClusterStateResponse>, Status> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        let state = &self.states[n.min(self.states.len() - 1)];
+        Ok(Response::new(state.clone()))
+    }
+}
+
+async fn listener() -> (tokio::net::TcpListener, SocketAddr) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    (l, addr)
+}
+
+/// A cluster of three shards (split at 0x55 and 0xaa), replication 2.
+struct Cluster {
+    db: Database,
+    data: Data,
+    coordinator: Arc<FakeCoordinator>,
+    controller_calls: Arc<AtomicUsize>,
+    storage_calls: Vec<Arc<AtomicUsize>>,
+}
+
+/// Starts the fakes. `down` storage servers have an address that refuses connections;
+/// `stale_first` makes the controller's first answer route every shard to storage server 2.
+async fn cluster(down: &[usize], stale_first: bool) -> Cluster {
+    let data: Data = Arc::new(
+        (0u8..=255)
+            .step_by(5)
+            .map(|b| (Bytes::from(vec![b]), Bytes::from(vec![b, b])))
+            .collect(),
+    );
+    let ids: Vec<String> = (0..3).map(|i| format!("ss-{i}")).collect();
+    let map = ShardMap::bootstrap(&ids, 2, 1).unwrap();
+    let mut workers = Vec::new();
+    let mut storage_calls = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let (l, addr) = listener().await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        storage_calls.push(calls.clone());
+        if down.contains(&i) {
+            drop(l);
+        } else {
+            let holds = map
+                .shards
+                .iter()
+                .filter(|s| s.storage_ids.contains(id))
+                .map(|s| s.range.clone())
+                .collect();
+            let svc = StorageServerServer::new(FakeStorage {
+                holds,
+                data: data.clone(),
+                calls,
+            });
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(svc)
+                    .serve_with_incoming(TcpListenerStream::new(l)),
+            );
+        }
+        workers.push(v1::WorkerInfo {
+            worker_id: id.clone(),
+            role: v1::WorkerRole::Storage as i32,
+            address: addr.to_string(),
+            healthy: true,
+            ..Default::default()
+        });
+    }
+    let (l, coord_addr) = listener().await;
+    let coordinator = Arc::new(FakeCoordinator::default());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TransactionCoordinatorServer::from_arc(coordinator.clone()))
+            .serve_with_incoming(TcpListenerStream::new(l)),
+    );
+    let state = |map: &ShardMap| v1::GetClusterStateResponse {
+        cluster_id: "fake".into(),
+        coordinator: Some(v1::CoordinatorInfo {
+            worker_id: "co".into(),
+            address: coord_addr.to_string(),
+            healthy: true,
+        }),
+        shard_map: Some(v1::ShardMap::from(map)),
+        workers: workers.clone(),
+        expected_storage_servers: 3,
+        replication: 2,
+        heartbeat_interval_ms: 500,
+    };
+    let mut states = vec![state(&map)];
+    if stale_first {
+        let mut stale = map.clone();
+        for s in &mut stale.shards {
+            s.storage_ids = vec!["ss-2".into()];
+        }
+        states.insert(0, state(&stale));
+    }
+    let controller_calls = Arc::new(AtomicUsize::new(0));
+    let (l, ctl_addr) = listener().await;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(ClusterControllerServer::new(FakeController {
+                states,
+                calls: controller_calls.clone(),
+            }))
+            .serve_with_incoming(TcpListenerStream::new(l)),
+    );
+    Cluster {
+        db: Database::connect(ctl_addr.to_string()).unwrap(),
+        data,
+        coordinator,
+        controller_calls,
+        storage_calls,
+    }
+}
+
+fn pairs(kvs: Vec<ferrisdb_client::KeyValue>) -> Vec<(Bytes, Bytes)> {
+    kvs.into_iter().map(|kv| (kv.key, kv.value)).collect()
+}
+
+#[tokio::test]
+async fn ranges_cross_shard_boundaries_in_both_directions() {
+    let c = cluster(&[], false).await;
+    let all: Vec<(Bytes, Bytes)> = c.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let (fwd, rev, limited, middle) =
+        c.db.run(|tx| async move {
+            let opts = RangeOptions::default().batch_size(7);
+            let fwd = tx.get_range("", "", opts).collect_vec().await?;
+            let rev = tx.get_range("", "", opts.reverse()).collect_vec().await?;
+            let limited = tx
+                .get_range([0x50u8], [0xb0u8], opts.reverse().limit(20))
+                .collect_vec()
+                .await?;
+            let middle = tx.get([0x55u8]).await?;
+            Ok((fwd, rev, limited, middle))
+        })
+        .await
+        .unwrap();
+    assert_eq!(pairs(fwd), all);
+    let mut reversed = all.clone();
+    reversed.reverse();
+    assert_eq!(pairs(rev), reversed);
+    let want: Vec<_> = reversed
+        .iter()
+        .filter(|(k, _)| k[0] >= 0x50 && k[0] < 0xb0)
+        .take(20)
+        .cloned()
+        .collect();
+    assert_eq!(pairs(limited), want);
+    assert_eq!(middle, Some(Bytes::from_static(&[0x55, 0x55])));
+    assert_eq!(c.controller_calls.load(Ordering::SeqCst), 1, "map cached");
+}
+
+#[tokio::test]
+async fn an_unreachable_replica_is_skipped() {
+    // ss-0 is the preferred replica of shard 0 (ss-0, ss-1) and shard 2 (ss-2, ss-0).
+    let c = cluster(&[0], false).await;
+    let (v, n) =
+        c.db.run(|tx| async move {
+            let v = tx.get([0x0au8]).await?;
+            let n = tx
+                .get_range("", "", RangeOptions::default())
+                .collect_vec()
+                .await?
+                .len();
+            Ok((v, n))
+        })
+        .await
+        .unwrap();
+    assert_eq!(v, Some(Bytes::from_static(&[0x0a, 0x0a])));
+    assert_eq!(n, c.data.len());
+    assert!(c.storage_calls[1].load(Ordering::SeqCst) > 0);
+}
+
+#[tokio::test]
+async fn wrong_shard_refreshes_the_map_and_retries() {
+    let c = cluster(&[], true).await;
+    let v =
+        c.db.run(|tx| async move { tx.get([0x0au8]).await })
+            .await
+            .unwrap();
+    assert_eq!(v, Some(Bytes::from_static(&[0x0a, 0x0a])));
+    assert_eq!(c.controller_calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn commits_carry_ranges_and_map_errors() {
+    let c = cluster(&[], false).await;
+    let tx = c.db.create_transaction();
+    tx.get([0x05u8]).await.unwrap();
+    tx.set("a", "1").unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(tx.committed_version().map(|v| v.get()), Some(2000));
+    let sent = c.coordinator.commits.lock()[0].clone();
+    assert_eq!(sent.read_version, 1000);
+    assert_eq!(sent.read_conflict_ranges.len(), 1);
+    assert_eq!(
+        sent.write_conflict_ranges[0].begin,
+        Bytes::from_static(b"a")
+    );
+
+    // A conflict comes back as NotCommitted; a bare transport-style failure as unknown.
+    c.coordinator.fail_next.lock().extend([
+        Status::unavailable("connection reset"),
+        to_status(Error::NotCommitted),
+    ]);
+    let tx = c.db.create_transaction();
+    tx.set("b", "2").unwrap();
+    assert!(matches!(tx.commit().await, Err(Error::NotCommitted)));
+    tx.reset();
+    tx.set("b", "2").unwrap();
+    let err = tx.commit().await.unwrap_err();
+    assert!(err.is_commit_unknown(), "{err}");
+}
