@@ -1,6 +1,6 @@
 //! FerrisDB's server roles. Each role runs as its own binary and talks gRPC:
 //! the cluster controller ([`controller`], binary `ferrisdb-controller`), the transaction
-//! coordinator ([`coordinator`]: sequencer and resolver so far) and the storage server.
+//! coordinator ([`coordinator`], binary `ferrisdb-coordinator`) and the storage server.
 //! The internal protocol is described in `docs/cluster-protocol.md`.
 
 #![deny(missing_docs)]

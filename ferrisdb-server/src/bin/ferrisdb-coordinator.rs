@@ -1,0 +1,84 @@
+//! `ferrisdb-coordinator`: runs a FerrisDB transaction coordinator process.
+//!
+//! Serves `TransactionCoordinator`, `grpc.health.v1` and gRPC reflection on `--listen`, keeps
+//! its commit log and worker id in `--data-dir`, registers with and heartbeats to the
+//! controller at `--controller` (retrying in the background while it is unreachable), and on
+//! SIGTERM or SIGINT finishes in-flight batches and exits with the log synced. Logs go to
+//! stderr (`RUST_LOG` filters, default `info`).
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ferrisdb_server::coordinator::{self, CoordinatorConfig};
+
+/// Runs a FerrisDB transaction coordinator.
+#[derive(Parser, Debug)]
+#[command(name = "ferrisdb-coordinator", version, about)]
+struct Args {
+    /// Address to serve gRPC on.
+    #[arg(long, default_value = "127.0.0.1:4501")]
+    listen: SocketAddr,
+    /// Address other processes reach this one at (host:port); defaults to --listen.
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Directory for the commit log and the worker id (created if missing).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address of the cluster controller (host:port); without it the coordinator runs alone.
+    #[arg(long)]
+    controller: Option<String>,
+    /// Size at which a commit log segment is sealed, in bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    log_segment_bytes: u64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = CoordinatorConfig {
+        listen: args.listen,
+        advertise: args.advertise.unwrap_or_else(|| args.listen.to_string()),
+        data_dir: args.data_dir,
+        controller: args.controller,
+        segment_bytes: args.log_segment_bytes.max(1),
+    };
+    match coordinator::serve(config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("ferrisdb-coordinator: {e}");
+            eprintln!("ferrisdb-coordinator: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+        _ = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

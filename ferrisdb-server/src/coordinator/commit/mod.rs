@@ -1,0 +1,465 @@
+//! The commit pipeline: group commit with one commit version and one log record per batch.
+//!
+//! Two dedicated threads (the WAL and resolver calls block, so they stay off the async
+//! runtime), connected by a one-slot channel:
+//!
+//! 1. The **batcher** waits for a commit request, then takes everything else already queued
+//!    (up to [`BatchLimits`]): that is the batch. It draws one commit version from the
+//!    [`Sequencer`], resolves the transactions in queue order with the [`Resolver`] (conflict →
+//!    `NotCommitted`, read version too old → `TransactionTooOld`, answered at once), and
+//!    submits the accepted transactions' mutations to the [`CommitLog`] as one record.
+//! 2. The **syncer** waits for that record to be durable (one fsync, shared by any records
+//!    queued behind it), publishes the batch to the log's readable tail, advances the committed
+//!    version (a `watch` channel read by `GetReadVersion` and long-polling pulls) and only then
+//!    answers the batch's transactions.
+//!
+//! While the syncer waits for an fsync the batcher already resolves and submits the next batch,
+//! and new requests keep queueing for the one after: batches grow with load. Both threads handle
+//! batches in commit-version order, so versions become visible strictly in order. A batch whose
+//! transactions all failed writes nothing and publishes nothing.
+//!
+//! Failure: a log write or fsync error poisons the pipeline. Transactions whose record may have
+//! reached the disk get `CommitUnknownResult`; every later commit fails with `Unavailable`
+//! until the process restarts and recovers from the log.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc as std_mpsc;
+
+use ferrisdb_core::{Error, Mutation, Result, Version};
+use ferrisdb_proto::convert::Commit;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::clock::Clock;
+use super::log::{CommitLog, LoggedBatch};
+use super::resolver::Resolver;
+use super::sequencer::Sequencer;
+
+/// How large one batch may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Most transactions per batch.
+    pub max_txns: usize,
+    /// A batch stops taking transactions once their mutations reach this many bytes (one
+    /// transaction is always taken, whatever its size).
+    pub max_bytes: usize,
+    /// Commit requests that may wait in the queue before callers are held back.
+    pub queue: usize,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        BatchLimits {
+            max_txns: 4096,
+            max_bytes: 8 << 20,
+            queue: 16 * 1024,
+        }
+    }
+}
+
+/// Counters of the pipeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PipelineStats {
+    /// Transactions committed (acknowledged).
+    pub commits: u64,
+    /// Transactions aborted on a conflict.
+    pub conflicts: u64,
+    /// Transactions rejected as too old.
+    pub too_old: u64,
+    /// Read-only commits answered without the log.
+    pub read_only: u64,
+    /// Batches resolved (including batches in which every transaction failed).
+    pub batches: u64,
+    /// Transactions resolved, over all batches.
+    pub batched_txns: u64,
+    /// Log records written (batches with at least one accepted transaction).
+    pub log_records: u64,
+}
+
+impl PipelineStats {
+    /// Average transactions per resolved batch (0 before the first batch).
+    pub fn avg_batch_size(&self) -> f64 {
+        if self.batches == 0 {
+            0.0
+        } else {
+            self.batched_txns as f64 / self.batches as f64
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    conflicts: AtomicU64,
+    too_old: AtomicU64,
+    read_only: AtomicU64,
+    batches: AtomicU64,
+    batched_txns: AtomicU64,
+    log_records: AtomicU64,
+    /// Requests handed to the batcher so far (tests wait on it).
+    queued: AtomicU64,
+}
+
+type Reply = oneshot::Sender<Result<Version>>;
+
+struct Pending {
+    commit: Commit,
+    reply: Reply,
+}
+
+enum Msg {
+    Commit(Pending),
+    Stop,
+}
+
+enum Job {
+    Batch {
+        seq: u64,
+        batch: Arc<LoggedBatch>,
+        replies: Vec<Reply>,
+    },
+    Stop,
+}
+
+/// State shared by the pipeline threads and the handle.
+struct Shared {
+    log: Arc<CommitLog>,
+    counters: Counters,
+    /// Set after a log failure: nothing may be acknowledged any more.
+    failed: AtomicBool,
+    /// Held by a test to keep the batcher from taking a batch.
+    #[cfg(test)]
+    gate: parking_lot::Mutex<()>,
+}
+
+/// The running pipeline. Dropping it without [`shutdown`](Self::shutdown) leaves the threads
+/// to finish what is queued on their own.
+pub struct Pipeline {
+    tx: mpsc::Sender<Msg>,
+    committed: watch::Receiver<Version>,
+    shared: Arc<Shared>,
+    closing: AtomicBool,
+    stopped: parking_lot::Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("committed", &*self.committed.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// Starts the batcher and syncer threads over `log`, whose newest durable version is
+    /// `committed`; versions come from `sequencer`.
+    pub fn start<C: Clock + 'static>(
+        log: Arc<CommitLog>,
+        committed: Version,
+        sequencer: Sequencer<C>,
+        resolver: Resolver,
+        limits: BatchLimits,
+    ) -> Result<Pipeline> {
+        let (tx, rx) = mpsc::channel(limits.queue.max(1));
+        let (committed_tx, committed_rx) = watch::channel(committed);
+        let (job_tx, job_rx) = std_mpsc::sync_channel(1);
+        let (stopped_tx, stopped_rx) = oneshot::channel();
+        let shared = Arc::new(Shared {
+            log,
+            counters: Counters::default(),
+            failed: AtomicBool::new(false),
+            #[cfg(test)]
+            gate: parking_lot::Mutex::new(()),
+        });
+        let mut batcher = Batcher {
+            rx,
+            jobs: job_tx,
+            sequencer,
+            resolver,
+            limits,
+            shared: shared.clone(),
+        };
+        std::thread::Builder::new()
+            .name("commit-batcher".into())
+            .spawn(move || batcher.run())
+            .map_err(|e| Error::io("starting the commit batcher thread", e))?;
+        let syncer_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("commit-syncer".into())
+            .spawn(move || run_syncer(job_rx, &syncer_shared, committed_tx, stopped_tx))
+            .map_err(|e| Error::io("starting the commit syncer thread", e))?;
+        Ok(Pipeline {
+            tx,
+            committed: committed_rx,
+            shared,
+            closing: AtomicBool::new(false),
+            stopped: parking_lot::Mutex::new(Some(stopped_rx)),
+        })
+    }
+
+    /// The newest committed (durable, published) version.
+    pub fn committed_version(&self) -> Version {
+        *self.committed.borrow()
+    }
+
+    /// A receiver that sees every advance of the committed version.
+    pub fn subscribe(&self) -> watch::Receiver<Version> {
+        self.committed.clone()
+    }
+
+    /// Commits a validated transaction; returns its commit version once it is durable.
+    ///
+    /// A transaction without mutations and write conflict ranges is read-only: it commits at
+    /// its read version without touching the log.
+    pub async fn commit(&self, commit: Commit) -> Result<Version> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Error::Unavailable(
+                "the coordinator is shutting down".into(),
+            ));
+        }
+        if self.shared.failed.load(Ordering::Acquire) {
+            return Err(failed_error());
+        }
+        let committed = self.committed_version();
+        if commit.read_version > committed {
+            return Err(Error::InvalidArgument(format!(
+                "read version {} is newer than the newest committed version {committed}; \
+                 get read versions from GetReadVersion",
+                commit.read_version
+            )));
+        }
+        if commit.mutations.is_empty() && commit.write_conflict_ranges.is_empty() {
+            self.shared
+                .counters
+                .read_only
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(commit.read_version);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Msg::Commit(Pending { commit, reply }))
+            .await
+            .map_err(|_| Error::Unavailable("the coordinator is shutting down".into()))?;
+        self.shared.counters.queued.fetch_add(1, Ordering::Release);
+        answer.await.unwrap_or_else(|_| {
+            Err(Error::CommitUnknownResult(
+                "the commit pipeline stopped before answering".into(),
+            ))
+        })
+    }
+
+    /// Snapshot of the counters.
+    pub fn stats(&self) -> PipelineStats {
+        let c = &self.shared.counters;
+        PipelineStats {
+            commits: c.commits.load(Ordering::Relaxed),
+            conflicts: c.conflicts.load(Ordering::Relaxed),
+            too_old: c.too_old.load(Ordering::Relaxed),
+            read_only: c.read_only.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            batched_txns: c.batched_txns.load(Ordering::Relaxed),
+            log_records: c.log_records.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Refuses new commits, lets the threads finish every batch already queued (so each is
+    /// durable and answered), and waits for them. Idempotent.
+    pub async fn shutdown(&self) {
+        self.closing.store(true, Ordering::Release);
+        let _ = self.tx.send(Msg::Stop).await;
+        let stopped = self.stopped.lock().take();
+        if let Some(stopped) = stopped {
+            let _ = stopped.await;
+        }
+    }
+
+    #[cfg(test)]
+    fn gate(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.shared.gate.lock()
+    }
+
+    #[cfg(test)]
+    fn queued(&self) -> u64 {
+        self.shared.counters.queued.load(Ordering::Acquire)
+    }
+}
+
+fn failed_error() -> Error {
+    Error::Unavailable(
+        "the commit log failed earlier; this coordinator accepts no more commits and must be \
+         restarted"
+            .into(),
+    )
+}
+
+struct Batcher<C: Clock> {
+    rx: mpsc::Receiver<Msg>,
+    jobs: std_mpsc::SyncSender<Job>,
+    sequencer: Sequencer<C>,
+    resolver: Resolver,
+    limits: BatchLimits,
+    shared: Arc<Shared>,
+}
+
+impl<C: Clock> Batcher<C> {
+    fn run(&mut self) {
+        loop {
+            let first = match self.rx.blocking_recv() {
+                Some(Msg::Commit(p)) => p,
+                Some(Msg::Stop) | None => break,
+            };
+            #[cfg(test)]
+            drop(self.shared.gate.lock());
+            let mut bytes = first.commit.size();
+            let mut batch = vec![first];
+            let mut stop = false;
+            while batch.len() < self.limits.max_txns && bytes < self.limits.max_bytes {
+                match self.rx.try_recv() {
+                    Ok(Msg::Commit(p)) => {
+                        bytes += p.commit.size();
+                        batch.push(p);
+                    }
+                    Ok(Msg::Stop) => {
+                        stop = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.process(batch);
+            if stop {
+                break;
+            }
+        }
+        let _ = self.jobs.send(Job::Stop);
+        // Requests that raced with the shutdown were never resolved: they did not commit.
+        self.rx.close();
+        while let Ok(msg) = self.rx.try_recv() {
+            if let Msg::Commit(p) = msg {
+                let _ = p.reply.send(Err(Error::Unavailable(
+                    "the coordinator is shutting down".into(),
+                )));
+            }
+        }
+    }
+
+    fn process(&mut self, batch: Vec<Pending>) {
+        let counters = &self.shared.counters;
+        if self.shared.failed.load(Ordering::Acquire) {
+            for p in batch {
+                let _ = p.reply.send(Err(failed_error()));
+            }
+            return;
+        }
+        let version = match self.sequencer.next_version() {
+            Ok(v) => v,
+            Err(e) => {
+                for p in batch {
+                    let _ = p.reply.send(Err(Error::Internal(e.to_string())));
+                }
+                return;
+            }
+        };
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        counters
+            .batched_txns
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let mut mutations: Vec<Mutation> = Vec::new();
+        let mut replies = Vec::with_capacity(batch.len());
+        for p in batch {
+            let c = p.commit;
+            match self.resolver.resolve(
+                c.read_version,
+                &c.read_conflict_ranges,
+                &c.write_conflict_ranges,
+                version,
+            ) {
+                Ok(()) => {
+                    mutations.extend(c.mutations);
+                    replies.push(p.reply);
+                }
+                Err(e) => {
+                    let err = Error::from(e);
+                    match err {
+                        Error::NotCommitted => &counters.conflicts,
+                        _ => &counters.too_old,
+                    }
+                    .fetch_add(1, Ordering::Relaxed);
+                    let _ = p.reply.send(Err(err));
+                }
+            }
+        }
+        if replies.is_empty() {
+            return;
+        }
+        match self.shared.log.submit(version, mutations) {
+            Ok(submitted) => {
+                let job = Job::Batch {
+                    seq: submitted.seq,
+                    batch: submitted.batch,
+                    replies,
+                };
+                if let Err(std_mpsc::SendError(Job::Batch { replies, .. })) = self.jobs.send(job) {
+                    for r in replies {
+                        let _ = r.send(Err(Error::CommitUnknownResult(
+                            "the commit syncer stopped".into(),
+                        )));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %version, "commit log write failed; refusing further commits");
+                self.shared.failed.store(true, Ordering::Release);
+                for r in replies {
+                    let _ = r.send(Err(Error::Unavailable(format!(
+                        "the commit log write failed ({e}); the transaction did not commit"
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+fn run_syncer(
+    jobs: std_mpsc::Receiver<Job>,
+    shared: &Shared,
+    committed: watch::Sender<Version>,
+    stopped: oneshot::Sender<()>,
+) {
+    while let Ok(Job::Batch {
+        seq,
+        batch,
+        replies,
+    }) = jobs.recv()
+    {
+        let version = batch.version;
+        match shared.log.sync(seq) {
+            Ok(()) => {
+                shared.log.publish(batch);
+                committed.send_replace(version);
+                shared
+                    .counters
+                    .commits
+                    .fetch_add(replies.len() as u64, Ordering::Relaxed);
+                shared.counters.log_records.fetch_add(1, Ordering::Relaxed);
+                for r in replies {
+                    let _ = r.send(Ok(version));
+                }
+            }
+            Err(e) => {
+                if !shared.failed.swap(true, Ordering::AcqRel) {
+                    tracing::error!(error = %e, %version, "commit log fsync failed; refusing further commits");
+                }
+                for r in replies {
+                    let _ = r.send(Err(Error::CommitUnknownResult(format!(
+                        "the commit log could not be made durable: {e}"
+                    ))));
+                }
+            }
+        }
+    }
+    let _ = stopped.send(());
+}
+
+#[cfg(test)]
+mod tests;

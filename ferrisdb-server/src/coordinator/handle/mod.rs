@@ -1,0 +1,322 @@
+//! [`Coordinator`]: the in-process API of the transaction coordinator, shared as
+//! [`CoordinatorHandle`] by the gRPC service and by anything else in the process (the public
+//! `KV` service builds on [`Coordinator::read_version`] and [`Coordinator::commit`]).
+//!
+//! It owns the commit log and the commit pipeline, serves log pulls (clipped to the caller's
+//! ranges, long-polling on the committed version) and tracks the durable version each storage
+//! server reports. The log is truncated through the smallest durable version over the storage
+//! servers of the controller's shard map, and only once every one of them has reported; until
+//! the shard map is known, nothing is truncated.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrisdb_core::{Error, KeyRange, Result, Version};
+use ferrisdb_proto::convert::{Commit, VersionedMutations};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::clip;
+use super::clock::{Clock, SystemClock};
+use super::commit::{BatchLimits, Pipeline, PipelineStats};
+use super::log::{CommitLog, LogOptions, LogStats, Recovered};
+use super::resolver::{Resolver, ResolverConfig};
+use super::sequencer::Sequencer;
+
+/// Longest a pull waits for a new commit.
+pub const MAX_PULL_WAIT: Duration = Duration::from_secs(5);
+/// Response size of a pull that asks for no particular limit.
+pub const DEFAULT_PULL_BYTES: u64 = 4 << 20;
+/// Largest response size a pull may ask for.
+pub const MAX_PULL_BYTES: u64 = 32 << 20;
+/// Most commit versions one pull examines.
+pub const MAX_PULL_BATCHES: usize = 10_000;
+/// Rough per-mutation overhead counted against a pull's byte budget.
+const MUTATION_OVERHEAD: u64 = 8;
+
+/// Shared handle to a running coordinator.
+pub type CoordinatorHandle = Arc<Coordinator>;
+
+/// Settings of a [`Coordinator`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoordinatorOptions {
+    /// Directory of the commit log segments.
+    pub log_dir: PathBuf,
+    /// Log settings.
+    pub log: LogOptions,
+    /// Batch size limits.
+    pub batch: BatchLimits,
+}
+
+impl CoordinatorOptions {
+    /// Defaults with the log in `log_dir`.
+    pub fn new(log_dir: impl Into<PathBuf>) -> Self {
+        CoordinatorOptions {
+            log_dir: log_dir.into(),
+            log: LogOptions::default(),
+            batch: BatchLimits::default(),
+        }
+    }
+}
+
+/// A pull request, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pull {
+    /// Return versions strictly greater than this.
+    pub after: Version,
+    /// The caller's key ranges.
+    pub ranges: Vec<KeyRange>,
+    /// Soft response size cap (0 = default).
+    pub max_bytes: u64,
+    /// How long to wait for a commit when nothing newer exists (capped at [`MAX_PULL_WAIT`]).
+    pub wait: Duration,
+}
+
+/// What a pull returns (see `PullMutationsResponse`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pulled {
+    /// Versions with mutations in the caller's ranges, ascending.
+    pub batches: Vec<VersionedMutations>,
+    /// Every version up to this one is in `batches` or touched none of the ranges.
+    pub committed_through: Version,
+}
+
+/// Everything a status report or heartbeat needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CoordinatorStats {
+    /// The newest committed version.
+    pub committed_version: Version,
+    /// Pipeline counters.
+    pub pipeline: PipelineStats,
+    /// Log counters.
+    pub log: LogStats,
+}
+
+#[derive(Debug, Default)]
+struct Durability {
+    /// Newest durable version reported per storage server.
+    reported: HashMap<String, Version>,
+    /// Storage servers of the shard map; `None` until known.
+    storage: Option<BTreeSet<String>>,
+    /// The log has been (or is being) truncated through this version.
+    truncated: Version,
+}
+
+/// A running transaction coordinator (see the module docs).
+#[derive(Debug)]
+pub struct Coordinator {
+    log: Arc<CommitLog>,
+    pipeline: Pipeline,
+    recovered: Recovered,
+    durability: Mutex<Durability>,
+    stopping: watch::Sender<bool>,
+}
+
+impl Coordinator {
+    /// Opens the log (replaying it) and starts the pipeline with the system clock.
+    /// Blocking: call before serving or from `spawn_blocking`.
+    pub fn open(opts: CoordinatorOptions) -> Result<CoordinatorHandle> {
+        Self::open_with_clock(opts, SystemClock)
+    }
+
+    /// [`open`](Self::open) with an injected clock for the sequencer.
+    pub fn open_with_clock<C: Clock + 'static>(
+        opts: CoordinatorOptions,
+        clock: C,
+    ) -> Result<CoordinatorHandle> {
+        let (log, recovered) = CommitLog::open(&opts.log_dir, opts.log)?;
+        let log = Arc::new(log);
+        let mut sequencer = if recovered.last_version == Version::ZERO {
+            Sequencer::new(clock)
+        } else {
+            Sequencer::recover(clock, recovered.last_version)
+        };
+        // The recovery commit: an empty, durable batch at the first version of this
+        // generation. Read versions handed out from now on are at least this one, so they lie
+        // inside the resolver's window and above every version of the previous generation.
+        let start = sequencer.next_version()?;
+        let submitted = log.submit(start, Vec::new())?;
+        log.sync(submitted.seq)?;
+        log.publish(submitted.batch);
+        tracing::info!(
+            last_version = %recovered.last_version,
+            generation_start = %start,
+            batches = recovered.batches,
+            retained_from = %recovered.retained_from,
+            "commit log recovered"
+        );
+        let pipeline = Pipeline::start(
+            log.clone(),
+            start,
+            sequencer,
+            Resolver::new(ResolverConfig::default()),
+            opts.batch,
+        )?;
+        Ok(Arc::new(Coordinator {
+            log,
+            pipeline,
+            recovered,
+            durability: Mutex::new(Durability {
+                truncated: recovered.retained_from,
+                ..Durability::default()
+            }),
+            stopping: watch::channel(false).0,
+        }))
+    }
+
+    /// What recovery found when the coordinator opened (before its recovery commit).
+    pub fn recovered(&self) -> Recovered {
+        self.recovered
+    }
+
+    /// The read version for a new transaction: the newest committed version, so the
+    /// transaction sees every commit acknowledged before it asked.
+    pub fn read_version(&self) -> Version {
+        self.pipeline.committed_version()
+    }
+
+    /// Commits a validated transaction; returns its commit version once durable. Errors:
+    /// `NotCommitted` (conflict), `TransactionTooOld`, `InvalidArgument` (read version never
+    /// handed out), `Unavailable` (shutting down or failed: did not commit),
+    /// `CommitUnknownResult` (the log failed while this commit was being written).
+    pub async fn commit(&self, commit: Commit) -> Result<Version> {
+        self.pipeline.commit(commit).await
+    }
+
+    /// Committed mutations after `pull.after`, clipped to `pull.ranges`; waits up to
+    /// `pull.wait` when nothing newer is committed. `TransactionTooOld` when the log no longer
+    /// holds versions right after `pull.after`.
+    pub async fn pull(&self, pull: Pull) -> Result<Pulled> {
+        let ranges = clip::normalize(pull.ranges);
+        let mut committed = self.pipeline.subscribe();
+        let wait = pull.wait.min(MAX_PULL_WAIT);
+        if *committed.borrow() <= pull.after && !wait.is_zero() {
+            let mut stopping = self.stopping.subscribe();
+            let _ = tokio::time::timeout(wait, async {
+                tokio::select! {
+                    _ = committed.wait_for(|v| *v > pull.after) => {}
+                    _ = stopping.wait_for(|s| *s) => {}
+                }
+            })
+            .await;
+        }
+        let through = *committed.borrow();
+        if through <= pull.after {
+            return Ok(Pulled {
+                batches: Vec::new(),
+                committed_through: pull.after,
+            });
+        }
+        let budget = match pull.max_bytes {
+            0 => DEFAULT_PULL_BYTES,
+            n => n.min(MAX_PULL_BYTES),
+        };
+        let logged = self.log.read_after(pull.after, through, MAX_PULL_BATCHES)?;
+        let mut committed_through = through;
+        if logged.len() == MAX_PULL_BATCHES {
+            committed_through = logged.last().map_or(through, |b| b.version);
+        }
+        let mut batches = Vec::new();
+        let mut bytes = 0u64;
+        for b in logged {
+            let mutations = clip::clip(&ranges, &b.mutations);
+            if mutations.is_empty() {
+                continue;
+            }
+            bytes += mutations
+                .iter()
+                .map(|m| m.size() as u64 + MUTATION_OVERHEAD)
+                .sum::<u64>();
+            batches.push(VersionedMutations {
+                version: b.version,
+                mutations,
+            });
+            if bytes >= budget {
+                committed_through = b.version;
+                break;
+            }
+        }
+        Ok(Pulled {
+            batches,
+            committed_through,
+        })
+    }
+
+    /// Records that `storage_id` has made every version up to `durable` durable, and truncates
+    /// the log if every storage server of the shard map is now past its oldest batch.
+    pub async fn report_durable(&self, storage_id: &str, durable: Version) -> Result<()> {
+        if storage_id.is_empty() {
+            return Err(Error::InvalidArgument(
+                "storage_id must not be empty".into(),
+            ));
+        }
+        let committed = self.read_version();
+        {
+            let mut d = self.durability.lock();
+            let entry = d.reported.entry(storage_id.to_owned()).or_default();
+            *entry = (*entry).max(durable.min(committed));
+        }
+        self.maybe_truncate().await
+    }
+
+    /// Sets the storage servers whose durable versions gate truncation (from the shard map).
+    pub async fn set_storage_servers(&self, ids: BTreeSet<String>) -> Result<()> {
+        self.durability.lock().storage = Some(ids);
+        self.maybe_truncate().await
+    }
+
+    /// The version every storage server of the shard map has made durable, if all reported.
+    pub fn min_durable(&self) -> Option<Version> {
+        let d = self.durability.lock();
+        let storage = d.storage.as_ref().filter(|s| !s.is_empty())?;
+        storage
+            .iter()
+            .map(|id| d.reported.get(id).copied())
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .min()
+    }
+
+    async fn maybe_truncate(&self) -> Result<()> {
+        let Some(target) = self.min_durable() else {
+            return Ok(());
+        };
+        {
+            let mut d = self.durability.lock();
+            if target <= d.truncated {
+                return Ok(());
+            }
+            d.truncated = target;
+        }
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || log.truncate_through(target))
+            .await
+            .map_err(|e| Error::Internal(format!("log truncation task failed: {e}")))?
+    }
+
+    /// Snapshot of the counters.
+    pub fn stats(&self) -> CoordinatorStats {
+        CoordinatorStats {
+            committed_version: self.read_version(),
+            pipeline: self.pipeline.stats(),
+            log: self.log.stats(),
+        }
+    }
+
+    /// Wakes long-polling pulls so a server can drain quickly; commits still run.
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Refuses new commits, finishes (makes durable and answers) every batch already queued,
+    /// and stops the pipeline threads.
+    pub async fn shutdown(&self) {
+        self.begin_shutdown();
+        self.pipeline.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

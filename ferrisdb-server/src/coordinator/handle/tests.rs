@@ -1,0 +1,186 @@
+//! Tests of the coordinator handle: pulls (clipping, long poll, size cap), recovery after a
+//! restart, and truncation gated on every storage server's durable version.
+
+use std::path::Path;
+
+use ferrisdb_core::Mutation;
+
+use super::*;
+use crate::coordinator::clock::ManualClock;
+
+fn open(dir: &Path, clock: &ManualClock) -> CoordinatorHandle {
+    let mut opts = CoordinatorOptions::new(dir);
+    opts.log.segment_bytes = 1; // one record per segment: exercises rotation and removal
+    Coordinator::open_with_clock(opts, clock.clone()).unwrap()
+}
+
+fn blind(rv: Version, muts: Vec<Mutation>) -> Commit {
+    Commit {
+        read_version: rv,
+        mutations: muts,
+        read_conflict_ranges: vec![],
+        write_conflict_ranges: vec![KeyRange::all()],
+    }
+}
+
+fn set(k: &str, v: &str) -> Mutation {
+    Mutation::Set {
+        key: k.to_owned().into(),
+        value: v.to_owned().into(),
+    }
+}
+
+fn range(b: &'static str, e: &'static str) -> KeyRange {
+    KeyRange::new(b, e).unwrap()
+}
+
+fn pull(after: Version, ranges: Vec<KeyRange>) -> Pull {
+    Pull {
+        after,
+        ranges,
+        max_bytes: 0,
+        wait: Duration::ZERO,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_are_clipped_long_poll_and_respect_the_size_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000);
+    let c = open(dir.path(), &clock);
+    // A long poll that a commit wakes up.
+    let start = c.read_version();
+    let waiter = tokio::spawn({
+        let c = c.clone();
+        async move {
+            let mut p = pull(start, vec![range("a", "m")]);
+            p.wait = Duration::from_secs(30);
+            c.pull(p).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let clear_all = Mutation::ClearRange {
+        begin: "".into(),
+        end: "".into(),
+    };
+    let v1 = c
+        .commit(blind(
+            Version::ZERO,
+            vec![set("a", "1"), set("z", "2"), clear_all],
+        ))
+        .await
+        .unwrap();
+    let got = waiter.await.unwrap().unwrap();
+    assert_eq!(got.committed_through, v1);
+    assert_eq!(got.batches.len(), 1);
+    assert_eq!(
+        got.batches[0].mutations,
+        vec![
+            set("a", "1"),
+            Mutation::ClearRange {
+                begin: "a".into(),
+                end: "m".into()
+            }
+        ]
+    );
+    // A version touching none of the ranges is covered by committed_through only.
+    let v2 = c.commit(blind(v1, vec![set("z", "3")])).await.unwrap();
+    let got = c.pull(pull(v1, vec![range("a", "m")])).await.unwrap();
+    assert!(got.batches.is_empty());
+    assert_eq!(got.committed_through, v2);
+    // Nothing newer and no wait: empty, through = after.
+    let got = c.pull(pull(v2, vec![KeyRange::all()])).await.unwrap();
+    assert_eq!((got.batches.len(), got.committed_through), (0, v2));
+    // Size cap: one version per response.
+    let v3 = c.commit(blind(v2, vec![set("b", "x")])).await.unwrap();
+    let mut p = pull(Version::ZERO, vec![KeyRange::all()]);
+    p.max_bytes = 1;
+    let got = c.pull(p).await.unwrap();
+    assert_eq!(got.batches.len(), 1);
+    assert_eq!(got.committed_through, v1);
+    let got = c.pull(pull(v1, vec![KeyRange::all()])).await.unwrap();
+    let versions: Vec<_> = got.batches.iter().map(|b| b.version).collect();
+    assert_eq!(versions, vec![v2, v3]);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_every_commit_and_jumps_the_mvcc_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000);
+    let mut acked = Vec::new();
+    {
+        let c = open(dir.path(), &clock);
+        for i in 0..10 {
+            let rv = c.read_version();
+            acked.push(
+                c.commit(blind(rv, vec![set(&format!("k{i}"), "v")]))
+                    .await
+                    .unwrap(),
+            );
+        }
+        c.shutdown().await;
+    }
+    let last = *acked.last().unwrap();
+    let c = open(dir.path(), &clock);
+    // Ten commits plus the first generation's empty recovery commit.
+    assert_eq!(c.recovered().batches, 11);
+    assert_eq!(c.recovered().last_version, last);
+    // The new generation's recovery commit is at least one MVCC window later.
+    assert!(c.read_version().get() >= last.get() + Version::MVCC_WINDOW);
+    let got = c
+        .pull(pull(Version::ZERO, vec![KeyRange::all()]))
+        .await
+        .unwrap();
+    let versions: Vec<_> = got.batches.iter().map(|b| b.version).collect();
+    assert_eq!(versions, acked);
+    let v = c.commit(blind(last, vec![set("new", "v")])).await.unwrap();
+    assert!(
+        v.get() >= last.get() + Version::MVCC_WINDOW,
+        "{v} vs {last}"
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_truncated_only_when_every_storage_server_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000);
+    let c = open(dir.path(), &clock);
+    let mut vs = Vec::new();
+    for i in 0..4 {
+        let rv = c.read_version();
+        vs.push(
+            c.commit(blind(rv, vec![set(&format!("k{i}"), "v")]))
+                .await
+                .unwrap(),
+        );
+    }
+    // Reports before the shard map is known never truncate.
+    c.report_durable("s1", vs[3]).await.unwrap();
+    assert!(
+        c.pull(pull(Version::ZERO, vec![KeyRange::all()]))
+            .await
+            .is_ok()
+    );
+    let ids: BTreeSet<String> = ["s1", "s2"].into_iter().map(String::from).collect();
+    c.set_storage_servers(ids).await.unwrap();
+    assert_eq!(c.min_durable(), None);
+    assert!(
+        c.pull(pull(Version::ZERO, vec![KeyRange::all()]))
+            .await
+            .is_ok()
+    );
+    c.report_durable("s2", vs[1]).await.unwrap();
+    assert_eq!(c.min_durable(), Some(vs[1]));
+    let err = c
+        .pull(pull(Version::ZERO, vec![KeyRange::all()]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TransactionTooOld { .. }), "{err}");
+    let got = c.pull(pull(vs[1], vec![KeyRange::all()])).await.unwrap();
+    assert_eq!(got.batches.len(), 2);
+    assert_eq!(c.stats().log.retained_batches, 2);
+    assert!(c.report_durable("", vs[0]).await.is_err());
+    c.shutdown().await;
+}

@@ -1,0 +1,129 @@
+//! Runs a coordinator process: opens the data directory, serves `TransactionCoordinator`,
+//! `grpc.health.v1` and reflection, registers with the controller in the background, and on
+//! shutdown drains in-flight RPCs, finishes queued batches and leaves the log synced.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferrisdb_core::{Error, Result};
+use ferrisdb_proto::v1::transaction_coordinator_server::TransactionCoordinatorServer;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::RoutesBuilder;
+
+use super::handle::{Coordinator, CoordinatorHandle, CoordinatorOptions};
+use super::service::CoordinatorService;
+use super::worker;
+use crate::grpc;
+
+/// How long a shutdown waits for open RPCs before the server stops regardless.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Largest gRPC message accepted or sent (a commit may carry 10 MB of mutations).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Settings of a coordinator process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoordinatorConfig {
+    /// Address the gRPC server binds.
+    pub listen: SocketAddr,
+    /// Address other processes use to reach this one (`host:port`).
+    pub advertise: String,
+    /// Data directory: `log/` (commit log segments) and `worker_id`.
+    pub data_dir: PathBuf,
+    /// The controller's address, if the coordinator joins a cluster.
+    pub controller: Option<String>,
+    /// Commit log segment size.
+    pub segment_bytes: u64,
+}
+
+/// Opens the coordinator in `config.data_dir`, binds `config.listen` and serves until
+/// `shutdown` completes.
+pub async fn serve(
+    config: CoordinatorConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
+    let mut opts = CoordinatorOptions::new(config.data_dir.join("log"));
+    opts.log.segment_bytes = config.segment_bytes;
+    let coordinator = tokio::task::spawn_blocking(move || Coordinator::open(opts))
+        .await
+        .map_err(|e| Error::Internal(format!("opening the coordinator: {e}")))??;
+    let worker_task = match &config.controller {
+        Some(controller) => {
+            let dir = config.data_dir.clone();
+            let id = tokio::task::spawn_blocking(move || worker::load_or_create_worker_id(&dir))
+                .await
+                .map_err(|e| Error::Internal(format!("loading the worker id: {e}")))??;
+            Some(tokio::spawn(worker::run(
+                coordinator.clone(),
+                controller.clone(),
+                id,
+                config.advertise.clone(),
+            )))
+        }
+        None => None,
+    };
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
+    let result = serve_on(listener, coordinator.clone(), shutdown).await;
+    if let Some(task) = worker_task {
+        task.abort();
+    }
+    coordinator.shutdown().await;
+    tracing::info!(committed = %coordinator.read_version(), "transaction coordinator stopped");
+    result
+}
+
+/// Serves `coordinator` on a bound listener until `shutdown` completes (does not stop the
+/// coordinator's pipeline; [`serve`] does that afterwards).
+pub async fn serve_on(
+    listener: TcpListener,
+    coordinator: CoordinatorHandle,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<TransactionCoordinatorServer<CoordinatorService>>()
+        .await;
+    let mut routes = RoutesBuilder::default();
+    routes.add_service(health_service);
+    routes.add_service(
+        TransactionCoordinatorServer::new(CoordinatorService::new(coordinator.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    );
+    grpc::add_reflection(&mut routes)
+        .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;
+    tracing::info!(address = ?addr, "transaction coordinator serving");
+    let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
+    let wake = coordinator.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Long-polling pulls return at once so the drain below is quick.
+        wake.begin_shutdown();
+        let _ = stopping_tx.send(());
+    };
+    let server = tonic::transport::Server::builder()
+        .add_routes(routes.routes())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    let grace_expired = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        r = server => r.map_err(|e| Error::Unavailable(format!("gRPC server failed: {e}"))),
+        () = grace_expired => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "RPCs still open after the grace period; stopping anyway");
+            Ok(())
+        }
+    }
+}

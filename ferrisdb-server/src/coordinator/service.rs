@@ -1,0 +1,129 @@
+//! The `TransactionCoordinator` gRPC service: validates every request through
+//! `ferrisdb_proto::convert`, calls the [`Coordinator`] handle, and maps errors to statuses with
+//! `ferrisdb_proto::status::to_status`. Nothing here panics on input.
+
+use std::time::Duration;
+
+use ferrisdb_core::{Error, Version};
+use ferrisdb_proto::convert::{Commit, ranges_from_proto};
+use ferrisdb_proto::status::to_status;
+use ferrisdb_proto::v1;
+use ferrisdb_proto::v1::transaction_coordinator_server::TransactionCoordinator;
+use tonic::{Request, Response, Status};
+
+use super::handle::{CoordinatorHandle, Pull};
+
+/// Longest storage id accepted.
+const MAX_STORAGE_ID_BYTES: usize = 256;
+
+/// The gRPC face of a [`super::Coordinator`].
+#[derive(Debug, Clone)]
+pub struct CoordinatorService {
+    coordinator: CoordinatorHandle,
+}
+
+impl CoordinatorService {
+    /// Serves `coordinator`.
+    pub fn new(coordinator: CoordinatorHandle) -> Self {
+        CoordinatorService { coordinator }
+    }
+}
+
+fn check_storage_id(id: &str) -> Result<(), Status> {
+    if id.is_empty() || id.len() > MAX_STORAGE_ID_BYTES {
+        return Err(to_status(Error::InvalidArgument(format!(
+            "storage_id must be 1 to {MAX_STORAGE_ID_BYTES} bytes, got {}",
+            id.len()
+        ))));
+    }
+    Ok(())
+}
+
+/// Turns "log no longer holds these versions" into a status that says what to do.
+fn pull_status(err: Error) -> Status {
+    match err {
+        Error::TransactionTooOld {
+            read_version,
+            oldest,
+        } => {
+            let status = to_status(Error::TransactionTooOld {
+                read_version,
+                oldest,
+            });
+            Status::with_metadata(
+                status.code(),
+                format!(
+                    "the commit log no longer holds versions after {read_version}: it was \
+                     truncated through {oldest} after every storage server reported it durable; \
+                     this storage server must restore from a replica ({})",
+                    status.message()
+                ),
+                status.metadata().clone(),
+            )
+        }
+        other => to_status(other),
+    }
+}
+
+#[tonic::async_trait]
+impl TransactionCoordinator for CoordinatorService {
+    async fn get_read_version(
+        &self,
+        _request: Request<v1::GetReadVersionRequest>,
+    ) -> Result<Response<v1::GetReadVersionResponse>, Status> {
+        Ok(Response::new(v1::GetReadVersionResponse {
+            version: self.coordinator.read_version().get(),
+        }))
+    }
+
+    async fn commit(
+        &self,
+        request: Request<v1::CommitRequest>,
+    ) -> Result<Response<v1::CommitResponse>, Status> {
+        let commit = Commit::try_from(request.into_inner()).map_err(to_status)?;
+        let version = self.coordinator.commit(commit).await.map_err(to_status)?;
+        Ok(Response::new(v1::CommitResponse {
+            commit_version: version.get(),
+        }))
+    }
+
+    async fn pull_mutations(
+        &self,
+        request: Request<v1::PullMutationsRequest>,
+    ) -> Result<Response<v1::PullMutationsResponse>, Status> {
+        let req = request.into_inner();
+        check_storage_id(&req.storage_id)?;
+        let ranges = ranges_from_proto(req.ranges).map_err(to_status)?;
+        let pulled = self
+            .coordinator
+            .pull(Pull {
+                after: Version(req.after_version),
+                ranges,
+                max_bytes: req.max_bytes,
+                wait: Duration::from_millis(u64::from(req.wait_ms)),
+            })
+            .await
+            .map_err(pull_status)?;
+        Ok(Response::new(v1::PullMutationsResponse {
+            batches: pulled
+                .batches
+                .into_iter()
+                .map(v1::VersionedMutations::from)
+                .collect(),
+            committed_through: pulled.committed_through.get(),
+        }))
+    }
+
+    async fn report_durable(
+        &self,
+        request: Request<v1::ReportDurableRequest>,
+    ) -> Result<Response<v1::ReportDurableResponse>, Status> {
+        let req = request.into_inner();
+        check_storage_id(&req.storage_id)?;
+        self.coordinator
+            .report_durable(&req.storage_id, Version(req.durable_version))
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(v1::ReportDurableResponse {}))
+    }
+}

@@ -1,0 +1,315 @@
+//! End-to-end test of the `ferrisdb-coordinator` binary with a real controller: commits
+//! (including a conflict and an oversized key), pulls as a fake storage server, a SIGKILL and
+//! restart on the same data directory, and a clean SIGTERM shutdown.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{ServerProcess, free_port, wait_for_port};
+use ferrisdb_proto::v1;
+use ferrisdb_proto::v1::cluster_controller_client::ClusterControllerClient;
+use ferrisdb_proto::v1::transaction_coordinator_client::TransactionCoordinatorClient;
+use tonic::Code;
+use tonic::transport::Channel;
+
+const MVCC_WINDOW: u64 = 5_000_000;
+
+fn start_controller(addr: SocketAddr, dir: &Path) -> ServerProcess {
+    let args = [
+        "--listen".to_string(),
+        addr.to_string(),
+        "--data-dir".into(),
+        dir.join("controller").display().to_string(),
+        "--storage-servers".into(),
+        "1".into(),
+        "--replication".into(),
+        "1".into(),
+        "--heartbeat-ms".into(),
+        "100".into(),
+    ];
+    let p = ServerProcess::spawn(
+        env!("CARGO_BIN_EXE_ferrisdb-controller"),
+        &args,
+        &dir.join("controller.log"),
+    );
+    wait_for_port(addr, Duration::from_secs(20));
+    p
+}
+
+fn start_coordinator(addr: SocketAddr, controller: SocketAddr, dir: &Path) -> ServerProcess {
+    let args = [
+        "--listen".to_string(),
+        addr.to_string(),
+        "--data-dir".into(),
+        dir.join("coordinator").display().to_string(),
+        "--controller".into(),
+        controller.to_string(),
+        "--log-segment-bytes".into(),
+        "4096".into(),
+    ];
+    let p = ServerProcess::spawn(
+        env!("CARGO_BIN_EXE_ferrisdb-coordinator"),
+        &args,
+        &dir.join("coordinator.log"),
+    );
+    wait_for_port(addr, Duration::from_secs(20));
+    p
+}
+
+async fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("valid uri")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+fn set(key: &str, value: &str) -> v1::Mutation {
+    v1::Mutation {
+        kind: Some(v1::mutation::Kind::Set(v1::mutation::Set {
+            key: key.as_bytes().to_vec().into(),
+            value: value.as_bytes().to_vec().into(),
+        })),
+    }
+}
+
+fn single(key: &str) -> v1::KeyRange {
+    let mut end = key.as_bytes().to_vec();
+    end.push(0);
+    v1::KeyRange {
+        begin: key.as_bytes().to_vec().into(),
+        end: end.into(),
+    }
+}
+
+fn txn(rv: u64, key: &str, value: &str, reads: bool) -> v1::CommitRequest {
+    v1::CommitRequest {
+        read_version: rv,
+        mutations: vec![set(key, value)],
+        read_conflict_ranges: if reads { vec![single(key)] } else { vec![] },
+        write_conflict_ranges: vec![single(key)],
+    }
+}
+
+async fn grv(c: &mut TransactionCoordinatorClient<Channel>) -> u64 {
+    c.get_read_version(v1::GetReadVersionRequest {})
+        .await
+        .expect("grv")
+        .into_inner()
+        .version
+}
+
+/// Every (version, key, value) set in the caller's range, pulled from after 0 to the end.
+async fn pull_all(c: &mut TransactionCoordinatorClient<Channel>) -> Vec<(u64, String, String)> {
+    let mut after = 0;
+    let mut out = Vec::new();
+    let end = grv(c).await;
+    while after < end {
+        let resp = c
+            .pull_mutations(v1::PullMutationsRequest {
+                storage_id: "fake-ss".into(),
+                after_version: after,
+                ranges: vec![v1::KeyRange {
+                    begin: "k".into(),
+                    end: "l".into(),
+                }],
+                max_bytes: 200,
+                wait_ms: 0,
+            })
+            .await
+            .expect("pull")
+            .into_inner();
+        for b in &resp.batches {
+            assert!(b.version > after && b.version <= resp.committed_through);
+            for m in &b.mutations {
+                match &m.kind {
+                    Some(v1::mutation::Kind::Set(s)) => out.push((
+                        b.version,
+                        String::from_utf8_lossy(&s.key).into_owned(),
+                        String::from_utf8_lossy(&s.value).into_owned(),
+                    )),
+                    other => panic!("unexpected mutation {other:?}"),
+                }
+            }
+        }
+        assert!(resp.committed_through > after, "pull made no progress");
+        after = resp.committed_through;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_survive_a_sigkill_and_the_coordinator_serves_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctl_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let coord_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let _controller = start_controller(ctl_addr, dir.path());
+    let mut coord = start_coordinator(coord_addr, ctl_addr, dir.path());
+    let mut c = TransactionCoordinatorClient::new(channel(coord_addr).await);
+
+    // Registration with the controller, with a status heartbeat.
+    let mut ctl = ClusterControllerClient::new(channel(ctl_addr).await);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = ctl
+            .get_cluster_state(v1::GetClusterStateRequest {})
+            .await
+            .expect("state")
+            .into_inner();
+        let reported = state.workers.iter().any(|w| {
+            w.role == v1::WorkerRole::Coordinator as i32
+                && w.address == coord_addr.to_string()
+                && w.status.is_some()
+        });
+        if reported && state.coordinator.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "coordinator never registered\n{}",
+            coord.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Sequential and concurrent commits; every acknowledged one is remembered.
+    let mut acked: Vec<(u64, String, String)> = Vec::new();
+    for i in 0..10 {
+        let rv = grv(&mut c).await;
+        let (k, v) = (format!("k{i:02}"), format!("v{i}"));
+        let resp = c
+            .commit(txn(rv, &k, &v, true))
+            .await
+            .expect("commit")
+            .into_inner();
+        assert!(resp.commit_version > rv);
+        acked.push((resp.commit_version, k, v));
+    }
+    let rv = grv(&mut c).await;
+    let mut tasks = Vec::new();
+    for i in 10..30 {
+        let mut c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let (k, v) = (format!("k{i:02}"), format!("v{i}"));
+            let resp = c.commit(txn(rv, &k, &v, false)).await.expect("commit");
+            (resp.into_inner().commit_version, k, v)
+        }));
+    }
+    for t in tasks {
+        acked.push(t.await.expect("task"));
+    }
+    // A write outside the fake storage server's range is not pulled.
+    let rv = grv(&mut c).await;
+    c.commit(txn(rv, "zzz", "x", false))
+        .await
+        .expect("commit outside");
+
+    // Conflict: a reader of k00 at an old read version, after k00 was rewritten.
+    let old_rv = grv(&mut c).await;
+    let rv = grv(&mut c).await;
+    let resp = c
+        .commit(txn(rv, "k00", "v00b", true))
+        .await
+        .expect("rewrite")
+        .into_inner();
+    acked.push((resp.commit_version, "k00".into(), "v00b".into()));
+    let err = c
+        .commit(txn(old_rv, "k00", "lost", true))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{err:?}");
+    assert_eq!(
+        err.metadata()
+            .get("ferrisdb-error-code")
+            .and_then(|v| v.to_str().ok()),
+        Some("1020")
+    );
+
+    // Oversized key.
+    let big = "k".repeat(10_001);
+    let rv = grv(&mut c).await;
+    let err = c.commit(txn(rv, &big, "v", false)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("key too large"), "{}", err.message());
+    // An inverted pull range.
+    let err = c
+        .pull_mutations(v1::PullMutationsRequest {
+            storage_id: "fake-ss".into(),
+            ranges: vec![v1::KeyRange {
+                begin: "b".into(),
+                end: "a".into(),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+    acked.sort();
+    let mut pulled = pull_all(&mut c).await;
+    pulled.sort();
+    assert_eq!(pulled, acked);
+    let last_acked = acked.iter().map(|a| a.0).max().expect("some commits");
+
+    // Long poll: a pull past the end waits for the next commit.
+    let mut poller = c.clone();
+    let end = grv(&mut c).await;
+    let poll = tokio::spawn(async move {
+        poller
+            .pull_mutations(v1::PullMutationsRequest {
+                storage_id: "fake-ss".into(),
+                after_version: end,
+                ranges: vec![v1::KeyRange {
+                    begin: "".into(),
+                    end: "".into(),
+                }],
+                max_bytes: 0,
+                wait_ms: 5_000,
+            })
+            .await
+            .expect("long poll")
+            .into_inner()
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let resp = c
+        .commit(txn(end, "k99", "polled", false))
+        .await
+        .expect("commit")
+        .into_inner();
+    acked.push((resp.commit_version, "k99".into(), "polled".into()));
+    let polled = poll.await.expect("poll task");
+    assert!(polled.committed_through >= resp.commit_version);
+    let last_acked = last_acked.max(resp.commit_version);
+
+    // SIGKILL, restart on the same data dir.
+    coord.kill();
+    let mut coord = start_coordinator(coord_addr, ctl_addr, dir.path());
+    let mut c = TransactionCoordinatorClient::new(channel(coord_addr).await);
+    let rv = grv(&mut c).await;
+    assert!(
+        rv >= last_acked,
+        "read version {rv} < last acknowledged {last_acked}"
+    );
+    acked.sort();
+    let mut pulled = pull_all(&mut c).await;
+    pulled.sort();
+    assert_eq!(pulled, acked, "\n{}", coord.logs());
+    let resp = c
+        .commit(txn(rv, "k50", "after", true))
+        .await
+        .expect("commit")
+        .into_inner();
+    assert!(
+        resp.commit_version >= last_acked + MVCC_WINDOW,
+        "{} vs {last_acked}",
+        resp.commit_version
+    );
+
+    // Clean shutdown.
+    let status = coord.terminate(Duration::from_secs(15));
+    assert!(status.success(), "exit {status:?}\n{}", coord.logs());
+    assert!(coord.logs().contains("transaction coordinator stopped"));
+}
