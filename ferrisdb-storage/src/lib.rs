@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod iterator;
 pub mod key;
+pub mod manifest;
 pub mod memtable;
 pub mod sstable;
 pub mod wal;
