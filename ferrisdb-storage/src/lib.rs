@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod iterator;
+pub mod iterators;
 pub mod key;
 pub mod manifest;
 pub mod memtable;
