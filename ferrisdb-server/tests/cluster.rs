@@ -22,14 +22,22 @@ fn set(key: &[u8], value: &[u8]) -> v1::Mutation {
 /// Commits blind writes; returns the commit version.
 async fn commit(cluster: &TestCluster, mutations: Vec<v1::Mutation>) -> u64 {
     let mut c = cluster.coordinator_client();
-    let rv = c.get_read_version(v1::GetReadVersionRequest {}).await.unwrap().into_inner().version;
+    let rv = c
+        .get_read_version(v1::GetReadVersionRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .version;
     let writes = mutations
         .iter()
         .filter_map(|m| match &m.kind {
             Some(v1::mutation::Kind::Set(s)) => {
                 let mut end = s.key.to_vec();
                 end.push(0);
-                Some(v1::KeyRange { begin: s.key.clone(), end: end.into() })
+                Some(v1::KeyRange {
+                    begin: s.key.clone(),
+                    end: end.into(),
+                })
             }
             _ => None,
         })
@@ -40,7 +48,11 @@ async fn commit(cluster: &TestCluster, mutations: Vec<v1::Mutation>) -> u64 {
         read_conflict_ranges: vec![],
         write_conflict_ranges: writes,
     };
-    c.commit(req).await.unwrap_or_else(|e| panic!("commit: {e}\n{}", cluster.all_logs())).into_inner().commit_version
+    c.commit(req)
+        .await
+        .unwrap_or_else(|e| panic!("commit: {e}\n{}", cluster.all_logs()))
+        .into_inner()
+        .commit_version
 }
 
 /// Reads `key` at `version` from the storage server at `addr`, retrying while it catches up.
@@ -48,7 +60,10 @@ async fn read_at(addr: &str, key: &[u8], version: u64) -> Option<Bytes> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut c = storage_client(addr);
-        let req = v1::StorageGetRequest { key: Bytes::copy_from_slice(key), version };
+        let req = v1::StorageGetRequest {
+            key: Bytes::copy_from_slice(key),
+            version,
+        };
         match c.get(req).await {
             Ok(r) => {
                 let r = r.into_inner();
@@ -76,7 +91,9 @@ async fn read_all_replicas(cluster: &TestCluster, key: &[u8], version: u64) -> V
 async fn commits_across_shards_are_read_back_from_every_replica_and_old_versions_stay_readable() {
     let cluster = TestCluster::start(3, 2).await;
     // Keys in every shard (first bytes 0x00.., 0x55.., 0xaa..).
-    let keys: Vec<Vec<u8>> = (0u8..12).map(|i| vec![i.wrapping_mul(23), b'k', i]).collect();
+    let keys: Vec<Vec<u8>> = (0u8..12)
+        .map(|i| vec![i.wrapping_mul(23), b'k', i])
+        .collect();
     let v1 = commit(&cluster, keys.iter().map(|k| set(k, b"one")).collect()).await;
     let v2 = commit(&cluster, keys.iter().map(|k| set(k, b"two")).collect()).await;
     assert!(v2 > v1);
@@ -98,7 +115,12 @@ async fn a_storage_server_killed_with_sigkill_catches_up_after_restart() {
     let mut cluster = TestCluster::start(3, 2).await;
     let key = b"\x10victim".to_vec();
     let before = commit(&cluster, vec![set(&key, b"before")]).await;
-    assert_eq!(read_at(&cluster.replicas_of(&key).await[0], &key, before).await.as_deref(), Some(&b"before"[..]));
+    assert_eq!(
+        read_at(&cluster.replicas_of(&key).await[0], &key, before)
+            .await
+            .as_deref(),
+        Some(&b"before"[..])
+    );
     cluster.storage[0].kill();
     let mut last = 0;
     for i in 0..20u32 {
@@ -128,7 +150,12 @@ async fn acknowledged_commits_survive_sigkill_of_the_coordinator() {
     assert!(after > last_acked, "versions never go backwards");
     for (key, i, _) in &acked {
         for got in read_all_replicas(&cluster, key, after).await {
-            assert_eq!(got.as_deref(), Some(format!("value-{i}").as_bytes()), "{}", cluster.all_logs());
+            assert_eq!(
+                got.as_deref(),
+                Some(format!("value-{i}").as_bytes()),
+                "{}",
+                cluster.all_logs()
+            );
         }
     }
 }

@@ -93,7 +93,13 @@ fn acknowledged_batches_survive_sigkill() {
     let mut rng_state = 0x9e37_79b9_7f4a_7c15u64;
     for cycle in 0..CYCLES {
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads", "1"])
+            .args([
+                "--exact",
+                "crash_child",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -104,7 +110,10 @@ fn acknowledged_batches_survive_sigkill() {
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(v) = line.strip_prefix("ack ").and_then(|v| v.parse::<u64>().ok()) {
+                if let Some(v) = line
+                    .strip_prefix("ack ")
+                    .and_then(|v| v.parse::<u64>().ok())
+                {
                     let _ = tx.send(v);
                 }
             }
@@ -114,7 +123,9 @@ fn acknowledged_batches_survive_sigkill() {
         rng_state ^= rng_state >> 7;
         rng_state ^= rng_state << 17;
         let run_for = Duration::from_millis(150 + rng_state % 600);
-        let first = rx.recv_timeout(Duration::from_secs(60)).expect("child acknowledges a batch");
+        let first = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("child acknowledges a batch");
         let start = Instant::now();
         let mut acked = first;
         while start.elapsed() < run_for {
@@ -141,7 +152,10 @@ fn acknowledged_batches_survive_sigkill() {
         // Every batch is whole at its version, the latest few and a sample of older ones.
         let from = recovered.saturating_sub(200).max(1);
         for v in (from..=recovered).chain((1..from).step_by(97)) {
-            assert!(batch_is_whole(&engine, v), "cycle {cycle}: batch {v} is not whole");
+            assert!(
+                batch_is_whole(&engine, v),
+                "cycle {cycle}: batch {v} is not whole"
+            );
         }
         engine.close().unwrap();
     }

@@ -43,7 +43,10 @@ enum BenchTarget {
     Engine {
         /// Comma-separated workloads, run in order on one engine: fillseq, fillrandom,
         /// overwrite, readrandom, seekrandom, readseq, readwhilewriting, flush.
-        #[arg(long, default_value = "fillseq,fillrandom,overwrite,readrandom,seekrandom,readseq,readwhilewriting")]
+        #[arg(
+            long,
+            default_value = "fillseq,fillrandom,overwrite,readrandom,seekrandom,readseq,readwhilewriting"
+        )]
         workloads: String,
         /// Keys in the data set.
         #[arg(long, default_value_t = 1_000_000)]
@@ -108,7 +111,10 @@ enum ClusterAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -118,7 +124,14 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Cluster { action } => match action {
-                ClusterAction::Up { dir, port_base, host, storage_servers, replication, bin_dir } => {
+                ClusterAction::Up {
+                    dir,
+                    port_base,
+                    host,
+                    storage_servers,
+                    replication,
+                    bin_dir,
+                } => {
                     cli::cluster_up::run(cli::cluster_up::ClusterUp {
                         dir,
                         port_base,
@@ -130,9 +143,34 @@ fn main() -> ExitCode {
                     .await
                 }
             },
-            Command::Bench { target: BenchTarget::Engine { workloads, num, key_size, value_size, sync, batch_size, threads, reads, dir, cache_mib, memtable_mib } } => {
+            Command::Bench {
+                target:
+                    BenchTarget::Engine {
+                        workloads,
+                        num,
+                        key_size,
+                        value_size,
+                        sync,
+                        batch_size,
+                        threads,
+                        reads,
+                        dir,
+                        cache_mib,
+                        memtable_mib,
+                    },
+            } => {
                 let cfg = cli::bench_engine::EngineBench {
-                    workloads, num, key_size, value_size, sync, batch_size, threads, dir, cache_mib, memtable_mib, reads,
+                    workloads,
+                    num,
+                    key_size,
+                    value_size,
+                    sync,
+                    batch_size,
+                    threads,
+                    dir,
+                    cache_mib,
+                    memtable_mib,
+                    reads,
                 };
                 tokio::task::spawn_blocking(move || cli::bench_engine::run(cfg).map(|_| ()))
                     .await

@@ -66,7 +66,10 @@ mod tests {
     }
 
     fn set(k: &str, v: &[u8]) -> Mutation {
-        Mutation::Set { key: Bytes::copy_from_slice(k.as_bytes()), value: Bytes::copy_from_slice(v) }
+        Mutation::Set {
+            key: Bytes::copy_from_slice(k.as_bytes()),
+            value: Bytes::copy_from_slice(v),
+        }
     }
 
     fn add(k: &str, n: u64) -> Mutation {
@@ -84,9 +87,18 @@ mod tests {
         engine.apply(1, &b).unwrap();
         let b = build_batch(&engine, &[add("c", 2), add("c", 3), add("new", 7)]).unwrap();
         engine.apply(2, &b).unwrap();
-        assert_eq!(engine.get(b"c", 2).unwrap().unwrap().as_ref(), &10u64.to_le_bytes());
-        assert_eq!(engine.get(b"new", 2).unwrap().unwrap().as_ref(), &7u64.to_le_bytes());
-        assert_eq!(engine.get(b"c", 1).unwrap().unwrap().as_ref(), &5u64.to_le_bytes());
+        assert_eq!(
+            engine.get(b"c", 2).unwrap().unwrap().as_ref(),
+            &10u64.to_le_bytes()
+        );
+        assert_eq!(
+            engine.get(b"new", 2).unwrap().unwrap().as_ref(),
+            &7u64.to_le_bytes()
+        );
+        assert_eq!(
+            engine.get(b"c", 1).unwrap().unwrap().as_ref(),
+            &5u64.to_le_bytes()
+        );
     }
 
     #[test]
@@ -94,12 +106,21 @@ mod tests {
         let (_dir, engine) = engine();
         let b = build_batch(&engine, &[set("a", b"1"), set("b", b"2"), set("c", b"3")]).unwrap();
         engine.apply(1, &b).unwrap();
-        let clear = Mutation::ClearRange { begin: "a".into(), end: "c".into() };
-        let b = build_batch(&engine, &[set("a", b"x"), clear, set("b", b"new"), add("a", 1)])
-            .unwrap();
+        let clear = Mutation::ClearRange {
+            begin: "a".into(),
+            end: "c".into(),
+        };
+        let b = build_batch(
+            &engine,
+            &[set("a", b"x"), clear, set("b", b"new"), add("a", 1)],
+        )
+        .unwrap();
         engine.apply(2, &b).unwrap();
         // "a" was cleared, then an add on a missing key yields the operand.
-        assert_eq!(engine.get(b"a", 2).unwrap().unwrap().as_ref(), &1u64.to_le_bytes());
+        assert_eq!(
+            engine.get(b"a", 2).unwrap().unwrap().as_ref(),
+            &1u64.to_le_bytes()
+        );
         assert_eq!(engine.get(b"b", 2).unwrap().unwrap().as_ref(), b"new");
         assert_eq!(engine.get(b"c", 2).unwrap().unwrap().as_ref(), b"3");
         assert_eq!(engine.get(b"b", 1).unwrap().unwrap().as_ref(), b"2");
@@ -108,13 +129,20 @@ mod tests {
     #[test]
     fn compare_and_clear_clears_only_on_match() {
         let (_dir, engine) = engine();
-        engine.apply(1, &build_batch(&engine, &[set("k", b"v"), set("j", b"w")]).unwrap()).unwrap();
+        engine
+            .apply(
+                1,
+                &build_batch(&engine, &[set("k", b"v"), set("j", b"w")]).unwrap(),
+            )
+            .unwrap();
         let cac = |k: &str| Mutation::Atomic {
             op: AtomicOp::CompareAndClear,
             key: Bytes::copy_from_slice(k.as_bytes()),
             operand: Bytes::from_static(b"v"),
         };
-        engine.apply(2, &build_batch(&engine, &[cac("k"), cac("j")]).unwrap()).unwrap();
+        engine
+            .apply(2, &build_batch(&engine, &[cac("k"), cac("j")]).unwrap())
+            .unwrap();
         assert_eq!(engine.get(b"k", 2).unwrap(), None);
         assert_eq!(engine.get(b"j", 2).unwrap().unwrap().as_ref(), b"w");
     }

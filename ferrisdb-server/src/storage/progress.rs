@@ -40,7 +40,11 @@ impl Progress {
             Err(e) => return Err(Error::io(format!("reading {}", file.display()), e)),
         };
         let (applied, _) = watch::channel(persisted.max(engine_durable));
-        Ok(Progress { applied, owned: RwLock::new(Vec::new()), file })
+        Ok(Progress {
+            applied,
+            owned: RwLock::new(Vec::new()),
+            file,
+        })
     }
 
     /// The applied version.
@@ -146,12 +150,18 @@ mod tests {
     fn range_ownership_joins_adjacent_ranges() {
         let dir = tempfile::tempdir().unwrap();
         let p = Progress::open(dir.path(), 0).unwrap();
-        p.set_owned(vec![KeyRange::new("m", "").unwrap(), KeyRange::new("", "g").unwrap()]);
+        p.set_owned(vec![
+            KeyRange::new("m", "").unwrap(),
+            KeyRange::new("", "g").unwrap(),
+        ]);
         assert!(p.owns_key(b"a") && p.owns_key(b"z") && !p.owns_key(b"h"));
         assert!(p.owns_range(b"a", b"f"));
         assert!(p.owns_range(b"n", b""));
         assert!(!p.owns_range(b"a", b"n"));
-        p.set_owned(vec![KeyRange::new("", "g").unwrap(), KeyRange::new("g", "").unwrap()]);
+        p.set_owned(vec![
+            KeyRange::new("", "g").unwrap(),
+            KeyRange::new("g", "").unwrap(),
+        ]);
         assert!(p.owns_range(b"", b""));
     }
 

@@ -50,7 +50,16 @@ pub async fn run(
             let _ = tokio::time::timeout(Duration::from_secs(1), view.changed()).await;
             continue;
         };
-        match pull_loop(&worker_id, &coordinator, &engine, &progress, &owned, &mut view).await {
+        match pull_loop(
+            &worker_id,
+            &coordinator,
+            &engine,
+            &progress,
+            &owned,
+            &mut view,
+        )
+        .await
+        {
             Ok(()) => backoff = Duration::from_millis(20),
             Err(e) => {
                 tracing::warn!(coordinator = %coordinator, "pulling from the coordinator: {e}");

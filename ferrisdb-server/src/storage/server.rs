@@ -48,7 +48,7 @@ impl StatusSource for EngineStatus {
             status: Some(v1::worker_status::Status::Storage(v1::StorageStatus {
                 applied_version: self.progress.applied(),
                 durable_version: self.engine.durable_version().max(self.progress.applied()),
-                data_bytes: stats.total_bytes(),
+                data_bytes: stats.total_sst_bytes + stats.memtable_bytes as u64,
             })),
         }
     }
@@ -82,7 +82,10 @@ pub async fn serve(
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
-    let status = Arc::new(EngineStatus { engine: engine.clone(), progress: progress.clone() });
+    let status = Arc::new(EngineStatus {
+        engine: engine.clone(),
+        progress: progress.clone(),
+    });
     let session = ControllerSession::start(
         &config.controller,
         worker_id.clone(),
@@ -110,10 +113,15 @@ pub async fn serve(
     });
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<StorageServerServer<StorageService>>().await;
+    health
+        .set_serving::<StorageServerServer<StorageService>>()
+        .await;
     let mut routes = RoutesBuilder::default();
     routes.add_service(health_service);
-    routes.add_service(StorageServerServer::new(StorageService::new(engine.clone(), progress)));
+    routes.add_service(StorageServerServer::new(StorageService::new(
+        engine.clone(),
+        progress,
+    )));
     grpc::add_reflection(&mut routes)
         .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;
     tracing::info!(listen = %config.listen, advertise = %config.advertise, "storage server serving");

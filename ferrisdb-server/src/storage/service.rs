@@ -41,7 +41,9 @@ impl StorageService {
 
     async fn ready_at(&self, version: u64) -> Result<(), Error> {
         if version == 0 {
-            return Err(Error::InvalidArgument("read version 0 is not a valid version".into()));
+            return Err(Error::InvalidArgument(
+                "read version 0 is not a valid version".into(),
+            ));
         }
         if !self.progress.wait_for(version, FUTURE_VERSION_WAIT).await {
             return Err(Error::FutureVersion {
@@ -86,8 +88,8 @@ impl StorageServer for StorageService {
         let req = request.into_inner();
         limits::check_key(&req.begin).map_err(to_status)?;
         limits::check_key(&req.end).map_err(to_status)?;
-        let range = ferrisdb_core::KeyRange::new(req.begin.clone(), req.end.clone())
-            .map_err(to_status)?;
+        let range =
+            ferrisdb_core::KeyRange::new(req.begin.clone(), req.end.clone()).map_err(to_status)?;
         if !self.progress.owns_range(&range.begin, &range.end) {
             return Err(to_status(Error::WrongShard(format!(
                 "range [{}, {}) is not wholly on this storage server",
@@ -115,7 +117,9 @@ impl StorageServer for StorageService {
                         bytes += key.len() + value.len();
                         pairs.push(v1::KeyValue { key, value });
                         if pairs.len() >= RANGE_BATCH_PAIRS || bytes >= RANGE_BATCH_BYTES {
-                            let msg = v1::StorageGetRangeResponse { pairs: std::mem::take(&mut pairs) };
+                            let msg = v1::StorageGetRangeResponse {
+                                pairs: std::mem::take(&mut pairs),
+                            };
                             bytes = 0;
                             if tx.blocking_send(Ok(msg)).is_err() {
                                 return; // The client went away.

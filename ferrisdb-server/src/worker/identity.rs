@@ -17,9 +17,15 @@ pub fn load_or_create_worker_id(dir: &Path, prefix: &str) -> Result<String, Erro
             let id = text.trim();
             let valid = !id.is_empty()
                 && id.len() <= 64
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !valid {
-                return Err(Error::corruption(&path, 0, "worker id file does not hold a valid id"));
+                return Err(Error::corruption(
+                    &path,
+                    0,
+                    "worker id file does not hold a valid id",
+                ));
             }
             Ok(id.to_string())
         }

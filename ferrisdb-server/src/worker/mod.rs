@@ -10,4 +10,4 @@ mod identity;
 mod session;
 
 pub use identity::load_or_create_worker_id;
-pub use session::{ClusterView, ControllerSession, StatusSource};
+pub use session::{ClusterView, ControllerSession, StatusSource, endpoint};

@@ -64,7 +64,11 @@ impl Drop for ControllerSession {
 
 /// A lazily connecting channel endpoint for `address` (`host:port` or a full URI).
 pub fn endpoint(address: &str) -> Result<Endpoint, Error> {
-    let uri = if address.contains("://") { address.to_string() } else { format!("http://{address}") };
+    let uri = if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    };
     Endpoint::from_shared(uri)
         .map(|e| e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true))
         .map_err(|e| Error::InvalidArgument(format!("bad address {address:?}: {e}")))
@@ -153,7 +157,10 @@ async fn fetch_view(client: &mut ClusterControllerClient<Channel>) -> Result<Clu
     };
     Ok(ClusterView {
         cluster_id: state.cluster_id,
-        coordinator_address: state.coordinator.map(|c| c.address).filter(|a| !a.is_empty()),
+        coordinator_address: state
+            .coordinator
+            .map(|c| c.address)
+            .filter(|a| !a.is_empty()),
         shard_map,
     })
 }

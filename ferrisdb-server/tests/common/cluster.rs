@@ -26,7 +26,13 @@ pub struct Node {
 
 impl Node {
     fn new(binary: &'static str, args: Vec<String>, addr: SocketAddr, log: PathBuf) -> Self {
-        Node { addr, binary, args, log, process: None }
+        Node {
+            addr,
+            binary,
+            args,
+            log,
+            process: None,
+        }
     }
 
     /// Starts the process and waits for its port.
@@ -126,7 +132,12 @@ impl TestCluster {
                 )
             })
             .collect();
-        let mut cluster = TestCluster { dir, controller, coordinator, storage };
+        let mut cluster = TestCluster {
+            dir,
+            controller,
+            coordinator,
+            storage,
+        };
         cluster.controller.start();
         cluster.coordinator.start();
         for node in &mut cluster.storage {
@@ -141,12 +152,19 @@ impl TestCluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(state) = self.state().await {
-                let mapped = state.shard_map.as_ref().is_some_and(|m| !m.shards.is_empty());
+                let mapped = state
+                    .shard_map
+                    .as_ref()
+                    .is_some_and(|m| !m.shards.is_empty());
                 if mapped && state.coordinator.is_some() {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "cluster not ready\n{}", self.all_logs());
+            assert!(
+                Instant::now() < deadline,
+                "cluster not ready\n{}",
+                self.all_logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -154,7 +172,9 @@ impl TestCluster {
     /// The controller's view.
     pub async fn state(&self) -> Result<v1::GetClusterStateResponse, tonic::Status> {
         let mut c = ClusterControllerClient::new(channel(self.controller.addr));
-        c.get_cluster_state(v1::GetClusterStateRequest {}).await.map(|r| r.into_inner())
+        c.get_cluster_state(v1::GetClusterStateRequest {})
+            .await
+            .map(|r| r.into_inner())
     }
 
     /// A client of the coordinator.
@@ -186,9 +206,12 @@ impl TestCluster {
     /// Every process's log, for failure messages.
     pub fn all_logs(&self) -> String {
         let mut out = String::new();
-        for (name, node) in [("controller", &self.controller), ("coordinator", &self.coordinator)]
-            .into_iter()
-            .chain(self.storage.iter().map(|n| ("storage", n)))
+        for (name, node) in [
+            ("controller", &self.controller),
+            ("coordinator", &self.coordinator),
+        ]
+        .into_iter()
+        .chain(self.storage.iter().map(|n| ("storage", n)))
         {
             out.push_str(&format!("----- {name} {}\n{}\n", node.addr, node.logs()));
         }
@@ -198,7 +221,9 @@ impl TestCluster {
 
 /// A lazily connecting channel to `addr`.
 pub fn channel(addr: impl std::fmt::Display) -> Channel {
-    Channel::from_shared(format!("http://{addr}")).expect("valid uri").connect_lazy()
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("valid uri")
+        .connect_lazy()
 }
 
 /// A storage-server client for `addr`.

@@ -117,32 +117,52 @@ struct Writer {
 }
 
 impl Writer {
-    fn write(&self, cfg: &EngineBench, keys: impl Iterator<Item = u64>, name: &str) -> Result<BenchResult, String> {
+    fn write(
+        &self,
+        cfg: &EngineBench,
+        keys: impl Iterator<Item = u64>,
+        name: &str,
+    ) -> Result<BenchResult, String> {
         let mut latency = histogram()?;
         let mut ops = 0;
         let mut bytes = 0;
         let start = Instant::now();
-        let mut batch = WriteBatch::default();
-        let keys: Vec<u64> = keys.collect();
-        for chunk in keys.chunks(cfg.batch_size.max(1)) {
-            batch = WriteBatch::default();
-            for &i in chunk {
+        let mut keys = keys.peekable();
+        while keys.peek().is_some() {
+            let mut batch = WriteBatch::default();
+            let mut in_batch = 0;
+            for i in keys.by_ref().take(cfg.batch_size.max(1)) {
                 let key = make_key(i, cfg.key_size);
                 let value = make_value(cfg.value_size, i ^ ops);
                 bytes += (key.len() + value.len()) as u64;
                 batch.put(&key, &value);
+                in_batch += 1;
             }
             let t = Instant::now();
             let v = self.version.fetch_add(1, Ordering::Relaxed) + 1;
-            self.engine.apply(v, &batch).map_err(|e| format!("{name}: {e}"))?;
+            self.engine
+                .apply(v, &batch)
+                .map_err(|e| format!("{name}: {e}"))?;
             let _ = latency.record(t.elapsed().as_nanos() as u64);
-            ops += chunk.len() as u64;
+            ops += in_batch;
         }
-        Ok(BenchResult { name: name.into(), ops, elapsed: start.elapsed(), bytes, latency })
+        Ok(BenchResult {
+            name: name.into(),
+            ops,
+            elapsed: start.elapsed(),
+            bytes,
+            latency,
+        })
     }
 }
 
-fn read_random(engine: &Arc<Engine>, cfg: &EngineBench, name: &str, seek: bool, stop: Option<&AtomicBool>) -> Result<BenchResult, String> {
+fn read_random(
+    engine: &Arc<Engine>,
+    cfg: &EngineBench,
+    name: &str,
+    seek: bool,
+    stop: Option<&AtomicBool>,
+) -> Result<BenchResult, String> {
     let threads = cfg.threads.max(1);
     let reads = cfg.reads.unwrap_or(cfg.num);
     let start = Instant::now();
@@ -164,13 +184,22 @@ fn read_random(engine: &Arc<Engine>, cfg: &EngineBench, name: &str, seek: bool, 
                         let t0 = Instant::now();
                         if seek {
                             let scan = engine
-                                .scan(ScanOptions { begin: key.into(), end: Default::default(), read_version: version, reverse: false, limit: 100 })
+                                .scan(ScanOptions {
+                                    begin: key.into(),
+                                    end: Default::default(),
+                                    read_version: version,
+                                    reverse: false,
+                                    limit: 100,
+                                })
                                 .map_err(|e| format!("{name}: {e}"))?;
                             for item in scan {
                                 let (k, v) = item.map_err(|e| format!("{name}: {e}"))?;
                                 bytes += (k.len() + v.len()) as u64;
                             }
-                        } else if let Some(v) = engine.get(&key, version).map_err(|e| format!("{name}: {e}"))? {
+                        } else if let Some(v) = engine
+                            .get(&key, version)
+                            .map_err(|e| format!("{name}: {e}"))?
+                        {
                             bytes += (key.len() + v.len()) as u64;
                         }
                         let _ = latency.record(t0.elapsed().as_nanos() as u64);
@@ -180,7 +209,13 @@ fn read_random(engine: &Arc<Engine>, cfg: &EngineBench, name: &str, seek: bool, 
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("reader thread panicked".into()))).collect()
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("reader thread panicked".into()))
+            })
+            .collect()
     });
     let elapsed = start.elapsed();
     let mut latency = histogram()?;
@@ -189,9 +224,17 @@ fn read_random(engine: &Arc<Engine>, cfg: &EngineBench, name: &str, seek: bool, 
         let (o, b, h) = r?;
         ops += o;
         bytes += b;
-        latency.add(h).map_err(|e| format!("merging histograms: {e}"))?;
+        latency
+            .add(h)
+            .map_err(|e| format!("merging histograms: {e}"))?;
     }
-    Ok(BenchResult { name: name.into(), ops, elapsed, bytes, latency })
+    Ok(BenchResult {
+        name: name.into(),
+        ops,
+        elapsed,
+        bytes,
+        latency,
+    })
 }
 
 fn read_seq(engine: &Arc<Engine>) -> Result<BenchResult, String> {
@@ -199,7 +242,13 @@ fn read_seq(engine: &Arc<Engine>) -> Result<BenchResult, String> {
     let start = Instant::now();
     let version = engine.last_applied_version();
     let scan = engine
-        .scan(ScanOptions { begin: Default::default(), end: Default::default(), read_version: version, reverse: false, limit: 0 })
+        .scan(ScanOptions {
+            begin: Default::default(),
+            end: Default::default(),
+            read_version: version,
+            reverse: false,
+            limit: 0,
+        })
         .map_err(|e| format!("readseq: {e}"))?;
     let (mut ops, mut bytes) = (0u64, 0u64);
     let mut t = Instant::now();
@@ -211,7 +260,13 @@ fn read_seq(engine: &Arc<Engine>) -> Result<BenchResult, String> {
         let _ = latency.record((now - t).as_nanos() as u64);
         t = now;
     }
-    Ok(BenchResult { name: "readseq".into(), ops, elapsed: start.elapsed(), bytes, latency })
+    Ok(BenchResult {
+        name: "readseq".into(),
+        ops,
+        elapsed: start.elapsed(),
+        bytes,
+        latency,
+    })
 }
 
 /// Runs the workloads and prints one line per workload.
@@ -235,7 +290,11 @@ pub fn run(cfg: EngineBench) -> Result<Vec<BenchResult>, String> {
         (None, None) => return Err("no benchmark directory".into()),
     };
     let options = EngineOptions {
-        sync: if cfg.sync { SyncPolicy::Always } else { SyncPolicy::Never },
+        sync: if cfg.sync {
+            SyncPolicy::Always
+        } else {
+            SyncPolicy::Never
+        },
         memtable_bytes: cfg.memtable_mib << 20,
         block_cache_bytes: cfg.cache_mib << 20,
         ..EngineOptions::default()
@@ -243,15 +302,33 @@ pub fn run(cfg: EngineBench) -> Result<Vec<BenchResult>, String> {
     let engine = Engine::open(&dir, options).map_err(|e| e.to_string())?;
     println!(
         "FerrisDB engine bench: {} keys, {}-byte keys, {}-byte values, batch {}, sync {}, {} reader threads, dir {}",
-        cfg.num, cfg.key_size, cfg.value_size, cfg.batch_size, cfg.sync, cfg.threads, dir.display()
+        cfg.num,
+        cfg.key_size,
+        cfg.value_size,
+        cfg.batch_size,
+        cfg.sync,
+        cfg.threads,
+        dir.display()
     );
-    let writer = Arc::new(Writer { version: AtomicU64::new(engine.last_applied_version()), engine: engine.clone() });
+    let writer = Arc::new(Writer {
+        version: AtomicU64::new(engine.last_applied_version()),
+        engine: engine.clone(),
+    });
     let mut results = Vec::new();
-    for name in cfg.workloads.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for name in cfg
+        .workloads
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         let result = match name {
             "fillseq" => writer.write(&cfg, 0..cfg.num, name)?,
             "fillrandom" | "overwrite" => {
-                let mut rng = Rng(if name == "fillrandom" { 0x1234_5678 } else { 0x8765_4321 });
+                let mut rng = Rng(if name == "fillrandom" {
+                    0x1234_5678
+                } else {
+                    0x8765_4321
+                });
                 writer.write(&cfg, (0..cfg.num).map(|_| rng.next() % cfg.num), name)?
             }
             "readrandom" => read_random(&engine, &cfg, name, false, None)?,
@@ -265,13 +342,17 @@ pub fn run(cfg: EngineBench) -> Result<Vec<BenchResult>, String> {
                     let stop = stop.clone();
                     std::thread::spawn(move || -> Result<BenchResult, String> {
                         let mut rng = Rng(0xabcd_ef01);
-                        let keys = std::iter::from_fn(|| (!stop.load(Ordering::Relaxed)).then(|| rng.next() % cfg.num));
-                        writer.write(&cfg, keys.take(cfg.num as usize), "  (writer)")
+                        let keys = std::iter::from_fn(|| {
+                            (!stop.load(Ordering::Relaxed)).then(|| rng.next() % cfg.num)
+                        });
+                        writer.write(&cfg, keys, "  (writer)")
                     })
                 };
                 let r = read_random(&engine, &cfg, name, false, None);
                 stop.store(true, Ordering::Relaxed);
-                let w = bg.join().map_err(|_| "writer thread panicked".to_string())??;
+                let w = bg
+                    .join()
+                    .map_err(|_| "writer thread panicked".to_string())??;
                 w.print();
                 r?
             }
@@ -279,10 +360,18 @@ pub fn run(cfg: EngineBench) -> Result<Vec<BenchResult>, String> {
                 let t = Instant::now();
                 engine.flush().map_err(|e| e.to_string())?;
                 engine.compact().map_err(|e| e.to_string())?;
-                println!("{:<18} flush + compaction took {:.2} s", "compact", t.elapsed().as_secs_f64());
+                println!(
+                    "{:<18} flush + compaction took {:.2} s",
+                    "compact",
+                    t.elapsed().as_secs_f64()
+                );
                 continue;
             }
-            other => return Err(format!("unknown workload {other:?} (fillseq, fillrandom, overwrite, readrandom, seekrandom, readseq, readwhilewriting, flush)")),
+            other => {
+                return Err(format!(
+                    "unknown workload {other:?} (fillseq, fillrandom, overwrite, readrandom, seekrandom, readseq, readwhilewriting, flush)"
+                ));
+            }
         };
         result.print();
         results.push(result);

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
+/// Name of the cluster file inside the data directory.
+pub const CLUSTER_FILE_NAME: &str = "ferrisdb.cluster";
+
 /// How long children get to exit after SIGTERM before they are killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -52,7 +55,9 @@ impl Managed {
             .append(true)
             .open(&self.log)
             .map_err(|e| format!("opening {}: {e}", self.log.display()))?;
-        let err = log.try_clone().map_err(|e| format!("duplicating a log handle: {e}"))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| format!("duplicating a log handle: {e}"))?;
         let child = Command::new(&self.program)
             .args(&self.args)
             .stdin(Stdio::null())
@@ -90,7 +95,10 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
     }
     let last_port = u32::from(cfg.port_base) + 1 + u32::from(cfg.storage_servers);
     if last_port > u32::from(u16::MAX) {
-        return Err(format!("ports {}..={last_port} do not fit below 65536", cfg.port_base));
+        return Err(format!(
+            "ports {}..={last_port} do not fit below 65536",
+            cfg.port_base
+        ));
     }
     let bin_dir = match &cfg.bin_dir {
         Some(d) => d.clone(),
@@ -102,7 +110,9 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
     let dir = &cfg.dir;
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
-    let dir = dir.canonicalize().map_err(|e| format!("resolving {}: {e}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| format!("resolving {}: {e}", dir.display()))?;
     let host = &cfg.host;
     let addr = |offset: u16| format!("{host}:{}", cfg.port_base + offset);
     let controller_addr = addr(0);
@@ -164,10 +174,8 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
         });
     }
 
-    let cluster_file = dir.join(ferrisdb_client::CLUSTER_FILE_NAME);
-    ferrisdb_client::ClusterFile::new(vec![controller_addr.clone()])
-        .write(&cluster_file)
-        .map_err(|e| e.to_string())?;
+    let cluster_file = dir.join(CLUSTER_FILE_NAME);
+    write_cluster_file(&cluster_file, &controller_addr)?;
 
     for p in &mut procs {
         p.start()?;
@@ -178,7 +186,10 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
         println!("  {:<12} {:<22} log {}", p.name, listen, p.log.display());
     }
     println!("cluster file: {}", cluster_file.display());
-    println!("connect:  ferrisdb --cluster-file {} shell", cluster_file.display());
+    println!(
+        "connect:  ferrisdb --cluster-file {} shell",
+        cluster_file.display()
+    );
     println!(
         "grpcurl:  grpcurl -plaintext -d '{{\"key\":\"aGVsbG8=\",\"value\":\"d29ybGQ=\"}}' {} ferrisdb.v1.KV/Put",
         addr(1)
@@ -218,6 +229,15 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
     stop_all(&mut procs).await;
     println!("stopped.");
     Ok(())
+}
+
+/// Writes the cluster file (plain-text form: one controller address per line) atomically.
+fn write_cluster_file(path: &Path, controller: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let text = format!("# FerrisDB cluster file: the cluster controller's address\n{controller}\n");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 /// SIGTERM to every child, then SIGKILL to any still running after [`STOP_GRACE`].
