@@ -17,3 +17,75 @@ pub fn add_reflection(routes: &mut RoutesBuilder) -> Result<(), tonic_reflection
     routes.add_service(v1alpha);
     Ok(())
 }
+
+/// How long a shutdown waits for open connections before the server stops regardless.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Serves `routes` on `listener` until `shutdown` completes, then waits at most
+/// [`SHUTDOWN_GRACE`] for open connections (a stuck client must not keep a process alive).
+pub async fn serve_until(
+    routes: RoutesBuilder,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ferrisdb_core::Error> {
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    };
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_routes(routes.routes())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        );
+    let grace_expired = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        r = server => r.map_err(|e| ferrisdb_core::Error::Unavailable(format!("gRPC server failed: {e}"))),
+        () = grace_expired => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; stopping anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM (the shutdown signal of every FerrisDB process).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+        _ = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Installs the tracing subscriber every FerrisDB binary uses: stderr, `RUST_LOG` filter
+/// (default `info`), colours only on a terminal.
+pub fn init_tracing() {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -8,3 +8,5 @@
 pub mod controller;
 pub mod coordinator;
 pub mod grpc;
+pub mod storage;
+pub mod worker;

@@ -6,8 +6,11 @@
 //! compaction merges SSTables level by level and drops versions below the GC horizon.
 
 pub mod cache;
+pub mod engine;
 pub mod iterator;
+pub mod iterators;
 pub mod key;
+pub mod manifest;
 pub mod memtable;
 pub mod sstable;
 pub mod wal;

@@ -4,7 +4,6 @@
 //! `--listen`, keeps the cluster's identity and shard map in `--data-dir`, and shuts down
 //! cleanly on SIGTERM or SIGINT. Logs go to stderr (`RUST_LOG` filters, default `info`).
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,14 +38,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    ferrisdb_server::grpc::init_tracing();
     let args = Args::parse();
     let config = ControllerConfig {
         listen: args.listen,
@@ -56,31 +48,11 @@ async fn main() -> ExitCode {
         heartbeat_interval: Duration::from_millis(args.heartbeat_ms),
         missed_heartbeats: args.missed_heartbeats,
     };
-    match controller::serve(config, shutdown_signal()).await {
+    match controller::serve(config, ferrisdb_server::grpc::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("ferrisdb-controller: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
-        _ = term => tracing::info!("SIGTERM received, shutting down"),
     }
 }

@@ -4,22 +4,16 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ferrisdb_core::Error;
 use ferrisdb_proto::v1::cluster_controller_server::ClusterControllerServer;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::RoutesBuilder;
 
 use super::cluster::Controller;
 use super::config::ControllerConfig;
 use super::service::ControllerService;
 use crate::grpc;
-
-/// How long a shutdown waits for open connections before the server stops regardless.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Opens the data directory, binds `config.listen` and serves until `shutdown` completes.
 pub async fn serve(
@@ -64,29 +58,7 @@ pub async fn serve_on(
         }
     });
     tracing::info!(address = ?addr, "cluster controller serving");
-    let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
-    let shutdown = async move {
-        shutdown.await;
-        let _ = stopping_tx.send(());
-    };
-    let server = tonic::transport::Server::builder()
-        .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
-    // Graceful shutdown waits for open connections; a stuck client must not keep us alive.
-    let grace_expired = async move {
-        if stopping_rx.await.is_ok() {
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    let result = tokio::select! {
-        r = server => r.map_err(|e| Error::Unavailable(format!("gRPC server failed: {e}"))),
-        () = grace_expired => {
-            tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; stopping anyway");
-            Ok(())
-        }
-    };
+    let result = grpc::serve_until(routes, listener, shutdown).await;
     sweeper.abort();
     tracing::info!("cluster controller stopped");
     result

@@ -1,6 +1,11 @@
 //! Helpers shared by the integration tests: free ports, spawning server binaries with their
 //! logs captured to a file, and waiting for a port to accept connections.
 
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+pub mod cluster;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -1,0 +1,57 @@
+//! `ferrisdb-storage-server`: runs a FerrisDB storage server process.
+//!
+//! Opens (or creates) its LSM engine under `--data-dir`, registers with the controller at
+//! `--controller`, pulls the mutations of its shards from the coordinator, serves reads on
+//! `--listen` (plus `grpc.health.v1` and reflection) and shuts down cleanly on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ferrisdb_server::storage::{self, StorageConfig};
+
+/// Runs a FerrisDB storage server.
+#[derive(Parser, Debug)]
+#[command(name = "ferrisdb-storage-server", version, about)]
+struct Args {
+    /// Address to serve gRPC on.
+    #[arg(long, default_value = "127.0.0.1:4502")]
+    listen: SocketAddr,
+    /// Address other processes use to reach this server (default: the listen address).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Directory for the engine's files and the server's identity.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address of the cluster controller.
+    #[arg(long, default_value = "127.0.0.1:4500")]
+    controller: String,
+    /// Memtable budget in MiB (a full memtable is flushed to an SSTable).
+    #[arg(long, default_value_t = 64)]
+    memtable_mib: usize,
+    /// Block cache budget in MiB.
+    #[arg(long, default_value_t = 128)]
+    cache_mib: usize,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    ferrisdb_server::grpc::init_tracing();
+    let args = Args::parse();
+    let config = StorageConfig {
+        listen: args.listen,
+        advertise: args.advertise.unwrap_or_else(|| args.listen.to_string()),
+        data_dir: args.data_dir,
+        controller: args.controller,
+        memtable_bytes: args.memtable_mib << 20,
+        block_cache_bytes: args.cache_mib << 20,
+    };
+    match storage::serve(config, ferrisdb_server::grpc::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("ferrisdb-storage-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

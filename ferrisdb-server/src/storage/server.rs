@@ -1,0 +1,138 @@
+//! Runs a storage server process: engine, controller session, puller, GC task and the gRPC
+//! server (StorageServer + health + reflection) until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrisdb_core::{Error, Version};
+use ferrisdb_proto::v1;
+use ferrisdb_proto::v1::storage_server_server::StorageServerServer;
+use ferrisdb_storage::engine::{Engine, EngineOptions, SyncPolicy};
+use tokio::net::TcpListener;
+use tonic::service::RoutesBuilder;
+
+use super::progress::Progress;
+use super::service::StorageService;
+use crate::grpc;
+use crate::worker::{ControllerSession, StatusSource, load_or_create_worker_id};
+
+/// Settings of a storage server process.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Address other processes use to reach this one.
+    pub advertise: String,
+    /// Data directory (engine files, worker id, progress).
+    pub data_dir: PathBuf,
+    /// The cluster controller's address.
+    pub controller: String,
+    /// Engine memtable budget in bytes.
+    pub memtable_bytes: usize,
+    /// Engine block cache budget in bytes.
+    pub block_cache_bytes: usize,
+}
+
+struct EngineStatus {
+    engine: Arc<Engine>,
+    progress: Arc<Progress>,
+}
+
+impl StatusSource for EngineStatus {
+    fn status(&self) -> v1::WorkerStatus {
+        let stats = self.engine.stats();
+        v1::WorkerStatus {
+            status: Some(v1::worker_status::Status::Storage(v1::StorageStatus {
+                applied_version: self.progress.applied(),
+                durable_version: self.engine.durable_version().max(self.progress.applied()),
+                data_bytes: stats.total_sst_bytes + stats.memtable_bytes as u64,
+            })),
+        }
+    }
+}
+
+/// Opens the engine and serves until `shutdown` completes.
+pub async fn serve(
+    config: StorageConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
+    let worker_id = load_or_create_worker_id(&config.data_dir, "storage")?;
+    let options = EngineOptions {
+        sync: SyncPolicy::Always,
+        memtable_bytes: config.memtable_bytes,
+        block_cache_bytes: config.block_cache_bytes,
+        ..EngineOptions::default()
+    };
+    let engine_dir = config.data_dir.join("engine");
+    let engine = tokio::task::spawn_blocking(move || Engine::open(&engine_dir, options))
+        .await
+        .map_err(|e| Error::Internal(format!("engine open task failed: {e}")))??;
+    let progress = Arc::new(Progress::open(&config.data_dir, engine.durable_version())?);
+    tracing::info!(
+        worker = %worker_id,
+        applied = progress.applied(),
+        "storage engine open"
+    );
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
+    let status = Arc::new(EngineStatus {
+        engine: engine.clone(),
+        progress: progress.clone(),
+    });
+    let session = ControllerSession::start(
+        &config.controller,
+        worker_id.clone(),
+        v1::WorkerRole::Storage,
+        config.advertise.clone(),
+        status,
+    )?;
+    let puller = tokio::spawn(super::puller::run(
+        worker_id.clone(),
+        engine.clone(),
+        progress.clone(),
+        session.view(),
+    ));
+    let gc = tokio::spawn({
+        let engine = engine.clone();
+        let progress = progress.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                let horizon = progress.applied().saturating_sub(Version::MVCC_WINDOW);
+                engine.set_gc_horizon(horizon.min(engine.last_applied_version()));
+            }
+        }
+    });
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<StorageServerServer<StorageService>>()
+        .await;
+    let mut routes = RoutesBuilder::default();
+    routes.add_service(health_service);
+    routes.add_service(StorageServerServer::new(StorageService::new(
+        engine.clone(),
+        progress,
+    )));
+    grpc::add_reflection(&mut routes)
+        .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;
+    tracing::info!(listen = %config.listen, advertise = %config.advertise, "storage server serving");
+    let result = grpc::serve_until(routes, listener, shutdown).await;
+    puller.abort();
+    gc.abort();
+    drop(session);
+    let _ = puller.await;
+    tokio::task::spawn_blocking(move || engine.close())
+        .await
+        .map_err(|e| Error::Internal(format!("engine close task failed: {e}")))??;
+    tracing::info!("storage server stopped");
+    result
+}

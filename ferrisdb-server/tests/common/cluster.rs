@@ -1,0 +1,232 @@
+//! A whole local cluster for integration tests: a controller, a coordinator and N storage
+//! servers, each a real process on 127.0.0.1 with a free port, under one temporary directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ferrisdb_proto::v1;
+use ferrisdb_proto::v1::cluster_controller_client::ClusterControllerClient;
+use ferrisdb_proto::v1::storage_server_client::StorageServerClient;
+use ferrisdb_proto::v1::transaction_coordinator_client::TransactionCoordinatorClient;
+use tonic::transport::Channel;
+
+use super::{ServerProcess, free_port, wait_for_port};
+
+/// One role process and how to start it again.
+pub struct Node {
+    /// Address it listens on.
+    pub addr: SocketAddr,
+    binary: &'static str,
+    args: Vec<String>,
+    log: PathBuf,
+    /// The running process, if any.
+    pub process: Option<ServerProcess>,
+}
+
+impl Node {
+    fn new(binary: &'static str, args: Vec<String>, addr: SocketAddr, log: PathBuf) -> Self {
+        Node {
+            addr,
+            binary,
+            args,
+            log,
+            process: None,
+        }
+    }
+
+    /// Starts the process and waits for its port.
+    pub fn start(&mut self) {
+        self.process = Some(ServerProcess::spawn(self.binary, &self.args, &self.log));
+        wait_for_port(self.addr, Duration::from_secs(30));
+    }
+
+    /// SIGKILLs the process.
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill();
+        }
+    }
+
+    /// Its log so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A running test cluster.
+pub struct TestCluster {
+    /// Keeps the data alive.
+    pub dir: tempfile::TempDir,
+    /// The controller.
+    pub controller: Node,
+    /// The coordinator.
+    pub coordinator: Node,
+    /// The storage servers.
+    pub storage: Vec<Node>,
+}
+
+fn addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+impl TestCluster {
+    /// Starts `storage_servers` storage servers with `replication`, waits until the shard map
+    /// is bootstrapped and a commit can be read back.
+    pub async fn start(storage_servers: usize, replication: usize) -> TestCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        let c_addr = addr();
+        let controller = Node::new(
+            env!("CARGO_BIN_EXE_ferrisdb-controller"),
+            vec![
+                "--listen".into(),
+                c_addr.to_string(),
+                "--data-dir".into(),
+                s(&root.join("controller")),
+                "--storage-servers".into(),
+                storage_servers.to_string(),
+                "--replication".into(),
+                replication.to_string(),
+                "--heartbeat-ms".into(),
+                "100".into(),
+            ],
+            c_addr,
+            root.join("controller.log"),
+        );
+        let co_addr = addr();
+        let coordinator = Node::new(
+            env!("CARGO_BIN_EXE_ferrisdb-coordinator"),
+            vec![
+                "--listen".into(),
+                co_addr.to_string(),
+                "--data-dir".into(),
+                s(&root.join("coordinator")),
+                "--controller".into(),
+                c_addr.to_string(),
+            ],
+            co_addr,
+            root.join("coordinator.log"),
+        );
+        let storage = (0..storage_servers)
+            .map(|i| {
+                let a = addr();
+                Node::new(
+                    env!("CARGO_BIN_EXE_ferrisdb-storage-server"),
+                    vec![
+                        "--listen".into(),
+                        a.to_string(),
+                        "--data-dir".into(),
+                        s(&root.join(format!("storage-{i}"))),
+                        "--controller".into(),
+                        c_addr.to_string(),
+                        "--memtable-mib".into(),
+                        "1".into(),
+                    ],
+                    a,
+                    root.join(format!("storage-{i}.log")),
+                )
+            })
+            .collect();
+        let mut cluster = TestCluster {
+            dir,
+            controller,
+            coordinator,
+            storage,
+        };
+        cluster.controller.start();
+        cluster.coordinator.start();
+        for node in &mut cluster.storage {
+            node.start();
+        }
+        cluster.wait_ready().await;
+        cluster
+    }
+
+    /// Waits until the shard map is bootstrapped and the coordinator is known.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(state) = self.state().await {
+                let mapped = state
+                    .shard_map
+                    .as_ref()
+                    .is_some_and(|m| !m.shards.is_empty());
+                if mapped && state.coordinator.is_some() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster not ready\n{}",
+                self.all_logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The controller's view.
+    pub async fn state(&self) -> Result<v1::GetClusterStateResponse, tonic::Status> {
+        let mut c = ClusterControllerClient::new(channel(self.controller.addr));
+        c.get_cluster_state(v1::GetClusterStateRequest {})
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// A client of the coordinator.
+    pub fn coordinator_client(&self) -> TransactionCoordinatorClient<Channel> {
+        TransactionCoordinatorClient::new(channel(self.coordinator.addr))
+    }
+
+    /// Addresses of the storage servers holding `key`, from the controller's shard map.
+    pub async fn replicas_of(&self, key: &[u8]) -> Vec<String> {
+        let state = self.state().await.expect("cluster state");
+        let map = state.shard_map.expect("shard map");
+        let shard = map
+            .shards
+            .iter()
+            .find(|s| {
+                let r = s.range.as_ref().expect("range");
+                key >= r.begin.as_ref() && (r.end.is_empty() || key < r.end.as_ref())
+            })
+            .expect("a shard holds every key")
+            .clone();
+        shard
+            .storage_ids
+            .iter()
+            .filter_map(|id| state.workers.iter().find(|w| &w.worker_id == id))
+            .map(|w| w.address.clone())
+            .collect()
+    }
+
+    /// Every process's log, for failure messages.
+    pub fn all_logs(&self) -> String {
+        let mut out = String::new();
+        for (name, node) in [
+            ("controller", &self.controller),
+            ("coordinator", &self.coordinator),
+        ]
+        .into_iter()
+        .chain(self.storage.iter().map(|n| ("storage", n)))
+        {
+            out.push_str(&format!("----- {name} {}\n{}\n", node.addr, node.logs()));
+        }
+        out
+    }
+}
+
+/// A lazily connecting channel to `addr`.
+pub fn channel(addr: impl std::fmt::Display) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("valid uri")
+        .connect_lazy()
+}
+
+/// A storage-server client for `addr`.
+pub fn storage_client(addr: &str) -> StorageServerClient<Channel> {
+    StorageServerClient::new(channel(addr))
+}

@@ -1,0 +1,126 @@
+//! Compaction: picks inputs (`picker.rs`), merges them into new tables with MVCC garbage
+//! collection (`run.rs`), then installs the result: one manifest edit that deletes the inputs
+//! and adds the outputs, a state swap, and only then deletion of the input files.
+
+mod picker;
+mod run;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use ferrisdb_core::{Error, Result};
+
+use super::Inner;
+use super::flush::file_meta;
+use super::state::sort_level;
+use crate::manifest::{VersionEdit, remove_if_present, table_file_name};
+use crate::sstable::Table;
+
+impl Inner {
+    /// Runs compactions until the picker finds nothing to do.
+    pub(crate) fn compact_until_done(&self) -> Result<()> {
+        while self.compact_once()? {}
+        Ok(())
+    }
+
+    /// Picks and runs one compaction; false if none was needed.
+    pub(crate) fn compact_once(&self) -> Result<bool> {
+        let _compacting = self.compaction_lock.lock();
+        let (pick, deeper) = {
+            let mut versions = self.versions.lock();
+            let versions = &mut *versions;
+            let manifest_state = versions.manifest.state();
+            let Some(pick) =
+                picker::pick(manifest_state, &self.opts, &mut versions.compact_pointers)
+            else {
+                return Ok(false);
+            };
+            let deeper: Vec<_> = manifest_state
+                .levels
+                .iter()
+                .skip(pick.output_level() + 1)
+                .flatten()
+                .cloned()
+                .collect();
+            (pick, deeper)
+        };
+        let started = Instant::now();
+        let state = self.current();
+        let open = |level: usize, ids: &[crate::manifest::FileMeta]| -> Result<Vec<Arc<Table>>> {
+            let wanted: HashSet<u64> = ids.iter().map(|f| f.id).collect();
+            let tables: Vec<Arc<Table>> = state
+                .levels
+                .get(level)
+                .map(|tables| {
+                    tables
+                        .iter()
+                        .filter(|t| wanted.contains(&t.id()))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            if tables.len() != wanted.len() {
+                return Err(Error::Internal(
+                    "compaction input missing from the state".into(),
+                ));
+            }
+            Ok(tables)
+        };
+        let inputs = open(pick.level, &pick.inputs)?;
+        let next_inputs = open(pick.output_level(), &pick.next_inputs)?;
+        let horizon = self.gc_horizon.load(Ordering::Acquire);
+        let outputs = run::run(self, &pick, &inputs, &next_inputs, &deeper, horizon)?;
+
+        let mut edit = VersionEdit {
+            gc_horizon: Some(horizon),
+            next_file_number: Some(self.next_file.load(Ordering::SeqCst)),
+            ..VersionEdit::default()
+        };
+        for table in &inputs {
+            edit.deleted.push((pick.level, table.id()));
+        }
+        for table in &next_inputs {
+            edit.deleted.push((pick.output_level(), table.id()));
+        }
+        for table in &outputs {
+            edit.added.push((pick.output_level(), file_meta(table)));
+        }
+        let removed: HashSet<u64> = edit.deleted.iter().map(|(_, id)| *id).collect();
+        {
+            let mut versions = self.versions.lock();
+            versions.manifest.log_and_apply(&edit)?;
+            let mut current = self.state.write();
+            let mut levels = current.levels.clone();
+            for tables in &mut levels {
+                tables.retain(|t| !removed.contains(&t.id()));
+            }
+            if let Some(out) = levels.get_mut(pick.output_level()) {
+                out.extend(outputs.iter().cloned());
+                sort_level(pick.output_level(), out);
+            }
+            *current = Arc::new(current.with_levels(levels));
+        }
+        for id in &removed {
+            remove_if_present(&self.dir.join(table_file_name(*id)))?;
+        }
+        self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            level = pick.level,
+            inputs = inputs.len() + next_inputs.len(),
+            input_bytes = inputs
+                .iter()
+                .chain(&next_inputs)
+                .map(|t| t.file_size())
+                .sum::<u64>(),
+            outputs = outputs.len(),
+            output_bytes = outputs.iter().map(|t| t.file_size()).sum::<u64>(),
+            gc_horizon = horizon,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "compacted"
+        );
+        self.notify_stalled();
+        Ok(true)
+    }
+}

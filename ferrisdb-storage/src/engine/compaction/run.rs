@@ -1,0 +1,175 @@
+//! Running one compaction: merge the inputs, apply the GC rules, write output tables.
+//!
+//! GC rules, per user key, with horizon H: keep every version > H; keep the newest version
+//! ≤ H (reads at H or later may need it) unless it is a tombstone and no level below the
+//! output level holds the key's range (then nothing older can resurface); drop every older
+//! version. Equal (key, version) pairs from two inputs are written once.
+//!
+//! Outputs are cut once they reach `target_file_bytes`, but only between two user keys, so
+//! the versions of a key never straddle two files of one level.
+
+use std::sync::Arc;
+
+use ferrisdb_core::Result;
+
+use super::picker::Pick;
+use crate::engine::Inner;
+use crate::iterator::InternalIterator;
+use crate::iterators::{BoxedIterator, LevelIterator, MergeIterator};
+use crate::key::ValueKind;
+use crate::manifest::{FileMeta, remove_if_present, sync_dir, table_file_name};
+use crate::sstable::{Table, TableBuilder};
+
+/// Merges `inputs` (level `pick.level`, newest first) with `next_inputs` and returns the new
+/// tables, synced and open. `deeper` are the files of levels below the output level.
+pub(super) fn run(
+    inner: &Inner,
+    pick: &Pick,
+    inputs: &[Arc<Table>],
+    next_inputs: &[Arc<Table>],
+    deeper: &[FileMeta],
+    horizon: u64,
+) -> Result<Vec<Arc<Table>>> {
+    let mut sources: Vec<BoxedIterator> = Vec::new();
+    if pick.level == 0 {
+        sources.extend(inputs.iter().map(|t| Box::new(t.iter()) as BoxedIterator));
+    } else {
+        sources.push(Box::new(LevelIterator::new(inputs.to_vec())));
+    }
+    sources.push(Box::new(LevelIterator::new(next_inputs.to_vec())));
+    let mut merge = MergeIterator::new(sources);
+    let mut writer = OutputWriter {
+        inner,
+        builder: None,
+        outputs: Vec::new(),
+    };
+    match merge_into(&mut merge, &mut writer, deeper, horizon) {
+        Ok(()) => writer.finish(),
+        Err(err) => {
+            writer.discard();
+            Err(err)
+        }
+    }
+}
+
+fn merge_into(
+    merge: &mut MergeIterator,
+    writer: &mut OutputWriter<'_>,
+    deeper: &[FileMeta],
+    horizon: u64,
+) -> Result<()> {
+    let mut key: Vec<u8> = Vec::new();
+    let mut last_version = 0u64;
+    let mut have_key = false;
+    let mut kept_at_or_below_horizon = false;
+    merge.seek_to_first()?;
+    while merge.valid() {
+        let new_key = !have_key || merge.key() != key.as_slice();
+        if new_key {
+            key.clear();
+            key.extend_from_slice(merge.key());
+            have_key = true;
+            kept_at_or_below_horizon = false;
+        } else if merge.version() == last_version {
+            merge.next()?; // The same entry from two inputs.
+            continue;
+        }
+        let version = merge.version();
+        last_version = version;
+        let keep = if version > horizon {
+            true
+        } else if !kept_at_or_below_horizon {
+            kept_at_or_below_horizon = true;
+            merge.kind() == ValueKind::Put || overlaps_deeper(deeper, &key)
+        } else {
+            false
+        };
+        if keep {
+            writer.add(new_key, &key, version, merge.kind(), merge.value())?;
+        }
+        merge.next()?;
+    }
+    Ok(())
+}
+
+/// True if some deeper file's user-key range holds `key`.
+fn overlaps_deeper(deeper: &[FileMeta], key: &[u8]) -> bool {
+    deeper
+        .iter()
+        .any(|f| f.smallest.key.as_slice() <= key && key <= f.largest.key.as_slice())
+}
+
+/// Writes output tables, cutting at the target size between user keys.
+struct OutputWriter<'a> {
+    inner: &'a Inner,
+    builder: Option<TableBuilder>,
+    outputs: Vec<Arc<Table>>,
+}
+
+impl OutputWriter<'_> {
+    fn add(
+        &mut self,
+        new_key: bool,
+        key: &[u8],
+        version: u64,
+        kind: ValueKind,
+        value: &[u8],
+    ) -> Result<()> {
+        let full = self
+            .builder
+            .as_ref()
+            .is_some_and(|b| b.estimated_size() >= self.inner.opts.target_file_bytes);
+        if full && new_key {
+            self.finish_current()?;
+        }
+        let builder = match self.builder.as_mut() {
+            Some(builder) => builder,
+            None => {
+                let id = self.inner.new_file_number();
+                let path = self.inner.dir.join(table_file_name(id));
+                self.builder
+                    .insert(TableBuilder::create(&path, self.inner.opts.table)?)
+            }
+        };
+        builder.add(key, version, kind, value)
+    }
+
+    fn finish_current(&mut self) -> Result<()> {
+        let Some(builder) = self.builder.take() else {
+            return Ok(());
+        };
+        let path = builder.path().to_path_buf();
+        builder.finish()?;
+        let id = crate::manifest::parse_table_file_name(
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default(),
+        )
+        .ok_or_else(|| ferrisdb_core::Error::Internal("bad output table name".into()))?;
+        let table = Table::open(&path, id, Arc::clone(&self.inner.cache))?;
+        self.outputs.push(table);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<Arc<Table>>> {
+        if let Err(err) = self.finish_current() {
+            self.discard();
+            return Err(err);
+        }
+        if let Err(err) = sync_dir(&self.inner.dir) {
+            self.discard();
+            return Err(err);
+        }
+        Ok(std::mem::take(&mut self.outputs))
+    }
+
+    /// Deletes everything written (the manifest never named it).
+    fn discard(&mut self) {
+        if let Some(builder) = self.builder.take() {
+            let _ = builder.abandon();
+        }
+        for table in self.outputs.drain(..) {
+            let _ = remove_if_present(table.path());
+        }
+    }
+}

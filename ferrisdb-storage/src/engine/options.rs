@@ -1,0 +1,128 @@
+//! The engine's tuning knobs ([`EngineOptions`]), scan parameters ([`ScanOptions`]) and
+//! counters ([`EngineStats`]).
+
+use bytes::Bytes;
+
+use crate::sstable::TableOptions;
+use crate::wal::{SyncPolicy, WalStats};
+
+/// Options of an [`Engine`](super::Engine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// `Always`: `apply` returns after fdatasync (group commit); `Never`: after write(2).
+    pub sync: SyncPolicy,
+    /// The active memtable becomes immutable once it holds this many bytes.
+    pub memtable_bytes: usize,
+    /// Writers wait while this many immutable memtables wait to be flushed.
+    pub max_immutable_memtables: usize,
+    /// Capacity of the block cache.
+    pub block_cache_bytes: usize,
+    /// Format knobs of the SSTables written.
+    pub table: TableOptions,
+    /// Compaction output files are cut at about this size (at a user-key boundary).
+    pub target_file_bytes: u64,
+    /// Level 0 is compacted into level 1 once it has this many files.
+    pub l0_compaction_trigger: usize,
+    /// Each write sleeps about 1 ms while level 0 has at least this many files.
+    pub l0_slowdown_writes: usize,
+    /// Writes wait for compaction while level 0 has at least this many files.
+    pub l0_stop_writes: usize,
+    /// Target size of level 1; level n ≥ 2 targets `level1_bytes * level_multiplier^(n-1)`.
+    pub level1_bytes: u64,
+    /// Growth factor between level targets.
+    pub level_multiplier: u64,
+    /// Number of levels (at least 2).
+    pub num_levels: usize,
+    /// Run flush and compaction on background threads; false = only when called.
+    pub background_threads: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            sync: SyncPolicy::Always,
+            memtable_bytes: 64 << 20,
+            max_immutable_memtables: 2,
+            block_cache_bytes: 64 << 20,
+            table: TableOptions::default(),
+            target_file_bytes: 32 << 20,
+            l0_compaction_trigger: 4,
+            l0_slowdown_writes: 12,
+            l0_stop_writes: 20,
+            level1_bytes: 256 << 20,
+            level_multiplier: 10,
+            num_levels: 7,
+            background_threads: true,
+        }
+    }
+}
+
+impl EngineOptions {
+    /// Target size in bytes of `level` (≥ 1).
+    pub fn level_target_bytes(&self, level: usize) -> u64 {
+        let mut target = self.level1_bytes.max(1);
+        for _ in 1..level {
+            target = target.saturating_mul(self.level_multiplier.max(1));
+        }
+        target
+    }
+}
+
+/// What [`Engine::scan`](super::Engine::scan) reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanOptions {
+    /// First key of the range (inclusive).
+    pub begin: Bytes,
+    /// End of the range (exclusive); empty = unbounded.
+    pub end: Bytes,
+    /// The version to read at.
+    pub read_version: u64,
+    /// Return keys in descending order.
+    pub reverse: bool,
+    /// Stop after this many pairs; 0 = no limit.
+    pub limit: usize,
+}
+
+/// Files and bytes of one level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LevelStats {
+    /// Number of SSTables.
+    pub files: usize,
+    /// Total size of those SSTables.
+    pub bytes: u64,
+}
+
+/// A snapshot of the engine's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Per level, index = level number.
+    pub levels: Vec<LevelStats>,
+    /// Files in level 0.
+    pub l0_files: usize,
+    /// Total size of every live SSTable.
+    pub total_sst_bytes: u64,
+    /// Bytes in the active and immutable memtables.
+    pub memtable_bytes: usize,
+    /// Immutable memtables waiting to be flushed.
+    pub immutable_memtables: usize,
+    /// Writes that slept because level 0 was deep.
+    pub write_slowdowns: u64,
+    /// Writes that waited for a flush or compaction.
+    pub write_stops: u64,
+    /// Memtable flushes completed.
+    pub flushes: u64,
+    /// Compactions completed.
+    pub compactions: u64,
+    /// WAL append counters.
+    pub wal: WalStats,
+    /// Block cache hits.
+    pub cache_hits: u64,
+    /// Block cache misses.
+    pub cache_misses: u64,
+    /// Highest applied version.
+    pub last_applied_version: u64,
+    /// Highest durable version.
+    pub durable_version: u64,
+    /// Current GC horizon.
+    pub gc_horizon: u64,
+}

@@ -1,0 +1,150 @@
+//! Basic behaviour: versions, locking, close, crash recovery.
+
+use ferrisdb_core::Error;
+
+use super::*;
+use crate::engine::WriteBatch;
+
+fn put(key: &str, value: &str) -> WriteBatch {
+    let mut batch = WriteBatch::new();
+    batch.put(key, value);
+    batch
+}
+
+#[test]
+fn versions_must_increase_and_reads_see_each_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), small_options(false));
+    engine.apply(5, &put("a", "1")).unwrap();
+    let err = engine.apply(5, &put("a", "2")).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    engine.apply(9, &put("a", "2")).unwrap();
+    let mut del = WriteBatch::new();
+    del.delete("a");
+    engine.apply(12, &del).unwrap();
+    assert_eq!(engine.get(b"a", 4).unwrap(), None);
+    assert_eq!(engine.get(b"a", 8).unwrap().unwrap(), "1");
+    assert_eq!(engine.get(b"a", 11).unwrap().unwrap(), "2");
+    assert_eq!(engine.get(b"a", 12).unwrap(), None);
+    assert_eq!(engine.last_applied_version(), 12);
+    assert_eq!(engine.durable_version(), 12);
+    engine.apply(13, &WriteBatch::new()).unwrap();
+    assert_eq!(engine.last_applied_version(), 13);
+}
+
+#[test]
+fn second_open_is_refused_until_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), small_options(true));
+    assert!(Engine::open(dir.path(), small_options(true)).is_err());
+    engine.close().unwrap();
+    assert!(engine.close().is_err());
+    assert!(engine.apply(1, &put("a", "b")).is_err());
+    assert!(engine.get(b"a", 1).is_err());
+    let again = open(dir.path(), small_options(true));
+    again.close().unwrap();
+}
+
+#[test]
+fn crash_without_close_keeps_every_applied_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EngineOptions {
+        sync: SyncPolicy::Always,
+        ..small_options(true)
+    };
+    let engine = open(dir.path(), opts);
+    for v in 1..=300u64 {
+        engine
+            .apply(v, &put(&format!("k{:03}", v % 97), &format!("v{v}")))
+            .unwrap();
+    }
+    engine.set_gc_horizon(100);
+    drop(engine); // No close: background threads stop, nothing is flushed.
+    let engine = open(dir.path(), opts);
+    assert_eq!(engine.last_applied_version(), 300);
+    assert_eq!(engine.durable_version(), 300);
+    for v in 204..=300u64 {
+        let key = format!("k{:03}", v % 97);
+        assert_eq!(
+            engine.get(key.as_bytes(), 300).unwrap().unwrap(),
+            format!("v{v}")
+        );
+    }
+    assert!(engine.stats().flushes == 0 || engine.stats().total_sst_bytes > 0);
+}
+
+#[test]
+fn scan_bounds_limits_and_empty_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), small_options(false));
+    let mut batch = WriteBatch::new();
+    for k in ["a", "b", "c", "d"] {
+        batch.put(k, k);
+    }
+    engine.apply(1, &batch).unwrap();
+    engine.flush().unwrap();
+    let mut batch = WriteBatch::new();
+    batch.delete("b");
+    batch.put("c", "c2");
+    engine.apply(2, &batch).unwrap();
+    let keys = |pairs: Vec<(Vec<u8>, Vec<u8>)>| -> Vec<String> {
+        pairs
+            .into_iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    String::from_utf8(k).unwrap(),
+                    String::from_utf8(v).unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        keys(scan_all(&engine, b"b", b"d", 2, false, 0)),
+        vec!["c=c2"]
+    );
+    assert_eq!(
+        keys(scan_all(&engine, b"", b"", 1, true, 2)),
+        vec!["d=d", "c=c"]
+    );
+    assert_eq!(
+        keys(scan_all(&engine, b"", b"", 2, true, 0)),
+        vec!["d=d", "c=c2", "a=a"]
+    );
+    assert_eq!(
+        keys(scan_all(&engine, b"a", b"c", 1, true, 0)),
+        vec!["b=b", "a=a"]
+    );
+    assert!(scan_all(&engine, b"d", b"a", 2, false, 0).is_empty());
+    assert!(scan_all(&engine, b"x", b"", 2, true, 0).is_empty());
+}
+
+#[test]
+fn write_stalls_wait_for_background_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EngineOptions {
+        max_immutable_memtables: 1,
+        l0_slowdown_writes: 2,
+        l0_stop_writes: 3,
+        ..small_options(true)
+    };
+    let engine = open(dir.path(), opts);
+    for v in 1..=600u64 {
+        engine
+            .apply(v, &put(&format!("k{:04}", v), &"x".repeat(100)))
+            .unwrap();
+    }
+    let stats = engine.stats();
+    assert!(stats.flushes > 0, "{stats:?}");
+    assert!(stats.write_stops + stats.write_slowdowns > 0, "{stats:?}");
+    assert!(stats.l0_files < opts.l0_stop_writes + 1, "{stats:?}");
+    for v in (1..=600u64).step_by(37) {
+        assert!(
+            engine
+                .get(format!("k{v:04}").as_bytes(), 600)
+                .unwrap()
+                .is_some()
+        );
+    }
+    engine.close().unwrap();
+}

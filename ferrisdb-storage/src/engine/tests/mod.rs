@@ -1,0 +1,67 @@
+//! Engine tests: a proptest model test against a `BTreeMap`, basic behaviour, recovery,
+//! concurrency and corruption.
+
+mod basic;
+mod concurrency;
+mod corruption;
+mod model;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{Engine, EngineOptions, ScanOptions, SyncPolicy};
+use crate::sstable::TableOptions;
+
+/// Options that make flushes and multi-level compactions happen with little data.
+pub(super) fn small_options(background: bool) -> EngineOptions {
+    EngineOptions {
+        sync: SyncPolicy::Never,
+        memtable_bytes: 2048,
+        max_immutable_memtables: 2,
+        block_cache_bytes: 64 << 10,
+        table: TableOptions {
+            block_size: 128,
+            restart_interval: 4,
+            bloom_bits_per_key: 10,
+        },
+        target_file_bytes: 2048,
+        l0_compaction_trigger: 2,
+        l0_slowdown_writes: 6,
+        l0_stop_writes: 10,
+        level1_bytes: 4096,
+        level_multiplier: 2,
+        num_levels: 4,
+        background_threads: background,
+    }
+}
+
+pub(super) fn open(dir: &Path, opts: EngineOptions) -> Arc<Engine> {
+    Engine::open(dir, opts).unwrap()
+}
+
+/// Collects a scan into owned pairs.
+pub(super) fn scan_all(
+    engine: &Engine,
+    begin: &[u8],
+    end: &[u8],
+    version: u64,
+    reverse: bool,
+    limit: usize,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    engine
+        .scan(ScanOptions {
+            begin: Bytes::copy_from_slice(begin),
+            end: Bytes::copy_from_slice(end),
+            read_version: version,
+            reverse,
+            limit,
+        })
+        .unwrap()
+        .map(|item| {
+            let (k, v) = item.unwrap();
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}

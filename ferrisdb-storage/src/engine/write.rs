@@ -1,0 +1,128 @@
+//! The write path: write stalls, `apply` (WAL record + memtable insert under the write
+//! mutex, group-committed sync outside it) and the memtable switch.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ferrisdb_core::{Error, Result};
+
+use super::Inner;
+use super::batch::{WriteBatch, decode_wal_record};
+use super::scan::ScanIterator;
+use super::state::{Immutable, State};
+use crate::memtable::MemTable;
+
+/// How long a slowed-down write sleeps.
+const SLOWDOWN: Duration = Duration::from_millis(1);
+/// Upper bound of one wait for a flush or compaction (the condvar is normally notified).
+const STALL_WAIT: Duration = Duration::from_millis(100);
+
+impl Inner {
+    pub(crate) fn apply(&self, version: u64, batch: &WriteBatch) -> Result<()> {
+        self.check_open()?;
+        self.check_background_error()?;
+        if self.opts.background_threads {
+            self.wait_for_room()?;
+        }
+        let seq = {
+            let mut last_seq = self.write_lock.lock();
+            self.check_open()?;
+            let last = self.last_applied.load(Ordering::Acquire);
+            if version <= last {
+                return Err(Error::InvalidArgument(format!(
+                    "version {version} is not after the last applied version {last}"
+                )));
+            }
+            let state = self.current();
+            let record = batch.wal_record(version, |begin, end| live_keys(&state, begin, end))?;
+            let seq = self.wal.submit(&record)?;
+            let decoded =
+                decode_wal_record(&record).map_err(|(_, reason)| Error::Internal(reason.into()))?;
+            for op in decoded.ops {
+                let op = op.map_err(|(_, reason)| Error::Internal(reason.into()))?;
+                if let Some((key, kind, value)) = op.point() {
+                    state.active.insert(key, version, kind, value);
+                }
+            }
+            self.last_applied.store(version, Ordering::Release);
+            *last_seq = seq;
+            if state.active.approximate_bytes() >= self.opts.memtable_bytes {
+                self.switch_memtable()?;
+            }
+            seq
+        };
+        self.wal.sync_to(seq)?;
+        self.durable.fetch_max(version, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Slows or stops the caller while level 0 is deep or too many memtables wait to flush.
+    fn wait_for_room(&self) -> Result<()> {
+        let state = self.current();
+        let l0 = state.l0_files();
+        if l0 >= self.opts.l0_slowdown_writes && l0 < self.opts.l0_stop_writes {
+            self.counters
+                .write_slowdowns
+                .fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(SLOWDOWN);
+        }
+        let full = |s: &State| {
+            s.immutables.len() >= self.opts.max_immutable_memtables.max(1)
+                || s.l0_files() >= self.opts.l0_stop_writes
+        };
+        if !full(&state) {
+            return Ok(());
+        }
+        self.counters.write_stops.fetch_add(1, Ordering::Relaxed);
+        let mut guard = self.stall_lock.lock();
+        loop {
+            self.check_open()?;
+            self.check_background_error()?;
+            if !full(&self.current()) {
+                return Ok(());
+            }
+            self.request_background(true, true);
+            self.stall_cv.wait_for(&mut guard, STALL_WAIT);
+        }
+    }
+
+    /// Freezes the active memtable (called with the write mutex held): seals the WAL segment
+    /// and moves the memtable to the immutable list, then asks for a flush.
+    pub(crate) fn switch_memtable(&self) -> Result<()> {
+        let wal_end = self.wal.rotate()?;
+        {
+            let mut current = self.state.write();
+            let mut immutables = Vec::with_capacity(current.immutables.len() + 1);
+            immutables.push(Arc::new(Immutable {
+                mem: Arc::clone(&current.active),
+                wal_end,
+                last_version: self.last_applied.load(Ordering::Acquire),
+            }));
+            immutables.extend(current.immutables.iter().cloned());
+            *current = Arc::new(State {
+                active: Arc::new(MemTable::new()),
+                immutables,
+                levels: current.levels.clone(),
+            });
+        }
+        self.request_background(true, false);
+        Ok(())
+    }
+}
+
+/// Keys live (newest entry a value) at the latest version in `[begin, end)`.
+fn live_keys(state: &Arc<State>, begin: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>> {
+    if !end.is_empty() && begin >= end {
+        return Ok(Vec::new());
+    }
+    let scan = ScanIterator::new(
+        state,
+        bytes::Bytes::copy_from_slice(begin),
+        bytes::Bytes::copy_from_slice(end),
+        u64::MAX,
+        false,
+        0,
+    );
+    scan.map(|item| item.map(|(key, _)| key.to_vec())).collect()
+}

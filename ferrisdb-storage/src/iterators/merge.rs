@@ -1,0 +1,235 @@
+//! A k-way merge of sorted sources into one sorted stream, with a binary heap of child
+//! indices.
+//!
+//! The direction is fixed per positioning: forward (a min-heap) after `seek`/`seek_to_first`,
+//! reverse (a max-heap) after `seek_for_prev`/`seek_to_last`. Entries that compare equal are
+//! ordered by child index, lower first in both directions, so callers list newer sources
+//! first. Any child error empties the heap (the iterator becomes invalid) and is returned.
+
+use std::cmp::Ordering;
+
+use ferrisdb_core::Result;
+
+use super::BoxedIterator;
+use crate::iterator::InternalIterator;
+use crate::key::{ValueKind, compare_internal};
+
+/// Merges several [`InternalIterator`]s.
+pub struct MergeIterator {
+    children: Vec<BoxedIterator>,
+    /// Indices of valid children; `heap[0]` is the current entry's child.
+    heap: Vec<usize>,
+    forward: bool,
+}
+
+impl MergeIterator {
+    /// A merge over `children`, listed newest source first.
+    pub fn new(children: Vec<BoxedIterator>) -> Self {
+        let heap = Vec::with_capacity(children.len());
+        MergeIterator {
+            children,
+            heap,
+            forward: true,
+        }
+    }
+
+    /// True if child `a`'s entry should come out before child `b`'s.
+    #[inline]
+    fn before(&self, a: usize, b: usize) -> bool {
+        let (x, y) = (&self.children[a], &self.children[b]);
+        let order = compare_internal(x.key(), x.version(), y.key(), y.version());
+        let order = if self.forward { order } else { order.reverse() };
+        match order {
+            Ordering::Less => true,
+            Ordering::Greater => false,
+            Ordering::Equal => a < b,
+        }
+    }
+
+    fn sift_down(&mut self, mut at: usize) {
+        let len = self.heap.len();
+        loop {
+            let left = 2 * at + 1;
+            if left >= len {
+                return;
+            }
+            let right = left + 1;
+            let mut best = left;
+            if right < len && self.before(self.heap[right], self.heap[left]) {
+                best = right;
+            }
+            if self.before(self.heap[best], self.heap[at]) {
+                self.heap.swap(best, at);
+                at = best;
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Rebuilds the heap from the valid children, after a positioning call.
+    fn rebuild(&mut self, forward: bool) {
+        self.forward = forward;
+        self.heap.clear();
+        self.heap
+            .extend((0..self.children.len()).filter(|i| self.children[*i].valid()));
+        for at in (0..self.heap.len() / 2).rev() {
+            self.sift_down(at);
+        }
+    }
+
+    /// Runs `step` on every child, then rebuilds the heap in direction `forward`.
+    fn position_all(
+        &mut self,
+        forward: bool,
+        mut step: impl FnMut(&mut BoxedIterator) -> Result<()>,
+    ) -> Result<()> {
+        for child in &mut self.children {
+            if let Err(err) = step(child) {
+                self.heap.clear();
+                return Err(err);
+            }
+        }
+        self.rebuild(forward);
+        Ok(())
+    }
+
+    /// Advances the current child (with `next` or `prev`) and restores the heap.
+    fn advance(&mut self, forward: bool) -> Result<()> {
+        let Some(&top) = self.heap.first() else {
+            return Ok(());
+        };
+        if forward != self.forward {
+            self.heap.clear();
+            return Err(ferrisdb_core::Error::Internal(
+                "merge iterator moved against its positioning direction".into(),
+            ));
+        }
+        let child = &mut self.children[top];
+        let result = if forward { child.next() } else { child.prev() };
+        if let Err(err) = result {
+            self.heap.clear();
+            return Err(err);
+        }
+        if !self.children[top].valid() {
+            let last = self.heap.len() - 1;
+            self.heap.swap(0, last);
+            self.heap.pop();
+        }
+        self.sift_down(0);
+        Ok(())
+    }
+
+    fn current(&self) -> Option<&BoxedIterator> {
+        self.heap.first().map(|i| &self.children[*i])
+    }
+}
+
+impl InternalIterator for MergeIterator {
+    fn valid(&self) -> bool {
+        !self.heap.is_empty()
+    }
+    fn key(&self) -> &[u8] {
+        self.current().map_or(&[], |c| c.key())
+    }
+    fn version(&self) -> u64 {
+        self.current().map_or(0, |c| c.version())
+    }
+    fn kind(&self) -> ValueKind {
+        self.current().map_or(ValueKind::Tombstone, |c| c.kind())
+    }
+    fn value(&self) -> &[u8] {
+        self.current().map_or(&[], |c| c.value())
+    }
+    fn seek_to_first(&mut self) -> Result<()> {
+        self.position_all(true, |c| c.seek_to_first())
+    }
+    fn seek_to_last(&mut self) -> Result<()> {
+        self.position_all(false, |c| c.seek_to_last())
+    }
+    fn seek(&mut self, key: &[u8], version: u64) -> Result<()> {
+        self.position_all(true, |c| c.seek(key, version))
+    }
+    fn seek_for_prev(&mut self, key: &[u8], version: u64) -> Result<()> {
+        self.position_all(false, |c| c.seek_for_prev(key, version))
+    }
+    fn next(&mut self) -> Result<()> {
+        self.advance(true)
+    }
+    fn prev(&mut self) -> Result<()> {
+        self.advance(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::iterators::testing::VecIterator;
+
+    type Entry = (Vec<u8>, u64, ValueKind, Vec<u8>);
+
+    fn collect_forward(it: &mut MergeIterator) -> Vec<(Vec<u8>, u64)> {
+        let mut out = Vec::new();
+        while it.valid() {
+            out.push((it.key().to_vec(), it.version()));
+            it.next().unwrap();
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn merge_matches_sorted_union(
+            sources in prop::collection::vec(
+                prop::collection::btree_set((0u8..20, 0u64..10), 0..15), 0..5),
+            seek_key in 0u8..22, seek_version in 0u64..11,
+        ) {
+            let mut all: Vec<(Vec<u8>, u64)> = Vec::new();
+            let children: Vec<BoxedIterator> = sources.iter().map(|set| {
+                let entries: Vec<Entry> = set.iter()
+                    .map(|(k, v)| (vec![*k], *v, ValueKind::Put, vec![*k]))
+                    .collect();
+                all.extend(entries.iter().map(|e| (e.0.clone(), e.1)));
+                Box::new(VecIterator::new(entries)) as BoxedIterator
+            }).collect();
+            all.sort_by(|a, b| compare_internal(&a.0, a.1, &b.0, b.1));
+            let mut merge = MergeIterator::new(children);
+
+            merge.seek_to_first().unwrap();
+            prop_assert_eq!(&collect_forward(&mut merge), &all);
+
+            merge.seek_to_last().unwrap();
+            let mut reverse = Vec::new();
+            while merge.valid() {
+                reverse.push((merge.key().to_vec(), merge.version()));
+                merge.prev().unwrap();
+            }
+            reverse.reverse();
+            prop_assert_eq!(&reverse, &all);
+
+            let key = [seek_key];
+            merge.seek(&key, seek_version).unwrap();
+            let expected: Vec<_> = all.iter().filter(|e| compare_internal(&e.0, e.1, &key, seek_version).is_ge()).cloned().collect();
+            prop_assert_eq!(collect_forward(&mut merge), expected);
+
+            merge.seek_for_prev(&key, seek_version).unwrap();
+            let expected = all.iter().rfind(|e| compare_internal(&e.0, e.1, &key, seek_version).is_le()).cloned();
+            let got = merge.valid().then(|| (merge.key().to_vec(), merge.version()));
+            prop_assert_eq!(got, expected);
+        }
+    }
+
+    #[test]
+    fn ties_prefer_the_lower_child_index() {
+        let a = VecIterator::new(vec![(b"k".to_vec(), 5, ValueKind::Put, b"new".to_vec())]);
+        let b = VecIterator::new(vec![(b"k".to_vec(), 5, ValueKind::Put, b"old".to_vec())]);
+        let mut merge = MergeIterator::new(vec![Box::new(a), Box::new(b)]);
+        merge.seek_to_first().unwrap();
+        assert_eq!(merge.value(), b"new");
+        merge.seek_to_last().unwrap();
+        assert_eq!(merge.value(), b"new");
+    }
+}

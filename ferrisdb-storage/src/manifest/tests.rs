@@ -1,0 +1,151 @@
+use std::fs;
+
+use super::*;
+use crate::key::InternalKey;
+
+fn meta(id: u64) -> FileMeta {
+    FileMeta {
+        id,
+        size: 100 + id,
+        smallest: InternalKey::new(format!("k{id:03}"), 9),
+        largest: InternalKey::new(format!("k{id:03}z"), 1),
+    }
+}
+
+fn add(level: usize, id: u64) -> VersionEdit {
+    VersionEdit {
+        added: vec![(level, meta(id))],
+        next_file_number: Some(id + 1),
+        ..VersionEdit::default()
+    }
+}
+
+/// Path of the manifest that CURRENT names.
+fn current_manifest(dir: &Path) -> PathBuf {
+    let name = fs::read_to_string(dir.join(CURRENT_FILE)).unwrap();
+    dir.join(name.trim_end())
+}
+
+#[test]
+fn edits_survive_reopen_and_old_manifest_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Manifest::open(dir.path(), 4).unwrap();
+    let first = m.path().to_path_buf();
+    m.log_and_apply(&add(0, 10)).unwrap();
+    m.log_and_apply(&add(1, 11)).unwrap();
+    m.log_and_apply(&VersionEdit {
+        deleted: vec![(0, 10)],
+        log_number: Some(5),
+        gc_horizon: Some(40),
+        last_flushed_version: Some(33),
+        ..VersionEdit::default()
+    })
+    .unwrap();
+    let expected = m.state().clone();
+    drop(m);
+
+    let m = Manifest::open(dir.path(), 4).unwrap();
+    let mut state = m.state().clone();
+    assert!(
+        state.next_file_number > expected.next_file_number,
+        "manifest took an id"
+    );
+    state.next_file_number = expected.next_file_number;
+    assert_eq!(state, expected);
+    assert_eq!(m.state().levels[1], vec![meta(11)]);
+    assert_eq!(m.state().log_number, 5);
+    assert!(!first.exists(), "old manifest deleted");
+    assert_eq!(current_manifest(dir.path()), m.path());
+}
+
+#[test]
+fn invalid_edit_is_rejected_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Manifest::open(dir.path(), 2).unwrap();
+    m.log_and_apply(&add(1, 3)).unwrap();
+    assert!(m.log_and_apply(&add(1, 3)).is_err());
+    assert!(m.log_and_apply(&add(5, 4)).is_err());
+    drop(m);
+    let m = Manifest::open(dir.path(), 2).unwrap();
+    assert_eq!(m.state().levels[1], vec![meta(3)]);
+}
+
+#[test]
+fn torn_tail_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Manifest::open(dir.path(), 2).unwrap();
+    m.log_and_apply(&add(0, 7)).unwrap();
+    m.log_and_apply(&add(0, 8)).unwrap();
+    let path = m.path().to_path_buf();
+    drop(m);
+    let full = fs::read(&path).unwrap();
+    // Find the start of the last record by re-reading the edits.
+    let last_offset = log::read_edits(&path).unwrap().last().unwrap().0 as usize;
+    for cut in last_offset + 1..full.len() {
+        fs::write(&path, &full[..cut]).unwrap();
+        let edits = log::read_edits(&path).unwrap();
+        assert_eq!(edits.len(), 2, "cut at {cut}");
+    }
+    // Zero-filled tail.
+    let mut zeroed = full.clone();
+    zeroed[last_offset..].fill(0);
+    fs::write(&path, &zeroed).unwrap();
+    assert_eq!(log::read_edits(&path).unwrap().len(), 2);
+    fs::write(&path, &full).unwrap();
+    let m = Manifest::open(dir.path(), 2).unwrap();
+    let ids: Vec<u64> = m.state().levels[0].iter().map(|f| f.id).collect();
+    assert_eq!(ids, vec![7, 8]);
+}
+
+#[test]
+fn every_flipped_byte_is_corruption_or_harmless() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Manifest::open(dir.path(), 2).unwrap();
+    m.log_and_apply(&add(0, 7)).unwrap();
+    m.log_and_apply(&add(1, 8)).unwrap();
+    let path = m.path().to_path_buf();
+    let expected = m.state().clone();
+    drop(m);
+    let full = fs::read(&path).unwrap();
+    for at in 0..full.len() {
+        let mut bad = full.clone();
+        bad[at] ^= 0x41;
+        fs::write(&path, &bad).unwrap();
+        match log::read_edits(&path) {
+            Err(Error::Corruption { file, .. }) => assert_eq!(file, path),
+            Err(other) => panic!("byte {at}: unexpected error {other}"),
+            Ok(edits) => {
+                let mut state = ManifestState::new(2);
+                for (_, e) in &edits {
+                    state.apply(e).unwrap();
+                }
+                assert_eq!(state.levels, expected.levels, "byte {at} changed the state");
+            }
+        }
+    }
+}
+
+#[test]
+fn damaged_current_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Manifest::open(dir.path(), 2).unwrap());
+    fs::write(dir.path().join(CURRENT_FILE), b"garbage").unwrap();
+    let err = Manifest::open(dir.path(), 2).unwrap_err();
+    assert!(matches!(err, Error::Corruption { .. }), "{err}");
+}
+
+#[test]
+fn orphan_tables_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Manifest::open(dir.path(), 2).unwrap();
+    m.log_and_apply(&add(0, 7)).unwrap();
+    for id in [7, 9] {
+        fs::write(dir.path().join(table_file_name(id)), b"x").unwrap();
+    }
+    fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+    assert_eq!(m.remove_orphan_tables().unwrap(), vec![9]);
+    assert!(dir.path().join(table_file_name(7)).exists());
+    assert!(dir.path().join("notes.txt").exists());
+    assert_eq!(parse_table_file_name("000012.sst"), Some(12));
+    assert_eq!(parse_table_file_name("12.sst"), None);
+}

@@ -1,0 +1,267 @@
+//! `ferrisdb cluster up`: runs a local multi-process cluster under one data directory and
+//! supervises it.
+//!
+//! Layout under `--dir`: `controller/`, `coordinator/`, `storage-N/` (each process's data),
+//! `logs/<process>.log`, and the cluster file `ferrisdb.cluster`. Ports: controller on the
+//! base port, coordinator on base+1, storage servers from base+2. A child that exits
+//! unexpectedly is restarted (at most once per second); SIGINT/SIGTERM stops every child with
+//! SIGTERM (SIGKILL after a grace period). Running it again on the same directory resumes the
+//! same cluster with its data.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+/// Name of the cluster file inside the data directory.
+pub const CLUSTER_FILE_NAME: &str = "ferrisdb.cluster";
+
+/// How long children get to exit after SIGTERM before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Settings of `cluster up`.
+#[derive(Debug, Clone)]
+pub struct ClusterUp {
+    /// Data directory.
+    pub dir: PathBuf,
+    /// First port.
+    pub port_base: u16,
+    /// Host (IP) every process listens on and advertises.
+    pub host: String,
+    /// Number of storage servers.
+    pub storage_servers: u16,
+    /// Replicas per shard.
+    pub replication: u16,
+    /// Directory holding the server binaries (default: next to this executable).
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// One supervised process.
+struct Managed {
+    name: String,
+    program: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+    last_start: Instant,
+    restarts: u32,
+}
+
+impl Managed {
+    fn start(&mut self) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("opening {}: {e}", self.log.display()))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| format!("duplicating a log handle: {e}"))?;
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", self.program.display()))?;
+        self.child = Some(child);
+        self.last_start = Instant::now();
+        Ok(())
+    }
+}
+
+fn binary(bin_dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let path = bin_dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{name} not found in {} (build it with `cargo build --release --workspace --bins`, \
+             or point --bin-dir at the directory holding it)",
+            bin_dir.display()
+        ))
+    }
+}
+
+/// Runs the cluster until Ctrl-C or SIGTERM. Errors are messages for the user.
+pub async fn run(cfg: ClusterUp) -> Result<(), String> {
+    if cfg.storage_servers == 0 || cfg.replication == 0 || cfg.replication > cfg.storage_servers {
+        return Err(format!(
+            "need 1 <= replication ({}) <= storage servers ({})",
+            cfg.replication, cfg.storage_servers
+        ));
+    }
+    let last_port = u32::from(cfg.port_base) + 1 + u32::from(cfg.storage_servers);
+    if last_port > u32::from(u16::MAX) {
+        return Err(format!(
+            "ports {}..={last_port} do not fit below 65536",
+            cfg.port_base
+        ));
+    }
+    let bin_dir = match &cfg.bin_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .ok_or("cannot locate this executable's directory; pass --bin-dir")?,
+    };
+    let dir = &cfg.dir;
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| format!("resolving {}: {e}", dir.display()))?;
+    let host = &cfg.host;
+    let addr = |offset: u16| format!("{host}:{}", cfg.port_base + offset);
+    let controller_addr = addr(0);
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+
+    let mut procs = vec![
+        Managed {
+            name: "controller".into(),
+            program: binary(&bin_dir, "ferrisdb-controller")?,
+            args: vec![
+                "--listen".into(),
+                controller_addr.clone(),
+                "--data-dir".into(),
+                path(dir.join("controller")),
+                "--storage-servers".into(),
+                cfg.storage_servers.to_string(),
+                "--replication".into(),
+                cfg.replication.to_string(),
+            ],
+            log: logs.join("controller.log"),
+            child: None,
+            last_start: Instant::now(),
+            restarts: 0,
+        },
+        Managed {
+            name: "coordinator".into(),
+            program: binary(&bin_dir, "ferrisdb-coordinator")?,
+            args: vec![
+                "--listen".into(),
+                addr(1),
+                "--data-dir".into(),
+                path(dir.join("coordinator")),
+                "--controller".into(),
+                controller_addr.clone(),
+            ],
+            log: logs.join("coordinator.log"),
+            child: None,
+            last_start: Instant::now(),
+            restarts: 0,
+        },
+    ];
+    let storage_bin = binary(&bin_dir, "ferrisdb-storage-server")?;
+    for i in 0..cfg.storage_servers {
+        procs.push(Managed {
+            name: format!("storage-{i}"),
+            program: storage_bin.clone(),
+            args: vec![
+                "--listen".into(),
+                addr(2 + i),
+                "--data-dir".into(),
+                path(dir.join(format!("storage-{i}"))),
+                "--controller".into(),
+                controller_addr.clone(),
+            ],
+            log: logs.join(format!("storage-{i}.log")),
+            child: None,
+            last_start: Instant::now(),
+            restarts: 0,
+        });
+    }
+
+    let cluster_file = dir.join(CLUSTER_FILE_NAME);
+    write_cluster_file(&cluster_file, &controller_addr)?;
+
+    for p in &mut procs {
+        p.start()?;
+    }
+    println!("FerrisDB local cluster running (data in {})", dir.display());
+    for p in &procs {
+        let listen = p.args.get(1).cloned().unwrap_or_default();
+        println!("  {:<12} {:<22} log {}", p.name, listen, p.log.display());
+    }
+    println!("cluster file: {}", cluster_file.display());
+    println!(
+        "connect:  ferrisdb --cluster-file {} shell",
+        cluster_file.display()
+    );
+    println!(
+        "grpcurl:  grpcurl -plaintext -d '{{\"key\":\"aGVsbG8=\",\"value\":\"d29ybGQ=\"}}' {} ferrisdb.v1.KV/Put",
+        addr(1)
+    );
+    println!("Press Ctrl-C to stop.");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("installing the SIGTERM handler: {e}"))?;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = tick.tick() => {
+                for p in &mut procs {
+                    let exited = match p.child.as_mut().map(|c| c.try_wait()) {
+                        Some(Ok(Some(status))) => Some(status.to_string()),
+                        Some(Err(e)) => Some(e.to_string()),
+                        _ => None,
+                    };
+                    if let Some(status) = exited {
+                        p.child = None;
+                        eprintln!("{} exited ({status}); see {}", p.name, p.log.display());
+                    }
+                    if p.child.is_none() && p.last_start.elapsed() >= Duration::from_secs(1) {
+                        p.restarts += 1;
+                        eprintln!("restarting {} (restart #{})", p.name, p.restarts);
+                        if let Err(e) = p.start() {
+                            eprintln!("{e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    println!("stopping the cluster...");
+    stop_all(&mut procs).await;
+    println!("stopped.");
+    Ok(())
+}
+
+/// Writes the cluster file (plain-text form: one controller address per line) atomically.
+fn write_cluster_file(path: &Path, controller: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let text = format!("# FerrisDB cluster file: the cluster controller's address\n{controller}\n");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// SIGTERM to every child, then SIGKILL to any still running after [`STOP_GRACE`].
+async fn stop_all(procs: &mut [Managed]) {
+    // Storage servers and coordinator first, controller last.
+    for p in procs.iter_mut().rev() {
+        if let Some(pid) = p.child.as_ref().and_then(|c| c.id()) {
+            if let Ok(pid) = libc::pid_t::try_from(pid) {
+                // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+        }
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    for p in procs.iter_mut() {
+        if let Some(child) = p.child.as_mut() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, child.wait()).await.is_err() {
+                eprintln!("{} did not stop within {STOP_GRACE:?}; killing it", p.name);
+                let _ = child.kill().await;
+            }
+        }
+        p.child = None;
+    }
+}
