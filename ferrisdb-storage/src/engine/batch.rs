@@ -283,7 +283,9 @@ impl<'a> BatchOp<'a> {
 mod tests {
     use super::*;
 
-    fn decode_all(record: &[u8]) -> (u64, Vec<(Vec<u8>, Option<Vec<u8>>)>) {
+    type PointOps = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+    fn decode_all(record: &[u8]) -> (u64, PointOps) {
         let rec = decode_wal_record(record).unwrap();
         let ops: Vec<_> = rec
             .ops

@@ -73,7 +73,7 @@ impl State {
 /// levels by smallest key.
 pub(crate) fn sort_level(level: usize, tables: &mut [Arc<Table>]) {
     if level == 0 {
-        tables.sort_by(|a, b| b.id().cmp(&a.id()));
+        tables.sort_by_key(|t| std::cmp::Reverse(t.id()));
     } else {
         tables.sort_by(|a, b| a.properties().smallest.cmp(&b.properties().smallest));
     }

@@ -135,9 +135,11 @@ impl Manifest {
             let entry =
                 entry.map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
             let name = entry.file_name();
-            if let Some(id) = name.to_str().and_then(parse_table_file_name)
-                && !live.contains(&id)
-            {
+            let orphan = name
+                .to_str()
+                .and_then(parse_table_file_name)
+                .filter(|id| !live.contains(id));
+            if let Some(id) = orphan {
                 remove_if_present(&entry.path())?;
                 removed.push(id);
             }

@@ -148,3 +148,25 @@ fn write_stalls_wait_for_background_work() {
     }
     engine.close().unwrap();
 }
+
+#[test]
+fn engine_and_scans_can_cross_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send<T: Send + 'static>() {}
+    assert_send_sync::<Engine>();
+    assert_send::<crate::engine::ScanIterator>();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), small_options(false));
+    engine.apply(1, &put("a", "1")).unwrap();
+    let scan = engine
+        .scan(ScanOptions {
+            read_version: 1,
+            ..ScanOptions::default()
+        })
+        .unwrap();
+    engine.apply(2, &put("b", "2")).unwrap();
+    let pairs: Vec<_> = std::thread::spawn(move || scan.map(Result::unwrap).collect::<Vec<_>>())
+        .join()
+        .unwrap();
+    assert_eq!(pairs, vec![(Bytes::from("a"), Bytes::from("1"))]);
+}

@@ -257,7 +257,7 @@ fn run(ops: Vec<Op>, steps: Vec<u8>) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
     #[test]
     fn engine_matches_model(ops in prop::collection::vec(op(), 1..60), steps in prop::collection::vec(any::<u8>(), 1..8)) {
         run(ops, steps)?;
