@@ -39,7 +39,7 @@ fn batch_keys(v: u64) -> Vec<Vec<u8>> {
 fn batch_for(v: u64) -> WriteBatch {
     let mut b = WriteBatch::default();
     for k in batch_keys(v) {
-        if v % 7 == 0 {
+        if v.is_multiple_of(7) {
             b.delete(&k);
         } else {
             // A value big enough to make flushes frequent, tagged with its version.
@@ -55,7 +55,7 @@ fn batch_for(v: u64) -> WriteBatch {
 fn batch_is_whole(engine: &Engine, v: u64) -> bool {
     batch_keys(v).iter().all(|k| {
         let got = engine.get(k, v).expect("read after recovery");
-        if v % 7 == 0 {
+        if v.is_multiple_of(7) {
             got.is_none()
         } else {
             got.is_some_and(|val| val.len() == 200 && val[..8] == v.to_le_bytes())

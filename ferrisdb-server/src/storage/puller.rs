@@ -39,7 +39,7 @@ pub async fn run(
                 .shard_map
                 .shards
                 .iter()
-                .filter(|s| s.storage_ids.iter().any(|id| *id == worker_id))
+                .filter(|s| s.storage_ids.contains(&worker_id))
                 .map(|s| s.range.clone())
                 .collect();
             (v.coordinator_address.clone(), owned)

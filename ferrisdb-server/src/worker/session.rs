@@ -112,7 +112,9 @@ async fn run(
         loop {
             // Refresh when the map changed, and every few beats anyway: the coordinator's
             // address can change without a new shard map.
-            if known_map_version != Some(wanted_map_version) || beats % REFRESH_EVERY_BEATS == 0 {
+            if known_map_version != Some(wanted_map_version)
+                || beats.is_multiple_of(REFRESH_EVERY_BEATS)
+            {
                 match fetch_view(&mut client).await {
                     Ok(v) => {
                         known_map_version = Some(v.shard_map.version);

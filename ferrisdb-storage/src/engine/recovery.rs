@@ -156,9 +156,6 @@ fn lock_dir(dir: &Path) -> Result<File> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    // `File::try_lock` needs Rust 1.89; the workspace's declared MSRV (1.85) predates it,
-    // but the toolchain in use is newer and there is no other portable flock here.
-    #[allow(clippy::incompatible_msrv)]
     let locked = file.try_lock();
     match locked {
         Ok(()) => Ok(file),

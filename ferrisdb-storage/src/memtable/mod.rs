@@ -529,7 +529,7 @@ mod tests {
     /// Even `j`: a key only `writer` writes; odd `j`: one of 100 keys all writers share.
     fn test_entry(writer: u64, j: u64) -> (Vec<u8>, u64) {
         let version = j * 4 + writer;
-        if j % 2 == 0 {
+        if j.is_multiple_of(2) {
             (format!("own-{writer}-{j:05}").into_bytes(), version)
         } else {
             (format!("shared-{:03}", j % 100).into_bytes(), version)

@@ -156,6 +156,9 @@ impl Writer {
     }
 }
 
+/// One reader thread's operations, bytes and latencies.
+type ReaderTotals = (u64, u64, Histogram<u64>);
+
 fn read_random(
     engine: &Arc<Engine>,
     cfg: &EngineBench,
@@ -166,12 +169,12 @@ fn read_random(
     let threads = cfg.threads.max(1);
     let reads = cfg.reads.unwrap_or(cfg.num);
     let start = Instant::now();
-    let results: Vec<Result<(u64, u64, Histogram<u64>), String>> = std::thread::scope(|s| {
+    let results: Vec<Result<ReaderTotals, String>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let engine = engine.clone();
-                s.spawn(move || -> Result<(u64, u64, Histogram<u64>), String> {
-                    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (t as u64 + 1) * 0x9e37_79b9);
+                s.spawn(move || -> Result<ReaderTotals, String> {
+                    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ ((t as u64 + 1) * 0x9e37_79b9));
                     let mut latency = histogram()?;
                     let mut bytes = 0u64;
                     let mut ops = 0u64;

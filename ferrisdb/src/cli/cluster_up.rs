@@ -244,12 +244,12 @@ fn write_cluster_file(path: &Path, controller: &str) -> Result<(), String> {
 async fn stop_all(procs: &mut [Managed]) {
     // Storage servers and coordinator first, controller last.
     for p in procs.iter_mut().rev() {
-        if let Some(pid) = p.child.as_ref().and_then(|c| c.id()) {
-            if let Ok(pid) = libc::pid_t::try_from(pid) {
-                // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
-                unsafe {
-                    libc::kill(pid, libc::SIGTERM);
-                }
+        if let Some(pid) = p.child.as_ref().and_then(|c| c.id())
+            && let Ok(pid) = libc::pid_t::try_from(pid)
+        {
+            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
             }
         }
     }
