@@ -6,15 +6,28 @@
 
 pub mod cluster;
 
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A port that was free a moment ago: binds 127.0.0.1:0, reads the port, releases it.
+///
+/// Never hands out the same port twice in one test process: the kernel may give a released
+/// port to the next `bind(0)`, and two nodes of a cluster (or of two clusters started by
+/// tests running in parallel) must not be told to listen on the same port.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = listener.local_addr().expect("local address").port();
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Waits until `addr` accepts TCP connections, or panics after `timeout`.
