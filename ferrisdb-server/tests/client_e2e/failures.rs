@@ -212,3 +212,51 @@ async fn retry_loops_survive_a_coordinator_restart_without_losing_acknowledged_w
         retries.load(Ordering::Relaxed)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_cut_off_by_a_coordinator_crash_is_reported_unknown_then_retried() {
+    let (mut cluster, db) = cluster(1).await;
+    let k = key(0x42, "unknown");
+    let tx = db.create_transaction();
+    tx.get_read_version().await.unwrap();
+    tx.set(&k, "v").unwrap();
+    // The commit reaches a frozen coordinator, which then dies without answering.
+    let frozen = cluster.coordinator.process.as_ref().expect("running");
+    frozen.pause();
+    let commit = tokio::spawn({
+        let tx = tx.clone();
+        async move { tx.commit().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!commit.is_finished(), "a frozen coordinator cannot answer");
+    cluster.coordinator.kill();
+    let err = commit.await.expect("commit task").unwrap_err();
+    assert!(
+        err.is_commit_unknown(),
+        "expected CommitUnknownResult, got {err}"
+    );
+    // The manual retry loop: on_error accepts it, and the retry commits once the
+    // coordinator is back.
+    cluster.coordinator.start();
+    tx.on_error(err)
+        .await
+        .expect("commit_unknown_result is retryable");
+    loop {
+        let attempt = async {
+            tx.set(&k, "v")?;
+            tx.commit().await
+        };
+        match attempt.await {
+            Ok(()) => break,
+            Err(e) => tx.on_error(e).await.expect("retryable while recovering"),
+        }
+    }
+    let got = db
+        .run(|tx| {
+            let k = k.clone();
+            async move { tx.get(&k).await }
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.as_deref(), Some(&b"v"[..]));
+}

@@ -354,3 +354,26 @@ async fn clear_range_across_shards_removes_exactly_the_range() {
         model_range(&model, b"", b"", RangeOptions::default())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_near_the_size_limit_commits_and_reads_back() {
+    let (cluster, db) = cluster(2).await;
+    // 60 values of 100,000 bytes: about 6 MB in one commit, most of it in one shard.
+    let value = |i: u8| Bytes::from(vec![i; ferrisdb_client::limits::MAX_VALUE_BYTES]);
+    db.run(|tx| async move {
+        for i in 0..60u8 {
+            tx.set(key(0x10, &format!("big{i:02}")), value(i))?;
+        }
+        tx.set(key(0xf0, "small"), "after")
+    })
+    .await
+    .expect("a 6 MB commit");
+    let all = db
+        .run(|tx| async move { pairs(&tx, b"", b"", RangeOptions::default()).await })
+        .await
+        .unwrap_or_else(|e| panic!("read back: {e}\n{}", cluster.all_logs()));
+    assert_eq!(all.len(), 61);
+    for (i, (_, v)) in all.iter().take(60).enumerate() {
+        assert!(*v == value(i as u8), "value {i}");
+    }
+}

@@ -73,6 +73,20 @@ async fn old_read_versions_see_old_data_until_the_mvcc_window_passes() {
             other => panic!("expected TransactionTooOld, got {other:?}"),
         }
     }
+    // The retry loop gets a fresh read version after TransactionTooOld.
+    let attempts = std::sync::atomic::AtomicU32::new(0);
+    let latest = db
+        .run(|tx| {
+            let k = k.clone();
+            if attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+                tx.set_read_version(old);
+            }
+            async move { tx.get(&k).await }
+        })
+        .await
+        .unwrap();
+    assert_eq!(latest.as_deref(), Some(&b"latest"[..]));
+    assert_eq!(attempts.into_inner(), 2);
     let stale = db.create_transaction();
     stale.set_read_version(old);
     stale
