@@ -3,6 +3,11 @@
 
 use tonic::service::RoutesBuilder;
 
+/// Largest gRPC message a FerrisDB process accepts or sends on the commit path: a commit may
+/// carry 10 MB of mutations, and a log pull returns up to 32 MiB plus one whole commit. Both
+/// ends must raise tonic's 4 MiB default decoding limit (servers and the clients they use).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
 /// Adds reflection (v1 and v1alpha) over FerrisDB's and health's descriptor sets to `routes`.
 pub fn add_reflection(routes: &mut RoutesBuilder) -> Result<(), tonic_reflection::server::Error> {
     let v1 = tonic_reflection::server::Builder::configure()

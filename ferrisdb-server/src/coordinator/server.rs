@@ -21,8 +21,6 @@ use crate::grpc;
 
 /// How long a shutdown waits for open RPCs before the server stops regardless.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-/// Largest gRPC message accepted or sent (a commit may carry 10 MB of mutations).
-pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Settings of a coordinator process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,8 +93,8 @@ pub async fn serve_on(
     routes.add_service(health_service);
     routes.add_service(
         TransactionCoordinatorServer::new(CoordinatorService::new(coordinator.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES),
     );
     grpc::add_reflection(&mut routes)
         .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;

@@ -80,7 +80,10 @@ async fn pull_loop(
     view: &mut watch::Receiver<ClusterView>,
 ) -> Result<(), Error> {
     let channel = crate::worker::endpoint(coordinator)?.connect_lazy();
-    let mut client = TransactionCoordinatorClient::new(channel);
+    // A pull answer holds whole commits (up to 10 MB each): tonic's 4 MiB default would
+    // refuse one and wedge this server behind it forever.
+    let mut client = TransactionCoordinatorClient::new(channel)
+        .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
     let mut last_report = Instant::now();
     let mut reported = 0;
     loop {

@@ -3,6 +3,11 @@
 //! A read at a version the server has not applied yet waits up to [`FUTURE_VERSION_WAIT`],
 //! then fails with `future_version`; a version below the engine's GC horizon fails with
 //! `transaction_too_old`; a key outside this server's shards gets `wrong_shard`.
+//!
+//! Ownership is checked only once the server has applied the read version (as FoundationDB's
+//! storage servers do): a server that has just started does not know its shards until the
+//! controller's view reaches it, and it cannot pull (so cannot reach the version) before
+//! that. Checking first would answer `wrong_shard` for keys it does hold.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -65,13 +70,13 @@ impl StorageServer for StorageService {
     ) -> Result<Response<v1::StorageGetResponse>, Status> {
         let req = request.into_inner();
         limits::check_key(&req.key).map_err(to_status)?;
+        self.ready_at(req.version).await.map_err(to_status)?;
         if !self.progress.owns_key(&req.key) {
             return Err(to_status(Error::WrongShard(format!(
                 "key {} is not on this storage server",
                 ferrisdb_core::keys::escape(&req.key)
             ))));
         }
-        self.ready_at(req.version).await.map_err(to_status)?;
         let value = self.engine.get(&req.key, req.version).map_err(to_status)?;
         Ok(Response::new(v1::StorageGetResponse {
             found: value.is_some(),
@@ -90,6 +95,7 @@ impl StorageServer for StorageService {
         limits::check_key(&req.end).map_err(to_status)?;
         let range =
             ferrisdb_core::KeyRange::new(req.begin.clone(), req.end.clone()).map_err(to_status)?;
+        self.ready_at(req.version).await.map_err(to_status)?;
         if !self.progress.owns_range(&range.begin, &range.end) {
             return Err(to_status(Error::WrongShard(format!(
                 "range [{}, {}) is not wholly on this storage server",
@@ -97,7 +103,6 @@ impl StorageServer for StorageService {
                 ferrisdb_core::keys::escape(&range.end)
             ))));
         }
-        self.ready_at(req.version).await.map_err(to_status)?;
         let options = ScanOptions {
             begin: range.begin,
             end: range.end,
@@ -137,5 +142,66 @@ impl StorageServer for StorageService {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrisdb_core::KeyRange;
+    use ferrisdb_storage::engine::{EngineOptions, WriteBatch};
+
+    #[tokio::test]
+    async fn a_read_waits_for_the_version_before_judging_ownership() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(&dir.path().join("engine"), EngineOptions::default()).unwrap();
+        let progress = Arc::new(Progress::open(dir.path(), 0).unwrap());
+        let service = Arc::new(StorageService::new(engine.clone(), progress.clone()));
+        // Just started: no shards known, nothing applied. A read at version 5 arrives.
+        let read = {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let req = v1::StorageGetRequest {
+                    key: "k".into(),
+                    version: 5,
+                };
+                service.get(Request::new(req)).await
+            })
+        };
+        let range = {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let req = v1::StorageGetRangeRequest {
+                    begin: "a".into(),
+                    end: "z".into(),
+                    version: 5,
+                    limit: 0,
+                    reverse: false,
+                };
+                service.get_range(Request::new(req)).await.map(|_| ())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Then the view arrives (shards first) and the puller applies through version 5.
+        progress.set_owned(vec![KeyRange::all()]);
+        let mut batch = WriteBatch::default();
+        batch.put(b"k", b"v");
+        engine.apply(5, &batch).unwrap();
+        progress.advance(5);
+        let got = read.await.unwrap().expect("the key is held").into_inner();
+        assert!(got.found);
+        assert_eq!(got.value, "v");
+        range.await.unwrap().expect("the range is held");
+        // A key outside the shards is still refused once the version is reached.
+        progress.set_owned(vec![KeyRange::new("a", "m").unwrap()]);
+        let req = v1::StorageGetRequest {
+            key: "x".into(),
+            version: 5,
+        };
+        let err = service.get(Request::new(req)).await.unwrap_err();
+        assert_eq!(
+            ferrisdb_proto::status::from_status(&err).code(),
+            ferrisdb_core::ErrorCode::WrongShard
+        );
     }
 }

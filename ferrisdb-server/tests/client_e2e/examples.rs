@@ -1,0 +1,38 @@
+//! The client's examples, run against a real cluster: their logic is a public function of
+//! each example file, compiled into this test as a module. Each example brings its own copy
+//! of `examples/common` (how to find the cluster from the command line), unused here.
+
+#![allow(clippy::duplicate_mod)]
+
+#[allow(dead_code)]
+#[path = "../../../ferrisdb-client/examples/bank.rs"]
+mod bank;
+#[allow(dead_code)]
+#[path = "../../../ferrisdb-client/examples/counter.rs"]
+mod counter;
+#[allow(dead_code)]
+#[path = "../../../ferrisdb-client/examples/range_scan.rs"]
+mod range_scan;
+
+use super::cluster;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_examples_run_against_a_real_cluster() {
+    let (_cluster, db) = cluster(2).await;
+
+    let outcome = bank::transfers(&db).await.expect("bank example");
+    assert_eq!(outcome.total, bank::START * bank::ACCOUNTS as i64);
+
+    let (before, after) = counter::increments(&db).await.expect("counter example");
+    assert_eq!((before, after), (0, counter::TASKS * counter::PER_TASK));
+    let (before, after) = counter::increments(&db).await.expect("counter again");
+    assert_eq!(after - before, counter::TASKS * counter::PER_TASK);
+
+    let scans = range_scan::scans(&db).await.expect("range_scan example");
+    let name = |i: u32| bytes::Bytes::from(format!("scan/{i:03}"));
+    assert_eq!(scans.forward, (0..100).map(name).collect::<Vec<_>>());
+    assert_eq!(scans.last_three, vec![name(99), name(98), name(97)]);
+    let mut local = vec![name(49), bytes::Bytes::from("scan/050x")];
+    local.extend((60..61).map(name));
+    assert_eq!(scans.with_local_writes, local);
+}
