@@ -109,8 +109,16 @@ struct Pending {
 
 enum Msg {
     Commit(Pending),
+    /// Sent by the idle ticker: commit an empty batch if nothing else is queued.
+    Tick,
     Stop,
 }
+
+/// How long the committed version may stand still before the idle ticker commits an empty
+/// batch. Read versions are the committed version, and the resolver's 5-second window
+/// follows commit versions (≈ wall time); without ticks a read version taken after a quiet
+/// spell would already be "too old" and stay so until some blind write moved it forward.
+pub const IDLE_TICK: std::time::Duration = std::time::Duration::from_millis(250);
 
 enum Job {
     Batch {
@@ -188,6 +196,12 @@ impl Pipeline {
             .name("commit-syncer".into())
             .spawn(move || run_syncer(job_rx, &syncer_shared, committed_tx, stopped_tx))
             .map_err(|e| Error::io("starting the commit syncer thread", e))?;
+        let ticker_tx = tx.downgrade();
+        let ticker_committed = committed_rx.clone();
+        std::thread::Builder::new()
+            .name("commit-idle-ticker".into())
+            .spawn(move || run_idle_ticker(&ticker_tx, &ticker_committed))
+            .map_err(|e| Error::io("starting the commit idle ticker thread", e))?;
         Ok(Pipeline {
             tx,
             committed: committed_rx,
@@ -304,14 +318,18 @@ struct Batcher<C: Clock> {
 impl<C: Clock> Batcher<C> {
     fn run(&mut self) {
         loop {
-            let first = match self.rx.blocking_recv() {
-                Some(Msg::Commit(p)) => p,
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            match self.rx.blocking_recv() {
+                Some(Msg::Commit(p)) => {
+                    bytes += p.commit.size();
+                    batch.push(p);
+                }
+                Some(Msg::Tick) => {}
                 Some(Msg::Stop) | None => break,
-            };
+            }
             #[cfg(test)]
             drop(self.shared.gate.lock());
-            let mut bytes = first.commit.size();
-            let mut batch = vec![first];
             let mut stop = false;
             while batch.len() < self.limits.max_txns && bytes < self.limits.max_bytes {
                 match self.rx.try_recv() {
@@ -319,6 +337,7 @@ impl<C: Clock> Batcher<C> {
                         bytes += p.commit.size();
                         batch.push(p);
                     }
+                    Ok(Msg::Tick) => {}
                     Ok(Msg::Stop) => {
                         stop = true;
                         break;
@@ -343,8 +362,11 @@ impl<C: Clock> Batcher<C> {
         }
     }
 
+    /// Resolves and logs one batch. An empty batch (from the idle ticker) is logged too, so
+    /// the committed version keeps following the clock.
     fn process(&mut self, batch: Vec<Pending>) {
         let counters = &self.shared.counters;
+        let tick = batch.is_empty();
         if self.shared.failed.load(Ordering::Acquire) {
             for p in batch {
                 let _ = p.reply.send(Err(failed_error()));
@@ -389,7 +411,7 @@ impl<C: Clock> Batcher<C> {
                 }
             }
         }
-        if replies.is_empty() {
+        if replies.is_empty() && !tick {
             return;
         }
         match self.shared.log.submit(version, mutations) {
@@ -417,6 +439,28 @@ impl<C: Clock> Batcher<C> {
                 }
             }
         }
+    }
+}
+
+/// Queues a [`Msg::Tick`] whenever the committed version stood still for [`IDLE_TICK`];
+/// ends when the pipeline is gone (it holds only a weak sender, so it never keeps the
+/// batcher alive).
+fn run_idle_ticker(tx: &mpsc::WeakSender<Msg>, committed: &watch::Receiver<Version>) {
+    let mut last_seen = *committed.borrow();
+    loop {
+        std::thread::sleep(IDLE_TICK);
+        let Some(tx) = tx.upgrade() else {
+            return;
+        };
+        if tx.is_closed() || committed.has_changed().is_err() {
+            return;
+        }
+        let now = *committed.borrow();
+        if now == last_seen {
+            // A full queue means commits are flowing anyway.
+            let _ = tx.try_send(Msg::Tick);
+        }
+        last_seen = now;
     }
 }
 

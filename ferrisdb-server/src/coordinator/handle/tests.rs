@@ -184,3 +184,38 @@ async fn the_log_is_truncated_only_when_every_storage_server_reported() {
     assert!(c.report_durable("", vs[0]).await.is_err());
     c.shutdown().await;
 }
+
+/// Regression: after a quiet spell longer than the MVCC window, a fresh read version must
+/// still commit a read-write transaction (the idle ticker keeps the committed version moving).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_versions_stay_fresh_while_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000);
+    let c = open(dir.path(), &clock);
+    let first = c
+        .commit(blind(c.read_version(), vec![set("a", "1")]))
+        .await
+        .unwrap();
+    // Six seconds pass with no commits.
+    clock.advance(6 * Version::PER_SECOND);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while c.read_version().get() < first.get() + 6 * Version::PER_SECOND {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the committed version never moved"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rv = c.read_version();
+    let read_write = Commit {
+        read_version: rv,
+        mutations: vec![set("b", "2")],
+        read_conflict_ranges: vec![range("a", "b")],
+        write_conflict_ranges: vec![range("b", "c")],
+    };
+    let v = c
+        .commit(read_write)
+        .await
+        .expect("a fresh read version is not too old");
+    assert!(v > rv);
+}
