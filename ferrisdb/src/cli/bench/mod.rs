@@ -1,0 +1,269 @@
+//! `ferrisdb bench`: YCSB-style workloads run through the client against a live cluster.
+//!
+//! First the data set is loaded (`--records` keys under `bench/`, in batched transactions,
+//! skipped with `--no-load`), then `--clients` concurrent tasks each run one operation at a
+//! time (each its own transaction through `Database::run`) for `--duration` seconds. A
+//! progress bar shows live throughput when stderr is a terminal. At the end a table gives
+//! throughput, latency percentiles, retries and errors per operation kind; `--json` and
+//! `--plot` write the same results as JSON and as an SVG chart.
+//!
+//! The benchmark writes into the cluster it runs against (only keys under `bench/`).
+
+mod plot;
+mod recorder;
+mod report;
+mod workload;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferrisdb_client::{Database, RangeOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use self::recorder::Recorder;
+pub use self::workload::Workload;
+use self::workload::{KEY_END, KeyChooser, MAX_SCAN, Op, key, value};
+use super::connect::Target;
+
+/// Bytes of keys and values per load transaction (about).
+const LOAD_BATCH_BYTES: usize = 64 << 10;
+
+/// Settings of one run.
+#[derive(Debug, Clone)]
+pub struct ClusterBench {
+    /// The workload.
+    pub workload: Workload,
+    /// Run time.
+    pub duration: Duration,
+    /// Concurrent client tasks.
+    pub clients: usize,
+    /// Records in the data set.
+    pub records: u64,
+    /// Skip loading.
+    pub no_load: bool,
+    /// Key size, bytes.
+    pub key_size: usize,
+    /// Value size, bytes.
+    pub value_size: usize,
+    /// Uniform instead of Zipfian key choice.
+    pub uniform: bool,
+    /// Write the results as JSON here.
+    pub json: Option<PathBuf>,
+    /// Write an SVG chart here.
+    pub plot: Option<PathBuf>,
+}
+
+/// Loads, runs, prints the table and writes the requested files. Fails if any operation
+/// failed (after reporting).
+pub async fn run(target: &Target, cfg: ClusterBench) -> Result<(), String> {
+    if cfg.clients == 0 || cfg.records == 0 || cfg.duration.is_zero() {
+        return Err("--clients, --records and --duration must be at least 1".into());
+    }
+    let db = target.connect()?.db;
+    let load_seconds = if cfg.no_load {
+        None
+    } else {
+        Some(load(&db, &cfg).await?)
+    };
+    let recorder = Arc::new(Recorder::new());
+    let chooser = Arc::new(KeyChooser::new(cfg.records, !cfg.uniform));
+    let bar = progress_bar(
+        cfg.duration.as_secs(),
+        "{spinner} running [{bar:30}] {pos}/{len} s  {msg}",
+    );
+    let deadline = Instant::now() + cfg.duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..cfg.clients {
+        let (db, cfg, recorder, chooser) =
+            (db.clone(), cfg.clone(), recorder.clone(), chooser.clone());
+        tasks.spawn(async move { client_loop(client, db, cfg, recorder, chooser, deadline).await });
+    }
+    while !tasks.is_empty() {
+        tokio::select! {
+            joined = tasks.join_next() => {
+                if let Some(Err(e)) = joined {
+                    return Err(format!("a client task failed: {e}"));
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                if let Some(bar) = &bar {
+                    let (total, last) = recorder.progress();
+                    bar.set_position(recorder.elapsed().as_secs().min(cfg.duration.as_secs()));
+                    bar.set_message(format!("{total} ops, {last} ops/s"));
+                }
+            }
+        }
+    }
+    let duration_seconds = recorder.elapsed().as_secs_f64();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let info = report::RunInfo {
+        workload: cfg.workload.letter().into(),
+        distribution: if cfg.uniform { "uniform" } else { "zipfian" }.into(),
+        clients: cfg.clients,
+        records: cfg.records,
+        key_size: key(0, cfg.key_size).len(),
+        value_size: cfg.value_size,
+        load_seconds,
+        duration_seconds,
+    };
+    let mut measured = recorder.snapshot();
+    // The timeline covers the whole seconds of the requested duration: the operations that
+    // finish after the deadline count in the totals but would show as a partial second.
+    measured.seconds.truncate(cfg.duration.as_secs() as usize);
+    let result = report::build(info, &measured);
+    print!("{}", report::render(&result));
+    if let Some(path) = &cfg.json {
+        let text = serde_json::to_string_pretty(&result)
+            .map_err(|e| format!("encoding the results: {e}"))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &cfg.plot {
+        let title = format!(
+            "FerrisDB workload {}: {} clients, {} records",
+            cfg.workload.letter().to_uppercase(),
+            cfg.clients,
+            cfg.records
+        );
+        std::fs::write(path, plot::svg(&title, &result.timeline))
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    if result.total.errors > 0 {
+        return Err(format!(
+            "{} operations failed (first: {})",
+            result.total.errors,
+            result.first_error.as_deref().unwrap_or("?")
+        ));
+    }
+    if result.total.ops == 0 {
+        return Err("no operation completed".into());
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr, only when it is a terminal.
+fn progress_bar(len: u64, template: &str) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(Duration::from_millis(100));
+    Some(bar)
+}
+
+/// Writes records `0..records` in batched transactions from `clients` tasks.
+async fn load(db: &Database, cfg: &ClusterBench) -> Result<f64, String> {
+    let start = Instant::now();
+    let per_tx = (LOAD_BATCH_BYTES / (cfg.key_size + cfg.value_size).max(1)).clamp(1, 1000) as u64;
+    let batches = cfg.records.div_ceil(per_tx);
+    let next = Arc::new(AtomicU64::new(0));
+    let bar = progress_bar(
+        cfg.records,
+        "{spinner} loading [{bar:30}] {pos}/{len} records",
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..cfg.clients.min(batches as usize).max(1) {
+        let (db, next, bar) = (db.clone(), next.clone(), bar.clone());
+        let (records, key_size, value_size) = (cfg.records, cfg.key_size, cfg.value_size);
+        tasks.spawn(async move {
+            loop {
+                let batch = next.fetch_add(1, Ordering::Relaxed);
+                if batch >= batches {
+                    return Ok::<(), String>(());
+                }
+                let range = batch * per_tx..((batch + 1) * per_tx).min(records);
+                let count = range.end - range.start;
+                db.run(|tx| {
+                    let range = range.clone();
+                    async move {
+                        for i in range {
+                            tx.set(key(i, key_size), value(value_size, i))?;
+                        }
+                        Ok(())
+                    }
+                })
+                .await
+                .map_err(|e| format!("loading records {range:?}: {e}"))?;
+                if let Some(bar) = &bar {
+                    bar.inc(count);
+                }
+            }
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.map_err(|e| format!("a load task failed: {e}"))??;
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!("loaded {} records in {secs:.1} s", cfg.records);
+    Ok(secs)
+}
+
+/// One client: operations back to back until the deadline.
+async fn client_loop(
+    client: usize,
+    db: Database,
+    cfg: ClusterBench,
+    recorder: Arc<Recorder>,
+    chooser: Arc<KeyChooser>,
+    deadline: Instant,
+) {
+    let mut rng = StdRng::seed_from_u64(0x5eed ^ (client as u64).wrapping_mul(0x9e37_79b9));
+    let mut inserted = 0u64;
+    while Instant::now() < deadline {
+        let op = cfg.workload.choose(&mut rng);
+        let record = match op {
+            Op::Insert => {
+                inserted += 1;
+                cfg.records + client as u64 + (inserted - 1) * cfg.clients as u64
+            }
+            _ => chooser.next(&mut rng),
+        };
+        let k = Bytes::from(key(record, cfg.key_size));
+        let v = Bytes::from(value(cfg.value_size, rng.random()));
+        let scan_len = rng.random_range(1..=MAX_SCAN);
+        let attempts = AtomicU64::new(0);
+        let start = Instant::now();
+        let result = db
+            .run(|tx| {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                let (k, v) = (k.clone(), v.clone());
+                async move {
+                    match op {
+                        Op::Read => tx.get(&k).await.map(drop),
+                        Op::Update | Op::Insert => tx.set(&k, &v),
+                        Op::Scan => tx
+                            .get_range(&k, KEY_END, RangeOptions::default().limit(scan_len))
+                            .collect_vec()
+                            .await
+                            .map(drop),
+                        Op::ReadModifyWrite => {
+                            tx.get(&k).await?;
+                            tx.set(&k, &v)
+                        }
+                    }
+                }
+            })
+            .await;
+        let retries = attempts.load(Ordering::Relaxed).saturating_sub(1);
+        recorder.record(
+            op,
+            start.elapsed(),
+            retries,
+            result.err().map(|e| e.to_string()),
+        );
+    }
+}

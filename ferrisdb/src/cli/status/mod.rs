@@ -1,0 +1,351 @@
+//! `ferrisdb status`: the cluster as the controller sees it (`GetClusterState`: processes,
+//! health, the storage servers' and coordinator's last reported status, the shard map) plus
+//! the coordinator's latest committed version (`GetReadVersion`).
+//!
+//! [`fetch`] does the network calls, [`build`] turns the answers into a [`Report`] (the
+//! stable `--json` form, documented in `docs/cli.md`) and [`render`] prints it as tables.
+//! Storage and coordinator figures are those of the last heartbeat (about once per interval).
+
+mod render;
+#[cfg(test)]
+mod tests;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ferrisdb_core::keys::escape;
+use ferrisdb_proto::status::from_status;
+use ferrisdb_proto::v1;
+use ferrisdb_proto::v1::cluster_controller_client::ClusterControllerClient;
+use ferrisdb_proto::v1::transaction_coordinator_client::TransactionCoordinatorClient;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+pub use render::render;
+
+/// Bound on each status RPC, connection included.
+const RPC_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The whole status report (`ferrisdb status --json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The cluster's id.
+    pub cluster_id: String,
+    /// The controller that answered.
+    pub controller: String,
+    /// Every process healthy and every shard fully replicated.
+    pub healthy: bool,
+    /// The coordinator's latest committed version (`null` if it could not be reached).
+    pub latest_version: Option<u64>,
+    /// Replicas per shard the cluster is configured for.
+    pub replication: u32,
+    /// Storage servers the cluster waits for before bootstrapping.
+    pub expected_storage_servers: u32,
+    /// Fewest healthy replicas of any shard, minus one (`null` before bootstrap or when a
+    /// shard has no healthy replica): how many more storage failures every shard survives.
+    pub fault_tolerance: Option<u32>,
+    /// Every process: the controller, the coordinator and the storage servers.
+    pub processes: Vec<Process>,
+    /// The coordinator's commit statistics, if one is registered.
+    pub coordinator: Option<Coordinator>,
+    /// Each storage server's versions and data size.
+    pub storage_servers: Vec<StorageServer>,
+    /// The shard-map version (0 before bootstrap).
+    pub shard_map_version: u64,
+    /// Every shard with its replicas.
+    pub shards: Vec<ShardStatus>,
+    /// Problems found while gathering the report.
+    pub messages: Vec<String>,
+}
+
+/// One process.
+#[derive(Debug, Clone, Serialize)]
+pub struct Process {
+    /// `controller`, `coordinator` or `storage`.
+    pub role: String,
+    /// Worker id (empty for the controller).
+    pub id: String,
+    /// `host:port`.
+    pub address: String,
+    /// Heard from recently (the controller: it answered).
+    pub healthy: bool,
+    /// Seconds since the process registered (`null` if unknown).
+    pub uptime_seconds: Option<f64>,
+    /// Milliseconds since its last heartbeat (`null` for the controller).
+    pub ms_since_heartbeat: Option<u64>,
+}
+
+/// The coordinator's last reported commit statistics.
+#[derive(Debug, Clone, Serialize)]
+pub struct Coordinator {
+    /// Worker id.
+    pub id: String,
+    /// `host:port`.
+    pub address: String,
+    /// Heard from recently.
+    pub healthy: bool,
+    /// Committed version at its last heartbeat.
+    pub committed_version: Option<u64>,
+    /// Commits per second.
+    pub commits_per_second: Option<f64>,
+    /// Average transactions per commit batch.
+    pub avg_batch_size: Option<f64>,
+    /// Bytes held in the commit log.
+    pub log_bytes: Option<u64>,
+}
+
+/// One storage server's last reported status.
+#[derive(Debug, Clone, Serialize)]
+pub struct StorageServer {
+    /// Worker id.
+    pub id: String,
+    /// `host:port`.
+    pub address: String,
+    /// Heard from recently.
+    pub healthy: bool,
+    /// Newest applied (readable) version.
+    pub applied_version: Option<u64>,
+    /// Newest durable version.
+    pub durable_version: Option<u64>,
+    /// `latest_version - applied_version`, in versions (1,000,000 per second).
+    pub lag_versions: Option<u64>,
+    /// The lag in seconds.
+    pub lag_seconds: Option<f64>,
+    /// Bytes of data held (SSTables plus memtables).
+    pub data_bytes: Option<u64>,
+}
+
+/// One shard.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardStatus {
+    /// First key, escaped.
+    pub begin: String,
+    /// End key (exclusive), escaped; empty: the end of the key space.
+    pub end: String,
+    /// Worker ids of the replicas.
+    pub replicas: Vec<String>,
+    /// How many replicas are healthy.
+    pub healthy_replicas: u32,
+    /// `healthy_replicas >= replication`.
+    pub fully_replicated: bool,
+}
+
+/// Fetches the cluster state from the first controller that answers, then the latest
+/// version from the coordinator.
+pub async fn fetch(controllers: &[String]) -> Result<Report, String> {
+    let mut errors = Vec::new();
+    for addr in controllers {
+        match cluster_state(addr).await {
+            Ok(state) => {
+                let mut messages = Vec::new();
+                let latest = match &state.coordinator {
+                    Some(c) => match read_version(&c.address).await {
+                        Ok(v) => Some(v),
+                        Err(e) => {
+                            messages.push(format!("coordinator {}: {e}", c.address));
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                let now_ms = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0);
+                let mut report = build(addr, state, latest, now_ms);
+                report.messages.splice(0..0, messages);
+                report.healthy &= report.messages.is_empty();
+                return Ok(report);
+            }
+            Err(e) => errors.push(format!("{addr}: {e}")),
+        }
+    }
+    Err(format!(
+        "no controller answered ({})",
+        if errors.is_empty() {
+            "no address".into()
+        } else {
+            errors.join("; ")
+        }
+    ))
+}
+
+fn channel(addr: &str) -> Result<Channel, String> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad address {addr:?}: {e}"))?
+        .connect_timeout(RPC_TIMEOUT)
+        .timeout(RPC_TIMEOUT)
+        .connect_lazy())
+}
+
+async fn cluster_state(addr: &str) -> Result<v1::GetClusterStateResponse, String> {
+    let mut client = ClusterControllerClient::new(channel(addr)?);
+    let call = client.get_cluster_state(v1::GetClusterStateRequest {});
+    match tokio::time::timeout(RPC_TIMEOUT, call).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(s)) => Err(from_status(&s).to_string()),
+        Err(_) => Err(format!("no answer within {RPC_TIMEOUT:?}")),
+    }
+}
+
+async fn read_version(addr: &str) -> Result<u64, String> {
+    let mut client = TransactionCoordinatorClient::new(channel(addr)?);
+    let call = client.get_read_version(v1::GetReadVersionRequest {});
+    match tokio::time::timeout(RPC_TIMEOUT, call).await {
+        Ok(Ok(r)) => Ok(r.into_inner().version),
+        Ok(Err(s)) => Err(from_status(&s).to_string()),
+        Err(_) => Err(format!("no answer within {RPC_TIMEOUT:?}")),
+    }
+}
+
+/// Builds the report from a controller's answer, the coordinator's latest version (if
+/// reached) and the current Unix time in milliseconds. Pure.
+pub fn build(
+    controller: &str,
+    state: v1::GetClusterStateResponse,
+    latest_version: Option<u64>,
+    now_unix_ms: u64,
+) -> Report {
+    let mut messages = Vec::new();
+    let mut processes = vec![Process {
+        role: "controller".into(),
+        id: String::new(),
+        address: controller.to_owned(),
+        healthy: true,
+        uptime_seconds: None,
+        ms_since_heartbeat: None,
+    }];
+    let mut coordinator = None;
+    let mut storage_servers = Vec::new();
+    let mut workers = state.workers;
+    let coordinator_role = v1::WorkerRole::Coordinator as i32;
+    workers.sort_by(|a, b| {
+        (a.role != coordinator_role, &a.address).cmp(&(b.role != coordinator_role, &b.address))
+    });
+    for w in &workers {
+        let role = v1::WorkerRole::try_from(w.role).unwrap_or(v1::WorkerRole::Unspecified);
+        let uptime = (w.start_time_unix_ms > 0)
+            .then(|| now_unix_ms.saturating_sub(w.start_time_unix_ms) as f64 / 1000.0);
+        processes.push(Process {
+            role: match role {
+                v1::WorkerRole::Storage => "storage",
+                v1::WorkerRole::Coordinator => "coordinator",
+                v1::WorkerRole::Unspecified => "unknown",
+            }
+            .into(),
+            id: w.worker_id.clone(),
+            address: w.address.clone(),
+            healthy: w.healthy,
+            uptime_seconds: uptime,
+            ms_since_heartbeat: Some(w.ms_since_heartbeat),
+        });
+        if !w.healthy {
+            messages.push(format!(
+                "{} {} ({}) is unhealthy: not heard from for {:.1} s",
+                processes
+                    .last()
+                    .map(|p| p.role.as_str())
+                    .unwrap_or("worker"),
+                w.worker_id,
+                w.address,
+                w.ms_since_heartbeat as f64 / 1000.0
+            ));
+        }
+        let status = w.status.as_ref().and_then(|s| s.status.as_ref());
+        match role {
+            v1::WorkerRole::Storage => {
+                let s = match status {
+                    Some(v1::worker_status::Status::Storage(s)) => Some(s),
+                    _ => None,
+                };
+                let applied = s.map(|s| s.applied_version);
+                let lag = latest_version
+                    .zip(applied)
+                    .map(|(l, a)| l.saturating_sub(a));
+                storage_servers.push(StorageServer {
+                    id: w.worker_id.clone(),
+                    address: w.address.clone(),
+                    healthy: w.healthy,
+                    applied_version: applied,
+                    durable_version: s.map(|s| s.durable_version),
+                    lag_versions: lag,
+                    lag_seconds: lag.map(|l| l as f64 / ferrisdb_core::Version::PER_SECOND as f64),
+                    data_bytes: s.map(|s| s.data_bytes),
+                });
+            }
+            v1::WorkerRole::Coordinator => {
+                let c = match status {
+                    Some(v1::worker_status::Status::Coordinator(c)) => Some(c),
+                    _ => None,
+                };
+                coordinator = Some(Coordinator {
+                    id: w.worker_id.clone(),
+                    address: w.address.clone(),
+                    healthy: w.healthy,
+                    committed_version: c.map(|c| c.committed_version),
+                    commits_per_second: c.map(|c| c.commits_per_second),
+                    avg_batch_size: c.map(|c| c.avg_batch_size),
+                    log_bytes: c.map(|c| c.log_bytes),
+                });
+            }
+            v1::WorkerRole::Unspecified => {}
+        }
+    }
+    if coordinator.is_none() {
+        messages.push("no transaction coordinator has registered".into());
+    }
+    let healthy_ids: std::collections::HashSet<&str> = workers
+        .iter()
+        .filter(|w| w.healthy)
+        .map(|w| w.worker_id.as_str())
+        .collect();
+    let map = state.shard_map.unwrap_or_default();
+    let shards: Vec<ShardStatus> = map
+        .shards
+        .iter()
+        .map(|s| {
+            let range = s.range.clone().unwrap_or_default();
+            let healthy = s
+                .storage_ids
+                .iter()
+                .filter(|id| healthy_ids.contains(id.as_str()))
+                .count() as u32;
+            ShardStatus {
+                begin: escape(&range.begin),
+                end: escape(&range.end),
+                replicas: s.storage_ids.clone(),
+                healthy_replicas: healthy,
+                fully_replicated: healthy >= state.replication,
+            }
+        })
+        .collect();
+    if shards.is_empty() {
+        messages.push(format!(
+            "no shard map yet: waiting for {} storage servers to register",
+            state.expected_storage_servers
+        ));
+    }
+    let under = shards.iter().filter(|s| !s.fully_replicated).count();
+    if under > 0 {
+        messages.push(format!(
+            "{under} of {} shards lack healthy replicas",
+            shards.len()
+        ));
+    }
+    let min_healthy = shards.iter().map(|s| s.healthy_replicas).min();
+    let fault_tolerance = min_healthy.and_then(|m| m.checked_sub(1));
+    Report {
+        cluster_id: state.cluster_id,
+        controller: controller.to_owned(),
+        healthy: messages.is_empty(),
+        latest_version,
+        replication: state.replication,
+        expected_storage_servers: state.expected_storage_servers,
+        fault_tolerance,
+        processes,
+        coordinator,
+        storage_servers,
+        shard_map_version: map.version,
+        shards,
+        messages,
+    }
+}

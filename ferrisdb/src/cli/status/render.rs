@@ -1,0 +1,105 @@
+//! The human-readable form of a status [`Report`]: a summary, then tables of processes,
+//! storage servers and shards, then any problems.
+
+use super::Report;
+use crate::cli::table::{Table, bytes, duration, opt};
+
+/// The report as text, ready to print.
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let state = if r.healthy { "HEALTHY" } else { "DEGRADED" };
+    out.push_str(&format!(
+        "Cluster {}  {state}  (controller {})\n",
+        if r.cluster_id.is_empty() {
+            "(unknown id)"
+        } else {
+            &r.cluster_id
+        },
+        r.controller
+    ));
+    let full = r.shards.iter().filter(|s| s.fully_replicated).count();
+    out.push_str(&format!(
+        "  Replication:       {} replicas per shard, {full}/{} shards fully replicated, fault tolerance {}\n",
+        r.replication,
+        r.shards.len(),
+        r.fault_tolerance
+            .map_or_else(|| "none".into(), |f| format!("{f} storage server(s)"))
+    ));
+    out.push_str(&format!("  Latest version:    {}\n", opt(r.latest_version)));
+    if let Some(c) = &r.coordinator {
+        out.push_str(&format!(
+            "  Coordinator:       {} commits/s, {} txns/batch, log {}\n",
+            c.commits_per_second
+                .map_or("-".into(), |v| format!("{v:.1}")),
+            c.avg_batch_size.map_or("-".into(), |v| format!("{v:.2}")),
+            c.log_bytes.map_or("-".into(), bytes),
+        ));
+    }
+
+    let mut procs = Table::new(&["ROLE", "ID", "ADDRESS", "HEALTH", "UPTIME", "LAST SEEN"]);
+    for p in &r.processes {
+        procs.row(vec![
+            p.role.clone(),
+            if p.id.is_empty() {
+                "-".into()
+            } else {
+                p.id.clone()
+            },
+            p.address.clone(),
+            if p.healthy { "healthy" } else { "UNHEALTHY" }.into(),
+            p.uptime_seconds.map_or("-".into(), duration),
+            p.ms_since_heartbeat.map_or("-".into(), |ms| {
+                format!("{} ago", duration(ms as f64 / 1000.0))
+            }),
+        ]);
+    }
+    out.push_str("\nProcesses:\n");
+    out.push_str(&procs.render(2));
+
+    let mut storage = Table::new(&["ID", "ADDRESS", "APPLIED", "DURABLE", "LAG", "DATA"]);
+    for s in &r.storage_servers {
+        storage.row(vec![
+            s.id.clone(),
+            s.address.clone(),
+            opt(s.applied_version),
+            opt(s.durable_version),
+            s.lag_seconds.map_or("-".into(), |l| format!("{l:.2}s")),
+            s.data_bytes.map_or("-".into(), bytes),
+        ]);
+    }
+    out.push_str("\nStorage servers:\n");
+    out.push_str(&storage.render(2));
+
+    let mut shards = Table::new(&["BEGIN", "END", "REPLICAS", "HEALTHY", "REPLICATION"]);
+    for s in &r.shards {
+        shards.row(vec![
+            format!("\"{}\"", s.begin),
+            if s.end.is_empty() {
+                "(end)".into()
+            } else {
+                format!("\"{}\"", s.end)
+            },
+            s.replicas.join(","),
+            format!("{}/{}", s.healthy_replicas, s.replicas.len()),
+            if s.fully_replicated {
+                "full"
+            } else {
+                "DEGRADED"
+            }
+            .into(),
+        ]);
+    }
+    out.push_str(&format!(
+        "\nShards (map version {}):\n",
+        r.shard_map_version
+    ));
+    out.push_str(&shards.render(2));
+
+    if !r.messages.is_empty() {
+        out.push_str("\nProblems:\n");
+        for m in &r.messages {
+            out.push_str(&format!("  - {m}\n"));
+        }
+    }
+    out
+}

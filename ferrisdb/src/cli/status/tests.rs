@@ -1,0 +1,125 @@
+use ferrisdb_proto::v1;
+
+use super::{build, render};
+
+fn worker(id: &str, role: v1::WorkerRole, port: u16, healthy: bool) -> v1::WorkerInfo {
+    let status = match role {
+        v1::WorkerRole::Storage => Some(v1::worker_status::Status::Storage(v1::StorageStatus {
+            applied_version: 900,
+            durable_version: 800,
+            data_bytes: 4096,
+        })),
+        v1::WorkerRole::Coordinator => Some(v1::worker_status::Status::Coordinator(
+            v1::CoordinatorStatus {
+                committed_version: 1000,
+                commits_per_second: 12.5,
+                avg_batch_size: 1.5,
+                log_bytes: 2048,
+            },
+        )),
+        v1::WorkerRole::Unspecified => None,
+    };
+    v1::WorkerInfo {
+        worker_id: id.into(),
+        role: role as i32,
+        address: format!("127.0.0.1:{port}"),
+        healthy,
+        ms_since_heartbeat: 300,
+        start_time_unix_ms: 10_000,
+        status: Some(v1::WorkerStatus { status }),
+    }
+}
+
+fn state(s2_healthy: bool) -> v1::GetClusterStateResponse {
+    let shard = |b: &[u8], e: &[u8], ids: [&str; 2]| v1::Shard {
+        range: Some(v1::KeyRange {
+            begin: b.to_vec().into(),
+            end: e.to_vec().into(),
+        }),
+        storage_ids: ids.map(String::from).to_vec(),
+    };
+    v1::GetClusterStateResponse {
+        cluster_id: "c1".into(),
+        coordinator: Some(v1::CoordinatorInfo {
+            worker_id: "co".into(),
+            address: "127.0.0.1:4501".into(),
+            healthy: true,
+        }),
+        shard_map: Some(v1::ShardMap {
+            version: 3,
+            shards: vec![
+                shard(b"", b"\x55", ["s0", "s1"]),
+                shard(b"\x55", b"\xaa", ["s1", "s2"]),
+                shard(b"\xaa", b"", ["s2", "s0"]),
+            ],
+        }),
+        workers: vec![
+            worker("s2", v1::WorkerRole::Storage, 4504, s2_healthy),
+            worker("s0", v1::WorkerRole::Storage, 4502, true),
+            worker("co", v1::WorkerRole::Coordinator, 4501, true),
+            worker("s1", v1::WorkerRole::Storage, 4503, true),
+        ],
+        expected_storage_servers: 3,
+        replication: 2,
+        heartbeat_interval_ms: 500,
+    }
+}
+
+#[test]
+fn a_healthy_cluster_is_fully_replicated_with_lag_from_the_latest_version() {
+    let r = build("127.0.0.1:4500", state(true), Some(1000), 40_000);
+    assert!(r.healthy, "{:?}", r.messages);
+    assert_eq!(r.fault_tolerance, Some(1));
+    let roles: Vec<&str> = r.processes.iter().map(|p| p.role.as_str()).collect();
+    assert_eq!(
+        roles,
+        ["controller", "coordinator", "storage", "storage", "storage"]
+    );
+    assert_eq!(r.processes[1].uptime_seconds, Some(30.0));
+    let ids: Vec<&str> = r.storage_servers.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["s0", "s1", "s2"]);
+    assert_eq!(r.storage_servers[0].lag_versions, Some(100));
+    assert!(
+        r.shards
+            .iter()
+            .all(|s| s.fully_replicated && s.healthy_replicas == 2)
+    );
+    assert_eq!(r.shards[1].begin, "U");
+    assert_eq!(r.shards[2].begin, "\\xaa");
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["coordinator"]["commits_per_second"], 12.5);
+    assert_eq!(json["storage_servers"][2]["data_bytes"], 4096);
+    let text = render(&r);
+    assert!(text.contains("HEALTHY"), "{text}");
+    assert!(text.contains("3/3 shards fully replicated"), "{text}");
+}
+
+#[test]
+fn an_unhealthy_storage_server_degrades_its_shards() {
+    let r = build("127.0.0.1:4500", state(false), None, 40_000);
+    assert!(!r.healthy);
+    assert_eq!(r.fault_tolerance, Some(0));
+    let degraded: Vec<bool> = r.shards.iter().map(|s| s.fully_replicated).collect();
+    assert_eq!(degraded, [true, false, false]);
+    assert!(r.storage_servers.iter().all(|s| s.lag_versions.is_none()));
+    assert!(
+        r.messages
+            .iter()
+            .any(|m| m.contains("s2") && m.contains("unhealthy"))
+    );
+    let text = render(&r);
+    assert!(
+        text.contains("DEGRADED") && text.contains("UNHEALTHY"),
+        "{text}"
+    );
+}
+
+#[test]
+fn before_bootstrap_there_are_no_shards_and_no_fault_tolerance() {
+    let mut s = state(true);
+    s.shard_map = None;
+    let r = build("127.0.0.1:4500", s, Some(1), 0);
+    assert!(!r.healthy);
+    assert_eq!(r.fault_tolerance, None);
+    assert!(r.messages.iter().any(|m| m.contains("no shard map")));
+}

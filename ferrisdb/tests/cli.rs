@@ -1,0 +1,456 @@
+//! The `ferrisdb` binary against a real local cluster started with `ferrisdb cluster up`
+//! (a controller, a coordinator and three storage servers, each its own process on
+//! 127.0.0.1): `exec` with binary keys, failures, piped scripts with transactions, the piped
+//! shell, `status --json`, a short `bench`, a clean SIGTERM shutdown and a restart that keeps
+//! the data.
+//!
+//! `cluster up` starts the server binaries found next to `ferrisdb` (target/debug): build them
+//! first (`cargo test --workspace` does; or `cargo build --workspace --bins`).
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Processes of the test cluster: controller, coordinator, three storage servers.
+const PORTS: u16 = 5;
+
+fn ferrisdb_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ferrisdb"))
+}
+
+/// A base port with `PORTS` consecutive ports free on 127.0.0.1 a moment ago.
+fn free_port_range() -> u16 {
+    let seed = u64::from(std::process::id()) ^ Instant::now().elapsed().as_nanos() as u64;
+    for attempt in 0..200u64 {
+        let base = 20_000 + ((seed.wrapping_mul(7919) + attempt * 104_729) % 30_000) as u16;
+        let all_free = (0..PORTS).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no range of {PORTS} free ports found");
+}
+
+fn port_open(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
+/// A running `ferrisdb cluster up`; stopped (SIGTERM, then SIGKILL) when dropped.
+struct Cluster {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    fn start(dir: &Path, port_base: u16) -> Cluster {
+        let bin_dir = ferrisdb_bin()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        for server in [
+            "ferrisdb-controller",
+            "ferrisdb-coordinator",
+            "ferrisdb-storage-server",
+        ] {
+            assert!(
+                bin_dir.join(server).is_file(),
+                "{server} is missing from {}: build the server binaries first \
+                 (`cargo build --workspace --bins`, or run `cargo test --workspace`)",
+                bin_dir.display()
+            );
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("cluster-up.log"))
+            .unwrap();
+        let child = Command::new(ferrisdb_bin())
+            .args(["cluster", "up", "--dir"])
+            .arg(dir)
+            .args(["--port-base", &port_base.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start `ferrisdb cluster up`");
+        let cluster = Cluster {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+        };
+        cluster.wait_ready();
+        cluster
+    }
+
+    fn cluster_file(&self) -> PathBuf {
+        self.dir.join("ferrisdb.cluster")
+    }
+
+    /// Waits for the cluster file, then until `exec 'get x'` succeeds (bounded).
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if self.cluster_file().is_file() {
+                let out = self.run(&["--timeout", "2", "exec", "get x"], None);
+                if out.status.success() {
+                    return;
+                }
+                last = String::from_utf8_lossy(&out.stderr).into_owned();
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("cluster not ready after 60 s: {last}\n{}", self.logs());
+    }
+
+    /// Runs `ferrisdb --cluster-file FILE ARGS…`, with `stdin` piped in if given.
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(ferrisdb_bin());
+        cmd.arg("--cluster-file")
+            .arg(self.cluster_file())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        let mut child = cmd.spawn().expect("run ferrisdb");
+        if let Some(text) = stdin {
+            let mut pipe = child.stdin.take().unwrap();
+            pipe.write_all(text.as_bytes()).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// `exec SCRIPT`, asserting success; returns stdout.
+    fn exec_ok(&self, script: &str) -> String {
+        let out = self.run(&["exec", script], None);
+        assert!(
+            out.status.success(),
+            "exec {script:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// SIGTERM to `cluster up`; its exit status (bounded wait, SIGKILL on timeout).
+    fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("cluster running");
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: kill(2) on the pid of our own child, not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("`cluster up` did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for name in [
+            "cluster-up.log",
+            "logs/controller.log",
+            "logs/coordinator.log",
+        ] {
+            let body = std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
+            let tail: Vec<&str> = body.lines().rev().take(20).collect();
+            text.push_str(&format!("--- {name}\n"));
+            for line in tail.into_iter().rev() {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        text
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_cli_against_a_real_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let port_base = free_port_range();
+    let mut cluster = Cluster::start(&dir, port_base);
+
+    exec_reads_and_writes_binary_keys(&cluster);
+    exec_failures_exit_non_zero(&cluster);
+    piped_scripts_run_transactions(&cluster);
+    the_piped_shell_keeps_going(&cluster);
+    status_shows_a_fully_replicated_cluster(&cluster);
+    a_short_benchmark_reports_sane_numbers(&cluster, tmp.path());
+
+    cluster.exec_ok("set persist/key \"survives a restart\"");
+    let status = cluster.stop();
+    assert!(status.success(), "cluster up exited with {status}");
+    for port in port_base..port_base + PORTS {
+        assert!(
+            !port_open(port),
+            "port {port} still accepts connections after `cluster up` stopped"
+        );
+    }
+
+    let cluster = Cluster::start(&dir, port_base);
+    assert_eq!(cluster.exec_ok("get persist/key"), "survives a restart\n");
+    assert_eq!(cluster.exec_ok("get \\x00bin\\xff"), "v a\\x01\n");
+}
+
+fn exec_reads_and_writes_binary_keys(c: &Cluster) {
+    c.exec_ok(r#"set \x00bin\xff "v a\x01"; set r\x00a 1; set r\x00b 2; set r\x01 3"#);
+    assert_eq!(c.exec_ok(r"get \x00bin\xff"), "v a\\x01\n");
+    assert_eq!(c.exec_ok("set k v; get k"), "v\n");
+    assert_eq!(
+        c.exec_ok(r"getrange r\x00 r\x01"),
+        "r\\x00a\t1\nr\\x00b\t2\n"
+    );
+    assert_eq!(c.exec_ok(r#"getrange r "" 1 reverse"#), "r\\x01\t3\n");
+    assert_eq!(c.exec_ok("clear k; get k"), "(not found)\n");
+    c.exec_ok(r"clearrange r\x00 r\x01");
+    assert_eq!(c.exec_ok(r"getrange r r\xff"), "r\\x01\t3\n");
+}
+
+fn exec_failures_exit_non_zero(c: &Cluster) {
+    let out = c.run(&["exec", "get"], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("usage: get KEY"), "{}", stderr(&out));
+
+    let out = c.run(&["exec", "set before 1; commit; set after 1"], None);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("command 2 (`commit`) failed"), "{err}");
+    assert!(err.contains("no transaction to commit"), "{err}");
+    // Commands before the failure ran, commands after it did not.
+    assert_eq!(c.exec_ok("get before; get after"), "1\n(not found)\n");
+
+    let big_key = "k".repeat(20_000);
+    let out = c.run(&["exec", &format!("set {big_key} v")], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("key"), "{}", stderr(&out));
+
+    let out = Command::new(ferrisdb_bin())
+        .args([
+            "--cluster-file",
+            "/nonexistent/ferrisdb.cluster",
+            "exec",
+            "get a",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cluster file"), "{}", stderr(&out));
+}
+
+fn piped_scripts_run_transactions(c: &Cluster) {
+    let script = "# a transaction\nbegin\nset tx/a 1\nset tx/b 2\nget tx/a\ncommit\n\
+                  begin; set tx/c 3; rollback\nget tx/c\n";
+    let out = c.run(&["exec"], Some(script));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1\n(not found)\n");
+    assert_eq!(c.exec_ok("getrange tx/ tx0"), "tx/a\t1\ntx/b\t2\n");
+
+    // A script that ends inside a transaction fails and writes nothing.
+    let out = c.run(&["exec"], Some("begin\nset tx/d 4\n"));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("rolled back"), "{}", stderr(&out));
+    assert_eq!(c.exec_ok("get tx/d"), "(not found)\n");
+}
+
+fn the_piped_shell_keeps_going(c: &Cluster) {
+    let out = c.run(
+        &["shell"],
+        Some(
+            "set sh/1 one\nnot-a-command\nget sh/1\nbegin\nset sh/2 two\ncommit\nexit\nget sh/1\n",
+        ),
+    );
+    // One command failed: the shell went on but reports it in its exit code.
+    assert!(!out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("\none\n"), "{text}");
+    assert_eq!(text.matches("Committed (version").count(), 2, "{text}");
+    assert!(stderr(&out).contains("unknown command"), "{}", stderr(&out));
+    assert_eq!(c.exec_ok("get sh/2"), "two\n");
+}
+
+fn status_shows_a_fully_replicated_cluster(c: &Cluster) {
+    // Health and statistics come with heartbeats: allow the first ones to arrive.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let out = c.run(&["status", "--json"], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status is JSON");
+        if v["healthy"] == true || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(status["healthy"], true, "{status:#}");
+    let storage = status["storage_servers"].as_array().unwrap();
+    assert_eq!(storage.len(), 3, "{status:#}");
+    assert!(storage.iter().all(|s| s["healthy"] == true));
+    assert!(
+        storage
+            .iter()
+            .all(|s| s["applied_version"].as_u64().is_some())
+    );
+    let shards = status["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 3);
+    assert!(
+        shards
+            .iter()
+            .all(|s| s["fully_replicated"] == true && s["replicas"].as_array().unwrap().len() == 2)
+    );
+    assert_eq!(status["replication"], 2);
+    assert_eq!(status["fault_tolerance"], 1);
+    assert!(status["latest_version"].as_u64().unwrap() > 0);
+    let roles: Vec<&str> = status["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["role"].as_str())
+        .collect();
+    assert_eq!(
+        roles,
+        ["controller", "coordinator", "storage", "storage", "storage"]
+    );
+    assert!(
+        status["coordinator"]["log_bytes"].as_u64().is_some(),
+        "{status:#}"
+    );
+
+    let text = c.run(&["cluster", "status"], None);
+    assert!(text.status.success());
+    let text = stdout(&text);
+    assert!(
+        text.contains("HEALTHY") && text.contains("3/3 shards fully replicated"),
+        "{text}"
+    );
+}
+
+fn a_short_benchmark_reports_sane_numbers(c: &Cluster, tmp: &Path) {
+    let json = tmp.join("bench.json");
+    let plot = tmp.join("bench.svg");
+    let out = c.run(
+        &[
+            "bench",
+            "--workload",
+            "a",
+            "--duration",
+            "2",
+            "--clients",
+            "4",
+            "--records",
+            "200",
+            "--json",
+            json.to_str().unwrap(),
+            "--plot",
+            plot.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("total"), "{}", stdout(&out));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["workload"], "a");
+    assert_eq!(r["records"], 200);
+    assert_eq!(r["clients"], 4);
+    assert!(r["load_seconds"].as_f64().is_some());
+    let total = &r["total"];
+    let ops = total["ops"].as_u64().unwrap();
+    assert!(ops > 0, "{r:#}");
+    assert_eq!(total["errors"], 0);
+    assert!(total["throughput"].as_f64().unwrap() > 0.0);
+    let (p50, p99, max) = (
+        total["p50_us"].as_u64().unwrap(),
+        total["p99_us"].as_u64().unwrap(),
+        total["max_us"].as_u64().unwrap(),
+    );
+    assert!(0 < p50 && p50 <= p99 && p99 <= max, "{total:#}");
+    let read = r["operations"]["read"]["ops"].as_u64().unwrap();
+    let update = r["operations"]["update"]["ops"].as_u64().unwrap();
+    assert_eq!(read + update, ops);
+    assert!(read > 0 && update > 0, "{r:#}");
+    let rate = total["abort_rate"].as_f64().unwrap();
+    assert!((0.0..1.0).contains(&rate));
+    assert_eq!(r["timeline"].as_array().unwrap().len(), 2, "{r:#}");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
+    // The loaded records are really there.
+    assert_eq!(
+        c.exec_ok("getrange bench/ bench0 1000").lines().count(),
+        200
+    );
+
+    // `bench engine` still parses as a subcommand of `bench`.
+    let out = Command::new(ferrisdb_bin())
+        .args([
+            "bench",
+            "engine",
+            "--num",
+            "200",
+            "--workloads",
+            "fillseq,readrandom",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("readrandom"), "{}", stdout(&out));
+}
+
+#[test]
+fn every_command_has_help_with_examples() {
+    for args in [
+        vec!["--help"],
+        vec!["exec", "--help"],
+        vec!["shell", "--help"],
+        vec!["status", "--help"],
+        vec!["bench", "--help"],
+        vec!["bench", "engine", "--help"],
+        vec!["cluster", "up", "--help"],
+        vec!["cluster", "status", "--help"],
+    ] {
+        let out = Command::new(ferrisdb_bin()).args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = stdout(&out);
+        assert!(text.contains("Example"), "{args:?} has no example:\n{text}");
+    }
+    let out = Command::new(ferrisdb_bin())
+        .args(["bench", "--workload", "z"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unknown workload"),
+        "{}",
+        stderr(&out)
+    );
+}
