@@ -24,6 +24,19 @@ pub fn check_key(key: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks the exclusive end of a range: one byte longer than [`MAX_KEY_BYTES`] is allowed, so
+/// `key_after(k)` of the longest key `k` (the end of the range holding only `k`, as in a
+/// conflict range) is a valid end.
+pub fn check_range_end(end: &[u8]) -> Result<(), Error> {
+    if end.len() > MAX_KEY_BYTES + 1 {
+        return Err(Error::KeyTooLarge {
+            len: end.len(),
+            max: MAX_KEY_BYTES + 1,
+        });
+    }
+    Ok(())
+}
+
 /// Checks a value against [`MAX_VALUE_BYTES`].
 pub fn check_value(value: &[u8]) -> Result<(), Error> {
     if value.len() > MAX_VALUE_BYTES {
@@ -71,6 +84,8 @@ mod tests {
                 max: 10_000
             })
         ));
+        assert!(check_range_end(&vec![0; MAX_KEY_BYTES + 1]).is_ok());
+        assert!(check_range_end(&vec![0; MAX_KEY_BYTES + 2]).is_err());
         assert!(check_value(&vec![0; MAX_VALUE_BYTES]).is_ok());
         assert!(check_value(&vec![0; MAX_VALUE_BYTES + 1]).is_err());
         assert!(check_transaction_size(MAX_TRANSACTION_BYTES).is_ok());
