@@ -109,8 +109,14 @@ pub async fn serve_on(
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
     );
-    grpc::add_reflection(&mut routes)
-        .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;
+    grpc::add_reflection(
+        &mut routes,
+        &[
+            ferrisdb_proto::v1::transaction_coordinator_server::SERVICE_NAME,
+            ferrisdb_proto::v1::kv_server::SERVICE_NAME,
+        ],
+    )
+    .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;
     tracing::info!(address = ?addr, "transaction coordinator serving");
     let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
     let wake = coordinator.clone();
