@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::cluster::{TestCluster, channel};
@@ -156,7 +157,7 @@ fn assert_invalid(result: Result<impl std::fmt::Debug, tonic::Status>, needle: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_operations_and_ranges_across_every_shard() {
-    let cluster = TestCluster::start(3, 2).await;
+    let mut cluster = TestCluster::start(3, 2).await;
     let mut c = kv(&cluster);
     let mut model = Model::new();
 
@@ -277,6 +278,24 @@ async fn point_operations_and_ranges_across_every_shard() {
         .await,
         "invalid range",
     );
+
+    // With every storage server gone a read fails after bounded retries instead of hanging.
+    for node in &mut cluster.storage {
+        node.kill();
+    }
+    let read = tokio::time::timeout(
+        Duration::from_secs(60),
+        c.get(v1::GetRequest { key: b(b"\x01") }),
+    )
+    .await
+    .expect("a KV call is bounded");
+    match read {
+        Err(s) => assert!(
+            matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded),
+            "{s:?}"
+        ),
+        Ok(r) => panic!("read with no storage server answered {r:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
