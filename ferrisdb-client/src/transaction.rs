@@ -175,7 +175,7 @@ fn checked_key(key: &[u8]) -> Result<Bytes> {
 /// A checked `[begin, end)` (empty end: to the end of the key space).
 fn checked_range(begin: &[u8], end: &[u8]) -> Result<KeyRange> {
     limits::check_key(begin)?;
-    limits::check_key(end)?;
+    limits::check_range_end(end)?;
     KeyRange::new(Bytes::copy_from_slice(begin), Bytes::copy_from_slice(end))
 }
 

@@ -10,12 +10,28 @@ pub const MAX_VALUE_BYTES: usize = 100_000;
 /// Largest transaction: bytes of mutations plus conflict ranges.
 pub const MAX_TRANSACTION_BYTES: usize = 10_000_000;
 
+/// Most compares, and most operations per branch, in one `ferrisdb.v1.KV/Txn` request.
+pub const MAX_TXN_OPS: usize = 10_000;
+
 /// Checks a key against [`MAX_KEY_BYTES`].
 pub fn check_key(key: &[u8]) -> Result<(), Error> {
     if key.len() > MAX_KEY_BYTES {
         return Err(Error::KeyTooLarge {
             len: key.len(),
             max: MAX_KEY_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Checks the exclusive end of a range: one byte longer than [`MAX_KEY_BYTES`] is allowed, so
+/// `key_after(k)` of the longest key `k` (the end of the range holding only `k`, as in a
+/// conflict range) is a valid end.
+pub fn check_range_end(end: &[u8]) -> Result<(), Error> {
+    if end.len() > MAX_KEY_BYTES + 1 {
+        return Err(Error::KeyTooLarge {
+            len: end.len(),
+            max: MAX_KEY_BYTES + 1,
         });
     }
     Ok(())
@@ -43,6 +59,17 @@ pub fn check_transaction_size(bytes: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks the length of one list of a `KV/Txn` request (`what` names it) against
+/// [`MAX_TXN_OPS`].
+pub fn check_txn_ops(what: &str, count: usize) -> Result<(), Error> {
+    if count > MAX_TXN_OPS {
+        return Err(Error::InvalidArgument(format!(
+            "too many {what}: {count} (limit {MAX_TXN_OPS})"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,9 +84,17 @@ mod tests {
                 max: 10_000
             })
         ));
+        assert!(check_range_end(&vec![0; MAX_KEY_BYTES + 1]).is_ok());
+        assert!(check_range_end(&vec![0; MAX_KEY_BYTES + 2]).is_err());
         assert!(check_value(&vec![0; MAX_VALUE_BYTES]).is_ok());
         assert!(check_value(&vec![0; MAX_VALUE_BYTES + 1]).is_err());
         assert!(check_transaction_size(MAX_TRANSACTION_BYTES).is_ok());
         assert!(check_transaction_size(MAX_TRANSACTION_BYTES + 1).is_err());
+        assert!(check_txn_ops("compares", MAX_TXN_OPS).is_ok());
+        let err = check_txn_ops("compares", MAX_TXN_OPS + 1).unwrap_err();
+        assert!(
+            err.to_string().contains("too many compares: 10001"),
+            "{err}"
+        );
     }
 }

@@ -159,7 +159,7 @@ impl Mutation {
             Mutation::Clear { key } => limits::check_key(key),
             Mutation::ClearRange { begin, end } => {
                 limits::check_key(begin)?;
-                limits::check_key(end)?;
+                limits::check_range_end(end)?;
                 crate::KeyRange::new(begin.clone(), end.clone()).map(|_| ())
             }
             Mutation::Atomic { key, operand, .. } => {

@@ -8,18 +8,37 @@ use tonic::service::RoutesBuilder;
 /// ends must raise tonic's 4 MiB default decoding limit (servers and the clients they use).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
-/// Adds reflection (v1 and v1alpha) over FerrisDB's and health's descriptor sets to `routes`.
-pub fn add_reflection(routes: &mut RoutesBuilder) -> Result<(), tonic_reflection::server::Error> {
-    let v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ferrisdb_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ferrisdb_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
-    routes.add_service(v1);
-    routes.add_service(v1alpha);
+/// The services reflection advertises on every process besides its role's own.
+const COMMON_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// Adds reflection (v1 and v1alpha) over FerrisDB's, health's and reflection's descriptor sets
+/// to `routes`. `list` shows exactly `served` (fully-qualified names such as
+/// `ferrisdb.v1.KV`) plus health and reflection, so a process never advertises a FerrisDB
+/// service it does not serve; `describe` works for every FerrisDB message.
+pub fn add_reflection(
+    routes: &mut RoutesBuilder,
+    served: &[&str],
+) -> Result<(), tonic_reflection::server::Error> {
+    let configure = || {
+        let builder = tonic_reflection::server::Builder::configure()
+            .include_reflection_service(false)
+            .register_encoded_file_descriptor_set(ferrisdb_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            );
+        served
+            .iter()
+            .chain(COMMON_SERVICES.iter())
+            .fold(builder, |b, name| b.with_service_name(*name))
+    };
+    routes.add_service(configure().build_v1()?);
+    routes.add_service(configure().build_v1alpha()?);
     Ok(())
 }
 

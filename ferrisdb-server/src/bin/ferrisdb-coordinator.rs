@@ -1,6 +1,7 @@
 //! `ferrisdb-coordinator`: runs a FerrisDB transaction coordinator process.
 //!
-//! Serves `TransactionCoordinator`, `grpc.health.v1` and gRPC reflection on `--listen`, keeps
+//! Serves `TransactionCoordinator`, the public `KV` API (a client of the cluster at
+//! `--controller`), `grpc.health.v1` and gRPC reflection on `--listen`, keeps
 //! its commit log and worker id in `--data-dir`, registers with and heartbeats to the
 //! controller at `--controller` (retrying in the background while it is unreachable), and on
 //! SIGTERM or SIGINT finishes in-flight batches and exits with the log synced. Logs go to

@@ -44,8 +44,11 @@ pub async fn serve_on(
     routes.add_service(ClusterControllerServer::new(ControllerService::new(
         controller.clone(),
     )));
-    grpc::add_reflection(&mut routes)
-        .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;
+    grpc::add_reflection(
+        &mut routes,
+        &[ferrisdb_proto::v1::cluster_controller_server::SERVICE_NAME],
+    )
+    .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;
 
     let sweeper = tokio::spawn({
         let controller = controller.clone();

@@ -4,12 +4,14 @@
 //!
 //! Layers, innermost first: [`clock`], [`sequencer`], [`resolver`] and [`clip`] (pure logic),
 //! [`log`] (the durable commit log on the WAL), [`commit`] (the batching pipeline), [`handle`]
-//! (the in-process API), [`service`] (gRPC), [`worker`] (controller membership) and [`server`].
+//! (the in-process API), [`service`] (gRPC), [`worker`] (controller membership), [`kv`] (the
+//! public `KV` service, a client of the cluster) and [`server`].
 
 pub mod clip;
 pub mod clock;
 pub mod commit;
 pub mod handle;
+pub mod kv;
 pub mod log;
 pub mod resolver;
 pub mod sequencer;

@@ -1,5 +1,6 @@
-//! Runs a coordinator process: opens the data directory, serves `TransactionCoordinator`,
-//! `grpc.health.v1` and reflection, registers with the controller in the background, and on
+//! Runs a coordinator process: opens the data directory, serves `TransactionCoordinator`, the
+//! public `KV` service (as a client of the cluster at `--controller`), `grpc.health.v1` and
+//! reflection, registers with the controller in the background, and on
 //! shutdown drains in-flight RPCs, finishes queued batches and leaves the log synced.
 
 use std::future::Future;
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ferrisdb_core::{Error, Result};
+use ferrisdb_proto::v1::kv_server::KvServer;
 use ferrisdb_proto::v1::transaction_coordinator_server::TransactionCoordinatorServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -15,6 +17,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::RoutesBuilder;
 
 use super::handle::{Coordinator, CoordinatorHandle, CoordinatorOptions};
+use super::kv::{self, KvService};
 use super::service::CoordinatorService;
 use super::worker;
 use crate::grpc;
@@ -65,10 +68,11 @@ pub async fn serve(
         }
         None => None,
     };
+    let kv = KvService::new(config.controller.as_deref().map(kv::connect).transpose()?);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
-    let result = serve_on(listener, coordinator.clone(), shutdown).await;
+    let result = serve_on(listener, coordinator.clone(), kv, shutdown).await;
     if let Some(task) = worker_task {
         task.abort();
     }
@@ -77,11 +81,12 @@ pub async fn serve(
     result
 }
 
-/// Serves `coordinator` on a bound listener until `shutdown` completes (does not stop the
-/// coordinator's pipeline; [`serve`] does that afterwards).
+/// Serves `coordinator` and `kv` on a bound listener until `shutdown` completes (does not stop
+/// the coordinator's pipeline; [`serve`] does that afterwards).
 pub async fn serve_on(
     listener: TcpListener,
     coordinator: CoordinatorHandle,
+    kv: KvService,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
@@ -89,6 +94,7 @@ pub async fn serve_on(
     health
         .set_serving::<TransactionCoordinatorServer<CoordinatorService>>()
         .await;
+    health.set_serving::<KvServer<KvService>>().await;
     let mut routes = RoutesBuilder::default();
     routes.add_service(health_service);
     routes.add_service(
@@ -96,8 +102,19 @@ pub async fn serve_on(
             .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES),
     );
-    grpc::add_reflection(&mut routes)
-        .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;
+    routes.add_service(
+        KvServer::new(kv)
+            .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES),
+    );
+    grpc::add_reflection(
+        &mut routes,
+        &[
+            ferrisdb_proto::v1::transaction_coordinator_server::SERVICE_NAME,
+            ferrisdb_proto::v1::kv_server::SERVICE_NAME,
+        ],
+    )
+    .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;
     tracing::info!(address = ?addr, "transaction coordinator serving");
     let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
     let wake = coordinator.clone();

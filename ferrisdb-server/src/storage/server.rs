@@ -122,7 +122,7 @@ pub async fn serve(
         engine.clone(),
         progress,
     )));
-    grpc::add_reflection(&mut routes)
+    grpc::add_reflection(&mut routes, &[v1::storage_server_server::SERVICE_NAME])
         .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;
     tracing::info!(listen = %config.listen, advertise = %config.advertise, "storage server serving");
     let result = grpc::serve_until(routes, listener, shutdown).await;

@@ -92,7 +92,7 @@ impl StorageServer for StorageService {
     ) -> Result<Response<Self::GetRangeStream>, Status> {
         let req = request.into_inner();
         limits::check_key(&req.begin).map_err(to_status)?;
-        limits::check_key(&req.end).map_err(to_status)?;
+        limits::check_range_end(&req.end).map_err(to_status)?;
         let range =
             ferrisdb_core::KeyRange::new(req.begin.clone(), req.end.clone()).map_err(to_status)?;
         self.ready_at(req.version).await.map_err(to_status)?;

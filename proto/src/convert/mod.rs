@@ -6,11 +6,13 @@
 //! which [`crate::status`] turns into a gRPC status. Conversions to the wire are infallible.
 
 mod commit;
+mod kv;
 mod mutation;
 mod range;
 mod shard_map;
 
 pub use commit::{Commit, VersionedMutations};
+pub use kv::{CompareTarget, KvCompare, KvOp, KvTxn, RangeQuery, kv_key, kv_range, kv_value};
 pub use range::{ranges_from_proto, ranges_to_proto};
 
 use ferrisdb_core::Error;

@@ -7,10 +7,11 @@ use crate::v1;
 impl TryFrom<v1::KeyRange> for KeyRange {
     type Error = Error;
 
-    /// Checks both ends against the key size limit and rejects inverted ranges.
+    /// Checks both ends against the key size limit (the end may be one byte longer, see
+    /// [`limits::check_range_end`]) and rejects inverted ranges.
     fn try_from(range: v1::KeyRange) -> Result<Self, Error> {
         limits::check_key(&range.begin)?;
-        limits::check_key(&range.end)?;
+        limits::check_range_end(&range.end)?;
         KeyRange::new(range.begin, range.end)
     }
 }
@@ -68,6 +69,18 @@ mod tests {
         assert!(matches!(
             KeyRange::try_from(wire(b"z", b"a")),
             Err(Error::InvalidRange(_))
+        ));
+        // The range holding only the longest key is valid; one byte more is not.
+        let longest = vec![b'k'; limits::MAX_KEY_BYTES];
+        let single = KeyRange::single(&longest);
+        assert!(KeyRange::try_from(v1::KeyRange::from(&single)).is_ok());
+        let r = v1::KeyRange {
+            begin: Default::default(),
+            end: vec![b'k'; limits::MAX_KEY_BYTES + 2].into(),
+        };
+        assert!(matches!(
+            KeyRange::try_from(r),
+            Err(Error::KeyTooLarge { .. })
         ));
         let big = vec![b'k'; limits::MAX_KEY_BYTES + 1];
         let r = v1::KeyRange {
