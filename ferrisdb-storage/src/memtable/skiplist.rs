@@ -312,7 +312,16 @@ impl SkipList {
     /// The first node ≥ (key, version).
     pub(crate) fn seek(&self, key: &[u8], version: u64) -> Option<&Node> {
         let before = self.last_where(|node| node.compare(key, version) == KeyOrdering::Less);
-        self.next_of(before)
+        let mut candidate = self.next_of(before);
+        // A node inserted concurrently, after the search passed it by, may now sit between
+        // `before` and the target: walk forward past such nodes, or a reader would take a
+        // neighbouring key's entry for the first one ≥ the target.
+        while let Some(node) = candidate
+            && node.compare(key, version) == KeyOrdering::Less
+        {
+            candidate = self.next_of(Some(node));
+        }
+        candidate
     }
 
     /// The last node ≤ (key, version).
@@ -436,6 +445,43 @@ pub(crate) mod tests {
         let k050 = list.seek(b"k050", u64::MAX).unwrap();
         assert_eq!(list.prev_of(k050).unwrap().key(), b"k049");
         assert!(list.prev_of(list.first().unwrap()).is_none());
+    }
+
+    /// Regression: `seek` for an entry that is in the list must find it even while another
+    /// thread inserts entries right before it (newer versions of the same key sort first).
+    #[test]
+    fn seek_finds_existing_entries_during_concurrent_inserts_nearby() {
+        use std::sync::atomic::{AtomicBool, AtomicU64};
+        let list = SkipList::new();
+        let key = |i: u64| format!("key{i:05}").into_bytes();
+        const KEYS: u64 = 200;
+        for i in 0..KEYS {
+            list.insert(&key(i), 1, ValueKind::Put, b"old");
+        }
+        let current = AtomicU64::new(0);
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..KEYS {
+                    current.store(i, Ordering::Relaxed);
+                    for v in 2..300u64 {
+                        list.insert(&key(i), v, ValueKind::Put, b"new");
+                    }
+                }
+                done.store(true, Ordering::Relaxed);
+            });
+            for _ in 0..2 {
+                s.spawn(|| {
+                    while !done.load(Ordering::Relaxed) {
+                        let i = current.load(Ordering::Relaxed);
+                        let found = list
+                            .seek(&key(i), 1)
+                            .map(|n| (n.key().to_vec(), n.version()));
+                        assert_eq!(found, Some((key(i), 1)), "seek(key {i}, 1)");
+                    }
+                });
+            }
+        });
     }
 
     #[test]
