@@ -1,0 +1,652 @@
+//! peer-bench: the same single-process workloads against FerrisDB's storage engine, RocksDB and
+//! fjall, one engine after the other, each on a fresh directory.
+//!
+//! See README.md for the workloads and the exact commands.
+
+mod engines;
+
+use std::io::Write as _;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use engines::{BenchEngine, Compression, EngineConfig, EngineKind};
+
+const KEY_LEN: usize = 16;
+
+#[derive(Parser, Debug, Clone, Serialize)]
+#[command(version, about = "FerrisDB storage engine vs RocksDB vs fjall, same workloads")]
+struct Args {
+    /// Number of keys.
+    #[arg(long, default_value_t = 1_000_000)]
+    num: u64,
+    /// Value size in bytes (values are half-compressible, like db_bench).
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Point reads in readrandom (default: --num).
+    #[arg(long)]
+    reads: Option<u64>,
+    /// Seeks in seekrandom (default: --num / 10).
+    #[arg(long)]
+    seeks: Option<u64>,
+    /// Nexts after each seek in seekrandom (reads the seek's entry + N more).
+    #[arg(long, default_value_t = 100)]
+    seek_nexts: usize,
+    /// Puts per write batch.
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
+    /// fdatasync the WAL on every batch (default: WAL on, write(2) only).
+    #[arg(long)]
+    sync: bool,
+    /// Block cache budget for every engine, MiB.
+    #[arg(long, default_value_t = 64)]
+    cache_mib: usize,
+    /// Data-block compression for RocksDB and fjall. FerrisDB has none yet, so `none` is the
+    /// default for a like-for-like comparison.
+    #[arg(long, value_enum, default_value_t = Compression::None)]
+    compression: Compression,
+    /// Reader threads in readwhilewriting (plus one writer thread).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Duration of readwhilewriting, seconds.
+    #[arg(long, default_value_t = 10)]
+    rww_secs: u64,
+    /// Engines to run, in order.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [EngineKind::Ferrisdb, EngineKind::Rocksdb, EngineKind::Fjall])]
+    engines: Vec<EngineKind>,
+    /// Parent directory for the engines' data (a fresh subdirectory per engine and run).
+    /// Default: a temporary directory, removed at the end.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Keep the data directories after the run.
+    #[arg(long)]
+    keep: bool,
+    /// Write all results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// RNG seed (keys order and values are identical for every engine).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+const WORKLOADS: &[&str] = &[
+    "fillseq",
+    "fillrandom",
+    "overwrite",
+    "readrandom",
+    "seekrandom",
+    "readseq",
+    "readwhilewriting",
+    "readrandom_after_reopen",
+];
+
+#[derive(Debug, Clone, Serialize)]
+struct WorkloadResult {
+    workload: String,
+    engine: String,
+    ops: u64,
+    secs: f64,
+    ops_per_sec: f64,
+    mb_per_sec: f64,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
+    note: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+struct EngineSummary {
+    engine: String,
+    /// flush() after overwrite (memtables -> SSTables).
+    flush_secs: Option<f64>,
+    /// close() after readwhilewriting (unflushed writes in memtable/WAL).
+    close_secs: Option<f64>,
+    /// open() of that closed directory (recovery).
+    open_secs: Option<f64>,
+    /// Bytes on disk under the engine's directory after reopen.
+    disk_bytes: Option<u64>,
+    total_secs: f64,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    args: &'a Args,
+    key_bytes: usize,
+    results: &'a [WorkloadResult],
+    engines: &'a [EngineSummary],
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data generation (identical for every engine)
+// ---------------------------------------------------------------------------------------------
+
+/// 16-byte, zero-padded decimal key: sorts like the number.
+fn make_key(i: u64, out: &mut [u8; KEY_LEN]) {
+    let mut n = i;
+    for b in out.iter_mut().rev() {
+        *b = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// db_bench-style value source: a 1 MiB pool in which every `value_size` piece is made of
+/// random printable bytes repeated so it compresses to ~50%.
+#[derive(Clone)]
+struct ValueGen {
+    pool: Vec<u8>,
+    pos: usize,
+    len: usize,
+}
+
+impl ValueGen {
+    fn new(seed: u64, len: usize) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_0f_da7a);
+        let mut pool = Vec::with_capacity((1 << 20) + len);
+        while pool.len() < (1 << 20).max(len) {
+            let half = len.div_ceil(2).max(1);
+            let piece: Vec<u8> = (0..half).map(|_| rng.random_range(b' '..=b'~')).collect();
+            let mut v = Vec::with_capacity(len);
+            while v.len() < len {
+                let take = (len - v.len()).min(piece.len());
+                v.extend_from_slice(&piece[..take]);
+            }
+            pool.extend_from_slice(&v);
+        }
+        ValueGen { pool, pos: 0, len }
+    }
+
+    fn next_range(&mut self) -> std::ops::Range<usize> {
+        if self.pos + self.len > self.pool.len() {
+            self.pos = 0;
+        }
+        let r = self.pos..self.pos + self.len;
+        self.pos += self.len;
+        r
+    }
+}
+
+fn permutation(num: u64, seed: u64) -> Vec<u64> {
+    let mut v: Vec<u64> = (0..num).collect();
+    v.shuffle(&mut StdRng::seed_from_u64(seed));
+    v
+}
+
+fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("histogram bounds")
+}
+
+fn record(h: &mut Histogram<u64>, d: Duration) {
+    let _ = h.record((d.as_nanos() as u64).max(1));
+}
+
+fn result(
+    workload: &str,
+    engine: EngineKind,
+    ops: u64,
+    bytes: u64,
+    secs: f64,
+    hist: Option<&Histogram<u64>>,
+    note: String,
+) -> WorkloadResult {
+    let secs = secs.max(1e-9);
+    WorkloadResult {
+        workload: workload.to_string(),
+        engine: engine.name().to_string(),
+        ops,
+        secs,
+        ops_per_sec: ops as f64 / secs,
+        mb_per_sec: bytes as f64 / secs / 1_048_576.0,
+        p50_us: hist.filter(|h| h.len() > 0).map(|h| h.value_at_quantile(0.50) as f64 / 1000.0),
+        p99_us: hist.filter(|h| h.len() > 0).map(|h| h.value_at_quantile(0.99) as f64 / 1000.0),
+        note,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workloads
+// ---------------------------------------------------------------------------------------------
+
+/// Writes `order` (key numbers) in batches of `batch`; one latency sample per batch.
+fn write_keys(
+    db: &dyn BenchEngine,
+    order: impl Iterator<Item = u64>,
+    batch: usize,
+    vgen: &mut ValueGen,
+    hist: &mut Histogram<u64>,
+    stop: Option<&AtomicBool>,
+) -> Result<(u64, u64)> {
+    let batch = batch.max(1);
+    let mut keys = vec![[0u8; KEY_LEN]; batch];
+    let mut vals = Vec::with_capacity(batch);
+    let (mut ops, mut bytes) = (0u64, 0u64);
+    let mut order = order.peekable();
+    while order.peek().is_some() {
+        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            break;
+        }
+        vals.clear();
+        let mut n = 0;
+        while n < batch {
+            let Some(i) = order.next() else { break };
+            make_key(i, &mut keys[n]);
+            vals.push(vgen.next_range());
+            n += 1;
+        }
+        let kvs: Vec<(&[u8], &[u8])> =
+            (0..n).map(|j| (&keys[j][..], &vgen.pool[vals[j].clone()])).collect();
+        let t = Instant::now();
+        db.put_batch(&kvs)?;
+        record(hist, t.elapsed());
+        ops += n as u64;
+        bytes += (n * (KEY_LEN + vgen.len)) as u64;
+    }
+    Ok((ops, bytes))
+}
+
+fn fill(
+    db: &dyn BenchEngine,
+    name: &str,
+    kind: EngineKind,
+    order: &[u64],
+    args: &Args,
+    vgen: &mut ValueGen,
+) -> Result<WorkloadResult> {
+    let mut h = new_hist();
+    let t = Instant::now();
+    let (ops, bytes) = write_keys(db, order.iter().copied(), args.batch_size, vgen, &mut h, None)?;
+    let secs = t.elapsed().as_secs_f64();
+    Ok(result(name, kind, ops, bytes, secs, Some(&h), format!("batch {}", args.batch_size)))
+}
+
+fn read_random(
+    db: &dyn BenchEngine,
+    name: &str,
+    kind: EngineKind,
+    args: &Args,
+    seed: u64,
+) -> Result<WorkloadResult> {
+    let reads = args.reads.unwrap_or(args.num);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut h = new_hist();
+    let mut key = [0u8; KEY_LEN];
+    let (mut found, mut bytes) = (0u64, 0u64);
+    let t = Instant::now();
+    for _ in 0..reads {
+        make_key(rng.random_range(0..args.num), &mut key);
+        let t0 = Instant::now();
+        let v = db.get(&key)?;
+        record(&mut h, t0.elapsed());
+        if let Some(len) = v {
+            found += 1;
+            bytes += (KEY_LEN + len) as u64;
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    Ok(result(name, kind, reads, bytes, secs, Some(&h), format!("{found} of {reads} found")))
+}
+
+fn seek_random(db: &dyn BenchEngine, kind: EngineKind, args: &Args) -> Result<WorkloadResult> {
+    let seeks = args.seeks.unwrap_or((args.num / 10).max(1));
+    let n = args.seek_nexts + 1; // the seek's own entry + N nexts
+    let mut rng = StdRng::seed_from_u64(args.seed + 3);
+    let mut h = new_hist();
+    let mut key = [0u8; KEY_LEN];
+    let (mut entries, mut bytes) = (0u64, 0u64);
+    let t = Instant::now();
+    for _ in 0..seeks {
+        make_key(rng.random_range(0..args.num), &mut key);
+        let t0 = Instant::now();
+        let (c, b) = db.seek_next_n(&key, n)?;
+        record(&mut h, t0.elapsed());
+        entries += c;
+        bytes += b;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    Ok(result(
+        "seekrandom",
+        kind,
+        seeks,
+        bytes,
+        secs,
+        Some(&h),
+        format!("seek + {} nexts; {entries} entries", args.seek_nexts),
+    ))
+}
+
+fn read_seq(db: &dyn BenchEngine, kind: EngineKind, args: &Args) -> Result<WorkloadResult> {
+    let t = Instant::now();
+    let (entries, bytes) = db.scan_all()?;
+    let secs = t.elapsed().as_secs_f64();
+    if entries != args.num {
+        anyhow::bail!("readseq saw {entries} entries, expected {}", args.num);
+    }
+    Ok(result("readseq", kind, entries, bytes, secs, None, "one full scan; ops = entries".into()))
+}
+
+fn read_while_writing(db: &dyn BenchEngine, kind: EngineKind, args: &Args) -> Result<WorkloadResult> {
+    let stop = AtomicBool::new(false);
+    let dur = Duration::from_secs(args.rww_secs);
+    let write_ops = AtomicU64::new(0);
+    let t = Instant::now();
+    let (hists, reads, bytes, found, w_secs) = std::thread::scope(|s| -> Result<_> {
+        let writer = s.spawn(|| -> Result<f64> {
+            let mut vgen = ValueGen::new(args.seed + 100, args.value_size);
+            let mut rng = StdRng::seed_from_u64(args.seed + 101);
+            let num = args.num;
+            let order = std::iter::repeat_with(move || rng.random_range(0..num));
+            let mut h = new_hist();
+            let t = Instant::now();
+            let res = write_keys(db, order, args.batch_size, &mut vgen, &mut h, Some(&stop));
+            let secs = t.elapsed().as_secs_f64();
+            match res {
+                Ok((ops, _)) => {
+                    write_ops.store(ops, Ordering::Relaxed);
+                    Ok(secs)
+                }
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    Err(e)
+                }
+            }
+        });
+        let readers: Vec<_> = (0..args.threads.max(1))
+            .map(|r| {
+                let stop = &stop;
+                s.spawn(move || -> Result<(Histogram<u64>, u64, u64, u64)> {
+                    let mut rng = StdRng::seed_from_u64(args.seed + 200 + r as u64);
+                    let mut h = new_hist();
+                    let mut key = [0u8; KEY_LEN];
+                    let (mut n, mut bytes, mut found) = (0u64, 0u64, 0u64);
+                    let start = Instant::now();
+                    while !stop.load(Ordering::Relaxed) {
+                        make_key(rng.random_range(0..args.num), &mut key);
+                        let t0 = Instant::now();
+                        let v = db.get(&key);
+                        record(&mut h, t0.elapsed());
+                        match v {
+                            Ok(v) => {
+                                n += 1;
+                                if let Some(len) = v {
+                                    found += 1;
+                                    bytes += (KEY_LEN + len) as u64;
+                                }
+                            }
+                            Err(e) => {
+                                stop.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                        if n % 256 == 0 && start.elapsed() >= dur {
+                            break;
+                        }
+                    }
+                    Ok((h, n, bytes, found))
+                })
+            })
+            .collect();
+        let mut hists = Vec::new();
+        let (mut reads, mut bytes, mut found) = (0, 0, 0);
+        let mut first_err = None;
+        for r in readers {
+            match r.join().expect("reader panicked") {
+                Ok((h, n, b, f)) => {
+                    hists.push(h);
+                    reads += n;
+                    bytes += b;
+                    found += f;
+                }
+                Err(e) => first_err = first_err.or(Some(e)),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let w = writer.join().expect("writer panicked");
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        Ok((hists, reads, bytes, found, w?))
+    })?;
+    let secs = t.elapsed().as_secs_f64();
+    let mut h = new_hist();
+    for x in &hists {
+        h.add(x).expect("same bounds");
+    }
+    let w = write_ops.load(Ordering::Relaxed);
+    Ok(result(
+        "readwhilewriting",
+        kind,
+        reads,
+        bytes,
+        secs,
+        Some(&h),
+        format!(
+            "{} reader(s) + 1 writer; writer {:.0} puts/s; {found} of {reads} found",
+            args.threads.max(1),
+            w as f64 / w_secs.max(1e-9)
+        ),
+    ))
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += dir_bytes(&e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+fn progress(msg: &str) {
+    eprintln!("[peer-bench] {msg}");
+    let _ = std::io::stderr().flush();
+}
+
+/// Runs every workload against one engine. Pushes results as they complete so a failure part
+/// way keeps the earlier rows.
+fn run_engine(
+    kind: EngineKind,
+    root: &Path,
+    args: &Args,
+    cfg: &EngineConfig,
+    perms: &(Vec<u64>, Vec<u64>),
+    out: &mut Vec<WorkloadResult>,
+    sum: &mut EngineSummary,
+) -> Result<()> {
+    let base = root.join(kind.name());
+    if base.exists() {
+        std::fs::remove_dir_all(&base)?;
+    }
+    let push = |r: WorkloadResult, out: &mut Vec<WorkloadResult>| {
+        progress(&format!(
+            "{:<10} {:<24} {:>12.0} ops/s {:>8.1} MB/s  {}",
+            r.engine, r.workload, r.ops_per_sec, r.mb_per_sec, r.note
+        ));
+        out.push(r);
+    };
+
+    // fillseq: its own fresh directory, closed and deleted afterwards.
+    {
+        let dir = base.join("fillseq");
+        let db = engines::open(kind, &dir, cfg)?;
+        let mut vgen = ValueGen::new(args.seed, args.value_size);
+        let seq: Vec<u64> = (0..args.num).collect();
+        let r = fill(db.as_ref(), "fillseq", kind, &seq, args, &mut vgen)?;
+        push(r, out);
+        db.close()?;
+        if !args.keep {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    // fillrandom + overwrite + reads: one fresh directory.
+    let dir = base.join("db");
+    let mut db = engines::open(kind, &dir, cfg)?;
+    let mut vgen = ValueGen::new(args.seed, args.value_size);
+    let r = fill(db.as_ref(), "fillrandom", kind, &perms.0, args, &mut vgen)?;
+    push(r, out);
+    let r = fill(db.as_ref(), "overwrite", kind, &perms.1, args, &mut vgen)?;
+    push(r, out);
+
+    let t = Instant::now();
+    db.flush()?;
+    sum.flush_secs = Some(t.elapsed().as_secs_f64());
+    progress(&format!("{:<10} flush {:.3} s", kind.name(), sum.flush_secs.unwrap()));
+
+    let r = read_random(db.as_ref(), "readrandom", kind, args, args.seed + 2)?;
+    push(r, out);
+    let r = seek_random(db.as_ref(), kind, args)?;
+    push(r, out);
+    let r = read_seq(db.as_ref(), kind, args)?;
+    push(r, out);
+    let r = read_while_writing(db.as_ref(), kind, args)?;
+    push(r, out);
+
+    // Reopen: close (with the writer's unflushed data) + open.
+    let t = Instant::now();
+    db.close()?;
+    sum.close_secs = Some(t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    db = engines::open(kind, &dir, cfg)?;
+    sum.open_secs = Some(t.elapsed().as_secs_f64());
+    sum.disk_bytes = Some(dir_bytes(&dir));
+    progress(&format!(
+        "{:<10} reopen: close {:.3} s + open {:.3} s; {:.1} MiB on disk",
+        kind.name(),
+        sum.close_secs.unwrap(),
+        sum.open_secs.unwrap(),
+        sum.disk_bytes.unwrap() as f64 / 1_048_576.0
+    ));
+    let r = read_random(db.as_ref(), "readrandom_after_reopen", kind, args, args.seed + 5)?;
+    push(r, out);
+    db.close()?;
+    if !args.keep {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+    Ok(())
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |x| format!("{x:.1}"))
+}
+
+fn print_tables(results: &[WorkloadResult], sums: &[EngineSummary]) {
+    println!("| workload | engine | ops/s | MB/s | p50 µs | p99 µs | FerrisDB / best peer | note |");
+    println!("|---|---|---:|---:|---:|---:|---:|---|");
+    for w in WORKLOADS {
+        let rows: Vec<&WorkloadResult> = results.iter().filter(|r| r.workload == *w).collect();
+        let best_peer = rows
+            .iter()
+            .filter(|r| r.engine != "ferrisdb")
+            .map(|r| r.ops_per_sec)
+            .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
+        for r in rows {
+            let ratio = match (r.engine == "ferrisdb", best_peer) {
+                (true, Some(b)) if b > 0.0 => format!("{:.2}×", r.ops_per_sec / b),
+                _ => String::new(),
+            };
+            println!(
+                "| {} | {} | {:.0} | {:.1} | {} | {} | {} | {} |",
+                r.workload,
+                r.engine,
+                r.ops_per_sec,
+                r.mb_per_sec,
+                fmt_opt(r.p50_us),
+                fmt_opt(r.p99_us),
+                ratio,
+                r.note
+            );
+        }
+    }
+    println!();
+    println!("| engine | flush after overwrite s | close s | open s | reopen total s | disk MiB | total s | error |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    for s in sums {
+        let reopen = match (s.close_secs, s.open_secs) {
+            (Some(c), Some(o)) => format!("{:.3}", c + o),
+            _ => "-".into(),
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {} |",
+            s.engine,
+            s.flush_secs.map_or("-".into(), |x| format!("{x:.3}")),
+            s.close_secs.map_or("-".into(), |x| format!("{x:.3}")),
+            s.open_secs.map_or("-".into(), |x| format!("{x:.3}")),
+            reopen,
+            s.disk_bytes.map_or("-".into(), |x| format!("{:.1}", x as f64 / 1_048_576.0)),
+            s.total_secs,
+            s.error.as_deref().unwrap_or("")
+        );
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.num > 0 && args.num < 10u64.pow(16), "--num out of range");
+    let cfg = EngineConfig {
+        sync: args.sync,
+        cache_bytes: args.cache_mib << 20,
+        compression: args.compression,
+    };
+    let _tmp;
+    let root = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
+            d.clone()
+        }
+        None => {
+            _tmp = tempfile::tempdir()?;
+            _tmp.path().to_path_buf()
+        }
+    };
+    progress(&format!("data under {}; {:?}", root.display(), args));
+    let perms = (permutation(args.num, args.seed), permutation(args.num, args.seed + 1));
+
+    let mut results = Vec::new();
+    let mut sums = Vec::new();
+    for &kind in &args.engines {
+        let mut sum = EngineSummary { engine: kind.name().into(), ..Default::default() };
+        let t = Instant::now();
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            run_engine(kind, &root, &args, &cfg, &perms, &mut results, &mut sum)
+        }));
+        sum.total_secs = t.elapsed().as_secs_f64();
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => sum.error = Some(format!("{e:#}")),
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into());
+                sum.error = Some(format!("panic: {msg}"));
+            }
+        }
+        if let Some(e) = &sum.error {
+            progress(&format!("{} FAILED: {e}", kind.name()));
+        }
+        sums.push(sum);
+    }
+
+    print_tables(&results, &sums);
+    if let Some(path) = &args.json {
+        let rep = Report { args: &args, key_bytes: KEY_LEN, results: &results, engines: &sums };
+        std::fs::write(path, serde_json::to_vec_pretty(&rep)?)
+            .with_context(|| format!("write {}", path.display()))?;
+        progress(&format!("wrote {}", path.display()));
+    }
+    Ok(())
+}
