@@ -53,19 +53,16 @@ pub async fn serve(
     let coordinator = tokio::task::spawn_blocking(move || Coordinator::open(opts))
         .await
         .map_err(|e| Error::Internal(format!("opening the coordinator: {e}")))??;
-    let worker_task = match &config.controller {
-        Some(controller) => {
-            let dir = config.data_dir.clone();
-            let id = tokio::task::spawn_blocking(move || worker::load_or_create_worker_id(&dir))
-                .await
-                .map_err(|e| Error::Internal(format!("loading the worker id: {e}")))??;
-            Some(tokio::spawn(worker::run(
+    let membership = match &config.controller {
+        Some(controller) => Some(
+            worker::join(
                 coordinator.clone(),
-                controller.clone(),
-                id,
+                controller,
+                config.data_dir.clone(),
                 config.advertise.clone(),
-            )))
-        }
+            )
+            .await?,
+        ),
         None => None,
     };
     let kv = KvService::new(config.controller.as_deref().map(kv::connect).transpose()?);
@@ -73,8 +70,9 @@ pub async fn serve(
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
     let result = serve_on(listener, coordinator.clone(), kv, shutdown).await;
-    if let Some(task) = worker_task {
-        task.abort();
+    if let Some((session, follower)) = membership {
+        follower.abort();
+        drop(session);
     }
     coordinator.shutdown().await;
     tracing::info!(committed = %coordinator.read_version(), "transaction coordinator stopped");
