@@ -8,6 +8,7 @@
 //! (`compaction/`), on background threads (`background.rs`) or when called. Opening recovers
 //! the manifest and replays the WAL (`recovery.rs`).
 
+mod arena;
 mod background;
 mod batch;
 mod compaction;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ferrisdb_core::Result;
 
+use super::arena::OutputArena;
 use super::state::State;
 use crate::iterator::InternalIterator;
 use crate::iterators::MergeIterator;
@@ -29,6 +30,8 @@ pub struct ScanIterator {
     done: bool,
     key_buf: Vec<u8>,
     value_buf: Vec<u8>,
+    /// Backs the returned keys and values.
+    out: OutputArena,
 }
 
 impl ScanIterator {
@@ -53,6 +56,7 @@ impl ScanIterator {
             done: empty,
             key_buf: Vec::new(),
             value_buf: Vec::new(),
+            out: OutputArena::new(),
         }
     }
 
@@ -73,22 +77,28 @@ impl ScanIterator {
                 self.iter.next()?;
                 continue;
             }
-            self.key_buf.clear();
-            self.key_buf.extend_from_slice(self.iter.key());
-            let item = (self.iter.kind() == ValueKind::Put).then(|| {
-                (
-                    Bytes::copy_from_slice(&self.key_buf),
-                    Bytes::copy_from_slice(self.iter.value()),
-                )
-            });
-            self.iter.next()?;
-            while self.iter.valid() && self.iter.key() == self.key_buf.as_slice() {
-                self.iter.next()?;
+            if self.iter.kind() == ValueKind::Put {
+                let key = self.out.copy(self.iter.key());
+                let value = self.out.copy(self.iter.value());
+                self.skip_versions_of(&key)?;
+                return Ok(Some((key, value)));
             }
-            if item.is_some() {
-                return Ok(item);
-            }
+            let mut key = std::mem::take(&mut self.key_buf);
+            key.clear();
+            key.extend_from_slice(self.iter.key());
+            let skipped = self.skip_versions_of(&key);
+            self.key_buf = key;
+            skipped?;
         }
+    }
+
+    /// Moves past the current entry and every older version of `key` after it.
+    fn skip_versions_of(&mut self, key: &[u8]) -> Result<()> {
+        self.iter.next()?;
+        while self.iter.valid() && self.iter.key() == key {
+            self.iter.next()?;
+        }
+        Ok(())
     }
 
     fn step_reverse(&mut self) -> Result<Option<(Bytes, Bytes)>> {
@@ -123,8 +133,8 @@ impl ScanIterator {
             }
             if visible == Some(ValueKind::Put) {
                 return Ok(Some((
-                    Bytes::copy_from_slice(&self.key_buf),
-                    Bytes::copy_from_slice(&self.value_buf),
+                    self.out.copy(&self.key_buf),
+                    self.out.copy(&self.value_buf),
                 )));
             }
         }
