@@ -14,12 +14,12 @@ use ferrisdb_core::Result;
 use super::arena::OutputArena;
 use super::state::State;
 use crate::iterator::InternalIterator;
-use crate::iterators::MergeIterator;
+use crate::iterators::{MergeIterator, SourceIterator};
 use crate::key::ValueKind;
 
 /// Streams the `(key, value)` pairs of a range at a version from a consistent snapshot.
 pub struct ScanIterator {
-    iter: MergeIterator,
+    iter: MergeIterator<SourceIterator>,
     begin: Bytes,
     end: Bytes,
     read_version: u64,
