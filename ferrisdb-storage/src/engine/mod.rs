@@ -8,7 +8,6 @@
 //! (`compaction/`), on background threads (`background.rs`) or when called. Opening recovers
 //! the manifest and replays the WAL (`recovery.rs`).
 
-mod arena;
 mod background;
 mod batch;
 mod compaction;
@@ -17,6 +16,7 @@ mod options;
 mod read;
 mod recovery;
 mod scan;
+mod scan_output;
 mod state;
 mod write;
 
