@@ -11,6 +11,9 @@ use bytes::Bytes;
 /// A batch stops growing once it holds this many bytes.
 pub(crate) const MAX_BATCH_BYTES: usize = 32 * 1024;
 
+/// Bytes per result assumed for a scan's first batch.
+const FIRST_GUESS_BYTES_PER_RESULT: usize = 128;
+
 /// Staged results, then the frozen batch they are handed out from.
 #[derive(Debug, Default)]
 pub(crate) struct OutputBatch {
@@ -35,9 +38,13 @@ impl OutputBatch {
     /// Prepares to stage about `results` results, sizing the staging buffer from the last
     /// batch so that filling it rarely reallocates.
     pub(crate) fn begin(&mut self, results: usize) {
-        let per_result = self.bytes_per_result.max(16);
+        let per_result = match self.bytes_per_result {
+            0 => FIRST_GUESS_BYTES_PER_RESULT,
+            known => known,
+        };
         let estimate = results.saturating_mul(per_result).min(MAX_BATCH_BYTES);
         self.staging.reserve(estimate + per_result);
+        self.spans.reserve(results);
     }
 
     /// Stages one result. Only call when every frozen result has been handed out.
