@@ -50,14 +50,17 @@ impl WriteBatch {
 
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.rep.reserve(9 + key.len() + value.len());
         self.rep.push(TAG_PUT);
-        put_bytes(&mut self.rep, key.as_ref());
-        put_bytes(&mut self.rep, value.as_ref());
+        put_bytes(&mut self.rep, key);
+        put_bytes(&mut self.rep, value);
         self.count += 1;
     }
 
     /// Deletes `key`.
     pub fn delete(&mut self, key: impl AsRef<[u8]>) {
+        self.rep.reserve(5 + key.as_ref().len());
         self.rep.push(TAG_DELETE);
         put_bytes(&mut self.rep, key.as_ref());
         self.count += 1;

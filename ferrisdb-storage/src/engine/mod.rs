@@ -16,6 +16,7 @@ mod options;
 mod read;
 mod recovery;
 mod scan;
+mod scan_output;
 mod state;
 mod write;
 

@@ -67,11 +67,12 @@ pub(crate) fn open(dir: &Path, opts: EngineOptions) -> Result<Inner> {
     let memtable = MemTable::new();
     let mut last_version = manifest_state.last_flushed_version;
     let mut replayed = 0usize;
+    let mut points = Vec::new();
     for record in &records {
-        let path = wal_dir.join(segment_file_name(record.segment));
+        // Only built on failure: formatting the path per record was a visible part of replay.
         let corrupt = |at: usize, reason: &str| {
             Error::corruption(
-                &path,
+                wal_dir.join(segment_file_name(record.segment)),
                 record.offset,
                 format!("batch record byte {at}: {reason}"),
             )
@@ -84,7 +85,7 @@ pub(crate) fn open(dir: &Path, opts: EngineOptions) -> Result<Inner> {
             return Err(corrupt(0, "batch versions do not increase"));
         }
         let mut ops = 0u32;
-        let mut points = Vec::new();
+        points.clear();
         for op in decoded.ops {
             let op = op.map_err(|(at, r)| corrupt(at, r))?;
             let (key, kind, value) = op
@@ -96,7 +97,7 @@ pub(crate) fn open(dir: &Path, opts: EngineOptions) -> Result<Inner> {
         if ops != decoded.count {
             return Err(corrupt(8, "op count does not match the ops"));
         }
-        for (key, kind, value) in points {
+        for (key, kind, value) in points.drain(..) {
             memtable.insert(key, decoded.version, kind, value);
         }
         last_version = decoded.version;

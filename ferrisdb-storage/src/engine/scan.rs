@@ -4,21 +4,31 @@
 //! visible one; a tombstone hides the key; the other versions are skipped. Reverse: the merge
 //! walks each key's versions oldest first, so the last entry ≤ read version seen before the
 //! key changes is the visible one (kept in reusable buffers). Both stop at the range bounds
-//! and the limit, and pull entries from the sources only as items are asked for.
+//! and the limit. Results are produced in small batches copied into one shared buffer
+//! ([`OutputBatch`]): the first batch holds [`FIRST_BATCH_ITEMS`] results (fewer under a
+//! limit) and each later one twice as many, up to [`MAX_BATCH_ITEMS`] or
+//! [`MAX_BATCH_BYTES`], so a caller that stops early makes the scan read ahead only a little.
+//! An error met while filling a batch is returned after the results before it.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ferrisdb_core::Result;
+use ferrisdb_core::{Error, Result};
 
+use super::scan_output::{MAX_BATCH_BYTES, OutputBatch};
 use super::state::State;
 use crate::iterator::InternalIterator;
-use crate::iterators::MergeIterator;
+use crate::iterators::{MergeIterator, SourceIterator};
 use crate::key::ValueKind;
+
+/// Results in the first batch of a scan.
+const FIRST_BATCH_ITEMS: usize = 16;
+/// Most results in one batch.
+const MAX_BATCH_ITEMS: usize = 1024;
 
 /// Streams the `(key, value)` pairs of a range at a version from a consistent snapshot.
 pub struct ScanIterator {
-    iter: MergeIterator,
+    iter: MergeIterator<SourceIterator>,
     begin: Bytes,
     end: Bytes,
     read_version: u64,
@@ -29,6 +39,12 @@ pub struct ScanIterator {
     done: bool,
     key_buf: Vec<u8>,
     value_buf: Vec<u8>,
+    /// Results produced but not yet returned.
+    out: OutputBatch,
+    /// Size of the next batch.
+    batch_items: usize,
+    /// An error met while filling the current batch, returned after its results.
+    error: Option<Error>,
 }
 
 impl ScanIterator {
@@ -53,6 +69,9 @@ impl ScanIterator {
             done: empty,
             key_buf: Vec::new(),
             value_buf: Vec::new(),
+            out: OutputBatch::new(),
+            batch_items: FIRST_BATCH_ITEMS,
+            error: None,
         }
     }
 
@@ -60,38 +79,33 @@ impl ScanIterator {
         !self.end.is_empty() && key >= self.end.as_ref()
     }
 
-    fn step_forward(&mut self) -> Result<Option<(Bytes, Bytes)>> {
+    /// Stages the next visible result; false at the end of the range.
+    fn step_forward(&mut self) -> Result<bool> {
         if !self.started {
             self.started = true;
             self.iter.seek(&self.begin, u64::MAX)?;
         }
         loop {
             if !self.iter.valid() || self.past_end(self.iter.key()) {
-                return Ok(None);
+                return Ok(false);
             }
             if self.iter.version() > self.read_version {
                 self.iter.next()?;
                 continue;
             }
+            if self.iter.kind() == ValueKind::Put {
+                self.out.push(self.iter.key(), self.iter.value());
+                skip_versions_of(&mut self.iter, self.out.last_key())?;
+                return Ok(true);
+            }
             self.key_buf.clear();
             self.key_buf.extend_from_slice(self.iter.key());
-            let item = (self.iter.kind() == ValueKind::Put).then(|| {
-                (
-                    Bytes::copy_from_slice(&self.key_buf),
-                    Bytes::copy_from_slice(self.iter.value()),
-                )
-            });
-            self.iter.next()?;
-            while self.iter.valid() && self.iter.key() == self.key_buf.as_slice() {
-                self.iter.next()?;
-            }
-            if item.is_some() {
-                return Ok(item);
-            }
+            skip_versions_of(&mut self.iter, &self.key_buf)?;
         }
     }
 
-    fn step_reverse(&mut self) -> Result<Option<(Bytes, Bytes)>> {
+    /// Stages the previous visible result; false at the start of the range.
+    fn step_reverse(&mut self) -> Result<bool> {
         if !self.started {
             self.started = true;
             if self.end.is_empty() {
@@ -105,7 +119,7 @@ impl ScanIterator {
         }
         loop {
             if !self.iter.valid() || self.iter.key() < self.begin.as_ref() {
-                return Ok(None);
+                return Ok(false);
             }
             self.key_buf.clear();
             self.key_buf.extend_from_slice(self.iter.key());
@@ -122,41 +136,72 @@ impl ScanIterator {
                 self.iter.prev()?;
             }
             if visible == Some(ValueKind::Put) {
-                return Ok(Some((
-                    Bytes::copy_from_slice(&self.key_buf),
-                    Bytes::copy_from_slice(&self.value_buf),
-                )));
+                self.out.push(&self.key_buf, &self.value_buf);
+                return Ok(true);
             }
         }
     }
+}
+
+impl ScanIterator {
+    /// Stages the next batch of results; on error or at the end of the range marks the scan
+    /// done (keeping the error for after the staged results).
+    fn fill(&mut self) {
+        let mut want = self.batch_items;
+        if self.limit > 0 {
+            want = want.min(self.limit.saturating_sub(self.returned));
+        }
+        self.out.begin(want);
+        while self.out.staged() < want && self.out.staged_bytes() < MAX_BATCH_BYTES {
+            let step = if self.reverse {
+                self.step_reverse()
+            } else {
+                self.step_forward()
+            };
+            match step {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.done = true;
+                    break;
+                }
+                Err(err) => {
+                    self.error = Some(err);
+                    self.done = true;
+                    break;
+                }
+            }
+        }
+        self.out.freeze();
+        self.batch_items = (self.batch_items * 2).min(MAX_BATCH_ITEMS);
+    }
+}
+
+/// Moves `iter` past its current entry and every older version of `key` after it.
+fn skip_versions_of(iter: &mut MergeIterator<SourceIterator>, key: &[u8]) -> Result<()> {
+    iter.next()?;
+    while iter.valid() && iter.key() == key {
+        iter.next()?;
+    }
+    Ok(())
 }
 
 impl Iterator for ScanIterator {
     type Item = Result<(Bytes, Bytes)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done || (self.limit > 0 && self.returned >= self.limit) {
-            return None;
+        if let Some(pair) = self.out.pop() {
+            self.returned += 1;
+            return Some(Ok(pair));
         }
-        let step = if self.reverse {
-            self.step_reverse()
-        } else {
-            self.step_forward()
-        };
-        match step {
-            Ok(Some(pair)) => {
+        if !self.done && (self.limit == 0 || self.returned < self.limit) {
+            self.fill();
+            if let Some(pair) = self.out.pop() {
                 self.returned += 1;
-                Some(Ok(pair))
-            }
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(err) => {
-                self.done = true;
-                Some(Err(err))
+                return Some(Ok(pair));
             }
         }
+        self.done = true;
+        self.error.take().map(Err)
     }
 }
 

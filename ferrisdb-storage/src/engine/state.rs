@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use crate::iterators::{BoxedIterator, LevelIterator};
+use crate::iterators::{LevelIterator, SourceIterator};
 use crate::memtable::MemTable;
 use crate::sstable::Table;
 
@@ -35,21 +35,21 @@ pub(crate) struct State {
 
 impl State {
     /// Cursors over every source, newest first (for a merge that prefers newer sources).
-    pub fn iterators(&self) -> Vec<BoxedIterator> {
-        let mut sources: Vec<BoxedIterator> = Vec::with_capacity(
+    pub fn iterators(&self) -> Vec<SourceIterator> {
+        let mut sources = Vec::with_capacity(
             1 + self.immutables.len() + self.levels.iter().map(Vec::len).sum::<usize>(),
         );
-        sources.push(Box::new(self.active.iter()));
+        sources.push(SourceIterator::Mem(self.active.iter()));
         for imm in &self.immutables {
-            sources.push(Box::new(imm.mem.iter()));
+            sources.push(SourceIterator::Mem(imm.mem.iter()));
         }
         if let Some(l0) = self.levels.first() {
             for table in l0 {
-                sources.push(Box::new(table.iter()));
+                sources.push(SourceIterator::Table(table.iter()));
             }
         }
         for level in self.levels.iter().skip(1).filter(|l| !l.is_empty()) {
-            sources.push(Box::new(LevelIterator::new(level.clone())));
+            sources.push(SourceIterator::Level(LevelIterator::new(level.clone())));
         }
         sources
     }

@@ -1,10 +1,10 @@
-//! A k-way merge of sorted sources into one sorted stream, with a binary heap of child
-//! indices.
+//! A k-way merge of sorted sources into one sorted stream: the current child plus a binary
+//! heap of the other children's indices.
 //!
 //! The direction is fixed per positioning: forward (a min-heap) after `seek`/`seek_to_first`,
 //! reverse (a max-heap) after `seek_for_prev`/`seek_to_last`. Entries that compare equal are
 //! ordered by child index, lower first in both directions, so callers list newer sources
-//! first. Any child error empties the heap (the iterator becomes invalid) and is returned.
+//! first. Any child error empties the merge (the iterator becomes invalid) and is returned.
 
 use std::cmp::Ordering;
 
@@ -14,20 +14,28 @@ use super::BoxedIterator;
 use crate::iterator::InternalIterator;
 use crate::key::{ValueKind, compare_internal};
 
-/// Merges several [`InternalIterator`]s.
-pub struct MergeIterator {
-    children: Vec<BoxedIterator>,
-    /// Indices of valid children; `heap[0]` is the current entry's child.
+/// Merges several [`InternalIterator`]s of type `I` (boxed trait objects by default; an enum
+/// of concrete cursors such as [`SourceIterator`](super::SourceIterator) avoids indirect calls).
+///
+/// The child holding the current entry is kept outside the heap of the other valid children,
+/// so advancing it usually costs one comparison (against the heap's top) instead of a full
+/// sift-down: consecutive entries often come from the same child.
+pub struct MergeIterator<I = BoxedIterator> {
+    children: Vec<I>,
+    /// The child positioned on the current entry (`None` when the merge is exhausted).
+    current: Option<usize>,
+    /// Indices of the other valid children, a binary heap (`heap[0]` comes out next).
     heap: Vec<usize>,
     forward: bool,
 }
 
-impl MergeIterator {
+impl<I: InternalIterator> MergeIterator<I> {
     /// A merge over `children`, listed newest source first.
-    pub fn new(children: Vec<BoxedIterator>) -> Self {
+    pub fn new(children: Vec<I>) -> Self {
         let heap = Vec::with_capacity(children.len());
         MergeIterator {
             children,
+            current: None,
             heap,
             forward: true,
         }
@@ -67,6 +75,25 @@ impl MergeIterator {
         }
     }
 
+    /// Removes and returns the heap's top.
+    fn pop(&mut self) -> Option<usize> {
+        let last = self.heap.pop()?;
+        match self.heap.first_mut() {
+            Some(top) => {
+                let popped = std::mem::replace(top, last);
+                self.sift_down(0);
+                Some(popped)
+            }
+            None => Some(last),
+        }
+    }
+
+    /// Forgets every child's position (after an error).
+    fn clear(&mut self) {
+        self.current = None;
+        self.heap.clear();
+    }
+
     /// Rebuilds the heap from the valid children, after a positioning call.
     fn rebuild(&mut self, forward: bool) {
         self.forward = forward;
@@ -76,17 +103,18 @@ impl MergeIterator {
         for at in (0..self.heap.len() / 2).rev() {
             self.sift_down(at);
         }
+        self.current = self.pop();
     }
 
     /// Runs `step` on every child, then rebuilds the heap in direction `forward`.
     fn position_all(
         &mut self,
         forward: bool,
-        mut step: impl FnMut(&mut BoxedIterator) -> Result<()>,
+        mut step: impl FnMut(&mut I) -> Result<()>,
     ) -> Result<()> {
         for child in &mut self.children {
             if let Err(err) = step(child) {
-                self.heap.clear();
+                self.clear();
                 return Err(err);
             }
         }
@@ -94,13 +122,14 @@ impl MergeIterator {
         Ok(())
     }
 
-    /// Advances the current child (with `next` or `prev`) and restores the heap.
+    /// Advances the current child (with `next` or `prev`) and picks the new current child.
+    #[inline]
     fn advance(&mut self, forward: bool) -> Result<()> {
-        let Some(&top) = self.heap.first() else {
+        let Some(top) = self.current else {
             return Ok(());
         };
         if forward != self.forward {
-            self.heap.clear();
+            self.clear();
             return Err(ferrisdb_core::Error::Internal(
                 "merge iterator moved against its positioning direction".into(),
             ));
@@ -108,36 +137,48 @@ impl MergeIterator {
         let child = &mut self.children[top];
         let result = if forward { child.next() } else { child.prev() };
         if let Err(err) = result {
-            self.heap.clear();
+            self.clear();
             return Err(err);
         }
         if !self.children[top].valid() {
-            let last = self.heap.len() - 1;
-            self.heap.swap(0, last);
-            self.heap.pop();
+            self.current = self.pop();
+            return Ok(());
         }
-        self.sift_down(0);
+        // Still first unless the best of the others now comes before it.
+        if let Some(&other) = self.heap.first()
+            && self.before(other, top)
+        {
+            self.heap[0] = top;
+            self.current = Some(other);
+            self.sift_down(0);
+        }
         Ok(())
     }
 
-    fn current(&self) -> Option<&BoxedIterator> {
-        self.heap.first().map(|i| &self.children[*i])
+    #[inline]
+    fn current(&self) -> Option<&I> {
+        self.current.map(|i| &self.children[i])
     }
 }
 
-impl InternalIterator for MergeIterator {
+impl<I: InternalIterator> InternalIterator for MergeIterator<I> {
+    #[inline]
     fn valid(&self) -> bool {
-        !self.heap.is_empty()
+        self.current.is_some()
     }
+    #[inline]
     fn key(&self) -> &[u8] {
         self.current().map_or(&[], |c| c.key())
     }
+    #[inline]
     fn version(&self) -> u64 {
         self.current().map_or(0, |c| c.version())
     }
+    #[inline]
     fn kind(&self) -> ValueKind {
         self.current().map_or(ValueKind::Tombstone, |c| c.kind())
     }
+    #[inline]
     fn value(&self) -> &[u8] {
         self.current().map_or(&[], |c| c.value())
     }
@@ -153,9 +194,11 @@ impl InternalIterator for MergeIterator {
     fn seek_for_prev(&mut self, key: &[u8], version: u64) -> Result<()> {
         self.position_all(false, |c| c.seek_for_prev(key, version))
     }
+    #[inline]
     fn next(&mut self) -> Result<()> {
         self.advance(true)
     }
+    #[inline]
     fn prev(&mut self) -> Result<()> {
         self.advance(false)
     }
@@ -170,7 +213,7 @@ mod tests {
 
     type Entry = (Vec<u8>, u64, ValueKind, Vec<u8>);
 
-    fn collect_forward(it: &mut MergeIterator) -> Vec<(Vec<u8>, u64)> {
+    fn collect_forward(it: &mut MergeIterator<BoxedIterator>) -> Vec<(Vec<u8>, u64)> {
         let mut out = Vec::new();
         while it.valid() {
             out.push((it.key().to_vec(), it.version()));
@@ -226,7 +269,7 @@ mod tests {
     fn ties_prefer_the_lower_child_index() {
         let a = VecIterator::new(vec![(b"k".to_vec(), 5, ValueKind::Put, b"new".to_vec())]);
         let b = VecIterator::new(vec![(b"k".to_vec(), 5, ValueKind::Put, b"old".to_vec())]);
-        let mut merge = MergeIterator::new(vec![Box::new(a), Box::new(b)]);
+        let mut merge: MergeIterator = MergeIterator::new(vec![Box::new(a), Box::new(b)]);
         merge.seek_to_first().unwrap();
         assert_eq!(merge.value(), b"new");
         merge.seek_to_last().unwrap();

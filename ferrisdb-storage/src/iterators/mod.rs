@@ -1,12 +1,15 @@
 //! Iterators that combine sorted sources: [`MergeIterator`] (k-way heap merge of any
 //! [`InternalIterator`]s) and [`LevelIterator`] (concatenation of the non-overlapping,
-//! sorted tables of one level ≥ 1, each table's cursor created only when reached).
+//! sorted tables of one level ≥ 1, each table's cursor created only when reached), plus
+//! [`SourceIterator`], the statically dispatched union of the engine's source cursors.
 
 mod level;
 mod merge;
+mod source;
 
 pub use level::LevelIterator;
 pub use merge::MergeIterator;
+pub use source::SourceIterator;
 
 use crate::iterator::InternalIterator;
 

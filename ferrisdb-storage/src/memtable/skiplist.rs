@@ -2,7 +2,10 @@
 //!
 //! Nodes are ordered by [`compare_internal`]: user key ascending, version descending. Each node
 //! owns its user key and value in one [`Bytes`] allocation plus a *tower* of `next` links, one
-//! per level it takes part in (height drawn with p = 1/4, at most [`MAX_HEIGHT`]).
+//! per level it takes part in (height drawn with p = 1/4, at most [`MAX_HEIGHT`]). The level-0
+//! link lives in the node itself and only the links above it in a separate allocation, so the
+//! three quarters of nodes of height 1 need no tower allocation and a level-0 step reads the
+//! node it is already at.
 //!
 //! Invariants:
 //! - Nodes are never removed or freed while the list lives; [`SkipList`]'s `Drop` frees them all
@@ -30,8 +33,9 @@ use crate::key::{ValueKind, compare_internal};
 /// The tallest tower a node can have.
 pub(crate) const MAX_HEIGHT: usize = 12;
 
-/// Estimated per-allocation bookkeeping of the global allocator, charged three times per node
-/// (node, tower, key+value bytes) in [`Node::approximate_bytes`].
+/// Estimated per-allocation bookkeeping of the global allocator, charged per allocation of a
+/// node (node, key+value bytes, and the upper tower when the height is above 1) in
+/// [`Node::approximate_bytes`].
 const ALLOCATOR_OVERHEAD: usize = 16;
 
 /// One entry of the list.
@@ -42,8 +46,11 @@ pub(crate) struct Node {
     key_len: usize,
     version: u64,
     kind: ValueKind,
-    /// `tower[level]` is the next node at `level`; its length is the node's height (>= 1).
-    tower: Box<[Atomic<Node>]>,
+    /// The next node at level 0.
+    next0: Atomic<Node>,
+    /// `upper[level - 1]` is the next node at `level` >= 1; its length is the height minus 1
+    /// (empty, so not allocated, for height 1).
+    upper: Box<[Atomic<Node>]>,
 }
 
 impl Node {
@@ -58,7 +65,17 @@ impl Node {
             key_len: key.len(),
             version,
             kind,
-            tower: (0..height.max(1)).map(|_| Atomic::null()).collect(),
+            next0: Atomic::null(),
+            upper: (1..height.max(1)).map(|_| Atomic::null()).collect(),
+        }
+    }
+
+    /// The link to the next node at `level` (< the node's height).
+    #[inline]
+    fn link(&self, level: usize) -> &Atomic<Node> {
+        match level.checked_sub(1) {
+            None => &self.next0,
+            Some(upper) => &self.upper[upper],
         }
     }
 
@@ -103,8 +120,8 @@ impl Node {
     fn approximate_bytes(&self) -> usize {
         self.data.len()
             + size_of::<Node>()
-            + self.tower.len() * size_of::<Atomic<Node>>()
-            + 3 * ALLOCATOR_OVERHEAD
+            + self.upper.len() * size_of::<Atomic<Node>>()
+            + (2 + usize::from(!self.upper.is_empty())) * ALLOCATOR_OVERHEAD
     }
 }
 
@@ -115,10 +132,28 @@ impl Drop for Node {
     }
 }
 
-/// Where a new node goes: at each level, the tower holding the link to swing and the node that
-/// link pointed to when read.
+/// The links of a position in the list: the head sentinel's or a node's.
+#[derive(Clone, Copy)]
+enum Links<'a> {
+    Head(&'a [Atomic<Node>; MAX_HEIGHT]),
+    Node(&'a Node),
+}
+
+impl<'a> Links<'a> {
+    /// The link at `level` (< the position's height).
+    #[inline]
+    fn at(self, level: usize) -> &'a Atomic<Node> {
+        match self {
+            Links::Head(head) => &head[level],
+            Links::Node(node) => node.link(level),
+        }
+    }
+}
+
+/// Where a new node goes: at each level, the position holding the link to swing and the node
+/// that link pointed to when read.
 struct Splice<'a> {
-    preds: [&'a [Atomic<Node>]; MAX_HEIGHT],
+    preds: [Links<'a>; MAX_HEIGHT],
     succs: [Shared<'a, Node>; MAX_HEIGHT],
 }
 
@@ -187,8 +222,8 @@ impl SkipList {
 
         // Level 0 decides membership: once linked here the entry is in the list.
         let linked = loop {
-            node.tower[0].store(splice.succs[0], Ordering::Relaxed);
-            match splice.preds[0][0].compare_exchange(
+            node.next0.store(splice.succs[0], Ordering::Relaxed);
+            match splice.preds[0].at(0).compare_exchange(
                 splice.succs[0],
                 node,
                 Ordering::Release,
@@ -212,8 +247,11 @@ impl SkipList {
         for level in 1..height {
             loop {
                 // Not yet reachable at `level`, so nobody else reads or writes this link.
-                linked_node.tower[level].store(splice.succs[level], Ordering::Relaxed);
-                if splice.preds[level][level]
+                linked_node
+                    .link(level)
+                    .store(splice.succs[level], Ordering::Relaxed);
+                if splice.preds[level]
+                    .at(level)
                     .compare_exchange(
                         splice.succs[level],
                         linked,
@@ -236,17 +274,17 @@ impl SkipList {
     /// At every level, the last link before (key, version) and the node it points to.
     fn find_splice<'a>(&'a self, key: &[u8], version: u64, guard: &'a Guard) -> Splice<'a> {
         let mut splice = Splice {
-            preds: [&self.head[..]; MAX_HEIGHT],
+            preds: [Links::Head(&self.head); MAX_HEIGHT],
             succs: [Shared::null(); MAX_HEIGHT],
         };
-        let mut tower: &'a [Atomic<Node>] = &self.head[..];
+        let mut tower = Links::Head(&self.head);
         for level in (0..MAX_HEIGHT).rev() {
             loop {
-                let next = tower[level].load(Ordering::Acquire, guard);
+                let next = tower.at(level).load(Ordering::Acquire, guard);
                 // SAFETY: non-null links point to nodes of this list, alive while `self` is.
                 match unsafe { next.as_ref() } {
                     Some(node) if node.compare(key, version) == KeyOrdering::Less => {
-                        tower = &node.tower;
+                        tower = Links::Node(node);
                     }
                     _ => {
                         splice.preds[level] = tower;
@@ -269,8 +307,8 @@ impl SkipList {
         let mut rejected: *const Node = ptr::null();
         for level in (0..self.height.load(Ordering::Relaxed)).rev() {
             loop {
-                let tower = current.map_or(&self.head[..], |node| &*node.tower);
-                let next = tower[level].load(Ordering::Acquire, guard);
+                let tower = current.map_or(Links::Head(&self.head), Links::Node);
+                let next = tower.at(level).load(Ordering::Acquire, guard);
                 if next.as_raw() == rejected {
                     break;
                 }
@@ -291,7 +329,7 @@ impl SkipList {
     #[inline]
     pub(crate) fn next_of<'a>(&'a self, node: Option<&'a Node>) -> Option<&'a Node> {
         let link = match node {
-            Some(node) => &node.tower[0],
+            Some(node) => &node.next0,
             None => &self.head[0],
         };
         let next = link.load(Ordering::Acquire, self.guard());
@@ -346,7 +384,7 @@ impl Drop for SkipList {
             // SAFETY: every node is on the level-0 chain exactly once and upper levels only
             // alias it, so each node is turned into an `Owned` and freed exactly once.
             let node = unsafe { next.into_owned() };
-            next = node.tower[0].load(Ordering::Relaxed, guard);
+            next = node.next0.load(Ordering::Relaxed, guard);
             drop(node);
         }
     }

@@ -74,7 +74,10 @@ impl TableIterator {
         let reusable = self.data.is_some() && self.data_offset == handle.offset;
         if !reusable {
             let block = self.table.data_block(handle)?;
-            self.data = Some(BlockIter::new(block));
+            match self.data.as_mut() {
+                Some(data) => data.reset(block),
+                None => self.data = Some(BlockIter::new(block)),
+            }
             self.data_offset = handle.offset;
         }
         Ok(self.data.as_mut())

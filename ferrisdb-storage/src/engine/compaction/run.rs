@@ -15,7 +15,7 @@ use ferrisdb_core::Result;
 use super::picker::Pick;
 use crate::engine::Inner;
 use crate::iterator::InternalIterator;
-use crate::iterators::{BoxedIterator, LevelIterator, MergeIterator};
+use crate::iterators::{LevelIterator, MergeIterator, SourceIterator};
 use crate::key::ValueKind;
 use crate::manifest::{FileMeta, remove_if_present, sync_dir, table_file_name};
 use crate::sstable::{Table, TableBuilder};
@@ -30,13 +30,15 @@ pub(super) fn run(
     deeper: &[FileMeta],
     horizon: u64,
 ) -> Result<Vec<Arc<Table>>> {
-    let mut sources: Vec<BoxedIterator> = Vec::new();
+    let mut sources = Vec::new();
     if pick.level == 0 {
-        sources.extend(inputs.iter().map(|t| Box::new(t.iter()) as BoxedIterator));
+        sources.extend(inputs.iter().map(|t| SourceIterator::Table(t.iter())));
     } else {
-        sources.push(Box::new(LevelIterator::new(inputs.to_vec())));
+        sources.push(SourceIterator::Level(LevelIterator::new(inputs.to_vec())));
     }
-    sources.push(Box::new(LevelIterator::new(next_inputs.to_vec())));
+    sources.push(SourceIterator::Level(LevelIterator::new(
+        next_inputs.to_vec(),
+    )));
     let mut merge = MergeIterator::new(sources);
     let mut writer = OutputWriter {
         inner,
@@ -53,7 +55,7 @@ pub(super) fn run(
 }
 
 fn merge_into(
-    merge: &mut MergeIterator,
+    merge: &mut MergeIterator<SourceIterator>,
     writer: &mut OutputWriter<'_>,
     deeper: &[FileMeta],
     horizon: u64,

@@ -170,3 +170,58 @@ fn engine_and_scans_can_cross_threads() {
         .unwrap();
     assert_eq!(pairs, vec![(Bytes::from("a"), Bytes::from("1"))]);
 }
+
+#[test]
+fn long_scans_cross_result_batches_and_respect_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), small_options(false));
+    let mut batch = WriteBatch::new();
+    for i in 0..3000u32 {
+        // Values of varying size, some larger than a whole result batch.
+        let size = if i % 997 == 0 {
+            40_000
+        } else {
+            (i % 50) as usize
+        };
+        batch.put(format!("k{i:05}"), vec![(i % 251) as u8; size]);
+    }
+    engine.apply(1, &batch).unwrap();
+    let expected: Vec<(Vec<u8>, Vec<u8>)> = (0..3000u32)
+        .map(|i| {
+            let size = if i % 997 == 0 {
+                40_000
+            } else {
+                (i % 50) as usize
+            };
+            (format!("k{i:05}").into_bytes(), vec![(i % 251) as u8; size])
+        })
+        .collect();
+    assert_eq!(scan_all(&engine, b"", b"", 1, false, 0), expected);
+    let mut reversed = expected.clone();
+    reversed.reverse();
+    assert_eq!(scan_all(&engine, b"", b"", 1, true, 0), reversed);
+    for limit in [1, 15, 16, 17, 1039, 2500] {
+        assert_eq!(
+            scan_all(&engine, b"", b"", 1, false, limit),
+            expected[..limit]
+        );
+        assert_eq!(
+            scan_all(&engine, b"", b"", 1, true, limit),
+            reversed[..limit]
+        );
+    }
+    // Results stay valid after the scan that produced them is dropped.
+    let held: Vec<_> = engine
+        .scan(ScanOptions {
+            begin: Bytes::from_static(b"k01000"),
+            end: Bytes::new(),
+            read_version: 1,
+            reverse: false,
+            limit: 3,
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(held.len(), 3);
+    assert_eq!(held[2].0.as_ref(), b"k01002");
+}

@@ -50,6 +50,18 @@ impl BlockIter {
     }
 
     /// True if positioned on an entry.
+    /// Repositions onto another block (unpositioned), keeping the key buffer's allocation.
+    pub(crate) fn reset(&mut self, block: Arc<Block>) {
+        self.block = block;
+        self.key.clear();
+        self.current = 0;
+        self.next = 0;
+        self.restart_index = 0;
+        self.value_start = 0;
+        self.value_end = 0;
+        self.valid = false;
+    }
+
     #[inline]
     pub(crate) fn valid(&self) -> bool {
         self.valid

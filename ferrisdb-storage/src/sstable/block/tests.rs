@@ -173,3 +173,29 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn reset_iterator_matches_a_fresh_one(first in model_strategy(), second in model_strategy()) {
+        let mut iter = BlockIter::new(build(&first, 3));
+        iter.seek_to_last().unwrap();
+        iter.reset(build(&second, 3));
+        prop_assert!(!iter.valid());
+        let mut forward = Vec::new();
+        iter.seek_to_first().unwrap();
+        while let Some(entry) = current(&iter) {
+            forward.push(entry);
+            iter.next().unwrap();
+        }
+        let expected: Vec<_> = second.iter().map(|e| expected(Some(e)).unwrap()).collect();
+        prop_assert_eq!(&forward, &expected);
+        let mut backward = Vec::new();
+        iter.seek_to_last().unwrap();
+        while let Some(entry) = current(&iter) {
+            backward.push(entry);
+            iter.prev().unwrap();
+        }
+        backward.reverse();
+        prop_assert_eq!(backward, expected);
+    }
+}
