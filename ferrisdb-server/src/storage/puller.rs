@@ -102,24 +102,17 @@ async fn pull_loop(
             .await
             .map_err(|s| ferrisdb_proto::status::from_status(&s))?
             .into_inner();
-        for batch in reply.batches {
-            if batch.version <= progress.applied() {
-                continue;
-            }
-            let mutations = batch
-                .mutations
-                .into_iter()
-                .map(Mutation::try_from)
-                .collect::<Result<Vec<_>, Error>>()?;
+        let fresh: Vec<_> = reply
+            .batches
+            .into_iter()
+            .filter(|b| b.version > progress.applied())
+            .collect();
+        if !fresh.is_empty() {
             let engine = engine.clone();
-            let version = batch.version;
-            tokio::task::spawn_blocking(move || {
-                let write = build_batch(&engine, &mutations)?;
-                engine.apply(version, &write)
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("apply task failed: {e}")))??;
-            progress.advance(version);
+            let progress = progress.clone();
+            tokio::task::spawn_blocking(move || apply_versions(&engine, &progress, fresh))
+                .await
+                .map_err(|e| Error::Internal(format!("apply task failed: {e}")))??;
         }
         progress.advance(reply.committed_through);
         let applied = progress.applied();
@@ -131,8 +124,28 @@ async fn pull_loop(
     }
 }
 
-/// Persists `applied` (every version up to it is durable in the engine, whose WAL syncs every
-/// batch) and tells the coordinator.
+/// Applies each version as one atomic engine batch (readable at once), then makes them all
+/// durable with one engine sync.
+fn apply_versions(
+    engine: &Engine,
+    progress: &Progress,
+    batches: Vec<v1::VersionedMutations>,
+) -> Result<(), Error> {
+    for batch in batches {
+        let mutations = batch
+            .mutations
+            .into_iter()
+            .map(Mutation::try_from)
+            .collect::<Result<Vec<_>, Error>>()?;
+        engine.apply_unsynced(batch.version, &build_batch(engine, &mutations)?)?;
+        progress.advance(batch.version);
+    }
+    engine.sync()?;
+    Ok(())
+}
+
+/// Persists `applied` (every version up to it is durable in the engine: `apply_versions` syncs
+/// before reporting) and tells the coordinator.
 async fn report_durable(
     client: &mut TransactionCoordinatorClient<Channel>,
     worker_id: &str,

@@ -188,6 +188,20 @@ impl Engine {
         self.inner.apply(version, batch)
     }
 
+    /// Applies a batch like [`apply`](Self::apply) — atomic, visible to reads at once — but
+    /// returns before its WAL record is synced, so [`durable_version`](Self::durable_version)
+    /// does not cover it yet. A caller applying many versions in a row (a storage server
+    /// catching up on the commit log) then calls [`sync`](Self::sync) once for all of them.
+    pub fn apply_unsynced(&self, version: u64, batch: &WriteBatch) -> Result<()> {
+        self.inner.apply_unsynced(version, batch).map(|_| ())
+    }
+
+    /// Makes every applied batch durable (one WAL sync under [`SyncPolicy::Always`]) and
+    /// returns the durable version.
+    pub fn sync(&self) -> Result<u64> {
+        self.inner.sync()
+    }
+
     /// The value of `key` at `read_version`; `TransactionTooOld` below the GC horizon.
     pub fn get(&self, key: &[u8], read_version: u64) -> Result<Option<Bytes>> {
         self.inner.get(key, read_version)

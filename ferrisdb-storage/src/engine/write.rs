@@ -20,6 +20,30 @@ const STALL_WAIT: Duration = Duration::from_millis(100);
 
 impl Inner {
     pub(crate) fn apply(&self, version: u64, batch: &WriteBatch) -> Result<()> {
+        let seq = self.apply_unsynced(version, batch)?;
+        self.wal.sync_to(seq)?;
+        self.durable.fetch_max(version, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Makes every applied version durable: one WAL sync (per the sync policy) covering every
+    /// record submitted so far. Returns the durable version.
+    pub(crate) fn sync(&self) -> Result<u64> {
+        self.check_open()?;
+        let (seq, version) = {
+            let last_seq = self.write_lock.lock();
+            (*last_seq, self.last_applied.load(Ordering::Acquire))
+        };
+        if seq > 0 {
+            self.wal.sync_to(seq)?;
+        }
+        self.durable.fetch_max(version, Ordering::AcqRel);
+        Ok(self.durable.load(Ordering::Acquire))
+    }
+
+    /// Applies a batch (WAL submit + memtable insert) without waiting for the WAL sync;
+    /// returns the record's WAL sequence number.
+    pub(crate) fn apply_unsynced(&self, version: u64, batch: &WriteBatch) -> Result<u64> {
         self.check_open()?;
         self.check_background_error()?;
         if self.opts.background_threads {
@@ -52,9 +76,7 @@ impl Inner {
             }
             seq
         };
-        self.wal.sync_to(seq)?;
-        self.durable.fetch_max(version, Ordering::AcqRel);
-        Ok(())
+        Ok(seq)
     }
 
     /// Slows or stops the caller while level 0 is deep or too many memtables wait to flush.

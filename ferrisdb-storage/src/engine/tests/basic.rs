@@ -225,3 +225,42 @@ fn long_scans_cross_result_batches_and_respect_limits() {
     assert_eq!(held.len(), 3);
     assert_eq!(held[2].0.as_ref(), b"k01002");
 }
+
+#[test]
+fn unsynced_applies_are_visible_at_once_and_durable_after_one_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = open(dir.path(), small_options(false));
+        engine
+            .apply(1, &{
+                let mut b = WriteBatch::new();
+                b.put("k", "v1");
+                b
+            })
+            .unwrap();
+        for v in 2..=20u64 {
+            let mut b = WriteBatch::new();
+            b.put("k", format!("v{v}"));
+            b.put(format!("key{v}"), "x");
+            engine.apply_unsynced(v, &b).unwrap();
+        }
+        assert_eq!(engine.get(b"k", 20).unwrap().as_deref(), Some(&b"v20"[..]));
+        assert_eq!(engine.last_applied_version(), 20);
+        assert_eq!(
+            engine.durable_version(),
+            1,
+            "unsynced versions are not durable yet"
+        );
+        assert_eq!(engine.sync().unwrap(), 20);
+        assert_eq!(engine.durable_version(), 20);
+        // Dropped without close: a crash after the sync.
+    }
+    let engine = open(dir.path(), small_options(false));
+    assert_eq!(engine.last_applied_version(), 20);
+    assert_eq!(engine.get(b"k", 20).unwrap().as_deref(), Some(&b"v20"[..]));
+    assert_eq!(engine.get(b"k", 5).unwrap().as_deref(), Some(&b"v5"[..]));
+    assert!(
+        engine.apply_unsynced(20, &WriteBatch::new()).is_err(),
+        "versions must increase"
+    );
+}
