@@ -6,14 +6,11 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use ferrisdb_core::{Error, Result};
 use ferrisdb_proto::v1::kv_server::KvServer;
 use ferrisdb_proto::v1::transaction_coordinator_server::TransactionCoordinatorServer;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::RoutesBuilder;
 
 use super::handle::{Coordinator, CoordinatorHandle, CoordinatorOptions};
@@ -21,9 +18,6 @@ use super::kv::{self, KvService};
 use super::service::CoordinatorService;
 use super::worker;
 use crate::grpc;
-
-/// How long a shutdown waits for open RPCs before the server stops regardless.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Settings of a coordinator process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,29 +108,11 @@ pub async fn serve_on(
     )
     .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;
     tracing::info!(address = ?addr, "transaction coordinator serving");
-    let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
     let wake = coordinator.clone();
     let shutdown = async move {
         shutdown.await;
-        // Long-polling pulls return at once so the drain below is quick.
+        // Long-polling pulls return at once so the drain is quick.
         wake.begin_shutdown();
-        let _ = stopping_tx.send(());
     };
-    let server = tonic::transport::Server::builder()
-        .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
-    let grace_expired = async move {
-        if stopping_rx.await.is_ok() {
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        r = server => r.map_err(|e| Error::Unavailable(format!("gRPC server failed: {e}"))),
-        () = grace_expired => {
-            tracing::warn!(grace = ?SHUTDOWN_GRACE, "RPCs still open after the grace period; stopping anyway");
-            Ok(())
-        }
-    }
+    grpc::serve_until(routes, listener, shutdown).await
 }
