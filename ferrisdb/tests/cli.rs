@@ -427,6 +427,26 @@ fn a_short_benchmark_reports_sane_numbers(c: &Cluster, tmp: &Path) {
 }
 
 #[test]
+fn bench_engine_rejects_an_empty_key_set() {
+    // Random workloads pick keys modulo --num: zero used to panic the writer thread.
+    let out = Command::new(ferrisdb_bin())
+        .args([
+            "bench",
+            "engine",
+            "--num",
+            "0",
+            "--workloads",
+            "readwhilewriting",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("--num must be at least 1"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn every_command_has_help_with_examples() {
     for args in [
         vec!["--help"],
