@@ -447,6 +447,19 @@ fn bench_engine_rejects_an_empty_key_set() {
 }
 
 #[test]
+fn bench_rejects_a_duration_past_any_deadline() {
+    // The run's deadline is now + --duration: u64::MAX seconds used to overflow the instant.
+    let out = Command::new(ferrisdb_bin())
+        .args(["bench", "--duration", &u64::MAX.to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("--duration must be at most"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn every_command_has_help_with_examples() {
     for args in [
         vec!["--help"],

@@ -33,6 +33,8 @@ use super::connect::Target;
 
 /// Bytes of keys and values per load transaction (about).
 const LOAD_BATCH_BYTES: usize = 64 << 10;
+/// Longest run accepted: keeps the deadline instant from overflowing.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Settings of one run.
 #[derive(Debug, Clone)]
@@ -64,6 +66,12 @@ pub struct ClusterBench {
 pub async fn run(target: &Target, cfg: ClusterBench) -> Result<(), String> {
     if cfg.clients == 0 || cfg.records == 0 || cfg.duration.is_zero() {
         return Err("--clients, --records and --duration must be at least 1".into());
+    }
+    if cfg.duration > MAX_DURATION {
+        return Err(format!(
+            "--duration must be at most {} seconds (a year)",
+            MAX_DURATION.as_secs()
+        ));
     }
     let db = target.connect()?.db;
     let load_seconds = if cfg.no_load {
