@@ -447,7 +447,7 @@ fn bench_engine_rejects_an_empty_key_set() {
 }
 
 #[test]
-fn bench_rejects_a_duration_past_any_deadline() {
+fn bench_rejects_out_of_range_flags_before_connecting() {
     // The run's deadline is now + --duration: u64::MAX seconds used to overflow the instant.
     let out = Command::new(ferrisdb_bin())
         .args(["bench", "--duration", &u64::MAX.to_string()])
@@ -457,6 +457,17 @@ fn bench_rejects_a_duration_past_any_deadline() {
     let err = stderr(&out);
     assert!(err.contains("--duration must be at most"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    // Sizes past the limits used to overflow `key_size + value_size` while loading.
+    let max = usize::MAX.to_string();
+    for args in [
+        vec!["bench", "--key-size", &max, "--value-size", "1"],
+        vec!["bench", "--records", "18446744073709551615", "--no-load"],
+    ] {
+        let out = Command::new(ferrisdb_bin()).args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains("must be at most"), "{args:?}: {err}");
+    }
 }
 
 #[test]
