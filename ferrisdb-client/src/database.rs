@@ -132,10 +132,11 @@ impl Database {
         Fut: Future<Output = Result<T>>,
     {
         let tx = self.create_transaction();
+        // A timeout too large to add to an instant (e.g. `Duration::MAX`) means no bound.
         let deadline = self
             .options
             .timeout
-            .map(|t| tokio::time::Instant::from_std(tx.started()) + t);
+            .and_then(|t| tokio::time::Instant::from_std(tx.started()).checked_add(t));
         loop {
             let attempt = async {
                 let value = f(tx.clone()).await?;

@@ -524,7 +524,7 @@ impl Transaction {
             let delay = st.retry.backoff.next_delay();
             if let Some(timeout) = options.timeout {
                 let elapsed = st.retry.started.elapsed();
-                if elapsed + delay > timeout {
+                if elapsed.saturating_add(delay) > timeout {
                     return Err(Error::TimedOut(format!(
                         "transaction gave up after {} attempts in {elapsed:?} (timeout \
                          {timeout:?}); last error: {err}",

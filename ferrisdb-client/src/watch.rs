@@ -62,11 +62,14 @@ async fn poll_until_changed(
     baseline: Option<Bytes>,
     options: DatabaseOptions,
 ) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + options.watch_timeout;
+    // A timeout too large to add to an instant (e.g. `Duration::MAX`) means no bound.
+    let deadline = tokio::time::Instant::now().checked_add(options.watch_timeout);
     let mut backoff = Backoff::new(FIRST_POLL, options.watch_poll_max.max(FIRST_POLL));
     loop {
         let delay = backoff.next_delay();
-        if tokio::time::Instant::now() + delay > deadline {
+        if deadline
+            .is_some_and(|d| d.saturating_duration_since(tokio::time::Instant::now()) < delay)
+        {
             return Err(Error::TimedOut(format!(
                 "watch saw no change within {:?}",
                 options.watch_timeout

@@ -427,6 +427,50 @@ fn a_short_benchmark_reports_sane_numbers(c: &Cluster, tmp: &Path) {
 }
 
 #[test]
+fn bench_engine_rejects_an_empty_key_set() {
+    // Random workloads pick keys modulo --num: zero used to panic the writer thread.
+    let out = Command::new(ferrisdb_bin())
+        .args([
+            "bench",
+            "engine",
+            "--num",
+            "0",
+            "--workloads",
+            "readwhilewriting",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("--num must be at least 1"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bench_rejects_out_of_range_flags_before_connecting() {
+    // The run's deadline is now + --duration: u64::MAX seconds used to overflow the instant.
+    let out = Command::new(ferrisdb_bin())
+        .args(["bench", "--duration", &u64::MAX.to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("--duration must be at most"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // Sizes past the limits used to overflow `key_size + value_size` while loading.
+    let max = usize::MAX.to_string();
+    for args in [
+        vec!["bench", "--key-size", &max, "--value-size", "1"],
+        vec!["bench", "--records", "18446744073709551615", "--no-load"],
+    ] {
+        let out = Command::new(ferrisdb_bin()).args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains("must be at most"), "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn every_command_has_help_with_examples() {
     for args in [
         vec!["--help"],

@@ -94,6 +94,28 @@ async fn the_timeout_bounds_the_loop() {
 }
 
 #[tokio::test]
+async fn an_unbounded_timeout_does_not_overflow() {
+    // `Duration::MAX` used to overflow the deadline instant and panic.
+    let (backend, db) = mem(&[("k", "1")]);
+    let db = db.with_options(DatabaseOptions {
+        timeout: Some(Duration::MAX),
+        max_backoff: Duration::MAX,
+        watch_timeout: Duration::MAX,
+        watch_poll_max: Duration::from_millis(10),
+        ..DatabaseOptions::default()
+    });
+    backend
+        .commit_errors
+        .lock()
+        .extend((0..3).map(|_| Error::NotCommitted));
+    db.run(|tx| async move { tx.set("k", "2") }).await.unwrap();
+    assert!(backend.commit_errors.lock().is_empty(), "every retry made");
+    let watch = db.create_transaction().watch("k").await.unwrap();
+    backend.data.lock().insert(b("k"), Bytes::from_static(b"3"));
+    watch.await.unwrap();
+}
+
+#[tokio::test]
 async fn a_hand_driven_loop_can_tell_commit_unknown_apart() {
     let (backend, db) = mem(&[]);
     backend

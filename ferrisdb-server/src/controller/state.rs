@@ -113,8 +113,14 @@ impl ClusterState {
             return Ok(());
         }
         ids.truncate(wanted);
-        self.shard_map =
-            ShardMap::bootstrap(&ids, self.replication as usize, self.shard_map.version + 1)?;
+        // The version comes from the metadata file: a damaged one may hold any value.
+        let version = self.shard_map.version.checked_add(1).ok_or_else(|| {
+            Error::Internal(format!(
+                "shard map version {} from the controller metadata cannot be incremented",
+                self.shard_map.version
+            ))
+        })?;
+        self.shard_map = ShardMap::bootstrap(&ids, self.replication as usize, version)?;
         tracing::info!(
             shards = self.shard_map.shards.len(),
             replication = self.replication,
@@ -186,6 +192,20 @@ mod tests {
             }
         );
         assert!(s.heartbeat("zz", None, now).unwrap().must_register);
+    }
+
+    #[test]
+    fn an_exhausted_shard_map_version_fails_bootstrap_without_panicking() {
+        // A damaged controller.json: not bootstrapped, version already at the maximum.
+        let mut s = fresh();
+        s.shard_map.version = u64::MAX;
+        let now = Instant::now();
+        s.register(rec("a", Role::Storage), now, 1).unwrap();
+        s.register(rec("b", Role::Storage), now, 1).unwrap();
+        let err = s.register(rec("c", Role::Storage), now, 1).unwrap_err();
+        assert!(matches!(err, Error::Internal(_)), "{err:?}");
+        assert!(!s.shard_map.is_bootstrapped());
+        assert_eq!(s.shard_map.version, u64::MAX);
     }
 
     #[test]

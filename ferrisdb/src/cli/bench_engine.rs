@@ -277,6 +277,10 @@ pub fn run(cfg: EngineBench) -> Result<Vec<BenchResult>, String> {
     if cfg.key_size < 8 {
         return Err("--key-size must be at least 8".into());
     }
+    // Random workloads pick keys modulo --num.
+    if cfg.num == 0 {
+        return Err("--num must be at least 1".into());
+    }
     // A temporary directory (removed on drop) unless the user named one.
     let tmp = match &cfg.dir {
         Some(_) => None,

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferrisdb_client::{Database, RangeOptions};
+use ferrisdb_core::limits;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -33,6 +34,10 @@ use super::connect::Target;
 
 /// Bytes of keys and values per load transaction (about).
 const LOAD_BATCH_BYTES: usize = 64 << 10;
+/// Largest data set accepted: record numbers of inserts stay far from overflowing.
+const MAX_RECORDS: u64 = u32::MAX as u64;
+/// Longest run accepted: keeps the deadline instant from overflowing.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Settings of one run.
 #[derive(Debug, Clone)]
@@ -64,6 +69,24 @@ pub struct ClusterBench {
 pub async fn run(target: &Target, cfg: ClusterBench) -> Result<(), String> {
     if cfg.clients == 0 || cfg.records == 0 || cfg.duration.is_zero() {
         return Err("--clients, --records and --duration must be at least 1".into());
+    }
+    // Larger keys or values would be refused by the cluster; bounding them (and the record
+    // count) also keeps the size and record-number arithmetic below from overflowing.
+    if cfg.key_size > limits::MAX_KEY_BYTES || cfg.value_size > limits::MAX_VALUE_BYTES {
+        return Err(format!(
+            "--key-size must be at most {} and --value-size at most {}",
+            limits::MAX_KEY_BYTES,
+            limits::MAX_VALUE_BYTES
+        ));
+    }
+    if cfg.records > MAX_RECORDS {
+        return Err(format!("--records must be at most {MAX_RECORDS}"));
+    }
+    if cfg.duration > MAX_DURATION {
+        return Err(format!(
+            "--duration must be at most {} seconds (a year)",
+            MAX_DURATION.as_secs()
+        ));
     }
     let db = target.connect()?.db;
     let load_seconds = if cfg.no_load {
