@@ -7,7 +7,6 @@
 //! SIGTERM or SIGINT finishes in-flight batches and exits with the log synced. Logs go to
 //! stderr (`RUST_LOG` filters, default `info`).
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,14 +37,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    ferrisdb_server::grpc::init_tracing();
     let args = Args::parse();
     let config = CoordinatorConfig {
         listen: args.listen,
@@ -54,32 +46,12 @@ async fn main() -> ExitCode {
         controller: args.controller,
         segment_bytes: args.log_segment_bytes.max(1),
     };
-    match coordinator::serve(config, shutdown_signal()).await {
+    match coordinator::serve(config, ferrisdb_server::grpc::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("ferrisdb-coordinator: {e}");
             eprintln!("ferrisdb-coordinator: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
-        _ = term => tracing::info!("SIGTERM received, shutting down"),
     }
 }
