@@ -30,6 +30,19 @@ pub enum AtomicOp {
 }
 
 impl AtomicOp {
+    /// Every atomic operation, in declaration order.
+    pub const ALL: [AtomicOp; 9] = [
+        AtomicOp::Add,
+        AtomicOp::BitAnd,
+        AtomicOp::BitOr,
+        AtomicOp::BitXor,
+        AtomicOp::Max,
+        AtomicOp::Min,
+        AtomicOp::ByteMax,
+        AtomicOp::ByteMin,
+        AtomicOp::CompareAndClear,
+    ];
+
     /// Applies the operation to the current value (None if absent); returns the new value, or
     /// None if the key ends up cleared.
     pub fn apply(self, existing: Option<&[u8]>, operand: &[u8]) -> Option<Vec<u8>> {

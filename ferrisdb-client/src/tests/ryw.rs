@@ -12,17 +12,7 @@ use proptest::prelude::*;
 use crate::testing::MemBackend;
 use crate::{DatabaseOptions, KeyValue, RangeOptions};
 
-const OPS: [AtomicOp; 9] = [
-    AtomicOp::Add,
-    AtomicOp::BitAnd,
-    AtomicOp::BitOr,
-    AtomicOp::BitXor,
-    AtomicOp::Max,
-    AtomicOp::Min,
-    AtomicOp::ByteMax,
-    AtomicOp::ByteMin,
-    AtomicOp::CompareAndClear,
-];
+const OPS: [AtomicOp; 9] = AtomicOp::ALL;
 
 #[derive(Debug, Clone)]
 enum Op {

@@ -48,17 +48,7 @@ async fn concurrent_adds_sum_exactly() {
     assert_eq!(got[..], want.to_le_bytes());
 }
 
-const OPS: [AtomicOp; 9] = [
-    AtomicOp::Add,
-    AtomicOp::BitAnd,
-    AtomicOp::BitOr,
-    AtomicOp::BitXor,
-    AtomicOp::Max,
-    AtomicOp::Min,
-    AtomicOp::ByteMax,
-    AtomicOp::ByteMin,
-    AtomicOp::CompareAndClear,
-];
+const OPS: [AtomicOp; 9] = AtomicOp::ALL;
 
 /// A random operand: usually 1–4 bytes from a small alphabet so comparisons tie sometimes.
 fn operand(rng: &mut StdRng) -> Vec<u8> {

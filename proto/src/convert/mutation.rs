@@ -100,17 +100,7 @@ mod tests {
     use super::*;
     use ferrisdb_core::limits;
 
-    const OPS: [AtomicOp; 9] = [
-        AtomicOp::Add,
-        AtomicOp::BitAnd,
-        AtomicOp::BitOr,
-        AtomicOp::BitXor,
-        AtomicOp::Max,
-        AtomicOp::Min,
-        AtomicOp::ByteMax,
-        AtomicOp::ByteMin,
-        AtomicOp::CompareAndClear,
-    ];
+    const OPS: [AtomicOp; 9] = AtomicOp::ALL;
 
     #[test]
     fn every_kind_round_trips() {
