@@ -7,7 +7,8 @@
 //! address, created lazily and shared by every clone of the database. A read tries the replicas
 //! of its shard in order and skips a replica that is unavailable. A `Commit` that fails
 //! without a FerrisDB error code is reported as `CommitUnknownResult`: the request may have
-//! been applied.
+//! been applied. Read versions go through a [`ReadVersionBatcher`], so concurrent transactions
+//! share `GetReadVersion` requests.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,6 +29,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::KeyValue;
 use crate::backend::{Backend, RangeChunk, RangeRead};
+use crate::read_version::ReadVersionBatcher;
 use crate::routing::{locate, resume_after};
 
 /// Timeout for opening a connection to one process.
@@ -49,6 +51,8 @@ pub(crate) struct GrpcBackend {
     view: Mutex<Option<Arc<ClusterView>>>,
     /// Serializes refreshes so a burst of errors triggers one `GetClusterState`.
     refreshing: tokio::sync::Mutex<()>,
+    /// Shares `GetReadVersion` requests between concurrent transactions.
+    read_versions: Arc<ReadVersionBatcher<TransactionCoordinatorClient<Channel>>>,
 }
 
 impl GrpcBackend {
@@ -59,6 +63,7 @@ impl GrpcBackend {
             channels: Mutex::new(HashMap::new()),
             view: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
+            read_versions: ReadVersionBatcher::new(),
         }
     }
 
@@ -175,12 +180,16 @@ impl GrpcBackend {
 impl Backend for GrpcBackend {
     fn read_version(&self) -> BoxFuture<'_, Result<Version, Error>> {
         Box::pin(async move {
-            let mut client = self.coordinator().await?;
-            let resp = client
-                .get_read_version(v1::GetReadVersionRequest {})
+            let client = self.coordinator().await?;
+            self.read_versions
+                .read_version(client, |mut client| async move {
+                    let resp = client
+                        .get_read_version(v1::GetReadVersionRequest {})
+                        .await
+                        .map_err(|s| from_status(&s))?;
+                    Ok(Version(resp.into_inner().version))
+                })
                 .await
-                .map_err(|s| from_status(&s))?;
-            Ok(Version(resp.into_inner().version))
         })
     }
 

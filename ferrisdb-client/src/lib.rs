@@ -48,6 +48,7 @@ mod database;
 mod grpc;
 mod options;
 mod range;
+mod read_version;
 mod routing;
 mod transaction;
 mod watch;
