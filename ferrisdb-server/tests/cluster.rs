@@ -132,6 +132,66 @@ async fn a_storage_server_killed_with_sigkill_catches_up_after_restart() {
     }
 }
 
+/// Every storage server's durable version, from the controller's view (0 if none reported).
+async fn durable_versions(cluster: &TestCluster) -> Vec<u64> {
+    let state = cluster.state().await.unwrap();
+    state
+        .workers
+        .iter()
+        .filter_map(|w| match w.status.as_ref()?.status.as_ref()? {
+            v1::worker_status::Status::Storage(s) => Some(s.durable_version),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_server_killed_after_reporting_durable_keeps_what_the_log_dropped() {
+    // A storage server syncs its engine in the background and reports durable versions; the
+    // coordinator then drops those versions from its log. A SIGKILL right after must not lose
+    // them: the server cannot pull them again.
+    let mut cluster = TestCluster::start(3, 2).await;
+    let victim = cluster.storage[0].addr.to_string();
+    let mut keys = Vec::new();
+    for first in 0u8..=255 {
+        let key = vec![first, b'd'];
+        if cluster.replicas_of(&key).await.contains(&victim) {
+            keys.push(key);
+        }
+        if keys.len() == 8 {
+            break;
+        }
+    }
+    let mut last = 0;
+    for (i, key) in keys.iter().enumerate() {
+        last = commit(&cluster, vec![set(key, format!("kept-{i}").as_bytes())]).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let durable = durable_versions(&cluster).await;
+        if durable.len() == 3 && durable.iter().all(|&d| d >= last) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "storage servers never reported {last} durable: {durable:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The next report lets the coordinator truncate its log past `last`.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.storage[0].kill();
+    cluster.storage[0].start();
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(
+            read_at(&victim, key, last).await.as_deref(),
+            Some(format!("kept-{i}").as_bytes()),
+            "{}",
+            cluster.all_logs()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_commits_survive_sigkill_of_the_coordinator() {
     let mut cluster = TestCluster::start(3, 2).await;

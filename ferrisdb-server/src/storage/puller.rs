@@ -1,6 +1,10 @@
 //! Pulls committed mutations for this server's ranges from the coordinator's log, in version
-//! order, and applies each version to the engine as one atomic batch. Then persists and
-//! reports how far it is durable so the log can drop what every replica holds.
+//! order, and applies each version to the engine as one atomic batch, readable at once but not
+//! yet synced. Every [`REPORT_EVERY`] it syncs the engine (one fsync for everything applied
+//! since), persists the applied version and reports it durable, so the log can drop what every
+//! replica holds. Until then the coordinator's log is what makes those versions durable (as
+//! FoundationDB's storage servers lag their transaction logs), so the pull loop never waits on
+//! this server's disk and reads at fresh versions are not held behind an fsync.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -117,15 +121,14 @@ async fn pull_loop(
         progress.advance(reply.committed_through);
         let applied = progress.applied();
         if applied > reported && last_report.elapsed() >= REPORT_EVERY {
-            report_durable(&mut client, worker_id, progress, applied).await?;
+            report_durable(&mut client, worker_id, engine, progress, applied).await?;
             reported = applied;
             last_report = Instant::now();
         }
     }
 }
 
-/// Applies each version as one atomic engine batch (readable at once), then makes them all
-/// durable with one engine sync.
+/// Applies each version as one atomic engine batch, readable at once; `report_durable` syncs.
 fn apply_versions(
     engine: &Engine,
     progress: &Progress,
@@ -140,22 +143,27 @@ fn apply_versions(
         engine.apply_unsynced(batch.version, &build_batch(engine, &mutations)?)?;
         progress.advance(batch.version);
     }
-    engine.sync()?;
     Ok(())
 }
 
-/// Persists `applied` (every version up to it is durable in the engine: `apply_versions` syncs
-/// before reporting) and tells the coordinator.
+/// Syncs the engine, then persists `applied` and tells the coordinator. Every version up to
+/// `applied` that touched this server was applied to the engine before `applied` was read
+/// (the applied version only moves after its batch is in), so the sync covers them all; the
+/// persisted file must never claim a version the engine could lose in a crash.
 async fn report_durable(
     client: &mut TransactionCoordinatorClient<Channel>,
     worker_id: &str,
+    engine: &Arc<Engine>,
     progress: &Arc<Progress>,
     applied: u64,
 ) -> Result<(), Error> {
-    let p = progress.clone();
-    tokio::task::spawn_blocking(move || p.persist(applied))
-        .await
-        .map_err(|e| Error::Internal(format!("persist task failed: {e}")))??;
+    let (engine, p) = (engine.clone(), progress.clone());
+    tokio::task::spawn_blocking(move || {
+        engine.sync()?;
+        p.persist(applied)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("persist task failed: {e}")))??;
     client
         .report_durable(v1::ReportDurableRequest {
             storage_id: worker_id.to_string(),
