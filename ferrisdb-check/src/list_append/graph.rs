@@ -238,9 +238,12 @@ mod tests {
         assert!(g.all_cyclic_components().is_empty());
     }
 
+    /// Edges `(from, to, kinds)`.
+    type Edges = &'static [(usize, usize, u8)];
+
     #[test]
     fn classifies_by_the_weakest_edges_needed() {
-        let cases: [(&[(usize, usize, u8)], CycleKind); 5] = [
+        let cases: [(Edges, CycleKind); 5] = [
             (&[(0, 1, WW), (1, 0, WW)], CycleKind::G0),
             (&[(0, 1, WW), (1, 2, WR), (2, 0, WW)], CycleKind::G1c),
             (&[(0, 1, RW), (1, 0, WR)], CycleKind::GSingle),
