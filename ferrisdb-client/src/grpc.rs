@@ -288,11 +288,18 @@ impl Backend for GrpcBackend {
     }
 }
 
-/// The error of a failed `Commit` call: a FerrisDB error as sent, anything else (a dropped
-/// connection, a proxy's answer) `CommitUnknownResult`, since the commit may have happened.
+/// The error of a failed `Commit` call: a FerrisDB error as sent; `Unavailable` when the
+/// connection to the coordinator was refused (no request can have reached it); anything else
+/// (a dropped connection, a timeout, a proxy's answer) `CommitUnknownResult`, since the commit
+/// may have happened.
 pub(crate) fn commit_error(status: &tonic::Status) -> Error {
     if status.metadata().get(ERROR_CODE_KEY).is_some() {
         from_status(status)
+    } else if connection_refused(status) {
+        Error::Unavailable(format!(
+            "the coordinator refused the connection, so the transaction was not sent: {}",
+            status.message()
+        ))
     } else {
         Error::CommitUnknownResult(format!(
             "commit call failed ({}: {}); it may or may not have been applied",
@@ -300,6 +307,21 @@ pub(crate) fn commit_error(status: &tonic::Status) -> Error {
             status.message()
         ))
     }
+}
+
+/// True if `status` comes from a refused TCP connection: the request never left this process.
+fn connection_refused(status: &tonic::Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(err) = source {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Checks a storage answer is inside the asked range and strictly ordered in read order.
@@ -323,4 +345,32 @@ fn check_order(kvs: &[KeyValue], begin: &[u8], end: &[u8], reverse: bool) -> Res
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_means_the_commit_was_not_sent() {
+        // A port nothing listens on: bind, note it, close.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy();
+        let status = TransactionCoordinatorClient::new(channel)
+            .commit(v1::CommitRequest::default())
+            .await
+            .unwrap_err();
+        let err = commit_error(&status);
+        assert!(matches!(err, Error::Unavailable(_)), "{err}");
+        let dropped = tonic::Status::unavailable("connection reset");
+        assert!(matches!(
+            commit_error(&dropped),
+            Error::CommitUnknownResult(_)
+        ));
+    }
 }
