@@ -1,6 +1,12 @@
 //! Pulls committed mutations for this server's ranges from the coordinator's log, in version
 //! order, and applies each version to the engine as one atomic batch. Then persists and
 //! reports how far it is durable so the log can drop what every replica holds.
+//!
+//! The applied version moves only after the engine has synced the versions it covers: a
+//! version that failed to become durable is never readable here, persisted or reported. A
+//! failure of the engine itself (a write or fsync error, e.g. a full or read-only disk)
+//! poisons it for good, so [`run`] then stops pulling and returns the error; network and
+//! coordinator failures are retried.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,13 +30,29 @@ const PULL_WAIT_MS: u32 = 500;
 /// How often durability is persisted and reported.
 const REPORT_EVERY: Duration = Duration::from_millis(200);
 
-/// Runs until the task is aborted: pull, apply, report; reconnects on any failure.
+/// Why a pull loop stopped.
+enum PullError {
+    /// The coordinator or the network failed: reconnect and try again.
+    Retry(Error),
+    /// The engine failed to apply or sync: nothing more can be applied until a restart.
+    Engine(Error),
+}
+
+impl From<Error> for PullError {
+    fn from(e: Error) -> Self {
+        PullError::Retry(e)
+    }
+}
+
+/// Pulls, applies and reports until the task is aborted, reconnecting on network or
+/// coordinator failures. Returns only when the engine fails, with that error: from then on
+/// nothing is applied, persisted or reported.
 pub async fn run(
     worker_id: String,
     engine: Arc<Engine>,
     progress: Arc<Progress>,
     mut view: watch::Receiver<ClusterView>,
-) {
+) -> Error {
     let mut backoff = Duration::from_millis(20);
     loop {
         let (coordinator, owned) = {
@@ -61,7 +83,8 @@ pub async fn run(
         .await
         {
             Ok(()) => backoff = Duration::from_millis(20),
-            Err(e) => {
+            Err(PullError::Engine(e)) => return e,
+            Err(PullError::Retry(e)) => {
                 tracing::warn!(coordinator = %coordinator, "pulling from the coordinator: {e}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -78,7 +101,7 @@ async fn pull_loop(
     progress: &Arc<Progress>,
     owned: &[ferrisdb_core::KeyRange],
     view: &mut watch::Receiver<ClusterView>,
-) -> Result<(), Error> {
+) -> Result<(), PullError> {
     let channel = crate::worker::endpoint(coordinator)?.connect_lazy();
     // A pull answer holds whole commits (up to 10 MB each): tonic's 4 MiB default would
     // refuse one and wedge this server behind it forever.
@@ -112,7 +135,9 @@ async fn pull_loop(
             let progress = progress.clone();
             tokio::task::spawn_blocking(move || apply_versions(&engine, &progress, fresh))
                 .await
-                .map_err(|e| Error::Internal(format!("apply task failed: {e}")))??;
+                .map_err(|e| Error::Internal(format!("apply task failed: {e}")))
+                .and_then(|applied| applied)
+                .map_err(PullError::Engine)?;
         }
         progress.advance(reply.committed_through);
         let applied = progress.applied();
@@ -124,13 +149,15 @@ async fn pull_loop(
     }
 }
 
-/// Applies each version as one atomic engine batch (readable at once), then makes them all
-/// durable with one engine sync.
+/// Applies each version as one atomic engine batch, makes them all durable with one engine
+/// sync, and only then advances the applied version (so readers, `persist` and reports never
+/// cover a version that failed to become durable).
 fn apply_versions(
     engine: &Engine,
     progress: &Progress,
     batches: Vec<v1::VersionedMutations>,
 ) -> Result<(), Error> {
+    let mut last = None;
     for batch in batches {
         let mutations = batch
             .mutations
@@ -138,9 +165,12 @@ fn apply_versions(
             .map(Mutation::try_from)
             .collect::<Result<Vec<_>, Error>>()?;
         engine.apply_unsynced(batch.version, &build_batch(engine, &mutations)?)?;
-        progress.advance(batch.version);
+        last = Some(batch.version);
     }
     engine.sync()?;
+    if let Some(version) = last {
+        progress.advance(version);
+    }
     Ok(())
 }
 

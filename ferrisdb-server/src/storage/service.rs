@@ -1,7 +1,9 @@
 //! The `StorageServer` gRPC service: point and range reads at a read version.
 //!
 //! A read at a version the server has not applied yet waits up to [`FUTURE_VERSION_WAIT`],
-//! then fails with `future_version`; a version below the engine's GC horizon fails with
+//! then fails with `future_version` (or at once with `unavailable` once the engine has failed
+//! and the version will never be reached, so clients move on to another replica); a version
+//! below the engine's GC horizon fails with
 //! `transaction_too_old`; a key outside this server's shards gets `wrong_shard`.
 //!
 //! Ownership is checked only once the server has applied the read version (as FoundationDB's
@@ -50,7 +52,22 @@ impl StorageService {
                 "read version 0 is not a valid version".into(),
             ));
         }
+        let failed = |applied: u64, reason: String| {
+            Error::Unavailable(format!(
+                "this storage server stopped applying writes at version {applied} \
+                 ({reason}); read another replica"
+            ))
+        };
+        let applied = self.progress.applied();
+        if applied < version
+            && let Some(reason) = self.progress.failure()
+        {
+            return Err(failed(applied, reason));
+        }
         if !self.progress.wait_for(version, FUTURE_VERSION_WAIT).await {
+            if let Some(reason) = self.progress.failure() {
+                return Err(failed(self.progress.applied(), reason));
+            }
             return Err(Error::FutureVersion {
                 read_version: version,
                 applied: self.progress.applied(),
