@@ -21,6 +21,7 @@ use ferrisdb_core::{Error, Result};
 
 pub use edit::{FileMeta, VersionEdit};
 pub use state::ManifestState;
+pub(crate) use log::decode_edits;
 
 /// Name of the file naming the active manifest.
 pub const CURRENT_FILE: &str = "CURRENT";
