@@ -9,7 +9,9 @@
 //! Ownership is checked only once the server has applied the read version (as FoundationDB's
 //! storage servers do): a server that has just started does not know its shards until the
 //! controller's view reaches it, and it cannot pull (so cannot reach the version) before
-//! that. Checking first would answer `wrong_shard` for keys it does hold.
+//! that. Checking first would answer `wrong_shard` for keys it does hold. A restarted server
+//! may already have reached the version (it resumes from its persisted applied version): until
+//! it knows its shards it answers `unavailable`, so clients read another replica.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -72,6 +74,13 @@ impl StorageService {
                 read_version: version,
                 applied: self.progress.applied(),
             });
+        }
+        // A restarted server resumes from its persisted applied version, so it may reach the
+        // version before the controller's view tells it its shards: it cannot judge ownership.
+        if self.progress.owned().is_empty() {
+            return Err(Error::Unavailable(
+                "this storage server does not know its shards yet (just started)".into(),
+            ));
         }
         Ok(())
     }
@@ -220,5 +229,27 @@ mod tests {
             ferrisdb_proto::status::from_status(&err).code(),
             ferrisdb_core::ErrorCode::WrongShard
         );
+    }
+
+    #[tokio::test]
+    async fn a_restarted_server_does_not_judge_ownership_before_it_knows_its_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(&dir.path().join("engine"), EngineOptions::default()).unwrap();
+        let mut batch = WriteBatch::default();
+        batch.put(b"k", b"v");
+        engine.apply(5, &batch).unwrap();
+        // Restarted: the applied version is known at once, the shards are not.
+        let progress = Arc::new(Progress::open(dir.path(), 5).unwrap());
+        let service = StorageService::new(engine, progress.clone());
+        let req = || {
+            Request::new(v1::StorageGetRequest {
+                key: "k".into(),
+                version: 5,
+            })
+        };
+        let err = service.get(req()).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+        progress.set_owned(vec![KeyRange::all()]);
+        assert_eq!(service.get(req()).await.unwrap().into_inner().value, "v");
     }
 }
