@@ -217,8 +217,11 @@ mod tests {
 
     #[test]
     fn encoded_blocks_decode_and_walk() {
-        let entries: [(&[u8], u64, bool, &[u8]); 3] =
-            [(b"a", 9, true, b"1"), (b"a", 3, false, b""), (b"b", 5, true, b"2")];
+        let entries: [(&[u8], u64, bool, &[u8]); 3] = [
+            (b"a", 9, true, b"1"),
+            (b"a", 3, false, b""),
+            (b"b", 5, true, b"2"),
+        ];
         let block = walk_block(Bytes::from(encode_block(&entries, 2))).expect("decodes");
         assert!(!block.is_empty());
         assert_eq!(with_trailer(b"x").len(), 1 + BLOCK_TRAILER_SIZE);

@@ -19,17 +19,17 @@ use crate::v1;
 
 /// Decodes `data` as each request message and validates whatever decodes.
 pub fn requests(data: &[u8]) {
-    if let Ok(req) = v1::CommitRequest::decode(data) {
-        if let Ok(commit) = Commit::try_from(req).map_err(status_round_trip) {
-            let again = Commit::try_from(v1::CommitRequest::from(commit.clone()));
-            assert_eq!(again.ok(), Some(commit), "a valid commit must round-trip");
-        }
+    if let Ok(req) = v1::CommitRequest::decode(data)
+        && let Ok(commit) = Commit::try_from(req).map_err(status_round_trip)
+    {
+        let again = Commit::try_from(v1::CommitRequest::from(commit.clone()));
+        assert_eq!(again.ok(), Some(commit), "a valid commit must round-trip");
     }
-    if let Ok(req) = v1::VersionedMutations::decode(data) {
-        if let Ok(batch) = VersionedMutations::try_from(req).map_err(status_round_trip) {
-            let again = VersionedMutations::try_from(v1::VersionedMutations::from(batch.clone()));
-            assert_eq!(again.ok(), Some(batch), "valid mutations must round-trip");
-        }
+    if let Ok(req) = v1::VersionedMutations::decode(data)
+        && let Ok(batch) = VersionedMutations::try_from(req).map_err(status_round_trip)
+    {
+        let again = VersionedMutations::try_from(v1::VersionedMutations::from(batch.clone()));
+        assert_eq!(again.ok(), Some(batch), "valid mutations must round-trip");
     }
     if let Ok(req) = v1::PullMutationsRequest::decode(data) {
         let _ = ranges_from_proto(req.ranges).map_err(status_round_trip);
@@ -54,22 +54,22 @@ pub fn requests(data: &[u8]) {
             .and_then(|()| KeyRange::new(req.begin, req.end))
             .map_err(status_round_trip);
     }
-    if let Ok(req) = v1::Mutation::decode(data) {
-        if let Ok(m) = Mutation::try_from(req).map_err(status_round_trip) {
-            assert_eq!(
-                Mutation::try_from(v1::Mutation::from(m.clone())).ok(),
-                Some(m),
-                "a valid mutation must round-trip"
-            );
-        }
+    if let Ok(req) = v1::Mutation::decode(data)
+        && let Ok(m) = Mutation::try_from(req).map_err(status_round_trip)
+    {
+        assert_eq!(
+            Mutation::try_from(v1::Mutation::from(m.clone())).ok(),
+            Some(m),
+            "a valid mutation must round-trip"
+        );
     }
-    if let Ok(map) = v1::ShardMap::decode(data) {
-        if let Ok(map) = ShardMap::try_from(map).map_err(status_round_trip) {
-            assert!(
-                ShardMap::try_from(v1::ShardMap::from(&map)).is_ok(),
-                "a valid shard map must round-trip"
-            );
-        }
+    if let Ok(map) = v1::ShardMap::decode(data)
+        && let Ok(map) = ShardMap::try_from(map).map_err(status_round_trip)
+    {
+        assert!(
+            ShardMap::try_from(v1::ShardMap::from(&map)).is_ok(),
+            "a valid shard map must round-trip"
+        );
     }
     for decoded in [
         v1::RegisterWorkerRequest::decode(data).map(|r| r.encoded_len()),

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use ferrisdb_core::{Error, Result};
 
 pub use edit::{FileMeta, VersionEdit};
-pub use state::ManifestState;
 pub(crate) use log::decode_edits;
+pub use state::ManifestState;
 
 /// Name of the file naming the active manifest.
 pub const CURRENT_FILE: &str = "CURRENT";
