@@ -5,7 +5,8 @@
 //! addresses), fetched on first use and dropped by [`Backend::invalidate`] after errors that
 //! show it stale (`WrongShard`, `Unavailable`, `Recovering`), and one tonic `Channel` per
 //! address, created lazily and shared by every clone of the database. A read tries the replicas
-//! of its shard in order and skips a replica that is unavailable. A `Commit` that fails
+//! of its shard in order and skips a replica that is unavailable or reports corruption (the
+//! corruption error is returned if every replica does). A `Commit` that fails
 //! without a FerrisDB error code is reported as `CommitUnknownResult`: the request may have
 //! been applied. Read versions go through a [`ReadVersionBatcher`], so concurrent transactions
 //! share `GetReadVersion` requests.
@@ -146,7 +147,8 @@ impl GrpcBackend {
         ))
     }
 
-    /// Runs `call` against each replica of `replicas` in order until one is not unavailable.
+    /// Runs `call` against each replica of `replicas` in order until one is neither
+    /// unavailable nor reporting corruption.
     async fn on_replicas<T, F, Fut>(
         &self,
         view: &ClusterView,
@@ -169,6 +171,12 @@ impl GrpcBackend {
                 Err(Error::Unavailable(m)) => {
                     tracing::debug!(storage = %id, error = %m, "replica unavailable, trying next");
                     last = Some(Error::Unavailable(format!("storage server {id}: {m}")));
+                }
+                // A replica whose files are damaged refuses the read; another may hold the
+                // data intact. If none does, the caller gets the corruption error.
+                Err(err @ Error::Corruption { .. }) => {
+                    tracing::warn!(storage = %id, error = %err, "replica reports corruption, trying next");
+                    last = Some(err);
                 }
                 other => return other,
             }

@@ -7,6 +7,8 @@
 
 pub mod cache;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod iterator;
 pub mod iterators;
 pub mod key;

@@ -10,6 +10,8 @@
 #![deny(missing_docs)]
 
 pub mod convert;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod status;
 
 /// Generated code for the `ferrisdb.v1` package.

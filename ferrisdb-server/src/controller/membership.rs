@@ -185,13 +185,14 @@ impl Membership {
     }
 
     /// Records a heartbeat. Returns `Ok(false)` if the worker is unknown (it must register);
-    /// fails if the status belongs to another role.
+    /// fails for an id registration would refuse, or a status of another role.
     pub fn heartbeat(
         &mut self,
         id: &str,
         status: Option<RoleStatus>,
         now: Instant,
     ) -> Result<bool, Error> {
+        check_id(id)?;
         let Some(w) = self.workers.iter_mut().find(|w| w.record.id == id) else {
             return Ok(false);
         };

@@ -23,6 +23,8 @@ pub struct Progress {
     applied: watch::Sender<u64>,
     owned: RwLock<Vec<KeyRange>>,
     file: PathBuf,
+    /// Why the engine stopped applying writes, once it has.
+    failure: RwLock<Option<String>>,
 }
 
 impl Progress {
@@ -44,7 +46,19 @@ impl Progress {
             applied,
             owned: RwLock::new(Vec::new()),
             file,
+            failure: RwLock::new(None),
         })
+    }
+
+    /// Records that the engine failed: the applied version will not move again in this
+    /// process. The first reason is kept.
+    pub fn set_failed(&self, reason: String) {
+        self.failure.write().get_or_insert(reason);
+    }
+
+    /// Why the engine stopped applying writes, if it has.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.read().clone()
     }
 
     /// The applied version.

@@ -5,6 +5,12 @@
 //! replica holds. Until then the coordinator's log is what makes those versions durable (as
 //! FoundationDB's storage servers lag their transaction logs), so the pull loop never waits on
 //! this server's disk and reads at fresh versions are not held behind an fsync.
+//!
+//! Only a successful sync lets a version be persisted or reported durable. A failure of the
+//! engine itself (a write or fsync error, e.g. a full or read-only disk) poisons it for good,
+//! so [`run`] then stops pulling and returns the error: nothing is persisted or reported after
+//! it, and the log keeps every version this server has not reported. Network and coordinator
+//! failures are retried.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,13 +34,29 @@ const PULL_WAIT_MS: u32 = 500;
 /// How often durability is persisted and reported.
 const REPORT_EVERY: Duration = Duration::from_millis(200);
 
-/// Runs until the task is aborted: pull, apply, report; reconnects on any failure.
+/// Why a pull loop stopped.
+enum PullError {
+    /// The coordinator or the network failed: reconnect and try again.
+    Retry(Error),
+    /// The engine failed to apply or sync: nothing more can be applied until a restart.
+    Engine(Error),
+}
+
+impl From<Error> for PullError {
+    fn from(e: Error) -> Self {
+        PullError::Retry(e)
+    }
+}
+
+/// Pulls, applies and reports until the task is aborted, reconnecting on network or
+/// coordinator failures. Returns only when the engine fails, with that error: from then on
+/// nothing is applied, persisted or reported.
 pub async fn run(
     worker_id: String,
     engine: Arc<Engine>,
     progress: Arc<Progress>,
     mut view: watch::Receiver<ClusterView>,
-) {
+) -> Error {
     let mut backoff = Duration::from_millis(20);
     loop {
         let (coordinator, owned) = {
@@ -65,7 +87,8 @@ pub async fn run(
         .await
         {
             Ok(()) => backoff = Duration::from_millis(20),
-            Err(e) => {
+            Err(PullError::Engine(e)) => return e,
+            Err(PullError::Retry(e)) => {
                 tracing::warn!(coordinator = %coordinator, "pulling from the coordinator: {e}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -82,7 +105,7 @@ async fn pull_loop(
     progress: &Arc<Progress>,
     owned: &[ferrisdb_core::KeyRange],
     view: &mut watch::Receiver<ClusterView>,
-) -> Result<(), Error> {
+) -> Result<(), PullError> {
     let channel = crate::worker::endpoint(coordinator)?.connect_lazy();
     // A pull answer holds whole commits (up to 10 MB each): tonic's 4 MiB default would
     // refuse one and wedge this server behind it forever.
@@ -116,7 +139,9 @@ async fn pull_loop(
             let progress = progress.clone();
             tokio::task::spawn_blocking(move || apply_versions(&engine, &progress, fresh))
                 .await
-                .map_err(|e| Error::Internal(format!("apply task failed: {e}")))??;
+                .map_err(|e| Error::Internal(format!("apply task failed: {e}")))
+                .and_then(|applied| applied)
+                .map_err(PullError::Engine)?;
         }
         progress.advance(reply.committed_through);
         let applied = progress.applied();
@@ -149,21 +174,26 @@ fn apply_versions(
 /// Syncs the engine, then persists `applied` and tells the coordinator. Every version up to
 /// `applied` that touched this server was applied to the engine before `applied` was read
 /// (the applied version only moves after its batch is in), so the sync covers them all; the
-/// persisted file must never claim a version the engine could lose in a crash.
+/// persisted file must never claim a version the engine could lose in a crash. A failed sync
+/// is an engine failure (nothing is persisted or reported); a failed persist or report is
+/// retried with the next report.
 async fn report_durable(
     client: &mut TransactionCoordinatorClient<Channel>,
     worker_id: &str,
     engine: &Arc<Engine>,
     progress: &Arc<Progress>,
     applied: u64,
-) -> Result<(), Error> {
-    let (engine, p) = (engine.clone(), progress.clone());
-    tokio::task::spawn_blocking(move || {
-        engine.sync()?;
-        p.persist(applied)
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("persist task failed: {e}")))??;
+) -> Result<(), PullError> {
+    let synced = engine.clone();
+    tokio::task::spawn_blocking(move || synced.sync())
+        .await
+        .map_err(|e| Error::Internal(format!("sync task failed: {e}")))
+        .and_then(|synced| synced)
+        .map_err(PullError::Engine)?;
+    let p = progress.clone();
+    tokio::task::spawn_blocking(move || p.persist(applied))
+        .await
+        .map_err(|e| Error::Internal(format!("persist task failed: {e}")))??;
     client
         .report_durable(v1::ReportDurableRequest {
             storage_id: worker_id.to_string(),

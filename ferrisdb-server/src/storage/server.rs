@@ -1,5 +1,10 @@
 //! Runs a storage server process: engine, controller session, puller, GC task and the gRPC
 //! server (StorageServer + health + reflection) until shutdown.
+//!
+//! If the engine fails (a write or fsync error: full or read-only disk), the puller stops,
+//! the error is logged and the health service reports `NOT_SERVING` (both for the overall
+//! server and for `ferrisdb.v1.StorageServer`); reads at versions already applied (and
+//! durable) are still served until the process is restarted.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -93,12 +98,36 @@ pub async fn serve(
         config.advertise.clone(),
         status,
     )?;
-    let puller = tokio::spawn(super::puller::run(
-        worker_id.clone(),
-        engine.clone(),
-        progress.clone(),
-        session.view(),
-    ));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<StorageServerServer<StorageService>>()
+        .await;
+    let puller = tokio::spawn({
+        let pulled = super::puller::run(
+            worker_id.clone(),
+            engine.clone(),
+            progress.clone(),
+            session.view(),
+        );
+        let health = health.clone();
+        let applied = progress.clone();
+        async move {
+            let err = pulled.await;
+            applied.set_failed(err.to_string());
+            tracing::error!(
+                error = %err,
+                applied = applied.applied(),
+                "storage engine failed: no longer applying writes; reads at or below the \
+                 applied version are still served; restart once the disk problem is fixed"
+            );
+            health
+                .set_not_serving::<StorageServerServer<StorageService>>()
+                .await;
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+    });
     let gc = tokio::spawn({
         let engine = engine.clone();
         let progress = progress.clone();
@@ -112,10 +141,6 @@ pub async fn serve(
         }
     });
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<StorageServerServer<StorageService>>()
-        .await;
     let mut routes = RoutesBuilder::default();
     routes.add_service(health_service);
     routes.add_service(StorageServerServer::new(StorageService::new(

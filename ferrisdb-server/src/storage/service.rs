@@ -1,13 +1,17 @@
 //! The `StorageServer` gRPC service: point and range reads at a read version.
 //!
 //! A read at a version the server has not applied yet waits up to [`FUTURE_VERSION_WAIT`],
-//! then fails with `future_version`; a version below the engine's GC horizon fails with
+//! then fails with `future_version` (or at once with `unavailable` once the engine has failed
+//! and the version will never be reached, so clients move on to another replica); a version
+//! below the engine's GC horizon fails with
 //! `transaction_too_old`; a key outside this server's shards gets `wrong_shard`.
 //!
 //! Ownership is checked only once the server has applied the read version (as FoundationDB's
 //! storage servers do): a server that has just started does not know its shards until the
 //! controller's view reaches it, and it cannot pull (so cannot reach the version) before
-//! that. Checking first would answer `wrong_shard` for keys it does hold.
+//! that. Checking first would answer `wrong_shard` for keys it does hold. A restarted server
+//! may already have reached the version (it resumes from its persisted applied version): until
+//! it knows its shards it answers `unavailable`, so clients read another replica.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -50,11 +54,33 @@ impl StorageService {
                 "read version 0 is not a valid version".into(),
             ));
         }
+        let failed = |applied: u64, reason: String| {
+            Error::Unavailable(format!(
+                "this storage server stopped applying writes at version {applied} \
+                 ({reason}); read another replica"
+            ))
+        };
+        let applied = self.progress.applied();
+        if applied < version
+            && let Some(reason) = self.progress.failure()
+        {
+            return Err(failed(applied, reason));
+        }
         if !self.progress.wait_for(version, FUTURE_VERSION_WAIT).await {
+            if let Some(reason) = self.progress.failure() {
+                return Err(failed(self.progress.applied(), reason));
+            }
             return Err(Error::FutureVersion {
                 read_version: version,
                 applied: self.progress.applied(),
             });
+        }
+        // A restarted server resumes from its persisted applied version, so it may reach the
+        // version before the controller's view tells it its shards: it cannot judge ownership.
+        if self.progress.owned().is_empty() {
+            return Err(Error::Unavailable(
+                "this storage server does not know its shards yet (just started)".into(),
+            ));
         }
         Ok(())
     }
@@ -203,5 +229,27 @@ mod tests {
             ferrisdb_proto::status::from_status(&err).code(),
             ferrisdb_core::ErrorCode::WrongShard
         );
+    }
+
+    #[tokio::test]
+    async fn a_restarted_server_does_not_judge_ownership_before_it_knows_its_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(&dir.path().join("engine"), EngineOptions::default()).unwrap();
+        let mut batch = WriteBatch::default();
+        batch.put(b"k", b"v");
+        engine.apply(5, &batch).unwrap();
+        // Restarted: the applied version is known at once, the shards are not.
+        let progress = Arc::new(Progress::open(dir.path(), 5).unwrap());
+        let service = StorageService::new(engine, progress.clone());
+        let req = || {
+            Request::new(v1::StorageGetRequest {
+                key: "k".into(),
+                version: 5,
+            })
+        };
+        let err = service.get(req()).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+        progress.set_owned(vec![KeyRange::all()]);
+        assert_eq!(service.get(req()).await.unwrap().into_inner().value, "v");
     }
 }

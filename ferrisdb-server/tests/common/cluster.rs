@@ -41,6 +41,11 @@ impl Node {
         wait_for_port(self.addr, Duration::from_secs(30));
     }
 
+    /// Starts the process without waiting for its port (for a process expected to fail).
+    pub fn spawn(&mut self) {
+        self.process = Some(ServerProcess::spawn(self.binary, &self.args, &self.log));
+    }
+
     /// SIGKILLs the process.
     pub fn kill(&mut self) {
         if let Some(mut p) = self.process.take() {
@@ -78,8 +83,19 @@ impl TestCluster {
     /// Starts `storage_servers` storage servers with `replication`, waits until the shard map
     /// is bootstrapped and a commit can be read back.
     pub async fn start(storage_servers: usize, replication: usize) -> TestCluster {
+        Self::start_with(storage_servers, replication, |_| {}).await
+    }
+
+    /// [`start`](Self::start), calling `prepare(root)` on the cluster's root directory before
+    /// any process starts (storage server `i` keeps its data in `root/storage-{i}`).
+    pub async fn start_with(
+        storage_servers: usize,
+        replication: usize,
+        prepare: impl FnOnce(&Path),
+    ) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
+        prepare(root);
         let c_addr = addr();
         let controller = Node::new(
             env!("CARGO_BIN_EXE_ferrisdb-controller"),

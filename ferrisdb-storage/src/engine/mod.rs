@@ -9,7 +9,7 @@
 //! the manifest and replays the WAL (`recovery.rs`).
 
 mod background;
-mod batch;
+pub(crate) mod batch;
 mod compaction;
 mod flush;
 mod options;

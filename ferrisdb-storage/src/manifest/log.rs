@@ -73,6 +73,12 @@ pub fn append(file: &mut File, path: &Path, edit: &VersionEdit) -> Result<()> {
 pub fn read_edits(path: &Path) -> Result<Vec<(u64, VersionEdit)>> {
     let bytes = std::fs::read(path)
         .map_err(|e| Error::io(format!("reading manifest {}", path.display()), e))?;
+    decode_edits(&bytes, path)
+}
+
+/// Decodes every intact edit of a whole manifest file's `bytes` (read from `path`, named in
+/// errors), with its record offset; a torn tail ends the log, other damage is corruption.
+pub fn decode_edits(bytes: &[u8], path: &Path) -> Result<Vec<(u64, VersionEdit)>> {
     if bytes.get(..MAGIC.len()) != Some(&MAGIC[..]) {
         return Err(Error::corruption(path, 0, "bad manifest magic"));
     }

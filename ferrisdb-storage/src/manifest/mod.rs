@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use ferrisdb_core::{Error, Result};
 
 pub use edit::{FileMeta, VersionEdit};
+pub(crate) use log::decode_edits;
 pub use state::ManifestState;
 
 /// Name of the file naming the active manifest.

@@ -27,6 +27,7 @@ use ferrisdb_core::{Error, Result};
 
 use files::{SegmentFile, list_segments, remove_file_if_present, sync_dir};
 pub use format::{FORMAT_VERSION, SEGMENT_MAGIC, segment_file_name};
+pub(crate) use recovery::replay_image;
 use writer::Writer;
 
 /// When appended records are fdatasync'ed.

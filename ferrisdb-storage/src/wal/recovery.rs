@@ -81,15 +81,54 @@ struct Damage {
     reaches_eof: bool,
 }
 
-/// Sequential reader over one segment file.
-struct SegmentReplay<'a> {
+/// What [`replay_image`] found in an in-memory segment.
+#[derive(Debug)]
+pub struct ImageReplay {
+    /// Records read before the first damage.
+    pub records: Vec<RecoveredRecord>,
+    /// The first damaged record: offset, reason, and whether it reaches end of file (so it
+    /// could be a torn tail if this were the newest segment).
+    pub damage: Option<(u64, String, bool)>,
+}
+
+/// Replays the bytes of a whole segment file held in memory, as segment `id`, without
+/// touching any file: header check, then records up to the first damage. Errors are what a
+/// sealed segment would report, except for damage, which is returned for the caller to judge.
+pub fn replay_image(image: &[u8], id: u64, max_record_bytes: u32) -> Result<ImageReplay> {
+    let segment = SegmentPath {
+        id,
+        path: std::path::PathBuf::from(super::format::segment_file_name(id)),
+    };
+    if image.len() < SEGMENT_HEADER_LEN {
+        return Err(Error::corruption(
+            &segment.path,
+            0,
+            "segment is shorter than its header",
+        ));
+    }
+    let mut replay = SegmentReplay {
+        segment: &segment,
+        reader: std::io::Cursor::new(image),
+        file_len: image.len() as u64,
+        max_record_bytes,
+    };
+    replay.check_header()?;
+    let mut records = Vec::new();
+    let damage = replay
+        .replay_records(&mut records)?
+        .map(|d| (d.offset, d.reason, d.reaches_eof));
+    Ok(ImageReplay { records, damage })
+}
+
+/// Sequential reader over one segment: a buffered file, or bytes in memory.
+struct SegmentReplay<'a, R> {
     segment: &'a SegmentPath,
-    reader: BufReader<File>,
+    reader: R,
     file_len: u64,
     max_record_bytes: u32,
 }
 
-impl<'a> SegmentReplay<'a> {
+impl<'a> SegmentReplay<'a, BufReader<File>> {
     fn open(segment: &'a SegmentPath, max_record_bytes: u32) -> Result<Self> {
         let file = File::open(&segment.path).map_err(|e| segment_io(segment, "opening", e))?;
         let file_len = file
@@ -104,7 +143,9 @@ impl<'a> SegmentReplay<'a> {
             max_record_bytes,
         })
     }
+}
 
+impl<R: Read + Seek> SegmentReplay<'_, R> {
     /// Replays a segment that was sealed by a rotation: any damage is corruption.
     fn replay_sealed(&mut self, out: &mut Vec<RecoveredRecord>) -> Result<()> {
         if self.file_len < SEGMENT_HEADER_LEN as u64 {
@@ -201,7 +242,7 @@ impl<'a> SegmentReplay<'a> {
             }
             // Bounded by max_record_bytes and by the bytes actually in the file.
             let mut payload = Vec::with_capacity(header.len as usize);
-            let read = (&mut self.reader)
+            let read = Read::by_ref(&mut self.reader)
                 .take(u64::from(header.len))
                 .read_to_end(&mut payload)
                 .map_err(|e| segment_io(self.segment, "reading", e))?;
