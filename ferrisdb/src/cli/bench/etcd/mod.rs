@@ -199,12 +199,16 @@ impl EtcdStore {
     }
 }
 
-/// An error and its sources, `: `-separated (transport errors hide the cause in a source).
+/// An error and its sources, `: `-separated (transport errors hide the cause in a source),
+/// skipping a source whose text is already included.
 fn source_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(&format!(": {part}"));
+        }
         source = s.source();
     }
     text
