@@ -9,6 +9,7 @@ use clap::Parser;
 mod cli;
 
 use cli::args::{BenchTarget, Cli, ClusterAction, Command, EngineArgs, StatusArgs};
+use cli::bench::store::{StoreConfig, StoreKind};
 use cli::connect::Target;
 
 fn main() -> ExitCode {
@@ -79,6 +80,16 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
             Some(BenchTarget::Engine(engine)) => bench_engine(engine).await,
             None => {
                 let w = args.workload;
+                let store = match w.store {
+                    StoreKind::FerrisDb if w.etcd_serializable => {
+                        return Err("--etcd-serializable needs --store etcd".into());
+                    }
+                    StoreKind::FerrisDb => StoreConfig::FerrisDb,
+                    StoreKind::Etcd => StoreConfig::Etcd {
+                        endpoint: w.etcd_endpoint,
+                        serializable: w.etcd_serializable,
+                    },
+                };
                 cli::bench::run(
                     &target,
                     cli::bench::ClusterBench {
@@ -92,6 +103,7 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
                         uniform: w.uniform,
                         json: w.json,
                         plot: w.plot,
+                        store,
                     },
                 )
                 .await

@@ -7,39 +7,17 @@
 //! `cluster up` starts the server binaries found next to `ferrisdb` (target/debug): build them
 //! first (`cargo test --workspace` does; or `cargo build --workspace --bins`).
 
+mod common;
+
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{ferrisdb_bin, port_open, stderr, stdout};
+
 /// Processes of the test cluster: controller, coordinator, three storage servers.
 const PORTS: u16 = 5;
-
-fn ferrisdb_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ferrisdb"))
-}
-
-/// A base port with `PORTS` consecutive ports free on 127.0.0.1 a moment ago.
-fn free_port_range() -> u16 {
-    let seed = u64::from(std::process::id()) ^ Instant::now().elapsed().as_nanos() as u64;
-    for attempt in 0..200u64 {
-        let base = 20_000 + ((seed.wrapping_mul(7919) + attempt * 104_729) % 30_000) as u16;
-        let all_free = (0..PORTS).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no range of {PORTS} free ports found");
-}
-
-fn port_open(port: u16) -> bool {
-    TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_millis(200),
-    )
-    .is_ok()
-}
 
 /// A running `ferrisdb cluster up`; stopped (SIGTERM, then SIGKILL) when dropped.
 struct Cluster {
@@ -188,19 +166,11 @@ impl Drop for Cluster {
     }
 }
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn the_cli_against_a_real_cluster() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let port_base = free_port_range();
+    let port_base = common::free_port_range(PORTS);
     let mut cluster = Cluster::start(&dir, port_base);
 
     exec_reads_and_writes_binary_keys(&cluster);
@@ -381,6 +351,7 @@ fn a_short_benchmark_reports_sane_numbers(c: &Cluster, tmp: &Path) {
     assert!(stdout(&out).contains("total"), "{}", stdout(&out));
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(r["workload"], "a");
+    assert_eq!(r["store"], "ferrisdb");
     assert_eq!(r["records"], 200);
     assert_eq!(r["clients"], 4);
     assert!(r["load_seconds"].as_f64().is_some());

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use super::bench::Workload;
+use super::bench::store::StoreKind;
 
 /// FerrisDB: a distributed transactional key-value database.
 #[derive(Parser, Debug)]
@@ -73,17 +74,21 @@ Examples:
   ferrisdb status
   ferrisdb status --json | jq '.storage_servers[].lag_seconds'")]
     Status(StatusArgs),
-    /// Benchmarks: YCSB-style workloads against the cluster, or `bench engine`.
+    /// Benchmarks: YCSB-style workloads against the cluster (or an etcd member), or
+    /// `bench engine`.
     #[command(
         args_conflicts_with_subcommands = true,
         after_help = "Workloads: a (50% read, 50% update), b (95% read, 5% update), c (read only), \
-e (95% scans of up to 100 keys, 5% inserts), f (50% read, 50% read-modify-write), w (update only).
+e (95% scans of up to 100 keys, 5% inserts), f (50% read, 50% read-modify-write), w (update only), \
+r (range reads of exactly 100 keys), t (read-modify-write of two different keys in one transaction).
 Keys live under `bench/`; keys are chosen with YCSB's scrambled Zipfian distribution unless \
---uniform.
+--uniform. With --store etcd the same workloads run against an etcd member instead.
 
 Examples:
   ferrisdb bench --workload a --duration 30 --clients 16 --records 100000
   ferrisdb bench --workload f --duration 10 --no-load --json out.json --plot out.svg
+  ferrisdb bench --store etcd --etcd-endpoint 127.0.0.1:2379 --workload t --clients 16
+  ferrisdb bench --store etcd --etcd-serializable --workload c --no-load --uniform
   ferrisdb bench engine --num 1000000 --workloads fillrandom,readrandom"
     )]
     Bench(BenchArgs),
@@ -111,7 +116,7 @@ pub struct BenchArgs {
 /// Flags of a cluster workload.
 #[derive(Args, Debug)]
 pub struct WorkloadArgs {
-    /// Workload: a, b, c, e, f or w.
+    /// Workload: a, b, c, e, f, w, r or t.
     #[arg(long, default_value = "a")]
     pub workload: Workload,
     /// Seconds to run (after loading).
@@ -141,6 +146,16 @@ pub struct WorkloadArgs {
     /// Write an SVG chart of throughput and p99 latency per second to this file.
     #[arg(long, value_name = "PATH.svg")]
     pub plot: Option<PathBuf>,
+    /// The store to benchmark: ferrisdb (the cluster of --cluster-file/--controller) or etcd.
+    #[arg(long, value_name = "ferrisdb|etcd", default_value = "ferrisdb")]
+    pub store: StoreKind,
+    /// The etcd member's client address, with --store etcd.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:2379")]
+    pub etcd_endpoint: String,
+    /// With --store etcd: serializable point and range reads (served by the member locally)
+    /// instead of linearizable ones. Read-modify-writes always read linearizably.
+    #[arg(long)]
+    pub etcd_serializable: bool,
 }
 
 /// `bench` subcommands.

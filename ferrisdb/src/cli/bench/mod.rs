@@ -1,17 +1,21 @@
-//! `ferrisdb bench`: YCSB-style workloads run through the client against a live cluster.
+//! `ferrisdb bench`: YCSB-style workloads run through the client against a live cluster, or
+//! with `--store etcd` the same workloads against an etcd member (see [`store`]).
 //!
 //! First the data set is loaded (`--records` keys under `bench/`, in batched transactions,
 //! skipped with `--no-load`), then `--clients` concurrent tasks each run one operation at a
-//! time (each its own transaction through `Database::run`) for `--duration` seconds. A
+//! time (on FerrisDB each its own transaction through `Database::run`) for `--duration`
+//! seconds. A
 //! progress bar shows live throughput when stderr is a terminal. At the end a table gives
 //! throughput, latency percentiles, retries and errors per operation kind; `--json` and
 //! `--plot` write the same results as JSON and as an SVG chart.
 //!
-//! The benchmark writes into the cluster it runs against (only keys under `bench/`).
+//! The benchmark writes into the store it runs against (only keys under `bench/`).
 
+mod etcd;
 mod plot;
 mod recorder;
 mod report;
+pub mod store;
 mod workload;
 
 use std::io::IsTerminal;
@@ -21,15 +25,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferrisdb_client::{Database, RangeOptions};
 use ferrisdb_core::limits;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use self::recorder::Recorder;
+use self::store::{Request, Store, StoreConfig};
 pub use self::workload::Workload;
-use self::workload::{KEY_END, KeyChooser, MAX_SCAN, Op, key, value};
+use self::workload::{KeyChooser, Op, key, other_record, value};
 use super::connect::Target;
 
 /// Bytes of keys and values per load transaction (about).
@@ -62,6 +66,8 @@ pub struct ClusterBench {
     pub json: Option<PathBuf>,
     /// Write an SVG chart here.
     pub plot: Option<PathBuf>,
+    /// The store to drive.
+    pub store: StoreConfig,
 }
 
 /// Loads, runs, prints the table and writes the requested files. Fails if any operation
@@ -82,17 +88,24 @@ pub async fn run(target: &Target, cfg: ClusterBench) -> Result<(), String> {
     if cfg.records > MAX_RECORDS {
         return Err(format!("--records must be at most {MAX_RECORDS}"));
     }
+    if cfg.records < cfg.workload.min_records() {
+        return Err(format!(
+            "workload {} needs --records of at least {}",
+            cfg.workload.letter(),
+            cfg.workload.min_records()
+        ));
+    }
     if cfg.duration > MAX_DURATION {
         return Err(format!(
             "--duration must be at most {} seconds (a year)",
             MAX_DURATION.as_secs()
         ));
     }
-    let db = target.connect()?.db;
+    let store = Store::open(target, &cfg.store).await?;
     let load_seconds = if cfg.no_load {
         None
     } else {
-        Some(load(&db, &cfg).await?)
+        Some(load(&store, &cfg).await?)
     };
     let recorder = Arc::new(Recorder::new());
     let chooser = Arc::new(KeyChooser::new(cfg.records, !cfg.uniform));
@@ -103,9 +116,15 @@ pub async fn run(target: &Target, cfg: ClusterBench) -> Result<(), String> {
     let deadline = Instant::now() + cfg.duration;
     let mut tasks = tokio::task::JoinSet::new();
     for client in 0..cfg.clients {
-        let (db, cfg, recorder, chooser) =
-            (db.clone(), cfg.clone(), recorder.clone(), chooser.clone());
-        tasks.spawn(async move { client_loop(client, db, cfg, recorder, chooser, deadline).await });
+        let (store, cfg, recorder, chooser) = (
+            store.clone(),
+            cfg.clone(),
+            recorder.clone(),
+            chooser.clone(),
+        );
+        tasks.spawn(
+            async move { client_loop(client, store, cfg, recorder, chooser, deadline).await },
+        );
     }
     while !tasks.is_empty() {
         tokio::select! {
@@ -128,6 +147,7 @@ pub async fn run(target: &Target, cfg: ClusterBench) -> Result<(), String> {
         bar.finish_and_clear();
     }
     let info = report::RunInfo {
+        store: cfg.store.name().into(),
         workload: cfg.workload.letter().into(),
         distribution: if cfg.uniform { "uniform" } else { "zipfian" }.into(),
         clients: cfg.clients,
@@ -151,7 +171,8 @@ pub async fn run(target: &Target, cfg: ClusterBench) -> Result<(), String> {
     }
     if let Some(path) = &cfg.plot {
         let title = format!(
-            "FerrisDB workload {}: {} clients, {} records",
+            "{} workload {}: {} clients, {} records",
+            cfg.store.name(),
             cfg.workload.letter().to_uppercase(),
             cfg.clients,
             cfg.records
@@ -186,9 +207,10 @@ fn progress_bar(len: u64, template: &str) -> Option<ProgressBar> {
 }
 
 /// Writes records `0..records` in batched transactions from `clients` tasks.
-async fn load(db: &Database, cfg: &ClusterBench) -> Result<f64, String> {
+async fn load(store: &Store, cfg: &ClusterBench) -> Result<f64, String> {
     let start = Instant::now();
-    let per_tx = (LOAD_BATCH_BYTES / (cfg.key_size + cfg.value_size).max(1)).clamp(1, 1000) as u64;
+    let per_tx = (LOAD_BATCH_BYTES / (cfg.key_size + cfg.value_size).max(1))
+        .clamp(1, store.max_load_batch()) as u64;
     let batches = cfg.records.div_ceil(per_tx);
     let next = Arc::new(AtomicU64::new(0));
     let bar = progress_bar(
@@ -197,7 +219,7 @@ async fn load(db: &Database, cfg: &ClusterBench) -> Result<f64, String> {
     );
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..cfg.clients.min(batches as usize).max(1) {
-        let (db, next, bar) = (db.clone(), next.clone(), bar.clone());
+        let (store, next, bar) = (store.clone(), next.clone(), bar.clone());
         let (records, key_size, value_size) = (cfg.records, cfg.key_size, cfg.value_size);
         tasks.spawn(async move {
             loop {
@@ -207,17 +229,10 @@ async fn load(db: &Database, cfg: &ClusterBench) -> Result<f64, String> {
                 }
                 let range = batch * per_tx..((batch + 1) * per_tx).min(records);
                 let count = range.end - range.start;
-                db.run(|tx| {
-                    let range = range.clone();
-                    async move {
-                        for i in range {
-                            tx.set(key(i, key_size), value(value_size, i))?;
-                        }
-                        Ok(())
-                    }
-                })
-                .await
-                .map_err(|e| format!("loading records {range:?}: {e}"))?;
+                store
+                    .load(range.clone(), key_size, value_size)
+                    .await
+                    .map_err(|e| format!("loading records {range:?}: {e}"))?;
                 if let Some(bar) = &bar {
                     bar.inc(count);
                 }
@@ -238,7 +253,7 @@ async fn load(db: &Database, cfg: &ClusterBench) -> Result<f64, String> {
 /// One client: operations back to back until the deadline.
 async fn client_loop(
     client: usize,
-    db: Database,
+    store: Store,
     cfg: ClusterBench,
     recorder: Arc<Recorder>,
     chooser: Arc<KeyChooser>,
@@ -255,38 +270,25 @@ async fn client_loop(
             }
             _ => chooser.next(&mut rng),
         };
-        let k = Bytes::from(key(record, cfg.key_size));
-        let v = Bytes::from(value(cfg.value_size, rng.random()));
-        let scan_len = rng.random_range(1..=MAX_SCAN);
-        let attempts = AtomicU64::new(0);
-        let start = Instant::now();
-        let result = db
-            .run(|tx| {
-                attempts.fetch_add(1, Ordering::Relaxed);
-                let (k, v) = (k.clone(), v.clone());
-                async move {
-                    match op {
-                        Op::Read => tx.get(&k).await.map(drop),
-                        Op::Update | Op::Insert => tx.set(&k, &v),
-                        Op::Scan => tx
-                            .get_range(&k, KEY_END, RangeOptions::default().limit(scan_len))
-                            .collect_vec()
-                            .await
-                            .map(drop),
-                        Op::ReadModifyWrite => {
-                            tx.get(&k).await?;
-                            tx.set(&k, &v)
-                        }
-                    }
-                }
-            })
-            .await;
-        let retries = attempts.load(Ordering::Relaxed).saturating_sub(1);
-        recorder.record(
+        let (key2, value2) = if op == Op::ReadModifyWrite2 {
+            let other = other_record(&chooser, &mut rng, record);
+            (
+                Bytes::from(key(other, cfg.key_size)),
+                Bytes::from(value(cfg.value_size, rng.random())),
+            )
+        } else {
+            (Bytes::new(), Bytes::new())
+        };
+        let req = Request {
             op,
-            start.elapsed(),
-            retries,
-            result.err().map(|e| e.to_string()),
-        );
+            key: Bytes::from(key(record, cfg.key_size)),
+            value: Bytes::from(value(cfg.value_size, rng.random())),
+            key2,
+            value2,
+            scan_len: cfg.workload.scan_len(&mut rng),
+        };
+        let start = Instant::now();
+        let outcome = store.execute(&req).await;
+        recorder.record(op, start.elapsed(), outcome.retries, outcome.error);
     }
 }

@@ -45,7 +45,9 @@ pub struct SecondReport {
 /// The whole result (`--json PATH`).
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
-    /// `a`, `b`, `c`, `e`, `f` or `w`.
+    /// The store driven: `ferrisdb`, `etcd` or `etcd-serializable`.
+    pub store: String,
+    /// `a`, `b`, `c`, `e`, `f`, `w`, `r` or `t`.
     pub workload: String,
     /// `zipfian` or `uniform`.
     pub distribution: String,
@@ -63,7 +65,8 @@ pub struct BenchReport {
     pub duration_seconds: f64,
     /// All operations together.
     pub total: OpReport,
-    /// Per operation kind: `read`, `update`, `insert`, `scan`, `read_modify_write`.
+    /// Per operation kind: `read`, `update`, `insert`, `scan`, `read_modify_write`,
+    /// `read_modify_write_2`.
     pub operations: std::collections::BTreeMap<String, OpReport>,
     /// Per second of the run.
     pub timeline: Vec<SecondReport>,
@@ -74,6 +77,8 @@ pub struct BenchReport {
 /// Run facts that are not measurements.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
+    /// Store name.
+    pub store: String,
     /// Workload letter.
     pub workload: String,
     /// Distribution name.
@@ -159,6 +164,7 @@ pub fn build(info: RunInfo, m: &Measurements) -> BenchReport {
         operations,
         timeline,
         first_error: m.first_error.clone(),
+        store: info.store,
         workload: info.workload,
         distribution: info.distribution,
         clients: info.clients,
@@ -205,7 +211,8 @@ pub fn render(r: &BenchReport) -> String {
         ]);
     }
     let mut out = format!(
-        "Workload {} ({}), {} clients, {} records of {}+{} bytes, {:.1} s\n",
+        "{}: workload {} ({}), {} clients, {} records of {}+{} bytes, {:.1} s\n",
+        r.store,
         r.workload.to_uppercase(),
         r.distribution,
         r.clients,
@@ -238,6 +245,7 @@ mod tests {
         rec.record(Op::Update, Duration::from_micros(5000), 3, None);
         rec.record(Op::Update, Duration::ZERO, 0, Some("x".into()));
         let info = RunInfo {
+            store: "etcd".into(),
             workload: "a".into(),
             distribution: "zipfian".into(),
             clients: 2,
@@ -263,13 +271,17 @@ mod tests {
             "operations",
             "timeline",
             "duration_seconds",
+            "store",
         ] {
             assert!(json.get(field).is_some(), "{field}");
         }
         assert_eq!(json["operations"]["update"]["ops"], 1);
+        assert_eq!(json["store"], "etcd");
         let text = render(&r);
         assert!(
-            text.contains("total") && text.contains("first error: x"),
+            text.starts_with("etcd: workload A")
+                && text.contains("total")
+                && text.contains("first error: x"),
             "{text}"
         );
     }

@@ -14,6 +14,8 @@ pub const KEY_PREFIX: &[u8] = b"bench/";
 pub const KEY_END: &[u8] = b"bench0";
 /// Most keys one scan of workload E reads.
 pub const MAX_SCAN: usize = 100;
+/// Keys one range read of workload R reads.
+pub const RANGE_LEN: usize = 100;
 
 /// One kind of operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -28,6 +30,8 @@ pub enum Op {
     Scan,
     /// Read one record and write it back in the same transaction.
     ReadModifyWrite,
+    /// Read two different records and write both back in the same transaction.
+    ReadModifyWrite2,
 }
 
 impl Op {
@@ -39,6 +43,7 @@ impl Op {
             Op::Insert => "insert",
             Op::Scan => "scan",
             Op::ReadModifyWrite => "read_modify_write",
+            Op::ReadModifyWrite2 => "read_modify_write_2",
         }
     }
 }
@@ -58,6 +63,10 @@ pub enum Workload {
     F,
     /// Updates only.
     W,
+    /// Range reads of exactly [`RANGE_LEN`] consecutive records only.
+    R,
+    /// Two-record read-modify-write transactions only.
+    T,
 }
 
 impl FromStr for Workload {
@@ -71,7 +80,13 @@ impl FromStr for Workload {
             "e" => Workload::E,
             "f" => Workload::F,
             "w" => Workload::W,
-            other => return Err(format!("unknown workload {other:?} (a, b, c, e, f, w)")),
+            "r" => Workload::R,
+            "t" => Workload::T,
+            other => {
+                return Err(format!(
+                    "unknown workload {other:?} (a, b, c, e, f, w, r, t)"
+                ));
+            }
         })
     }
 }
@@ -86,6 +101,8 @@ impl Workload {
             Workload::E => "e",
             Workload::F => "f",
             Workload::W => "w",
+            Workload::R => "r",
+            Workload::T => "t",
         }
     }
 
@@ -98,6 +115,24 @@ impl Workload {
             Workload::E => &[(Op::Scan, 95), (Op::Insert, 5)],
             Workload::F => &[(Op::Read, 50), (Op::ReadModifyWrite, 50)],
             Workload::W => &[(Op::Update, 100)],
+            Workload::R => &[(Op::Scan, 100)],
+            Workload::T => &[(Op::ReadModifyWrite2, 100)],
+        }
+    }
+
+    /// Keys the next scan reads: exactly [`RANGE_LEN`] for R, 1 to [`MAX_SCAN`] otherwise.
+    pub fn scan_len(self, rng: &mut impl Rng) -> usize {
+        match self {
+            Workload::R => RANGE_LEN,
+            _ => rng.random_range(1..=MAX_SCAN),
+        }
+    }
+
+    /// Fewest records the workload can run on (T needs two different ones).
+    pub fn min_records(self) -> u64 {
+        match self {
+            Workload::T => 2,
+            _ => 1,
         }
     }
 
@@ -136,6 +171,19 @@ pub fn value(size: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// A record other than `first` (`n >= 2` records), drawn from `chooser`; falls back to
+/// `first`'s neighbour if the distribution keeps returning `first` (a very hot record).
+pub fn other_record(chooser: &KeyChooser, rng: &mut impl Rng, first: u64) -> u64 {
+    for _ in 0..16 {
+        let r = chooser.next(rng);
+        if r != first {
+            return r;
+        }
+    }
+    let n = chooser.records();
+    (first + 1) % n.max(2)
+}
+
 /// How records are chosen.
 #[derive(Debug, Clone)]
 pub enum KeyChooser {
@@ -156,6 +204,14 @@ impl KeyChooser {
             KeyChooser::Zipfian(Zipfian::new(n))
         } else {
             KeyChooser::Uniform { n }
+        }
+    }
+
+    /// Records chosen from.
+    pub fn records(&self) -> u64 {
+        match self {
+            KeyChooser::Uniform { n } => *n,
+            KeyChooser::Zipfian(z) => z.n,
         }
     }
 
@@ -249,7 +305,18 @@ mod tests {
         assert!((18_600..19_400).contains(&reads), "{reads}");
         assert!((0..1000).all(|_| Workload::C.choose(&mut rng) == Op::Read));
         assert!((0..1000).all(|_| Workload::W.choose(&mut rng) == Op::Update));
-        for w in ["a", "b", "c", "e", "f", "w"] {
+        assert!((0..1000).all(|_| Workload::R.choose(&mut rng) == Op::Scan));
+        assert!((0..1000).all(|_| Workload::R.scan_len(&mut rng) == RANGE_LEN));
+        assert!((0..1000).all(|_| Workload::T.choose(&mut rng) == Op::ReadModifyWrite2));
+        let lens: Vec<usize> = (0..1000).map(|_| Workload::E.scan_len(&mut rng)).collect();
+        assert!(lens.iter().all(|l| (1..=MAX_SCAN).contains(l)));
+        assert!(
+            lens.iter().any(|&l| l != lens[0]),
+            "E's scans vary in length"
+        );
+        assert_eq!(Workload::T.min_records(), 2);
+        assert_eq!(Workload::T.letter(), "t");
+        for w in ["a", "b", "c", "e", "f", "w", "r", "t"] {
             let w: Workload = w.parse().unwrap();
             assert_eq!(w.mix().iter().map(|m| m.1).sum::<u32>(), 100);
         }
@@ -284,5 +351,19 @@ mod tests {
         let top10: u32 = counts[..10].iter().sum();
         // Uniform would give about 200 of 20,000 to any ten records.
         assert!(top10 > 4000, "{top10}");
+    }
+
+    #[test]
+    fn other_record_differs_from_the_first() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for (n, zipf) in [(2, false), (2, true), (1000, true), (1000, false)] {
+            let c = KeyChooser::new(n, zipf);
+            for _ in 0..2000 {
+                let first = c.next(&mut rng);
+                let second = other_record(&c, &mut rng, first);
+                assert_ne!(first, second);
+                assert!(second < n);
+            }
+        }
     }
 }
