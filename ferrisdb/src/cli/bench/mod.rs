@@ -279,13 +279,15 @@ async fn client_loop(
         } else {
             (Bytes::new(), Bytes::new())
         };
+        let scan_len = cfg.workload.scan_len(&mut rng);
         let req = Request {
             op,
             key: Bytes::from(key(record, cfg.key_size)),
             value: Bytes::from(value(cfg.value_size, rng.random())),
             key2,
             value2,
-            scan_len: cfg.workload.scan_len(&mut rng),
+            scan_len,
+            scan_end: Bytes::from(key(record + scan_len as u64, cfg.key_size)),
         };
         let start = Instant::now();
         let outcome = store.execute(&req).await;

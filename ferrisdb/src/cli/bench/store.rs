@@ -12,7 +12,7 @@ use bytes::Bytes;
 use ferrisdb_client::{Database, RangeOptions};
 
 use super::etcd::{self, EtcdStore};
-use super::workload::{KEY_END, Op, key, value};
+use super::workload::{Op, key, value};
 use crate::cli::connect::Target;
 
 /// Most records FerrisDB loads per transaction (the byte budget usually binds first).
@@ -85,6 +85,10 @@ pub struct Request {
     pub value2: Bytes,
     /// Keys a scan reads at most.
     pub scan_len: usize,
+    /// Where a scan stops: the key `scan_len` records after its start, so every store reads
+    /// a bounded range of the same keys (an open-ended range with a limit makes etcd count
+    /// every key to the end of the data set).
+    pub scan_end: Bytes,
 }
 
 /// How an operation ended.
@@ -192,7 +196,7 @@ async fn ferrisdb_execute(db: &Database, req: &Request) -> Outcome {
                     Op::Scan => tx
                         .get_range(
                             &req.key,
-                            KEY_END,
+                            &req.scan_end,
                             RangeOptions::default().limit(req.scan_len),
                         )
                         .collect_vec()

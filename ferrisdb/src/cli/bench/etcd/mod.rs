@@ -133,10 +133,9 @@ impl EtcdStore {
                     .await?;
             }
             Op::Scan => {
-                let end = Bytes::from_static(KEY_END);
                 kv.range(request::scan(
                     req.key.clone(),
-                    end,
+                    req.scan_end.clone(),
                     req.scan_len,
                     self.serializable,
                 ))
