@@ -196,9 +196,17 @@ for w in $WORKLOADS; do
         echo "{\"wal_fsyncs\": $(python3 -c "print(int(float('$fsyncs_after') - float('$fsyncs_before')))")}" \
             >"$RESULTS/$etcd_name-$letter-$n.fsyncs.json"
         if [ "$w" != cs ]; then
+            # The coordinator's counters arrive with its heartbeats: sample them a heartbeat
+            # after each edge of the run, and report the difference.
+            if [ "$reads_only" = 0 ]; then
+                sleep 1.5
+                "$FERRISDB" --cluster-file "$TMP/ferrisdb/ferrisdb.cluster" status --json \
+                    >"$RESULTS/ferrisdb-$letter-$n.status-before.json" 2>/dev/null || true
+            fi
             bench "ferrisdb-$letter-$n" --workload "$letter" --clients "$n" --duration "$DURATION" \
                 --no-load || true
             if [ "$reads_only" = 0 ]; then
+                sleep 1.5
                 "$FERRISDB" --cluster-file "$TMP/ferrisdb/ferrisdb.cluster" status --json \
                     >"$RESULTS/ferrisdb-$letter-$n.status.json" 2>/dev/null || true
             fi

@@ -57,6 +57,12 @@ pub struct CoordinatorStatus {
     pub avg_batch_size: f64,
     /// Bytes in the commit log.
     pub log_bytes: u64,
+    /// Transactions committed since the coordinator started.
+    pub commits_total: u64,
+    /// Commit batches since the coordinator started.
+    pub batches_total: u64,
+    /// Commit-log fdatasyncs since the coordinator started.
+    pub log_fsyncs_total: u64,
 }
 
 /// The role-specific status a worker reports with its heartbeats.

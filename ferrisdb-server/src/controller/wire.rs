@@ -46,6 +46,9 @@ pub fn status_from_proto(status: Option<v1::WorkerStatus>) -> Option<RoleStatus>
             commits_per_second: c.commits_per_second,
             avg_batch_size: c.avg_batch_size,
             log_bytes: c.log_bytes,
+            commits_total: c.commits_total,
+            batches_total: c.batches_total,
+            log_fsyncs_total: c.log_fsyncs_total,
         })),
     }
 }
@@ -64,6 +67,9 @@ pub fn status_to_proto(status: &RoleStatus) -> v1::WorkerStatus {
             commits_per_second: c.commits_per_second,
             avg_batch_size: c.avg_batch_size,
             log_bytes: c.log_bytes,
+            commits_total: c.commits_total,
+            batches_total: c.batches_total,
+            log_fsyncs_total: c.log_fsyncs_total,
         }),
     };
     v1::WorkerStatus {
@@ -138,6 +144,9 @@ mod tests {
                 commits_per_second: 1.5,
                 avg_batch_size: 2.0,
                 log_bytes: 3,
+                commits_total: 11,
+                batches_total: 6,
+                log_fsyncs_total: 4,
             }),
         ];
         for s in all {

@@ -42,6 +42,9 @@ impl StatusSource for CoordinatorStatusSource {
                     commits_per_second: rate,
                     avg_batch_size: stats.pipeline.avg_batch_size(),
                     log_bytes: stats.log.retained_bytes,
+                    commits_total: stats.pipeline.commits,
+                    batches_total: stats.pipeline.batches,
+                    log_fsyncs_total: stats.log.fsyncs,
                 },
             )),
         }

@@ -91,6 +91,12 @@ pub struct Coordinator {
     pub avg_batch_size: Option<f64>,
     /// Bytes held in the commit log.
     pub log_bytes: Option<u64>,
+    /// Transactions committed since the coordinator started.
+    pub commits_total: Option<u64>,
+    /// Commit batches since the coordinator started.
+    pub batches_total: Option<u64>,
+    /// Commit-log fdatasyncs since the coordinator started.
+    pub log_fsyncs_total: Option<u64>,
 }
 
 /// One storage server's last reported status.
@@ -285,6 +291,9 @@ pub fn build(
                     commits_per_second: c.map(|c| c.commits_per_second),
                     avg_batch_size: c.map(|c| c.avg_batch_size),
                     log_bytes: c.map(|c| c.log_bytes),
+                    commits_total: c.map(|c| c.commits_total),
+                    batches_total: c.map(|c| c.batches_total),
+                    log_fsyncs_total: c.map(|c| c.log_fsyncs_total),
                 });
             }
             v1::WorkerRole::Unspecified => {}

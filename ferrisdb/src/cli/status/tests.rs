@@ -15,6 +15,9 @@ fn worker(id: &str, role: v1::WorkerRole, port: u16, healthy: bool) -> v1::Worke
                 commits_per_second: 12.5,
                 avg_batch_size: 1.5,
                 log_bytes: 2048,
+                commits_total: 30,
+                batches_total: 20,
+                log_fsyncs_total: 10,
             },
         )),
         v1::WorkerRole::Unspecified => None,
@@ -88,6 +91,7 @@ fn a_healthy_cluster_is_fully_replicated_with_lag_from_the_latest_version() {
     assert_eq!(r.shards[2].begin, "\\xaa");
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["coordinator"]["commits_per_second"], 12.5);
+    assert_eq!(json["coordinator"]["log_fsyncs_total"], 10);
     assert_eq!(json["storage_servers"][2]["data_bytes"], 4096);
     let text = render(&r);
     assert!(text.contains("HEALTHY"), "{text}");
