@@ -278,7 +278,13 @@ fn status_shows_a_fully_replicated_cluster(c: &Cluster) {
         let out = c.run(&["status", "--json"], None);
         assert!(out.status.success(), "{}", stderr(&out));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status is JSON");
-        if v["healthy"] == true || Instant::now() > deadline {
+        let reported = v["storage_servers"].as_array().is_some_and(|servers| {
+            servers
+                .iter()
+                .all(|s| s["applied_version"].as_u64().is_some())
+        });
+        let reported = reported && v["coordinator"]["log_bytes"].as_u64().is_some();
+        if (v["healthy"] == true && reported) || Instant::now() > deadline {
             break v;
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -290,7 +296,8 @@ fn status_shows_a_fully_replicated_cluster(c: &Cluster) {
     assert!(
         storage
             .iter()
-            .all(|s| s["applied_version"].as_u64().is_some())
+            .all(|s| s["applied_version"].as_u64().is_some()),
+        "{status:#}"
     );
     let shards = status["shards"].as_array().unwrap();
     assert_eq!(shards.len(), 3);

@@ -124,7 +124,8 @@ async fn run(
                 }
             }
             beats += 1;
-            tokio::time::sleep(interval).await;
+            // The first heartbeat goes out at once: until it arrives the controller knows
+            // this worker but not its status.
             let hb = v1::HeartbeatRequest {
                 worker_id: worker_id.clone(),
                 status: Some(status.status()),
@@ -143,6 +144,7 @@ async fn run(
                     known_map_version = None;
                 }
             }
+            tokio::time::sleep(interval).await;
         }
     }
 }
