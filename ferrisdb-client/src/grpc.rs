@@ -8,8 +8,9 @@
 //! of its shard in order and skips a replica that is unavailable or reports corruption (the
 //! corruption error is returned if every replica does). A `Commit` that fails
 //! without a FerrisDB error code is reported as `CommitUnknownResult`: the request may have
-//! been applied. Read versions go through a [`ReadVersionBatcher`], so concurrent transactions
-//! share `GetReadVersion` requests.
+//! been applied. Read versions go through a [`ReadVersionBatcher`] and commits through a
+//! [`CommitBatcher`], so concurrent transactions share `GetReadVersion` and `CommitBatch`
+//! calls.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferrisdb_core::{Error, KeyRange, ShardMap, Version, keys::escape};
 use ferrisdb_proto::convert::{Commit, required};
-use ferrisdb_proto::status::{ERROR_CODE_KEY, from_status};
+use ferrisdb_proto::status::{ERROR_CODE_KEY, from_status, status_from_transaction_error};
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::cluster_controller_client::ClusterControllerClient;
 use ferrisdb_proto::v1::storage_server_client::StorageServerClient;
@@ -30,6 +31,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::KeyValue;
 use crate::backend::{Backend, RangeChunk, RangeRead};
+use crate::commit_batch::CommitBatcher;
 use crate::read_version::ReadVersionBatcher;
 use crate::routing::{locate, resume_after};
 
@@ -54,6 +56,8 @@ pub(crate) struct GrpcBackend {
     refreshing: tokio::sync::Mutex<()>,
     /// Shares `GetReadVersion` requests between concurrent transactions.
     read_versions: Arc<ReadVersionBatcher<TransactionCoordinatorClient<Channel>>>,
+    /// Shares `CommitBatch` calls between concurrent transactions.
+    commits: Arc<CommitBatcher<TransactionCoordinatorClient<Channel>>>,
 }
 
 impl GrpcBackend {
@@ -65,6 +69,7 @@ impl GrpcBackend {
             view: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
             read_versions: ReadVersionBatcher::new(),
+            commits: CommitBatcher::new(),
         }
     }
 
@@ -275,11 +280,10 @@ impl Backend for GrpcBackend {
 
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<Version, Error>> {
         Box::pin(async move {
-            let mut client = self.coordinator().await?;
-            match client.commit(v1::CommitRequest::from(commit)).await {
-                Ok(resp) => Ok(Version(resp.into_inner().commit_version)),
-                Err(status) => Err(commit_error(&status)),
-            }
+            let client = self.coordinator().await?;
+            self.commits
+                .commit(client, v1::CommitRequest::from(commit), send_commit_batch)
+                .await
         })
     }
 
@@ -293,6 +297,46 @@ impl Backend for GrpcBackend {
         ) {
             *self.view.lock() = None;
         }
+    }
+}
+
+/// Sends one `CommitBatch` call; one outcome per request, in order. A failed call fails every
+/// commit it carried the way a failed `Commit` call would (see [`commit_error`]).
+async fn send_commit_batch(
+    mut client: TransactionCoordinatorClient<Channel>,
+    commits: Vec<v1::CommitRequest>,
+) -> Vec<Result<Version, Error>> {
+    let sent = commits.len();
+    match client
+        .commit_batch(v1::CommitBatchRequest { commits })
+        .await
+    {
+        Ok(reply) => {
+            let outcomes = reply.into_inner().outcomes;
+            if outcomes.len() != sent {
+                return (0..sent)
+                    .map(|_| {
+                        Err(Error::CommitUnknownResult(format!(
+                            "the coordinator answered {} outcomes for {sent} commits",
+                            outcomes.len()
+                        )))
+                    })
+                    .collect();
+            }
+            outcomes
+                .into_iter()
+                .map(|o| match o.outcome {
+                    Some(v1::commit_outcome::Outcome::CommitVersion(v)) => Ok(Version(v)),
+                    Some(v1::commit_outcome::Outcome::Error(e)) => {
+                        Err(commit_error(&status_from_transaction_error(&e)))
+                    }
+                    None => Err(Error::CommitUnknownResult(
+                        "the coordinator answered a commit without an outcome".into(),
+                    )),
+                })
+                .collect()
+        }
+        Err(status) => (0..sent).map(|_| Err(commit_error(&status))).collect(),
     }
 }
 

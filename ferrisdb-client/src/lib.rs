@@ -44,6 +44,7 @@
 mod backend;
 mod backoff;
 pub mod cluster_file;
+mod commit_batch;
 mod database;
 mod grpc;
 mod options;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use ferrisdb_client::{Database, Error, KeyRange, RangeOptions};
 use ferrisdb_core::ShardMap;
-use ferrisdb_proto::status::to_status;
+use ferrisdb_proto::status::{ERROR_CODE_KEY, to_status, to_transaction_error};
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::cluster_controller_server::{ClusterController, ClusterControllerServer};
 use ferrisdb_proto::v1::storage_server_server::{StorageServer, StorageServerServer};
@@ -135,6 +135,31 @@ impl TransactionCoordinator for FakeCoordinator {
         Ok(Response::new(v1::CommitResponse {
             commit_version: 2000,
         }))
+    }
+
+    async fn commit_batch(
+        &self,
+        req: Request<v1::CommitBatchRequest>,
+    ) -> Result<Response<v1::CommitBatchResponse>, Status> {
+        // A FerrisDB error (it carries the error-code metadata) fails the batch's commits one
+        // by one, as the coordinator does; any other status fails the whole call.
+        let failure = self.fail_next.lock().pop();
+        let outcome = match failure {
+            Some(status) if status.metadata().get(ERROR_CODE_KEY).is_some() => {
+                v1::commit_outcome::Outcome::Error(to_transaction_error(&status))
+            }
+            Some(status) => return Err(status),
+            None => v1::commit_outcome::Outcome::CommitVersion(2000),
+        };
+        let commits = req.into_inner().commits;
+        let outcomes = commits
+            .iter()
+            .map(|_| v1::CommitOutcome {
+                outcome: Some(outcome.clone()),
+            })
+            .collect();
+        self.commits.lock().extend(commits);
+        Ok(Response::new(v1::CommitBatchResponse { outcomes }))
     }
 
     async fn pull_mutations(

@@ -10,6 +10,9 @@ pub const MAX_VALUE_BYTES: usize = 100_000;
 /// Largest transaction: bytes of mutations plus conflict ranges.
 pub const MAX_TRANSACTION_BYTES: usize = 10_000_000;
 
+/// Most transactions in one `ferrisdb.v1.TransactionCoordinator/CommitBatch` request.
+pub const MAX_COMMIT_BATCH: usize = 1024;
+
 /// Most compares, and most operations per branch, in one `ferrisdb.v1.KV/Txn` request.
 pub const MAX_TXN_OPS: usize = 10_000;
 

@@ -1,5 +1,5 @@
 //! End-to-end test of the `ferrisdb-coordinator` binary with a real controller: commits
-//! (including a conflict and an oversized key), pulls as a fake storage server, a SIGKILL and
+//! (including a conflict, an oversized key and a batch mixing good and bad commits), pulls as a fake storage server, a SIGKILL and
 //! restart on the same data directory, and a clean SIGTERM shutdown.
 
 mod common;
@@ -234,6 +234,59 @@ async fn commits_survive_a_sigkill_and_the_coordinator_serves_the_log() {
     let err = c.commit(txn(rv, &big, "v", false)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("key too large"), "{}", err.message());
+    // A batch: each commit gets its own outcome, in order; the good ones commit.
+    let rv = grv(&mut c).await;
+    let outcomes = c
+        .commit_batch(v1::CommitBatchRequest {
+            commits: vec![
+                txn(rv, "k60", "batched", true),
+                txn(old_rv, "k00", "lost too", true),
+                txn(rv, &big, "v", false),
+                txn(rv, "k61", "batched", false),
+            ],
+        })
+        .await
+        .expect("commit batch")
+        .into_inner()
+        .outcomes;
+    assert_eq!(outcomes.len(), 4, "{outcomes:?}");
+    let outcome = |i: usize| outcomes[i].outcome.clone().expect("an outcome");
+    use v1::commit_outcome::Outcome;
+    for (i, key) in [(0, "k60"), (3, "k61")] {
+        let Outcome::CommitVersion(version) = outcome(i) else {
+            panic!("commit {i} failed: {:?}", outcome(i));
+        };
+        assert!(version > rv);
+        acked.push((version, key.into(), "batched".into()));
+    }
+    let Outcome::Error(conflict) = outcome(1) else {
+        panic!("a conflicting commit was accepted");
+    };
+    assert_eq!(conflict.grpc_code, Code::Aborted as i32, "{conflict:?}");
+    assert_eq!(conflict.metadata["ferrisdb-error-code"].as_ref(), b"1020");
+    let Outcome::Error(too_large) = outcome(2) else {
+        panic!("an oversized key was accepted");
+    };
+    assert_eq!(
+        too_large.grpc_code,
+        Code::InvalidArgument as i32,
+        "{too_large:?}"
+    );
+    assert!(too_large.message.contains("key too large"), "{too_large:?}");
+    let empty = c
+        .commit_batch(v1::CommitBatchRequest { commits: vec![] })
+        .await
+        .expect("empty batch");
+    assert!(empty.into_inner().outcomes.is_empty());
+    let err = c
+        .commit_batch(v1::CommitBatchRequest {
+            commits: vec![v1::CommitRequest::default(); 1025],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("at most 1024"), "{}", err.message());
+
     // An inverted pull range.
     let err = c
         .pull_mutations(v1::PullMutationsRequest {

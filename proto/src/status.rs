@@ -173,6 +173,53 @@ pub fn from_status(status: &Status) -> Error {
     }
 }
 
+/// A status carried inside a reply (one outcome of a batch call): code, message and every
+/// metadata entry, so [`status_from_transaction_error`] rebuilds the same status.
+pub fn to_transaction_error(status: &Status) -> crate::v1::TransactionError {
+    use tonic::metadata::KeyAndValueRef;
+    let mut metadata = std::collections::HashMap::new();
+    for entry in status.metadata().iter() {
+        match entry {
+            KeyAndValueRef::Ascii(key, value) => {
+                metadata.insert(
+                    key.as_str().to_owned(),
+                    bytes::Bytes::copy_from_slice(value.as_bytes()),
+                );
+            }
+            KeyAndValueRef::Binary(key, value) => {
+                if let Ok(bytes) = value.to_bytes() {
+                    metadata.insert(key.as_str().to_owned(), bytes);
+                }
+            }
+        }
+    }
+    crate::v1::TransactionError {
+        grpc_code: status.code() as i32,
+        message: status.message().to_owned(),
+        metadata,
+    }
+}
+
+/// The status a [`crate::v1::TransactionError`] carries; entries that are not valid metadata
+/// are skipped (the error then falls back to its gRPC code, see [`from_status`]).
+pub fn status_from_transaction_error(err: &crate::v1::TransactionError) -> Status {
+    use tonic::metadata::{AsciiMetadataKey, BinaryMetadataKey};
+    let mut meta = MetadataMap::new();
+    for (key, value) in &err.metadata {
+        if key.ends_with("-bin") {
+            if let Ok(key) = BinaryMetadataKey::from_bytes(key.as_bytes()) {
+                meta.insert_bin(key, BinaryMetadataValue::from_bytes(value));
+            }
+        } else if let (Ok(key), Ok(value)) = (
+            AsciiMetadataKey::from_bytes(key.as_bytes()),
+            AsciiMetadataValue::try_from(value.as_ref()),
+        ) {
+            meta.insert(key, value);
+        }
+    }
+    Status::with_metadata(Code::from(err.grpc_code), err.message.clone(), meta)
+}
+
 /// The error for a status without FerrisDB metadata, chosen from its gRPC code.
 ///
 /// Transport failures (connection refused or reset, a cancelled call) become `Unavailable`,
@@ -270,6 +317,46 @@ mod tests {
             assert_eq!(back.code(), err.code(), "{err}");
             assert_eq!(back.to_string(), err.to_string());
         }
+    }
+
+    #[test]
+    fn every_error_round_trips_inside_a_reply() {
+        for (err, sent) in samples().into_iter().zip(samples()) {
+            let carried = to_transaction_error(&to_status(sent));
+            // Through the wire format too.
+            let carried = <crate::v1::TransactionError as prost::Message>::decode(
+                prost::Message::encode_to_vec(&carried).as_slice(),
+            )
+            .expect("decodes");
+            let status = status_from_transaction_error(&carried);
+            assert_eq!(status.code(), grpc_code(&err));
+            let back = from_status(&status);
+            assert_eq!(back.code(), err.code(), "{err}");
+            assert_eq!(back.to_string(), err.to_string());
+        }
+    }
+
+    #[test]
+    fn a_garbled_carried_error_falls_back_to_its_code() {
+        let carried = crate::v1::TransactionError {
+            grpc_code: Code::Aborted as i32,
+            message: "conflict".into(),
+            metadata: [
+                (
+                    "bad key with spaces".to_owned(),
+                    bytes::Bytes::from_static(b"x"),
+                ),
+                (
+                    ERROR_CODE_KEY.to_owned(),
+                    bytes::Bytes::from_static(b"\xff\x00"),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let status = status_from_transaction_error(&carried);
+        assert_eq!(status.code(), Code::Aborted);
+        assert!(matches!(from_status(&status), Error::Internal(_)));
     }
 
     #[test]

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use ferrisdb_core::{Error, Version};
+use ferrisdb_core::{Error, Version, limits};
 use ferrisdb_proto::convert::{Commit, ranges_from_proto};
-use ferrisdb_proto::status::to_status;
+use ferrisdb_proto::status::{to_status, to_transaction_error};
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::transaction_coordinator_server::TransactionCoordinator;
 use tonic::{Request, Response, Status};
@@ -85,6 +85,37 @@ impl TransactionCoordinator for CoordinatorService {
         Ok(Response::new(v1::CommitResponse {
             commit_version: version.get(),
         }))
+    }
+
+    async fn commit_batch(
+        &self,
+        request: Request<v1::CommitBatchRequest>,
+    ) -> Result<Response<v1::CommitBatchResponse>, Status> {
+        let commits = request.into_inner().commits;
+        if commits.len() > limits::MAX_COMMIT_BATCH {
+            return Err(to_status(Error::InvalidArgument(format!(
+                "a commit batch holds at most {} transactions, got {}",
+                limits::MAX_COMMIT_BATCH,
+                commits.len()
+            ))));
+        }
+        // Every commit enters the pipeline at once (in request order) and is answered on its
+        // own: one bad or conflicting transaction does not affect the others.
+        let outcomes = futures_util::future::join_all(commits.into_iter().map(|c| async move {
+            let result = match Commit::try_from(c) {
+                Ok(commit) => self.coordinator.commit(commit).await,
+                Err(e) => Err(e),
+            };
+            let outcome = match result {
+                Ok(version) => v1::commit_outcome::Outcome::CommitVersion(version.get()),
+                Err(e) => v1::commit_outcome::Outcome::Error(to_transaction_error(&to_status(e))),
+            };
+            v1::CommitOutcome {
+                outcome: Some(outcome),
+            }
+        }))
+        .await;
+        Ok(Response::new(v1::CommitBatchResponse { outcomes }))
     }
 
     async fn pull_mutations(

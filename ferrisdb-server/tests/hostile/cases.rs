@@ -68,14 +68,19 @@ pub fn methods(t: Targets) -> Vec<(SocketAddr, String)> {
         ),
         (
             t.coordinator,
-            ["GetReadVersion", "Commit", "PullMutations", "ReportDurable"]
-                .map(|m| format!("{COORDINATOR}{m}"))
-                .into_iter()
-                .chain(
-                    ["Get", "Put", "Delete", "DeleteRange", "Range", "Txn"]
-                        .map(|m| format!("{KV}{m}")),
-                )
-                .collect(),
+            [
+                "GetReadVersion",
+                "Commit",
+                "CommitBatch",
+                "PullMutations",
+                "ReportDurable",
+            ]
+            .map(|m| format!("{COORDINATOR}{m}"))
+            .into_iter()
+            .chain(
+                ["Get", "Put", "Delete", "DeleteRange", "Range", "Txn"].map(|m| format!("{KV}{m}")),
+            )
+            .collect(),
         ),
         (
             t.storage,
@@ -413,6 +418,15 @@ fn coordinator_cases(addr: SocketAddr, read_version: u64) -> Vec<Case> {
                 ..commit(0, vec![small()])
             },
             &[Code::InvalidArgument, Code::FailedPrecondition],
+        ),
+        case(
+            "commit batch of 1,025 commits",
+            addr,
+            path("CommitBatch"),
+            &v1::CommitBatchRequest {
+                commits: vec![commit(read_version, vec![small()]); 1025],
+            },
+            INVALID,
         ),
         case(
             "pull with an empty storage id",
