@@ -278,19 +278,28 @@ impl SkipList {
             succs: [Shared::null(); MAX_HEIGHT],
         };
         let mut tower = Links::Head(&self.head);
-        for level in (0..MAX_HEIGHT).rev() {
+        // Levels above the tallest tower are empty: (head, null), as initialized. A tower
+        // raised concurrently makes a later compare-and-swap fail and the splice be searched
+        // again.
+        let top = self.height.load(Ordering::Relaxed).min(MAX_HEIGHT);
+        // The node that ended the search one level up: reached again from the same tower, it
+        // needs no second comparison (each comparison is a cache miss on the node's key).
+        let mut rejected: *const Node = ptr::null();
+        for level in (0..top).rev() {
             loop {
                 let next = tower.at(level).load(Ordering::Acquire, guard);
-                // SAFETY: non-null links point to nodes of this list, alive while `self` is.
-                match unsafe { next.as_ref() } {
-                    Some(node) if node.compare(key, version) == KeyOrdering::Less => {
-                        tower = Links::Node(node);
-                    }
-                    _ => {
-                        splice.preds[level] = tower;
-                        splice.succs[level] = next;
-                        break;
-                    }
+                let before = next.as_raw() != rejected
+                    // SAFETY: non-null links point to nodes of this list, alive while `self` is.
+                    && unsafe { next.as_ref() }
+                        .is_some_and(|node| node.compare(key, version) == KeyOrdering::Less);
+                if before {
+                    // SAFETY: `before` implies a non-null link to a live node (see above).
+                    tower = Links::Node(unsafe { next.deref() });
+                } else {
+                    rejected = next.as_raw();
+                    splice.preds[level] = tower;
+                    splice.succs[level] = next;
+                    break;
                 }
             }
         }
@@ -454,6 +463,42 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(entries(&list), expected);
         assert_eq!(list.len(), 5);
+    }
+
+    #[test]
+    fn keys_of_many_lengths_with_shared_prefixes_order_and_read_back() {
+        let list = SkipList::new();
+        // Keys sharing long prefixes, each with its own value.
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        for len in [0, 1, 15, 16, 17, 100] {
+            for last in [b'a', b'b'] {
+                let mut k = vec![b'k'; len];
+                if let Some(l) = k.last_mut() {
+                    *l = last;
+                }
+                keys.push(k);
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        for (i, k) in keys.iter().enumerate().rev() {
+            let value = format!("value {i}");
+            assert!(list.insert(k, 7, ValueKind::Put, value.as_bytes()));
+        }
+        let got: Vec<(Vec<u8>, Vec<u8>)> =
+            std::iter::successors(list.first(), |n| list.next_of(Some(n)))
+                .map(|n| (n.key().to_vec(), n.value().to_vec()))
+                .collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), format!("value {i}").into_bytes()))
+            .collect();
+        assert_eq!(got, want);
+        for k in &keys {
+            let found = list.seek(k, u64::MAX).expect("present");
+            assert_eq!(found.key(), &k[..]);
+        }
     }
 
     #[test]
