@@ -8,9 +8,9 @@
 //! of its shard in order and skips a replica that is unavailable or reports corruption (the
 //! corruption error is returned if every replica does). A `Commit` that fails
 //! without a FerrisDB error code is reported as `CommitUnknownResult`: the request may have
-//! been applied. Read versions go through a [`ReadVersionBatcher`] and commits through a
-//! [`CommitBatcher`], so concurrent transactions share `GetReadVersion` and `CommitBatch`
-//! calls.
+//! been applied. Read versions go through a [`ReadVersionBatcher`], commits and point reads
+//! through [`CallBatcher`]s (one per storage server for reads), so concurrent transactions
+//! share `GetReadVersion`, `CommitBatch` and `GetBatch` calls.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferrisdb_core::{Error, KeyRange, ShardMap, Version, keys::escape};
 use ferrisdb_proto::convert::{Commit, required};
-use ferrisdb_proto::status::{ERROR_CODE_KEY, from_status, status_from_transaction_error};
+use ferrisdb_proto::status::{ERROR_CODE_KEY, from_status, status_from_error_status};
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::cluster_controller_client::ClusterControllerClient;
 use ferrisdb_proto::v1::storage_server_client::StorageServerClient;
@@ -31,7 +31,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::KeyValue;
 use crate::backend::{Backend, RangeChunk, RangeRead};
-use crate::commit_batch::CommitBatcher;
+use crate::call_batch::{COMMIT_LIMITS, CallBatcher, READ_LIMITS};
 use crate::read_version::ReadVersionBatcher;
 use crate::routing::{locate, resume_after};
 
@@ -57,8 +57,13 @@ pub(crate) struct GrpcBackend {
     /// Shares `GetReadVersion` requests between concurrent transactions.
     read_versions: Arc<ReadVersionBatcher<TransactionCoordinatorClient<Channel>>>,
     /// Shares `CommitBatch` calls between concurrent transactions.
-    commits: Arc<CommitBatcher<TransactionCoordinatorClient<Channel>>>,
+    commits: Arc<CommitBatcher>,
+    /// Shares `GetBatch` calls to each storage server (by address) between concurrent reads.
+    reads: Mutex<HashMap<String, Arc<ReadBatcher>>>,
 }
+
+type CommitBatcher = CallBatcher<TransactionCoordinatorClient<Channel>, v1::CommitRequest, Version>;
+type ReadBatcher = CallBatcher<StorageServerClient<Channel>, v1::StorageGetRequest, Option<Bytes>>;
 
 impl GrpcBackend {
     /// A backend for the cluster whose controllers are at `controllers`.
@@ -69,8 +74,18 @@ impl GrpcBackend {
             view: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
             read_versions: ReadVersionBatcher::new(),
-            commits: CommitBatcher::new(),
+            commits: CallBatcher::new(COMMIT_LIMITS),
+            reads: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The point-read batcher of the storage server at `addr`.
+    fn read_batcher(&self, addr: &str) -> Arc<ReadBatcher> {
+        self.reads
+            .lock()
+            .entry(addr.to_owned())
+            .or_insert_with(|| CallBatcher::new(READ_LIMITS))
+            .clone()
     }
 
     /// The shared channel to `addr`, created (not yet connected) on first use.
@@ -161,7 +176,7 @@ impl GrpcBackend {
         mut call: F,
     ) -> Result<T, Error>
     where
-        F: FnMut(StorageServerClient<Channel>) -> Fut,
+        F: FnMut(&str, StorageServerClient<Channel>) -> Fut,
         Fut: Future<Output = Result<T, Error>>,
     {
         let mut last = None;
@@ -172,7 +187,7 @@ impl GrpcBackend {
                 )));
                 continue;
             };
-            match call(StorageServerClient::new(self.channel(addr)?)).await {
+            match call(addr, StorageServerClient::new(self.channel(addr)?)).await {
                 Err(Error::Unavailable(m)) => {
                     tracing::debug!(storage = %id, error = %m, "replica unavailable, trying next");
                     last = Some(Error::Unavailable(format!("storage server {id}: {m}")));
@@ -212,16 +227,13 @@ impl Backend for GrpcBackend {
             let shard = view.shard_map.shard_for(&key).ok_or_else(|| {
                 Error::Unavailable(format!("no shard holds key {:?}", escape(&key)))
             })?;
-            self.on_replicas(&view, &shard.storage_ids, |mut client| {
+            self.on_replicas(&view, &shard.storage_ids, |addr, client| {
                 let req = v1::StorageGetRequest {
                     key: key.clone(),
                     version: version.get(),
                 };
-                async move {
-                    let resp = client.get(req).await.map_err(|s| from_status(&s))?;
-                    let resp = resp.into_inner();
-                    Ok(resp.found.then_some(resp.value))
-                }
+                let batcher = self.read_batcher(addr);
+                async move { batcher.call(client, req, send_get_batch).await }
             })
             .await
         })
@@ -239,7 +251,7 @@ impl Backend for GrpcBackend {
                 reverse: read.reverse,
             };
             let kvs = self
-                .on_replicas(&view, &piece.shard.storage_ids, |mut client| {
+                .on_replicas(&view, &piece.shard.storage_ids, |_, mut client| {
                     let req = req.clone();
                     let limit = read.limit;
                     async move {
@@ -282,7 +294,7 @@ impl Backend for GrpcBackend {
         Box::pin(async move {
             let client = self.coordinator().await?;
             self.commits
-                .commit(client, v1::CommitRequest::from(commit), send_commit_batch)
+                .call(client, v1::CommitRequest::from(commit), send_commit_batch)
                 .await
         })
     }
@@ -297,6 +309,45 @@ impl Backend for GrpcBackend {
         ) {
             *self.view.lock() = None;
         }
+    }
+}
+
+/// Sends one `GetBatch` call; one outcome per read, in order. A failed call fails every read
+/// it carried with the call's error.
+async fn send_get_batch(
+    mut client: StorageServerClient<Channel>,
+    gets: Vec<v1::StorageGetRequest>,
+) -> Vec<Result<Option<Bytes>, Error>> {
+    let sent = gets.len();
+    match client.get_batch(v1::StorageGetBatchRequest { gets }).await {
+        Ok(reply) => {
+            let outcomes = reply.into_inner().outcomes;
+            if outcomes.len() != sent {
+                return (0..sent)
+                    .map(|_| {
+                        Err(Error::Unavailable(format!(
+                            "the storage server answered {} outcomes for {sent} reads",
+                            outcomes.len()
+                        )))
+                    })
+                    .collect();
+            }
+            outcomes
+                .into_iter()
+                .map(|o| match o.outcome {
+                    Some(v1::storage_get_outcome::Outcome::Value(v)) => {
+                        Ok(v.found.then_some(v.value))
+                    }
+                    Some(v1::storage_get_outcome::Outcome::Error(e)) => {
+                        Err(from_status(&status_from_error_status(&e)))
+                    }
+                    None => Err(Error::Unavailable(
+                        "the storage server answered a read without an outcome".into(),
+                    )),
+                })
+                .collect()
+        }
+        Err(status) => (0..sent).map(|_| Err(from_status(&status))).collect(),
     }
 }
 
@@ -328,7 +379,7 @@ async fn send_commit_batch(
                 .map(|o| match o.outcome {
                     Some(v1::commit_outcome::Outcome::CommitVersion(v)) => Ok(Version(v)),
                     Some(v1::commit_outcome::Outcome::Error(e)) => {
-                        Err(commit_error(&status_from_transaction_error(&e)))
+                        Err(commit_error(&status_from_error_status(&e)))
                     }
                     None => Err(Error::CommitUnknownResult(
                         "the coordinator answered a commit without an outcome".into(),

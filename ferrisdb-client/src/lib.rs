@@ -43,8 +43,8 @@
 
 mod backend;
 mod backoff;
+mod call_batch;
 pub mod cluster_file;
-mod commit_batch;
 mod database;
 mod grpc;
 mod options;

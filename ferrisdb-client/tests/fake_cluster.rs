@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use ferrisdb_client::{Database, Error, KeyRange, RangeOptions};
 use ferrisdb_core::ShardMap;
-use ferrisdb_proto::status::{ERROR_CODE_KEY, to_status, to_transaction_error};
+use ferrisdb_proto::status::{ERROR_CODE_KEY, to_error_status, to_status};
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::cluster_controller_server::{ClusterController, ClusterControllerServer};
 use ferrisdb_proto::v1::storage_server_server::{StorageServer, StorageServerServer};
@@ -62,6 +62,23 @@ impl StorageServer for FakeStorage {
             found: value.is_some(),
             value: value.unwrap_or_default(),
         }))
+    }
+
+    async fn get_batch(
+        &self,
+        req: Request<v1::StorageGetBatchRequest>,
+    ) -> Result<Response<v1::StorageGetBatchResponse>, Status> {
+        let mut outcomes = Vec::new();
+        for get in req.into_inner().gets {
+            let outcome = match self.get(Request::new(get)).await {
+                Ok(reply) => v1::storage_get_outcome::Outcome::Value(reply.into_inner()),
+                Err(status) => v1::storage_get_outcome::Outcome::Error(to_error_status(&status)),
+            };
+            outcomes.push(v1::StorageGetOutcome {
+                outcome: Some(outcome),
+            });
+        }
+        Ok(Response::new(v1::StorageGetBatchResponse { outcomes }))
     }
 
     type GetRangeStream =
@@ -146,7 +163,7 @@ impl TransactionCoordinator for FakeCoordinator {
         let failure = self.fail_next.lock().pop();
         let outcome = match failure {
             Some(status) if status.metadata().get(ERROR_CODE_KEY).is_some() => {
-                v1::commit_outcome::Outcome::Error(to_transaction_error(&status))
+                v1::commit_outcome::Outcome::Error(to_error_status(&status))
             }
             Some(status) => return Err(status),
             None => v1::commit_outcome::Outcome::CommitVersion(2000),

@@ -13,6 +13,9 @@ pub const MAX_TRANSACTION_BYTES: usize = 10_000_000;
 /// Most transactions in one `ferrisdb.v1.TransactionCoordinator/CommitBatch` request.
 pub const MAX_COMMIT_BATCH: usize = 1024;
 
+/// Most reads in one `ferrisdb.v1.StorageServer/GetBatch` request.
+pub const MAX_READ_BATCH: usize = 1024;
+
 /// Most compares, and most operations per branch, in one `ferrisdb.v1.KV/Txn` request.
 pub const MAX_TXN_OPS: usize = 10_000;
 

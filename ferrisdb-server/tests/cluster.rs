@@ -1,6 +1,7 @@
 //! End-to-end tests of a real multi-process cluster: commits through the coordinator, reads
 //! from the storage servers holding each shard, reads at old versions, and SIGKILL + restart
-//! of a storage server and of the coordinator with every acknowledged write still there.
+//! of a storage server and of the coordinator with every acknowledged write still there, and
+//! batched reads answered one by one.
 
 mod common;
 
@@ -107,6 +108,60 @@ async fn commits_across_shards_are_read_back_from_every_replica_and_old_versions
         assert_eq!(old.as_deref(), Some(&b"one"[..]), "key {k:?} at v1");
         let before = read_at(&cluster.replicas_of(k).await[0], k, v1 - 1).await;
         assert_eq!(before, None, "key {k:?} before it was written");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_batch_answers_each_read_on_its_own() {
+    let cluster = TestCluster::start(1, 1).await;
+    let v1 = commit(&cluster, vec![set(b"a", b"one"), set(b"b", b"one")]).await;
+    let v2 = commit(&cluster, vec![set(b"a", b"two")]).await;
+    let addr = cluster.storage[0].addr.to_string();
+    // Wait until the server has applied v2.
+    assert_eq!(read_at(&addr, b"a", v2).await.as_deref(), Some(&b"two"[..]));
+    let get = |key: &[u8], version: u64| v1::StorageGetRequest {
+        key: Bytes::copy_from_slice(key),
+        version,
+    };
+    let outcomes = storage_client(&addr)
+        .get_batch(v1::StorageGetBatchRequest {
+            gets: vec![
+                get(b"a", v2),
+                get(b"a", v1),
+                get(b"b", v2),
+                get(b"missing", v2),
+                get(&[b'k'; 10_001], v2),
+                get(b"a", 0),
+            ],
+        })
+        .await
+        .expect("get batch")
+        .into_inner()
+        .outcomes;
+    use v1::storage_get_outcome::Outcome;
+    let values: Vec<Option<Option<Bytes>>> = outcomes
+        .iter()
+        .map(|o| match &o.outcome {
+            Some(Outcome::Value(v)) => Some(v.found.then(|| v.value.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        values,
+        vec![
+            Some(Some(Bytes::from_static(b"two"))),
+            Some(Some(Bytes::from_static(b"one"))),
+            Some(Some(Bytes::from_static(b"one"))),
+            Some(None),
+            None,
+            None,
+        ]
+    );
+    for bad in &outcomes[4..] {
+        let Some(Outcome::Error(e)) = &bad.outcome else {
+            panic!("a bad read was answered: {bad:?}");
+        };
+        assert_eq!(e.grpc_code, tonic::Code::InvalidArgument as i32, "{e:?}");
     }
 }
 

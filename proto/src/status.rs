@@ -174,8 +174,8 @@ pub fn from_status(status: &Status) -> Error {
 }
 
 /// A status carried inside a reply (one outcome of a batch call): code, message and every
-/// metadata entry, so [`status_from_transaction_error`] rebuilds the same status.
-pub fn to_transaction_error(status: &Status) -> crate::v1::TransactionError {
+/// metadata entry, so [`status_from_error_status`] rebuilds the same status.
+pub fn to_error_status(status: &Status) -> crate::v1::ErrorStatus {
     use tonic::metadata::KeyAndValueRef;
     let mut metadata = std::collections::HashMap::new();
     for entry in status.metadata().iter() {
@@ -193,16 +193,16 @@ pub fn to_transaction_error(status: &Status) -> crate::v1::TransactionError {
             }
         }
     }
-    crate::v1::TransactionError {
+    crate::v1::ErrorStatus {
         grpc_code: status.code() as i32,
         message: status.message().to_owned(),
         metadata,
     }
 }
 
-/// The status a [`crate::v1::TransactionError`] carries; entries that are not valid metadata
+/// The status a [`crate::v1::ErrorStatus`] carries; entries that are not valid metadata
 /// are skipped (the error then falls back to its gRPC code, see [`from_status`]).
-pub fn status_from_transaction_error(err: &crate::v1::TransactionError) -> Status {
+pub fn status_from_error_status(err: &crate::v1::ErrorStatus) -> Status {
     use tonic::metadata::{AsciiMetadataKey, BinaryMetadataKey};
     let mut meta = MetadataMap::new();
     for (key, value) in &err.metadata {
@@ -322,13 +322,13 @@ mod tests {
     #[test]
     fn every_error_round_trips_inside_a_reply() {
         for (err, sent) in samples().into_iter().zip(samples()) {
-            let carried = to_transaction_error(&to_status(sent));
+            let carried = to_error_status(&to_status(sent));
             // Through the wire format too.
-            let carried = <crate::v1::TransactionError as prost::Message>::decode(
+            let carried = <crate::v1::ErrorStatus as prost::Message>::decode(
                 prost::Message::encode_to_vec(&carried).as_slice(),
             )
             .expect("decodes");
-            let status = status_from_transaction_error(&carried);
+            let status = status_from_error_status(&carried);
             assert_eq!(status.code(), grpc_code(&err));
             let back = from_status(&status);
             assert_eq!(back.code(), err.code(), "{err}");
@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn a_garbled_carried_error_falls_back_to_its_code() {
-        let carried = crate::v1::TransactionError {
+        let carried = crate::v1::ErrorStatus {
             grpc_code: Code::Aborted as i32,
             message: "conflict".into(),
             metadata: [
@@ -354,7 +354,7 @@ mod tests {
             .into_iter()
             .collect(),
         };
-        let status = status_from_transaction_error(&carried);
+        let status = status_from_error_status(&carried);
         assert_eq!(status.code(), Code::Aborted);
         assert!(matches!(from_status(&status), Error::Internal(_)));
     }

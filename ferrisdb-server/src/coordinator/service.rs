@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ferrisdb_core::{Error, Version, limits};
 use ferrisdb_proto::convert::{Commit, ranges_from_proto};
-use ferrisdb_proto::status::{to_status, to_transaction_error};
+use ferrisdb_proto::status::{to_error_status, to_status};
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::transaction_coordinator_server::TransactionCoordinator;
 use tonic::{Request, Response, Status};
@@ -108,7 +108,7 @@ impl TransactionCoordinator for CoordinatorService {
             };
             let outcome = match result {
                 Ok(version) => v1::commit_outcome::Outcome::CommitVersion(version.get()),
-                Err(e) => v1::commit_outcome::Outcome::Error(to_transaction_error(&to_status(e))),
+                Err(e) => v1::commit_outcome::Outcome::Error(to_error_status(&to_status(e))),
             };
             v1::CommitOutcome {
                 outcome: Some(outcome),

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrisdb_core::{Error, limits};
-use ferrisdb_proto::status::to_status;
+use ferrisdb_proto::status::{to_error_status, to_status};
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::storage_server_server::StorageServer;
 use ferrisdb_storage::engine::{Engine, ScanOptions};
@@ -86,6 +86,25 @@ impl StorageService {
     }
 }
 
+impl StorageService {
+    /// One point read, as `Get` and each read of `GetBatch` answer it.
+    async fn get_one(&self, req: v1::StorageGetRequest) -> Result<v1::StorageGetResponse, Error> {
+        limits::check_key(&req.key)?;
+        self.ready_at(req.version).await?;
+        if !self.progress.owns_key(&req.key) {
+            return Err(Error::WrongShard(format!(
+                "key {} is not on this storage server",
+                ferrisdb_core::keys::escape(&req.key)
+            )));
+        }
+        let value = self.engine.get(&req.key, req.version)?;
+        Ok(v1::StorageGetResponse {
+            found: value.is_some(),
+            value: value.unwrap_or_default(),
+        })
+    }
+}
+
 type RangeStream = Pin<Box<dyn Stream<Item = Result<v1::StorageGetRangeResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -94,20 +113,36 @@ impl StorageServer for StorageService {
         &self,
         request: Request<v1::StorageGetRequest>,
     ) -> Result<Response<v1::StorageGetResponse>, Status> {
-        let req = request.into_inner();
-        limits::check_key(&req.key).map_err(to_status)?;
-        self.ready_at(req.version).await.map_err(to_status)?;
-        if !self.progress.owns_key(&req.key) {
-            return Err(to_status(Error::WrongShard(format!(
-                "key {} is not on this storage server",
-                ferrisdb_core::keys::escape(&req.key)
+        let reply = self
+            .get_one(request.into_inner())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(reply))
+    }
+
+    async fn get_batch(
+        &self,
+        request: Request<v1::StorageGetBatchRequest>,
+    ) -> Result<Response<v1::StorageGetBatchResponse>, Status> {
+        let gets = request.into_inner().gets;
+        if gets.len() > limits::MAX_READ_BATCH {
+            return Err(to_status(Error::InvalidArgument(format!(
+                "a read batch holds at most {} reads, got {}",
+                limits::MAX_READ_BATCH,
+                gets.len()
             ))));
         }
-        let value = self.engine.get(&req.key, req.version).map_err(to_status)?;
-        Ok(Response::new(v1::StorageGetResponse {
-            found: value.is_some(),
-            value: value.unwrap_or_default(),
+        let outcomes = futures_util::future::join_all(gets.into_iter().map(|get| async move {
+            let outcome = match self.get_one(get).await {
+                Ok(value) => v1::storage_get_outcome::Outcome::Value(value),
+                Err(e) => v1::storage_get_outcome::Outcome::Error(to_error_status(&to_status(e))),
+            };
+            v1::StorageGetOutcome {
+                outcome: Some(outcome),
+            }
         }))
+        .await;
+        Ok(Response::new(v1::StorageGetBatchResponse { outcomes }))
     }
 
     type GetRangeStream = RangeStream;

@@ -84,7 +84,7 @@ pub fn methods(t: Targets) -> Vec<(SocketAddr, String)> {
         ),
         (
             t.storage,
-            ["Get", "GetRange"]
+            ["Get", "GetBatch", "GetRange"]
                 .map(|m| format!("{STORAGE}{m}"))
                 .to_vec(),
         ),
@@ -606,6 +606,15 @@ fn storage_cases(addr: SocketAddr, read_version: u64) -> Vec<Case> {
             addr,
             path("Get"),
             &get(big_key(), read_version),
+            INVALID,
+        ),
+        case(
+            "read batch of 1,025 reads",
+            addr,
+            path("GetBatch"),
+            &v1::StorageGetBatchRequest {
+                gets: vec![get(Bytes::from_static(b"k"), read_version); 1025],
+            },
             INVALID,
         ),
         case(

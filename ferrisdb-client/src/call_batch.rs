@@ -1,74 +1,99 @@
-//! Commit batching: concurrent transactions of one [`crate::Database`] share `CommitBatch`
-//! calls to the coordinator.
+//! Call batching: concurrent transactions of one [`crate::Database`] share calls — commits to
+//! the coordinator (`CommitBatch`) and point reads to each storage server (`GetBatch`).
 //!
-//! A commit goes out at once while fewer than [`MAX_IN_FLIGHT`] calls are outstanding. When
-//! all are busy it queues, and the driver of the next call to finish sends everything that
-//! queued meanwhile (up to [`MAX_BATCH_TXNS`] transactions and [`MAX_BATCH_BYTES`]) as one
-//! call. A lone transaction therefore never waits, and under load each call carries many
-//! commits, which divides the per-call cost (HTTP/2 frames, headers, task wake-ups) on both
-//! ends. Batching does not change what a commit means: the coordinator resolves and logs every
-//! transaction of a batch on its own and answers each with its own outcome.
+//! A request goes out at once while fewer than [`BatchLimits::in_flight`] calls are
+//! outstanding. When all are busy it queues, and the driver of the next call to finish sends
+//! everything that queued meanwhile (up to [`BatchLimits::max_requests`] and
+//! [`BatchLimits::max_bytes`]) as one call. A lone request therefore never waits, and under
+//! load each call carries many requests, which divides the per-call cost (HTTP/2 frames,
+//! headers, task wake-ups) on both ends. Batching does not change what a request means: the
+//! server handles each one of a call on its own and answers each with its own outcome.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 
-use ferrisdb_core::{Error, Version};
-use ferrisdb_proto::v1;
+use ferrisdb_core::Error;
 use parking_lot::Mutex;
 use prost::Message;
 use tokio::sync::oneshot;
 
-/// Most batch calls outstanding at once.
-pub(crate) const MAX_IN_FLIGHT: usize = 4;
-/// Most transactions in one call (at most `ferrisdb_core::limits::MAX_COMMIT_BATCH`).
-pub(crate) const MAX_BATCH_TXNS: usize = 256;
-/// A call stops taking transactions at this many encoded bytes (one is always taken).
-pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
-
-const _: () = assert!(MAX_BATCH_TXNS <= ferrisdb_core::limits::MAX_COMMIT_BATCH);
-
-type Reply = oneshot::Sender<Result<Version, Error>>;
-
-/// One queued commit with the request context (a client handle) its caller brought.
-struct Waiting<C> {
-    request: v1::CommitRequest,
-    context: C,
-    reply: Reply,
+/// How a [`CallBatcher`] groups requests into calls.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchLimits {
+    /// Most calls outstanding at once.
+    pub in_flight: usize,
+    /// Most requests in one call.
+    pub max_requests: usize,
+    /// A call stops taking requests at this many encoded bytes (one is always taken).
+    pub max_bytes: usize,
+    /// The error of a request whose outcome was lost (its call abandoned, or answered with
+    /// too few outcomes): `CommitUnknownResult` for commits, `Unavailable` for reads.
+    pub lost: fn(String) -> Error,
 }
 
-struct Queue<C> {
-    waiting: VecDeque<Waiting<C>>,
+/// Commits: four calls in flight, 256 transactions or 1 MiB per call.
+pub(crate) const COMMIT_LIMITS: BatchLimits = BatchLimits {
+    in_flight: 4,
+    max_requests: 256,
+    max_bytes: 1 << 20,
+    lost: Error::CommitUnknownResult,
+};
+
+/// Point reads, per storage server: four calls in flight, 256 reads or 1 MiB per call.
+pub(crate) const READ_LIMITS: BatchLimits = BatchLimits {
+    in_flight: 4,
+    max_requests: 256,
+    max_bytes: 1 << 20,
+    lost: Error::Unavailable,
+};
+
+const _: () = assert!(COMMIT_LIMITS.max_requests <= ferrisdb_core::limits::MAX_COMMIT_BATCH);
+const _: () = assert!(READ_LIMITS.max_requests <= ferrisdb_core::limits::MAX_READ_BATCH);
+
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// One queued request with the request context (a client handle) its caller brought.
+struct Waiting<C, R, T> {
+    request: R,
+    context: C,
+    reply: Reply<T>,
+}
+
+struct Queue<C, R, T> {
+    waiting: VecDeque<Waiting<C, R, T>>,
     in_flight: usize,
 }
 
-/// Queue of commits; `C` is what a call needs (a client handle).
-pub(crate) struct CommitBatcher<C> {
-    queue: Mutex<Queue<C>>,
+/// Queue of requests `R` answered with `T`; `C` is what a call needs (a client handle).
+pub(crate) struct CallBatcher<C, R, T> {
+    queue: Mutex<Queue<C, R, T>>,
+    limits: BatchLimits,
 }
 
-impl<C: Send + 'static> CommitBatcher<C> {
+impl<C, R, T> CallBatcher<C, R, T>
+where
+    C: Send + 'static,
+    R: Message + Send + 'static,
+    T: Send + 'static,
+{
     /// An empty batcher.
-    pub fn new() -> Arc<Self> {
-        Arc::new(CommitBatcher {
+    pub fn new(limits: BatchLimits) -> Arc<Self> {
+        Arc::new(CallBatcher {
             queue: Mutex::new(Queue {
                 waiting: VecDeque::new(),
                 in_flight: 0,
             }),
+            limits,
         })
     }
 
-    /// Commits `request` through a `send(context, requests)` call, alone or with other
-    /// callers' commits. `send` returns one outcome per request, in order.
-    pub async fn commit<F, Fut>(
-        self: &Arc<Self>,
-        context: C,
-        request: v1::CommitRequest,
-        send: F,
-    ) -> Result<Version, Error>
+    /// Answers `request` through a `send(context, requests)` call, alone or with other
+    /// callers' requests. `send` returns one outcome per request, in order.
+    pub async fn call<F, Fut>(self: &Arc<Self>, context: C, request: R, send: F) -> Result<T, Error>
     where
-        F: Fn(C, Vec<v1::CommitRequest>) -> Fut + Send + 'static,
-        Fut: Future<Output = Vec<Result<Version, Error>>> + Send + 'static,
+        F: Fn(C, Vec<R>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<Result<T, Error>>> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let batch = {
@@ -78,9 +103,9 @@ impl<C: Send + 'static> CommitBatcher<C> {
                 context,
                 reply,
             });
-            if q.in_flight < MAX_IN_FLIGHT {
+            if q.in_flight < self.limits.in_flight {
                 q.in_flight += 1;
-                Some(take_batch(&mut q.waiting))
+                Some(take_batch(&mut q.waiting, &self.limits))
             } else {
                 None
             }
@@ -94,10 +119,8 @@ impl<C: Send + 'static> CommitBatcher<C> {
             tokio::spawn(drive(slot, batch, send));
         }
         answer.await.map_err(|_| {
-            Error::CommitUnknownResult(
-                "the commit call was abandoned (runtime shutting down); it may or may not have \
-                 been applied"
-                    .into(),
+            (self.limits.lost)(
+                "the call carrying this request was abandoned (runtime shutting down)".into(),
             )
         })?
     }
@@ -105,10 +128,11 @@ impl<C: Send + 'static> CommitBatcher<C> {
 
 /// Sends `batch`, answers its callers, then sends whatever queued meanwhile until the queue is
 /// empty; then gives back its slot.
-async fn drive<C, F, Fut>(mut slot: Slot<C>, mut batch: Vec<Waiting<C>>, send: F)
+async fn drive<C, R, T, F, Fut>(mut slot: Slot<C, R, T>, mut batch: Vec<Waiting<C, R, T>>, send: F)
 where
-    F: Fn(C, Vec<v1::CommitRequest>) -> Fut,
-    Fut: Future<Output = Vec<Result<Version, Error>>>,
+    R: Message,
+    F: Fn(C, Vec<R>) -> Fut,
+    Fut: Future<Output = Vec<Result<T, Error>>>,
 {
     loop {
         let mut requests = Vec::with_capacity(batch.len());
@@ -124,9 +148,8 @@ where
             let mut outcomes = send(context, requests).await.into_iter();
             for reply in replies {
                 let outcome = outcomes.next().unwrap_or_else(|| {
-                    Err(Error::CommitUnknownResult(format!(
-                        "the commit call answered fewer outcomes than the {sent} commits it \
-                         carried; this one may or may not have been applied"
+                    Err((slot.batcher.limits.lost)(format!(
+                        "the call answered fewer outcomes than the {sent} requests it carried"
                     )))
                 });
                 let _ = reply.send(outcome);
@@ -139,17 +162,22 @@ where
             slot.finished = true;
             return;
         }
-        batch = take_batch(&mut q.waiting);
+        batch = take_batch(&mut q.waiting, &slot.batcher.limits);
     }
 }
 
-/// The next call's commits: from the front of the queue, within the batch limits.
-fn take_batch<C>(waiting: &mut VecDeque<Waiting<C>>) -> Vec<Waiting<C>> {
+/// The next call's requests: from the front of the queue, within the batch limits.
+fn take_batch<C, R: Message, T>(
+    waiting: &mut VecDeque<Waiting<C, R, T>>,
+    limits: &BatchLimits,
+) -> Vec<Waiting<C, R, T>> {
     let mut batch = Vec::new();
     let mut bytes = 0;
     while let Some(next) = waiting.front() {
         let size = next.request.encoded_len();
-        if !batch.is_empty() && (batch.len() == MAX_BATCH_TXNS || bytes + size > MAX_BATCH_BYTES) {
+        if !batch.is_empty()
+            && (batch.len() == limits.max_requests || bytes + size > limits.max_bytes)
+        {
             break;
         }
         bytes += size;
@@ -158,15 +186,15 @@ fn take_batch<C>(waiting: &mut VecDeque<Waiting<C>>) -> Vec<Waiting<C>> {
     batch
 }
 
-/// A driver's claim on one of the [`MAX_IN_FLIGHT`] call slots. If the driver is dropped
-/// before it finishes (runtime shutdown), the slot is given back, and when no driver is left
-/// the commits still queued fail as never sent (`Unavailable`) instead of waiting forever.
-struct Slot<C> {
-    batcher: Arc<CommitBatcher<C>>,
+/// A driver's claim on one of the call slots. If the driver is dropped before it finishes
+/// (runtime shutdown), the slot is given back, and when no driver is left the requests still
+/// queued fail as never sent (`Unavailable`) instead of waiting forever.
+struct Slot<C, R, T> {
+    batcher: Arc<CallBatcher<C, R, T>>,
     finished: bool,
 }
 
-impl<C> Drop for Slot<C> {
+impl<C, R, T> Drop for Slot<C, R, T> {
     fn drop(&mut self) {
         if self.finished {
             return;
@@ -176,7 +204,7 @@ impl<C> Drop for Slot<C> {
         if q.in_flight == 0 {
             for w in q.waiting.drain(..) {
                 let _ = w.reply.send(Err(Error::Unavailable(
-                    "the commit was not sent: its batch call was abandoned (runtime shutting down)"
+                    "the request was not sent: its call was abandoned (runtime shutting down)"
                         .into(),
                 )));
             }
@@ -191,6 +219,9 @@ mod tests {
 
     use bytes::Bytes;
     use futures_util::future::BoxFuture;
+
+    use ferrisdb_core::Version;
+    use ferrisdb_proto::v1;
 
     use super::*;
 
@@ -237,11 +268,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_lone_commit_is_sent_at_once_in_its_own_call() {
-        let batcher = CommitBatcher::new();
+        let batcher = CallBatcher::new(COMMIT_LIMITS);
         let calls = Arc::new(Mutex::new(Vec::new()));
         let send = recording_send(calls.clone(), Duration::ZERO);
         for round in 1..=3 {
-            let v = batcher.commit((), request(0), send.clone()).await.unwrap();
+            let v = batcher.call((), request(0), send.clone()).await.unwrap();
             assert_eq!(v, Version(round * 1000));
         }
         assert_eq!(*calls.lock(), vec![1, 1, 1]);
@@ -250,15 +281,15 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_commits_share_calls_and_each_gets_its_own_outcome() {
-        let batcher = CommitBatcher::new();
+        let batcher = CallBatcher::new(COMMIT_LIMITS);
         let calls = Arc::new(Mutex::new(Vec::new()));
         let send = recording_send(calls.clone(), Duration::from_millis(20));
         let mut tasks = Vec::new();
         for i in 0..200u64 {
             let (b, s) = (batcher.clone(), send.clone());
-            tasks.push(tokio::spawn(async move {
-                (i, b.commit((), request(i), s).await)
-            }));
+            tasks.push(tokio::spawn(
+                async move { (i, b.call((), request(i), s).await) },
+            ));
         }
         let mut versions = std::collections::HashSet::new();
         for t in tasks {
@@ -278,7 +309,7 @@ mod tests {
         let calls = calls.lock();
         assert_eq!(calls.iter().sum::<usize>(), 200);
         assert!(
-            calls.len() <= MAX_IN_FLIGHT * 4,
+            calls.len() <= COMMIT_LIMITS.in_flight * 4,
             "200 concurrent commits took {} calls: {calls:?}",
             calls.len()
         );
@@ -287,7 +318,7 @@ mod tests {
 
     #[tokio::test]
     async fn calls_in_flight_never_exceed_the_limit_and_batches_respect_their_caps() {
-        let batcher = CommitBatcher::new();
+        let batcher = CallBatcher::new(COMMIT_LIMITS);
         let outstanding = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let sizes = Arc::new(Mutex::new(Vec::new()));
@@ -315,18 +346,18 @@ mod tests {
                 begin: Bytes::from(vec![7u8; 10 << 10]),
                 end: Bytes::new(),
             });
-            tasks.push(tokio::spawn(async move { b.commit((), r, s).await }));
+            tasks.push(tokio::spawn(async move { b.call((), r, s).await }));
         }
         for t in tasks {
             t.await.unwrap().unwrap();
         }
-        assert!(most.load(Ordering::SeqCst) <= MAX_IN_FLIGHT);
+        assert!(most.load(Ordering::SeqCst) <= COMMIT_LIMITS.in_flight);
         let sizes = sizes.lock();
         assert_eq!(sizes.iter().map(|(n, _)| n).sum::<usize>(), 1000);
         for (n, bytes) in sizes.iter() {
-            assert!(*n <= MAX_BATCH_TXNS);
+            assert!(*n <= COMMIT_LIMITS.max_requests);
             assert!(
-                *n == 1 || *bytes <= MAX_BATCH_BYTES,
+                *n == 1 || *bytes <= COMMIT_LIMITS.max_bytes,
                 "{n} commits, {bytes} bytes"
             );
         }
@@ -335,15 +366,29 @@ mod tests {
 
     #[tokio::test]
     async fn a_short_answer_leaves_the_rest_unknown() {
-        let batcher = CommitBatcher::new();
+        let batcher: Arc<CallBatcher<(), v1::CommitRequest, Version>> =
+            CallBatcher::new(COMMIT_LIMITS);
         let send = |(), _requests: Vec<v1::CommitRequest>| async { Vec::new() };
-        let err = batcher.commit((), request(0), send).await.unwrap_err();
+        let err = batcher.call((), request(0), send).await.unwrap_err();
         assert!(matches!(err, Error::CommitUnknownResult(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lost_read_is_unavailable_not_unknown() {
+        let batcher: Arc<CallBatcher<(), v1::StorageGetRequest, Option<bytes::Bytes>>> =
+            CallBatcher::new(READ_LIMITS);
+        let send = |(), _gets: Vec<v1::StorageGetRequest>| async { Vec::new() };
+        let err = batcher
+            .call((), v1::StorageGetRequest::default(), send)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
     }
 
     #[test]
     fn an_abandoned_call_releases_its_slot_and_queue() {
-        let batcher: Arc<CommitBatcher<()>> = CommitBatcher::new();
+        let batcher: Arc<CallBatcher<(), v1::CommitRequest, Version>> =
+            CallBatcher::new(COMMIT_LIMITS);
         {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_time()
@@ -356,14 +401,14 @@ mod tests {
             };
             runtime.block_on(async {
                 let mut waiters = Vec::new();
-                for i in 0..(MAX_IN_FLIGHT + 3) as u64 {
+                for i in 0..(COMMIT_LIMITS.in_flight + 3) as u64 {
                     let b = batcher.clone();
                     waiters.push(tokio::spawn(async move {
-                        b.commit((), request(i * 2), never).await
+                        b.call((), request(i * 2), never).await
                     }));
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                assert_eq!(batcher.queue.lock().in_flight, MAX_IN_FLIGHT);
+                assert_eq!(batcher.queue.lock().in_flight, COMMIT_LIMITS.in_flight);
                 assert_eq!(batcher.queue.lock().waiting.len(), 3);
             });
         }
@@ -379,7 +424,7 @@ mod tests {
             .unwrap();
         let calls = Arc::new(Mutex::new(Vec::new()));
         let v = runtime
-            .block_on(batcher.commit((), request(0), recording_send(calls, Duration::ZERO)))
+            .block_on(batcher.call((), request(0), recording_send(calls, Duration::ZERO)))
             .unwrap();
         assert_eq!(v, Version(1000));
     }
