@@ -28,7 +28,7 @@ pub(crate) struct BatchLimits {
     /// A call stops taking requests at this many encoded bytes (one is always taken).
     pub max_bytes: usize,
     /// The error of a request whose outcome was lost (its call abandoned, or answered with
-    /// too few outcomes): `CommitUnknownResult` for commits, `Unavailable` for reads.
+    /// as many outcomes as requests): `CommitUnknownResult` for commits, `Unavailable` for reads.
     pub lost: fn(String) -> Error,
 }
 
@@ -89,7 +89,8 @@ where
     }
 
     /// Answers `request` through a `send(context, requests)` call, alone or with other
-    /// callers' requests. `send` returns one outcome per request, in order.
+    /// callers' requests. `send` returns one outcome per request, in order; any other count
+    /// loses every outcome of the call (see [`BatchLimits::lost`]).
     pub async fn call<F, Fut>(self: &Arc<Self>, context: C, request: R, send: F) -> Result<T, Error>
     where
         F: Fn(C, Vec<R>) -> Fut + Send + 'static,
@@ -145,14 +146,20 @@ where
         }
         if let Some(context) = newest {
             let sent = requests.len();
-            let mut outcomes = send(context, requests).await.into_iter();
-            for reply in replies {
-                let outcome = outcomes.next().unwrap_or_else(|| {
-                    Err((slot.batcher.limits.lost)(format!(
-                        "the call answered fewer outcomes than the {sent} requests it carried"
-                    )))
-                });
-                let _ = reply.send(outcome);
+            let outcomes = send(context, requests).await;
+            if outcomes.len() == sent {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            } else {
+                // Which outcome belongs to which request is unknown: every one is lost.
+                let answered = outcomes.len();
+                for reply in replies {
+                    let _ = reply.send(Err((slot.batcher.limits.lost)(format!(
+                        "the call answered {answered} outcomes for the {sent} requests it \
+                         carried"
+                    ))));
+                }
             }
         }
         let mut q = slot.batcher.queue.lock();
@@ -369,6 +376,16 @@ mod tests {
         let batcher: Arc<CallBatcher<(), v1::CommitRequest, Version>> =
             CallBatcher::new(COMMIT_LIMITS);
         let send = |(), _requests: Vec<v1::CommitRequest>| async { Vec::new() };
+        let err = batcher.call((), request(0), send).await.unwrap_err();
+        assert!(matches!(err, Error::CommitUnknownResult(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn too_many_outcomes_lose_every_one() {
+        let batcher: Arc<CallBatcher<(), v1::CommitRequest, Version>> =
+            CallBatcher::new(COMMIT_LIMITS);
+        let send =
+            |(), _requests: Vec<v1::CommitRequest>| async { vec![Ok(Version(1)), Ok(Version(2))] };
         let err = batcher.call((), request(0), send).await.unwrap_err();
         assert!(matches!(err, Error::CommitUnknownResult(_)), "{err:?}");
     }

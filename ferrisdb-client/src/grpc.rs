@@ -312,81 +312,50 @@ impl Backend for GrpcBackend {
     }
 }
 
-/// Sends one `GetBatch` call; one outcome per read, in order. A failed call fails every read
-/// it carried with the call's error.
+/// Sends one `GetBatch` call; one outcome per read, in order (the batcher checks the count). A
+/// failed call fails every read it carried with the call's error.
 async fn send_get_batch(
     mut client: StorageServerClient<Channel>,
     gets: Vec<v1::StorageGetRequest>,
 ) -> Vec<Result<Option<Bytes>, Error>> {
+    use v1::storage_get_outcome::Outcome;
     let sent = gets.len();
     match client.get_batch(v1::StorageGetBatchRequest { gets }).await {
-        Ok(reply) => {
-            let outcomes = reply.into_inner().outcomes;
-            if outcomes.len() != sent {
-                return (0..sent)
-                    .map(|_| {
-                        Err(Error::Unavailable(format!(
-                            "the storage server answered {} outcomes for {sent} reads",
-                            outcomes.len()
-                        )))
-                    })
-                    .collect();
-            }
-            outcomes
-                .into_iter()
-                .map(|o| match o.outcome {
-                    Some(v1::storage_get_outcome::Outcome::Value(v)) => {
-                        Ok(v.found.then_some(v.value))
-                    }
-                    Some(v1::storage_get_outcome::Outcome::Error(e)) => {
-                        Err(from_status(&status_from_error_status(&e)))
-                    }
-                    None => Err(Error::Unavailable(
-                        "the storage server answered a read without an outcome".into(),
-                    )),
-                })
-                .collect()
-        }
+        Ok(reply) => (reply.into_inner().outcomes.into_iter())
+            .map(|o| match o.outcome {
+                Some(Outcome::Value(v)) => Ok(v.found.then_some(v.value)),
+                Some(Outcome::Error(e)) => Err(from_status(&status_from_error_status(&e))),
+                None => Err(Error::Unavailable(
+                    "the storage server answered a read without an outcome".into(),
+                )),
+            })
+            .collect(),
         Err(status) => (0..sent).map(|_| Err(from_status(&status))).collect(),
     }
 }
 
-/// Sends one `CommitBatch` call; one outcome per request, in order. A failed call fails every
-/// commit it carried the way a failed `Commit` call would (see [`commit_error`]).
+/// Sends one `CommitBatch` call; one outcome per commit, in order (the batcher checks the
+/// count). A failed call fails every commit it carried the way a failed `Commit` call would
+/// (see [`commit_error`]).
 async fn send_commit_batch(
     mut client: TransactionCoordinatorClient<Channel>,
     commits: Vec<v1::CommitRequest>,
 ) -> Vec<Result<Version, Error>> {
+    use v1::commit_outcome::Outcome;
     let sent = commits.len();
     match client
         .commit_batch(v1::CommitBatchRequest { commits })
         .await
     {
-        Ok(reply) => {
-            let outcomes = reply.into_inner().outcomes;
-            if outcomes.len() != sent {
-                return (0..sent)
-                    .map(|_| {
-                        Err(Error::CommitUnknownResult(format!(
-                            "the coordinator answered {} outcomes for {sent} commits",
-                            outcomes.len()
-                        )))
-                    })
-                    .collect();
-            }
-            outcomes
-                .into_iter()
-                .map(|o| match o.outcome {
-                    Some(v1::commit_outcome::Outcome::CommitVersion(v)) => Ok(Version(v)),
-                    Some(v1::commit_outcome::Outcome::Error(e)) => {
-                        Err(commit_error(&status_from_error_status(&e)))
-                    }
-                    None => Err(Error::CommitUnknownResult(
-                        "the coordinator answered a commit without an outcome".into(),
-                    )),
-                })
-                .collect()
-        }
+        Ok(reply) => (reply.into_inner().outcomes.into_iter())
+            .map(|o| match o.outcome {
+                Some(Outcome::CommitVersion(v)) => Ok(Version(v)),
+                Some(Outcome::Error(e)) => Err(commit_error(&status_from_error_status(&e))),
+                None => Err(Error::CommitUnknownResult(
+                    "the coordinator answered a commit without an outcome".into(),
+                )),
+            })
+            .collect(),
         Err(status) => (0..sent).map(|_| Err(commit_error(&status))).collect(),
     }
 }

@@ -19,6 +19,17 @@ pub const MAX_READ_BATCH: usize = 1024;
 /// Most compares, and most operations per branch, in one `ferrisdb.v1.KV/Txn` request.
 pub const MAX_TXN_OPS: usize = 10_000;
 
+/// Checks the number of requests in a batch call (`what` names them, e.g. "reads") against
+/// its limit.
+pub fn check_batch_len(len: usize, max: usize, what: &str) -> Result<(), Error> {
+    if len > max {
+        return Err(Error::InvalidArgument(format!(
+            "a batch holds at most {max} {what}, got {len}"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a key against [`MAX_KEY_BYTES`].
 pub fn check_key(key: &[u8]) -> Result<(), Error> {
     if key.len() > MAX_KEY_BYTES {

@@ -92,13 +92,8 @@ impl TransactionCoordinator for CoordinatorService {
         request: Request<v1::CommitBatchRequest>,
     ) -> Result<Response<v1::CommitBatchResponse>, Status> {
         let commits = request.into_inner().commits;
-        if commits.len() > limits::MAX_COMMIT_BATCH {
-            return Err(to_status(Error::InvalidArgument(format!(
-                "a commit batch holds at most {} transactions, got {}",
-                limits::MAX_COMMIT_BATCH,
-                commits.len()
-            ))));
-        }
+        limits::check_batch_len(commits.len(), limits::MAX_COMMIT_BATCH, "commits")
+            .map_err(to_status)?;
         // Every commit enters the pipeline at once (in request order) and is answered on its
         // own: one bad or conflicting transaction does not affect the others.
         let outcomes = futures_util::future::join_all(commits.into_iter().map(|c| async move {

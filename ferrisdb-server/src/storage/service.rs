@@ -125,13 +125,7 @@ impl StorageServer for StorageService {
         request: Request<v1::StorageGetBatchRequest>,
     ) -> Result<Response<v1::StorageGetBatchResponse>, Status> {
         let gets = request.into_inner().gets;
-        if gets.len() > limits::MAX_READ_BATCH {
-            return Err(to_status(Error::InvalidArgument(format!(
-                "a read batch holds at most {} reads, got {}",
-                limits::MAX_READ_BATCH,
-                gets.len()
-            ))));
-        }
+        limits::check_batch_len(gets.len(), limits::MAX_READ_BATCH, "reads").map_err(to_status)?;
         let outcomes = futures_util::future::join_all(gets.into_iter().map(|get| async move {
             let outcome = match self.get_one(get).await {
                 Ok(value) => v1::storage_get_outcome::Outcome::Value(value),
