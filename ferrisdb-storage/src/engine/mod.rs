@@ -75,8 +75,18 @@ pub(crate) struct BackgroundSignals {
 pub(crate) struct Counters {
     pub write_slowdowns: AtomicU64,
     pub write_stops: AtomicU64,
+    /// Microseconds writers spent slowed down or stopped.
+    pub write_stall_micros: AtomicU64,
     pub flushes: AtomicU64,
+    /// Bytes of the level-0 tables written by flushes.
+    pub flush_bytes: AtomicU64,
     pub compactions: AtomicU64,
+    /// Bytes of the input tables read by (rewriting) compactions.
+    pub compaction_read_bytes: AtomicU64,
+    /// Bytes of the tables written by compactions.
+    pub compaction_write_bytes: AtomicU64,
+    /// Microseconds spent in compactions (picking to installing).
+    pub compaction_micros: AtomicU64,
 }
 
 /// Everything the engine and its background threads share.

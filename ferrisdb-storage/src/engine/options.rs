@@ -109,10 +109,20 @@ pub struct EngineStats {
     pub write_slowdowns: u64,
     /// Writes that waited for a flush or compaction.
     pub write_stops: u64,
+    /// Time writers spent slowed down or stopped, in microseconds.
+    pub write_stall_micros: u64,
     /// Memtable flushes completed.
     pub flushes: u64,
+    /// Bytes of the level-0 tables written by flushes.
+    pub flush_bytes: u64,
     /// Compactions completed.
     pub compactions: u64,
+    /// Bytes of input tables read by compactions.
+    pub compaction_read_bytes: u64,
+    /// Bytes of the tables written by compactions.
+    pub compaction_write_bytes: u64,
+    /// Time spent in compactions, in microseconds.
+    pub compaction_micros: u64,
     /// WAL append counters.
     pub wal: WalStats,
     /// Block cache hits.
@@ -125,4 +135,12 @@ pub struct EngineStats {
     pub durable_version: u64,
     /// Current GC horizon.
     pub gc_horizon: u64,
+}
+
+impl EngineStats {
+    /// Bytes written to tables (flushes plus compaction outputs) per byte of `user_bytes`
+    /// ingested; the WAL is not counted.
+    pub fn write_amplification(&self, user_bytes: u64) -> f64 {
+        (self.flush_bytes + self.compaction_write_bytes) as f64 / user_bytes.max(1) as f64
+    }
 }

@@ -105,17 +105,25 @@ impl Inner {
         for id in &removed {
             remove_if_present(&self.dir.join(table_file_name(*id)))?;
         }
-        self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        let input_bytes: u64 = inputs.iter().chain(&next_inputs).map(|t| t.file_size()).sum();
+        let output_bytes: u64 = outputs.iter().map(|t| t.file_size()).sum();
+        let counters = &self.counters;
+        counters.compactions.fetch_add(1, Ordering::Relaxed);
+        counters
+            .compaction_read_bytes
+            .fetch_add(input_bytes, Ordering::Relaxed);
+        counters
+            .compaction_write_bytes
+            .fetch_add(output_bytes, Ordering::Relaxed);
+        counters
+            .compaction_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         tracing::info!(
             level = pick.level,
             inputs = inputs.len() + next_inputs.len(),
-            input_bytes = inputs
-                .iter()
-                .chain(&next_inputs)
-                .map(|t| t.file_size())
-                .sum::<u64>(),
+            input_bytes,
             outputs = outputs.len(),
-            output_bytes = outputs.iter().map(|t| t.file_size()).sum::<u64>(),
+            output_bytes,
             gc_horizon = horizon,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "compacted"
