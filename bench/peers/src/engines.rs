@@ -31,8 +31,10 @@ pub struct WriteStats {
     pub compaction_read_bytes: u64,
     /// Bytes of the tables written by compactions.
     pub compaction_write_bytes: u64,
-    /// Compactions.
+    /// Compactions, trivial moves included.
     pub compactions: u64,
+    /// Compactions that moved a table down a level without rewriting it.
+    pub trivial_moves: u64,
     /// Time spent compacting.
     pub compaction_secs: f64,
     /// Time writers spent slowed down or stopped.
@@ -264,6 +266,7 @@ mod ferris {
                 compaction_read_bytes: s.compaction_read_bytes,
                 compaction_write_bytes: s.compaction_write_bytes,
                 compactions: s.compactions,
+                trivial_moves: s.trivial_moves,
                 compaction_secs: s.compaction_micros as f64 / 1e6,
                 write_stall_secs: s.write_stall_micros as f64 / 1e6,
             })

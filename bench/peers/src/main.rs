@@ -521,10 +521,11 @@ fn run_engine(
     sum.write_stats = db.write_stats();
     if let Some(w) = &sum.write_stats {
         progress(&format!(
-            "{:<10} write amplification {:.2} ({} compactions)",
+            "{:<10} write amplification {:.2} ({} compactions, {} trivial moves)",
             kind.name(),
             write_amp(w, sum.user_bytes),
-            w.compactions
+            w.compactions,
+            w.trivial_moves
         ));
     }
 
@@ -626,12 +627,12 @@ fn print_tables(results: &[WorkloadResult], sums: &[EngineSummary]) {
     println!();
     println!("After fillrandom + overwrite + flush (write amplification = table bytes written by flushes and compactions / key+value bytes written):");
     println!();
-    println!("| engine | user MiB | flush MiB | compaction read MiB | compaction write MiB | write amp | compactions | compaction s | write stall s |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| engine | user MiB | flush MiB | compaction read MiB | compaction write MiB | write amp | compactions | trivial moves | compaction s | write stall s |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mib = |b: u64| b as f64 / 1_048_576.0;
     for (s, w) in with_stats {
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {:.1} | {:.1} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {} | {:.1} | {:.1} |",
             s.engine,
             mib(s.user_bytes),
             mib(w.flush_bytes),
@@ -639,6 +640,7 @@ fn print_tables(results: &[WorkloadResult], sums: &[EngineSummary]) {
             mib(w.compaction_write_bytes),
             write_amp(w, s.user_bytes),
             w.compactions,
+            w.trivial_moves,
             w.compaction_secs,
             w.write_stall_secs
         );

@@ -81,6 +81,8 @@ pub(crate) struct Counters {
     /// Bytes of the level-0 tables written by flushes.
     pub flush_bytes: AtomicU64,
     pub compactions: AtomicU64,
+    /// Compactions done by moving one table down a level without rewriting it.
+    pub trivial_moves: AtomicU64,
     /// Bytes of the input tables read by (rewriting) compactions.
     pub compaction_read_bytes: AtomicU64,
     /// Bytes of the tables written by compactions.

@@ -115,9 +115,11 @@ pub struct EngineStats {
     pub flushes: u64,
     /// Bytes of the level-0 tables written by flushes.
     pub flush_bytes: u64,
-    /// Compactions completed.
+    /// Compactions completed (trivial moves included).
     pub compactions: u64,
-    /// Bytes of input tables read by compactions.
+    /// Compactions that moved one table down a level by a manifest edit, without rewriting it.
+    pub trivial_moves: u64,
+    /// Bytes of input tables read by compactions that rewrote their inputs.
     pub compaction_read_bytes: u64,
     /// Bytes of the tables written by compactions.
     pub compaction_write_bytes: u64,

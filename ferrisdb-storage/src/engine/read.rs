@@ -100,6 +100,7 @@ impl Inner {
             flushes: self.counters.flushes.load(Ordering::Relaxed),
             flush_bytes: self.counters.flush_bytes.load(Ordering::Relaxed),
             compactions: self.counters.compactions.load(Ordering::Relaxed),
+            trivial_moves: self.counters.trivial_moves.load(Ordering::Relaxed),
             compaction_read_bytes: self.counters.compaction_read_bytes.load(Ordering::Relaxed),
             compaction_write_bytes: self.counters.compaction_write_bytes.load(Ordering::Relaxed),
             compaction_micros: self.counters.compaction_micros.load(Ordering::Relaxed),

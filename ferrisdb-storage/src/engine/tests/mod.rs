@@ -2,6 +2,7 @@
 //! concurrency and corruption.
 
 mod basic;
+mod compaction;
 mod concurrency;
 mod corruption;
 mod model;
