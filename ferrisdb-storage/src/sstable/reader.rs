@@ -155,7 +155,7 @@ impl Table {
             .map_err(|e| self.index_error(e))?;
         while index.valid() {
             let handle = self.handle_at(&index)?;
-            let mut data = BlockIter::new(self.data_block(handle)?);
+            let mut data = BlockIter::new(self.data_block(handle, true)?);
             data.seek(key, read_version)
                 .map_err(|e| e.into_error(&self.path, handle.offset))?;
             if data.valid() {
@@ -182,9 +182,15 @@ impl Table {
             && self.bloom.may_contain(key)
     }
 
-    /// A cursor over all entries of the table.
+    /// A cursor over all entries of the table; the data blocks it reads are cached.
     pub fn iter(self: &Arc<Self>) -> TableIterator {
-        TableIterator::new(Arc::clone(self), BlockIter::new(self.index.clone()))
+        TableIterator::new(Arc::clone(self), BlockIter::new(self.index.clone()), true)
+    }
+
+    /// A cursor over all entries that uses cached blocks but caches none it reads, so a
+    /// one-pass reader (compaction) does not evict the blocks point reads and scans use.
+    pub fn iter_uncached(self: &Arc<Self>) -> TableIterator {
+        TableIterator::new(Arc::clone(self), BlockIter::new(self.index.clone()), false)
     }
 
     /// The table's properties.
@@ -220,16 +226,19 @@ impl Table {
         }
     }
 
-    /// The data block at `handle`, from the cache or read, verified and cached.
-    pub(crate) fn data_block(&self, handle: BlockHandle) -> Result<Arc<Block>> {
+    /// The data block at `handle`, from the cache or read and verified (then cached if
+    /// `fill_cache`).
+    pub(crate) fn data_block(&self, handle: BlockHandle, fill_cache: bool) -> Result<Arc<Block>> {
         if let Some(block) = self.cache.get(self.id, handle.offset) {
             return Ok(block);
         }
         let bytes = read_block(&self.file, &self.path, handle)?;
         let block =
             Arc::new(Block::decode(bytes).map_err(|e| e.into_error(&self.path, handle.offset))?);
-        self.cache
-            .insert(self.id, handle.offset, Arc::clone(&block));
+        if fill_cache {
+            self.cache
+                .insert(self.id, handle.offset, Arc::clone(&block));
+        }
         Ok(block)
     }
 

@@ -120,6 +120,11 @@ fn compaction_into_the_last_level_still_drops_shadowed_versions() {
     assert_eq!((stats.trivial_moves, stats.compactions), (0, 1));
     assert!(stats.compaction_write_bytes > 0);
     assert!(stats.compaction_read_bytes > 0);
+    assert_eq!(
+        engine.inner.cache.usage_bytes(),
+        0,
+        "compaction reads do not fill the block cache"
+    );
     let state = engine.inner.current();
     let [table] = state.levels[1].as_slice() else {
         panic!("one output table expected");
@@ -130,6 +135,7 @@ fn compaction_into_the_last_level_still_drops_shadowed_versions() {
     assert_eq!(table.properties().tombstone_count, 0);
     assert_eq!(engine.get(b"k00", 5).unwrap(), None);
     assert_eq!(engine.get(b"k07", 5).unwrap().unwrap(), "k07@4");
+    assert!(engine.inner.cache.usage_bytes() > 0, "reads do");
 }
 
 #[test]
