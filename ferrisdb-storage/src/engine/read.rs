@@ -9,6 +9,7 @@ use super::Inner;
 use super::options::{EngineStats, LevelStats, ScanOptions};
 use super::scan::ScanIterator;
 use crate::key::ValueKind;
+use crate::sstable::bloom::hash64;
 
 impl Inner {
     /// Fails with `TransactionTooOld` if `read_version` is below the GC horizon.
@@ -38,6 +39,8 @@ impl Inner {
                 return Ok(visible(entry.kind, entry.value));
             }
         }
+        // The bloom hash of `key`, computed once for every table probed.
+        let mut key_hash = None;
         for (level, tables) in state.levels.iter().enumerate() {
             let candidates: &[_] = if level == 0 {
                 tables
@@ -51,7 +54,8 @@ impl Inner {
                 }
             };
             for table in candidates {
-                if let Some(entry) = table.get(key, read_version)? {
+                let hash = *key_hash.get_or_insert_with(|| hash64(key));
+                if let Some(entry) = table.get_hashed(key, hash, read_version)? {
                     return Ok(visible(entry.kind, entry.value));
                 }
             }

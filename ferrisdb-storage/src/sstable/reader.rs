@@ -15,7 +15,7 @@ use bytes::Bytes;
 use ferrisdb_core::{Error, Result};
 
 use super::block::{Block, BlockIter};
-use super::bloom::BloomFilter;
+use super::bloom::{BloomFilter, hash64};
 use super::format::{
     BLOCK_TRAILER_SIZE, BlockHandle, DecodeError, FOOTER_SIZE, Footer, TableProperties,
     verify_block_trailer,
@@ -146,7 +146,18 @@ impl Table {
     /// Newest entry of `key` with version <= `read_version`, tombstones included. Returns
     /// `Ok(None)` without touching data blocks when the bloom filter rules the key out.
     pub fn get(&self, key: &[u8], read_version: u64) -> Result<Option<TableEntry>> {
-        if !self.may_contain(key) {
+        self.get_hashed(key, hash64(key), read_version)
+    }
+
+    /// [`get`](Self::get) for a key whose bloom hash ([`hash64`]) is `key_hash`: a lookup that
+    /// probes many tables hashes the key once.
+    pub fn get_hashed(
+        &self,
+        key: &[u8],
+        key_hash: u64,
+        read_version: u64,
+    ) -> Result<Option<TableEntry>> {
+        if !self.may_contain_hashed(key, key_hash) {
             return Ok(None);
         }
         let mut index = BlockIter::new(self.index.clone());
@@ -177,9 +188,13 @@ impl Table {
     /// False only if `key` is certainly absent: outside the key range or rejected by the
     /// bloom filter.
     pub fn may_contain(&self, key: &[u8]) -> bool {
+        self.may_contain_hashed(key, hash64(key))
+    }
+
+    fn may_contain_hashed(&self, key: &[u8], key_hash: u64) -> bool {
         key >= self.properties.smallest.key.as_slice()
             && key <= self.properties.largest.key.as_slice()
-            && self.bloom.may_contain(key)
+            && self.bloom.may_contain_hash(key_hash)
     }
 
     /// A cursor over all entries of the table; the data blocks it reads are cached.
