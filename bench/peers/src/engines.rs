@@ -109,6 +109,9 @@ pub fn ferris_options(cfg: &EngineConfig) -> Result<ferrisdb_storage::engine::En
         let int = || -> Result<usize> {
             value.parse().with_context(|| format!("--ferris-opt {name}: {value:?} is not a number"))
         };
+        let flag = || -> Result<bool> {
+            value.parse().with_context(|| format!("--ferris-opt {name}: {value:?} is not true/false"))
+        };
         match name.as_str() {
             "memtable_bytes" => opts.memtable_bytes = int()?,
             "max_immutable_memtables" => opts.max_immutable_memtables = int()?,
@@ -119,6 +122,7 @@ pub fn ferris_options(cfg: &EngineConfig) -> Result<ferrisdb_storage::engine::En
             "level1_bytes" => opts.level1_bytes = int()? as u64,
             "level_multiplier" => opts.level_multiplier = int()? as u64,
             "num_levels" => opts.num_levels = int()?,
+            "flush_on_open" => opts.flush_on_open = flag()?,
             "block_size" => opts.table.block_size = int()?,
             "restart_interval" => opts.table.restart_interval = int()?,
             "bloom_bits_per_key" => opts.table.bloom_bits_per_key = int()?,

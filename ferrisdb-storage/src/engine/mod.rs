@@ -178,9 +178,13 @@ impl Inner {
 impl Engine {
     /// Opens (creating if needed) the database in `dir`: takes the `LOCK` file so a second
     /// process cannot open it, recovers the manifest, opens the live tables, deletes orphan
-    /// tables and replays the WAL.
+    /// tables and replays the WAL (then flushes the replayed data, with
+    /// [`EngineOptions::flush_on_open`]).
     pub fn open(dir: &Path, opts: EngineOptions) -> Result<Arc<Engine>> {
         let inner = Arc::new(recovery::open(dir, opts)?);
+        if opts.flush_on_open && !inner.current().active.is_empty() {
+            inner.flush_all()?;
+        }
         let threads = if opts.background_threads {
             background::spawn(&inner)?
         } else {

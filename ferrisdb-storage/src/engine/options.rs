@@ -35,6 +35,10 @@ pub struct EngineOptions {
     pub num_levels: usize,
     /// Run flush and compaction on background threads; false = only when called.
     pub background_threads: bool,
+    /// On open, flush what WAL replay put in the memtable to a level-0 table (a normal
+    /// flush: the replayed segments are deleted once the manifest records the table), so
+    /// reads after a restart do not search a large memtable first.
+    pub flush_on_open: bool,
 }
 
 impl Default for EngineOptions {
@@ -53,6 +57,7 @@ impl Default for EngineOptions {
             level_multiplier: 10,
             num_levels: 7,
             background_threads: true,
+            flush_on_open: true,
         }
     }
 }
