@@ -90,7 +90,8 @@ impl EngineKind {
 
 /// Parses `--ferris-opt NAME=VALUE` arguments.
 pub fn parse_ferris_opt(arg: &str) -> Result<(String, String), String> {
-    let (name, value) = arg.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got {arg:?}"))?;
+    let (name, value) =
+        arg.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got {arg:?}"))?;
     Ok((name.trim().to_string(), value.trim().to_string()))
 }
 
