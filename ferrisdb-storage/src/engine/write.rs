@@ -102,7 +102,10 @@ impl Inner {
         let started = Instant::now();
         let mut guard = self.stall_lock.lock();
         let result = loop {
-            if let Err(err) = self.check_open().and_then(|()| self.check_background_error()) {
+            if let Err(err) = self
+                .check_open()
+                .and_then(|()| self.check_background_error())
+            {
                 break Err(err);
             }
             if !full(&self.current()) {

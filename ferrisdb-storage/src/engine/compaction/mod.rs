@@ -22,9 +22,9 @@ use ferrisdb_core::{Error, Result};
 use super::Inner;
 use super::flush::file_meta;
 use super::state::sort_level;
-use picker::Pick;
 use crate::manifest::{VersionEdit, remove_if_present, table_file_name};
 use crate::sstable::Table;
+use picker::Pick;
 
 impl Inner {
     /// Runs compactions until the picker finds nothing to do.
@@ -119,7 +119,11 @@ impl Inner {
         for id in removed.difference(&moved) {
             remove_if_present(&self.dir.join(table_file_name(*id)))?;
         }
-        let input_bytes: u64 = inputs.iter().chain(&next_inputs).map(|t| t.file_size()).sum();
+        let input_bytes: u64 = inputs
+            .iter()
+            .chain(&next_inputs)
+            .map(|t| t.file_size())
+            .sum();
         let output_bytes: u64 = outputs.iter().map(|t| t.file_size()).sum();
         let counters = &self.counters;
         counters.compactions.fetch_add(1, Ordering::Relaxed);

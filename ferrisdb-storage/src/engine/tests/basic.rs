@@ -278,15 +278,18 @@ fn counters_account_flushed_and_compacted_bytes() {
     engine.flush().unwrap();
     let stats = engine.stats();
     assert!(stats.flushes > 1);
-    assert_eq!(stats.flush_bytes, stats.total_sst_bytes, "every table came from a flush");
     assert_eq!(
-        (stats.compactions, stats.compaction_write_bytes),
-        (0, 0)
+        stats.flush_bytes, stats.total_sst_bytes,
+        "every table came from a flush"
     );
+    assert_eq!((stats.compactions, stats.compaction_write_bytes), (0, 0));
     engine.compact().unwrap();
     let stats = engine.stats();
     assert!(stats.compactions > 0);
-    assert!(stats.compaction_read_bytes >= stats.flush_bytes, "level 0 was read");
+    assert!(
+        stats.compaction_read_bytes >= stats.flush_bytes,
+        "level 0 was read"
+    );
     assert!(stats.compaction_write_bytes > 0);
     assert!(stats.write_amplification(user_bytes) > 1.0);
 }

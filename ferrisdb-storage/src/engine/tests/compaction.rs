@@ -75,7 +75,11 @@ fn table_overlapping_nothing_below_is_moved_not_rewritten() {
         vec![vec![], l0.clone(), vec![], vec![]],
         "the same file, one level down"
     );
-    assert!(dir.path().join(crate::manifest::table_file_name(l0[0])).exists());
+    assert!(
+        dir.path()
+            .join(crate::manifest::table_file_name(l0[0]))
+            .exists()
+    );
     // Above the last level the move keeps the versions a merge would have dropped; reads at
     // and above the horizon are unchanged.
     assert_reads(&engine, 5..=5);
@@ -147,11 +151,18 @@ fn single_table_with_garbage_is_rewritten_into_the_last_level() {
     engine.set_gc_horizon(3);
     engine.compact().unwrap();
     let stats = engine.stats();
-    assert_eq!(stats.trivial_moves, 0, "a move would keep the shadowed versions");
+    assert_eq!(
+        stats.trivial_moves, 0,
+        "a move would keep the shadowed versions"
+    );
     let l1 = layout(&engine)[1].clone();
     assert_eq!(l1.len(), 1);
     assert_ne!(l1, l0);
-    assert!(!dir.path().join(crate::manifest::table_file_name(l0[0])).exists());
+    assert!(
+        !dir.path()
+            .join(crate::manifest::table_file_name(l0[0]))
+            .exists()
+    );
     assert_eq!(
         engine.inner.current().levels[1][0].properties().entry_count,
         20

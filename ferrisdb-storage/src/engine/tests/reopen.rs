@@ -2,8 +2,8 @@
 //! segments go only once the manifest records the table.
 
 use super::*;
-use crate::engine::WriteBatch;
 use crate::engine::WAL_DIR;
+use crate::engine::WriteBatch;
 
 /// Memtables flushed only when asked, no background threads.
 fn options() -> EngineOptions {
@@ -56,7 +56,11 @@ fn open_flushes_the_replayed_wal_to_level_0() {
     assert!(stats.flush_bytes > 0);
     assert_eq!(engine.last_applied_version(), 30);
     assert_eq!(engine.durable_version(), 30);
-    assert_eq!(wal_segments(dir.path()), 1, "only the segment taking new writes");
+    assert_eq!(
+        wal_segments(dir.path()),
+        1,
+        "only the segment taking new writes"
+    );
     assert_every_version(&engine);
     drop(engine);
 
