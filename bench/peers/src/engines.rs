@@ -14,6 +14,31 @@ pub struct EngineConfig {
     pub cache_bytes: usize,
     /// Data-block compression for the peers (FerrisDB has none yet).
     pub compression: Compression,
+    /// FerrisDB only: every 1024 batches the GC horizon is set this many versions below the
+    /// last one written (one version per batch), like a storage server keeping a window of
+    /// versions; 0 never moves it (every version is kept).
+    pub gc_window: u64,
+    /// FerrisDB only: `NAME=VALUE` overrides of `EngineOptions` (see [`ferris_options`]).
+    pub ferris_opts: Vec<(String, String)>,
+}
+
+/// Table-writing and compaction counters of an engine (FerrisDB only so far).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct WriteStats {
+    /// Bytes of the tables written by memtable flushes.
+    pub flush_bytes: u64,
+    /// Bytes of the input tables read by compactions.
+    pub compaction_read_bytes: u64,
+    /// Bytes of the tables written by compactions.
+    pub compaction_write_bytes: u64,
+    /// Compactions, trivial moves included.
+    pub compactions: u64,
+    /// Compactions that moved a table down a level without rewriting it.
+    pub trivial_moves: u64,
+    /// Time spent compacting.
+    pub compaction_secs: f64,
+    /// Time writers spent slowed down or stopped.
+    pub write_stall_secs: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -39,6 +64,10 @@ pub trait BenchEngine: Send + Sync {
     fn flush(&self) -> Result<()>;
     /// Stops background work and releases the directory.
     fn close(self: Box<Self>) -> Result<()>;
+    /// Flush and compaction counters since open, if the engine reports them.
+    fn write_stats(&self) -> Option<WriteStats> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -57,6 +86,51 @@ impl EngineKind {
             EngineKind::Fjall => "fjall",
         }
     }
+}
+
+/// Parses `--ferris-opt NAME=VALUE` arguments.
+pub fn parse_ferris_opt(arg: &str) -> Result<(String, String), String> {
+    let (name, value) =
+        arg.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got {arg:?}"))?;
+    Ok((name.trim().to_string(), value.trim().to_string()))
+}
+
+/// FerrisDB's engine options for a run: the defaults, the run's sync and cache settings, then
+/// the `--ferris-opt` overrides. Names are `EngineOptions` fields (sizes in bytes) plus the
+/// table options `block_size`, `restart_interval` and `bloom_bits_per_key`.
+#[cfg(feature = "ferrisdb")]
+pub fn ferris_options(cfg: &EngineConfig) -> Result<ferrisdb_storage::engine::EngineOptions> {
+    use ferrisdb_storage::engine::{EngineOptions, SyncPolicy};
+    let mut opts = EngineOptions {
+        sync: if cfg.sync { SyncPolicy::Always } else { SyncPolicy::Never },
+        block_cache_bytes: cfg.cache_bytes,
+        ..EngineOptions::default()
+    };
+    for (name, value) in &cfg.ferris_opts {
+        let int = || -> Result<usize> {
+            value.parse().with_context(|| format!("--ferris-opt {name}: {value:?} is not a number"))
+        };
+        let flag = || -> Result<bool> {
+            value.parse().with_context(|| format!("--ferris-opt {name}: {value:?} is not true/false"))
+        };
+        match name.as_str() {
+            "memtable_bytes" => opts.memtable_bytes = int()?,
+            "max_immutable_memtables" => opts.max_immutable_memtables = int()?,
+            "target_file_bytes" => opts.target_file_bytes = int()? as u64,
+            "l0_compaction_trigger" => opts.l0_compaction_trigger = int()?,
+            "l0_slowdown_writes" => opts.l0_slowdown_writes = int()?,
+            "l0_stop_writes" => opts.l0_stop_writes = int()?,
+            "level1_bytes" => opts.level1_bytes = int()? as u64,
+            "level_multiplier" => opts.level_multiplier = int()? as u64,
+            "num_levels" => opts.num_levels = int()?,
+            "flush_on_open" => opts.flush_on_open = flag()?,
+            "block_size" => opts.table.block_size = int()?,
+            "restart_interval" => opts.table.restart_interval = int()?,
+            "bloom_bits_per_key" => opts.table.bloom_bits_per_key = int()?,
+            _ => anyhow::bail!("--ferris-opt: unknown FerrisDB option {name:?}"),
+        }
+    }
+    Ok(opts)
 }
 
 pub fn open(kind: EngineKind, dir: &Path, cfg: &EngineConfig) -> Result<Box<dyn BenchEngine>> {
@@ -83,12 +157,17 @@ mod ferris {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use bytes::Bytes;
-    use ferrisdb_storage::engine::{Engine, EngineOptions, ScanOptions, SyncPolicy, WriteBatch};
+    use ferrisdb_core::Error;
+    use ferrisdb_storage::engine::{Engine, ScanOptions, WriteBatch};
+
+    /// The GC horizon moves every this many batches (versions).
+    const GC_EVERY: u64 = 1024;
 
     pub struct Ferris {
         engine: Arc<Engine>,
         /// Last version handed to `apply`; versions must strictly increase.
         version: AtomicU64,
+        gc_window: u64,
     }
 
     fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
@@ -97,18 +176,21 @@ mod ferris {
 
     impl Ferris {
         pub fn open(dir: &Path, cfg: &EngineConfig) -> Result<Self> {
-            let opts = EngineOptions {
-                sync: if cfg.sync { SyncPolicy::Always } else { SyncPolicy::Never },
-                block_cache_bytes: cfg.cache_bytes,
-                ..EngineOptions::default()
-            };
-            let engine = Engine::open(dir, opts).map_err(err)?;
+            let engine = Engine::open(dir, ferris_options(cfg)?).map_err(err)?;
             let version = AtomicU64::new(engine.last_applied_version());
-            Ok(Ferris { engine, version })
+            Ok(Ferris { engine, version, gc_window: cfg.gc_window })
         }
 
-        fn read_version(&self) -> u64 {
-            self.engine.last_applied_version()
+        /// Runs `read` at the latest version; if the GC horizon passed that version before
+        /// the read started (a writer moved it meanwhile), retries at the new latest version,
+        /// as a client whose read version became too old would.
+        fn at_latest<T>(&self, read: impl Fn(u64) -> ferrisdb_core::Result<T>) -> Result<T> {
+            loop {
+                match read(self.engine.last_applied_version()) {
+                    Err(Error::TransactionTooOld { .. }) => continue,
+                    other => return other.map_err(err),
+                }
+            }
         }
     }
 
@@ -120,24 +202,27 @@ mod ferris {
             }
             // One writer thread at a time in every workload, so fetch_add order == apply order.
             let v = self.version.fetch_add(1, Ordering::SeqCst) + 1;
-            self.engine.apply(v, &batch).map_err(err)
+            self.engine.apply(v, &batch).map_err(err)?;
+            if self.gc_window > 0 && v % GC_EVERY == 0 {
+                self.engine.set_gc_horizon(v.saturating_sub(self.gc_window));
+            }
+            Ok(())
         }
 
         fn get(&self, key: &[u8]) -> Result<Option<usize>> {
-            Ok(self.engine.get(key, self.read_version()).map_err(err)?.map(|v| v.len()))
+            Ok(self.at_latest(|version| self.engine.get(key, version))?.map(|v| v.len()))
         }
 
         fn seek_next_n(&self, key: &[u8], n: usize) -> Result<(u64, u64)> {
-            let it = self
-                .engine
-                .scan(ScanOptions {
+            let it = self.at_latest(|read_version| {
+                self.engine.scan(ScanOptions {
                     begin: Bytes::copy_from_slice(key),
                     end: Bytes::new(),
-                    read_version: self.read_version(),
+                    read_version,
                     reverse: false,
                     limit: n,
                 })
-                .map_err(err)?;
+            })?;
             let (mut cnt, mut bytes) = (0u64, 0u64);
             for kv in it {
                 let (k, v) = kv.map_err(err)?;
@@ -151,16 +236,15 @@ mod ferris {
         }
 
         fn scan_all(&self) -> Result<(u64, u64)> {
-            let it = self
-                .engine
-                .scan(ScanOptions {
+            let it = self.at_latest(|read_version| {
+                self.engine.scan(ScanOptions {
                     begin: Bytes::new(),
                     end: Bytes::new(),
-                    read_version: self.read_version(),
+                    read_version,
                     reverse: false,
                     limit: 0,
                 })
-                .map_err(err)?;
+            })?;
             let (mut cnt, mut bytes) = (0u64, 0u64);
             for kv in it {
                 let (k, v) = kv.map_err(err)?;
@@ -178,6 +262,19 @@ mod ferris {
             self.engine.close().map_err(err)?;
             drop(self);
             Ok(())
+        }
+
+        fn write_stats(&self) -> Option<WriteStats> {
+            let s = self.engine.stats();
+            Some(WriteStats {
+                flush_bytes: s.flush_bytes,
+                compaction_read_bytes: s.compaction_read_bytes,
+                compaction_write_bytes: s.compaction_write_bytes,
+                compactions: s.compactions,
+                trivial_moves: s.trivial_moves,
+                compaction_secs: s.compaction_micros as f64 / 1e6,
+                write_stall_secs: s.write_stall_micros as f64 / 1e6,
+            })
         }
     }
 }

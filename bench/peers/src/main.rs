@@ -19,7 +19,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use engines::{BenchEngine, Compression, EngineConfig, EngineKind};
+use engines::{BenchEngine, Compression, EngineConfig, EngineKind, WriteStats};
 
 const KEY_LEN: usize = 16;
 
@@ -76,6 +76,14 @@ struct Args {
     /// RNG seed (keys order and values are identical for every engine).
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// FerrisDB: versions kept below the last one written; the GC horizon moves every 1024
+    /// batches, as a storage server moves it. 0 = never move it (keep every version).
+    #[arg(long, default_value_t = 1000)]
+    gc_window: u64,
+    /// FerrisDB: override an engine option, NAME=VALUE (repeatable), e.g.
+    /// `--ferris-opt l0_compaction_trigger=4`.
+    #[arg(long = "ferris-opt", value_name = "NAME=VALUE", value_parser = engines::parse_ferris_opt)]
+    ferris_opts: Vec<(String, String)>,
 }
 
 const WORKLOADS: &[&str] = &[
@@ -113,6 +121,10 @@ struct EngineSummary {
     open_secs: Option<f64>,
     /// Bytes on disk under the engine's directory after reopen.
     disk_bytes: Option<u64>,
+    /// Key + value bytes written by fillrandom and overwrite.
+    user_bytes: u64,
+    /// Flush and compaction counters after fillrandom + overwrite + flush (FerrisDB only).
+    write_stats: Option<WriteStats>,
     total_secs: f64,
     error: Option<String>,
 }
@@ -496,14 +508,26 @@ fn run_engine(
     let mut db = engines::open(kind, &dir, cfg)?;
     let mut vgen = ValueGen::new(args.seed, args.value_size);
     let r = fill(db.as_ref(), "fillrandom", kind, &perms.0, args, &mut vgen)?;
+    sum.user_bytes += (r.ops as usize * (KEY_LEN + args.value_size)) as u64;
     push(r, out);
     let r = fill(db.as_ref(), "overwrite", kind, &perms.1, args, &mut vgen)?;
+    sum.user_bytes += (r.ops as usize * (KEY_LEN + args.value_size)) as u64;
     push(r, out);
 
     let t = Instant::now();
     db.flush()?;
     sum.flush_secs = Some(t.elapsed().as_secs_f64());
     progress(&format!("{:<10} flush {:.3} s", kind.name(), sum.flush_secs.unwrap()));
+    sum.write_stats = db.write_stats();
+    if let Some(w) = &sum.write_stats {
+        progress(&format!(
+            "{:<10} write amplification {:.2} ({} compactions, {} trivial moves)",
+            kind.name(),
+            write_amp(w, sum.user_bytes),
+            w.compactions,
+            w.trivial_moves
+        ));
+    }
 
     let r = read_random(db.as_ref(), "readrandom", kind, args, args.seed + 2)?;
     push(r, out);
@@ -536,6 +560,11 @@ fn run_engine(
         let _ = std::fs::remove_dir_all(&base);
     }
     Ok(())
+}
+
+/// Table bytes written (flushes + compaction outputs) per user byte written.
+fn write_amp(w: &WriteStats, user_bytes: u64) -> f64 {
+    (w.flush_bytes + w.compaction_write_bytes) as f64 / user_bytes.max(1) as f64
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
@@ -590,6 +619,32 @@ fn print_tables(results: &[WorkloadResult], sums: &[EngineSummary]) {
             s.error.as_deref().unwrap_or("")
         );
     }
+    let with_stats: Vec<_> =
+        sums.iter().filter_map(|s| s.write_stats.as_ref().map(|w| (s, w))).collect();
+    if with_stats.is_empty() {
+        return;
+    }
+    println!();
+    println!("After fillrandom + overwrite + flush (write amplification = table bytes written by flushes and compactions / key+value bytes written):");
+    println!();
+    println!("| engine | user MiB | flush MiB | compaction read MiB | compaction write MiB | write amp | compactions | trivial moves | compaction s | write stall s |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mib = |b: u64| b as f64 / 1_048_576.0;
+    for (s, w) in with_stats {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {} | {:.1} | {:.1} |",
+            s.engine,
+            mib(s.user_bytes),
+            mib(w.flush_bytes),
+            mib(w.compaction_read_bytes),
+            mib(w.compaction_write_bytes),
+            write_amp(w, s.user_bytes),
+            w.compactions,
+            w.trivial_moves,
+            w.compaction_secs,
+            w.write_stall_secs
+        );
+    }
 }
 
 fn main() -> Result<()> {
@@ -599,7 +654,11 @@ fn main() -> Result<()> {
         sync: args.sync,
         cache_bytes: args.cache_mib << 20,
         compression: args.compression,
+        gc_window: args.gc_window,
+        ferris_opts: args.ferris_opts.clone(),
     };
+    #[cfg(feature = "ferrisdb")]
+    engines::ferris_options(&cfg)?;
     let _tmp;
     let root = match &args.dir {
         Some(d) => {

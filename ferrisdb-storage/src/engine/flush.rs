@@ -76,6 +76,10 @@ impl Inner {
         }
         self.wal.remove_segments_before(imm.wal_end)?;
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        self.counters.flush_bytes.fetch_add(
+            table.as_ref().map_or(0, |t| t.file_size()),
+            Ordering::Relaxed,
+        );
         tracing::info!(
             table = table.as_ref().map(|t| t.id()),
             entries = imm.mem.len(),

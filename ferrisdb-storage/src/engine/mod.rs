@@ -75,8 +75,20 @@ pub(crate) struct BackgroundSignals {
 pub(crate) struct Counters {
     pub write_slowdowns: AtomicU64,
     pub write_stops: AtomicU64,
+    /// Microseconds writers spent slowed down or stopped.
+    pub write_stall_micros: AtomicU64,
     pub flushes: AtomicU64,
+    /// Bytes of the level-0 tables written by flushes.
+    pub flush_bytes: AtomicU64,
     pub compactions: AtomicU64,
+    /// Compactions done by moving one table down a level without rewriting it.
+    pub trivial_moves: AtomicU64,
+    /// Bytes of the input tables read by (rewriting) compactions.
+    pub compaction_read_bytes: AtomicU64,
+    /// Bytes of the tables written by compactions.
+    pub compaction_write_bytes: AtomicU64,
+    /// Microseconds spent in compactions (picking to installing).
+    pub compaction_micros: AtomicU64,
 }
 
 /// Everything the engine and its background threads share.
@@ -166,9 +178,13 @@ impl Inner {
 impl Engine {
     /// Opens (creating if needed) the database in `dir`: takes the `LOCK` file so a second
     /// process cannot open it, recovers the manifest, opens the live tables, deletes orphan
-    /// tables and replays the WAL.
+    /// tables and replays the WAL (then flushes the replayed data, with
+    /// [`EngineOptions::flush_on_open`]).
     pub fn open(dir: &Path, opts: EngineOptions) -> Result<Arc<Engine>> {
         let inner = Arc::new(recovery::open(dir, opts)?);
+        if opts.flush_on_open && !inner.current().active.is_empty() {
+            inner.flush_all()?;
+        }
         let threads = if opts.background_threads {
             background::spawn(&inner)?
         } else {

@@ -35,6 +35,10 @@ pub struct EngineOptions {
     pub num_levels: usize,
     /// Run flush and compaction on background threads; false = only when called.
     pub background_threads: bool,
+    /// On open, flush what WAL replay put in the memtable to a level-0 table (a normal
+    /// flush: the replayed segments are deleted once the manifest records the table), so
+    /// reads after a restart do not search a large memtable first.
+    pub flush_on_open: bool,
 }
 
 impl Default for EngineOptions {
@@ -53,6 +57,7 @@ impl Default for EngineOptions {
             level_multiplier: 10,
             num_levels: 7,
             background_threads: true,
+            flush_on_open: true,
         }
     }
 }
@@ -109,10 +114,22 @@ pub struct EngineStats {
     pub write_slowdowns: u64,
     /// Writes that waited for a flush or compaction.
     pub write_stops: u64,
+    /// Time writers spent slowed down or stopped, in microseconds.
+    pub write_stall_micros: u64,
     /// Memtable flushes completed.
     pub flushes: u64,
-    /// Compactions completed.
+    /// Bytes of the level-0 tables written by flushes.
+    pub flush_bytes: u64,
+    /// Compactions completed (trivial moves included).
     pub compactions: u64,
+    /// Compactions that moved one table down a level by a manifest edit, without rewriting it.
+    pub trivial_moves: u64,
+    /// Bytes of input tables read by compactions that rewrote their inputs.
+    pub compaction_read_bytes: u64,
+    /// Bytes of the tables written by compactions.
+    pub compaction_write_bytes: u64,
+    /// Time spent in compactions, in microseconds.
+    pub compaction_micros: u64,
     /// WAL append counters.
     pub wal: WalStats,
     /// Block cache hits.
@@ -125,4 +142,12 @@ pub struct EngineStats {
     pub durable_version: u64,
     /// Current GC horizon.
     pub gc_horizon: u64,
+}
+
+impl EngineStats {
+    /// Bytes written to tables (flushes plus compaction outputs) per byte of `user_bytes`
+    /// ingested; the WAL is not counted.
+    pub fn write_amplification(&self, user_bytes: u64) -> f64 {
+        (self.flush_bytes + self.compaction_write_bytes) as f64 / user_bytes.max(1) as f64
+    }
 }

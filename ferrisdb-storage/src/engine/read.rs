@@ -9,6 +9,7 @@ use super::Inner;
 use super::options::{EngineStats, LevelStats, ScanOptions};
 use super::scan::ScanIterator;
 use crate::key::ValueKind;
+use crate::sstable::bloom::hash64;
 
 impl Inner {
     /// Fails with `TransactionTooOld` if `read_version` is below the GC horizon.
@@ -38,6 +39,8 @@ impl Inner {
                 return Ok(visible(entry.kind, entry.value));
             }
         }
+        // The bloom hash of `key`, computed once for every table probed.
+        let mut key_hash = None;
         for (level, tables) in state.levels.iter().enumerate() {
             let candidates: &[_] = if level == 0 {
                 tables
@@ -51,7 +54,8 @@ impl Inner {
                 }
             };
             for table in candidates {
-                if let Some(entry) = table.get(key, read_version)? {
+                let hash = *key_hash.get_or_insert_with(|| hash64(key));
+                if let Some(entry) = table.get_hashed(key, hash, read_version)? {
                     return Ok(visible(entry.kind, entry.value));
                 }
             }
@@ -96,8 +100,14 @@ impl Inner {
             immutable_memtables: state.immutables.len(),
             write_slowdowns: self.counters.write_slowdowns.load(Ordering::Relaxed),
             write_stops: self.counters.write_stops.load(Ordering::Relaxed),
+            write_stall_micros: self.counters.write_stall_micros.load(Ordering::Relaxed),
             flushes: self.counters.flushes.load(Ordering::Relaxed),
+            flush_bytes: self.counters.flush_bytes.load(Ordering::Relaxed),
             compactions: self.counters.compactions.load(Ordering::Relaxed),
+            trivial_moves: self.counters.trivial_moves.load(Ordering::Relaxed),
+            compaction_read_bytes: self.counters.compaction_read_bytes.load(Ordering::Relaxed),
+            compaction_write_bytes: self.counters.compaction_write_bytes.load(Ordering::Relaxed),
+            compaction_micros: self.counters.compaction_micros.load(Ordering::Relaxed),
             wal: self.wal.stats(),
             cache_hits: self.cache.hits(),
             cache_misses: self.cache.misses(),

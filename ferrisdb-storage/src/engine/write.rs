@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferrisdb_core::{Error, Result};
 
@@ -87,7 +87,9 @@ impl Inner {
             self.counters
                 .write_slowdowns
                 .fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
             std::thread::sleep(SLOWDOWN);
+            self.add_stall_time(started);
         }
         let full = |s: &State| {
             s.immutables.len() >= self.opts.max_immutable_memtables.max(1)
@@ -97,16 +99,30 @@ impl Inner {
             return Ok(());
         }
         self.counters.write_stops.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
         let mut guard = self.stall_lock.lock();
-        loop {
-            self.check_open()?;
-            self.check_background_error()?;
+        let result = loop {
+            if let Err(err) = self
+                .check_open()
+                .and_then(|()| self.check_background_error())
+            {
+                break Err(err);
+            }
             if !full(&self.current()) {
-                return Ok(());
+                break Ok(());
             }
             self.request_background(true, true);
             self.stall_cv.wait_for(&mut guard, STALL_WAIT);
-        }
+        };
+        drop(guard);
+        self.add_stall_time(started);
+        result
+    }
+
+    fn add_stall_time(&self, started: Instant) {
+        self.counters
+            .write_stall_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Freezes the active memtable (called with the write mutex held): seals the WAL segment

@@ -13,6 +13,8 @@ use crate::sstable::{Table, TableIterator};
 /// Iterates the concatenation of sorted, non-overlapping tables.
 pub struct LevelIterator {
     tables: Vec<Arc<Table>>,
+    /// Whether the table cursors cache the blocks they read.
+    fill_cache: bool,
     /// Index of the table `current` iterates.
     index: usize,
     current: Option<TableIterator>,
@@ -23,15 +25,32 @@ impl LevelIterator {
     pub fn new(tables: Vec<Arc<Table>>) -> Self {
         LevelIterator {
             tables,
+            fill_cache: true,
             index: 0,
             current: None,
+        }
+    }
+
+    /// Like [`new`](Self::new), but blocks read from the files are not cached (see
+    /// [`Table::iter_uncached`]).
+    pub fn uncached(tables: Vec<Arc<Table>>) -> Self {
+        LevelIterator {
+            fill_cache: false,
+            ..Self::new(tables)
         }
     }
 
     /// Opens a cursor on table `index` (or none if out of range).
     fn open(&mut self, index: usize) -> Option<&mut TableIterator> {
         self.index = index;
-        self.current = self.tables.get(index).map(Table::iter);
+        let fill_cache = self.fill_cache;
+        self.current = self.tables.get(index).map(|table| {
+            if fill_cache {
+                table.iter()
+            } else {
+                table.iter_uncached()
+            }
+        });
         self.current.as_mut()
     }
 

@@ -144,11 +144,17 @@ impl BloomFilter {
 
     /// False only if `key` was certainly not added.
     pub fn may_contain(&self, key: &[u8]) -> bool {
+        self.may_contain_hash(hash64(key))
+    }
+
+    /// [`may_contain`](Self::may_contain) for a key whose [`hash64`] is `hash`, so a reader
+    /// probing many filters hashes the key once.
+    pub fn may_contain_hash(&self, hash: u64) -> bool {
         if self.bits.is_empty() {
             return true;
         }
         let bit_count = self.bits.len() as u64 * 8;
-        probes(hash64(key), bit_count, self.probe_count).all(|bit| {
+        probes(hash, bit_count, self.probe_count).all(|bit| {
             self.bits
                 .get((bit / 8) as usize)
                 .is_some_and(|byte| byte & (1 << (bit % 8)) != 0)

@@ -40,7 +40,7 @@ impl Default for TableOptions {
     fn default() -> Self {
         TableOptions {
             block_size: 4096,
-            restart_interval: 16,
+            restart_interval: 8,
             bloom_bits_per_key: 10,
         }
     }

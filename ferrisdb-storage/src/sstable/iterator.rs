@@ -25,16 +25,20 @@ pub struct TableIterator {
     data: Option<BlockIter>,
     /// File offset of the loaded data block (for error offsets and block reuse).
     data_offset: u64,
+    /// Whether data blocks read from the file are put in the block cache.
+    fill_cache: bool,
 }
 
 impl TableIterator {
-    /// An unpositioned iterator over `table`, driven by a cursor over its index block.
-    pub(crate) fn new(table: Arc<Table>, index: BlockIter) -> TableIterator {
+    /// An unpositioned iterator over `table`, driven by a cursor over its index block;
+    /// `fill_cache` says whether blocks it reads from the file are cached.
+    pub(crate) fn new(table: Arc<Table>, index: BlockIter, fill_cache: bool) -> TableIterator {
         TableIterator {
             table,
             index,
             data: None,
             data_offset: 0,
+            fill_cache,
         }
     }
 
@@ -73,7 +77,7 @@ impl TableIterator {
         let handle = self.table.handle_at(&self.index)?;
         let reusable = self.data.is_some() && self.data_offset == handle.offset;
         if !reusable {
-            let block = self.table.data_block(handle)?;
+            let block = self.table.data_block(handle, self.fill_cache)?;
             match self.data.as_mut() {
                 Some(data) => data.reset(block),
                 None => self.data = Some(BlockIter::new(block)),

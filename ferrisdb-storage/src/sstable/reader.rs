@@ -15,7 +15,7 @@ use bytes::Bytes;
 use ferrisdb_core::{Error, Result};
 
 use super::block::{Block, BlockIter};
-use super::bloom::BloomFilter;
+use super::bloom::{BloomFilter, hash64};
 use super::format::{
     BLOCK_TRAILER_SIZE, BlockHandle, DecodeError, FOOTER_SIZE, Footer, TableProperties,
     verify_block_trailer,
@@ -146,7 +146,18 @@ impl Table {
     /// Newest entry of `key` with version <= `read_version`, tombstones included. Returns
     /// `Ok(None)` without touching data blocks when the bloom filter rules the key out.
     pub fn get(&self, key: &[u8], read_version: u64) -> Result<Option<TableEntry>> {
-        if !self.may_contain(key) {
+        self.get_hashed(key, hash64(key), read_version)
+    }
+
+    /// [`get`](Self::get) for a key whose bloom hash ([`hash64`]) is `key_hash`: a lookup that
+    /// probes many tables hashes the key once.
+    pub fn get_hashed(
+        &self,
+        key: &[u8],
+        key_hash: u64,
+        read_version: u64,
+    ) -> Result<Option<TableEntry>> {
+        if !self.may_contain_hashed(key, key_hash) {
             return Ok(None);
         }
         let mut index = BlockIter::new(self.index.clone());
@@ -155,7 +166,7 @@ impl Table {
             .map_err(|e| self.index_error(e))?;
         while index.valid() {
             let handle = self.handle_at(&index)?;
-            let mut data = BlockIter::new(self.data_block(handle)?);
+            let mut data = BlockIter::new(self.data_block(handle, true)?);
             data.seek(key, read_version)
                 .map_err(|e| e.into_error(&self.path, handle.offset))?;
             if data.valid() {
@@ -177,14 +188,24 @@ impl Table {
     /// False only if `key` is certainly absent: outside the key range or rejected by the
     /// bloom filter.
     pub fn may_contain(&self, key: &[u8]) -> bool {
-        key >= self.properties.smallest.key.as_slice()
-            && key <= self.properties.largest.key.as_slice()
-            && self.bloom.may_contain(key)
+        self.may_contain_hashed(key, hash64(key))
     }
 
-    /// A cursor over all entries of the table.
+    fn may_contain_hashed(&self, key: &[u8], key_hash: u64) -> bool {
+        key >= self.properties.smallest.key.as_slice()
+            && key <= self.properties.largest.key.as_slice()
+            && self.bloom.may_contain_hash(key_hash)
+    }
+
+    /// A cursor over all entries of the table; the data blocks it reads are cached.
     pub fn iter(self: &Arc<Self>) -> TableIterator {
-        TableIterator::new(Arc::clone(self), BlockIter::new(self.index.clone()))
+        TableIterator::new(Arc::clone(self), BlockIter::new(self.index.clone()), true)
+    }
+
+    /// A cursor over all entries that uses cached blocks but caches none it reads, so a
+    /// one-pass reader (compaction) does not evict the blocks point reads and scans use.
+    pub fn iter_uncached(self: &Arc<Self>) -> TableIterator {
+        TableIterator::new(Arc::clone(self), BlockIter::new(self.index.clone()), false)
     }
 
     /// The table's properties.
@@ -220,16 +241,19 @@ impl Table {
         }
     }
 
-    /// The data block at `handle`, from the cache or read, verified and cached.
-    pub(crate) fn data_block(&self, handle: BlockHandle) -> Result<Arc<Block>> {
+    /// The data block at `handle`, from the cache or read and verified (then cached if
+    /// `fill_cache`).
+    pub(crate) fn data_block(&self, handle: BlockHandle, fill_cache: bool) -> Result<Arc<Block>> {
         if let Some(block) = self.cache.get(self.id, handle.offset) {
             return Ok(block);
         }
         let bytes = read_block(&self.file, &self.path, handle)?;
         let block =
             Arc::new(Block::decode(bytes).map_err(|e| e.into_error(&self.path, handle.offset))?);
-        self.cache
-            .insert(self.id, handle.offset, Arc::clone(&block));
+        if fill_cache {
+            self.cache
+                .insert(self.id, handle.offset, Arc::clone(&block));
+        }
         Ok(block)
     }
 

@@ -1,6 +1,13 @@
 //! Compaction: picks inputs (`picker.rs`), merges them into new tables with MVCC garbage
 //! collection (`run.rs`), then installs the result: one manifest edit that deletes the inputs
 //! and adds the outputs, a state swap, and only then deletion of the input files.
+//!
+//! A *trivial move* skips the merge: one input table that overlaps nothing in the output level
+//! is moved there by the manifest edit alone (deleted at level n, added at n + 1, same file).
+//! It is taken only when skipping the merge loses no garbage collection the merge would do:
+//! always above the last level (the table's old versions and tombstones are collected when it
+//! is next merged), and into the last level only if the GC rules would keep every entry of the
+//! table (see [`needs_no_gc`]).
 
 mod picker;
 mod run;
@@ -17,6 +24,7 @@ use super::flush::file_meta;
 use super::state::sort_level;
 use crate::manifest::{VersionEdit, remove_if_present, table_file_name};
 use crate::sstable::Table;
+use picker::Pick;
 
 impl Inner {
     /// Runs compactions until the picker finds nothing to do.
@@ -71,7 +79,12 @@ impl Inner {
         let inputs = open(pick.level, &pick.inputs)?;
         let next_inputs = open(pick.output_level(), &pick.next_inputs)?;
         let horizon = self.gc_horizon.load(Ordering::Acquire);
-        let outputs = run::run(self, &pick, &inputs, &next_inputs, &deeper, horizon)?;
+        let trivial = is_trivial_move(&pick, &inputs, horizon, self.opts.num_levels);
+        let outputs = if trivial {
+            inputs.clone()
+        } else {
+            run::run(self, &pick, &inputs, &next_inputs, &deeper, horizon)?
+        };
 
         let mut edit = VersionEdit {
             gc_horizon: Some(horizon),
@@ -88,6 +101,7 @@ impl Inner {
             edit.added.push((pick.output_level(), file_meta(table)));
         }
         let removed: HashSet<u64> = edit.deleted.iter().map(|(_, id)| *id).collect();
+        let moved: HashSet<u64> = outputs.iter().map(|t| t.id()).collect();
         {
             let mut versions = self.versions.lock();
             versions.manifest.log_and_apply(&edit)?;
@@ -102,20 +116,37 @@ impl Inner {
             }
             *current = Arc::new(current.with_levels(levels));
         }
-        for id in &removed {
+        for id in removed.difference(&moved) {
             remove_if_present(&self.dir.join(table_file_name(*id)))?;
         }
-        self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        let input_bytes: u64 = inputs
+            .iter()
+            .chain(&next_inputs)
+            .map(|t| t.file_size())
+            .sum();
+        let output_bytes: u64 = outputs.iter().map(|t| t.file_size()).sum();
+        let counters = &self.counters;
+        counters.compactions.fetch_add(1, Ordering::Relaxed);
+        if trivial {
+            counters.trivial_moves.fetch_add(1, Ordering::Relaxed);
+        } else {
+            counters
+                .compaction_read_bytes
+                .fetch_add(input_bytes, Ordering::Relaxed);
+            counters
+                .compaction_write_bytes
+                .fetch_add(output_bytes, Ordering::Relaxed);
+        }
+        counters
+            .compaction_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         tracing::info!(
             level = pick.level,
+            trivial_move = trivial,
             inputs = inputs.len() + next_inputs.len(),
-            input_bytes = inputs
-                .iter()
-                .chain(&next_inputs)
-                .map(|t| t.file_size())
-                .sum::<u64>(),
+            input_bytes,
             outputs = outputs.len(),
-            output_bytes = outputs.iter().map(|t| t.file_size()).sum::<u64>(),
+            output_bytes,
             gc_horizon = horizon,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "compacted"
@@ -123,4 +154,22 @@ impl Inner {
         self.notify_stalled();
         Ok(true)
     }
+}
+
+/// True if the compaction can move its one input table to the output level unchanged: nothing
+/// there overlaps it, and (into the last level) the merge would drop none of its entries.
+fn is_trivial_move(pick: &Pick, inputs: &[Arc<Table>], horizon: u64, num_levels: usize) -> bool {
+    let [table] = inputs else {
+        return false;
+    };
+    pick.next_inputs.is_empty()
+        && (pick.output_level() + 1 < num_levels || needs_no_gc(table, horizon))
+}
+
+/// True if the GC rules keep every entry of `table` when it is compacted into the last level:
+/// every version is above the horizon, or every key has one version and it is a value.
+fn needs_no_gc(table: &Table, horizon: u64) -> bool {
+    let props = table.properties();
+    props.min_version > horizon
+        || (props.tombstone_count == 0 && props.entry_count == props.distinct_key_count)
 }

@@ -32,11 +32,17 @@ pub(super) fn run(
 ) -> Result<Vec<Arc<Table>>> {
     let mut sources = Vec::new();
     if pick.level == 0 {
-        sources.extend(inputs.iter().map(|t| SourceIterator::Table(t.iter())));
+        sources.extend(
+            inputs
+                .iter()
+                .map(|t| SourceIterator::Table(t.iter_uncached())),
+        );
     } else {
-        sources.push(SourceIterator::Level(LevelIterator::new(inputs.to_vec())));
+        sources.push(SourceIterator::Level(LevelIterator::uncached(
+            inputs.to_vec(),
+        )));
     }
-    sources.push(SourceIterator::Level(LevelIterator::new(
+    sources.push(SourceIterator::Level(LevelIterator::uncached(
         next_inputs.to_vec(),
     )));
     let mut merge = MergeIterator::new(sources);

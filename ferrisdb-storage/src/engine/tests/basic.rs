@@ -264,3 +264,32 @@ fn unsynced_applies_are_visible_at_once_and_durable_after_one_sync() {
         "versions must increase"
     );
 }
+
+#[test]
+fn counters_account_flushed_and_compacted_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), small_options(false));
+    let mut user_bytes = 0u64;
+    for v in 1..=200u64 {
+        let (key, value) = (format!("k{:03}", v * 7 % 101), format!("value-{v}"));
+        user_bytes += (key.len() + value.len()) as u64;
+        engine.apply(v, &put(&key, &value)).unwrap();
+    }
+    engine.flush().unwrap();
+    let stats = engine.stats();
+    assert!(stats.flushes > 1);
+    assert_eq!(
+        stats.flush_bytes, stats.total_sst_bytes,
+        "every table came from a flush"
+    );
+    assert_eq!((stats.compactions, stats.compaction_write_bytes), (0, 0));
+    engine.compact().unwrap();
+    let stats = engine.stats();
+    assert!(stats.compactions > 0);
+    assert!(
+        stats.compaction_read_bytes >= stats.flush_bytes,
+        "level 0 was read"
+    );
+    assert!(stats.compaction_write_bytes > 0);
+    assert!(stats.write_amplification(user_bytes) > 1.0);
+}

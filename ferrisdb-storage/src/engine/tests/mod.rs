@@ -2,9 +2,11 @@
 //! concurrency and corruption.
 
 mod basic;
+mod compaction;
 mod concurrency;
 mod corruption;
 mod model;
+mod reopen;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,6 +36,7 @@ pub(super) fn small_options(background: bool) -> EngineOptions {
         level_multiplier: 2,
         num_levels: 4,
         background_threads: background,
+        flush_on_open: true,
     }
 }
 

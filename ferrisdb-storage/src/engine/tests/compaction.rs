@@ -1,0 +1,171 @@
+//! Compaction behaviour: trivial moves and garbage collection, checked through the engine's
+//! counters, its level layout and reads at every version.
+
+use super::*;
+use crate::engine::WriteBatch;
+
+/// No background threads, memtables flushed only when asked, one level-0 file triggers a
+/// compaction, big levels (nothing but level 0 ever needs compacting), `num_levels` levels.
+fn options(num_levels: usize) -> EngineOptions {
+    EngineOptions {
+        memtable_bytes: 1 << 20,
+        l0_compaction_trigger: 1,
+        level1_bytes: 1 << 30,
+        num_levels,
+        ..small_options(false)
+    }
+}
+
+/// Writes keys `k00..k19` at versions `first..first + rounds` (each version rewrites every
+/// key with value `{key}@{version}`), then flushes into one level-0 table.
+fn write_rounds(engine: &Engine, first: u64, rounds: u64) {
+    for version in first..first + rounds {
+        let mut batch = WriteBatch::new();
+        for k in 0..20 {
+            batch.put(format!("k{k:02}"), format!("k{k:02}@{version}"));
+        }
+        engine.apply(version, &batch).unwrap();
+    }
+    engine.flush().unwrap();
+}
+
+/// Every key reads as written at every version in `versions`.
+fn assert_reads(engine: &Engine, versions: std::ops::RangeInclusive<u64>) {
+    for version in versions {
+        for k in 0..20 {
+            let key = format!("k{k:02}");
+            assert_eq!(
+                engine.get(key.as_bytes(), version).unwrap().unwrap(),
+                format!("{key}@{version}"),
+                "{key} at {version}"
+            );
+        }
+    }
+}
+
+/// Ids of the tables of each level.
+fn layout(engine: &Engine) -> Vec<Vec<u64>> {
+    engine
+        .inner
+        .current()
+        .levels
+        .iter()
+        .map(|tables| tables.iter().map(|t| t.id()).collect())
+        .collect()
+}
+
+#[test]
+fn table_overlapping_nothing_below_is_moved_not_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(4);
+    let engine = open(dir.path(), opts);
+    write_rounds(&engine, 1, 5);
+    let before = layout(&engine);
+    let l0 = before[0].clone();
+    assert_eq!((l0.len(), before[1].len()), (1, 0));
+    engine.set_gc_horizon(5);
+
+    engine.compact().unwrap();
+    let stats = engine.stats();
+    assert_eq!(stats.trivial_moves, 1);
+    assert_eq!(stats.compactions, 1);
+    assert_eq!(stats.compaction_write_bytes, 0, "nothing rewritten");
+    assert_eq!(
+        layout(&engine),
+        vec![vec![], l0.clone(), vec![], vec![]],
+        "the same file, one level down"
+    );
+    assert!(
+        dir.path()
+            .join(crate::manifest::table_file_name(l0[0]))
+            .exists()
+    );
+    // Above the last level the move keeps the versions a merge would have dropped; reads at
+    // and above the horizon are unchanged.
+    assert_reads(&engine, 5..=5);
+    assert_eq!(
+        engine.inner.current().levels[1][0].properties().entry_count,
+        100
+    );
+
+    // The move is in the manifest: a reopened engine finds the table on level 1.
+    engine.close().unwrap();
+    let engine = open(dir.path(), opts);
+    assert_eq!(layout(&engine), vec![vec![], l0, vec![], vec![]]);
+    assert_reads(&engine, 5..=5);
+}
+
+#[test]
+fn move_into_the_last_level_keeps_every_version_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), options(2));
+    write_rounds(&engine, 1, 3);
+    let l0 = layout(&engine)[0].clone();
+    // Every version is above the horizon: the GC rules keep all of them, so a move is safe.
+    engine.compact().unwrap();
+    assert_eq!(engine.stats().trivial_moves, 1);
+    assert_eq!(layout(&engine), vec![vec![], l0]);
+    assert_reads(&engine, 1..=3);
+}
+
+#[test]
+fn compaction_into_the_last_level_still_drops_shadowed_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), options(2));
+    write_rounds(&engine, 1, 4);
+    let mut batch = WriteBatch::new();
+    batch.delete("k00");
+    engine.apply(5, &batch).unwrap();
+    engine.flush().unwrap();
+    engine.set_gc_horizon(5);
+    // Two level-0 tables: a merge, not a move, whatever overlaps.
+    engine.compact().unwrap();
+    let stats = engine.stats();
+    assert_eq!((stats.trivial_moves, stats.compactions), (0, 1));
+    assert!(stats.compaction_write_bytes > 0);
+    assert!(stats.compaction_read_bytes > 0);
+    assert_eq!(
+        engine.inner.cache.usage_bytes(),
+        0,
+        "compaction reads do not fill the block cache"
+    );
+    let state = engine.inner.current();
+    let [table] = state.levels[1].as_slice() else {
+        panic!("one output table expected");
+    };
+    // k00's tombstone at the horizon and every older version are gone; each other key keeps
+    // only its newest version at or below the horizon.
+    assert_eq!(table.properties().entry_count, 19);
+    assert_eq!(table.properties().tombstone_count, 0);
+    assert_eq!(engine.get(b"k00", 5).unwrap(), None);
+    assert_eq!(engine.get(b"k07", 5).unwrap().unwrap(), "k07@4");
+    assert!(engine.inner.cache.usage_bytes() > 0, "reads do");
+}
+
+#[test]
+fn single_table_with_garbage_is_rewritten_into_the_last_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), options(2));
+    write_rounds(&engine, 1, 3);
+    let l0 = layout(&engine)[0].clone();
+    engine.set_gc_horizon(3);
+    engine.compact().unwrap();
+    let stats = engine.stats();
+    assert_eq!(
+        stats.trivial_moves, 0,
+        "a move would keep the shadowed versions"
+    );
+    let l1 = layout(&engine)[1].clone();
+    assert_eq!(l1.len(), 1);
+    assert_ne!(l1, l0);
+    assert!(
+        !dir.path()
+            .join(crate::manifest::table_file_name(l0[0]))
+            .exists()
+    );
+    assert_eq!(
+        engine.inner.current().levels[1][0].properties().entry_count,
+        20
+    );
+    assert_reads(&engine, 3..=3);
+}
