@@ -219,11 +219,26 @@ async fn a_full_disk_stops_applying_and_the_server_recovers_every_write_after_re
         assert!(got.as_deref() == Some(&value_of(k, 8000)[..]), "{k}");
     }
 
-    // Space returns. Give the old process time to (wrongly) report anything, then restart it:
-    // it must hold every write, none lost to the failed writes.
+    // Space returns: the server notices and exits to be restarted (by its supervisor; here,
+    // by the test). The restarted server must hold every write, none lost to the failed
+    // writes.
     std::fs::remove_file(&filler).expect("remove filler");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    cluster.storage[0].kill();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let process = cluster.storage[0].process.as_mut().expect("running");
+        if let Some(status) = process.try_wait() {
+            assert!(!status.success(), "exit {status:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "storage-0 did not exit after space returned\n{}",
+            cluster.storage[0].logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs = cluster.storage[0].logs();
+    assert!(logs.contains("accepts writes again"), "{logs}");
     cluster.storage[0].start();
     let deadline = Instant::now() + Duration::from_secs(30);
     for k in before.iter().chain(&during) {

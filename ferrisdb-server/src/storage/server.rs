@@ -4,12 +4,19 @@
 //! If the engine fails (a write or fsync error: full or read-only disk), the puller stops,
 //! the error is logged and the health service reports `NOT_SERVING` (both for the overall
 //! server and for `ferrisdb.v1.StorageServer`); reads at versions already applied (and
-//! durable) are still served until the process is restarted.
+//! durable) are still served. Every second the server then probes its data directory (a
+//! 64 KiB write + fsync); once the directory accepts writes again (space came back) it exits
+//! with an error so its supervisor (`ferrisdb cluster up`, systemd, ...) restarts it, and the
+//! restarted server recovers from its files and pulls what it missed from the log. Recovery
+//! is a restart on purpose: the failed engine's state after a failed write or fsync is not
+//! trusted.
 
 use std::future::Future;
+use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ferrisdb_core::{Error, Version};
@@ -102,7 +109,11 @@ pub async fn serve(
     health
         .set_serving::<StorageServerServer<StorageService>>()
         .await;
+    let (recovered_tx, recovered_rx) = tokio::sync::oneshot::channel::<()>();
+    let exiting_to_recover = Arc::new(AtomicBool::new(false));
     let puller = tokio::spawn({
+        let data_dir = config.data_dir.clone();
+        let exiting = exiting_to_recover.clone();
         let pulled = super::puller::run(
             worker_id.clone(),
             engine.clone(),
@@ -118,7 +129,8 @@ pub async fn serve(
                 error = %err,
                 applied = applied.applied(),
                 "storage engine failed: no longer applying writes; reads at or below the \
-                 applied version are still served; restart once the disk problem is fixed"
+                 applied version are still served; the server exits to be restarted once \
+                 its data directory accepts writes again"
             );
             health
                 .set_not_serving::<StorageServerServer<StorageService>>()
@@ -126,6 +138,22 @@ pub async fn serve(
             health
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
                 .await;
+            loop {
+                tokio::time::sleep(RECOVERY_PROBE_EVERY).await;
+                let dir = data_dir.clone();
+                let writable = tokio::task::spawn_blocking(move || accepts_writes(&dir))
+                    .await
+                    .unwrap_or(false);
+                if writable {
+                    tracing::warn!(
+                        "the data directory accepts writes again; exiting so that this storage \
+                         server is restarted and recovers from its files"
+                    );
+                    exiting.store(true, Ordering::Release);
+                    let _ = recovered_tx.send(());
+                    return;
+                }
+            }
         }
     });
     let gc = tokio::spawn({
@@ -150,14 +178,48 @@ pub async fn serve(
     grpc::add_reflection(&mut routes, &[v1::storage_server_server::SERVICE_NAME])
         .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;
     tracing::info!(listen = %config.listen, advertise = %config.advertise, "storage server serving");
-    let result = grpc::serve_until(routes, listener, shutdown).await;
+    let stop = async move {
+        // A dropped sender (the puller task aborted at shutdown) must not stop the server.
+        let recovered = async {
+            if recovered_rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            _ = shutdown => {}
+            _ = recovered => {}
+        }
+    };
+    let result = grpc::serve_until(routes, listener, stop).await;
     puller.abort();
     gc.abort();
     drop(session);
     let _ = puller.await;
-    tokio::task::spawn_blocking(move || engine.close())
+    let closed = tokio::task::spawn_blocking(move || engine.close())
         .await
-        .map_err(|e| Error::Internal(format!("engine close task failed: {e}")))??;
+        .map_err(|e| Error::Internal(format!("engine close task failed: {e}")))?;
+    if exiting_to_recover.load(Ordering::Acquire) {
+        return Err(Error::Unavailable(
+            "the storage engine failed earlier and the data directory accepts writes again: \
+             exiting so that the server is restarted and recovers from its files"
+                .into(),
+        ));
+    }
+    closed?;
     tracing::info!("storage server stopped");
     result
+}
+
+/// How often a server whose engine failed probes its data directory.
+const RECOVERY_PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether `dir` accepts a 64 KiB write and its fsync (the probe file is removed afterwards).
+fn accepts_writes(dir: &Path) -> bool {
+    let path = dir.join(".write-probe");
+    let written = std::fs::File::create(&path).and_then(|mut file| {
+        file.write_all(&[0u8; 64 << 10])?;
+        file.sync_all()
+    });
+    let _ = std::fs::remove_file(&path);
+    written.is_ok()
 }
