@@ -16,7 +16,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ferrisdb_core::{Error, Version};
@@ -110,10 +109,9 @@ pub async fn serve(
         .set_serving::<StorageServerServer<StorageService>>()
         .await;
     let (recovered_tx, recovered_rx) = tokio::sync::oneshot::channel::<()>();
-    let exiting_to_recover = Arc::new(AtomicBool::new(false));
+    // Returns true once the engine failed and the data directory accepts writes again.
     let puller = tokio::spawn({
         let data_dir = config.data_dir.clone();
-        let exiting = exiting_to_recover.clone();
         let pulled = super::puller::run(
             worker_id.clone(),
             engine.clone(),
@@ -149,9 +147,8 @@ pub async fn serve(
                         "the data directory accepts writes again; exiting so that this storage \
                          server is restarted and recovers from its files"
                     );
-                    exiting.store(true, Ordering::Release);
                     let _ = recovered_tx.send(());
-                    return;
+                    return true;
                 }
             }
         }
@@ -194,11 +191,11 @@ pub async fn serve(
     puller.abort();
     gc.abort();
     drop(session);
-    let _ = puller.await;
+    let exiting_to_recover = matches!(puller.await, Ok(true));
     let closed = tokio::task::spawn_blocking(move || engine.close())
         .await
         .map_err(|e| Error::Internal(format!("engine close task failed: {e}")))?;
-    if exiting_to_recover.load(Ordering::Acquire) {
+    if exiting_to_recover {
         return Err(Error::Unavailable(
             "the storage engine failed earlier and the data directory accepts writes again: \
              exiting so that the server is restarted and recovers from its files"

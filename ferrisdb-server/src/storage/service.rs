@@ -84,9 +84,7 @@ impl StorageService {
         }
         Ok(())
     }
-}
 
-impl StorageService {
     /// One point read, as `Get` and each read of `GetBatch` answer it.
     async fn get_one(&self, req: v1::StorageGetRequest) -> Result<v1::StorageGetResponse, Error> {
         limits::check_key(&req.key)?;
