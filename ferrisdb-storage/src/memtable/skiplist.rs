@@ -1,17 +1,17 @@
 //! A concurrent, insert-only, lock-free skip list ordered by internal key.
 //!
 //! Nodes are ordered by [`compare_internal`]: user key ascending, version descending. Each node
-//! owns its user key and value in one [`Bytes`] allocation plus a *tower* of `next` links, one
-//! per level it takes part in (height drawn with p = 1/4, at most [`MAX_HEIGHT`]). The level-0
-//! link lives in the node itself and only the links above it in a separate allocation, so the
-//! three quarters of nodes of height 1 need no tower allocation and a level-0 step reads the
-//! node it is already at.
+//! is one allocation carved from the list's [`Arena`]: a fixed header (version, lengths, kind,
+//! height), then its *tower* of `next` links, one per level it takes part in (height drawn
+//! with p = 1/4, at most [`MAX_HEIGHT`]), then the user key, then the value. A search step
+//! therefore reads one node and finds the key right after the links it just followed: for the
+//! three quarters of nodes of height 1 and short keys, one cache line.
 //!
 //! Invariants:
-//! - Nodes are never removed or freed while the list lives; [`SkipList`]'s `Drop` frees them all
-//!   (it has `&mut self`, so nobody else can be looking). Hence any node pointer read from a link
-//!   stays valid for as long as the list does, and the epoch machinery never has to retire
-//!   anything: all loads use [`crossbeam_epoch::unprotected`] instead of pinning.
+//! - Nodes are never removed or freed while the list lives; the arena frees them all when the
+//!   list drops (it has `&mut self`, so nobody else can be looking). Hence any node pointer
+//!   read from a link stays valid for as long as the list does, and the epoch machinery never
+//!   has to retire anything: all loads use [`crossbeam_epoch::unprotected`] instead of pinning.
 //! - Level 0 is the complete list; each higher level is a sorted sub-list of the level below.
 //! - A node is published by a release CAS on its predecessor's level-0 link after its contents
 //!   and level-0 `next` are written; readers load links with acquire ordering, so they always see
@@ -22,68 +22,117 @@
 
 use std::cell::Cell;
 use std::cmp::Ordering as KeyOrdering;
-use std::ptr;
+use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
-use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned, Shared};
+use crossbeam_epoch::{self as epoch, Atomic, Guard, Shared};
 
+use super::arena::Arena;
 use crate::key::{ValueKind, compare_internal};
 
 /// The tallest tower a node can have.
 pub(crate) const MAX_HEIGHT: usize = 12;
 
-/// Estimated per-allocation bookkeeping of the global allocator, charged per allocation of a
-/// node (node, key+value bytes, and the upper tower when the height is above 1) in
-/// [`Node::approximate_bytes`].
-const ALLOCATOR_OVERHEAD: usize = 16;
-
-/// One entry of the list.
+/// One entry of the list: this header, followed in the same arena allocation by `height`
+/// links (`Atomic<Node>`), the user key (`key_len` bytes) and the value (`value_len` bytes).
+/// Only ever used by reference into the arena, never moved or built on the stack.
+#[repr(C)]
 pub(crate) struct Node {
-    /// The user key followed by the value.
-    data: Bytes,
-    /// Length of the user key prefix of `data`.
-    key_len: usize,
     version: u64,
+    key_len: u32,
+    value_len: u32,
     kind: ValueKind,
-    /// The next node at level 0.
-    next0: Atomic<Node>,
-    /// `upper[level - 1]` is the next node at `level` >= 1; its length is the height minus 1
-    /// (empty, so not allocated, for height 1).
-    upper: Box<[Atomic<Node>]>,
+    height: u8,
+    /// Where the tower starts: a zero-length array so that the links that follow the header
+    /// are addressed from the node itself.
+    tower: [Atomic<Node>; 0],
 }
 
 impl Node {
-    fn new(key: &[u8], version: u64, kind: ValueKind, value: &[u8], height: usize) -> Self {
-        let mut data = Vec::with_capacity(key.len() + value.len());
-        data.extend_from_slice(key);
-        data.extend_from_slice(value);
-        #[cfg(test)]
-        tests::LIVE_NODES.with(|live| live.set(live.get() + 1));
-        Node {
-            data: Bytes::from(data),
-            key_len: key.len(),
-            version,
-            kind,
-            next0: Atomic::null(),
-            upper: (1..height.max(1)).map(|_| Atomic::null()).collect(),
+    /// Bytes of a node with this height, key and value.
+    fn size(height: usize, key_len: usize, value_len: usize) -> usize {
+        size_of::<Node>() + height * size_of::<Atomic<Node>>() + key_len + value_len
+    }
+
+    /// Builds a node in `arena`, with null links. Panics if the key or value is 4 GiB or
+    /// longer (the engine's limits are far below that).
+    fn allocate(
+        arena: &Arena,
+        key: &[u8],
+        version: u64,
+        kind: ValueKind,
+        value: &[u8],
+        height: usize,
+    ) -> NonNull<Node> {
+        let (Ok(key_len), Ok(value_len), Ok(height_u8)) = (
+            u32::try_from(key.len()),
+            u32::try_from(value.len()),
+            u8::try_from(height),
+        ) else {
+            panic!(
+                "memtable entry too large: key {} bytes, value {} bytes",
+                key.len(),
+                value.len()
+            );
+        };
+        let node = arena
+            .allocate(Node::size(height, key.len(), value.len()))
+            .cast::<Node>();
+        // SAFETY: the arena handed out `Node::size(..)` bytes aligned to 8 (enough for `Node`
+        // and `Atomic`) to this call alone; the header, `height` links, key and value are
+        // written at disjoint offsets inside them, each before anything reads it.
+        unsafe {
+            node.as_ptr().write(Node {
+                version,
+                key_len,
+                value_len,
+                kind,
+                height: height_u8,
+                tower: [],
+            });
+            let links = node
+                .as_ptr()
+                .cast::<u8>()
+                .add(size_of::<Node>())
+                .cast::<Atomic<Node>>();
+            for level in 0..height {
+                links.add(level).write(Atomic::null());
+            }
+            let payload = links.add(height).cast::<u8>();
+            ptr::copy_nonoverlapping(key.as_ptr(), payload, key.len());
+            ptr::copy_nonoverlapping(value.as_ptr(), payload.add(key.len()), value.len());
         }
+        node
     }
 
     /// The link to the next node at `level` (< the node's height).
     #[inline]
     fn link(&self, level: usize) -> &Atomic<Node> {
-        match level.checked_sub(1) {
-            None => &self.next0,
-            Some(upper) => &self.upper[upper],
+        debug_assert!(level < usize::from(self.height));
+        // SAFETY: `Node::allocate` placed `height` initialized links right after the header,
+        // where `tower` starts, and `level < height`; they live as long as the node.
+        unsafe { &*self.tower.as_ptr().add(level) }
+    }
+
+    /// The key and value bytes.
+    #[inline]
+    fn payload(&self) -> &[u8] {
+        // SAFETY: `Node::allocate` wrote `key_len + value_len` bytes right after the `height`
+        // links; they are never changed and live as long as the node.
+        unsafe {
+            let start = self
+                .tower
+                .as_ptr()
+                .add(usize::from(self.height))
+                .cast::<u8>();
+            std::slice::from_raw_parts(start, self.key_len as usize + self.value_len as usize)
         }
     }
 
     /// The user key.
     #[inline]
     pub(crate) fn key(&self) -> &[u8] {
-        // `key_len <= data.len()` by construction.
-        &self.data[..self.key_len]
+        &self.payload()[..self.key_len as usize]
     }
 
     /// The version that wrote the entry.
@@ -101,34 +150,13 @@ impl Node {
     /// The value (empty for tombstones).
     #[inline]
     pub(crate) fn value(&self) -> &[u8] {
-        &self.data[self.key_len..]
-    }
-
-    /// The value as a shared handle on the node's buffer (no copy).
-    #[inline]
-    pub(crate) fn value_bytes(&self) -> Bytes {
-        self.data.slice(self.key_len..)
+        &self.payload()[self.key_len as usize..]
     }
 
     /// This node's position relative to (key, version) in internal order.
     #[inline]
     fn compare(&self, key: &[u8], version: u64) -> KeyOrdering {
         compare_internal(self.key(), self.version, key, version)
-    }
-
-    /// Memory charged for this node: payload, struct, tower and allocator bookkeeping.
-    fn approximate_bytes(&self) -> usize {
-        self.data.len()
-            + size_of::<Node>()
-            + self.upper.len() * size_of::<Atomic<Node>>()
-            + (2 + usize::from(!self.upper.is_empty())) * ALLOCATOR_OVERHEAD
-    }
-}
-
-#[cfg(test)]
-impl Drop for Node {
-    fn drop(&mut self) {
-        tests::LIVE_NODES.with(|live| live.set(live.get() - 1));
     }
 }
 
@@ -164,6 +192,8 @@ pub(crate) struct SkipList {
     /// Tallest tower inserted so far (a search hint; only grows).
     height: AtomicUsize,
     counters: Counters,
+    /// Where the nodes live; freed with the list.
+    arena: Arena,
 }
 
 /// Counters bumped by every insert, on their own cache line so that readers walking from the
@@ -171,7 +201,6 @@ pub(crate) struct SkipList {
 #[repr(align(64))]
 struct Counters {
     len: AtomicUsize,
-    bytes: AtomicUsize,
 }
 
 impl SkipList {
@@ -182,8 +211,8 @@ impl SkipList {
             height: AtomicUsize::new(1),
             counters: Counters {
                 len: AtomicUsize::new(0),
-                bytes: AtomicUsize::new(0),
             },
+            arena: Arena::new(),
         }
     }
 
@@ -193,9 +222,9 @@ impl SkipList {
         self.counters.len.load(Ordering::Acquire)
     }
 
-    /// Estimated memory held by the entries (see [`Node::approximate_bytes`]).
+    /// Memory held by the entries: the bytes of the arena's chunks.
     pub(crate) fn approximate_bytes(&self) -> usize {
-        self.counters.bytes.load(Ordering::Relaxed)
+        self.arena.allocated_bytes()
     }
 
     /// The guard used for every load, bound to the borrow of the list.
@@ -217,32 +246,33 @@ impl SkipList {
         }
         let height = random_height();
         self.height.fetch_max(height, Ordering::Relaxed);
-        let mut node = Owned::new(Node::new(key, version, kind, value, height));
-        let bytes = node.approximate_bytes();
+        let node = Node::allocate(&self.arena, key, version, kind, value, height);
+        let linked = Shared::from(node.as_ptr().cast_const());
+        // SAFETY: the node was just built in the arena, which lives as long as `self`.
+        let linked_node = unsafe { node.as_ref() };
 
         // Level 0 decides membership: once linked here the entry is in the list.
-        let linked = loop {
-            node.next0.store(splice.succs[0], Ordering::Relaxed);
+        loop {
+            linked_node
+                .link(0)
+                .store(splice.succs[0], Ordering::Relaxed);
             match splice.preds[0].at(0).compare_exchange(
                 splice.succs[0],
-                node,
+                linked,
                 Ordering::Release,
                 Ordering::Relaxed,
                 guard,
             ) {
-                Ok(linked) => break linked,
-                Err(failed) => {
-                    node = failed.new;
+                Ok(_) => break,
+                Err(_) => {
+                    // The node stays unreachable in the arena if this turns out a duplicate.
                     splice = self.find_splice(key, version, guard);
                     if is_entry(splice.succs[0], key, version) {
                         return false; // Lost a race with an insert of the same entry.
                     }
                 }
             }
-        };
-        // SAFETY: `linked` points to the node just published; nodes live until the list drops,
-        // which cannot happen while `&self` is borrowed.
-        let linked_node = unsafe { linked.deref() };
+        }
 
         for level in 1..height {
             loop {
@@ -267,7 +297,6 @@ impl SkipList {
             }
         }
         self.counters.len.fetch_add(1, Ordering::Release);
-        self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
         true
     }
 
@@ -338,7 +367,7 @@ impl SkipList {
     #[inline]
     pub(crate) fn next_of<'a>(&'a self, node: Option<&'a Node>) -> Option<&'a Node> {
         let link = match node {
-            Some(node) => &node.next0,
+            Some(node) => node.link(0),
             None => &self.head[0],
         };
         let next = link.load(Ordering::Acquire, self.guard());
@@ -383,22 +412,6 @@ impl SkipList {
     }
 }
 
-impl Drop for SkipList {
-    fn drop(&mut self) {
-        // SAFETY: `&mut self` proves no reader, writer or iterator can reach the nodes any more
-        // (iterators hold an `Arc` to the owning memtable).
-        let guard = unsafe { epoch::unprotected() };
-        let mut next = self.head[0].load(Ordering::Relaxed, guard);
-        while !next.is_null() {
-            // SAFETY: every node is on the level-0 chain exactly once and upper levels only
-            // alias it, so each node is turned into an `Owned` and freed exactly once.
-            let node = unsafe { next.into_owned() };
-            next = node.next0.load(Ordering::Relaxed, guard);
-            drop(node);
-        }
-    }
-}
-
 /// True if `candidate` is the entry (key, version).
 #[inline]
 fn is_entry(candidate: Shared<'_, Node>, key: &[u8], version: u64) -> bool {
@@ -428,18 +441,7 @@ fn random_height() -> usize {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::cell::Cell;
-
     use super::*;
-
-    thread_local! {
-        /// Nodes created minus nodes dropped on this thread.
-        pub(crate) static LIVE_NODES: Cell<isize> = const { Cell::new(0) };
-    }
-
-    fn live_nodes() -> isize {
-        LIVE_NODES.with(Cell::get)
-    }
 
     fn entries(list: &SkipList) -> Vec<(Vec<u8>, u64)> {
         let mut out = Vec::new();
@@ -582,17 +584,41 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn drop_frees_every_node() {
-        let before = live_nodes();
+    fn drop_frees_every_node_and_duplicates_allocate_nothing() {
+        let before = super::super::arena::tests::live_bytes();
         for round in 0..50u64 {
             let list = SkipList::new();
             for i in 0..200u64 {
                 list.insert(&(i % 17).to_be_bytes(), i + round, ValueKind::Put, &[7; 10]);
             }
-            // Duplicates allocate nothing that outlives the call.
-            list.insert(&0u64.to_be_bytes(), round, ValueKind::Put, b"");
-            assert_eq!(live_nodes() - before, 200);
+            let held = list.approximate_bytes();
+            assert!(!list.insert(&0u64.to_be_bytes(), round, ValueKind::Put, b""));
+            assert_eq!(list.approximate_bytes(), held);
         }
-        assert_eq!(live_nodes(), before);
+        assert_eq!(super::super::arena::tests::live_bytes(), before);
+    }
+
+    #[test]
+    fn large_values_and_long_keys_read_back_intact() {
+        let list = SkipList::new();
+        let value = |i: usize| vec![(i % 251) as u8; i * 997 % 400_000];
+        for i in 0..64 {
+            let key = format!("k{i:02}").repeat(1 + i % 5).into_bytes();
+            assert!(list.insert(&key, i as u64, ValueKind::Put, &value(i)));
+        }
+        let mut node = list.first();
+        let mut seen = 0;
+        while let Some(current) = node {
+            let i = current.version() as usize;
+            assert_eq!(
+                current.key(),
+                format!("k{i:02}").repeat(1 + i % 5).as_bytes()
+            );
+            assert_eq!(current.value(), &value(i)[..]);
+            assert_eq!(current.kind(), ValueKind::Put);
+            seen += 1;
+            node = list.next_of(Some(current));
+        }
+        assert_eq!(seen, 64);
     }
 }

@@ -1,0 +1,229 @@
+//! A bump allocator for skip-list nodes: memory is carved out of large chunks and released
+//! all at once when the arena drops.
+//!
+//! Why: a memtable never frees an entry before the whole memtable goes, so per-entry `malloc`
+//! and `free` buy nothing. Carving nodes out of chunks saves those calls, keeps neighbouring
+//! inserts close together, and makes the memtable's size exact: [`Arena::allocated_bytes`] is
+//! the memory the chunks hold, which is what the flush threshold should compare against.
+//!
+//! Chunks start small (so a tiny memtable stays tiny) and double up to [`MAX_CHUNK`]. An
+//! allocation bigger than a quarter of that gets a chunk of its own, so a large value does not
+//! waste the rest of the current chunk.
+
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+/// Alignment of every allocation (the nodes hold `u64`s and pointers).
+pub(crate) const ALIGN: usize = 8;
+/// Size of the first chunk.
+const FIRST_CHUNK: usize = 4 << 10;
+/// Chunks double in size up to this.
+const MAX_CHUNK: usize = 1 << 20;
+
+/// The chunk allocator. `Send + Sync`: allocation takes a short mutex.
+pub(crate) struct Arena {
+    state: Mutex<State>,
+    /// Bytes of every chunk allocated so far.
+    allocated: AtomicUsize,
+}
+
+struct State {
+    /// Next free byte of the current chunk (dangling while there is none).
+    cursor: NonNull<u8>,
+    /// Bytes left after `cursor` in the current chunk.
+    remaining: usize,
+    /// Size of the next shared chunk.
+    next_chunk: usize,
+    /// Every chunk, for freeing on drop.
+    chunks: Vec<(NonNull<u8>, Layout)>,
+}
+
+// SAFETY: the raw pointers in `State` point to chunks this arena owns exclusively; they are
+// only dereferenced by callers of `allocate`, each of which gets a disjoint range, and the
+// chunks are freed only by `Drop`, which has `&mut self`.
+unsafe impl Send for Arena {}
+// SAFETY: as above; all mutation of `State` happens under the mutex.
+unsafe impl Sync for Arena {}
+
+impl Arena {
+    /// An empty arena; the first chunk is allocated on first use.
+    pub(crate) fn new() -> Self {
+        Arena {
+            state: Mutex::new(State {
+                cursor: NonNull::dangling(),
+                remaining: 0,
+                next_chunk: FIRST_CHUNK,
+                chunks: Vec::new(),
+            }),
+            allocated: AtomicUsize::new(0),
+        }
+    }
+
+    /// Bytes held by the arena's chunks (including the unused tail of the current one).
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.allocated.load(Ordering::Relaxed)
+    }
+
+    /// `size` bytes (rounded up to [`ALIGN`]), aligned to [`ALIGN`], uninitialized, valid until
+    /// the arena drops and handed out to no one else. Aborts like `Box::new` if memory runs
+    /// out.
+    pub(crate) fn allocate(&self, size: usize) -> NonNull<u8> {
+        let size = size.max(1).next_multiple_of(ALIGN);
+        if size > MAX_CHUNK / 4 {
+            return self.new_chunk(size, &mut self.state.lock().chunks);
+        }
+        let mut state = self.state.lock();
+        if state.remaining < size {
+            // At least twice the last chunk, and big enough for `size` (≤ MAX_CHUNK / 4).
+            let mut chunk_size = state.next_chunk;
+            while chunk_size < size {
+                chunk_size *= 2;
+            }
+            state.next_chunk = (chunk_size * 2).min(MAX_CHUNK);
+            state.cursor = self.new_chunk(chunk_size, &mut state.chunks);
+            state.remaining = chunk_size;
+        }
+        let out = state.cursor;
+        // SAFETY: `size <= remaining`, so the new cursor is within (or one past the end of)
+        // the current chunk.
+        state.cursor = unsafe { out.add(size) };
+        state.remaining -= size;
+        out
+    }
+
+    fn new_chunk(&self, size: usize, chunks: &mut Vec<(NonNull<u8>, Layout)>) -> NonNull<u8> {
+        let Ok(layout) = Layout::from_size_align(size, ALIGN) else {
+            panic!("arena chunk of {size} bytes overflows the address space");
+        };
+        // SAFETY: `layout` has a non-zero size (`size >= ALIGN`).
+        let ptr = unsafe { alloc::alloc(layout) };
+        let Some(ptr) = NonNull::new(ptr) else {
+            alloc::handle_alloc_error(layout);
+        };
+        chunks.push((ptr, layout));
+        self.allocated.fetch_add(size, Ordering::Relaxed);
+        #[cfg(test)]
+        tests::LIVE_BYTES.with(|live| live.set(live.get() + size as isize));
+        ptr
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        for (ptr, layout) in self.state.get_mut().chunks.drain(..) {
+            // SAFETY: each chunk was allocated by `new_chunk` with exactly this layout and is
+            // freed once; `&mut self` proves nobody still uses memory carved from it.
+            unsafe { alloc::dealloc(ptr.as_ptr(), layout) };
+            #[cfg(test)]
+            tests::LIVE_BYTES.with(|live| live.set(live.get() - layout.size() as isize));
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    thread_local! {
+        /// Chunk bytes allocated minus freed on this thread.
+        pub(crate) static LIVE_BYTES: Cell<isize> = const { Cell::new(0) };
+    }
+
+    pub(crate) fn live_bytes() -> isize {
+        LIVE_BYTES.with(Cell::get)
+    }
+
+    #[test]
+    fn allocations_are_aligned_disjoint_and_writable() {
+        let arena = Arena::new();
+        let mut ranges = Vec::new();
+        for size in (0..2_000).map(|i| 1 + i % 300) {
+            let ptr = arena.allocate(size);
+            assert_eq!(ptr.as_ptr() as usize % ALIGN, 0);
+            // SAFETY: `allocate` handed out `size` writable bytes to this test alone.
+            unsafe { ptr.as_ptr().write_bytes(size as u8, size) };
+            ranges.push((ptr.as_ptr() as usize, size));
+        }
+        // Every range still holds what was written to it: no two overlap.
+        for &(start, size) in &ranges {
+            // SAFETY: as above; the arena is still alive.
+            let bytes = unsafe { std::slice::from_raw_parts(start as *const u8, size) };
+            assert!(bytes.iter().all(|&b| b == size as u8));
+        }
+        ranges.sort_unstable();
+        for pair in ranges.windows(2) {
+            assert!(pair[0].0 + pair[0].1 <= pair[1].0);
+        }
+    }
+
+    #[test]
+    fn chunks_grow_and_large_allocations_get_their_own() {
+        let before = live_bytes();
+        {
+            let arena = Arena::new();
+            assert_eq!(arena.allocated_bytes(), 0);
+            arena.allocate(100);
+            assert_eq!(arena.allocated_bytes(), FIRST_CHUNK);
+            // Filling the first chunk takes a second one of twice the size.
+            arena.allocate(FIRST_CHUNK);
+            assert_eq!(arena.allocated_bytes(), FIRST_CHUNK * 3);
+            // A large allocation is a chunk of exactly its size; the current one stays.
+            arena.allocate(MAX_CHUNK);
+            assert_eq!(arena.allocated_bytes(), FIRST_CHUNK * 3 + MAX_CHUNK);
+            arena.allocate(8);
+            assert_eq!(arena.allocated_bytes(), FIRST_CHUNK * 3 + MAX_CHUNK);
+            assert_eq!(live_bytes() - before, arena.allocated_bytes() as isize);
+        }
+        assert_eq!(live_bytes(), before);
+    }
+
+    #[test]
+    fn a_first_allocation_larger_than_the_first_chunk_fits() {
+        let arena = Arena::new();
+        let size = MAX_CHUNK / 4;
+        let ptr = arena.allocate(size);
+        // SAFETY: `allocate` handed out `size` writable bytes to this test alone.
+        unsafe { ptr.as_ptr().write_bytes(1, size) };
+        assert_eq!(arena.allocated_bytes(), MAX_CHUNK / 4);
+        // The next chunk keeps doubling from there.
+        arena.allocate(8);
+        arena.allocate(MAX_CHUNK / 4);
+        assert_eq!(arena.allocated_bytes(), MAX_CHUNK / 4 + MAX_CHUNK / 2);
+    }
+
+    #[test]
+    fn concurrent_allocations_do_not_overlap() {
+        let arena = Arena::new();
+        let per_thread: Vec<Vec<(usize, usize)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4u8)
+                .map(|t| {
+                    let arena = &arena;
+                    scope.spawn(move || {
+                        (0..5_000)
+                            .map(|i| {
+                                let size = 8 + (i * 7 + usize::from(t)) % 200;
+                                let ptr = arena.allocate(size);
+                                // SAFETY: these bytes were handed to this thread alone.
+                                unsafe { ptr.as_ptr().write_bytes(t, size) };
+                                (ptr.as_ptr() as usize, size)
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (t, ranges) in per_thread.iter().enumerate() {
+            for &(start, size) in ranges {
+                // SAFETY: the arena is alive and nobody writes any more.
+                let bytes = unsafe { std::slice::from_raw_parts(start as *const u8, size) };
+                assert!(bytes.iter().all(|&b| usize::from(b) == t));
+            }
+        }
+    }
+}
