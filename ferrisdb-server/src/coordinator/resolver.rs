@@ -10,7 +10,9 @@
 //! The resolver keeps recently committed write ranges: single-key writes in an ordered map
 //! (key → newest write version) and wider ranges in a queue ordered by version, which a check
 //! scans newest first and stops at the read version. Everything at or below the *oldest
-//! resolvable version* is pruned. That version is at least `newest commit − window` (the MVCC
+//! resolvable version* is pruned: ranges and the memory accounting at once, point entries in
+//! amortized sweeps (an entry at or below the oldest version can never conflict, since every
+//! checked read version is at least that old, so it may linger until the next sweep). That version is at least `newest commit − window` (the MVCC
 //! window) and is pushed further forward when the retained history exceeds the memory cap. A
 //! transaction with read conflict ranges whose read version is older than it fails with
 //! `TransactionTooOld`, because the writes it would have to be checked against are gone.
@@ -19,7 +21,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 
-use bytes::Bytes;
 use ferrisdb_core::{Error, KeyRange, Version};
 
 /// Approximate bookkeeping bytes per retained write, on top of its key bytes.
@@ -97,25 +98,32 @@ pub struct TxnConflicts<'a> {
     pub write_ranges: &'a [KeyRange],
 }
 
-/// One retained write, in the expiry queue.
+/// The writes recorded at one commit version, in the expiry queue.
 #[derive(Debug)]
-enum Written {
-    /// A single key, indexed in `points`.
-    Point(Bytes),
-    /// A wider range: the front of `ranges`.
-    Range,
+struct Recorded {
+    version: Version,
+    /// Approximate bytes accounted for them.
+    bytes: usize,
+    /// How many were single-key writes (entries of `points`, perhaps since overwritten).
+    points: usize,
 }
+
+/// Point entries are swept once at least this many expired, and at least half the map.
+const MIN_SWEEP: usize = 1024;
 
 /// Conflict detection over recently committed writes.
 #[derive(Debug)]
 pub struct Resolver {
     config: ResolverConfig,
-    /// Single-key writes: key → newest version it was written at.
-    points: BTreeMap<Bytes, Version>,
+    /// Single-key writes: key → newest version it was written at. Keys are copied out of the
+    /// request (a `Bytes` would keep the whole request buffer alive for the window).
+    points: BTreeMap<Box<[u8]>, Version>,
+    /// Point writes pruned from the accounting but perhaps still in `points`.
+    expired_points: usize,
     /// Wider range writes, in commit order.
     ranges: VecDeque<(KeyRange, Version)>,
-    /// Every retained write in commit order, with its accounted size, for pruning.
-    expiry: VecDeque<(Version, Written, usize)>,
+    /// The retained writes per commit version, oldest first, for pruning.
+    expiry: VecDeque<Recorded>,
     /// Writes at or below this version are pruned; older read versions are too old.
     oldest: Version,
     /// The newest commit version resolved.
@@ -130,6 +138,7 @@ impl Resolver {
         Resolver {
             config,
             points: BTreeMap::new(),
+            expired_points: 0,
             ranges: VecDeque::new(),
             expiry: VecDeque::new(),
             oldest: Version::ZERO,
@@ -240,20 +249,29 @@ impl Resolver {
         if range.is_empty() {
             return;
         }
-        let (written, size) = if is_single_key(range) {
-            self.points.insert(range.begin.clone(), version);
-            (
-                Written::Point(range.begin.clone()),
-                range.begin.len() + ENTRY_OVERHEAD,
-            )
+        let (size, point) = if is_single_key(range) {
+            match self.points.get_mut(&range.begin[..]) {
+                Some(newest) => *newest = version,
+                None => {
+                    self.points.insert(Box::from(&range.begin[..]), version);
+                }
+            }
+            (range.begin.len() + ENTRY_OVERHEAD, 1)
         } else {
             self.ranges.push_back((range.clone(), version));
-            (
-                Written::Range,
-                range.begin.len() + range.end.len() + ENTRY_OVERHEAD,
-            )
+            (range.begin.len() + range.end.len() + ENTRY_OVERHEAD, 0)
         };
-        self.expiry.push_back((version, written, size));
+        match self.expiry.back_mut() {
+            Some(last) if last.version == version => {
+                last.bytes += size;
+                last.points += point;
+            }
+            _ => self.expiry.push_back(Recorded {
+                version,
+                bytes: size,
+                points: point,
+            }),
+        }
         self.retained += size;
     }
 
@@ -263,31 +281,27 @@ impl Resolver {
             return;
         }
         self.oldest = to;
-        while let Some((version, _, _)) = self.expiry.front() {
-            if *version > to {
+        while let Some(front) = self.expiry.front() {
+            if front.version > to {
                 break;
             }
-            let Some((version, written, size)) = self.expiry.pop_front() else {
-                break;
-            };
-            match written {
-                Written::Point(key) => {
-                    if self.points.get(&key) == Some(&version) {
-                        self.points.remove(&key);
-                    }
-                }
-                Written::Range => {
-                    self.ranges.pop_front();
-                }
-            }
-            self.retained -= size;
+            self.retained -= front.bytes;
+            self.expired_points += front.points;
+            self.expiry.pop_front();
+        }
+        while self.ranges.front().is_some_and(|(_, v)| *v <= to) {
+            self.ranges.pop_front();
+        }
+        if self.expired_points >= MIN_SWEEP.max(self.points.len() / 2) || self.expiry.is_empty() {
+            self.points.retain(|_, v| *v > to);
+            self.expired_points = 0;
         }
     }
 
     /// Prunes whole versions, oldest first, until the history fits the memory cap.
     fn enforce_cap(&mut self) {
         while self.retained > self.config.max_retained_bytes {
-            let Some(&(version, _, _)) = self.expiry.front() else {
+            let Some(version) = self.expiry.front().map(|r| r.version) else {
                 break;
             };
             self.advance_oldest(version);
@@ -424,6 +438,38 @@ mod tests {
             res.resolve(Version(1), &[], &[key("a")], Version(201)),
             Ok(())
         );
+    }
+
+    #[test]
+    fn expired_point_writes_are_swept_and_never_conflict_meanwhile() {
+        let mut res = resolver(1_000);
+        let keys =
+            |v: u64| (0..10u64).map(move |i| KeyRange::single(format!("k{v}-{i}").as_bytes()));
+        for v in 1..=20_000u64 {
+            let writes: Vec<KeyRange> = keys(v).collect();
+            res.resolve(Version(v - 1), &[], &writes, Version(v))
+                .unwrap();
+            // Live: 1,000 versions × 10 keys; expired entries wait for a sweep, which comes
+            // once at least half the map (and MIN_SWEEP entries) has expired.
+            assert!(
+                res.points.len() <= 2 * 10_000 + MIN_SWEEP + 10,
+                "{}",
+                res.points.len()
+            );
+            // A key written just before the window's start may still be in the map, but a
+            // read at the oldest version does not conflict with it.
+            if v > 1_001 {
+                let old: Vec<KeyRange> = keys(v - 1_000).collect();
+                assert_eq!(
+                    res.resolve(Version(v - 1_000), &old, &[], Version(v)),
+                    Ok(())
+                );
+            }
+        }
+        // With everything expired, one advance empties the history.
+        res.resolve(Version(0), &[], &[], Version(40_000)).unwrap();
+        assert!(res.points.is_empty());
+        assert_eq!(res.retained_bytes(), 0);
     }
 
     #[test]
