@@ -3,7 +3,8 @@
 //! The index cursor picks a data block, whose cursor yields entries; stepping past either end
 //! of a data block moves the index cursor and loads the neighbouring block (through the block
 //! cache). Because index keys are the last key of each block, `seek(k, v)` lands on the only
-//! block that can hold the first entry >= (k, v). Any error leaves the cursor invalid.
+//! block that can hold the first entry >= (k, v). Any error leaves the cursor invalid. A cursor
+//! that moves forward through consecutive blocks switches to reading ahead ([`Readahead`]).
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use ferrisdb_core::Result;
 
 use super::block::BlockIter;
 use super::format::DecodeError;
+use super::readahead::Readahead;
 use super::reader::Table;
 use crate::iterator::InternalIterator;
 use crate::key::ValueKind;
@@ -27,6 +29,8 @@ pub struct TableIterator {
     data_offset: u64,
     /// Whether data blocks read from the file are put in the block cache.
     fill_cache: bool,
+    /// Sequential-read detection and the read-ahead window.
+    readahead: Readahead,
 }
 
 impl TableIterator {
@@ -39,6 +43,7 @@ impl TableIterator {
             data: None,
             data_offset: 0,
             fill_cache,
+            readahead: Readahead::default(),
         }
     }
 
@@ -77,7 +82,12 @@ impl TableIterator {
         let handle = self.table.handle_at(&self.index)?;
         let reusable = self.data.is_some() && self.data_offset == handle.offset;
         if !reusable {
-            let block = self.table.data_block(handle, self.fill_cache)?;
+            let block = if self.readahead.note_load(handle) {
+                self.table
+                    .data_block_readahead(handle, &mut self.readahead, self.fill_cache)?
+            } else {
+                self.table.data_block(handle, self.fill_cache)?
+            };
             match self.data.as_mut() {
                 Some(data) => data.reset(block),
                 None => self.data = Some(BlockIter::new(block)),

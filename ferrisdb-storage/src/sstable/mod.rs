@@ -17,6 +17,7 @@ pub mod bloom;
 mod builder;
 pub mod format;
 mod iterator;
+mod readahead;
 mod reader;
 mod varint;
 

@@ -21,6 +21,7 @@ use super::format::{
     verify_block_trailer,
 };
 use super::iterator::TableIterator;
+use super::readahead::Readahead;
 use crate::cache::BlockCache;
 use crate::key::{InternalKey, ValueKind};
 
@@ -257,6 +258,49 @@ impl Table {
         Ok(block)
     }
 
+    /// The data block at `handle` for a cursor reading blocks in file order: from the cache
+    /// if there, else cut from `readahead`'s window, refilled with one larger read when it
+    /// does not hold the block (then cached if `fill_cache`).
+    pub(crate) fn data_block_readahead(
+        &self,
+        handle: BlockHandle,
+        readahead: &mut Readahead,
+        fill_cache: bool,
+    ) -> Result<Arc<Block>> {
+        if let Some(block) = self.cache.get(self.id, handle.offset) {
+            return Ok(block);
+        }
+        let len = block_len_with_trailer(&self.path, handle)?;
+        let raw = match readahead.cut(handle.offset, len) {
+            Some(raw) => raw,
+            None => {
+                let window_len = readahead.next_window_len(handle.offset, len, self.data_end);
+                let mut window = vec![0u8; window_len];
+                read_at(&self.file, &self.path, &mut window, handle.offset)?;
+                readahead.fill(handle.offset, Bytes::from(window));
+                readahead.cut(handle.offset, len).ok_or_else(|| {
+                    Error::Internal(format!(
+                        "readahead window of {} at {} misses the block of {len} bytes there",
+                        self.path.display(),
+                        handle.offset
+                    ))
+                })?
+            }
+        };
+        let mut contents = verified_contents(&self.path, handle, raw)?;
+        if fill_cache {
+            // A cached block must not pin the whole window: the cache charges block sizes.
+            contents = Bytes::copy_from_slice(&contents);
+        }
+        let block =
+            Arc::new(Block::decode(contents).map_err(|e| e.into_error(&self.path, handle.offset))?);
+        if fill_cache {
+            self.cache
+                .insert(self.id, handle.offset, Arc::clone(&block));
+        }
+        Ok(block)
+    }
+
     /// Corruption in the index block.
     pub(crate) fn index_error(&self, err: DecodeError) -> Error {
         err.into_error(&self.path, self.index_offset)
@@ -274,18 +318,28 @@ fn read_at(file: &File, path: &Path, buf: &mut [u8], offset: u64) -> Result<()> 
     })
 }
 
-/// Reads a block and its trailer, verifies the checksum, and returns the contents.
-fn read_block(file: &File, path: &Path, handle: BlockHandle) -> Result<Bytes> {
-    let size = usize::try_from(handle.size)
+/// Bytes of the block at `handle` with its trailer.
+fn block_len_with_trailer(path: &Path, handle: BlockHandle) -> Result<usize> {
+    usize::try_from(handle.size)
         .ok()
         .and_then(|size| size.checked_add(BLOCK_TRAILER_SIZE))
-        .ok_or_else(|| Error::corruption(path, handle.offset, "block size too large"))?;
-    let mut buf = vec![0u8; size];
+        .ok_or_else(|| Error::corruption(path, handle.offset, "block size too large"))
+}
+
+/// Reads a block and its trailer, verifies the checksum, and returns the contents.
+fn read_block(file: &File, path: &Path, handle: BlockHandle) -> Result<Bytes> {
+    let mut buf = vec![0u8; block_len_with_trailer(path, handle)?];
     read_at(file, path, &mut buf, handle.offset)?;
-    let (contents, trailer) = buf.split_at(size - BLOCK_TRAILER_SIZE);
+    verified_contents(path, handle, Bytes::from(buf))
+}
+
+/// Verifies the checksum of `raw` (a block and its trailer, read from `handle`) and returns
+/// the block contents.
+fn verified_contents(path: &Path, handle: BlockHandle, mut raw: Bytes) -> Result<Bytes> {
+    let contents_len = raw.len().saturating_sub(BLOCK_TRAILER_SIZE);
+    let (contents, trailer) = raw.split_at(contents_len);
     verify_block_trailer(contents, trailer)
         .map_err(|e| e.into_error(path, handle.offset.saturating_add(handle.size)))?;
-    let mut bytes = Bytes::from(buf);
-    bytes.truncate(size - BLOCK_TRAILER_SIZE);
-    Ok(bytes)
+    raw.truncate(contents_len);
+    Ok(raw)
 }

@@ -340,6 +340,41 @@ fn every_flipped_bit_is_detected_or_harmless() {
 }
 
 #[test]
+fn a_damaged_block_read_ahead_is_reported_at_its_own_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ra.sst");
+    let model: Model = (0..2_000u32)
+        .map(|i| {
+            let key = InternalKey::new(format!("key{i:05}"), 7);
+            (key, (ValueKind::Put, vec![(i % 251) as u8; 40]))
+        })
+        .collect();
+    write_table(&path, &model, small_blocks());
+    // Clean: a forward scan through many consecutive blocks (read ahead) sees every entry,
+    // with and without a cache.
+    for cache_bytes in [0, 1 << 20] {
+        let table = Table::open(&path, 1, BlockCache::new(cache_bytes)).unwrap();
+        let rows = scan_forward(&mut table.iter()).unwrap();
+        assert_eq!(rows, model.iter().map(model_row).collect::<Vec<_>>());
+    }
+    // Damage one byte deep in the data region, far past the point where the scan switches to
+    // reading ahead: the scan fails there, naming the file and an offset at or after it.
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The data region is most of the file (the index and bloom blocks are at its end).
+    let damaged_at = bytes.len() / 4;
+    bytes[damaged_at] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let table = Table::open(&path, 2, BlockCache::new(1 << 20)).unwrap();
+    match scan_forward(&mut table.iter()) {
+        Err(Error::Corruption { file, offset, .. }) => {
+            assert_eq!(file, path);
+            assert!(offset >= damaged_at as u64 - 200 && offset <= damaged_at as u64 + 200);
+        }
+        other => panic!("expected a corruption error, got {other:?}"),
+    }
+}
+
+#[test]
 fn truncated_files_fail_to_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("full.sst");
