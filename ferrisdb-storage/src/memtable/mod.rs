@@ -61,6 +61,9 @@ impl MemTable {
 
     /// Inserts one entry; false (and no change) if (key, version) is already present. Safe to
     /// call from several threads at once.
+    ///
+    /// Panics if the key or the value is 4 GiB or longer (entry lengths are stored as `u32`;
+    /// the engine's write limits are far below that).
     pub fn insert(&self, key: &[u8], version: u64, kind: ValueKind, value: &[u8]) -> bool {
         // Widen the bounds first so that once `len() > 0` they cover every visible entry. A
         // rejected duplicate has a version some entry already has, so it widens nothing.
