@@ -249,13 +249,7 @@ impl Table {
             return Ok(block);
         }
         let bytes = read_block(&self.file, &self.path, handle)?;
-        let block =
-            Arc::new(Block::decode(bytes).map_err(|e| e.into_error(&self.path, handle.offset))?);
-        if fill_cache {
-            self.cache
-                .insert(self.id, handle.offset, Arc::clone(&block));
-        }
-        Ok(block)
+        self.decode_data_block(handle, bytes, fill_cache)
     }
 
     /// The data block at `handle` for a cursor reading blocks in file order: from the cache
@@ -292,6 +286,17 @@ impl Table {
             // A cached block must not pin the whole window: the cache charges block sizes.
             contents = Bytes::copy_from_slice(&contents);
         }
+        self.decode_data_block(handle, contents, fill_cache)
+    }
+
+    /// Decodes the verified contents of the data block at `handle`, caching it if
+    /// `fill_cache`.
+    fn decode_data_block(
+        &self,
+        handle: BlockHandle,
+        contents: Bytes,
+        fill_cache: bool,
+    ) -> Result<Arc<Block>> {
         let block =
             Arc::new(Block::decode(contents).map_err(|e| e.into_error(&self.path, handle.offset))?);
         if fill_cache {
