@@ -231,8 +231,8 @@ impl SkipList {
     #[inline]
     fn guard(&self) -> &Guard {
         // SAFETY: `unprotected` is sound when no other thread can free the objects loaded
-        // through it. Nodes are only freed by `Drop for SkipList`, which needs `&mut self`;
-        // the returned guard (and every `Shared` loaded with it) borrows `self`, so no node
+        // through it. Nodes are only freed when the list's arena drops with the list, which
+        // needs the list owned (no borrow left); the returned guard (and every `Shared` loaded with it) borrows `self`, so no node
         // can be freed while they exist.
         unsafe { epoch::unprotected() }
     }
