@@ -186,6 +186,16 @@ impl TransactionCoordinator for FakeCoordinator {
         Err(Status::unimplemented("fake"))
     }
 
+    type StreamMutationsStream =
+        futures_util::stream::Empty<Result<v1::PullMutationsResponse, Status>>;
+
+    async fn stream_mutations(
+        &self,
+        _: Request<v1::StreamMutationsRequest>,
+    ) -> Result<Response<Self::StreamMutationsStream>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     async fn report_durable(
         &self,
         _: Request<v1::ReportDurableRequest>,

@@ -102,6 +102,28 @@ async fn grv(c: &mut TransactionCoordinatorClient<Channel>) -> u64 {
         .version
 }
 
+/// Appends the (version, key, value) of every set in `resp`, checking its versions lie in
+/// (after, committed_through].
+fn collect_sets(
+    resp: &v1::PullMutationsResponse,
+    after: u64,
+    out: &mut Vec<(u64, String, String)>,
+) {
+    for b in &resp.batches {
+        assert!(b.version > after && b.version <= resp.committed_through);
+        for m in &b.mutations {
+            match &m.kind {
+                Some(v1::mutation::Kind::Set(s)) => out.push((
+                    b.version,
+                    String::from_utf8_lossy(&s.key).into_owned(),
+                    String::from_utf8_lossy(&s.value).into_owned(),
+                )),
+                other => panic!("unexpected mutation {other:?}"),
+            }
+        }
+    }
+}
+
 /// Every (version, key, value) set in the caller's range, pulled from after 0 to the end.
 async fn pull_all(c: &mut TransactionCoordinatorClient<Channel>) -> Vec<(u64, String, String)> {
     let mut after = 0;
@@ -122,21 +144,43 @@ async fn pull_all(c: &mut TransactionCoordinatorClient<Channel>) -> Vec<(u64, St
             .await
             .expect("pull")
             .into_inner();
-        for b in &resp.batches {
-            assert!(b.version > after && b.version <= resp.committed_through);
-            for m in &b.mutations {
-                match &m.kind {
-                    Some(v1::mutation::Kind::Set(s)) => out.push((
-                        b.version,
-                        String::from_utf8_lossy(&s.key).into_owned(),
-                        String::from_utf8_lossy(&s.value).into_owned(),
-                    )),
-                    other => panic!("unexpected mutation {other:?}"),
-                }
-            }
-        }
+        collect_sets(&resp, after, &mut out);
         assert!(resp.committed_through > after, "pull made no progress");
         after = resp.committed_through;
+    }
+    out
+}
+
+/// The same as [`pull_all`] through one `StreamMutations` call (small messages, so many).
+async fn stream_all(c: &mut TransactionCoordinatorClient<Channel>) -> Vec<(u64, String, String)> {
+    let end = grv(c).await;
+    let mut stream = c
+        .stream_mutations(v1::StreamMutationsRequest {
+            storage_id: "fake-ss".into(),
+            after_version: 0,
+            ranges: vec![v1::KeyRange {
+                begin: "k".into(),
+                end: "l".into(),
+            }],
+            max_bytes: 200,
+        })
+        .await
+        .expect("open the mutation stream")
+        .into_inner();
+    let mut after = 0;
+    let mut out = Vec::new();
+    while after < end {
+        let message = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("a message within 10 s")
+            .expect("stream message")
+            .expect("the stream stays open");
+        assert!(
+            message.committed_through > after,
+            "a message made no progress"
+        );
+        collect_sets(&message, after, &mut out);
+        after = message.committed_through;
     }
     out
 }
@@ -350,6 +394,9 @@ async fn commits_survive_a_sigkill_and_the_coordinator_serves_the_log() {
     let mut pulled = pull_all(&mut c).await;
     pulled.sort();
     assert_eq!(pulled, acked, "\n{}", coord.logs());
+    let mut streamed = stream_all(&mut c).await;
+    streamed.sort();
+    assert_eq!(streamed, acked, "\n{}", coord.logs());
     let resp = c
         .commit(txn(rv, "k50", "after", true))
         .await

@@ -20,7 +20,7 @@ pub mod service;
 pub mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use handle::{Coordinator, CoordinatorHandle, CoordinatorOptions, Pull, Pulled};
+pub use handle::{Coordinator, CoordinatorHandle, CoordinatorOptions, MutationFeed, Pull, Pulled};
 pub use resolver::{ResolveError, Resolver, ResolverConfig, TxnConflicts};
 pub use sequencer::Sequencer;
 pub use server::{CoordinatorConfig, serve, serve_on};

@@ -2,7 +2,10 @@
 //! `ferrisdb_proto::convert`, calls the [`Coordinator`] handle, and maps errors to statuses with
 //! `ferrisdb_proto::status::to_status`. Nothing here panics on input.
 
+use std::pin::Pin;
 use std::time::Duration;
+
+use futures_util::Stream;
 
 use ferrisdb_core::{Error, Version, limits};
 use ferrisdb_proto::convert::{Commit, ranges_from_proto};
@@ -11,7 +14,7 @@ use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::transaction_coordinator_server::TransactionCoordinator;
 use tonic::{Request, Response, Status};
 
-use super::handle::{CoordinatorHandle, Pull};
+use super::handle::{CoordinatorHandle, Pull, Pulled};
 
 /// Longest storage id accepted.
 const MAX_STORAGE_ID_BYTES: usize = 256;
@@ -64,6 +67,21 @@ fn pull_status(err: Error) -> Status {
         other => to_status(other),
     }
 }
+
+fn pulled_to_proto(pulled: Pulled) -> v1::PullMutationsResponse {
+    v1::PullMutationsResponse {
+        batches: pulled
+            .batches
+            .into_iter()
+            .map(v1::VersionedMutations::from)
+            .collect(),
+        committed_through: pulled.committed_through.get(),
+    }
+}
+
+/// The messages of one `StreamMutations` call.
+pub type MutationStream =
+    Pin<Box<dyn Stream<Item = Result<v1::PullMutationsResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl TransactionCoordinator for CoordinatorService {
@@ -130,14 +148,26 @@ impl TransactionCoordinator for CoordinatorService {
             })
             .await
             .map_err(pull_status)?;
-        Ok(Response::new(v1::PullMutationsResponse {
-            batches: pulled
-                .batches
-                .into_iter()
-                .map(v1::VersionedMutations::from)
-                .collect(),
-            committed_through: pulled.committed_through.get(),
-        }))
+        Ok(Response::new(pulled_to_proto(pulled)))
+    }
+
+    type StreamMutationsStream = MutationStream;
+
+    async fn stream_mutations(
+        &self,
+        request: Request<v1::StreamMutationsRequest>,
+    ) -> Result<Response<Self::StreamMutationsStream>, Status> {
+        let req = request.into_inner();
+        check_storage_id(&req.storage_id)?;
+        let ranges = ranges_from_proto(req.ranges).map_err(to_status)?;
+        let feed =
+            self.coordinator
+                .mutation_feed(Version(req.after_version), ranges, req.max_bytes);
+        let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+            let next = feed.next().await?;
+            Some((next.map(pulled_to_proto).map_err(pull_status), feed))
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn report_durable(

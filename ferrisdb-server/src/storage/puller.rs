@@ -1,5 +1,5 @@
-//! Pulls committed mutations for this server's ranges from the coordinator's log, in version
-//! order, and applies each version to the engine as one atomic batch, readable at once but not
+//! Follows the coordinator's log for this server's ranges (one `StreamMutations` call that
+//! carries every newer committed version, in order) and applies each version to the engine as one atomic batch, readable at once but not
 //! yet synced. Every [`REPORT_EVERY`] it syncs the engine (one fsync for everything applied
 //! since), persists the applied version and reports it durable, so the log can drop what every
 //! replica holds. Until then the coordinator's log is what makes those versions durable (as
@@ -10,7 +10,8 @@
 //! engine itself (a write or fsync error, e.g. a full or read-only disk) poisons it for good,
 //! so [`run`] then stops pulling and returns the error: nothing is persisted or reported after
 //! it, and the log keeps every version this server has not reported. Network and coordinator
-//! failures are retried.
+//! failures are retried, and so is a stream that stays silent for [`STREAM_SILENCE`] (a live
+//! coordinator's committed version moves at least every idle tick).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,10 +28,11 @@ use super::apply::build_batch;
 use super::progress::Progress;
 use crate::worker::ClusterView;
 
-/// Most bytes of mutations asked for per pull.
+/// Most bytes of mutations asked for per stream message.
 const PULL_MAX_BYTES: u64 = 8 << 20;
-/// How long one pull may wait on the coordinator for new commits.
-const PULL_WAIT_MS: u32 = 500;
+/// A mutation stream silent this long is presumed dead (the coordinator hung or the network
+/// dropped it silently) and is reopened.
+const STREAM_SILENCE: Duration = Duration::from_secs(5);
 /// How often durability is persisted and reported.
 const REPORT_EVERY: Duration = Duration::from_millis(200);
 
@@ -111,24 +113,46 @@ async fn pull_loop(
     // refuse one and wedge this server behind it forever.
     let mut client = TransactionCoordinatorClient::new(channel)
         .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
+    let request = v1::StreamMutationsRequest {
+        storage_id: worker_id.to_string(),
+        after_version: progress.applied(),
+        ranges: ranges_to_proto(owned),
+        max_bytes: PULL_MAX_BYTES,
+    };
+    let mut stream = tokio::select! {
+        opened = client.stream_mutations(request) => opened
+            .map_err(|s| ferrisdb_proto::status::from_status(&s))?
+            .into_inner(),
+        Ok(()) = view.changed() => return Ok(()),
+    };
     let mut last_report = Instant::now();
     let mut reported = 0;
     loop {
-        if view.has_changed().unwrap_or(false) {
-            return Ok(());
-        }
-        let request = v1::PullMutationsRequest {
-            storage_id: worker_id.to_string(),
-            after_version: progress.applied(),
-            ranges: ranges_to_proto(owned),
-            max_bytes: PULL_MAX_BYTES,
-            wait_ms: PULL_WAIT_MS,
+        let message = tokio::select! {
+            biased;
+            Ok(()) = view.changed() => return Ok(()),
+            message = tokio::time::timeout(STREAM_SILENCE, stream.message()) => message,
         };
-        let reply = client
-            .pull_mutations(request)
-            .await
-            .map_err(|s| ferrisdb_proto::status::from_status(&s))?
-            .into_inner();
+        let reply = match message {
+            Ok(Ok(Some(reply))) => reply,
+            Ok(Ok(None)) => {
+                return Err(PullError::Retry(Error::Unavailable(
+                    "the coordinator ended the mutation stream (shutting down)".into(),
+                )));
+            }
+            Ok(Err(status)) => {
+                return Err(PullError::Retry(ferrisdb_proto::status::from_status(
+                    &status,
+                )));
+            }
+            Err(_) => {
+                return Err(PullError::Retry(Error::Unavailable(format!(
+                    "no message on the mutation stream for {STREAM_SILENCE:?} (the committed \
+                     version advances at least every {:?} on a live coordinator)",
+                    crate::coordinator::commit::IDLE_TICK
+                ))));
+            }
+        };
         let fresh: Vec<_> = reply
             .batches
             .into_iter()

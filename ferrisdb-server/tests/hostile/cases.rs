@@ -73,6 +73,7 @@ pub fn methods(t: Targets) -> Vec<(SocketAddr, String)> {
                 "Commit",
                 "CommitBatch",
                 "PullMutations",
+                "StreamMutations",
                 "ReportDurable",
             ]
             .map(|m| format!("{COORDINATOR}{m}"))
@@ -344,6 +345,12 @@ fn coordinator_cases(addr: SocketAddr, read_version: u64) -> Vec<Case> {
         max_bytes: u64::MAX,
         wait_ms: 1,
     };
+    let stream = |storage_id: &str, ranges: Vec<v1::KeyRange>| v1::StreamMutationsRequest {
+        storage_id: storage_id.into(),
+        after_version: 0,
+        ranges,
+        max_bytes: u64::MAX,
+    };
     vec![
         case(
             "commit without a mutation kind",
@@ -458,6 +465,27 @@ fn coordinator_cases(addr: SocketAddr, read_version: u64) -> Vec<Case> {
                 ..pull("hostile", u64::MAX, vec![range("", "")])
             },
             &[Code::Ok, Code::InvalidArgument],
+        ),
+        case(
+            "mutation stream with an empty storage id",
+            addr,
+            path("StreamMutations"),
+            &stream("", vec![range("", "")]),
+            INVALID,
+        ),
+        case(
+            "mutation stream with a 100 kB storage id",
+            addr,
+            path("StreamMutations"),
+            &stream(&"s".repeat(100_000), vec![range("", "")]),
+            INVALID,
+        ),
+        case(
+            "mutation stream of an inverted range",
+            addr,
+            path("StreamMutations"),
+            &stream("hostile", vec![range("z", "a")]),
+            INVALID,
         ),
         case(
             "report durable with an empty storage id",

@@ -2,8 +2,8 @@
 //! [`CoordinatorHandle`] by the gRPC service and by anything else in the process (the public
 //! `KV` service builds on [`Coordinator::read_version`] and [`Coordinator::commit`]).
 //!
-//! It owns the commit log and the commit pipeline, serves log pulls (clipped to the caller's
-//! ranges, long-polling on the committed version) and tracks the durable version each storage
+//! It owns the commit log and the commit pipeline, serves log pulls and mutation feeds
+//! (clipped to the caller's ranges, waiting on the committed version) and tracks the durable version each storage
 //! server reports. The log is truncated through the smallest durable version over the storage
 //! servers of the controller's shard map, and only once every one of them has reported; until
 //! the shard map is known, nothing is truncated.
@@ -25,16 +25,13 @@ use super::log::{CommitLog, LogOptions, LogStats, Recovered};
 use super::resolver::{Resolver, ResolverConfig};
 use super::sequencer::Sequencer;
 
+mod feed;
+pub use feed::MutationFeed;
+use feed::read_pulled;
+
 /// Longest a pull waits for a new commit.
 pub const MAX_PULL_WAIT: Duration = Duration::from_secs(5);
-/// Response size of a pull that asks for no particular limit.
-pub const DEFAULT_PULL_BYTES: u64 = 4 << 20;
-/// Largest response size a pull may ask for.
-pub const MAX_PULL_BYTES: u64 = 32 << 20;
-/// Most commit versions one pull examines.
-pub const MAX_PULL_BATCHES: usize = 10_000;
-/// Rough per-mutation overhead counted against a pull's byte budget.
-const MUTATION_OVERHEAD: u64 = 8;
+pub use feed::{DEFAULT_PULL_BYTES, MAX_PULL_BATCHES, MAX_PULL_BYTES};
 
 /// Shared handle to a running coordinator.
 pub type CoordinatorHandle = Arc<Coordinator>;
@@ -203,45 +200,25 @@ impl Coordinator {
             .await;
         }
         let through = *committed.borrow();
-        if through <= pull.after {
-            return Ok(Pulled {
-                batches: Vec::new(),
-                committed_through: pull.after,
-            });
-        }
-        let budget = match pull.max_bytes {
-            0 => DEFAULT_PULL_BYTES,
-            n => n.min(MAX_PULL_BYTES),
-        };
-        let logged = self.log.read_after(pull.after, through, MAX_PULL_BATCHES)?;
-        let mut committed_through = through;
-        if logged.len() == MAX_PULL_BATCHES {
-            committed_through = logged.last().map_or(through, |b| b.version);
-        }
-        let mut batches = Vec::new();
-        let mut bytes = 0u64;
-        for b in logged {
-            let mutations = clip::clip(&ranges, &b.mutations);
-            if mutations.is_empty() {
-                continue;
-            }
-            bytes += mutations
-                .iter()
-                .map(|m| m.size() as u64 + MUTATION_OVERHEAD)
-                .sum::<u64>();
-            batches.push(VersionedMutations {
-                version: b.version,
-                mutations,
-            });
-            if bytes >= budget {
-                committed_through = b.version;
-                break;
-            }
-        }
-        Ok(Pulled {
-            batches,
-            committed_through,
-        })
+        read_pulled(&self.log, pull.after, through, &ranges, pull.max_bytes)
+    }
+
+    /// The feed of committed mutations after `after`, clipped to `ranges`, that a storage
+    /// server follows (see [`MutationFeed`]).
+    pub fn mutation_feed(
+        &self,
+        after: Version,
+        ranges: Vec<KeyRange>,
+        max_bytes: u64,
+    ) -> MutationFeed {
+        MutationFeed::new(
+            self.log.clone(),
+            self.pipeline.subscribe(),
+            self.stopping.subscribe(),
+            after,
+            clip::normalize(ranges),
+            max_bytes,
+        )
     }
 
     /// Records that `storage_id` has made every version up to `durable` durable, and truncates

@@ -1,5 +1,5 @@
-//! Tests of the coordinator handle: pulls (clipping, long poll, size cap), recovery after a
-//! restart, and truncation gated on every storage server's durable version.
+//! Tests of the coordinator handle: pulls (clipping, long poll, size cap), mutation feeds,
+//! recovery after a restart, and truncation gated on every storage server's durable version.
 
 use std::path::Path;
 
@@ -105,6 +105,72 @@ async fn pulls_are_clipped_long_poll_and_respect_the_size_cap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutation_feed_delivers_every_version_in_order_and_catches_up_in_one_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000);
+    let c = open(dir.path(), &clock);
+    let mut feed = c.mutation_feed(c.read_version(), vec![range("a", "m")], 0);
+    // Three commits before the follower asks: one message carries both in-range versions.
+    let mut versions = Vec::new();
+    for (k, v) in [("a", "1"), ("z", "2"), ("b", "3")] {
+        versions.push(
+            c.commit(blind(Version::ZERO, vec![set(k, v)]))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut got = Vec::new();
+    let mut through = Version::ZERO;
+    while through < versions[2] {
+        let message = feed.next().await.unwrap().unwrap();
+        assert!(message.committed_through > through);
+        for b in message.batches {
+            assert!(b.version > through && b.version <= message.committed_through);
+            got.push((b.version, b.mutations));
+        }
+        through = message.committed_through;
+    }
+    assert_eq!(
+        got,
+        vec![
+            (versions[0], vec![set("a", "1")]),
+            (versions[2], vec![set("b", "3")]),
+        ]
+    );
+    // Caught up, the feed waits for the next commit and continues after the last message.
+    let committer = tokio::spawn({
+        let c = c.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            c.commit(blind(Version::ZERO, vec![set("c", "4")]))
+                .await
+                .unwrap()
+        }
+    });
+    let mut delivered = Vec::new();
+    loop {
+        let message = feed.next().await.unwrap().unwrap();
+        assert!(message.committed_through > through);
+        through = message.committed_through;
+        delivered.extend(message.batches.into_iter().map(|b| b.version));
+        if !delivered.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(delivered, vec![committer.await.unwrap()]);
+    // Shutting down ends the feed instead of leaving it waiting.
+    c.begin_shutdown();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), feed.next()).await {
+            Ok(None) => break,
+            Ok(Some(message)) => assert!(message.is_ok()),
+            Err(_) => panic!("the feed kept waiting after shutdown began"),
+        }
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_keeps_every_commit_and_jumps_the_mvcc_window() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(1_000);
@@ -178,6 +244,11 @@ async fn the_log_is_truncated_only_when_every_storage_server_reported() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::TransactionTooOld { .. }), "{err}");
+    // A feed that needs truncated versions fails once, then ends.
+    let mut feed = c.mutation_feed(Version::ZERO, vec![KeyRange::all()], 0);
+    let err = feed.next().await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::TransactionTooOld { .. }), "{err}");
+    assert!(feed.next().await.is_none());
     let got = c.pull(pull(vs[1], vec![KeyRange::all()])).await.unwrap();
     assert_eq!(got.batches.len(), 2);
     assert_eq!(c.stats().log.retained_batches, 2);
