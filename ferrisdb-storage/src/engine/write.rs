@@ -11,7 +11,7 @@ use super::Inner;
 use super::batch::{WriteBatch, decode_wal_record};
 use super::scan::ScanIterator;
 use super::state::{Immutable, State};
-use crate::memtable::MemTable;
+use crate::memtable::{MemTable, NewEntry};
 
 /// How long a slowed-down write sleeps.
 const SLOWDOWN: Duration = Duration::from_millis(1);
@@ -63,12 +63,19 @@ impl Inner {
             let seq = self.wal.submit(&record)?;
             let decoded =
                 decode_wal_record(&record).map_err(|(_, reason)| Error::Internal(reason.into()))?;
+            let mut entries = Vec::new();
             for op in decoded.ops {
                 let op = op.map_err(|(_, reason)| Error::Internal(reason.into()))?;
                 if let Some((key, kind, value)) = op.point() {
-                    state.active.insert(key, version, kind, value);
+                    entries.push(NewEntry {
+                        key,
+                        version,
+                        kind,
+                        value,
+                    });
                 }
             }
+            state.active.insert_all(&entries);
             self.last_applied.store(version, Ordering::Release);
             *last_seq = seq;
             if state.active.approximate_bytes() >= self.opts.memtable_bytes {
