@@ -1,5 +1,6 @@
-//! Flushing: writes the oldest immutable memtable to a level-0 SSTable, records it in the
-//! manifest together with the new log number, swaps it into the state, then deletes the WAL
+//! Flushing: writes the oldest immutable memtable to a level-0 SSTable (dropping versions the
+//! GC horizon has made unreadable), records it in the manifest together with the new log
+//! number and that horizon, swaps it into the state, then deletes the WAL
 //! segments it covered.
 //!
 //! Crash safety: the table is fsync'ed (by `TableBuilder::finish`) and the directory synced
@@ -39,15 +40,18 @@ impl Inner {
             return Ok(false);
         };
         let started = Instant::now();
+        // The table leaves out versions below this horizon, so the edit adding it must
+        // persist (at least) the same horizon: no read below it may be accepted after a restart.
+        let horizon = self.gc_horizon.load(Ordering::Acquire);
         let table = if imm.mem.is_empty() {
             None
         } else {
-            Some(self.write_table(&imm)?)
+            Some(self.write_table(&imm, horizon)?)
         };
         let mut edit = VersionEdit {
             log_number: Some(imm.wal_end),
             last_flushed_version: Some(imm.last_version),
-            gc_horizon: Some(self.gc_horizon.load(Ordering::Acquire)),
+            gc_horizon: Some(horizon),
             next_file_number: Some(self.next_file.load(Ordering::SeqCst)),
             ..VersionEdit::default()
         };
@@ -95,14 +99,33 @@ impl Inner {
     }
 
     /// Writes a memtable to a new, synced table file and opens it.
-    fn write_table(&self, imm: &Immutable) -> Result<Arc<Table>> {
+    /// Writes the memtable as a table, garbage-collecting as it goes: of each key's versions
+    /// at or below `horizon` only the newest is written (reads below the horizon are refused,
+    /// and every read at or above it sees that one or a newer one). It is written even when it
+    /// is a tombstone, since older tables may still hold the key. Without this, a key
+    /// overwritten many times within one memtable reaches level 0 with every version, and
+    /// each range read over it steps through all of them until a compaction collects them.
+    fn write_table(&self, imm: &Immutable, horizon: u64) -> Result<Arc<Table>> {
         let id = self.new_file_number();
         let path = self.dir.join(table_file_name(id));
         let mut builder = TableBuilder::create(&path, self.opts.table)?;
         let mut iter = imm.mem.iter();
         iter.seek_to_first()?;
+        // The key whose newest version at or below the horizon has been written, if any.
+        let mut collected: Vec<u8> = Vec::new();
+        let mut collected_any = false;
         while iter.valid() {
-            if let Err(err) = builder.add(iter.key(), iter.version(), iter.kind(), iter.value()) {
+            let version = iter.version();
+            if version <= horizon {
+                if collected_any && collected == iter.key() {
+                    iter.next()?;
+                    continue;
+                }
+                collected.clear();
+                collected.extend_from_slice(iter.key());
+                collected_any = true;
+            }
+            if let Err(err) = builder.add(iter.key(), version, iter.kind(), iter.value()) {
                 let _ = builder.abandon();
                 return Err(err);
             }

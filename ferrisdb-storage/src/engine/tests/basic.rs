@@ -293,3 +293,58 @@ fn counters_account_flushed_and_compacted_bytes() {
     assert!(stats.compaction_write_bytes > 0);
     assert!(stats.write_amplification(user_bytes) > 1.0);
 }
+
+#[test]
+fn a_flush_keeps_only_the_newest_version_at_or_below_the_gc_horizon() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(
+        dir.path(),
+        EngineOptions {
+            memtable_bytes: 1 << 20,
+            ..small_options(false)
+        },
+    );
+    // Versions 1..=40 of "a" and "b"; "b" deleted at 35; "c" written once, at 2.
+    for v in 1..=40u64 {
+        let mut batch = WriteBatch::new();
+        batch.put("a", format!("a{v}"));
+        if v == 35 {
+            batch.delete("b");
+        } else if v < 35 {
+            batch.put("b", format!("b{v}"));
+        }
+        if v == 2 {
+            batch.put("c", "c2");
+        }
+        engine.apply(v, &batch).unwrap();
+    }
+    engine.set_gc_horizon(30);
+    engine.flush().unwrap();
+    let state = engine.inner.current();
+    let props = state.levels[0][0].properties();
+    // a: 31..=40 and 30; b: 31..=34 and 30 (35 is above the horizon: its tombstone stays);
+    // c: 2. Versions 1..=29 of a and b are gone.
+    assert_eq!(props.entry_count, 11 + 6 + 1, "{props:?}");
+    assert_eq!(props.tombstone_count, 1);
+    for v in 30..=40u64 {
+        assert_eq!(engine.get(b"a", v).unwrap().unwrap(), format!("a{v}"));
+        let b = engine.get(b"b", v).unwrap();
+        if v < 35 {
+            assert_eq!(b.unwrap(), format!("b{v}"));
+        } else {
+            assert!(b.is_none());
+        }
+        assert_eq!(engine.get(b"c", v).unwrap().unwrap(), "c2");
+    }
+    assert!(matches!(
+        engine.get(b"a", 29),
+        Err(Error::TransactionTooOld { .. })
+    ));
+    // The horizon the table was cut at survives a restart: reads below it stay refused.
+    drop(state);
+    engine.close().unwrap();
+    let engine = open(dir.path(), small_options(false));
+    assert!(engine.gc_horizon() >= 30);
+    assert!(engine.get(b"a", 29).is_err());
+    assert_eq!(engine.get(b"a", 30).unwrap().unwrap(), "a30");
+}
