@@ -39,8 +39,8 @@ fn start_controller(addr: SocketAddr, dir: &Path) -> ServerProcess {
     p
 }
 
-fn start_coordinator(addr: SocketAddr, controller: SocketAddr, dir: &Path) -> ServerProcess {
-    let args = [
+fn coordinator_args(addr: SocketAddr, controller: SocketAddr, dir: &Path) -> Vec<String> {
+    vec![
         "--listen".to_string(),
         addr.to_string(),
         "--data-dir".into(),
@@ -49,14 +49,43 @@ fn start_coordinator(addr: SocketAddr, controller: SocketAddr, dir: &Path) -> Se
         controller.to_string(),
         "--log-segment-bytes".into(),
         "4096".into(),
-    ];
+    ]
+}
+
+fn start_coordinator(addr: SocketAddr, controller: SocketAddr, dir: &Path) -> ServerProcess {
     let p = ServerProcess::spawn(
         env!("CARGO_BIN_EXE_ferrisdb-coordinator"),
-        &args,
+        &coordinator_args(addr, controller, dir),
         &dir.join("coordinator.log"),
     );
     wait_for_port(addr, Duration::from_secs(20));
     p
+}
+
+/// A second coordinator started on a running one's data directory exits at once, non-zero,
+/// saying the directory is locked, without touching the log (the caller checks the log
+/// afterwards).
+fn a_second_coordinator_on_the_same_directory_is_refused(controller: SocketAddr, dir: &Path) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut second = ServerProcess::spawn(
+        env!("CARGO_BIN_EXE_ferrisdb-coordinator"),
+        &coordinator_args(addr, controller, dir),
+        &dir.join("coordinator-2.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a second coordinator on the same directory kept running\n{}",
+            second.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "exit {status:?}\n{}", second.logs());
+    assert!(second.logs().contains("is locked"), "{}", second.logs());
 }
 
 async fn channel(addr: SocketAddr) -> Channel {
@@ -245,6 +274,8 @@ async fn commits_survive_a_sigkill_and_the_coordinator_serves_the_log() {
     for t in tasks {
         acked.push(t.await.expect("task"));
     }
+    a_second_coordinator_on_the_same_directory_is_refused(ctl_addr, dir.path());
+
     // A write outside the fake storage server's range is not pulled.
     let rv = grv(&mut c).await;
     c.commit(txn(rv, "zzz", "x", false))

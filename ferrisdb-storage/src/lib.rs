@@ -6,6 +6,7 @@
 //! compaction merges SSTables level by level and drops versions below the GC horizon.
 
 pub mod cache;
+pub mod dir_lock;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -173,6 +173,7 @@ fn the_cli_against_a_real_cluster() {
     let port_base = common::free_port_range(PORTS);
     let mut cluster = Cluster::start(&dir, port_base);
 
+    a_second_cluster_up_on_the_same_directory_is_refused(&dir, port_base);
     exec_reads_and_writes_binary_keys(&cluster);
     exec_failures_exit_non_zero(&cluster);
     piped_scripts_run_transactions(&cluster);
@@ -193,6 +194,36 @@ fn the_cli_against_a_real_cluster() {
     let cluster = Cluster::start(&dir, port_base);
     assert_eq!(cluster.exec_ok("get persist/key"), "survives a restart\n");
     assert_eq!(cluster.exec_ok("get \\x00bin\\xff"), "v a\\x01\n");
+}
+
+/// A second `cluster up` on a running cluster's directory exits at once with an error naming
+/// the lock, instead of starting a second set of processes on the same files.
+fn a_second_cluster_up_on_the_same_directory_is_refused(dir: &Path, port_base: u16) {
+    let mut second = Command::new(ferrisdb_bin())
+        .args(["cluster", "up", "--dir"])
+        .arg(dir)
+        .args(["--port-base", &port_base.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a second `ferrisdb cluster up`");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while second
+        .try_wait()
+        .expect("poll the second cluster up")
+        .is_none()
+    {
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second `cluster up` on the same directory kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = second.wait_with_output().expect("second cluster up output");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is locked"), "{stderr}");
 }
 
 fn exec_reads_and_writes_binary_keys(c: &Cluster) {

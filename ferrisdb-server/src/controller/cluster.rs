@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferrisdb_core::Error;
+use ferrisdb_storage::dir_lock::DirLock;
 use tokio::sync::Mutex;
 
 use super::config::ControllerConfig;
@@ -29,6 +30,8 @@ pub struct RegisterReply {
 #[derive(Debug)]
 pub struct Controller {
     state: Mutex<ClusterState>,
+    /// Held while the controller runs: one controller per data directory.
+    _lock: DirLock,
     data_dir: PathBuf,
     heartbeat_interval: Duration,
 }
@@ -39,10 +42,11 @@ impl Controller {
     pub async fn open(config: &ControllerConfig) -> Result<Self, Error> {
         config.validate()?;
         let dir = config.data_dir.clone();
-        let meta = blocking(move || {
+        let (lock, meta) = blocking(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Error::io(format!("creating data directory {}", dir.display()), e))?;
-            metadata::load(&dir)
+            let lock = DirLock::acquire(&dir, "the controller's state")?;
+            Ok((lock, metadata::load(&dir)?))
         })
         .await?;
         let meta = match meta {
@@ -60,6 +64,7 @@ impl Controller {
             }
         };
         let controller = Controller {
+            _lock: lock,
             state: Mutex::new(ClusterState::from_metadata(
                 meta.clone(),
                 config.liveness(),

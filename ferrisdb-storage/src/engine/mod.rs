@@ -23,7 +23,6 @@ mod write;
 #[cfg(test)]
 mod tests;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,12 +38,11 @@ pub use options::{EngineOptions, EngineStats, LevelStats, ScanOptions};
 pub use scan::ScanIterator;
 
 use crate::cache::BlockCache;
+use crate::dir_lock::DirLock;
 use crate::manifest::Manifest;
 use crate::wal::Wal;
 use state::State;
 
-/// Name of the lock file that keeps a second process out of the directory.
-const LOCK_FILE: &str = "LOCK";
 /// Subdirectory holding the WAL segments.
 const WAL_DIR: &str = "wal";
 
@@ -117,7 +115,7 @@ pub(crate) struct Inner {
     /// First background failure; writes fail once set.
     pub background_error: Mutex<Option<String>>,
     pub closed: AtomicBool,
-    pub lock_file: Mutex<Option<File>>,
+    pub lock_file: Mutex<Option<DirLock>>,
     pub counters: Counters,
 }
 

@@ -2,7 +2,7 @@
 //! (checked against the manifest), WAL replay into a fresh memtable, and the final sync on
 //! close.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,8 +13,9 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::batch::decode_wal_record;
 use super::state::{State, sort_level};
-use super::{BackgroundSignals, Counters, EngineOptions, Inner, LOCK_FILE, VersionSet, WAL_DIR};
+use super::{BackgroundSignals, Counters, EngineOptions, Inner, VersionSet, WAL_DIR};
 use crate::cache::BlockCache;
+use crate::dir_lock::DirLock;
 use crate::manifest::{Manifest, VersionEdit, table_file_name};
 use crate::memtable::MemTable;
 use crate::sstable::Table;
@@ -29,7 +30,7 @@ pub(crate) fn open(dir: &Path, opts: EngineOptions) -> Result<Inner> {
     }
     let started = Instant::now();
     fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let lock_file = lock_dir(dir)?;
+    let lock_file = DirLock::acquire(dir, "the storage engine")?;
     let manifest = Manifest::open(dir, opts.num_levels)?;
     let orphans = manifest.remove_orphan_tables()?;
     let cache = BlockCache::new(opts.block_cache_bytes);
@@ -146,26 +147,6 @@ pub(crate) fn open(dir: &Path, opts: EngineOptions) -> Result<Inner> {
         lock_file: Mutex::new(Some(lock_file)),
         counters: Counters::default(),
     })
-}
-
-/// Takes an exclusive lock on `dir/LOCK`, held as long as the returned file is open.
-fn lock_dir(dir: &Path) -> Result<File> {
-    let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    let locked = file.try_lock();
-    match locked {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(Error::InvalidArgument(format!(
-            "{} is locked: the database is open elsewhere",
-            path.display()
-        ))),
-        Err(TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
-    }
 }
 
 impl Inner {

@@ -113,6 +113,10 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
     let dir = dir
         .canonicalize()
         .map_err(|e| format!("resolving {}: {e}", dir.display()))?;
+    // Held until this supervisor exits: a second `cluster up` on the same directory would
+    // start a second set of processes on the same files.
+    let _lock = ferrisdb_storage::dir_lock::DirLock::acquire(&dir, "a local cluster")
+        .map_err(|e| e.to_string())?;
     let host = &cfg.host;
     let addr = |offset: u16| format!("{host}:{}", cfg.port_base + offset);
     let controller_addr = addr(0);

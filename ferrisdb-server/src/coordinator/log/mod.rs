@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferrisdb_core::{Error, Mutation, Result, Version};
+use ferrisdb_storage::dir_lock::DirLock;
 use ferrisdb_storage::wal::{SyncPolicy, Wal, WalOptions, segment_file_name};
 use parking_lot::Mutex;
 
@@ -121,6 +122,8 @@ struct WriterState {
 /// The durable commit log. `Send + Sync`; share as `Arc<CommitLog>`.
 #[derive(Debug)]
 pub struct CommitLog {
+    /// Held for the log's lifetime: one process per log directory.
+    _lock: DirLock,
     dir: PathBuf,
     opts: LogOptions,
     wal: Wal,
@@ -141,6 +144,11 @@ impl CommitLog {
             sync: opts.sync,
             max_record_bytes: MAX_RECORD_BYTES,
         };
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating the log dir {}", dir.display()), e))?;
+        // Before reading anything: a second coordinator on this directory would append its own
+        // recovery record to the same log.
+        let lock = DirLock::acquire(dir, "the commit log")?;
         let (wal, records) = Wal::open(dir, wal_opts, 0)?;
         let mut batches = VecDeque::with_capacity(records.len());
         let mut retained_from = Version::ZERO;
@@ -183,6 +191,7 @@ impl CommitLog {
         let first_segment = batches.front().map_or(wal.current_segment(), |b| b.segment);
         let last_segment = batches.back().map_or(wal.current_segment(), |b| b.segment);
         let log = CommitLog {
+            _lock: lock,
             dir: dir.to_path_buf(),
             opts,
             writer: Mutex::new(WriterState {
