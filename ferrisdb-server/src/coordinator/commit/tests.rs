@@ -1,9 +1,8 @@
 //! Tests of the commit pipeline: group commit, in-batch conflicts, ordering, read-only and
 //! too-old transactions, and shutdown.
 //!
-//! The tests hold the batcher's gate (a blocking mutex) across awaits on purpose: it stops the
-//! batcher thread, never a runtime worker.
-#![allow(clippy::await_holding_lock)]
+//! Some tests hold the batcher's gate (an async mutex) while commits queue up: the batcher
+//! waits on it before taking a batch.
 
 use std::path::Path;
 use std::time::Duration;
@@ -60,7 +59,7 @@ async fn wait_queued(p: &Pipeline, n: u64) {
 async fn queued_commits_share_one_version_and_one_log_record() {
     let dir = tempfile::tempdir().unwrap();
     let (log, p) = start(dir.path(), ManualClock::new(1_000));
-    let gate = p.gate();
+    let gate = p.gate().await;
     let mut tasks = Vec::new();
     for i in 0..32 {
         let p = p.clone();
@@ -111,7 +110,7 @@ async fn concurrent_commits_need_fewer_records_than_transactions() {
 async fn the_second_of_two_conflicting_transactions_in_a_batch_aborts() {
     let dir = tempfile::tempdir().unwrap();
     let (log, p) = start(dir.path(), ManualClock::new(1_000));
-    let gate = p.gate();
+    let gate = p.gate().await;
     let first = tokio::spawn({
         let p = p.clone();
         async move { p.commit(txn(Version::ZERO, "x", true)).await }
@@ -183,7 +182,7 @@ async fn versions_strictly_increase_and_bad_transactions_are_refused() {
 async fn shutdown_finishes_queued_commits_then_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let (log, p) = start(dir.path(), ManualClock::new(1_000));
-    let gate = p.gate();
+    let gate = p.gate().await;
     let mut tasks = Vec::new();
     for i in 0..5 {
         let p = p.clone();
