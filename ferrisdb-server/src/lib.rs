@@ -8,5 +8,6 @@
 pub mod controller;
 pub mod coordinator;
 pub mod grpc;
+pub mod runtime;
 pub mod storage;
 pub mod worker;

@@ -34,12 +34,19 @@ struct Args {
     /// Missed heartbeat intervals after which a worker is reported unhealthy.
     #[arg(long, default_value_t = 4)]
     missed_heartbeats: u32,
+    /// Async worker threads (default: one per CPU core; `ferrisdb cluster up` passes fewer,
+    /// since all of a local cluster's processes share one host).
+    #[arg(long)]
+    worker_threads: Option<std::num::NonZeroUsize>,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     ferrisdb_server::grpc::init_tracing();
     let args = Args::parse();
+    ferrisdb_server::runtime::run("ferrisdb-controller", args.worker_threads, serve(args))
+}
+
+async fn serve(args: Args) -> ExitCode {
     let config = ControllerConfig {
         listen: args.listen,
         data_dir: args.data_dir,

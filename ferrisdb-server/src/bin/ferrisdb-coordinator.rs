@@ -33,12 +33,19 @@ struct Args {
     /// Size at which a commit log segment is sealed, in bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     log_segment_bytes: u64,
+    /// Async worker threads (default: one per CPU core; `ferrisdb cluster up` passes fewer,
+    /// since all of a local cluster's processes share one host).
+    #[arg(long)]
+    worker_threads: Option<std::num::NonZeroUsize>,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     ferrisdb_server::grpc::init_tracing();
     let args = Args::parse();
+    ferrisdb_server::runtime::run("ferrisdb-coordinator", args.worker_threads, serve(args))
+}
+
+async fn serve(args: Args) -> ExitCode {
     let config = CoordinatorConfig {
         listen: args.listen,
         advertise: args.advertise.unwrap_or_else(|| args.listen.to_string()),

@@ -85,6 +85,12 @@ fn binary(bin_dir: &Path, name: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// Async worker threads for the coordinator and each storage server of a local cluster: half
+/// this host's cores, at least one (the controller, nearly idle, gets one).
+fn local_worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
 /// Runs the cluster until Ctrl-C or SIGTERM. Errors are messages for the user.
 pub async fn run(cfg: ClusterUp) -> Result<(), String> {
     if cfg.storage_servers == 0 || cfg.replication == 0 || cfg.replication > cfg.storage_servers {
@@ -122,6 +128,9 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
     let controller_addr = addr(0);
     let path = |p: PathBuf| p.to_string_lossy().into_owned();
 
+    // Every process of the cluster shares this host: one async worker per core each would put
+    // several per core in competition (see `ferrisdb_server::runtime`).
+    let workers = local_worker_threads().to_string();
     let mut procs = vec![
         Managed {
             name: "controller".into(),
@@ -135,6 +144,8 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
                 cfg.storage_servers.to_string(),
                 "--replication".into(),
                 cfg.replication.to_string(),
+                "--worker-threads".into(),
+                "1".into(),
             ],
             log: logs.join("controller.log"),
             child: None,
@@ -151,6 +162,8 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
                 path(dir.join("coordinator")),
                 "--controller".into(),
                 controller_addr.clone(),
+                "--worker-threads".into(),
+                workers.clone(),
             ],
             log: logs.join("coordinator.log"),
             child: None,
@@ -170,6 +183,8 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
                 path(dir.join(format!("storage-{i}"))),
                 "--controller".into(),
                 controller_addr.clone(),
+                "--worker-threads".into(),
+                workers.clone(),
             ],
             log: logs.join(format!("storage-{i}.log")),
             child: None,
