@@ -72,18 +72,10 @@ fn a_second_coordinator_on_the_same_directory_is_refused(controller: SocketAddr,
         &coordinator_args(addr, controller, dir),
         &dir.join("coordinator-2.log"),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = second.try_wait() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "a second coordinator on the same directory kept running\n{}",
-            second.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = second.wait_exit(
+        Duration::from_secs(20),
+        "from a second coordinator on the same directory",
+    );
     assert!(!status.success(), "exit {status:?}\n{}", second.logs());
     assert!(second.logs().contains("is locked"), "{}", second.logs());
 }

@@ -107,6 +107,12 @@ impl ServerProcess {
     /// Sends SIGTERM and waits up to `timeout` for the process to exit.
     pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
         self.signal(libc::SIGTERM);
+        self.wait_exit(timeout, "after SIGTERM")
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own; panics (with its logs and
+    /// `context` in the message) if it is still running then.
+    pub fn wait_exit(&mut self, timeout: Duration, context: &str) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -114,7 +120,7 @@ impl ServerProcess {
             }
             assert!(
                 Instant::now() < deadline,
-                "no exit {timeout:?} after SIGTERM\n{}",
+                "no exit {timeout:?} {context}\n{}",
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(20));
