@@ -1,15 +1,15 @@
 //! Call batching: concurrent transactions of one [`crate::Database`] share calls — commits to
 //! the coordinator (`CommitBatch`) and point reads to each storage server (`GetBatch`).
 //!
-//! A request goes out at once while fewer than [`BatchLimits::in_flight`] calls are
-//! outstanding. When all are busy it queues, and the driver of the next call to finish sends
-//! everything that queued meanwhile (up to [`BatchLimits::max_requests`] and
-//! [`BatchLimits::max_bytes`]) as one call. Before it looks, the driver yields once so the
-//! callers it just answered can queue their next requests and ride along (in a closed loop
-//! that took the average queue wait at 128 clients from ~0.75 ms to ~0.3 ms). A lone request therefore never waits, and under
-//! load each call carries many requests, which divides the per-call cost (HTTP/2 frames,
-//! headers, task wake-ups) on both ends. Batching does not change what a request means: the
-//! server handles each one of a call on its own and answers each with its own outcome.
+//! A request goes out at once while fewer than [`BatchLimits::in_flight`] calls are outstanding.
+//! When all are busy it queues, and the driver of the next call to finish sends everything that
+//! queued meanwhile (up to [`BatchLimits::max_requests`] and [`BatchLimits::max_bytes`]) as one
+//! call. Before it looks, the driver yields once so the callers it just answered can queue their
+//! next requests and ride along (in a closed loop that took the average queue wait at 128 clients
+//! from ~0.75 ms to ~0.3 ms). A lone request therefore never waits, and under load each call
+//! carries many requests, which divides the per-call cost (HTTP/2 frames, headers, task wake-ups)
+//! on both ends. Batching does not change what a request means: the server handles each one of a
+//! call on its own and answers each with its own outcome.
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -1,10 +1,10 @@
-//! Follows the coordinator's log for this server's ranges (one `StreamMutations` call that
-//! carries every newer committed version, in order) and applies each version to the engine as one atomic batch, readable at once but not
-//! yet synced. Every [`REPORT_EVERY`] it syncs the engine (one fsync for everything applied
-//! since), persists the applied version and reports it durable, so the log can drop what every
-//! replica holds. Until then the coordinator's log is what makes those versions durable (as
-//! FoundationDB's storage servers lag their transaction logs), so the pull loop never waits on
-//! this server's disk and reads at fresh versions are not held behind an fsync.
+//! Follows the coordinator's log for this server's ranges (one `StreamMutations` call that carries
+//! every newer committed version, in order) and applies each version to the engine as one atomic
+//! batch, readable at once but not yet synced. Every [`REPORT_EVERY`] it syncs the engine (one
+//! fsync for everything applied since), persists the applied version and reports it durable, so the
+//! log can drop what every replica holds. Until then the coordinator's log is what makes those
+//! versions durable (as FoundationDB's storage servers lag their transaction logs), so the pull
+//! loop never waits on this server's disk and reads at fresh versions are not held behind an fsync.
 //!
 //! Only a successful sync lets a version be persisted or reported durable. A failure of the
 //! engine itself (a write or fsync error, e.g. a full or read-only disk) poisons it for good,

@@ -230,10 +230,10 @@ impl SkipList {
     /// The guard used for every load, bound to the borrow of the list.
     #[inline]
     fn guard(&self) -> &Guard {
-        // SAFETY: `unprotected` is sound when no other thread can free the objects loaded
-        // through it. Nodes are only freed when the list's arena drops with the list, which
-        // needs the list owned (no borrow left); the returned guard (and every `Shared` loaded with it) borrows `self`, so no node
-        // can be freed while they exist.
+        // SAFETY: `unprotected` is sound when no other thread can free the objects loaded through
+        // it. Nodes are only freed when the list's arena drops with the list, which needs the list
+        // owned (no borrow left); the returned guard (and every `Shared` loaded with it) borrows
+        // `self`, so no node can be freed while they exist.
         unsafe { epoch::unprotected() }
     }
 

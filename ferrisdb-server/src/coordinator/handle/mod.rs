@@ -2,11 +2,11 @@
 //! [`CoordinatorHandle`] by the gRPC service and by anything else in the process (the public
 //! `KV` service builds on [`Coordinator::read_version`] and [`Coordinator::commit`]).
 //!
-//! It owns the commit log and the commit pipeline, serves log pulls and mutation feeds
-//! (clipped to the caller's ranges, waiting on the committed version) and tracks the durable version each storage
-//! server reports. The log is truncated through the smallest durable version over the storage
-//! servers of the controller's shard map, and only once every one of them has reported; until
-//! the shard map is known, nothing is truncated.
+//! It owns the commit log and the commit pipeline, serves log pulls and mutation feeds (clipped to
+//! the caller's ranges, waiting on the committed version) and tracks the durable version each
+//! storage server reports. The log is truncated through the smallest durable version over the
+//! storage servers of the controller's shard map, and only once every one of them has reported;
+//! until the shard map is known, nothing is truncated.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -113,7 +113,8 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// Opens the log (replaying it) and starts the pipeline with the system clock.
-    /// Blocking: call before serving or from `spawn_blocking`.
+    /// Blocking: call before serving or from `spawn_blocking`, inside a tokio runtime (the
+    /// commit batcher runs on it as a task).
     pub fn open(opts: CoordinatorOptions) -> Result<CoordinatorHandle> {
         Self::open_with_clock(opts, SystemClock)
     }
