@@ -5,9 +5,8 @@
 //! addresses), fetched on first use and dropped by [`Backend::invalidate`] after errors that
 //! show it stale (`WrongShard`, `Unavailable`, `Recovering`), and one tonic `Channel` per
 //! address, created lazily and shared by every clone of the database. A read tries the replicas
-//! of its shard starting at the next one in turn (round robin, so every replica serves reads)
-//! and skips a replica that is unavailable or reports corruption (the corruption error is
-//! returned if every replica does). A `Commit` that fails
+//! of its shard in order and skips a replica that is unavailable or reports corruption (the
+//! corruption error is returned if every replica does). A `Commit` that fails
 //! without a FerrisDB error code is reported as `CommitUnknownResult`: the request may have
 //! been applied. Read versions go through a [`ReadVersionBatcher`], commits and point reads
 //! through [`CallBatcher`]s (one per storage server for reads), so concurrent transactions
@@ -16,7 +15,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -62,8 +60,6 @@ pub(crate) struct GrpcBackend {
     commits: Arc<CommitBatcher>,
     /// Shares `GetBatch` calls to each storage server (by address) between concurrent reads.
     reads: Mutex<HashMap<String, Arc<ReadBatcher>>>,
-    /// Where the next read starts among a shard's replicas (see `on_replicas`).
-    next_replica: AtomicUsize,
 }
 
 type CommitBatcher = CallBatcher<TransactionCoordinatorClient<Channel>, v1::CommitRequest, Version>;
@@ -80,7 +76,6 @@ impl GrpcBackend {
             read_versions: ReadVersionBatcher::new(),
             commits: CallBatcher::new(COMMIT_LIMITS),
             reads: Mutex::new(HashMap::new()),
-            next_replica: AtomicUsize::new(0),
         }
     }
 
@@ -172,9 +167,8 @@ impl GrpcBackend {
         ))
     }
 
-    /// Runs `call` against the replicas of `replicas` until one is neither unavailable nor
-    /// reporting corruption. Successive reads start at successive replicas (round robin), so
-    /// every replica of a shard serves reads, not only the first.
+    /// Runs `call` against each replica of `replicas` in order until one is neither
+    /// unavailable nor reporting corruption.
     async fn on_replicas<T, F, Fut>(
         &self,
         view: &ClusterView,
@@ -186,11 +180,7 @@ impl GrpcBackend {
         Fut: Future<Output = Result<T, Error>>,
     {
         let mut last = None;
-        let start = match replicas.len() {
-            0 => 0,
-            n => self.next_replica.fetch_add(1, Ordering::Relaxed) % n,
-        };
-        for id in replicas.iter().cycle().skip(start).take(replicas.len()) {
+        for id in replicas {
             let Some(addr) = view.addresses.get(id) else {
                 last = Some(Error::Unavailable(format!(
                     "storage server {id} has no known address"
