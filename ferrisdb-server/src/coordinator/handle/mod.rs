@@ -283,7 +283,8 @@ impl Coordinator {
         }
     }
 
-    /// Wakes long-polling pulls so a server can drain quickly; commits still run.
+    /// Wakes long-polling pulls and ends mutation feeds so a server can drain quickly; commits
+    /// still run.
     pub fn begin_shutdown(&self) {
         self.stopping.send_replace(true);
     }
