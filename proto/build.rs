@@ -1,5 +1,10 @@
 //! Compiles `ferrisdb/v1/*.proto` with protox (pure Rust, no system `protoc`) and writes the
 //! encoded file descriptor set for gRPC reflection.
+//!
+//! Two passes: the messages and the server halves of the services (with
+//! `crate::codec::RequestCodec`, which reports undecodable requests as `INVALID_ARGUMENT`),
+//! then the client halves alone (with tonic's prost codec) into `client/`, referring to the
+//! messages of the first pass.
 
 use std::path::PathBuf;
 
@@ -27,6 +32,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     tonic_prost_build::configure()
         .bytes(".")
+        .build_client(false)
+        .codec_path("crate::codec::RequestCodec")
+        .compile_fds(compiler.file_descriptor_set())?;
+    let client_dir = out_dir.join("client");
+    std::fs::create_dir_all(&client_dir)?;
+    tonic_prost_build::configure()
+        .bytes(".")
+        .build_server(false)
+        .extern_path(".ferrisdb.v1", "crate::v1")
+        .out_dir(&client_dir)
         .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

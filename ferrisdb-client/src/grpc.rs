@@ -247,7 +247,11 @@ impl Backend for GrpcBackend {
                 begin: piece.begin.clone(),
                 end: piece.end.clone(),
                 version: read.version.get(),
-                limit: u32::try_from(read.limit).unwrap_or(u32::MAX),
+                // The client stops at `limit` itself; a larger one than a server takes is
+                // as good as none.
+                limit: u64::try_from(read.limit)
+                    .unwrap_or(u64::MAX)
+                    .min(ferrisdb_core::limits::MAX_RANGE_LIMIT),
                 reverse: read.reverse,
             };
             let kvs = self

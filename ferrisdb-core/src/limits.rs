@@ -19,6 +19,20 @@ pub const MAX_READ_BATCH: usize = 1024;
 /// Most compares, and most operations per branch, in one `ferrisdb.v1.KV/Txn` request.
 pub const MAX_TXN_OPS: usize = 10_000;
 
+/// Largest row limit of one range read (`limit` of `KV/Range` and `StorageServer/GetRange`).
+pub const MAX_RANGE_LIMIT: u64 = u32::MAX as u64;
+
+/// Checks a range read's row limit from the wire: 0 means no limit (`None`); a limit above
+/// [`MAX_RANGE_LIMIT`] is refused rather than truncated into a different one.
+pub fn check_range_limit(limit: u64) -> Result<Option<usize>, Error> {
+    if limit > MAX_RANGE_LIMIT {
+        return Err(Error::InvalidArgument(format!(
+            "range limit {limit} is too large: at most {MAX_RANGE_LIMIT} (0 means no limit)"
+        )));
+    }
+    Ok((limit > 0).then(|| usize::try_from(limit).unwrap_or(usize::MAX)))
+}
+
 /// Checks the number of requests in a batch call (`what` names them, e.g. "reads") against
 /// its limit.
 pub fn check_batch_len(len: usize, max: usize, what: &str) -> Result<(), Error> {
@@ -107,6 +121,14 @@ mod tests {
         assert!(check_value(&vec![0; MAX_VALUE_BYTES + 1]).is_err());
         assert!(check_transaction_size(MAX_TRANSACTION_BYTES).is_ok());
         assert!(check_transaction_size(MAX_TRANSACTION_BYTES + 1).is_err());
+        assert_eq!(check_range_limit(0).unwrap(), None);
+        assert_eq!(check_range_limit(7).unwrap(), Some(7));
+        assert_eq!(
+            check_range_limit(MAX_RANGE_LIMIT).unwrap(),
+            Some(u32::MAX as usize)
+        );
+        let err = check_range_limit(MAX_RANGE_LIMIT + 1).unwrap_err();
+        assert!(err.to_string().contains("4294967296"), "{err}");
         assert!(check_txn_ops("compares", MAX_TXN_OPS).is_ok());
         let err = check_txn_ops("compares", MAX_TXN_OPS + 1).unwrap_err();
         assert!(

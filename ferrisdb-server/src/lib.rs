@@ -8,6 +8,8 @@
 pub mod controller;
 pub mod coordinator;
 pub mod grpc;
+pub mod health;
+pub mod resources;
 pub mod runtime;
 pub mod storage;
 pub mod worker;

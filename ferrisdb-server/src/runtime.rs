@@ -24,12 +24,21 @@ pub fn build(worker_threads: Option<NonZeroUsize>) -> Result<Runtime, Error> {
         .map_err(|e| Error::io("starting the async runtime", e))
 }
 
-/// Runs `main` on a runtime from [`build`]; a runtime that cannot start is reported as `name:
-/// error` on stderr and exit code 1.
+/// Raises the open-file limit (logging it; see [`crate::resources`]), then runs `main` on a
+/// runtime from [`build`]; a runtime that cannot start is reported as `name: error` on stderr
+/// and exit code 1.
 pub fn run<F>(name: &str, worker_threads: Option<NonZeroUsize>, main: F) -> std::process::ExitCode
 where
     F: std::future::Future<Output = std::process::ExitCode>,
 {
+    match crate::resources::raise_open_file_limit() {
+        Ok(limit) => tracing::info!(
+            soft = limit.soft,
+            hard = limit.hard,
+            "open-file limit raised to the hard limit"
+        ),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     match build(worker_threads) {
         Ok(runtime) => runtime.block_on(main),
         Err(e) => {

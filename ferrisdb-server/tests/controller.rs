@@ -78,12 +78,22 @@ async fn heartbeat(
     client: &mut ClusterControllerClient<Channel>,
     id: &str,
 ) -> v1::HeartbeatResponse {
+    heartbeat_reporting(client, id, "").await
+}
+
+/// A heartbeat whose status carries `unhealthy_reason` (empty: none).
+async fn heartbeat_reporting(
+    client: &mut ClusterControllerClient<Channel>,
+    id: &str,
+    unhealthy_reason: &str,
+) -> v1::HeartbeatResponse {
     let status = v1::WorkerStatus {
         status: Some(v1::worker_status::Status::Storage(v1::StorageStatus {
             applied_version: 10,
             durable_version: 9,
             data_bytes: 1234,
         })),
+        unhealthy_reason: unhealthy_reason.into(),
     };
     let req = v1::HeartbeatRequest {
         worker_id: id.into(),
@@ -218,7 +228,30 @@ async fn controller_bootstraps_detects_failures_and_survives_a_restart() {
     assert!(alive.status.is_some() && alive.start_time_unix_ms > 0);
     assert!(!silent.healthy, "{silent:?}");
     assert!(silent.ms_since_heartbeat > MISSED as u64 * HEARTBEAT_MS);
+    assert!(
+        silent.unhealthy_reason.starts_with("not heard from for"),
+        "{silent:?}"
+    );
+    assert!(alive.unhealthy_reason.is_empty(), "{alive:?}");
     assert!(heartbeat(&mut client, "stranger").await.must_register);
+
+    // A live worker that reports it cannot do its job is unhealthy, with its reason, until it
+    // reports otherwise.
+    heartbeat_reporting(
+        &mut client,
+        "ss-0",
+        "storage engine: No space left on device",
+    )
+    .await;
+    let s = state(&mut client).await;
+    let failed = worker(&s, "ss-0");
+    assert!(!failed.healthy, "{failed:?}");
+    assert_eq!(
+        failed.unhealthy_reason,
+        "storage engine: No space left on device"
+    );
+    heartbeat(&mut client, "ss-0").await;
+    assert!(worker(&state(&mut client).await, "ss-0").healthy);
 
     // A worker that moved re-registers with its new address.
     register(

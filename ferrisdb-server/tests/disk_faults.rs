@@ -10,78 +10,19 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::cluster::{TestCluster, channel, storage_client};
 use ferrisdb_client::Database;
 use ferrisdb_proto::v1;
+use tmpfs::Tmpfs;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-
-/// A tmpfs mounted for one test; lazily unmounted when dropped.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `mib` MiB at `path` (created), or says why it cannot.
-    fn mount(path: &Path, mib: u32) -> Result<Tmpfs, String> {
-        std::fs::create_dir_all(path).map_err(|e| format!("mkdir {}: {e}", path.display()))?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(path)
-            .output()
-            .map_err(|e| format!("running mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount -t tmpfs failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Tmpfs {
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// Remounts with `options` (`ro` or `rw`).
-    fn remount(&self, options: &str) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,{options}")])
-            .arg(&self.path)
-            .status()
-            .expect("run mount");
-        assert!(status.success(), "remount {options} failed");
-    }
-
-    /// Writes a file of zeros until the file system is full; returns its path.
-    fn fill(&self) -> PathBuf {
-        let path = self.path.join("filler");
-        let mut file = std::fs::File::create(&path).expect("create filler");
-        let chunk = vec![0u8; 64 << 10];
-        loop {
-            match file.write(&chunk) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
-                Err(e) => panic!("filling {}: {e}", path.display()),
-            }
-        }
-        // Ignore the outcome: the data is only there to take space.
-        let _ = file.sync_all();
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
 
 /// Starts a two-server cluster (replication 2) with storage-0's data on a `mib` MiB tmpfs, or
 /// `None` (after printing why) when mounting is not permitted here.
@@ -180,8 +121,39 @@ async fn a_full_disk_stops_applying_and_the_server_recovers_every_write_after_re
         Some(ServingStatus::NotServing)
     );
     let logs = cluster.storage[0].logs();
-    assert!(logs.contains("storage engine failed"), "{logs}");
+    assert!(logs.contains("unhealthy"), "{logs}");
     assert!(logs.contains("No space left on device"), "{logs}");
+    // The controller (and so `ferrisdb status`) reports it unhealthy, saying why.
+    let s0_id = cluster
+        .state()
+        .await
+        .expect("state")
+        .workers
+        .into_iter()
+        .find(|w| w.address == s0)
+        .expect("storage-0 registered")
+        .worker_id;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = cluster.state().await.expect("state");
+        let w = state
+            .workers
+            .iter()
+            .find(|w| w.worker_id == s0_id)
+            .expect("storage-0");
+        if !w.healthy && w.unhealthy_reason.contains("storage engine") {
+            assert!(
+                w.unhealthy_reason.contains("No space left on device"),
+                "{w:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the controller never reported storage-0's failure: {w:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let process = cluster.storage[0].process.as_mut().expect("running");
     assert!(process.try_wait().is_none(), "storage-0 exited: {logs}");
 
@@ -264,6 +236,24 @@ async fn a_full_disk_stops_applying_and_the_server_recovers_every_write_after_re
         }
     }
     assert_eq!(health(&s0, "").await, Some(ServingStatus::Serving));
+    // ... and the controller reports it healthy again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = cluster.state().await.expect("state");
+        let w = state
+            .workers
+            .iter()
+            .find(|w| w.worker_id == s0_id)
+            .expect("storage-0");
+        if w.healthy {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "storage-0 still unhealthy after its restart: {w:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     cluster.storage[0].kill();
 }
 

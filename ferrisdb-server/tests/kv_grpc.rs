@@ -65,7 +65,7 @@ async fn range(
     c: &mut KvClient<Channel>,
     begin: &[u8],
     end: &[u8],
-    limit: u32,
+    limit: u64,
     reverse: bool,
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, tonic::Status> {
     let mut stream = c
@@ -89,7 +89,7 @@ fn expect(
     model: &Model,
     begin: &[u8],
     end: &[u8],
-    limit: u32,
+    limit: u64,
     reverse: bool,
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut all: Vec<_> = model

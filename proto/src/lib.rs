@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+pub mod codec;
 pub mod convert;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -18,6 +19,7 @@ pub mod status;
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod v1 {
     tonic::include_proto!("ferrisdb.v1");
+    include!(concat!(env!("OUT_DIR"), "/client/ferrisdb.v1.rs"));
 }
 
 /// The encoded `FileDescriptorSet` of every FerrisDB proto file, for reflection.

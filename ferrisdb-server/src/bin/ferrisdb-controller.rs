@@ -38,6 +38,10 @@ struct Args {
     /// since all of a local cluster's processes share one host).
     #[arg(long)]
     worker_threads: Option<std::num::NonZeroUsize>,
+    /// Most connections served at once (default 10,000, less if the open-file limit leaves
+    /// less room after a reserve for the process's own files).
+    #[arg(long)]
+    max_connections: Option<std::num::NonZeroUsize>,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ async fn serve(args: Args) -> ExitCode {
         replication: args.replication,
         heartbeat_interval: Duration::from_millis(args.heartbeat_ms),
         missed_heartbeats: args.missed_heartbeats,
+        max_connections: args.max_connections.map(|n| n.get()),
     };
     match controller::serve(config, ferrisdb_server::grpc::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -37,6 +37,10 @@ struct Args {
     /// since all of a local cluster's processes share one host).
     #[arg(long)]
     worker_threads: Option<std::num::NonZeroUsize>,
+    /// Most connections served at once (default 10,000, less if the open-file limit leaves
+    /// less room after a reserve for the process's own files).
+    #[arg(long)]
+    max_connections: Option<std::num::NonZeroUsize>,
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,7 @@ async fn serve(args: Args) -> ExitCode {
         data_dir: args.data_dir,
         controller: args.controller,
         segment_bytes: args.log_segment_bytes.max(1),
+        max_connections: args.max_connections.map(|n| n.get()),
     };
     match coordinator::serve(config, ferrisdb_server::grpc::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -37,6 +37,10 @@ struct Args {
     /// since all of a local cluster's processes share one host).
     #[arg(long)]
     worker_threads: Option<std::num::NonZeroUsize>,
+    /// Most connections served at once (default 10,000, less if the open-file limit leaves
+    /// less room after a reserve for the server's own files).
+    #[arg(long)]
+    max_connections: Option<std::num::NonZeroUsize>,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +57,7 @@ async fn serve(args: Args) -> ExitCode {
         controller: args.controller,
         memtable_bytes: args.memtable_mib << 20,
         block_cache_bytes: args.cache_mib << 20,
+        max_connections: args.max_connections.map(|n| n.get()),
     };
     match storage::serve(config, ferrisdb_server::grpc::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

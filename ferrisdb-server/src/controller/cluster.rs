@@ -96,16 +96,17 @@ impl Controller {
         })
     }
 
-    /// Records a heartbeat.
+    /// Records a heartbeat and the problem it reports (`None`: none).
     pub async fn heartbeat(
         &self,
         id: &str,
         status: Option<RoleStatus>,
+        problem: Option<String>,
     ) -> Result<HeartbeatReply, Error> {
         self.state
             .lock()
             .await
-            .heartbeat(id, status, Instant::now())
+            .heartbeat(id, status, problem, Instant::now())
     }
 
     /// Runs `f` on the current state and the current time.
@@ -127,11 +128,14 @@ impl Controller {
             .await
             .membership
             .health_changes(Instant::now());
-        for (w, healthy) in changes {
-            if healthy {
-                tracing::info!(worker = %w.id, role = %w.role, address = %w.address, "worker healthy");
-            } else {
-                tracing::warn!(worker = %w.id, role = %w.role, address = %w.address, "worker unhealthy: heartbeats stopped");
+        for (w, reason) in changes {
+            match reason {
+                None => {
+                    tracing::info!(worker = %w.id, role = %w.role, address = %w.address, "worker healthy");
+                }
+                Some(reason) => {
+                    tracing::warn!(worker = %w.id, role = %w.role, address = %w.address, %reason, "worker unhealthy");
+                }
             }
         }
     }
@@ -195,6 +199,7 @@ mod tests {
             replication: 2,
             heartbeat_interval: Duration::from_millis(100),
             missed_heartbeats: 3,
+            max_connections: None,
         }
     }
 

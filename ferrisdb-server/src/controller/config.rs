@@ -24,6 +24,9 @@ pub struct ControllerConfig {
     pub heartbeat_interval: Duration,
     /// Missed heartbeat intervals after which a worker is unhealthy.
     pub missed_heartbeats: u32,
+    /// Most connections served at once (default from the open-file limit; see
+    /// [`crate::resources::max_connections`]).
+    pub max_connections: Option<usize>,
 }
 
 impl ControllerConfig {
@@ -66,6 +69,7 @@ mod tests {
             replication: 2,
             heartbeat_interval: Duration::from_millis(500),
             missed_heartbeats: 4,
+            max_connections: None,
         }
     }
 

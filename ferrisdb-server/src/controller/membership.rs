@@ -2,9 +2,10 @@
 //! latest status and when they were last heard from.
 //!
 //! A worker is healthy while it was heard from (registration or heartbeat) within
-//! `heartbeat_interval × missed_heartbeats`. Workers known only from the metadata file of a
-//! previous controller process are unhealthy until they heartbeat again. Time is passed in
-//! explicitly so the rules are testable without sleeping.
+//! `heartbeat_interval × missed_heartbeats` and its last heartbeat reported no reason it cannot
+//! do its job. Workers known only from the metadata file of a previous controller process are
+//! unhealthy until they heartbeat again. Time is passed in explicitly so the rules are testable
+//! without sleeping.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,8 @@ use serde::{Deserialize, Serialize};
 pub const MAX_WORKER_ID_LEN: usize = 128;
 /// Longest accepted advertised address.
 pub const MAX_ADDRESS_LEN: usize = 256;
+/// Longest accepted unhealthy reason in a heartbeat.
+pub const MAX_PROBLEM_LEN: usize = 4096;
 
 /// What a worker process does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,8 +49,19 @@ pub struct StorageStatus {
     pub data_bytes: u64,
 }
 
+/// What a storage server has reported durable to the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StorageDurability {
+    /// The storage server.
+    pub storage_id: String,
+    /// Newest version it reported durable (0: none since the coordinator started).
+    pub durable_version: Version,
+    /// Milliseconds since its last report (since the coordinator started if none).
+    pub ms_since_report: u64,
+}
+
 /// The coordinator's reported status.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct CoordinatorStatus {
     /// Newest committed version.
     pub committed_version: Version,
@@ -63,10 +77,14 @@ pub struct CoordinatorStatus {
     pub batches_total: u64,
     /// Commit-log fdatasyncs since the coordinator started.
     pub log_fsyncs_total: u64,
+    /// Versions at or below this one have left the commit log.
+    pub log_truncated_through: Version,
+    /// The storage servers whose durable versions gate log truncation.
+    pub log_holders: Vec<StorageDurability>,
 }
 
 /// The role-specific status a worker reports with its heartbeats.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RoleStatus {
     /// From a storage server.
     Storage(StorageStatus),
@@ -106,6 +124,8 @@ pub struct Worker {
     pub last_seen: Option<Instant>,
     /// The latest status it reported.
     pub status: Option<RoleStatus>,
+    /// Why it cannot do its job, as its last heartbeat said (`None`: it can).
+    pub reported_problem: Option<String>,
     /// The health last logged, to log transitions once.
     pub logged_healthy: bool,
 }
@@ -146,6 +166,7 @@ impl Membership {
                 registered_at_unix_ms: None,
                 last_seen: None,
                 status: None,
+                reported_problem: None,
                 logged_healthy: false,
             })
             .collect();
@@ -183,6 +204,7 @@ impl Membership {
                     registered_at_unix_ms: Some(now_unix_ms),
                     last_seen: Some(now),
                     status: None,
+                    reported_problem: None,
                     logged_healthy: false,
                 });
                 Ok(())
@@ -190,12 +212,14 @@ impl Membership {
         }
     }
 
-    /// Records a heartbeat. Returns `Ok(false)` if the worker is unknown (it must register);
-    /// fails for an id registration would refuse, or a status of another role.
+    /// Records a heartbeat and the problem it reports (`None`: the worker can do its job).
+    /// Returns `Ok(false)` if the worker is unknown (it must register); fails for an id
+    /// registration would refuse, or a status of another role.
     pub fn heartbeat(
         &mut self,
         id: &str,
         status: Option<RoleStatus>,
+        problem: Option<String>,
         now: Instant,
     ) -> Result<bool, Error> {
         check_id(id)?;
@@ -212,14 +236,35 @@ impl Membership {
             }
             w.status = Some(s);
         }
+        if problem.as_ref().is_some_and(|p| p.len() > MAX_PROBLEM_LEN) {
+            return Err(Error::InvalidArgument(format!(
+                "an unhealthy reason is at most {MAX_PROBLEM_LEN} bytes"
+            )));
+        }
+        w.reported_problem = problem;
         w.last_seen = Some(now);
         Ok(true)
     }
 
-    /// True if `w` was heard from within the liveness timeout.
+    /// True if `w` was heard from within the liveness timeout and reported no problem.
     pub fn is_healthy(&self, w: &Worker, now: Instant) -> bool {
-        w.last_seen
-            .is_some_and(|t| now.saturating_duration_since(t) <= self.liveness.timeout())
+        self.unhealthy_reason(w, now).is_none()
+    }
+
+    /// Why `w` is unhealthy at `now`: the problem it reported, or its silence; `None` if it
+    /// is healthy.
+    pub fn unhealthy_reason(&self, w: &Worker, now: Instant) -> Option<String> {
+        let heard = w
+            .last_seen
+            .is_some_and(|t| now.saturating_duration_since(t) <= self.liveness.timeout());
+        if !heard {
+            let silence = self.silence(w, now).as_secs_f64();
+            return Some(match w.last_seen {
+                Some(_) => format!("not heard from for {silence:.1} s"),
+                None => format!("not heard from since the controller started {silence:.1} s ago"),
+            });
+        }
+        w.reported_problem.clone()
     }
 
     /// Time since `w` was last heard from (since controller start if never).
@@ -251,20 +296,29 @@ impl Membership {
         self.liveness
     }
 
-    /// Workers whose health changed since the last call, with their new health.
-    pub fn health_changes(&mut self, now: Instant) -> Vec<(WorkerRecord, bool)> {
-        let timeout = self.liveness.timeout();
+    /// Workers whose health changed since the last call, with the reason they are now
+    /// unhealthy (`None`: now healthy).
+    pub fn health_changes(&mut self, now: Instant) -> Vec<(WorkerRecord, Option<String>)> {
         let mut changes = Vec::new();
-        for w in &mut self.workers {
-            let healthy = w
-                .last_seen
-                .is_some_and(|t| now.saturating_duration_since(t) <= timeout);
-            if healthy != w.logged_healthy {
-                w.logged_healthy = healthy;
-                changes.push((w.record.clone(), healthy));
+        for i in 0..self.workers.len() {
+            let reason = self.unhealthy_reason(&self.workers[i], now);
+            let w = &mut self.workers[i];
+            if reason.is_none() != w.logged_healthy {
+                w.logged_healthy = reason.is_none();
+                changes.push((w.record.clone(), reason));
             }
         }
         changes
+    }
+
+    /// Forgets every coordinator but `keep` (a new coordinator replaced them); returns the
+    /// forgotten ones.
+    pub fn remove_other_coordinators(&mut self, keep: &str) -> Vec<WorkerRecord> {
+        let (gone, kept): (Vec<Worker>, Vec<Worker>) = std::mem::take(&mut self.workers)
+            .into_iter()
+            .partition(|w| w.record.role == Role::Coordinator && w.record.id != keep);
+        self.workers = kept;
+        gone.into_iter().map(|w| w.record).collect()
     }
 }
 
@@ -320,7 +374,7 @@ mod tests {
             ..Default::default()
         });
         let t1 = t0 + Duration::from_millis(250);
-        assert!(m.heartbeat("s1", Some(status), t1).unwrap());
+        assert!(m.heartbeat("s1", Some(status.clone()), None, t1).unwrap());
         let w = &m.workers()[0];
         assert!(m.is_healthy(w, t1 + Duration::from_millis(300)));
         assert_eq!(w.status, Some(status));
@@ -328,7 +382,57 @@ mod tests {
             m.silence(w, t1 + Duration::from_millis(40)),
             Duration::from_millis(40)
         );
-        assert!(!m.heartbeat("nobody", None, t1).unwrap());
+        assert!(!m.heartbeat("nobody", None, None, t1).unwrap());
+        let silent = m.unhealthy_reason(&m.workers()[0], t1 + Duration::from_secs(2));
+        assert_eq!(silent.as_deref(), Some("not heard from for 2.0 s"));
+    }
+
+    #[test]
+    fn a_reported_problem_makes_a_live_worker_unhealthy_until_it_clears() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(vec![], LIVENESS, t0);
+        m.register(rec("c1", Role::Coordinator, "h:1"), t0, 1)
+            .unwrap();
+        assert!(m.is_healthy(&m.workers()[0], t0));
+        assert_eq!(
+            m.health_changes(t0),
+            vec![(rec("c1", Role::Coordinator, "h:1"), None)]
+        );
+        m.heartbeat("c1", None, Some("commit log: disk full".into()), t0)
+            .unwrap();
+        let w = &m.workers()[0];
+        assert!(!m.is_healthy(w, t0));
+        assert_eq!(
+            m.unhealthy_reason(w, t0).as_deref(),
+            Some("commit log: disk full")
+        );
+        assert_eq!(
+            m.health_changes(t0),
+            vec![(
+                rec("c1", Role::Coordinator, "h:1"),
+                Some("commit log: disk full".into())
+            )]
+        );
+        m.heartbeat("c1", None, None, t0).unwrap();
+        assert!(m.is_healthy(&m.workers()[0], t0));
+        assert_eq!(m.health_changes(t0).len(), 1);
+        let long = "x".repeat(MAX_PROBLEM_LEN + 1);
+        assert!(m.heartbeat("c1", None, Some(long), t0).is_err());
+    }
+
+    #[test]
+    fn a_new_coordinator_replaces_the_others() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(vec![], LIVENESS, t0);
+        m.register(rec("old", Role::Coordinator, "h:1"), t0, 1)
+            .unwrap();
+        m.register(rec("s1", Role::Storage, "h:2"), t0, 1).unwrap();
+        m.register(rec("new", Role::Coordinator, "h:3"), t0, 1)
+            .unwrap();
+        let gone = m.remove_other_coordinators("new");
+        assert_eq!(gone, vec![rec("old", Role::Coordinator, "h:1")]);
+        let ids: Vec<_> = m.workers().iter().map(|w| w.record.id.as_str()).collect();
+        assert_eq!(ids, ["s1", "new"]);
     }
 
     #[test]
@@ -343,7 +447,7 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("registered as storage"), "{err}");
         let coord = RoleStatus::Coordinator(CoordinatorStatus::default());
-        assert!(m.heartbeat("s1", Some(coord), t0).is_err());
+        assert!(m.heartbeat("s1", Some(coord), None, t0).is_err());
     }
 
     #[test]
@@ -377,13 +481,16 @@ mod tests {
         let mut m = Membership::new(vec![rec("s1", Role::Storage, "h:1")], LIVENESS, t0);
         assert!(!m.is_healthy(&m.workers()[0], t0));
         assert!(m.health_changes(t0).is_empty());
-        m.heartbeat("s1", None, t0).unwrap();
+        m.heartbeat("s1", None, None, t0).unwrap();
         assert_eq!(m.health_changes(t0).len(), 1);
         assert!(m.health_changes(t0).is_empty());
         let later = t0 + Duration::from_secs(1);
         assert_eq!(
             m.health_changes(later),
-            vec![(rec("s1", Role::Storage, "h:1"), false)]
+            vec![(
+                rec("s1", Role::Storage, "h:1"),
+                Some("not heard from for 1.0 s".into())
+            )]
         );
         assert_eq!(m.storage_ids(), vec!["s1".to_string()]);
     }

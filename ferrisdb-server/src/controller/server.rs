@@ -14,6 +14,7 @@ use super::cluster::Controller;
 use super::config::ControllerConfig;
 use super::service::ControllerService;
 use crate::grpc;
+use crate::health::RoleHealth;
 
 /// Opens the data directory, binds `config.listen` and serves until `shutdown` completes.
 pub async fn serve(
@@ -24,20 +25,26 @@ pub async fn serve(
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
-    serve_on(listener, controller, shutdown).await
+    let health = RoleHealth::new();
+    let limit = grpc::connection_limit(config.max_connections, &health);
+    serve_on(listener, controller, health, limit, shutdown).await
 }
 
-/// Serves `controller` on an already bound listener until `shutdown` completes.
+/// Serves `controller` on an already bound listener, within the connection budget `limit`,
+/// until `shutdown` completes; `health` drives `grpc.health.v1`.
 pub async fn serve_on(
     listener: TcpListener,
     controller: Arc<Controller>,
+    health: RoleHealth,
+    limit: Arc<grpc::ConnectionLimit>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<ClusterControllerServer<ControllerService>>()
-        .await;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let health_driver = tokio::spawn(health.drive(
+        reporter,
+        vec![ferrisdb_proto::v1::cluster_controller_server::SERVICE_NAME],
+    ));
 
     let mut routes = RoutesBuilder::default();
     routes.add_service(health_service);
@@ -61,8 +68,9 @@ pub async fn serve_on(
         }
     });
     tracing::info!(address = ?addr, "cluster controller serving");
-    let result = grpc::serve_until(routes, listener, shutdown).await;
+    let result = grpc::serve_until(routes, listener, limit, shutdown).await;
     sweeper.abort();
+    health_driver.abort();
     tracing::info!("cluster controller stopped");
     result
 }

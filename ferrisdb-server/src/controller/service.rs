@@ -55,10 +55,10 @@ impl ClusterController for ControllerService {
         request: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
         let req = request.into_inner();
-        let status = wire::status_from_proto(req.status);
+        let (status, problem) = wire::status_from_proto(req.status);
         let reply = self
             .controller
-            .heartbeat(&req.worker_id, status)
+            .heartbeat(&req.worker_id, status, problem)
             .await
             .map_err(to_status)?;
         Ok(Response::new(v1::HeartbeatResponse {

@@ -76,19 +76,26 @@ impl ClusterState {
         let id = record.id.clone();
         self.membership.register(record, now, now_unix_ms)?;
         if is_coordinator {
+            // One coordinator serves the cluster: one registering under a new id (a
+            // replacement, e.g. on a fresh data directory) takes over from the old one, which
+            // is forgotten rather than listed as unhealthy for ever.
+            for old in self.membership.remove_other_coordinators(&id) {
+                tracing::warn!(old = %old.id, old_address = %old.address, new = %id, "a new coordinator replaces the old one");
+            }
             self.coordinator_id = Some(id);
         }
         self.maybe_bootstrap()
     }
 
-    /// Records a heartbeat.
+    /// Records a heartbeat and the problem it reports (`None`: none).
     pub fn heartbeat(
         &mut self,
         id: &str,
         status: Option<RoleStatus>,
+        problem: Option<String>,
         now: Instant,
     ) -> Result<HeartbeatReply, Error> {
-        let known = self.membership.heartbeat(id, status, now)?;
+        let known = self.membership.heartbeat(id, status, problem, now)?;
         Ok(HeartbeatReply {
             shard_map_version: self.shard_map.version,
             must_register: !known,
@@ -183,7 +190,7 @@ mod tests {
                 .all(|sh| !sh.storage_ids.contains(&"d".into()))
         );
         assert_eq!(s.coordinator().unwrap().record.id, "coord");
-        let reply = s.heartbeat("a", None, now).unwrap();
+        let reply = s.heartbeat("a", None, None, now).unwrap();
         assert_eq!(
             reply,
             HeartbeatReply {
@@ -191,7 +198,26 @@ mod tests {
                 must_register: false
             }
         );
-        assert!(s.heartbeat("zz", None, now).unwrap().must_register);
+        assert!(s.heartbeat("zz", None, None, now).unwrap().must_register);
+    }
+
+    #[test]
+    fn a_replacement_coordinator_removes_the_old_one_from_membership() {
+        let mut s = fresh();
+        let now = Instant::now();
+        s.register(rec("coord-1", Role::Coordinator), now, 1)
+            .unwrap();
+        s.register(rec("a", Role::Storage), now, 1).unwrap();
+        s.register(rec("coord-2", Role::Coordinator), now, 2)
+            .unwrap();
+        assert_eq!(s.coordinator().unwrap().record.id, "coord-2");
+        let ids: Vec<_> = s.metadata().workers.into_iter().map(|w| w.id).collect();
+        assert_eq!(ids, ["a", "coord-2"]);
+        assert!(
+            s.heartbeat("coord-1", None, None, now)
+                .unwrap()
+                .must_register
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::time::Instant;
 use ferrisdb_core::{Error, Version};
 use ferrisdb_proto::v1;
 
-use super::membership::{CoordinatorStatus, Role, RoleStatus, StorageStatus, Worker};
+use super::membership::{
+    CoordinatorStatus, Role, RoleStatus, StorageDurability, StorageStatus, Worker,
+};
 use super::shard_map::ShardMap;
 use super::state::ClusterState;
 
@@ -32,10 +34,19 @@ pub fn role_to_proto(role: Role) -> v1::WorkerRole {
     }
 }
 
-/// A reported status; `None` if the message carries none.
-pub fn status_from_proto(status: Option<v1::WorkerStatus>) -> Option<RoleStatus> {
+/// A heartbeat's status: the role status (`None` if the message carries none) and the
+/// unhealthy reason (`None` if empty).
+pub fn status_from_proto(status: Option<v1::WorkerStatus>) -> (Option<RoleStatus>, Option<String>) {
+    let Some(status) = status else {
+        return (None, None);
+    };
+    let problem = Some(status.unhealthy_reason).filter(|r| !r.is_empty());
+    (role_status_from_proto(status.status), problem)
+}
+
+fn role_status_from_proto(status: Option<v1::worker_status::Status>) -> Option<RoleStatus> {
     use v1::worker_status::Status;
-    match status?.status? {
+    match status? {
         Status::Storage(s) => Some(RoleStatus::Storage(StorageStatus {
             applied_version: Version(s.applied_version),
             durable_version: Version(s.durable_version),
@@ -49,12 +60,22 @@ pub fn status_from_proto(status: Option<v1::WorkerStatus>) -> Option<RoleStatus>
             commits_total: c.commits_total,
             batches_total: c.batches_total,
             log_fsyncs_total: c.log_fsyncs_total,
+            log_truncated_through: Version(c.log_truncated_through),
+            log_holders: c
+                .log_holders
+                .into_iter()
+                .map(|h| StorageDurability {
+                    storage_id: h.storage_id,
+                    durable_version: Version(h.durable_version),
+                    ms_since_report: h.ms_since_report,
+                })
+                .collect(),
         })),
     }
 }
 
-/// A status on the wire.
-pub fn status_to_proto(status: &RoleStatus) -> v1::WorkerStatus {
+/// A status on the wire, with the worker's unhealthy reason (empty: none).
+pub fn status_to_proto(status: &RoleStatus, problem: Option<&str>) -> v1::WorkerStatus {
     use v1::worker_status::Status;
     let status = match status {
         RoleStatus::Storage(s) => Status::Storage(v1::StorageStatus {
@@ -70,10 +91,21 @@ pub fn status_to_proto(status: &RoleStatus) -> v1::WorkerStatus {
             commits_total: c.commits_total,
             batches_total: c.batches_total,
             log_fsyncs_total: c.log_fsyncs_total,
+            log_truncated_through: c.log_truncated_through.get(),
+            log_holders: c
+                .log_holders
+                .iter()
+                .map(|h| v1::StorageDurability {
+                    storage_id: h.storage_id.clone(),
+                    durable_version: h.durable_version.get(),
+                    ms_since_report: h.ms_since_report,
+                })
+                .collect(),
         }),
     };
     v1::WorkerStatus {
         status: Some(status),
+        unhealthy_reason: problem.unwrap_or_default().to_owned(),
     }
 }
 
@@ -94,14 +126,21 @@ pub fn cluster_state_to_proto(
     heartbeat_interval_ms: u32,
 ) -> v1::GetClusterStateResponse {
     let m = &state.membership;
-    let worker = |w: &Worker| v1::WorkerInfo {
-        worker_id: w.record.id.clone(),
-        role: role_to_proto(w.record.role) as i32,
-        address: w.record.address.clone(),
-        healthy: m.is_healthy(w, now),
-        ms_since_heartbeat: u64::try_from(m.silence(w, now).as_millis()).unwrap_or(u64::MAX),
-        start_time_unix_ms: w.registered_at_unix_ms.unwrap_or(0),
-        status: w.status.as_ref().map(status_to_proto),
+    let worker = |w: &Worker| {
+        let reason = m.unhealthy_reason(w, now);
+        v1::WorkerInfo {
+            worker_id: w.record.id.clone(),
+            role: role_to_proto(w.record.role) as i32,
+            address: w.record.address.clone(),
+            healthy: reason.is_none(),
+            ms_since_heartbeat: u64::try_from(m.silence(w, now).as_millis()).unwrap_or(u64::MAX),
+            start_time_unix_ms: w.registered_at_unix_ms.unwrap_or(0),
+            status: w
+                .status
+                .as_ref()
+                .map(|s| status_to_proto(s, w.reported_problem.as_deref())),
+            unhealthy_reason: reason.unwrap_or_default(),
+        }
     };
     v1::GetClusterStateResponse {
         cluster_id: state.cluster_id.clone(),
@@ -147,16 +186,30 @@ mod tests {
                 commits_total: 11,
                 batches_total: 6,
                 log_fsyncs_total: 4,
+                log_truncated_through: Version(3),
+                log_holders: vec![StorageDurability {
+                    storage_id: "s1".into(),
+                    durable_version: Version(2),
+                    ms_since_report: 40,
+                }],
             }),
         ];
         for s in all {
-            assert_eq!(status_from_proto(Some(status_to_proto(&s))), Some(s));
+            assert_eq!(
+                status_from_proto(Some(status_to_proto(&s, None))),
+                (Some(s.clone()), None)
+            );
+            assert_eq!(
+                status_from_proto(Some(status_to_proto(&s, Some("disk full")))),
+                (Some(s), Some("disk full".into()))
+            );
         }
-        assert_eq!(
-            status_from_proto(Some(v1::WorkerStatus { status: None })),
-            None
-        );
-        assert_eq!(status_from_proto(None), None);
+        let bare = v1::WorkerStatus {
+            status: None,
+            unhealthy_reason: String::new(),
+        };
+        assert_eq!(status_from_proto(Some(bare)), (None, None));
+        assert_eq!(status_from_proto(None), (None, None));
     }
 
     #[test]

@@ -2,6 +2,13 @@
 //! public `KV` service (as a client of the cluster at `--controller`), `grpc.health.v1` and
 //! reflection, registers with the controller in the background, and on
 //! shutdown drains in-flight RPCs, finishes queued batches and leaves the log synced.
+//!
+//! If the commit log fails (a write or fsync error: a full disk, no file descriptor for the next
+//! segment), the pipeline refuses every commit from then on. The failure becomes a health
+//! problem ([`crate::health`]): `NOT_SERVING`, and the reason in every heartbeat, so the
+//! controller and `ferrisdb status` report the coordinator unhealthy and why. Once the log
+//! directory accepts writes again the process exits with an error, so its supervisor restarts
+//! it and the new process recovers from the log.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,6 +25,7 @@ use super::kv::{self, KvService};
 use super::service::CoordinatorService;
 use super::worker;
 use crate::grpc;
+use crate::health::{self, RoleHealth};
 
 /// Settings of a coordinator process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +40,13 @@ pub struct CoordinatorConfig {
     pub controller: Option<String>,
     /// Commit log segment size.
     pub segment_bytes: u64,
+    /// Most connections served at once (default from the open-file limit; see
+    /// [`crate::resources::max_connections`]).
+    pub max_connections: Option<usize>,
 }
+
+/// Health problem source of a failed commit log.
+const LOG_FAILED: &str = "commit log";
 
 /// Opens the coordinator in `config.data_dir`, binds `config.listen` and serves until
 /// `shutdown` completes.
@@ -42,11 +56,13 @@ pub async fn serve(
 ) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
-    let mut opts = CoordinatorOptions::new(config.data_dir.join("log"));
+    let log_dir = config.data_dir.join("log");
+    let mut opts = CoordinatorOptions::new(log_dir.clone());
     opts.log.segment_bytes = config.segment_bytes;
     let coordinator = tokio::task::spawn_blocking(move || Coordinator::open(opts))
         .await
         .map_err(|e| Error::Internal(format!("opening the coordinator: {e}")))??;
+    let health = RoleHealth::new();
     let membership = match &config.controller {
         Some(controller) => Some(
             worker::join(
@@ -54,6 +70,7 @@ pub async fn serve(
                 controller,
                 config.data_dir.clone(),
                 config.advertise.clone(),
+                health.clone(),
             )
             .await?,
         ),
@@ -63,30 +80,83 @@ pub async fn serve(
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
-    let result = serve_on(listener, coordinator.clone(), kv, shutdown).await;
+    let limit = grpc::connection_limit(config.max_connections, &health);
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
+    let watchdog = tokio::spawn(exit_after_log_failure(
+        coordinator.clone(),
+        health.clone(),
+        log_dir,
+        failed_tx,
+    ));
+    let mut exit_for_restart = None;
+    let stop = async {
+        tokio::select! {
+            () = shutdown => {}
+            Ok(reason) = failed_rx => exit_for_restart = Some(reason),
+        }
+    };
+    let result = serve_on(listener, coordinator.clone(), kv, health, limit, stop).await;
+    watchdog.abort();
     if let Some((session, follower)) = membership {
         follower.abort();
         drop(session);
     }
     coordinator.shutdown().await;
     tracing::info!(committed = %coordinator.read_version(), "transaction coordinator stopped");
+    if let Some(reason) = exit_for_restart {
+        return Err(Error::Unavailable(format!(
+            "{reason}; the log directory accepts writes again: exiting so that the coordinator \
+             is restarted and recovers from its log"
+        )));
+    }
     result
 }
 
-/// Serves `coordinator` and `kv` on a bound listener until `shutdown` completes (does not stop
-/// the coordinator's pipeline; [`serve`] does that afterwards).
+/// Waits for the commit pipeline to fail, reports it as a health problem, waits until
+/// `log_dir` accepts writes again and then sends the reason on `exit` (the process exits to be
+/// restarted; see the module docs).
+async fn exit_after_log_failure(
+    coordinator: CoordinatorHandle,
+    health: RoleHealth,
+    log_dir: std::path::PathBuf,
+    exit: tokio::sync::oneshot::Sender<String>,
+) {
+    let mut failure = coordinator.failure();
+    let Ok(reason) = failure.wait_for(Option::is_some).await.map(|f| f.clone()) else {
+        return;
+    };
+    let reason = reason.unwrap_or_default();
+    health.set_problem(
+        LOG_FAILED,
+        format!(
+            "{reason}; every commit is refused; the coordinator exits to be restarted once its \
+             log directory accepts writes again"
+        ),
+    );
+    health::exit_when_writable(log_dir).await;
+    let _ = exit.send(reason);
+}
+
+/// Serves `coordinator` and `kv` on a bound listener, within the connection budget `limit`,
+/// until `shutdown` completes (does not stop the coordinator's pipeline; [`serve`] does that
+/// afterwards). `health` drives `grpc.health.v1`.
 pub async fn serve_on(
     listener: TcpListener,
     coordinator: CoordinatorHandle,
     kv: KvService,
+    health: RoleHealth,
+    limit: std::sync::Arc<grpc::ConnectionLimit>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<TransactionCoordinatorServer<CoordinatorService>>()
-        .await;
-    health.set_serving::<KvServer<KvService>>().await;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let health_driver = tokio::spawn(health.drive(
+        reporter,
+        vec![
+            ferrisdb_proto::v1::transaction_coordinator_server::SERVICE_NAME,
+            ferrisdb_proto::v1::kv_server::SERVICE_NAME,
+        ],
+    ));
     let mut routes = RoutesBuilder::default();
     routes.add_service(health_service);
     routes.add_service(
@@ -114,5 +184,7 @@ pub async fn serve_on(
         // Long-polling pulls return at once so the drain is quick.
         wake.begin_shutdown();
     };
-    grpc::serve_until(routes, listener, shutdown).await
+    let result = grpc::serve_until(routes, listener, limit, shutdown).await;
+    health_driver.abort();
+    result
 }

@@ -1,7 +1,8 @@
 //! The coordinator as a cluster worker, on the shared controller session
 //! ([`crate::worker`]): heartbeats carry the coordinator's status (committed version, commit
-//! rate, batch size, retained log bytes), and every new shard map tells the commit log which
-//! storage servers must report durability before it may truncate.
+//! rate, batch size, retained log bytes, how far the log is truncated and what each storage
+//! server reported durable), and every new shard map tells the commit log which storage
+//! servers must report durability before it may truncate.
 //!
 //! The session retries in the background while the controller is unreachable; the
 //! coordinator keeps serving commits meanwhile.
@@ -10,11 +11,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferrisdb_core::Result;
+use ferrisdb_core::{Result, Version};
 use ferrisdb_proto::v1;
 use parking_lot::Mutex;
 
 use super::handle::CoordinatorHandle;
+use crate::health::RoleHealth;
 use crate::worker::{ControllerSession, StatusSource, load_or_create_worker_id};
 
 /// Heartbeat status of a coordinator: its counters, with the commit rate measured between
@@ -35,7 +37,9 @@ impl StatusSource for CoordinatorStatusSource {
             *last = (Instant::now(), commits);
             rate
         };
+        let (holders, truncated) = self.coordinator.log_holders();
         v1::WorkerStatus {
+            unhealthy_reason: String::new(),
             status: Some(v1::worker_status::Status::Coordinator(
                 v1::CoordinatorStatus {
                     committed_version: stats.committed_version.get(),
@@ -45,6 +49,16 @@ impl StatusSource for CoordinatorStatusSource {
                     commits_total: stats.pipeline.commits,
                     batches_total: stats.pipeline.batches,
                     log_fsyncs_total: stats.log.fsyncs,
+                    log_truncated_through: truncated.get(),
+                    log_holders: holders
+                        .into_iter()
+                        .map(|h| v1::StorageDurability {
+                            storage_id: h.storage_id,
+                            durable_version: h.durable.map_or(0, Version::get),
+                            ms_since_report: u64::try_from(h.since_report.as_millis())
+                                .unwrap_or(u64::MAX),
+                        })
+                        .collect(),
                 },
             )),
         }
@@ -59,6 +73,7 @@ pub async fn join(
     controller: &str,
     data_dir: std::path::PathBuf,
     advertise: String,
+    health: RoleHealth,
 ) -> Result<(ControllerSession, tokio::task::JoinHandle<()>)> {
     let id = tokio::task::spawn_blocking(move || load_or_create_worker_id(&data_dir, "coord"))
         .await
@@ -73,6 +88,7 @@ pub async fn join(
         v1::WorkerRole::Coordinator,
         advertise,
         status,
+        health,
     )?;
     let mut view = session.view();
     let follower = tokio::spawn(async move {

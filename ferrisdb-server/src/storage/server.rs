@@ -1,20 +1,20 @@
 //! Runs a storage server process: engine, controller session, puller, GC task and the gRPC
 //! server (StorageServer + health + reflection) until shutdown.
 //!
-//! If the engine fails (a write or fsync error: full or read-only disk), the puller stops,
-//! the error is logged and the health service reports `NOT_SERVING` (both for the overall
-//! server and for `ferrisdb.v1.StorageServer`); reads at versions already applied (and
-//! durable) are still served. Every second the server then probes its data directory (a
-//! 64 KiB write + fsync); once the directory accepts writes again (space came back) it exits
-//! with an error so its supervisor (`ferrisdb cluster up`, systemd, ...) restarts it, and the
-//! restarted server recovers from its files and pulls what it missed from the log. Recovery
-//! is a restart on purpose: the failed engine's state after a failed write or fsync is not
-//! trusted.
+//! If the engine fails (a write or fsync error: full or read-only disk), the puller stops and
+//! the failure becomes a health problem ([`crate::health`]): `NOT_SERVING` for the overall
+//! server and for `ferrisdb.v1.StorageServer`, and the reason in every heartbeat, so the
+//! controller and `ferrisdb status` report the server unhealthy and why. Reads at versions
+//! already applied (and durable) are still served. Every second the server then probes its
+//! data directory (a 64 KiB write + fsync); once the directory accepts writes again (space came
+//! back) it exits with an error so its supervisor (`ferrisdb cluster up`, systemd, ...)
+//! restarts it, and the restarted server recovers from its files and pulls what it missed from
+//! the log. Recovery is a restart on purpose: the failed engine's state after a failed write or
+//! fsync is not trusted.
 
 use std::future::Future;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use tonic::service::RoutesBuilder;
 use super::progress::Progress;
 use super::service::StorageService;
 use crate::grpc;
+use crate::health::{self, RoleHealth};
 use crate::worker::{ControllerSession, StatusSource, load_or_create_worker_id};
 
 /// Settings of a storage server process.
@@ -45,7 +46,13 @@ pub struct StorageConfig {
     pub memtable_bytes: usize,
     /// Engine block cache budget in bytes.
     pub block_cache_bytes: usize,
+    /// Most connections served at once (default from the open-file limit; see
+    /// [`crate::resources::max_connections`]).
+    pub max_connections: Option<usize>,
 }
+
+/// Health problem source of a failed engine.
+const ENGINE_FAILED: &str = "storage engine";
 
 struct EngineStatus {
     engine: Arc<Engine>,
@@ -56,6 +63,7 @@ impl StatusSource for EngineStatus {
     fn status(&self) -> v1::WorkerStatus {
         let stats = self.engine.stats();
         v1::WorkerStatus {
+            unhealthy_reason: String::new(),
             status: Some(v1::worker_status::Status::Storage(v1::StorageStatus {
                 applied_version: self.progress.applied(),
                 durable_version: self.engine.durable_version().max(self.progress.applied()),
@@ -97,17 +105,18 @@ pub async fn serve(
         engine: engine.clone(),
         progress: progress.clone(),
     });
+    let health = RoleHealth::new();
     let session = ControllerSession::start(
         &config.controller,
         worker_id.clone(),
         v1::WorkerRole::Storage,
         config.advertise.clone(),
         status,
+        health.clone(),
     )?;
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<StorageServerServer<StorageService>>()
-        .await;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let health_driver =
+        tokio::spawn(health.drive(reporter, vec![v1::storage_server_server::SERVICE_NAME]));
     let (recovered_tx, recovered_rx) = tokio::sync::oneshot::channel::<()>();
     // Returns true once the engine failed and the data directory accepts writes again.
     let puller = tokio::spawn({
@@ -123,34 +132,18 @@ pub async fn serve(
         async move {
             let err = pulled.await;
             applied.set_failed(err.to_string());
-            tracing::error!(
-                error = %err,
-                applied = applied.applied(),
-                "storage engine failed: no longer applying writes; reads at or below the \
-                 applied version are still served; the server exits to be restarted once \
-                 its data directory accepts writes again"
+            health.set_problem(
+                ENGINE_FAILED,
+                format!(
+                    "{err}; no longer applying writes (reads at or below version {} are still \
+                     served); the server exits to be restarted once its data directory accepts \
+                     writes again",
+                    applied.applied()
+                ),
             );
-            health
-                .set_not_serving::<StorageServerServer<StorageService>>()
-                .await;
-            health
-                .set_service_status("", tonic_health::ServingStatus::NotServing)
-                .await;
-            loop {
-                tokio::time::sleep(RECOVERY_PROBE_EVERY).await;
-                let dir = data_dir.clone();
-                let writable = tokio::task::spawn_blocking(move || accepts_writes(&dir))
-                    .await
-                    .unwrap_or(false);
-                if writable {
-                    tracing::warn!(
-                        "the data directory accepts writes again; exiting so that this storage \
-                         server is restarted and recovers from its files"
-                    );
-                    let _ = recovered_tx.send(());
-                    return true;
-                }
-            }
+            health::exit_when_writable(data_dir).await;
+            let _ = recovered_tx.send(());
+            true
         }
     });
     let gc = tokio::spawn({
@@ -187,9 +180,11 @@ pub async fn serve(
             _ = recovered => {}
         }
     };
-    let result = grpc::serve_until(routes, listener, stop).await;
+    let limit = grpc::connection_limit(config.max_connections, &health);
+    let result = grpc::serve_until(routes, listener, limit, stop).await;
     puller.abort();
     gc.abort();
+    health_driver.abort();
     drop(session);
     let exiting_to_recover = matches!(puller.await, Ok(true));
     let closed = tokio::task::spawn_blocking(move || engine.close())
@@ -205,18 +200,4 @@ pub async fn serve(
     closed?;
     tracing::info!("storage server stopped");
     result
-}
-
-/// How often a server whose engine failed probes its data directory.
-const RECOVERY_PROBE_EVERY: Duration = Duration::from_secs(1);
-
-/// Whether `dir` accepts a 64 KiB write and its fsync (the probe file is removed afterwards).
-fn accepts_writes(dir: &Path) -> bool {
-    let path = dir.join(".write-probe");
-    let written = std::fs::File::create(&path).and_then(|mut file| {
-        file.write_all(&[0u8; 64 << 10])?;
-        file.sync_all()
-    });
-    let _ = std::fs::remove_file(&path);
-    written.is_ok()
 }

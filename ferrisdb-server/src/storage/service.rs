@@ -146,6 +146,10 @@ impl StorageServer for StorageService {
         let req = request.into_inner();
         limits::check_key(&req.begin).map_err(to_status)?;
         limits::check_range_end(&req.end).map_err(to_status)?;
+        // The scan's 0 means no limit, as on the wire.
+        let limit = limits::check_range_limit(req.limit)
+            .map_err(to_status)?
+            .unwrap_or(0);
         let range =
             ferrisdb_core::KeyRange::new(req.begin.clone(), req.end.clone()).map_err(to_status)?;
         self.ready_at(req.version).await.map_err(to_status)?;
@@ -161,7 +165,7 @@ impl StorageServer for StorageService {
             end: range.end,
             read_version: req.version,
             reverse: req.reverse,
-            limit: req.limit as usize,
+            limit,
         };
         // Opening the scan validates the version against the GC horizon before streaming.
         let scan = self.engine.scan(options).map_err(to_status)?;

@@ -11,6 +11,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::controller::shard_map::ShardMap;
 use crate::controller::wire::shard_map_from_proto;
+use crate::health::RoleHealth;
 
 /// Supplies the status a worker reports in each heartbeat.
 pub trait StatusSource: Send + Sync + 'static {
@@ -37,16 +38,25 @@ pub struct ControllerSession {
 
 impl ControllerSession {
     /// Starts the session. It retries forever in the background; watch [`Self::view`].
+    /// Heartbeats carry `status` and, while `health` has problems, the reason.
     pub fn start(
         controller: &str,
         worker_id: String,
         role: v1::WorkerRole,
         advertise: String,
         status: Arc<dyn StatusSource>,
+        health: RoleHealth,
     ) -> Result<Self, Error> {
         let endpoint = endpoint(controller)?;
         let (tx, rx) = watch::channel(ClusterView::default());
-        let task = tokio::spawn(run(endpoint, worker_id, role, advertise, status, tx));
+        let worker = Worker {
+            id: worker_id,
+            role,
+            advertise,
+            status,
+            health,
+        };
+        let task = tokio::spawn(run(endpoint, worker, tx));
         Ok(ControllerSession { view: rx, task })
     }
 
@@ -77,22 +87,34 @@ pub fn endpoint(address: &str) -> Result<Endpoint, Error> {
 /// Heartbeats between unconditional cluster-state refreshes.
 const REFRESH_EVERY_BEATS: u64 = 4;
 
-async fn run(
-    endpoint: Endpoint,
-    worker_id: String,
+/// Who the session speaks for.
+struct Worker {
+    id: String,
     role: v1::WorkerRole,
     advertise: String,
     status: Arc<dyn StatusSource>,
-    view: watch::Sender<ClusterView>,
-) {
+    health: RoleHealth,
+}
+
+impl Worker {
+    /// The status for the next heartbeat, with the health reason filled in.
+    fn heartbeat_status(&self) -> v1::WorkerStatus {
+        let mut status = self.status.status();
+        status.unhealthy_reason = self.health.unhealthy_reason().unwrap_or_default();
+        status
+    }
+}
+
+async fn run(endpoint: Endpoint, worker: Worker, view: watch::Sender<ClusterView>) {
+    let worker_id = worker.id.clone();
     let mut client = ClusterControllerClient::new(endpoint.connect_lazy());
     let mut backoff = Duration::from_millis(50);
     loop {
         // Register (again).
         let request = v1::RegisterWorkerRequest {
             worker_id: worker_id.clone(),
-            role: role as i32,
-            address: advertise.clone(),
+            role: worker.role as i32,
+            address: worker.advertise.clone(),
         };
         let reply = match client.register_worker(request).await {
             Ok(r) => r.into_inner(),
@@ -128,7 +150,7 @@ async fn run(
             // this worker but not its status.
             let hb = v1::HeartbeatRequest {
                 worker_id: worker_id.clone(),
-                status: Some(status.status()),
+                status: Some(worker.heartbeat_status()),
             };
             match client.heartbeat(hb).await {
                 Ok(r) => {

@@ -36,8 +36,15 @@ pub struct Targets {
 }
 
 const INVALID: &[Code] = &[Code::InvalidArgument];
-/// What tonic answers for a body it cannot decode as the request message.
-const UNDECODABLE: &[Code] = &[Code::Internal];
+/// A body that is not valid protobuf for the request message: FerrisDB's own services say
+/// `INVALID_ARGUMENT` (their codec, `ferrisdb_proto::codec`).
+const UNDECODABLE: &[Code] = &[Code::InvalidArgument];
+/// Health's codec is tonic's own, which reports undecodable protobuf as `INTERNAL`.
+const UNDECODABLE_BY_TONIC: &[Code] = &[Code::Internal];
+/// Broken gRPC framing (a frame cut short, compression flags without an encoding): tonic
+/// answers `INTERNAL` before any codec runs, as the gRPC spec requires for the compression
+/// flag.
+const BAD_FRAMING: &[Code] = &[Code::Internal];
 /// Too large to accept: tonic's message limit.
 const TOO_LARGE: &[Code] = &[Code::OutOfRange, Code::ResourceExhausted];
 /// The reflection service (tonic-reflection) ends its response stream without a message or an
@@ -122,28 +129,33 @@ pub fn malformed(t: Targets) -> Vec<Case> {
                 allowed,
             });
         };
+        let undecodable = if path.starts_with("/ferrisdb.") {
+            UNDECODABLE
+        } else {
+            UNDECODABLE_BY_TONIC
+        };
         for (name, bytes) in garbage {
-            push(name, frame(bytes), UNDECODABLE);
+            push(name, frame(bytes), undecodable);
         }
         push(
             "frame declares 100 bytes, carries 3",
             frame_with(0, 100, b"abc"),
-            UNDECODABLE,
+            BAD_FRAMING,
         );
         push(
             "half a frame header",
             Bytes::from_static(&[0, 0]),
-            UNDECODABLE,
+            BAD_FRAMING,
         );
         push(
             "compressed flag without grpc-encoding",
             frame_with(1, 2, &[0x08, 0x01]),
-            UNDECODABLE,
+            BAD_FRAMING,
         );
         push(
             "unknown compression flag",
             frame_with(7, 2, &[0x08, 0x01]),
-            UNDECODABLE,
+            BAD_FRAMING,
         );
         push(
             "frame declares 4 GiB",
@@ -503,7 +515,7 @@ fn coordinator_cases(addr: SocketAddr, read_version: u64) -> Vec<Case> {
 fn kv_cases(addr: SocketAddr) -> Vec<Case> {
     let path = |m: &str| format!("{KV}{m}");
     let get = |key: Bytes| v1::GetRequest { key };
-    let range_req = |begin: &str, end: &str, limit: u32| v1::RangeRequest {
+    let range_req = |begin: &str, end: &str, limit: u64| v1::RangeRequest {
         begin: Bytes::copy_from_slice(begin.as_bytes()),
         end: Bytes::copy_from_slice(end.as_bytes()),
         limit,
@@ -566,6 +578,20 @@ fn kv_cases(addr: SocketAddr) -> Vec<Case> {
             INVALID,
         ),
         case(
+            "range with a limit over 32 bits (not truncated to 'no limit')",
+            addr,
+            path("Range"),
+            &range_req("", "", limits::MAX_RANGE_LIMIT + 1),
+            INVALID,
+        ),
+        case(
+            "range with the largest limit (allowed)",
+            addr,
+            path("Range"),
+            &range_req("", "", limits::MAX_RANGE_LIMIT),
+            &[Code::Ok],
+        ),
+        case(
             "range with an oversized begin",
             addr,
             path("Range"),
@@ -618,7 +644,7 @@ fn storage_cases(addr: SocketAddr, read_version: u64) -> Vec<Case> {
         begin: Bytes::copy_from_slice(begin.as_bytes()),
         end: Bytes::copy_from_slice(end.as_bytes()),
         version,
-        limit: u32::MAX,
+        limit: limits::MAX_RANGE_LIMIT,
         reverse: false,
     };
     vec![
@@ -692,6 +718,16 @@ fn storage_cases(addr: SocketAddr, read_version: u64) -> Vec<Case> {
             path("GetRange"),
             &get_range("", "", read_version),
             &[Code::Ok],
+        ),
+        case(
+            "range with a limit over 32 bits (not truncated to 'no limit')",
+            addr,
+            path("GetRange"),
+            &v1::StorageGetRangeRequest {
+                limit: u64::MAX,
+                ..get_range("", "", read_version)
+            },
+            INVALID,
         ),
     ]
 }

@@ -19,6 +19,8 @@ pub struct Reply {
     pub code: Option<tonic::Code>,
     /// `grpc-message`, if any.
     pub message: String,
+    /// The `ferrisdb-error-code` metadata, if any.
+    pub error_code: Option<String>,
     /// Bytes of response body (gRPC-framed messages).
     pub body_len: usize,
 }
@@ -109,6 +111,7 @@ async fn exchange(
     let (parts, mut stream) = response.into_parts();
     let mut code = grpc_code(&parts.headers);
     let mut message = grpc_message(&parts.headers);
+    let mut error_code = ferrisdb_error_code(&parts.headers);
     let mut body = BytesMut::new();
     while let Some(chunk) = stream.data().await {
         let chunk = match chunk {
@@ -124,6 +127,7 @@ async fn exchange(
             if message.is_empty() {
                 message = grpc_message(&trailers);
             }
+            error_code = error_code.or(ferrisdb_error_code(&trailers));
         }
         Ok(None) => {}
         Err(e) => return Ok(Outcome::Reset(e.to_string())),
@@ -132,6 +136,7 @@ async fn exchange(
         http: parts.status.as_u16(),
         code,
         message,
+        error_code,
         body_len: body.len(),
     }))
 }
@@ -147,4 +152,11 @@ fn grpc_message(headers: &http::HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned()
+}
+
+fn ferrisdb_error_code(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(ferrisdb_proto::status::ERROR_CODE_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }

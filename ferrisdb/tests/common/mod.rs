@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster_up;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Output;

@@ -234,11 +234,11 @@ impl TryFrom<v1::TxnRequest> for KvTxn {
 impl TryFrom<v1::RangeRequest> for RangeQuery {
     type Error = Error;
 
-    /// Checks the range; a zero limit means no limit.
+    /// Checks the range and the limit (zero means no limit; above `u32::MAX` is refused).
     fn try_from(req: v1::RangeRequest) -> Result<Self, Error> {
         Ok(RangeQuery {
             range: kv_range(req.begin, req.end)?,
-            limit: (req.limit > 0).then(|| usize::try_from(req.limit).unwrap_or(usize::MAX)),
+            limit: limits::check_range_limit(req.limit)?,
             reverse: req.reverse,
         })
     }

@@ -23,7 +23,8 @@
 //!
 //! Failure: a log write or fsync error poisons the pipeline. Transactions whose record may have
 //! reached the disk get `CommitUnknownResult`; every later commit fails with `Unavailable`
-//! until the process restarts and recovers from the log.
+//! until the process restarts and recovers from the log. [`Pipeline::failure`] says why, so
+//! the process can report itself unhealthy and exit to be restarted (`coordinator::server`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -141,6 +142,8 @@ struct Shared {
     counters: Counters,
     /// Set after a log failure: nothing may be acknowledged any more.
     failed: AtomicBool,
+    /// Why the pipeline failed (set once, with `failed`).
+    failure: watch::Sender<Option<String>>,
     /// Held by a test to keep the batcher from taking a batch.
     #[cfg(test)]
     gate: tokio::sync::Mutex<()>,
@@ -153,7 +156,9 @@ pub struct Pipeline {
     committed: watch::Receiver<Version>,
     shared: Arc<Shared>,
     closing: AtomicBool,
-    stopped: parking_lot::Mutex<Option<oneshot::Receiver<()>>>,
+    /// Ends (yields `None`) once the batcher and the syncer have both finished and let go of
+    /// the log: each holds a sender, dropped after everything else it owns.
+    stopped: tokio::sync::Mutex<mpsc::Receiver<()>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -180,11 +185,12 @@ impl Pipeline {
             Error::Internal("the commit pipeline must be started inside a tokio runtime".into())
         })?;
         let (job_tx, job_rx) = mpsc::channel(JOB_QUEUE);
-        let (stopped_tx, stopped_rx) = oneshot::channel();
+        let (stopped_tx, stopped_rx) = mpsc::channel::<()>(1);
         let shared = Arc::new(Shared {
             log,
             counters: Counters::default(),
             failed: AtomicBool::new(false),
+            failure: watch::channel(None).0,
             #[cfg(test)]
             gate: tokio::sync::Mutex::new(()),
         });
@@ -195,12 +201,16 @@ impl Pipeline {
             resolver,
             limits,
             shared: shared.clone(),
+            _running: stopped_tx.clone(),
         };
         runtime.spawn(batcher.run());
         let syncer_shared = shared.clone();
         std::thread::Builder::new()
             .name("commit-syncer".into())
-            .spawn(move || run_syncer(job_rx, &syncer_shared, committed_tx, stopped_tx))
+            .spawn(move || {
+                run_syncer(job_rx, syncer_shared, committed_tx);
+                drop(stopped_tx);
+            })
             .map_err(|e| Error::io("starting the commit syncer thread", e))?;
         let ticker_tx = tx.downgrade();
         let ticker_committed = committed_rx.clone();
@@ -213,7 +223,7 @@ impl Pipeline {
             committed: committed_rx,
             shared,
             closing: AtomicBool::new(false),
-            stopped: parking_lot::Mutex::new(Some(stopped_rx)),
+            stopped: tokio::sync::Mutex::new(stopped_rx),
         })
     }
 
@@ -238,7 +248,7 @@ impl Pipeline {
             ));
         }
         if self.shared.failed.load(Ordering::Acquire) {
-            return Err(failed_error());
+            return Err(self.shared.failed_error());
         }
         let committed = self.committed_version();
         if commit.read_version > committed {
@@ -268,6 +278,12 @@ impl Pipeline {
         })
     }
 
+    /// Why the pipeline failed (`None` while it has not): a receiver that sees the failure
+    /// when it happens. After a failure every commit is refused until the process restarts.
+    pub fn failure(&self) -> watch::Receiver<Option<String>> {
+        self.shared.failure.subscribe()
+    }
+
     /// Snapshot of the counters.
     pub fn stats(&self) -> PipelineStats {
         let c = &self.shared.counters;
@@ -287,10 +303,8 @@ impl Pipeline {
     pub async fn shutdown(&self) {
         self.closing.store(true, Ordering::Release);
         let _ = self.tx.send(Msg::Stop).await;
-        let stopped = self.stopped.lock().take();
-        if let Some(stopped) = stopped {
-            let _ = stopped.await;
-        }
+        // Nothing is ever sent: `recv` returns `None` once both stages are gone.
+        let _ = self.stopped.lock().await.recv().await;
     }
 
     #[cfg(test)]
@@ -304,12 +318,27 @@ impl Pipeline {
     }
 }
 
-fn failed_error() -> Error {
-    Error::Unavailable(
-        "the commit log failed earlier; this coordinator accepts no more commits and must be \
-         restarted"
-            .into(),
-    )
+impl Shared {
+    /// What a commit refused after the failure gets.
+    fn failed_error(&self) -> Error {
+        let reason = self.failure.borrow().clone().unwrap_or_default();
+        Error::Unavailable(format!(
+            "the commit log failed earlier ({reason}); this coordinator accepts no more commits \
+             and exits to be restarted once its log directory accepts writes again"
+        ))
+    }
+
+    /// Refuses every commit from now on; the first reason is kept.
+    fn fail(&self, reason: String) {
+        self.failed.store(true, Ordering::Release);
+        self.failure.send_if_modified(|failure| {
+            if failure.is_some() {
+                return false;
+            }
+            *failure = Some(reason);
+            true
+        });
+    }
 }
 
 struct Batcher<C: Clock> {
@@ -319,6 +348,8 @@ struct Batcher<C: Clock> {
     resolver: Resolver,
     limits: BatchLimits,
     shared: Arc<Shared>,
+    /// Dropped last (fields drop in order): tells [`Pipeline::shutdown`] the batcher is gone.
+    _running: mpsc::Sender<()>,
 }
 
 impl<C: Clock> Batcher<C> {
@@ -375,7 +406,7 @@ impl<C: Clock> Batcher<C> {
         let tick = batch.is_empty();
         if self.shared.failed.load(Ordering::Acquire) {
             for p in batch {
-                let _ = p.reply.send(Err(failed_error()));
+                let _ = p.reply.send(Err(self.shared.failed_error()));
             }
             return;
         }
@@ -439,7 +470,8 @@ impl<C: Clock> Batcher<C> {
             }
             Err(e) => {
                 tracing::error!(error = %e, %version, "commit log write failed; refusing further commits");
-                self.shared.failed.store(true, Ordering::Release);
+                self.shared
+                    .fail(format!("the commit log write failed: {e}"));
                 for r in replies {
                     let _ = r.send(Err(Error::Unavailable(format!(
                         "the commit log write failed ({e}); the transaction did not commit"
@@ -474,9 +506,8 @@ fn run_idle_ticker(tx: &mpsc::WeakSender<Msg>, committed: &watch::Receiver<Versi
 
 fn run_syncer(
     mut jobs: mpsc::Receiver<Job>,
-    shared: &Shared,
+    shared: Arc<Shared>,
     committed: watch::Sender<Version>,
-    stopped: oneshot::Sender<()>,
 ) {
     while let Some(Job::Batch {
         seq,
@@ -499,9 +530,10 @@ fn run_syncer(
                 }
             }
             Err(e) => {
-                if !shared.failed.swap(true, Ordering::AcqRel) {
+                if !shared.failed.load(Ordering::Acquire) {
                     tracing::error!(error = %e, %version, "commit log fsync failed; refusing further commits");
                 }
+                shared.fail(format!("the commit log could not be made durable: {e}"));
                 for r in replies {
                     let _ = r.send(Err(Error::CommitUnknownResult(format!(
                         "the commit log could not be made durable: {e}"
@@ -510,7 +542,6 @@ fn run_syncer(
             }
         }
     }
-    let _ = stopped.send(());
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferrisdb_core::{Error, KeyRange, Result, Version};
 use ferrisdb_proto::convert::{Commit, VersionedMutations};
@@ -91,10 +91,24 @@ pub struct CoordinatorStats {
     pub log: LogStats,
 }
 
-#[derive(Debug, Default)]
+/// A storage server whose durable version gates log truncation (see
+/// [`Coordinator::log_holders`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogHolder {
+    /// The storage server.
+    pub storage_id: String,
+    /// Newest version it reported durable, if it reported since the coordinator opened.
+    pub durable: Option<Version>,
+    /// Time since its last report (since the coordinator opened if it has not reported).
+    pub since_report: Duration,
+}
+
+#[derive(Debug)]
 struct Durability {
-    /// Newest durable version reported per storage server.
-    reported: HashMap<String, Version>,
+    /// Newest durable version reported per storage server, and when it last reported.
+    reported: HashMap<String, (Version, Instant)>,
+    /// When this coordinator opened (the age of a storage server that never reported).
+    opened: Instant,
     /// Storage servers of the shard map; `None` until known.
     storage: Option<BTreeSet<String>>,
     /// The log has been (or is being) truncated through this version.
@@ -157,8 +171,10 @@ impl Coordinator {
             pipeline,
             recovered,
             durability: Mutex::new(Durability {
+                reported: HashMap::new(),
+                opened: Instant::now(),
+                storage: None,
                 truncated: recovered.retained_from,
-                ..Durability::default()
             }),
             stopping: watch::channel(false).0,
         }))
@@ -181,6 +197,11 @@ impl Coordinator {
     /// `CommitUnknownResult` (the log failed while this commit was being written).
     pub async fn commit(&self, commit: Commit) -> Result<Version> {
         self.pipeline.commit(commit).await
+    }
+
+    /// Why the commit pipeline failed (`None` while it has not); see [`Pipeline::failure`].
+    pub fn failure(&self) -> watch::Receiver<Option<String>> {
+        self.pipeline.failure()
     }
 
     /// Committed mutations after `pull.after`, clipped to `pull.ranges`; waits up to
@@ -233,8 +254,11 @@ impl Coordinator {
         let committed = self.read_version();
         {
             let mut d = self.durability.lock();
-            let entry = d.reported.entry(storage_id.to_owned()).or_default();
-            *entry = (*entry).max(durable.min(committed));
+            let entry = d
+                .reported
+                .entry(storage_id.to_owned())
+                .or_insert((Version::ZERO, Instant::now()));
+            *entry = (entry.0.max(durable.min(committed)), Instant::now());
         }
         self.maybe_truncate().await
     }
@@ -251,7 +275,7 @@ impl Coordinator {
         let storage = d.storage.as_ref().filter(|s| !s.is_empty())?;
         storage
             .iter()
-            .map(|id| d.reported.get(id).copied())
+            .map(|id| d.reported.get(id).map(|r| r.0))
             .collect::<Option<Vec<_>>>()?
             .into_iter()
             .min()
@@ -272,6 +296,27 @@ impl Coordinator {
         tokio::task::spawn_blocking(move || log.truncate_through(target))
             .await
             .map_err(|e| Error::Internal(format!("log truncation task failed: {e}")))?
+    }
+
+    /// The storage servers whose durable versions gate log truncation (the shard map's), with
+    /// what each reported and how long ago (`None`: nothing since this coordinator opened; the
+    /// age then counts from the opening), and the version the log is truncated through.
+    pub fn log_holders(&self) -> (Vec<LogHolder>, Version) {
+        let d = self.durability.lock();
+        let holders = d
+            .storage
+            .iter()
+            .flatten()
+            .map(|id| {
+                let reported = d.reported.get(id);
+                LogHolder {
+                    storage_id: id.clone(),
+                    durable: reported.map(|r| r.0),
+                    since_report: reported.map_or(d.opened, |r| r.1).elapsed(),
+                }
+            })
+            .collect();
+        (holders, d.truncated)
     }
 
     /// Snapshot of the counters.

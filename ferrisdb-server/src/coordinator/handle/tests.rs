@@ -253,6 +253,59 @@ async fn the_log_is_truncated_only_when_every_storage_server_reported() {
     assert_eq!(got.batches.len(), 2);
     assert_eq!(c.stats().log.retained_batches, 2);
     assert!(c.report_durable("", vs[0]).await.is_err());
+    // What `status` shows: every storage server of the map with what it reported, and how
+    // far the log is truncated.
+    let (holders, truncated) = c.log_holders();
+    assert_eq!(truncated, vs[1]);
+    let reported: Vec<_> = holders
+        .iter()
+        .map(|h| (h.storage_id.as_str(), h.durable))
+        .collect();
+    assert_eq!(reported, [("s1", Some(vs[3])), ("s2", Some(vs[1]))]);
+    let ids: BTreeSet<String> = ["s1", "s3"].into_iter().map(String::from).collect();
+    c.set_storage_servers(ids).await.unwrap();
+    let (holders, _) = c.log_holders();
+    assert_eq!(holders[1].storage_id, "s3");
+    assert_eq!(holders[1].durable, None, "s3 never reported");
+    assert!(holders[1].since_report >= holders[0].since_report);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_log_refuses_every_commit_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000);
+    let mut opts = CoordinatorOptions::new(dir.path().join("log"));
+    // Every record seals its segment, so the next commit must create a new file.
+    opts.log.segment_bytes = 1;
+    let c = Coordinator::open_with_clock(opts, clock.clone()).unwrap();
+    let mut failure = c.failure();
+    assert!(failure.borrow().is_none());
+    c.commit(blind(c.read_version(), vec![set("a", "1")]))
+        .await
+        .unwrap();
+    // The directory disappears: the next segment cannot be created.
+    std::fs::remove_dir_all(dir.path().join("log")).unwrap();
+    let err = c
+        .commit(blind(c.read_version(), vec![set("b", "2")]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err}");
+    let reason = tokio::time::timeout(Duration::from_secs(10), failure.wait_for(Option::is_some))
+        .await
+        .expect("the failure is announced")
+        .unwrap()
+        .clone()
+        .unwrap();
+    assert!(reason.contains("commit log write failed"), "{reason}");
+    let err = c
+        .commit(blind(c.read_version(), vec![set("c", "3")]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Unavailable(m) if m.contains(&reason)),
+        "a later refusal names the cause: {err}"
+    );
     c.shutdown().await;
 }
 

@@ -25,6 +25,11 @@ pub use render::render;
 /// Bound on each status RPC, connection included.
 const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How far (in seconds of versions) a storage server's durable version may trail the
+/// coordinator's committed version before `status` says it is holding the commit log back.
+/// Storage servers report every 200 ms, so a healthy one is well inside this.
+pub const LOG_HOLD_WARNING_SECONDS: f64 = 10.0;
+
 /// The whole status report (`ferrisdb status --json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -72,6 +77,8 @@ pub struct Process {
     pub uptime_seconds: Option<f64>,
     /// Milliseconds since its last heartbeat (`null` for the controller).
     pub ms_since_heartbeat: Option<u64>,
+    /// Why it is unhealthy (`null` when healthy): what it reported, or its silence.
+    pub unhealthy_reason: Option<String>,
 }
 
 /// The coordinator's last reported commit statistics.
@@ -97,6 +104,27 @@ pub struct Coordinator {
     pub batches_total: Option<u64>,
     /// Commit-log fdatasyncs since the coordinator started.
     pub log_fsyncs_total: Option<u64>,
+    /// Versions at or below this one have left the commit log.
+    pub log_truncated_through: Option<u64>,
+    /// The storage servers whose durable versions gate log truncation.
+    pub log_holders: Vec<LogHolder>,
+}
+
+/// A storage server whose durable version gates the commit log's truncation.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogHolder {
+    /// Worker id.
+    pub storage_id: String,
+    /// Newest version it reported durable (`null`: none since the coordinator started).
+    pub durable_version: Option<u64>,
+    /// Seconds of versions its durable version trails the committed version (`null` if it
+    /// has not reported).
+    pub seconds_behind: Option<f64>,
+    /// Seconds since its last report (since the coordinator started if it has not reported).
+    pub seconds_since_report: f64,
+    /// Whether it keeps the log from truncating: more than [`LOG_HOLD_WARNING_SECONDS`]
+    /// behind, or silent that long.
+    pub holding_log: bool,
 }
 
 /// One storage server's last reported status.
@@ -112,7 +140,9 @@ pub struct StorageServer {
     pub applied_version: Option<u64>,
     /// Newest durable version.
     pub durable_version: Option<u64>,
-    /// `latest_version - applied_version`, in versions (1,000,000 per second).
+    /// `latest_version - applied_version`, in versions (1,000,000 per second); `null` when
+    /// unknown (the latest version or the applied version is not known, or the server has
+    /// applied nothing yet).
     pub lag_versions: Option<u64>,
     /// The lag in seconds.
     pub lag_seconds: Option<f64>,
@@ -219,6 +249,7 @@ pub fn build(
         healthy: true,
         uptime_seconds: None,
         ms_since_heartbeat: None,
+        unhealthy_reason: None,
     }];
     let mut coordinator = None;
     let mut storage_servers = Vec::new();
@@ -243,17 +274,17 @@ pub fn build(
             healthy: w.healthy,
             uptime_seconds: uptime,
             ms_since_heartbeat: Some(w.ms_since_heartbeat),
+            unhealthy_reason: (!w.healthy).then(|| unhealthy_reason(w)),
         });
-        if !w.healthy {
+        if let Some(reason) = processes.last().and_then(|p| p.unhealthy_reason.as_ref()) {
             messages.push(format!(
-                "{} {} ({}) is unhealthy: not heard from for {:.1} s",
+                "{} {} ({}) is unhealthy: {reason}",
                 processes
                     .last()
                     .map(|p| p.role.as_str())
                     .unwrap_or("worker"),
                 w.worker_id,
                 w.address,
-                w.ms_since_heartbeat as f64 / 1000.0
             ));
         }
         let status = w.status.as_ref().and_then(|s| s.status.as_ref());
@@ -264,8 +295,9 @@ pub fn build(
                     _ => None,
                 };
                 let applied = s.map(|s| s.applied_version);
+                // A server that has applied nothing has no meaningful lag.
                 let lag = latest_version
-                    .zip(applied)
+                    .zip(applied.filter(|&a| a > 0))
                     .map(|(l, a)| l.saturating_sub(a));
                 storage_servers.push(StorageServer {
                     id: w.worker_id.clone(),
@@ -283,6 +315,9 @@ pub fn build(
                     Some(v1::worker_status::Status::Coordinator(c)) => Some(c),
                     _ => None,
                 };
+                if let Some(c) = c {
+                    messages.extend(log_hold_messages(c));
+                }
                 coordinator = Some(Coordinator {
                     id: w.worker_id.clone(),
                     address: w.address.clone(),
@@ -294,6 +329,8 @@ pub fn build(
                     commits_total: c.map(|c| c.commits_total),
                     batches_total: c.map(|c| c.batches_total),
                     log_fsyncs_total: c.map(|c| c.log_fsyncs_total),
+                    log_truncated_through: c.map(|c| c.log_truncated_through),
+                    log_holders: c.map(log_holders).unwrap_or_default(),
                 });
             }
             v1::WorkerRole::Unspecified => {}
@@ -357,4 +394,64 @@ pub fn build(
         shards,
         messages,
     }
+}
+
+/// Why a worker the controller reports unhealthy is so: its own reason, or (from a controller
+/// that does not say) its silence.
+fn unhealthy_reason(w: &v1::WorkerInfo) -> String {
+    if w.unhealthy_reason.is_empty() {
+        format!(
+            "not heard from for {:.1} s",
+            w.ms_since_heartbeat as f64 / 1000.0
+        )
+    } else {
+        w.unhealthy_reason.clone()
+    }
+}
+
+/// The storage servers gating the coordinator's log truncation, as last reported.
+fn log_holders(c: &v1::CoordinatorStatus) -> Vec<LogHolder> {
+    let per_second = ferrisdb_core::Version::PER_SECOND as f64;
+    c.log_holders
+        .iter()
+        .map(|h| {
+            let durable = (h.durable_version > 0).then_some(h.durable_version);
+            let behind = durable.map(|d| c.committed_version.saturating_sub(d) as f64 / per_second);
+            let since = h.ms_since_report as f64 / 1000.0;
+            LogHolder {
+                storage_id: h.storage_id.clone(),
+                durable_version: durable,
+                seconds_behind: behind,
+                seconds_since_report: since,
+                holding_log: behind.unwrap_or(since) > LOG_HOLD_WARNING_SECONDS,
+            }
+        })
+        .collect()
+}
+
+/// One message per storage server that keeps the commit log from truncating.
+fn log_hold_messages(c: &v1::CoordinatorStatus) -> Vec<String> {
+    log_holders(c)
+        .into_iter()
+        .filter(|h| h.holding_log)
+        .map(|h| {
+            let state = match (h.durable_version, h.seconds_behind) {
+                (Some(v), Some(behind)) => format!(
+                    "has made nothing durable past version {v} ({behind:.1} s behind; last \
+                     report {:.1} s ago)",
+                    h.seconds_since_report
+                ),
+                _ => format!(
+                    "has not reported durable since the coordinator started {:.1} s ago",
+                    h.seconds_since_report
+                ),
+            };
+            format!(
+                "the commit log cannot truncate: storage server {} {state}; the log holds {} \
+                 and grows with every write until it catches up or leaves the shard map",
+                h.storage_id,
+                crate::cli::table::bytes(c.log_bytes)
+            )
+        })
+        .collect()
 }

@@ -18,6 +18,14 @@ fn worker(id: &str, role: v1::WorkerRole, port: u16, healthy: bool) -> v1::Worke
                 commits_total: 30,
                 batches_total: 20,
                 log_fsyncs_total: 10,
+                log_truncated_through: 700,
+                log_holders: ["s0", "s1", "s2"]
+                    .map(|id| v1::StorageDurability {
+                        storage_id: id.into(),
+                        durable_version: 800,
+                        ms_since_report: 100,
+                    })
+                    .to_vec(),
             },
         )),
         v1::WorkerRole::Unspecified => None,
@@ -29,7 +37,15 @@ fn worker(id: &str, role: v1::WorkerRole, port: u16, healthy: bool) -> v1::Worke
         healthy,
         ms_since_heartbeat: 300,
         start_time_unix_ms: 10_000,
-        status: Some(v1::WorkerStatus { status }),
+        status: Some(v1::WorkerStatus {
+            status,
+            unhealthy_reason: String::new(),
+        }),
+        unhealthy_reason: if healthy {
+            String::new()
+        } else {
+            "not heard from for 9.5 s".into()
+        },
     }
 }
 
@@ -126,4 +142,95 @@ fn before_bootstrap_there_are_no_shards_and_no_fault_tolerance() {
     assert!(!r.healthy);
     assert_eq!(r.fault_tolerance, None);
     assert!(r.messages.iter().any(|m| m.contains("no shard map")));
+}
+
+#[test]
+fn a_worker_that_reports_a_problem_is_shown_unhealthy_with_its_reason() {
+    let mut s = state(true);
+    let co = s.workers.iter_mut().find(|w| w.worker_id == "co").unwrap();
+    co.healthy = false;
+    co.unhealthy_reason = "commit log: the commit log write failed: No space left on device".into();
+    let r = build("127.0.0.1:4500", s, Some(1000), 40_000);
+    assert!(!r.healthy);
+    let co = r.processes.iter().find(|p| p.id == "co").unwrap();
+    assert!(!co.healthy);
+    assert!(
+        co.unhealthy_reason
+            .as_deref()
+            .is_some_and(|m| m.contains("No space left")),
+        "{co:?}"
+    );
+    assert!(
+        r.messages
+            .iter()
+            .any(|m| m.starts_with("coordinator co (127.0.0.1:4501) is unhealthy: commit log")),
+        "{:?}",
+        r.messages
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    assert!(
+        json["processes"][1]["unhealthy_reason"]
+            .as_str()
+            .unwrap()
+            .contains("commit log")
+    );
+    assert!(render(&r).contains("No space left on device"));
+}
+
+#[test]
+fn a_storage_server_that_applied_nothing_has_an_unknown_lag() {
+    let mut s = state(true);
+    for w in &mut s.workers {
+        if let Some(v1::worker_status::Status::Storage(st)) =
+            w.status.as_mut().and_then(|s| s.status.as_mut())
+        {
+            st.applied_version = 0;
+        }
+    }
+    let r = build("127.0.0.1:4500", s, Some(1_796_507_870_680_000), 40_000);
+    assert!(r.storage_servers.iter().all(|s| s.lag_versions.is_none()));
+    assert!(r.storage_servers.iter().all(|s| s.lag_seconds.is_none()));
+}
+
+#[test]
+fn a_storage_server_behind_on_durability_is_named_as_holding_the_log() {
+    let mut s = state(true);
+    let co = s.workers.iter_mut().find(|w| w.worker_id == "co").unwrap();
+    if let Some(v1::worker_status::Status::Coordinator(c)) =
+        co.status.as_mut().and_then(|s| s.status.as_mut())
+    {
+        c.committed_version = 60_000_000;
+        c.log_bytes = 300 << 20;
+        c.log_holders[1].durable_version = 59_000_000;
+        c.log_holders[2].durable_version = 20_000_000;
+        c.log_holders[2].ms_since_report = 40_000;
+        c.log_holders[0].durable_version = 0;
+        c.log_holders[0].ms_since_report = 12_000;
+    }
+    let r = build("127.0.0.1:4500", s, Some(60_000_000), 40_000);
+    assert!(!r.healthy);
+    let holding: Vec<&str> = r
+        .messages
+        .iter()
+        .filter(|m| m.starts_with("the commit log cannot truncate"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(holding.len(), 2, "{holding:?}");
+    assert!(
+        holding[0].contains("s0") && holding[0].contains("has not reported durable"),
+        "{}",
+        holding[0]
+    );
+    assert!(
+        holding[1].contains("s2")
+            && holding[1].contains("past version 20000000")
+            && holding[1].contains("40.0 s behind")
+            && holding[1].contains("300.0 MiB"),
+        "{}",
+        holding[1]
+    );
+    let c = r.coordinator.as_ref().unwrap();
+    assert_eq!(c.log_truncated_through, Some(700));
+    let flags: Vec<bool> = c.log_holders.iter().map(|h| h.holding_log).collect();
+    assert_eq!(flags, [true, false, true]);
 }

@@ -1,7 +1,17 @@
-//! What every FerrisDB process serves besides its own role: `grpc.health.v1` and gRPC
-//! reflection (both `v1` and `v1alpha`, since common grpcurl builds only speak `v1alpha`).
+//! How every FerrisDB process serves gRPC: besides its own role, `grpc.health.v1` and gRPC
+//! reflection (both `v1` and `v1alpha`, since common grpcurl builds only speak `v1alpha`);
+//! connections within a budget ([`connections`]); `UNIMPLEMENTED` answers that name the
+//! method ([`unknown_method`]); at most [`MAX_CONCURRENT_STREAMS`] calls in flight per
+//! connection; a bounded shutdown.
+
+pub mod connections;
+pub mod unknown_method;
+
+use std::sync::Arc;
 
 use tonic::service::RoutesBuilder;
+
+pub use connections::ConnectionLimit;
 
 /// Largest gRPC message a FerrisDB process accepts or sends on the commit path: a commit may
 /// carry 10 MB of mutations, and a log pull returns up to 32 MiB plus one whole commit. Both
@@ -42,25 +52,32 @@ pub fn add_reflection(
     Ok(())
 }
 
-/// The connections accepted on `listener`, with `TCP_NODELAY` set on each.
-///
-/// Small replies must leave at once: with Nagle's algorithm on, an answer written while the
-/// connection has unacknowledged data in flight (the normal state of a channel shared by
-/// concurrent requests) waits for the peer's delayed ACK, about 40 ms on Linux. The server
-/// builder's own `tcp_nodelay` applies only to listeners it binds itself, not to an incoming
-/// stream handed to it, so the option is set here.
-pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
-}
-
 /// How long a shutdown waits for open connections before the server stops regardless.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Serves `routes` on `listener` until `shutdown` completes, then waits at most
-/// [`SHUTDOWN_GRACE`] for open connections (a stuck client must not keep a process alive).
+/// The connection budget of a process: `configured` (`--max-connections`) within what its
+/// open-file limit allows (see [`crate::resources::max_connections`]), logged once.
+pub fn connection_limit(
+    configured: Option<usize>,
+    health: &crate::health::RoleHealth,
+) -> Arc<ConnectionLimit> {
+    let files = crate::resources::open_file_limit();
+    let (max, origin) = crate::resources::max_connections(configured, files.map(|f| f.soft));
+    tracing::info!(max_connections = max, "{origin}");
+    ConnectionLimit::new(max, origin, health.clone())
+}
+
+/// Most calls in flight on one HTTP/2 connection (the server's `SETTINGS_MAX_CONCURRENT_STREAMS`:
+/// a client opening more waits for one to finish).
+pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
+
+/// Serves `routes` on `listener`, within the connection budget `limit`, until `shutdown`
+/// completes, then waits at most [`SHUTDOWN_GRACE`] for open connections (a stuck client must
+/// not keep a process alive).
 pub async fn serve_until(
     routes: RoutesBuilder,
     listener: tokio::net::TcpListener,
+    limit: Arc<ConnectionLimit>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ferrisdb_core::Error> {
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -69,8 +86,10 @@ pub async fn serve_until(
         let _ = stopping_tx.send(());
     };
     let server = tonic::transport::Server::builder()
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .layer(unknown_method::NameUnknownMethods)
         .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(incoming(listener), shutdown);
+        .serve_with_incoming_shutdown(connections::accept(listener, limit), shutdown);
     let grace_expired = async move {
         if stopping_rx.await.is_ok() {
             tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -119,21 +138,4 @@ pub fn init_tracing() {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-}
-
-#[cfg(test)]
-mod tests {
-    use tokio_stream::StreamExt;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn accepted_connections_have_nodelay_set() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut accepted = incoming(listener);
-        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let server_side = accepted.next().await.unwrap().unwrap();
-        assert!(server_side.nodelay().unwrap(), "TCP_NODELAY not set");
-    }
 }
