@@ -7,6 +7,8 @@
 
 #![deny(missing_docs)]
 
+#[doc(hidden)]
+pub mod doc_hex;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -232,7 +232,7 @@ impl CommitLog {
             self.wal.rotate()?;
             w.segment_fill = 0;
         }
-        let payload = record::encode(version, w.last_version, &mutations);
+        let payload = record::encode(version, w.last_version, &mutations)?;
         let segment = self.wal.current_segment();
         let seq = self.wal.submit(&payload)?;
         self.tail.lock().unpublished_segments.push_back(segment);

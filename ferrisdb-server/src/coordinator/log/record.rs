@@ -16,7 +16,7 @@
 //! Decoding never trusts a length before checking it against the bytes left, and validates every
 //! mutation through `ferrisdb_proto::convert` (limits, ranges, known atomic ops).
 
-use ferrisdb_core::{Mutation, Version};
+use ferrisdb_core::{Error, Mutation, Version};
 use ferrisdb_proto::v1;
 use prost::Message;
 
@@ -36,23 +36,35 @@ pub struct LogRecord {
     pub mutations: Vec<Mutation>,
 }
 
-/// Encodes a record (see the module table).
-pub fn encode(version: Version, prev_version: Version, mutations: &[Mutation]) -> Vec<u8> {
+/// Encodes a record (see the module table). Fails, writing nothing, if a count or a length
+/// does not fit its 4-byte field (batches are bounded far below that, so it means a bug).
+pub fn encode(
+    version: Version,
+    prev_version: Version,
+    mutations: &[Mutation],
+) -> Result<Vec<u8>, Error> {
     let wire: Vec<v1::Mutation> = mutations.iter().cloned().map(v1::Mutation::from).collect();
     let body: usize = wire.iter().map(|m| 4 + m.encoded_len()).sum();
     let mut out = Vec::with_capacity(HEADER_BYTES + body);
     out.push(RECORD_FORMAT);
     out.extend_from_slice(&version.get().to_le_bytes());
     out.extend_from_slice(&prev_version.get().to_le_bytes());
-    // A batch is bounded far below u32::MAX mutations by the WAL record size limit.
-    out.extend_from_slice(&u32::try_from(wire.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(&u32_field(wire.len(), "mutation count")?);
     for m in &wire {
-        let len = m.encoded_len();
-        out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
-        // Encoding into a Vec cannot run out of space.
-        m.encode(&mut out).unwrap_or_default();
+        out.extend_from_slice(&u32_field(m.encoded_len(), "mutation length")?);
+        m.encode(&mut out)
+            .map_err(|e| Error::Internal(format!("encoding a commit-log mutation: {e}")))?;
     }
-    out
+    Ok(out)
+}
+
+/// `n` as a little-endian u32 field, or an error naming `what` if it does not fit.
+fn u32_field(n: usize, what: &str) -> Result<[u8; 4], Error> {
+    u32::try_from(n).map(u32::to_le_bytes).map_err(|_| {
+        Error::Internal(format!(
+            "commit-log record: {what} {n} does not fit its 4-byte field"
+        ))
+    })
 }
 
 /// Decodes a record; the error text says what is wrong and where in the payload.
@@ -170,7 +182,7 @@ mod tests {
     #[test]
     fn round_trips_with_and_without_mutations() {
         for muts in [sample(), Vec::new()] {
-            let bytes = encode(Version(10), Version(3), &muts);
+            let bytes = encode(Version(10), Version(3), &muts).unwrap();
             assert_eq!(bytes[0], RECORD_FORMAT);
             let rec = decode(&bytes).unwrap();
             assert_eq!(rec.version, Version(10));
@@ -181,7 +193,7 @@ mod tests {
 
     #[test]
     fn every_truncation_is_an_error_not_a_panic() {
-        let bytes = encode(Version(10), Version(3), &sample());
+        let bytes = encode(Version(10), Version(3), &sample()).unwrap();
         for cut in 0..bytes.len() {
             assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
@@ -192,14 +204,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_format_chain_counts_and_invalid_mutations() {
-        let mut bytes = encode(Version(10), Version(3), &sample());
+        let mut bytes = encode(Version(10), Version(3), &sample()).unwrap();
         bytes[0] = 2;
         assert!(decode(&bytes).unwrap_err().contains("format"));
 
-        let bytes = encode(Version(3), Version(3), &sample());
+        let bytes = encode(Version(3), Version(3), &sample()).unwrap();
         assert!(decode(&bytes).unwrap_err().contains("not after"));
 
-        let mut bytes = encode(Version(10), Version(3), &[]);
+        let mut bytes = encode(Version(10), Version(3), &[]).unwrap();
         bytes[17..21].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode(&bytes).unwrap_err().contains("claims"));
 
@@ -207,13 +219,13 @@ mod tests {
         let big = Mutation::Clear {
             key: vec![b'x'; ferrisdb_core::limits::MAX_KEY_BYTES + 1].into(),
         };
-        let bytes = encode(Version(10), Version(3), &[big]);
+        let bytes = encode(Version(10), Version(3), &[big]).unwrap();
         assert!(decode(&bytes).unwrap_err().contains("invalid"));
     }
 
     #[test]
     fn flipped_bytes_never_panic() {
-        let bytes = encode(Version(10), Version(3), &sample());
+        let bytes = encode(Version(10), Version(3), &sample()).unwrap();
         for i in 0..bytes.len() {
             for bit in [0x01u8, 0x80] {
                 let mut b = bytes.clone();
@@ -221,5 +233,42 @@ mod tests {
                 let _ = decode(&b);
             }
         }
+    }
+
+    #[test]
+    fn a_length_that_does_not_fit_is_an_error_not_a_silent_u32_max() {
+        assert_eq!(u32_field(7, "x").unwrap(), [7, 0, 0, 0]);
+        assert_eq!(
+            u32_field(u32::MAX as usize, "x").unwrap(),
+            u32::MAX.to_le_bytes()
+        );
+        let err = u32_field(u32::MAX as usize + 1, "mutation length").unwrap_err();
+        assert!(
+            err.to_string().contains("mutation length 4294967296"),
+            "{err}"
+        );
+    }
+
+    /// The worked example in `docs/commit-path.md` is exactly what the encoder writes.
+    #[test]
+    fn the_documented_example_is_byte_exact() {
+        let doc = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/commit-path.md");
+        let want = ferrisdb_core::doc_hex::doc_hex(doc, "commit-log-record-example");
+        let mutations = [
+            Mutation::Set {
+                key: "k".into(),
+                value: "v".into(),
+            },
+            Mutation::Clear { key: "x".into() },
+        ];
+        let got = encode(Version(1_000_002), Version(1_000_001), &mutations).unwrap();
+        assert_eq!(
+            got,
+            want,
+            "the encoder writes\n{}\nbut {doc} shows\n{}",
+            ferrisdb_core::doc_hex::hex_lines(&got),
+            ferrisdb_core::doc_hex::hex_lines(&want)
+        );
+        assert_eq!(decode(&want).unwrap().mutations, mutations);
     }
 }

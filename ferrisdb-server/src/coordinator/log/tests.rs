@@ -142,9 +142,9 @@ fn damaged_or_unchained_records_are_corruption() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (wal, _) = Wal::open(dir.path(), WalOptions::default(), 0).unwrap();
-        wal.append(&record::encode(Version(5), Version(0), &[set("a")]))
+        wal.append(&record::encode(Version(5), Version(0), &[set("a")]).unwrap())
             .unwrap();
-        wal.append(&record::encode(Version(9), Version(7), &[set("b")]))
+        wal.append(&record::encode(Version(9), Version(7), &[set("b")]).unwrap())
             .unwrap();
     }
     let err = CommitLog::open(dir.path(), opts(1 << 20)).unwrap_err();
