@@ -200,6 +200,19 @@ async fn durable_versions(cluster: &TestCluster) -> Vec<u64> {
         .collect()
 }
 
+/// The version the coordinator's log is truncated through, from its last heartbeat (0 if none).
+async fn log_truncated_through(cluster: &TestCluster) -> u64 {
+    let state = cluster.state().await.unwrap();
+    state
+        .workers
+        .iter()
+        .find_map(|w| match w.status.as_ref()?.status.as_ref()? {
+            v1::worker_status::Status::Coordinator(c) => Some(c.log_truncated_through),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_server_killed_after_reporting_durable_keeps_what_the_log_dropped() {
     // A storage server syncs its engine in the background and reports durable versions; the
@@ -233,8 +246,20 @@ async fn a_storage_server_killed_after_reporting_durable_keeps_what_the_log_drop
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The next report lets the coordinator truncate its log past `last`.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait until the coordinator has truncated its log past `last` (it says so in its
+    // heartbeat): from then on the victim cannot pull those versions again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let truncated = log_truncated_through(&cluster).await;
+        if truncated >= last {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the coordinator never truncated its log past {last} (at {truncated})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     cluster.storage[0].kill();
     cluster.storage[0].start();
     for (i, key) in keys.iter().enumerate() {

@@ -227,7 +227,8 @@ async fn a_commit_cut_off_by_a_coordinator_crash_is_reported_unknown_then_retrie
         let tx = tx.clone();
         async move { tx.commit().await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The commit's bytes sit unread in the frozen coordinator's socket: it was sent.
+    wait_for_unread_bytes(cluster.coordinator.addr.port()).await;
     assert!(!commit.is_finished(), "a frozen coordinator cannot answer");
     cluster.coordinator.kill();
     let err = commit.await.expect("commit task").unwrap_err();
@@ -259,4 +260,35 @@ async fn a_commit_cut_off_by_a_coordinator_crash_is_reported_unknown_then_retrie
         .await
         .unwrap();
     assert_eq!(got.as_deref(), Some(&b"v"[..]));
+}
+
+/// Waits until a connection accepted on local port `port` holds bytes its process has not
+/// read (the receive queue of `/proc/net/tcp`): what a client sent to a paused server.
+async fn wait_for_unread_bytes(port: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let tables = ["/proc/net/tcp", "/proc/net/tcp6"]
+            .map(|t| std::fs::read_to_string(t).unwrap_or_default());
+        let unread = tables.iter().flat_map(|t| t.lines().skip(1)).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            let rx_queue = fields
+                .get(4)
+                .and_then(|q| q.split_once(':'))
+                .and_then(|(_, rx)| u64::from_str_radix(rx, 16).ok());
+            // State 01 is ESTABLISHED.
+            local_port == Some(port) && fields.get(3) == Some(&"01") && rx_queue > Some(0)
+        });
+        if unread {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no unread bytes reached port {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

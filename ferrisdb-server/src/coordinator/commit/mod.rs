@@ -147,6 +147,9 @@ struct Shared {
     /// Held by a test to keep the batcher from taking a batch.
     #[cfg(test)]
     gate: tokio::sync::Mutex<()>,
+    /// Set once a shutdown has queued its stop request (tests wait on it).
+    #[cfg(test)]
+    stop_queued: AtomicBool,
 }
 
 /// The running pipeline. Dropping it without [`shutdown`](Self::shutdown) leaves the threads
@@ -193,6 +196,8 @@ impl Pipeline {
             failure: watch::channel(None).0,
             #[cfg(test)]
             gate: tokio::sync::Mutex::new(()),
+            #[cfg(test)]
+            stop_queued: AtomicBool::new(false),
         });
         let batcher = Batcher {
             rx,
@@ -303,6 +308,8 @@ impl Pipeline {
     pub async fn shutdown(&self) {
         self.closing.store(true, Ordering::Release);
         let _ = self.tx.send(Msg::Stop).await;
+        #[cfg(test)]
+        self.shared.stop_queued.store(true, Ordering::Release);
         // Nothing is ever sent: `recv` returns `None` once both stages are gone.
         let _ = self.stopped.lock().await.recv().await;
     }
@@ -315,6 +322,12 @@ impl Pipeline {
     #[cfg(test)]
     fn queued(&self) -> u64 {
         self.shared.counters.queued.load(Ordering::Acquire)
+    }
+
+    /// Whether a shutdown has queued its stop request.
+    #[cfg(test)]
+    fn stop_queued(&self) -> bool {
+        self.shared.stop_queued.load(Ordering::Acquire)
     }
 }
 

@@ -195,8 +195,15 @@ async fn shutdown_finishes_queued_commits_then_refuses() {
         let p = p.clone();
         async move { p.shutdown().await }
     });
-    // Let the stop request queue behind the commits before the batcher runs.
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The stop request queues behind the commits before the batcher runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !p.stop_queued() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stop never queued"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     drop(gate);
     stopper.await.unwrap();
     for t in tasks {

@@ -328,6 +328,12 @@ impl Coordinator {
         }
     }
 
+    /// Pulls waiting for a commit plus open mutation feeds (each watches for the shutdown).
+    #[cfg(test)]
+    fn shutdown_watchers(&self) -> usize {
+        self.stopping.receiver_count()
+    }
+
     /// Wakes long-polling pulls and ends mutation feeds so a server can drain quickly; commits
     /// still run.
     pub fn begin_shutdown(&self) {

@@ -58,7 +58,16 @@ async fn pulls_are_clipped_long_poll_and_respect_the_size_cap() {
             c.pull(p).await
         }
     });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The pull is waiting (it watches for the shutdown only while it waits).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while c.shutdown_watchers() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pull never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(!waiter.is_finished());
     let clear_all = Mutation::ClearRange {
         begin: "".into(),
         end: "".into(),
@@ -137,27 +146,41 @@ async fn a_mutation_feed_delivers_every_version_in_order_and_catches_up_in_one_m
             (versions[2], vec![set("b", "3")]),
         ]
     );
-    // Caught up, the feed waits for the next commit and continues after the last message.
-    let committer = tokio::spawn({
-        let c = c.clone();
-        async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            c.commit(blind(Version::ZERO, vec![set("c", "4")]))
-                .await
-                .unwrap()
-        }
-    });
+    // Caught up, the feed waits for the next commit and continues after the last message:
+    // polled now it has nothing to deliver (but an empty message, if an idle tick moved the
+    // committed version), and the commit made while it waits wakes it.
+    let mut committed = None;
     let mut delivered = Vec::new();
-    loop {
-        let message = feed.next().await.unwrap().unwrap();
+    while delivered.is_empty() {
+        let next = feed.next();
+        tokio::pin!(next);
+        let ready = tokio::select! {
+            biased;
+            message = &mut next => Some(message),
+            () = std::future::ready(()) => None,
+        };
+        let message = match ready {
+            Some(message) => message,
+            None => {
+                if committed.is_none() {
+                    let v = c
+                        .commit(blind(Version::ZERO, vec![set("c", "4")]))
+                        .await
+                        .unwrap();
+                    committed = Some(v);
+                }
+                next.await
+            }
+        };
+        let message = message.unwrap().unwrap();
         assert!(message.committed_through > through);
         through = message.committed_through;
-        delivered.extend(message.batches.into_iter().map(|b| b.version));
-        if !delivered.is_empty() {
-            break;
+        if committed.is_none() {
+            assert!(message.batches.is_empty(), "nothing was committed yet");
         }
+        delivered.extend(message.batches.into_iter().map(|b| b.version));
     }
-    assert_eq!(delivered, vec![committer.await.unwrap()]);
+    assert_eq!(Some(delivered), committed.map(|v| vec![v]));
     // Shutting down ends the feed instead of leaving it waiting.
     c.begin_shutdown();
     loop {
