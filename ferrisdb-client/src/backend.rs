@@ -6,8 +6,8 @@
 //! ([`crate::Transaction::on_error`]) decides.
 
 use bytes::Bytes;
+use ferrisdb_core::Commit;
 use ferrisdb_core::{Error, Version};
-use ferrisdb_proto::convert::Commit;
 use futures_util::future::BoxFuture;
 
 use crate::KeyValue;

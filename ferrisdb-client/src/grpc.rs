@@ -18,8 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ferrisdb_core::Commit;
 use ferrisdb_core::{Error, KeyRange, ShardMap, Version, keys::escape};
-use ferrisdb_proto::convert::{Commit, required};
+use ferrisdb_proto::convert::required;
 use ferrisdb_proto::status::{ERROR_CODE_KEY, from_status, status_from_error_status};
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::cluster_controller_client::ClusterControllerClient;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
+use ferrisdb_core::Commit;
 use ferrisdb_core::{Error, Mutation, ShardMap, Version};
-use ferrisdb_proto::convert::Commit;
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 

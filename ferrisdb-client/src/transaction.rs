@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use ferrisdb_core::Commit;
 use ferrisdb_core::{AtomicOp, Error, KeyRange, Mutation, Result, Version, limits};
-use ferrisdb_proto::convert::Commit;
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::OnceCell;
 

@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+pub mod commit;
 #[doc(hidden)]
 pub mod doc_hex;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod mutation;
 pub mod shard_map;
 pub mod version;
 
+pub use commit::{Commit, VersionedMutations};
 pub use error::{Error, ErrorCode, Result};
 pub use keys::{KeyRange, key_after};
 pub use mutation::{AtomicOp, Mutation};

@@ -5,6 +5,14 @@
 //! transaction has one commit version; every read happens at one read version.
 
 use std::fmt;
+use std::time::Duration;
+
+/// How long the committed version may stand still before the coordinator commits an empty
+/// batch to move it. Read versions are the committed version, and the resolver's 5-second
+/// window follows commit versions (≈ wall time): without these ticks a read version taken after
+/// a quiet spell would already be too old. Followers of the log rely on it too: a live
+/// coordinator's committed version moves at least this often, so a silent stream is dead.
+pub const IDLE_TICK: Duration = Duration::from_millis(250);
 
 /// A point in the database's history. Larger is newer.
 #[derive(

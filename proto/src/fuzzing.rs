@@ -8,12 +8,10 @@
 //! that validates again to the same value.
 
 use bytes::Bytes;
-use ferrisdb_core::{Error, KeyRange, Mutation, ShardMap, limits};
+use ferrisdb_core::{Commit, Error, KeyRange, Mutation, ShardMap, VersionedMutations, limits};
 use prost::Message;
 
-use crate::convert::{
-    Commit, KvTxn, RangeQuery, VersionedMutations, kv_key, kv_range, kv_value, ranges_from_proto,
-};
+use crate::convert::{KvTxn, RangeQuery, kv_key, kv_range, kv_value, ranges_from_proto};
 use crate::status::{from_status, to_status};
 use crate::v1;
 

@@ -169,7 +169,7 @@ proptest! {
         rt.block_on(async {
             use crate::backend::Backend;
             replay
-                .commit(ferrisdb_proto::convert::Commit {
+                .commit(ferrisdb_core::Commit {
                     read_version: ferrisdb_core::Version(1),
                     mutations,
                     read_conflict_ranges: vec![],

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use futures_util::Stream;
 
+use ferrisdb_core::Commit;
 use ferrisdb_core::{Error, Version, limits};
-use ferrisdb_proto::convert::{Commit, ranges_from_proto};
+use ferrisdb_proto::convert::ranges_from_proto;
 use ferrisdb_proto::status::{to_error_status, to_status};
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::transaction_coordinator_server::TransactionCoordinator;

@@ -1,10 +1,12 @@
 //! Follows the coordinator's log for this server's ranges (one `StreamMutations` call that carries
 //! every newer committed version, in order) and applies each version to the engine as one atomic
-//! batch, readable at once but not yet synced. Every [`REPORT_EVERY`] it syncs the engine (one
-//! fsync for everything applied since), persists the applied version and reports it durable, so the
-//! log can drop what every replica holds. Until then the coordinator's log is what makes those
-//! versions durable (as FoundationDB's storage servers lag their transaction logs), so the pull
-//! loop never waits on this server's disk and reads at fresh versions are not held behind an fsync.
+//! batch, readable at once but not yet synced. Beside it, the durability loop wakes every
+//! [`REPORT_EVERY`], syncs the engine (one fsync for everything applied since), persists the
+//! applied version and reports it durable, so the log can drop what every replica holds. Until
+//! then the coordinator's log is what makes those versions durable (as FoundationDB's storage
+//! servers lag their transaction logs), so the pull loop never waits on this server's disk and
+//! reads at fresh versions are not held behind an fsync: the two loops run concurrently and
+//! share only the engine and the applied version.
 //!
 //! Only a successful sync lets a version be persisted or reported durable. A failure of the
 //! engine itself (a write or fsync error, e.g. a full or read-only disk) poisons it for good,
@@ -14,8 +16,9 @@
 //! coordinator's committed version moves at least every idle tick).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use ferrisdb_core::version::IDLE_TICK;
 use ferrisdb_core::{Error, Mutation};
 use ferrisdb_proto::convert::ranges_to_proto;
 use ferrisdb_proto::v1;
@@ -50,10 +53,30 @@ impl From<Error> for PullError {
     }
 }
 
-/// Pulls, applies and reports until the task is aborted, reconnecting on network or
-/// coordinator failures. Returns only when the engine fails, with that error: from then on
-/// nothing is applied, persisted or reported.
+/// Pulls and applies, and (concurrently) syncs, persists and reports, until the task is
+/// aborted, reconnecting on network or coordinator failures. Returns only when the engine
+/// fails, with that error: from then on nothing is applied, persisted or reported.
 pub async fn run(
+    worker_id: String,
+    engine: Arc<Engine>,
+    progress: Arc<Progress>,
+    view: watch::Receiver<ClusterView>,
+) -> Error {
+    let durability = report_durability(
+        worker_id.clone(),
+        engine.clone(),
+        progress.clone(),
+        view.clone(),
+    );
+    let pulling = pull(worker_id, engine, progress, view);
+    tokio::select! {
+        err = durability => err,
+        err = pulling => err,
+    }
+}
+
+/// The pull loop of [`run`]: returns only when applying to the engine fails.
+async fn pull(
     worker_id: String,
     engine: Arc<Engine>,
     progress: Arc<Progress>,
@@ -125,8 +148,6 @@ async fn pull_loop(
             .into_inner(),
         Ok(()) = view.changed() => return Ok(()),
     };
-    let mut last_report = Instant::now();
-    let mut reported = 0;
     loop {
         let message = tokio::select! {
             biased;
@@ -148,8 +169,7 @@ async fn pull_loop(
             Err(_) => {
                 return Err(PullError::Retry(Error::Unavailable(format!(
                     "no message on the mutation stream for {STREAM_SILENCE:?} (the committed \
-                     version advances at least every {:?} on a live coordinator)",
-                    crate::coordinator::commit::IDLE_TICK
+                     version advances at least every {IDLE_TICK:?} on a live coordinator)"
                 ))));
             }
         };
@@ -168,12 +188,6 @@ async fn pull_loop(
                 .map_err(PullError::Engine)?;
         }
         progress.advance(reply.committed_through);
-        let applied = progress.applied();
-        if applied > reported && last_report.elapsed() >= REPORT_EVERY {
-            report_durable(&mut client, worker_id, engine, progress, applied).await?;
-            reported = applied;
-            last_report = Instant::now();
-        }
     }
 }
 
@@ -193,6 +207,54 @@ fn apply_versions(
         progress.advance(batch.version);
     }
     Ok(())
+}
+
+/// The durability loop of [`run`]: every [`REPORT_EVERY`], if the applied version moved,
+/// syncs the engine, persists the applied version and reports it to the coordinator of the
+/// current view. Returns only when the engine's sync fails; a failed persist or report is
+/// retried on the next round.
+async fn report_durability(
+    worker_id: String,
+    engine: Arc<Engine>,
+    progress: Arc<Progress>,
+    view: watch::Receiver<ClusterView>,
+) -> Error {
+    let mut reported = 0;
+    let mut client: Option<(String, TransactionCoordinatorClient<Channel>)> = None;
+    let mut tick = tokio::time::interval(REPORT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let applied = progress.applied();
+        if applied <= reported {
+            continue;
+        }
+        let Some(coordinator) = view.borrow().coordinator_address.clone() else {
+            continue;
+        };
+        if client.as_ref().is_none_or(|(addr, _)| *addr != coordinator) {
+            client = match crate::worker::endpoint(&coordinator) {
+                Ok(e) => Some((
+                    coordinator.clone(),
+                    TransactionCoordinatorClient::new(e.connect_lazy()),
+                )),
+                Err(e) => {
+                    tracing::warn!("coordinator address {coordinator:?}: {e}");
+                    continue;
+                }
+            };
+        }
+        let Some((_, rpc)) = client.as_mut() else {
+            continue;
+        };
+        match report_durable(rpc, &worker_id, &engine, &progress, applied).await {
+            Ok(()) => reported = applied,
+            Err(PullError::Engine(e)) => return e,
+            Err(PullError::Retry(e)) => {
+                tracing::debug!(coordinator = %coordinator, "reporting durability: {e}");
+            }
+        }
+    }
 }
 
 /// Syncs the engine, then persists `applied` and tells the coordinator. Every version up to

@@ -9,9 +9,8 @@ use ferrisdb_proto::v1::cluster_controller_client::ClusterControllerClient;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::controller::shard_map::ShardMap;
-use crate::controller::wire::shard_map_from_proto;
 use crate::health::RoleHealth;
+use ferrisdb_core::ShardMap;
 
 /// Supplies the status a worker reports in each heartbeat.
 pub trait StatusSource: Send + Sync + 'static {
@@ -178,7 +177,7 @@ async fn fetch_view(client: &mut ClusterControllerClient<Channel>) -> Result<Clu
         .map_err(|s| ferrisdb_proto::status::from_status(&s))?
         .into_inner();
     let shard_map = match state.shard_map {
-        Some(m) => shard_map_from_proto(m)?,
+        Some(m) => ShardMap::try_from(m)?,
         None => ShardMap::default(),
     };
     Ok(ClusterView {

@@ -1,36 +1,11 @@
 //! Whole requests of the commit and log-pull paths: [`Commit`] ↔ `v1::CommitRequest` and
-//! [`VersionedMutations`] ↔ `v1::VersionedMutations`.
+//! [`VersionedMutations`] ↔ `v1::VersionedMutations` (the domain types live in
+//! `ferrisdb_core::commit`).
 
-use ferrisdb_core::{Error, KeyRange, Mutation, Version, limits};
+use ferrisdb_core::{Commit, Error, Mutation, Version, VersionedMutations, limits};
 
 use super::range::{ranges_from_proto, ranges_to_proto};
 use crate::v1;
-
-/// A validated commit request: what the coordinator resolves and logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Commit {
-    /// The version the transaction read at.
-    pub read_version: Version,
-    /// The writes, in the order the client issued them.
-    pub mutations: Vec<Mutation>,
-    /// Ranges read; checked for conflicts.
-    pub read_conflict_ranges: Vec<KeyRange>,
-    /// Ranges written; recorded for later conflict checks.
-    pub write_conflict_ranges: Vec<KeyRange>,
-}
-
-impl Commit {
-    /// Bytes counted against [`limits::MAX_TRANSACTION_BYTES`]: mutations plus both ends of
-    /// every conflict range.
-    pub fn size(&self) -> usize {
-        let ranges = self
-            .read_conflict_ranges
-            .iter()
-            .chain(&self.write_conflict_ranges);
-        self.mutations.iter().map(Mutation::size).sum::<usize>()
-            + ranges.map(|r| r.begin.len() + r.end.len()).sum::<usize>()
-    }
-}
 
 impl TryFrom<v1::CommitRequest> for Commit {
     type Error = Error;
@@ -63,15 +38,6 @@ impl From<Commit> for v1::CommitRequest {
     }
 }
 
-/// The mutations of one commit version, as pulled by a storage server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionedMutations {
-    /// The commit version.
-    pub version: Version,
-    /// The mutations, in commit order.
-    pub mutations: Vec<Mutation>,
-}
-
 impl TryFrom<v1::VersionedMutations> for VersionedMutations {
     type Error = Error;
 
@@ -98,6 +64,8 @@ impl From<VersionedMutations> for v1::VersionedMutations {
 
 #[cfg(test)]
 mod tests {
+    use ferrisdb_core::KeyRange;
+
     use super::*;
 
     fn sample() -> Commit {

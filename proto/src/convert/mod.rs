@@ -11,7 +11,6 @@ mod mutation;
 mod range;
 mod shard_map;
 
-pub use commit::{Commit, VersionedMutations};
 pub use kv::{CompareTarget, KvCompare, KvOp, KvTxn, RangeQuery, kv_key, kv_range, kv_value};
 pub use range::{ranges_from_proto, ranges_to_proto};
 

@@ -29,8 +29,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use ferrisdb_core::Commit;
 use ferrisdb_core::{Error, Mutation, Result, Version};
-use ferrisdb_proto::convert::Commit;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::clock::Clock;
@@ -121,11 +121,7 @@ enum Msg {
 /// covered by the syncer's next fsync.
 const JOB_QUEUE: usize = 16;
 
-/// How long the committed version may stand still before the idle ticker commits an empty
-/// batch. Read versions are the committed version, and the resolver's 5-second window
-/// follows commit versions (≈ wall time); without ticks a read version taken after a quiet
-/// spell would already be "too old" and stay so until some blind write moved it forward.
-pub const IDLE_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+pub use ferrisdb_core::version::IDLE_TICK;
 
 enum Job {
     Batch {

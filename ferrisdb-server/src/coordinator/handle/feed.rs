@@ -11,8 +11,8 @@
 
 use std::sync::Arc;
 
+use ferrisdb_core::VersionedMutations;
 use ferrisdb_core::{KeyRange, Result, Version};
-use ferrisdb_proto::convert::VersionedMutations;
 use tokio::sync::watch;
 
 use super::super::clip;

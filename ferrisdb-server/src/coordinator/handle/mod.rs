@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferrisdb_core::{Commit, VersionedMutations};
 use ferrisdb_core::{Error, KeyRange, Result, Version};
-use ferrisdb_proto::convert::{Commit, VersionedMutations};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
