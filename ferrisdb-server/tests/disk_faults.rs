@@ -6,7 +6,8 @@
 //! serving older reads, while clients read from the other replica; once space returns and the
 //! server restarts it catches up with every write. A read-only data directory makes the server
 //! refuse to start with a message naming the problem; it starts once the directory is
-//! writable again. Mounting needs `CAP_SYS_ADMIN`: without it the tests print why and skip.
+//! writable again. Mounting needs `CAP_SYS_ADMIN`: without it the tests fail, unless
+//! `FERRISDB_SKIP_MOUNT_TESTS=1`, which skips them and reports the skip (`common/skip.rs`).
 
 mod common;
 
@@ -25,8 +26,9 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 /// Starts a two-server cluster (replication 2) with storage-0's data on a `mib` MiB tmpfs, or
-/// `None` (after printing why) when mounting is not permitted here.
-async fn cluster_with_tmpfs(mib: u32) -> Option<(TestCluster, Tmpfs)> {
+/// `None` when mounting is not permitted here and `FERRISDB_SKIP_MOUNT_TESTS=1` says to skip
+/// `test` (see `common/skip.rs`; without it the test fails).
+async fn cluster_with_tmpfs(mib: u32, test: &str) -> Option<(TestCluster, Tmpfs)> {
     let mut mounted = None;
     let cluster = TestCluster::start_with(2, 2, |root| {
         mounted = Some(Tmpfs::mount(&root.join("storage-0"), mib));
@@ -35,7 +37,11 @@ async fn cluster_with_tmpfs(mib: u32) -> Option<(TestCluster, Tmpfs)> {
     match mounted {
         Some(Ok(fs)) => Some((cluster, fs)),
         Some(Err(why)) => {
-            eprintln!("SKIPPED: cannot mount a tmpfs for the data directory ({why})");
+            common::skip::skip_or_fail(
+                test,
+                "FERRISDB_SKIP_MOUNT_TESTS",
+                &format!("cannot mount a tmpfs ({why}); disk-fault tests need CAP_SYS_ADMIN"),
+            );
             None
         }
         None => unreachable!("prepare always runs"),
@@ -77,7 +83,8 @@ async fn read_at(addr: &str, key: &str, version: u64) -> Result<Option<Bytes>, t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_stops_applying_and_the_server_recovers_every_write_after_restart() {
-    let Some((mut cluster, fs)) = cluster_with_tmpfs(8).await else {
+    let test = "a_full_disk_stops_applying_and_the_server_recovers_every_write_after_restart";
+    let Some((mut cluster, fs)) = cluster_with_tmpfs(8, test).await else {
         return;
     };
     let db = Database::connect(cluster.controller.addr.to_string()).expect("controller");
@@ -259,7 +266,8 @@ async fn a_full_disk_stops_applying_and_the_server_recovers_every_write_after_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_data_directory_is_refused_at_start_then_recovered() {
-    let Some((mut cluster, fs)) = cluster_with_tmpfs(16).await else {
+    let test = "a_read_only_data_directory_is_refused_at_start_then_recovered";
+    let Some((mut cluster, fs)) = cluster_with_tmpfs(16, test).await else {
         return;
     };
     let db = Database::connect(cluster.controller.addr.to_string()).expect("controller");

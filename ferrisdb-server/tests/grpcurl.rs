@@ -248,15 +248,13 @@ fn run(cmd: &str, grpcurl_dir: &Path) -> Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_grpcurl_examples_work_against_a_real_cluster() {
     let Some(grpcurl) = find_grpcurl() else {
-        if std::env::var("FERRISDB_SKIP_GRPCURL").as_deref() == Ok("1") {
-            eprintln!("grpcurl not found; skipped because FERRISDB_SKIP_GRPCURL=1");
-            return;
-        }
-        panic!(
+        common::skip::skip_or_fail(
+            "readme_grpcurl_examples_work_against_a_real_cluster",
+            "FERRISDB_SKIP_GRPCURL",
             "grpcurl not found on PATH or in .ci-tools/venv/bin: run scripts/test.sh (it \
-             installs grpcurl into .ci-tools/venv), put grpcurl on PATH, or set \
-             FERRISDB_SKIP_GRPCURL=1 to skip this test"
+             installs grpcurl into .ci-tools/venv) or put grpcurl on PATH",
         );
+        return;
     };
     let dir = grpcurl
         .parent()

@@ -12,10 +12,13 @@
 //!   flooded with idle connections.
 //! - **Disks full**: the coordinator's and a storage server's data directories on small tmpfs
 //!   mounts that the test fills (the commit log and the storage engine each fail for good);
-//!   needs `CAP_SYS_ADMIN` to mount.
+//!   needs `CAP_SYS_ADMIN` to mount (without it the test fails unless
+//!   `FERRISDB_SKIP_MOUNT_TESTS=1`).
 
 mod common;
 
+#[path = "../../ferrisdb-server/tests/common/skip.rs"]
+mod skip;
 #[path = "../../ferrisdb-server/tests/common/tmpfs.rs"]
 mod tmpfs;
 
@@ -208,14 +211,12 @@ fn full_disks_make_the_log_and_an_engine_fail_loudly_and_recover_after_a_supervi
         [Ok(a), Ok(b)] => [a, b],
         [a, b] => {
             let why = a.err().or(b.err()).unwrap_or_default();
-            if std::env::var_os("FERRISDB_SKIP_MOUNT_TESTS").is_some() {
-                eprintln!("SKIPPED (FERRISDB_SKIP_MOUNT_TESTS is set): {why}");
-                return;
-            }
-            panic!(
-                "cannot mount a tmpfs ({why}); this test needs CAP_SYS_ADMIN (set \
-                 FERRISDB_SKIP_MOUNT_TESTS=1 to skip it where mounting is impossible)"
+            skip::skip_or_fail(
+                "full_disks_make_the_log_and_an_engine_fail_loudly_and_recover_after_a_supervised_restart",
+                "FERRISDB_SKIP_MOUNT_TESTS",
+                &format!("cannot mount a tmpfs ({why}); disk-fault tests need CAP_SYS_ADMIN"),
             );
+            return;
         }
     };
     let port_base = common::free_port_range(PORTS);
