@@ -46,7 +46,7 @@ pub fn parse_block(text: &str, name: &str) -> Result<Vec<u8>, String> {
             }
             let data = body.split('#').next().unwrap_or_default();
             for token in data.split_whitespace() {
-                let byte = (token.len() == 2)
+                let byte = (token.len() == 2 && token.bytes().all(|b| b.is_ascii_hexdigit()))
                     .then(|| u8::from_str_radix(token, 16).ok())
                     .flatten()
                     .ok_or_else(|| format!("line {}: {token:?} is not a hex byte", m + 1))?;
@@ -96,6 +96,7 @@ mod tests {
         assert!(parse_block(&twice, "sample").unwrap_err().contains("twice"));
         assert!(parse_block("```hex open\n00\n", "open").is_err());
         assert!(parse_block("```hex odd\n0\n```\n", "odd").is_err());
+        assert!(parse_block("```hex sign\n+f\n```\n", "sign").is_err());
     }
 
     #[test]

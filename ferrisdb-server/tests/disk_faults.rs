@@ -48,6 +48,26 @@ async fn cluster_with_tmpfs(mib: u32, test: &str) -> Option<(TestCluster, Tmpfs)
     }
 }
 
+/// Polls the controller until worker `id` satisfies `done` (panics after 30 s); returns it.
+async fn wait_for_worker(
+    cluster: &TestCluster,
+    id: &str,
+    what: &str,
+    done: impl Fn(&v1::WorkerInfo) -> bool,
+) -> v1::WorkerInfo {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = cluster.state().await.expect("state");
+        let w = state.workers.into_iter().find(|w| w.worker_id == id);
+        let w = w.unwrap_or_else(|| panic!("worker {id} is not registered"));
+        if done(&w) {
+            return w;
+        }
+        assert!(Instant::now() < deadline, "never saw {what}: {w:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The health status of `service` ("" = the whole server) at `addr`.
 async fn health(addr: impl std::fmt::Display, service: &str) -> Option<ServingStatus> {
     let mut client = HealthClient::new(channel(addr));
@@ -140,29 +160,14 @@ async fn a_full_disk_stops_applying_and_the_server_recovers_every_write_after_re
         .find(|w| w.address == s0)
         .expect("storage-0 registered")
         .worker_id;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let state = cluster.state().await.expect("state");
-        let w = state
-            .workers
-            .iter()
-            .find(|w| w.worker_id == s0_id)
-            .expect("storage-0");
-        if !w.healthy && w.unhealthy_reason.contains("storage engine") {
-            assert!(
-                w.unhealthy_reason.contains("No space left on device"),
-                "{w:?}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the controller never reported storage-0's failure: {w:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let process = cluster.storage[0].process.as_mut().expect("running");
-    assert!(process.try_wait().is_none(), "storage-0 exited: {logs}");
+    let w = wait_for_worker(&cluster, &s0_id, "storage-0 reported failed", |w| {
+        !w.healthy && w.unhealthy_reason.contains("storage engine")
+    })
+    .await;
+    assert!(
+        w.unhealthy_reason.contains("No space left on device"),
+        "{w:?}"
+    );
 
     // It still serves what it applied (versions are readable once applied; the coordinator's
     // log holds them durably until this server reports them), and refuses (never guesses)
@@ -244,23 +249,13 @@ async fn a_full_disk_stops_applying_and_the_server_recovers_every_write_after_re
     }
     assert_eq!(health(&s0, "").await, Some(ServingStatus::Serving));
     // ... and the controller reports it healthy again.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let state = cluster.state().await.expect("state");
-        let w = state
-            .workers
-            .iter()
-            .find(|w| w.worker_id == s0_id)
-            .expect("storage-0");
-        if w.healthy {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "storage-0 still unhealthy after its restart: {w:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_worker(
+        &cluster,
+        &s0_id,
+        "storage-0 healthy after its restart",
+        |w| w.healthy,
+    )
+    .await;
     cluster.storage[0].kill();
 }
 

@@ -7,6 +7,8 @@
 
 pub mod cache;
 pub mod dir_lock;
+#[cfg(test)]
+mod doc_hex;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;

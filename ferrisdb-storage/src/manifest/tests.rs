@@ -1,7 +1,13 @@
+//! Tests of the manifest: reopen, invalid edits, torn tails, flipped bytes, a bad `CURRENT`,
+//! orphan tables, and the golden test of the worked example in `docs/engine.md`.
+
 use std::fs;
 
 use super::*;
+use crate::cache::BlockCache;
+use crate::doc_hex::{assert_doc_bytes, doc_hex};
 use crate::key::InternalKey;
+use crate::sstable::Table;
 
 fn meta(id: u64) -> FileMeta {
     FileMeta {
@@ -148,4 +154,41 @@ fn orphan_tables_are_removed() {
     assert!(dir.path().join("notes.txt").exists());
     assert_eq!(parse_table_file_name("000012.sst"), Some(12));
     assert_eq!(parse_table_file_name("12.sst"), None);
+}
+
+/// The worked example of `docs/engine.md` is exactly what `Manifest` writes for a flush of the
+/// table of the SSTable worked example.
+#[test]
+fn doc_example_is_what_the_manifest_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Manifest::open(dir.path(), 4).unwrap();
+    assert_eq!(m.path(), dir.path().join(manifest_file_name(1)));
+
+    let table_path = dir.path().join(table_file_name(2));
+    fs::write(&table_path, doc_hex("sstable.md", "sstable-example")).unwrap();
+    let table = Table::open(&table_path, 2, BlockCache::new(0)).unwrap();
+    let props = table.properties();
+    m.log_and_apply(&VersionEdit {
+        log_number: Some(2),
+        next_file_number: Some(3),
+        gc_horizon: Some(0),
+        last_flushed_version: Some(props.max_version),
+        added: vec![(
+            0,
+            FileMeta {
+                id: table.id(),
+                size: table.file_size(),
+                smallest: props.smallest.clone(),
+                largest: props.largest.clone(),
+            },
+        )],
+        deleted: Vec::new(),
+    })
+    .unwrap();
+    drop(m);
+
+    let manifest = fs::read(dir.path().join(manifest_file_name(1))).unwrap();
+    assert_doc_bytes(&manifest, "engine.md", "manifest-example");
+    let current = fs::read(dir.path().join(CURRENT_FILE)).unwrap();
+    assert_doc_bytes(&current, "engine.md", "current-example");
 }

@@ -450,3 +450,44 @@ fn tables_are_shared_across_threads() {
         }
     });
 }
+
+/// The worked example of `docs/sstable.md` is exactly the file the builder writes, and opens.
+#[test]
+fn doc_example_is_what_the_builder_writes() {
+    let rows: [Row; 3] = [
+        (
+            InternalKey::new("apple", 5),
+            ValueKind::Put,
+            b"red".to_vec(),
+        ),
+        (
+            InternalKey::new("apricot", 7),
+            ValueKind::Put,
+            b"orange".to_vec(),
+        ),
+        (
+            InternalKey::new("apricot", 3),
+            ValueKind::Tombstone,
+            Vec::new(),
+        ),
+    ];
+    let opts = TableOptions {
+        block_size: 4096,
+        restart_interval: 2,
+        bloom_bits_per_key: 10,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("000002.sst");
+    let mut builder = TableBuilder::create(&path, opts).unwrap();
+    for (key, kind, value) in &rows {
+        builder.add(&key.key, key.version, *kind, value).unwrap();
+    }
+    let props = builder.finish().unwrap();
+    let file = std::fs::read(&path).unwrap();
+    crate::doc_hex::assert_doc_bytes(&file, "sstable.md", "sstable-example");
+
+    let table = Table::open(&path, 1, BlockCache::new(1 << 20)).unwrap();
+    assert_eq!(table.properties(), &props);
+    assert_eq!(scan_forward(&mut table.iter()).unwrap(), rows);
+    assert!(table.may_contain(b"apple") && table.may_contain(b"apricot"));
+}

@@ -146,6 +146,8 @@ fn le_u64<const N: usize>(bytes: &[u8; N], at: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::doc_hex::assert_doc_bytes;
+    use crate::wal::{Wal, WalOptions};
 
     #[test]
     fn file_names_round_trip_and_reject_others() {
@@ -218,5 +220,19 @@ mod tests {
         assert_eq!(header.checksum, crc32fast::hash(&direct));
         assert_ne!(header.checksum, record_checksum(10, len, payload));
         assert_ne!(header.checksum, record_checksum(9, len, b"hello wat"));
+    }
+
+    /// The worked example of `docs/wal.md` is exactly the file a real log writes.
+    #[test]
+    fn doc_example_is_what_the_log_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, recovered) = Wal::open(dir.path(), WalOptions::default(), 7).unwrap();
+        assert!(recovered.is_empty());
+        assert_eq!(wal.current_segment(), 7);
+        wal.append(b"hello").unwrap();
+        wal.append(b"").unwrap();
+        drop(wal);
+        let file = std::fs::read(dir.path().join(segment_file_name(7))).unwrap();
+        assert_doc_bytes(&file, "wal.md", "wal-segment-example");
     }
 }
