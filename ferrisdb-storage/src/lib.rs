@@ -5,7 +5,6 @@
 //! flushed to SSTables ([`sstable`]) whose set is recorded in the manifest; background
 //! compaction merges SSTables level by level and drops versions below the GC horizon.
 
-pub mod cache;
 pub mod dir_lock;
 #[cfg(test)]
 mod doc_hex;

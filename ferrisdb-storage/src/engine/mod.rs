@@ -37,9 +37,9 @@ pub use batch::WriteBatch;
 pub use options::{EngineOptions, EngineStats, LevelStats, ScanOptions};
 pub use scan::ScanIterator;
 
-use crate::cache::BlockCache;
 use crate::dir_lock::DirLock;
 use crate::manifest::Manifest;
+use crate::sstable::cache::BlockCache;
 use crate::wal::Wal;
 use state::State;
 

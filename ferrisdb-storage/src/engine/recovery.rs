@@ -14,11 +14,11 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use super::batch::decode_wal_record;
 use super::state::{State, sort_level};
 use super::{BackgroundSignals, Counters, EngineOptions, Inner, VersionSet, WAL_DIR};
-use crate::cache::BlockCache;
 use crate::dir_lock::DirLock;
 use crate::manifest::{Manifest, VersionEdit, table_file_name};
 use crate::memtable::MemTable;
 use crate::sstable::Table;
+use crate::sstable::cache::BlockCache;
 use crate::wal::{Wal, WalOptions, segment_file_name};
 
 /// Recovers the database in `dir` into a ready [`Inner`] (without background threads).

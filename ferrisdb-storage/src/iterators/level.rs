@@ -183,7 +183,7 @@ impl InternalIterator for LevelIterator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::BlockCache;
+    use crate::sstable::cache::BlockCache;
     use crate::sstable::{TableBuilder, TableOptions};
 
     fn build(dir: &std::path::Path, id: u64, keys: std::ops::Range<u32>) -> Arc<Table> {

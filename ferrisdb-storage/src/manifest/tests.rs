@@ -4,10 +4,10 @@
 use std::fs;
 
 use super::*;
-use crate::cache::BlockCache;
 use crate::doc_hex::{assert_doc_bytes, doc_hex};
 use crate::key::InternalKey;
 use crate::sstable::Table;
+use crate::sstable::cache::BlockCache;
 
 fn meta(id: u64) -> FileMeta {
     FileMeta {

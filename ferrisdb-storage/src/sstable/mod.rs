@@ -10,11 +10,14 @@
 //! ```
 //!
 //! Every block carries a CRC32 trailer checked on every read from disk; the footer has its
-//! own CRC and a magic number. `docs/sstable.md` gives the exact byte layouts.
+//! own CRC and a magic number. `docs/sstable.md` gives the exact byte layouts. Decoded data
+//! blocks are shared through the [`cache::BlockCache`], which belongs to this module: the
+//! reader fills it, nothing else reads it.
 
 pub mod block;
 pub mod bloom;
 mod builder;
+pub mod cache;
 pub mod format;
 mod iterator;
 mod readahead;

@@ -22,8 +22,8 @@ use super::format::{
 };
 use super::iterator::TableIterator;
 use super::readahead::Readahead;
-use crate::cache::BlockCache;
 use crate::key::{InternalKey, ValueKind};
+use crate::sstable::cache::BlockCache;
 
 /// One entry returned by [`Table::get`].
 #[derive(Debug, Clone, PartialEq, Eq)]

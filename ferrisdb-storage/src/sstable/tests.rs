@@ -8,9 +8,9 @@ use ferrisdb_core::Error;
 use proptest::prelude::*;
 
 use super::{Table, TableBuilder, TableEntry, TableIterator, TableOptions};
-use crate::cache::BlockCache;
 use crate::iterator::InternalIterator;
 use crate::key::{InternalKey, ValueKind};
+use crate::sstable::cache::BlockCache;
 
 type Model = BTreeMap<InternalKey, (ValueKind, Vec<u8>)>;
 type Row = (InternalKey, ValueKind, Vec<u8>);
