@@ -437,9 +437,24 @@ mod tests {
                         b.call((), request(i * 2), never).await
                     }));
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                assert_eq!(batcher.queue.lock().in_flight, COMMIT_LIMITS.in_flight);
-                assert_eq!(batcher.queue.lock().waiting.len(), 3);
+                // Every caller has queued: the limit is in flight, the rest wait.
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                loop {
+                    let (in_flight, waiting) = {
+                        let q = batcher.queue.lock();
+                        (q.in_flight, q.waiting.len())
+                    };
+                    if in_flight + waiting >= COMMIT_LIMITS.in_flight + 3 {
+                        assert_eq!(in_flight, COMMIT_LIMITS.in_flight);
+                        assert_eq!(waiting, 3);
+                        break;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "callers never queued: {in_flight} in flight, {waiting} waiting"
+                    );
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
             });
         }
         {
