@@ -52,6 +52,7 @@ mod range;
 mod read_version;
 mod routing;
 mod transaction;
+pub mod tuple;
 mod watch;
 mod write_map;
 

@@ -8,7 +8,8 @@
 //! - `versions`: reads at old versions, `TransactionTooOld`, `FutureVersion`, stale commits,
 //!   watches;
 //! - `failures`: a storage replica and the coordinator SIGKILLed under a running client;
-//! - `examples`: the client's examples (`ferrisdb-client/examples`) run against the cluster.
+//! - `examples`: the client's examples (`ferrisdb-client/examples`) run against the cluster;
+//! - `tuples`: keys packed with the tuple layer read back in tuple order across shards.
 
 mod common;
 
@@ -20,6 +21,8 @@ mod examples;
 mod failures;
 #[path = "client_e2e/transactions.rs"]
 mod transactions;
+#[path = "client_e2e/tuples.rs"]
+mod tuples;
 #[path = "client_e2e/versions.rs"]
 mod versions;
 

@@ -1,0 +1,125 @@
+//! Tuple → bytes (layout in the module docs of [`super`]).
+
+use ferrisdb_core::Error;
+
+use super::{Element, MAX_INT_MAGNITUDE};
+
+/// Type code of the zero integer; `ZERO + n` / `ZERO - n` are the n-byte positive / negative
+/// integers.
+pub(super) const INT_ZERO: u8 = 0x14;
+
+/// Encodes `tuple`. Fails only for an integer beyond ±[`MAX_INT_MAGNITUDE`].
+pub fn pack(tuple: &[Element]) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    pack_into(tuple, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the encoding of `tuple` to `out` (on an error, `out` may hold part of it).
+pub fn pack_into(tuple: &[Element], out: &mut Vec<u8>) -> Result<(), Error> {
+    tuple
+        .iter()
+        .try_for_each(|element| encode(element, false, out))
+}
+
+/// Appends one element; inside a nested tuple a null is `00 ff` (a bare `00` ends the tuple).
+fn encode(element: &Element, nested: bool, out: &mut Vec<u8>) -> Result<(), Error> {
+    match element {
+        Element::Null if nested => out.extend_from_slice(&[0x00, 0xff]),
+        Element::Null => out.push(0x00),
+        Element::Bytes(b) => escaped(0x01, b, out),
+        Element::String(s) => escaped(0x02, s.as_bytes(), out),
+        Element::Nested(items) => {
+            out.push(0x05);
+            for item in items {
+                encode(item, true, out)?;
+            }
+            out.push(0x00);
+        }
+        Element::Int(n) => int(*n, out)?,
+        Element::Float(x) => {
+            out.push(0x20);
+            out.extend_from_slice(&order_float_bits(u64::from(x.to_bits()), 32).to_be_bytes()[4..]);
+        }
+        Element::Double(x) => {
+            out.push(0x21);
+            out.extend_from_slice(&order_float_bits(x.to_bits(), 64).to_be_bytes());
+        }
+        Element::Bool(b) => out.push(if *b { 0x27 } else { 0x26 }),
+        Element::Uuid(u) => {
+            out.push(0x30);
+            out.extend_from_slice(u);
+        }
+        Element::Versionstamp(v) => {
+            out.push(0x33);
+            out.extend_from_slice(&v.transaction);
+            out.extend_from_slice(&v.user.to_be_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// `code`, the bytes with every `00` written as `00 ff`, then a terminating `00`.
+fn escaped(code: u8, bytes: &[u8], out: &mut Vec<u8>) {
+    out.push(code);
+    for &b in bytes {
+        out.push(b);
+        if b == 0 {
+            out.push(0xff);
+        }
+    }
+    out.push(0x00);
+}
+
+/// An integer: a code saying sign and length, then the big-endian magnitude (one's
+/// complement for negatives), in as few bytes as it needs.
+fn int(n: i128, out: &mut Vec<u8>) -> Result<(), Error> {
+    if n.unsigned_abs() > MAX_INT_MAGNITUDE.unsigned_abs() {
+        return Err(Error::InvalidArgument(format!(
+            "tuple integer {n} does not fit the 8-byte encoding (at most ±{MAX_INT_MAGNITUDE})"
+        )));
+    }
+    let magnitude = u64::try_from(n.unsigned_abs()).unwrap_or(u64::MAX);
+    let len = 8 - magnitude.leading_zeros() as usize / 8;
+    let len_code = u8::try_from(len).unwrap_or(8);
+    let bytes = if n >= 0 {
+        out.push(INT_ZERO + len_code);
+        magnitude.to_be_bytes()
+    } else {
+        out.push(INT_ZERO - len_code);
+        (!magnitude).to_be_bytes()
+    };
+    out.extend_from_slice(&bytes[8 - len..]);
+    Ok(())
+}
+
+/// The order-preserving form of IEEE bits of `width` (32 or 64) bits: negatives have every
+/// bit flipped, others only the sign bit. Applying it twice gives the bits back.
+pub(super) fn order_float_bits(bits: u64, width: u32) -> u64 {
+    let sign = 1u64 << (width - 1);
+    let mask = if width == 64 {
+        u64::MAX
+    } else {
+        (1u64 << width) - 1
+    };
+    if bits & sign != 0 {
+        !bits & mask
+    } else {
+        bits | sign
+    }
+}
+
+/// The inverse of [`order_float_bits`].
+pub(super) fn unorder_float_bits(bits: u64, width: u32) -> u64 {
+    let sign = 1u64 << (width - 1);
+    let mask = if width == 64 {
+        u64::MAX
+    } else {
+        (1u64 << width) - 1
+    };
+    if bits & sign != 0 {
+        bits & !sign
+    } else {
+        !bits & mask
+    }
+}
