@@ -47,6 +47,7 @@ mod call_batch;
 pub mod cluster_file;
 mod database;
 mod grpc;
+pub mod key_space;
 mod options;
 mod range;
 mod read_version;
@@ -68,7 +69,7 @@ pub use database::Database;
 pub use ferrisdb_core::{
     AtomicOp, Error, ErrorCode, KeyRange, Mutation, Result, Version, key_after, limits,
 };
-pub use options::{DatabaseOptions, RangeOptions};
+pub use options::{DatabaseOptions, RangeOptions, TransactionOption};
 pub use range::RangeStream;
 pub use transaction::Transaction;
 pub use watch::Watch;

@@ -1,5 +1,5 @@
-//! Tunables: [`DatabaseOptions`] (retry loop, backoff, watches) and
-//! [`RangeOptions`] (one range read).
+//! Tunables: [`DatabaseOptions`] (retry loop, backoff, watches), [`TransactionOption`]
+//! (one transaction) and [`RangeOptions`] (one range read).
 
 use std::time::Duration;
 
@@ -34,6 +34,15 @@ impl Default for DatabaseOptions {
             watch_timeout: Duration::from_secs(300),
         }
     }
+}
+
+/// An option of one transaction ([`crate::Transaction::set_option`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransactionOption {
+    /// Lets the transaction read and write the system key space (keys from `\xff`),
+    /// reserved for the database's own metadata (see `key_space`).
+    AccessSystemKeys,
 }
 
 /// Options of one range read.

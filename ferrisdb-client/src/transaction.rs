@@ -19,6 +19,8 @@ use tokio::sync::OnceCell;
 use crate::backend::Backend;
 use crate::backoff::Backoff;
 use crate::database::Database;
+use crate::key_space::{checked_key, checked_range};
+use crate::options::TransactionOption;
 use crate::range::RangeStream;
 use crate::watch::Watch;
 use crate::write_map::WriteMap;
@@ -62,6 +64,11 @@ struct TxState {
     size_bound: usize,
     committed: bool,
     committed_version: Option<Version>,
+    /// The first write this attempt refused: the attempt can no longer commit (a commit
+    /// without that write would apply the transaction partially).
+    poisoned: Option<Error>,
+    /// [`TransactionOption::AccessSystemKeys`]: kept across retries, cleared by `reset`.
+    access_system_keys: bool,
     retry: RetryState,
 }
 
@@ -83,6 +90,8 @@ impl TxState {
             size_bound: 0,
             committed: false,
             committed_version: None,
+            poisoned: None,
+            access_system_keys: false,
             retry: RetryState {
                 attempts: 0,
                 backoff: Backoff::new(o.initial_backoff, o.max_backoff),
@@ -100,6 +109,7 @@ impl TxState {
         self.size_bound = 0;
         self.committed = false;
         self.committed_version = None;
+        self.poisoned = None;
     }
 
     /// The commit's parts: mutations, read and write conflict ranges (coalesced).
@@ -162,21 +172,31 @@ pub(crate) fn coalesce(mut ranges: Vec<KeyRange>) -> Vec<KeyRange> {
     out
 }
 
+/// The same error again (a refused write's error is returned by the commit too). The
+/// variants a write can be refused with are copied exactly; any other keeps its message.
+fn copy_error(e: &Error) -> Error {
+    match e {
+        Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+        Error::InvalidRange(m) => Error::InvalidRange(m.clone()),
+        Error::KeyTooLarge { len, max } => Error::KeyTooLarge {
+            len: *len,
+            max: *max,
+        },
+        Error::ValueTooLarge { len, max } => Error::ValueTooLarge {
+            len: *len,
+            max: *max,
+        },
+        Error::TransactionTooLarge { len, max } => Error::TransactionTooLarge {
+            len: *len,
+            max: *max,
+        },
+        other => Error::InvalidArgument(other.to_string()),
+    }
+}
+
 /// Bytes a single-key write adds: key and payload plus its write conflict range.
 fn point_write_size(key: &[u8], payload: usize) -> usize {
     key.len() + payload + 2 * key.len() + 1
-}
-
-fn checked_key(key: &[u8]) -> Result<Bytes> {
-    limits::check_key(key)?;
-    Ok(Bytes::copy_from_slice(key))
-}
-
-/// A checked `[begin, end)` (empty end: to the end of the key space).
-fn checked_range(begin: &[u8], end: &[u8]) -> Result<KeyRange> {
-    limits::check_key(begin)?;
-    limits::check_range_end(end)?;
-    KeyRange::new(Bytes::copy_from_slice(begin), Bytes::copy_from_slice(end))
 }
 
 impl Transaction {
@@ -235,7 +255,7 @@ impl Transaction {
     }
 
     pub(crate) async fn get_impl(&self, key: &[u8], snapshot: bool) -> Result<Option<Bytes>> {
-        let key = checked_key(key)?;
+        let key = checked_key(key, self.system_keys())?;
         if let Some(known) = self.lock().writes.known(&key) {
             return Ok(known);
         }
@@ -267,7 +287,7 @@ impl Transaction {
         options: RangeOptions,
         snapshot: bool,
     ) -> RangeStream {
-        match checked_range(begin, end) {
+        match checked_range(begin, end, self.system_keys()) {
             Ok(range) => RangeStream::new(self.clone(), range, options, snapshot),
             Err(e) => RangeStream::failed(e),
         }
@@ -303,7 +323,7 @@ impl Transaction {
     ///
     /// The baseline is read now (without adding a read conflict); the returned future polls.
     pub async fn watch(&self, key: impl AsRef<[u8]>) -> Result<Watch> {
-        let key = checked_key(key.as_ref())?;
+        let key = checked_key(key.as_ref(), self.system_keys())?;
         let version = self.get_read_version().await?;
         let backend = self.backend().clone();
         let baseline = backend.get(key.clone(), version).await?;
@@ -317,36 +337,73 @@ impl Transaction {
 
     // ---- writes ---------------------------------------------------------------------------
 
-    /// Sets `key` to `value`. Fails at once on a key or value above the limits, or when the
-    /// transaction would pass the 10 MB size limit.
+    /// Sets `key` to `value`. Fails at once on a key or value above the limits, a system key
+    /// without [`TransactionOption::AccessSystemKeys`], or when the transaction would pass the
+    /// 10 MB size limit; a refused write poisons the attempt (its commit fails the same way).
     pub fn set(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         let (key, value) = (key.as_ref(), value.as_ref());
-        limits::check_key(key)?;
-        limits::check_value(value)?;
-        let mut st = self.lock();
-        st.admit(point_write_size(key, value.len()))?;
-        st.writes
-            .set(Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
-        Ok(())
+        self.write(|st| {
+            let key = checked_key(key, st.access_system_keys)?;
+            limits::check_value(value)?;
+            st.admit(point_write_size(&key, value.len()))?;
+            st.writes.set(key, Bytes::copy_from_slice(value));
+            Ok(())
+        })
     }
 
     /// Removes `key`.
     pub fn clear(&self, key: impl AsRef<[u8]>) -> Result<()> {
         let key = key.as_ref();
-        limits::check_key(key)?;
-        let mut st = self.lock();
-        st.admit(point_write_size(key, 0))?;
-        st.writes.clear(Bytes::copy_from_slice(key));
-        Ok(())
+        self.write(|st| {
+            let key = checked_key(key, st.access_system_keys)?;
+            st.admit(point_write_size(&key, 0))?;
+            st.writes.clear(key);
+            Ok(())
+        })
     }
 
-    /// Removes every key in `[begin, end)` (an empty `end` means the end of the key space).
+    /// Removes every key in `[begin, end)`. An empty `end` means the end of the key space:
+    /// the start of the system key space (`\xff`) unless the transaction has
+    /// [`TransactionOption::AccessSystemKeys`]; [`clear_range_from`](Self::clear_range_from)
+    /// says it explicitly.
     pub fn clear_range(&self, begin: impl AsRef<[u8]>, end: impl AsRef<[u8]>) -> Result<()> {
-        let range = checked_range(begin.as_ref(), end.as_ref())?;
+        let (begin, end) = (begin.as_ref(), end.as_ref());
+        self.write(|st| {
+            let range = checked_range(begin, end, st.access_system_keys)?;
+            st.admit(2 * (range.begin.len() + range.end.len()))?;
+            st.writes.clear_range(range.begin, range.end);
+            Ok(())
+        })
+    }
+
+    /// Removes every key from `begin` to the end of the (user) key space.
+    pub fn clear_range_from(&self, begin: impl AsRef<[u8]>) -> Result<()> {
+        self.clear_range(begin, b"")
+    }
+
+    /// Sets an option of this transaction; options last until [`reset`](Self::reset).
+    pub fn set_option(&self, option: TransactionOption) {
+        match option {
+            TransactionOption::AccessSystemKeys => self.lock().access_system_keys = true,
+        }
+    }
+
+    fn system_keys(&self) -> bool {
+        self.lock().access_system_keys
+    }
+
+    /// Runs one write under the lock; a refused write poisons the attempt (see
+    /// [`commit`](Self::commit)).
+    fn write(&self, write: impl FnOnce(&mut TxState) -> Result<()>) -> Result<()> {
         let mut st = self.lock();
-        st.admit(2 * (range.begin.len() + range.end.len()))?;
-        st.writes.clear_range(range.begin, range.end);
-        Ok(())
+        let result = write(&mut st);
+        if let Err(e) = &result
+            && st.poisoned.is_none()
+            && !st.committed
+        {
+            st.poisoned = Some(copy_error(e));
+        }
+        result
     }
 
     /// Applies an atomic operation to `key` at commit, on the value current then. Adds no read
@@ -358,16 +415,13 @@ impl Transaction {
         operand: impl AsRef<[u8]>,
     ) -> Result<()> {
         let (key, operand) = (key.as_ref(), operand.as_ref());
-        limits::check_key(key)?;
-        limits::check_value(operand)?;
-        let mut st = self.lock();
-        st.admit(point_write_size(key, operand.len()))?;
-        st.writes.atomic(
-            op,
-            Bytes::copy_from_slice(key),
-            Bytes::copy_from_slice(operand),
-        );
-        Ok(())
+        self.write(|st| {
+            let key = checked_key(key, st.access_system_keys)?;
+            limits::check_value(operand)?;
+            st.admit(point_write_size(&key, operand.len()))?;
+            st.writes.atomic(op, key, Bytes::copy_from_slice(operand));
+            Ok(())
+        })
     }
 
     /// Adds `operand` to the little-endian integer at `key` ([`AtomicOp::Add`]).
@@ -428,7 +482,7 @@ impl Transaction {
         begin: impl AsRef<[u8]>,
         end: impl AsRef<[u8]>,
     ) -> Result<()> {
-        let range = checked_range(begin.as_ref(), end.as_ref())?;
+        let range = checked_range(begin.as_ref(), end.as_ref(), self.system_keys())?;
         self.add_read_conflict(range);
         Ok(())
     }
@@ -440,11 +494,13 @@ impl Transaction {
         begin: impl AsRef<[u8]>,
         end: impl AsRef<[u8]>,
     ) -> Result<()> {
-        let range = checked_range(begin.as_ref(), end.as_ref())?;
-        let mut st = self.lock();
-        st.admit(range.begin.len() + range.end.len())?;
-        st.extra_write_conflicts.push(range);
-        Ok(())
+        let (begin, end) = (begin.as_ref(), end.as_ref());
+        self.write(|st| {
+            let range = checked_range(begin, end, st.access_system_keys)?;
+            st.admit(range.begin.len() + range.end.len())?;
+            st.extra_write_conflicts.push(range);
+            Ok(())
+        })
     }
 
     // ---- commit and retry -----------------------------------------------------------------
@@ -458,7 +514,9 @@ impl Transaction {
     /// Commits the buffered writes. A transaction without writes or write conflict ranges
     /// commits locally. Fails with `TransactionTooLarge` before any network call when over
     /// the limit; `NotCommitted` on a conflict; `CommitUnknownResult` when the outcome could
-    /// not be learned.
+    /// not be learned. An attempt in which a write was refused (a key over the limit, a
+    /// system key) never commits: it fails with that write's error, so no partial
+    /// transaction reaches the database.
     pub async fn commit(&self) -> Result<()> {
         let (mutations, reads, writes) = {
             let st = self.lock();
@@ -466,6 +524,9 @@ impl Transaction {
                 return Err(Error::InvalidArgument(
                     "transaction already committed; reset it to reuse it".into(),
                 ));
+            }
+            if let Some(refused) = &st.poisoned {
+                return Err(copy_error(refused));
             }
             st.commit_parts()
         };

@@ -67,9 +67,9 @@ impl Counts {
 }
 
 /// A first key byte for `n` that spreads consecutive numbers over the three shards (split at
-/// first bytes 0x55 and 0xaa).
+/// first bytes 0x55 and 0xaa); never 0xff, where the system key space starts.
 pub fn spread(n: u64) -> u8 {
-    (n.wrapping_mul(85) % 256) as u8
+    (n.wrapping_mul(97) % 255) as u8
 }
 
 fn env_u64(name: &str) -> Option<u64> {

@@ -39,7 +39,7 @@ pub fn requests(data: &[u8]) {
         let _ = RangeQuery::try_from(req).map_err(status_round_trip);
     }
     if let Ok(req) = v1::PutRequest::decode(data) {
-        let _ = kv_key(req.key, "key")
+        let _ = kv_key(req.key)
             .and_then(|_| kv_value(req.value))
             .map_err(status_round_trip);
     }
@@ -76,7 +76,7 @@ pub fn requests(data: &[u8]) {
     ] {
         std::hint::black_box(decoded.ok());
     }
-    let _ = kv_key(Bytes::copy_from_slice(data), "key").map_err(status_round_trip);
+    let _ = kv_key(Bytes::copy_from_slice(data)).map_err(status_round_trip);
 }
 
 /// Maps `err` to a status and back, as a server and a client would; returns the error.

@@ -48,13 +48,50 @@ async fn reads_record_what_they_read_and_snapshots_record_nothing() {
         .unwrap();
     assert_eq!(tx.pending_commit().1, vec![r("c", "z")]);
 
-    // A complete read records the whole range, in one piece across shard boundaries.
+    // A complete read records the whole (user) range, in one piece across shard boundaries.
     let tx = db.create_transaction();
     tx.get_range("", "", RangeOptions::default().batch_size(1))
         .collect_vec()
         .await
         .unwrap();
+    let user_keys = KeyRange::new(Bytes::new(), Bytes::from_static(b"\xff")).unwrap();
+    assert_eq!(tx.pending_commit().1, vec![user_keys]);
+    let tx = db.create_transaction();
+    tx.set_option(crate::TransactionOption::AccessSystemKeys);
+    tx.get_range("", "", RangeOptions::default().batch_size(1))
+        .collect_vec()
+        .await
+        .unwrap();
     assert_eq!(tx.pending_commit().1, vec![KeyRange::all()]);
+}
+
+#[tokio::test]
+async fn a_refused_write_poisons_the_attempt_so_nothing_commits_partially() {
+    let (backend, db) = mem(&[]);
+    let tx = db.create_transaction();
+    tx.set("a", "1").unwrap();
+    let big = vec![b'k'; limits::MAX_KEY_BYTES + 1];
+    assert!(matches!(tx.set(&big, "v"), Err(Error::KeyTooLarge { .. })));
+    tx.set("b", "2").unwrap();
+    let err = tx.commit().await.unwrap_err();
+    assert!(matches!(err, Error::KeyTooLarge { .. }), "{err}");
+    assert_eq!(backend.commits.lock().len(), 0, "nothing was sent");
+    // A system key without the option poisons the same way; a reset clears it.
+    tx.reset();
+    tx.set("a", "1").unwrap();
+    let err = tx.set(b"\xffsys", "v").unwrap_err();
+    assert!(err.to_string().contains("system key space"), "{err}");
+    assert!(
+        tx.commit()
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("system key space")
+    );
+    tx.reset();
+    tx.set("a", "1").unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(backend.commits.lock().len(), 1);
 }
 
 #[tokio::test]

@@ -531,7 +531,20 @@ fn kv_cases(addr: SocketAddr) -> Vec<Case> {
         failure: vec![],
     };
     vec![
-        case("empty key", addr, path("Get"), &get(Bytes::new()), INVALID),
+        case(
+            "empty key (a valid key)",
+            addr,
+            path("Get"),
+            &get(Bytes::new()),
+            &[Code::Ok],
+        ),
+        case(
+            "system key without the option",
+            addr,
+            path("Get"),
+            &get(Bytes::from_static(b"\xffsystem")),
+            INVALID,
+        ),
         case("oversized key", addr, path("Get"), &get(big_key()), INVALID),
         case(
             "put of an oversized value",
@@ -554,11 +567,11 @@ fn kv_cases(addr: SocketAddr) -> Vec<Case> {
             INVALID,
         ),
         case(
-            "delete of an empty key",
+            "delete of the empty key (a valid key)",
             addr,
             path("Delete"),
             &v1::DeleteRequest { key: Bytes::new() },
-            INVALID,
+            &[Code::Ok],
         ),
         case(
             "inverted delete range",

@@ -128,14 +128,10 @@ pub struct RangeQuery {
     pub reverse: bool,
 }
 
-/// Checks a key of a KV request: non-empty and within the size limit. `field` names it in
-/// the error.
-pub fn kv_key(key: Bytes, field: &str) -> Result<Bytes, Error> {
-    if key.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "`{field}` must not be empty (keys are base64 in JSON requests)"
-        )));
-    }
+/// Checks a key of a KV request against the size limit; `field` names it in the error. The
+/// empty key is a valid key, as in the Rust client and in FoundationDB (the system key space,
+/// keys from `\xff`, is refused by the transaction the request runs in).
+pub fn kv_key(key: Bytes) -> Result<Bytes, Error> {
     limits::check_key(&key)?;
     Ok(key)
 }
@@ -169,14 +165,14 @@ fn op_from_wire(op: v1::TxnOp, field: &str) -> Result<KvOp, Error> {
     })?;
     Ok(match op {
         Op::Get(g) => KvOp::Get {
-            key: kv_key(g.key, &format!("{field}.get.key"))?,
+            key: kv_key(g.key)?,
         },
         Op::Put(p) => KvOp::Put {
-            key: kv_key(p.key, &format!("{field}.put.key"))?,
+            key: kv_key(p.key)?,
             value: kv_value(p.value)?,
         },
         Op::Delete(d) => KvOp::Delete {
-            key: kv_key(d.key, &format!("{field}.delete.key"))?,
+            key: kv_key(d.key)?,
         },
         Op::DeleteRange(r) => KvOp::DeleteRange(
             kv_range(r.begin, r.end)
@@ -187,7 +183,7 @@ fn op_from_wire(op: v1::TxnOp, field: &str) -> Result<KvOp, Error> {
 
 /// Converts one wire compare; `field` (such as `compare[0]`) names it in errors.
 fn compare_from_wire(c: v1::Compare, field: &str) -> Result<KvCompare, Error> {
-    let key = kv_key(c.key, &format!("{field}.key"))?;
+    let key = kv_key(c.key)?;
     let target = match v1::compare::Target::try_from(c.target) {
         Ok(v1::compare::Target::ValueEquals) => CompareTarget::ValueEquals(kv_value(c.value)?),
         Ok(v1::compare::Target::Absent) => CompareTarget::Absent,

@@ -47,7 +47,7 @@ impl Kv for KvService {
         &self,
         request: Request<v1::GetRequest>,
     ) -> Result<Response<v1::GetResponse>, Status> {
-        let key = kv_key(request.into_inner().key, "key").map_err(to_status)?;
+        let key = kv_key(request.into_inner().key).map_err(to_status)?;
         let done = run_versioned(self.db()?, |tx| {
             let key = key.clone();
             async move { tx.get(&key).await }
@@ -66,7 +66,7 @@ impl Kv for KvService {
         request: Request<v1::PutRequest>,
     ) -> Result<Response<v1::PutResponse>, Status> {
         let req = request.into_inner();
-        let key = kv_key(req.key, "key").map_err(to_status)?;
+        let key = kv_key(req.key).map_err(to_status)?;
         let value = kv_value(req.value).map_err(to_status)?;
         let done = run_versioned(self.db()?, |tx| {
             let (key, value) = (key.clone(), value.clone());
@@ -83,7 +83,7 @@ impl Kv for KvService {
         &self,
         request: Request<v1::DeleteRequest>,
     ) -> Result<Response<v1::DeleteResponse>, Status> {
-        let key = kv_key(request.into_inner().key, "key").map_err(to_status)?;
+        let key = kv_key(request.into_inner().key).map_err(to_status)?;
         let done = run_versioned(self.db()?, |tx| {
             let key = key.clone();
             async move { tx.clear(&key) }
