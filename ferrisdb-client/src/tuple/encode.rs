@@ -94,14 +94,9 @@ fn int(n: i128, out: &mut Vec<u8>) -> Result<(), Error> {
 }
 
 /// The order-preserving form of IEEE bits of `width` (32 or 64) bits: negatives have every
-/// bit flipped, others only the sign bit. Applying it twice gives the bits back.
+/// bit flipped, others only the sign bit. [`unorder_float_bits`] undoes it.
 pub(super) fn order_float_bits(bits: u64, width: u32) -> u64 {
-    let sign = 1u64 << (width - 1);
-    let mask = if width == 64 {
-        u64::MAX
-    } else {
-        (1u64 << width) - 1
-    };
+    let (sign, mask) = sign_and_mask(width);
     if bits & sign != 0 {
         !bits & mask
     } else {
@@ -109,17 +104,19 @@ pub(super) fn order_float_bits(bits: u64, width: u32) -> u64 {
     }
 }
 
-/// The inverse of [`order_float_bits`].
+/// The inverse of [`order_float_bits`]: an ordered form with the sign bit set was a positive
+/// number.
 pub(super) fn unorder_float_bits(bits: u64, width: u32) -> u64 {
-    let sign = 1u64 << (width - 1);
-    let mask = if width == 64 {
-        u64::MAX
-    } else {
-        (1u64 << width) - 1
-    };
+    let (sign, mask) = sign_and_mask(width);
     if bits & sign != 0 {
         bits & !sign
     } else {
         !bits & mask
     }
+}
+
+/// The sign bit and the all-ones mask of a `width`-bit float.
+fn sign_and_mask(width: u32) -> (u64, u64) {
+    let mask = u64::MAX >> (64 - width);
+    (1u64 << (width - 1), mask)
 }

@@ -5,7 +5,7 @@
 use ferrisdb_client::RangeOptions;
 use ferrisdb_client::tuple::{Element, Subspace};
 
-use super::cluster;
+use super::{cluster, read_range};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packed_keys_read_back_in_tuple_order_across_shards() {
@@ -62,20 +62,16 @@ async fn packed_keys_read_back_in_tuple_order_across_shards() {
 
     // The last three of the middle subspace, newest first; then its range cleared.
     let (begin, end) = spaces[1].range();
-    let last = db
-        .run(|tx| {
-            let (begin, end) = (begin.clone(), end.clone());
-            async move {
-                tx.get_range(begin, end, RangeOptions::default().limit(3).reverse())
-                    .collect_vec()
-                    .await
-            }
-        })
-        .await
-        .expect("reverse read");
+    let last = read_range(
+        &db,
+        &begin,
+        &end,
+        RangeOptions::default().limit(3).reverse(),
+    )
+    .await;
     let last: Vec<Vec<Element>> = last
         .iter()
-        .map(|kv| spaces[1].unpack(&kv.key).expect("packed"))
+        .map(|(key, _)| spaces[1].unpack(key).expect("packed"))
         .collect();
     let want: Vec<Vec<Element>> = sorted
         .iter()
@@ -92,17 +88,7 @@ async fn packed_keys_read_back_in_tuple_order_across_shards() {
     .expect("clear");
     for (i, space) in spaces.iter().enumerate() {
         let (begin, end) = space.range();
-        let left = db
-            .run(|tx| {
-                let (begin, end) = (begin.clone(), end.clone());
-                async move {
-                    tx.get_range(begin, end, RangeOptions::default())
-                        .collect_vec()
-                        .await
-                }
-            })
-            .await
-            .expect("read after clear");
+        let left = read_range(&db, &begin, &end, RangeOptions::default()).await;
         let want = if i == 1 { 0 } else { numbers.len() };
         assert_eq!(left.len(), want, "subspace {i}");
     }
