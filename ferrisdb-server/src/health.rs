@@ -55,6 +55,9 @@ impl RoleHealth {
 
     /// Clears the problem of `source`, if any.
     pub fn clear_problem(&self, source: &'static str) {
+        if !self.problems.borrow().contains_key(source) {
+            return;
+        }
         self.problems.send_if_modified(|problems| {
             let cleared = problems.remove(source).is_some();
             if cleared {

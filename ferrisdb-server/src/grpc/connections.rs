@@ -199,6 +199,8 @@ pub fn accept(
             }
             match limit.try_admit() {
                 Some(slot) => {
+                    // Accepting again clears an earlier "cannot accept" problem.
+                    limit.health.clear_problem(HEALTH_SOURCE);
                     let served = LimitedStream {
                         stream,
                         _slot: slot,
