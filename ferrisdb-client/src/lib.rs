@@ -52,6 +52,7 @@ mod options;
 mod range;
 mod read_version;
 mod routing;
+mod selector;
 mod transaction;
 pub mod tuple;
 mod watch;
@@ -71,6 +72,7 @@ pub use ferrisdb_core::{
 };
 pub use options::{DatabaseOptions, RangeOptions, TransactionOption};
 pub use range::RangeStream;
+pub use selector::{KeySelector, prefix_range};
 pub use transaction::Transaction;
 pub use watch::Watch;
 

@@ -388,7 +388,8 @@ impl Transaction {
         }
     }
 
-    fn system_keys(&self) -> bool {
+    /// Whether [`TransactionOption::AccessSystemKeys`] is set.
+    pub(crate) fn system_keys(&self) -> bool {
         self.lock().access_system_keys
     }
 

@@ -9,7 +9,8 @@
 //!   watches;
 //! - `failures`: a storage replica and the coordinator SIGKILLed under a running client;
 //! - `examples`: the client's examples (`ferrisdb-client/examples`) run against the cluster;
-//! - `tuples`: keys packed with the tuple layer read back in tuple order across shards.
+//! - `tuples`: keys packed with the tuple layer read back in tuple order across shards;
+//! - `selectors`: key selectors and prefix ranges across shards, with local writes.
 
 mod common;
 
@@ -19,6 +20,8 @@ mod atomics;
 mod examples;
 #[path = "client_e2e/failures.rs"]
 mod failures;
+#[path = "client_e2e/selectors.rs"]
+mod selectors;
 #[path = "client_e2e/transactions.rs"]
 mod transactions;
 #[path = "client_e2e/tuples.rs"]
