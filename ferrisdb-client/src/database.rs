@@ -8,7 +8,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
-use ferrisdb_core::{Error, Result};
+use ferrisdb_core::{Error, ErrorCode, Result, Version};
 
 use crate::backend::Backend;
 use crate::cluster_file::{ClusterFile, check_address};
@@ -126,7 +126,19 @@ impl Database {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn run<F, Fut, T>(&self, mut f: F) -> Result<T>
+    pub async fn run<F, Fut, T>(&self, f: F) -> Result<T>
+    where
+        F: FnMut(Transaction) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        Ok(self.run_with_outcome(f).await?.value)
+    }
+
+    /// [`run`](Self::run), also saying how it went: the commit version (`None` for a
+    /// transaction that wrote nothing, which commits without the coordinator) and why each
+    /// retry happened. In `f`, [`Transaction::maybe_committed`] tells whether an earlier
+    /// attempt may have committed.
+    pub async fn run_with_outcome<F, Fut, T>(&self, mut f: F) -> Result<RunOutcome<T>>
     where
         F: FnMut(Transaction) -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -158,9 +170,26 @@ impl Database {
                 None => attempt.await,
             };
             match result {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    return Ok(RunOutcome {
+                        value,
+                        commit_version: tx.committed_version(),
+                        retries: tx.retry_reasons(),
+                    });
+                }
                 Err(e) => tx.on_error(e).await?,
             }
         }
     }
+}
+
+/// What [`Database::run_with_outcome`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome<T> {
+    /// What the closure returned on the attempt that committed.
+    pub value: T,
+    /// The commit version; `None` when the transaction wrote nothing.
+    pub commit_version: Option<Version>,
+    /// Each error code that caused a retry, with how many retries it caused.
+    pub retries: Vec<(ErrorCode, u32)>,
 }

@@ -66,7 +66,7 @@ mod tests;
 use bytes::Bytes;
 
 pub use cluster_file::ClusterFile;
-pub use database::Database;
+pub use database::{Database, RunOutcome};
 pub use ferrisdb_core::{
     AtomicOp, Error, ErrorCode, KeyRange, Mutation, Result, Version, key_after, limits,
 };

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ferrisdb_core::Commit;
-use ferrisdb_core::{AtomicOp, Error, KeyRange, Mutation, Result, Version, limits};
+use ferrisdb_core::{AtomicOp, Error, ErrorCode, KeyRange, Mutation, Result, Version, limits};
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::OnceCell;
 
@@ -72,9 +72,14 @@ struct TxState {
     retry: RetryState,
 }
 
-/// What survives [`Transaction::on_error`]: the attempt count, the backoff, the start time.
+/// What survives [`Transaction::on_error`]: the attempt count and why each retry happened,
+/// whether an earlier attempt may have committed, the backoff, the start time.
 struct RetryState {
     attempts: u32,
+    /// Retries by the error that caused them, in first-seen order.
+    reasons: Vec<(ErrorCode, u32)>,
+    /// An earlier attempt ended in `CommitUnknownResult`: it may have committed.
+    maybe_committed: bool,
     backoff: Backoff,
     started: Instant,
 }
@@ -94,6 +99,8 @@ impl TxState {
             access_system_keys: false,
             retry: RetryState {
                 attempts: 0,
+                reasons: Vec::new(),
+                maybe_committed: false,
                 backoff: Backoff::new(o.initial_backoff, o.max_backoff),
                 started: Instant::now(),
             },
@@ -583,6 +590,12 @@ impl Transaction {
             {
                 return Err(err);
             }
+            let code = err.code();
+            match st.retry.reasons.iter_mut().find(|(c, _)| *c == code) {
+                Some((_, n)) => *n += 1,
+                None => st.retry.reasons.push((code, 1)),
+            }
+            st.retry.maybe_committed |= err.is_commit_unknown();
             let delay = st.retry.backoff.next_delay();
             if let Some(timeout) = options.timeout {
                 let elapsed = st.retry.started.elapsed();
@@ -606,6 +619,20 @@ impl Transaction {
     /// How many times [`on_error`](Self::on_error) has let this transaction retry.
     pub fn retries(&self) -> u32 {
         self.lock().retry.attempts
+    }
+
+    /// Why this transaction was retried: each error code with how many retries it caused,
+    /// in the order first seen.
+    pub fn retry_reasons(&self) -> Vec<(ErrorCode, u32)> {
+        self.lock().retry.reasons.clone()
+    }
+
+    /// Whether an earlier attempt of this transaction ended with an unknown commit result, so
+    /// its writes may already be in the database (FoundationDB's `MaybeCommitted`). A
+    /// transaction that is not idempotent checks it before writing again, e.g. by reading a
+    /// marker the earlier attempt would have written.
+    pub fn maybe_committed(&self) -> bool {
+        self.lock().retry.maybe_committed
     }
 
     /// Discards everything: writes, conflict ranges, read version, retry count and backoff.

@@ -47,6 +47,44 @@ async fn run_retries_retryable_errors_and_returns_the_value() {
 }
 
 #[tokio::test]
+async fn run_with_outcome_reports_the_commit_version_the_retries_and_maybe_committed() {
+    let (backend, db) = mem(&[]);
+    backend.commit_errors.lock().extend([
+        Error::NotCommitted,
+        Error::CommitUnknownResult("lost".into()),
+        Error::NotCommitted,
+    ]);
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let outcome = db
+        .run_with_outcome(|tx| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().push(tx.maybe_committed());
+                tx.set("k", "v")
+            }
+        })
+        .await
+        .unwrap();
+    // Only the attempts after the unknown result may find it committed.
+    assert_eq!(*seen.lock(), [false, false, true, true]);
+    assert_eq!(
+        outcome.retries,
+        [
+            (ferrisdb_core::ErrorCode::NotCommitted, 2),
+            (ferrisdb_core::ErrorCode::CommitUnknownResult, 1)
+        ]
+    );
+    assert!(outcome.commit_version.is_some_and(|v| v.get() > 0));
+    // A transaction that wrote nothing has no commit version.
+    let read_only = db
+        .run_with_outcome(|tx| async move { tx.get("k").await })
+        .await
+        .unwrap();
+    assert_eq!(read_only.commit_version, None);
+    assert!(read_only.retries.is_empty());
+}
+
+#[tokio::test]
 async fn non_retryable_errors_and_used_up_limits_are_returned() {
     let (backend, db) = mem(&[]);
     let err = db
