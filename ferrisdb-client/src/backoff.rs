@@ -22,6 +22,12 @@ impl Backoff {
         Backoff { next: initial, max }
     }
 
+    /// Caps every later delay at `max`.
+    pub fn set_max(&mut self, max: Duration) {
+        self.max = max;
+        self.next = self.next.min(max);
+    }
+
     /// The next delay to sleep.
     pub fn next_delay(&mut self) -> Duration {
         let ceiling = self.next;

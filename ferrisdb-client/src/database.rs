@@ -144,12 +144,12 @@ impl Database {
         Fut: Future<Output = Result<T>>,
     {
         let tx = self.create_transaction();
-        // A timeout too large to add to an instant (e.g. `Duration::MAX`) means no bound.
-        let deadline = self
-            .options
-            .timeout
-            .and_then(|t| tokio::time::Instant::from_std(tx.started()).checked_add(t));
         loop {
+            // The transaction's own timeout, if `f` set one, from the next attempt on. A
+            // timeout too large to add to an instant (e.g. `Duration::MAX`) means no bound.
+            let timeout = tx.timeout();
+            let deadline =
+                timeout.and_then(|t| tokio::time::Instant::from_std(tx.started()).checked_add(t));
             let attempt = async {
                 let value = f(tx.clone()).await?;
                 tx.commit().await?;
@@ -162,7 +162,7 @@ impl Database {
                         return Err(Error::TimedOut(format!(
                             "transaction did not finish within {:?} ({} retries); if it was \
                              committing, its outcome is unknown",
-                            self.options.timeout.unwrap_or_default(),
+                            timeout.unwrap_or_default(),
                             tx.retries()
                         )));
                     }

@@ -36,13 +36,25 @@ impl Default for DatabaseOptions {
     }
 }
 
-/// An option of one transaction ([`crate::Transaction::set_option`]).
+/// An option of one transaction ([`crate::Transaction::set_option`]). Options last until
+/// [`crate::Transaction::reset`]: retries keep them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TransactionOption {
     /// Lets the transaction read and write the system key space (keys from `\xff`),
     /// reserved for the database's own metadata (see `key_space`).
     AccessSystemKeys,
+    /// Bounds this transaction's retry loop, counted from its start, instead of
+    /// [`DatabaseOptions::timeout`]. Checked when a retry is decided and before each attempt
+    /// of [`crate::Database::run`]; an attempt already running keeps the bound it started with.
+    Timeout(Duration),
+    /// Most retries, instead of [`DatabaseOptions::retry_limit`].
+    RetryLimit(u32),
+    /// Largest backoff delay between retries, instead of [`DatabaseOptions::max_backoff`].
+    MaxRetryDelay(Duration),
+    /// Refuses every write (and poisons the attempt like any refused write): for code that
+    /// must not change anything.
+    ReadOnly,
 }
 
 /// Options of one range read.

@@ -69,6 +69,8 @@ struct TxState {
     poisoned: Option<Error>,
     /// [`TransactionOption::AccessSystemKeys`]: kept across retries, cleared by `reset`.
     access_system_keys: bool,
+    /// [`TransactionOption::ReadOnly`]: kept across retries, cleared by `reset`.
+    read_only: bool,
     retry: RetryState,
 }
 
@@ -76,6 +78,10 @@ struct TxState {
 /// whether an earlier attempt may have committed, the backoff, the start time.
 struct RetryState {
     attempts: u32,
+    /// Most retries (the database's, or [`TransactionOption::RetryLimit`]).
+    retry_limit: Option<u32>,
+    /// Bound on the whole loop (the database's, or [`TransactionOption::Timeout`]).
+    timeout: Option<std::time::Duration>,
     /// Retries by the error that caused them, in first-seen order.
     reasons: Vec<(ErrorCode, u32)>,
     /// An earlier attempt ended in `CommitUnknownResult`: it may have committed.
@@ -97,8 +103,11 @@ impl TxState {
             committed_version: None,
             poisoned: None,
             access_system_keys: false,
+            read_only: false,
             retry: RetryState {
                 attempts: 0,
+                retry_limit: o.retry_limit,
+                timeout: o.timeout,
                 reasons: Vec::new(),
                 maybe_committed: false,
                 backoff: Backoff::new(o.initial_backoff, o.max_backoff),
@@ -390,9 +399,25 @@ impl Transaction {
 
     /// Sets an option of this transaction; options last until [`reset`](Self::reset).
     pub fn set_option(&self, option: TransactionOption) {
+        let mut st = self.lock();
         match option {
-            TransactionOption::AccessSystemKeys => self.lock().access_system_keys = true,
+            TransactionOption::AccessSystemKeys => st.access_system_keys = true,
+            TransactionOption::Timeout(t) => st.retry.timeout = Some(t),
+            TransactionOption::RetryLimit(n) => st.retry.retry_limit = Some(n),
+            TransactionOption::MaxRetryDelay(d) => st.retry.backoff.set_max(d),
+            TransactionOption::ReadOnly => st.read_only = true,
         }
+    }
+
+    /// The bytes this transaction counts against the 10 MB limit so far: its mutations and
+    /// the ends of its conflict ranges (FoundationDB's size estimate).
+    pub fn approximate_size(&self) -> usize {
+        self.lock().exact_size()
+    }
+
+    /// The bound on this transaction's retry loop (see [`TransactionOption::Timeout`]).
+    pub(crate) fn timeout(&self) -> Option<std::time::Duration> {
+        self.lock().retry.timeout
     }
 
     /// Whether [`TransactionOption::AccessSystemKeys`] is set.
@@ -404,7 +429,14 @@ impl Transaction {
     /// [`commit`](Self::commit)).
     fn write(&self, write: impl FnOnce(&mut TxState) -> Result<()>) -> Result<()> {
         let mut st = self.lock();
-        let result = write(&mut st);
+        let result = if st.read_only {
+            Err(Error::InvalidArgument(
+                "this transaction is read-only (TransactionOption::ReadOnly): writes are refused"
+                    .into(),
+            ))
+        } else {
+            write(&mut st)
+        };
         if let Err(e) = &result
             && st.poisoned.is_none()
             && !st.committed
@@ -580,11 +612,11 @@ impl Transaction {
         if !err.is_retryable() {
             return Err(err);
         }
-        let options = self.inner.db.options().clone();
         let delay = {
             let mut st = self.lock();
             st.retry.attempts += 1;
-            if options
+            if st
+                .retry
                 .retry_limit
                 .is_some_and(|limit| st.retry.attempts > limit)
             {
@@ -597,7 +629,7 @@ impl Transaction {
             }
             st.retry.maybe_committed |= err.is_commit_unknown();
             let delay = st.retry.backoff.next_delay();
-            if let Some(timeout) = options.timeout {
+            if let Some(timeout) = st.retry.timeout {
                 let elapsed = st.retry.started.elapsed();
                 if elapsed.saturating_add(delay) > timeout {
                     return Err(Error::TimedOut(format!(

@@ -85,6 +85,65 @@ async fn run_with_outcome_reports_the_commit_version_the_retries_and_maybe_commi
 }
 
 #[tokio::test]
+async fn transaction_options_override_the_database_and_last_across_retries() {
+    use crate::TransactionOption;
+    let (backend, db) = mem(&[]);
+    // A per-transaction retry limit: two retries, then the error.
+    backend
+        .commit_errors
+        .lock()
+        .extend((0..5).map(|_| Error::NotCommitted));
+    let err = db
+        .run(|tx| async move {
+            tx.set_option(TransactionOption::RetryLimit(2));
+            tx.set_option(TransactionOption::MaxRetryDelay(Duration::from_millis(1)));
+            tx.set("k", "v")
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotCommitted), "{err}");
+    assert_eq!(backend.commit_errors.lock().len(), 2, "three attempts made");
+
+    // A per-transaction timeout ends a loop that would otherwise retry for 30 s.
+    backend.commit_errors.lock().clear();
+    backend
+        .commit_errors
+        .lock()
+        .extend((0..100_000).map(|_| Error::NotCommitted));
+    let err = db
+        .run(|tx| async move {
+            tx.set_option(TransactionOption::Timeout(Duration::from_millis(50)));
+            tx.set("k", "v")
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::TimedOut(m) if m.contains("50ms")),
+        "{err}"
+    );
+    backend.commit_errors.lock().clear();
+
+    // Read-only: writes are refused and the attempt cannot commit; reads work.
+    let tx = db.create_transaction();
+    tx.set_option(TransactionOption::ReadOnly);
+    assert!(tx.get("k").await.unwrap().is_none());
+    let err = tx.set("k", "v").unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+    assert!(tx.commit().await.is_err());
+    tx.reset();
+    tx.set("k", "v").unwrap();
+
+    // The size estimate grows with the writes.
+    let tx = db.create_transaction();
+    assert_eq!(tx.approximate_size(), 0);
+    tx.set("key", "value").unwrap();
+    let one = tx.approximate_size();
+    assert!(one >= 8, "{one}");
+    tx.clear_range("a", "b").unwrap();
+    assert!(tx.approximate_size() > one);
+}
+
+#[tokio::test]
 async fn non_retryable_errors_and_used_up_limits_are_returned() {
     let (backend, db) = mem(&[]);
     let err = db
