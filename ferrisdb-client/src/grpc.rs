@@ -191,7 +191,9 @@ impl GrpcBackend {
             match call(addr, StorageServerClient::new(self.channel(addr)?)).await {
                 Err(Error::Unavailable(m)) => {
                     tracing::debug!(storage = %id, error = %m, "replica unavailable, trying next");
-                    last = Some(Error::Unavailable(format!("storage server {id}: {m}")));
+                    last = Some(Error::Unavailable(format!(
+                        "storage server {id} at {addr}: {m}"
+                    )));
                 }
                 // A replica whose files are damaged refuses the read; another may hold the
                 // data intact. If none does, the caller gets the corruption error.
@@ -226,7 +228,7 @@ impl Backend for GrpcBackend {
         Box::pin(async move {
             let view = self.view().await?;
             let shard = view.shard_map.shard_for(&key).ok_or_else(|| {
-                Error::Unavailable(format!("no shard holds key {:?}", escape(&key)))
+                Error::Unavailable(format!("no shard holds key \"{}\"", escape(&key)))
             })?;
             self.on_replicas(&view, &shard.storage_ids, |addr, client| {
                 let req = v1::StorageGetRequest {
@@ -379,9 +381,8 @@ pub(crate) fn commit_error(status: &tonic::Status) -> Error {
         ))
     } else {
         Error::CommitUnknownResult(format!(
-            "commit call failed ({}: {}); it may or may not have been applied",
-            status.code(),
-            status.message()
+            "the commit call to the coordinator failed ({}); it may or may not have been applied",
+            ferrisdb_proto::status::describe(status)
         ))
     }
 }

@@ -220,13 +220,30 @@ pub fn status_from_error_status(err: &crate::v1::ErrorStatus) -> Status {
     Status::with_metadata(Code::from(err.grpc_code), err.message.clone(), meta)
 }
 
+/// A status in words: its code, its message and the chain of errors under it (a transport
+/// failure's message alone is a bare "transport error"; its sources say what failed, e.g.
+/// "Connection refused (os error 111)").
+pub fn describe(status: &Status) -> String {
+    let mut text = format!("{}: {}", status.code(), status.message());
+    let mut source = std::error::Error::source(status);
+    while let Some(err) = source {
+        let part = err.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = err.source();
+    }
+    text
+}
+
 /// The error for a status without FerrisDB metadata, chosen from its gRPC code.
 ///
 /// Transport failures (connection refused or reset, a cancelled call) become `Unavailable`,
 /// which is retryable. A caller that sent a `Commit` must treat such an error as
 /// `CommitUnknownResult` itself: only it knows the request may have been applied.
 pub fn fallback(status: &Status) -> Error {
-    let msg = format!("{}: {}", status.code(), status.message());
+    let msg = describe(status);
     match status.code() {
         Code::InvalidArgument | Code::OutOfRange => Error::InvalidArgument(msg),
         Code::DeadlineExceeded => Error::TimedOut(msg),
@@ -271,6 +288,23 @@ fn bin(meta: &MetadataMap, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transport_failure_says_what_failed_not_just_transport_error() {
+        let mut status = Status::unavailable("transport error");
+        let cause = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        );
+        status.set_source(std::sync::Arc::new(cause));
+        let err = from_status(&status);
+        assert!(matches!(err, Error::Unavailable(_)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("transport error") && text.contains("Connection refused"),
+            "{text}"
+        );
+    }
 
     fn samples() -> Vec<Error> {
         vec![
