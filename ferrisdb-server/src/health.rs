@@ -5,10 +5,11 @@
 //! to the controller, which reports the worker unhealthy with it (`ferrisdb status`).
 //!
 //! A failure that only a restart cures is handled by [`exit_when_writable`]: the process keeps
-//! reporting the problem until the directory it writes to accepts a write and an fsync again,
-//! then exits with an error so its supervisor (`ferrisdb cluster up`, systemd, ...) restarts it
-//! and the new process recovers from its files. Exiting at once would only trade a clear report
-//! for a restart loop while the disk is still full.
+//! reporting the problem until the directory it writes to has room for what recovery writes
+//! and accepts a write and an fsync again, then exits with an error so its supervisor
+//! (`ferrisdb cluster up`, systemd, ...) restarts it and the new process recovers from its
+//! files. Exiting at once, or as soon as a few bytes are free, would only trade a clear report
+//! for a restart loop of processes that fail while recovering.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -109,16 +110,22 @@ impl RoleHealth {
 /// How often a failed process probes whether its directory accepts writes again.
 pub const WRITABLE_PROBE_EVERY: Duration = Duration::from_secs(1);
 
-/// Completes once `dir` accepts a 64 KiB write and its fsync (a probe file, removed
-/// afterwards); checks every [`WRITABLE_PROBE_EVERY`]. A process whose files failed awaits
-/// this and then exits to be restarted (see the module docs).
-pub async fn exit_when_writable(dir: PathBuf) {
+/// Completes once `dir` has `needed()` bytes free and accepts a 64 KiB write and its fsync (a
+/// probe file, removed afterwards); checks every [`WRITABLE_PROBE_EVERY`]. A process whose
+/// files failed awaits this and then exits to be restarted (see the module docs); `needed`
+/// says how much its recovery writes.
+pub async fn exit_when_writable(dir: PathBuf, needed: impl Fn() -> u64 + Send + Sync + 'static) {
+    let needed = Arc::new(needed);
     loop {
         tokio::time::sleep(WRITABLE_PROBE_EVERY).await;
         let probe_dir = dir.clone();
-        let writable = tokio::task::spawn_blocking(move || accepts_writes(&probe_dir))
-            .await
-            .unwrap_or(false);
+        let needed = needed.clone();
+        let writable = tokio::task::spawn_blocking(move || {
+            free_bytes(&probe_dir).is_some_and(|free| free >= needed())
+                && accepts_writes(&probe_dir)
+        })
+        .await
+        .unwrap_or(false);
         if writable {
             tracing::warn!(
                 dir = %dir.display(),
@@ -128,6 +135,27 @@ pub async fn exit_when_writable(dir: PathBuf) {
             return;
         }
     }
+}
+
+/// Bytes an unprivileged process may still write on the file system holding `dir`.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// Bytes of the files directly in `dir` (0 if it cannot be read): what replaying them may
+/// need to write again.
+pub fn files_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// Whether `dir` accepts a 64 KiB write and its fsync (the probe file is removed afterwards).

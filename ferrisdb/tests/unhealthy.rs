@@ -109,8 +109,12 @@ async fn health_client(port: u16) -> Health<tonic::transport::Channel> {
     Health::new(channel)
 }
 
-/// Polls health over `client` until it is `want` (panics after [`WITHIN`]).
-async fn wait_for_health(client: &mut Health<tonic::transport::Channel>, want: ServingStatus) {
+/// Polls health over `client` until it is `want` (panics after [`WITHIN`], with the logs).
+async fn wait_for_health(
+    c: &Cluster,
+    client: &mut Health<tonic::transport::Channel>,
+    want: ServingStatus,
+) {
     let deadline = Instant::now() + WITHIN;
     loop {
         let got = serving(client).await;
@@ -119,7 +123,8 @@ async fn wait_for_health(client: &mut Health<tonic::transport::Channel>, want: S
         }
         assert!(
             Instant::now() < deadline,
-            "health stayed {got:?}, want {want:?}"
+            "health stayed {got:?}, want {want:?}\n{}",
+            c.logs()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -175,7 +180,7 @@ fn a_coordinator_out_of_connections_says_so_and_serves_again_once_they_close() {
     assert!(refusal.contains("ulimit -n"), "{refusal}");
 
     // Health (over the connection opened before) and status say so, with the reason.
-    rt.block_on(wait_for_health(&mut health, ServingStatus::NotServing));
+    rt.block_on(wait_for_health(&c, &mut health, ServingStatus::NotServing));
     let report = wait_for_status(&c, "the coordinator unhealthy", |r| {
         process(r, "coordinator")["healthy"] == false
     });
@@ -192,7 +197,7 @@ fn a_coordinator_out_of_connections_says_so_and_serves_again_once_they_close() {
     // The connections close: the same coordinator serves again (no restart needed).
     drop(idle);
     wait_for_commit(&c, "set after 1");
-    rt.block_on(wait_for_health(&mut health, ServingStatus::Serving));
+    rt.block_on(wait_for_health(&c, &mut health, ServingStatus::Serving));
     wait_for_status(&c, "a healthy cluster", |r| r["healthy"] == true);
     assert_eq!(c.exec_ok("get before; get after"), "1\n1\n");
     let supervisor = std::fs::read_to_string(c.dir.join("cluster-up.log")).unwrap_or_default();
@@ -237,6 +242,7 @@ fn full_disks_make_the_log_and_an_engine_fail_loudly_and_recover_after_a_supervi
         assert!(out.status.success(), "{}", common::stderr(&out));
     }
     rt.block_on(wait_for_health(
+        &c,
         &mut storage_health,
         ServingStatus::NotServing,
     ));
@@ -286,6 +292,7 @@ fn full_disks_make_the_log_and_an_engine_fail_loudly_and_recover_after_a_supervi
     };
     assert!(refusal.contains("No space left on device"), "{refusal}");
     rt.block_on(wait_for_health(
+        &c,
         &mut coordinator_health,
         ServingStatus::NotServing,
     ));

@@ -51,6 +51,9 @@ pub struct StorageConfig {
     pub max_connections: Option<usize>,
 }
 
+/// Free space a restarted server needs beyond its WAL's size before it exits to recover.
+const RECOVERY_MARGIN: u64 = 4 << 20;
+
 /// Health problem source of a failed engine.
 const ENGINE_FAILED: &str = "storage engine";
 
@@ -141,7 +144,12 @@ pub async fn serve(
                     applied.applied()
                 ),
             );
-            health::exit_when_writable(data_dir).await;
+            // Recovery replays the engine's WAL into a table: room for it, plus a margin.
+            let wal_dir = data_dir.join("engine").join("wal");
+            health::exit_when_writable(data_dir, move || {
+                health::files_bytes(&wal_dir) + RECOVERY_MARGIN
+            })
+            .await;
             let _ = recovered_tx.send(());
             true
         }

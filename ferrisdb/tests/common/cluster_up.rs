@@ -164,13 +164,15 @@ impl Cluster {
         }
     }
 
-    /// The last lines of the supervisor's, the controller's and the coordinator's logs.
+    /// The last lines of the supervisor's, the controller's, the coordinator's and storage-0's
+    /// logs.
     pub fn logs(&self) -> String {
         let mut text = String::new();
         for name in [
             "cluster-up.log",
             "logs/controller.log",
             "logs/coordinator.log",
+            "logs/storage-0.log",
         ] {
             let body = std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
             let tail: Vec<&str> = body.lines().rev().take(20).collect();
