@@ -3,3 +3,5 @@
 //! See `docs/client.md`.
 
 pub use ferrisdb_client::*;
+
+pub mod engine_bench;

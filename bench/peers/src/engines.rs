@@ -1,9 +1,11 @@
-//! One `BenchEngine` impl per storage engine. Every impl gets the same key/value bytes,
-//! the same block-cache budget and the same durability setting.
+//! One `BenchEngine` impl per peer storage engine (FerrisDB's, `FerrisEngine`, lives with
+//! the workloads in `ferrisdb::engine_bench`). Every engine gets the same key/value bytes, the
+//! same block-cache budget and the same durability setting.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
+pub use ferrisdb::engine_bench::{BenchEngine, BenchError};
 
 /// Settings shared by every engine in one run.
 #[derive(Debug, Clone)]
@@ -22,52 +24,11 @@ pub struct EngineConfig {
     pub ferris_opts: Vec<(String, String)>,
 }
 
-/// Table-writing and compaction counters of an engine (FerrisDB only so far).
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct WriteStats {
-    /// Bytes of the tables written by memtable flushes.
-    pub flush_bytes: u64,
-    /// Bytes of the input tables read by compactions.
-    pub compaction_read_bytes: u64,
-    /// Bytes of the tables written by compactions.
-    pub compaction_write_bytes: u64,
-    /// Compactions, trivial moves included.
-    pub compactions: u64,
-    /// Compactions that moved a table down a level without rewriting it.
-    pub trivial_moves: u64,
-    /// Time spent compacting.
-    pub compaction_secs: f64,
-    /// Time writers spent slowed down or stopped.
-    pub write_stall_secs: f64,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     None,
     Lz4,
-}
-
-/// What the harness needs from an engine. `&self` everywhere so readers and a writer can share
-/// one instance across scoped threads.
-pub trait BenchEngine: Send + Sync {
-    /// Applies the pairs as one atomic write batch.
-    fn put_batch(&self, kvs: &[(&[u8], &[u8])]) -> Result<()>;
-    /// Point read; returns the value length if found.
-    fn get(&self, key: &[u8]) -> Result<Option<usize>>;
-    /// Seeks to the first key >= `key` and reads up to `n` entries (the seek's entry included).
-    /// Returns (entries, key+value bytes).
-    fn seek_next_n(&self, key: &[u8], n: usize) -> Result<(u64, u64)>;
-    /// Full forward scan; returns (entries, key+value bytes).
-    fn scan_all(&self) -> Result<(u64, u64)>;
-    /// Memtables to SSTables, waits.
-    fn flush(&self) -> Result<()>;
-    /// Stops background work and releases the directory.
-    fn close(self: Box<Self>) -> Result<()>;
-    /// Flush and compaction counters since open, if the engine reports them.
-    fn write_stats(&self) -> Option<WriteStats> {
-        None
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -137,7 +98,10 @@ pub fn open(kind: EngineKind, dir: &Path, cfg: &EngineConfig) -> Result<Box<dyn 
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     Ok(match kind {
         #[cfg(feature = "ferrisdb")]
-        EngineKind::Ferrisdb => Box::new(ferris::Ferris::open(dir, cfg)?),
+        EngineKind::Ferrisdb => Box::new(
+            ferrisdb::engine_bench::FerrisEngine::open(dir, ferris_options(cfg)?, cfg.gc_window)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
         #[cfg(not(feature = "ferrisdb"))]
         EngineKind::Ferrisdb => {
             anyhow::bail!("built without the `ferrisdb` feature (ferrisdb_storage::engine missing)")
@@ -145,138 +109,6 @@ pub fn open(kind: EngineKind, dir: &Path, cfg: &EngineConfig) -> Result<Box<dyn 
         EngineKind::Rocksdb => Box::new(rocks::Rocks::open(dir, cfg)?),
         EngineKind::Fjall => Box::new(fj::Fjall::open(dir, cfg)?),
     })
-}
-
-// ---------------------------------------------------------------------------------------------
-// FerrisDB
-// ---------------------------------------------------------------------------------------------
-#[cfg(feature = "ferrisdb")]
-mod ferris {
-    use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    use bytes::Bytes;
-    use ferrisdb_core::Error;
-    use ferrisdb_storage::engine::{Engine, ScanOptions, WriteBatch};
-
-    /// The GC horizon moves every this many batches (versions).
-    const GC_EVERY: u64 = 1024;
-
-    pub struct Ferris {
-        engine: Arc<Engine>,
-        /// Last version handed to `apply`; versions must strictly increase.
-        version: AtomicU64,
-        gc_window: u64,
-    }
-
-    fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
-        anyhow::anyhow!("ferrisdb: {e}")
-    }
-
-    impl Ferris {
-        pub fn open(dir: &Path, cfg: &EngineConfig) -> Result<Self> {
-            let engine = Engine::open(dir, ferris_options(cfg)?).map_err(err)?;
-            let version = AtomicU64::new(engine.last_applied_version());
-            Ok(Ferris { engine, version, gc_window: cfg.gc_window })
-        }
-
-        /// Runs `read` at the latest version; if the GC horizon passed that version before
-        /// the read started (a writer moved it meanwhile), retries at the new latest version,
-        /// as a client whose read version became too old would.
-        fn at_latest<T>(&self, read: impl Fn(u64) -> ferrisdb_core::Result<T>) -> Result<T> {
-            loop {
-                match read(self.engine.last_applied_version()) {
-                    Err(Error::TransactionTooOld { .. }) => continue,
-                    other => return other.map_err(err),
-                }
-            }
-        }
-    }
-
-    impl BenchEngine for Ferris {
-        fn put_batch(&self, kvs: &[(&[u8], &[u8])]) -> Result<()> {
-            let mut batch = WriteBatch::new();
-            for (k, v) in kvs {
-                batch.put(k, v);
-            }
-            // One writer thread at a time in every workload, so fetch_add order == apply order.
-            let v = self.version.fetch_add(1, Ordering::SeqCst) + 1;
-            self.engine.apply(v, &batch).map_err(err)?;
-            if self.gc_window > 0 && v % GC_EVERY == 0 {
-                self.engine.set_gc_horizon(v.saturating_sub(self.gc_window));
-            }
-            Ok(())
-        }
-
-        fn get(&self, key: &[u8]) -> Result<Option<usize>> {
-            Ok(self.at_latest(|version| self.engine.get(key, version))?.map(|v| v.len()))
-        }
-
-        fn seek_next_n(&self, key: &[u8], n: usize) -> Result<(u64, u64)> {
-            let it = self.at_latest(|read_version| {
-                self.engine.scan(ScanOptions {
-                    begin: Bytes::copy_from_slice(key),
-                    end: Bytes::new(),
-                    read_version,
-                    reverse: false,
-                    limit: n,
-                })
-            })?;
-            let (mut cnt, mut bytes) = (0u64, 0u64);
-            for kv in it {
-                let (k, v) = kv.map_err(err)?;
-                cnt += 1;
-                bytes += (k.len() + v.len()) as u64;
-                if cnt as usize >= n {
-                    break;
-                }
-            }
-            Ok((cnt, bytes))
-        }
-
-        fn scan_all(&self) -> Result<(u64, u64)> {
-            let it = self.at_latest(|read_version| {
-                self.engine.scan(ScanOptions {
-                    begin: Bytes::new(),
-                    end: Bytes::new(),
-                    read_version,
-                    reverse: false,
-                    limit: 0,
-                })
-            })?;
-            let (mut cnt, mut bytes) = (0u64, 0u64);
-            for kv in it {
-                let (k, v) = kv.map_err(err)?;
-                cnt += 1;
-                bytes += (k.len() + v.len()) as u64;
-            }
-            Ok((cnt, bytes))
-        }
-
-        fn flush(&self) -> Result<()> {
-            self.engine.flush().map_err(err)
-        }
-
-        fn close(self: Box<Self>) -> Result<()> {
-            self.engine.close().map_err(err)?;
-            drop(self);
-            Ok(())
-        }
-
-        fn write_stats(&self) -> Option<WriteStats> {
-            let s = self.engine.stats();
-            Some(WriteStats {
-                flush_bytes: s.flush_bytes,
-                compaction_read_bytes: s.compaction_read_bytes,
-                compaction_write_bytes: s.compaction_write_bytes,
-                compactions: s.compactions,
-                trivial_moves: s.trivial_moves,
-                compaction_secs: s.compaction_micros as f64 / 1e6,
-                write_stall_secs: s.write_stall_micros as f64 / 1e6,
-            })
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -315,7 +147,7 @@ mod rocks {
     }
 
     impl BenchEngine for Rocks {
-        fn put_batch(&self, kvs: &[(&[u8], &[u8])]) -> Result<()> {
+        fn put_batch(&self, kvs: &[(&[u8], &[u8])]) -> Result<(), BenchError> {
             if let [(k, v)] = kvs {
                 self.db.put_opt(k, v, &self.wopts)?;
                 return Ok(());
@@ -328,11 +160,11 @@ mod rocks {
             Ok(())
         }
 
-        fn get(&self, key: &[u8]) -> Result<Option<usize>> {
+        fn get(&self, key: &[u8]) -> Result<Option<usize>, BenchError> {
             Ok(self.db.get_pinned(key)?.map(|v| v.len()))
         }
 
-        fn seek_next_n(&self, key: &[u8], n: usize) -> Result<(u64, u64)> {
+        fn seek_next_n(&self, key: &[u8], n: usize) -> Result<(u64, u64), BenchError> {
             let mut it = self.db.raw_iterator();
             it.seek(key);
             let (mut cnt, mut bytes) = (0u64, 0u64);
@@ -345,7 +177,7 @@ mod rocks {
             Ok((cnt, bytes))
         }
 
-        fn scan_all(&self) -> Result<(u64, u64)> {
+        fn scan_all(&self) -> Result<(u64, u64), BenchError> {
             let mut it = self.db.raw_iterator();
             it.seek_to_first();
             let (mut cnt, mut bytes) = (0u64, 0u64);
@@ -358,12 +190,12 @@ mod rocks {
             Ok((cnt, bytes))
         }
 
-        fn flush(&self) -> Result<()> {
+        fn flush(&self) -> Result<(), BenchError> {
             self.db.flush()?;
             Ok(())
         }
 
-        fn close(self: Box<Self>) -> Result<()> {
+        fn close(self: Box<Self>) -> Result<(), BenchError> {
             self.db.flush_wal(true)?;
             self.db.cancel_all_background_work(true);
             drop(self);
@@ -419,7 +251,7 @@ mod fj {
     }
 
     impl BenchEngine for Fjall {
-        fn put_batch(&self, kvs: &[(&[u8], &[u8])]) -> Result<()> {
+        fn put_batch(&self, kvs: &[(&[u8], &[u8])]) -> Result<(), BenchError> {
             let mut b = self.db.batch().durability(Some(self.persist));
             for (k, v) in kvs {
                 b.insert(&self.ks, *k, *v);
@@ -428,11 +260,11 @@ mod fj {
             Ok(())
         }
 
-        fn get(&self, key: &[u8]) -> Result<Option<usize>> {
+        fn get(&self, key: &[u8]) -> Result<Option<usize>, BenchError> {
             Ok(self.ks.get(key)?.map(|v| v.len()))
         }
 
-        fn seek_next_n(&self, key: &[u8], n: usize) -> Result<(u64, u64)> {
+        fn seek_next_n(&self, key: &[u8], n: usize) -> Result<(u64, u64), BenchError> {
             let (mut cnt, mut bytes) = (0u64, 0u64);
             for g in self.ks.range(key..).take(n) {
                 let (k, v) = g.into_inner()?;
@@ -442,7 +274,7 @@ mod fj {
             Ok((cnt, bytes))
         }
 
-        fn scan_all(&self) -> Result<(u64, u64)> {
+        fn scan_all(&self) -> Result<(u64, u64), BenchError> {
             let (mut cnt, mut bytes) = (0u64, 0u64);
             for g in self.ks.iter() {
                 let (k, v) = g.into_inner()?;
@@ -452,12 +284,12 @@ mod fj {
             Ok((cnt, bytes))
         }
 
-        fn flush(&self) -> Result<()> {
+        fn flush(&self) -> Result<(), BenchError> {
             self.ks.rotate_memtable_and_wait()?;
             Ok(())
         }
 
-        fn close(self: Box<Self>) -> Result<()> {
+        fn close(self: Box<Self>) -> Result<(), BenchError> {
             self.db.persist(PersistMode::SyncAll)?;
             let Fjall { db, ks, .. } = *self;
             drop(ks);

@@ -8,20 +8,14 @@ mod engines;
 use std::io::Write as _;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use hdrhistogram::Histogram;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use ferrisdb::engine_bench::{self as lib, KEY_LEN, Settings, ValueGen, WriteStats, permutation};
 use serde::Serialize;
 
-use engines::{BenchEngine, Compression, EngineConfig, EngineKind, WriteStats};
-
-const KEY_LEN: usize = 16;
+use engines::{Compression, EngineConfig, EngineKind};
 
 #[derive(Parser, Debug, Clone, Serialize)]
 #[command(version, about = "FerrisDB storage engine vs RocksDB vs fjall, same workloads")]
@@ -137,314 +131,36 @@ struct Report<'a> {
     engines: &'a [EngineSummary],
 }
 
-// ---------------------------------------------------------------------------------------------
-// Data generation (identical for every engine)
-// ---------------------------------------------------------------------------------------------
-
-/// 16-byte, zero-padded decimal key: sorts like the number.
-fn make_key(i: u64, out: &mut [u8; KEY_LEN]) {
-    let mut n = i;
-    for b in out.iter_mut().rev() {
-        *b = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-}
-
-/// db_bench-style value source: a 1 MiB pool in which every `value_size` piece is made of
-/// random printable bytes repeated so it compresses to ~50%.
-#[derive(Clone)]
-struct ValueGen {
-    pool: Vec<u8>,
-    pos: usize,
-    len: usize,
-}
-
-impl ValueGen {
-    fn new(seed: u64, len: usize) -> Self {
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_0f_da7a);
-        let mut pool = Vec::with_capacity((1 << 20) + len);
-        while pool.len() < (1 << 20).max(len) {
-            let half = len.div_ceil(2).max(1);
-            let piece: Vec<u8> = (0..half).map(|_| rng.random_range(b' '..=b'~')).collect();
-            let mut v = Vec::with_capacity(len);
-            while v.len() < len {
-                let take = (len - v.len()).min(piece.len());
-                v.extend_from_slice(&piece[..take]);
-            }
-            pool.extend_from_slice(&v);
-        }
-        ValueGen { pool, pos: 0, len }
-    }
-
-    fn next_range(&mut self) -> std::ops::Range<usize> {
-        if self.pos + self.len > self.pool.len() {
-            self.pos = 0;
-        }
-        let r = self.pos..self.pos + self.len;
-        self.pos += self.len;
-        r
-    }
-}
-
-fn permutation(num: u64, seed: u64) -> Vec<u64> {
-    let mut v: Vec<u64> = (0..num).collect();
-    v.shuffle(&mut StdRng::seed_from_u64(seed));
-    v
-}
-
-fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("histogram bounds")
-}
-
-fn record(h: &mut Histogram<u64>, d: Duration) {
-    let _ = h.record((d.as_nanos() as u64).max(1));
-}
-
-fn result(
-    workload: &str,
-    engine: EngineKind,
-    ops: u64,
-    bytes: u64,
-    secs: f64,
-    hist: Option<&Histogram<u64>>,
-    note: String,
-) -> WorkloadResult {
-    let secs = secs.max(1e-9);
+/// One row of the report: a library result with its engine, in the report's units.
+fn result(kind: EngineKind, r: lib::WorkloadResult) -> WorkloadResult {
     WorkloadResult {
-        workload: workload.to_string(),
-        engine: engine.name().to_string(),
-        ops,
-        secs,
-        ops_per_sec: ops as f64 / secs,
-        mb_per_sec: bytes as f64 / secs / 1_048_576.0,
-        p50_us: hist.filter(|h| h.len() > 0).map(|h| h.value_at_quantile(0.50) as f64 / 1000.0),
-        p99_us: hist.filter(|h| h.len() > 0).map(|h| h.value_at_quantile(0.99) as f64 / 1000.0),
-        note,
+        workload: r.workload.clone(),
+        engine: kind.name().to_string(),
+        ops: r.ops,
+        secs: r.elapsed.as_secs_f64(),
+        ops_per_sec: r.ops_per_sec(),
+        mb_per_sec: r.bytes as f64 / r.elapsed.as_secs_f64().max(1e-9) / 1_048_576.0,
+        p50_us: r.quantile_us(0.50),
+        p99_us: r.quantile_us(0.99),
+        note: r.note,
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Workloads
-// ---------------------------------------------------------------------------------------------
-
-/// Writes `order` (key numbers) in batches of `batch`; one latency sample per batch.
-fn write_keys(
-    db: &dyn BenchEngine,
-    order: impl Iterator<Item = u64>,
-    batch: usize,
-    vgen: &mut ValueGen,
-    hist: &mut Histogram<u64>,
-    stop: Option<&AtomicBool>,
-) -> Result<(u64, u64)> {
-    let batch = batch.max(1);
-    let mut keys = vec![[0u8; KEY_LEN]; batch];
-    let mut vals = Vec::with_capacity(batch);
-    let (mut ops, mut bytes) = (0u64, 0u64);
-    let mut order = order.peekable();
-    while order.peek().is_some() {
-        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-            break;
-        }
-        vals.clear();
-        let mut n = 0;
-        while n < batch {
-            let Some(i) = order.next() else { break };
-            make_key(i, &mut keys[n]);
-            vals.push(vgen.next_range());
-            n += 1;
-        }
-        let kvs: Vec<(&[u8], &[u8])> =
-            (0..n).map(|j| (&keys[j][..], &vgen.pool[vals[j].clone()])).collect();
-        let t = Instant::now();
-        db.put_batch(&kvs)?;
-        record(hist, t.elapsed());
-        ops += n as u64;
-        bytes += (n * (KEY_LEN + vgen.len)) as u64;
+/// The workloads' settings for this run: readrandom from one thread, readwhilewriting from
+/// `--threads` readers for `--rww-secs`.
+fn settings(args: &Args, threads: usize) -> Settings {
+    Settings {
+        num: args.num,
+        key_len: KEY_LEN,
+        value_size: args.value_size,
+        batch_size: args.batch_size.max(1),
+        threads,
+        reads: args.reads.unwrap_or(args.num),
+        seeks: args.seeks.unwrap_or((args.num / 10).max(1)),
+        seek_nexts: args.seek_nexts,
+        rww_duration: Some(Duration::from_secs(args.rww_secs)),
+        seed: args.seed,
     }
-    Ok((ops, bytes))
-}
-
-fn fill(
-    db: &dyn BenchEngine,
-    name: &str,
-    kind: EngineKind,
-    order: &[u64],
-    args: &Args,
-    vgen: &mut ValueGen,
-) -> Result<WorkloadResult> {
-    let mut h = new_hist();
-    let t = Instant::now();
-    let (ops, bytes) = write_keys(db, order.iter().copied(), args.batch_size, vgen, &mut h, None)?;
-    let secs = t.elapsed().as_secs_f64();
-    Ok(result(name, kind, ops, bytes, secs, Some(&h), format!("batch {}", args.batch_size)))
-}
-
-fn read_random(
-    db: &dyn BenchEngine,
-    name: &str,
-    kind: EngineKind,
-    args: &Args,
-    seed: u64,
-) -> Result<WorkloadResult> {
-    let reads = args.reads.unwrap_or(args.num);
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut h = new_hist();
-    let mut key = [0u8; KEY_LEN];
-    let (mut found, mut bytes) = (0u64, 0u64);
-    let t = Instant::now();
-    for _ in 0..reads {
-        make_key(rng.random_range(0..args.num), &mut key);
-        let t0 = Instant::now();
-        let v = db.get(&key)?;
-        record(&mut h, t0.elapsed());
-        if let Some(len) = v {
-            found += 1;
-            bytes += (KEY_LEN + len) as u64;
-        }
-    }
-    let secs = t.elapsed().as_secs_f64();
-    Ok(result(name, kind, reads, bytes, secs, Some(&h), format!("{found} of {reads} found")))
-}
-
-fn seek_random(db: &dyn BenchEngine, kind: EngineKind, args: &Args) -> Result<WorkloadResult> {
-    let seeks = args.seeks.unwrap_or((args.num / 10).max(1));
-    let n = args.seek_nexts + 1; // the seek's own entry + N nexts
-    let mut rng = StdRng::seed_from_u64(args.seed + 3);
-    let mut h = new_hist();
-    let mut key = [0u8; KEY_LEN];
-    let (mut entries, mut bytes) = (0u64, 0u64);
-    let t = Instant::now();
-    for _ in 0..seeks {
-        make_key(rng.random_range(0..args.num), &mut key);
-        let t0 = Instant::now();
-        let (c, b) = db.seek_next_n(&key, n)?;
-        record(&mut h, t0.elapsed());
-        entries += c;
-        bytes += b;
-    }
-    let secs = t.elapsed().as_secs_f64();
-    Ok(result(
-        "seekrandom",
-        kind,
-        seeks,
-        bytes,
-        secs,
-        Some(&h),
-        format!("seek + {} nexts; {entries} entries", args.seek_nexts),
-    ))
-}
-
-fn read_seq(db: &dyn BenchEngine, kind: EngineKind, args: &Args) -> Result<WorkloadResult> {
-    let t = Instant::now();
-    let (entries, bytes) = db.scan_all()?;
-    let secs = t.elapsed().as_secs_f64();
-    if entries != args.num {
-        anyhow::bail!("readseq saw {entries} entries, expected {}", args.num);
-    }
-    Ok(result("readseq", kind, entries, bytes, secs, None, "one full scan; ops = entries".into()))
-}
-
-fn read_while_writing(db: &dyn BenchEngine, kind: EngineKind, args: &Args) -> Result<WorkloadResult> {
-    let stop = AtomicBool::new(false);
-    let dur = Duration::from_secs(args.rww_secs);
-    let write_ops = AtomicU64::new(0);
-    let t = Instant::now();
-    let (hists, reads, bytes, found, w_secs) = std::thread::scope(|s| -> Result<_> {
-        let writer = s.spawn(|| -> Result<f64> {
-            let mut vgen = ValueGen::new(args.seed + 100, args.value_size);
-            let mut rng = StdRng::seed_from_u64(args.seed + 101);
-            let num = args.num;
-            let order = std::iter::repeat_with(move || rng.random_range(0..num));
-            let mut h = new_hist();
-            let t = Instant::now();
-            let res = write_keys(db, order, args.batch_size, &mut vgen, &mut h, Some(&stop));
-            let secs = t.elapsed().as_secs_f64();
-            match res {
-                Ok((ops, _)) => {
-                    write_ops.store(ops, Ordering::Relaxed);
-                    Ok(secs)
-                }
-                Err(e) => {
-                    stop.store(true, Ordering::Relaxed);
-                    Err(e)
-                }
-            }
-        });
-        let readers: Vec<_> = (0..args.threads.max(1))
-            .map(|r| {
-                let stop = &stop;
-                s.spawn(move || -> Result<(Histogram<u64>, u64, u64, u64)> {
-                    let mut rng = StdRng::seed_from_u64(args.seed + 200 + r as u64);
-                    let mut h = new_hist();
-                    let mut key = [0u8; KEY_LEN];
-                    let (mut n, mut bytes, mut found) = (0u64, 0u64, 0u64);
-                    let start = Instant::now();
-                    while !stop.load(Ordering::Relaxed) {
-                        make_key(rng.random_range(0..args.num), &mut key);
-                        let t0 = Instant::now();
-                        let v = db.get(&key);
-                        record(&mut h, t0.elapsed());
-                        match v {
-                            Ok(v) => {
-                                n += 1;
-                                if let Some(len) = v {
-                                    found += 1;
-                                    bytes += (KEY_LEN + len) as u64;
-                                }
-                            }
-                            Err(e) => {
-                                stop.store(true, Ordering::Relaxed);
-                                return Err(e);
-                            }
-                        }
-                        if n % 256 == 0 && start.elapsed() >= dur {
-                            break;
-                        }
-                    }
-                    Ok((h, n, bytes, found))
-                })
-            })
-            .collect();
-        let mut hists = Vec::new();
-        let (mut reads, mut bytes, mut found) = (0, 0, 0);
-        let mut first_err = None;
-        for r in readers {
-            match r.join().expect("reader panicked") {
-                Ok((h, n, b, f)) => {
-                    hists.push(h);
-                    reads += n;
-                    bytes += b;
-                    found += f;
-                }
-                Err(e) => first_err = first_err.or(Some(e)),
-            }
-        }
-        stop.store(true, Ordering::Relaxed);
-        let w = writer.join().expect("writer panicked");
-        if let Some(e) = first_err {
-            return Err(e);
-        }
-        Ok((hists, reads, bytes, found, w?))
-    })?;
-    let secs = t.elapsed().as_secs_f64();
-    let mut h = new_hist();
-    for x in &hists {
-        h.add(x).expect("same bounds");
-    }
-    let w = write_ops.load(Ordering::Relaxed);
-    Ok(result(
-        "readwhilewriting",
-        kind,
-        reads,
-        bytes,
-        secs,
-        Some(&h),
-        format!(
-            "{} reader(s) + 1 writer; writer {:.0} puts/s; {found} of {reads} found",
-            args.threads.max(1),
-            w as f64 / w_secs.max(1e-9)
-        ),
-    ))
 }
 
 fn dir_bytes(p: &Path) -> u64 {
@@ -477,6 +193,8 @@ fn run_engine(
     out: &mut Vec<WorkloadResult>,
     sum: &mut EngineSummary,
 ) -> Result<()> {
+    // Every workload but readwhilewriting runs from one thread.
+    let one = settings(args, 1);
     let base = root.join(kind.name());
     if base.exists() {
         std::fs::remove_dir_all(&base)?;
@@ -495,9 +213,9 @@ fn run_engine(
         let db = engines::open(kind, &dir, cfg)?;
         let mut vgen = ValueGen::new(args.seed, args.value_size);
         let seq: Vec<u64> = (0..args.num).collect();
-        let r = fill(db.as_ref(), "fillseq", kind, &seq, args, &mut vgen)?;
-        push(r, out);
-        db.close()?;
+        let r = lib::fill(db.as_ref(), "fillseq", &seq, &one, &mut vgen).map_err(anyhow::Error::msg)?;
+        push(result(kind, r), out);
+        db.close().map_err(|e| anyhow::anyhow!("{e}"))?;
         if !args.keep {
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -507,15 +225,15 @@ fn run_engine(
     let dir = base.join("db");
     let mut db = engines::open(kind, &dir, cfg)?;
     let mut vgen = ValueGen::new(args.seed, args.value_size);
-    let r = fill(db.as_ref(), "fillrandom", kind, &perms.0, args, &mut vgen)?;
+    let r = lib::fill(db.as_ref(), "fillrandom", &perms.0, &one, &mut vgen).map_err(anyhow::Error::msg)?;
     sum.user_bytes += (r.ops as usize * (KEY_LEN + args.value_size)) as u64;
-    push(r, out);
-    let r = fill(db.as_ref(), "overwrite", kind, &perms.1, args, &mut vgen)?;
+    push(result(kind, r), out);
+    let r = lib::fill(db.as_ref(), "overwrite", &perms.1, &one, &mut vgen).map_err(anyhow::Error::msg)?;
     sum.user_bytes += (r.ops as usize * (KEY_LEN + args.value_size)) as u64;
-    push(r, out);
+    push(result(kind, r), out);
 
     let t = Instant::now();
-    db.flush()?;
+    db.flush().map_err(|e| anyhow::anyhow!("{e}"))?;
     sum.flush_secs = Some(t.elapsed().as_secs_f64());
     progress(&format!("{:<10} flush {:.3} s", kind.name(), sum.flush_secs.unwrap()));
     sum.write_stats = db.write_stats();
@@ -529,18 +247,20 @@ fn run_engine(
         ));
     }
 
-    let r = read_random(db.as_ref(), "readrandom", kind, args, args.seed + 2)?;
-    push(r, out);
-    let r = seek_random(db.as_ref(), kind, args)?;
-    push(r, out);
-    let r = read_seq(db.as_ref(), kind, args)?;
-    push(r, out);
-    let r = read_while_writing(db.as_ref(), kind, args)?;
-    push(r, out);
+    let r = lib::read_random(db.as_ref(), "readrandom", &one, args.seed + 2).map_err(anyhow::Error::msg)?;
+    push(result(kind, r), out);
+    let r = lib::seek_random(db.as_ref(), &one).map_err(anyhow::Error::msg)?;
+    push(result(kind, r), out);
+    let r = lib::read_seq(db.as_ref(), Some(args.num)).map_err(anyhow::Error::msg)?;
+    push(result(kind, r), out);
+    let mut rww = settings(args, args.threads.max(1));
+    rww.reads = u64::MAX;
+    let r = lib::read_while_writing(db.as_ref(), &rww).map_err(anyhow::Error::msg)?;
+    push(result(kind, r), out);
 
     // Reopen: close (with the writer's unflushed data) + open.
     let t = Instant::now();
-    db.close()?;
+    db.close().map_err(|e| anyhow::anyhow!("{e}"))?;
     sum.close_secs = Some(t.elapsed().as_secs_f64());
     let t = Instant::now();
     db = engines::open(kind, &dir, cfg)?;
@@ -553,9 +273,10 @@ fn run_engine(
         sum.open_secs.unwrap(),
         sum.disk_bytes.unwrap() as f64 / 1_048_576.0
     ));
-    let r = read_random(db.as_ref(), "readrandom_after_reopen", kind, args, args.seed + 5)?;
-    push(r, out);
-    db.close()?;
+    let r = lib::read_random(db.as_ref(), "readrandom_after_reopen", &one, args.seed + 5)
+        .map_err(anyhow::Error::msg)?;
+    push(result(kind, r), out);
+    db.close().map_err(|e| anyhow::anyhow!("{e}"))?;
     if !args.keep {
         let _ = std::fs::remove_dir_all(&base);
     }
