@@ -6,9 +6,9 @@
 //! server and for `ferrisdb.v1.StorageServer`, and the reason in every heartbeat, so the
 //! controller and `ferrisdb status` report the server unhealthy and why. Reads at versions
 //! already applied (and durable) are still served. Every second the server then probes its
-//! data directory (a 64 KiB write + fsync); once the directory accepts writes again (space came
-//! back) it exits with an error so its supervisor (`ferrisdb cluster up`, systemd, ...)
-//! restarts it, and the restarted server recovers from its files and pulls what it missed from
+//! data directory (free space for recovery — its WAL's size plus a margin — and a 64 KiB
+//! write and fsync); once it passes (space came back) the server exits with an error so its
+//! supervisor (`ferrisdb cluster up`, systemd, ...) restarts it, and the restarted server recovers from its files and pulls what it missed from
 //! the log. Recovery is a restart on purpose: the failed engine's state after a failed write or
 //! fsync is not trusted.
 
