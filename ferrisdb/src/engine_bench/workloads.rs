@@ -215,6 +215,16 @@ fn random_ops(
     Ok(total)
 }
 
+/// A point read as a read operation: whether the key was found, and its key + value bytes.
+fn point_read(db: &dyn BenchEngine) -> impl Fn(&[u8]) -> Result<(bool, u64), String> + Sync + '_ {
+    move |key| {
+        Ok(match db.get(key).map_err(|e| e.to_string())? {
+            Some(len) => (true, (key.len() + len) as u64),
+            None => (false, 0),
+        })
+    }
+}
+
 /// Point reads of random keys (readrandom).
 pub fn read_random(
     db: &dyn BenchEngine,
@@ -223,12 +233,7 @@ pub fn read_random(
     seed: u64,
 ) -> Result<WorkloadResult, String> {
     let start = Instant::now();
-    let get = |key: &[u8]| -> Result<(bool, u64), String> {
-        Ok(match db.get(key).map_err(|e| e.to_string())? {
-            Some(len) => (true, (key.len() + len) as u64),
-            None => (false, 0),
-        })
-    };
+    let get = point_read(db);
     let (ops, bytes, hits, latency) = random_ops(settings, seed, settings.reads, None, None, &get)?;
     Ok(WorkloadResult {
         workload: name.into(),
@@ -317,12 +322,7 @@ pub fn read_while_writing(
                 }
             }
         });
-        let get = |key: &[u8]| -> Result<(bool, u64), String> {
-            Ok(match db.get(key).map_err(|e| e.to_string())? {
-                Some(len) => (true, (key.len() + len) as u64),
-                None => (false, 0),
-            })
-        };
+        let get = point_read(db);
         let reads = random_ops(
             settings,
             settings.seed + 200,
