@@ -233,32 +233,30 @@ mod tests {
     async fn ranges_between_selectors() {
         let db = db(&["b", "d", "f", "h"]);
         let tx = db.create_transaction();
-        let keys = |pairs: Vec<crate::KeyValue>| -> Vec<Bytes> {
-            pairs.into_iter().map(|kv| kv.key).collect()
+        let between = |begin: KeySelector, end: KeySelector| {
+            let tx = tx.clone();
+            async move {
+                let pairs = tx
+                    .get_range_selected(&begin, &end, RangeOptions::default())
+                    .await
+                    .unwrap()
+                    .collect_vec()
+                    .await
+                    .unwrap();
+                pairs.into_iter().map(|kv| kv.key).collect::<Vec<Bytes>>()
+            }
         };
-        let got = tx
-            .get_range_selected(
-                &KeySelector::first_greater_than("b"),
-                &KeySelector::first_greater_or_equal("h"),
-                RangeOptions::default(),
-            )
-            .await
-            .unwrap()
-            .collect_vec()
-            .await
-            .unwrap();
-        assert_eq!(keys(got), vec![Bytes::from("d"), Bytes::from("f")]);
-        let none = tx
-            .get_range_selected(
-                &KeySelector::first_greater_or_equal("f"),
-                &KeySelector::last_less_than("f"),
-                RangeOptions::default(),
-            )
-            .await
-            .unwrap()
-            .collect_vec()
-            .await
-            .unwrap();
+        let got = between(
+            KeySelector::first_greater_than("b"),
+            KeySelector::first_greater_or_equal("h"),
+        )
+        .await;
+        assert_eq!(got, vec![Bytes::from("d"), Bytes::from("f")]);
+        let none = between(
+            KeySelector::first_greater_or_equal("f"),
+            KeySelector::last_less_than("f"),
+        )
+        .await;
         assert!(none.is_empty());
     }
 
