@@ -6,11 +6,11 @@
 //! ([`crate::Transaction::on_error`]) decides.
 
 use bytes::Bytes;
-use ferrisdb_core::Commit;
+use ferrisdb_core::{Commit, Committed};
 use ferrisdb_core::{Error, Version};
 use futures_util::future::BoxFuture;
 
-use crate::KeyValue;
+use crate::{KeyValue, Priority};
 
 /// A storage read of a range: served by the one shard holding its first key in read order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,14 +39,14 @@ pub(crate) struct RangeChunk {
 
 /// What a transaction needs from the cluster.
 pub(crate) trait Backend: Send + Sync + 'static {
-    /// A fresh read version from the coordinator.
-    fn read_version(&self) -> BoxFuture<'_, Result<Version, Error>>;
+    /// A fresh read version from the coordinator, asked for at `priority`.
+    fn read_version(&self, priority: Priority) -> BoxFuture<'_, Result<Version, Error>>;
     /// One key at a version, from a storage server holding it.
     fn get(&self, key: Bytes, version: Version) -> BoxFuture<'_, Result<Option<Bytes>, Error>>;
     /// The next piece of a range read (one shard's worth at most).
     fn get_range(&self, read: RangeRead) -> BoxFuture<'_, Result<RangeChunk, Error>>;
-    /// Sends a commit; returns the commit version.
-    fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<Version, Error>>;
+    /// Sends a commit; returns its version and versionstamp.
+    fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<Committed, Error>>;
     /// Drops cached cluster state an error shows to be stale (shard map, coordinator).
     fn invalidate(&self, err: &Error);
 }

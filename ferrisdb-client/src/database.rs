@@ -8,7 +8,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
-use ferrisdb_core::{Error, ErrorCode, Result, Version};
+use ferrisdb_core::{Error, ErrorCode, Result, Version, Versionstamp};
 
 use crate::backend::Backend;
 use crate::cluster_file::{ClusterFile, check_address};
@@ -105,8 +105,12 @@ impl Database {
     /// times and must not have side effects outside the transaction. It should not keep the
     /// `Transaction` beyond the attempt. The whole loop is bounded by
     /// [`DatabaseOptions::timeout`] and [`DatabaseOptions::retry_limit`]. A
-    /// `CommitUnknownResult` is retried too: make such transactions idempotent, or check
-    /// [`Error::is_commit_unknown`] by driving the loop by hand.
+    /// `CommitUnknownResult` is retried too: a transaction that must not apply twice (a
+    /// transfer, an append) sets [`TransactionOption::AutomaticIdempotency`] (or an id of its
+    /// own, [`Transaction::set_idempotency_id`]) so the retry of an attempt that did commit
+    /// is answered "already committed", or checks [`Transaction::maybe_committed`].
+    ///
+    /// [`TransactionOption::AutomaticIdempotency`]: crate::TransactionOption::AutomaticIdempotency
     ///
     /// `async move` blocks move captured values out of `f`, so clone non-`Copy` captures
     /// first: `db.run(|tx| { let k = k.clone(); async move { tx.get(&k).await } })`.
@@ -174,6 +178,8 @@ impl Database {
                     return Ok(RunOutcome {
                         value,
                         commit_version: tx.committed_version(),
+                        versionstamp: tx.versionstamp(),
+                        already_committed: tx.already_committed(),
                         retries: tx.retry_reasons(),
                     });
                 }
@@ -190,6 +196,12 @@ pub struct RunOutcome<T> {
     pub value: T,
     /// The commit version; `None` when the transaction wrote nothing.
     pub commit_version: Option<Version>,
+    /// The transaction's versionstamp; `None` when it wrote nothing.
+    pub versionstamp: Option<Versionstamp>,
+    /// True when the last attempt was answered from its idempotency id: an earlier attempt
+    /// (whose result was unknown) had committed, and `value` comes from an attempt whose
+    /// writes were not applied. See [`Transaction::already_committed`].
+    pub already_committed: bool,
     /// Each error code that caused a retry, with how many retries it caused.
     pub retries: Vec<(ErrorCode, u32)>,
 }

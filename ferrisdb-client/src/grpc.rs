@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrisdb_core::Commit;
+use ferrisdb_core::{Commit, Committed};
 use ferrisdb_core::{Error, KeyRange, ShardMap, Version, keys::escape};
 use ferrisdb_proto::convert::required;
 use ferrisdb_proto::status::{ERROR_CODE_KEY, from_status, status_from_error_status};
@@ -30,11 +30,11 @@ use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::KeyValue;
 use crate::backend::{Backend, RangeChunk, RangeRead};
 use crate::call_batch::{COMMIT_LIMITS, CallBatcher, READ_LIMITS};
 use crate::read_version::ReadVersionBatcher;
 use crate::routing::{locate, resume_after};
+use crate::{KeyValue, Priority};
 
 /// Timeout for opening a connection to one process.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -63,7 +63,8 @@ pub(crate) struct GrpcBackend {
     reads: Mutex<HashMap<String, Arc<ReadBatcher>>>,
 }
 
-type CommitBatcher = CallBatcher<TransactionCoordinatorClient<Channel>, v1::CommitRequest, Version>;
+type CommitBatcher =
+    CallBatcher<TransactionCoordinatorClient<Channel>, v1::CommitRequest, Committed>;
 type ReadBatcher = CallBatcher<StorageServerClient<Channel>, v1::StorageGetRequest, Option<Bytes>>;
 
 impl GrpcBackend {
@@ -209,18 +210,30 @@ impl GrpcBackend {
 }
 
 impl Backend for GrpcBackend {
-    fn read_version(&self) -> BoxFuture<'_, Result<Version, Error>> {
+    fn read_version(&self, priority: Priority) -> BoxFuture<'_, Result<Version, Error>> {
         Box::pin(async move {
             let client = self.coordinator().await?;
-            self.read_versions
-                .read_version(client, |mut client| async move {
-                    let resp = client
-                        .get_read_version(v1::GetReadVersionRequest {})
-                        .await
-                        .map_err(|s| from_status(&s))?;
-                    Ok(Version(resp.into_inner().version))
-                })
-                .await
+            let fetch = move |mut client: TransactionCoordinatorClient<Channel>| async move {
+                let request = v1::GetReadVersionRequest {
+                    priority: match priority {
+                        Priority::Default => v1::Priority::Default,
+                        Priority::Batch => v1::Priority::Batch,
+                        Priority::Immediate => v1::Priority::Immediate,
+                    } as i32,
+                };
+                let resp = client
+                    .get_read_version(request)
+                    .await
+                    .map_err(|s| from_status(&s))?;
+                Ok(Version(resp.into_inner().version))
+            };
+            match priority {
+                // Shared with the default-priority transactions queued with it.
+                Priority::Default => self.read_versions.read_version(client, fetch).await,
+                // Its own request: an immediate one must not wait for a round in flight, and
+                // a batch one must not hold default ones back while the coordinator delays it.
+                Priority::Batch | Priority::Immediate => fetch(client).await,
+            }
         })
     }
 
@@ -297,7 +310,7 @@ impl Backend for GrpcBackend {
         })
     }
 
-    fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<Version, Error>> {
+    fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<Committed, Error>> {
         Box::pin(async move {
             let client = self.coordinator().await?;
             self.commits
@@ -347,7 +360,7 @@ async fn send_get_batch(
 async fn send_commit_batch(
     mut client: TransactionCoordinatorClient<Channel>,
     commits: Vec<v1::CommitRequest>,
-) -> Vec<Result<Version, Error>> {
+) -> Vec<Result<Committed, Error>> {
     use v1::commit_outcome::Outcome;
     let sent = commits.len();
     match client
@@ -356,7 +369,7 @@ async fn send_commit_batch(
     {
         Ok(reply) => (reply.into_inner().outcomes.into_iter())
             .map(|o| match o.outcome {
-                Some(Outcome::CommitVersion(v)) => Ok(Version(v)),
+                Some(Outcome::Committed(c)) => Committed::try_from(c),
                 Some(Outcome::Error(e)) => Err(commit_error(&status_from_error_status(&e))),
                 None => Err(Error::CommitUnknownResult(
                     "the coordinator answered a commit without an outcome".into(),

@@ -14,8 +14,8 @@ use ferrisdb_core::{Error, KeyRange, Result, keys::escape, limits};
 /// The first key of the system key space.
 pub const SYSTEM_KEYS_BEGIN: &[u8] = b"\xff";
 
-/// A checked point key.
-pub(crate) fn checked_key(key: &[u8], system: bool) -> Result<Bytes> {
+/// A checked point key: within the size limit, and not a system key unless `system`.
+pub fn checked_key(key: &[u8], system: bool) -> Result<Bytes> {
     limits::check_key(key)?;
     if !system && key >= SYSTEM_KEYS_BEGIN {
         return Err(system_key_error(key));
@@ -25,7 +25,7 @@ pub(crate) fn checked_key(key: &[u8], system: bool) -> Result<Bytes> {
 
 /// A checked `[begin, end)` (empty end: to the end of the key space, which is `\xff` without
 /// system-key access).
-pub(crate) fn checked_range(begin: &[u8], end: &[u8], system: bool) -> Result<KeyRange> {
+pub fn checked_range(begin: &[u8], end: &[u8], system: bool) -> Result<KeyRange> {
     limits::check_key(begin)?;
     limits::check_range_end(end)?;
     if system {

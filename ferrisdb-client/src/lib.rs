@@ -68,9 +68,10 @@ use bytes::Bytes;
 pub use cluster_file::ClusterFile;
 pub use database::{Database, RunOutcome};
 pub use ferrisdb_core::{
-    AtomicOp, Error, ErrorCode, KeyRange, Mutation, Result, Version, key_after, limits,
+    AtomicOp, Error, ErrorCode, KeyRange, Mutation, Result, Version, Versionstamp, key_after,
+    limits,
 };
-pub use options::{DatabaseOptions, RangeOptions, TransactionOption};
+pub use options::{DatabaseOptions, Priority, RangeOptions, TransactionOption};
 pub use range::RangeStream;
 pub use selector::{KeySelector, prefix_range};
 pub use transaction::Transaction;

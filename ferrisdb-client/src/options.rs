@@ -55,6 +55,26 @@ pub enum TransactionOption {
     /// Refuses every write (and poisons the attempt like any refused write): for code that
     /// must not change anything.
     ReadOnly,
+    /// How urgently the read version is wanted (see [`Priority`]).
+    Priority(Priority),
+    /// Gives the transaction a random 16-byte idempotency id (unless it has one from
+    /// [`crate::Transaction::set_idempotency_id`]), kept across retries: a retry of a commit
+    /// whose result was unknown is answered "already committed" instead of applying the
+    /// transaction twice. See [`crate::Transaction::set_idempotency_id`].
+    AutomaticIdempotency,
+}
+
+/// How urgently a transaction wants its read version (FoundationDB's priorities).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    /// Ordinary work: read-version requests of concurrent transactions are batched.
+    #[default]
+    Default,
+    /// Background work: the coordinator holds the request while its commit queue is more than
+    /// half full, so batch work yields to default and immediate work under load.
+    Batch,
+    /// Never waits: its own request, answered at once (for operating the cluster itself).
+    Immediate,
 }
 
 /// Options of one range read.

@@ -120,15 +120,14 @@ async fn step(mut c: Cursor) -> Result<Option<(Vec<KeyValue>, Cursor)>> {
     let version = c.tx.get_read_version().await?;
     let limit = c.remaining.map_or(c.batch, |r| r.min(c.batch));
     let chunk =
-        c.tx.backend()
-            .get_range(RangeRead {
-                begin: begin.clone(),
-                end: end.clone(),
-                version,
-                limit,
-                reverse: c.reverse,
-            })
-            .await?;
+        c.tx.guarded(c.tx.backend().get_range(RangeRead {
+            begin: begin.clone(),
+            end: end.clone(),
+            version,
+            limit,
+            reverse: c.reverse,
+        }))
+        .await?;
     // The region this chunk answers completely.
     let (region_begin, region_end) = match (&chunk.resume, c.reverse) {
         (None, _) => (begin, end),
@@ -136,7 +135,7 @@ async fn step(mut c: Cursor) -> Result<Option<(Vec<KeyValue>, Cursor)>> {
         (Some(r), true) => (r.clone(), end),
     };
     let mut items =
-        c.tx.merge_local(&region_begin, &region_end, chunk.kvs, c.reverse);
+        c.tx.merge_local(&region_begin, &region_end, chunk.kvs, c.reverse)?;
     let mut conflict = KeyRange {
         begin: region_begin,
         end: region_end,

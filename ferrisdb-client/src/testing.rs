@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use ferrisdb_core::Commit;
-use ferrisdb_core::{Error, Mutation, ShardMap, Version};
+use ferrisdb_core::{Commit, Committed};
+use ferrisdb_core::{Error, Mutation, ShardMap, Version, Versionstamp};
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 
 use crate::backend::{Backend, RangeChunk, RangeRead};
 use crate::routing::{locate, resume_after};
-use crate::{Database, DatabaseOptions, KeyValue};
+use crate::{Database, DatabaseOptions, KeyValue, Priority};
 
 /// See the module documentation.
 pub(crate) struct MemBackend {
@@ -23,6 +23,8 @@ pub(crate) struct MemBackend {
     pub map: ShardMap,
     pub read_version: Mutex<Version>,
     pub commits: Mutex<Vec<Commit>>,
+    /// Every commit request, failed ones included.
+    pub sent: Mutex<Vec<Commit>>,
     pub commit_errors: Mutex<VecDeque<Error>>,
     pub read_errors: Mutex<VecDeque<Error>>,
     pub invalidated: Mutex<Vec<Error>>,
@@ -38,6 +40,7 @@ impl MemBackend {
             map: ShardMap::bootstrap(&ids, 1, 1).expect("valid layout"),
             read_version: Mutex::new(Version(100)),
             commits: Mutex::new(Vec::new()),
+            sent: Mutex::new(Vec::new()),
             commit_errors: Mutex::new(VecDeque::new()),
             read_errors: Mutex::new(VecDeque::new()),
             invalidated: Mutex::new(Vec::new()),
@@ -64,9 +67,14 @@ impl MemBackend {
         }
     }
 
-    fn apply(&self, mutations: &[Mutation]) {
+    /// Applies a commit's mutations, filling versionstamps in with `stamp`.
+    fn apply(&self, mutations: &[Mutation], stamp: Versionstamp) {
         let mut data = self.data.lock();
         for m in mutations {
+            let m = &m
+                .clone()
+                .with_versionstamp(stamp)
+                .expect("validated versionstamped mutation");
             match m {
                 Mutation::Set { key, value } => {
                     data.insert(key.clone(), value.clone());
@@ -94,13 +102,16 @@ impl MemBackend {
                         None => data.remove(key),
                     };
                 }
+                Mutation::SetVersionstampedKey { .. } | Mutation::SetVersionstampedValue { .. } => {
+                    unreachable!("with_versionstamp turns these into sets")
+                }
             }
         }
     }
 }
 
 impl Backend for MemBackend {
-    fn read_version(&self) -> BoxFuture<'_, Result<Version, Error>> {
+    fn read_version(&self, _priority: Priority) -> BoxFuture<'_, Result<Version, Error>> {
         Box::pin(async move {
             self.call()?;
             Ok(*self.read_version.lock())
@@ -158,19 +169,24 @@ impl Backend for MemBackend {
         })
     }
 
-    fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<Version, Error>> {
+    fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<Committed, Error>> {
         Box::pin(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
+            self.sent.lock().push(commit.clone());
             if let Some(e) = self.commit_errors.lock().pop_front() {
                 return Err(e);
             }
+            let version = {
+                let mut rv = self.read_version.lock();
+                *rv = Version(rv.get() + 10);
+                *rv
+            };
+            let committed = Committed::new(version, 0);
             if self.apply_commits {
-                self.apply(&commit.mutations);
+                self.apply(&commit.mutations, committed.stamp);
             }
             self.commits.lock().push(commit);
-            let mut rv = self.read_version.lock();
-            *rv = Version(rv.get() + 10);
-            Ok(*rv)
+            Ok(committed)
         })
     }
 

@@ -10,17 +10,19 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::future::Future;
+
 use bytes::Bytes;
-use ferrisdb_core::Commit;
 use ferrisdb_core::{AtomicOp, Error, ErrorCode, KeyRange, Mutation, Result, Version, limits};
+use ferrisdb_core::{Commit, Committed, IdempotencyId, Versionstamp, versionstamp};
 use parking_lot::{Mutex, MutexGuard};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, watch};
 
 use crate::backend::Backend;
 use crate::backoff::Backoff;
 use crate::database::Database;
 use crate::key_space::{checked_key, checked_range};
-use crate::options::TransactionOption;
+use crate::options::{Priority, TransactionOption};
 use crate::range::RangeStream;
 use crate::watch::Watch;
 use crate::write_map::WriteMap;
@@ -41,7 +43,7 @@ impl std::fmt::Debug for Transaction {
         let st = self.lock();
         f.debug_struct("Transaction")
             .field("read_version", &st.read_version.get())
-            .field("committed_version", &st.committed_version)
+            .field("committed", &st.receipt)
             .field("attempts", &st.retry.attempts)
             .finish_non_exhaustive()
     }
@@ -50,6 +52,9 @@ impl std::fmt::Debug for Transaction {
 struct TxInner {
     db: Database,
     state: Mutex<TxState>,
+    /// True once [`Transaction::cancel`] was called (until [`Transaction::reset`]); every
+    /// operation waiting on the network watches it.
+    cancelled: watch::Sender<bool>,
 }
 
 /// Everything a transaction accumulates; reset between attempts.
@@ -63,7 +68,10 @@ struct TxState {
     /// An upper bound of the commit's size; recomputed exactly when it passes the limit.
     size_bound: usize,
     committed: bool,
-    committed_version: Option<Version>,
+    /// What the commit returned (none for a read-only commit, which contacts no server).
+    receipt: Option<Committed>,
+    /// The first-attempt read version the last commit request sent with its idempotency id.
+    sent_first_read: Option<Version>,
     /// The first write this attempt refused: the attempt can no longer commit (a commit
     /// without that write would apply the transaction partially).
     poisoned: Option<Error>,
@@ -72,6 +80,20 @@ struct TxState {
     /// [`TransactionOption::ReadOnly`]: kept across retries, cleared by `reset`.
     read_only: bool,
     retry: RetryState,
+}
+
+/// A transaction's idempotency id and what the coordinator needs with it (kept across
+/// retries).
+#[derive(Debug, Clone, Default)]
+struct Idempotency {
+    /// The id (from [`Transaction::set_idempotency_id`], or generated at the first commit
+    /// under [`TransactionOption::AutomaticIdempotency`]).
+    id: Option<Bytes>,
+    /// Generate an id at the first commit if none is set.
+    automatic: bool,
+    /// The read version of the earliest attempt whose commit may have happened (its result
+    /// was unknown): the coordinator looks for the id from there.
+    unknown_since: Option<Version>,
 }
 
 /// What survives [`Transaction::on_error`]: the attempt count and why each retry happened,
@@ -88,6 +110,9 @@ struct RetryState {
     maybe_committed: bool,
     backoff: Backoff,
     started: Instant,
+    /// [`TransactionOption::Priority`].
+    priority: Priority,
+    idempotency: Idempotency,
 }
 
 impl TxState {
@@ -100,7 +125,8 @@ impl TxState {
             extra_write_conflicts: Vec::new(),
             size_bound: 0,
             committed: false,
-            committed_version: None,
+            receipt: None,
+            sent_first_read: None,
             poisoned: None,
             access_system_keys: false,
             read_only: false,
@@ -112,6 +138,8 @@ impl TxState {
                 maybe_committed: false,
                 backoff: Backoff::new(o.initial_backoff, o.max_backoff),
                 started: Instant::now(),
+                priority: Priority::Default,
+                idempotency: Idempotency::default(),
             },
         }
     }
@@ -124,7 +152,8 @@ impl TxState {
         self.extra_write_conflicts.clear();
         self.size_bound = 0;
         self.committed = false;
-        self.committed_version = None;
+        self.receipt = None;
+        self.sent_first_read = None;
         self.poisoned = None;
     }
 
@@ -147,6 +176,7 @@ impl TxState {
             mutations,
             read_conflict_ranges: reads,
             write_conflict_ranges: writes,
+            idempotency: None,
         }
         .size()
     }
@@ -210,6 +240,15 @@ fn copy_error(e: &Error) -> Error {
     }
 }
 
+/// The error of a read of `key` after this transaction set it with a versionstamped value.
+fn unreadable_error(key: &[u8]) -> Error {
+    Error::AccessedUnreadable(format!(
+        "\"{}\" was set with a versionstamped value in this transaction; its value exists \
+         only once the transaction commits (read it in a later transaction)",
+        ferrisdb_core::keys::escape(key)
+    ))
+}
+
 /// Bytes a single-key write adds: key and payload plus its write conflict range.
 fn point_write_size(key: &[u8], payload: usize) -> usize {
     key.len() + payload + 2 * key.len() + 1
@@ -219,8 +258,38 @@ impl Transaction {
     pub(crate) fn new(db: Database) -> Self {
         let state = Mutex::new(TxState::new(&db));
         Transaction {
-            inner: Arc::new(TxInner { db, state }),
+            inner: Arc::new(TxInner {
+                db,
+                state,
+                cancelled: watch::channel(false).0,
+            }),
         }
+    }
+
+    /// Runs a network operation of this transaction, ending it with `TransactionCancelled`
+    /// if the transaction is (or gets) cancelled first.
+    pub(crate) async fn guarded<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
+        let mut cancelled = self.inner.cancelled.subscribe();
+        if *cancelled.borrow() {
+            return Err(Error::TransactionCancelled);
+        }
+        tokio::select! {
+            result = op => result,
+            _ = cancelled.wait_for(|c| *c) => Err(Error::TransactionCancelled),
+        }
+    }
+
+    /// Cancels the transaction: operations in flight and every later one (reads, writes,
+    /// commit) fail with `TransactionCancelled`, which [`on_error`](Self::on_error) does not
+    /// retry, until [`reset`](Self::reset). A commit already sent may still take effect (as
+    /// in FoundationDB): cancelling only stops this handle waiting for it.
+    pub fn cancel(&self) {
+        self.inner.cancelled.send_replace(true);
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called (and the transaction not reset since).
+    pub fn is_cancelled(&self) -> bool {
+        *self.inner.cancelled.borrow()
     }
 
     fn lock(&self) -> MutexGuard<'_, TxState> {
@@ -241,11 +310,17 @@ impl Transaction {
     /// The read version: fetched from the coordinator on first use, then fixed for the
     /// transaction (until [`reset`](Self::reset) or a retry).
     pub async fn get_read_version(&self) -> Result<Version> {
-        let cell = self.lock().read_version.clone();
+        let (cell, priority) = {
+            let st = self.lock();
+            (st.read_version.clone(), st.retry.priority)
+        };
         let backend = self.backend().clone();
-        cell.get_or_try_init(|| async move { backend.read_version().await })
-            .await
-            .copied()
+        self.guarded(async move {
+            cell.get_or_try_init(|| async move { backend.read_version(priority).await })
+                .await
+                .copied()
+        })
+        .await
     }
 
     /// Uses `version` as the read version instead of asking the coordinator (for example to
@@ -258,7 +333,24 @@ impl Transaction {
     /// The version the transaction committed at; `None` before a successful commit and for
     /// read-only transactions (which commit without contacting the cluster).
     pub fn committed_version(&self) -> Option<Version> {
-        self.lock().committed_version
+        self.lock().receipt.map(|r| r.version)
+    }
+
+    /// The transaction's versionstamp once it committed: its commit version and its order in
+    /// the coordinator's commit batch, unique across the cluster and ordered like the commits.
+    /// It is what the placeholders of [`set_versionstamped_key`](Self::set_versionstamped_key)
+    /// and [`set_versionstamped_value`](Self::set_versionstamped_value) became. `None` before
+    /// the commit and for read-only transactions.
+    pub fn versionstamp(&self) -> Option<Versionstamp> {
+        self.lock().receipt.map(|r| r.stamp)
+    }
+
+    /// True when the commit was answered from the transaction's idempotency id: an earlier
+    /// attempt, whose result was unknown, had committed, and this attempt's writes were not
+    /// applied. [`committed_version`](Self::committed_version) and
+    /// [`versionstamp`](Self::versionstamp) are then that attempt's.
+    pub fn already_committed(&self) -> bool {
+        self.lock().receipt.is_some_and(|r| r.already_committed)
     }
 
     // ---- reads ----------------------------------------------------------------------------
@@ -275,8 +367,13 @@ impl Transaction {
         if let Some(known) = self.lock().writes.known(&key) {
             return Ok(known);
         }
+        if self.lock().writes.unreadable(&key) {
+            return Err(unreadable_error(&key));
+        }
         let version = self.get_read_version().await?;
-        let stored = self.backend().get(key.clone(), version).await?;
+        let stored = self
+            .guarded(self.backend().get(key.clone(), version))
+            .await?;
         let mut st = self.lock();
         if !snapshot {
             st.read_conflicts.push(KeyRange::single(&key));
@@ -315,6 +412,13 @@ impl Transaction {
         Snapshot::new(self.clone())
     }
 
+    /// The ranges this transaction's reads so far conflict on (sorted, merged): what its
+    /// commit will send as read conflict ranges. A stateless service reading on a client's
+    /// behalf hands them back to the client, which sends them with its commit.
+    pub fn read_conflict_ranges(&self) -> Vec<KeyRange> {
+        coalesce(self.lock().read_conflicts.clone())
+    }
+
     /// Records that `range` was read (used by [`RangeStream`]).
     pub(crate) fn add_read_conflict(&self, range: KeyRange) {
         if !range.is_empty() {
@@ -323,15 +427,20 @@ impl Transaction {
     }
 
     /// Merges a storage read of `[begin, end)` with the local writes (used by
-    /// [`RangeStream`]).
+    /// [`RangeStream`]). Fails with `AccessedUnreadable` when the region holds a key this
+    /// transaction set with a versionstamped value.
     pub(crate) fn merge_local(
         &self,
         begin: &[u8],
         end: &[u8],
         stored: Vec<crate::KeyValue>,
         reverse: bool,
-    ) -> Vec<crate::KeyValue> {
-        self.lock().writes.merge(begin, end, stored, reverse)
+    ) -> Result<Vec<crate::KeyValue>> {
+        let st = self.lock();
+        if let Some(key) = st.writes.first_unreadable(begin, end) {
+            return Err(unreadable_error(&key));
+        }
+        Ok(st.writes.merge(begin, end, stored, reverse))
     }
 
     /// Completes when the key's stored value differs from its value at this transaction's
@@ -406,7 +515,33 @@ impl Transaction {
             TransactionOption::RetryLimit(n) => st.retry.retry_limit = Some(n),
             TransactionOption::MaxRetryDelay(d) => st.retry.backoff.set_max(d),
             TransactionOption::ReadOnly => st.read_only = true,
+            TransactionOption::Priority(p) => st.retry.priority = p,
+            TransactionOption::AutomaticIdempotency => st.retry.idempotency.automatic = true,
         }
+    }
+
+    /// Gives the transaction an idempotency id (1 to 255 bytes, unique to this logical
+    /// transaction), kept across retries until [`reset`](Self::reset). The coordinator
+    /// records the id with the commit; when an attempt's result is unknown (the coordinator
+    /// or the connection failed mid-commit) the retry carries the same id, and if the earlier
+    /// attempt did commit the retry is answered "already committed"
+    /// ([`already_committed`](Self::already_committed)) instead of applying the transaction
+    /// a second time. Ids are remembered for the coordinator's retention (60 s by default)
+    /// after the earliest attempt whose result was unknown; a retry later than that fails
+    /// with `CommitUnknownResultFatal`, which is not retried.
+    ///
+    /// A transaction with an id always sends its read version with the commit (a blind
+    /// write then fetches one). [`TransactionOption::AutomaticIdempotency`] picks a random id.
+    pub fn set_idempotency_id(&self, id: impl Into<Bytes>) -> Result<()> {
+        let id = id.into();
+        limits::check_idempotency_id(&id)?;
+        self.lock().retry.idempotency.id = Some(id);
+        Ok(())
+    }
+
+    /// The transaction's idempotency id, if it has one yet.
+    pub fn idempotency_id(&self) -> Option<Bytes> {
+        self.lock().retry.idempotency.id.clone()
     }
 
     /// The bytes this transaction counts against the 10 MB limit so far: its mutations and
@@ -428,6 +563,9 @@ impl Transaction {
     /// Runs one write under the lock; a refused write poisons the attempt (see
     /// [`commit`](Self::commit)).
     fn write(&self, write: impl FnOnce(&mut TxState) -> Result<()>) -> Result<()> {
+        if self.is_cancelled() {
+            return Err(Error::TransactionCancelled);
+        }
         let mut st = self.lock();
         let result = if st.read_only {
             Err(Error::InvalidArgument(
@@ -458,8 +596,67 @@ impl Transaction {
         self.write(|st| {
             let key = checked_key(key, st.access_system_keys)?;
             limits::check_value(operand)?;
+            if st.writes.unreadable(&key) {
+                return Err(Error::InvalidArgument(format!(
+                    "an atomic operation on \"{}\", which this transaction set with a \
+                     versionstamped value, is not supported: set the key's final value instead",
+                    ferrisdb_core::keys::escape(&key)
+                )));
+            }
             st.admit(point_write_size(&key, operand.len()))?;
             st.writes.atomic(op, key, Bytes::copy_from_slice(operand));
+            Ok(())
+        })
+    }
+
+    /// Sets a key that contains the transaction's versionstamp: `key` holds a 10-byte
+    /// placeholder and ends with the placeholder's offset as 4 little-endian bytes
+    /// (FoundationDB's encoding; [`crate::tuple::pack_with_versionstamp`] builds such keys).
+    /// At commit the placeholder becomes the [`versionstamp`](Self::versionstamp) and the
+    /// offset is dropped, so keys written this way sort in commit order (a queue, an event
+    /// log). The key is not visible to this transaction's reads; its write conflict range
+    /// covers every key the stamp could give.
+    pub fn set_versionstamped_key(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<()> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.write(|st| {
+            let range = versionstamp::key_range(key)?;
+            // The key as stored: the system-key rule and size limit apply to it.
+            checked_key(
+                &key[..key.len() - versionstamp::OFFSET_LEN],
+                st.access_system_keys,
+            )?;
+            limits::check_value(value)?;
+            st.admit(key.len() + value.len() + range.begin.len() + range.end.len())?;
+            st.writes.set_versionstamped_key(
+                Bytes::copy_from_slice(key),
+                Bytes::copy_from_slice(value),
+                range,
+            );
+            Ok(())
+        })
+    }
+
+    /// Sets `key` to a value that contains the transaction's versionstamp: `value` holds a
+    /// 10-byte placeholder and ends with its offset as 4 little-endian bytes. Reading `key`
+    /// in this transaction afterwards fails with `AccessedUnreadable` (the value exists only
+    /// once committed), until the key is written again.
+    pub fn set_versionstamped_value(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<()> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.write(|st| {
+            let key = checked_key(key, st.access_system_keys)?;
+            versionstamp::placeholder_offset(value, "value")?;
+            limits::check_value(&value[..value.len() - versionstamp::OFFSET_LEN])?;
+            st.admit(point_write_size(&key, value.len()))?;
+            st.writes
+                .set_versionstamped_value(key, Bytes::copy_from_slice(value));
             Ok(())
         })
     }
@@ -558,6 +755,9 @@ impl Transaction {
     /// system key) never commits: it fails with that write's error, so no partial
     /// transaction reaches the database.
     pub async fn commit(&self) -> Result<()> {
+        if self.is_cancelled() {
+            return Err(Error::TransactionCancelled);
+        }
         let (mutations, reads, writes) = {
             let st = self.lock();
             if st.committed {
@@ -574,11 +774,23 @@ impl Transaction {
             self.lock().committed = true;
             return Ok(());
         }
-        let commit = Commit {
+        let id = {
+            let mut st = self.lock();
+            let idm = &mut st.retry.idempotency;
+            if idm.id.is_none() && idm.automatic {
+                idm.id = Some(Bytes::copy_from_slice(&rand::random::<[u8; 16]>()));
+            }
+            idm.id.clone()
+        };
+        let mut commit = Commit {
             read_version: Version::ZERO,
             mutations,
             read_conflict_ranges: reads,
             write_conflict_ranges: writes,
+            idempotency: id.clone().map(|id| IdempotencyId {
+                id,
+                first_read_version: Version::ZERO,
+            }),
         };
         limits::check_transaction_size(commit.size())?;
         // A blind write (no read conflict ranges) is never checked against its read version,
@@ -587,17 +799,20 @@ impl Transaction {
         let known = self.lock().read_version.get().copied();
         let read_version = match known {
             Some(v) => v,
-            None if commit.read_conflict_ranges.is_empty() => Version::ZERO,
+            None if commit.read_conflict_ranges.is_empty() && id.is_none() => Version::ZERO,
             None => self.get_read_version().await?,
         };
-        let commit = Commit {
-            read_version,
-            ..commit
-        };
-        let version = self.backend().commit(commit).await?;
+        commit.read_version = read_version;
+        if let Some(idm) = commit.idempotency.as_mut() {
+            let mut st = self.lock();
+            let first = st.retry.idempotency.unknown_since.unwrap_or(read_version);
+            idm.first_read_version = first;
+            st.sent_first_read = Some(first);
+        }
+        let committed = self.guarded(self.backend().commit(commit)).await?;
         let mut st = self.lock();
         st.committed = true;
-        st.committed_version = Some(version);
+        st.receipt = Some(committed);
         Ok(())
     }
 
@@ -628,6 +843,9 @@ impl Transaction {
                 None => st.retry.reasons.push((code, 1)),
             }
             st.retry.maybe_committed |= err.is_commit_unknown();
+            if err.is_commit_unknown() && st.retry.idempotency.unknown_since.is_none() {
+                st.retry.idempotency.unknown_since = st.sent_first_read;
+            }
             let delay = st.retry.backoff.next_delay();
             if let Some(timeout) = st.retry.timeout {
                 let elapsed = st.retry.started.elapsed();
@@ -667,10 +885,12 @@ impl Transaction {
         self.lock().retry.maybe_committed
     }
 
-    /// Discards everything: writes, conflict ranges, read version, retry count and backoff.
+    /// Discards everything: writes, conflict ranges, read version, retry count, backoff,
+    /// options and idempotency id; a cancelled transaction becomes usable again.
     pub fn reset(&self) {
         let fresh = TxState::new(&self.inner.db);
         *self.lock() = fresh;
+        self.inner.cancelled.send_replace(false);
     }
 
     /// Records the start of a new attempt clock (used by [`Database::run`]).

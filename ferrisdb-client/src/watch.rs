@@ -77,7 +77,7 @@ async fn poll_until_changed(
         }
         tokio::time::sleep(delay).await;
         let read = async {
-            let version = backend.read_version().await?;
+            let version = backend.read_version(crate::Priority::Default).await?;
             backend.get(key.clone(), version).await
         };
         match read.await {

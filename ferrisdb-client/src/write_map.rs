@@ -9,6 +9,10 @@
 //!   a cleared range and never on top of a `Set`/`Clear` (those are folded at once with
 //!   [`AtomicOp::apply`]).
 //!
+//! - Versionstamped writes: a [`Entry::VersionstampedValue`] key is unreadable in the
+//!   transaction (its value exists only once committed); versionstamped keys are kept apart,
+//!   in write order, since their keys are unknown until the commit (reads never see them).
+//!
 //! It never talks to the network: callers pass storage results in.
 
 use std::collections::BTreeMap;
@@ -28,6 +32,9 @@ pub(crate) enum Entry {
     Clear,
     /// Atomic operations to apply, in order, on top of the stored value.
     Atomic(Vec<(AtomicOp, Bytes)>),
+    /// Set to this value with its versionstamp placeholder (and trailing offset) filled in at
+    /// commit: unreadable until then.
+    VersionstampedValue(Bytes),
 }
 
 impl Entry {
@@ -37,6 +44,8 @@ impl Entry {
             Entry::Set(v) => Some(v.clone()),
             Entry::Clear => None,
             Entry::Atomic(ops) => apply_ops(ops, base.map(Bytes::copy_from_slice)),
+            // Never merged: reads of the key fail first (see `WriteMap::unreadable`).
+            Entry::VersionstampedValue(_) => None,
         }
     }
 }
@@ -81,6 +90,9 @@ pub(crate) struct WriteMap {
     entries: BTreeMap<Bytes, Entry>,
     /// begin → end of each cleared range.
     cleared: BTreeMap<Bytes, Bytes>,
+    /// Versionstamped keys (with placeholder and offset), their values and every key each
+    /// can become, in write order.
+    stamped_keys: Vec<(Bytes, Bytes, KeyRange)>,
 }
 
 impl WriteMap {
@@ -107,6 +119,13 @@ impl WriteMap {
         for k in covered {
             self.entries.remove(&k);
         }
+        // A versionstamped key the clear surely covers is cleared too (one it may or may not
+        // cover, depending on the stamp, is kept: it is written after the clear).
+        self.stamped_keys.retain(|(_, _, possible)| {
+            let covered = possible.begin >= begin
+                && (end.is_empty() || (!possible.end.is_empty() && possible.end <= end));
+            !covered
+        });
         // Coalesce with every cleared range overlapping or touching [begin, end).
         let mut new_begin = begin;
         let mut new_end = end;
@@ -142,6 +161,9 @@ impl WriteMap {
             }
             Some(Entry::Set(v)) => Some(Some(v.clone())),
             Some(Entry::Clear) => Some(None),
+            // `Transaction::atomic_op` refuses this before it gets here: there is no value
+            // to fold into, and replacing the entry would lose the versionstamped set.
+            Some(Entry::VersionstampedValue(_)) => return,
             None if cleared => Some(None),
             None => None,
         };
@@ -153,6 +175,29 @@ impl WriteMap {
             None => Entry::Atomic(vec![(op, operand)]),
         };
         self.entries.insert(key, entry);
+    }
+
+    /// Records a versionstamped key; `possible` is every key it can become.
+    pub fn set_versionstamped_key(&mut self, key: Bytes, value: Bytes, possible: KeyRange) {
+        self.stamped_keys.push((key, value, possible));
+    }
+
+    /// Records a set of `key` to a versionstamped value.
+    pub fn set_versionstamped_value(&mut self, key: Bytes, value: Bytes) {
+        self.entries.insert(key, Entry::VersionstampedValue(value));
+    }
+
+    /// True if `key` was set to a versionstamped value (its value is unknown until commit).
+    pub fn unreadable(&self, key: &[u8]) -> bool {
+        matches!(self.entries.get(key), Some(Entry::VersionstampedValue(_)))
+    }
+
+    /// The first unreadable key in `[begin, end)`, if any.
+    pub fn first_unreadable(&self, begin: &[u8], end: &[u8]) -> Option<Bytes> {
+        self.entries
+            .range::<[u8], _>(bounds(begin, end))
+            .find(|(_, e)| matches!(e, Entry::VersionstampedValue(_)))
+            .map(|(k, _)| k.clone())
     }
 
     /// True if a cleared range covers `key`.
@@ -168,7 +213,7 @@ impl WriteMap {
         match self.entries.get(key) {
             Some(Entry::Set(v)) => Some(Some(v.clone())),
             Some(Entry::Clear) => Some(None),
-            Some(Entry::Atomic(_)) => None,
+            Some(Entry::Atomic(_) | Entry::VersionstampedValue(_)) => None,
             None if self.is_cleared(key) => Some(None),
             None => None,
         }
@@ -247,7 +292,8 @@ impl WriteMap {
     }
 
     /// The buffered writes as commit mutations: cleared ranges first, then the point entries
-    /// (each newer than any clear covering it), which replays to the same final state.
+    /// (each newer than any clear covering it), which replays to the same final state, then
+    /// the versionstamped keys in write order.
     pub fn mutations(&self) -> Vec<Mutation> {
         let ranges = self.cleared.iter().map(|(b, e)| Mutation::ClearRange {
             begin: b.clone(),
@@ -268,9 +314,20 @@ impl WriteMap {
                         operand: operand.clone(),
                     })
                     .collect(),
+                Entry::VersionstampedValue(v) => vec![Mutation::SetVersionstampedValue {
+                    key: k.clone(),
+                    value: v.clone(),
+                }],
             }
         });
-        ranges.chain(points).collect()
+        let stamped =
+            self.stamped_keys
+                .iter()
+                .map(|(key, value, _)| Mutation::SetVersionstampedKey {
+                    key: key.clone(),
+                    value: value.clone(),
+                });
+        ranges.chain(points).chain(stamped).collect()
     }
 
     /// The write conflict ranges implied by the writes: each written key and cleared range.
@@ -280,7 +337,11 @@ impl WriteMap {
             end: e.clone(),
         });
         let points = self.entries.keys().map(|k| KeyRange::single(k));
-        ranges.chain(points).collect()
+        let stamped = self
+            .stamped_keys
+            .iter()
+            .map(|(_, _, possible)| possible.clone());
+        ranges.chain(points).chain(stamped).collect()
     }
 }
 

@@ -151,6 +151,8 @@ impl TransactionCoordinator for FakeCoordinator {
         self.commits.lock().push(req.into_inner());
         Ok(Response::new(v1::CommitResponse {
             commit_version: 2000,
+            versionstamp: [&2000u64.to_be_bytes()[..], &[0, 0]].concat().into(),
+            already_committed: false,
         }))
     }
 
@@ -166,7 +168,11 @@ impl TransactionCoordinator for FakeCoordinator {
                 v1::commit_outcome::Outcome::Error(to_error_status(&status))
             }
             Some(status) => return Err(status),
-            None => v1::commit_outcome::Outcome::CommitVersion(2000),
+            None => v1::commit_outcome::Outcome::Committed(v1::CommitResponse {
+                commit_version: 2000,
+                versionstamp: [&2000u64.to_be_bytes()[..], &[0, 0]].concat().into(),
+                already_committed: false,
+            }),
         };
         let commits = req.into_inner().commits;
         let outcomes = commits

@@ -21,10 +21,18 @@ pub enum ErrorCode {
     NotCommitted = 1020,
     /// 1021: the commit may or may not have happened.
     CommitUnknownResult = 1021,
+    /// 1025: the transaction was cancelled.
+    TransactionCancelled = 1025,
     /// 1031: the operation timed out.
     TimedOut = 1031,
+    /// 1036: a read of a key this transaction set with a versionstamped value, which is not
+    /// known before the commit.
+    AccessedUnreadable = 1036,
     /// 1037: a storage server is too far behind to serve the read.
     ProcessBehind = 1037,
+    /// 1041: the commit's outcome is unknown and can no longer be learned (its idempotency id
+    /// was forgotten); unlike 1021, retrying is not safe.
+    CommitUnknownResultFatal = 1041,
     /// 1038: the request reached a process that does not own the key.
     WrongShard = 1038,
     /// 1200: the transaction system is recovering; retry shortly.
@@ -74,6 +82,17 @@ pub enum Error {
     /// The commit's outcome is unknown (for example the coordinator failed mid-commit).
     #[error("commit result unknown: {0}")]
     CommitUnknownResult(String),
+    /// The commit's outcome is unknown and cannot be learned any more: the idempotency id
+    /// it carried is older than the coordinator's retention. Not retryable.
+    #[error("commit result unknown and no longer checkable: {0}")]
+    CommitUnknownResultFatal(String),
+    /// The transaction was cancelled ([`Error::is_retryable`] is false).
+    #[error("transaction cancelled")]
+    TransactionCancelled,
+    /// A read of a key whose value this transaction set with a versionstamp, which exists
+    /// only once the transaction commits.
+    #[error("accessed unreadable: {0}")]
+    AccessedUnreadable(String),
     /// The operation timed out.
     #[error("timed out: {0}")]
     TimedOut(String),
@@ -168,6 +187,9 @@ impl Error {
             Error::TransactionTooOld { .. } => ErrorCode::TransactionTooOld,
             Error::FutureVersion { .. } => ErrorCode::FutureVersion,
             Error::CommitUnknownResult(_) => ErrorCode::CommitUnknownResult,
+            Error::CommitUnknownResultFatal(_) => ErrorCode::CommitUnknownResultFatal,
+            Error::TransactionCancelled => ErrorCode::TransactionCancelled,
+            Error::AccessedUnreadable(_) => ErrorCode::AccessedUnreadable,
             Error::TimedOut(_) => ErrorCode::TimedOut,
             Error::ProcessBehind(_) => ErrorCode::ProcessBehind,
             Error::WrongShard(_) => ErrorCode::WrongShard,

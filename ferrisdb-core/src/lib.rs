@@ -17,11 +17,14 @@ pub mod keys;
 pub mod limits;
 pub mod mutation;
 pub mod shard_map;
+pub mod system_keys;
 pub mod version;
+pub mod versionstamp;
 
-pub use commit::{Commit, VersionedMutations};
+pub use commit::{Commit, Committed, IdempotencyId, VersionedMutations};
 pub use error::{Error, ErrorCode, Result};
 pub use keys::{KeyRange, key_after};
 pub use mutation::{AtomicOp, Mutation};
 pub use shard_map::{Shard, ShardMap};
 pub use version::Version;
+pub use versionstamp::Versionstamp;

@@ -10,6 +10,20 @@ pub const MAX_VALUE_BYTES: usize = 100_000;
 /// Largest transaction: bytes of mutations plus conflict ranges.
 pub const MAX_TRANSACTION_BYTES: usize = 10_000_000;
 
+/// Longest idempotency id, in bytes (FoundationDB's limit).
+pub const MAX_IDEMPOTENCY_ID_BYTES: usize = 255;
+
+/// Checks an idempotency id: 1 to [`MAX_IDEMPOTENCY_ID_BYTES`] bytes.
+pub fn check_idempotency_id(id: &[u8]) -> Result<(), Error> {
+    if id.is_empty() || id.len() > MAX_IDEMPOTENCY_ID_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "an idempotency id must be 1 to {MAX_IDEMPOTENCY_ID_BYTES} bytes, got {}",
+            id.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Most transactions in one `ferrisdb.v1.TransactionCoordinator/CommitBatch` request.
 pub const MAX_COMMIT_BATCH: usize = 1024;
 

@@ -149,6 +149,24 @@ pub enum Mutation {
         /// The operand.
         operand: Bytes,
     },
+    /// Sets a key holding a versionstamp placeholder (see [`crate::versionstamp`]): the key
+    /// ends with the placeholder's 4-byte little-endian offset. The coordinator fills in the
+    /// stamp and logs a plain [`Mutation::Set`]; no other role ever sees this kind.
+    SetVersionstampedKey {
+        /// The key with its placeholder and trailing offset.
+        key: Bytes,
+        /// The value.
+        value: Bytes,
+    },
+    /// Sets a key to a value holding a versionstamp placeholder (the value ends with the
+    /// placeholder's offset); filled in by the coordinator like
+    /// [`Mutation::SetVersionstampedKey`].
+    SetVersionstampedValue {
+        /// The key.
+        key: Bytes,
+        /// The value with its placeholder and trailing offset.
+        value: Bytes,
+    },
 }
 
 impl Mutation {
@@ -159,6 +177,8 @@ impl Mutation {
             Mutation::Clear { key } => key.len(),
             Mutation::ClearRange { begin, end } => begin.len() + end.len(),
             Mutation::Atomic { key, operand, .. } => key.len() + operand.len(),
+            Mutation::SetVersionstampedKey { key, value }
+            | Mutation::SetVersionstampedValue { key, value } => key.len() + value.len(),
         }
     }
 
@@ -179,7 +199,45 @@ impl Mutation {
                 limits::check_key(key)?;
                 limits::check_value(operand)
             }
+            Mutation::SetVersionstampedKey { key, value } => {
+                crate::versionstamp::placeholder_offset(key, "key")?;
+                limits::check_key(&key[..key.len() - crate::versionstamp::OFFSET_LEN])?;
+                limits::check_value(value)
+            }
+            Mutation::SetVersionstampedValue { key, value } => {
+                limits::check_key(key)?;
+                crate::versionstamp::placeholder_offset(value, "value")?;
+                limits::check_value(&value[..value.len() - crate::versionstamp::OFFSET_LEN])
+            }
         }
+    }
+
+    /// Whether the coordinator must fill in a versionstamp before logging this mutation.
+    pub fn is_versionstamped(&self) -> bool {
+        matches!(
+            self,
+            Mutation::SetVersionstampedKey { .. } | Mutation::SetVersionstampedValue { .. }
+        )
+    }
+
+    /// This mutation as it is logged once committed with `stamp`: a versionstamped set
+    /// becomes a plain [`Mutation::Set`]; every other kind is unchanged.
+    pub fn with_versionstamp(
+        self,
+        stamp: crate::versionstamp::Versionstamp,
+    ) -> Result<Self, Error> {
+        use crate::versionstamp::fill;
+        Ok(match self {
+            Mutation::SetVersionstampedKey { key, value } => Mutation::Set {
+                key: fill(&key, stamp, "key")?,
+                value,
+            },
+            Mutation::SetVersionstampedValue { key, value } => Mutation::Set {
+                key,
+                value: fill(&value, stamp, "value")?,
+            },
+            other => other,
+        })
     }
 }
 

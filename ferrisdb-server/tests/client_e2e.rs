@@ -10,7 +10,9 @@
 //! - `failures`: a storage replica and the coordinator SIGKILLed under a running client;
 //! - `examples`: the client's examples (`ferrisdb-client/examples`) run against the cluster;
 //! - `tuples`: keys packed with the tuple layer read back in tuple order across shards;
-//! - `selectors`: key selectors and prefix ranges across shards, with local writes.
+//! - `selectors`: key selectors and prefix ranges across shards, with local writes;
+//! - `idempotency`: idempotency ids answered "already committed", versionstamped keys and
+//!   values, read-version priorities and cancellation.
 
 mod common;
 
@@ -20,6 +22,8 @@ mod atomics;
 mod examples;
 #[path = "client_e2e/failures.rs"]
 mod failures;
+#[path = "client_e2e/idempotency.rs"]
+mod idempotency;
 #[path = "client_e2e/selectors.rs"]
 mod selectors;
 #[path = "client_e2e/transactions.rs"]

@@ -24,7 +24,7 @@ fn set(key: &[u8], value: &[u8]) -> v1::Mutation {
 async fn commit(cluster: &TestCluster, mutations: Vec<v1::Mutation>) -> u64 {
     let mut c = cluster.coordinator_client();
     let rv = c
-        .get_read_version(v1::GetReadVersionRequest {})
+        .get_read_version(v1::GetReadVersionRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -48,6 +48,7 @@ async fn commit(cluster: &TestCluster, mutations: Vec<v1::Mutation>) -> u64 {
         mutations,
         read_conflict_ranges: vec![],
         write_conflict_ranges: writes,
+        ..Default::default()
     };
     c.commit(req)
         .await

@@ -112,11 +112,12 @@ fn txn(rv: u64, key: &str, value: &str, reads: bool) -> v1::CommitRequest {
         mutations: vec![set(key, value)],
         read_conflict_ranges: if reads { vec![single(key)] } else { vec![] },
         write_conflict_ranges: vec![single(key)],
+        ..Default::default()
     }
 }
 
 async fn grv(c: &mut TransactionCoordinatorClient<Channel>) -> u64 {
-    c.get_read_version(v1::GetReadVersionRequest {})
+    c.get_read_version(v1::GetReadVersionRequest::default())
         .await
         .expect("grv")
         .into_inner()
@@ -320,10 +321,13 @@ async fn commits_survive_a_sigkill_and_the_coordinator_serves_the_log() {
     let outcome = |i: usize| outcomes[i].outcome.clone().expect("an outcome");
     use v1::commit_outcome::Outcome;
     for (i, key) in [(0, "k60"), (3, "k61")] {
-        let Outcome::CommitVersion(version) = outcome(i) else {
+        let Outcome::Committed(committed) = outcome(i) else {
             panic!("commit {i} failed: {:?}", outcome(i));
         };
+        let version = committed.commit_version;
         assert!(version > rv);
+        assert_eq!(committed.versionstamp[..8], version.to_be_bytes());
+        assert!(!committed.already_committed);
         acked.push((version, key.into(), "batched".into()));
     }
     let Outcome::Error(conflict) = outcome(1) else {

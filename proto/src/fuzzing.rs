@@ -102,6 +102,7 @@ mod tests {
             })],
             read_conflict_ranges: vec![],
             write_conflict_ranges: vec![],
+            ..Default::default()
         };
         requests(&commit.encode_to_vec());
     }

@@ -16,7 +16,9 @@
 //! | `Corruption` | `DATA_LOSS` |
 //! | `Internal`, `Io` | `INTERNAL` |
 //! | `TimedOut` | `DEADLINE_EXCEEDED` |
-//! | `CommitUnknownResult` | `UNKNOWN` |
+//! | `CommitUnknownResult`, `CommitUnknownResultFatal` | `UNKNOWN` |
+//! | `TransactionCancelled` | `CANCELLED` |
+//! | `AccessedUnreadable` | `FAILED_PRECONDITION` |
 
 use std::path::PathBuf;
 
@@ -45,7 +47,9 @@ pub fn grpc_code(err: &Error) -> Code {
         | Error::ValueTooLarge { .. }
         | Error::TransactionTooLarge { .. } => Code::InvalidArgument,
         Error::NotCommitted => Code::Aborted,
-        Error::TransactionTooOld { .. } | Error::WrongShard(_) => Code::FailedPrecondition,
+        Error::TransactionTooOld { .. } | Error::WrongShard(_) | Error::AccessedUnreadable(_) => {
+            Code::FailedPrecondition
+        }
         Error::FutureVersion { .. }
         | Error::ProcessBehind(_)
         | Error::Unavailable(_)
@@ -53,7 +57,8 @@ pub fn grpc_code(err: &Error) -> Code {
         Error::Corruption { .. } => Code::DataLoss,
         Error::Internal(_) | Error::Io { .. } => Code::Internal,
         Error::TimedOut(_) => Code::DeadlineExceeded,
-        Error::CommitUnknownResult(_) => Code::Unknown,
+        Error::CommitUnknownResult(_) | Error::CommitUnknownResultFatal(_) => Code::Unknown,
+        Error::TransactionCancelled => Code::Cancelled,
     }
 }
 
@@ -84,6 +89,8 @@ pub fn to_status(err: Error) -> Status {
     }
     let detail = match &err {
         Error::CommitUnknownResult(s)
+        | Error::CommitUnknownResultFatal(s)
+        | Error::AccessedUnreadable(s)
         | Error::TimedOut(s)
         | Error::ProcessBehind(s)
         | Error::WrongShard(s)
@@ -141,6 +148,9 @@ pub fn from_status(status: &Status) -> Error {
             applied: arg(ARG2_KEY),
         },
         ErrorCode::CommitUnknownResult => Error::CommitUnknownResult(detail()),
+        ErrorCode::CommitUnknownResultFatal => Error::CommitUnknownResultFatal(detail()),
+        ErrorCode::TransactionCancelled => Error::TransactionCancelled,
+        ErrorCode::AccessedUnreadable => Error::AccessedUnreadable(detail()),
         ErrorCode::TimedOut => Error::TimedOut(detail()),
         ErrorCode::ProcessBehind => Error::ProcessBehind(detail()),
         ErrorCode::WrongShard => Error::WrongShard(detail()),
@@ -262,6 +272,9 @@ fn error_code(n: u32) -> Option<ErrorCode> {
         FutureVersion,
         NotCommitted,
         CommitUnknownResult,
+        CommitUnknownResultFatal,
+        TransactionCancelled,
+        AccessedUnreadable,
         TimedOut,
         ProcessBehind,
         WrongShard,
@@ -318,6 +331,9 @@ mod tests {
                 applied: 10,
             },
             Error::CommitUnknownResult("coordinator lost".into()),
+            Error::CommitUnknownResultFatal("idempotency id expired".into()),
+            Error::TransactionCancelled,
+            Error::AccessedUnreadable("key k".into()),
             Error::TimedOut("5s".into()),
             Error::ProcessBehind("lag 3s".into()),
             Error::WrongShard("key \\x55 not held".into()),

@@ -83,6 +83,7 @@ fn write_corpus() {
         mutations: mutations(),
         read_conflict_ranges: vec![range("a", "b")],
         write_conflict_ranges: vec![range("k", "l"), range("", "")],
+        ..Default::default()
     };
     let txn = v1::TxnRequest {
         compare: vec![v1::Compare {

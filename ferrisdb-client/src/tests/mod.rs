@@ -3,6 +3,7 @@
 //! any network call, the retry loop and watches.
 
 mod conflicts;
+mod idempotency;
 mod retry;
 mod ryw;
 

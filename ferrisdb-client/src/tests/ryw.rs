@@ -177,6 +177,7 @@ proptest! {
                     mutations,
                     read_conflict_ranges: vec![],
                     write_conflict_ranges: vec![],
+                    idempotency: None,
                 })
                 .await
                 .unwrap();

@@ -17,13 +17,47 @@ pub fn pack(tuple: &[Element]) -> Result<Vec<u8>, Error> {
 
 /// Appends the encoding of `tuple` to `out` (on an error, `out` may hold part of it).
 pub fn pack_into(tuple: &[Element], out: &mut Vec<u8>) -> Result<(), Error> {
+    let mut incomplete = Vec::new();
     tuple
         .iter()
-        .try_for_each(|element| encode(element, false, out))
+        .try_for_each(|element| encode(element, false, out, &mut incomplete))
+}
+
+/// Encodes a tuple holding exactly one incomplete versionstamp
+/// ([`Versionstamp::incomplete`](super::Versionstamp::incomplete), nested tuples included)
+/// for [`Transaction::set_versionstamped_key`](crate::Transaction::set_versionstamped_key) or
+/// `set_versionstamped_value`: the packed bytes after `prefix`, then the 4-byte little-endian
+/// offset of the stamp's 10 placeholder bytes, which the database replaces at commit.
+pub fn pack_with_versionstamp(prefix: &[u8], tuple: &[Element]) -> Result<Vec<u8>, Error> {
+    let mut out = prefix.to_vec();
+    let mut incomplete = Vec::new();
+    for element in tuple {
+        encode(element, false, &mut out, &mut incomplete)?;
+    }
+    let [offset] = incomplete[..] else {
+        return Err(Error::InvalidArgument(format!(
+            "a versionstamped key or value needs exactly one incomplete versionstamp in its \
+             tuple, found {}",
+            incomplete.len()
+        )));
+    };
+    let offset = u32::try_from(offset).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "the versionstamp lies at byte {offset}, beyond a 4-byte offset"
+        ))
+    })?;
+    out.extend_from_slice(&offset.to_le_bytes());
+    Ok(out)
 }
 
 /// Appends one element; inside a nested tuple a null is `00 ff` (a bare `00` ends the tuple).
-fn encode(element: &Element, nested: bool, out: &mut Vec<u8>) -> Result<(), Error> {
+/// Records where each incomplete versionstamp's placeholder starts in `incomplete`.
+fn encode(
+    element: &Element,
+    nested: bool,
+    out: &mut Vec<u8>,
+    incomplete: &mut Vec<usize>,
+) -> Result<(), Error> {
     match element {
         Element::Null if nested => out.extend_from_slice(&[0x00, 0xff]),
         Element::Null => out.push(0x00),
@@ -32,7 +66,7 @@ fn encode(element: &Element, nested: bool, out: &mut Vec<u8>) -> Result<(), Erro
         Element::Nested(items) => {
             out.push(0x05);
             for item in items {
-                encode(item, true, out)?;
+                encode(item, true, out, incomplete)?;
             }
             out.push(0x00);
         }
@@ -52,6 +86,9 @@ fn encode(element: &Element, nested: bool, out: &mut Vec<u8>) -> Result<(), Erro
         }
         Element::Versionstamp(v) => {
             out.push(0x33);
+            if v.is_incomplete() {
+                incomplete.push(out.len());
+            }
             out.extend_from_slice(&v.transaction);
             out.extend_from_slice(&v.user.to_be_bytes());
         }

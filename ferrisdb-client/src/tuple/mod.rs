@@ -20,7 +20,7 @@ mod encode;
 mod subspace;
 
 pub use decode::unpack;
-pub use encode::{pack, pack_into};
+pub use encode::{pack, pack_into, pack_with_versionstamp};
 pub use subspace::Subspace;
 
 /// Largest magnitude an [`Element::Int`] may have: integers are encoded in at most 8 bytes.
@@ -60,6 +60,31 @@ pub struct Versionstamp {
     pub transaction: [u8; 10],
     /// Order within the transaction.
     pub user: u16,
+}
+
+impl Versionstamp {
+    /// A versionstamp whose first 10 bytes the database fills in at commit (they are all
+    /// `0xff` until then, as in FoundationDB): pack it with
+    /// [`pack_with_versionstamp`]. `user` orders several stamps of one transaction.
+    pub fn incomplete(user: u16) -> Self {
+        Versionstamp {
+            transaction: [0xff; 10],
+            user,
+        }
+    }
+
+    /// Whether the database has yet to fill this stamp in.
+    pub fn is_incomplete(&self) -> bool {
+        self.transaction == [0xff; 10]
+    }
+
+    /// The complete stamp a transaction committed with `stamp` gave this one.
+    pub fn complete(self, stamp: ferrisdb_core::Versionstamp) -> Self {
+        Versionstamp {
+            transaction: stamp.bytes(),
+            user: self.user,
+        }
+    }
 }
 
 impl From<&str> for Element {

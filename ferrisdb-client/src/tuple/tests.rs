@@ -142,6 +142,39 @@ fn subspaces_prefix_keys_and_cover_their_tuples() {
     );
 }
 
+#[test]
+fn pack_with_versionstamp_appends_the_placeholder_offset() {
+    let prefix = b"log/";
+    let stamp = Versionstamp::incomplete(7);
+    let packed =
+        pack_with_versionstamp(prefix, &["ev".into(), Element::Versionstamp(stamp)]).unwrap();
+    // "log/" + 02 'e' 'v' 00 + 33, so the placeholder starts at byte 9.
+    let (body, offset) = packed.split_at(packed.len() - 4);
+    assert_eq!(offset, 9u32.to_le_bytes());
+    assert_eq!(&body[9..19], &[0xff; 10]);
+    assert_eq!(&body[19..], &7u16.to_be_bytes());
+    // Nested stamps are found too.
+    let nested = pack_with_versionstamp(
+        b"",
+        &[Element::Nested(vec![
+            Element::Int(1),
+            Element::Versionstamp(stamp),
+        ])],
+    )
+    .unwrap();
+    assert_eq!(nested[nested.len() - 4..], 4u32.to_le_bytes());
+    // Exactly one is required; a complete stamp does not count.
+    for bad in [
+        vec![],
+        vec![Element::Versionstamp(stamp), Element::Versionstamp(stamp)],
+        vec![Element::Versionstamp(stamp.complete(
+            ferrisdb_core::Versionstamp::new(ferrisdb_core::Version(9), 1),
+        ))],
+    ] {
+        assert!(pack_with_versionstamp(prefix, &bad).is_err());
+    }
+}
+
 /// The order the encoding must preserve, written directly from the spec.
 fn semantic_cmp(a: &[Element], b: &[Element]) -> Ordering {
     for (x, y) in a.iter().zip(b) {

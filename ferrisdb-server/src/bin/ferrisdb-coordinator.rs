@@ -1,6 +1,6 @@
 //! `ferrisdb-coordinator`: runs a FerrisDB transaction coordinator process.
 //!
-//! Serves `TransactionCoordinator`, the public `KV` API (a client of the cluster at
+//! Serves `TransactionCoordinator`, the public `KV` and `Transactions` APIs (clients of the cluster at
 //! `--controller`), `grpc.health.v1` and gRPC reflection on `--listen`, keeps
 //! its commit log and worker id in `--data-dir`, registers with and heartbeats to the
 //! controller at `--controller` (retrying in the background while it is unreachable), and on
@@ -41,6 +41,11 @@ struct Args {
     /// less room after a reserve for the process's own files).
     #[arg(long)]
     max_connections: Option<std::num::NonZeroUsize>,
+    /// How long idempotency ids are remembered after their commit, in seconds: a retry of a
+    /// transaction whose first attempt is older than this cannot be checked for "already
+    /// committed" and fails with commit_unknown_result_fatal (1041).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    idempotency_retention_secs: u64,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +62,7 @@ async fn serve(args: Args) -> ExitCode {
         controller: args.controller,
         segment_bytes: args.log_segment_bytes.max(1),
         max_connections: args.max_connections.map(|n| n.get()),
+        idempotency_retention: std::time::Duration::from_secs(args.idempotency_retention_secs),
     };
     match coordinator::serve(config, ferrisdb_server::grpc::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

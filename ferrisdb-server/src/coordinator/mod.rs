@@ -3,20 +3,24 @@
 //! together, plus the `TransactionCoordinator` gRPC service. See `docs/commit-path.md`.
 //!
 //! Layers, innermost first: [`clock`], [`sequencer`], [`resolver`] and [`clip`] (pure logic),
-//! [`log`] (the durable commit log on the WAL), [`commit`] (the batching pipeline), [`handle`]
-//! (the in-process API), [`service`] (gRPC), [`worker`] (controller membership), [`kv`] (the
-//! public `KV` service, a client of the cluster) and [`server`].
+//! [`log`] (the durable commit log on the WAL), [`commit`] (the batching pipeline, which also
+//! stamps versionstamps), [`idempotency`] (recognising retried commits), [`handle`] (the
+//! in-process API), [`service`] (gRPC), [`worker`] (controller membership), the public
+//! services [`kv`] (etcd-style) and [`transactions`] (interactive transactions for any
+//! language), both clients of the cluster, and [`server`].
 
 pub mod clip;
 pub mod clock;
 pub mod commit;
 pub mod handle;
+pub mod idempotency;
 pub mod kv;
 pub mod log;
 pub mod resolver;
 pub mod sequencer;
 pub mod server;
 pub mod service;
+pub mod transactions;
 pub mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock};

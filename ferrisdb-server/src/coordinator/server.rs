@@ -1,6 +1,6 @@
 //! Runs a coordinator process: opens the data directory, serves `TransactionCoordinator`, the
-//! public `KV` service (as a client of the cluster at `--controller`), `grpc.health.v1` and
-//! reflection, registers with the controller in the background, and on
+//! public `KV` and `Transactions` services (as a client of the cluster at `--controller`),
+//! `grpc.health.v1` and reflection, registers with the controller in the background, and on
 //! shutdown drains in-flight RPCs, finishes queued batches and leaves the log synced.
 //!
 //! If the commit log fails (a write or fsync error: a full disk, no file descriptor for the next
@@ -17,12 +17,14 @@ use std::path::PathBuf;
 use ferrisdb_core::{Error, Result};
 use ferrisdb_proto::v1::kv_server::KvServer;
 use ferrisdb_proto::v1::transaction_coordinator_server::TransactionCoordinatorServer;
+use ferrisdb_proto::v1::transactions_server::TransactionsServer;
 use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
 use super::handle::{Coordinator, CoordinatorHandle, CoordinatorOptions};
 use super::kv::{self, KvService};
 use super::service::CoordinatorService;
+use super::transactions::TransactionsService;
 use super::worker;
 use crate::grpc;
 use crate::health::{self, RoleHealth};
@@ -43,6 +45,9 @@ pub struct CoordinatorConfig {
     /// Most connections served at once (default from the open-file limit; see
     /// [`crate::resources::max_connections`]).
     pub max_connections: Option<usize>,
+    /// How long idempotency ids are remembered after their commit (see
+    /// [`super::idempotency`]).
+    pub idempotency_retention: std::time::Duration,
 }
 
 /// Health problem source of a failed commit log.
@@ -59,6 +64,7 @@ pub async fn serve(
     let log_dir = config.data_dir.join("log");
     let mut opts = CoordinatorOptions::new(log_dir.clone());
     opts.log.segment_bytes = config.segment_bytes;
+    opts.idempotency_retention = config.idempotency_retention;
     let coordinator = tokio::task::spawn_blocking(move || Coordinator::open(opts))
         .await
         .map_err(|e| Error::Internal(format!("opening the coordinator: {e}")))??;
@@ -76,7 +82,12 @@ pub async fn serve(
         ),
         None => None,
     };
-    let kv = KvService::new(config.controller.as_deref().map(kv::connect).transpose()?);
+    let cluster = config.controller.as_deref().map(kv::connect).transpose()?;
+    if let Some(db) = &cluster {
+        coordinator.attach_cluster(db.clone());
+    }
+    let kv = KvService::new(cluster.clone());
+    let transactions = TransactionsService::new(coordinator.clone(), cluster);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
@@ -95,7 +106,8 @@ pub async fn serve(
             Ok(reason) = failed_rx => exit_for_restart = Some(reason),
         }
     };
-    let result = serve_on(listener, coordinator.clone(), kv, health, limit, stop).await;
+    let services = PublicServices { kv, transactions };
+    let result = serve_on(listener, coordinator.clone(), services, health, limit, stop).await;
     watchdog.abort();
     if let Some((session, follower)) = membership {
         follower.abort();
@@ -138,13 +150,32 @@ async fn exit_after_log_failure(
     let _ = exit.send(reason);
 }
 
-/// Serves `coordinator` and `kv` on a bound listener, within the connection budget `limit`,
-/// until `shutdown` completes (does not stop the coordinator's pipeline; [`serve`] does that
-/// afterwards). `health` drives `grpc.health.v1`.
+/// The public services a coordinator serves beside `TransactionCoordinator`.
+#[derive(Debug, Clone)]
+pub struct PublicServices {
+    /// `ferrisdb.v1.KV`.
+    pub kv: KvService,
+    /// `ferrisdb.v1.Transactions`.
+    pub transactions: TransactionsService,
+}
+
+impl PublicServices {
+    /// Both services for a coordinator outside a cluster (reads and KV calls refused).
+    pub fn standalone(coordinator: &CoordinatorHandle) -> Self {
+        PublicServices {
+            kv: KvService::new(None),
+            transactions: TransactionsService::new(coordinator.clone(), None),
+        }
+    }
+}
+
+/// Serves `coordinator` and the public `services` on a bound listener, within the
+/// connection budget `limit`, until `shutdown` completes (does not stop the coordinator's
+/// pipeline; [`serve`] does that afterwards). `health` drives `grpc.health.v1`.
 pub async fn serve_on(
     listener: TcpListener,
     coordinator: CoordinatorHandle,
-    kv: KvService,
+    services: PublicServices,
     health: RoleHealth,
     limit: std::sync::Arc<grpc::ConnectionLimit>,
     shutdown: impl Future<Output = ()> + Send,
@@ -156,6 +187,7 @@ pub async fn serve_on(
         vec![
             ferrisdb_proto::v1::transaction_coordinator_server::SERVICE_NAME,
             ferrisdb_proto::v1::kv_server::SERVICE_NAME,
+            ferrisdb_proto::v1::transactions_server::SERVICE_NAME,
         ],
     ));
     let mut routes = RoutesBuilder::default();
@@ -166,7 +198,12 @@ pub async fn serve_on(
             .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES),
     );
     routes.add_service(
-        KvServer::new(kv)
+        KvServer::new(services.kv)
+            .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES),
+    );
+    routes.add_service(
+        TransactionsServer::new(services.transactions)
             .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES),
     );
@@ -175,6 +212,7 @@ pub async fn serve_on(
         &[
             ferrisdb_proto::v1::transaction_coordinator_server::SERVICE_NAME,
             ferrisdb_proto::v1::kv_server::SERVICE_NAME,
+            ferrisdb_proto::v1::transactions_server::SERVICE_NAME,
         ],
     )
     .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;

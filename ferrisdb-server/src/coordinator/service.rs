@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures_util::Stream;
 
+use ferrisdb_client::Priority;
 use ferrisdb_core::Commit;
 use ferrisdb_core::{Error, Version, limits};
 use ferrisdb_proto::convert::ranges_from_proto;
@@ -41,6 +42,18 @@ fn check_storage_id(id: &str) -> Result<(), Status> {
         ))));
     }
     Ok(())
+}
+
+/// The read-version priority a request names (unknown numbers are refused).
+pub fn priority_from_proto(n: i32) -> Result<Priority, Status> {
+    match v1::Priority::try_from(n) {
+        Ok(v1::Priority::Default) => Ok(Priority::Default),
+        Ok(v1::Priority::Batch) => Ok(Priority::Batch),
+        Ok(v1::Priority::Immediate) => Ok(Priority::Immediate),
+        Err(_) => Err(to_status(Error::InvalidArgument(format!(
+            "unknown priority {n}: 0 (default), 1 (batch) or 2 (immediate)"
+        )))),
+    }
 }
 
 /// Turns "log no longer holds these versions" into a status that says what to do.
@@ -88,10 +101,11 @@ pub type MutationStream =
 impl TransactionCoordinator for CoordinatorService {
     async fn get_read_version(
         &self,
-        _request: Request<v1::GetReadVersionRequest>,
+        request: Request<v1::GetReadVersionRequest>,
     ) -> Result<Response<v1::GetReadVersionResponse>, Status> {
+        let priority = priority_from_proto(request.into_inner().priority)?;
         Ok(Response::new(v1::GetReadVersionResponse {
-            version: self.coordinator.read_version().get(),
+            version: self.coordinator.read_version_for(priority).await.get(),
         }))
     }
 
@@ -100,10 +114,8 @@ impl TransactionCoordinator for CoordinatorService {
         request: Request<v1::CommitRequest>,
     ) -> Result<Response<v1::CommitResponse>, Status> {
         let commit = Commit::try_from(request.into_inner()).map_err(to_status)?;
-        let version = self.coordinator.commit(commit).await.map_err(to_status)?;
-        Ok(Response::new(v1::CommitResponse {
-            commit_version: version.get(),
-        }))
+        let committed = self.coordinator.commit(commit).await.map_err(to_status)?;
+        Ok(Response::new(v1::CommitResponse::from(committed)))
     }
 
     async fn commit_batch(
@@ -121,7 +133,9 @@ impl TransactionCoordinator for CoordinatorService {
                 Err(e) => Err(e),
             };
             let outcome = match result {
-                Ok(version) => v1::commit_outcome::Outcome::CommitVersion(version.get()),
+                Ok(committed) => {
+                    v1::commit_outcome::Outcome::Committed(v1::CommitResponse::from(committed))
+                }
                 Err(e) => v1::commit_outcome::Outcome::Error(to_error_status(&to_status(e))),
             };
             v1::CommitOutcome {

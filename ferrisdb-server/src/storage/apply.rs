@@ -38,6 +38,13 @@ pub fn build_batch(engine: &Engine, mutations: &[Mutation]) -> Result<WriteBatch
                 let next = op.apply(current.as_deref(), operand).map(Bytes::from);
                 points.insert(key.clone(), next);
             }
+            Mutation::SetVersionstampedKey { .. } | Mutation::SetVersionstampedValue { .. } => {
+                return Err(Error::Internal(
+                    "a versionstamped set reached a storage server; the coordinator fills \
+                     stamps in before logging"
+                        .into(),
+                ));
+            }
         }
     }
     let mut batch = WriteBatch::default();

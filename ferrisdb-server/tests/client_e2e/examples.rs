@@ -11,6 +11,9 @@ mod bank;
 #[path = "../../../ferrisdb-client/examples/counter.rs"]
 mod counter;
 #[allow(dead_code)]
+#[path = "../../../ferrisdb-client/examples/event_log.rs"]
+mod event_log;
+#[allow(dead_code)]
 #[path = "../../../ferrisdb-client/examples/range_scan.rs"]
 mod range_scan;
 
@@ -35,4 +38,16 @@ async fn the_examples_run_against_a_real_cluster() {
     let mut local = vec![name(49), bytes::Bytes::from("scan/050x")];
     local.extend((60..61).map(name));
     assert_eq!(scans.with_local_writes, local);
+
+    let log = event_log::append_and_read(&db, "e2e")
+        .await
+        .expect("event_log example");
+    assert_eq!(
+        log.read_back.len() as u32,
+        event_log::WRITERS * event_log::PER_WRITER
+    );
+    // Every stamp is distinct and the log is in stamp order (checked by the example too).
+    let stamps: std::collections::BTreeSet<_> = log.read_back.iter().map(|(s, _)| *s).collect();
+    assert_eq!(stamps.len(), log.read_back.len());
+    assert!(log.read_back.windows(2).all(|w| w[0].0 < w[1].0));
 }

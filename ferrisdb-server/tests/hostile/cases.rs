@@ -338,6 +338,7 @@ fn coordinator_cases(addr: SocketAddr, read_version: u64) -> Vec<Case> {
         mutations,
         read_conflict_ranges: vec![],
         write_conflict_ranges: vec![range("a", "b")],
+        ..Default::default()
     };
     let small = || set(Bytes::from_static(b"a"), Bytes::from_static(b"v"));
     let mut inverted = commit(read_version, vec![small()]);

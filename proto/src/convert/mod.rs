@@ -11,6 +11,7 @@ mod mutation;
 mod range;
 mod shard_map;
 
+pub use commit::idempotency_from_proto;
 pub use kv::{CompareTarget, KvCompare, KvOp, KvTxn, RangeQuery, kv_key, kv_range, kv_value};
 pub use range::{ranges_from_proto, ranges_to_proto};
 

@@ -71,6 +71,14 @@ impl TryFrom<v1::Mutation> for Mutation {
                     operand: a.operand,
                 }
             }
+            Kind::SetVersionstampedKey(s) => Mutation::SetVersionstampedKey {
+                key: s.key,
+                value: s.value,
+            },
+            Kind::SetVersionstampedValue(s) => Mutation::SetVersionstampedValue {
+                key: s.key,
+                value: s.value,
+            },
         };
         mutation.validate()?;
         Ok(mutation)
@@ -90,6 +98,12 @@ impl From<Mutation> for v1::Mutation {
                 key,
                 operand,
             }),
+            Mutation::SetVersionstampedKey { key, value } => {
+                Kind::SetVersionstampedKey(v1::mutation::SetVersionstampedKey { key, value })
+            }
+            Mutation::SetVersionstampedValue { key, value } => {
+                Kind::SetVersionstampedValue(v1::mutation::SetVersionstampedValue { key, value })
+            }
         };
         v1::Mutation { kind: Some(kind) }
     }
@@ -120,6 +134,15 @@ mod tests {
             key: "c".into(),
             operand: "1".into(),
         }));
+        let stamped = [&[7u8; 12][..], &1u32.to_le_bytes()].concat();
+        all.push(Mutation::SetVersionstampedKey {
+            key: stamped.clone().into(),
+            value: "v".into(),
+        });
+        all.push(Mutation::SetVersionstampedValue {
+            key: "k".into(),
+            value: stamped.into(),
+        });
         for m in all {
             assert_eq!(
                 Mutation::try_from(v1::Mutation::from(m.clone())).unwrap(),
@@ -152,6 +175,14 @@ mod tests {
         assert!(matches!(
             Mutation::try_from(m),
             Err(Error::ValueTooLarge { .. })
+        ));
+        let unplaced = v1::Mutation::from(Mutation::SetVersionstampedKey {
+            key: "short".into(),
+            value: "v".into(),
+        });
+        assert!(matches!(
+            Mutation::try_from(unplaced),
+            Err(Error::InvalidArgument(_))
         ));
         let inverted = v1::Mutation::from(Mutation::ClearRange {
             begin: "b".into(),

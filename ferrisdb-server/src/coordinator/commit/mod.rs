@@ -21,6 +21,12 @@
 //! stages handle batches in commit-version order, so versions become visible strictly in
 //! order. A batch whose transactions all failed writes nothing and publishes nothing.
 //!
+//! Each accepted transaction gets a versionstamp: the batch's commit version and its position in
+//! the batch. The batcher fills it into versionstamped mutations (which the log then holds as
+//! plain sets) and, for a transaction with an idempotency id, adds the id's record and
+//! remembers the id (see [`super::idempotency`]); a later transaction with a remembered id is
+//! answered with the earlier commit, once that is durable, instead of being resolved.
+//!
 //! Failure: a log write or fsync error poisons the pipeline. Transactions whose record may have
 //! reached the disk get `CommitUnknownResult`; every later commit fails with `Unavailable`
 //! until the process restarts and recovers from the log. [`Pipeline::failure`] says why, so
@@ -29,11 +35,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use ferrisdb_core::Commit;
-use ferrisdb_core::{Error, Mutation, Result, Version};
+use ferrisdb_core::{Commit, Committed, system_keys};
+use ferrisdb_core::{Error, Mutation, Result, Version, Versionstamp};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::clock::Clock;
+use super::idempotency::{self, IdempotencyTable};
 use super::log::{CommitLog, LoggedBatch};
 use super::resolver::Resolver;
 use super::sequencer::Sequencer;
@@ -49,6 +56,9 @@ pub struct BatchLimits {
     /// Commit requests that may wait in the queue before callers are held back.
     pub queue: usize,
 }
+
+/// Most transactions per batch: a versionstamp numbers them with 2 bytes.
+const MAX_BATCH_TXNS: usize = 1 << 16;
 
 impl Default for BatchLimits {
     fn default() -> Self {
@@ -69,6 +79,8 @@ pub struct PipelineStats {
     pub conflicts: u64,
     /// Transactions rejected as too old.
     pub too_old: u64,
+    /// Transactions answered "already committed" from their idempotency id.
+    pub already_committed: u64,
     /// Read-only commits answered without the log.
     pub read_only: u64,
     /// Batches resolved (including batches in which every transaction failed).
@@ -95,6 +107,7 @@ struct Counters {
     commits: AtomicU64,
     conflicts: AtomicU64,
     too_old: AtomicU64,
+    already_committed: AtomicU64,
     read_only: AtomicU64,
     batches: AtomicU64,
     batched_txns: AtomicU64,
@@ -103,7 +116,7 @@ struct Counters {
     queued: AtomicU64,
 }
 
-type Reply = oneshot::Sender<Result<Version>>;
+type Reply = oneshot::Sender<Result<Committed>>;
 
 struct Pending {
     commit: Commit,
@@ -127,7 +140,8 @@ enum Job {
     Batch {
         seq: u64,
         batch: Arc<LoggedBatch>,
-        replies: Vec<Reply>,
+        /// Each answer is sent once the batch is durable.
+        replies: Vec<(Reply, Committed)>,
     },
     Stop,
 }
@@ -170,14 +184,17 @@ impl std::fmt::Debug for Pipeline {
 
 impl Pipeline {
     /// Starts the batcher and syncer threads over `log`, whose newest durable version is
-    /// `committed`; versions come from `sequencer`.
+    /// `committed`; versions come from `sequencer`. Idempotency ids are remembered for
+    /// `id_retention` versions.
     pub fn start<C: Clock + 'static>(
         log: Arc<CommitLog>,
         committed: Version,
         sequencer: Sequencer<C>,
         resolver: Resolver,
-        limits: BatchLimits,
+        mut limits: BatchLimits,
+        id_retention: u64,
     ) -> Result<Pipeline> {
+        limits.max_txns = limits.max_txns.clamp(1, MAX_BATCH_TXNS);
         let (tx, rx) = mpsc::channel(limits.queue.max(1));
         let (committed_tx, committed_rx) = watch::channel(committed);
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
@@ -200,6 +217,7 @@ impl Pipeline {
             jobs: job_tx,
             sequencer,
             resolver,
+            ids: IdempotencyTable::new(id_retention),
             limits,
             shared: shared.clone(),
             _running: stopped_tx.clone(),
@@ -238,11 +256,12 @@ impl Pipeline {
         self.committed.clone()
     }
 
-    /// Commits a validated transaction; returns its commit version once it is durable.
+    /// Commits a validated transaction; returns its commit version and versionstamp once it
+    /// is durable (or, for an idempotency id already committed, the earlier commit's).
     ///
     /// A transaction without mutations and write conflict ranges is read-only: it commits at
     /// its read version without touching the log.
-    pub async fn commit(&self, commit: Commit) -> Result<Version> {
+    pub async fn commit(&self, commit: Commit) -> Result<Committed> {
         if self.closing.load(Ordering::Acquire) {
             return Err(Error::Unavailable(
                 "the coordinator is shutting down".into(),
@@ -264,7 +283,7 @@ impl Pipeline {
                 .counters
                 .read_only
                 .fetch_add(1, Ordering::Relaxed);
-            return Ok(commit.read_version);
+            return Ok(Committed::new(commit.read_version, 0));
         }
         let (reply, answer) = oneshot::channel();
         self.tx
@@ -277,6 +296,13 @@ impl Pipeline {
                 "the commit pipeline stopped before answering".into(),
             ))
         })
+    }
+
+    /// Whether more than half of the commit queue is taken: the pipeline is saturated, and
+    /// batch-priority read versions wait.
+    pub fn queue_over_half(&self) -> bool {
+        let max = self.tx.max_capacity();
+        max - self.tx.capacity() > max / 2
     }
 
     /// Why the pipeline failed (`None` while it has not): a receiver that sees the failure
@@ -292,6 +318,7 @@ impl Pipeline {
             commits: c.commits.load(Ordering::Relaxed),
             conflicts: c.conflicts.load(Ordering::Relaxed),
             too_old: c.too_old.load(Ordering::Relaxed),
+            already_committed: c.already_committed.load(Ordering::Relaxed),
             read_only: c.read_only.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
             batched_txns: c.batched_txns.load(Ordering::Relaxed),
@@ -355,6 +382,8 @@ struct Batcher<C: Clock> {
     jobs: mpsc::Sender<Job>,
     sequencer: Sequencer<C>,
     resolver: Resolver,
+    /// Idempotency ids of recent commits.
+    ids: IdempotencyTable,
     limits: BatchLimits,
     shared: Arc<Shared>,
     /// Dropped last (fields drop in order): tells [`Pipeline::shutdown`] the batcher is gone.
@@ -434,8 +463,46 @@ impl<C: Clock> Batcher<C> {
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let mut mutations: Vec<Mutation> = Vec::new();
         let mut replies = Vec::with_capacity(batch.len());
-        for p in batch {
+        let oldest_checkable = version.saturating_sub(self.ids.retention());
+        for (index, p) in batch.into_iter().enumerate() {
             let c = p.commit;
+            if let Some(idm) = &c.idempotency {
+                if idm.first_read_version < oldest_checkable {
+                    let _ = p.reply.send(Err(idempotency::expired(
+                        idm.first_read_version,
+                        version,
+                        self.ids.retention(),
+                    )));
+                    continue;
+                }
+                if let Some(stamp) = self.ids.lookup(&idm.id) {
+                    counters.already_committed.fetch_add(1, Ordering::Relaxed);
+                    // Answered with this batch, so only once the earlier commit is durable.
+                    replies.push((
+                        p.reply,
+                        Committed {
+                            version: stamp.version(),
+                            stamp,
+                            already_committed: true,
+                        },
+                    ));
+                    continue;
+                }
+            }
+            // At most MAX_BATCH_TXNS transactions per batch (clamped in `start`).
+            let stamp = Versionstamp::new(version, index as u16);
+            let filled = match c
+                .mutations
+                .into_iter()
+                .map(|m| m.with_versionstamp(stamp))
+                .collect::<Result<Vec<_>>>()
+            {
+                Ok(filled) => filled,
+                Err(e) => {
+                    let _ = p.reply.send(Err(e));
+                    continue;
+                }
+            };
             match self.resolver.resolve(
                 c.read_version,
                 &c.read_conflict_ranges,
@@ -443,8 +510,15 @@ impl<C: Clock> Batcher<C> {
                 version,
             ) {
                 Ok(()) => {
-                    mutations.extend(c.mutations);
-                    replies.push(p.reply);
+                    mutations.extend(filled);
+                    if let Some(idm) = c.idempotency {
+                        mutations.push(Mutation::Set {
+                            key: system_keys::idempotency_key(stamp),
+                            value: idm.id.clone(),
+                        });
+                        self.ids.record(idm.id, stamp);
+                    }
+                    replies.push((p.reply, Committed::new(version, index as u16)));
                 }
                 Err(e) => {
                     let err = Error::from(e);
@@ -457,6 +531,7 @@ impl<C: Clock> Batcher<C> {
                 }
             }
         }
+        self.ids.expire(version);
         if replies.is_empty() && !tick {
             return;
         }
@@ -470,7 +545,7 @@ impl<C: Clock> Batcher<C> {
                 if let Err(mpsc::error::SendError(Job::Batch { replies, .. })) =
                     self.jobs.send(job).await
                 {
-                    for r in replies {
+                    for (r, _) in replies {
                         let _ = r.send(Err(Error::CommitUnknownResult(
                             "the commit syncer stopped".into(),
                         )));
@@ -481,10 +556,19 @@ impl<C: Clock> Batcher<C> {
                 tracing::error!(error = %e, %version, "commit log write failed; refusing further commits");
                 self.shared
                     .fail(format!("the commit log write failed: {e}"));
-                for r in replies {
-                    let _ = r.send(Err(Error::Unavailable(format!(
-                        "the commit log write failed ({e}); the transaction did not commit"
-                    ))));
+                for (r, committed) in replies {
+                    let _ = r.send(Err(if committed.already_committed {
+                        // The earlier commit's record was written before; whether it reached
+                        // the disk is what this failure leaves unknown.
+                        Error::CommitUnknownResult(format!(
+                            "the commit log write failed ({e}) before the earlier commit with \
+                             this idempotency id was known durable"
+                        ))
+                    } else {
+                        Error::Unavailable(format!(
+                            "the commit log write failed ({e}); the transaction did not commit"
+                        ))
+                    }));
                 }
             }
         }
@@ -529,13 +613,14 @@ fn run_syncer(
             Ok(()) => {
                 shared.log.publish(batch);
                 committed.send_replace(version);
+                let fresh = replies.iter().filter(|(_, c)| !c.already_committed).count();
                 shared
                     .counters
                     .commits
-                    .fetch_add(replies.len() as u64, Ordering::Relaxed);
+                    .fetch_add(fresh as u64, Ordering::Relaxed);
                 shared.counters.log_records.fetch_add(1, Ordering::Relaxed);
-                for r in replies {
-                    let _ = r.send(Ok(version));
+                for (r, committed) in replies {
+                    let _ = r.send(Ok(committed));
                 }
             }
             Err(e) => {
@@ -543,7 +628,7 @@ fn run_syncer(
                     tracing::error!(error = %e, %version, "commit log fsync failed; refusing further commits");
                 }
                 shared.fail(format!("the commit log could not be made durable: {e}"));
-                for r in replies {
+                for (r, _) in replies {
                     let _ = r.send(Err(Error::CommitUnknownResult(format!(
                         "the commit log could not be made durable: {e}"
                     ))));

@@ -10,10 +10,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use ferrisdb_core::{Commit, VersionedMutations};
+use ferrisdb_client::{Database, Priority};
+use ferrisdb_core::{Commit, Committed, VersionedMutations};
 use ferrisdb_core::{Error, KeyRange, Result, Version};
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 use super::clip;
 use super::clock::{Clock, SystemClock};
 use super::commit::{BatchLimits, Pipeline, PipelineStats};
+use super::idempotency;
 use super::log::{CommitLog, LogOptions, LogStats, Recovered};
 use super::resolver::{Resolver, ResolverConfig};
 use super::sequencer::Sequencer;
@@ -28,6 +30,9 @@ use super::sequencer::Sequencer;
 mod feed;
 pub use feed::MutationFeed;
 use feed::read_pulled;
+
+/// How often a batch-priority read version checks whether the commit queue has drained.
+pub const BATCH_PRIORITY_POLL: Duration = Duration::from_millis(2);
 
 /// Longest a pull waits for a new commit.
 pub const MAX_PULL_WAIT: Duration = Duration::from_secs(5);
@@ -45,6 +50,8 @@ pub struct CoordinatorOptions {
     pub log: LogOptions,
     /// Batch size limits.
     pub batch: BatchLimits,
+    /// How long idempotency ids are remembered after their commit.
+    pub idempotency_retention: Duration,
 }
 
 impl CoordinatorOptions {
@@ -54,6 +61,7 @@ impl CoordinatorOptions {
             log_dir: log_dir.into(),
             log: LogOptions::default(),
             batch: BatchLimits::default(),
+            idempotency_retention: idempotency::DEFAULT_RETENTION,
         }
     }
 }
@@ -121,6 +129,16 @@ pub struct Coordinator {
     log: Arc<CommitLog>,
     pipeline: Pipeline,
     recovered: Recovered,
+    /// The first version of this process (its recovery commit): the idempotency table holds
+    /// every id committed after it.
+    generation_start: Version,
+    /// How long idempotency ids are remembered, in versions.
+    id_retention: u64,
+    /// The same as a duration.
+    id_retention_time: Duration,
+    /// A client of the cluster, to look up idempotency ids committed before this process
+    /// started (set once the coordinator joins a cluster).
+    cluster: OnceLock<Database>,
     durability: Mutex<Durability>,
     stopping: watch::Sender<bool>,
 }
@@ -159,17 +177,23 @@ impl Coordinator {
             retained_from = %recovered.retained_from,
             "commit log recovered"
         );
+        let id_retention = idempotency::retention_versions(opts.idempotency_retention);
         let pipeline = Pipeline::start(
             log.clone(),
             start,
             sequencer,
             Resolver::new(ResolverConfig::default()),
             opts.batch,
+            id_retention,
         )?;
         Ok(Arc::new(Coordinator {
             log,
             pipeline,
             recovered,
+            generation_start: start,
+            id_retention,
+            id_retention_time: opts.idempotency_retention,
+            cluster: OnceLock::new(),
             durability: Mutex::new(Durability {
                 reported: HashMap::new(),
                 opened: Instant::now(),
@@ -191,12 +215,79 @@ impl Coordinator {
         self.pipeline.committed_version()
     }
 
-    /// Commits a validated transaction; returns its commit version once durable. Errors:
-    /// `NotCommitted` (conflict), `TransactionTooOld`, `InvalidArgument` (read version never
-    /// handed out), `Unavailable` (shutting down or failed: did not commit),
-    /// `CommitUnknownResult` (the log failed while this commit was being written).
-    pub async fn commit(&self, commit: Commit) -> Result<Version> {
+    /// [`read_version`](Self::read_version) asked for at `priority`: a batch-priority request
+    /// waits while the commit queue is more than half full (polling every
+    /// [`BATCH_PRIORITY_POLL`]), so background work yields to other work under load; the
+    /// others never wait.
+    pub async fn read_version_for(&self, priority: Priority) -> Version {
+        if priority == Priority::Batch {
+            let stopping = self.stopping.subscribe();
+            while self.pipeline.queue_over_half() && !*stopping.borrow() {
+                tokio::time::sleep(BATCH_PRIORITY_POLL).await;
+            }
+        }
+        self.read_version()
+    }
+
+    /// Commits a validated transaction; returns its commit version and versionstamp once
+    /// durable. A transaction whose idempotency id already committed gets that commit back,
+    /// marked `already_committed` (see [`idempotency`]). Errors: `NotCommitted` (conflict),
+    /// `TransactionTooOld`, `InvalidArgument` (read version never handed out), `Unavailable`
+    /// (shutting down or failed: did not commit; or the storage servers could not be asked
+    /// about an id), `CommitUnknownResult` (the log failed while this commit was being
+    /// written), `CommitUnknownResultFatal` (an id whose first attempt is older than the
+    /// retention).
+    pub async fn commit(&self, commit: Commit) -> Result<Committed> {
+        if let Some(idm) = &commit.idempotency
+            && idm.first_read_version < self.generation_start
+        {
+            // The id may have committed under an earlier process: look in storage first.
+            let newest = self.read_version();
+            if idm.first_read_version < newest.saturating_sub(self.id_retention) {
+                return Err(idempotency::expired(
+                    idm.first_read_version,
+                    newest,
+                    self.id_retention,
+                ));
+            }
+            let Some(db) = self.cluster.get() else {
+                return Err(Error::Unavailable(
+                    "this coordinator restarted since the transaction's first attempt and is \
+                     not part of a cluster, so it cannot look up the idempotency id"
+                        .into(),
+                ));
+            };
+            let through = self.generation_start.saturating_sub(1);
+            let found = idempotency::find_stored(db, &idm.id, idm.first_read_version, through)
+                .await
+                .map_err(|e| {
+                    Error::Unavailable(format!(
+                        "looking up the idempotency id in the storage servers failed: {e}"
+                    ))
+                })?;
+            if let Some(stamp) = found {
+                return Ok(Committed {
+                    version: stamp.version(),
+                    stamp,
+                    already_committed: true,
+                });
+            }
+        }
         self.pipeline.commit(commit).await
+    }
+
+    /// Lets the coordinator read from the cluster (idempotency ids committed before this
+    /// process started) and starts clearing expired idempotency records; the first call wins.
+    /// Must be called inside a tokio runtime.
+    pub fn attach_cluster(self: &Arc<Self>, db: Database) {
+        if self.cluster.set(db.clone()).is_ok() {
+            let me = Arc::downgrade(self);
+            tokio::spawn(idempotency::clean_expired(
+                db,
+                self.id_retention_time,
+                move || me.upgrade().map(|c| c.read_version()),
+            ));
+        }
     }
 
     /// Why the commit pipeline failed (`None` while it has not); see [`Pipeline::failure`].

@@ -20,6 +20,7 @@ fn blind(rv: Version, muts: Vec<Mutation>) -> Commit {
         mutations: muts,
         read_conflict_ranges: vec![],
         write_conflict_ranges: vec![KeyRange::all()],
+        idempotency: None,
     }
 }
 
@@ -78,6 +79,7 @@ async fn pulls_are_clipped_long_poll_and_respect_the_size_cap() {
             vec![set("a", "1"), set("z", "2"), clear_all],
         ))
         .await
+        .map(|c| c.version)
         .unwrap();
     let got = waiter.await.unwrap().unwrap();
     assert_eq!(got.committed_through, v1);
@@ -93,7 +95,11 @@ async fn pulls_are_clipped_long_poll_and_respect_the_size_cap() {
         ]
     );
     // A version touching none of the ranges is covered by committed_through only.
-    let v2 = c.commit(blind(v1, vec![set("z", "3")])).await.unwrap();
+    let v2 = c
+        .commit(blind(v1, vec![set("z", "3")]))
+        .await
+        .map(|c| c.version)
+        .unwrap();
     let got = c.pull(pull(v1, vec![range("a", "m")])).await.unwrap();
     assert!(got.batches.is_empty());
     assert_eq!(got.committed_through, v2);
@@ -101,7 +107,11 @@ async fn pulls_are_clipped_long_poll_and_respect_the_size_cap() {
     let got = c.pull(pull(v2, vec![KeyRange::all()])).await.unwrap();
     assert_eq!((got.batches.len(), got.committed_through), (0, v2));
     // Size cap: one version per response.
-    let v3 = c.commit(blind(v2, vec![set("b", "x")])).await.unwrap();
+    let v3 = c
+        .commit(blind(v2, vec![set("b", "x")]))
+        .await
+        .map(|c| c.version)
+        .unwrap();
     let mut p = pull(Version::ZERO, vec![KeyRange::all()]);
     p.max_bytes = 1;
     let got = c.pull(p).await.unwrap();
@@ -125,6 +135,7 @@ async fn a_mutation_feed_delivers_every_version_in_order_and_catches_up_in_one_m
         versions.push(
             c.commit(blind(Version::ZERO, vec![set(k, v)]))
                 .await
+                .map(|c| c.version)
                 .unwrap(),
         );
     }
@@ -166,6 +177,7 @@ async fn a_mutation_feed_delivers_every_version_in_order_and_catches_up_in_one_m
                     let v = c
                         .commit(blind(Version::ZERO, vec![set("c", "4")]))
                         .await
+                        .map(|c| c.version)
                         .unwrap();
                     committed = Some(v);
                 }
@@ -205,6 +217,7 @@ async fn a_restart_keeps_every_commit_and_jumps_the_mvcc_window() {
             acked.push(
                 c.commit(blind(rv, vec![set(&format!("k{i}"), "v")]))
                     .await
+                    .map(|c| c.version)
                     .unwrap(),
             );
         }
@@ -223,7 +236,11 @@ async fn a_restart_keeps_every_commit_and_jumps_the_mvcc_window() {
         .unwrap();
     let versions: Vec<_> = got.batches.iter().map(|b| b.version).collect();
     assert_eq!(versions, acked);
-    let v = c.commit(blind(last, vec![set("new", "v")])).await.unwrap();
+    let v = c
+        .commit(blind(last, vec![set("new", "v")]))
+        .await
+        .map(|c| c.version)
+        .unwrap();
     assert!(
         v.get() >= last.get() + Version::MVCC_WINDOW,
         "{v} vs {last}"
@@ -242,6 +259,7 @@ async fn the_log_is_truncated_only_when_every_storage_server_reported() {
         vs.push(
             c.commit(blind(rv, vec![set(&format!("k{i}"), "v")]))
                 .await
+                .map(|c| c.version)
                 .unwrap(),
         );
     }
@@ -306,12 +324,14 @@ async fn a_failed_log_refuses_every_commit_and_says_why() {
     assert!(failure.borrow().is_none());
     c.commit(blind(c.read_version(), vec![set("a", "1")]))
         .await
+        .map(|c| c.version)
         .unwrap();
     // The directory disappears: the next segment cannot be created.
     std::fs::remove_dir_all(dir.path().join("log")).unwrap();
     let err = c
         .commit(blind(c.read_version(), vec![set("b", "2")]))
         .await
+        .map(|c| c.version)
         .unwrap_err();
     assert!(matches!(err, Error::Unavailable(_)), "{err}");
     let reason = tokio::time::timeout(Duration::from_secs(10), failure.wait_for(Option::is_some))
@@ -324,6 +344,7 @@ async fn a_failed_log_refuses_every_commit_and_says_why() {
     let err = c
         .commit(blind(c.read_version(), vec![set("c", "3")]))
         .await
+        .map(|c| c.version)
         .unwrap_err();
     assert!(
         matches!(&err, Error::Unavailable(m) if m.contains(&reason)),
@@ -342,6 +363,7 @@ async fn read_versions_stay_fresh_while_idle() {
     let first = c
         .commit(blind(c.read_version(), vec![set("a", "1")]))
         .await
+        .map(|c| c.version)
         .unwrap();
     // Six seconds pass with no commits.
     clock.advance(6 * Version::PER_SECOND);
@@ -359,10 +381,12 @@ async fn read_versions_stay_fresh_while_idle() {
         mutations: vec![set("b", "2")],
         read_conflict_ranges: vec![range("a", "b")],
         write_conflict_ranges: vec![range("b", "c")],
+        idempotency: None,
     };
     let v = c
         .commit(read_write)
         .await
+        .map(|c| c.version)
         .expect("a fresh read version is not too old");
     assert!(v > rv);
 }

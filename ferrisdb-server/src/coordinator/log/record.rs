@@ -103,6 +103,12 @@ pub fn decode(payload: &[u8]) -> Result<LogRecord, String> {
             .map_err(|e| format!("mutation {i} at payload offset {at} does not decode: {e}"))?;
         let m = Mutation::try_from(wire)
             .map_err(|e| format!("mutation {i} at payload offset {at} is invalid: {e}"))?;
+        if m.is_versionstamped() {
+            return Err(format!(
+                "mutation {i} at payload offset {at} is a versionstamped set, which the log \
+                 never holds (stamps are filled in before logging)"
+            ));
+        }
         mutations.push(m);
     }
     if r.remaining() != 0 {

@@ -225,7 +225,9 @@ async fn cluster_state(addr: &str) -> Result<v1::GetClusterStateResponse, String
 
 async fn read_version(addr: &str) -> Result<u64, String> {
     let mut client = TransactionCoordinatorClient::new(channel(addr)?);
-    let call = client.get_read_version(v1::GetReadVersionRequest {});
+    let call = client.get_read_version(v1::GetReadVersionRequest {
+        priority: v1::Priority::Immediate as i32,
+    });
     match tokio::time::timeout(RPC_TIMEOUT, call).await {
         Ok(Ok(r)) => Ok(r.into_inner().version),
         Ok(Err(s)) => Err(from_status(&s).to_string()),
