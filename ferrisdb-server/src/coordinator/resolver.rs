@@ -147,6 +147,16 @@ impl Resolver {
         }
     }
 
+    /// An empty resolver for a generation whose first version is `first`: it has no history
+    /// from before `first`, so read versions below it are refused as too old (a transaction
+    /// that read in an earlier generation could conflict with writes this resolver never
+    /// saw).
+    pub fn starting_at(config: ResolverConfig, first: Version) -> Self {
+        let mut r = Resolver::new(config);
+        r.oldest = first;
+        r
+    }
+
     /// Resolves one transaction committing at `commit_version`; on success records its write
     /// ranges at that version.
     ///

@@ -4,10 +4,13 @@
 //! second and the MVCC window ([`Version::MVCC_WINDOW`], 5 s) means the same in versions and in
 //! time. Each version is `max(last + 1, now_micros)`: strictly increasing, and never backwards
 //! even when the wall clock jumps back (versions then advance by one per call until the clock
-//! catches up). After a restart, [`Sequencer::recover`] starts at least one MVCC window past
-//! the last durable version, so transactions that read in the previous generation fail as too
-//! old instead of committing against history the new generation cannot check (FoundationDB's
-//! recovery rule).
+//! catches up). After a restart, [`Sequencer::recover`] starts right after the last durable
+//! version (or at the clock, if later). Transactions that read in the previous generation must
+//! not commit against conflict history the new generation never saw: the resolver of the new
+//! generation refuses every read version below its first version
+//! ([`super::resolver::Resolver::starting_at`]). Versions therefore keep following the
+//! clock across restarts, which keeps idempotency-id retention (counted in versions) close to
+//! wall time however often the coordinator restarts.
 
 use ferrisdb_core::{Error, Version};
 
@@ -31,9 +34,9 @@ impl<C: Clock> Sequencer<C> {
     }
 
     /// A sequencer for a database whose last durable commit is `last_durable`: the first
-    /// version handed out is `max(last_durable + MVCC_WINDOW, now)`.
+    /// version handed out is `max(last_durable + 1, now)`.
     pub fn recover(clock: C, last_durable: Version) -> Self {
-        let floor = last_durable.get().saturating_add(Version::MVCC_WINDOW);
+        let floor = last_durable.get().saturating_add(1);
         let start = floor.max(clock.now_micros());
         Sequencer {
             clock,
@@ -91,14 +94,11 @@ mod tests {
     }
 
     #[test]
-    fn recovery_skips_a_full_mvcc_window() {
-        // Clock behind the old generation: the window decides.
+    fn recovery_continues_after_the_last_durable_version() {
+        // Clock behind the old generation: the next version after it.
         let clock = ManualClock::new(100);
         let mut s = Sequencer::recover(clock.clone(), Version(7_000_000));
-        assert_eq!(
-            s.next_version().unwrap(),
-            Version(7_000_000 + Version::MVCC_WINDOW)
-        );
+        assert_eq!(s.next_version().unwrap(), Version(7_000_001));
         // Clock far ahead: the clock decides.
         clock.set(50_000_000);
         let mut s = Sequencer::recover(clock, Version(7_000_000));

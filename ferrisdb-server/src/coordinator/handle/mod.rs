@@ -164,8 +164,8 @@ impl Coordinator {
             Sequencer::recover(clock, recovered.last_version)
         };
         // The recovery commit: an empty, durable batch at the first version of this
-        // generation. Read versions handed out from now on are at least this one, so they lie
-        // inside the resolver's window and above every version of the previous generation.
+        // generation. Read versions handed out from now on are at least this one; the
+        // resolver refuses older ones (from the previous generation) as too old.
         let start = sequencer.next_version()?;
         let submitted = log.submit(start, Vec::new())?;
         log.sync(submitted.seq)?;
@@ -182,7 +182,7 @@ impl Coordinator {
             log.clone(),
             start,
             sequencer,
-            Resolver::new(ResolverConfig::default()),
+            Resolver::starting_at(ResolverConfig::default(), start),
             opts.batch,
             id_retention,
         )?;
