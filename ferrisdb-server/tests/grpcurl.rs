@@ -55,6 +55,7 @@ const EXAMPLES: &[Example] = &[
         &[
             "ferrisdb.v1.KV\n",
             "ferrisdb.v1.TransactionCoordinator\n",
+            "ferrisdb.v1.Transactions\n",
             "grpc.health.v1.Health\n",
             "grpc.reflection.v1alpha.ServerReflection\n",
         ],
@@ -136,6 +137,14 @@ const EXAMPLES: &[Example] = &[
         shows: &["Code: InvalidArgument", "invalid range"],
         hides: &[],
     },
+    ok(
+        "grpcurl -plaintext 127.0.0.1:4501 ferrisdb.v1.Transactions/Begin",
+        &[r#""readVersion": ""#],
+    ),
+    ok(
+        r#"grpcurl -plaintext -d '{"mutations":[{"set":{"key":"aGVsbG8=","value":"d29ybGQ="}}]}' 127.0.0.1:4501 ferrisdb.v1.Transactions/Commit"#,
+        &[r#""commitVersion": ""#, r#""versionstamp": ""#],
+    ),
     Example {
         cmd: "grpcurl -plaintext 127.0.0.1:4500 list",
         ok: true,

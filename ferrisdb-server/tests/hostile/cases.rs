@@ -54,6 +54,7 @@ const REFLECTION_ENDS: &[Code] = &[Code::Ok];
 const CONTROLLER: &str = "/ferrisdb.v1.ClusterController/";
 const COORDINATOR: &str = "/ferrisdb.v1.TransactionCoordinator/";
 const KV: &str = "/ferrisdb.v1.KV/";
+const TRANSACTIONS: &str = "/ferrisdb.v1.Transactions/";
 const STORAGE: &str = "/ferrisdb.v1.StorageServer/";
 
 /// Every RPC path each role serves (from `proto/ferrisdb/v1/*.proto`, plus health and
@@ -87,6 +88,10 @@ pub fn methods(t: Targets) -> Vec<(SocketAddr, String)> {
             .into_iter()
             .chain(
                 ["Get", "Put", "Delete", "DeleteRange", "Range", "Txn"].map(|m| format!("{KV}{m}")),
+            )
+            .chain(
+                ["Begin", "Get", "GetRange", "GetKey", "Commit"]
+                    .map(|m| format!("{TRANSACTIONS}{m}")),
             )
             .collect(),
         ),
@@ -228,6 +233,7 @@ pub fn bad_values(t: Targets, read_version: u64) -> Vec<Case> {
     let mut out = controller_cases(t.controller);
     out.extend(coordinator_cases(t.coordinator, read_version));
     out.extend(kv_cases(t.coordinator));
+    out.extend(transactions_cases(t.coordinator, read_version));
     out.extend(storage_cases(t.storage, read_version));
     for addr in [t.controller, t.coordinator, t.storage] {
         out.push(case(
@@ -507,6 +513,152 @@ fn coordinator_cases(addr: SocketAddr, read_version: u64) -> Vec<Case> {
             &v1::ReportDurableRequest {
                 storage_id: String::new(),
                 durable_version: 1,
+            },
+            INVALID,
+        ),
+    ]
+}
+
+fn transactions_cases(addr: SocketAddr, read_version: u64) -> Vec<Case> {
+    let path = |m: &str| format!("{TRANSACTIONS}{m}");
+    let get = |read_version: u64, key: Bytes| v1::TransactionGetRequest {
+        read_version,
+        key,
+        access_system_keys: false,
+    };
+    let commit = |mutations: Vec<v1::Mutation>| v1::TransactionCommitRequest {
+        read_version,
+        mutations,
+        ..Default::default()
+    };
+    let stamped_key = |key: &[u8]| v1::Mutation {
+        kind: Some(v1::mutation::Kind::SetVersionstampedKey(
+            v1::mutation::SetVersionstampedKey {
+                key: Bytes::copy_from_slice(key),
+                value: Bytes::from_static(b"v"),
+            },
+        )),
+    };
+    vec![
+        case(
+            "unknown priority",
+            addr,
+            path("Begin"),
+            &v1::BeginRequest { priority: 99 },
+            INVALID,
+        ),
+        case(
+            "read version 0",
+            addr,
+            path("Get"),
+            &get(0, Bytes::from_static(b"k")),
+            INVALID,
+        ),
+        case(
+            "read version from the future",
+            addr,
+            path("Get"),
+            &get(u64::MAX, Bytes::from_static(b"k")),
+            INVALID,
+        ),
+        case(
+            "key over the limit",
+            addr,
+            path("Get"),
+            &get(read_version, big_key()),
+            INVALID,
+        ),
+        case(
+            "system key without the option",
+            addr,
+            path("Get"),
+            &get(read_version, Bytes::from_static(b"\xff/x")),
+            INVALID,
+        ),
+        case(
+            "limit over the maximum",
+            addr,
+            path("GetRange"),
+            &v1::TransactionGetRangeRequest {
+                read_version,
+                limit: u32::MAX,
+                ..Default::default()
+            },
+            INVALID,
+        ),
+        case(
+            "inverted range",
+            addr,
+            path("GetRange"),
+            &v1::TransactionGetRangeRequest {
+                read_version,
+                begin: Bytes::from_static(b"z"),
+                end: Bytes::from_static(b"a"),
+                ..Default::default()
+            },
+            INVALID,
+        ),
+        case(
+            "selector offset far out",
+            addr,
+            path("GetKey"),
+            &v1::TransactionGetKeyRequest {
+                read_version,
+                selector: Some(v1::KeySelector {
+                    key: Bytes::from_static(b"k"),
+                    or_equal: false,
+                    offset: i32::MIN,
+                }),
+                access_system_keys: false,
+            },
+            INVALID,
+        ),
+        case(
+            "no selector",
+            addr,
+            path("GetKey"),
+            &v1::TransactionGetKeyRequest {
+                read_version,
+                selector: None,
+                access_system_keys: false,
+            },
+            INVALID,
+        ),
+        case(
+            "key over the limit",
+            addr,
+            path("Commit"),
+            &commit(vec![set(big_key(), Bytes::from_static(b"v"))]),
+            INVALID,
+        ),
+        case(
+            "versionstamp placeholder past the end",
+            addr,
+            path("Commit"),
+            &commit(vec![stamped_key(b"abc\xff\xff\xff\x7f")]),
+            INVALID,
+        ),
+        case(
+            "idempotency id over 255 bytes",
+            addr,
+            path("Commit"),
+            &v1::TransactionCommitRequest {
+                idempotency_id: Bytes::from(vec![7u8; 256]),
+                ..commit(vec![set(
+                    Bytes::from_static(b"k"),
+                    Bytes::from_static(b"v"),
+                )])
+            },
+            INVALID,
+        ),
+        case(
+            "reads at read version 0",
+            addr,
+            path("Commit"),
+            &v1::TransactionCommitRequest {
+                read_version: 0,
+                read_conflict_ranges: vec![range("a", "b")],
+                ..commit(vec![])
             },
             INVALID,
         ),

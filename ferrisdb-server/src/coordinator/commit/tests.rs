@@ -28,6 +28,15 @@ fn start_with_retention(
     clock: ManualClock,
     id_retention: u64,
 ) -> (Arc<CommitLog>, Arc<Pipeline>) {
+    start_with(dir, clock, id_retention, BatchLimits::default())
+}
+
+fn start_with(
+    dir: &Path,
+    clock: ManualClock,
+    id_retention: u64,
+    limits: BatchLimits,
+) -> (Arc<CommitLog>, Arc<Pipeline>) {
     let (log, rec) = CommitLog::open(dir, LogOptions::default()).unwrap();
     let log = Arc::new(log);
     let pipeline = Pipeline::start(
@@ -35,7 +44,7 @@ fn start_with_retention(
         rec.last_version,
         Sequencer::recover(clock, rec.last_version),
         Resolver::new(ResolverConfig::default()),
-        BatchLimits::default(),
+        limits,
         id_retention,
     )
     .unwrap();
@@ -402,5 +411,38 @@ async fn versionstamps_number_a_batch_and_fill_versionstamped_sets() {
         );
     }
     assert!(!logged.iter().any(Mutation::is_versionstamped));
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_counts_as_over_half_full_only_while_commits_pile_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = BatchLimits {
+        queue: 4,
+        ..BatchLimits::default()
+    };
+    let (_log, p) = start_with(
+        dir.path(),
+        ManualClock::new(1_000_000),
+        idempotency::retention_versions(idempotency::DEFAULT_RETENTION),
+        limits,
+    );
+    assert!(!p.queue_over_half());
+    let gate = p.gate().await;
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let pc = p.clone();
+        tasks.push(tokio::spawn(async move {
+            pc.commit(txn(Version::ZERO, &format!("k{i}"), false)).await
+        }));
+        wait_queued(&p, i + 1).await;
+    }
+    // The batcher took the first one and waits on the gate; three wait in a queue of four.
+    assert!(p.queue_over_half());
+    drop(gate);
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert!(!p.queue_over_half());
     p.shutdown().await;
 }
