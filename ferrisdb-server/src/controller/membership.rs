@@ -81,6 +81,22 @@ pub struct CoordinatorStatus {
     pub log_truncated_through: Version,
     /// The storage servers whose durable versions gate log truncation.
     pub log_holders: Vec<StorageDurability>,
+    /// Microseconds commits spent per pipeline stage, summed over `commits_total`.
+    pub commit_stages: CommitStageTotals,
+}
+
+/// Microseconds committed transactions spent in each stage of the coordinator's pipeline,
+/// summed over them (see `coordinator::commit::CommitStages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitStageTotals {
+    /// Waiting for the batcher.
+    pub queue_us: u64,
+    /// Version, resolution and log submission.
+    pub resolve_us: u64,
+    /// Until an fsync covered the record.
+    pub durable_us: u64,
+    /// From the fsync to the handler.
+    pub reply_us: u64,
 }
 
 /// The role-specific status a worker reports with its heartbeats.

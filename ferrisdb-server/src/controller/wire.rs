@@ -7,7 +7,8 @@ use ferrisdb_core::{Error, Version};
 use ferrisdb_proto::v1;
 
 use super::membership::{
-    CoordinatorStatus, Role, RoleStatus, StorageDurability, StorageStatus, Worker,
+    CommitStageTotals, CoordinatorStatus, Role, RoleStatus, StorageDurability, StorageStatus,
+    Worker,
 };
 use super::shard_map::ShardMap;
 use super::state::ClusterState;
@@ -61,6 +62,15 @@ fn role_status_from_proto(status: Option<v1::worker_status::Status>) -> Option<R
             batches_total: c.batches_total,
             log_fsyncs_total: c.log_fsyncs_total,
             log_truncated_through: Version(c.log_truncated_through),
+            commit_stages: c
+                .commit_stages
+                .map(|s| CommitStageTotals {
+                    queue_us: s.queue_us,
+                    resolve_us: s.resolve_us,
+                    durable_us: s.durable_us,
+                    reply_us: s.reply_us,
+                })
+                .unwrap_or_default(),
             log_holders: c
                 .log_holders
                 .into_iter()
@@ -92,6 +102,12 @@ pub fn status_to_proto(status: &RoleStatus, problem: Option<&str>) -> v1::Worker
             batches_total: c.batches_total,
             log_fsyncs_total: c.log_fsyncs_total,
             log_truncated_through: c.log_truncated_through.get(),
+            commit_stages: Some(v1::CommitStages {
+                queue_us: c.commit_stages.queue_us,
+                resolve_us: c.commit_stages.resolve_us,
+                durable_us: c.commit_stages.durable_us,
+                reply_us: c.commit_stages.reply_us,
+            }),
             log_holders: c
                 .log_holders
                 .iter()
@@ -187,6 +203,12 @@ mod tests {
                 batches_total: 6,
                 log_fsyncs_total: 4,
                 log_truncated_through: Version(3),
+                commit_stages: CommitStageTotals {
+                    queue_us: 1,
+                    resolve_us: 2,
+                    durable_us: 3,
+                    reply_us: 4,
+                },
                 log_holders: vec![StorageDurability {
                     storage_id: "s1".into(),
                     durable_version: Version(2),

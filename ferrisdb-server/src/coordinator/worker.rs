@@ -50,6 +50,18 @@ impl StatusSource for CoordinatorStatusSource {
                     batches_total: stats.pipeline.batches,
                     log_fsyncs_total: stats.log.fsyncs,
                     log_truncated_through: truncated.get(),
+                    commit_stages: Some({
+                        let s = stats.pipeline.stages;
+                        let us = |d: std::time::Duration| {
+                            u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+                        };
+                        v1::CommitStages {
+                            queue_us: us(s.queue),
+                            resolve_us: us(s.resolve),
+                            durable_us: us(s.durable),
+                            reply_us: us(s.reply),
+                        }
+                    }),
                     log_holders: holders
                         .into_iter()
                         .map(|h| v1::StorageDurability {

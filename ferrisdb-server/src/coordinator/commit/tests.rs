@@ -446,3 +446,25 @@ async fn the_queue_counts_as_over_half_full_only_while_commits_pile_up() {
     assert!(!p.queue_over_half());
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stage_times_add_up_over_the_committed_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, p) = start(dir.path(), ManualClock::new(1_000_000));
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        p.commit(txn(Version::ZERO, &format!("k{i}"), false))
+            .await
+            .unwrap();
+    }
+    let elapsed = started.elapsed();
+    let s = p.stats().stages;
+    // Every commit waited for an fsync, and the stages of sequential commits add up to no
+    // more than the time they all took.
+    assert!(s.durable > Duration::ZERO, "{s:?}");
+    assert!(
+        s.queue + s.resolve + s.durable + s.reply <= elapsed,
+        "{s:?} vs {elapsed:?}"
+    );
+    p.shutdown().await;
+}

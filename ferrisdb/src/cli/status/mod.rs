@@ -108,6 +108,39 @@ pub struct Coordinator {
     pub log_truncated_through: Option<u64>,
     /// The storage servers whose durable versions gate log truncation.
     pub log_holders: Vec<LogHolder>,
+    /// Mean time per committed transaction in each stage of the commit pipeline, in
+    /// microseconds, since the coordinator started (`null` before its first commit).
+    pub commit_stage_means_us: Option<CommitStageMeans>,
+}
+
+/// Mean microseconds per committed transaction in each stage of the coordinator's commit
+/// pipeline: waiting for the batcher, resolving and submitting, until an fsync covered it,
+/// and back to the request handler.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct CommitStageMeans {
+    /// Waiting in the queue for the batcher.
+    pub queue: f64,
+    /// Version, resolution and log submission.
+    pub resolve: f64,
+    /// Until an fsync covered the record.
+    pub durable: f64,
+    /// From the fsync to the handler having the answer.
+    pub reply: f64,
+}
+
+/// The mean stage times of a coordinator's status (`None` before its first commit).
+fn stage_means(c: &v1::CoordinatorStatus) -> Option<CommitStageMeans> {
+    let s = c.commit_stages.as_ref()?;
+    if c.commits_total == 0 {
+        return None;
+    }
+    let n = c.commits_total as f64;
+    Some(CommitStageMeans {
+        queue: s.queue_us as f64 / n,
+        resolve: s.resolve_us as f64 / n,
+        durable: s.durable_us as f64 / n,
+        reply: s.reply_us as f64 / n,
+    })
 }
 
 /// A storage server whose durable version gates the commit log's truncation.
@@ -333,6 +366,7 @@ pub fn build(
                     log_fsyncs_total: c.map(|c| c.log_fsyncs_total),
                     log_truncated_through: c.map(|c| c.log_truncated_through),
                     log_holders: c.map(log_holders).unwrap_or_default(),
+                    commit_stage_means_us: c.and_then(stage_means),
                 });
             }
             v1::WorkerRole::Unspecified => {}

@@ -34,6 +34,12 @@ pub fn render(r: &Report) -> String {
             c.avg_batch_size.map_or("-".into(), |v| format!("{v:.2}")),
             c.log_bytes.map_or("-".into(), bytes),
         ));
+        if let Some(s) = c.commit_stage_means_us {
+            out.push_str(&format!(
+                "  Commit stages:     queue {:.0} µs, resolve {:.0} µs, durable {:.0} µs, reply {:.0} µs (mean per commit)\n",
+                s.queue, s.resolve, s.durable, s.reply
+            ));
+        }
     }
 
     let mut procs = Table::new(&["ROLE", "ID", "ADDRESS", "HEALTH", "UPTIME", "LAST SEEN"]);

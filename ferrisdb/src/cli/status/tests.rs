@@ -19,6 +19,12 @@ fn worker(id: &str, role: v1::WorkerRole, port: u16, healthy: bool) -> v1::Worke
                 batches_total: 20,
                 log_fsyncs_total: 10,
                 log_truncated_through: 700,
+                commit_stages: Some(v1::CommitStages {
+                    queue_us: 300,
+                    resolve_us: 150,
+                    durable_us: 6000,
+                    reply_us: 600,
+                }),
                 log_holders: ["s0", "s1", "s2"]
                     .map(|id| v1::StorageDurability {
                         storage_id: id.into(),
@@ -108,10 +114,20 @@ fn a_healthy_cluster_is_fully_replicated_with_lag_from_the_latest_version() {
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["coordinator"]["commits_per_second"], 12.5);
     assert_eq!(json["coordinator"]["log_fsyncs_total"], 10);
+    // Stage sums over 30 commits, as means per commit.
+    assert_eq!(
+        json["coordinator"]["commit_stage_means_us"]["durable"],
+        200.0
+    );
+    assert_eq!(json["coordinator"]["commit_stage_means_us"]["queue"], 10.0);
     assert_eq!(json["storage_servers"][2]["data_bytes"], 4096);
     let text = render(&r);
     assert!(text.contains("HEALTHY"), "{text}");
     assert!(text.contains("3/3 shards fully replicated"), "{text}");
+    assert!(
+        text.contains("queue 10 µs, resolve 5 µs, durable 200 µs, reply 20 µs"),
+        "{text}"
+    );
 }
 
 #[test]
