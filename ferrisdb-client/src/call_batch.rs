@@ -8,9 +8,7 @@
 //! next requests and ride along (in a closed loop that took the average queue wait at 128 clients
 //! from ~0.75 ms to ~0.3 ms). A lone request therefore never waits, and under load each call
 //! carries many requests, which divides the per-call cost (HTTP/2 frames, headers, task wake-ups)
-//! on both ends. A request that finds a free slot and nobody queued is sent from the caller's
-//! own task (no hand-off to a driver task and back); a driver takes over only for what queues
-//! meanwhile. Batching does not change what a request means: the server handles each one of a
+//! on both ends. Batching does not change what a request means: the server handles each one of a
 //! call on its own and answers each with its own outcome.
 
 use std::collections::VecDeque;
@@ -115,20 +113,12 @@ where
                 None
             }
         };
-        if let Some(mut batch) = batch {
+        if let Some(batch) = batch {
             // The slot is released even if the task is dropped before it first runs.
             let slot = Slot {
                 batcher: self.clone(),
                 finished: false,
             };
-            if batch.len() == 1 {
-                // Alone: send from this task, sparing a hand-off to a driver task and back
-                // (what a single client waits for on every call).
-                let own = batch.pop().map(|w| (w.context, w.request));
-                if let Some((context, request)) = own {
-                    return self.call_alone(slot, context, request, send).await;
-                }
-            }
             tokio::spawn(drive(slot, batch, send));
         }
         answer.await.map_err(|_| {
@@ -136,52 +126,6 @@ where
                 "the call carrying this request was abandoned (runtime shutting down)".into(),
             )
         })?
-    }
-}
-
-impl<C, R, T> CallBatcher<C, R, T>
-where
-    C: Send + 'static,
-    R: Message + Send + 'static,
-    T: Send + 'static,
-{
-    /// Sends one request in its own call from the caller's task, holding `slot`; then hands
-    /// the slot to a driver task for whatever queued meanwhile, or gives it back. If the caller
-    /// is dropped mid-call, the slot's guard gives the slot back.
-    async fn call_alone<F, Fut>(
-        self: &Arc<Self>,
-        mut slot: Slot<C, R, T>,
-        context: C,
-        request: R,
-        send: F,
-    ) -> Result<T, Error>
-    where
-        F: Fn(C, Vec<R>) -> Fut + Send + 'static,
-        Fut: Future<Output = Vec<Result<T, Error>>> + Send + 'static,
-    {
-        let outcome = match <[Result<T, Error>; 1]>::try_from(send(context, vec![request]).await) {
-            Ok([outcome]) => outcome,
-            Err(outcomes) => Err((self.limits.lost)(format!(
-                "the call answered {} outcomes for the 1 request it carried",
-                outcomes.len()
-            ))),
-        };
-        let next = {
-            let mut q = self.queue.lock();
-            if q.waiting.is_empty() {
-                q.in_flight -= 1;
-                None
-            } else {
-                Some(take_batch(&mut q.waiting, &self.limits))
-            }
-        };
-        match next {
-            Some(batch) => {
-                tokio::spawn(drive(slot, batch, send));
-            }
-            None => slot.finished = true,
-        }
-        outcome
     }
 }
 

@@ -7,8 +7,7 @@
 //! caller never joins one: callers queue, and one driver task sends a request for everything
 //! queued, answers those callers, and repeats while callers keep arriving. Every caller is
 //! answered by a request sent after it queued, and under load one request serves every
-//! transaction that started during the previous round trip. A caller that finds no round in
-//! flight and nobody waiting sends its request itself, from its own task.
+//! transaction that started during the previous round trip.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -62,35 +61,6 @@ impl<C: Send + 'static> ReadVersionBatcher<C> {
             !std::mem::replace(&mut q.driving, true)
         };
         if start_driver {
-            // Alone (no round in flight, nobody else waiting): fetch from this task, sparing
-            // a hand-off to a driver task and back.
-            let alone = {
-                let mut q = self.queue.lock();
-                if q.waiting.len() == 1 {
-                    q.waiting.pop()
-                } else {
-                    None
-                }
-            };
-            if let Some((_reply, context)) = alone {
-                let mut guard = FailQueuedOnDrop {
-                    queue: &self.queue,
-                    finished: false,
-                };
-                let result = fetch(context).await;
-                let more = {
-                    let mut q = self.queue.lock();
-                    q.driving = !q.waiting.is_empty();
-                    q.driving
-                };
-                guard.finished = true;
-                if more {
-                    // Those who queued meanwhile need a request sent after they queued.
-                    let batcher = self.clone();
-                    tokio::spawn(async move { batcher.drive(fetch).await });
-                }
-                return result;
-            }
             let batcher = self.clone();
             tokio::spawn(async move { batcher.drive(fetch).await });
         }

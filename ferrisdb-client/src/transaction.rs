@@ -495,6 +495,16 @@ impl Transaction {
         let (begin, end) = (begin.as_ref(), end.as_ref());
         self.write(|st| {
             let range = checked_range(begin, end, st.access_system_keys)?;
+            if st.writes.splits_stamped_key(&range.begin, &range.end) {
+                return Err(Error::InvalidArgument(format!(
+                    "clear_range [\"{}\", \"{}\") covers only some of the keys a versionstamped \
+                     key set earlier in this transaction can become, so what it clears would \
+                     depend on the stamp: clear before setting the key, or clear every key it \
+                     can become",
+                    ferrisdb_core::keys::escape(&range.begin),
+                    ferrisdb_core::keys::escape(&range.end)
+                )));
+            }
             st.admit(2 * (range.begin.len() + range.end.len()))?;
             st.writes.clear_range(range.begin, range.end);
             Ok(())

@@ -74,6 +74,12 @@ fn max_end(a: Bytes, b: &Bytes) -> Bytes {
     }
 }
 
+/// True if `[begin, end)` (empty end: unbounded) contains all of `range`.
+fn covers(begin: &[u8], end: &[u8], range: &KeyRange) -> bool {
+    range.begin.as_ref() >= begin
+        && (end.is_empty() || (!range.end.is_empty() && range.end.as_ref() <= end))
+}
+
 /// Bounds of `[begin, end)` for `BTreeMap::range`.
 fn bounds<'a>(begin: &'a [u8], end: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
     let upper = if end.is_empty() {
@@ -119,13 +125,10 @@ impl WriteMap {
         for k in covered {
             self.entries.remove(&k);
         }
-        // A versionstamped key the clear surely covers is cleared too (one it may or may not
-        // cover, depending on the stamp, is kept: it is written after the clear).
-        self.stamped_keys.retain(|(_, _, possible)| {
-            let covered = possible.begin >= begin
-                && (end.is_empty() || (!possible.end.is_empty() && possible.end <= end));
-            !covered
-        });
+        // A versionstamped key the clear surely covers is cleared too (callers refuse a clear
+        // that covers only some of the keys one can become: `splits_stamped_key`).
+        self.stamped_keys
+            .retain(|(_, _, possible)| !covers(&begin, &end, possible));
         // Coalesce with every cleared range overlapping or touching [begin, end).
         let mut new_begin = begin;
         let mut new_end = end;
@@ -175,6 +178,18 @@ impl WriteMap {
             None => Entry::Atomic(vec![(op, operand)]),
         };
         self.entries.insert(key, entry);
+    }
+
+    /// True if `[begin, end)` covers some but not all of the keys a pending versionstamped
+    /// key can become: whether the clear would remove it depends on the stamp.
+    pub fn splits_stamped_key(&self, begin: &[u8], end: &[u8]) -> bool {
+        let clear = KeyRange {
+            begin: Bytes::copy_from_slice(begin),
+            end: Bytes::copy_from_slice(end),
+        };
+        self.stamped_keys.iter().any(|(_, _, possible)| {
+            possible.intersects(&clear) && !covers(&clear.begin, &clear.end, possible)
+        })
     }
 
     /// Records a versionstamped key; `possible` is every key it can become.

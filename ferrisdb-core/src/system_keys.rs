@@ -13,6 +13,19 @@ pub const BEGIN: &[u8] = b"\xff";
 /// range clear.
 pub const IDEMPOTENCY_PREFIX: &[u8] = b"\xff\x02/idmp/";
 
+/// Every idempotency record key: the keys starting with [`IDEMPOTENCY_PREFIX`].
+pub fn idempotency_records() -> KeyRange {
+    let mut end = IDEMPOTENCY_PREFIX.to_vec();
+    // The prefix ends with '/', so incrementing its last byte bounds every key under it.
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    KeyRange {
+        begin: Bytes::from_static(IDEMPOTENCY_PREFIX),
+        end: Bytes::from(end),
+    }
+}
+
 /// The idempotency record key of the commit stamped `stamp`.
 pub fn idempotency_key(stamp: Versionstamp) -> Bytes {
     let mut key = IDEMPOTENCY_PREFIX.to_vec();
@@ -60,5 +73,8 @@ mod tests {
         );
         assert_eq!(idempotency_stamp(b"\xff\x02/idmp/short"), None);
         assert!(idempotency_range(Version(12), Version(3)).is_empty());
+        let all = idempotency_records();
+        assert!(all.contains(&a) && all.contains(&b));
+        assert!(!all.contains(b"\xff\x02/idmq") && !all.contains(b"\xff\x02/idm"));
     }
 }

@@ -155,6 +155,14 @@ async fn a_clear_covering_every_possible_stamped_key_removes_it() {
     tx.set_versionstamped_key(stamped(b"q/"), "event").unwrap();
     tx.clear_range("q/", "q0").unwrap();
     tx.commit().await.unwrap();
+    // A clear of only some of the keys the stamp can give is refused (and poisons).
+    let tx = db.create_transaction();
+    tx.set_versionstamped_key(stamped(b"q/"), "event").unwrap();
+    let err = tx
+        .clear_range(b"q/\x00\x00\x00\x00\x00\x00\x00\x05", "q0")
+        .unwrap_err();
+    assert!(err.to_string().contains("versionstamped"), "{err}");
+    assert!(tx.commit().await.is_err());
     assert!(
         !backend.sent.lock()[0]
             .mutations

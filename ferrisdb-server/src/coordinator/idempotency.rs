@@ -150,7 +150,7 @@ pub async fn clean_expired(
     retention: Duration,
     newest: impl Fn() -> Option<Version>,
 ) {
-    let keep = retention_versions(retention + CLEANER_MARGIN);
+    let keep = retention_versions(retention.saturating_add(CLEANER_MARGIN));
     let period = (retention / 4).max(Duration::from_secs(1));
     loop {
         tokio::time::sleep(period).await;

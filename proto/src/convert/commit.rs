@@ -53,6 +53,13 @@ pub fn idempotency_from_proto(
         0 => read_version,
         v => v,
     };
+    if read_version != 0 && first > read_version {
+        return Err(Error::InvalidArgument(format!(
+            "first_attempt_read_version {first} is after this attempt's read version \
+             {read_version}: it must be the read version of the first attempt that carried \
+             the idempotency id"
+        )));
+    }
     if first == 0 {
         return Err(Error::InvalidArgument(
             "a commit with an idempotency id needs the read version of its first attempt: set \
@@ -195,6 +202,14 @@ mod tests {
             Err(Error::InvalidArgument(_))
         ));
         req.idempotency_id = "id".into();
+        req.first_attempt_read_version = 8;
+        let err = Commit::try_from(req.clone()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("after this attempt's read version"),
+            "{err}"
+        );
+        req.first_attempt_read_version = 0;
         req.read_version = 0;
         let err = Commit::try_from(req).unwrap_err();
         assert!(err.to_string().contains("first attempt"), "{err}");

@@ -58,8 +58,13 @@ pub struct BatchLimits {
     pub queue: usize,
 }
 
-/// Most transactions per batch: a versionstamp numbers them with 2 bytes.
-const MAX_BATCH_TXNS: usize = 1 << 16;
+/// Most transactions per batch: a versionstamp numbers them with 2 bytes, and the last
+/// number ([`READ_ONLY_BATCH_INDEX`]) is left for read-only commits.
+const MAX_BATCH_TXNS: usize = u16::MAX as usize;
+
+/// The batch index of a read-only commit's stamp (it joins no batch): no writing transaction
+/// gets it, so the stamp never names another transaction's commit.
+pub const READ_ONLY_BATCH_INDEX: u16 = u16::MAX;
 
 impl Default for BatchLimits {
     fn default() -> Self {
@@ -321,7 +326,7 @@ impl Pipeline {
                 .counters
                 .read_only
                 .fetch_add(1, Ordering::Relaxed);
-            return Ok(Committed::new(commit.read_version, 0));
+            return Ok(Committed::new(commit.read_version, READ_ONLY_BATCH_INDEX));
         }
         let (reply, answer) = oneshot::channel();
         let queued_at = Instant::now();
@@ -541,7 +546,13 @@ impl<C: Clock> Batcher<C> {
                     )));
                     continue;
                 }
-                if let Some(stamp) = self.ids.lookup(&idm.id) {
+                // Only a commit after the first attempt's read version can be one of this
+                // transaction's attempts (an id reused by a later transaction is not).
+                if let Some(stamp) = self
+                    .ids
+                    .lookup(&idm.id)
+                    .filter(|s| s.version() > idm.first_read_version)
+                {
                     counters.already_committed.fetch_add(1, Ordering::Relaxed);
                     // Answered with this batch, so only once the earlier commit is durable.
                     replies.push((
@@ -582,7 +593,10 @@ impl<C: Clock> Batcher<C> {
                             key: system_keys::idempotency_key(stamp),
                             value: idm.id.clone(),
                         });
-                        self.ids.record(idm.id, stamp);
+                        // A copy: the id decoded from the request points into the request's
+                        // buffer, which the table would otherwise keep for the retention.
+                        self.ids
+                            .record(bytes::Bytes::copy_from_slice(&idm.id), stamp);
                     }
                     replies.push((p.reply, Committed::new(version, index as u16)));
                     queued_ns += waited;

@@ -331,6 +331,15 @@ async fn a_remembered_idempotency_id_is_answered_with_its_commit_and_not_applied
     assert!(!keys.contains(&bytes::Bytes::from("b")) && !keys.contains(&bytes::Bytes::from("d")));
     assert!(keys.contains(&ferrisdb_core::system_keys::idempotency_key(first.stamp)));
     assert!(keys.contains(&ferrisdb_core::system_keys::idempotency_key(a.stamp)));
+    // A later transaction reusing an id (its first read after that commit) is not one of its
+    // attempts: it commits.
+    let later = p.committed_version();
+    let reused = p
+        .commit(with_id(txn(later, "e", false), "t1", later))
+        .await
+        .unwrap();
+    assert!(!reused.already_committed);
+    assert!(reused.version > first.version);
     p.shutdown().await;
 }
 

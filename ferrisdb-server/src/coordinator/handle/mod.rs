@@ -238,6 +238,17 @@ impl Coordinator {
     /// written), `CommitUnknownResultFatal` (an id whose first attempt is older than the
     /// retention).
     pub async fn commit(&self, commit: Commit) -> Result<Committed> {
+        if let Some(idm) = &commit.idempotency {
+            let newest = self.read_version();
+            if idm.first_read_version > newest {
+                return Err(Error::InvalidArgument(format!(
+                    "the idempotency id's first attempt read at version {}, newer than the \
+                     newest committed version {newest}; get read versions from \
+                     GetReadVersion",
+                    idm.first_read_version
+                )));
+            }
+        }
         if let Some(idm) = &commit.idempotency
             && idm.first_read_version < self.generation_start
         {

@@ -4,7 +4,9 @@
 
 use bytes::Bytes;
 use ferrisdb_client::key_space::{SYSTEM_KEYS_BEGIN, checked_key, checked_range};
-use ferrisdb_core::{Commit, Error, KeyRange, Mutation, Result, Version, limits, versionstamp};
+use ferrisdb_core::{
+    Commit, Error, KeyRange, Mutation, Result, Version, limits, system_keys, versionstamp,
+};
 use ferrisdb_proto::convert::{idempotency_from_proto, ranges_from_proto};
 use ferrisdb_proto::v1;
 
@@ -34,6 +36,12 @@ pub fn commit_from_request(req: v1::TransactionCommitRequest) -> Result<Commit> 
             .map_err(|e| Error::InvalidArgument(format!("mutation {i}: {e}")))?;
         let (m, written) = checked_mutation(m, system)
             .map_err(|e| Error::InvalidArgument(format!("mutation {i}: {e}")))?;
+        if written.intersects(&system_keys::idempotency_records()) {
+            return Err(Error::InvalidArgument(format!(
+                "mutation {i} writes the idempotency records (\\xff\\x02/idmp/), which only \
+                 the coordinator writes, even with access_system_keys"
+            )));
+        }
         write_conflict_ranges.push(written);
         mutations.push(m);
     }
@@ -205,6 +213,17 @@ mod tests {
         }]))
         .unwrap_err();
         assert!(err.to_string().contains("system key space"), "{err}");
+    }
+
+    #[test]
+    fn the_idempotency_records_are_refused_even_with_system_keys() {
+        let mut req = request(vec![Mutation::ClearRange {
+            begin: Bytes::from_static(b"\xff"),
+            end: Bytes::from_static(b"\xff\xff"),
+        }]);
+        req.access_system_keys = true;
+        let err = commit_from_request(req).unwrap_err();
+        assert!(err.to_string().contains("idempotency records"), "{err}");
     }
 
     #[test]
