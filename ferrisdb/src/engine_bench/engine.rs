@@ -57,7 +57,7 @@ pub trait BenchEngine: Send + Sync {
 const GC_EVERY: u64 = 1024;
 
 /// FerrisDB's storage engine as a [`BenchEngine`]: one version per write batch; every
-/// [`GC_EVERY`] batches the GC horizon moves to `gc_window` versions below the newest, as a
+/// `GC_EVERY` batches the GC horizon moves to `gc_window` versions below the newest, as a
 /// storage server keeps a window of versions (0: it never moves, every version is kept);
 /// reads at the newest version.
 pub struct FerrisEngine {

@@ -6,15 +6,21 @@
 //! the read version (fetched lazily, once); writes only touch the local
 //! [`WriteMap`](crate::write_map::WriteMap) until [`Transaction::commit`]. Every limit is checked
 //! here before any network call.
+//!
+//! Beside this file: [`atomics`] (atomic operations), [`versionstamps`] (versionstamped writes
+//! and the commit's stamp), [`idempotency`] (idempotency ids across retries) and [`cancel`].
+
+mod atomics;
+mod cancel;
+mod idempotency;
+mod versionstamps;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use std::future::Future;
-
 use bytes::Bytes;
-use ferrisdb_core::{AtomicOp, Error, ErrorCode, KeyRange, Mutation, Result, Version, limits};
-use ferrisdb_core::{Commit, Committed, IdempotencyId, Versionstamp, versionstamp};
+use ferrisdb_core::{Commit, Committed, IdempotencyId};
+use ferrisdb_core::{Error, ErrorCode, KeyRange, Mutation, Result, Version, limits};
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{OnceCell, watch};
 
@@ -27,6 +33,8 @@ use crate::range::RangeStream;
 use crate::watch::Watch;
 use crate::write_map::WriteMap;
 use crate::{RangeOptions, Snapshot};
+use idempotency::Idempotency;
+use versionstamps::unreadable_error;
 
 /// One transaction: reads at a single read version, buffered writes, commit.
 ///
@@ -80,20 +88,6 @@ struct TxState {
     /// [`TransactionOption::ReadOnly`]: kept across retries, cleared by `reset`.
     read_only: bool,
     retry: RetryState,
-}
-
-/// A transaction's idempotency id and what the coordinator needs with it (kept across
-/// retries).
-#[derive(Debug, Clone, Default)]
-struct Idempotency {
-    /// The id (from [`Transaction::set_idempotency_id`], or generated at the first commit
-    /// under [`TransactionOption::AutomaticIdempotency`]).
-    id: Option<Bytes>,
-    /// Generate an id at the first commit if none is set.
-    automatic: bool,
-    /// The read version of the earliest attempt whose commit may have happened (its result
-    /// was unknown): the coordinator looks for the id from there.
-    unknown_since: Option<Version>,
 }
 
 /// What survives [`Transaction::on_error`]: the attempt count and why each retry happened,
@@ -240,15 +234,6 @@ fn copy_error(e: &Error) -> Error {
     }
 }
 
-/// The error of a read of `key` after this transaction set it with a versionstamped value.
-fn unreadable_error(key: &[u8]) -> Error {
-    Error::AccessedUnreadable(format!(
-        "\"{}\" was set with a versionstamped value in this transaction; its value exists \
-         only once the transaction commits (read it in a later transaction)",
-        ferrisdb_core::keys::escape(key)
-    ))
-}
-
 /// Bytes a single-key write adds: key and payload plus its write conflict range.
 fn point_write_size(key: &[u8], payload: usize) -> usize {
     key.len() + payload + 2 * key.len() + 1
@@ -264,32 +249,6 @@ impl Transaction {
                 cancelled: watch::channel(false).0,
             }),
         }
-    }
-
-    /// Runs a network operation of this transaction, ending it with `TransactionCancelled`
-    /// if the transaction is (or gets) cancelled first.
-    pub(crate) async fn guarded<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
-        let mut cancelled = self.inner.cancelled.subscribe();
-        if *cancelled.borrow() {
-            return Err(Error::TransactionCancelled);
-        }
-        tokio::select! {
-            result = op => result,
-            _ = cancelled.wait_for(|c| *c) => Err(Error::TransactionCancelled),
-        }
-    }
-
-    /// Cancels the transaction: operations in flight and every later one (reads, writes,
-    /// commit) fail with `TransactionCancelled`, which [`on_error`](Self::on_error) does not
-    /// retry, until [`reset`](Self::reset). A commit already sent may still take effect (as
-    /// in FoundationDB): cancelling only stops this handle waiting for it.
-    pub fn cancel(&self) {
-        self.inner.cancelled.send_replace(true);
-    }
-
-    /// Whether [`cancel`](Self::cancel) was called (and the transaction not reset since).
-    pub fn is_cancelled(&self) -> bool {
-        *self.inner.cancelled.borrow()
     }
 
     fn lock(&self) -> MutexGuard<'_, TxState> {
@@ -334,23 +293,6 @@ impl Transaction {
     /// read-only transactions (which commit without contacting the cluster).
     pub fn committed_version(&self) -> Option<Version> {
         self.lock().receipt.map(|r| r.version)
-    }
-
-    /// The transaction's versionstamp once it committed: its commit version and its order in
-    /// the coordinator's commit batch, unique across the cluster and ordered like the commits.
-    /// It is what the placeholders of [`set_versionstamped_key`](Self::set_versionstamped_key)
-    /// and [`set_versionstamped_value`](Self::set_versionstamped_value) became. `None` before
-    /// the commit and for read-only transactions.
-    pub fn versionstamp(&self) -> Option<Versionstamp> {
-        self.lock().receipt.map(|r| r.stamp)
-    }
-
-    /// True when the commit was answered from the transaction's idempotency id: an earlier
-    /// attempt, whose result was unknown, had committed, and this attempt's writes were not
-    /// applied. [`committed_version`](Self::committed_version) and
-    /// [`versionstamp`](Self::versionstamp) are then that attempt's.
-    pub fn already_committed(&self) -> bool {
-        self.lock().receipt.is_some_and(|r| r.already_committed)
     }
 
     // ---- reads ----------------------------------------------------------------------------
@@ -526,32 +468,8 @@ impl Transaction {
             TransactionOption::MaxRetryDelay(d) => st.retry.backoff.set_max(d),
             TransactionOption::ReadOnly => st.read_only = true,
             TransactionOption::Priority(p) => st.retry.priority = p,
-            TransactionOption::AutomaticIdempotency => st.retry.idempotency.automatic = true,
+            TransactionOption::AutomaticIdempotency => st.retry.idempotency.set_automatic(),
         }
-    }
-
-    /// Gives the transaction an idempotency id (1 to 255 bytes, unique to this logical
-    /// transaction), kept across retries until [`reset`](Self::reset). The coordinator
-    /// records the id with the commit; when an attempt's result is unknown (the coordinator
-    /// or the connection failed mid-commit) the retry carries the same id, and if the earlier
-    /// attempt did commit the retry is answered "already committed"
-    /// ([`already_committed`](Self::already_committed)) instead of applying the transaction
-    /// a second time. Ids are remembered for the coordinator's retention (60 s by default)
-    /// after the earliest attempt whose result was unknown; a retry later than that fails
-    /// with `CommitUnknownResultFatal`, which is not retried.
-    ///
-    /// A transaction with an id always sends its read version with the commit (a blind
-    /// write then fetches one). [`TransactionOption::AutomaticIdempotency`] picks a random id.
-    pub fn set_idempotency_id(&self, id: impl Into<Bytes>) -> Result<()> {
-        let id = id.into();
-        limits::check_idempotency_id(&id)?;
-        self.lock().retry.idempotency.id = Some(id);
-        Ok(())
-    }
-
-    /// The transaction's idempotency id, if it has one yet.
-    pub fn idempotency_id(&self) -> Option<Bytes> {
-        self.lock().retry.idempotency.id.clone()
     }
 
     /// The bytes this transaction counts against the 10 MB limit so far: its mutations and
@@ -592,132 +510,6 @@ impl Transaction {
             st.poisoned = Some(copy_error(e));
         }
         result
-    }
-
-    /// Applies an atomic operation to `key` at commit, on the value current then. Adds no read
-    /// conflict; reading the key in this transaction shows the operation applied.
-    pub fn atomic_op(
-        &self,
-        op: AtomicOp,
-        key: impl AsRef<[u8]>,
-        operand: impl AsRef<[u8]>,
-    ) -> Result<()> {
-        let (key, operand) = (key.as_ref(), operand.as_ref());
-        self.write(|st| {
-            let key = checked_key(key, st.access_system_keys)?;
-            limits::check_value(operand)?;
-            if st.writes.unreadable(&key) {
-                return Err(Error::InvalidArgument(format!(
-                    "an atomic operation on \"{}\", which this transaction set with a \
-                     versionstamped value, is not supported: set the key's final value instead",
-                    ferrisdb_core::keys::escape(&key)
-                )));
-            }
-            st.admit(point_write_size(&key, operand.len()))?;
-            st.writes.atomic(op, key, Bytes::copy_from_slice(operand));
-            Ok(())
-        })
-    }
-
-    /// Sets a key that contains the transaction's versionstamp: `key` holds a 10-byte
-    /// placeholder and ends with the placeholder's offset as 4 little-endian bytes
-    /// (FoundationDB's encoding; [`crate::tuple::pack_with_versionstamp`] builds such keys).
-    /// At commit the placeholder becomes the [`versionstamp`](Self::versionstamp) and the
-    /// offset is dropped, so keys written this way sort in commit order (a queue, an event
-    /// log). The key is not visible to this transaction's reads; its write conflict range
-    /// covers every key the stamp could give.
-    pub fn set_versionstamped_key(
-        &self,
-        key: impl AsRef<[u8]>,
-        value: impl AsRef<[u8]>,
-    ) -> Result<()> {
-        let (key, value) = (key.as_ref(), value.as_ref());
-        self.write(|st| {
-            let range = versionstamp::key_range(key)?;
-            // The key as stored: the system-key rule and size limit apply to it.
-            checked_key(
-                &key[..key.len() - versionstamp::OFFSET_LEN],
-                st.access_system_keys,
-            )?;
-            limits::check_value(value)?;
-            st.admit(key.len() + value.len() + range.begin.len() + range.end.len())?;
-            st.writes.set_versionstamped_key(
-                Bytes::copy_from_slice(key),
-                Bytes::copy_from_slice(value),
-                range,
-            );
-            Ok(())
-        })
-    }
-
-    /// Sets `key` to a value that contains the transaction's versionstamp: `value` holds a
-    /// 10-byte placeholder and ends with its offset as 4 little-endian bytes. Reading `key`
-    /// in this transaction afterwards fails with `AccessedUnreadable` (the value exists only
-    /// once committed), until the key is written again.
-    pub fn set_versionstamped_value(
-        &self,
-        key: impl AsRef<[u8]>,
-        value: impl AsRef<[u8]>,
-    ) -> Result<()> {
-        let (key, value) = (key.as_ref(), value.as_ref());
-        self.write(|st| {
-            let key = checked_key(key, st.access_system_keys)?;
-            versionstamp::placeholder_offset(value, "value")?;
-            limits::check_value(&value[..value.len() - versionstamp::OFFSET_LEN])?;
-            st.admit(point_write_size(&key, value.len()))?;
-            st.writes
-                .set_versionstamped_value(key, Bytes::copy_from_slice(value));
-            Ok(())
-        })
-    }
-
-    /// Adds `operand` to the little-endian integer at `key` ([`AtomicOp::Add`]).
-    pub fn add(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
-        self.atomic_op(AtomicOp::Add, key, operand)
-    }
-
-    /// Bitwise AND into `key` ([`AtomicOp::BitAnd`]).
-    pub fn bit_and(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
-        self.atomic_op(AtomicOp::BitAnd, key, operand)
-    }
-
-    /// Bitwise OR into `key` ([`AtomicOp::BitOr`]).
-    pub fn bit_or(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
-        self.atomic_op(AtomicOp::BitOr, key, operand)
-    }
-
-    /// Bitwise XOR into `key` ([`AtomicOp::BitXor`]).
-    pub fn bit_xor(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
-        self.atomic_op(AtomicOp::BitXor, key, operand)
-    }
-
-    /// Keeps the larger little-endian integer ([`AtomicOp::Max`]).
-    pub fn max(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
-        self.atomic_op(AtomicOp::Max, key, operand)
-    }
-
-    /// Keeps the smaller little-endian integer ([`AtomicOp::Min`]).
-    pub fn min(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
-        self.atomic_op(AtomicOp::Min, key, operand)
-    }
-
-    /// Keeps the lexicographically larger value ([`AtomicOp::ByteMax`]).
-    pub fn byte_max(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
-        self.atomic_op(AtomicOp::ByteMax, key, operand)
-    }
-
-    /// Keeps the lexicographically smaller value ([`AtomicOp::ByteMin`]).
-    pub fn byte_min(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
-        self.atomic_op(AtomicOp::ByteMin, key, operand)
-    }
-
-    /// Clears `key` if its value equals `operand` ([`AtomicOp::CompareAndClear`]).
-    pub fn compare_and_clear(
-        &self,
-        key: impl AsRef<[u8]>,
-        operand: impl AsRef<[u8]>,
-    ) -> Result<()> {
-        self.atomic_op(AtomicOp::CompareAndClear, key, operand)
     }
 
     // ---- conflict ranges ------------------------------------------------------------------
@@ -786,11 +578,7 @@ impl Transaction {
         }
         let id = {
             let mut st = self.lock();
-            let idm = &mut st.retry.idempotency;
-            if idm.id.is_none() && idm.automatic {
-                idm.id = Some(Bytes::copy_from_slice(&rand::random::<[u8; 16]>()));
-            }
-            idm.id.clone()
+            st.retry.idempotency.id_for_commit()
         };
         let mut commit = Commit {
             read_version: Version::ZERO,
@@ -815,7 +603,7 @@ impl Transaction {
         commit.read_version = read_version;
         if let Some(idm) = commit.idempotency.as_mut() {
             let mut st = self.lock();
-            let first = st.retry.idempotency.unknown_since.unwrap_or(read_version);
+            let first = st.retry.idempotency.first_read(read_version);
             idm.first_read_version = first;
             st.sent_first_read = Some(first);
         }
@@ -853,8 +641,9 @@ impl Transaction {
                 None => st.retry.reasons.push((code, 1)),
             }
             st.retry.maybe_committed |= err.is_commit_unknown();
-            if err.is_commit_unknown() && st.retry.idempotency.unknown_since.is_none() {
-                st.retry.idempotency.unknown_since = st.sent_first_read;
+            if err.is_commit_unknown() {
+                let sent = st.sent_first_read;
+                st.retry.idempotency.commit_unknown(sent);
             }
             let delay = st.retry.backoff.next_delay();
             if let Some(timeout) = st.retry.timeout {
