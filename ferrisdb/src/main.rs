@@ -136,6 +136,7 @@ async fn bench_engine(a: EngineArgs) -> Result<(), String> {
         dir: a.dir,
         cache_mib: a.cache_mib,
         memtable_mib: a.memtable_mib,
+        gc_window: a.gc_window,
         reads: a.reads,
     };
     tokio::task::spawn_blocking(move || cli::bench_engine::run(cfg).map(|_| ()))

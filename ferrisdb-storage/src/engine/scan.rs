@@ -178,11 +178,7 @@ impl ScanIterator {
 
 /// Moves `iter` past its current entry and every older version of `key` after it.
 fn skip_versions_of(iter: &mut MergeIterator<SourceIterator>, key: &[u8]) -> Result<()> {
-    iter.next()?;
-    while iter.valid() && iter.key() == key {
-        iter.next()?;
-    }
-    Ok(())
+    iter.next_user_key(key)
 }
 
 impl Iterator for ScanIterator {

@@ -207,6 +207,11 @@ pub struct EngineArgs {
     /// Memtable budget in MiB.
     #[arg(long, default_value_t = 64)]
     pub memtable_mib: usize,
+    /// Versions kept below the newest (one version per write batch): the GC horizon follows
+    /// this far behind, so flushes and compactions drop older versions, as a storage server
+    /// keeps its 5 s MVCC window. 0 keeps every version.
+    #[arg(long, default_value_t = 0)]
+    pub gc_window: u64,
 }
 
 /// `cluster` subcommands.

@@ -39,6 +39,8 @@ pub struct EngineBench {
     pub memtable_mib: usize,
     /// Reads per reader thread in read workloads (default: num).
     pub reads: Option<u64>,
+    /// Versions kept below the newest before the GC horizon (0: every version is kept).
+    pub gc_window: u64,
 }
 
 /// Prints one result line.
@@ -96,16 +98,17 @@ pub fn run(cfg: EngineBench) -> Result<Vec<WorkloadResult>, String> {
         block_cache_bytes: cfg.cache_mib << 20,
         ..EngineOptions::default()
     };
-    // Every version is kept (no GC horizon), as before the shared harness.
-    let db = FerrisEngine::open(&dir, options, 0).map_err(|e| e.to_string())?;
+    // 0 (the default) keeps every version: no GC horizon.
+    let db = FerrisEngine::open(&dir, options, cfg.gc_window).map_err(|e| e.to_string())?;
     println!(
-        "FerrisDB engine bench: {} keys, {}-byte keys, {}-byte values, batch {}, sync {}, {} reader threads, dir {}",
+        "FerrisDB engine bench: {} keys, {}-byte keys, {}-byte values, batch {}, sync {}, {} reader threads, gc window {} versions, dir {}",
         cfg.num,
         cfg.key_size,
         cfg.value_size,
         cfg.batch_size,
         cfg.sync,
         cfg.threads,
+        cfg.gc_window,
         dir.display()
     );
     let reads = cfg.reads.unwrap_or(cfg.num);
