@@ -42,6 +42,9 @@ else
   echo "   scripts/python-env.sh failed: the Python example test will fail unless FERRISDB_SKIP_PYTHON=1"
 fi
 
+echo "== cargo doc --workspace --no-deps (broken intra-doc links fail the run)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
 echo "== cargo test --workspace"
 log="$(mktemp)"
 FERRISDB_SKIP_REPORT="$(mktemp)"

@@ -3,7 +3,7 @@
 //! Nodes are transaction numbers; an edge carries a set of dependency kinds (write-write,
 //! write-read, read-write). Strongly connected components are found with an iterative Tarjan
 //! (no recursion, so long dependency chains cannot overflow the stack); each component with
-//! more than one transaction holds a cycle, which [`classify`] names after the weakest edges
+//! more than one transaction holds a cycle, which [`classify`](Graph::classify) names after the weakest edges
 //! it needs, as Adya and Elle do: only ww → G0; ww and wr → G1c; exactly one rw → G-single;
 //! otherwise G2.
 

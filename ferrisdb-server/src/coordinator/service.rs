@@ -1,6 +1,7 @@
 //! The `TransactionCoordinator` gRPC service: validates every request through
-//! `ferrisdb_proto::convert`, calls the [`Coordinator`] handle, and maps errors to statuses with
-//! `ferrisdb_proto::status::to_status`. Nothing here panics on input.
+//! `ferrisdb_proto::convert`, calls the [`Coordinator`](super::handle::Coordinator) handle,
+//! and maps errors to statuses with `ferrisdb_proto::status::to_status`. Nothing here panics
+//! on input.
 
 use std::pin::Pin;
 use std::time::Duration;

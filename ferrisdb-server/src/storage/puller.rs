@@ -1,7 +1,7 @@
 //! Follows the coordinator's log for this server's ranges (one `StreamMutations` call that carries
 //! every newer committed version, in order) and applies each version to the engine as one atomic
 //! batch, readable at once but not yet synced. Beside it, the durability loop wakes every
-//! [`REPORT_EVERY`], syncs the engine (one fsync for everything applied since), persists the
+//! `REPORT_EVERY`, syncs the engine (one fsync for everything applied since), persists the
 //! applied version and reports it durable, so the log can drop what every replica holds. Until
 //! then the coordinator's log is what makes those versions durable (as FoundationDB's storage
 //! servers lag their transaction logs), so the pull loop never waits on this server's disk and
@@ -12,7 +12,7 @@
 //! engine itself (a write or fsync error, e.g. a full or read-only disk) poisons it for good,
 //! so [`run`] then stops pulling and returns the error: nothing is persisted or reported after
 //! it, and the log keeps every version this server has not reported. Network and coordinator
-//! failures are retried, and so is a stream that stays silent for [`STREAM_SILENCE`] (a live
+//! failures are retried, and so is a stream that stays silent for `STREAM_SILENCE` (a live
 //! coordinator's committed version moves at least every idle tick).
 
 use std::sync::Arc;

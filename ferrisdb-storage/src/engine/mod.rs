@@ -2,7 +2,7 @@
 //! multi-version key-value store. See `docs/engine.md`.
 //!
 //! [`Engine::apply`] writes a [`WriteBatch`] at a version to the WAL and the active memtable
-//! (`write.rs`); [`Engine::get`] and [`Engine::scan`] read a consistent [`State`](state) at any
+//! (`write.rs`); [`Engine::get`] and [`Engine::scan`] read a consistent `State` at any
 //! version at or above the GC horizon (`read.rs`, `scan.rs`); full memtables are flushed to
 //! level-0 SSTables (`flush.rs`) and levels are compacted with MVCC garbage collection
 //! (`compaction/`), on background threads (`background.rs`) or when called. Opening recovers

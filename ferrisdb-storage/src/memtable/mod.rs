@@ -1,7 +1,7 @@
 //! The memtable: the in-memory, sorted, multi-version write buffer in front of the SSTables.
 //!
 //! A [`MemTable`] holds every entry written since the last flush in a lock-free skip list
-//! ([`skiplist`]) ordered by internal key (user key ascending, version descending). Any number
+//! (`skiplist`) ordered by internal key (user key ascending, version descending). Any number
 //! of threads may insert and read at once through an `Arc<MemTable>`; entries are never removed
 //! or changed, and all memory is released when the last `Arc` (including every
 //! [`MemTableIterator`]) is dropped. See `docs/memtable.md`.
