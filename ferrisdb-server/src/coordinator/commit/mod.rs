@@ -11,7 +11,7 @@
 //!    only sealing a full segment, once per segment, syncs), so it runs on the runtime: a
 //!    request handler queueing a commit wakes it as a task, where a dedicated thread would
 //!    need an OS wake-up and a free CPU first (measured at 128 clients: ~+10% commits/s).
-//! 2. The **syncer**, a dedicated thread (an fsync blocks), waits for that record to be durable
+//! 2. The **syncer** (`syncer.rs`), a dedicated thread (an fsync blocks), waits for that record to be durable
 //!    (one fsync, shared by any records queued behind it), publishes the batch to the log's
 //!    readable tail, advances the committed version (a `watch` channel read by
 //!    `GetReadVersion` and by mutation feeds) and only then answers the batch's transactions.
@@ -100,25 +100,6 @@ pub struct PipelineStats {
     pub stages: CommitStages,
 }
 
-/// Time committed transactions spent in each stage of the pipeline, summed over every
-/// transaction acknowledged as committed (divide by [`PipelineStats::commits`] for the mean).
-/// The stages follow one request: it waits in the queue until the batcher takes its batch
-/// (`queue`); the batcher draws the version, resolves and submits the record (`resolve`);
-/// the record waits for an fsync to cover it (`durable`: the fsync itself plus any wait for
-/// one already running); the answer reaches the request handler (`reply`: the hand-off from
-/// the syncer thread back to the handler's task).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CommitStages {
-    /// Waiting in the queue for the batcher.
-    pub queue: Duration,
-    /// Version, resolution and log submission by the batcher.
-    pub resolve: Duration,
-    /// From submission until an fsync covered the record.
-    pub durable: Duration,
-    /// From the fsync until the handler had the answer.
-    pub reply: Duration,
-}
-
 impl PipelineStats {
     /// Average transactions per resolved batch (0 before the first batch).
     pub fn avg_batch_size(&self) -> f64 {
@@ -148,11 +129,6 @@ struct Counters {
     durable_ns: AtomicU64,
     /// Whole time from the request's enqueueing to the handler having the answer.
     total_ns: AtomicU64,
-}
-
-/// Nanoseconds of `d`, saturating.
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 type Reply = oneshot::Sender<Result<Committed>>;
@@ -666,79 +642,12 @@ impl<C: Clock> Batcher<C> {
     }
 }
 
-/// Queues a [`Msg::Tick`] whenever the committed version stood still for [`IDLE_TICK`];
-/// ends when the pipeline is gone (it holds only a weak sender, so it never keeps the
-/// batcher alive).
-fn run_idle_ticker(tx: &mpsc::WeakSender<Msg>, committed: &watch::Receiver<Version>) {
-    let mut last_seen = *committed.borrow();
-    loop {
-        std::thread::sleep(IDLE_TICK);
-        let Some(tx) = tx.upgrade() else {
-            return;
-        };
-        if tx.is_closed() || committed.has_changed().is_err() {
-            return;
-        }
-        let now = *committed.borrow();
-        if now == last_seen {
-            // A full queue means commits are flowing anyway.
-            let _ = tx.try_send(Msg::Tick);
-        }
-        last_seen = now;
-    }
-}
+mod stages;
+mod syncer;
 
-fn run_syncer(
-    mut jobs: mpsc::Receiver<Job>,
-    shared: Arc<Shared>,
-    committed: watch::Sender<Version>,
-) {
-    while let Some(Job::Batch {
-        seq,
-        batch,
-        replies,
-        submitted,
-    }) = jobs.blocking_recv()
-    {
-        let version = batch.version;
-        match shared.log.sync(seq) {
-            Ok(()) => {
-                let fresh = replies.iter().filter(|(_, c)| !c.already_committed).count() as u64;
-                shared.counters.durable_ns.fetch_add(
-                    nanos(submitted.elapsed()).saturating_mul(fresh),
-                    Ordering::Relaxed,
-                );
-                shared.log.publish(batch);
-                // The committed version advances before any answer (a client that got its
-                // answer and asks for a read version must see its commit), but watchers (the
-                // storage servers' mutation feeds) are woken only after the answers: woken
-                // first, they would run ahead of the request handlers on a busy runtime
-                // (measured with one client: ~200 µs from fsync to handler, mostly that).
-                committed.send_if_modified(|v| {
-                    *v = version;
-                    false
-                });
-                shared.counters.commits.fetch_add(fresh, Ordering::Relaxed);
-                shared.counters.log_records.fetch_add(1, Ordering::Relaxed);
-                for (r, committed) in replies {
-                    let _ = r.send(Ok(committed));
-                }
-                committed.send_modify(|_| {});
-            }
-            Err(e) => {
-                if !shared.failed.load(Ordering::Acquire) {
-                    tracing::error!(error = %e, %version, "commit log fsync failed; refusing further commits");
-                }
-                shared.fail(format!("the commit log could not be made durable: {e}"));
-                for (r, _) in replies {
-                    let _ = r.send(Err(Error::CommitUnknownResult(format!(
-                        "the commit log could not be made durable: {e}"
-                    ))));
-                }
-            }
-        }
-    }
-}
+pub use stages::CommitStages;
+use stages::nanos;
+use syncer::{run_idle_ticker, run_syncer};
 
 #[cfg(test)]
 mod tests;
