@@ -91,6 +91,33 @@ impl ServerProcess {
     /// Freezes the process (SIGSTOP): its sockets stay open and accept data it never reads.
     pub fn pause(&self) {
         self.signal(libc::SIGSTOP);
+        // kill(2) returns before every thread has stopped: a thread already running on
+        // another CPU may still answer a request for a moment. Wait until each thread of the
+        // process shows state T (stopped) in /proc.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !self.all_threads_stopped() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "process {} did not stop within 5 s of SIGSTOP",
+                self.pid()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Whether every thread of the process is stopped (state `T` in `/proc/<pid>/task/*/stat`).
+    fn all_threads_stopped(&self) -> bool {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return false;
+        };
+        tasks.flatten().all(|task| {
+            std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                // The state follows the parenthesised command name, which may hold spaces.
+                stat.rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.chars().next())
+                    .is_some_and(|state| state == 'T' || state == 't')
+            })
+        })
     }
 
     /// Lets a paused process run again (SIGCONT).
