@@ -100,12 +100,14 @@ impl IdempotencyTable {
     }
 
     /// Ids remembered.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.by_id.len()
     }
 
     /// Whether no id is remembered.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
 }

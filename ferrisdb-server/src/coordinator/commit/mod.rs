@@ -161,6 +161,8 @@ enum Job {
         replies: Vec<(Reply, Committed)>,
         /// When the batcher submitted the record.
         submitted: Instant,
+        /// Replies that acknowledge a new commit (not "already committed").
+        fresh: u64,
     },
     Stop,
 }
@@ -608,6 +610,7 @@ impl<C: Clock> Batcher<C> {
                     batch: submitted.batch,
                     replies,
                     submitted: now,
+                    fresh,
                 };
                 if let Err(mpsc::error::SendError(Job::Batch { replies, .. })) =
                     self.jobs.send(job).await

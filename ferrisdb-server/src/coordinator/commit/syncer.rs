@@ -42,12 +42,12 @@ pub(super) fn run_syncer(
         batch,
         replies,
         submitted,
+        fresh,
     }) = jobs.blocking_recv()
     {
         let version = batch.version;
         match shared.log.sync(seq) {
             Ok(()) => {
-                let fresh = replies.iter().filter(|(_, c)| !c.already_committed).count() as u64;
                 shared.counters.durable_ns.fetch_add(
                     nanos(submitted.elapsed()).saturating_mul(fresh),
                     Ordering::Relaxed,

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ferrisdb_client::{Database, Priority};
-use ferrisdb_core::{Commit, Committed, VersionedMutations};
+use ferrisdb_core::{Commit, Committed, IdempotencyId, VersionedMutations};
 use ferrisdb_core::{Error, KeyRange, Result, Version};
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -132,10 +132,8 @@ pub struct Coordinator {
     /// The first version of this process (its recovery commit): the idempotency table holds
     /// every id committed after it.
     generation_start: Version,
-    /// How long idempotency ids are remembered, in versions.
-    id_retention: u64,
-    /// The same as a duration.
-    id_retention_time: Duration,
+    /// How long idempotency ids are remembered after their commit.
+    id_retention: Duration,
     /// A client of the cluster, to look up idempotency ids committed before this process
     /// started (set once the coordinator joins a cluster).
     cluster: OnceLock<Database>,
@@ -177,22 +175,20 @@ impl Coordinator {
             retained_from = %recovered.retained_from,
             "commit log recovered"
         );
-        let id_retention = idempotency::retention_versions(opts.idempotency_retention);
         let pipeline = Pipeline::start(
             log.clone(),
             start,
             sequencer,
             Resolver::starting_at(ResolverConfig::default(), start),
             opts.batch,
-            id_retention,
+            idempotency::retention_versions(opts.idempotency_retention),
         )?;
         Ok(Arc::new(Coordinator {
             log,
             pipeline,
             recovered,
             generation_start: start,
-            id_retention,
-            id_retention_time: opts.idempotency_retention,
+            id_retention: opts.idempotency_retention,
             cluster: OnceLock::new(),
             durability: Mutex::new(Durability {
                 reported: HashMap::new(),
@@ -238,53 +234,58 @@ impl Coordinator {
     /// written), `CommitUnknownResultFatal` (an id whose first attempt is older than the
     /// retention).
     pub async fn commit(&self, commit: Commit) -> Result<Committed> {
-        if let Some(idm) = &commit.idempotency {
-            let newest = self.read_version();
-            if idm.first_read_version > newest {
-                return Err(Error::InvalidArgument(format!(
-                    "the idempotency id's first attempt read at version {}, newer than the \
-                     newest committed version {newest}; get read versions from \
-                     GetReadVersion",
-                    idm.first_read_version
-                )));
-            }
-        }
         if let Some(idm) = &commit.idempotency
-            && idm.first_read_version < self.generation_start
+            && let Some(earlier) = self.committed_before_this_process(idm).await?
         {
-            // The id may have committed under an earlier process: look in storage first.
-            let newest = self.read_version();
-            if idm.first_read_version < newest.saturating_sub(self.id_retention) {
-                return Err(idempotency::expired(
-                    idm.first_read_version,
-                    newest,
-                    self.id_retention,
-                ));
-            }
-            let Some(db) = self.cluster.get() else {
-                return Err(Error::Unavailable(
-                    "this coordinator restarted since the transaction's first attempt and is \
-                     not part of a cluster, so it cannot look up the idempotency id"
-                        .into(),
-                ));
-            };
-            let through = self.generation_start.saturating_sub(1);
-            let found = idempotency::find_stored(db, &idm.id, idm.first_read_version, through)
-                .await
-                .map_err(|e| {
-                    Error::Unavailable(format!(
-                        "looking up the idempotency id in the storage servers failed: {e}"
-                    ))
-                })?;
-            if let Some(stamp) = found {
-                return Ok(Committed {
-                    version: stamp.version(),
-                    stamp,
-                    already_committed: true,
-                });
-            }
+            return Ok(earlier);
         }
         self.pipeline.commit(commit).await
+    }
+
+    /// The commit an idempotency id had under an earlier process of this coordinator, if its
+    /// first attempt may be that old (the batcher's table holds only this process's commits):
+    /// looked up in the storage servers, where the id's record went with the commit. Also
+    /// refuses a first attempt newer than any committed version, and one older than the
+    /// retention before scanning for it.
+    async fn committed_before_this_process(
+        &self,
+        idm: &IdempotencyId,
+    ) -> Result<Option<Committed>> {
+        let newest = self.read_version();
+        let first = idm.first_read_version;
+        if first > newest {
+            return Err(Error::InvalidArgument(format!(
+                "the idempotency id's first attempt read at version {first}, newer than the \
+                 newest committed version {newest}; get read versions from GetReadVersion"
+            )));
+        }
+        if first >= self.generation_start {
+            return Ok(None);
+        }
+        let retention = idempotency::retention_versions(self.id_retention);
+        if first < newest.saturating_sub(retention) {
+            return Err(idempotency::expired(first, newest, retention));
+        }
+        let Some(db) = self.cluster.get() else {
+            return Err(Error::Unavailable(
+                "this coordinator restarted since the transaction's first attempt and is not \
+                 part of a cluster, so it cannot look up the idempotency id"
+                    .into(),
+            ));
+        };
+        let through = self.generation_start.saturating_sub(1);
+        let found = idempotency::find_stored(db, &idm.id, first, through)
+            .await
+            .map_err(|e| {
+                Error::Unavailable(format!(
+                    "looking up the idempotency id in the storage servers failed: {e}"
+                ))
+            })?;
+        Ok(found.map(|stamp| Committed {
+            version: stamp.version(),
+            stamp,
+            already_committed: true,
+        }))
     }
 
     /// Lets the coordinator read from the cluster (idempotency ids committed before this
@@ -295,7 +296,7 @@ impl Coordinator {
             let me = Arc::downgrade(self);
             tokio::spawn(idempotency::clean_expired(
                 db,
-                self.id_retention_time,
+                self.id_retention,
                 move || me.upgrade().map(|c| c.read_version()),
             ));
         }

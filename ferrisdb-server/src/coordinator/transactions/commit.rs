@@ -119,16 +119,12 @@ pub fn range_to_proto(range: &KeyRange) -> v1::KeyRange {
 /// are one contiguous range in practice; should they not be, the cover is a superset, which
 /// is still serializable (it can only add conflicts).
 pub fn cover(ranges: &[KeyRange]) -> Option<KeyRange> {
-    let first = ranges.first()?;
-    let begin: Bytes = ranges.iter().map(|r| r.begin.clone()).min()?;
+    let begin = ranges.iter().map(|r| r.begin.clone()).min()?;
+    // An empty end is unbounded: it covers every other end.
     let end = if ranges.iter().any(|r| r.end.is_empty()) {
         Bytes::new()
     } else {
-        ranges
-            .iter()
-            .map(|r| r.end.clone())
-            .max()
-            .unwrap_or(first.end.clone())
+        ranges.iter().map(|r| r.end.clone()).max()?
     };
     Some(KeyRange { begin, end })
 }
