@@ -7,12 +7,14 @@
 //! {"cluster_id": "3f2a…", "controllers": ["127.0.0.1:4500"]}
 //! ```
 //!
-//! (JSON, `cluster_id` optional; this is the form [`ClusterFile::to_json`] writes), or plain
-//! text: controller addresses separated by commas or newlines, `#` starting a comment:
+//! (JSON, `cluster_id` optional; the form [`ClusterFile::to_json`] writes), or plain text:
+//! the cluster id, `@`, then the controller replicas' addresses separated by commas or
+//! newlines (`ferrisdb cluster up` writes this form; the id and `@` may be left out), `#`
+//! starting a comment:
 //!
 //! ```text
 //! # ferrisdb cluster
-//! 127.0.0.1:4500
+//! 3f2a9c…@127.0.0.1:4500,127.0.0.1:4505,127.0.0.1:4506
 //! ```
 //!
 //! Every address must be `host:port`. Parsing never panics on bad input.
@@ -50,16 +52,37 @@ impl ClusterFile {
             serde_json::from_str::<ClusterFile>(trimmed)
                 .map_err(|e| Error::InvalidArgument(format!("cluster file is not valid: {e}")))?
         } else {
-            let controllers = text
-                .lines()
-                .map(|line| line.split('#').next().unwrap_or(""))
-                .flat_map(|line| line.split(','))
-                .map(str::trim)
-                .filter(|a| !a.is_empty())
-                .map(String::from)
-                .collect();
+            let mut cluster_id = None;
+            let mut controllers = Vec::new();
+            for line in text.lines() {
+                let mut line = line.split('#').next().unwrap_or("").trim();
+                if let Some((id, rest)) = line.split_once('@') {
+                    let id = id.trim();
+                    if id.is_empty()
+                        || !id
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    {
+                        return Err(Error::InvalidArgument(format!(
+                            "cluster file: {id:?} before '@' is not a cluster id"
+                        )));
+                    }
+                    if cluster_id.replace(id.to_string()).is_some() {
+                        return Err(Error::InvalidArgument(
+                            "cluster file names a cluster id twice".into(),
+                        ));
+                    }
+                    line = rest;
+                }
+                controllers.extend(
+                    line.split(',')
+                        .map(str::trim)
+                        .filter(|a| !a.is_empty())
+                        .map(String::from),
+                );
+            }
             ClusterFile {
-                cluster_id: None,
+                cluster_id,
                 controllers,
             }
         };
@@ -106,7 +129,12 @@ pub(crate) fn check_address(addr: &str) -> Result<(), Error> {
         ))
     };
     let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
-    if host.is_empty() || host.contains("://") || port.parse::<u16>().is_err() {
+    if host.is_empty()
+        || host.contains("://")
+        || host.contains(['@', ','])
+        || host.chars().any(char::is_whitespace)
+        || port.parse::<u16>().is_err()
+    {
         return Err(bad());
     }
     Ok(())
@@ -115,6 +143,26 @@ pub(crate) fn check_address(addr: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_the_id_at_addresses_form_and_rejects_bad_ids() {
+        let f = ClusterFile::parse("# c\nab12@127.0.0.1:4500,127.0.0.1:4505\n127.0.0.1:4506\n")
+            .unwrap();
+        assert_eq!(f.cluster_id.as_deref(), Some("ab12"));
+        assert_eq!(
+            f.controllers,
+            ["127.0.0.1:4500", "127.0.0.1:4505", "127.0.0.1:4506"]
+        );
+        for bad in [
+            "@127.0.0.1:1",
+            "a b@127.0.0.1:1",
+            "x@y@127.0.0.1:1",
+            "a@1:2\nb@1:3",
+            "id@",
+        ] {
+            assert!(ClusterFile::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn parses_json_and_text_forms() {

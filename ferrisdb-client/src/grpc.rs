@@ -51,6 +51,8 @@ struct ClusterView {
 /// The [`Backend`] speaking gRPC to a real cluster.
 pub(crate) struct GrpcBackend {
     controllers: Vec<String>,
+    /// The controller replica that last answered (the group's leader then).
+    last_leader: Mutex<Option<String>>,
     channels: Mutex<HashMap<String, Channel>>,
     view: Mutex<Option<Arc<ClusterView>>>,
     /// Serializes refreshes so a burst of errors triggers one `GetClusterState`.
@@ -72,6 +74,7 @@ impl GrpcBackend {
     pub fn new(controllers: Vec<String>) -> Self {
         GrpcBackend {
             controllers,
+            last_leader: Mutex::new(None),
             channels: Mutex::new(HashMap::new()),
             view: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
@@ -114,16 +117,34 @@ impl GrpcBackend {
         if let Some(v) = self.view.lock().clone() {
             return Ok(v);
         }
+        // The controller group's leader answers; a follower names it (tried next), and the
+        // replica that answered last is tried first.
         let mut last = None;
-        for addr in &self.controllers {
-            match self.fetch_view(addr).await {
+        let mut queue: std::collections::VecDeque<String> =
+            self.controllers.iter().cloned().collect();
+        if let Some(leader) = self.last_leader.lock().clone() {
+            queue.retain(|a| *a != leader);
+            queue.push_front(leader);
+        }
+        let mut tried = std::collections::HashSet::new();
+        while let Some(addr) = queue.pop_front() {
+            if !tried.insert(addr.clone()) {
+                continue;
+            }
+            match self.fetch_view(&addr).await {
                 Ok(v) => {
                     let v = Arc::new(v);
                     *self.view.lock() = Some(v.clone());
+                    *self.last_leader.lock() = Some(addr);
                     return Ok(v);
                 }
                 Err(e) => {
                     tracing::debug!(controller = %addr, error = %e, "cluster state unavailable");
+                    if let Error::NotLeader(leader) = &e
+                        && !leader.is_empty()
+                    {
+                        queue.push_front(leader.clone());
+                    }
                     last = Some(e);
                 }
             }

@@ -321,6 +321,7 @@ async fn cluster(down: &[usize], stale_first: bool) -> Cluster {
         expected_storage_servers: 3,
         replication: 2,
         heartbeat_interval_ms: 500,
+        controllers: vec![],
     };
     let mut states = vec![state(&map)];
     if stale_first {

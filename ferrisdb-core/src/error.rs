@@ -37,6 +37,9 @@ pub enum ErrorCode {
     WrongShard = 1038,
     /// 1200: the transaction system is recovering; retry shortly.
     Recovering = 1200,
+    /// 1202: the request reached a controller replica that is not the group's leader; ask
+    /// the leader (named in the error when known).
+    NotLeader = 1202,
     /// 1500: a process could not be reached.
     Unavailable = 1500,
     /// 2004: an invalid key range (empty or inverted).
@@ -105,6 +108,11 @@ pub enum Error {
     /// The transaction system is recovering.
     #[error("recovering: {0}")]
     Recovering(String),
+    /// The request reached a controller replica that is not the leader of its group. The
+    /// field is the leader's address, empty when no leader is known (an election is under
+    /// way, or the group has lost its quorum).
+    #[error("this controller replica is not the leader{}", leader_hint(.0))]
+    NotLeader(String),
     /// A process could not be reached.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -194,6 +202,7 @@ impl Error {
             Error::ProcessBehind(_) => ErrorCode::ProcessBehind,
             Error::WrongShard(_) => ErrorCode::WrongShard,
             Error::Recovering(_) => ErrorCode::Recovering,
+            Error::NotLeader(_) => ErrorCode::NotLeader,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::InvalidRange(_) => ErrorCode::InvalidRange,
             Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
@@ -219,6 +228,7 @@ impl Error {
                 | Error::ProcessBehind(_)
                 | Error::WrongShard(_)
                 | Error::Recovering(_)
+                | Error::NotLeader(_)
                 | Error::Unavailable(_)
                 | Error::CommitUnknownResult(_)
         )
@@ -227,6 +237,15 @@ impl Error {
     /// True if the commit's outcome is unknown.
     pub fn is_commit_unknown(&self) -> bool {
         matches!(self, Error::CommitUnknownResult(_))
+    }
+}
+
+/// " (the leader is at ADDR)" or " (no leader is known)".
+fn leader_hint(leader: &str) -> String {
+    if leader.is_empty() {
+        " (no leader is known)".to_string()
+    } else {
+        format!(" (the leader is at {leader})")
     }
 }
 

@@ -54,6 +54,7 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
                 ClusterAction::Up {
                     dir,
                     port_base,
+                    controllers,
                     host,
                     storage_servers,
                     replication,
@@ -65,6 +66,7 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
                 port_base,
                 host,
                 storage_servers,
+                controllers,
                 replication,
                 bin_dir,
             })

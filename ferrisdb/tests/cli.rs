@@ -198,8 +198,41 @@ fn status_shows_a_fully_replicated_cluster(c: &Cluster) {
         .collect();
     assert_eq!(
         roles,
-        ["controller", "coordinator", "storage", "storage", "storage"]
+        [
+            "controller",
+            "controller",
+            "controller",
+            "coordinator",
+            "storage",
+            "storage",
+            "storage"
+        ]
     );
+    let mut controller_roles: Vec<&str> = status["controllers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["role"].as_str())
+        .collect();
+    controller_roles.sort_unstable();
+    assert_eq!(
+        controller_roles,
+        ["follower", "follower", "leader"],
+        "{status:#}"
+    );
+    // `cluster up` adds the cluster id to the cluster file once the group created it.
+    let named = format!("{}@", status["cluster_id"].as_str().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(c.cluster_file())
+        .unwrap()
+        .contains(&named)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cluster file does not name the cluster"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(
         status["coordinator"]["log_bytes"].as_u64().is_some(),
         "{status:#}"

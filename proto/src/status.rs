@@ -12,7 +12,7 @@
 //! | `InvalidArgument`, `InvalidRange`, `KeyTooLarge`, `ValueTooLarge`, `TransactionTooLarge` | `INVALID_ARGUMENT` |
 //! | `NotCommitted` | `ABORTED` |
 //! | `TransactionTooOld`, `WrongShard` | `FAILED_PRECONDITION` |
-//! | `FutureVersion`, `ProcessBehind`, `Unavailable`, `Recovering` | `UNAVAILABLE` |
+//! | `FutureVersion`, `ProcessBehind`, `Unavailable`, `Recovering`, `NotLeader` | `UNAVAILABLE` |
 //! | `Corruption` | `DATA_LOSS` |
 //! | `Internal`, `Io` | `INTERNAL` |
 //! | `TimedOut` | `DEADLINE_EXCEEDED` |
@@ -53,6 +53,7 @@ pub fn grpc_code(err: &Error) -> Code {
         Error::FutureVersion { .. }
         | Error::ProcessBehind(_)
         | Error::Unavailable(_)
+        | Error::NotLeader(_)
         | Error::Recovering(_) => Code::Unavailable,
         Error::Corruption { .. } => Code::DataLoss,
         Error::Internal(_) | Error::Io { .. } => Code::Internal,
@@ -95,6 +96,7 @@ pub fn to_status(err: Error) -> Status {
         | Error::ProcessBehind(s)
         | Error::WrongShard(s)
         | Error::Recovering(s)
+        | Error::NotLeader(s)
         | Error::Unavailable(s)
         | Error::InvalidRange(s)
         | Error::InvalidArgument(s)
@@ -155,6 +157,7 @@ pub fn from_status(status: &Status) -> Error {
         ErrorCode::ProcessBehind => Error::ProcessBehind(detail()),
         ErrorCode::WrongShard => Error::WrongShard(detail()),
         ErrorCode::Recovering => Error::Recovering(detail()),
+        ErrorCode::NotLeader => Error::NotLeader(detail()),
         ErrorCode::Unavailable => Error::Unavailable(detail()),
         ErrorCode::InvalidRange => Error::InvalidRange(detail()),
         ErrorCode::InvalidArgument => Error::InvalidArgument(detail()),
@@ -279,6 +282,7 @@ fn error_code(n: u32) -> Option<ErrorCode> {
         ProcessBehind,
         WrongShard,
         Recovering,
+        NotLeader,
         Unavailable,
         InvalidRange,
         InvalidArgument,
@@ -338,6 +342,7 @@ mod tests {
             Error::ProcessBehind("lag 3s".into()),
             Error::WrongShard("key \\x55 not held".into()),
             Error::Recovering("epoch 3".into()),
+            Error::NotLeader("127.0.0.1:4510".into()),
             Error::Unavailable("storage-1 down".into()),
             Error::InvalidRange("b > a".into()),
             Error::InvalidArgument("no kind".into()),

@@ -1,8 +1,11 @@
-//! `ferrisdb-controller`: runs a FerrisDB cluster controller process.
+//! `ferrisdb-controller`: runs one replica of a FerrisDB cluster controller group.
 //!
-//! Serves the `ClusterController` gRPC service, `grpc.health.v1` and gRPC reflection on
-//! `--listen`, keeps the cluster's identity and shard map in `--data-dir`, and shuts down
-//! cleanly on SIGTERM or SIGINT. Logs go to stderr (`RUST_LOG` filters, default `info`).
+//! Serves the `ClusterController` gRPC service (while it leads), the `ControllerGroup`
+//! service (Raft among the replicas), `grpc.health.v1` and gRPC reflection on `--listen`,
+//! keeps its Raft log, snapshots and node id in `--data-dir`, and shuts down cleanly on
+//! SIGTERM or SIGINT. `--peers` lists the whole group (the same list on every replica);
+//! without it the replica forms a group of one. Logs go to stderr (`RUST_LOG` filters,
+//! default `info`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use ferrisdb_server::controller::group::RaftTimings;
 use ferrisdb_server::controller::{self, ControllerConfig};
 
 /// Runs a FerrisDB cluster controller.
@@ -19,9 +23,25 @@ struct Args {
     /// Address to serve gRPC on.
     #[arg(long, default_value = "127.0.0.1:4500")]
     listen: SocketAddr,
-    /// Directory for the controller's metadata file (created if missing).
+    /// Address the other replicas, workers and clients reach this one at (default: the
+    /// listen address).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Directory for the replica's Raft log, snapshots and node id (created if missing).
     #[arg(long)]
     data_dir: PathBuf,
+    /// Every replica of the group, this one included, comma-separated `host:port` (the same
+    /// list, in the same order, on every replica; the first forms a new group). Empty: a
+    /// group of one.
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Raft heartbeat interval among the replicas, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    raft_heartbeat_ms: u64,
+    /// Shortest Raft election timeout, in milliseconds (the longest is 1.8 times it): how
+    /// long followers wait for a silent leader before electing another.
+    #[arg(long, default_value_t = 500)]
+    raft_election_ms: u64,
     /// Storage servers to wait for before bootstrapping the shard map (first start only).
     #[arg(long, default_value_t = 3)]
     storage_servers: u32,
@@ -53,7 +73,14 @@ fn main() -> ExitCode {
 async fn serve(args: Args) -> ExitCode {
     let config = ControllerConfig {
         listen: args.listen,
+        advertise: args.advertise,
         data_dir: args.data_dir,
+        peers: args.peers.into_iter().filter(|p| !p.is_empty()).collect(),
+        raft: RaftTimings {
+            heartbeat: Duration::from_millis(args.raft_heartbeat_ms),
+            election_min: Duration::from_millis(args.raft_election_ms),
+            election_max: Duration::from_millis(args.raft_election_ms.saturating_mul(9) / 5),
+        },
         storage_servers: args.storage_servers,
         replication: args.replication,
         heartbeat_interval: Duration::from_millis(args.heartbeat_ms),

@@ -27,7 +27,8 @@ struct Args {
     /// Directory for the commit log and the worker id (created if missing).
     #[arg(long)]
     data_dir: PathBuf,
-    /// Address of the cluster controller (host:port); without it the coordinator runs alone.
+    /// Addresses of the cluster controller replicas (comma-separated host:port; the
+    /// coordinator follows the group's leader); without it the coordinator runs alone.
     #[arg(long)]
     controller: Option<String>,
     /// Size at which a commit log segment is sealed, in bytes.

@@ -24,7 +24,8 @@ struct Args {
     /// Directory for the engine's files and the server's identity.
     #[arg(long)]
     data_dir: PathBuf,
-    /// Address of the cluster controller.
+    /// Addresses of the cluster controller replicas (comma-separated host:port; the storage
+    /// server follows the group's leader).
     #[arg(long, default_value = "127.0.0.1:4500")]
     controller: String,
     /// Memtable budget in MiB (a full memtable is flushed to an SSTable).

@@ -1,19 +1,23 @@
-//! [`Controller`]: the shared, persistent handle on the cluster state that the gRPC service
-//! calls into. Changes to persisted fields (workers, shard map) are written to the metadata
-//! file before they take effect in memory, so nothing is published that a restart could lose.
+//! [`Controller`]: what the `ClusterController` service calls into. Only the group's leader
+//! serves workers and clients: each call first confirms leadership with a quorum (a deposed
+//! leader learns it before it answers), changes to the cluster state are Raft proposals
+//! applied on every replica, and the liveness of workers (heartbeats) lives in the leader's
+//! memory only, rebuilt when a replica takes office: every worker is unhealthy until it
+//! heartbeats to the new leader.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferrisdb_core::Error;
 use ferrisdb_storage::dir_lock::DirLock;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 
 use super::config::ControllerConfig;
-use super::membership::{RoleStatus, WorkerRecord};
+use super::group::ControllerGroup;
+use super::membership::{Liveness, RoleStatus, WorkerRecord};
 use super::metadata::{self, Metadata};
+use super::raft::Command;
 use super::shard_map::ShardMap;
-use super::state::{ClusterState, HeartbeatReply};
+use super::state::{ClusterState, HeartbeatReply, registration_changes};
 
 /// What a registering worker is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,69 +30,167 @@ pub struct RegisterReply {
     pub heartbeat_interval: Duration,
 }
 
-/// The cluster controller's state, shared by its gRPC handlers.
+/// The leader's view and the term it belongs to.
+#[derive(Debug, Default)]
+struct LeaderView {
+    term: u64,
+    state: Option<ClusterState>,
+}
+
+/// A controller replica, shared by its gRPC handlers.
 #[derive(Debug)]
 pub struct Controller {
-    state: Mutex<ClusterState>,
+    group: ControllerGroup,
+    view: Mutex<LeaderView>,
+    /// The cluster this replica creates if it leads a group that has none yet.
+    initial: Metadata,
     /// Held while the controller runs: one controller per data directory.
     _lock: DirLock,
-    data_dir: PathBuf,
     heartbeat_interval: Duration,
+    liveness: Liveness,
 }
 
 impl Controller {
-    /// Opens the data directory: loads the metadata file, or creates a new cluster identity
-    /// (and persists it) on first start.
+    /// Opens the data directory and starts this replica's Raft node. A metadata file left by
+    /// a single controller of an earlier release is imported when this replica creates the
+    /// cluster.
     pub async fn open(config: &ControllerConfig) -> Result<Self, Error> {
         config.validate()?;
         let dir = config.data_dir.clone();
-        let (lock, meta) = blocking(move || {
+        let (lock, legacy) = blocking(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Error::io(format!("creating data directory {}", dir.display()), e))?;
             let lock = DirLock::acquire(&dir, "the controller's state")?;
             Ok((lock, metadata::load(&dir)?))
         })
         .await?;
-        let meta = match meta {
-            Some(meta) => reconcile(meta, config),
-            None => {
-                let meta = Metadata {
-                    cluster_id: format!("{:032x}", rand::random::<u128>()),
-                    expected_storage_servers: config.storage_servers,
-                    replication: config.replication,
-                    shard_map: ShardMap::default(),
-                    workers: Vec::new(),
-                };
-                tracing::info!(cluster_id = %meta.cluster_id, "created a new cluster identity");
+        let initial = match legacy {
+            Some(meta) => {
+                tracing::info!(cluster_id = %meta.cluster_id, "found a single controller's metadata file: the group imports it");
                 meta
             }
+            None => Metadata {
+                cluster_id: format!("{:032x}", rand::random::<u128>()),
+                expected_storage_servers: config.storage_servers,
+                replication: config.replication,
+                shard_map: ShardMap::default(),
+                workers: Vec::new(),
+            },
         };
-        let controller = Controller {
+        let group =
+            ControllerGroup::open(&config.data_dir, config.advertised_address(), config.raft)
+                .await?;
+        Ok(Controller {
+            group,
+            view: Mutex::new(LeaderView::default()),
+            initial,
             _lock: lock,
-            state: Mutex::new(ClusterState::from_metadata(
-                meta.clone(),
-                config.liveness(),
-                Instant::now(),
-            )),
-            data_dir: config.data_dir.clone(),
             heartbeat_interval: config.heartbeat_interval,
-        };
-        controller.persist(meta).await?;
-        Ok(controller)
+            liveness: config.liveness(),
+        })
     }
 
-    /// Registers a worker (see [`ClusterState::register`]), persisting any change first.
-    pub async fn register(&self, record: WorkerRecord) -> Result<RegisterReply, Error> {
-        let mut state = self.state.lock().await;
-        let mut next = state.clone();
-        let (id, role, address) = (record.id.clone(), record.role, record.address.clone());
-        next.register(record, Instant::now(), unix_ms())?;
-        let meta = next.metadata();
-        if meta != state.metadata() {
-            self.persist(meta).await?;
+    /// This replica's place in the group.
+    pub fn group(&self) -> &ControllerGroup {
+        &self.group
+    }
+
+    /// Creates the cluster whenever this replica leads a group that has none yet (a new
+    /// group's first leader). Runs until the process stops.
+    pub async fn create_cluster_when_leading(&self) {
+        let mut warned_layout = false;
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let Some(existing) = self.group.cluster() else {
+                if !self.group.believes_it_leads() {
+                    continue;
+                }
+                match self
+                    .group
+                    .propose(Command::CreateCluster(self.initial.clone()))
+                    .await
+                {
+                    Ok(_) => {
+                        if let Some(c) = self.group.cluster() {
+                            tracing::info!(cluster_id = %c.cluster_id, "created the cluster");
+                        }
+                    }
+                    Err(e) => tracing::debug!("creating the cluster: {e}"),
+                }
+                continue;
+            };
+            let same = existing.expected_storage_servers == self.initial.expected_storage_servers
+                && existing.replication == self.initial.replication;
+            if !same && !warned_layout {
+                tracing::warn!(
+                    replicated_storage_servers = existing.expected_storage_servers,
+                    replicated_replication = existing.replication,
+                    "the cluster already exists; ignoring --storage-servers/--replication"
+                );
+                warned_layout = true;
+            }
         }
-        *state = next;
-        tracing::info!(worker = %id, %role, %address, "worker registered");
+    }
+
+    /// The replicated cluster, waiting briefly for a new group's leader to create it.
+    async fn created_cluster(&self) -> Result<Metadata, Error> {
+        for _ in 0..100 {
+            if let Some(meta) = self.group.cluster() {
+                return Ok(meta);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(Error::Unavailable(
+            "the controller group is still creating the cluster".into(),
+        ))
+    }
+
+    /// The leader's view, after confirming leadership; rebuilt when the term changed.
+    async fn leading_view(&self) -> Result<MutexGuard<'_, LeaderView>, Error> {
+        self.group.confirm_leadership().await?;
+        let meta = self.created_cluster().await?;
+        let term = self.group.term();
+        let mut view = self.view.lock().await;
+        let same_term = view.term == term;
+        match &mut view.state {
+            Some(state) if same_term => state.adopt(&meta),
+            _ => {
+                tracing::info!(
+                    term,
+                    "leading the controller group: workers are unhealthy until they heartbeat here"
+                );
+                view.state = Some(ClusterState::from_metadata(
+                    meta,
+                    self.liveness,
+                    Instant::now(),
+                ));
+                view.term = term;
+            }
+        }
+        Ok(view)
+    }
+
+    /// Registers a worker (see [`super::state::apply_command`]) through the group.
+    pub async fn register(&self, record: WorkerRecord) -> Result<RegisterReply, Error> {
+        self.group.confirm_leadership().await?;
+        let meta = self.created_cluster().await?;
+        if registration_changes(&meta, &record)? {
+            let outcome = self
+                .group
+                .propose(Command::RegisterWorker(record.clone()))
+                .await?;
+            if let Some(reason) = outcome.refused {
+                return Err(Error::InvalidArgument(reason));
+            }
+        }
+        let mut view = self.leading_view().await?;
+        let Some(state) = view.state.as_mut() else {
+            return Err(Error::Internal(
+                "no leader view after confirming leadership".into(),
+            ));
+        };
+        state.registered(&record.id, Instant::now(), unix_ms());
+        tracing::info!(worker = %record.id, role = %record.role, address = %record.address, "worker registered");
         Ok(RegisterReply {
             cluster_id: state.cluster_id.clone(),
             shard_map_version: state.shard_map.version,
@@ -103,16 +205,24 @@ impl Controller {
         status: Option<RoleStatus>,
         problem: Option<String>,
     ) -> Result<HeartbeatReply, Error> {
-        self.state
-            .lock()
-            .await
-            .heartbeat(id, status, problem, Instant::now())
+        let mut view = self.leading_view().await?;
+        let Some(state) = view.state.as_mut() else {
+            return Err(Error::Internal(
+                "no leader view after confirming leadership".into(),
+            ));
+        };
+        state.heartbeat(id, status, problem, Instant::now())
     }
 
-    /// Runs `f` on the current state and the current time.
-    pub async fn view<R>(&self, f: impl FnOnce(&ClusterState, Instant) -> R) -> R {
-        let state = self.state.lock().await;
-        f(&state, Instant::now())
+    /// Runs `f` on the leader's view and the current time.
+    pub async fn view<R>(&self, f: impl FnOnce(&ClusterState, Instant) -> R) -> Result<R, Error> {
+        let view = self.leading_view().await?;
+        let Some(state) = view.state.as_ref() else {
+            return Err(Error::Internal(
+                "no leader view after confirming leadership".into(),
+            ));
+        };
+        Ok(f(state, Instant::now()))
     }
 
     /// How often workers heartbeat.
@@ -120,15 +230,20 @@ impl Controller {
         self.heartbeat_interval
     }
 
-    /// Logs every worker whose health changed since the last call.
+    /// Logs every worker whose health changed since the last call (while leading).
     pub async fn log_health_changes(&self) {
-        let changes = self
-            .state
-            .lock()
-            .await
-            .membership
-            .health_changes(Instant::now());
-        for (w, reason) in changes {
+        if !self.group.believes_it_leads() {
+            return;
+        }
+        let term = self.group.term();
+        let mut view = self.view.lock().await;
+        if view.term != term {
+            return;
+        }
+        let Some(state) = view.state.as_mut() else {
+            return;
+        };
+        for (w, reason) in state.membership.health_changes(Instant::now()) {
             match reason {
                 None => {
                     tracing::info!(worker = %w.id, role = %w.role, address = %w.address, "worker healthy");
@@ -139,35 +254,6 @@ impl Controller {
             }
         }
     }
-
-    async fn persist(&self, meta: Metadata) -> Result<(), Error> {
-        let dir = self.data_dir.clone();
-        blocking(move || metadata::store(&dir, &meta)).await
-    }
-}
-
-/// Applies the flags to loaded metadata: before bootstrap they may change the layout; after
-/// it the persisted layout wins.
-fn reconcile(mut meta: Metadata, config: &ControllerConfig) -> Metadata {
-    let same = meta.expected_storage_servers == config.storage_servers
-        && meta.replication == config.replication;
-    if !same && meta.shard_map.is_bootstrapped() {
-        tracing::warn!(
-            persisted_storage_servers = meta.expected_storage_servers,
-            persisted_replication = meta.replication,
-            "cluster already bootstrapped; ignoring --storage-servers/--replication"
-        );
-    } else {
-        meta.expected_storage_servers = config.storage_servers;
-        meta.replication = config.replication;
-    }
-    tracing::info!(
-        cluster_id = %meta.cluster_id,
-        shard_map_version = meta.shard_map.version,
-        workers = meta.workers.len(),
-        "loaded cluster metadata"
-    );
-    meta
 }
 
 /// Runs blocking file I/O off the async workers.
@@ -189,12 +275,17 @@ pub fn unix_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::group::RaftTimings;
     use crate::controller::membership::Role;
+    use std::sync::Arc;
 
     fn config(dir: &std::path::Path) -> ControllerConfig {
         ControllerConfig {
-            listen: ([127, 0, 0, 1], 0).into(),
+            listen: ([127, 0, 0, 1], 4999).into(),
+            advertise: None,
             data_dir: dir.to_path_buf(),
+            peers: vec![],
+            raft: RaftTimings::default(),
             storage_servers: 2,
             replication: 2,
             heartbeat_interval: Duration::from_millis(100),
@@ -211,22 +302,42 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    /// A group of one, formed and with its cluster created.
+    async fn started(config: &ControllerConfig) -> Arc<Controller> {
+        let c = Arc::new(Controller::open(config).await.unwrap());
+        c.group().form_or_join(vec![]).await;
+        let creator = tokio::spawn({
+            let c = c.clone();
+            async move { c.create_cluster_when_leading().await }
+        });
+        for _ in 0..200 {
+            if c.group().cluster().is_some() {
+                creator.abort();
+                let _ = creator.await;
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the cluster was not created");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn identity_and_shard_map_survive_reopen_and_flags_cannot_change_them() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Controller::open(&config(dir.path())).await.unwrap();
+        let c = started(&config(dir.path())).await;
         let first = c.register(rec("a")).await.unwrap();
         let second = c.register(rec("b")).await.unwrap();
         assert_eq!(first.cluster_id, second.cluster_id);
         assert_eq!((first.shard_map_version, second.shard_map_version), (0, 1));
-        let map = c.view(|s, _| s.shard_map.clone()).await;
+        let map = c.view(|s, _| s.shard_map.clone()).await.unwrap();
+        c.group().shutdown().await;
         drop(c);
 
         let changed = ControllerConfig {
             storage_servers: 3,
             ..config(dir.path())
         };
-        let c = Controller::open(&changed).await.unwrap();
+        let c = started(&changed).await;
         let (id, again, expected) = c
             .view(|s, _| {
                 (
@@ -235,15 +346,47 @@ mod tests {
                     s.expected_storage_servers,
                 )
             })
-            .await;
+            .await
+            .unwrap();
         assert_eq!((id, again, expected), (first.cluster_id, map, 2));
+        c.group().shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_single_controllers_metadata_file_is_imported() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<String> = vec!["ss-0".into(), "ss-1".into()];
+        let meta = Metadata {
+            cluster_id: "feedface".into(),
+            expected_storage_servers: 2,
+            replication: 2,
+            shard_map: ShardMap::bootstrap(&ids, 2, 4).unwrap(),
+            workers: ids
+                .iter()
+                .map(|id| WorkerRecord {
+                    id: id.clone(),
+                    role: Role::Storage,
+                    address: format!("{id}:1"),
+                })
+                .collect(),
+        };
+        metadata::store(dir.path(), &meta).unwrap();
+        let c = started(&config(dir.path())).await;
+        let back = c.view(|s, _| s.metadata()).await.unwrap();
+        assert_eq!(back, meta);
+        c.group().shutdown().await;
     }
 
     #[tokio::test]
-    async fn corrupt_metadata_fails_open_naming_the_file() {
+    async fn corrupt_raft_state_fails_open_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(metadata::path_in(dir.path()), b"garbage").unwrap();
+        std::fs::write(
+            dir.path()
+                .join(crate::controller::raft::journal::JOURNAL_FILE),
+            b"garbage that is long enough",
+        )
+        .unwrap();
         let err = Controller::open(&config(dir.path())).await.unwrap_err();
-        assert!(err.to_string().contains(metadata::METADATA_FILE), "{err}");
+        assert!(err.to_string().contains("raft-journal"), "{err}");
     }
 }

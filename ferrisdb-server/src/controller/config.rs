@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ferrisdb_core::Error;
 
+use super::group::RaftTimings;
 use super::membership::Liveness;
 use super::shard_map::check_layout;
 
@@ -14,8 +15,16 @@ use super::shard_map::check_layout;
 pub struct ControllerConfig {
     /// Address the gRPC server binds.
     pub listen: SocketAddr,
-    /// Directory holding the metadata file.
+    /// Where the other controller replicas, workers and clients reach this one (`host:port`;
+    /// `None`: the listen address).
+    pub advertise: Option<String>,
+    /// Directory holding the replica's Raft state.
     pub data_dir: PathBuf,
+    /// Every replica of the group when it is first formed, this one included (`host:port`,
+    /// the same list in the same order on every replica). Empty: a group of one.
+    pub peers: Vec<String>,
+    /// Raft heartbeat and election timings.
+    pub raft: RaftTimings,
     /// Storage servers to wait for before bootstrapping the shard map (first start only).
     pub storage_servers: u32,
     /// Replicas per shard.
@@ -30,9 +39,47 @@ pub struct ControllerConfig {
 }
 
 impl ControllerConfig {
-    /// Checks that the shard layout is possible and the heartbeat settings are usable.
+    /// Where the other replicas reach this one.
+    pub fn advertised_address(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+
+    /// Checks that the shard layout is possible, the heartbeat and Raft settings are usable
+    /// and the peer list names this replica.
     pub fn validate(&self) -> Result<(), Error> {
         check_layout(self.storage_servers as usize, self.replication as usize)?;
+        let me = self.advertised_address();
+        super::membership::check_address(&me).map_err(|_| {
+            Error::InvalidArgument(format!("advertised address {me:?} is not host:port"))
+        })?;
+        for peer in &self.peers {
+            super::membership::check_address(peer).map_err(|_| {
+                Error::InvalidArgument(format!("peer address {peer:?} is not host:port"))
+            })?;
+        }
+        if !self.peers.is_empty() && !self.peers.contains(&me) {
+            return Err(Error::InvalidArgument(format!(
+                "the peer list ({}) does not name this replica's address {me}",
+                self.peers.join(",")
+            )));
+        }
+        let mut sorted = self.peers.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != self.peers.len() {
+            return Err(Error::InvalidArgument(format!(
+                "the peer list names an address twice: {}",
+                self.peers.join(",")
+            )));
+        }
+        if self.raft.heartbeat.is_zero() || self.raft.election_min <= self.raft.heartbeat * 2 {
+            return Err(Error::InvalidArgument(format!(
+                "the Raft election timeout ({:?}) must exceed twice the Raft heartbeat ({:?})",
+                self.raft.election_min, self.raft.heartbeat
+            )));
+        }
         if self.heartbeat_interval.is_zero() || self.heartbeat_interval > Duration::from_secs(3600)
         {
             return Err(Error::InvalidArgument(format!(
@@ -64,7 +111,10 @@ mod tests {
     fn config() -> ControllerConfig {
         ControllerConfig {
             listen: ([127, 0, 0, 1], 4500).into(),
+            advertise: None,
             data_dir: "/tmp/x".into(),
+            peers: vec![],
+            raft: RaftTimings::default(),
             storage_servers: 3,
             replication: 2,
             heartbeat_interval: Duration::from_millis(500),
@@ -92,6 +142,25 @@ mod tests {
             },
             ControllerConfig {
                 missed_heartbeats: 0,
+                ..config()
+            },
+            ControllerConfig {
+                peers: vec!["127.0.0.1:4600".into()],
+                ..config()
+            },
+            ControllerConfig {
+                peers: vec!["127.0.0.1:4500".into(), "127.0.0.1:4500".into()],
+                ..config()
+            },
+            ControllerConfig {
+                peers: vec!["127.0.0.1:4500".into(), "nonsense".into()],
+                ..config()
+            },
+            ControllerConfig {
+                raft: RaftTimings {
+                    election_min: Duration::from_millis(150),
+                    ..RaftTimings::default()
+                },
                 ..config()
             },
         ];

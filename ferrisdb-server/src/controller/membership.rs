@@ -228,6 +228,40 @@ impl Membership {
         }
     }
 
+    /// Takes the replicated worker records (their order and addresses), keeping what is known
+    /// of the liveness of workers still among them.
+    pub fn adopt_records(&mut self, records: &[WorkerRecord]) {
+        let mut old: std::collections::HashMap<String, Worker> = std::mem::take(&mut self.workers)
+            .into_iter()
+            .map(|w| (w.record.id.clone(), w))
+            .collect();
+        self.workers = records
+            .iter()
+            .map(|record| match old.remove(&record.id) {
+                Some(mut w) => {
+                    w.record = record.clone();
+                    w
+                }
+                None => Worker {
+                    record: record.clone(),
+                    registered_at_unix_ms: None,
+                    last_seen: None,
+                    status: None,
+                    reported_problem: None,
+                    logged_healthy: false,
+                },
+            })
+            .collect();
+    }
+
+    /// Records that worker `id` registered at `now` (nothing if it is not known).
+    pub fn mark_registered(&mut self, id: &str, now: Instant, now_unix_ms: u64) {
+        if let Some(w) = self.workers.iter_mut().find(|w| w.record.id == id) {
+            w.registered_at_unix_ms = Some(now_unix_ms);
+            w.last_seen = Some(now);
+        }
+    }
+
     /// Records a heartbeat and the problem it reports (`None`: the worker can do its job).
     /// Returns `Ok(false)` if the worker is unknown (it must register); fails for an id
     /// registration would refuse, or a status of another role.
@@ -338,7 +372,8 @@ impl Membership {
     }
 }
 
-fn check_id(id: &str) -> Result<(), Error> {
+/// Checks a worker id: 1..=[`MAX_WORKER_ID_LEN`] printable characters.
+pub fn check_id(id: &str) -> Result<(), Error> {
     if id.is_empty() || id.len() > MAX_WORKER_ID_LEN || id.chars().any(char::is_control) {
         return Err(Error::InvalidArgument(format!(
             "worker id must be 1..={MAX_WORKER_ID_LEN} printable characters, got {id:?}"
@@ -347,7 +382,8 @@ fn check_id(id: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn check_address(address: &str) -> Result<(), Error> {
+/// Checks a worker address is `host:port`.
+pub fn check_address(address: &str) -> Result<(), Error> {
     let port_ok = address
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));

@@ -1,7 +1,9 @@
-//! The controller's metadata file: cluster id, bootstrap parameters, shard map and known
-//! workers, as JSON in `<data-dir>/controller.json`.
+//! The replicated cluster state ([`Metadata`]: cluster id, bootstrap parameters, shard map and
+//! known workers) and its JSON form, in which it travels in Raft entries and snapshots.
 //!
-//! Writes are atomic: the new contents go to a temporary file that is fsynced, renamed over
+//! Before the controller group, a single controller kept it in `<data-dir>/controller.json`;
+//! [`load`] reads such a file so a group formed over that data directory imports it. Writes
+//! ([`store`], kept for tests and tools) are atomic: the new contents go to a temporary file that is fsynced, renamed over
 //! the old file, and the directory is fsynced, so a crash leaves either the old or the new
 //! file. Keys are stored in the printable escaped form of [`ferrisdb_core::keys::escape`]. A
 //! file that does not parse or violates the shard-map invariants is reported as
@@ -23,8 +25,9 @@ pub const METADATA_FILE: &str = "controller.json";
 /// Format version written into the file.
 const FORMAT: u32 = 1;
 
-/// Everything the controller persists.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The cluster state the controller group replicates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "FileContents", into = "FileContents")]
 pub struct Metadata {
     /// The cluster's identity, generated once.
     pub cluster_id: String,
@@ -38,14 +41,14 @@ pub struct Metadata {
     pub workers: Vec<WorkerRecord>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct FileShard {
     begin: String,
     end: String,
     storage_ids: Vec<String>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct FileContents {
     format: u32,
     cluster_id: String,
@@ -69,64 +72,88 @@ pub fn load(dir: &Path) -> Result<Option<Metadata>, Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
     };
-    let corrupt = |reason: String| Error::corruption(path.clone(), 0, reason);
-    let file: FileContents =
-        serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not valid metadata: {e}")))?;
-    if file.format != FORMAT {
-        return Err(corrupt(format!(
-            "unknown format {} (expected {FORMAT})",
-            file.format
-        )));
+    let file: FileContents = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::corruption(&path, 0, format!("not valid metadata: {e}")))?;
+    Metadata::try_from(file)
+        .map(Some)
+        .map_err(|e| Error::corruption(&path, 0, e))
+}
+
+impl Metadata {
+    /// Checks the shard map's invariants.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.shard_map
+            .validate()
+            .map_err(|e| Error::InvalidArgument(format!("bad shard map: {e}")))
     }
-    let shards = file
-        .shards
-        .into_iter()
-        .map(|s| {
-            let begin = unescape(&s.begin)?;
-            let end = unescape(&s.end)?;
-            Ok(Shard {
-                range: KeyRange::new(begin, end)?,
-                storage_ids: s.storage_ids,
+}
+
+impl TryFrom<FileContents> for Metadata {
+    type Error = String;
+
+    fn try_from(file: FileContents) -> Result<Self, String> {
+        if file.format != FORMAT {
+            return Err(format!(
+                "unknown format {} (expected {FORMAT})",
+                file.format
+            ));
+        }
+        let shards = file
+            .shards
+            .into_iter()
+            .map(|s| {
+                let begin = unescape(&s.begin)?;
+                let end = unescape(&s.end)?;
+                Ok(Shard {
+                    range: KeyRange::new(begin, end)?,
+                    storage_ids: s.storage_ids,
+                })
             })
+            .collect::<Result<Vec<_>, Error>>()
+            .map_err(|e| format!("bad shard: {e}"))?;
+        let shard_map = ShardMap {
+            version: file.shard_map_version,
+            shards,
+        };
+        shard_map
+            .validate()
+            .map_err(|e| format!("bad shard map: {e}"))?;
+        Ok(Metadata {
+            cluster_id: file.cluster_id,
+            expected_storage_servers: file.expected_storage_servers,
+            replication: file.replication,
+            shard_map,
+            workers: file.workers,
         })
-        .collect::<Result<Vec<_>, Error>>()
-        .map_err(|e| corrupt(format!("bad shard: {e}")))?;
-    let shard_map = ShardMap {
-        version: file.shard_map_version,
-        shards,
-    };
-    shard_map
-        .validate()
-        .map_err(|e| corrupt(format!("bad shard map: {e}")))?;
-    Ok(Some(Metadata {
-        cluster_id: file.cluster_id,
-        expected_storage_servers: file.expected_storage_servers,
-        replication: file.replication,
-        shard_map,
-        workers: file.workers,
-    }))
+    }
+}
+
+impl From<Metadata> for FileContents {
+    fn from(meta: Metadata) -> Self {
+        FileContents {
+            format: FORMAT,
+            cluster_id: meta.cluster_id,
+            expected_storage_servers: meta.expected_storage_servers,
+            replication: meta.replication,
+            shard_map_version: meta.shard_map.version,
+            shards: meta
+                .shard_map
+                .shards
+                .iter()
+                .map(|s| FileShard {
+                    begin: escape(&s.range.begin),
+                    end: escape(&s.range.end),
+                    storage_ids: s.storage_ids.clone(),
+                })
+                .collect(),
+            workers: meta.workers,
+        }
+    }
 }
 
 /// Writes the metadata to `dir` atomically (temp file, fsync, rename, fsync directory).
 pub fn store(dir: &Path, meta: &Metadata) -> Result<(), Error> {
-    let contents = FileContents {
-        format: FORMAT,
-        cluster_id: meta.cluster_id.clone(),
-        expected_storage_servers: meta.expected_storage_servers,
-        replication: meta.replication,
-        shard_map_version: meta.shard_map.version,
-        shards: meta
-            .shard_map
-            .shards
-            .iter()
-            .map(|s| FileShard {
-                begin: escape(&s.range.begin),
-                end: escape(&s.range.end),
-                storage_ids: s.storage_ids.clone(),
-            })
-            .collect(),
-        workers: meta.workers.clone(),
-    };
+    let contents = FileContents::from(meta.clone());
     let json = serde_json::to_vec_pretty(&contents)
         .map_err(|e| Error::Internal(format!("encoding controller metadata: {e}")))?;
     let path = path_in(dir);

@@ -1,16 +1,21 @@
-//! The cluster controller role: membership, heartbeats and failure detection, the shard map
-//! and its bootstrap, persistence of the cluster's identity, and the `ClusterController` gRPC
-//! service. See `docs/cluster-protocol.md`.
+//! The cluster controller role: a group of replicas (1, 3 or 5) that replicate the cluster's
+//! identity, workers and shard map through Raft; the leader runs membership, heartbeats and
+//! failure detection and serves the `ClusterController` gRPC service. See
+//! `docs/cluster-protocol.md` and `docs/controller-group.md`.
 //!
 //! Layers, innermost first: [`shard_map`] and [`membership`] (pure data and rules),
-//! [`state`] (the state machine with the bootstrap rule), [`metadata`] (the atomic metadata
-//! file), [`cluster`] (the locked, persistent [`Controller`]), [`wire`] (proto conversions),
-//! [`service`] (gRPC handlers) and [`server`] (the process's gRPC server).
+//! [`metadata`] (the replicated state and its JSON form), [`state`] (the rules that change
+//! it and the leader's view), [`raft`] (replication: journal, state machine, peer network),
+//! [`group`] (forming, joining, leadership), [`cluster`] (the [`Controller`] the handlers
+//! call), [`wire`] (proto conversions), [`service`] (gRPC handlers) and [`server`] (the
+//! process's gRPC server).
 
 pub mod cluster;
 pub mod config;
+pub mod group;
 pub mod membership;
 pub mod metadata;
+pub mod raft;
 pub mod server;
 pub mod service;
 pub mod shard_map;

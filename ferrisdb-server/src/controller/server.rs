@@ -1,5 +1,7 @@
-//! Runs a controller process's gRPC server: the `ClusterController` service, `grpc.health.v1`
-//! and reflection, until a shutdown signal; plus a background task that logs health changes.
+//! Runs a controller replica's gRPC server: the `ClusterController` service (served by the
+//! leader), the `ControllerGroup` service (Raft among the replicas), `grpc.health.v1` and
+//! reflection, until a shutdown signal; plus background tasks that form or join the group,
+//! create the cluster when leading a new group, and log health changes.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,11 +9,13 @@ use std::sync::Arc;
 
 use ferrisdb_core::Error;
 use ferrisdb_proto::v1::cluster_controller_server::ClusterControllerServer;
+use ferrisdb_proto::v1::controller_group_server::ControllerGroupServer;
 use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
 use super::cluster::Controller;
 use super::config::ControllerConfig;
+use super::raft::peer_service::PeerService;
 use super::service::ControllerService;
 use crate::grpc;
 use crate::health::RoleHealth;
@@ -27,14 +31,16 @@ pub async fn serve(
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
     let health = RoleHealth::new();
     let limit = grpc::connection_limit(config.max_connections, &health);
-    serve_on(listener, controller, health, limit, shutdown).await
+    serve_on(listener, controller, config.peers, health, limit, shutdown).await
 }
 
 /// Serves `controller` on an already bound listener, within the connection budget `limit`,
-/// until `shutdown` completes; `health` drives `grpc.health.v1`.
+/// until `shutdown` completes; `peers` is the group to form or join (empty: a group of one);
+/// `health` drives `grpc.health.v1`.
 pub async fn serve_on(
     listener: TcpListener,
     controller: Arc<Controller>,
+    peers: Vec<String>,
     health: RoleHealth,
     limit: Arc<grpc::ConnectionLimit>,
     shutdown: impl Future<Output = ()> + Send,
@@ -51,9 +57,15 @@ pub async fn serve_on(
     routes.add_service(ClusterControllerServer::new(ControllerService::new(
         controller.clone(),
     )));
+    routes.add_service(ControllerGroupServer::new(PeerService::new(
+        controller.group().clone(),
+    )));
     grpc::add_reflection(
         &mut routes,
-        &[ferrisdb_proto::v1::cluster_controller_server::SERVICE_NAME],
+        &[
+            ferrisdb_proto::v1::cluster_controller_server::SERVICE_NAME,
+            ferrisdb_proto::v1::controller_group_server::SERVICE_NAME,
+        ],
     )
     .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;
 
@@ -67,8 +79,19 @@ pub async fn serve_on(
             }
         }
     });
-    tracing::info!(address = ?addr, "cluster controller serving");
+    let forming = tokio::spawn({
+        let group = controller.group().clone();
+        async move { group.form_or_join(peers).await }
+    });
+    let creator = tokio::spawn({
+        let controller = controller.clone();
+        async move { controller.create_cluster_when_leading().await }
+    });
+    tracing::info!(address = ?addr, node_id = controller.group().node_id(), "cluster controller serving");
     let result = grpc::serve_until(routes, listener, limit, shutdown).await;
+    forming.abort();
+    creator.abort();
+    controller.group().shutdown().await;
     sweeper.abort();
     health_driver.abort();
     tracing::info!("cluster controller stopped");

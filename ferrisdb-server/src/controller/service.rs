@@ -72,10 +72,12 @@ impl ClusterController for ControllerService {
         _request: Request<v1::GetClusterStateRequest>,
     ) -> Result<Response<v1::GetClusterStateResponse>, Status> {
         let interval = self.heartbeat_interval_ms();
-        let state = self
+        let mut state = self
             .controller
             .view(|state, now| wire::cluster_state_to_proto(state, now, interval))
-            .await;
+            .await
+            .map_err(to_status)?;
+        state.controllers = self.controller.group().replica_statuses().await;
         Ok(Response::new(state))
     }
 }

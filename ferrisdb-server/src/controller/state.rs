@@ -1,12 +1,15 @@
-//! The controller's state machine: cluster identity, membership and the shard map, with the
-//! bootstrap rule. Pure and synchronous; [`super::Controller`] adds locking and persistence.
+//! The controller's state: the replicated cluster state's rules ([`apply_command`]: worker
+//! registration and the bootstrap rule, applied identically on every replica) and the
+//! leader's view ([`ClusterState`]), which adds what is not replicated: when each worker was
+//! last heard from and what it reported. Pure and synchronous.
 
 use std::time::Instant;
 
 use ferrisdb_core::Error;
 
-use super::membership::{Liveness, Membership, RoleStatus, WorkerRecord};
+use super::membership::{self, Liveness, Membership, Role, RoleStatus, WorkerRecord};
 use super::metadata::Metadata;
+use super::raft::Command;
 use super::shard_map::ShardMap;
 
 /// What a heartbeat tells the worker.
@@ -18,7 +21,90 @@ pub struct HeartbeatReply {
     pub must_register: bool,
 }
 
-/// The cluster as the controller knows it.
+/// Applies a committed command to the replicated state. Deterministic: every replica reaches
+/// the same state from the same commands. A refused command leaves the state unchanged.
+pub fn apply_command(cluster: &mut Option<Metadata>, command: Command) -> Result<(), Error> {
+    match command {
+        Command::CreateCluster(meta) => {
+            if cluster.is_none() {
+                meta.validate()?;
+                *cluster = Some(meta);
+            }
+            Ok(())
+        }
+        Command::RegisterWorker(record) => {
+            let meta = cluster
+                .as_mut()
+                .ok_or_else(|| Error::Unavailable("the cluster has not been created yet".into()))?;
+            let mut next = meta.clone();
+            register_in(&mut next, record)?;
+            *meta = next;
+            Ok(())
+        }
+    }
+}
+
+/// Whether registering `record` would change `meta`; fails as applying it would.
+pub fn registration_changes(meta: &Metadata, record: &WorkerRecord) -> Result<bool, Error> {
+    let mut next = meta.clone();
+    register_in(&mut next, record.clone())?;
+    Ok(next != *meta)
+}
+
+/// Registers a worker (a new address replaces the old one; a new coordinator replaces the
+/// others) and bootstraps the shard map once enough storage servers are known.
+fn register_in(meta: &mut Metadata, record: WorkerRecord) -> Result<(), Error> {
+    membership::check_id(&record.id)?;
+    membership::check_address(&record.address)?;
+    match meta.workers.iter_mut().find(|w| w.id == record.id) {
+        Some(w) if w.role != record.role => {
+            return Err(Error::InvalidArgument(format!(
+                "worker {:?} is registered as {}, not {}",
+                record.id, w.role, record.role
+            )));
+        }
+        Some(w) => w.address = record.address.clone(),
+        None => meta.workers.push(record.clone()),
+    }
+    if record.role == Role::Coordinator {
+        // One coordinator serves the cluster: one registering under a new id (a replacement,
+        // e.g. on a fresh data directory) takes over from the old one, which is forgotten
+        // rather than listed as unhealthy for ever.
+        meta.workers
+            .retain(|w| w.role != Role::Coordinator || w.id == record.id);
+    }
+    maybe_bootstrap(meta)
+}
+
+/// Builds the first shard map once `expected_storage_servers` storage servers are known.
+/// Uses the first ones in registration order; does nothing once bootstrapped.
+fn maybe_bootstrap(meta: &mut Metadata) -> Result<(), Error> {
+    if meta.shard_map.is_bootstrapped() {
+        return Ok(());
+    }
+    let mut ids: Vec<String> = meta
+        .workers
+        .iter()
+        .filter(|w| w.role == Role::Storage)
+        .map(|w| w.id.clone())
+        .collect();
+    let wanted = meta.expected_storage_servers as usize;
+    if ids.len() < wanted {
+        return Ok(());
+    }
+    ids.truncate(wanted);
+    // The version may come from an imported metadata file: a damaged one may hold any value.
+    let version = meta.shard_map.version.checked_add(1).ok_or_else(|| {
+        Error::Internal(format!(
+            "shard map version {} from the controller metadata cannot be incremented",
+            meta.shard_map.version
+        ))
+    })?;
+    meta.shard_map = ShardMap::bootstrap(&ids, meta.replication as usize, version)?;
+    Ok(())
+}
+
+/// The cluster as the leader knows it: the replicated state plus each worker's liveness.
 #[derive(Debug, Clone)]
 pub struct ClusterState {
     /// The cluster's identity.
@@ -31,30 +117,27 @@ pub struct ClusterState {
     pub shard_map: ShardMap,
     /// Known workers and their liveness.
     pub membership: Membership,
-    /// Id of the registered coordinator (the most recent one to register).
+    /// Id of the registered coordinator.
     coordinator_id: Option<String>,
 }
 
 impl ClusterState {
-    /// State rebuilt from persisted metadata by a controller starting at `started`.
+    /// The view of a leader that took office at `started` over replicated state `meta`: every
+    /// worker is unhealthy until heard from.
     pub fn from_metadata(meta: Metadata, liveness: Liveness, started: Instant) -> Self {
-        let coordinator_id = meta
-            .workers
-            .iter()
-            .rev()
-            .find(|w| w.role == super::membership::Role::Coordinator)
-            .map(|w| w.id.clone());
-        ClusterState {
-            cluster_id: meta.cluster_id,
-            expected_storage_servers: meta.expected_storage_servers,
-            replication: meta.replication,
-            shard_map: meta.shard_map,
-            membership: Membership::new(meta.workers, liveness, started),
-            coordinator_id,
-        }
+        let mut state = ClusterState {
+            cluster_id: String::new(),
+            expected_storage_servers: 0,
+            replication: 0,
+            shard_map: ShardMap::default(),
+            membership: Membership::new(Vec::new(), liveness, started),
+            coordinator_id: None,
+        };
+        state.adopt(&meta);
+        state
     }
 
-    /// What must be persisted.
+    /// The replicated part.
     pub fn metadata(&self) -> Metadata {
         Metadata {
             cluster_id: self.cluster_id.clone(),
@@ -65,26 +148,33 @@ impl ClusterState {
         }
     }
 
-    /// Registers a worker; bootstraps the shard map once enough storage servers registered.
-    pub fn register(
-        &mut self,
-        record: WorkerRecord,
-        now: Instant,
-        now_unix_ms: u64,
-    ) -> Result<(), Error> {
-        let is_coordinator = record.role == super::membership::Role::Coordinator;
-        let id = record.id.clone();
-        self.membership.register(record, now, now_unix_ms)?;
-        if is_coordinator {
-            // One coordinator serves the cluster: one registering under a new id (a
-            // replacement, e.g. on a fresh data directory) takes over from the old one, which
-            // is forgotten rather than listed as unhealthy for ever.
-            for old in self.membership.remove_other_coordinators(&id) {
-                tracing::warn!(old = %old.id, old_address = %old.address, new = %id, "a new coordinator replaces the old one");
-            }
-            self.coordinator_id = Some(id);
+    /// Takes the replicated state as it now is, keeping the liveness of workers still known.
+    pub fn adopt(&mut self, meta: &Metadata) {
+        if self.shard_map.version != meta.shard_map.version && meta.shard_map.is_bootstrapped() {
+            tracing::info!(
+                shards = meta.shard_map.shards.len(),
+                replication = meta.replication,
+                version = meta.shard_map.version,
+                "shard map version {}",
+                meta.shard_map.version
+            );
         }
-        self.maybe_bootstrap()
+        self.cluster_id = meta.cluster_id.clone();
+        self.expected_storage_servers = meta.expected_storage_servers;
+        self.replication = meta.replication;
+        self.shard_map = meta.shard_map.clone();
+        self.membership.adopt_records(&meta.workers);
+        self.coordinator_id = meta
+            .workers
+            .iter()
+            .rev()
+            .find(|w| w.role == Role::Coordinator)
+            .map(|w| w.id.clone());
+    }
+
+    /// Records that worker `id` registered (its registration is in the replicated state).
+    pub fn registered(&mut self, id: &str, now: Instant, now_unix_ms: u64) {
+        self.membership.mark_registered(id, now, now_unix_ms);
     }
 
     /// Records a heartbeat and the problem it reports (`None`: none).
@@ -107,56 +197,28 @@ impl ClusterState {
         let id = self.coordinator_id.as_deref()?;
         self.membership.workers().iter().find(|w| w.record.id == id)
     }
-
-    /// Builds the first shard map once `expected_storage_servers` storage servers are known.
-    /// Uses the first ones in registration order; does nothing once bootstrapped.
-    fn maybe_bootstrap(&mut self) -> Result<(), Error> {
-        if self.shard_map.is_bootstrapped() {
-            return Ok(());
-        }
-        let mut ids = self.membership.storage_ids();
-        let wanted = self.expected_storage_servers as usize;
-        if ids.len() < wanted {
-            return Ok(());
-        }
-        ids.truncate(wanted);
-        // The version comes from the metadata file: a damaged one may hold any value.
-        let version = self.shard_map.version.checked_add(1).ok_or_else(|| {
-            Error::Internal(format!(
-                "shard map version {} from the controller metadata cannot be incremented",
-                self.shard_map.version
-            ))
-        })?;
-        self.shard_map = ShardMap::bootstrap(&ids, self.replication as usize, version)?;
-        tracing::info!(
-            shards = self.shard_map.shards.len(),
-            replication = self.replication,
-            version = self.shard_map.version,
-            "bootstrapped the shard map"
-        );
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::membership::Role;
     use std::time::Duration;
 
-    fn fresh() -> ClusterState {
-        let meta = Metadata {
+    fn fresh() -> Metadata {
+        Metadata {
             cluster_id: "c1".into(),
             expected_storage_servers: 3,
             replication: 2,
             shard_map: ShardMap::default(),
             workers: vec![],
-        };
-        let liveness = Liveness {
+        }
+    }
+
+    fn liveness() -> Liveness {
+        Liveness {
             heartbeat_interval: Duration::from_millis(100),
             missed_heartbeats: 3,
-        };
-        ClusterState::from_metadata(meta, liveness, Instant::now())
+        }
     }
 
     fn rec(id: &str, role: Role) -> WorkerRecord {
@@ -167,30 +229,37 @@ mod tests {
         }
     }
 
+    fn register(cluster: &mut Option<Metadata>, id: &str, role: Role) -> Result<(), Error> {
+        apply_command(cluster, Command::RegisterWorker(rec(id, role)))
+    }
+
     #[test]
     fn bootstraps_once_after_the_expected_storage_servers() {
-        let mut s = fresh();
-        let now = Instant::now();
-        s.register(rec("coord", Role::Coordinator), now, 1).unwrap();
-        s.register(rec("a", Role::Storage), now, 1).unwrap();
-        s.register(rec("b", Role::Storage), now, 1).unwrap();
-        assert!(!s.shard_map.is_bootstrapped());
-        s.register(rec("c", Role::Storage), now, 1).unwrap();
-        assert_eq!(s.shard_map.version, 1);
-        assert_eq!(s.shard_map.shards.len(), 3);
-        s.register(rec("d", Role::Storage), now, 1).unwrap();
+        let mut c = Some(fresh());
+        register(&mut c, "coord", Role::Coordinator).unwrap();
+        register(&mut c, "a", Role::Storage).unwrap();
+        register(&mut c, "b", Role::Storage).unwrap();
+        assert!(!c.as_ref().unwrap().shard_map.is_bootstrapped());
+        register(&mut c, "c", Role::Storage).unwrap();
+        let meta = c.clone().unwrap();
+        assert_eq!(meta.shard_map.version, 1);
+        assert_eq!(meta.shard_map.shards.len(), 3);
+        register(&mut c, "d", Role::Storage).unwrap();
+        let meta = c.clone().unwrap();
         assert_eq!(
-            s.shard_map.version, 1,
+            meta.shard_map.version, 1,
             "a late storage server does not reshard"
         );
         assert!(
-            s.shard_map
+            meta.shard_map
                 .shards
                 .iter()
                 .all(|sh| !sh.storage_ids.contains(&"d".into()))
         );
-        assert_eq!(s.coordinator().unwrap().record.id, "coord");
-        let reply = s.heartbeat("a", None, None, now).unwrap();
+        let now = Instant::now();
+        let mut view = ClusterState::from_metadata(meta, liveness(), now);
+        assert_eq!(view.coordinator().unwrap().record.id, "coord");
+        let reply = view.heartbeat("a", None, None, now).unwrap();
         assert_eq!(
             reply,
             HeartbeatReply {
@@ -198,54 +267,88 @@ mod tests {
                 must_register: false
             }
         );
-        assert!(s.heartbeat("zz", None, None, now).unwrap().must_register);
+        assert!(view.heartbeat("zz", None, None, now).unwrap().must_register);
     }
 
     #[test]
-    fn a_replacement_coordinator_removes_the_old_one_from_membership() {
-        let mut s = fresh();
-        let now = Instant::now();
-        s.register(rec("coord-1", Role::Coordinator), now, 1)
-            .unwrap();
-        s.register(rec("a", Role::Storage), now, 1).unwrap();
-        s.register(rec("coord-2", Role::Coordinator), now, 2)
-            .unwrap();
-        assert_eq!(s.coordinator().unwrap().record.id, "coord-2");
-        let ids: Vec<_> = s.metadata().workers.into_iter().map(|w| w.id).collect();
+    fn a_replacement_coordinator_removes_the_old_one() {
+        let mut c = Some(fresh());
+        register(&mut c, "coord-1", Role::Coordinator).unwrap();
+        register(&mut c, "a", Role::Storage).unwrap();
+        register(&mut c, "coord-2", Role::Coordinator).unwrap();
+        let meta = c.unwrap();
+        let ids: Vec<_> = meta.workers.iter().map(|w| w.id.as_str()).collect();
         assert_eq!(ids, ["a", "coord-2"]);
+        let now = Instant::now();
+        let mut view = ClusterState::from_metadata(meta, liveness(), now);
+        assert_eq!(view.coordinator().unwrap().record.id, "coord-2");
         assert!(
-            s.heartbeat("coord-1", None, None, now)
+            view.heartbeat("coord-1", None, None, now)
                 .unwrap()
                 .must_register
         );
     }
 
     #[test]
-    fn an_exhausted_shard_map_version_fails_bootstrap_without_panicking() {
-        // A damaged controller.json: not bootstrapped, version already at the maximum.
-        let mut s = fresh();
-        s.shard_map.version = u64::MAX;
-        let now = Instant::now();
-        s.register(rec("a", Role::Storage), now, 1).unwrap();
-        s.register(rec("b", Role::Storage), now, 1).unwrap();
-        let err = s.register(rec("c", Role::Storage), now, 1).unwrap_err();
-        assert!(matches!(err, Error::Internal(_)), "{err:?}");
-        assert!(!s.shard_map.is_bootstrapped());
-        assert_eq!(s.shard_map.version, u64::MAX);
+    fn refused_commands_change_nothing() {
+        let mut none = None;
+        assert!(register(&mut none, "a", Role::Storage).is_err());
+        assert!(none.is_none());
+        let mut c = Some(fresh());
+        register(&mut c, "a", Role::Storage).unwrap();
+        let before = c.clone();
+        let err = register(&mut c, "a", Role::Coordinator).unwrap_err();
+        assert!(err.to_string().contains("registered as storage"), "{err}");
+        assert!(register(&mut c, "bad id\n", Role::Storage).is_err());
+        assert_eq!(c, before);
+        // A second creation (a leader that had not seen the first) changes nothing.
+        let other = Metadata {
+            cluster_id: "c2".into(),
+            ..fresh()
+        };
+        apply_command(&mut c, Command::CreateCluster(other)).unwrap();
+        assert_eq!(c, before);
     }
 
     #[test]
-    fn metadata_round_trip_keeps_identity_and_coordinator() {
-        let mut s = fresh();
-        let now = Instant::now();
+    fn an_exhausted_shard_map_version_fails_bootstrap_without_panicking() {
+        // A damaged imported metadata file: not bootstrapped, version already at the maximum.
+        let mut meta = fresh();
+        meta.shard_map.version = u64::MAX;
+        let mut c = Some(meta);
+        register(&mut c, "a", Role::Storage).unwrap();
+        register(&mut c, "b", Role::Storage).unwrap();
+        let err = register(&mut c, "c", Role::Storage).unwrap_err();
+        assert!(matches!(err, Error::Internal(_)), "{err:?}");
+        let meta = c.unwrap();
+        assert!(!meta.shard_map.is_bootstrapped());
+        assert_eq!(meta.shard_map.version, u64::MAX);
+        assert_eq!(
+            meta.workers.len(),
+            2,
+            "the refused registration is not kept"
+        );
+    }
+
+    #[test]
+    fn a_new_leaders_view_keeps_identity_and_liveness_of_known_workers() {
+        let mut c = Some(fresh());
         for id in ["a", "b", "c"] {
-            s.register(rec(id, Role::Storage), now, 1).unwrap();
+            register(&mut c, id, Role::Storage).unwrap();
         }
-        s.register(rec("coord", Role::Coordinator), now, 1).unwrap();
-        let meta = s.metadata();
-        let back = ClusterState::from_metadata(meta.clone(), s.membership.liveness(), now);
-        assert_eq!(back.metadata(), meta);
-        assert_eq!(back.coordinator().unwrap().record.id, "coord");
-        assert!(!back.membership.is_healthy(back.coordinator().unwrap(), now));
+        register(&mut c, "coord", Role::Coordinator).unwrap();
+        let meta = c.clone().unwrap();
+        let now = Instant::now();
+        let mut view = ClusterState::from_metadata(meta.clone(), liveness(), now);
+        assert_eq!(view.metadata(), meta);
+        assert!(!view.membership.is_healthy(view.coordinator().unwrap(), now));
+        view.registered("coord", now, 1);
+        assert!(view.membership.is_healthy(view.coordinator().unwrap(), now));
+        register(&mut c, "d", Role::Storage).unwrap();
+        view.adopt(c.as_ref().unwrap());
+        assert!(view.membership.is_healthy(view.coordinator().unwrap(), now));
+        assert_eq!(view.membership.workers().len(), 5);
+        assert!(!registration_changes(c.as_ref().unwrap(), &rec("d", Role::Storage)).unwrap());
+        assert!(registration_changes(c.as_ref().unwrap(), &rec("e", Role::Storage)).unwrap());
     }
 }

@@ -170,6 +170,8 @@ pub fn cluster_state_to_proto(
         expected_storage_servers: state.expected_storage_servers,
         replication: state.replication,
         heartbeat_interval_ms,
+        // Filled by the service, which asks every replica.
+        controllers: Vec::new(),
     }
 }
 

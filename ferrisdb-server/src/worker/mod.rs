@@ -7,7 +7,7 @@
 //! background and never stop the process from serving.
 
 mod identity;
-mod session;
+pub mod session;
 
 pub use identity::load_or_create_worker_id;
 pub use session::{ClusterView, ControllerSession, StatusSource, endpoint};

@@ -36,17 +36,19 @@ pub struct ControllerSession {
 }
 
 impl ControllerSession {
-    /// Starts the session. It retries forever in the background; watch [`Self::view`].
-    /// Heartbeats carry `status` and, while `health` has problems, the reason.
+    /// Starts the session with the controller group at `controllers` (one or more
+    /// comma-separated `host:port`; the session follows the group's leader). It retries
+    /// forever in the background; watch [`Self::view`]. Heartbeats carry `status` and, while
+    /// `health` has problems, the reason.
     pub fn start(
-        controller: &str,
+        controllers: &str,
         worker_id: String,
         role: v1::WorkerRole,
         advertise: String,
         status: Arc<dyn StatusSource>,
         health: RoleHealth,
     ) -> Result<Self, Error> {
-        let endpoint = endpoint(controller)?;
+        let leader = LeaderFinder::new(controllers)?;
         let (tx, rx) = watch::channel(ClusterView::default());
         let worker = Worker {
             id: worker_id,
@@ -55,7 +57,7 @@ impl ControllerSession {
             status,
             health,
         };
-        let task = tokio::spawn(run(endpoint, worker, tx));
+        let task = tokio::spawn(run(leader, worker, tx));
         Ok(ControllerSession { view: rx, task })
     }
 
@@ -83,6 +85,64 @@ pub fn endpoint(address: &str) -> Result<Endpoint, Error> {
         .map_err(|e| Error::InvalidArgument(format!("bad address {address:?}: {e}")))
 }
 
+/// The controller replica the session talks to: the leader when known, else the next
+/// address of the list in turn.
+struct LeaderFinder {
+    addresses: Vec<String>,
+    current: usize,
+    client: ClusterControllerClient<Channel>,
+}
+
+impl LeaderFinder {
+    fn new(controllers: &str) -> Result<Self, Error> {
+        let addresses: Vec<String> = controllers
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(String::from)
+            .collect();
+        let first = addresses
+            .first()
+            .ok_or_else(|| Error::InvalidArgument("no controller address given".into()))?;
+        let client = ClusterControllerClient::new(endpoint(first)?.connect_lazy());
+        for a in &addresses[1..] {
+            endpoint(a)?;
+        }
+        Ok(LeaderFinder {
+            addresses,
+            current: 0,
+            client,
+        })
+    }
+
+    /// After a failed call: go to the leader the error names, or to the next address.
+    fn after_error(&mut self, err: &Error) {
+        let next = match err {
+            Error::NotLeader(leader) if !leader.is_empty() => {
+                match self.addresses.iter().position(|a| a == leader) {
+                    Some(i) => i,
+                    None => {
+                        self.addresses.push(leader.clone());
+                        self.addresses.len() - 1
+                    }
+                }
+            }
+            _ => (self.current + 1) % self.addresses.len(),
+        };
+        if next == self.current {
+            return;
+        }
+        match endpoint(&self.addresses[next]) {
+            Ok(e) => {
+                tracing::debug!(controller = %self.addresses[next], "trying another controller replica");
+                self.current = next;
+                self.client = ClusterControllerClient::new(e.connect_lazy());
+            }
+            Err(e) => tracing::warn!("controller address {}: {e}", self.addresses[next]),
+        }
+    }
+}
+
 /// Heartbeats between unconditional cluster-state refreshes.
 const REFRESH_EVERY_BEATS: u64 = 4;
 
@@ -104,9 +164,8 @@ impl Worker {
     }
 }
 
-async fn run(endpoint: Endpoint, worker: Worker, view: watch::Sender<ClusterView>) {
+async fn run(mut leader: LeaderFinder, worker: Worker, view: watch::Sender<ClusterView>) {
     let worker_id = worker.id.clone();
-    let mut client = ClusterControllerClient::new(endpoint.connect_lazy());
     let mut backoff = Duration::from_millis(50);
     loop {
         // Register (again).
@@ -115,12 +174,17 @@ async fn run(endpoint: Endpoint, worker: Worker, view: watch::Sender<ClusterView
             role: worker.role as i32,
             address: worker.advertise.clone(),
         };
-        let reply = match client.register_worker(request).await {
+        let reply = match leader.client.register_worker(request).await {
             Ok(r) => r.into_inner(),
-            Err(e) => {
+            Err(s) => {
+                let e = ferrisdb_proto::status::from_status(&s);
                 tracing::debug!("registration with the controller failed: {e}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                let redirected = matches!(&e, Error::NotLeader(l) if !l.is_empty());
+                leader.after_error(&e);
+                if !redirected {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
                 continue;
             }
         };
@@ -136,12 +200,22 @@ async fn run(endpoint: Endpoint, worker: Worker, view: watch::Sender<ClusterView
             if known_map_version != Some(wanted_map_version)
                 || beats.is_multiple_of(REFRESH_EVERY_BEATS)
             {
-                match fetch_view(&mut client).await {
+                match fetch_view(&mut leader.client).await {
                     Ok(v) => {
                         known_map_version = Some(v.shard_map.version);
-                        view.send_replace(v);
+                        // Shard-map versions only grow: never step back to an older map.
+                        view.send_if_modified(|current| {
+                            if v.shard_map.version < current.shard_map.version {
+                                return false;
+                            }
+                            *current = v;
+                            true
+                        });
                     }
-                    Err(e) => tracing::debug!("fetching the cluster state failed: {e}"),
+                    Err(e) => {
+                        tracing::debug!("fetching the cluster state failed: {e}");
+                        leader.after_error(&e);
+                    }
                 }
             }
             beats += 1;
@@ -151,7 +225,7 @@ async fn run(endpoint: Endpoint, worker: Worker, view: watch::Sender<ClusterView
                 worker_id: worker_id.clone(),
                 status: Some(worker.heartbeat_status()),
             };
-            match client.heartbeat(hb).await {
+            match leader.client.heartbeat(hb).await {
                 Ok(r) => {
                     let r = r.into_inner();
                     if r.must_register {
@@ -159,10 +233,12 @@ async fn run(endpoint: Endpoint, worker: Worker, view: watch::Sender<ClusterView
                     }
                     wanted_map_version = r.shard_map_version;
                 }
-                Err(e) => {
+                Err(s) => {
+                    let e = ferrisdb_proto::status::from_status(&s);
                     tracing::debug!("heartbeat failed: {e}");
-                    tokio::time::sleep(interval).await;
-                    known_map_version = None;
+                    leader.after_error(&e);
+                    // Another replica (a new leader) hears of this worker by registering.
+                    break;
                 }
             }
             tokio::time::sleep(interval).await;

@@ -217,18 +217,24 @@ pub struct EngineArgs {
 /// `cluster` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum ClusterAction {
-    /// Start (or resume) a local cluster: a controller, a coordinator and storage servers,
-    /// each its own process, supervised until Ctrl-C or SIGTERM.
+    /// Start (or resume) a local cluster: a controller group, a coordinator and storage
+    /// servers, each its own process, supervised until Ctrl-C or SIGTERM.
     #[command(after_help = "Examples:
   ferrisdb cluster up
+  ferrisdb cluster up --controllers 1
   ferrisdb cluster up --dir /tmp/fdb --port-base 5500 --storage-servers 5 --replication 3")]
     Up {
         /// Data directory holding every process's files, logs and the cluster file.
         #[arg(long, default_value = "./ferrisdb-data")]
         dir: PathBuf,
-        /// First port: controller on it, coordinator on +1, storage servers from +2.
+        /// First port: the first controller on it, the coordinator on +1, storage servers
+        /// from +2, the other controllers after the storage servers.
         #[arg(long, default_value_t = 4500)]
         port_base: u16,
+        /// Replicas of the cluster controller (1, 3 or 5): the cluster survives the loss of
+        /// any minority of them.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=7))]
+        controllers: u16,
         /// IP address every process listens on and advertises.
         #[arg(long, default_value = "127.0.0.1")]
         host: String,

@@ -1,9 +1,10 @@
 //! `ferrisdb cluster up`: runs a local multi-process cluster under one data directory and
 //! supervises it.
 //!
-//! Layout under `--dir`: `controller/`, `coordinator/`, `storage-N/` (each process's data),
-//! `logs/<process>.log`, and the cluster file `ferrisdb.cluster`. Ports: controller on the
-//! base port, coordinator on base+1, storage servers from base+2. A child that exits
+//! Layout under `--dir`: `controller/` and `controller-N/` (the controller group's replicas),
+//! `coordinator/`, `storage-N/` (each process's data), `logs/<process>.log`, and the cluster
+//! file `ferrisdb.cluster`. Ports: the first controller on the base port, the coordinator on
+//! base+1, storage servers from base+2, the other controllers after them. A child that exits
 //! unexpectedly is restarted (at most once per second); SIGINT/SIGTERM stops every child with
 //! SIGTERM (SIGKILL after a grace period). Running it again on the same directory resumes the
 //! same cluster with its data.
@@ -31,6 +32,8 @@ pub struct ClusterUp {
     pub host: String,
     /// Number of storage servers.
     pub storage_servers: u16,
+    /// Replicas of the controller group.
+    pub controllers: u16,
     /// Replicas per shard.
     pub replication: u16,
     /// Directory holding the server binaries (default: next to this executable).
@@ -99,7 +102,20 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
             cfg.replication, cfg.storage_servers
         ));
     }
-    let last_port = u32::from(cfg.port_base) + 1 + u32::from(cfg.storage_servers);
+    if cfg.controllers == 0 {
+        return Err("need at least one controller".into());
+    }
+    if cfg.controllers.is_multiple_of(2) {
+        eprintln!(
+            "note: {} controllers tolerate no more failures than {}; an odd number is usual",
+            cfg.controllers,
+            cfg.controllers - 1
+        );
+    }
+    let last_port = u32::from(cfg.port_base)
+        + 1
+        + u32::from(cfg.storage_servers)
+        + u32::from(cfg.controllers - 1);
     if last_port > u32::from(u16::MAX) {
         return Err(format!(
             "ports {}..={last_port} do not fit below 65536",
@@ -125,21 +141,41 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let host = &cfg.host;
     let addr = |offset: u16| format!("{host}:{}", cfg.port_base + offset);
-    let controller_addr = addr(0);
+    // The first controller keeps the base port (and its directory `controller/`); the others
+    // follow the storage servers.
+    let controller_addrs: Vec<String> = (0..cfg.controllers)
+        .map(|i| {
+            if i == 0 {
+                addr(0)
+            } else {
+                addr(1 + cfg.storage_servers + i)
+            }
+        })
+        .collect();
+    let controller_addr = controller_addrs.join(",");
     let path = |p: PathBuf| p.to_string_lossy().into_owned();
 
     // Every process of the cluster shares this host: one async worker per core each would put
     // several per core in competition (see `ferrisdb_server::runtime`).
     let workers = local_worker_threads().to_string();
-    let mut procs = vec![
-        Managed {
-            name: "controller".into(),
-            program: binary(&bin_dir, "ferrisdb-controller")?,
+    let controller_bin = binary(&bin_dir, "ferrisdb-controller")?;
+    let mut procs = Vec::new();
+    for (i, listen) in controller_addrs.iter().enumerate() {
+        let name = if i == 0 {
+            "controller".to_string()
+        } else {
+            format!("controller-{i}")
+        };
+        procs.push(Managed {
+            name: name.clone(),
+            program: controller_bin.clone(),
             args: vec![
                 "--listen".into(),
+                listen.clone(),
+                "--peers".into(),
                 controller_addr.clone(),
                 "--data-dir".into(),
-                path(dir.join("controller")),
+                path(dir.join(&name)),
                 "--storage-servers".into(),
                 cfg.storage_servers.to_string(),
                 "--replication".into(),
@@ -147,30 +183,30 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
                 "--worker-threads".into(),
                 "1".into(),
             ],
-            log: logs.join("controller.log"),
+            log: logs.join(format!("{name}.log")),
             child: None,
             last_start: Instant::now(),
             restarts: 0,
-        },
-        Managed {
-            name: "coordinator".into(),
-            program: binary(&bin_dir, "ferrisdb-coordinator")?,
-            args: vec![
-                "--listen".into(),
-                addr(1),
-                "--data-dir".into(),
-                path(dir.join("coordinator")),
-                "--controller".into(),
-                controller_addr.clone(),
-                "--worker-threads".into(),
-                workers.clone(),
-            ],
-            log: logs.join("coordinator.log"),
-            child: None,
-            last_start: Instant::now(),
-            restarts: 0,
-        },
-    ];
+        });
+    }
+    procs.push(Managed {
+        name: "coordinator".into(),
+        program: binary(&bin_dir, "ferrisdb-coordinator")?,
+        args: vec![
+            "--listen".into(),
+            addr(1),
+            "--data-dir".into(),
+            path(dir.join("coordinator")),
+            "--controller".into(),
+            controller_addr.clone(),
+            "--worker-threads".into(),
+            workers.clone(),
+        ],
+        log: logs.join("coordinator.log"),
+        child: None,
+        last_start: Instant::now(),
+        restarts: 0,
+    });
     let storage_bin = binary(&bin_dir, "ferrisdb-storage-server")?;
     for i in 0..cfg.storage_servers {
         procs.push(Managed {
@@ -194,7 +230,7 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
     }
 
     let cluster_file = dir.join(CLUSTER_FILE_NAME);
-    write_cluster_file(&cluster_file, &controller_addr)?;
+    write_cluster_file(&cluster_file, None, &controller_addrs)?;
 
     for p in &mut procs {
         p.start()?;
@@ -205,6 +241,12 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
         println!("  {:<12} {:<22} log {}", p.name, listen, p.log.display());
     }
     println!("cluster file: {}", cluster_file.display());
+    // Once the group has created the cluster, the cluster file names it too.
+    tokio::spawn({
+        let cluster_file = cluster_file.clone();
+        let controller_addrs = controller_addrs.clone();
+        async move { name_cluster_in_file(&cluster_file, &controller_addrs).await }
+    });
     println!(
         "connect:  ferrisdb --cluster-file {} shell",
         cluster_file.display()
@@ -250,13 +292,38 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes the cluster file (plain-text form: one controller address per line) atomically.
-fn write_cluster_file(path: &Path, controller: &str) -> Result<(), String> {
+/// Writes the cluster file atomically: `<cluster id>@host:port,host:port,...` (the id once
+/// known), with a comment line.
+fn write_cluster_file(
+    path: &Path,
+    cluster_id: Option<&str>,
+    controllers: &[String],
+) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
-    let text = format!("# FerrisDB cluster file: the cluster controller's address\n{controller}\n");
+    let id = cluster_id.map(|id| format!("{id}@")).unwrap_or_default();
+    let text = format!(
+        "# FerrisDB cluster file: the cluster id and its controller replicas\n{id}{}\n",
+        controllers.join(",")
+    );
     std::fs::write(&tmp, text)
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Waits (up to a minute) until the controller group answers with its cluster id, then
+/// rewrites the cluster file with it.
+async fn name_cluster_in_file(path: &Path, controllers: &[String]) {
+    for _ in 0..600 {
+        if let Ok(report) = super::status::fetch(controllers).await
+            && !report.cluster_id.is_empty()
+        {
+            if let Err(e) = write_cluster_file(path, Some(&report.cluster_id), controllers) {
+                eprintln!("{e}");
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// SIGTERM to every child, then SIGKILL to any still running after [`STOP_GRACE`].

@@ -1,5 +1,5 @@
-//! `ferrisdb cluster up` as a test fixture: a real local cluster (a controller, a coordinator
-//! and three storage servers, each its own process on 127.0.0.1) under its supervisor.
+//! `ferrisdb cluster up` as a test fixture: a real local cluster (a group of three controller
+//! replicas, a coordinator and three storage servers, each its own process on 127.0.0.1) under its supervisor.
 //!
 //! `cluster up` starts the server binaries found next to `ferrisdb` (target/debug): build them
 //! first (`cargo test --workspace` does; or `cargo build --workspace --bins`).
@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use super::ferrisdb_bin;
 
-/// Processes of the test cluster: controller, coordinator, three storage servers.
-pub const PORTS: u16 = 5;
+/// Processes of the test cluster: three controller replicas, a coordinator, three storage
+/// servers.
+pub const PORTS: u16 = 7;
 
 /// A running `ferrisdb cluster up`; stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Cluster {

@@ -34,10 +34,15 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most retries of one KV call after retryable errors (conflicts, unavailable servers).
 pub const RETRY_LIMIT: u32 = 10;
 
-/// A client of the cluster whose controller is at `controller`, with the KV service's bounds.
-/// Connects lazily (no I/O here).
+/// A client of the cluster whose controller replicas are at `controller` (comma-separated
+/// `host:port`), with the KV service's bounds. Connects lazily (no I/O here).
 pub fn connect(controller: &str) -> Result<Database> {
-    let db = Database::connect(controller)?;
+    let db = Database::connect_all(
+        controller
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty()),
+    )?;
     Ok(db.with_options(DatabaseOptions {
         retry_limit: Some(RETRY_LIMIT),
         timeout: Some(CALL_TIMEOUT),

@@ -16,6 +16,7 @@ use ferrisdb_core::keys::escape;
 use ferrisdb_proto::status::from_status;
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::cluster_controller_client::ClusterControllerClient;
+use ferrisdb_proto::v1::controller_group_client::ControllerGroupClient;
 use ferrisdb_proto::v1::transaction_coordinator_client::TransactionCoordinatorClient;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
@@ -48,7 +49,9 @@ pub struct Report {
     /// Fewest healthy replicas of any shard, minus one (`null` before bootstrap or when a
     /// shard has no healthy replica): how many more storage failures every shard survives.
     pub fault_tolerance: Option<u32>,
-    /// Every process: the controller, the coordinator and the storage servers.
+    /// Every replica of the controller group, as the leader that answered sees them.
+    pub controllers: Vec<ControllerReplica>,
+    /// Every process: the controller replicas, the coordinator and the storage servers.
     pub processes: Vec<Process>,
     /// The coordinator's commit statistics, if one is registered.
     pub coordinator: Option<Coordinator>,
@@ -60,6 +63,21 @@ pub struct Report {
     pub shards: Vec<ShardStatus>,
     /// Problems found while gathering the report.
     pub messages: Vec<String>,
+}
+
+/// One replica of the controller group.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ControllerReplica {
+    /// `host:port`.
+    pub address: String,
+    /// Its Raft node id.
+    pub node_id: u64,
+    /// `leader`, `follower`, `candidate`, `learner` or `unreachable`.
+    pub role: String,
+    /// Its Raft term (0 when unreachable).
+    pub term: u64,
+    /// Index of the last Raft entry it applied (0 when unreachable).
+    pub last_applied_index: u64,
 }
 
 /// One process.
@@ -198,12 +216,18 @@ pub struct ShardStatus {
     pub fully_replicated: bool,
 }
 
-/// Fetches the cluster state from the first controller that answers, then the latest
-/// version from the coordinator.
+/// Fetches the cluster state from the controller group's leader (following the replicas'
+/// hints), then the latest version from the coordinator. When no leader answers, says how
+/// many replicas are reachable.
 pub async fn fetch(controllers: &[String]) -> Result<Report, String> {
     let mut errors = Vec::new();
-    for addr in controllers {
-        match cluster_state(addr).await {
+    let mut queue: std::collections::VecDeque<String> = controllers.iter().cloned().collect();
+    let mut tried = std::collections::HashSet::new();
+    while let Some(addr) = queue.pop_front() {
+        if !tried.insert(addr.clone()) {
+            continue;
+        }
+        match cluster_state(&addr).await {
             Ok(state) => {
                 let mut messages = Vec::new();
                 let latest = match &state.coordinator {
@@ -220,22 +244,57 @@ pub async fn fetch(controllers: &[String]) -> Result<Report, String> {
                     .duration_since(UNIX_EPOCH)
                     .map(|d| d.as_millis() as u64)
                     .unwrap_or(0);
-                let mut report = build(addr, state, latest, now_ms);
+                let mut report = build(&addr, state, latest, now_ms);
                 report.messages.splice(0..0, messages);
                 report.healthy &= report.messages.is_empty();
                 return Ok(report);
             }
-            Err(e) => errors.push(format!("{addr}: {e}")),
+            Err((e, leader)) => {
+                if let Some(leader) = leader {
+                    queue.push_front(leader);
+                }
+                errors.push(format!("{addr}: {e}"));
+            }
         }
     }
-    Err(format!(
-        "no controller answered ({})",
-        if errors.is_empty() {
-            "no address".into()
-        } else {
-            errors.join("; ")
+    if controllers.is_empty() {
+        return Err("no controller address".into());
+    }
+    Err(unavailable(controllers, &errors).await)
+}
+
+/// "cluster unavailable: 1 of 3 controllers reachable", with each replica's state.
+async fn unavailable(controllers: &[String], errors: &[String]) -> String {
+    let mut lines = Vec::new();
+    let mut reachable = 0;
+    for addr in controllers {
+        match identify(addr).await {
+            Ok(r) => {
+                reachable += 1;
+                lines.push(format!(
+                    "  {addr}: {} (node {}, term {}, applied {})",
+                    r.role, r.node_id, r.term, r.last_applied_index
+                ));
+            }
+            Err(e) => lines.push(format!("  {addr}: unreachable ({e})")),
         }
-    ))
+    }
+    format!(
+        "cluster unavailable: {reachable} of {} controllers reachable, and no leader answered\n{}\n({})",
+        controllers.len(),
+        lines.join("\n"),
+        errors.join("; ")
+    )
+}
+
+async fn identify(addr: &str) -> Result<v1::ControllerReplica, String> {
+    let mut client = ControllerGroupClient::new(channel(addr)?);
+    let call = client.identify(v1::IdentifyRequest {});
+    match tokio::time::timeout(RPC_TIMEOUT, call).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(s)) => Err(from_status(&s).to_string()),
+        Err(_) => Err(format!("no answer within {RPC_TIMEOUT:?}")),
+    }
 }
 
 fn channel(addr: &str) -> Result<Channel, String> {
@@ -246,13 +305,23 @@ fn channel(addr: &str) -> Result<Channel, String> {
         .connect_lazy())
 }
 
-async fn cluster_state(addr: &str) -> Result<v1::GetClusterStateResponse, String> {
-    let mut client = ClusterControllerClient::new(channel(addr)?);
+/// The leader's answer, or the error and the leader a follower named.
+async fn cluster_state(
+    addr: &str,
+) -> Result<v1::GetClusterStateResponse, (String, Option<String>)> {
+    let mut client = ClusterControllerClient::new(channel(addr).map_err(|e| (e, None))?);
     let call = client.get_cluster_state(v1::GetClusterStateRequest {});
     match tokio::time::timeout(RPC_TIMEOUT, call).await {
         Ok(Ok(r)) => Ok(r.into_inner()),
-        Ok(Err(s)) => Err(from_status(&s).to_string()),
-        Err(_) => Err(format!("no answer within {RPC_TIMEOUT:?}")),
+        Ok(Err(s)) => {
+            let e = from_status(&s);
+            let leader = match &e {
+                ferrisdb_core::Error::NotLeader(l) if !l.is_empty() => Some(l.clone()),
+                _ => None,
+            };
+            Err((e.to_string(), leader))
+        }
+        Err(_) => Err((format!("no answer within {RPC_TIMEOUT:?}"), None)),
     }
 }
 
@@ -277,15 +346,51 @@ pub fn build(
     now_unix_ms: u64,
 ) -> Report {
     let mut messages = Vec::new();
-    let mut processes = vec![Process {
-        role: "controller".into(),
-        id: String::new(),
-        address: controller.to_owned(),
-        healthy: true,
-        uptime_seconds: None,
-        ms_since_heartbeat: None,
-        unhealthy_reason: None,
-    }];
+    let controllers: Vec<ControllerReplica> = if state.controllers.is_empty() {
+        // A controller that does not report its group: the one that answered.
+        vec![ControllerReplica {
+            address: controller.to_owned(),
+            node_id: 0,
+            role: "leader".into(),
+            term: 0,
+            last_applied_index: 0,
+        }]
+    } else {
+        state
+            .controllers
+            .iter()
+            .map(|c| ControllerReplica {
+                address: c.address.clone(),
+                node_id: c.node_id,
+                role: c.role.clone(),
+                term: c.term,
+                last_applied_index: c.last_applied_index,
+            })
+            .collect()
+    };
+    let mut processes = Vec::new();
+    for c in &controllers {
+        let reachable = c.role != "unreachable";
+        processes.push(Process {
+            role: "controller".into(),
+            id: if c.node_id == 0 {
+                String::new()
+            } else {
+                c.node_id.to_string()
+            },
+            address: c.address.clone(),
+            healthy: reachable,
+            uptime_seconds: None,
+            ms_since_heartbeat: None,
+            unhealthy_reason: (!reachable).then(|| "does not answer".to_string()),
+        });
+        if !reachable {
+            messages.push(format!(
+                "controller replica {} (node {}) is unreachable",
+                c.address, c.node_id
+            ));
+        }
+    }
     let mut coordinator = None;
     let mut storage_servers = Vec::new();
     let mut workers = state.workers;
@@ -419,6 +524,7 @@ pub fn build(
         cluster_id: state.cluster_id,
         controller: controller.to_owned(),
         healthy: messages.is_empty(),
+        controllers,
         latest_version,
         replication: state.replication,
         expected_storage_servers: state.expected_storage_servers,

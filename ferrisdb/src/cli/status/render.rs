@@ -17,6 +17,20 @@ pub fn render(r: &Report) -> String {
         },
         r.controller
     ));
+    let reachable = r
+        .controllers
+        .iter()
+        .filter(|c| c.role != "unreachable")
+        .count();
+    let leader = r.controllers.iter().find(|c| c.role == "leader");
+    out.push_str(&format!(
+        "  Controllers:       {reachable} of {} replicas reachable, leader {}{}\n",
+        r.controllers.len(),
+        leader.map_or("unknown", |c| c.address.as_str()),
+        leader
+            .filter(|c| c.term > 0)
+            .map_or(String::new(), |c| format!(" (term {})", c.term)),
+    ));
     let full = r.shards.iter().filter(|s| s.fully_replicated).count();
     out.push_str(&format!(
         "  Replication:       {} replicas per shard, {full}/{} shards fully replicated, fault tolerance {}\n",

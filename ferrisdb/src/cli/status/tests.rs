@@ -87,7 +87,54 @@ fn state(s2_healthy: bool) -> v1::GetClusterStateResponse {
         expected_storage_servers: 3,
         replication: 2,
         heartbeat_interval_ms: 500,
+        controllers: vec![],
     }
+}
+
+fn replica(port: u16, role: &str, term: u64) -> v1::ControllerReplicaStatus {
+    v1::ControllerReplicaStatus {
+        node_id: u64::from(port),
+        address: format!("127.0.0.1:{port}"),
+        role: role.into(),
+        term,
+        last_applied_index: if term > 0 { 17 } else { 0 },
+    }
+}
+
+#[test]
+fn every_controller_replica_is_listed_and_an_unreachable_one_degrades_the_cluster() {
+    let mut s = state(true);
+    s.controllers = vec![
+        replica(4500, "follower", 4),
+        replica(4505, "leader", 4),
+        replica(4506, "unreachable", 0),
+    ];
+    let r = build("127.0.0.1:4505", s, Some(1000), 40_000);
+    assert!(!r.healthy);
+    assert!(
+        r.messages
+            .iter()
+            .any(|m| m.contains("controller replica 127.0.0.1:4506 (node 4506) is unreachable")),
+        "{:?}",
+        r.messages
+    );
+    let controllers: Vec<_> = r
+        .processes
+        .iter()
+        .filter(|p| p.role == "controller")
+        .collect();
+    assert_eq!(controllers.len(), 3);
+    assert!(!controllers[2].healthy);
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["controllers"][1]["role"], "leader");
+    assert_eq!(json["controllers"][1]["term"], 4);
+    assert_eq!(json["controllers"][2]["role"], "unreachable");
+    assert_eq!(json["controllers"][0]["address"], "127.0.0.1:4500");
+    let text = render(&r);
+    assert!(
+        text.contains("2 of 3 replicas reachable, leader 127.0.0.1:4505 (term 4)"),
+        "{text}"
+    );
 }
 
 #[test]

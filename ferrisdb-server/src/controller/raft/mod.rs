@@ -1,0 +1,62 @@
+//! The controller group's replication layer: the cluster state replicated through Raft
+//! (the openraft library) among the controller replicas.
+//!
+//! - [`journal`]: the durable Raft log, vote and committed pointer (one checksummed file).
+//! - [`log_store`]: openraft's log storage over the journal.
+//! - [`state_machine`]: the replicated cluster state ([`super::metadata::Metadata`]) that
+//!   committed [`Command`]s change, and its snapshots.
+//! - [`network`]: Raft messages to the other replicas over gRPC (`ControllerGroup`).
+//! - [`peer_service`]: the `ControllerGroup` service receiving them.
+//! - [`node_id`]: the replica's stable node id.
+//!
+//! [`super::group`] forms a group or joins one and follows leadership.
+
+pub mod journal;
+pub mod log_store;
+pub mod network;
+pub mod node_id;
+pub mod peer_service;
+pub mod state_machine;
+
+use serde::{Deserialize, Serialize};
+
+use super::membership::WorkerRecord;
+use super::metadata::Metadata;
+
+/// A controller replica's id in its group.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of the controller group.
+    pub TypeConfig:
+        D = Command,
+        R = CommandOutcome,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Vec<u8>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A Raft log entry of the controller group.
+pub type Entry = openraft::Entry<TypeConfig>;
+/// The Raft instance of one controller replica.
+pub type ControllerRaft = openraft::Raft<TypeConfig>;
+
+/// A change to the replicated cluster state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Creates the cluster: its identity and layout (or the state of a single controller's
+    /// metadata file being imported). Applied only to a state that has no cluster yet; a later
+    /// one (a second leader that had not seen the first yet) changes nothing.
+    CreateCluster(Metadata),
+    /// A worker registered: a new worker, or a known one at a new address.
+    RegisterWorker(WorkerRecord),
+}
+
+/// What applying a [`Command`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CommandOutcome {
+    /// Why the command was refused (`None`: applied).
+    pub refused: Option<String>,
+}

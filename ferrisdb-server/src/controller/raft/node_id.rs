@@ -1,0 +1,67 @@
+//! A controller replica's node id: chosen at random on its first start and kept in
+//! `raft-node-id` in its data directory. A replica whose directory was wiped comes back with
+//! a new id, so the group can tell it from the replica it replaces (which may have voted and
+//! acknowledged entries the new one never saw).
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+use ferrisdb_core::Error;
+
+use super::NodeId;
+use super::journal::sync_dir;
+
+/// Name of the node-id file.
+pub const NODE_ID_FILE: &str = "raft-node-id";
+
+/// Reads the node id in `dir`, creating one on first use. Returns the id and whether it is new.
+pub fn load_or_create(dir: &Path) -> Result<(NodeId, bool), Error> {
+    let path = dir.join(NODE_ID_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text
+                .trim()
+                .parse::<NodeId>()
+                .ok()
+                .filter(|id| *id != 0)
+                .ok_or_else(|| {
+                    Error::corruption(&path, 0, format!("not a node id: {:?}", text.trim()))
+                })?;
+            Ok((id, false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Ids below 2^53 print exactly in JSON tools.
+            let id = rand::random_range(1..(1u64 << 53));
+            let tmp = dir.join(format!("{NODE_ID_FILE}.tmp"));
+            let io = |what: &'static str| {
+                let p = path.clone();
+                move |e| Error::io(format!("{what} {}", p.display()), e)
+            };
+            let mut f = File::create(&tmp).map_err(io("creating"))?;
+            f.write_all(format!("{id}\n").as_bytes())
+                .map_err(io("writing"))?;
+            f.sync_all().map_err(io("syncing"))?;
+            fs::rename(&tmp, &path).map_err(io("renaming into place"))?;
+            sync_dir(dir)?;
+            Ok((id, true))
+        }
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_once_then_kept_and_garbage_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, new) = load_or_create(dir.path()).unwrap();
+        assert!(new && id != 0);
+        assert_eq!(load_or_create(dir.path()).unwrap(), (id, false));
+        fs::write(dir.path().join(NODE_ID_FILE), "zero\n").unwrap();
+        let err = load_or_create(dir.path()).unwrap_err();
+        assert!(err.to_string().contains(NODE_ID_FILE), "{err}");
+    }
+}
