@@ -66,6 +66,7 @@ async fn register(
         worker_id: id.into(),
         role: role as i32,
         address: address.into(),
+        cluster_id: String::new(),
     };
     client
         .register_worker(req)
@@ -266,6 +267,7 @@ async fn controller_bootstraps_detects_failures_and_survives_a_restart() {
             worker_id: "ss-1".into(),
             role: v1::WorkerRole::Coordinator as i32,
             address: "127.0.0.1:5503".into(),
+            cluster_id: String::new(),
         })
         .await
         .expect_err("role change is rejected");

@@ -251,6 +251,40 @@ async fn the_group_survives_losing_its_leader_and_says_when_it_has_no_quorum() {
         3
     );
 
+    // A storage server of another cluster (its data directory says so) is refused, and says
+    // why in its log; the group does not record it.
+    let foreign_dir = root.join("storage-foreign");
+    std::fs::create_dir_all(&foreign_dir).expect("mkdir");
+    std::fs::write(foreign_dir.join("cluster_id"), "0000another").expect("write cluster id");
+    let (_foreign_addr, _foreign) = worker(
+        env!("CARGO_BIN_EXE_ferrisdb-storage-server"),
+        root,
+        "storage-foreign",
+        &peers,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(root.join("storage-foreign.log"))
+        .unwrap_or_default()
+        .contains("belongs to cluster 0000another")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the foreign worker was not refused"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (l, _) = leader_among(
+        &replicas.iter().collect::<Vec<_>>(),
+        Instant::now() + Duration::from_secs(5),
+    )
+    .await
+    .expect("a leader");
+    assert_eq!(
+        state(replicas[l].addr).await.expect("state").workers.len(),
+        4
+    );
+    drop(_foreign);
+
     // Kill the leader; another replica must lead within 2 s.
     let refs: Vec<&Replica> = replicas.iter().collect();
     let (old, old_term) = leader_among(&refs, Instant::now() + Duration::from_secs(10))

@@ -165,6 +165,7 @@ fn write_corpus() {
             worker_id: "w1".into(),
             role: v1::WorkerRole::Storage as i32,
             address: "127.0.0.1:4502".into(),
+            cluster_id: String::new(),
         }
         .encode_to_vec(),
         v1::HeartbeatRequest {

@@ -36,11 +36,11 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
     /// Raft heartbeat interval among the replicas, in milliseconds.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 75)]
     raft_heartbeat_ms: u64,
     /// Shortest Raft election timeout, in milliseconds (the longest is 1.8 times it): how
     /// long followers wait for a silent leader before electing another.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 250)]
     raft_election_ms: u64,
     /// Storage servers to wait for before bootstrapping the shard map (first start only).
     #[arg(long, default_value_t = 3)]

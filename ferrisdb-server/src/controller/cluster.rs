@@ -170,10 +170,24 @@ impl Controller {
         Ok(view)
     }
 
-    /// Registers a worker (see [`super::state::apply_command`]) through the group.
-    pub async fn register(&self, record: WorkerRecord) -> Result<RegisterReply, Error> {
+    /// Registers a worker (see [`super::state::apply_command`]) through the group. A worker
+    /// that says it belongs to another cluster (`claimed_cluster`, empty on its first
+    /// registration) is refused.
+    pub async fn register(
+        &self,
+        record: WorkerRecord,
+        claimed_cluster: &str,
+    ) -> Result<RegisterReply, Error> {
         self.group.confirm_leadership().await?;
         let meta = self.created_cluster().await?;
+        if !claimed_cluster.is_empty() && claimed_cluster != meta.cluster_id {
+            return Err(Error::InvalidArgument(format!(
+                "worker {} belongs to cluster {claimed_cluster}, but this controller serves \
+                 cluster {}: start it with this cluster's controllers, or on an empty data \
+                 directory to join this one",
+                record.id, meta.cluster_id
+            )));
+        }
         if registration_changes(&meta, &record)? {
             let outcome = self
                 .group
@@ -325,8 +339,18 @@ mod tests {
     async fn identity_and_shard_map_survive_reopen_and_flags_cannot_change_them() {
         let dir = tempfile::tempdir().unwrap();
         let c = started(&config(dir.path())).await;
-        let first = c.register(rec("a")).await.unwrap();
-        let second = c.register(rec("b")).await.unwrap();
+        let first = c.register(rec("a"), "").await.unwrap();
+        let second = c.register(rec("b"), &first.cluster_id).await.unwrap();
+        let err = c.register(rec("c"), "another-cluster").await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("belongs to cluster another-cluster"),
+            "{err}"
+        );
+        assert_eq!(
+            c.view(|s, _| s.membership.workers().len()).await.unwrap(),
+            2
+        );
         assert_eq!(first.cluster_id, second.cluster_id);
         assert_eq!((first.shard_map_version, second.shard_map_version), (0, 1));
         let map = c.view(|s, _| s.shard_map.clone()).await.unwrap();

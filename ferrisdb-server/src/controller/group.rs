@@ -40,9 +40,9 @@ pub struct RaftTimings {
 impl Default for RaftTimings {
     fn default() -> Self {
         RaftTimings {
-            heartbeat: Duration::from_millis(100),
-            election_min: Duration::from_millis(500),
-            election_max: Duration::from_millis(900),
+            heartbeat: Duration::from_millis(75),
+            election_min: Duration::from_millis(250),
+            election_max: Duration::from_millis(450),
         }
     }
 }

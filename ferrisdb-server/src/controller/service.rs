@@ -42,7 +42,11 @@ impl ClusterController for ControllerService {
             role,
             address: req.address,
         };
-        let reply = self.controller.register(record).await.map_err(to_status)?;
+        let reply = self
+            .controller
+            .register(record, &req.cluster_id)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(v1::RegisterWorkerResponse {
             cluster_id: reply.cluster_id,
             shard_map_version: reply.shard_map_version,

@@ -87,7 +87,8 @@ pub async fn join(
     advertise: String,
     health: RoleHealth,
 ) -> Result<(ControllerSession, tokio::task::JoinHandle<()>)> {
-    let id = tokio::task::spawn_blocking(move || load_or_create_worker_id(&data_dir, "coord"))
+    let dir = data_dir.clone();
+    let id = tokio::task::spawn_blocking(move || load_or_create_worker_id(&dir, "coord"))
         .await
         .map_err(|e| ferrisdb_core::Error::Internal(format!("loading the worker id: {e}")))??;
     let status = Arc::new(CoordinatorStatusSource {
@@ -97,6 +98,7 @@ pub async fn join(
     let session = ControllerSession::start(
         controller,
         id,
+        data_dir,
         v1::WorkerRole::Coordinator,
         advertise,
         status,

@@ -112,6 +112,7 @@ pub async fn serve(
     let session = ControllerSession::start(
         &config.controller,
         worker_id.clone(),
+        config.data_dir.clone(),
         v1::WorkerRole::Storage,
         config.advertise.clone(),
         status,

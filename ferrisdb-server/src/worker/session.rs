@@ -1,5 +1,6 @@
 //! The background session a worker keeps with the cluster controller.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,18 +41,25 @@ impl ControllerSession {
     /// comma-separated `host:port`; the session follows the group's leader). It retries
     /// forever in the background; watch [`Self::view`]. Heartbeats carry `status` and, while
     /// `health` has problems, the reason.
+    ///
+    /// The worker keeps the id of the cluster it first registered with in `data_dir` and
+    /// refuses a controller of another cluster (logged, and reported as its unhealthy reason).
     pub fn start(
         controllers: &str,
         worker_id: String,
+        data_dir: PathBuf,
         role: v1::WorkerRole,
         advertise: String,
         status: Arc<dyn StatusSource>,
         health: RoleHealth,
     ) -> Result<Self, Error> {
         let leader = LeaderFinder::new(controllers)?;
+        let cluster_id = super::load_cluster_id(&data_dir)?;
         let (tx, rx) = watch::channel(ClusterView::default());
         let worker = Worker {
             id: worker_id,
+            data_dir,
+            cluster_id,
             role,
             advertise,
             status,
@@ -143,12 +151,42 @@ impl LeaderFinder {
     }
 }
 
+/// The health-problem source for a controller this worker must not serve.
+const CLUSTER_PROBLEM: &str = "controller";
+
+impl Worker {
+    /// Accepts the cluster a controller answered for: records it on the first registration,
+    /// refuses another one after that.
+    async fn accept_cluster(&mut self, cluster_id: &str, controller: &str) -> Result<(), Error> {
+        match &self.cluster_id {
+            Some(ours) if ours == cluster_id => Ok(()),
+            Some(ours) => Err(Error::InvalidArgument(format!(
+                "the controller at {controller} serves cluster {cluster_id}, but this worker \
+                 belongs to cluster {ours} (kept in {}): refusing it",
+                self.data_dir.display()
+            ))),
+            None => {
+                let dir = self.data_dir.clone();
+                let id = cluster_id.to_string();
+                tokio::task::spawn_blocking(move || super::store_cluster_id(&dir, &id))
+                    .await
+                    .map_err(|e| Error::Internal(format!("storing the cluster id: {e}")))??;
+                self.cluster_id = Some(cluster_id.to_string());
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Heartbeats between unconditional cluster-state refreshes.
 const REFRESH_EVERY_BEATS: u64 = 4;
 
 /// Who the session speaks for.
 struct Worker {
     id: String,
+    data_dir: PathBuf,
+    /// The cluster it belongs to (`None` until its first registration).
+    cluster_id: Option<String>,
     role: v1::WorkerRole,
     advertise: String,
     status: Arc<dyn StatusSource>,
@@ -164,7 +202,7 @@ impl Worker {
     }
 }
 
-async fn run(mut leader: LeaderFinder, worker: Worker, view: watch::Sender<ClusterView>) {
+async fn run(mut leader: LeaderFinder, mut worker: Worker, view: watch::Sender<ClusterView>) {
     let worker_id = worker.id.clone();
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -173,12 +211,19 @@ async fn run(mut leader: LeaderFinder, worker: Worker, view: watch::Sender<Clust
             worker_id: worker_id.clone(),
             role: worker.role as i32,
             address: worker.advertise.clone(),
+            cluster_id: worker.cluster_id.clone().unwrap_or_default(),
         };
         let reply = match leader.client.register_worker(request).await {
             Ok(r) => r.into_inner(),
             Err(s) => {
                 let e = ferrisdb_proto::status::from_status(&s);
                 tracing::debug!("registration with the controller failed: {e}");
+                if let Error::InvalidArgument(reason) = &e {
+                    // A controller that refuses this worker (another cluster, a role clash):
+                    // nothing a retry changes by itself, so say it where operators look.
+                    tracing::error!("the controller refused this worker: {reason}");
+                    worker.health.set_problem(CLUSTER_PROBLEM, reason.clone());
+                }
                 let redirected = matches!(&e, Error::NotLeader(l) if !l.is_empty());
                 leader.after_error(&e);
                 if !redirected {
@@ -188,6 +233,15 @@ async fn run(mut leader: LeaderFinder, worker: Worker, view: watch::Sender<Clust
                 continue;
             }
         };
+        let controller = leader.addresses[leader.current].clone();
+        if let Err(e) = worker.accept_cluster(&reply.cluster_id, &controller).await {
+            tracing::error!("{e}");
+            worker.health.set_problem(CLUSTER_PROBLEM, e.to_string());
+            leader.after_error(&e);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        worker.health.clear_problem(CLUSTER_PROBLEM);
         backoff = Duration::from_millis(50);
         tracing::info!(cluster = %reply.cluster_id, worker = %worker_id, "registered with the controller");
         let interval = Duration::from_millis(u64::from(reply.heartbeat_interval_ms.max(50)));
@@ -201,6 +255,10 @@ async fn run(mut leader: LeaderFinder, worker: Worker, view: watch::Sender<Clust
                 || beats.is_multiple_of(REFRESH_EVERY_BEATS)
             {
                 match fetch_view(&mut leader.client).await {
+                    Ok(v) if worker.cluster_id.as_deref() != Some(v.cluster_id.as_str()) => {
+                        tracing::warn!(cluster = %v.cluster_id, "ignoring the state of another cluster");
+                        leader.after_error(&Error::Unavailable(String::new()));
+                    }
                     Ok(v) => {
                         known_map_version = Some(v.shard_map.version);
                         // Shard-map versions only grow: never step back to an older map.

@@ -254,6 +254,7 @@ fn controller_cases(addr: SocketAddr) -> Vec<Case> {
         worker_id,
         role,
         address: address.into(),
+        cluster_id: String::new(),
     };
     let storage = v1::WorkerRole::Storage as i32;
     let path = |m: &str| format!("{CONTROLLER}{m}");
