@@ -101,7 +101,35 @@ impl ClusterFile {
         })
     }
 
-    /// The JSON form, as written by `ferrisdb cluster up`.
+    /// The text form `ferrisdb cluster up` writes: a comment line, then
+    /// `<cluster id>@host:port,host:port,...` (no `id@` while the id is unknown).
+    pub fn to_text(&self) -> String {
+        let id = self
+            .cluster_id
+            .as_ref()
+            .map(|id| format!("{id}@"))
+            .unwrap_or_default();
+        format!(
+            "# FerrisDB cluster file: the cluster id and its controller replicas\n{id}{}\n",
+            self.controllers.join(",")
+        )
+    }
+
+    /// Writes the text form to `path` atomically (temporary file, fsync, rename).
+    pub fn store(&self, path: impl AsRef<Path>) -> Result<(), Error> {
+        self.validate()?;
+        let path = path.as_ref();
+        let tmp = path.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, self.to_text().as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| Error::io(format!("writing cluster file {}", path.display()), e))
+    }
+
+    /// The JSON form.
     pub fn to_json(&self) -> String {
         // Serializing strings and a vector of strings cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
@@ -143,6 +171,23 @@ pub(crate) fn check_address(addr: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_text_form_round_trips_through_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferrisdb.cluster");
+        let mut f = ClusterFile::new(["127.0.0.1:4500", "127.0.0.1:4505"]).unwrap();
+        f.store(&path).unwrap();
+        assert_eq!(ClusterFile::load(&path).unwrap(), f);
+        f.cluster_id = Some("c0ffee".into());
+        f.store(&path).unwrap();
+        assert_eq!(ClusterFile::load(&path).unwrap(), f);
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("c0ffee@127.0.0.1:4500,127.0.0.1:4505")
+        );
+    }
 
     #[test]
     fn parses_the_id_at_addresses_form_and_rejects_bad_ids() {

@@ -370,11 +370,27 @@ async fn the_group_survives_losing_its_leader_and_says_when_it_has_no_quorum() {
     .await
     .expect("a leader");
     let survivor = (leader + 1) % 3;
-    for (i, r) in replicas.iter_mut().enumerate() {
-        if i != survivor {
-            r.kill();
-        }
-    }
+    let other = (leader + 2) % 3;
+    // With one follower down, removing the other would leave one reachable replica of two:
+    // the leader refuses, naming the quorum.
+    replicas[other].kill();
+    let err = ControllerGroupClient::new(channel(replicas[leader].addr))
+        .leave(v1::LeaveRequest {
+            address: replicas[survivor].addr.to_string(),
+        })
+        .await
+        .expect_err("a removal that loses quorum");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("below the quorum"), "{err:?}");
+    assert_eq!(
+        identify(replicas[leader].addr)
+            .await
+            .expect("answers")
+            .members
+            .len(),
+        3
+    );
+    replicas[leader].kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let err = state(replicas[survivor].addr)
         .await

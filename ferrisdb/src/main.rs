@@ -8,7 +8,9 @@ use clap::Parser;
 
 mod cli;
 
-use cli::args::{BenchTarget, Cli, ClusterAction, Command, EngineArgs, StatusArgs};
+use cli::args::{
+    BenchTarget, Cli, ClusterAction, Command, ControllersAction, EngineArgs, StatusArgs,
+};
 use cli::bench::store::{StoreConfig, StoreKind};
 use cli::connect::Target;
 
@@ -71,6 +73,16 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
                 bin_dir,
             })
             .await
+        }
+        Command::Cluster {
+            action: ClusterAction::Controllers { action },
+        } => {
+            let action = match action {
+                ControllersAction::List => cli::controllers::Action::List,
+                ControllersAction::Add { address } => cli::controllers::Action::Add(address),
+                ControllersAction::Remove { address } => cli::controllers::Action::Remove(address),
+            };
+            cli::controllers::run(&target, action).await
         }
         Command::Cluster {
             action: ClusterAction::Status(args),

@@ -30,6 +30,7 @@ fn the_cli_against_a_real_cluster() {
     the_piped_shell_keeps_going(&cluster);
     status_shows_a_fully_replicated_cluster(&cluster);
     a_short_benchmark_reports_sane_numbers(&cluster, tmp.path());
+    controller_replicas_are_added_and_removed(&cluster, tmp.path());
 
     cluster.exec_ok("set persist/key \"survives a restart\"");
     let status = cluster.stop();
@@ -44,6 +45,85 @@ fn the_cli_against_a_real_cluster() {
     let cluster = Cluster::start(&dir, port_base);
     assert_eq!(cluster.exec_ok("get persist/key"), "survives a restart\n");
     assert_eq!(cluster.exec_ok("get \\x00bin\\xff"), "v a\\x01\n");
+}
+
+/// `cluster controllers add|list|remove` with a fourth replica started with `--join`; the
+/// cluster file follows; bad addresses fail with a clear error and a non-zero exit.
+fn controller_replicas_are_added_and_removed(c: &Cluster, tmp: &Path) {
+    let port = common::free_port_range(1);
+    let addr = format!("127.0.0.1:{port}");
+    let bin = common::ferrisdb_bin()
+        .parent()
+        .unwrap()
+        .join("ferrisdb-controller");
+    let log = std::fs::File::create(tmp.join("extra-controller.log")).unwrap();
+    let mut extra = Command::new(bin)
+        .args(["--join", "--listen", &addr, "--data-dir"])
+        .arg(tmp.join("extra-controller"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !port_open(port) {
+        assert!(
+            Instant::now() < deadline,
+            "the extra controller did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let file = || std::fs::read_to_string(c.cluster_file()).unwrap();
+
+    let out = c.run(&["cluster", "controllers", "add", &addr], None);
+    assert!(out.status.success(), "add: {}", common::stderr(&out));
+    assert!(
+        common::stdout(&out).contains(&addr),
+        "{}",
+        common::stdout(&out)
+    );
+    assert!(file().contains(&addr), "{}", file());
+    let out = c.run(&["cluster", "controllers", "list"], None);
+    let listed = common::stdout(&out);
+    assert!(out.status.success(), "list: {}", common::stderr(&out));
+    assert_eq!(listed.lines().count(), 4, "{listed}");
+    assert_eq!(listed.matches(" leader ").count(), 1, "{listed}");
+    let out = c.run(&["status", "--json"], None);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        status["controllers"].as_array().unwrap().len(),
+        4,
+        "{status:#}"
+    );
+
+    let out = c.run(&["cluster", "controllers", "add", &addr], None);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("already a member"),
+        "{}",
+        common::stderr(&out)
+    );
+    let out = c.run(&["cluster", "controllers", "remove", &addr], None);
+    assert!(out.status.success(), "remove: {}", common::stderr(&out));
+    assert!(!file().contains(&addr), "{}", file());
+    let out = c.run(&["cluster", "controllers", "remove", "127.0.0.1:1"], None);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("is not a controller replica"),
+        "{}",
+        common::stderr(&out)
+    );
+    let out = c.run(&["cluster", "controllers", "add", "127.0.0.1:1"], None);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("no controller replica answers at 127.0.0.1:1"),
+        "{}",
+        common::stderr(&out)
+    );
+    let out = c.run(&["cluster", "controllers", "add", "not an address"], None);
+    assert!(!out.status.success());
+    extra.kill().unwrap();
+    extra.wait().unwrap();
 }
 
 /// A second `cluster up` on a running cluster's directory exits at once with an error naming

@@ -35,6 +35,10 @@ struct Args {
     /// group of one.
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
+    /// Never form a new group: join the group of the replicas in --peers, or wait to be
+    /// added with `ferrisdb cluster controllers add ADDR`.
+    #[arg(long)]
+    join: bool,
     /// Raft heartbeat interval among the replicas, in milliseconds.
     #[arg(long, default_value_t = 75)]
     raft_heartbeat_ms: u64,
@@ -76,6 +80,7 @@ async fn serve(args: Args) -> ExitCode {
         advertise: args.advertise,
         data_dir: args.data_dir,
         peers: args.peers.into_iter().filter(|p| !p.is_empty()).collect(),
+        join_only: args.join,
         raft: RaftTimings {
             heartbeat: Duration::from_millis(args.raft_heartbeat_ms),
             election_min: Duration::from_millis(args.raft_election_ms),

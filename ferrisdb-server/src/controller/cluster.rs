@@ -44,6 +44,10 @@ pub struct Controller {
     view: Mutex<LeaderView>,
     /// The cluster this replica creates if it leads a group that has none yet.
     initial: Metadata,
+    /// The group to form or join.
+    peers: Vec<String>,
+    /// Never form a group, only join one.
+    join_only: bool,
     /// Held while the controller runs: one controller per data directory.
     _lock: DirLock,
     heartbeat_interval: Duration,
@@ -84,6 +88,8 @@ impl Controller {
             group,
             view: Mutex::new(LeaderView::default()),
             initial,
+            peers: config.peers.clone(),
+            join_only: config.join_only,
             _lock: lock,
             heartbeat_interval: config.heartbeat_interval,
             liveness: config.liveness(),
@@ -93,6 +99,14 @@ impl Controller {
     /// This replica's place in the group.
     pub fn group(&self) -> &ControllerGroup {
         &self.group
+    }
+
+    /// Forms or joins the group (see [`ControllerGroup::form_or_join`]); returns once this
+    /// replica belongs to one.
+    pub async fn form_or_join(&self) {
+        self.group
+            .form_or_join(self.peers.clone(), self.join_only)
+            .await;
     }
 
     /// Creates the cluster whenever this replica leads a group that has none yet (a new
@@ -299,6 +313,7 @@ mod tests {
             advertise: None,
             data_dir: dir.to_path_buf(),
             peers: vec![],
+            join_only: false,
             raft: RaftTimings::default(),
             storage_servers: 2,
             replication: 2,
@@ -319,7 +334,7 @@ mod tests {
     /// A group of one, formed and with its cluster created.
     async fn started(config: &ControllerConfig) -> Arc<Controller> {
         let c = Arc::new(Controller::open(config).await.unwrap());
-        c.group().form_or_join(vec![]).await;
+        c.form_or_join().await;
         let creator = tokio::spawn({
             let c = c.clone();
             async move { c.create_cluster_when_leading().await }

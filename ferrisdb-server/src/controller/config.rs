@@ -23,6 +23,9 @@ pub struct ControllerConfig {
     /// Every replica of the group when it is first formed, this one included (`host:port`,
     /// the same list in the same order on every replica). Empty: a group of one.
     pub peers: Vec<String>,
+    /// Never form a new group: wait to join an existing one (through `peers`, or an
+    /// explicit `ferrisdb cluster controllers add`).
+    pub join_only: bool,
     /// Raft heartbeat and election timings.
     pub raft: RaftTimings,
     /// Storage servers to wait for before bootstrapping the shard map (first start only).
@@ -59,7 +62,7 @@ impl ControllerConfig {
                 Error::InvalidArgument(format!("peer address {peer:?} is not host:port"))
             })?;
         }
-        if !self.peers.is_empty() && !self.peers.contains(&me) {
+        if !self.join_only && !self.peers.is_empty() && !self.peers.contains(&me) {
             return Err(Error::InvalidArgument(format!(
                 "the peer list ({}) does not name this replica's address {me}",
                 self.peers.join(",")
@@ -114,6 +117,7 @@ mod tests {
             advertise: None,
             data_dir: "/tmp/x".into(),
             peers: vec![],
+            join_only: false,
             raft: RaftTimings::default(),
             storage_servers: 3,
             replication: 2,

@@ -7,7 +7,8 @@
 //! of them already belongs to a group, the replica asks that group's leader to add it (a
 //! replica at the same address with another node id, one whose disk was wiped, is replaced).
 //! If none does and all answered, the first address of the list initialises the group with
-//! every peer as a voter; the others wait to hear from the leader.
+//! every peer as a voter; the others wait to hear from the leader. A replica started with
+//! `--join` never initialises a group: it waits to be added.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -278,8 +279,10 @@ impl ControllerGroup {
     }
 
     /// Forms the group with `peers` or joins the group they belong to (see the module
-    /// documentation); returns once this replica belongs to a group. Retries until then.
-    pub async fn form_or_join(&self, peers: Vec<String>) {
+    /// documentation); with `join_only`, never forms one: waits to join (through a peer, or
+    /// `ferrisdb cluster controllers add`). Returns once this replica belongs to a group;
+    /// retries until then.
+    pub async fn form_or_join(&self, peers: Vec<String>, join_only: bool) {
         let mut peers = peers;
         if peers.is_empty() {
             peers.push(self.address.clone());
@@ -289,7 +292,7 @@ impl ControllerGroup {
             if self.raft.is_initialized().await.unwrap_or(false) {
                 return;
             }
-            match self.try_form_or_join(&peers).await {
+            match self.try_form_or_join(&peers, join_only).await {
                 Ok(true) => return,
                 Ok(false) => {}
                 Err(e) if !logged_wait => {
@@ -302,7 +305,7 @@ impl ControllerGroup {
         }
     }
 
-    async fn try_form_or_join(&self, peers: &[String]) -> Result<bool, Error> {
+    async fn try_form_or_join(&self, peers: &[String], join_only: bool) -> Result<bool, Error> {
         let timeout = Duration::from_millis(500);
         let mut answers = Vec::new();
         let mut missing = Vec::new();
@@ -333,6 +336,13 @@ impl ControllerGroup {
             })?;
             tracing::info!(via = %leader, "joined the controller group");
             return Ok(true);
+        }
+        if join_only {
+            return Err(Error::Unavailable(format!(
+                "waiting to be added to a group: run `ferrisdb cluster controllers add {}`, \
+                 or name a current replica in --peers",
+                self.address
+            )));
         }
         if peers.first().map(String::as_str) != Some(self.address.as_str()) {
             return Err(Error::Unavailable(format!(

@@ -31,16 +31,15 @@ pub async fn serve(
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
     let health = RoleHealth::new();
     let limit = grpc::connection_limit(config.max_connections, &health);
-    serve_on(listener, controller, config.peers, health, limit, shutdown).await
+    serve_on(listener, controller, health, limit, shutdown).await
 }
 
 /// Serves `controller` on an already bound listener, within the connection budget `limit`,
-/// until `shutdown` completes; `peers` is the group to form or join (empty: a group of one);
-/// `health` drives `grpc.health.v1`.
+/// until `shutdown` completes, forming or joining its group meanwhile; `health` drives
+/// `grpc.health.v1`.
 pub async fn serve_on(
     listener: TcpListener,
     controller: Arc<Controller>,
-    peers: Vec<String>,
     health: RoleHealth,
     limit: Arc<grpc::ConnectionLimit>,
     shutdown: impl Future<Output = ()> + Send,
@@ -80,8 +79,8 @@ pub async fn serve_on(
         }
     });
     let forming = tokio::spawn({
-        let group = controller.group().clone();
-        async move { group.form_or_join(peers).await }
+        let controller = controller.clone();
+        async move { controller.form_or_join().await }
     });
     let creator = tokio::spawn({
         let controller = controller.clone();

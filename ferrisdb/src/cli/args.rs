@@ -214,6 +214,23 @@ pub struct EngineArgs {
     pub gc_window: u64,
 }
 
+/// `cluster controllers` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ControllersAction {
+    /// Every replica with its role, term and last applied Raft index.
+    List,
+    /// Add a running replica that waits to join (`ferrisdb-controller --join`).
+    Add {
+        /// Its address (host:port).
+        address: String,
+    },
+    /// Remove a replica (refused when the rest would have no quorum of reachable replicas).
+    Remove {
+        /// Its address (host:port).
+        address: String,
+    },
+}
+
 /// `cluster` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum ClusterAction {
@@ -247,6 +264,17 @@ pub enum ClusterAction {
         /// Directory holding the server binaries (default: next to `ferrisdb`).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+    },
+    /// The replicas of the controller group: list them, add one, remove one.
+    #[command(after_help = "Examples:
+  ferrisdb cluster controllers list
+  ferrisdb-controller --join --listen 127.0.0.1:4507 --data-dir ./controller-3 &
+  ferrisdb cluster controllers add 127.0.0.1:4507
+  ferrisdb cluster controllers remove 127.0.0.1:4506")]
+    Controllers {
+        /// What to do.
+        #[command(subcommand)]
+        action: ControllersAction,
     },
     /// Same as `ferrisdb status`.
     #[command(after_help = "Example:

@@ -299,15 +299,10 @@ fn write_cluster_file(
     cluster_id: Option<&str>,
     controllers: &[String],
 ) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    let id = cluster_id.map(|id| format!("{id}@")).unwrap_or_default();
-    let text = format!(
-        "# FerrisDB cluster file: the cluster id and its controller replicas\n{id}{}\n",
-        controllers.join(",")
-    );
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("writing {}: {e}", path.display()))
+    let mut file = ferrisdb_client::ClusterFile::new(controllers.iter().cloned())
+        .map_err(|e| e.to_string())?;
+    file.cluster_id = cluster_id.map(String::from);
+    file.store(path).map_err(|e| e.to_string())
 }
 
 /// Waits (up to a minute) until the controller group answers with its cluster id, then

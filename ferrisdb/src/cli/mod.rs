@@ -7,6 +7,7 @@ pub mod bench_engine;
 pub mod cluster_up;
 pub mod command;
 pub mod connect;
+pub mod controllers;
 pub mod exec;
 pub mod session;
 pub mod shell;

@@ -1,0 +1,144 @@
+//! `ferrisdb cluster controllers list|add|remove`: the replicas of the controller group.
+//!
+//! `add ADDR` adds a running replica that waits to join (started with `ferrisdb-controller
+//! --join`); `remove ADDR` takes one out of the group (the leader refuses a removal that would
+//! leave fewer reachable replicas than a quorum). Both go to the group's leader, found by
+//! asking the replicas of the cluster file (`ControllerGroup/Identify`), and rewrite the
+//! cluster file with the new member list when the command used one.
+
+use std::time::Duration;
+
+use ferrisdb_client::ClusterFile;
+use ferrisdb_proto::status::from_status;
+use ferrisdb_proto::v1;
+use ferrisdb_proto::v1::controller_group_client::ControllerGroupClient;
+use tonic::transport::{Channel, Endpoint};
+
+use super::connect::{Target, default_cluster_file};
+
+/// Bound on each call; adding a replica waits for it to catch up (at most 10 s).
+const RPC_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What to do with the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// List every replica with its role, term and last applied index.
+    List,
+    /// Add the waiting replica at this address.
+    Add(String),
+    /// Remove the replica at this address.
+    Remove(String),
+}
+
+fn client(addr: &str) -> Result<ControllerGroupClient<Channel>, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad address {addr:?}: {e}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(RPC_TIMEOUT);
+    Ok(ControllerGroupClient::new(endpoint.connect_lazy()))
+}
+
+async fn identify(addr: &str) -> Result<v1::ControllerReplica, String> {
+    client(addr)?
+        .identify(v1::IdentifyRequest {})
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|s| format!("{addr}: {}", from_status(&s)))
+}
+
+/// The leader's address, asked of the replicas at `controllers`.
+async fn find_leader(controllers: &[String]) -> Result<(String, v1::ControllerReplica), String> {
+    let mut errors = Vec::new();
+    for addr in controllers {
+        match identify(addr).await {
+            Ok(r) if r.role == "leader" => return Ok((addr.clone(), r)),
+            Ok(r) if !r.leader_address.is_empty() => {
+                let leader = r.leader_address.clone();
+                return identify(&leader).await.map(|l| (leader, l));
+            }
+            Ok(r) => errors.push(format!("{addr}: {} and knows no leader", r.role)),
+            Err(e) => errors.push(e),
+        }
+    }
+    Err(format!(
+        "no leader of the controller group found ({})",
+        errors.join("; ")
+    ))
+}
+
+/// Runs `action` against the cluster `target` names.
+pub async fn run(target: &Target, action: Action) -> Result<(), String> {
+    let controllers = target.connect()?.controllers;
+    let (leader, leader_info) = find_leader(&controllers).await?;
+    let members = match &action {
+        Action::List => {
+            print_replicas(&leader_info.members).await;
+            return Ok(());
+        }
+        Action::Add(address) => {
+            ClusterFile::new([address.clone()]).map_err(|e| e.to_string())?;
+            let new = identify(address).await.map_err(|e| {
+                format!(
+                    "no controller replica answers at {address} ({e}): start it first with \
+                     `ferrisdb-controller --join --listen {address} --data-dir DIR`"
+                )
+            })?;
+            if leader_info.members.iter().any(|m| m.node_id == new.node_id) {
+                return Err(format!(
+                    "{address} (node {}) is already a member",
+                    new.node_id
+                ));
+            }
+            client(&leader)?
+                .join(v1::JoinRequest {
+                    node_id: new.node_id,
+                    address: address.clone(),
+                })
+                .await
+                .map_err(|s| format!("adding {address}: {}", from_status(&s)))?
+                .into_inner()
+                .members
+        }
+        Action::Remove(address) => {
+            client(&leader)?
+                .leave(v1::LeaveRequest {
+                    address: address.clone(),
+                })
+                .await
+                .map_err(|s| format!("removing {address}: {}", from_status(&s)))?
+                .into_inner()
+                .members
+        }
+    };
+    println!("controller group members:");
+    print_replicas(&members).await;
+    if target.controller.is_none() {
+        let path = target
+            .cluster_file
+            .clone()
+            .unwrap_or_else(default_cluster_file);
+        let mut file = ClusterFile::load(&path).map_err(|e| e.to_string())?;
+        file.controllers = members.iter().map(|m| m.address.clone()).collect();
+        if file.cluster_id.is_none() && !leader_info.cluster_id.is_empty() {
+            file.cluster_id = Some(leader_info.cluster_id.clone());
+        }
+        file.store(&path).map_err(|e| e.to_string())?;
+        println!("cluster file {} updated", path.display());
+    }
+    if let Action::Remove(address) = &action {
+        println!("{address} is no longer a member: stop its process");
+    }
+    Ok(())
+}
+
+async fn print_replicas(members: &[v1::ControllerMember]) {
+    for m in members {
+        match identify(&m.address).await {
+            Ok(r) => println!(
+                "  {:<22} node {:<17} {:<10} term {:<4} applied {}",
+                m.address, m.node_id, r.role, r.term, r.last_applied_index
+            ),
+            Err(_) => println!("  {:<22} node {:<17} unreachable", m.address, m.node_id),
+        }
+    }
+}
