@@ -1,8 +1,10 @@
-//! Fault injection with history checking: a real multi-process cluster (controller,
-//! coordinator, three storage servers, replication 2) runs three workloads at once while a
-//! nemesis SIGKILLs and restarts processes and SIGSTOPs them for short pauses; then every
-//! fault is healed, final reads are taken and the checkers of `ferrisdb-check` must find
-//! nothing:
+//! Fault injection with history checking: a real multi-process cluster (a group of three
+//! controller replicas, a coordinator, three storage servers, replication 2) runs three
+//! workloads at once while a nemesis SIGKILLs and restarts processes (the controller leader
+//! and followers among them), wipes controller replicas and SIGSTOPs processes for short
+//! pauses; then every fault is healed, final reads are taken and the checkers of
+//! `ferrisdb-check` must find nothing, and the shard map must be the one the cluster started
+//! with (no controller published another):
 //!
 //! - `list_append`: Elle-style list-append transactions, checked for G0, G1a, G1b, G1c,
 //!   G-single, G2, lost appends, stale reads, duplicates and incompatible orders;
@@ -87,9 +89,10 @@ async fn workloads_stay_consistent_and_durable_under_process_faults() {
     let secs = env_u64("FERRISDB_SOAK_SECS").unwrap_or(BOUNDED_SECS);
     eprintln!("faults: seed {seed} (replay: FERRISDB_FAULTS_SEED={seed}), fault period {secs} s");
 
-    let cluster = TestCluster::start(3, 2).await;
-    let db = Database::connect(cluster.controller.addr.to_string())
-        .expect("controller address")
+    let cluster = TestCluster::start_group(3, 3, 2).await;
+    let initial_map = cluster.state().await.expect("cluster state").shard_map;
+    let db = Database::connect_all(cluster.controller_addresses().split(','))
+        .expect("controller addresses")
         .with_options(DatabaseOptions {
             timeout: Some(Duration::from_secs(60)),
             max_backoff: Duration::from_millis(200),
@@ -142,6 +145,20 @@ async fn workloads_stay_consistent_and_durable_under_process_faults() {
         writes.extend(w);
     }
     cluster.wait_ready().await;
+    let final_state = cluster
+        .state()
+        .await
+        .expect("cluster state after the faults");
+    assert_eq!(
+        final_state.shard_map, initial_map,
+        "the shard map changed under controller faults"
+    );
+    assert_eq!(
+        final_state.controllers.len(),
+        3,
+        "the controller group lost or gained a member: {:?}",
+        final_state.controllers
+    );
 
     // Final reads, then the checkers.
     let final_process = 1_000_000;

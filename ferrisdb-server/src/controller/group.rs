@@ -259,6 +259,17 @@ impl ControllerGroup {
         }
     }
 
+    /// True if this replica votes in its group (as its log's membership says).
+    pub fn is_voter(&self) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|id| id == self.node_id)
+    }
+
     /// Asks the replica at `address` who it is.
     pub async fn identify_peer(
         &self,
@@ -289,7 +300,9 @@ impl ControllerGroup {
         }
         let mut logged_wait = false;
         loop {
-            if self.raft.is_initialized().await.unwrap_or(false) {
+            // A voter, not merely initialised: a replica whose join stopped halfway (added as
+            // a learner, then the leader failed) asks again.
+            if self.is_voter() {
                 return;
             }
             match self.try_form_or_join(&peers, join_only).await {
@@ -318,6 +331,11 @@ impl ControllerGroup {
         if let Some(member) = answers
             .iter()
             .find(|a| a.initialized && a.node_id != self.node_id)
+            .or_else(|| {
+                answers
+                    .iter()
+                    .find(|a| a.node_id == self.node_id && a.initialized)
+            })
         {
             // A group exists: ask its leader to add this replica.
             let leader = if member.leader_address.is_empty() {

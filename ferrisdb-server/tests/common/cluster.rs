@@ -1,5 +1,6 @@
-//! A whole local cluster for integration tests: a controller, a coordinator and N storage
-//! servers, each a real process on 127.0.0.1 with a free port, under one temporary directory.
+//! A whole local cluster for integration tests: a controller group (one replica, or several),
+//! a coordinator and N storage servers, each a real process on 127.0.0.1 with a free port,
+//! under one temporary directory.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,12 @@ impl Node {
         }
     }
 
+    /// Its data directory (the `--data-dir` argument).
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        let at = self.args.iter().position(|a| a == "--data-dir")?;
+        self.args.get(at + 1).map(PathBuf::from)
+    }
+
     /// Its log so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -63,8 +70,10 @@ impl Node {
 pub struct TestCluster {
     /// Keeps the data alive.
     pub dir: tempfile::TempDir,
-    /// The controller.
+    /// The controller (the first replica of the controller group).
     pub controller: Node,
+    /// The other replicas of the controller group (none for a group of one).
+    pub more_controllers: Vec<Node>,
     /// The coordinator.
     pub coordinator: Node,
     /// The storage servers.
@@ -93,27 +102,67 @@ impl TestCluster {
         replication: usize,
         prepare: impl FnOnce(&Path),
     ) -> TestCluster {
+        Self::start_full(1, storage_servers, replication, prepare).await
+    }
+
+    /// A cluster whose controller is a group of `controllers` replicas.
+    pub async fn start_group(
+        controllers: usize,
+        storage_servers: usize,
+        replication: usize,
+    ) -> TestCluster {
+        Self::start_full(controllers, storage_servers, replication, |_| {}).await
+    }
+
+    async fn start_full(
+        controllers: usize,
+        storage_servers: usize,
+        replication: usize,
+        prepare: impl FnOnce(&Path),
+    ) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
         prepare(root);
-        let c_addr = addr();
-        let controller = Node::new(
-            env!("CARGO_BIN_EXE_ferrisdb-controller"),
-            vec![
-                "--listen".into(),
-                c_addr.to_string(),
-                "--data-dir".into(),
-                s(&root.join("controller")),
-                "--storage-servers".into(),
-                storage_servers.to_string(),
-                "--replication".into(),
-                replication.to_string(),
-                "--heartbeat-ms".into(),
-                "100".into(),
-            ],
-            c_addr,
-            root.join("controller.log"),
-        );
+        let controller_addrs: Vec<SocketAddr> = (0..controllers.max(1)).map(|_| addr()).collect();
+        let peers = controller_addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut replicas: Vec<Node> = controller_addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let name = if i == 0 {
+                    "controller".to_string()
+                } else {
+                    format!("controller-{i}")
+                };
+                let mut args = vec![
+                    "--listen".into(),
+                    a.to_string(),
+                    "--data-dir".into(),
+                    s(&root.join(&name)),
+                    "--storage-servers".into(),
+                    storage_servers.to_string(),
+                    "--replication".into(),
+                    replication.to_string(),
+                    "--heartbeat-ms".into(),
+                    "100".into(),
+                ];
+                if controllers > 1 {
+                    args.extend(["--peers".into(), peers.clone()]);
+                }
+                Node::new(
+                    env!("CARGO_BIN_EXE_ferrisdb-controller"),
+                    args,
+                    *a,
+                    root.join(format!("{name}.log")),
+                )
+            })
+            .collect();
+        let controller = replicas.remove(0);
+        let c_addr = peers.clone();
         let co_addr = addr();
         let coordinator = Node::new(
             env!("CARGO_BIN_EXE_ferrisdb-coordinator"),
@@ -151,10 +200,14 @@ impl TestCluster {
         let mut cluster = TestCluster {
             dir,
             controller,
+            more_controllers: replicas,
             coordinator,
             storage,
         };
         cluster.controller.start();
+        for node in &mut cluster.more_controllers {
+            node.start();
+        }
         cluster.coordinator.start();
         for node in &mut cluster.storage {
             node.start();
@@ -185,12 +238,26 @@ impl TestCluster {
         }
     }
 
-    /// The controller's view.
+    /// Every controller replica's address, comma-separated (what workers and clients get).
+    pub fn controller_addresses(&self) -> String {
+        std::iter::once(&self.controller)
+            .chain(&self.more_controllers)
+            .map(|n| n.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The controller group's view, from whichever replica leads.
     pub async fn state(&self) -> Result<v1::GetClusterStateResponse, tonic::Status> {
-        let mut c = ClusterControllerClient::new(channel(self.controller.addr));
-        c.get_cluster_state(v1::GetClusterStateRequest {})
-            .await
-            .map(|r| r.into_inner())
+        let mut last = None;
+        for node in std::iter::once(&self.controller).chain(&self.more_controllers) {
+            let mut c = ClusterControllerClient::new(channel(node.addr));
+            match c.get_cluster_state(v1::GetClusterStateRequest {}).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| tonic::Status::unavailable("no controller")))
     }
 
     /// A client of the coordinator.
@@ -227,6 +294,7 @@ impl TestCluster {
             ("coordinator", &self.coordinator),
         ]
         .into_iter()
+        .chain(self.more_controllers.iter().map(|n| ("controller", n)))
         .chain(self.storage.iter().map(|n| ("storage", n)))
         {
             out.push_str(&format!("----- {name} {}\n{}\n", node.addr, node.logs()));

@@ -1,9 +1,13 @@
 //! The nemesis: a thread that injects one fault at a time into a running [`TestCluster`]
 //! until a deadline, from a seeded random schedule, and heals each fault before the next:
 //!
-//! - SIGKILL the coordinator, one storage server, several storage servers, or the
-//!   controller, then restart it (same address and data directory) after a random downtime;
-//! - SIGSTOP any process for a random short time, then SIGCONT it.
+//! - SIGKILL the coordinator, one storage server, several storage servers, the controller
+//!   group's leader or one of its followers, then restart it (same address and data
+//!   directory) after a random downtime;
+//! - SIGKILL a controller replica, wipe its data directory and start it again: it rejoins the
+//!   group under a new node id in place of its old self;
+//! - SIGSTOP any process (the controller group's leader among them) for a random short time,
+//!   then SIGCONT it.
 //!
 //! It runs on a plain thread because restarting waits (blocking) for the port to listen.
 
@@ -15,7 +19,10 @@ use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 
-use super::common::cluster::{Node, TestCluster};
+use ferrisdb_proto::v1;
+use ferrisdb_proto::v1::controller_group_client::ControllerGroupClient;
+
+use super::common::cluster::{Node, TestCluster, channel};
 
 /// Faults injected, by kind.
 pub type FaultCounts = BTreeMap<&'static str, u32>;
@@ -27,6 +34,44 @@ fn kill_restart(nodes: &mut [&mut Node], down: Duration) {
     sleep(down);
     for n in nodes.iter_mut() {
         n.start();
+    }
+}
+
+/// Index (0: `controller`, i: `more_controllers[i - 1]`) of the replica that says it leads,
+/// if one answers within a few seconds.
+fn controller_leader(cluster: &TestCluster) -> Option<usize> {
+    let handle = tokio::runtime::Handle::current();
+    let replicas: Vec<_> = std::iter::once(&cluster.controller)
+        .chain(&cluster.more_controllers)
+        .map(|n| n.addr)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        for (i, addr) in replicas.iter().enumerate() {
+            let answer = handle.block_on(async {
+                let mut c = ControllerGroupClient::new(channel(addr));
+                tokio::time::timeout(
+                    Duration::from_millis(500),
+                    c.identify(v1::IdentifyRequest {}),
+                )
+                .await
+            });
+            if let Ok(Ok(r)) = answer
+                && r.get_ref().role == "leader"
+            {
+                return Some(i);
+            }
+        }
+        sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn controller_mut(cluster: &mut TestCluster, i: usize) -> &mut Node {
+    if i == 0 {
+        &mut cluster.controller
+    } else {
+        &mut cluster.more_controllers[i - 1]
     }
 }
 
@@ -65,16 +110,48 @@ pub fn run(mut cluster: TestCluster, seed: u64, until: Instant) -> (TestCluster,
                 kill_restart(&mut nodes, down);
                 "kill several storage servers"
             }
-            5..=6 => {
+            5..=6 if cluster.more_controllers.is_empty() => {
                 kill_restart(&mut [&mut cluster.controller], down);
                 "kill controller"
             }
+            5 => {
+                let replicas = cluster.more_controllers.len() + 1;
+                let leader = controller_leader(&cluster).unwrap_or(0);
+                let victim = if rng.random_bool(0.5) {
+                    leader
+                } else {
+                    (leader + rng.random_range(1..replicas)) % replicas
+                };
+                kill_restart(&mut [controller_mut(&mut cluster, victim)], down);
+                if victim == leader {
+                    "kill controller leader"
+                } else {
+                    "kill controller follower"
+                }
+            }
+            6 => {
+                let replicas = cluster.more_controllers.len() + 1;
+                let victim = rng.random_range(0..replicas);
+                let node = controller_mut(&mut cluster, victim);
+                node.kill();
+                if let Some(dir) = node.data_dir() {
+                    std::fs::remove_dir_all(&dir).expect("wipe a controller replica");
+                }
+                sleep(down);
+                node.start();
+                "wipe a controller replica"
+            }
             _ => {
                 let which = rng.random_range(0..storage + 2);
+                let leader = if which == 0 {
+                    controller_leader(&cluster).unwrap_or(0)
+                } else {
+                    0
+                };
                 let node = match which {
-                    0 => &cluster.controller,
-                    1 => &cluster.coordinator,
-                    i => &cluster.storage[i - 2],
+                    0 => controller_mut(&mut cluster, leader),
+                    1 => &mut cluster.coordinator,
+                    i => &mut cluster.storage[i - 2],
                 };
                 // Pauses stay short: a paused process stalls its clients for that long.
                 down = down.min(Duration::from_millis(1000));
@@ -84,7 +161,7 @@ pub fn run(mut cluster: TestCluster, seed: u64, until: Instant) -> (TestCluster,
                     p.resume();
                 }
                 match which {
-                    0 => "pause controller",
+                    0 => "pause controller leader",
                     1 => "pause coordinator",
                     _ => "pause storage server",
                 }
