@@ -362,6 +362,36 @@ async fn the_group_survives_losing_its_leader_and_says_when_it_has_no_quorum() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // Partition the leader by freezing it (SIGSTOP): the others elect a new one; when the old
+    // one wakes up it must not act as leader, and nothing it held is lost.
+    let (frozen, frozen_term) = leader_among(
+        &replicas.iter().collect::<Vec<_>>(),
+        Instant::now() + Duration::from_secs(5),
+    )
+    .await
+    .expect("a leader");
+    replicas[frozen].process.as_ref().expect("running").pause();
+    let others: Vec<&Replica> = replicas
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != frozen)
+        .map(|(_, r)| r)
+        .collect();
+    let (_, successor_term) = leader_among(&others, Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("no leader while the old one is frozen\n{}", logs(&replicas)));
+    assert!(successor_term > frozen_term);
+    replicas[frozen].process.as_ref().expect("running").resume();
+    let answer = state(replicas[frozen].addr).await;
+    assert!(
+        answer.is_err(),
+        "a deposed leader answered as leader: {answer:?}"
+    );
+    let key = "after-the-partition".to_string();
+    write(&db, key.clone()).await;
+    keys.push(key);
+    read_all(&db, &keys).await;
+
     // Kill two of three: the survivor has no quorum and says so; commits still flow.
     let (leader, _) = leader_among(
         &replicas.iter().collect::<Vec<_>>(),

@@ -193,41 +193,6 @@ impl Membership {
         }
     }
 
-    /// Registers a worker or refreshes it (a new address replaces the old one).
-    /// Fails on a malformed id or address, or if the id is known with another role.
-    pub fn register(
-        &mut self,
-        record: WorkerRecord,
-        now: Instant,
-        now_unix_ms: u64,
-    ) -> Result<(), Error> {
-        check_id(&record.id)?;
-        check_address(&record.address)?;
-        match self.workers.iter_mut().find(|w| w.record.id == record.id) {
-            Some(w) if w.record.role != record.role => Err(Error::InvalidArgument(format!(
-                "worker {:?} is registered as {}, not {}",
-                record.id, w.record.role, record.role
-            ))),
-            Some(w) => {
-                w.record.address = record.address;
-                w.registered_at_unix_ms = Some(now_unix_ms);
-                w.last_seen = Some(now);
-                Ok(())
-            }
-            None => {
-                self.workers.push(Worker {
-                    record,
-                    registered_at_unix_ms: Some(now_unix_ms),
-                    last_seen: Some(now),
-                    status: None,
-                    reported_problem: None,
-                    logged_healthy: false,
-                });
-                Ok(())
-            }
-        }
-    }
-
     /// Takes the replicated worker records (their order and addresses), keeping what is known
     /// of the liveness of workers still among them.
     pub fn adopt_records(&mut self, records: &[WorkerRecord]) {
@@ -360,16 +325,6 @@ impl Membership {
         }
         changes
     }
-
-    /// Forgets every coordinator but `keep` (a new coordinator replaced them); returns the
-    /// forgotten ones.
-    pub fn remove_other_coordinators(&mut self, keep: &str) -> Vec<WorkerRecord> {
-        let (gone, kept): (Vec<Worker>, Vec<Worker>) = std::mem::take(&mut self.workers)
-            .into_iter()
-            .partition(|w| w.record.role == Role::Coordinator && w.record.id != keep);
-        self.workers = kept;
-        gone.into_iter().map(|w| w.record).collect()
-    }
 }
 
 /// Checks a worker id: 1..=[`MAX_WORKER_ID_LEN`] printable characters.
@@ -412,13 +367,24 @@ mod tests {
         }
     }
 
+    /// What the leader does once a registration is in the replicated state.
+    fn register(m: &mut Membership, record: WorkerRecord, now: Instant, unix_ms: u64) {
+        let mut records = m.records();
+        match records.iter_mut().find(|r| r.id == record.id) {
+            Some(r) => *r = record.clone(),
+            None => records.push(record.clone()),
+        }
+        m.adopt_records(&records);
+        m.mark_registered(&record.id, now, unix_ms);
+    }
+
     #[test]
     fn register_heartbeat_and_failure_detection() {
         let t0 = Instant::now();
         let mut m = Membership::new(vec![], LIVENESS, t0);
-        m.register(rec("s1", Role::Storage, "127.0.0.1:1"), t0, 5)
-            .unwrap();
+        register(&mut m, rec("s1", Role::Storage, "127.0.0.1:1"), t0, 5);
         let w = &m.workers()[0];
+        assert_eq!(w.registered_at_unix_ms, Some(5));
         assert!(m.is_healthy(w, t0 + Duration::from_millis(300)));
         assert!(!m.is_healthy(w, t0 + Duration::from_millis(301)));
         let status = RoleStatus::Storage(StorageStatus {
@@ -443,8 +409,7 @@ mod tests {
     fn a_reported_problem_makes_a_live_worker_unhealthy_until_it_clears() {
         let t0 = Instant::now();
         let mut m = Membership::new(vec![], LIVENESS, t0);
-        m.register(rec("c1", Role::Coordinator, "h:1"), t0, 1)
-            .unwrap();
+        register(&mut m, rec("c1", Role::Coordinator, "h:1"), t0, 1);
         assert!(m.is_healthy(&m.workers()[0], t0));
         assert_eq!(
             m.health_changes(t0),
@@ -473,39 +438,38 @@ mod tests {
     }
 
     #[test]
-    fn a_new_coordinator_replaces_the_others() {
+    fn adopted_records_keep_liveness_take_new_addresses_and_drop_the_removed() {
         let t0 = Instant::now();
         let mut m = Membership::new(vec![], LIVENESS, t0);
-        m.register(rec("old", Role::Coordinator, "h:1"), t0, 1)
-            .unwrap();
-        m.register(rec("s1", Role::Storage, "h:2"), t0, 1).unwrap();
-        m.register(rec("new", Role::Coordinator, "h:3"), t0, 1)
-            .unwrap();
-        let gone = m.remove_other_coordinators("new");
-        assert_eq!(gone, vec![rec("old", Role::Coordinator, "h:1")]);
+        register(&mut m, rec("old", Role::Coordinator, "h:1"), t0, 1);
+        register(&mut m, rec("s1", Role::Storage, "h:2"), t0, 1);
+        m.adopt_records(&[
+            rec("s1", Role::Storage, "h:9"),
+            rec("new", Role::Coordinator, "h:3"),
+        ]);
         let ids: Vec<_> = m.workers().iter().map(|w| w.record.id.as_str()).collect();
         assert_eq!(ids, ["s1", "new"]);
+        assert_eq!(m.workers()[0].record.address, "h:9");
+        assert!(m.is_healthy(&m.workers()[0], t0), "liveness kept");
+        assert!(
+            !m.is_healthy(&m.workers()[1], t0),
+            "new: not heard from yet"
+        );
+        assert!(!m.heartbeat("old", None, None, t0).unwrap());
     }
 
     #[test]
-    fn reregistration_updates_address_and_rejects_role_change() {
+    fn a_heartbeat_with_another_roles_status_is_refused() {
         let t0 = Instant::now();
         let mut m = Membership::new(vec![], LIVENESS, t0);
-        m.register(rec("s1", Role::Storage, "h:1"), t0, 1).unwrap();
-        m.register(rec("s1", Role::Storage, "h:2"), t0, 2).unwrap();
-        assert_eq!(m.records(), vec![rec("s1", Role::Storage, "h:2")]);
-        let err = m
-            .register(rec("s1", Role::Coordinator, "h:2"), t0, 3)
-            .unwrap_err();
-        assert!(err.to_string().contains("registered as storage"), "{err}");
+        register(&mut m, rec("s1", Role::Storage, "h:1"), t0, 1);
         let coord = RoleStatus::Coordinator(CoordinatorStatus::default());
         assert!(m.heartbeat("s1", Some(coord), None, t0).is_err());
+        assert!(m.heartbeat("bad\nid", None, None, t0).is_err());
     }
 
     #[test]
     fn rejects_bad_ids_and_addresses() {
-        let t0 = Instant::now();
-        let mut m = Membership::new(vec![], LIVENESS, t0);
         for (id, addr) in [
             ("", "h:1"),
             ("a\nb", "h:1"),
@@ -515,16 +479,12 @@ mod tests {
             ("ok", "h:x"),
         ] {
             assert!(
-                m.register(rec(id, Role::Storage, addr), t0, 0).is_err(),
+                check_id(id).is_err() || check_address(addr).is_err(),
                 "{id:?} {addr:?}"
             );
         }
-        let long = "x".repeat(MAX_WORKER_ID_LEN + 1);
-        assert!(m.register(rec(&long, Role::Storage, "h:1"), t0, 0).is_err());
-        assert!(
-            m.register(rec("ok", Role::Storage, "[::1]:4501"), t0, 0)
-                .is_ok()
-        );
+        assert!(check_id(&"x".repeat(MAX_WORKER_ID_LEN + 1)).is_err());
+        assert!(check_id("ok").is_ok() && check_address("[::1]:4501").is_ok());
     }
 
     #[test]

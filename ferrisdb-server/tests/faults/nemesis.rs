@@ -67,6 +67,33 @@ fn controller_leader(cluster: &TestCluster) -> Option<usize> {
     None
 }
 
+/// Waits (at most 30 s) until the controller group has all its replicas back as reachable
+/// voters.
+fn wait_until_settled(cluster: &TestCluster) {
+    let handle = tokio::runtime::Handle::current();
+    let replicas = cluster.more_controllers.len() + 1;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let settled = handle.block_on(async {
+            tokio::time::timeout(Duration::from_secs(2), cluster.state())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .is_some_and(|s| {
+                    s.controllers.len() == replicas
+                        && s.controllers
+                            .iter()
+                            .all(|c| c.role == "leader" || c.role == "follower")
+                })
+        });
+        if settled {
+            return;
+        }
+        sleep(Duration::from_millis(100));
+    }
+    panic!("the controller group did not settle within 30 s");
+}
+
 fn controller_mut(cluster: &mut TestCluster, i: usize) -> &mut Node {
     if i == 0 {
         &mut cluster.controller
@@ -130,6 +157,10 @@ pub fn run(mut cluster: TestCluster, seed: u64, until: Instant) -> (TestCluster,
                 }
             }
             6 => {
+                // Losing a replica's disk is a minority failure only while every other
+                // replica votes: wait until an earlier wiped replica has rejoined (else the
+                // nemesis could wipe a quorum, or all, of the group's disks).
+                wait_until_settled(&cluster);
                 let replicas = cluster.more_controllers.len() + 1;
                 let victim = rng.random_range(0..replicas);
                 let node = controller_mut(&mut cluster, victim);
