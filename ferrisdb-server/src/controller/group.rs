@@ -48,6 +48,12 @@ impl Default for RaftTimings {
     }
 }
 
+/// How long the replicas' statuses are reused.
+const STATUS_CACHE: Duration = Duration::from_millis(500);
+
+/// The replicas' statuses and when they were asked.
+type CachedStatuses = Option<(std::time::Instant, Vec<v1::ControllerReplicaStatus>)>;
+
 /// How long a request waits for an election under way to end.
 const LEADER_WAIT: Duration = Duration::from_secs(2);
 
@@ -59,6 +65,7 @@ pub struct ControllerGroup {
     address: String,
     state: StateMachine,
     network: PeerNetwork,
+    statuses: Arc<parking_lot::Mutex<CachedStatuses>>,
 }
 
 impl std::fmt::Debug for ControllerGroup {
@@ -118,6 +125,7 @@ impl ControllerGroup {
             address,
             state,
             network,
+            statuses: Arc::default(),
         })
     }
 
@@ -497,8 +505,21 @@ impl ControllerGroup {
         Ok(())
     }
 
-    /// Every member's status as it reports it (`unreachable` when it does not answer).
+    /// Every member's status as it reports it (`unreachable` when it does not answer), at
+    /// most [`STATUS_CACHE`] old: workers fetch the cluster state every few heartbeats, and a
+    /// dead replica would otherwise cost each fetch the Identify timeout.
     pub async fn replica_statuses(&self) -> Vec<v1::ControllerReplicaStatus> {
+        if let Some((at, statuses)) = self.statuses.lock().as_ref()
+            && at.elapsed() < STATUS_CACHE
+        {
+            return statuses.clone();
+        }
+        let fresh = self.ask_replicas().await;
+        *self.statuses.lock() = Some((std::time::Instant::now(), fresh.clone()));
+        fresh
+    }
+
+    async fn ask_replicas(&self) -> Vec<v1::ControllerReplicaStatus> {
         let members = self.members();
         let asks = members.iter().map(|(id, address)| async move {
             match self
