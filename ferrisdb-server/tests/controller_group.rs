@@ -451,3 +451,59 @@ async fn the_group_survives_losing_its_leader_and_says_when_it_has_no_quorum() {
         "one shard-map version throughout"
     );
 }
+
+/// A data directory of a single controller from before the controller group (its
+/// `controller.json`) becomes the first replica of a group of three: the group keeps that
+/// cluster's identity and layout, whichever replica wins the first election.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_controllers_cluster_is_imported_into_a_new_group() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let root = tmp.path();
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| addr()).collect();
+    let peers = addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut replicas: Vec<Replica> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Replica {
+            addr: *a,
+            dir: root.join(format!("controller-{i}")),
+            log: root.join(format!("controller-{i}.log")),
+            peers: peers.clone(),
+            process: None,
+        })
+        .collect();
+    std::fs::create_dir_all(&replicas[0].dir).expect("mkdir");
+    std::fs::write(
+        replicas[0].dir.join("controller.json"),
+        r#"{"format":1,"cluster_id":"5ca1ab1e5ca1ab1e","expected_storage_servers":1,
+            "replication":1,"shard_map_version":1,
+            "shards":[{"begin":"","end":"","storage_ids":["storage-old"]}],
+            "workers":[{"id":"storage-old","role":"storage","address":"127.0.0.1:9"}]}"#,
+    )
+    .expect("write the old metadata");
+    // The others first: the group forms when the first peer starts.
+    for r in replicas.iter_mut().rev() {
+        r.start();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let s = loop {
+        let refs: Vec<&Replica> = replicas.iter().collect();
+        if let Some((l, _)) = leader_among(&refs, deadline).await
+            && let Ok(s) = state(replicas[l].addr).await
+        {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no leader with a cluster");
+    };
+    assert_eq!(s.cluster_id, "5ca1ab1e5ca1ab1e");
+    assert_eq!(s.shard_map.map_or(0, |m| m.version), 1);
+    assert_eq!(s.workers.len(), 1);
+    assert_eq!(s.controllers.len(), 3);
+    for r in &mut replicas {
+        r.kill();
+    }
+}

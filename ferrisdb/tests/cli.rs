@@ -42,6 +42,21 @@ fn the_cli_against_a_real_cluster() {
         );
     }
 
+    // Fewer controllers than the directory holds would leave the group without a quorum.
+    let out = Command::new(ferrisdb_bin())
+        .args(["cluster", "up", "--controllers", "1", "--dir"])
+        .arg(&dir)
+        .args(["--port-base", &port_base.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("holds controller replicas beyond --controllers 1"),
+        "{}",
+        stderr(&out)
+    );
+
     let cluster = Cluster::start(&dir, port_base);
     assert_eq!(cluster.exec_ok("get persist/key"), "survives a restart\n");
     assert_eq!(cluster.exec_ok("get \\x00bin\\xff"), "v a\\x01\n");
@@ -93,7 +108,7 @@ fn controller_replicas_are_added_and_removed(c: &Cluster, tmp: &Path) {
     assert_eq!(
         status["controllers"].as_array().unwrap().len(),
         4,
-        "{status:#}"
+        "{status:#}\nlist:\n{listed}"
     );
 
     let out = c.run(&["cluster", "controllers", "add", &addr], None);

@@ -48,6 +48,11 @@ pub struct Controller {
     peers: Vec<String>,
     /// Never form a group, only join one.
     join_only: bool,
+    /// Whether this replica creates the cluster when its group has none: the replica that
+    /// forms the group (the first of `peers`), or one importing a single controller's
+    /// metadata file. Others never do, so a replica that happens to win the first election
+    /// cannot create a cluster with another identity.
+    creates_cluster: bool,
     /// Held while the controller runs: one controller per data directory.
     _lock: DirLock,
     heartbeat_interval: Duration,
@@ -68,6 +73,7 @@ impl Controller {
             Ok((lock, metadata::load(&dir)?))
         })
         .await?;
+        let imports = legacy.is_some();
         let initial = match legacy {
             Some(meta) => {
                 tracing::info!(cluster_id = %meta.cluster_id, "found a single controller's metadata file: the group imports it");
@@ -90,6 +96,12 @@ impl Controller {
             initial,
             peers: config.peers.clone(),
             join_only: config.join_only,
+            creates_cluster: imports
+                || (!config.join_only
+                    && config
+                        .peers
+                        .first()
+                        .is_none_or(|first| *first == config.advertised_address())),
             _lock: lock,
             heartbeat_interval: config.heartbeat_interval,
             liveness: config.liveness(),
@@ -109,21 +121,18 @@ impl Controller {
             .await;
     }
 
-    /// Creates the cluster whenever this replica leads a group that has none yet (a new
-    /// group's first leader). Runs until the process stops.
+    /// Creates the cluster when this replica's new group has none yet, if it is the replica
+    /// that creates it (through the leader when another replica leads). Runs until the
+    /// process stops.
     pub async fn create_cluster_when_leading(&self) {
         let mut warned_layout = false;
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
             let Some(existing) = self.group.cluster() else {
-                if !self.group.believes_it_leads() {
+                if !self.creates_cluster || !self.group.is_voter() {
                     continue;
                 }
-                match self
-                    .group
-                    .propose(Command::CreateCluster(self.initial.clone()))
-                    .await
-                {
+                match self.group.create_cluster_via_leader(&self.initial).await {
                     Ok(_) => {
                         if let Some(c) = self.group.cluster() {
                             tracing::info!(cluster_id = %c.cluster_id, "created the cluster");

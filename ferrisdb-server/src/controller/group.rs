@@ -48,11 +48,15 @@ impl Default for RaftTimings {
     }
 }
 
-/// How long the replicas' statuses are reused.
+/// How long the replicas' statuses are reused (while the members are the same).
 const STATUS_CACHE: Duration = Duration::from_millis(500);
 
-/// The replicas' statuses and when they were asked.
-type CachedStatuses = Option<(std::time::Instant, Vec<v1::ControllerReplicaStatus>)>;
+/// The replicas' statuses, when they were asked and the members they were asked of.
+type CachedStatuses = Option<(
+    std::time::Instant,
+    BTreeMap<NodeId, String>,
+    Vec<v1::ControllerReplicaStatus>,
+)>;
 
 /// How long a request waits for an election under way to end.
 const LEADER_WAIT: Duration = Duration::from_secs(2);
@@ -222,6 +226,41 @@ impl ControllerGroup {
             .await
             .map(|r| r.data)
             .map_err(write_error)
+    }
+
+    /// Creates the cluster if the group has none (leader only; see
+    /// [`ControllerGroup::create_cluster_via_leader`]).
+    pub async fn create_cluster(&self, cluster: Metadata) -> Result<(), Error> {
+        cluster.validate()?;
+        self.confirm_leadership().await?;
+        if self.cluster().is_none() {
+            self.propose(Command::CreateCluster(cluster)).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the cluster here if this replica leads, else through the leader's
+    /// `CreateCluster`.
+    pub async fn create_cluster_via_leader(&self, cluster: &Metadata) -> Result<(), Error> {
+        if self.believes_it_leads() {
+            return self.create_cluster(cluster.clone()).await;
+        }
+        let leader = self.leader_address();
+        if leader.is_empty() {
+            return Err(Error::NotLeader(String::new()));
+        }
+        let bytes = serde_json::to_vec(cluster)
+            .map_err(|e| Error::Internal(format!("encoding the cluster: {e}")))?;
+        let mut client = self.network.client(&leader).map_err(Error::Unavailable)?;
+        let mut request = tonic::Request::new(v1::CreateClusterRequest {
+            cluster: bytes.into(),
+        });
+        request.set_timeout(Duration::from_secs(5));
+        client
+            .create_cluster(request)
+            .await
+            .map(|_| ())
+            .map_err(|s| ferrisdb_proto::status::from_status(&s))
     }
 
     /// The replicated cluster, once created.
@@ -506,21 +545,25 @@ impl ControllerGroup {
     }
 
     /// Every member's status as it reports it (`unreachable` when it does not answer), at
-    /// most [`STATUS_CACHE`] old: workers fetch the cluster state every few heartbeats, and a
+    /// most 500 ms old: workers fetch the cluster state every few heartbeats, and a
     /// dead replica would otherwise cost each fetch the Identify timeout.
     pub async fn replica_statuses(&self) -> Vec<v1::ControllerReplicaStatus> {
-        if let Some((at, statuses)) = self.statuses.lock().as_ref()
+        let members = self.members();
+        if let Some((at, asked, statuses)) = self.statuses.lock().as_ref()
             && at.elapsed() < STATUS_CACHE
+            && *asked == members
         {
             return statuses.clone();
         }
-        let fresh = self.ask_replicas().await;
-        *self.statuses.lock() = Some((std::time::Instant::now(), fresh.clone()));
+        let fresh = self.ask_replicas(&members).await;
+        *self.statuses.lock() = Some((std::time::Instant::now(), members, fresh.clone()));
         fresh
     }
 
-    async fn ask_replicas(&self) -> Vec<v1::ControllerReplicaStatus> {
-        let members = self.members();
+    async fn ask_replicas(
+        &self,
+        members: &BTreeMap<NodeId, String>,
+    ) -> Vec<v1::ControllerReplicaStatus> {
         let asks = members.iter().map(|(id, address)| async move {
             match self
                 .identify_peer(address, Duration::from_millis(300))

@@ -139,6 +139,29 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
     // start a second set of processes on the same files.
     let _lock = ferrisdb_storage::dir_lock::DirLock::acquire(&dir, "a local cluster")
         .map_err(|e| e.to_string())?;
+    // A directory that holds more controller replicas than asked for: starting fewer would
+    // leave the group without a quorum (its other members never come back).
+    let held: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("reading {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| {
+            name.strip_prefix("controller-")
+                .and_then(|n| n.parse::<u16>().ok())
+                .is_some_and(|n| n >= cfg.controllers)
+        })
+        .filter(|name| dir.join(name).join("raft-node-id").is_file())
+        .collect();
+    if !held.is_empty() {
+        return Err(format!(
+            "{} holds controller replicas beyond --controllers {} ({}): run with the number \
+             it was started with, or remove replicas with `ferrisdb cluster controllers remove` \
+             first",
+            dir.display(),
+            cfg.controllers,
+            held.join(", ")
+        ));
+    }
     let host = &cfg.host;
     let addr = |offset: u16| format!("{host}:{}", cfg.port_base + offset);
     // The first controller keeps the base port (and its directory `controller/`); the others

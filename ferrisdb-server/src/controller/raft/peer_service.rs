@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::network::SnapshotMessage;
 use crate::controller::group::ControllerGroup;
+use crate::controller::metadata::Metadata;
 
 /// The gRPC face of a [`ControllerGroup`] towards the other replicas.
 #[derive(Debug, Clone)]
@@ -128,6 +129,21 @@ impl ControllerGroupApi for PeerService {
             .map_err(to_status)?;
         Ok(Response::new(v1::JoinResponse {
             members: self.members(),
+        }))
+    }
+
+    async fn create_cluster(
+        &self,
+        request: Request<v1::CreateClusterRequest>,
+    ) -> Result<Response<v1::CreateClusterResponse>, Status> {
+        let cluster: Metadata = serde_json::from_slice(&request.get_ref().cluster)
+            .map_err(|e| Status::invalid_argument(format!("undecodable cluster: {e}")))?;
+        self.group
+            .create_cluster(cluster)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(v1::CreateClusterResponse {
+            cluster_id: self.group.cluster_id(),
         }))
     }
 

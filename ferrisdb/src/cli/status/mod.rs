@@ -265,23 +265,33 @@ pub async fn fetch(controllers: &[String]) -> Result<Report, String> {
 
 /// "cluster unavailable: 1 of 3 controllers reachable", with each replica's state.
 async fn unavailable(controllers: &[String], errors: &[String]) -> String {
-    let mut lines = Vec::new();
-    let mut reachable = 0;
+    let mut answers = Vec::new();
     for addr in controllers {
-        match identify(addr).await {
-            Ok(r) => {
-                reachable += 1;
-                lines.push(format!(
-                    "  {addr}: {} (node {}, term {}, applied {})",
-                    r.role, r.node_id, r.term, r.last_applied_index
-                ));
-            }
-            Err(e) => lines.push(format!("  {addr}: unreachable ({e})")),
-        }
+        answers.push((addr.clone(), identify(addr).await));
     }
+    unavailable_message(&answers, errors)
+}
+
+/// The message for a group without a leader, from each replica's `Identify` answer (or why
+/// it gave none) and the errors of the state requests. Pure.
+pub fn unavailable_message(
+    answers: &[(String, Result<v1::ControllerReplica, String>)],
+    errors: &[String],
+) -> String {
+    let reachable = answers.iter().filter(|(_, a)| a.is_ok()).count();
+    let lines: Vec<String> = answers
+        .iter()
+        .map(|(addr, answer)| match answer {
+            Ok(r) => format!(
+                "  {addr}: {} (node {}, term {}, applied {})",
+                r.role, r.node_id, r.term, r.last_applied_index
+            ),
+            Err(e) => format!("  {addr}: unreachable ({e})"),
+        })
+        .collect();
     format!(
         "cluster unavailable: {reachable} of {} controllers reachable, and no leader answered\n{}\n({})",
-        controllers.len(),
+        answers.len(),
         lines.join("\n"),
         errors.join("; ")
     )

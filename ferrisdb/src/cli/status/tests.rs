@@ -297,3 +297,42 @@ fn a_storage_server_behind_on_durability_is_named_as_holding_the_log() {
     let flags: Vec<bool> = c.log_holders.iter().map(|h| h.holding_log).collect();
     assert_eq!(flags, [true, false, true]);
 }
+
+#[test]
+fn a_group_without_a_leader_is_reported_unavailable_with_each_replica() {
+    let follower = v1::ControllerReplica {
+        node_id: 7,
+        address: "127.0.0.1:4500".into(),
+        role: "follower".into(),
+        term: 3,
+        last_applied_index: 12,
+        ..Default::default()
+    };
+    let answers = vec![
+        ("127.0.0.1:4500".to_string(), Ok(follower)),
+        (
+            "127.0.0.1:4505".to_string(),
+            Err("connection refused".to_string()),
+        ),
+        (
+            "127.0.0.1:4506".to_string(),
+            Err("connection refused".to_string()),
+        ),
+    ];
+    let message = super::unavailable_message(
+        &answers,
+        &["127.0.0.1:4500: this controller replica is not the leader (no leader is known)".into()],
+    );
+    assert!(
+        message.starts_with("cluster unavailable: 1 of 3 controllers reachable"),
+        "{message}"
+    );
+    assert!(
+        message.contains("127.0.0.1:4500: follower (node 7, term 3, applied 12)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("127.0.0.1:4505: unreachable (connection refused)"),
+        "{message}"
+    );
+}
