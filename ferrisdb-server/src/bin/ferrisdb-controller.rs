@@ -39,6 +39,10 @@ struct Args {
     /// added with `ferrisdb cluster controllers add ADDR`.
     #[arg(long)]
     join: bool,
+    /// Local IP address that connections to the other replicas leave from (for hosts with
+    /// several interfaces; default: the system's choice).
+    #[arg(long)]
+    peer_source_ip: Option<std::net::IpAddr>,
     /// Raft heartbeat interval among the replicas, in milliseconds.
     #[arg(long, default_value_t = 75)]
     raft_heartbeat_ms: u64,
@@ -81,6 +85,7 @@ async fn serve(args: Args) -> ExitCode {
         data_dir: args.data_dir,
         peers: args.peers.into_iter().filter(|p| !p.is_empty()).collect(),
         join_only: args.join,
+        peer_source_ip: args.peer_source_ip,
         raft: RaftTimings {
             heartbeat: Duration::from_millis(args.raft_heartbeat_ms),
             election_min: Duration::from_millis(args.raft_election_ms),

@@ -87,9 +87,13 @@ impl Controller {
                 workers: Vec::new(),
             },
         };
-        let group =
-            ControllerGroup::open(&config.data_dir, config.advertised_address(), config.raft)
-                .await?;
+        let group = ControllerGroup::open(
+            &config.data_dir,
+            config.advertised_address(),
+            config.raft,
+            config.peer_source_ip,
+        )
+        .await?;
         Ok(Controller {
             group,
             view: Mutex::new(LeaderView::default()),
@@ -324,6 +328,7 @@ mod tests {
             peers: vec![],
             join_only: false,
             raft: RaftTimings::default(),
+            peer_source_ip: None,
             storage_servers: 2,
             replication: 2,
             heartbeat_interval: Duration::from_millis(100),

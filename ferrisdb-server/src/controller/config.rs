@@ -28,6 +28,9 @@ pub struct ControllerConfig {
     pub join_only: bool,
     /// Raft heartbeat and election timings.
     pub raft: RaftTimings,
+    /// The local IP address connections to the other replicas leave from (`None`: the
+    /// system's choice), for hosts with several interfaces.
+    pub peer_source_ip: Option<std::net::IpAddr>,
     /// Storage servers to wait for before bootstrapping the shard map (first start only).
     pub storage_servers: u32,
     /// Replicas per shard.
@@ -119,6 +122,7 @@ mod tests {
             peers: vec![],
             join_only: false,
             raft: RaftTimings::default(),
+            peer_source_ip: None,
             storage_servers: 3,
             replication: 2,
             heartbeat_interval: Duration::from_millis(500),

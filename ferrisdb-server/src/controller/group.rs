@@ -88,7 +88,13 @@ fn ms(d: Duration) -> u64 {
 impl ControllerGroup {
     /// Opens the replica's Raft state in `dir` and starts its Raft node; `address` is where
     /// the other replicas reach it.
-    pub async fn open(dir: &Path, address: String, timings: RaftTimings) -> Result<Self, Error> {
+    /// Connections to the other replicas leave from `peer_source_ip` when given.
+    pub async fn open(
+        dir: &Path,
+        address: String,
+        timings: RaftTimings,
+        peer_source_ip: Option<std::net::IpAddr>,
+    ) -> Result<Self, Error> {
         let dir_owned = dir.to_path_buf();
         let (node_id, log_store, state) = tokio::task::spawn_blocking(move || {
             let (node_id, _) = node_id::load_or_create(&dir_owned)?;
@@ -112,7 +118,7 @@ impl ControllerGroup {
         }
         .validate()
         .map_err(|e| Error::InvalidArgument(format!("Raft timings: {e}")))?;
-        let network = PeerNetwork::new(node_id, state.clone());
+        let network = PeerNetwork::new(node_id, state.clone(), peer_source_ip);
         let raft = ControllerRaft::new(
             node_id,
             Arc::new(config),

@@ -45,15 +45,18 @@ pub struct SnapshotMessage {
 pub struct PeerNetwork {
     node_id: NodeId,
     state: StateMachine,
+    source_ip: Option<std::net::IpAddr>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl PeerNetwork {
-    /// The network of replica `node_id`, whose cluster id is read from `state`.
-    pub fn new(node_id: NodeId, state: StateMachine) -> Self {
+    /// The network of replica `node_id`, whose cluster id is read from `state`; connections
+    /// leave from `source_ip` when given.
+    pub fn new(node_id: NodeId, state: StateMachine, source_ip: Option<std::net::IpAddr>) -> Self {
         PeerNetwork {
             node_id,
             state,
+            source_ip,
             channels: Arc::default(),
         }
     }
@@ -67,6 +70,7 @@ impl PeerNetwork {
         let endpoint = crate::worker::session::endpoint(address)
             .map_err(|e| e.to_string())?
             .connect_timeout(Duration::from_millis(500))
+            .local_address(self.source_ip)
             .tcp_nodelay(true);
         let channel = endpoint.connect_lazy();
         channels.insert(address.to_string(), channel.clone());
