@@ -322,6 +322,7 @@ async fn cluster(down: &[usize], stale_first: bool) -> Cluster {
         replication: 2,
         heartbeat_interval_ms: 500,
         controllers: vec![],
+        epoch: 0,
     };
     let mut states = vec![state(&map)];
     if stale_first {

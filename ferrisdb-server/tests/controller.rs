@@ -67,6 +67,7 @@ async fn register(
         role: role as i32,
         address: address.into(),
         cluster_id: String::new(),
+        incarnation: String::new(),
     };
     client
         .register_worker(req)
@@ -268,6 +269,7 @@ async fn controller_bootstraps_detects_failures_and_survives_a_restart() {
             role: v1::WorkerRole::Coordinator as i32,
             address: "127.0.0.1:5503".into(),
             cluster_id: String::new(),
+            incarnation: String::new(),
         })
         .await
         .expect_err("role change is rejected");

@@ -33,6 +33,13 @@ fn the_cli_against_a_real_cluster() {
     controller_replicas_are_added_and_removed(&cluster, tmp.path());
 
     cluster.exec_ok("set persist/key \"survives a restart\"");
+    let epoch = |c: &Cluster| -> u64 {
+        let out = c.run(&["status", "--json"], None);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        status["epoch"].as_u64().unwrap()
+    };
+    let epoch_before = epoch(&cluster);
+    assert!(epoch_before >= 1);
     let status = cluster.stop();
     assert!(status.success(), "cluster up exited with {status}");
     for port in port_base..port_base + PORTS {
@@ -59,6 +66,15 @@ fn the_cli_against_a_real_cluster() {
 
     let cluster = Cluster::start(&dir, port_base);
     assert_eq!(cluster.exec_ok("get persist/key"), "survives a restart\n");
+    // The restarted coordinator registers in the background: a new generation soon.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while epoch(&cluster) <= epoch_before {
+        assert!(
+            Instant::now() < deadline,
+            "a restarted coordinator did not begin a new generation"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(cluster.exec_ok("get \\x00bin\\xff"), "v a\\x01\n");
 }
 

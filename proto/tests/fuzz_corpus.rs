@@ -166,6 +166,7 @@ fn write_corpus() {
             role: v1::WorkerRole::Storage as i32,
             address: "127.0.0.1:4502".into(),
             cluster_id: String::new(),
+            incarnation: String::new(),
         }
         .encode_to_vec(),
         v1::HeartbeatRequest {

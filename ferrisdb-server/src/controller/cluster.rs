@@ -28,6 +28,8 @@ pub struct RegisterReply {
     pub shard_map_version: u64,
     /// How often to heartbeat.
     pub heartbeat_interval: Duration,
+    /// The transaction system's generation (for a coordinator: the one it serves).
+    pub epoch: u64,
 }
 
 /// The leader's view and the term it belongs to.
@@ -85,6 +87,7 @@ impl Controller {
                 replication: config.replication,
                 shard_map: ShardMap::default(),
                 workers: Vec::new(),
+                generation: Default::default(),
             },
         };
         let group = ControllerGroup::open(
@@ -199,11 +202,13 @@ impl Controller {
 
     /// Registers a worker (see [`super::state::apply_command`]) through the group. A worker
     /// that says it belongs to another cluster (`claimed_cluster`, empty on its first
-    /// registration) is refused.
+    /// registration) is refused. A coordinator registering under a new `incarnation` (a
+    /// process start) begins a new generation of the transaction system.
     pub async fn register(
         &self,
         record: WorkerRecord,
         claimed_cluster: &str,
+        incarnation: &str,
     ) -> Result<RegisterReply, Error> {
         self.group.confirm_leadership().await?;
         let meta = self.created_cluster().await?;
@@ -224,6 +229,28 @@ impl Controller {
                 return Err(Error::InvalidArgument(reason));
             }
         }
+        let serving = self
+            .group
+            .cluster()
+            .map(|c| c.generation.coordinator_incarnation);
+        if record.role == super::membership::Role::Coordinator
+            && !incarnation.is_empty()
+            && serving.as_deref() != Some(incarnation)
+        {
+            let outcome = self
+                .group
+                .propose(Command::NewGeneration {
+                    coordinator_id: record.id.clone(),
+                    incarnation: incarnation.to_string(),
+                })
+                .await?;
+            if let Some(reason) = outcome.refused {
+                return Err(Error::InvalidArgument(reason));
+            }
+            if let Some(c) = self.group.cluster() {
+                tracing::info!(epoch = c.generation.epoch, coordinator = %record.id, "a new generation of the transaction system begins");
+            }
+        }
         let mut view = self.leading_view().await?;
         let Some(state) = view.state.as_mut() else {
             return Err(Error::Internal(
@@ -236,6 +263,7 @@ impl Controller {
             cluster_id: state.cluster_id.clone(),
             shard_map_version: state.shard_map.version,
             heartbeat_interval: self.heartbeat_interval,
+            epoch: state.generation.epoch,
         })
     }
 
@@ -368,9 +396,12 @@ mod tests {
     async fn identity_and_shard_map_survive_reopen_and_flags_cannot_change_them() {
         let dir = tempfile::tempdir().unwrap();
         let c = started(&config(dir.path())).await;
-        let first = c.register(rec("a"), "").await.unwrap();
-        let second = c.register(rec("b"), &first.cluster_id).await.unwrap();
-        let err = c.register(rec("c"), "another-cluster").await.unwrap_err();
+        let first = c.register(rec("a"), "", "").await.unwrap();
+        let second = c.register(rec("b"), &first.cluster_id, "").await.unwrap();
+        let err = c
+            .register(rec("c"), "another-cluster", "")
+            .await
+            .unwrap_err();
         assert!(
             err.to_string()
                 .contains("belongs to cluster another-cluster"),
@@ -382,6 +413,20 @@ mod tests {
         );
         assert_eq!(first.cluster_id, second.cluster_id);
         assert_eq!((first.shard_map_version, second.shard_map_version), (0, 1));
+        let coordinator = |incarnation: &'static str| {
+            let c = c.clone();
+            async move {
+                let record = WorkerRecord {
+                    id: "coord".into(),
+                    role: Role::Coordinator,
+                    address: "coord:1".into(),
+                };
+                c.register(record, "", incarnation).await.unwrap().epoch
+            }
+        };
+        assert_eq!(coordinator("p1").await, 1);
+        assert_eq!(coordinator("p1").await, 1, "the same process again");
+        assert_eq!(coordinator("p2").await, 2, "a restarted coordinator");
         let map = c.view(|s, _| s.shard_map.clone()).await.unwrap();
         c.group().shutdown().await;
         drop(c);
@@ -422,6 +467,7 @@ mod tests {
                     address: format!("{id}:1"),
                 })
                 .collect(),
+            generation: Default::default(),
         };
         metadata::store(dir.path(), &meta).unwrap();
         let c = started(&config(dir.path())).await;

@@ -39,6 +39,21 @@ pub struct Metadata {
     pub shard_map: ShardMap,
     /// Every worker that ever registered.
     pub workers: Vec<WorkerRecord>,
+    /// The transaction system's current generation.
+    pub generation: Generation,
+}
+
+/// The transaction system's generation (FoundationDB's epoch): a new one begins each time a
+/// coordinator process starts serving (a restart or a replacement), recorded before the
+/// coordinator is told it may serve. Replicated log servers will use it to refuse an older
+/// generation's writes; today it is recorded, reported to the coordinator and shown by
+/// `ferrisdb status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generation {
+    /// Generation number, starting at 1 with the first coordinator (0: none yet).
+    pub epoch: u64,
+    /// The coordinator process (incarnation) serving this generation.
+    pub coordinator_incarnation: String,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -57,6 +72,9 @@ struct FileContents {
     shard_map_version: u64,
     shards: Vec<FileShard>,
     workers: Vec<WorkerRecord>,
+    /// Absent from a single controller's file of an earlier release.
+    #[serde(default)]
+    generation: Generation,
 }
 
 /// The metadata file's path inside `dir`.
@@ -124,6 +142,7 @@ impl TryFrom<FileContents> for Metadata {
             replication: file.replication,
             shard_map,
             workers: file.workers,
+            generation: file.generation,
         })
     }
 }
@@ -147,6 +166,7 @@ impl From<Metadata> for FileContents {
                 })
                 .collect(),
             workers: meta.workers,
+            generation: meta.generation,
         }
     }
 }
@@ -190,6 +210,10 @@ mod tests {
                 role: Role::Storage,
                 address: "127.0.0.1:4502".into(),
             }],
+            generation: Generation {
+                epoch: 3,
+                coordinator_incarnation: "c-1".into(),
+            },
         }
     }
 

@@ -44,13 +44,14 @@ impl ClusterController for ControllerService {
         };
         let reply = self
             .controller
-            .register(record, &req.cluster_id)
+            .register(record, &req.cluster_id, &req.incarnation)
             .await
             .map_err(to_status)?;
         Ok(Response::new(v1::RegisterWorkerResponse {
             cluster_id: reply.cluster_id,
             shard_map_version: reply.shard_map_version,
             heartbeat_interval_ms: self.heartbeat_interval_ms(),
+            epoch: reply.epoch,
         }))
     }
 

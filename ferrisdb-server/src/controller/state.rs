@@ -8,7 +8,7 @@ use std::time::Instant;
 use ferrisdb_core::Error;
 
 use super::membership::{self, Liveness, Membership, Role, RoleStatus, WorkerRecord};
-use super::metadata::Metadata;
+use super::metadata::{Generation, Metadata};
 use super::raft::Command;
 use super::shard_map::ShardMap;
 
@@ -39,6 +39,34 @@ pub fn apply_command(cluster: &mut Option<Metadata>, command: Command) -> Result
             let mut next = meta.clone();
             register_in(&mut next, record)?;
             *meta = next;
+            Ok(())
+        }
+        Command::NewGeneration {
+            coordinator_id,
+            incarnation,
+        } => {
+            let meta = cluster
+                .as_mut()
+                .ok_or_else(|| Error::Unavailable("the cluster has not been created yet".into()))?;
+            let registered = meta
+                .workers
+                .iter()
+                .any(|w| w.role == Role::Coordinator && w.id == coordinator_id);
+            if !registered {
+                return Err(Error::InvalidArgument(format!(
+                    "{coordinator_id:?} is not the registered coordinator"
+                )));
+            }
+            if incarnation.is_empty() || meta.generation.coordinator_incarnation == incarnation {
+                return Ok(());
+            }
+            let epoch = meta.generation.epoch.checked_add(1).ok_or_else(|| {
+                Error::Internal("the transaction system's generation number is exhausted".into())
+            })?;
+            meta.generation = Generation {
+                epoch,
+                coordinator_incarnation: incarnation,
+            };
             Ok(())
         }
     }
@@ -119,6 +147,8 @@ pub struct ClusterState {
     pub membership: Membership,
     /// Id of the registered coordinator.
     coordinator_id: Option<String>,
+    /// The transaction system's generation.
+    pub generation: Generation,
 }
 
 impl ClusterState {
@@ -132,6 +162,7 @@ impl ClusterState {
             shard_map: ShardMap::default(),
             membership: Membership::new(Vec::new(), liveness, started),
             coordinator_id: None,
+            generation: Generation::default(),
         };
         state.adopt(&meta);
         state
@@ -145,6 +176,7 @@ impl ClusterState {
             replication: self.replication,
             shard_map: self.shard_map.clone(),
             workers: self.membership.records(),
+            generation: self.generation.clone(),
         }
     }
 
@@ -163,6 +195,7 @@ impl ClusterState {
         self.expected_storage_servers = meta.expected_storage_servers;
         self.replication = meta.replication;
         self.shard_map = meta.shard_map.clone();
+        self.generation = meta.generation.clone();
         self.membership.adopt_records(&meta.workers);
         self.coordinator_id = meta
             .workers
@@ -211,6 +244,7 @@ mod tests {
             replication: 2,
             shard_map: ShardMap::default(),
             workers: vec![],
+            generation: Generation::default(),
         }
     }
 
@@ -308,6 +342,43 @@ mod tests {
         };
         apply_command(&mut c, Command::CreateCluster(other)).unwrap();
         assert_eq!(c, before);
+    }
+
+    #[test]
+    fn each_coordinator_incarnation_begins_a_generation_once() {
+        let mut c = Some(fresh());
+        let start = |c: &mut Option<Metadata>, id: &str, inc: &str| {
+            apply_command(
+                c,
+                Command::NewGeneration {
+                    coordinator_id: id.into(),
+                    incarnation: inc.into(),
+                },
+            )
+        };
+        assert!(start(&mut c, "coord", "i1").is_err(), "not registered yet");
+        register(&mut c, "coord", Role::Coordinator).unwrap();
+        start(&mut c, "coord", "i1").unwrap();
+        assert_eq!(c.as_ref().unwrap().generation.epoch, 1);
+        start(&mut c, "coord", "i1").unwrap();
+        assert_eq!(
+            c.as_ref().unwrap().generation.epoch,
+            1,
+            "re-registration: same one"
+        );
+        start(&mut c, "coord", "i2").unwrap();
+        assert_eq!(c.as_ref().unwrap().generation.epoch, 2, "a restart");
+        register(&mut c, "coord-b", Role::Coordinator).unwrap();
+        assert!(start(&mut c, "coord", "i3").is_err(), "the replaced one");
+        start(&mut c, "coord-b", "j1").unwrap();
+        let generation = c.unwrap().generation;
+        assert_eq!(
+            generation,
+            Generation {
+                epoch: 3,
+                coordinator_incarnation: "j1".into()
+            }
+        );
     }
 
     #[test]

@@ -172,6 +172,7 @@ pub fn cluster_state_to_proto(
         heartbeat_interval_ms,
         // Filled by the service, which asks every replica.
         controllers: Vec::new(),
+        epoch: state.generation.epoch,
     }
 }
 

@@ -60,6 +60,7 @@ impl ControllerSession {
             id: worker_id,
             data_dir,
             cluster_id,
+            incarnation: format!("{:016x}", rand::random::<u64>()),
             role,
             advertise,
             status,
@@ -187,6 +188,9 @@ struct Worker {
     data_dir: PathBuf,
     /// The cluster it belongs to (`None` until its first registration).
     cluster_id: Option<String>,
+    /// Chosen at process start: a coordinator registering under a new incarnation begins a
+    /// new generation of the transaction system.
+    incarnation: String,
     role: v1::WorkerRole,
     advertise: String,
     status: Arc<dyn StatusSource>,
@@ -212,6 +216,7 @@ async fn run(mut leader: LeaderFinder, mut worker: Worker, view: watch::Sender<C
             role: worker.role as i32,
             address: worker.advertise.clone(),
             cluster_id: worker.cluster_id.clone().unwrap_or_default(),
+            incarnation: worker.incarnation.clone(),
         };
         let reply = match leader.client.register_worker(request).await {
             Ok(r) => r.into_inner(),
@@ -243,7 +248,7 @@ async fn run(mut leader: LeaderFinder, mut worker: Worker, view: watch::Sender<C
         }
         worker.health.clear_problem(CLUSTER_PROBLEM);
         backoff = Duration::from_millis(50);
-        tracing::info!(cluster = %reply.cluster_id, worker = %worker_id, "registered with the controller");
+        tracing::info!(cluster = %reply.cluster_id, worker = %worker_id, epoch = reply.epoch, "registered with the controller");
         let interval = Duration::from_millis(u64::from(reply.heartbeat_interval_ms.max(50)));
         let mut known_map_version = None;
         let mut wanted_map_version = reply.shard_map_version;

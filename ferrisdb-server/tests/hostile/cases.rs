@@ -255,6 +255,7 @@ fn controller_cases(addr: SocketAddr) -> Vec<Case> {
         role,
         address: address.into(),
         cluster_id: String::new(),
+        incarnation: String::new(),
     };
     let storage = v1::WorkerRole::Storage as i32;
     let path = |m: &str| format!("{CONTROLLER}{m}");

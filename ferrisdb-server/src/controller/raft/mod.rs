@@ -52,6 +52,14 @@ pub enum Command {
     CreateCluster(Metadata),
     /// A worker registered: a new worker, or a known one at a new address.
     RegisterWorker(WorkerRecord),
+    /// A coordinator process started serving: a new generation of the transaction system
+    /// begins (unless this incarnation already serves the current one).
+    NewGeneration {
+        /// The registered coordinator's worker id.
+        coordinator_id: String,
+        /// Its process incarnation.
+        incarnation: String,
+    },
 }
 
 /// What applying a [`Command`] did.

@@ -42,6 +42,9 @@ pub struct Report {
     pub healthy: bool,
     /// The coordinator's latest committed version (`null` if it could not be reached).
     pub latest_version: Option<u64>,
+    /// The transaction system's generation: one more each time a coordinator process starts
+    /// serving (0 before the first).
+    pub epoch: u64,
     /// Replicas per shard the cluster is configured for.
     pub replication: u32,
     /// Storage servers the cluster waits for before bootstrapping.
@@ -535,6 +538,7 @@ pub fn build(
         controller: controller.to_owned(),
         healthy: messages.is_empty(),
         controllers,
+        epoch: state.epoch,
         latest_version,
         replication: state.replication,
         expected_storage_servers: state.expected_storage_servers,

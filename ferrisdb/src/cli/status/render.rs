@@ -39,7 +39,11 @@ pub fn render(r: &Report) -> String {
         r.fault_tolerance
             .map_or_else(|| "none".into(), |f| format!("{f} storage server(s)"))
     ));
-    out.push_str(&format!("  Latest version:    {}\n", opt(r.latest_version)));
+    out.push_str(&format!(
+        "  Latest version:    {} (transaction system generation {})\n",
+        opt(r.latest_version),
+        r.epoch
+    ));
     if let Some(c) = &r.coordinator {
         out.push_str(&format!(
             "  Coordinator:       {} commits/s, {} txns/batch, log {}\n",

@@ -88,6 +88,7 @@ fn state(s2_healthy: bool) -> v1::GetClusterStateResponse {
         replication: 2,
         heartbeat_interval_ms: 500,
         controllers: vec![],
+        epoch: 2,
     }
 }
 
@@ -168,8 +169,10 @@ fn a_healthy_cluster_is_fully_replicated_with_lag_from_the_latest_version() {
     );
     assert_eq!(json["coordinator"]["commit_stage_means_us"]["queue"], 10.0);
     assert_eq!(json["storage_servers"][2]["data_bytes"], 4096);
+    assert_eq!(json["epoch"], 2);
     let text = render(&r);
     assert!(text.contains("HEALTHY"), "{text}");
+    assert!(text.contains("(transaction system generation 2)"), "{text}");
     assert!(text.contains("3/3 shards fully replicated"), "{text}");
     assert!(
         text.contains("queue 10 µs, resolve 5 µs, durable 200 µs, reply 20 µs"),
