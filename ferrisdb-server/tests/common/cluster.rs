@@ -12,12 +12,15 @@ use ferrisdb_proto::v1::storage_server_client::StorageServerClient;
 use ferrisdb_proto::v1::transaction_coordinator_client::TransactionCoordinatorClient;
 use tonic::transport::Channel;
 
+use super::proxy::{Proxy, source_ip};
 use super::{ServerProcess, free_port, wait_for_port};
 
 /// One role process and how to start it again.
 pub struct Node {
-    /// Address it listens on.
+    /// Address others reach it at (a controller replica of a group: its proxy).
     pub addr: SocketAddr,
+    /// Address it listens on.
+    listen: SocketAddr,
     binary: &'static str,
     args: Vec<String>,
     log: PathBuf,
@@ -29,6 +32,7 @@ impl Node {
     fn new(binary: &'static str, args: Vec<String>, addr: SocketAddr, log: PathBuf) -> Self {
         Node {
             addr,
+            listen: addr,
             binary,
             args,
             log,
@@ -39,7 +43,7 @@ impl Node {
     /// Starts the process and waits for its port.
     pub fn start(&mut self) {
         self.process = Some(ServerProcess::spawn(self.binary, &self.args, &self.log));
-        wait_for_port(self.addr, Duration::from_secs(30));
+        wait_for_port(self.listen, Duration::from_secs(30));
     }
 
     /// Starts the process without waiting for its port (for a process expected to fail).
@@ -74,6 +78,9 @@ pub struct TestCluster {
     pub controller: Node,
     /// The other replicas of the controller group (none for a group of one).
     pub more_controllers: Vec<Node>,
+    /// For a group: the proxy in front of each replica (index 0: `controller`), through which
+    /// every connection to it passes, so tests can partition the replicas.
+    pub controller_proxies: Vec<Proxy>,
     /// The coordinator.
     pub coordinator: Node,
     /// The storage servers.
@@ -123,7 +130,20 @@ impl TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
         prepare(root);
-        let controller_addrs: Vec<SocketAddr> = (0..controllers.max(1)).map(|_| addr()).collect();
+        let listens: Vec<SocketAddr> = (0..controllers.max(1)).map(|_| addr()).collect();
+        // A group's replicas sit behind proxies (their advertised addresses) and connect to
+        // each other from their own loopback addresses, so tests can partition them.
+        let mut proxies = Vec::new();
+        if controllers > 1 {
+            for l in &listens {
+                proxies.push(Proxy::start(*l).await);
+            }
+        }
+        let controller_addrs: Vec<SocketAddr> = if proxies.is_empty() {
+            listens.clone()
+        } else {
+            proxies.iter().map(|p| p.addr).collect()
+        };
         let peers = controller_addrs
             .iter()
             .map(ToString::to_string)
@@ -140,7 +160,7 @@ impl TestCluster {
                 };
                 let mut args = vec![
                     "--listen".into(),
-                    a.to_string(),
+                    listens[i].to_string(),
                     "--data-dir".into(),
                     s(&root.join(&name)),
                     "--storage-servers".into(),
@@ -151,14 +171,23 @@ impl TestCluster {
                     "100".into(),
                 ];
                 if controllers > 1 {
-                    args.extend(["--peers".into(), peers.clone()]);
+                    args.extend([
+                        "--peers".into(),
+                        peers.clone(),
+                        "--advertise".into(),
+                        a.to_string(),
+                        "--peer-source-ip".into(),
+                        source_ip(i).to_string(),
+                    ]);
                 }
-                Node::new(
+                let mut node = Node::new(
                     env!("CARGO_BIN_EXE_ferrisdb-controller"),
                     args,
                     *a,
                     root.join(format!("{name}.log")),
-                )
+                );
+                node.listen = listens[i];
+                node
             })
             .collect();
         let controller = replicas.remove(0);
@@ -201,6 +230,7 @@ impl TestCluster {
             dir,
             controller,
             more_controllers: replicas,
+            controller_proxies: proxies,
             coordinator,
             storage,
         };

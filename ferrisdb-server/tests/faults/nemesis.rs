@@ -4,6 +4,8 @@
 //! - SIGKILL the coordinator, one storage server, several storage servers, the controller
 //!   group's leader or one of its followers, then restart it (same address and data
 //!   directory) after a random downtime;
+//! - cut the controller group's leader off from the other replicas (both ways, through the
+//!   proxies in front of them) for a random time, then heal;
 //! - SIGKILL a controller replica, wipe its data directory and start it again: it rejoins the
 //!   group under a new node id in place of its old self;
 //! - SIGSTOP any process (the controller group's leader among them) for a random short time,
@@ -23,6 +25,7 @@ use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::controller_group_client::ControllerGroupClient;
 
 use super::common::cluster::{Node, TestCluster, channel};
+use super::common::proxy::source_ip;
 
 /// Faults injected, by kind.
 pub type FaultCounts = BTreeMap<&'static str, u32>;
@@ -155,6 +158,24 @@ pub fn run(mut cluster: TestCluster, seed: u64, until: Instant) -> (TestCluster,
                 } else {
                     "kill controller follower"
                 }
+            }
+            5..=6 if rng.random_bool(0.3) && !cluster.controller_proxies.is_empty() => {
+                // Cut the leader off from the other replicas (both ways); workers and clients
+                // still reach every replica.
+                let replicas = cluster.controller_proxies.len();
+                let leader = controller_leader(&cluster).unwrap_or(0);
+                for (j, proxy) in cluster.controller_proxies.iter().enumerate() {
+                    if j == leader {
+                        proxy.block((0..replicas).filter(|&k| k != leader).map(source_ip));
+                    } else {
+                        proxy.block([source_ip(leader)]);
+                    }
+                }
+                sleep(down);
+                for proxy in &cluster.controller_proxies {
+                    proxy.heal();
+                }
+                "partition controller leader"
             }
             6 => {
                 // Losing a replica's disk is a minority failure only while every other
