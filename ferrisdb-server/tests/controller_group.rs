@@ -13,12 +13,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::group::{channel, identify, read_all, state, write};
 use common::{ServerProcess, free_port, wait_for_port};
 use ferrisdb_client::Database;
 use ferrisdb_proto::v1;
-use ferrisdb_proto::v1::cluster_controller_client::ClusterControllerClient;
 use ferrisdb_proto::v1::controller_group_client::ControllerGroupClient;
-use tonic::transport::Channel;
 
 struct Replica {
     addr: SocketAddr,
@@ -59,24 +58,30 @@ impl Replica {
     }
 }
 
+/// Three replicas (not started) under `root`: their addresses, the `--peers` list, them.
+fn three_replicas(root: &Path) -> (Vec<SocketAddr>, String, Vec<Replica>) {
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| addr()).collect();
+    let peers = addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let replicas = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Replica {
+            addr: *a,
+            dir: root.join(format!("controller-{i}")),
+            log: root.join(format!("controller-{i}.log")),
+            peers: peers.clone(),
+            process: None,
+        })
+        .collect();
+    (addrs, peers, replicas)
+}
+
 fn addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
-}
-
-fn channel(addr: impl std::fmt::Display) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .expect("valid uri")
-        .connect_timeout(Duration::from_millis(300))
-        .timeout(Duration::from_secs(3))
-        .connect_lazy()
-}
-
-async fn identify(addr: SocketAddr) -> Option<v1::ControllerReplica> {
-    ControllerGroupClient::new(channel(addr))
-        .identify(v1::IdentifyRequest {})
-        .await
-        .ok()
-        .map(|r| r.into_inner())
 }
 
 /// The replica that says it leads, among those running, polled until `deadline`.
@@ -93,39 +98,6 @@ async fn leader_among(replicas: &[&Replica], deadline: Instant) -> Option<(usize
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     None
-}
-
-async fn state(addr: SocketAddr) -> Result<v1::GetClusterStateResponse, tonic::Status> {
-    ClusterControllerClient::new(channel(addr))
-        .get_cluster_state(v1::GetClusterStateRequest {})
-        .await
-        .map(|r| r.into_inner())
-}
-
-async fn write(db: &Database, key: String) {
-    db.run(|tx| {
-        let key = key.clone();
-        async move { tx.set(key.as_bytes(), key.as_bytes()) }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("writing {key}: {e}"));
-}
-
-async fn read_all(db: &Database, keys: &[String]) {
-    for key in keys {
-        let got = db
-            .run(|tx| {
-                let key = key.clone();
-                async move { tx.get(key.as_bytes()).await }
-            })
-            .await
-            .unwrap_or_else(|e| panic!("reading {key}: {e}"));
-        assert_eq!(
-            got.as_deref(),
-            Some(key.as_bytes()),
-            "acknowledged write {key} lost"
-        );
-    }
 }
 
 fn worker(binary: &str, root: &Path, name: &str, controllers: &str) -> (SocketAddr, ServerProcess) {
@@ -150,23 +122,7 @@ fn worker(binary: &str, root: &Path, name: &str, controllers: &str) -> (SocketAd
 async fn the_group_survives_losing_its_leader_and_says_when_it_has_no_quorum() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let root = tmp.path();
-    let addrs: Vec<SocketAddr> = (0..3).map(|_| addr()).collect();
-    let peers = addrs
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut replicas: Vec<Replica> = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| Replica {
-            addr: *a,
-            dir: root.join(format!("controller-{i}")),
-            log: root.join(format!("controller-{i}.log")),
-            peers: peers.clone(),
-            process: None,
-        })
-        .collect();
+    let (addrs, peers, mut replicas) = three_replicas(root);
     for r in &mut replicas {
         r.start();
     }
@@ -204,7 +160,7 @@ async fn the_group_survives_losing_its_leader_and_says_when_it_has_no_quorum() {
     let mut keys = Vec::new();
     for i in 0..30 {
         let key = format!("before-{i:03}");
-        write(&db, key.clone()).await;
+        write(&db, &key).await;
         keys.push(key);
     }
 
@@ -312,7 +268,7 @@ async fn the_group_survives_losing_its_leader_and_says_when_it_has_no_quorum() {
     // Commits go on, and nothing acknowledged was lost.
     for i in 0..30 {
         let key = format!("after-{i:03}");
-        write(&db, key.clone()).await;
+        write(&db, &key).await;
         keys.push(key);
     }
     read_all(&db, &keys).await;
@@ -388,7 +344,7 @@ async fn the_group_survives_losing_its_leader_and_says_when_it_has_no_quorum() {
         "a deposed leader answered as leader: {answer:?}"
     );
     let key = "after-the-partition".to_string();
-    write(&db, key.clone()).await;
+    write(&db, &key).await;
     keys.push(key);
     read_all(&db, &keys).await;
 
@@ -427,7 +383,7 @@ async fn the_group_survives_losing_its_leader_and_says_when_it_has_no_quorum() {
         .expect_err("a replica without quorum must not answer as leader");
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
     let key = "during-no-quorum".to_string();
-    write(&db, key.clone()).await;
+    write(&db, &key).await;
     keys.push(key);
 
     // One replica back: quorum, a leader, and nothing lost.
@@ -459,23 +415,7 @@ async fn the_group_survives_losing_its_leader_and_says_when_it_has_no_quorum() {
 async fn a_single_controllers_cluster_is_imported_into_a_new_group() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let root = tmp.path();
-    let addrs: Vec<SocketAddr> = (0..3).map(|_| addr()).collect();
-    let peers = addrs
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut replicas: Vec<Replica> = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| Replica {
-            addr: *a,
-            dir: root.join(format!("controller-{i}")),
-            log: root.join(format!("controller-{i}.log")),
-            peers: peers.clone(),
-            process: None,
-        })
-        .collect();
+    let (_, _, mut replicas) = three_replicas(root);
     std::fs::create_dir_all(&replicas[0].dir).expect("mkdir");
     std::fs::write(
         replicas[0].dir.join("controller.json"),

@@ -17,36 +17,10 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::group::{identify, read_all, state, write};
 use common::proxy::{Proxy, source_ip};
 use common::{ServerProcess, free_port, wait_for_port};
 use ferrisdb_client::Database;
-use ferrisdb_proto::v1;
-use ferrisdb_proto::v1::cluster_controller_client::ClusterControllerClient;
-use ferrisdb_proto::v1::controller_group_client::ControllerGroupClient;
-use tonic::transport::Channel;
-
-fn channel(addr: impl std::fmt::Display) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .expect("valid uri")
-        .connect_timeout(Duration::from_millis(300))
-        .timeout(Duration::from_secs(3))
-        .connect_lazy()
-}
-
-async fn identify(addr: SocketAddr) -> Option<v1::ControllerReplica> {
-    ControllerGroupClient::new(channel(addr))
-        .identify(v1::IdentifyRequest {})
-        .await
-        .ok()
-        .map(|r| r.into_inner())
-}
-
-async fn state(addr: SocketAddr) -> Result<v1::GetClusterStateResponse, tonic::Status> {
-    ClusterControllerClient::new(channel(addr))
-        .get_cluster_state(v1::GetClusterStateRequest {})
-        .await
-        .map(|r| r.into_inner())
-}
 
 /// The replica (by index) that says it leads, among `candidates`, polled until `deadline`.
 async fn leader_among(
@@ -65,32 +39,6 @@ async fn leader_among(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     None
-}
-
-async fn write(db: &Database, key: &str) {
-    db.run(|tx| {
-        let key = key.to_string();
-        async move { tx.set(key.as_bytes(), key.as_bytes()) }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("writing {key}: {e}"));
-}
-
-async fn read_all(db: &Database, keys: &[String]) {
-    for key in keys {
-        let got = db
-            .run(|tx| {
-                let key = key.clone();
-                async move { tx.get(key.as_bytes()).await }
-            })
-            .await
-            .unwrap_or_else(|e| panic!("reading {key}: {e}"));
-        assert_eq!(
-            got.as_deref(),
-            Some(key.as_bytes()),
-            "acknowledged write {key} lost"
-        );
-    }
 }
 
 /// Calls the cut-off old leader repeatedly until `until`; it must never answer as leader.

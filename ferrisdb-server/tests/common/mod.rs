@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod group;
 pub mod proxy;
 pub mod skip;
 
