@@ -9,6 +9,7 @@ pub mod dir_lock;
 #[cfg(test)]
 mod doc_hex;
 pub mod engine;
+pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod iterator;

@@ -88,14 +88,24 @@ fn controller_replicas_are_added_and_removed(c: &Cluster, tmp: &Path) {
         .unwrap()
         .join("ferrisdb-controller");
     let log = std::fs::File::create(tmp.join("extra-controller.log")).unwrap();
-    let mut extra = Command::new(bin)
-        .args(["--join", "--listen", &addr, "--data-dir"])
-        .arg(tmp.join("extra-controller"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    /// Kills the extra replica even when an assertion fails first.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _extra = KillOnDrop(
+        Command::new(bin)
+            .args(["--join", "--listen", &addr, "--data-dir"])
+            .arg(tmp.join("extra-controller"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while !port_open(port) {
         assert!(
@@ -153,8 +163,6 @@ fn controller_replicas_are_added_and_removed(c: &Cluster, tmp: &Path) {
     );
     let out = c.run(&["cluster", "controllers", "add", "not an address"], None);
     assert!(!out.status.success());
-    extra.kill().unwrap();
-    extra.wait().unwrap();
 }
 
 /// A second `cluster up` on a running cluster's directory exits at once with an error naming

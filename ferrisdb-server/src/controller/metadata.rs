@@ -9,8 +9,7 @@
 //! file that does not parse or violates the shard-map invariants is reported as
 //! [`Error::Corruption`] naming the file.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use ferrisdb_core::keys::{escape, unescape};
@@ -176,21 +175,7 @@ pub fn store(dir: &Path, meta: &Metadata) -> Result<(), Error> {
     let contents = FileContents::from(meta.clone());
     let json = serde_json::to_vec_pretty(&contents)
         .map_err(|e| Error::Internal(format!("encoding controller metadata: {e}")))?;
-    let path = path_in(dir);
-    let tmp = dir.join(format!("{METADATA_FILE}.tmp"));
-    let io = |what: &str, p: &Path| {
-        let context = format!("{what} {}", p.display());
-        move |e| Error::io(context, e)
-    };
-    let mut file = File::create(&tmp).map_err(io("creating", &tmp))?;
-    file.write_all(&json).map_err(io("writing", &tmp))?;
-    file.sync_all().map_err(io("syncing", &tmp))?;
-    drop(file);
-    fs::rename(&tmp, &path).map_err(io("renaming into place", &path))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("syncing directory", dir))?;
-    Ok(())
+    ferrisdb_storage::fsutil::write_atomically(dir, METADATA_FILE, &json)
 }
 
 #[cfg(test)]

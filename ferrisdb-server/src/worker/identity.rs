@@ -5,7 +5,6 @@
 //! controller (a group rebuilt from nothing would otherwise hand it a new shard map over data
 //! of the old one).
 
-use std::io::Write;
 use std::path::Path;
 
 use ferrisdb_core::Error;
@@ -22,18 +21,9 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Writes `text` to `dir/name` atomically (temporary file, fsync, rename, directory fsync).
+/// Writes `text` to `dir/name` atomically.
 fn write_atomically(dir: &Path, name: &str, text: &str) -> Result<(), Error> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    ferrisdb_storage::fsutil::write_atomically(dir, name, text.as_bytes())
 }
 
 /// The cluster this worker belongs to, if it has registered before.

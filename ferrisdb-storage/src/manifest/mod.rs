@@ -182,21 +182,7 @@ fn set_current(dir: &Path, name: &str) -> Result<()> {
     sync_dir(dir)
 }
 
-/// Fsyncs a directory so created, renamed or deleted entries survive a crash.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("syncing dir {}", dir.display()), e))
-}
-
-/// Deletes a file, treating "already gone" as success.
-pub fn remove_if_present(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(format!("deleting {}", path.display()), e)),
-    }
-}
+pub use crate::fsutil::{remove_if_present, sync_dir};
 
 #[cfg(test)]
 mod tests;

@@ -42,24 +42,7 @@ pub fn list_segments(dir: &Path) -> Result<Vec<SegmentPath>> {
     Ok(segments)
 }
 
-/// Fsyncs the directory so created, renamed or deleted entries survive a crash.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("syncing WAL dir {}", dir.display()), e))
-}
-
-/// Deletes a file, treating "already gone" as success.
-pub fn remove_file_if_present(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(
-            format!("deleting WAL segment {}", path.display()),
-            e,
-        )),
-    }
-}
+pub use crate::fsutil::{remove_if_present as remove_file_if_present, sync_dir};
 
 /// An open segment file receiving appends.
 #[derive(Debug)]

@@ -14,11 +14,12 @@
 //! fsync of the directory).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use ferrisdb_core::Error;
+use ferrisdb_storage::fsutil::sync_dir;
 use openraft::{LogId, Vote};
 use serde::{Deserialize, Serialize};
 
@@ -197,16 +198,11 @@ impl Journal {
             return Ok(()); // Mostly live entries: not worth it yet.
         }
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        let tmp = self.path.with_extension("tmp");
+        ferrisdb_storage::fsutil::write_atomically(dir, JOURNAL_FILE, &buf)?;
         let io = |what: &'static str, p: &Path| {
             let p = p.to_path_buf();
             move |e| Error::io(format!("{what} {}", p.display()), e)
         };
-        let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
-        f.write_all(&buf).map_err(io("writing", &tmp))?;
-        f.sync_all().map_err(io("syncing", &tmp))?;
-        fs::rename(&tmp, &self.path).map_err(io("renaming into place", &self.path))?;
-        sync_dir(dir)?;
         self.file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -294,17 +290,11 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(JournalState, u64), Error> {
     Ok((state, pos as u64))
 }
 
-/// Fsyncs a directory so a file created or renamed in it survives a crash.
-pub fn sync_dir(dir: &Path) -> Result<(), Error> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use openraft::{CommittedLeaderId, EntryPayload};
+    use std::fs;
 
     fn entry(term: u64, index: u64) -> Entry {
         Entry {

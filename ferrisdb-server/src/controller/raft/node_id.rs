@@ -3,14 +3,13 @@
 //! a new id, so the group can tell it from the replica it replaces (which may have voted and
 //! acknowledged entries the new one never saw).
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::Path;
 
 use ferrisdb_core::Error;
 
 use super::NodeId;
-use super::journal::sync_dir;
+use ferrisdb_storage::fsutil::write_atomically;
 
 /// Name of the node-id file.
 pub const NODE_ID_FILE: &str = "raft-node-id";
@@ -33,17 +32,7 @@ pub fn load_or_create(dir: &Path) -> Result<(NodeId, bool), Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // Ids below 2^53 print exactly in JSON tools.
             let id = rand::random_range(1..(1u64 << 53));
-            let tmp = dir.join(format!("{NODE_ID_FILE}.tmp"));
-            let io = |what: &'static str| {
-                let p = path.clone();
-                move |e| Error::io(format!("{what} {}", p.display()), e)
-            };
-            let mut f = File::create(&tmp).map_err(io("creating"))?;
-            f.write_all(format!("{id}\n").as_bytes())
-                .map_err(io("writing"))?;
-            f.sync_all().map_err(io("syncing"))?;
-            fs::rename(&tmp, &path).map_err(io("renaming into place"))?;
-            sync_dir(dir)?;
+            write_atomically(dir, NODE_ID_FILE, format!("{id}\n").as_bytes())?;
             Ok((id, true))
         }
         Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),

@@ -5,8 +5,7 @@
 //! the directory). Applying entries does not write to disk: after a restart the state is the
 //! last snapshot plus the journal's committed entries, which openraft applies again.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,10 +18,10 @@ use openraft::{
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-use super::journal::sync_dir;
 use super::{Command, CommandOutcome, Entry, NodeId, TypeConfig};
 use crate::controller::metadata::Metadata;
 use crate::controller::state::apply_command;
+use ferrisdb_storage::fsutil::write_atomically;
 
 /// Name of the snapshot file in the Raft directory.
 pub const SNAPSHOT_FILE: &str = "raft-snapshot.json";
@@ -95,24 +94,9 @@ impl StateMachine {
         f(&self.state.read())
     }
 
-    /// Writes a snapshot file atomically.
-    fn store_snapshot(dir: &Path, bytes: &[u8]) -> Result<(), Error> {
-        let path = dir.join(SNAPSHOT_FILE);
-        let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        let io = |what: &'static str, p: &Path| {
-            let p = p.to_path_buf();
-            move |e| Error::io(format!("{what} {}", p.display()), e)
-        };
-        let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
-        f.write_all(bytes).map_err(io("writing", &tmp))?;
-        f.sync_all().map_err(io("syncing", &tmp))?;
-        fs::rename(&tmp, &path).map_err(io("renaming into place", &path))?;
-        sync_dir(dir)
-    }
-
     async fn persist_snapshot(&self, bytes: Vec<u8>) -> Result<(), Error> {
         let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || Self::store_snapshot(&dir, &bytes))
+        tokio::task::spawn_blocking(move || write_atomically(&dir, SNAPSHOT_FILE, &bytes))
             .await
             .map_err(|e| Error::Internal(format!("snapshot task failed: {e}")))?
     }
