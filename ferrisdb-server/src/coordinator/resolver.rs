@@ -287,10 +287,18 @@ impl Resolver {
 
     /// Raises the oldest resolvable version to `to` and prunes the writes at or below it.
     fn advance_oldest(&mut self, to: Version) {
-        if to <= self.oldest {
+        // Records at or below the oldest version can still be queued: transactions of one
+        // batch share a commit version, and the memory cap may have made that version the
+        // oldest after the first of them. They are pruned like any other.
+        let stale = self
+            .expiry
+            .front()
+            .is_some_and(|r| r.version <= self.oldest);
+        if to <= self.oldest && !stale {
             return;
         }
-        self.oldest = to;
+        self.oldest = self.oldest.max(to);
+        let to = self.oldest;
         while let Some(front) = self.expiry.front() {
             if front.version > to {
                 break;
@@ -344,6 +352,28 @@ mod tests {
             window,
             max_retained_bytes: usize::MAX,
         })
+    }
+
+    #[test]
+    fn a_batch_sharing_a_commit_version_past_the_memory_cap_is_pruned() {
+        // The first write alone exceeds the cap, which makes its commit version the oldest;
+        // the second, in the same batch, queues a record at that version. Pruning it used to
+        // loop for ever (the coordinator would hang).
+        let mut res = Resolver::new(ResolverConfig {
+            window: 1_000,
+            max_retained_bytes: 10,
+        });
+        let big = KeyRange::new(vec![b'a'; 50], vec![b'b'; 50]).unwrap();
+        res.resolve(Version(5), &[], std::slice::from_ref(&big), Version(10))
+            .unwrap();
+        res.resolve(Version(5), &[], std::slice::from_ref(&big), Version(10))
+            .unwrap();
+        assert!(res.retained_bytes() <= 10);
+        let err = res
+            .resolve(Version(5), std::slice::from_ref(&big), &[], Version(11))
+            .unwrap_err();
+        assert!(matches!(err, ResolveError::TooOld { .. }), "{err:?}");
+        res.resolve(Version(10), &[big], &[], Version(11)).unwrap();
     }
 
     #[test]
