@@ -185,6 +185,12 @@ async fn the_group_survives_losing_its_leader_and_says_when_it_has_no_quorum() {
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("0123456789abcdef"), "{err:?}");
     let err = peer
+        .vote(stranger("", me.node_id))
+        .await
+        .expect_err("a message from a replica of no cluster");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("of no cluster"), "{err:?}");
+    let err = peer
         .vote(stranger(&me.cluster_id, me.node_id))
         .await
         .expect_err("garbage payload");

@@ -129,36 +129,34 @@ impl Controller {
     }
 
     /// Creates the cluster when this replica's new group has none yet, if it is the replica
-    /// that creates it (through the leader when another replica leads). Runs until the
-    /// process stops.
+    /// that creates it (through the leader when another replica leads). Returns once the
+    /// group has a cluster.
     pub async fn create_cluster_when_leading(&self) {
-        let mut warned_layout = false;
-        loop {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let Some(existing) = self.group.cluster() else {
-                if !self.creates_cluster || !self.group.is_voter() {
-                    continue;
-                }
-                match self.group.create_cluster_via_leader(&self.initial).await {
-                    Ok(_) => {
-                        if let Some(c) = self.group.cluster() {
-                            tracing::info!(cluster_id = %c.cluster_id, "created the cluster");
-                        }
-                    }
-                    Err(e) => tracing::debug!("creating the cluster: {e}"),
-                }
-                continue;
-            };
-            let same = existing.expected_storage_servers == self.initial.expected_storage_servers
-                && existing.replication == self.initial.replication;
-            if !same && !warned_layout {
-                tracing::warn!(
-                    replicated_storage_servers = existing.expected_storage_servers,
-                    replicated_replication = existing.replication,
-                    "the cluster already exists; ignoring --storage-servers/--replication"
-                );
-                warned_layout = true;
+        let existing = loop {
+            if let Some(existing) = self.group.cluster() {
+                break existing;
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if !self.creates_cluster || !self.group.is_voter() {
+                continue;
+            }
+            match self.group.create_cluster_via_leader(&self.initial).await {
+                Ok(()) => {
+                    if let Some(c) = self.group.cluster() {
+                        tracing::info!(cluster_id = %c.cluster_id, "created the cluster");
+                    }
+                }
+                Err(e) => tracing::debug!("creating the cluster: {e}"),
+            }
+        };
+        let same = existing.expected_storage_servers == self.initial.expected_storage_servers
+            && existing.replication == self.initial.replication;
+        if !same {
+            tracing::warn!(
+                replicated_storage_servers = existing.expected_storage_servers,
+                replicated_replication = existing.replication,
+                "the cluster already exists; ignoring --storage-servers/--replication"
+            );
         }
     }
 
@@ -178,6 +176,12 @@ impl Controller {
     /// The leader's view, after confirming leadership; rebuilt when the term changed.
     async fn leading_view(&self) -> Result<MutexGuard<'_, LeaderView>, Error> {
         self.group.confirm_leadership().await?;
+        self.view_as_applied().await
+    }
+
+    /// The leader's view over the state applied here, once leadership was confirmed (or a
+    /// proposal committed); rebuilt when the term changed.
+    async fn view_as_applied(&self) -> Result<MutexGuard<'_, LeaderView>, Error> {
         let meta = self.created_cluster().await?;
         let term = self.group.term();
         let mut view = self.view.lock().await;
@@ -251,7 +255,8 @@ impl Controller {
                 tracing::info!(epoch = c.generation.epoch, coordinator = %record.id, "a new generation of the transaction system begins");
             }
         }
-        let mut view = self.leading_view().await?;
+        // Leadership was confirmed above (and any proposal since committed in this term).
+        let mut view = self.view_as_applied().await?;
         let Some(state) = view.state.as_mut() else {
             return Err(Error::Internal(
                 "no leader view after confirming leadership".into(),

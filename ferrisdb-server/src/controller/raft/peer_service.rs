@@ -2,7 +2,8 @@
 //! and `Join`/`Leave` (served by the leader).
 //!
 //! Every Raft message is checked before it is decoded: one meant for another node id, or
-//! sent by a replica of another cluster, is refused with `FAILED_PRECONDITION` naming both.
+//! sent by a replica of another cluster (or of none, once this replica belongs to one), is
+//! refused with `FAILED_PRECONDITION` naming both.
 
 use ferrisdb_proto::status::to_status;
 use ferrisdb_proto::v1;
@@ -38,11 +39,19 @@ impl PeerService {
                 self.group.address()
             )));
         }
+        // Before the cluster exists (a new group) nobody has an id; once this replica has one,
+        // the sender must name the same (a replica of the group that has not applied the
+        // cluster's creation yet is caught up by the leader, whose messages carry the id).
         let ours = self.group.cluster_id();
-        if !ours.is_empty() && !message.cluster_id.is_empty() && message.cluster_id != ours {
+        if !ours.is_empty() && message.cluster_id != ours {
+            let theirs = if message.cluster_id.is_empty() {
+                "no cluster".to_string()
+            } else {
+                format!("cluster {}", message.cluster_id)
+            };
             return Err(Status::failed_precondition(format!(
-                "a Raft message from node {} of cluster {} reached a controller of cluster {ours}",
-                message.from_node, message.cluster_id
+                "a Raft message from node {} of {theirs} reached a controller of cluster {ours}",
+                message.from_node
             )));
         }
         serde_json::from_slice(&message.payload)
