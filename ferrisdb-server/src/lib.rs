@@ -9,6 +9,7 @@ pub mod controller;
 pub mod coordinator;
 pub mod grpc;
 pub mod health;
+pub mod log;
 pub mod resources;
 pub mod runtime;
 pub mod storage;

@@ -3,7 +3,7 @@
 //! together, plus the `TransactionCoordinator` gRPC service. See `docs/commit-path.md`.
 //!
 //! Layers, innermost first: [`clock`], [`sequencer`], [`resolver`] and [`clip`] (pure logic),
-//! [`log`] (the durable commit log on the WAL), [`commit`] (the batching pipeline, which also
+//! [`commit`] (the batching pipeline, which also
 //! stamps versionstamps), [`idempotency`] (recognising retried commits), [`handle`] (the
 //! in-process API), [`service`] (gRPC), [`worker`] (controller membership), the public
 //! services [`kv`] (etcd-style) and [`transactions`] (interactive transactions for any
@@ -15,7 +15,6 @@ pub mod commit;
 pub mod handle;
 pub mod idempotency;
 pub mod kv;
-pub mod log;
 pub mod resolver;
 pub mod sequencer;
 pub mod server;

@@ -42,9 +42,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::clock::Clock;
 use super::idempotency::{self, IdempotencyTable};
-use super::log::{CommitLog, LoggedBatch};
 use super::resolver::Resolver;
 use super::sequencer::Sequencer;
+use crate::log::{CommitLog, LoggedBatch};
 
 /// How large one batch may grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

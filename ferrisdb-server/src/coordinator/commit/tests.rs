@@ -12,8 +12,8 @@ use ferrisdb_core::KeyRange;
 use super::*;
 use crate::coordinator::clock::ManualClock;
 use crate::coordinator::idempotency;
-use crate::coordinator::log::LogOptions;
 use crate::coordinator::resolver::ResolverConfig;
+use crate::log::LogOptions;
 
 fn start(dir: &Path, clock: ManualClock) -> (Arc<CommitLog>, Arc<Pipeline>) {
     start_with_retention(

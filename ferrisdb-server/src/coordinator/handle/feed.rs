@@ -16,8 +16,8 @@ use ferrisdb_core::{KeyRange, Result, Version};
 use tokio::sync::watch;
 
 use super::super::clip;
-use super::super::log::CommitLog;
 use super::Pulled;
+use crate::log::CommitLog;
 
 /// Response size of a pull that asks for no particular limit.
 pub const DEFAULT_PULL_BYTES: u64 = 4 << 20;

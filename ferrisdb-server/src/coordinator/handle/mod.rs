@@ -23,9 +23,9 @@ use super::clip;
 use super::clock::{Clock, SystemClock};
 use super::commit::{BatchLimits, Pipeline, PipelineStats};
 use super::idempotency;
-use super::log::{CommitLog, LogOptions, LogStats, Recovered};
 use super::resolver::{Resolver, ResolverConfig};
 use super::sequencer::Sequencer;
+use crate::log::{CommitLog, LogOptions, LogStats, Recovered};
 
 mod feed;
 pub use feed::MutationFeed;
