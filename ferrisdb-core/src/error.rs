@@ -17,6 +17,9 @@ pub enum ErrorCode {
     TransactionTooOld = 1007,
     /// 1009: a storage server has not caught up to the read version yet.
     FutureVersion = 1009,
+    /// 1011: a log server refused a write from a generation of the transaction system that a
+    /// newer one has replaced (FoundationDB's `tlog_stopped`).
+    Fenced = 1011,
     /// 1020: a conflict with a transaction that committed after the read version.
     NotCommitted = 1020,
     /// 1021: the commit may or may not have happened.
@@ -108,6 +111,11 @@ pub enum Error {
     /// The transaction system is recovering.
     #[error("recovering: {0}")]
     Recovering(String),
+    /// A log server refused a write (or a read meant for recovery) from a generation of the
+    /// transaction system that a newer generation has locked it against; the caller's
+    /// generation is over.
+    #[error("fenced: {0}")]
+    Fenced(String),
     /// The request reached a controller replica that is not the leader of its group. The
     /// field is the leader's address, empty when no leader is known (an election is under
     /// way, or the group has lost its quorum).
@@ -202,6 +210,7 @@ impl Error {
             Error::ProcessBehind(_) => ErrorCode::ProcessBehind,
             Error::WrongShard(_) => ErrorCode::WrongShard,
             Error::Recovering(_) => ErrorCode::Recovering,
+            Error::Fenced(_) => ErrorCode::Fenced,
             Error::NotLeader(_) => ErrorCode::NotLeader,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::InvalidRange(_) => ErrorCode::InvalidRange,

@@ -1,6 +1,8 @@
 //! FerrisDB's server roles. Each role runs as its own binary and talks gRPC:
 //! the cluster controller ([`controller`], binary `ferrisdb-controller`), the transaction
-//! coordinator ([`coordinator`], binary `ferrisdb-coordinator`) and the storage server.
+//! coordinator ([`coordinator`], binary `ferrisdb-coordinator`), the log server ([`log`],
+//! binary `ferrisdb-log-server`) and the storage server ([`storage`], binary
+//! `ferrisdb-storage-server`).
 //! The internal protocol is described in `docs/cluster-protocol.md`.
 
 #![deny(missing_docs)]

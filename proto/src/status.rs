@@ -11,7 +11,7 @@
 //! |---|---|
 //! | `InvalidArgument`, `InvalidRange`, `KeyTooLarge`, `ValueTooLarge`, `TransactionTooLarge` | `INVALID_ARGUMENT` |
 //! | `NotCommitted` | `ABORTED` |
-//! | `TransactionTooOld`, `WrongShard` | `FAILED_PRECONDITION` |
+//! | `TransactionTooOld`, `WrongShard`, `Fenced` | `FAILED_PRECONDITION` |
 //! | `FutureVersion`, `ProcessBehind`, `Unavailable`, `Recovering`, `NotLeader` | `UNAVAILABLE` |
 //! | `Corruption` | `DATA_LOSS` |
 //! | `Internal`, `Io` | `INTERNAL` |
@@ -47,9 +47,10 @@ pub fn grpc_code(err: &Error) -> Code {
         | Error::ValueTooLarge { .. }
         | Error::TransactionTooLarge { .. } => Code::InvalidArgument,
         Error::NotCommitted => Code::Aborted,
-        Error::TransactionTooOld { .. } | Error::WrongShard(_) | Error::AccessedUnreadable(_) => {
-            Code::FailedPrecondition
-        }
+        Error::TransactionTooOld { .. }
+        | Error::WrongShard(_)
+        | Error::AccessedUnreadable(_)
+        | Error::Fenced(_) => Code::FailedPrecondition,
         Error::FutureVersion { .. }
         | Error::ProcessBehind(_)
         | Error::Unavailable(_)
@@ -96,6 +97,7 @@ pub fn to_status(err: Error) -> Status {
         | Error::ProcessBehind(s)
         | Error::WrongShard(s)
         | Error::Recovering(s)
+        | Error::Fenced(s)
         | Error::NotLeader(s)
         | Error::Unavailable(s)
         | Error::InvalidRange(s)
@@ -157,6 +159,7 @@ pub fn from_status(status: &Status) -> Error {
         ErrorCode::ProcessBehind => Error::ProcessBehind(detail()),
         ErrorCode::WrongShard => Error::WrongShard(detail()),
         ErrorCode::Recovering => Error::Recovering(detail()),
+        ErrorCode::Fenced => Error::Fenced(detail()),
         ErrorCode::NotLeader => Error::NotLeader(detail()),
         ErrorCode::Unavailable => Error::Unavailable(detail()),
         ErrorCode::InvalidRange => Error::InvalidRange(detail()),
@@ -282,6 +285,7 @@ fn error_code(n: u32) -> Option<ErrorCode> {
         ProcessBehind,
         WrongShard,
         Recovering,
+        Fenced,
         NotLeader,
         Unavailable,
         InvalidRange,
@@ -342,6 +346,7 @@ mod tests {
             Error::ProcessBehind("lag 3s".into()),
             Error::WrongShard("key \\x55 not held".into()),
             Error::Recovering("epoch 3".into()),
+            Error::Fenced("locked by generation 4".into()),
             Error::NotLeader("127.0.0.1:4510".into()),
             Error::Unavailable("storage-1 down".into()),
             Error::InvalidRange("b > a".into()),

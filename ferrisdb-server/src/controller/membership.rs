@@ -27,6 +27,8 @@ pub enum Role {
     Storage,
     /// The transaction coordinator.
     Coordinator,
+    /// A log server.
+    Log,
 }
 
 impl std::fmt::Display for Role {
@@ -34,6 +36,7 @@ impl std::fmt::Display for Role {
         f.write_str(match self {
             Role::Storage => "storage",
             Role::Coordinator => "coordinator",
+            Role::Log => "log",
         })
     }
 }
@@ -99,6 +102,21 @@ pub struct CommitStageTotals {
     pub reply_us: u64,
 }
 
+/// A log server's reported status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogServerStatus {
+    /// The generation the log is locked at.
+    pub locked_epoch: u64,
+    /// The newest record in the log.
+    pub durable_version: Version,
+    /// The newest version it knows committed.
+    pub known_committed: Version,
+    /// Versions at or below this are no longer held.
+    pub retained_from: Version,
+    /// Bytes of the records held.
+    pub retained_bytes: u64,
+}
+
 /// The role-specific status a worker reports with its heartbeats.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoleStatus {
@@ -106,6 +124,8 @@ pub enum RoleStatus {
     Storage(StorageStatus),
     /// From the coordinator.
     Coordinator(CoordinatorStatus),
+    /// From a log server.
+    Log(LogServerStatus),
 }
 
 impl RoleStatus {
@@ -114,6 +134,7 @@ impl RoleStatus {
         match self {
             RoleStatus::Storage(_) => Role::Storage,
             RoleStatus::Coordinator(_) => Role::Coordinator,
+            RoleStatus::Log(_) => Role::Log,
         }
     }
 }

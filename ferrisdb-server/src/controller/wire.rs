@@ -7,8 +7,8 @@ use ferrisdb_core::{Error, Version};
 use ferrisdb_proto::v1;
 
 use super::membership::{
-    CommitStageTotals, CoordinatorStatus, Role, RoleStatus, StorageDurability, StorageStatus,
-    Worker,
+    CommitStageTotals, CoordinatorStatus, LogServerStatus, Role, RoleStatus, StorageDurability,
+    StorageStatus, Worker,
 };
 use super::shard_map::ShardMap;
 use super::state::ClusterState;
@@ -18,6 +18,7 @@ pub fn role_from_proto(role: i32) -> Result<Role, Error> {
     match v1::WorkerRole::try_from(role) {
         Ok(v1::WorkerRole::Storage) => Ok(Role::Storage),
         Ok(v1::WorkerRole::Coordinator) => Ok(Role::Coordinator),
+        Ok(v1::WorkerRole::Log) => Ok(Role::Log),
         Ok(v1::WorkerRole::Unspecified) => {
             Err(Error::InvalidArgument("worker role is unspecified".into()))
         }
@@ -32,6 +33,7 @@ pub fn role_to_proto(role: Role) -> v1::WorkerRole {
     match role {
         Role::Storage => v1::WorkerRole::Storage,
         Role::Coordinator => v1::WorkerRole::Coordinator,
+        Role::Log => v1::WorkerRole::Log,
     }
 }
 
@@ -48,6 +50,13 @@ pub fn status_from_proto(status: Option<v1::WorkerStatus>) -> (Option<RoleStatus
 fn role_status_from_proto(status: Option<v1::worker_status::Status>) -> Option<RoleStatus> {
     use v1::worker_status::Status;
     match status? {
+        Status::Log(l) => Some(RoleStatus::Log(LogServerStatus {
+            locked_epoch: l.locked_epoch,
+            durable_version: Version(l.durable_version),
+            known_committed: Version(l.known_committed),
+            retained_from: Version(l.retained_from),
+            retained_bytes: l.retained_bytes,
+        })),
         Status::Storage(s) => Some(RoleStatus::Storage(StorageStatus {
             applied_version: Version(s.applied_version),
             durable_version: Version(s.durable_version),
@@ -88,6 +97,13 @@ fn role_status_from_proto(status: Option<v1::worker_status::Status>) -> Option<R
 pub fn status_to_proto(status: &RoleStatus, problem: Option<&str>) -> v1::WorkerStatus {
     use v1::worker_status::Status;
     let status = match status {
+        RoleStatus::Log(l) => Status::Log(v1::LogServerStatus {
+            locked_epoch: l.locked_epoch,
+            durable_version: l.durable_version.get(),
+            known_committed: l.known_committed.get(),
+            retained_from: l.retained_from.get(),
+            retained_bytes: l.retained_bytes,
+        }),
         RoleStatus::Storage(s) => Status::Storage(v1::StorageStatus {
             applied_version: s.applied_version.get(),
             durable_version: s.durable_version.get(),
@@ -182,7 +198,7 @@ mod tests {
 
     #[test]
     fn roles_convert_and_reject_unspecified() {
-        for role in [Role::Storage, Role::Coordinator] {
+        for role in [Role::Storage, Role::Coordinator, Role::Log] {
             assert_eq!(role_from_proto(role_to_proto(role) as i32).unwrap(), role);
         }
         assert!(role_from_proto(0).is_err());

@@ -2,14 +2,13 @@
 //! resolver (conflicts), the durable commit log and the commit pipeline that ties them
 //! together, plus the `TransactionCoordinator` gRPC service. See `docs/commit-path.md`.
 //!
-//! Layers, innermost first: [`clock`], [`sequencer`], [`resolver`] and [`clip`] (pure logic),
+//! Layers, innermost first: [`clock`], [`sequencer`], and [`resolver`] (pure logic),
 //! [`commit`] (the batching pipeline, which also
 //! stamps versionstamps), [`idempotency`] (recognising retried commits), [`handle`] (the
 //! in-process API), [`service`] (gRPC), [`worker`] (controller membership), the public
 //! services [`kv`] (etcd-style) and [`transactions`] (interactive transactions for any
 //! language), both clients of the cluster, and [`server`].
 
-pub mod clip;
 pub mod clock;
 pub mod commit;
 pub mod handle;

@@ -1,6 +1,13 @@
-//! The coordinator's durable commit log: one WAL record per commit batch (its commit version
-//! and the accepted transactions' mutations, layout in [`record`]), kept in memory too so that
-//! storage servers can pull it, and truncated once every storage server has made it durable.
+//! The commit log and the log server role that holds a replica of it.
+//!
+//! [`CommitLog`] (this file) is the durable log itself: one WAL record per commit batch (its
+//! commit version and the accepted transactions' mutations, layout in [`record`]), kept in
+//! memory too so that storage servers can pull it, and truncated once every storage server has
+//! made it durable. The coordinator still writes one of its own today; the log server role
+//! wraps one per process: [`fence`] (the generation it is locked at, persisted), [`server`]
+//! (append, lock, reset, recovery reads, the servable version), [`feed`] and [`clip`] (what a
+//! storage server pulls), [`service`] (gRPC `ferrisdb.v1.LogServer`) and [`process`] (the
+//! `ferrisdb-log-server` binary's body).
 //!
 //! Writing is split so the commit pipeline can overlap work: [`CommitLog::submit`] (called by
 //! the single batcher, in commit-version order) encodes the record and queues it in the WAL;
@@ -16,7 +23,13 @@
 //! decides *what* may be truncated: the caller passes the durable version of the slowest
 //! storage server.
 
+pub mod clip;
+pub mod feed;
+pub mod fence;
+pub mod process;
 pub mod record;
+pub mod server;
+pub mod service;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -140,6 +153,17 @@ impl CommitLog {
     /// the replayed batches. Damaged records, records out of version order or a broken
     /// `prev_version` chain are [`Error::Corruption`] naming the segment and offset.
     pub fn open(dir: &Path, opts: LogOptions) -> Result<(CommitLog, Recovered)> {
+        Self::open_at(dir, opts, Version::ZERO)
+    }
+
+    /// [`open`](Self::open) for a log that was [`reset`](Self::reset) to `empty_start`: when
+    /// it holds no record, it starts after that version (a log with records ignores it; the
+    /// records say where they start).
+    pub fn open_at(
+        dir: &Path,
+        opts: LogOptions,
+        empty_start: Version,
+    ) -> Result<(CommitLog, Recovered)> {
         let wal_opts = WalOptions {
             sync: opts.sync,
             max_record_bytes: MAX_RECORD_BYTES,
@@ -181,6 +205,9 @@ impl CommitLog {
                 segment: rec.segment,
                 bytes: size,
             }));
+        }
+        if last.is_none() {
+            retained_from = empty_start;
         }
         let last_version = last.unwrap_or(retained_from);
         let recovered = Recovered {
@@ -228,13 +255,39 @@ impl CommitLog {
                 w.last_version
             )));
         }
+        let payload = record::encode(version, w.last_version, &mutations)?;
+        self.submit_locked(&mut w, version, mutations, &payload)
+    }
+
+    /// Queues an already-encoded record (a log server appending what a coordinator sent)
+    /// after checking that it decodes and follows the newest record in the log. A record that
+    /// does not follow is [`Error::InvalidArgument`] naming both versions.
+    pub fn submit_record(&self, payload: &[u8]) -> Result<Submitted> {
+        let rec = record::decode(payload)
+            .map_err(|e| Error::InvalidArgument(format!("undecodable log record: {e}")))?;
+        let mut w = self.writer.lock();
+        if rec.prev_version != w.last_version {
+            return Err(Error::InvalidArgument(format!(
+                "log record {} follows {}, but this log ends at {}",
+                rec.version, rec.prev_version, w.last_version
+            )));
+        }
+        self.submit_locked(&mut w, rec.version, rec.mutations, payload)
+    }
+
+    fn submit_locked(
+        &self,
+        w: &mut WriterState,
+        version: Version,
+        mutations: Vec<Mutation>,
+        payload: &[u8],
+    ) -> Result<Submitted> {
         if w.segment_fill >= self.opts.segment_bytes {
             self.wal.rotate()?;
             w.segment_fill = 0;
         }
-        let payload = record::encode(version, w.last_version, &mutations)?;
         let segment = self.wal.current_segment();
-        let seq = self.wal.submit(&payload)?;
+        let seq = self.wal.submit(payload)?;
         self.tail.lock().unpublished_segments.push_back(segment);
         let bytes = payload.len() as u64;
         w.last_version = version;
@@ -251,6 +304,92 @@ impl CommitLog {
                 bytes,
             }),
         })
+    }
+
+    /// The newest version submitted (durable once [`sync_all`](Self::sync_all) returns).
+    pub fn last_submitted(&self) -> Version {
+        self.writer.lock().last_version
+    }
+
+    /// Makes every record submitted so far durable.
+    pub fn sync_all(&self) -> Result<()> {
+        self.wal.sync_all()
+    }
+
+    /// The newest published version (the truncation point when nothing is held).
+    pub fn last_published(&self) -> Version {
+        let tail = self.tail.lock();
+        tail.batches
+            .back()
+            .map_or(tail.retained_from, |b| b.version)
+    }
+
+    /// Empties the log: every segment is deleted and the log starts after `start`, as if it
+    /// held every version up to it and had truncated them. The caller records `start` where
+    /// [`open_at`](Self::open_at) will find it *before* calling this (a crash in between
+    /// leaves the old records, which then say where the log starts). Fails if a batch is
+    /// submitted but not yet published.
+    pub fn reset(&self, start: Version) -> Result<()> {
+        let mut w = self.writer.lock();
+        let mut tail = self.tail.lock();
+        if !tail.unpublished_segments.is_empty() {
+            return Err(Error::Internal(
+                "the commit log cannot be reset while a batch is being written".into(),
+            ));
+        }
+        let fresh = self.wal.rotate()?;
+        self.wal.remove_segments_before(fresh)?;
+        self.removed_before.store(fresh, Ordering::Release);
+        tail.batches.clear();
+        tail.retained_bytes = 0;
+        tail.retained_from = start;
+        w.last_version = start;
+        w.last_segment = fresh;
+        w.segment_fill = 0;
+        Ok(())
+    }
+
+    /// The published batches with `after < version <= through`, encoded as records chained
+    /// from `after`'s successor, up to about `max_bytes` (always at least one when there is
+    /// one): what a recovery copies to another log. `TransactionTooOld` when versions after
+    /// `after` were truncated.
+    pub fn read_records(
+        &self,
+        after: Version,
+        through: Version,
+        max_bytes: u64,
+    ) -> Result<Vec<Vec<u8>>> {
+        let (prev, batches) = {
+            let tail = self.tail.lock();
+            if after < tail.retained_from && after < through {
+                return Err(Error::TransactionTooOld {
+                    read_version: after.get(),
+                    oldest: tail.retained_from.get(),
+                });
+            }
+            let start = tail.batches.partition_point(|b| b.version <= after);
+            let prev = match start {
+                0 => tail.retained_from,
+                i => tail.batches[i - 1].version,
+            };
+            let mut bytes = 0u64;
+            let mut out = Vec::new();
+            for b in tail.batches.range(start..) {
+                if b.version > through || (bytes >= max_bytes && !out.is_empty()) {
+                    break;
+                }
+                bytes += b.bytes;
+                out.push(b.clone());
+            }
+            (prev, out)
+        };
+        let mut prev = prev;
+        let mut records = Vec::with_capacity(batches.len());
+        for b in batches {
+            records.push(record::encode(b.version, prev, &b.mutations)?);
+            prev = b.version;
+        }
+        Ok(records)
     }
 
     /// Blocks until the record `seq` (and every one before it) is durable.

@@ -123,6 +123,16 @@ impl Wal {
         self.writer.sync_to(seq)
     }
 
+    /// Makes every record submitted so far durable (as [`sync_to`](Self::sync_to) the last
+    /// one).
+    pub fn sync_all(&self) -> Result<()> {
+        let last = self.writer.last_submitted();
+        if last == 0 {
+            return Ok(());
+        }
+        self.sync_to(last)
+    }
+
     /// [`submit`](Self::submit) then [`sync_to`](Self::sync_to); returns the sequence number.
     pub fn append(&self, payload: &[u8]) -> Result<u64> {
         let seq = self.submit(payload)?;

@@ -14,12 +14,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ferrisdb_client::{Database, Priority};
-use ferrisdb_core::{Commit, Committed, IdempotencyId, VersionedMutations};
+use ferrisdb_core::{Commit, Committed, IdempotencyId};
 use ferrisdb_core::{Error, KeyRange, Result, Version};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use super::clip;
 use super::clock::{Clock, SystemClock};
 use super::commit::{BatchLimits, Pipeline, PipelineStats};
 use super::idempotency;
@@ -27,16 +26,16 @@ use super::resolver::{Resolver, ResolverConfig};
 use super::sequencer::Sequencer;
 use crate::log::{CommitLog, LogOptions, LogStats, Recovered};
 
-mod feed;
-pub use feed::MutationFeed;
-use feed::read_pulled;
+use crate::log::clip;
+use crate::log::feed::read_pulled;
+pub use crate::log::feed::{MutationFeed, Pulled};
 
 /// How often a batch-priority read version checks whether the commit queue has drained.
 pub const BATCH_PRIORITY_POLL: Duration = Duration::from_millis(2);
 
 /// Longest a pull waits for a new commit.
 pub const MAX_PULL_WAIT: Duration = Duration::from_secs(5);
-pub use feed::{DEFAULT_PULL_BYTES, MAX_PULL_BATCHES, MAX_PULL_BYTES};
+pub use crate::log::feed::{DEFAULT_PULL_BYTES, MAX_PULL_BATCHES, MAX_PULL_BYTES};
 
 /// Shared handle to a running coordinator.
 pub type CoordinatorHandle = Arc<Coordinator>;
@@ -77,15 +76,6 @@ pub struct Pull {
     pub max_bytes: u64,
     /// How long to wait for a commit when nothing newer exists (capped at [`MAX_PULL_WAIT`]).
     pub wait: Duration,
-}
-
-/// What a pull returns (see `PullMutationsResponse`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pulled {
-    /// Versions with mutations in the caller's ranges, ascending.
-    pub batches: Vec<VersionedMutations>,
-    /// Every version up to this one is in `batches` or touched none of the ranges.
-    pub committed_through: Version,
 }
 
 /// Everything a status report or heartbeat needs.

@@ -86,7 +86,7 @@ pub struct ControllerReplica {
 /// One process.
 #[derive(Debug, Clone, Serialize)]
 pub struct Process {
-    /// `controller`, `coordinator` or `storage`.
+    /// `controller`, `coordinator`, `log` or `storage`.
     pub role: String,
     /// Worker id (empty for the controller).
     pub id: String,
@@ -419,6 +419,7 @@ pub fn build(
             role: match role {
                 v1::WorkerRole::Storage => "storage",
                 v1::WorkerRole::Coordinator => "coordinator",
+                v1::WorkerRole::Log => "log",
                 v1::WorkerRole::Unspecified => "unknown",
             }
             .into(),
@@ -487,7 +488,8 @@ pub fn build(
                     commit_stage_means_us: c.and_then(stage_means),
                 });
             }
-            v1::WorkerRole::Unspecified => {}
+            // Listed among the processes; their log state joins the status with recoveries.
+            v1::WorkerRole::Log | v1::WorkerRole::Unspecified => {}
         }
     }
     if coordinator.is_none() {

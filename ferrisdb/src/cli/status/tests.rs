@@ -34,6 +34,13 @@ fn worker(id: &str, role: v1::WorkerRole, port: u16, healthy: bool) -> v1::Worke
                     .to_vec(),
             },
         )),
+        v1::WorkerRole::Log => Some(v1::worker_status::Status::Log(v1::LogServerStatus {
+            locked_epoch: 2,
+            durable_version: 1000,
+            known_committed: 990,
+            retained_from: 700,
+            retained_bytes: 512,
+        })),
         v1::WorkerRole::Unspecified => None,
     };
     v1::WorkerInfo {

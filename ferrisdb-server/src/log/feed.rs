@@ -15,9 +15,17 @@ use ferrisdb_core::VersionedMutations;
 use ferrisdb_core::{KeyRange, Result, Version};
 use tokio::sync::watch;
 
-use super::super::clip;
-use super::Pulled;
-use crate::log::CommitLog;
+use super::CommitLog;
+use super::clip;
+
+/// What a pull returns (see `PullMutationsResponse`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pulled {
+    /// Versions with mutations in the caller's ranges, ascending.
+    pub batches: Vec<VersionedMutations>,
+    /// Every version up to this one is in `batches` or touched none of the ranges.
+    pub committed_through: Version,
+}
 
 /// Response size of a pull that asks for no particular limit.
 pub const DEFAULT_PULL_BYTES: u64 = 4 << 20;
@@ -28,8 +36,7 @@ pub const MAX_PULL_BATCHES: usize = 10_000;
 /// Rough per-mutation overhead counted against a pull's byte budget.
 const MUTATION_OVERHEAD: u64 = 8;
 
-/// A storage server's feed of committed mutations (see the module docs). Made by
-/// [`super::Coordinator::mutation_feed`].
+/// A storage server's feed of committed mutations (see the module docs).
 #[derive(Debug)]
 pub struct MutationFeed {
     log: Arc<CommitLog>,
@@ -44,7 +51,10 @@ pub struct MutationFeed {
 }
 
 impl MutationFeed {
-    pub(super) fn new(
+    /// A feed of `log` after `after`, clipped to the normalized `ranges`, serving every version
+    /// up to what `committed` says (the newest version known committed and published); it
+    /// ends when `stopping` turns true.
+    pub fn new(
         log: Arc<CommitLog>,
         committed: watch::Receiver<Version>,
         stopping: watch::Receiver<bool>,
@@ -95,7 +105,7 @@ impl MutationFeed {
 /// `max_bytes` (0 = [`DEFAULT_PULL_BYTES`]) and [`MAX_PULL_BATCHES`] versions; always at least
 /// one version with mutations when there is one. `committed_through` says how far the answer
 /// covers. `TransactionTooOld` when the log no longer holds the versions right after `after`.
-pub(super) fn read_pulled(
+pub fn read_pulled(
     log: &CommitLog,
     after: Version,
     through: Version,

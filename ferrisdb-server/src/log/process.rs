@@ -1,0 +1,161 @@
+//! Runs a log server process: opens the log under `<data-dir>/log`, registers with the
+//! controller (role `log`), follows the shard map (the storage servers allowed to read the
+//! log), and serves `ferrisdb.v1.LogServer`, `grpc.health.v1` and reflection until shutdown.
+//!
+//! The worker id lives beside the log on the same disk: a log server whose disk was replaced
+//! comes back under a new id, so a recovery never mistakes its empty log for the one the old
+//! id held. A data directory whose worker id survived without its log is refused at start.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ferrisdb_core::{Error, Result};
+use ferrisdb_proto::v1;
+use ferrisdb_proto::v1::log_server_server::LogServerServer;
+use tokio::net::TcpListener;
+use tonic::service::RoutesBuilder;
+
+use super::LogOptions;
+use super::server::LogServer;
+use super::service::LogService;
+use crate::grpc;
+use crate::health::RoleHealth;
+use crate::worker::{ControllerSession, StatusSource, load_or_create_worker_id};
+
+/// Settings of a log server process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogServerConfig {
+    /// Address the gRPC server binds.
+    pub listen: SocketAddr,
+    /// Address other processes use to reach this one (`host:port`).
+    pub advertise: String,
+    /// Data directory: `log/` (segments and the fence) and `worker_id`.
+    pub data_dir: PathBuf,
+    /// The controller replicas' addresses (comma-separated).
+    pub controller: String,
+    /// Log segment size.
+    pub segment_bytes: u64,
+    /// Most connections served at once.
+    pub max_connections: Option<usize>,
+}
+
+struct LogStatusSource(Arc<LogServer>);
+
+impl StatusSource for LogStatusSource {
+    fn status(&self) -> v1::WorkerStatus {
+        let s = self.0.state();
+        v1::WorkerStatus {
+            unhealthy_reason: String::new(),
+            status: Some(v1::worker_status::Status::Log(v1::LogServerStatus {
+                locked_epoch: s.locked_epoch,
+                durable_version: s.durable_version.get(),
+                known_committed: s.known_committed.get(),
+                retained_from: s.retained_from.get(),
+                retained_bytes: s.stats.retained_bytes,
+            })),
+        }
+    }
+}
+
+/// Opens the log server in `config.data_dir`, binds `config.listen` and serves until
+/// `shutdown` completes.
+pub async fn serve(
+    config: LogServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
+    let log_dir = config.data_dir.join("log");
+    let id_file = config.data_dir.join("worker_id");
+    if id_file.exists() && !log_dir.exists() {
+        return Err(Error::corruption(
+            &id_file,
+            0,
+            format!(
+                "this log server's id survived but its log directory {} is gone: start it on an \
+                 empty data directory to join as a new log server",
+                log_dir.display()
+            ),
+        ));
+    }
+    let dir = config.data_dir.clone();
+    let segment_bytes = config.segment_bytes;
+    let server = tokio::task::spawn_blocking(move || {
+        let id = load_or_create_worker_id(&dir, "log")?;
+        let opts = LogOptions {
+            segment_bytes,
+            ..LogOptions::default()
+        };
+        LogServer::open(&dir.join("log"), id, opts)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("opening the log: {e}")))??;
+    let health = RoleHealth::new();
+    let session = ControllerSession::start(
+        &config.controller,
+        server.id().to_string(),
+        config.data_dir.clone(),
+        v1::WorkerRole::Log,
+        config.advertise.clone(),
+        Arc::new(LogStatusSource(server.clone())),
+        health.clone(),
+    )?;
+    let follower = tokio::spawn({
+        let server = server.clone();
+        let mut view = session.view();
+        async move {
+            loop {
+                let ids: Option<BTreeSet<String>> = {
+                    let v = view.borrow_and_update();
+                    (v.shard_map.version > 0).then(|| {
+                        v.shard_map
+                            .shards
+                            .iter()
+                            .flat_map(|s| s.storage_ids.iter().cloned())
+                            .collect()
+                    })
+                };
+                if let Some(ids) = ids {
+                    server.set_followers(ids);
+                }
+                if view.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let health_driver = tokio::spawn(
+        health
+            .clone()
+            .drive(reporter, vec![v1::log_server_server::SERVICE_NAME]),
+    );
+    let mut routes = RoutesBuilder::default();
+    routes.add_service(health_service);
+    routes.add_service(
+        LogServerServer::new(LogService::new(server.clone()))
+            .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES),
+    );
+    grpc::add_reflection(&mut routes, &[v1::log_server_server::SERVICE_NAME])
+        .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;
+    tracing::info!(listen = %config.listen, advertise = %config.advertise, log_id = server.id(), "log server serving");
+    let limit = grpc::connection_limit(config.max_connections, &health);
+    let wake = server.clone();
+    let stop = async move {
+        shutdown.await;
+        wake.begin_shutdown();
+    };
+    let result = grpc::serve_until(routes, listener, limit, stop).await;
+    follower.abort();
+    health_driver.abort();
+    drop(session);
+    tracing::info!("log server stopped");
+    result
+}

@@ -1,0 +1,272 @@
+//! The `LogServer` gRPC service over a [`LogServer`] handle.
+//!
+//! `Append` runs two stages per stream, like the coordinator's commit pipeline: a task reads
+//! the requests in order and queues each record in the WAL (and notes what the coordinator
+//! knows committed), and a syncer on a blocking thread makes everything queued durable with
+//! one fsync, publishes it and answers with the newest durable version. Records queued while an
+//! fsync runs are covered by the next one, so the log server group-commits whatever the
+//! coordinator pipelines. The first refused request (fenced, out of chain, undecodable) ends
+//! the stream with its status: nothing after it is appended.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ferrisdb_core::{Error, Version};
+use ferrisdb_proto::convert::ranges_from_proto;
+use ferrisdb_proto::status::to_status;
+use ferrisdb_proto::v1;
+use ferrisdb_proto::v1::log_server_server::LogServer as LogServerRpc;
+use futures_util::Stream;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::server::LogServer;
+use super::{LoggedBatch, Submitted};
+
+/// Longest storage id accepted.
+const MAX_STORAGE_ID_BYTES: usize = 256;
+/// Records queued on one stream ahead of its syncer.
+const APPEND_QUEUE: usize = 64;
+
+/// The gRPC face of a [`LogServer`].
+#[derive(Debug, Clone)]
+pub struct LogService {
+    server: Arc<LogServer>,
+}
+
+impl LogService {
+    /// Serves `server`.
+    pub fn new(server: Arc<LogServer>) -> Self {
+        LogService { server }
+    }
+}
+
+/// A stream of responses.
+pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The stream's syncer: waits for queued records, makes them durable together, publishes them
+/// and answers. Ends when the reader stops queueing or the client goes away.
+fn run_syncer(
+    server: &LogServer,
+    mut queued: mpsc::Receiver<Submitted>,
+    answers: &mpsc::Sender<Result<v1::AppendResponse, Status>>,
+) {
+    while let Some(first) = queued.blocking_recv() {
+        let mut batches: Vec<Arc<LoggedBatch>> = vec![first.batch];
+        let mut seq = first.seq;
+        while let Ok(more) = queued.try_recv() {
+            seq = more.seq;
+            batches.push(more.batch);
+        }
+        if let Err(e) = server.sync(seq) {
+            tracing::error!(error = %e, "log fsync failed");
+            let _ = answers.blocking_send(Err(to_status(e)));
+            return;
+        }
+        let mut durable = Version::ZERO;
+        for batch in batches {
+            durable = batch.version;
+            server.publish(batch);
+        }
+        if answers
+            .blocking_send(Ok(v1::AppendResponse {
+                durable_version: durable.get(),
+            }))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Reads the stream's requests in order and queues their records for the syncer; the first
+/// refused request ends the stream with its status.
+async fn read_appends(
+    server: Arc<LogServer>,
+    mut incoming: Streaming<v1::AppendRequest>,
+    queue: mpsc::Sender<Submitted>,
+    answers: mpsc::Sender<Result<v1::AppendResponse, Status>>,
+) {
+    loop {
+        let request = match incoming.message().await {
+            Ok(Some(request)) => request,
+            Ok(None) | Err(_) => return,
+        };
+        if !request.record.is_empty() {
+            match server.append(request.epoch, &request.record) {
+                Ok(submitted) => {
+                    if queue.send(submitted).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = answers.send(Err(to_status(e))).await;
+                    return;
+                }
+            }
+        }
+        let truncation = server.note_committed(
+            request.epoch,
+            Version(request.known_committed),
+            Version(request.truncate_through),
+        );
+        let result = match truncation {
+            Ok(None) => Ok(()),
+            Ok(Some(target)) => {
+                let server = server.clone();
+                tokio::task::spawn_blocking(move || server.truncate(target))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(Error::Internal(format!("truncation task failed: {e}")))
+                    })
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            let _ = answers.send(Err(to_status(e))).await;
+            return;
+        }
+    }
+}
+
+fn check_storage_id(id: &str) -> Result<(), Status> {
+    if id.is_empty() || id.len() > MAX_STORAGE_ID_BYTES {
+        return Err(to_status(Error::InvalidArgument(format!(
+            "storage_id must be 1 to {MAX_STORAGE_ID_BYTES} bytes, got {}",
+            id.len()
+        ))));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl LogServerRpc for LogService {
+    type AppendStream = ResponseStream<v1::AppendResponse>;
+
+    async fn append(
+        &self,
+        request: Request<Streaming<v1::AppendRequest>>,
+    ) -> Result<Response<Self::AppendStream>, Status> {
+        let incoming = request.into_inner();
+        let (queue_tx, queue_rx) = mpsc::channel(APPEND_QUEUE);
+        let (answer_tx, answer_rx) = mpsc::channel(APPEND_QUEUE);
+        let syncer_server = self.server.clone();
+        let syncer_answers = answer_tx.clone();
+        tokio::task::spawn_blocking(move || run_syncer(&syncer_server, queue_rx, &syncer_answers));
+        tokio::spawn(read_appends(
+            self.server.clone(),
+            incoming,
+            queue_tx,
+            answer_tx,
+        ));
+        let stream = futures_util::stream::unfold(answer_rx, |mut rx| async move {
+            rx.recv().await.map(|answer| (answer, rx))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn lock(
+        &self,
+        request: Request<v1::LockRequest>,
+    ) -> Result<Response<v1::LockResponse>, Status> {
+        let epoch = request.into_inner().epoch;
+        if epoch == 0 {
+            return Err(to_status(Error::InvalidArgument(
+                "epoch must be at least 1".into(),
+            )));
+        }
+        let state = self.server.lock(epoch).await.map_err(to_status)?;
+        Ok(Response::new(v1::LockResponse {
+            log_id: state.log_id,
+            durable_version: state.durable_version.get(),
+            retained_from: state.retained_from.get(),
+            known_committed: state.known_committed.get(),
+        }))
+    }
+
+    async fn read_records(
+        &self,
+        request: Request<v1::ReadRecordsRequest>,
+    ) -> Result<Response<v1::ReadRecordsResponse>, Status> {
+        let req = request.into_inner();
+        let server = self.server.clone();
+        let records = tokio::task::spawn_blocking(move || {
+            server.read_records(
+                req.epoch,
+                Version(req.after_version),
+                Version(req.through_version),
+                req.max_bytes,
+            )
+        })
+        .await
+        .map_err(|e| to_status(Error::Internal(format!("read task failed: {e}"))))?
+        .map_err(to_status)?;
+        Ok(Response::new(v1::ReadRecordsResponse {
+            records: records.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn reset(
+        &self,
+        request: Request<v1::ResetRequest>,
+    ) -> Result<Response<v1::ResetResponse>, Status> {
+        let req = request.into_inner();
+        let server = self.server.clone();
+        tokio::task::spawn_blocking(move || server.reset(req.epoch, Version(req.start_version)))
+            .await
+            .map_err(|e| to_status(Error::Internal(format!("reset task failed: {e}"))))?
+            .map_err(to_status)?;
+        Ok(Response::new(v1::ResetResponse {}))
+    }
+
+    type StreamMutationsStream = ResponseStream<v1::PullMutationsResponse>;
+
+    async fn stream_mutations(
+        &self,
+        request: Request<v1::StreamMutationsRequest>,
+    ) -> Result<Response<Self::StreamMutationsStream>, Status> {
+        let req = request.into_inner();
+        check_storage_id(&req.storage_id)?;
+        let ranges = ranges_from_proto(req.ranges).map_err(to_status)?;
+        let feed = self
+            .server
+            .feed(
+                &req.storage_id,
+                Version(req.after_version),
+                ranges,
+                req.max_bytes,
+            )
+            .map_err(to_status)?;
+        let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+            let next = feed.next().await?;
+            let answer = next
+                .map(|pulled| v1::PullMutationsResponse {
+                    batches: pulled
+                        .batches
+                        .into_iter()
+                        .map(v1::VersionedMutations::from)
+                        .collect(),
+                    committed_through: pulled.committed_through.get(),
+                })
+                .map_err(to_status);
+            Some((answer, feed))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_log_state(
+        &self,
+        _request: Request<v1::GetLogStateRequest>,
+    ) -> Result<Response<v1::LogState>, Status> {
+        let s = self.server.state();
+        Ok(Response::new(v1::LogState {
+            log_id: s.log_id,
+            locked_epoch: s.locked_epoch,
+            durable_version: s.durable_version.get(),
+            known_committed: s.known_committed.get(),
+            retained_from: s.retained_from.get(),
+            retained_bytes: s.stats.retained_bytes,
+            fsyncs: s.stats.fsyncs,
+        }))
+    }
+}
