@@ -39,6 +39,11 @@ use crate::{KeyValue, Priority};
 /// Timeout for opening a connection to one process.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Longest the client waits for the coordinator to answer a read-version or commit call. A
+/// coordinator that does not answer (paused, or cut off) is presumed replaced: the client
+/// refreshes the cluster state and retries (a commit's outcome is then unknown).
+pub const COORDINATOR_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What the client needs of the cluster state.
 #[derive(Debug)]
 struct ClusterView {
@@ -242,10 +247,18 @@ impl Backend for GrpcBackend {
                         Priority::Immediate => v1::Priority::Immediate,
                     } as i32,
                 };
-                let resp = client
-                    .get_read_version(request)
-                    .await
-                    .map_err(|s| from_status(&s))?;
+                let resp = tokio::time::timeout(
+                    COORDINATOR_CALL_TIMEOUT,
+                    client.get_read_version(request),
+                )
+                .await
+                .map_err(|_| {
+                    Error::Unavailable(format!(
+                        "the coordinator did not answer a read-version request within \
+                                 {COORDINATOR_CALL_TIMEOUT:?}"
+                    ))
+                })?
+                .map_err(|s| from_status(&s))?;
                 Ok(Version(resp.into_inner().version))
             };
             match priority {
@@ -384,10 +397,18 @@ async fn send_commit_batch(
 ) -> Vec<Result<Committed, Error>> {
     use v1::commit_outcome::Outcome;
     let sent = commits.len();
-    match client
-        .commit_batch(v1::CommitBatchRequest { commits })
-        .await
-    {
+    let call = client.commit_batch(v1::CommitBatchRequest { commits });
+    let Ok(answer) = tokio::time::timeout(COORDINATOR_CALL_TIMEOUT, call).await else {
+        return (0..sent)
+            .map(|_| {
+                Err(Error::CommitUnknownResult(format!(
+                    "the coordinator did not answer the commit within \
+                     {COORDINATOR_CALL_TIMEOUT:?}; it may or may not have been applied"
+                )))
+            })
+            .collect();
+    };
+    match answer {
         Ok(reply) => (reply.into_inner().outcomes.into_iter())
             .map(|o| match o.outcome {
                 Some(Outcome::Committed(c)) => Committed::try_from(c),

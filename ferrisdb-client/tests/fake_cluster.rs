@@ -208,6 +208,13 @@ impl TransactionCoordinator for FakeCoordinator {
     ) -> Result<Response<v1::ReportDurableResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
+
+    async fn start_generation(
+        &self,
+        _: Request<v1::StartGenerationRequest>,
+    ) -> Result<Response<v1::StartGenerationResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 /// Serves `states[min(call, last)]`: lets a test change the map between calls.
@@ -323,6 +330,10 @@ async fn cluster(down: &[usize], stale_first: bool) -> Cluster {
         heartbeat_interval_ms: 500,
         controllers: vec![],
         epoch: 0,
+        generation: None,
+        recovery_state: String::new(),
+        recovery_reason: String::new(),
+        last_recovery_ms: 0,
     };
     let mut states = vec![state(&map)];
     if stale_first {

@@ -132,6 +132,16 @@ async fn the_group_survives_losing_its_leader_and_says_when_it_has_no_quorum() {
         "coordinator",
         &peers,
     );
+    let _logs: Vec<_> = (0..2)
+        .map(|i| {
+            worker(
+                env!("CARGO_BIN_EXE_ferrisdb-log-server"),
+                root,
+                &format!("log-{i}"),
+                &peers,
+            )
+        })
+        .collect();
     let _storage: Vec<_> = (0..3)
         .map(|i| {
             worker(
@@ -243,7 +253,8 @@ async fn the_group_survives_losing_its_leader_and_says_when_it_has_no_quorum() {
     .expect("a leader");
     assert_eq!(
         state(replicas[l].addr).await.expect("state").workers.len(),
-        4
+        6,
+        "the coordinator, two log servers and three storage servers; not the foreign one"
     );
     drop(_foreign);
 
@@ -283,7 +294,7 @@ async fn the_group_survives_losing_its_leader_and_says_when_it_has_no_quorum() {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Ok(s) = state(replicas[new].addr).await
-            && s.workers.len() == 4
+            && s.workers.len() == 6
             && s.workers.iter().all(|w| w.healthy)
             && s.controllers
                 .iter()

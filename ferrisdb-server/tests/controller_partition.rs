@@ -102,6 +102,8 @@ async fn a_partitioned_leader_stops_acting_and_the_rest_elect_another() {
     let mut workers = Vec::new();
     for (name, binary) in [
         ("coordinator", env!("CARGO_BIN_EXE_ferrisdb-coordinator")),
+        ("log-0", env!("CARGO_BIN_EXE_ferrisdb-log-server")),
+        ("log-1", env!("CARGO_BIN_EXE_ferrisdb-log-server")),
         ("storage-0", env!("CARGO_BIN_EXE_ferrisdb-storage-server")),
         ("storage-1", env!("CARGO_BIN_EXE_ferrisdb-storage-server")),
         ("storage-2", env!("CARGO_BIN_EXE_ferrisdb-storage-server")),

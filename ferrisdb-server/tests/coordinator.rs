@@ -1,59 +1,36 @@
-//! End-to-end test of the `ferrisdb-coordinator` binary with a real controller: commits
-//! (including a conflict, an oversized key and a batch mixing good and bad commits), pulls as a fake storage server, a SIGKILL and
-//! restart on the same data directory, and a clean SIGTERM shutdown.
+//! End-to-end test of the `ferrisdb-coordinator` binary outside a cluster (no `--controller`),
+//! where it keeps its own commit log: commits (including a conflict, an oversized key and a
+//! batch mixing good and bad commits), pulls as a fake storage server, a SIGKILL and restart on
+//! the same data directory, and a clean SIGTERM shutdown. (In a cluster the coordinator keeps
+//! no log: `tests/recovery.rs`.)
 
 mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{ServerProcess, free_port, wait_for_port};
 use ferrisdb_proto::v1;
-use ferrisdb_proto::v1::cluster_controller_client::ClusterControllerClient;
 use ferrisdb_proto::v1::transaction_coordinator_client::TransactionCoordinatorClient;
 use tonic::Code;
 use tonic::transport::Channel;
 
-fn start_controller(addr: SocketAddr, dir: &Path) -> ServerProcess {
-    let args = [
-        "--listen".to_string(),
-        addr.to_string(),
-        "--data-dir".into(),
-        dir.join("controller").display().to_string(),
-        "--storage-servers".into(),
-        "1".into(),
-        "--replication".into(),
-        "1".into(),
-        "--heartbeat-ms".into(),
-        "100".into(),
-    ];
-    let p = ServerProcess::spawn(
-        env!("CARGO_BIN_EXE_ferrisdb-controller"),
-        &args,
-        &dir.join("controller.log"),
-    );
-    wait_for_port(addr, Duration::from_secs(20));
-    p
-}
-
-fn coordinator_args(addr: SocketAddr, controller: SocketAddr, dir: &Path) -> Vec<String> {
+fn coordinator_args(addr: SocketAddr, dir: &Path) -> Vec<String> {
     vec![
         "--listen".to_string(),
         addr.to_string(),
         "--data-dir".into(),
         dir.join("coordinator").display().to_string(),
-        "--controller".into(),
-        controller.to_string(),
         "--log-segment-bytes".into(),
         "4096".into(),
     ]
 }
 
-fn start_coordinator(addr: SocketAddr, controller: SocketAddr, dir: &Path) -> ServerProcess {
+fn start_coordinator(addr: SocketAddr, dir: &Path) -> ServerProcess {
     let p = ServerProcess::spawn(
         env!("CARGO_BIN_EXE_ferrisdb-coordinator"),
-        &coordinator_args(addr, controller, dir),
+        &coordinator_args(addr, dir),
         &dir.join("coordinator.log"),
     );
     wait_for_port(addr, Duration::from_secs(20));
@@ -63,11 +40,11 @@ fn start_coordinator(addr: SocketAddr, controller: SocketAddr, dir: &Path) -> Se
 /// A second coordinator started on a running one's data directory exits at once, non-zero,
 /// saying the directory is locked, without touching the log (the caller checks the log
 /// afterwards).
-fn a_second_coordinator_on_the_same_directory_is_refused(controller: SocketAddr, dir: &Path) {
+fn a_second_coordinator_on_the_same_directory_is_refused(dir: &Path) {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut second = ServerProcess::spawn(
         env!("CARGO_BIN_EXE_ferrisdb-coordinator"),
-        &coordinator_args(addr, controller, dir),
+        &coordinator_args(addr, dir),
         &dir.join("coordinator-2.log"),
     );
     let status = second.wait_exit(
@@ -208,36 +185,9 @@ async fn stream_all(c: &mut TransactionCoordinatorClient<Channel>) -> Vec<(u64, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_survive_a_sigkill_and_the_coordinator_serves_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ctl_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let coord_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let _controller = start_controller(ctl_addr, dir.path());
-    let mut coord = start_coordinator(coord_addr, ctl_addr, dir.path());
+    let mut coord = start_coordinator(coord_addr, dir.path());
     let mut c = TransactionCoordinatorClient::new(channel(coord_addr).await);
-
-    // Registration with the controller, with a status heartbeat.
-    let mut ctl = ClusterControllerClient::new(channel(ctl_addr).await);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let state = ctl
-            .get_cluster_state(v1::GetClusterStateRequest {})
-            .await
-            .expect("state")
-            .into_inner();
-        let reported = state.workers.iter().any(|w| {
-            w.role == v1::WorkerRole::Coordinator as i32
-                && w.address == coord_addr.to_string()
-                && w.status.is_some()
-        });
-        if reported && state.coordinator.is_some() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "coordinator never registered\n{}",
-            coord.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     // Sequential and concurrent commits; every acknowledged one is remembered.
     let mut acked: Vec<(u64, String, String)> = Vec::new();
@@ -265,7 +215,7 @@ async fn commits_survive_a_sigkill_and_the_coordinator_serves_the_log() {
     for t in tasks {
         acked.push(t.await.expect("task"));
     }
-    a_second_coordinator_on_the_same_directory_is_refused(ctl_addr, dir.path());
+    a_second_coordinator_on_the_same_directory_is_refused(dir.path());
 
     // A write outside the fake storage server's range is not pulled.
     let rv = grv(&mut c).await;
@@ -421,7 +371,7 @@ async fn commits_survive_a_sigkill_and_the_coordinator_serves_the_log() {
 
     // SIGKILL, restart on the same data dir.
     coord.kill();
-    let mut coord = start_coordinator(coord_addr, ctl_addr, dir.path());
+    let mut coord = start_coordinator(coord_addr, dir.path());
     let mut c = TransactionCoordinatorClient::new(channel(coord_addr).await);
     let rv = grv(&mut c).await;
     assert!(

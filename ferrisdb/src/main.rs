@@ -60,6 +60,8 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
                     host,
                     storage_servers,
                     replication,
+                    log_servers,
+                    log_replication,
                     bin_dir,
                 },
         } => {
@@ -70,6 +72,8 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
                 storage_servers,
                 controllers,
                 replication,
+                log_servers,
+                log_replication,
                 bin_dir,
             })
             .await

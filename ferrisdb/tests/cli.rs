@@ -324,8 +324,26 @@ fn status_shows_a_fully_replicated_cluster(c: &Cluster) {
             "coordinator",
             "storage",
             "storage",
-            "storage"
+            "storage",
+            "log",
+            "log",
+            "log"
         ]
+    );
+    // `cluster up` runs three log servers, two of them in the generation, which accepts
+    // commits (its storage servers may still be catching up to its first version).
+    assert!(status["generation"].as_u64().unwrap() >= 1, "{status:#}");
+    let in_generation = status["log_servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["in_generation"] == true)
+        .count();
+    assert_eq!(in_generation, 2, "{status:#}");
+    assert!(
+        ["accepting commits", "fully recovered"]
+            .contains(&status["recovery_state"].as_str().unwrap()),
+        "{status:#}"
     );
     let mut controller_roles: Vec<&str> = status["controllers"]
         .as_array()

@@ -10,8 +10,9 @@
 //!
 //! - **Out of connections**: every process under an open-file limit of 256, the coordinator
 //!   flooded with idle connections.
-//! - **Disks full**: the coordinator's and a storage server's data directories on small tmpfs
-//!   mounts that the test fills (the commit log and the storage engine each fail for good);
+//! - **Disks full**: the log servers' and a storage server's data directories on small tmpfs
+//!   mounts that the test fills (a log server of the current generation and the storage
+//!   engine each fail for good; the transaction system recovers onto the other log servers);
 //!   needs `CAP_SYS_ADMIN` to mount (without it the test fails unless
 //!   `FERRISDB_SKIP_MOUNT_TESTS=1`).
 
@@ -25,7 +26,7 @@ mod tmpfs;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::cluster_up::{Cluster, PORTS};
+use common::cluster_up::{Cluster, PORTS, log_port_offset};
 use serde_json::Value;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -211,11 +212,12 @@ fn a_coordinator_out_of_connections_says_so_and_serves_again_once_they_close() {
 fn full_disks_make_the_log_and_an_engine_fail_loudly_and_recover_after_a_supervised_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let mounts = ["coordinator", "storage-0"].map(|name| tmpfs::Tmpfs::mount(&dir.join(name), 16));
-    let [coordinator_fs, storage_fs] = match mounts {
-        [Ok(a), Ok(b)] => [a, b],
-        [a, b] => {
-            let why = a.err().or(b.err()).unwrap_or_default();
+    let mounts = ["log-0", "log-1", "log-2", "storage-0"]
+        .map(|name| tmpfs::Tmpfs::mount(&dir.join(name), 16));
+    let [log_fs_0, log_fs_1, log_fs_2, storage_fs] = match mounts {
+        [Ok(a), Ok(b), Ok(c), Ok(d)] => [a, b, c, d],
+        mounts => {
+            let why = mounts.into_iter().find_map(|m| m.err()).unwrap_or_default();
             skip::skip_or_fail(
                 "full_disks_make_the_log_and_an_engine_fail_loudly_and_recover_after_a_supervised_restart",
                 "FERRISDB_SKIP_MOUNT_TESTS",
@@ -266,51 +268,84 @@ fn full_disks_make_the_log_and_an_engine_fail_loudly_and_recover_after_a_supervi
         "{reason}"
     );
 
-    // The coordinator's disk fills: the commit log fails and every commit is refused. (A
-    // small record may still fit in the slack of the log's last page: such a commit succeeds
-    // and must survive like any other.)
-    let coordinator_filler = coordinator_fs.fill();
-    let mut coordinator_health = rt.block_on(health_client(port_base + 1));
+    // The disk of a log server of the current generation fills: its next append fails, the
+    // generation with it, and the controller recovers onto the other two log servers. Commits
+    // may be refused while it does (with a retryable error); every acknowledged one survives.
+    let report = status(&c);
+    let generation = report["generation"].as_u64().unwrap();
+    let victim = report["log_servers"]
+        .as_array()
+        .and_then(|logs| logs.iter().find(|l| l["in_generation"] == true))
+        .expect("a log server of the generation")
+        .clone();
+    let victim_port: u16 = victim["address"]
+        .as_str()
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
+    let index = (0..3)
+        .find(|i| port_base + log_port_offset(*i) == victim_port)
+        .expect("one of the three log servers");
+    let victim_fs = [&log_fs_0, &log_fs_1, &log_fs_2][usize::from(index)];
+    let log_filler = victim_fs.fill();
+    let mut log_health = rt.block_on(health_client(victim_port));
     let mut acknowledged = vec!["acknowledged".to_string()];
     let deadline = Instant::now() + WITHIN;
-    let refusal = loop {
+    loop {
         let key = format!("during/{}", acknowledged.len());
-        let out = c.run(&["--timeout", "3", "exec", &format!("set {key} 1")], None);
-        let err = common::stderr(&out);
+        let out = c.run(&["--timeout", "5", "exec", &format!("set {key} 1")], None);
         if out.status.success() {
             acknowledged.push(key);
-        } else if err.contains("commit log") {
-            break err;
+        }
+        let r = status(&c);
+        if r["generation"].as_u64().unwrap_or(0) > generation && acknowledged.len() > 3 {
+            break;
         }
         assert!(
             Instant::now() < deadline,
-            "commits not refused clearly: exit {:?}, stderr {err}\n{}",
-            out.status,
+            "no recovery onto the other log servers: {r:#}\n{}",
             c.logs()
         );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    assert!(refusal.contains("No space left on device"), "{refusal}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     rt.block_on(wait_for_health(
         &c,
-        &mut coordinator_health,
+        &mut log_health,
         ServingStatus::NotServing,
     ));
-    let report = wait_for_status(&c, "the coordinator unhealthy", |r| {
-        process(r, "coordinator")["healthy"] == false
+    let report = wait_for_status(&c, "the full log server unhealthy", |r| {
+        r["processes"].as_array().is_some_and(|ps| {
+            ps.iter()
+                .any(|p| p["address"] == victim["address"] && p["healthy"] == false)
+        })
     });
-    let reason = process(&report, "coordinator")["unhealthy_reason"]
-        .as_str()
+    let reason = report["processes"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["address"] == victim["address"]))
+        .and_then(|p| p["unhealthy_reason"].as_str())
         .unwrap_or_default()
         .to_owned();
     assert!(
         reason.contains("commit log") && reason.contains("No space left on device"),
         "{reason}"
     );
+    let in_generation: Vec<&Value> = report["log_servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["in_generation"] == true)
+        .collect();
+    assert_eq!(in_generation.len(), 2, "{report:#}");
+    assert!(
+        in_generation
+            .iter()
+            .all(|l| l["address"] != victim["address"]),
+        "the full log server left the generation: {report:#}"
+    );
 
     // Space returns: both exit, `cluster up` restarts them, they recover from their files.
     std::fs::remove_file(&storage_filler).expect("free storage-0's disk");
-    std::fs::remove_file(&coordinator_filler).expect("free the coordinator's disk");
+    std::fs::remove_file(&log_filler).expect("free the log server's disk");
     wait_for_commit(&c, "set recovered 1");
     wait_for_status(&c, "a healthy cluster", |r| r["healthy"] == true);
     for key in acknowledged
@@ -324,7 +359,7 @@ fn full_disks_make_the_log_and_an_engine_fail_loudly_and_recover_after_a_supervi
         assert_eq!(pairs.lines().count(), 64, "{prefix}/ keys lost");
     }
     let supervisor = std::fs::read_to_string(dir.join("cluster-up.log")).unwrap_or_default();
-    for name in ["coordinator", "storage-0"] {
+    for name in [format!("log-{index}"), "storage-0".to_string()] {
         assert!(
             supervisor.contains(&format!("restarting {name}")),
             "{name} was not restarted by its supervisor: {supervisor}"

@@ -56,6 +56,10 @@ struct Args {
     /// Replicas per shard.
     #[arg(long, default_value_t = 2)]
     replication: u32,
+    /// Log servers in each generation of the transaction system: a commit is acknowledged
+    /// once it is durable on all of them (first start only).
+    #[arg(long, default_value_t = 2)]
+    log_replication: u32,
     /// Heartbeat interval workers are told to use, in milliseconds.
     #[arg(long, default_value_t = 500)]
     heartbeat_ms: u64,
@@ -93,6 +97,7 @@ async fn serve(args: Args) -> ExitCode {
         },
         storage_servers: args.storage_servers,
         replication: args.replication,
+        log_replication: args.log_replication,
         heartbeat_interval: Duration::from_millis(args.heartbeat_ms),
         missed_heartbeats: args.missed_heartbeats,
         max_connections: args.max_connections.map(|n| n.get()),

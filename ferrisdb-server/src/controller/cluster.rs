@@ -88,6 +88,8 @@ impl Controller {
                 shard_map: ShardMap::default(),
                 workers: Vec::new(),
                 generation: Default::default(),
+                recovering_epoch: 0,
+                log_replication: config.log_replication,
             },
         };
         let group = ControllerGroup::open(
@@ -212,7 +214,6 @@ impl Controller {
         &self,
         record: WorkerRecord,
         claimed_cluster: &str,
-        incarnation: &str,
     ) -> Result<RegisterReply, Error> {
         self.group.confirm_leadership().await?;
         let meta = self.created_cluster().await?;
@@ -231,28 +232,6 @@ impl Controller {
                 .await?;
             if let Some(reason) = outcome.refused {
                 return Err(Error::InvalidArgument(reason));
-            }
-        }
-        let serving = self
-            .group
-            .cluster()
-            .map(|c| c.generation.coordinator_incarnation);
-        if record.role == super::membership::Role::Coordinator
-            && !incarnation.is_empty()
-            && serving.as_deref() != Some(incarnation)
-        {
-            let outcome = self
-                .group
-                .propose(Command::NewGeneration {
-                    coordinator_id: record.id.clone(),
-                    incarnation: incarnation.to_string(),
-                })
-                .await?;
-            if let Some(reason) = outcome.refused {
-                return Err(Error::InvalidArgument(reason));
-            }
-            if let Some(c) = self.group.cluster() {
-                tracing::info!(epoch = c.generation.epoch, coordinator = %record.id, "a new generation of the transaction system begins");
             }
         }
         // Leadership was confirmed above (and any proposal since committed in this term).
@@ -297,6 +276,23 @@ impl Controller {
             ));
         };
         Ok(f(state, Instant::now()))
+    }
+
+    /// Proposes `command` and fails with its refusal if the state refused it.
+    pub async fn propose_checked(&self, command: Command) -> Result<(), Error> {
+        let outcome = self.group.propose(command).await?;
+        match outcome.refused {
+            Some(reason) => Err(Error::InvalidArgument(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Changes what the leader's view says about the recovery (nothing when not leading).
+    pub async fn update_recovery(&self, f: impl FnOnce(&mut super::recovery::RecoveryProgress)) {
+        let mut view = self.view.lock().await;
+        if let Some(state) = view.state.as_mut() {
+            f(&mut state.recovery);
+        }
     }
 
     /// How often workers heartbeat.
@@ -364,6 +360,7 @@ mod tests {
             peer_source_ip: None,
             storage_servers: 2,
             replication: 2,
+            log_replication: 2,
             heartbeat_interval: Duration::from_millis(100),
             missed_heartbeats: 3,
             max_connections: None,
@@ -401,12 +398,9 @@ mod tests {
     async fn identity_and_shard_map_survive_reopen_and_flags_cannot_change_them() {
         let dir = tempfile::tempdir().unwrap();
         let c = started(&config(dir.path())).await;
-        let first = c.register(rec("a"), "", "").await.unwrap();
-        let second = c.register(rec("b"), &first.cluster_id, "").await.unwrap();
-        let err = c
-            .register(rec("c"), "another-cluster", "")
-            .await
-            .unwrap_err();
+        let first = c.register(rec("a"), "").await.unwrap();
+        let second = c.register(rec("b"), &first.cluster_id).await.unwrap();
+        let err = c.register(rec("c"), "another-cluster").await.unwrap_err();
         assert!(
             err.to_string()
                 .contains("belongs to cluster another-cluster"),
@@ -418,20 +412,13 @@ mod tests {
         );
         assert_eq!(first.cluster_id, second.cluster_id);
         assert_eq!((first.shard_map_version, second.shard_map_version), (0, 1));
-        let coordinator = |incarnation: &'static str| {
-            let c = c.clone();
-            async move {
-                let record = WorkerRecord {
-                    id: "coord".into(),
-                    role: Role::Coordinator,
-                    address: "coord:1".into(),
-                };
-                c.register(record, "", incarnation).await.unwrap().epoch
-            }
+        // Registering a coordinator begins no generation: recoveries do.
+        let record = WorkerRecord {
+            id: "coord".into(),
+            role: Role::Coordinator,
+            address: "coord:1".into(),
         };
-        assert_eq!(coordinator("p1").await, 1);
-        assert_eq!(coordinator("p1").await, 1, "the same process again");
-        assert_eq!(coordinator("p2").await, 2, "a restarted coordinator");
+        assert_eq!(c.register(record, "").await.unwrap().epoch, 0);
         let map = c.view(|s, _| s.shard_map.clone()).await.unwrap();
         c.group().shutdown().await;
         drop(c);
@@ -473,6 +460,8 @@ mod tests {
                 })
                 .collect(),
             generation: Default::default(),
+            recovering_epoch: 0,
+            log_replication: 2,
         };
         metadata::store(dir.path(), &meta).unwrap();
         let c = started(&config(dir.path())).await;

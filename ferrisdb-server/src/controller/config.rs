@@ -35,6 +35,8 @@ pub struct ControllerConfig {
     pub storage_servers: u32,
     /// Replicas per shard.
     pub replication: u32,
+    /// Log servers per generation of the transaction system (first start only).
+    pub log_replication: u32,
     /// How often workers heartbeat.
     pub heartbeat_interval: Duration,
     /// Missed heartbeat intervals after which a worker is unhealthy.
@@ -56,6 +58,13 @@ impl ControllerConfig {
     /// and the peer list names this replica.
     pub fn validate(&self) -> Result<(), Error> {
         check_layout(self.storage_servers as usize, self.replication as usize)?;
+        if !(1..=super::recovery::MAX_LOG_REPLICATION).contains(&self.log_replication) {
+            return Err(Error::InvalidArgument(format!(
+                "log replication must be 1 to {}, got {}",
+                super::recovery::MAX_LOG_REPLICATION,
+                self.log_replication
+            )));
+        }
         let me = self.advertised_address();
         super::membership::check_address(&me).map_err(|_| {
             Error::InvalidArgument(format!("advertised address {me:?} is not host:port"))
@@ -125,6 +134,7 @@ mod tests {
             peer_source_ip: None,
             storage_servers: 3,
             replication: 2,
+            log_replication: 2,
             heartbeat_interval: Duration::from_millis(500),
             missed_heartbeats: 4,
             max_connections: None,
@@ -134,6 +144,15 @@ mod tests {
     #[test]
     fn validation() {
         assert!(config().validate().is_ok());
+        for bad in [0, 6] {
+            let err = ControllerConfig {
+                log_replication: bad,
+                ..config()
+            }
+            .validate()
+            .unwrap_err();
+            assert!(err.to_string().contains("log replication"), "{err}");
+        }
         assert_eq!(config().liveness().timeout(), Duration::from_secs(2));
         let bad = [
             ControllerConfig {

@@ -86,6 +86,10 @@ pub struct CoordinatorStatus {
     pub log_holders: Vec<StorageDurability>,
     /// Microseconds commits spent per pipeline stage, summed over `commits_total`.
     pub commit_stages: CommitStageTotals,
+    /// The generation it serves (0: none).
+    pub serving_epoch: u64,
+    /// Why that generation can no longer commit (`None`: it can).
+    pub generation_failure: Option<String>,
 }
 
 /// Microseconds committed transactions spent in each stage of the coordinator's pipeline,
@@ -325,6 +329,14 @@ impl Membership {
             .filter(|w| w.record.role == Role::Storage)
             .map(|w| w.record.id.clone())
             .collect()
+    }
+
+    /// Whether `w` has been silent longer than the liveness timeout at `now`, judged only once
+    /// this view is older than twice the timeout (a leader that just took office has heard
+    /// from nobody yet, and workers take a moment to find it: that silence is no failure).
+    pub fn is_silent(&self, w: &Worker, now: Instant) -> bool {
+        let timeout = self.liveness.timeout();
+        now.saturating_duration_since(self.started) > timeout * 2 && self.silence(w, now) > timeout
     }
 
     /// The failure-detection settings.

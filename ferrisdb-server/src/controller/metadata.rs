@@ -40,19 +40,39 @@ pub struct Metadata {
     pub workers: Vec<WorkerRecord>,
     /// The transaction system's current generation.
     pub generation: Generation,
+    /// The newest epoch a recovery began (at least `generation.epoch`): the next recovery
+    /// takes the one after it, so two recoveries never share an epoch.
+    pub recovering_epoch: u64,
+    /// Log servers in each generation: every commit is durable on all of them before it is
+    /// acknowledged.
+    pub log_replication: u32,
 }
 
-/// The transaction system's generation (FoundationDB's epoch): a new one begins each time a
-/// coordinator process starts serving (a restart or a replacement), recorded before the
-/// coordinator is told it may serve. Replicated log servers will use it to refuse an older
-/// generation's writes; today it is recorded, reported to the coordinator and shown by
-/// `ferrisdb status`.
+/// Log servers per generation when nothing says otherwise.
+pub const DEFAULT_LOG_REPLICATION: u32 = 2;
+
+/// A generation of the transaction system (FoundationDB's epoch): the coordinator and the log
+/// servers that serve it, and where its versions begin. Recorded by the recovery that began
+/// it, after the log servers were locked at its epoch and hold every version up to
+/// `recovery_version`, and before its coordinator accepts a commit.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Generation {
-    /// Generation number, starting at 1 with the first coordinator (0: none yet).
+    /// Generation number, starting at 1 (0: none yet).
     pub epoch: u64,
-    /// The coordinator process (incarnation) serving this generation.
-    pub coordinator_incarnation: String,
+    /// The coordinator serving it (worker id).
+    #[serde(default)]
+    pub coordinator_id: String,
+    /// Its log servers (worker ids).
+    #[serde(default)]
+    pub logs: Vec<String>,
+    /// Every version acknowledged before this generation is at or below this one, and the
+    /// generation's log servers hold every version up to it.
+    #[serde(default)]
+    pub recovery_version: u64,
+    /// The generation's first version (its recovery commit): at least one MVCC window above
+    /// `recovery_version`, so no read version of an older generation is still usable.
+    #[serde(default)]
+    pub start_version: u64,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -74,6 +94,14 @@ struct FileContents {
     /// Absent from a single controller's file of an earlier release.
     #[serde(default)]
     generation: Generation,
+    #[serde(default)]
+    recovering_epoch: u64,
+    #[serde(default = "default_log_replication")]
+    log_replication: u32,
+}
+
+fn default_log_replication() -> u32 {
+    DEFAULT_LOG_REPLICATION
 }
 
 /// The metadata file's path inside `dir`.
@@ -141,7 +169,9 @@ impl TryFrom<FileContents> for Metadata {
             replication: file.replication,
             shard_map,
             workers: file.workers,
+            recovering_epoch: file.recovering_epoch.max(file.generation.epoch),
             generation: file.generation,
+            log_replication: file.log_replication,
         })
     }
 }
@@ -166,6 +196,8 @@ impl From<Metadata> for FileContents {
                 .collect(),
             workers: meta.workers,
             generation: meta.generation,
+            recovering_epoch: meta.recovering_epoch,
+            log_replication: meta.log_replication,
         }
     }
 }
@@ -197,8 +229,13 @@ mod tests {
             }],
             generation: Generation {
                 epoch: 3,
-                coordinator_incarnation: "c-1".into(),
+                coordinator_id: "coord".into(),
+                logs: vec!["log-a".into(), "log-b".into()],
+                recovery_version: 7_000_000,
+                start_version: 12_000_000,
             },
+            recovering_epoch: 4,
+            log_replication: 2,
         }
     }
 
@@ -217,6 +254,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(METADATA_FILE)]);
+    }
+
+    #[test]
+    fn a_file_from_before_recovery_generations_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        store(dir.path(), &sample()).unwrap();
+        let text = fs::read_to_string(path_in(dir.path())).unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let obj = json.as_object_mut().unwrap();
+        obj.remove("recovering_epoch");
+        obj.remove("log_replication");
+        obj.insert(
+            "generation".into(),
+            serde_json::json!({"epoch": 5, "coordinator_incarnation": "abc"}),
+        );
+        fs::write(path_in(dir.path()), json.to_string()).unwrap();
+        let meta = load(dir.path()).unwrap().unwrap();
+        assert_eq!(meta.generation.epoch, 5);
+        assert!(meta.generation.logs.is_empty());
+        assert_eq!(meta.recovering_epoch, 5);
+        assert_eq!(meta.log_replication, DEFAULT_LOG_REPLICATION);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! [`metadata`] (the replicated state and its JSON form), [`state`] (the rules that change
 //! it and the leader's view), [`raft`] (replication: journal, state machine, peer network),
 //! [`group`] (forming, joining, leadership), [`cluster`] (the [`Controller`] the handlers
-//! call), [`wire`] (proto conversions), [`service`] (gRPC handlers) and [`server`] (the
+//! call), [`recovery`] (the leader's recovery of the transaction system), [`wire`] (proto conversions), [`service`] (gRPC handlers) and [`server`] (the
 //! process's gRPC server).
 
 pub mod cluster;
@@ -16,6 +16,7 @@ pub mod group;
 pub mod membership;
 pub mod metadata;
 pub mod raft;
+pub mod recovery;
 pub mod server;
 pub mod service;
 pub mod shard_map;

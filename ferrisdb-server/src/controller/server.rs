@@ -1,7 +1,8 @@
 //! Runs a controller replica's gRPC server: the `ClusterController` service (served by the
 //! leader), the `ControllerGroup` service (Raft among the replicas), `grpc.health.v1` and
 //! reflection, until a shutdown signal; plus background tasks that form or join the group,
-//! create the cluster when leading a new group, and log health changes.
+//! create the cluster when leading a new group, recover the transaction system when it needs
+//! it (`recovery`), and log health changes.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -86,10 +87,12 @@ pub async fn serve_on(
         let controller = controller.clone();
         async move { controller.create_cluster_when_leading().await }
     });
+    let recoverer = tokio::spawn(super::recovery::run(controller.clone()));
     tracing::info!(address = ?addr, node_id = controller.group().node_id(), "cluster controller serving");
     let result = grpc::serve_until(routes, listener, limit, shutdown).await;
     forming.abort();
     creator.abort();
+    recoverer.abort();
     controller.group().shutdown().await;
     sweeper.abort();
     health_driver.abort();

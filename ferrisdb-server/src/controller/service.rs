@@ -44,7 +44,7 @@ impl ClusterController for ControllerService {
         };
         let reply = self
             .controller
-            .register(record, &req.cluster_id, &req.incarnation)
+            .register(record, &req.cluster_id)
             .await
             .map_err(to_status)?;
         Ok(Response::new(v1::RegisterWorkerResponse {
@@ -68,6 +68,7 @@ impl ClusterController for ControllerService {
             .map_err(to_status)?;
         Ok(Response::new(v1::HeartbeatResponse {
             shard_map_version: reply.shard_map_version,
+            epoch: reply.epoch,
             must_register: reply.must_register,
         }))
     }

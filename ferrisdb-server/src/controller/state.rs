@@ -17,6 +17,8 @@ use super::shard_map::ShardMap;
 pub struct HeartbeatReply {
     /// The current shard-map version.
     pub shard_map_version: u64,
+    /// The transaction system's current generation.
+    pub epoch: u64,
     /// The controller does not know the worker: it must register again.
     pub must_register: bool,
 }
@@ -41,35 +43,85 @@ pub fn apply_command(cluster: &mut Option<Metadata>, command: Command) -> Result
             *meta = next;
             Ok(())
         }
-        Command::NewGeneration {
-            coordinator_id,
-            incarnation,
-        } => {
-            let meta = cluster
-                .as_mut()
-                .ok_or_else(|| Error::Unavailable("the cluster has not been created yet".into()))?;
-            let registered = meta
-                .workers
-                .iter()
-                .any(|w| w.role == Role::Coordinator && w.id == coordinator_id);
-            if !registered {
-                return Err(Error::InvalidArgument(format!(
-                    "{coordinator_id:?} is not the registered coordinator"
-                )));
-            }
-            if incarnation.is_empty() || meta.generation.coordinator_incarnation == incarnation {
-                return Ok(());
-            }
-            let epoch = meta.generation.epoch.checked_add(1).ok_or_else(|| {
+        Command::NewGeneration { .. } => Ok(()),
+        Command::BeginRecovery { epoch } => {
+            let meta = created(cluster)?;
+            let newest = meta.recovering_epoch.max(meta.generation.epoch);
+            let next = newest.checked_add(1).ok_or_else(|| {
                 Error::Internal("the transaction system's generation number is exhausted".into())
             })?;
-            meta.generation = Generation {
-                epoch,
-                coordinator_incarnation: incarnation,
-            };
+            if epoch != next {
+                return Err(Error::InvalidArgument(format!(
+                    "a recovery cannot take epoch {epoch}: epoch {newest} already began, the \
+                     next one is {next}"
+                )));
+            }
+            meta.recovering_epoch = epoch;
+            Ok(())
+        }
+        Command::CompleteRecovery {
+            generation,
+            forget_logs,
+        } => {
+            let meta = created(cluster)?;
+            check_generation(meta, &generation)?;
+            // The coordinators it did not recruit, and the unreachable log servers outside it,
+            // are forgotten rather than listed as unhealthy for ever (one that comes back
+            // registers again: a standby).
+            meta.workers.retain(|w| match w.role {
+                Role::Coordinator => w.id == generation.coordinator_id,
+                Role::Log => generation.logs.contains(&w.id) || !forget_logs.contains(&w.id),
+                Role::Storage => true,
+            });
+            meta.generation = generation;
             Ok(())
         }
     }
+}
+
+fn created(cluster: &mut Option<Metadata>) -> Result<&mut Metadata, Error> {
+    cluster
+        .as_mut()
+        .ok_or_else(|| Error::Unavailable("the cluster has not been created yet".into()))
+}
+
+/// A finished recovery's generation may replace the current one only if it is the newest
+/// recovery begun, newer than the current generation, served by the registered coordinator
+/// and by `log_replication` distinct registered log servers, and starts after its recovery
+/// version.
+fn check_generation(meta: &Metadata, g: &Generation) -> Result<(), Error> {
+    if g.epoch != meta.recovering_epoch || g.epoch <= meta.generation.epoch {
+        return Err(Error::InvalidArgument(format!(
+            "generation {} is not the newest recovery (epoch {} began; generation {} serves)",
+            g.epoch, meta.recovering_epoch, meta.generation.epoch
+        )));
+    }
+    let has = |id: &str, role: Role| meta.workers.iter().any(|w| w.id == id && w.role == role);
+    if !has(&g.coordinator_id, Role::Coordinator) {
+        return Err(Error::InvalidArgument(format!(
+            "{:?} is not the registered coordinator",
+            g.coordinator_id
+        )));
+    }
+    let distinct: std::collections::BTreeSet<&String> = g.logs.iter().collect();
+    if g.logs.is_empty() || distinct.len() != g.logs.len() {
+        return Err(Error::InvalidArgument(format!(
+            "a generation needs distinct log servers, got {:?}",
+            g.logs
+        )));
+    }
+    if let Some(unknown) = g.logs.iter().find(|id| !has(id, Role::Log)) {
+        return Err(Error::InvalidArgument(format!(
+            "{unknown:?} is not a registered log server"
+        )));
+    }
+    if g.start_version <= g.recovery_version {
+        return Err(Error::InvalidArgument(format!(
+            "generation {} starts at {}, not after its recovery version {}",
+            g.epoch, g.start_version, g.recovery_version
+        )));
+    }
+    Ok(())
 }
 
 /// Whether registering `record` would change `meta`; fails as applying it would.
@@ -94,13 +146,7 @@ fn register_in(meta: &mut Metadata, record: WorkerRecord) -> Result<(), Error> {
         Some(w) => w.address = record.address.clone(),
         None => meta.workers.push(record.clone()),
     }
-    if record.role == Role::Coordinator {
-        // One coordinator serves the cluster: one registering under a new id (a replacement,
-        // e.g. on a fresh data directory) takes over from the old one, which is forgotten
-        // rather than listed as unhealthy for ever.
-        meta.workers
-            .retain(|w| w.role != Role::Coordinator || w.id == record.id);
-    }
+    // Coordinators other than the generation's stand by: a recovery may recruit one.
     maybe_bootstrap(meta)
 }
 
@@ -149,6 +195,12 @@ pub struct ClusterState {
     coordinator_id: Option<String>,
     /// The transaction system's generation.
     pub generation: Generation,
+    /// The newest epoch a recovery began.
+    pub recovering_epoch: u64,
+    /// Log servers per generation.
+    pub log_replication: u32,
+    /// What this leader's recovery of the transaction system is doing (not replicated).
+    pub recovery: super::recovery::RecoveryProgress,
 }
 
 impl ClusterState {
@@ -163,6 +215,9 @@ impl ClusterState {
             membership: Membership::new(Vec::new(), liveness, started),
             coordinator_id: None,
             generation: Generation::default(),
+            recovering_epoch: 0,
+            log_replication: 0,
+            recovery: Default::default(),
         };
         state.adopt(&meta);
         state
@@ -177,6 +232,8 @@ impl ClusterState {
             shard_map: self.shard_map.clone(),
             workers: self.membership.records(),
             generation: self.generation.clone(),
+            recovering_epoch: self.recovering_epoch,
+            log_replication: self.log_replication,
         }
     }
 
@@ -196,12 +253,20 @@ impl ClusterState {
         self.replication = meta.replication;
         self.shard_map = meta.shard_map.clone();
         self.generation = meta.generation.clone();
+        self.recovering_epoch = meta.recovering_epoch;
+        self.log_replication = meta.log_replication;
         self.membership.adopt_records(&meta.workers);
+        // The generation's coordinator while it is registered, else the newest one.
         self.coordinator_id = meta
             .workers
             .iter()
-            .rev()
-            .find(|w| w.role == Role::Coordinator)
+            .find(|w| w.role == Role::Coordinator && w.id == meta.generation.coordinator_id)
+            .or_else(|| {
+                meta.workers
+                    .iter()
+                    .rev()
+                    .find(|w| w.role == Role::Coordinator)
+            })
             .map(|w| w.id.clone());
     }
 
@@ -221,11 +286,13 @@ impl ClusterState {
         let known = self.membership.heartbeat(id, status, problem, now)?;
         Ok(HeartbeatReply {
             shard_map_version: self.shard_map.version,
+            epoch: self.generation.epoch,
             must_register: !known,
         })
     }
 
-    /// The registered coordinator, if any.
+    /// The coordinator: the generation's while it is registered, else the one registered
+    /// last (`None` if none is).
     pub fn coordinator(&self) -> Option<&super::membership::Worker> {
         let id = self.coordinator_id.as_deref()?;
         self.membership.workers().iter().find(|w| w.record.id == id)
@@ -245,6 +312,8 @@ mod tests {
             shard_map: ShardMap::default(),
             workers: vec![],
             generation: Generation::default(),
+            recovering_epoch: 0,
+            log_replication: 2,
         }
     }
 
@@ -298,6 +367,7 @@ mod tests {
             reply,
             HeartbeatReply {
                 shard_map_version: 1,
+                epoch: 0,
                 must_register: false
             }
         );
@@ -305,22 +375,72 @@ mod tests {
     }
 
     #[test]
-    fn a_replacement_coordinator_removes_the_old_one() {
+    fn coordinators_stand_by_until_a_recovery_recruits_one_and_forgets_the_others() {
         let mut c = Some(fresh());
         register(&mut c, "coord-1", Role::Coordinator).unwrap();
         register(&mut c, "a", Role::Storage).unwrap();
+        register(&mut c, "la", Role::Log).unwrap();
         register(&mut c, "coord-2", Role::Coordinator).unwrap();
-        let meta = c.unwrap();
+        let meta = c.clone().unwrap();
         let ids: Vec<_> = meta.workers.iter().map(|w| w.id.as_str()).collect();
-        assert_eq!(ids, ["a", "coord-2"]);
+        assert_eq!(ids, ["coord-1", "a", "la", "coord-2"]);
         let now = Instant::now();
-        let mut view = ClusterState::from_metadata(meta, liveness(), now);
-        assert_eq!(view.coordinator().unwrap().record.id, "coord-2");
+        let view = ClusterState::from_metadata(meta, liveness(), now);
+        assert_eq!(
+            view.coordinator().unwrap().record.id,
+            "coord-2",
+            "no generation yet: the newest"
+        );
+        apply_command(&mut c, Command::BeginRecovery { epoch: 1 }).unwrap();
+        apply_command(
+            &mut c,
+            Command::CompleteRecovery {
+                generation: Generation {
+                    coordinator_id: "coord-1".into(),
+                    ..generation(1, &["la"])
+                },
+                forget_logs: vec![],
+            },
+        )
+        .unwrap();
+        let meta = c.clone().unwrap();
+        let ids: Vec<_> = meta.workers.iter().map(|w| w.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["coord-1", "a", "la"],
+            "the other coordinator is forgotten"
+        );
+        // It comes back: a standby; the generation's coordinator stays the coordinator.
+        register(&mut c, "coord-2", Role::Coordinator).unwrap();
+        let mut view = ClusterState::from_metadata(c.unwrap(), liveness(), now);
+        assert_eq!(view.coordinator().unwrap().record.id, "coord-1");
         assert!(
-            view.heartbeat("coord-1", None, None, now)
+            !view
+                .heartbeat("coord-2", None, None, now)
                 .unwrap()
                 .must_register
         );
+    }
+
+    #[test]
+    fn a_recovery_forgets_the_unreachable_log_servers_it_did_not_recruit() {
+        let mut c = Some(fresh());
+        register(&mut c, "coord", Role::Coordinator).unwrap();
+        for id in ["la", "lb", "lc", "ld"] {
+            register(&mut c, id, Role::Log).unwrap();
+        }
+        apply_command(&mut c, Command::BeginRecovery { epoch: 1 }).unwrap();
+        apply_command(
+            &mut c,
+            Command::CompleteRecovery {
+                generation: generation(1, &["la", "lb"]),
+                // "lb" is in the generation: never forgotten by this list.
+                forget_logs: vec!["lb".into(), "lc".into()],
+            },
+        )
+        .unwrap();
+        let ids: Vec<_> = c.unwrap().workers.iter().map(|w| w.id.clone()).collect();
+        assert_eq!(ids, ["coord", "la", "lb", "ld"]);
     }
 
     #[test]
@@ -344,41 +464,84 @@ mod tests {
         assert_eq!(c, before);
     }
 
+    fn generation(epoch: u64, logs: &[&str]) -> Generation {
+        Generation {
+            epoch,
+            coordinator_id: "coord".into(),
+            logs: logs.iter().map(|l| l.to_string()).collect(),
+            recovery_version: 100,
+            start_version: 5_000_100,
+        }
+    }
+
     #[test]
-    fn each_coordinator_incarnation_begins_a_generation_once() {
+    fn recoveries_take_each_epoch_once_and_only_the_newest_completes() {
         let mut c = Some(fresh());
-        let start = |c: &mut Option<Metadata>, id: &str, inc: &str| {
+        let begin =
+            |c: &mut Option<Metadata>, epoch| apply_command(c, Command::BeginRecovery { epoch });
+        let complete = |c: &mut Option<Metadata>, g: Generation| {
             apply_command(
                 c,
-                Command::NewGeneration {
-                    coordinator_id: id.into(),
-                    incarnation: inc.into(),
+                Command::CompleteRecovery {
+                    generation: g,
+                    forget_logs: vec![],
                 },
             )
         };
-        assert!(start(&mut c, "coord", "i1").is_err(), "not registered yet");
         register(&mut c, "coord", Role::Coordinator).unwrap();
-        start(&mut c, "coord", "i1").unwrap();
-        assert_eq!(c.as_ref().unwrap().generation.epoch, 1);
-        start(&mut c, "coord", "i1").unwrap();
-        assert_eq!(
-            c.as_ref().unwrap().generation.epoch,
-            1,
-            "re-registration: same one"
+        register(&mut c, "la", Role::Log).unwrap();
+        register(&mut c, "lb", Role::Log).unwrap();
+        register(&mut c, "s", Role::Storage).unwrap();
+        assert!(begin(&mut c, 2).is_err(), "epochs are not skipped");
+        begin(&mut c, 1).unwrap();
+        assert!(begin(&mut c, 1).is_err(), "an epoch is taken once");
+        begin(&mut c, 2).unwrap();
+        let err = complete(&mut c, generation(1, &["la", "lb"])).unwrap_err();
+        assert!(err.to_string().contains("not the newest"), "{err}");
+        for (bad, why) in [
+            (generation(2, &[]), "distinct log servers"),
+            (generation(2, &["la", "la"]), "distinct log servers"),
+            (generation(2, &["la", "s"]), "not a registered log server"),
+            (
+                Generation {
+                    coordinator_id: "s".into(),
+                    ..generation(2, &["la"])
+                },
+                "not the registered coordinator",
+            ),
+            (
+                Generation {
+                    start_version: 100,
+                    ..generation(2, &["la"])
+                },
+                "not after its recovery version",
+            ),
+        ] {
+            let before = c.clone();
+            let err = complete(&mut c, bad).unwrap_err();
+            assert!(err.to_string().contains(why), "{err}");
+            assert_eq!(c, before, "a refused command changes nothing");
+        }
+        complete(&mut c, generation(2, &["la", "lb"])).unwrap();
+        let meta = c.clone().unwrap();
+        assert_eq!(meta.generation, generation(2, &["la", "lb"]));
+        assert!(
+            complete(&mut c, generation(2, &["la"])).is_err(),
+            "a generation completes once"
         );
-        start(&mut c, "coord", "i2").unwrap();
-        assert_eq!(c.as_ref().unwrap().generation.epoch, 2, "a restart");
-        register(&mut c, "coord-b", Role::Coordinator).unwrap();
-        assert!(start(&mut c, "coord", "i3").is_err(), "the replaced one");
-        start(&mut c, "coord-b", "j1").unwrap();
-        let generation = c.unwrap().generation;
-        assert_eq!(
-            generation,
-            Generation {
-                epoch: 3,
-                coordinator_incarnation: "j1".into()
-            }
-        );
+        assert!(begin(&mut c, 2).is_err());
+        begin(&mut c, 3).unwrap();
+        // A legacy command replayed from an old journal changes nothing.
+        let before = c.clone();
+        apply_command(
+            &mut c,
+            Command::NewGeneration {
+                coordinator_id: "coord".into(),
+                incarnation: "x".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(c, before);
     }
 
     #[test]

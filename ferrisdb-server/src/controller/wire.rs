@@ -89,6 +89,8 @@ fn role_status_from_proto(status: Option<v1::worker_status::Status>) -> Option<R
                     ms_since_report: h.ms_since_report,
                 })
                 .collect(),
+            serving_epoch: c.serving_epoch,
+            generation_failure: Some(c.generation_failure).filter(|f| !f.is_empty()),
         })),
     }
 }
@@ -133,6 +135,8 @@ pub fn status_to_proto(status: &RoleStatus, problem: Option<&str>) -> v1::Worker
                     ms_since_report: h.ms_since_report,
                 })
                 .collect(),
+            serving_epoch: c.serving_epoch,
+            generation_failure: c.generation_failure.clone().unwrap_or_default(),
         }),
     };
     v1::WorkerStatus {
@@ -189,6 +193,67 @@ pub fn cluster_state_to_proto(
         // Filled by the service, which asks every replica.
         controllers: Vec::new(),
         epoch: state.generation.epoch,
+        generation: (state.generation.epoch > 0).then(|| generation_to_proto(state)),
+        recovery_state: recovery_state(state),
+        recovery_reason: state.recovery.reason.clone(),
+        last_recovery_ms: state
+            .recovery
+            .last_duration
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    }
+}
+
+/// The current generation with its log servers' addresses.
+pub fn generation_to_proto(state: &ClusterState) -> v1::GenerationInfo {
+    let g = &state.generation;
+    let address = |id: &str| {
+        state
+            .membership
+            .workers()
+            .iter()
+            .find(|w| w.record.id == id)
+            .map(|w| w.record.address.clone())
+            .unwrap_or_default()
+    };
+    v1::GenerationInfo {
+        epoch: g.epoch,
+        coordinator_id: g.coordinator_id.clone(),
+        logs: g
+            .logs
+            .iter()
+            .map(|id| v1::GenerationLog {
+                log_id: id.clone(),
+                address: address(id),
+            })
+            .collect(),
+        recovery_version: g.recovery_version,
+        start_version: g.start_version,
+    }
+}
+
+/// What the recovery is doing, in words: the leader's progress, and "fully recovered" once
+/// the generation accepts commits and every storage server of the shard map has applied its
+/// first version.
+fn recovery_state(state: &ClusterState) -> String {
+    let progress = &state.recovery.state;
+    let serving =
+        state.generation.epoch > 0 && (progress.is_empty() || progress == "accepting commits");
+    if !serving {
+        return progress.clone();
+    }
+    let start = Version(state.generation.start_version);
+    let caught_up = state.shard_map.shards.iter().all(|shard| {
+        shard.storage_ids.iter().all(|id| {
+            state.membership.workers().iter().any(|w| {
+                &w.record.id == id
+                    && matches!(&w.status, Some(RoleStatus::Storage(s)) if s.applied_version >= start)
+            })
+        })
+    });
+    if caught_up {
+        "fully recovered".into()
+    } else {
+        "accepting commits".into()
     }
 }
 
@@ -233,6 +298,15 @@ mod tests {
                     durable_version: Version(2),
                     ms_since_report: 40,
                 }],
+                serving_epoch: 4,
+                generation_failure: Some("log server l1 ended its append stream".into()),
+            }),
+            RoleStatus::Log(LogServerStatus {
+                locked_epoch: 4,
+                durable_version: Version(9),
+                known_committed: Version(8),
+                retained_from: Version(2),
+                retained_bytes: 100,
             }),
         ];
         for s in all {

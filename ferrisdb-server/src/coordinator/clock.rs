@@ -6,9 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A source of wall-clock time in microseconds since the Unix epoch.
-pub trait Clock: Send + Sync {
+pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Microseconds since the Unix epoch. May jump backwards; callers must cope.
     fn now_micros(&self) -> u64;
+}
+
+impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
+    fn now_micros(&self) -> u64 {
+        (**self).now_micros()
+    }
 }
 
 /// The operating system's real-time clock.

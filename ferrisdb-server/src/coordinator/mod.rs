@@ -3,8 +3,8 @@
 //! together, plus the `TransactionCoordinator` gRPC service. See `docs/commit-path.md`.
 //!
 //! Layers, innermost first: [`clock`], [`sequencer`], and [`resolver`] (pure logic),
-//! [`commit`] (the batching pipeline, which also
-//! stamps versionstamps), [`idempotency`] (recognising retried commits), [`handle`] (the
+//! [`commit`] (the batching pipeline, which also stamps versionstamps), [`replicated_log`]
+//! (the pipeline's log in a cluster: the generation's log servers), [`idempotency`] (recognising retried commits), [`handle`] (the
 //! in-process API), [`service`] (gRPC), [`worker`] (controller membership), the public
 //! services [`kv`] (etcd-style) and [`transactions`] (interactive transactions for any
 //! language), both clients of the cluster, and [`server`].
@@ -14,6 +14,7 @@ pub mod commit;
 pub mod handle;
 pub mod idempotency;
 pub mod kv;
+pub mod replicated_log;
 pub mod resolver;
 pub mod sequencer;
 pub mod server;
@@ -22,7 +23,10 @@ pub mod transactions;
 pub mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use handle::{Coordinator, CoordinatorHandle, CoordinatorOptions, MutationFeed, Pull, Pulled};
+pub use handle::{
+    ClusterCoordinatorOptions, Coordinator, CoordinatorHandle, CoordinatorOptions, GenerationStart,
+    MutationFeed, Pull, Pulled,
+};
 pub use resolver::{ResolveError, Resolver, ResolverConfig, TxnConflicts};
 pub use sequencer::Sequencer;
 pub use server::{CoordinatorConfig, serve, serve_on};

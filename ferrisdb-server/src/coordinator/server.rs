@@ -1,12 +1,17 @@
-//! Runs a coordinator process: opens the data directory, serves `TransactionCoordinator`, the
-//! public `KV` and `Transactions` services (as a client of the cluster at `--controller`),
-//! `grpc.health.v1` and reflection, registers with the controller in the background, and on
-//! shutdown drains in-flight RPCs, finishes queued batches and leaves the log synced.
+//! Runs a coordinator process: serves `TransactionCoordinator`, the public `KV` and
+//! `Transactions` services (as a client of the cluster at `--controller`), `grpc.health.v1` and
+//! reflection, registers with the controller in the background, and on shutdown drains
+//! in-flight RPCs and finishes queued batches.
 //!
-//! If the commit log fails (a write or fsync error: a full disk, no file descriptor for the next
-//! segment), the pipeline refuses every commit from then on. The failure becomes a health
-//! problem ([`crate::health`]): `NOT_SERVING`, and the reason in every heartbeat, so the
-//! controller and `ferrisdb status` report the coordinator unhealthy and why. Once the log
+//! In a cluster (`--controller`) the coordinator keeps nothing but its worker id on disk: it
+//! waits for the controller's recovery to recruit it for a generation, whose log servers hold
+//! the log; losing its disk loses nothing. A failed generation (a log server lost or fenced)
+//! is reported in heartbeats, and the controller recovers.
+//!
+//! Without a controller it keeps its own log under `<data-dir>/log`. If that log fails (a
+//! write or fsync error: a full disk, no file descriptor for the next segment), the pipeline
+//! refuses every commit from then on; the failure becomes a health problem
+//! ([`crate::health`]): `NOT_SERVING`, and the reason in every heartbeat. Once the log
 //! directory accepts writes again the process exits with an error, so its supervisor restarts
 //! it and the new process recovers from the log.
 
@@ -21,7 +26,9 @@ use ferrisdb_proto::v1::transactions_server::TransactionsServer;
 use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
-use super::handle::{Coordinator, CoordinatorHandle, CoordinatorOptions};
+use super::handle::{
+    ClusterCoordinatorOptions, Coordinator, CoordinatorHandle, CoordinatorOptions,
+};
 use super::kv::{self, KvService};
 use super::service::CoordinatorService;
 use super::transactions::TransactionsService;
@@ -36,11 +43,11 @@ pub struct CoordinatorConfig {
     pub listen: SocketAddr,
     /// Address other processes use to reach this one (`host:port`).
     pub advertise: String,
-    /// Data directory: `log/` (commit log segments) and `worker_id`.
+    /// Data directory: `worker_id`, and `log/` (commit log segments) outside a cluster.
     pub data_dir: PathBuf,
     /// The controller's address, if the coordinator joins a cluster.
     pub controller: Option<String>,
-    /// Commit log segment size.
+    /// Commit log segment size (outside a cluster).
     pub segment_bytes: u64,
     /// Most connections served at once (default from the open-file limit; see
     /// [`crate::resources::max_connections`]).
@@ -62,12 +69,20 @@ pub async fn serve(
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
     let log_dir = config.data_dir.join("log");
-    let mut opts = CoordinatorOptions::new(log_dir.clone());
-    opts.log.segment_bytes = config.segment_bytes;
-    opts.idempotency_retention = config.idempotency_retention;
-    let coordinator = tokio::task::spawn_blocking(move || Coordinator::open(opts))
-        .await
-        .map_err(|e| Error::Internal(format!("opening the coordinator: {e}")))??;
+    // In a cluster the log servers hold the log; alone, the coordinator keeps its own.
+    let coordinator = if config.controller.is_some() {
+        Coordinator::in_cluster(ClusterCoordinatorOptions {
+            idempotency_retention: config.idempotency_retention,
+            ..ClusterCoordinatorOptions::default()
+        })
+    } else {
+        let mut opts = CoordinatorOptions::new(log_dir.clone());
+        opts.log.segment_bytes = config.segment_bytes;
+        opts.idempotency_retention = config.idempotency_retention;
+        tokio::task::spawn_blocking(move || Coordinator::open(opts))
+            .await
+            .map_err(|e| Error::Internal(format!("opening the coordinator: {e}")))??
+    };
     let health = RoleHealth::new();
     let membership = match &config.controller {
         Some(controller) => Some(
@@ -133,7 +148,9 @@ async fn exit_after_log_failure(
     log_dir: std::path::PathBuf,
     exit: tokio::sync::oneshot::Sender<String>,
 ) {
-    let mut failure = coordinator.failure();
+    let Some(mut failure) = coordinator.failure() else {
+        return;
+    };
     let Ok(reason) = failure.wait_for(Option::is_some).await.map(|f| f.clone()) else {
         return;
     };

@@ -17,7 +17,8 @@ use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::transaction_coordinator_server::TransactionCoordinator;
 use tonic::{Request, Response, Status};
 
-use super::handle::{CoordinatorHandle, Pull, Pulled};
+use super::handle::{CoordinatorHandle, GenerationStart, Pull, Pulled};
+use super::replicated_log::LogMember;
 
 /// Longest storage id accepted.
 const MAX_STORAGE_ID_BYTES: usize = 256;
@@ -106,7 +107,12 @@ impl TransactionCoordinator for CoordinatorService {
     ) -> Result<Response<v1::GetReadVersionResponse>, Status> {
         let priority = priority_from_proto(request.into_inner().priority)?;
         Ok(Response::new(v1::GetReadVersionResponse {
-            version: self.coordinator.read_version_for(priority).await.get(),
+            version: self
+                .coordinator
+                .read_version_for(priority)
+                .await
+                .map_err(to_status)?
+                .get(),
         }))
     }
 
@@ -176,14 +182,50 @@ impl TransactionCoordinator for CoordinatorService {
         let req = request.into_inner();
         check_storage_id(&req.storage_id)?;
         let ranges = ranges_from_proto(req.ranges).map_err(to_status)?;
-        let feed =
-            self.coordinator
-                .mutation_feed(Version(req.after_version), ranges, req.max_bytes);
+        let feed = self
+            .coordinator
+            .mutation_feed(Version(req.after_version), ranges, req.max_bytes)
+            .map_err(to_status)?;
         let stream = futures_util::stream::unfold(feed, |mut feed| async move {
             let next = feed.next().await?;
             Some((next.map(pulled_to_proto).map_err(pull_status), feed))
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn start_generation(
+        &self,
+        request: Request<v1::StartGenerationRequest>,
+    ) -> Result<Response<v1::StartGenerationResponse>, Status> {
+        let req = request.into_inner();
+        if req.epoch == 0 || req.logs.is_empty() || req.start_version <= req.recovery_version {
+            return Err(to_status(Error::InvalidArgument(format!(
+                "a generation needs an epoch, log servers and a start version after its recovery \
+                 version (got epoch {}, {} log servers, start {} after {})",
+                req.epoch,
+                req.logs.len(),
+                req.start_version,
+                req.recovery_version
+            ))));
+        }
+        let logs = req
+            .logs
+            .into_iter()
+            .map(|l| LogMember {
+                id: l.log_id,
+                address: l.address,
+            })
+            .collect();
+        self.coordinator
+            .start_generation(GenerationStart {
+                epoch: req.epoch,
+                logs,
+                recovery_version: Version(req.recovery_version),
+                start_version: Version(req.start_version),
+            })
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(v1::StartGenerationResponse {}))
     }
 
     async fn report_durable(

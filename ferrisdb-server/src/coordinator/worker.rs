@@ -62,6 +62,8 @@ impl StatusSource for CoordinatorStatusSource {
                             reply_us: us(s.reply),
                         }
                     }),
+                    serving_epoch: self.coordinator.serving_epoch(),
+                    generation_failure: self.coordinator.generation_failure().unwrap_or_default(),
                     log_holders: holders
                         .into_iter()
                         .map(|h| v1::StorageDurability {

@@ -2,6 +2,12 @@
 //! controller (role `log`), follows the shard map (the storage servers allowed to read the
 //! log), and serves `ferrisdb.v1.LogServer`, `grpc.health.v1` and reflection until shutdown.
 //!
+//! If the log fails (a write or fsync error: a full disk), it refuses every append from then
+//! on; the failure becomes a health problem (`NOT_SERVING`, and the reason in every
+//! heartbeat), the coordinator's generation fails with it and the controller recovers with
+//! other log servers. Once the data directory accepts writes again the process exits with an
+//! error, so its supervisor restarts it and it recovers its log from disk.
+//!
 //! The worker id lives beside the log on the same disk: a log server whose disk was replaced
 //! comes back under a new id, so a recovery never mistakes its empty log for the one the old
 //! id held. A data directory whose worker id survived without its log is refused at start.
@@ -22,7 +28,7 @@ use super::LogOptions;
 use super::server::LogServer;
 use super::service::LogService;
 use crate::grpc;
-use crate::health::RoleHealth;
+use crate::health::{self, RoleHealth};
 use crate::worker::{ControllerSession, StatusSource, load_or_create_worker_id};
 
 /// Settings of a log server process.
@@ -147,15 +153,61 @@ pub async fn serve(
         .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;
     tracing::info!(listen = %config.listen, advertise = %config.advertise, log_id = server.id(), "log server serving");
     let limit = grpc::connection_limit(config.max_connections, &health);
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
+    let watchdog = tokio::spawn(exit_after_log_failure(
+        server.clone(),
+        health.clone(),
+        config.data_dir.clone(),
+        failed_tx,
+    ));
     let wake = server.clone();
-    let stop = async move {
-        shutdown.await;
+    let mut exit_for_restart = None;
+    let stop = async {
+        tokio::select! {
+            () = shutdown => {}
+            Ok(reason) = failed_rx => exit_for_restart = Some(reason),
+        }
         wake.begin_shutdown();
     };
     let result = grpc::serve_until(routes, listener, limit, stop).await;
+    watchdog.abort();
     follower.abort();
     health_driver.abort();
     drop(session);
     tracing::info!("log server stopped");
+    if let Some(reason) = exit_for_restart {
+        return Err(Error::Unavailable(format!(
+            "{reason}; the data directory accepts writes again: exiting so that the log server \
+             is restarted and recovers its log"
+        )));
+    }
     result
+}
+
+/// Health problem source of a failed log.
+const LOG_FAILED: &str = "commit log";
+
+/// Waits for the log to fail, reports it as a health problem, waits until `data_dir` accepts
+/// writes again (room for the log's newest segment plus a margin) and then sends the reason on
+/// `exit`.
+async fn exit_after_log_failure(
+    server: Arc<LogServer>,
+    health: RoleHealth,
+    data_dir: PathBuf,
+    exit: tokio::sync::oneshot::Sender<String>,
+) {
+    let mut failure = server.failure();
+    let Ok(reason) = failure.wait_for(Option::is_some).await.map(|f| f.clone()) else {
+        return;
+    };
+    let reason = reason.unwrap_or_default();
+    health.set_problem(
+        LOG_FAILED,
+        format!(
+            "{reason}; every append is refused; the log server exits to be restarted once its \
+             data directory accepts writes again"
+        ),
+    );
+    health::exit_when_writable(data_dir, || 4 << 20).await;
+    let _ = exit.send(reason);
 }

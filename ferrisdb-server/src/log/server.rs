@@ -86,6 +86,8 @@ pub struct LogServer {
     /// Storage servers allowed to follow the log (the shard map's); `None` until known.
     followers: RwLock<Option<BTreeSet<String>>>,
     stopping: watch::Sender<bool>,
+    /// Why the log can no longer take writes (a write or fsync error), once it cannot.
+    failure: watch::Sender<Option<String>>,
 }
 
 impl LogServer {
@@ -117,6 +119,7 @@ impl LogServer {
             truncated: Mutex::new(recovered.retained_from),
             followers: RwLock::new(None),
             stopping: watch::channel(false).0,
+            failure: watch::channel(None).0,
         }))
     }
 
@@ -349,6 +352,28 @@ impl LogServer {
     /// The newest version feeds may serve.
     pub fn servable(&self) -> Version {
         *self.servable.borrow()
+    }
+
+    /// Records that the log failed to write or sync (`err`, an I/O error): the WAL refuses
+    /// every write from now on. The first reason is kept. Other errors are not failures.
+    pub fn note_error(&self, err: &Error) {
+        if !matches!(err, Error::Io { .. }) {
+            return;
+        }
+        self.failure.send_if_modified(|f| {
+            if f.is_some() {
+                return false;
+            }
+            tracing::error!(error = %err, "the log can no longer take writes");
+            *f = Some(format!("the commit log failed: {err}"));
+            true
+        });
+    }
+
+    /// Why the log can no longer take writes (`None` while it can): a receiver that sees it
+    /// when it happens.
+    pub fn failure(&self) -> watch::Receiver<Option<String>> {
+        self.failure.subscribe()
     }
 
     /// Ends every feed so the server can drain.

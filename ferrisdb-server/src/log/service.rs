@@ -59,7 +59,7 @@ fn run_syncer(
             batches.push(more.batch);
         }
         if let Err(e) = server.sync(seq) {
-            tracing::error!(error = %e, "log fsync failed");
+            server.note_error(&e);
             let _ = answers.blocking_send(Err(to_status(e)));
             return;
         }
@@ -100,6 +100,7 @@ async fn read_appends(
                     }
                 }
                 Err(e) => {
+                    server.note_error(&e);
                     let _ = answers.send(Err(to_status(e))).await;
                     return;
                 }

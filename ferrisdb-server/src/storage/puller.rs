@@ -1,19 +1,23 @@
-//! Follows the coordinator's log for this server's ranges (one `StreamMutations` call that carries
-//! every newer committed version, in order) and applies each version to the engine as one atomic
-//! batch, readable at once but not yet synced. Beside it, the durability loop wakes every
-//! `REPORT_EVERY`, syncs the engine (one fsync for everything applied since), persists the
-//! applied version and reports it durable, so the log can drop what every replica holds. Until
-//! then the coordinator's log is what makes those versions durable (as FoundationDB's storage
-//! servers lag their transaction logs), so the pull loop never waits on this server's disk and
-//! reads at fresh versions are not held behind an fsync: the two loops run concurrently and
-//! share only the engine and the applied version.
+//! Follows the commit log for this server's ranges from a log server of the current generation
+//! (one `StreamMutations` call that carries every newer committed version, in order; another log
+//! server of the generation when that one fails) and applies each version to the engine as one
+//! atomic batch, readable at once but not yet synced. Log servers only serve versions known
+//! committed, so nothing applied here is ever discarded by a recovery.
+//!
+//! Beside it, the durability loop wakes every `REPORT_EVERY`, syncs the engine (one fsync for
+//! everything applied since), persists the applied version and reports it durable to the
+//! coordinator, which lets the log servers drop what every replica holds. Until then the log
+//! servers are what make those versions durable (as FoundationDB's storage servers lag their
+//! transaction logs), so the pull loop never waits on this server's disk and reads at fresh
+//! versions are not held behind an fsync: the two loops run concurrently and share only the
+//! engine and the applied version.
 //!
 //! Only a successful sync lets a version be persisted or reported durable. A failure of the
 //! engine itself (a write or fsync error, e.g. a full or read-only disk) poisons it for good,
 //! so [`run`] then stops pulling and returns the error: nothing is persisted or reported after
-//! it, and the log keeps every version this server has not reported. Network and coordinator
-//! failures are retried, and so is a stream that stays silent for `STREAM_SILENCE` (a live
-//! coordinator's committed version moves at least every idle tick).
+//! it, and the log keeps every version this server has not reported. Network and log server
+//! failures are retried, and so is a stream that stays silent for `STREAM_SILENCE` (while a
+//! generation serves, its committed version moves at least every idle tick).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +26,7 @@ use ferrisdb_core::version::IDLE_TICK;
 use ferrisdb_core::{Error, Mutation};
 use ferrisdb_proto::convert::ranges_to_proto;
 use ferrisdb_proto::v1;
+use ferrisdb_proto::v1::log_server_client::LogServerClient;
 use ferrisdb_proto::v1::transaction_coordinator_client::TransactionCoordinatorClient;
 use ferrisdb_storage::engine::Engine;
 use tokio::sync::watch;
@@ -33,7 +38,7 @@ use crate::worker::ClusterView;
 
 /// Most bytes of mutations asked for per stream message.
 const PULL_MAX_BYTES: u64 = 8 << 20;
-/// A mutation stream silent this long is presumed dead (the coordinator hung or the network
+/// A mutation stream silent this long is presumed dead (the log server or the coordinator hung, or the network
 /// dropped it silently) and is reopened.
 const STREAM_SILENCE: Duration = Duration::from_secs(5);
 /// How often durability is persisted and reported.
@@ -41,7 +46,7 @@ const REPORT_EVERY: Duration = Duration::from_millis(200);
 
 /// Why a pull loop stopped.
 enum PullError {
-    /// The coordinator or the network failed: reconnect and try again.
+    /// A log server, the coordinator or the network failed: reconnect and try again.
     Retry(Error),
     /// The engine failed to apply or sync: nothing more can be applied until a restart.
     Engine(Error),
@@ -83,8 +88,10 @@ async fn pull(
     mut view: watch::Receiver<ClusterView>,
 ) -> Error {
     let mut backoff = Duration::from_millis(20);
+    // Which log server of the generation to follow: the next one after a failure.
+    let mut attempt = 0usize;
     loop {
-        let (coordinator, owned) = {
+        let (logs, owned) = {
             let v = view.borrow_and_update();
             let owned: Vec<_> = v
                 .shard_map
@@ -93,49 +100,45 @@ async fn pull(
                 .filter(|s| s.storage_ids.contains(&worker_id))
                 .map(|s| s.range.clone())
                 .collect();
-            (v.coordinator_address.clone(), owned)
+            (v.log_addresses.clone(), owned)
         };
         progress.set_owned(owned.clone());
-        let (Some(coordinator), false) = (coordinator, owned.is_empty()) else {
-            // Not bootstrapped yet, or no coordinator: wait for the view to change.
+        if logs.is_empty() || owned.is_empty() {
+            // Not bootstrapped yet, or no generation: wait for the view to change.
             let _ = tokio::time::timeout(Duration::from_secs(1), view.changed()).await;
             continue;
-        };
-        match pull_loop(
-            &worker_id,
-            &coordinator,
-            &engine,
-            &progress,
-            &owned,
-            &mut view,
-        )
-        .await
-        {
+        }
+        let log = logs[attempt % logs.len()].clone();
+        match pull_loop(&worker_id, &log, &engine, &progress, &owned, &mut view).await {
             Ok(()) => backoff = Duration::from_millis(20),
             Err(PullError::Engine(e)) => return e,
             Err(PullError::Retry(e)) => {
-                tracing::warn!(coordinator = %coordinator, "pulling from the coordinator: {e}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                tracing::warn!(log = %log, "pulling from the log server: {e}");
+                attempt += 1;
+                // A full round of the generation's log servers failed: back off.
+                if attempt.is_multiple_of(logs.len()) {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
             }
         }
     }
 }
 
-/// Pulls from one coordinator until the cluster view changes (Ok) or an error occurs.
+/// Pulls from one log server until the cluster view changes (Ok) or an error occurs.
 async fn pull_loop(
     worker_id: &str,
-    coordinator: &str,
+    log: &str,
     engine: &Arc<Engine>,
     progress: &Arc<Progress>,
     owned: &[ferrisdb_core::KeyRange],
     view: &mut watch::Receiver<ClusterView>,
 ) -> Result<(), PullError> {
-    let channel = crate::worker::endpoint(coordinator)?.connect_lazy();
+    let channel = crate::worker::endpoint(log)?.connect_lazy();
     // A pull answer holds whole commits (up to 10 MB each): tonic's 4 MiB default would
     // refuse one and wedge this server behind it forever.
-    let mut client = TransactionCoordinatorClient::new(channel)
-        .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
+    let mut client =
+        LogServerClient::new(channel).max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
     let request = v1::StreamMutationsRequest {
         storage_id: worker_id.to_string(),
         after_version: progress.applied(),
@@ -158,7 +161,7 @@ async fn pull_loop(
             Ok(Ok(Some(reply))) => reply,
             Ok(Ok(None)) => {
                 return Err(PullError::Retry(Error::Unavailable(
-                    "the coordinator ended the mutation stream (shutting down)".into(),
+                    "the log server ended the mutation stream (shutting down)".into(),
                 )));
             }
             Ok(Err(status)) => {
@@ -169,7 +172,7 @@ async fn pull_loop(
             Err(_) => {
                 return Err(PullError::Retry(Error::Unavailable(format!(
                     "no message on the mutation stream for {STREAM_SILENCE:?} (the committed \
-                     version advances at least every {IDLE_TICK:?} on a live coordinator)"
+                     version advances at least every {IDLE_TICK:?} while a generation serves)"
                 ))));
             }
         };

@@ -19,8 +19,9 @@ pub trait StatusSource: Send + Sync + 'static {
     fn status(&self) -> v1::WorkerStatus;
 }
 
-/// What a worker knows of the cluster, refreshed when the shard map changes.
-#[derive(Debug, Clone, Default)]
+/// What a worker knows of the cluster, refreshed when the shard map or the generation
+/// changes.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterView {
     /// The cluster's id (empty until the first registration succeeds).
     pub cluster_id: String,
@@ -28,6 +29,10 @@ pub struct ClusterView {
     pub coordinator_address: Option<String>,
     /// The shard map (version 0 and no shards before bootstrap).
     pub shard_map: ShardMap,
+    /// The transaction system's current generation (0: none yet).
+    pub epoch: u64,
+    /// Addresses of the current generation's log servers, which storage servers follow.
+    pub log_addresses: Vec<String>,
 }
 
 /// Registration + heartbeats + cluster-state refresh, running on a background task.
@@ -250,25 +255,26 @@ async fn run(mut leader: LeaderFinder, mut worker: Worker, view: watch::Sender<C
         backoff = Duration::from_millis(50);
         tracing::info!(cluster = %reply.cluster_id, worker = %worker_id, epoch = reply.epoch, "registered with the controller");
         let interval = Duration::from_millis(u64::from(reply.heartbeat_interval_ms.max(50)));
-        let mut known_map_version = None;
-        let mut wanted_map_version = reply.shard_map_version;
+        let mut known = None;
+        let mut wanted = (reply.shard_map_version, reply.epoch);
         let mut beats: u64 = 0;
         loop {
-            // Refresh when the map changed, and every few beats anyway: the coordinator's
-            // address can change without a new shard map.
-            if known_map_version != Some(wanted_map_version)
-                || beats.is_multiple_of(REFRESH_EVERY_BEATS)
-            {
+            // Refresh when the map or the generation changed, and every few beats anyway: the
+            // coordinator's address can change without either.
+            if known != Some(wanted) || beats.is_multiple_of(REFRESH_EVERY_BEATS) {
                 match fetch_view(&mut leader.client).await {
                     Ok(v) if worker.cluster_id.as_deref() != Some(v.cluster_id.as_str()) => {
                         tracing::warn!(cluster = %v.cluster_id, "ignoring the state of another cluster");
                         leader.after_error(&Error::Unavailable(String::new()));
                     }
                     Ok(v) => {
-                        known_map_version = Some(v.shard_map.version);
-                        // Shard-map versions only grow: never step back to an older map.
+                        known = Some((v.shard_map.version, v.epoch));
+                        // Shard-map versions and generations only grow: never step back.
                         view.send_if_modified(|current| {
-                            if v.shard_map.version < current.shard_map.version {
+                            if v.shard_map.version < current.shard_map.version
+                                || v.epoch < current.epoch
+                                || v == *current
+                            {
                                 return false;
                             }
                             *current = v;
@@ -294,7 +300,7 @@ async fn run(mut leader: LeaderFinder, mut worker: Worker, view: watch::Sender<C
                     if r.must_register {
                         break;
                     }
-                    wanted_map_version = r.shard_map_version;
+                    wanted = (r.shard_map_version, r.epoch);
                 }
                 Err(s) => {
                     let e = ferrisdb_proto::status::from_status(&s);
@@ -326,5 +332,10 @@ async fn fetch_view(client: &mut ClusterControllerClient<Channel>) -> Result<Clu
             .map(|c| c.address)
             .filter(|a| !a.is_empty()),
         shard_map,
+        epoch: state.generation.as_ref().map_or(0, |g| g.epoch),
+        log_addresses: state
+            .generation
+            .map(|g| g.logs.into_iter().map(|l| l.address).collect())
+            .unwrap_or_default(),
     })
 }

@@ -1,6 +1,6 @@
 //! A whole local cluster for integration tests: a controller group (one replica, or several),
-//! a coordinator and N storage servers, each a real process on 127.0.0.1 with a free port,
-//! under one temporary directory.
+//! a coordinator, three log servers (two per generation) and N storage servers, each a real
+//! process on 127.0.0.1 with a free port, under one temporary directory.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,6 +38,17 @@ impl Node {
             log,
             process: None,
         }
+    }
+
+    /// A node not yet started that runs `binary` with `args`, listening on `addr`, logging
+    /// to `log`.
+    pub fn with_args(
+        binary: &'static str,
+        args: Vec<String>,
+        addr: SocketAddr,
+        log: PathBuf,
+    ) -> Self {
+        Node::new(binary, args, addr, log)
     }
 
     /// Starts the process and waits for its port.
@@ -83,9 +94,16 @@ pub struct TestCluster {
     pub controller_proxies: Vec<Proxy>,
     /// The coordinator.
     pub coordinator: Node,
+    /// The log servers.
+    pub logs: Vec<Node>,
     /// The storage servers.
     pub storage: Vec<Node>,
 }
+
+/// Log servers every test cluster runs.
+pub const LOG_SERVERS: usize = 3;
+/// Log servers per generation.
+pub const LOG_REPLICATION: usize = 2;
 
 fn addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
@@ -167,6 +185,8 @@ impl TestCluster {
                     storage_servers.to_string(),
                     "--replication".into(),
                     replication.to_string(),
+                    "--log-replication".into(),
+                    LOG_REPLICATION.to_string(),
                     "--heartbeat-ms".into(),
                     "100".into(),
                 ];
@@ -206,6 +226,24 @@ impl TestCluster {
             co_addr,
             root.join("coordinator.log"),
         );
+        let logs = (0..LOG_SERVERS)
+            .map(|i| {
+                let a = addr();
+                Node::new(
+                    env!("CARGO_BIN_EXE_ferrisdb-log-server"),
+                    vec![
+                        "--listen".into(),
+                        a.to_string(),
+                        "--data-dir".into(),
+                        s(&root.join(format!("log-{i}"))),
+                        "--controller".into(),
+                        c_addr.to_string(),
+                    ],
+                    a,
+                    root.join(format!("log-{i}.log")),
+                )
+            })
+            .collect();
         let storage = (0..storage_servers)
             .map(|i| {
                 let a = addr();
@@ -232,6 +270,7 @@ impl TestCluster {
             more_controllers: replicas,
             controller_proxies: proxies,
             coordinator,
+            logs,
             storage,
         };
         cluster.controller.start();
@@ -239,6 +278,9 @@ impl TestCluster {
             node.start();
         }
         cluster.coordinator.start();
+        for node in &mut cluster.logs {
+            node.start();
+        }
         for node in &mut cluster.storage {
             node.start();
         }
@@ -246,7 +288,8 @@ impl TestCluster {
         cluster
     }
 
-    /// Waits until the shard map is bootstrapped and the coordinator is known.
+    /// Waits until the shard map is bootstrapped and a generation of the transaction system
+    /// accepts commits.
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -255,7 +298,17 @@ impl TestCluster {
                     .shard_map
                     .as_ref()
                     .is_some_and(|m| !m.shards.is_empty());
-                if mapped && state.coordinator.is_some() {
+                let serving = state.epoch > 0
+                    && (state.recovery_state == "accepting commits"
+                        || state.recovery_state == "fully recovered");
+                // The state may still describe the generation before a restart: the
+                // coordinator itself says whether it serves.
+                let answers = self
+                    .coordinator_client()
+                    .get_read_version(v1::GetReadVersionRequest::default())
+                    .await
+                    .is_ok();
+                if mapped && state.coordinator.is_some() && serving && answers {
                     return;
                 }
             }
@@ -325,6 +378,7 @@ impl TestCluster {
         ]
         .into_iter()
         .chain(self.more_controllers.iter().map(|n| ("controller", n)))
+        .chain(self.logs.iter().map(|n| ("log", n)))
         .chain(self.storage.iter().map(|n| ("storage", n)))
         {
             out.push_str(&format!("----- {name} {}\n{}\n", node.addr, node.logs()));

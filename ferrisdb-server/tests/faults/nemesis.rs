@@ -8,8 +8,14 @@
 //!   proxies in front of them) for a random time, then heal;
 //! - SIGKILL a controller replica, wipe its data directory and start it again: it rejoins the
 //!   group under a new node id in place of its old self;
-//! - SIGSTOP any process (the controller group's leader among them) for a random short time,
-//!   then SIGCONT it.
+//! - SIGKILL the coordinator and wipe its data directory before starting it again (a new
+//!   coordinator: the recovery recruits it);
+//! - SIGKILL a log server, then restart it as it was; or wipe its data directory first (a new
+//!   log server: the recovery moves the generation onto the others; the nemesis waits for
+//!   that before the next fault, since losing both log servers of a generation for good is
+//!   beyond what two replicas survive);
+//! - SIGSTOP any process (the controller group's leader, the coordinator, a log server, a
+//!   storage server) for a random short time, then SIGCONT it.
 //!
 //! It runs on a plain thread because restarting waits (blocking) for the port to listen.
 
@@ -97,6 +103,42 @@ fn wait_until_settled(cluster: &TestCluster) {
     panic!("the controller group did not settle within 30 s");
 }
 
+/// The worker id kept in a node's data directory, if any.
+fn worker_id(node: &Node) -> Option<String> {
+    let dir = node.data_dir()?;
+    std::fs::read_to_string(dir.join("worker_id"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Waits (at most 30 s) until the transaction system serves a generation without log server
+/// `id`.
+fn wait_until_generation_without(cluster: &TestCluster, id: &str) {
+    let handle = tokio::runtime::Handle::current();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let moved = handle.block_on(async {
+            tokio::time::timeout(Duration::from_secs(2), cluster.state())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .is_some_and(|s| {
+                    matches!(
+                        s.recovery_state.as_str(),
+                        "accepting commits" | "fully recovered"
+                    ) && s
+                        .generation
+                        .is_some_and(|g| g.logs.iter().all(|l| l.log_id != id))
+                })
+        });
+        if moved {
+            return;
+        }
+        sleep(Duration::from_millis(100));
+    }
+    panic!("the generation still has the wiped log server {id} after 30 s");
+}
+
 fn controller_mut(cluster: &mut TestCluster, i: usize) -> &mut Node {
     if i == 0 {
         &mut cluster.controller
@@ -118,7 +160,8 @@ pub fn run(mut cluster: TestCluster, seed: u64, until: Instant) -> (TestCluster,
         }
         let mut down = Duration::from_millis(rng.random_range(50..1500));
         let storage = cluster.storage.len();
-        let fault = match rng.random_range(0..10) {
+        let logs = cluster.logs.len();
+        let fault = match rng.random_range(0..13) {
             0..=1 => {
                 kill_restart(&mut [&mut cluster.coordinator], down);
                 "kill coordinator"
@@ -193,8 +236,38 @@ pub fn run(mut cluster: TestCluster, seed: u64, until: Instant) -> (TestCluster,
                 node.start();
                 "wipe a controller replica"
             }
+            7 => {
+                let node = &mut cluster.coordinator;
+                node.kill();
+                if let Some(dir) = node.data_dir() {
+                    std::fs::remove_dir_all(&dir).expect("wipe the coordinator");
+                }
+                sleep(down);
+                node.start();
+                "wipe coordinator"
+            }
+            8 => {
+                let i = rng.random_range(0..logs);
+                kill_restart(&mut [&mut cluster.logs[i]], down);
+                "kill log server"
+            }
+            9 => {
+                let i = rng.random_range(0..logs);
+                let node = &mut cluster.logs[i];
+                let id = worker_id(node);
+                node.kill();
+                if let Some(dir) = node.data_dir() {
+                    std::fs::remove_dir_all(&dir).expect("wipe a log server");
+                }
+                sleep(down);
+                node.start();
+                if let Some(id) = id {
+                    wait_until_generation_without(&cluster, &id);
+                }
+                "wipe log server"
+            }
             _ => {
-                let which = rng.random_range(0..storage + 2);
+                let which = rng.random_range(0..storage + 2 + logs);
                 let leader = if which == 0 {
                     controller_leader(&cluster).unwrap_or(0)
                 } else {
@@ -203,7 +276,8 @@ pub fn run(mut cluster: TestCluster, seed: u64, until: Instant) -> (TestCluster,
                 let node = match which {
                     0 => controller_mut(&mut cluster, leader),
                     1 => &mut cluster.coordinator,
-                    i => &mut cluster.storage[i - 2],
+                    i if i < 2 + storage => &mut cluster.storage[i - 2],
+                    i => &mut cluster.logs[i - 2 - storage],
                 };
                 // Pauses stay short: a paused process stalls its clients for that long.
                 down = down.min(Duration::from_millis(1000));
@@ -215,7 +289,8 @@ pub fn run(mut cluster: TestCluster, seed: u64, until: Instant) -> (TestCluster,
                 match which {
                     0 => "pause controller leader",
                     1 => "pause coordinator",
-                    _ => "pause storage server",
+                    i if i < 2 + storage => "pause storage server",
+                    _ => "pause log server",
                 }
             }
         };

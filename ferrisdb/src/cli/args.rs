@@ -234,8 +234,8 @@ pub enum ControllersAction {
 /// `cluster` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum ClusterAction {
-    /// Start (or resume) a local cluster: a controller group, a coordinator and storage
-    /// servers, each its own process, supervised until Ctrl-C or SIGTERM.
+    /// Start (or resume) a local cluster: a controller group, a coordinator, log servers and
+    /// storage servers, each its own process, supervised until Ctrl-C or SIGTERM.
     #[command(after_help = "Examples:
   ferrisdb cluster up
   ferrisdb cluster up --controllers 1
@@ -245,7 +245,7 @@ pub enum ClusterAction {
         #[arg(long, default_value = "./ferrisdb-data")]
         dir: PathBuf,
         /// First port: the first controller on it, the coordinator on +1, storage servers
-        /// from +2, the other controllers after the storage servers.
+        /// from +2, then the other controllers, then the log servers.
         #[arg(long, default_value_t = 4500)]
         port_base: u16,
         /// Replicas of the cluster controller (1, 3 or 5): the cluster survives the loss of
@@ -261,6 +261,13 @@ pub enum ClusterAction {
         /// Replicas per shard.
         #[arg(long, default_value_t = 2)]
         replication: u16,
+        /// Number of log servers.
+        #[arg(long, default_value_t = 3)]
+        log_servers: u16,
+        /// Log servers per generation of the transaction system: every commit is durable on
+        /// all of them before it is acknowledged; the others stand by to replace a lost one.
+        #[arg(long, default_value_t = 2)]
+        log_replication: u16,
         /// Directory holding the server binaries (default: next to `ferrisdb`).
         #[arg(long)]
         bin_dir: Option<PathBuf>,

@@ -2,9 +2,10 @@
 //! supervises it.
 //!
 //! Layout under `--dir`: `controller/` and `controller-N/` (the controller group's replicas),
-//! `coordinator/`, `storage-N/` (each process's data), `logs/<process>.log`, and the cluster
-//! file `ferrisdb.cluster`. Ports: the first controller on the base port, the coordinator on
-//! base+1, storage servers from base+2, the other controllers after them. A child that exits
+//! `coordinator/`, `log-N/` (log servers), `storage-N/` (each process's data),
+//! `logs/<process>.log`, and the cluster file `ferrisdb.cluster`. Ports: the first controller
+//! on the base port, the coordinator on base+1, storage servers from base+2, then the other
+//! controllers, then the log servers. A child that exits
 //! unexpectedly is restarted (at most once per second); SIGINT/SIGTERM stops every child with
 //! SIGTERM (SIGKILL after a grace period). Running it again on the same directory resumes the
 //! same cluster with its data.
@@ -36,6 +37,10 @@ pub struct ClusterUp {
     pub controllers: u16,
     /// Replicas per shard.
     pub replication: u16,
+    /// Number of log servers.
+    pub log_servers: u16,
+    /// Log servers per generation.
+    pub log_replication: u16,
     /// Directory holding the server binaries (default: next to this executable).
     pub bin_dir: Option<PathBuf>,
 }
@@ -105,6 +110,20 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
     if cfg.controllers == 0 {
         return Err("need at least one controller".into());
     }
+    if cfg.log_replication == 0 || cfg.log_replication > cfg.log_servers || cfg.log_replication > 5
+    {
+        return Err(format!(
+            "need 1 <= log replication ({}) <= log servers ({}), and log replication <= 5",
+            cfg.log_replication, cfg.log_servers
+        ));
+    }
+    if cfg.log_servers == cfg.log_replication {
+        eprintln!(
+            "note: with {} log servers and log replication {}, losing one for good stops \
+             commits until it is replaced; one more log server than the replication is usual",
+            cfg.log_servers, cfg.log_replication
+        );
+    }
     if cfg.controllers.is_multiple_of(2) {
         eprintln!(
             "note: {} controllers tolerate no more failures than {}; an odd number is usual",
@@ -115,7 +134,8 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
     let last_port = u32::from(cfg.port_base)
         + 1
         + u32::from(cfg.storage_servers)
-        + u32::from(cfg.controllers - 1);
+        + u32::from(cfg.controllers - 1)
+        + u32::from(cfg.log_servers);
     if last_port > u32::from(u16::MAX) {
         return Err(format!(
             "ports {}..={last_port} do not fit below 65536",
@@ -203,6 +223,8 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
                 cfg.storage_servers.to_string(),
                 "--replication".into(),
                 cfg.replication.to_string(),
+                "--log-replication".into(),
+                cfg.log_replication.to_string(),
                 "--worker-threads".into(),
                 "1".into(),
             ],
@@ -230,6 +252,27 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
         last_start: Instant::now(),
         restarts: 0,
     });
+    let log_bin = binary(&bin_dir, "ferrisdb-log-server")?;
+    for i in 0..cfg.log_servers {
+        procs.push(Managed {
+            name: format!("log-{i}"),
+            program: log_bin.clone(),
+            args: vec![
+                "--listen".into(),
+                addr(1 + cfg.storage_servers + cfg.controllers + i),
+                "--data-dir".into(),
+                path(dir.join(format!("log-{i}"))),
+                "--controller".into(),
+                controller_addr.clone(),
+                "--worker-threads".into(),
+                "1".into(),
+            ],
+            log: logs.join(format!("log-{i}.log")),
+            child: None,
+            last_start: Instant::now(),
+            restarts: 0,
+        });
+    }
     let storage_bin = binary(&bin_dir, "ferrisdb-storage-server")?;
     for i in 0..cfg.storage_servers {
         procs.push(Managed {

@@ -1,5 +1,6 @@
 //! `ferrisdb cluster up` as a test fixture: a real local cluster (a group of three controller
-//! replicas, a coordinator and three storage servers, each its own process on 127.0.0.1) under its supervisor.
+//! replicas, a coordinator, three storage servers and three log servers, each its own process
+//! on 127.0.0.1) under its supervisor.
 //!
 //! `cluster up` starts the server binaries found next to `ferrisdb` (target/debug): build them
 //! first (`cargo test --workspace` does; or `cargo build --workspace --bins`).
@@ -13,8 +14,14 @@ use std::time::{Duration, Instant};
 use super::ferrisdb_bin;
 
 /// Processes of the test cluster: three controller replicas, a coordinator, three storage
-/// servers.
-pub const PORTS: u16 = 7;
+/// servers, three log servers.
+pub const PORTS: u16 = 10;
+
+/// Port offset (from the base) of log server `i`: after the coordinator, the three storage
+/// servers and the two other controllers.
+pub const fn log_port_offset(i: u16) -> u16 {
+    7 + i
+}
 
 /// A running `ferrisdb cluster up`; stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Cluster {
@@ -42,6 +49,7 @@ impl Cluster {
             "ferrisdb-controller",
             "ferrisdb-coordinator",
             "ferrisdb-storage-server",
+            "ferrisdb-log-server",
         ] {
             assert!(
                 bin_dir.join(server).is_file(),

@@ -21,7 +21,7 @@ pub mod state_machine;
 use serde::{Deserialize, Serialize};
 
 use super::membership::WorkerRecord;
-use super::metadata::Metadata;
+use super::metadata::{Generation, Metadata};
 
 /// A controller replica's id in its group.
 pub type NodeId = u64;
@@ -52,13 +52,27 @@ pub enum Command {
     CreateCluster(Metadata),
     /// A worker registered: a new worker, or a known one at a new address.
     RegisterWorker(WorkerRecord),
-    /// A coordinator process started serving: a new generation of the transaction system
-    /// begins (unless this incarnation already serves the current one).
+    /// Written by releases before recovery generations (one per coordinator start); kept so
+    /// their journals still replay. Changes nothing.
     NewGeneration {
         /// The registered coordinator's worker id.
         coordinator_id: String,
         /// Its process incarnation.
         incarnation: String,
+    },
+    /// A recovery takes `epoch`, which must be the one after every epoch begun so far.
+    BeginRecovery {
+        /// The new generation's epoch.
+        epoch: u64,
+    },
+    /// A recovery finished: its generation (whose epoch must be the newest one begun)
+    /// replaces the current one.
+    CompleteRecovery {
+        /// The new generation.
+        generation: Generation,
+        /// Log servers the leader found unreachable and outside the new generation: their
+        /// records are dropped (one that comes back registers again).
+        forget_logs: Vec<String>,
     },
 }
 

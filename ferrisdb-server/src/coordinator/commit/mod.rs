@@ -44,7 +44,41 @@ use super::clock::Clock;
 use super::idempotency::{self, IdempotencyTable};
 use super::resolver::Resolver;
 use super::sequencer::Sequencer;
-use crate::log::{CommitLog, LoggedBatch};
+use crate::log::{CommitLog, LogStats, LoggedBatch, Submitted};
+
+/// The log the pipeline writes each batch to: the coordinator's own [`CommitLog`] outside a
+/// cluster, or the generation's log servers (`super::super::replicated_log`) in one.
+/// `submit` is called by the batcher in version order, `sync` and `publish` by the syncer in
+/// the same order.
+pub trait LogWriter: Send + Sync + std::fmt::Debug {
+    /// Queues the batch's record; never waits for the disk.
+    fn submit(&self, version: Version, mutations: Vec<Mutation>) -> Result<Submitted>;
+    /// Blocks until the record `seq` (and every one before it) is durable everywhere it must
+    /// be before the batch is acknowledged.
+    fn sync(&self, seq: u64) -> Result<()>;
+    /// The durable batch is committed: make it readable (and known committed).
+    fn publish(&self, batch: Arc<LoggedBatch>);
+    /// Counters.
+    fn stats(&self) -> LogStats;
+}
+
+impl LogWriter for CommitLog {
+    fn submit(&self, version: Version, mutations: Vec<Mutation>) -> Result<Submitted> {
+        CommitLog::submit(self, version, mutations)
+    }
+
+    fn sync(&self, seq: u64) -> Result<()> {
+        CommitLog::sync(self, seq)
+    }
+
+    fn publish(&self, batch: Arc<LoggedBatch>) {
+        CommitLog::publish(self, batch)
+    }
+
+    fn stats(&self) -> LogStats {
+        CommitLog::stats(self)
+    }
+}
 
 /// How large one batch may grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +203,7 @@ enum Job {
 
 /// State shared by the pipeline threads and the handle.
 struct Shared {
-    log: Arc<CommitLog>,
+    log: Arc<dyn LogWriter>,
     counters: Counters,
     /// Set after a log failure: nothing may be acknowledged any more.
     failed: AtomicBool,
@@ -208,7 +242,7 @@ impl Pipeline {
     /// `committed`; versions come from `sequencer`. Idempotency ids are remembered for
     /// `id_retention` versions.
     pub fn start<C: Clock + 'static>(
-        log: Arc<CommitLog>,
+        log: Arc<dyn LogWriter>,
         committed: Version,
         sequencer: Sequencer<C>,
         resolver: Resolver,
@@ -405,8 +439,10 @@ impl Shared {
     fn failed_error(&self) -> Error {
         let reason = self.failure.borrow().clone().unwrap_or_default();
         Error::Unavailable(format!(
-            "the commit log failed earlier ({reason}); this coordinator accepts no more commits \
-             and exits to be restarted once its log directory accepts writes again"
+            "the commit log failed earlier ({reason}); this generation of the transaction \
+             system accepts no more commits (a coordinator outside a cluster exits to be \
+             restarted once its log directory accepts writes again; in a cluster the \
+             controller recovers the transaction system)"
         ))
     }
 

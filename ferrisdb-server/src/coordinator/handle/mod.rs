@@ -2,11 +2,20 @@
 //! [`CoordinatorHandle`] by the gRPC service and by anything else in the process (the public
 //! `KV` service builds on [`Coordinator::read_version`] and [`Coordinator::commit`]).
 //!
-//! It owns the commit log and the commit pipeline, serves log pulls and mutation feeds (clipped to
-//! the caller's ranges, waiting on the committed version) and tracks the durable version each
-//! storage server reports. The log is truncated through the smallest durable version over the
-//! storage servers of the controller's shard map, and only once every one of them has reported;
-//! until the shard map is known, nothing is truncated.
+//! It runs the commit pipeline of the generation it serves and tracks the durable version each
+//! storage server reports. Two ways to serve:
+//!
+//! - **In a cluster** ([`Coordinator::in_cluster`]) it holds no log: it waits until the
+//!   controller's recovery recruits it for a generation ([`Coordinator::start_generation`]),
+//!   whose log servers hold the log ([`super::replicated_log`]). A newer generation replaces
+//!   the one served; until the first, commits and read versions fail with `Recovering`.
+//! - **Alone** ([`Coordinator::open`]: tests, and a coordinator started without a
+//!   controller) it writes its own [`CommitLog`], serves it to pulls and mutation feeds, and
+//!   recovers from it when reopened.
+//!
+//! The log is truncated through the smallest durable version over the storage servers of the
+//! controller's shard map, and only once every one of them has reported; until the shard map is
+//! known, nothing is truncated.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -20,8 +29,9 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::clock::{Clock, SystemClock};
-use super::commit::{BatchLimits, Pipeline, PipelineStats};
+use super::commit::{BatchLimits, LogWriter, Pipeline, PipelineStats};
 use super::idempotency;
+use super::replicated_log::{LogMember, ReplicatedLog};
 use super::resolver::{Resolver, ResolverConfig};
 use super::sequencer::Sequencer;
 use crate::log::{CommitLog, LogOptions, LogStats, Recovered};
@@ -113,28 +123,74 @@ struct Durability {
     truncated: Version,
 }
 
+/// The generation a coordinator serves: its pipeline and where its versions begin.
+#[derive(Debug)]
+struct Serving {
+    /// The generation (0: a coordinator outside a cluster).
+    epoch: u64,
+    pipeline: Pipeline,
+    /// The generation's first version (its recovery commit): the idempotency table holds
+    /// every id committed after it.
+    start: Version,
+    /// The generation's log servers (`None` outside a cluster).
+    replicated: Option<Arc<ReplicatedLog>>,
+}
+
+/// What a recovery recruits a coordinator for (see `StartGenerationRequest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationStart {
+    /// The generation.
+    pub epoch: u64,
+    /// Its log servers.
+    pub logs: Vec<LogMember>,
+    /// Every log server holds every version up to it; the first record follows it.
+    pub recovery_version: Version,
+    /// The generation's first version.
+    pub start_version: Version,
+}
+
 /// A running transaction coordinator (see the module docs).
 #[derive(Debug)]
 pub struct Coordinator {
-    log: Arc<CommitLog>,
-    pipeline: Pipeline,
+    /// The coordinator's own log, outside a cluster.
+    local_log: Option<Arc<CommitLog>>,
     recovered: Recovered,
-    /// The first version of this process (its recovery commit): the idempotency table holds
-    /// every id committed after it.
-    generation_start: Version,
+    serving: parking_lot::RwLock<Option<Arc<Serving>>>,
+    /// Held while a generation starts.
+    starting: tokio::sync::Mutex<()>,
+    clock: Arc<dyn Clock>,
+    batch: BatchLimits,
     /// How long idempotency ids are remembered after their commit.
     id_retention: Duration,
-    /// A client of the cluster, to look up idempotency ids committed before this process
-    /// started (set once the coordinator joins a cluster).
+    /// A client of the cluster, to look up idempotency ids committed before this generation
+    /// (set once the coordinator joins a cluster).
     cluster: OnceLock<Database>,
     durability: Mutex<Durability>,
     stopping: watch::Sender<bool>,
 }
 
+/// Settings of a coordinator in a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterCoordinatorOptions {
+    /// Batch size limits.
+    pub batch: BatchLimits,
+    /// How long idempotency ids are remembered after their commit.
+    pub idempotency_retention: Duration,
+}
+
+impl Default for ClusterCoordinatorOptions {
+    fn default() -> Self {
+        ClusterCoordinatorOptions {
+            batch: BatchLimits::default(),
+            idempotency_retention: idempotency::DEFAULT_RETENTION,
+        }
+    }
+}
+
 impl Coordinator {
-    /// Opens the log (replaying it) and starts the pipeline with the system clock.
-    /// Blocking: call before serving or from `spawn_blocking`, inside a tokio runtime (the
-    /// commit batcher runs on it as a task).
+    /// Opens the coordinator's own log (replaying it) and starts the pipeline with the system
+    /// clock: a coordinator outside a cluster. Blocking: call before serving or from
+    /// `spawn_blocking`, inside a tokio runtime (the commit batcher runs on it as a task).
     pub fn open(opts: CoordinatorOptions) -> Result<CoordinatorHandle> {
         Self::open_with_clock(opts, SystemClock)
     }
@@ -146,10 +202,11 @@ impl Coordinator {
     ) -> Result<CoordinatorHandle> {
         let (log, recovered) = CommitLog::open(&opts.log_dir, opts.log)?;
         let log = Arc::new(log);
+        let clock: Arc<dyn Clock> = Arc::new(clock);
         let mut sequencer = if recovered.last_version == Version::ZERO {
-            Sequencer::new(clock)
+            Sequencer::new(clock.clone())
         } else {
-            Sequencer::recover(clock, recovered.last_version)
+            Sequencer::recover(clock.clone(), recovered.last_version)
         };
         // The recovery commit: an empty, durable batch at the first version of this
         // generation. Read versions handed out from now on are at least this one; the
@@ -173,12 +230,53 @@ impl Coordinator {
             opts.batch,
             idempotency::retention_versions(opts.idempotency_retention),
         )?;
-        Ok(Arc::new(Coordinator {
-            log,
-            pipeline,
+        let coordinator = Self::new(
+            Some(log),
             recovered,
-            generation_start: start,
-            id_retention: opts.idempotency_retention,
+            clock,
+            opts.batch,
+            opts.idempotency_retention,
+        );
+        *coordinator.serving.write() = Some(Arc::new(Serving {
+            epoch: 0,
+            pipeline,
+            start,
+            replicated: None,
+        }));
+        Ok(coordinator)
+    }
+
+    /// A coordinator of a cluster: it serves nothing until a recovery recruits it
+    /// ([`start_generation`](Self::start_generation)).
+    pub fn in_cluster(opts: ClusterCoordinatorOptions) -> CoordinatorHandle {
+        Self::new(
+            None,
+            Recovered {
+                last_version: Version::ZERO,
+                batches: 0,
+                retained_from: Version::ZERO,
+            },
+            Arc::new(SystemClock),
+            opts.batch,
+            opts.idempotency_retention,
+        )
+    }
+
+    fn new(
+        local_log: Option<Arc<CommitLog>>,
+        recovered: Recovered,
+        clock: Arc<dyn Clock>,
+        batch: BatchLimits,
+        id_retention: Duration,
+    ) -> CoordinatorHandle {
+        Arc::new(Coordinator {
+            local_log,
+            recovered,
+            serving: parking_lot::RwLock::new(None),
+            starting: tokio::sync::Mutex::new(()),
+            clock,
+            batch,
+            id_retention,
             cluster: OnceLock::new(),
             durability: Mutex::new(Durability {
                 reported: HashMap::new(),
@@ -187,7 +285,97 @@ impl Coordinator {
                 truncated: recovered.retained_from,
             }),
             stopping: watch::channel(false).0,
-        }))
+        })
+    }
+
+    /// Serves generation `g`, replacing the one served (whose commits in flight then fail
+    /// with `CommitUnknownResult` or `Unavailable`): opens an append stream to each of its
+    /// log servers, makes the generation's recovery commit durable on all of them and starts
+    /// a pipeline whose versions begin there. Idempotent for the generation already served;
+    /// [`Error::Fenced`] for an older one.
+    pub async fn start_generation(&self, g: GenerationStart) -> Result<()> {
+        if self.local_log.is_some() {
+            return Err(Error::InvalidArgument(
+                "this coordinator keeps its own log (it was started outside a cluster)".into(),
+            ));
+        }
+        let _starting = self.starting.lock().await;
+        if let Some(current) = self.serving.read().clone() {
+            if current.epoch > g.epoch {
+                return Err(Error::Fenced(format!(
+                    "generation {} is over: this coordinator serves generation {}",
+                    g.epoch, current.epoch
+                )));
+            }
+            if current.epoch == g.epoch {
+                return Ok(());
+            }
+        }
+        let old = self.serving.write().take();
+        if let Some(old) = old {
+            tracing::info!(epoch = old.epoch, "stopped serving generation");
+            old.pipeline.shutdown().await;
+        }
+        let log = ReplicatedLog::open(g.epoch, g.logs.clone(), g.recovery_version).await?;
+        let mut sequencer =
+            Sequencer::recover(self.clock.clone(), g.start_version.saturating_sub(1));
+        let start = sequencer.next_version()?;
+        let writer = log.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let submitted = writer.submit(start, Vec::new())?;
+            writer.sync(submitted.seq)?;
+            writer.publish(submitted.batch);
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("recovery commit task failed: {e}")))??;
+        let pipeline = Pipeline::start(
+            log.clone() as Arc<dyn LogWriter>,
+            start,
+            sequencer,
+            Resolver::starting_at(ResolverConfig::default(), start),
+            self.batch,
+            idempotency::retention_versions(self.id_retention),
+        )?;
+        tracing::info!(
+            epoch = g.epoch,
+            recovery_version = %g.recovery_version,
+            generation_start = %start,
+            logs = ?g.logs.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+            "serving generation"
+        );
+        log.set_truncate_through(self.durability.lock().truncated);
+        *self.serving.write() = Some(Arc::new(Serving {
+            epoch: g.epoch,
+            pipeline,
+            start,
+            replicated: Some(log),
+        }));
+        Ok(())
+    }
+
+    /// The generation served.
+    fn current(&self) -> Result<Arc<Serving>> {
+        self.serving.read().clone().ok_or_else(|| {
+            Error::Recovering(
+                "the transaction system is recovering: no generation is serving on this \
+                 coordinator yet"
+                    .into(),
+            )
+        })
+    }
+
+    /// The generation served (0: none, or a coordinator outside a cluster).
+    pub fn serving_epoch(&self) -> u64 {
+        self.serving.read().as_ref().map_or(0, |s| s.epoch)
+    }
+
+    /// Why the generation served can no longer commit (`None` while it can, or when none is
+    /// served).
+    pub fn generation_failure(&self) -> Option<String> {
+        let serving = self.serving.read().clone()?;
+        let failure = serving.pipeline.failure().borrow().clone();
+        failure.or_else(|| serving.replicated.as_ref().and_then(|r| r.failure()))
     }
 
     /// What recovery found when the coordinator opened (before its recovery commit).
@@ -198,21 +386,36 @@ impl Coordinator {
     /// The read version for a new transaction: the newest committed version, so the
     /// transaction sees every commit acknowledged before it asked.
     pub fn read_version(&self) -> Version {
-        self.pipeline.committed_version()
+        self.serving
+            .read()
+            .as_ref()
+            .map_or(Version::ZERO, |s| s.pipeline.committed_version())
     }
 
     /// [`read_version`](Self::read_version) asked for at `priority`: a batch-priority request
     /// waits while the commit queue is more than half full (polling every
     /// [`BATCH_PRIORITY_POLL`]), so background work yields to other work under load; the
-    /// others never wait.
-    pub async fn read_version_for(&self, priority: Priority) -> Version {
+    /// others never wait. `Recovering` while no generation is served.
+    pub async fn read_version_for(&self, priority: Priority) -> Result<Version> {
+        let serving = self.current()?;
+        // A generation whose log failed (a newer one may have locked it) hands out no read
+        // version: one could be older than commits of the newer generation.
+        if serving.replicated.is_some()
+            && let Some(failure) = self.generation_failure()
+        {
+            return Err(Error::Recovering(format!(
+                "generation {} of the transaction system can no longer commit ({failure}); the \
+                 controller recovers it",
+                serving.epoch
+            )));
+        }
         if priority == Priority::Batch {
             let stopping = self.stopping.subscribe();
-            while self.pipeline.queue_over_half() && !*stopping.borrow() {
+            while serving.pipeline.queue_over_half() && !*stopping.borrow() {
                 tokio::time::sleep(BATCH_PRIORITY_POLL).await;
             }
         }
-        self.read_version()
+        Ok(serving.pipeline.committed_version())
     }
 
     /// Commits a validated transaction; returns its commit version and versionstamp once
@@ -224,12 +427,13 @@ impl Coordinator {
     /// written), `CommitUnknownResultFatal` (an id whose first attempt is older than the
     /// retention).
     pub async fn commit(&self, commit: Commit) -> Result<Committed> {
+        let serving = self.current()?;
         if let Some(idm) = &commit.idempotency
-            && let Some(earlier) = self.committed_before_this_process(idm).await?
+            && let Some(earlier) = self.committed_before_this_generation(&serving, idm).await?
         {
             return Ok(earlier);
         }
-        self.pipeline.commit(commit).await
+        serving.pipeline.commit(commit).await
     }
 
     /// The commit an idempotency id had under an earlier process of this coordinator, if its
@@ -237,11 +441,12 @@ impl Coordinator {
     /// looked up in the storage servers, where the id's record went with the commit. Also
     /// refuses a first attempt newer than any committed version, and one older than the
     /// retention before scanning for it.
-    async fn committed_before_this_process(
+    async fn committed_before_this_generation(
         &self,
+        serving: &Serving,
         idm: &IdempotencyId,
     ) -> Result<Option<Committed>> {
-        let newest = self.read_version();
+        let newest = serving.pipeline.committed_version();
         let first = idm.first_read_version;
         if first > newest {
             return Err(Error::InvalidArgument(format!(
@@ -249,7 +454,7 @@ impl Coordinator {
                  newest committed version {newest}; get read versions from GetReadVersion"
             )));
         }
-        if first >= self.generation_start {
+        if first >= serving.start {
             return Ok(None);
         }
         let retention = idempotency::retention_versions(self.id_retention);
@@ -263,7 +468,7 @@ impl Coordinator {
                     .into(),
             ));
         };
-        let through = self.generation_start.saturating_sub(1);
+        let through = serving.start.saturating_sub(1);
         let found = idempotency::find_stored(db, &idm.id, first, through)
             .await
             .map_err(|e| {
@@ -292,17 +497,31 @@ impl Coordinator {
         }
     }
 
-    /// Why the commit pipeline failed (`None` while it has not); see [`Pipeline::failure`].
-    pub fn failure(&self) -> watch::Receiver<Option<String>> {
-        self.pipeline.failure()
+    /// Why the commit pipeline of the generation served failed (`None` while it has not);
+    /// see [`Pipeline::failure`]. For a coordinator outside a cluster, whose one generation
+    /// lasts as long as the process; `None` when no generation is served.
+    pub fn failure(&self) -> Option<watch::Receiver<Option<String>>> {
+        self.serving.read().as_ref().map(|s| s.pipeline.failure())
+    }
+
+    /// The coordinator's own log, or an error saying that the log servers hold it.
+    fn local_log(&self) -> Result<&Arc<CommitLog>> {
+        self.local_log.as_ref().ok_or_else(|| {
+            Error::InvalidArgument(
+                "this coordinator keeps no log: storage servers follow the log servers of the \
+                 current generation"
+                    .into(),
+            )
+        })
     }
 
     /// Committed mutations after `pull.after`, clipped to `pull.ranges`; waits up to
     /// `pull.wait` when nothing newer is committed. `TransactionTooOld` when the log no longer
     /// holds versions right after `pull.after`.
     pub async fn pull(&self, pull: Pull) -> Result<Pulled> {
+        let log = self.local_log()?.clone();
         let ranges = clip::normalize(pull.ranges);
-        let mut committed = self.pipeline.subscribe();
+        let mut committed = self.current()?.pipeline.subscribe();
         let wait = pull.wait.min(MAX_PULL_WAIT);
         if *committed.borrow() <= pull.after && !wait.is_zero() {
             let mut stopping = self.stopping.subscribe();
@@ -315,25 +534,25 @@ impl Coordinator {
             .await;
         }
         let through = *committed.borrow();
-        read_pulled(&self.log, pull.after, through, &ranges, pull.max_bytes)
+        read_pulled(&log, pull.after, through, &ranges, pull.max_bytes)
     }
 
     /// The feed of committed mutations after `after`, clipped to `ranges`, that a storage
-    /// server follows (see [`MutationFeed`]).
+    /// server follows (see [`MutationFeed`]); only from a coordinator's own log.
     pub fn mutation_feed(
         &self,
         after: Version,
         ranges: Vec<KeyRange>,
         max_bytes: u64,
-    ) -> MutationFeed {
-        MutationFeed::new(
-            self.log.clone(),
-            self.pipeline.subscribe(),
+    ) -> Result<MutationFeed> {
+        Ok(MutationFeed::new(
+            self.local_log()?.clone(),
+            self.current()?.pipeline.subscribe(),
             self.stopping.subscribe(),
             after,
             clip::normalize(ranges),
             max_bytes,
-        )
+        ))
     }
 
     /// Records that `storage_id` has made every version up to `durable` durable, and truncates
@@ -347,6 +566,14 @@ impl Coordinator {
         let committed = self.read_version();
         {
             let mut d = self.durability.lock();
+            if let Some(storage) = &d.storage
+                && !storage.contains(storage_id)
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "{storage_id:?} is not a storage server of the shard map; only they report \
+                     durability"
+                )));
+            }
             let entry = d
                 .reported
                 .entry(storage_id.to_owned())
@@ -385,10 +612,20 @@ impl Coordinator {
             }
             d.truncated = target;
         }
-        let log = self.log.clone();
-        tokio::task::spawn_blocking(move || log.truncate_through(target))
-            .await
-            .map_err(|e| Error::Internal(format!("log truncation task failed: {e}")))?
+        if let Some(log) = self.local_log.clone() {
+            return tokio::task::spawn_blocking(move || log.truncate_through(target))
+                .await
+                .map_err(|e| Error::Internal(format!("log truncation task failed: {e}")))?;
+        }
+        let replicated = self
+            .serving
+            .read()
+            .as_ref()
+            .and_then(|s| s.replicated.clone());
+        if let Some(log) = replicated {
+            log.set_truncate_through(target);
+        }
+        Ok(())
     }
 
     /// The storage servers whose durable versions gate log truncation (the shard map's), with
@@ -414,10 +651,21 @@ impl Coordinator {
 
     /// Snapshot of the counters.
     pub fn stats(&self) -> CoordinatorStats {
+        let serving = self.serving.read().clone();
         CoordinatorStats {
             committed_version: self.read_version(),
-            pipeline: self.pipeline.stats(),
-            log: self.log.stats(),
+            pipeline: serving
+                .as_ref()
+                .map(|s| s.pipeline.stats())
+                .unwrap_or_default(),
+            log: match (
+                &self.local_log,
+                serving.as_ref().and_then(|s| s.replicated.as_ref()),
+            ) {
+                (Some(log), _) => log.stats(),
+                (None, Some(replicated)) => replicated.stats(),
+                (None, None) => LogStats::default(),
+            },
         }
     }
 
@@ -437,7 +685,10 @@ impl Coordinator {
     /// and stops the pipeline threads.
     pub async fn shutdown(&self) {
         self.begin_shutdown();
-        self.pipeline.shutdown().await;
+        let serving = self.serving.read().clone();
+        if let Some(serving) = serving {
+            serving.pipeline.shutdown().await;
+        }
     }
 }
 

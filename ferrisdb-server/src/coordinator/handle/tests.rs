@@ -128,7 +128,9 @@ async fn a_mutation_feed_delivers_every_version_in_order_and_catches_up_in_one_m
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(1_000);
     let c = open(dir.path(), &clock);
-    let mut feed = c.mutation_feed(c.read_version(), vec![range("a", "m")], 0);
+    let mut feed = c
+        .mutation_feed(c.read_version(), vec![range("a", "m")], 0)
+        .unwrap();
     // Three commits before the follower asks: one message carries both in-range versions.
     let mut versions = Vec::new();
     for (k, v) in [("a", "1"), ("z", "2"), ("b", "3")] {
@@ -289,7 +291,9 @@ async fn the_log_is_truncated_only_when_every_storage_server_reported() {
         .unwrap_err();
     assert!(matches!(err, Error::TransactionTooOld { .. }), "{err}");
     // A feed that needs truncated versions fails once, then ends.
-    let mut feed = c.mutation_feed(Version::ZERO, vec![KeyRange::all()], 0);
+    let mut feed = c
+        .mutation_feed(Version::ZERO, vec![KeyRange::all()], 0)
+        .unwrap();
     let err = feed.next().await.unwrap().unwrap_err();
     assert!(matches!(err, Error::TransactionTooOld { .. }), "{err}");
     assert!(feed.next().await.is_none());
@@ -323,7 +327,7 @@ async fn a_failed_log_refuses_every_commit_and_says_why() {
     // Every record seals its segment, so the next commit must create a new file.
     opts.log.segment_bytes = 1;
     let c = Coordinator::open_with_clock(opts, clock.clone()).unwrap();
-    let mut failure = c.failure();
+    let mut failure = c.failure().unwrap();
     assert!(failure.borrow().is_none());
     c.commit(blind(c.read_version(), vec![set("a", "1")]))
         .await

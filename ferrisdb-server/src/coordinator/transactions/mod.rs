@@ -108,7 +108,11 @@ impl Transactions for TransactionsService {
         request: Request<v1::BeginRequest>,
     ) -> Result<Response<v1::BeginResponse>, Status> {
         let priority = priority_from_proto(request.into_inner().priority)?;
-        let version = self.coordinator.read_version_for(priority).await;
+        let version = self
+            .coordinator
+            .read_version_for(priority)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(v1::BeginResponse {
             read_version: version.get(),
         }))

@@ -42,9 +42,24 @@ pub struct Report {
     pub healthy: bool,
     /// The coordinator's latest committed version (`null` if it could not be reached).
     pub latest_version: Option<u64>,
-    /// The transaction system's generation: one more each time a coordinator process starts
-    /// serving (0 before the first).
+    /// The transaction system's generation (0 before the first); the same as `generation`.
     pub epoch: u64,
+    /// The transaction system's generation: one more with each recovery (0 before the first).
+    pub generation: u64,
+    /// What the recovery of the transaction system is doing: `waiting: …`, `locking logs`,
+    /// `copying logs`, `starting coordinator`, `accepting commits` (the generation commits;
+    /// storage servers are still catching up to its first version) or `fully recovered`.
+    pub recovery_state: String,
+    /// Why the last recovery began (empty if none since the controller leader took office).
+    pub recovery_reason: String,
+    /// How long the last recovery took, until its coordinator accepted commits (`null` if
+    /// none since the controller leader took office).
+    pub last_recovery_ms: Option<u64>,
+    /// The generation's versions: every version acknowledged before it is at or below
+    /// `recovery_version`; its first version is `start_version` (`null` before the first).
+    pub generation_versions: Option<GenerationVersions>,
+    /// Every log server, with whether it serves the current generation.
+    pub log_servers: Vec<LogServer>,
     /// Replicas per shard the cluster is configured for.
     pub replication: u32,
     /// Storage servers the cluster waits for before bootstrapping.
@@ -100,6 +115,38 @@ pub struct Process {
     pub ms_since_heartbeat: Option<u64>,
     /// Why it is unhealthy (`null` when healthy): what it reported, or its silence.
     pub unhealthy_reason: Option<String>,
+}
+
+/// Where a generation's versions begin.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct GenerationVersions {
+    /// Every version acknowledged before the generation is at or below it.
+    pub recovery_version: u64,
+    /// The generation's first version.
+    pub start_version: u64,
+}
+
+/// One log server's last reported state.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogServer {
+    /// Worker id.
+    pub id: String,
+    /// `host:port`.
+    pub address: String,
+    /// Heard from recently.
+    pub healthy: bool,
+    /// One of the current generation's log servers.
+    pub in_generation: bool,
+    /// The generation it is locked at.
+    pub locked_epoch: Option<u64>,
+    /// Its newest record.
+    pub durable_version: Option<u64>,
+    /// The newest version it knows committed (what storage servers may read from it).
+    pub known_committed: Option<u64>,
+    /// Versions at or below this are no longer held.
+    pub retained_from: Option<u64>,
+    /// Bytes of the records held.
+    pub retained_bytes: Option<u64>,
 }
 
 /// The coordinator's last reported commit statistics.
@@ -406,6 +453,12 @@ pub fn build(
     }
     let mut coordinator = None;
     let mut storage_servers = Vec::new();
+    let mut log_servers = Vec::new();
+    let generation_logs: Vec<String> = state
+        .generation
+        .iter()
+        .flat_map(|g| g.logs.iter().map(|l| l.log_id.clone()))
+        .collect();
     let mut workers = state.workers;
     let coordinator_role = v1::WorkerRole::Coordinator as i32;
     workers.sort_by(|a, b| {
@@ -488,8 +541,24 @@ pub fn build(
                     commit_stage_means_us: c.and_then(stage_means),
                 });
             }
-            // Listed among the processes; their log state joins the status with recoveries.
-            v1::WorkerRole::Log | v1::WorkerRole::Unspecified => {}
+            v1::WorkerRole::Log => {
+                let l = match status {
+                    Some(v1::worker_status::Status::Log(l)) => Some(l),
+                    _ => None,
+                };
+                log_servers.push(LogServer {
+                    id: w.worker_id.clone(),
+                    address: w.address.clone(),
+                    healthy: w.healthy,
+                    in_generation: generation_logs.contains(&w.worker_id),
+                    locked_epoch: l.map(|l| l.locked_epoch),
+                    durable_version: l.map(|l| l.durable_version),
+                    known_committed: l.map(|l| l.known_committed),
+                    retained_from: l.map(|l| l.retained_from),
+                    retained_bytes: l.map(|l| l.retained_bytes),
+                });
+            }
+            v1::WorkerRole::Unspecified => {}
         }
     }
     if coordinator.is_none() {
@@ -533,6 +602,18 @@ pub fn build(
             shards.len()
         ));
     }
+    if !state.recovery_state.is_empty()
+        && state.recovery_state != "accepting commits"
+        && state.recovery_state != "fully recovered"
+    {
+        messages.push(format!(
+            "the transaction system is recovering ({}): {}",
+            state.recovery_reason, state.recovery_state
+        ));
+    }
+    if state.epoch == 0 && state.recovery_state.is_empty() {
+        messages.push("the transaction system has not started yet".into());
+    }
     let min_healthy = shards.iter().map(|s| s.healthy_replicas).min();
     let fault_tolerance = min_healthy.and_then(|m| m.checked_sub(1));
     Report {
@@ -541,6 +622,15 @@ pub fn build(
         healthy: messages.is_empty(),
         controllers,
         epoch: state.epoch,
+        generation: state.epoch,
+        recovery_state: state.recovery_state,
+        recovery_reason: state.recovery_reason,
+        last_recovery_ms: (state.last_recovery_ms > 0).then_some(state.last_recovery_ms),
+        generation_versions: state.generation.as_ref().map(|g| GenerationVersions {
+            recovery_version: g.recovery_version,
+            start_version: g.start_version,
+        }),
+        log_servers,
         latest_version,
         replication: state.replication,
         expected_storage_servers: state.expected_storage_servers,

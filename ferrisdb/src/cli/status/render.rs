@@ -39,10 +39,22 @@ pub fn render(r: &Report) -> String {
         r.fault_tolerance
             .map_or_else(|| "none".into(), |f| format!("{f} storage server(s)"))
     ));
+    out.push_str(&format!("  Latest version:    {}\n", opt(r.latest_version)));
     out.push_str(&format!(
-        "  Latest version:    {} (transaction system generation {})\n",
-        opt(r.latest_version),
-        r.epoch
+        "  Generation:        {}, {}{}{}\n",
+        r.generation,
+        if r.recovery_state.is_empty() {
+            "no recovery yet"
+        } else {
+            r.recovery_state.as_str()
+        },
+        r.last_recovery_ms
+            .map_or(String::new(), |ms| format!(", last recovery took {ms} ms")),
+        if r.recovery_reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", r.recovery_reason)
+        },
     ));
     if let Some(c) = &r.coordinator {
         out.push_str(&format!(
@@ -90,6 +102,30 @@ pub fn render(r: &Report) -> String {
             s.lag_seconds.map_or("-".into(), |l| format!("{l:.2}s")),
             s.data_bytes.map_or("-".into(), bytes),
         ]);
+    }
+    if !r.log_servers.is_empty() {
+        let mut logs = Table::new(&[
+            "ID",
+            "ADDRESS",
+            "GENERATION",
+            "LOCKED AT",
+            "DURABLE",
+            "COMMITTED",
+            "HELD",
+        ]);
+        for l in &r.log_servers {
+            logs.row(vec![
+                l.id.clone(),
+                l.address.clone(),
+                if l.in_generation { "current" } else { "-" }.into(),
+                opt(l.locked_epoch),
+                opt(l.durable_version),
+                opt(l.known_committed),
+                l.retained_bytes.map_or("-".into(), bytes),
+            ]);
+        }
+        out.push_str("\nLog servers:\n");
+        out.push_str(&logs.render(2));
     }
     out.push_str("\nStorage servers:\n");
     out.push_str(&storage.render(2));

@@ -32,6 +32,8 @@ fn worker(id: &str, role: v1::WorkerRole, port: u16, healthy: bool) -> v1::Worke
                         ms_since_report: 100,
                     })
                     .to_vec(),
+                serving_epoch: 2,
+                generation_failure: String::new(),
             },
         )),
         v1::WorkerRole::Log => Some(v1::worker_status::Status::Log(v1::LogServerStatus {
@@ -90,12 +92,27 @@ fn state(s2_healthy: bool) -> v1::GetClusterStateResponse {
             worker("s0", v1::WorkerRole::Storage, 4502, true),
             worker("co", v1::WorkerRole::Coordinator, 4501, true),
             worker("s1", v1::WorkerRole::Storage, 4503, true),
+            worker("l0", v1::WorkerRole::Log, 4510, true),
+            worker("l1", v1::WorkerRole::Log, 4511, true),
         ],
         expected_storage_servers: 3,
         replication: 2,
         heartbeat_interval_ms: 500,
         controllers: vec![],
         epoch: 2,
+        generation: Some(v1::GenerationInfo {
+            epoch: 2,
+            coordinator_id: "co".into(),
+            logs: vec![v1::GenerationLog {
+                log_id: "l0".into(),
+                address: "127.0.0.1:4510".into(),
+            }],
+            recovery_version: 500,
+            start_version: 5_000_500,
+        }),
+        recovery_state: "fully recovered".into(),
+        recovery_reason: "coordinator co serves generation 0, not 1".into(),
+        last_recovery_ms: 240,
     }
 }
 
@@ -153,7 +170,15 @@ fn a_healthy_cluster_is_fully_replicated_with_lag_from_the_latest_version() {
     let roles: Vec<&str> = r.processes.iter().map(|p| p.role.as_str()).collect();
     assert_eq!(
         roles,
-        ["controller", "coordinator", "storage", "storage", "storage"]
+        [
+            "controller",
+            "coordinator",
+            "storage",
+            "storage",
+            "storage",
+            "log",
+            "log"
+        ]
     );
     assert_eq!(r.processes[1].uptime_seconds, Some(30.0));
     let ids: Vec<&str> = r.storage_servers.iter().map(|s| s.id.as_str()).collect();
@@ -177,13 +202,48 @@ fn a_healthy_cluster_is_fully_replicated_with_lag_from_the_latest_version() {
     assert_eq!(json["coordinator"]["commit_stage_means_us"]["queue"], 10.0);
     assert_eq!(json["storage_servers"][2]["data_bytes"], 4096);
     assert_eq!(json["epoch"], 2);
+    assert_eq!(json["generation"], 2);
+    assert_eq!(json["recovery_state"], "fully recovered");
+    assert_eq!(json["last_recovery_ms"], 240);
+    assert_eq!(json["generation_versions"]["recovery_version"], 500);
+    assert_eq!(json["log_servers"][0]["in_generation"], true);
+    assert_eq!(json["log_servers"][1]["in_generation"], false);
+    assert_eq!(json["log_servers"][0]["known_committed"], 990);
     let text = render(&r);
     assert!(text.contains("HEALTHY"), "{text}");
-    assert!(text.contains("(transaction system generation 2)"), "{text}");
+    assert!(
+        text.contains("Generation:        2, fully recovered, last recovery took 240 ms"),
+        "{text}"
+    );
+    assert!(text.contains("Log servers:"), "{text}");
     assert!(text.contains("3/3 shards fully replicated"), "{text}");
     assert!(
         text.contains("queue 10 µs, resolve 5 µs, durable 200 µs, reply 20 µs"),
         "{text}"
+    );
+}
+
+#[test]
+fn a_recovery_under_way_degrades_the_cluster_and_says_what_it_waits_for() {
+    let mut s = state(true);
+    s.recovery_state =
+        "waiting: none of the 2 log servers of the old generation can be locked".into();
+    s.recovery_reason = "log server l0 silent for 3.0 s".into();
+    let r = build("127.0.0.1:4500", s, Some(1000), 40_000);
+    assert!(!r.healthy);
+    assert!(
+        r.messages.iter().any(|m| m.contains("recovering")
+            && m.contains("l0 silent")
+            && m.contains("can be locked")),
+        "{:?}",
+        r.messages
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    assert!(
+        json["recovery_state"]
+            .as_str()
+            .unwrap()
+            .starts_with("waiting")
     );
 }
 

@@ -1,0 +1,289 @@
+//! [`ReplicatedLog`]: the commit pipeline's log in a cluster, the log servers of the
+//! generation the coordinator serves.
+//!
+//! Each batch is encoded once (`log/record.rs`) and sent on one `Append` stream per log
+//! server; [`sync`](ReplicatedLog::sync) returns once **every** log server of the generation
+//! has acknowledged it durable, so a commit is only ever acknowledged when all of them hold
+//! it (a recovery may then lock any one of them). Publishing a batch tells every log server
+//! that it is committed (`known_committed`), which is what lets storage servers read it; the
+//! notice rides on its own small message so readers do not wait for the next batch. Every
+//! message also carries the version every storage server has made durable, so the log
+//! servers may truncate.
+//!
+//! Any failure is final for the generation: a stream that ends or errs (the log server died,
+//! was locked by a newer generation, or refused a record), or a batch not acknowledged within
+//! [`ACK_TIMEOUT`] (a paused or partitioned log server), fails every `sync` from then on. The
+//! pipeline then refuses commits and the coordinator reports the failure, and the controller
+//! recovers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ferrisdb_core::{Error, Mutation, Result, Version};
+use ferrisdb_proto::v1;
+use ferrisdb_proto::v1::log_server_client::LogServerClient;
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::mpsc;
+
+use super::commit::LogWriter;
+use crate::log::{LogStats, LoggedBatch, Submitted, record};
+
+/// Longest a batch may wait for every log server's acknowledgement before the generation is
+/// given up.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest opening the append streams may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One log server of the generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogMember {
+    /// Its worker id.
+    pub id: String,
+    /// Its address.
+    pub address: String,
+}
+
+#[derive(Debug)]
+struct Acks {
+    /// Newest version each log server acknowledged durable.
+    durable: Vec<Version>,
+    /// Why the generation's log failed, once it has.
+    failure: Option<String>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    members: Vec<LogMember>,
+    acks: Mutex<Acks>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn fail(&self, reason: String) {
+        let mut acks = self.acks.lock();
+        if acks.failure.is_none() {
+            tracing::warn!(%reason, "the generation's log failed");
+            acks.failure = Some(reason);
+        }
+        self.changed.notify_all();
+    }
+}
+
+/// The log servers of one generation, as a [`LogWriter`].
+#[derive(Debug)]
+pub struct ReplicatedLog {
+    epoch: u64,
+    shared: Arc<Shared>,
+    senders: Vec<mpsc::UnboundedSender<v1::AppendRequest>>,
+    /// The newest record submitted (the next one follows it).
+    last: Mutex<Version>,
+    known_committed: AtomicU64,
+    truncate_through: AtomicU64,
+    records: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl ReplicatedLog {
+    /// Opens an append stream to every log server of generation `epoch`, whose logs all end at
+    /// `recovery_version` (the next record follows it). Fails if a stream cannot be opened.
+    pub async fn open(
+        epoch: u64,
+        members: Vec<LogMember>,
+        recovery_version: Version,
+    ) -> Result<Arc<ReplicatedLog>> {
+        if members.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a generation needs at least one log server".into(),
+            ));
+        }
+        let shared = Arc::new(Shared {
+            acks: Mutex::new(Acks {
+                durable: vec![recovery_version; members.len()],
+                failure: None,
+            }),
+            changed: Condvar::new(),
+            members: members.clone(),
+        });
+        let mut senders = Vec::with_capacity(members.len());
+        for (i, member) in members.iter().enumerate() {
+            let mut client =
+                LogServerClient::new(crate::worker::endpoint(&member.address)?.connect_lazy())
+                    .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
+            let (tx, rx) = mpsc::unbounded_channel::<v1::AppendRequest>();
+            let outgoing = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|r| (r, rx))
+            });
+            let answers = tokio::time::timeout(OPEN_TIMEOUT, client.append(outgoing))
+                .await
+                .map_err(|_| {
+                    Error::Unavailable(format!(
+                        "opening the append stream to log server {} at {} timed out",
+                        member.id, member.address
+                    ))
+                })?
+                .map_err(|s| ferrisdb_proto::status::from_status(&s))?
+                .into_inner();
+            tokio::spawn(follow_acks(shared.clone(), i, answers));
+            senders.push(tx);
+        }
+        Ok(Arc::new(ReplicatedLog {
+            epoch,
+            shared,
+            senders,
+            last: Mutex::new(recovery_version),
+            known_committed: AtomicU64::new(recovery_version.get()),
+            truncate_through: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }))
+    }
+
+    /// The generation's log servers.
+    pub fn members(&self) -> &[LogMember] {
+        &self.shared.members
+    }
+
+    /// Why the log failed, if it has.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.acks.lock().failure.clone()
+    }
+
+    /// Lets the log servers drop every version up to `version` (every storage server has it
+    /// durable); sent with the next message.
+    pub fn set_truncate_through(&self, version: Version) {
+        self.truncate_through
+            .fetch_max(version.get(), Ordering::AcqRel);
+    }
+
+    fn send_all(&self, request: &v1::AppendRequest) -> Result<()> {
+        for (sender, member) in self.senders.iter().zip(&self.shared.members) {
+            if sender.send(request.clone()).is_err() {
+                let reason = format!("the append stream to log server {} ended", member.id);
+                self.shared.fail(reason.clone());
+                return Err(Error::Unavailable(reason));
+            }
+        }
+        Ok(())
+    }
+
+    fn request(&self, record: bytes::Bytes) -> v1::AppendRequest {
+        v1::AppendRequest {
+            epoch: self.epoch,
+            record,
+            known_committed: self.known_committed.load(Ordering::Acquire),
+            truncate_through: self.truncate_through.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// Reads one log server's acknowledgements until its stream ends, which fails the log.
+async fn follow_acks(
+    shared: Arc<Shared>,
+    index: usize,
+    mut answers: tonic::Streaming<v1::AppendResponse>,
+) {
+    let id = shared.members[index].id.clone();
+    loop {
+        match answers.message().await {
+            Ok(Some(answer)) => {
+                let mut acks = shared.acks.lock();
+                let slot = &mut acks.durable[index];
+                *slot = (*slot).max(Version(answer.durable_version));
+                drop(acks);
+                shared.changed.notify_all();
+            }
+            Ok(None) => {
+                shared.fail(format!("log server {id} ended its append stream"));
+                return;
+            }
+            Err(status) => {
+                let e = ferrisdb_proto::status::from_status(&status);
+                shared.fail(format!("log server {id}: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+impl LogWriter for ReplicatedLog {
+    fn submit(&self, version: Version, mutations: Vec<Mutation>) -> Result<Submitted> {
+        if let Some(reason) = self.failure() {
+            return Err(Error::Unavailable(reason));
+        }
+        let mut last = self.last.lock();
+        if version <= *last {
+            return Err(Error::Internal(format!(
+                "commit log got version {version} after {}",
+                *last
+            )));
+        }
+        let payload = record::encode(version, *last, &mutations)?;
+        let bytes = payload.len() as u64;
+        self.send_all(&self.request(payload.into()))?;
+        *last = version;
+        self.records.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        Ok(Submitted {
+            // Versions strictly increase: the version is the sequence number.
+            seq: version.get(),
+            batch: Arc::new(LoggedBatch {
+                version,
+                mutations,
+                segment: 0,
+                bytes,
+            }),
+        })
+    }
+
+    fn sync(&self, seq: u64) -> Result<()> {
+        let version = Version(seq);
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        let mut acks = self.shared.acks.lock();
+        loop {
+            if let Some(reason) = &acks.failure {
+                return Err(Error::Unavailable(reason.clone()));
+            }
+            if acks.durable.iter().all(|d| *d >= version) {
+                return Ok(());
+            }
+            if self
+                .shared
+                .changed
+                .wait_until(&mut acks, deadline)
+                .timed_out()
+            {
+                let slow: Vec<&str> = acks
+                    .durable
+                    .iter()
+                    .zip(&self.shared.members)
+                    .filter(|(d, _)| **d < version)
+                    .map(|(_, m)| m.id.as_str())
+                    .collect();
+                let reason = format!(
+                    "log server(s) {} did not acknowledge version {version} within {ACK_TIMEOUT:?}",
+                    slow.join(", ")
+                );
+                drop(acks);
+                self.shared.fail(reason.clone());
+                return Err(Error::Unavailable(reason));
+            }
+        }
+    }
+
+    fn publish(&self, batch: Arc<LoggedBatch>) {
+        self.known_committed
+            .fetch_max(batch.version.get(), Ordering::AcqRel);
+        // A failed send fails the log; the next submit or sync reports it.
+        let _ = self.send_all(&self.request(bytes::Bytes::new()));
+    }
+
+    fn stats(&self) -> LogStats {
+        LogStats {
+            records: self.records.load(Ordering::Relaxed),
+            bytes_written: self.bytes.load(Ordering::Relaxed),
+            ..LogStats::default()
+        }
+    }
+}
