@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::cluster::{Node, TestCluster, channel};
+use common::group::{read_all, write};
 use ferrisdb_client::Database;
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::transaction_coordinator_client::TransactionCoordinatorClient;
@@ -24,32 +25,6 @@ use ferrisdb_proto::v1::transaction_coordinator_client::TransactionCoordinatorCl
 fn db(cluster: &TestCluster) -> Database {
     Database::connect_all(cluster.controller_addresses().split(',').map(String::from))
         .expect("client")
-}
-
-async fn write(db: &Database, key: &str) {
-    db.run(|tx| {
-        let key = key.to_string();
-        async move { tx.set(key.as_bytes(), key.as_bytes()) }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("writing {key}: {e}"));
-}
-
-async fn read_all(db: &Database, keys: &[String]) {
-    for key in keys {
-        let got = db
-            .run(|tx| {
-                let key = key.clone();
-                async move { tx.get(key.as_bytes()).await }
-            })
-            .await
-            .unwrap_or_else(|e| panic!("reading {key}: {e}"));
-        assert_eq!(
-            got.as_deref(),
-            Some(key.as_bytes()),
-            "acknowledged write {key} lost"
-        );
-    }
 }
 
 /// Writes `count` keys named `prefix-N`, returning them.
@@ -255,8 +230,94 @@ async fn a_paused_coordinator_commits_nothing_after_a_recovery_replaced_it() {
     drop(replacement);
 }
 
-/// Loses the coordinator's disk `FERRISDB_RECOVERY_RUNS` times (default 20) and prints the
-/// time from the loss to the next successful commit: min, median, max.
+/// Kills a log server of the generation, wipes it and starts it again as a new (spare) log
+/// server: returns how long until a commit through the client succeeded again.
+async fn lose_a_log_server_disk(cluster: &mut TestCluster, db: &Database, key: &str) -> Duration {
+    let generation = cluster
+        .state()
+        .await
+        .expect("state")
+        .generation
+        .expect("a generation");
+    let index = cluster
+        .logs
+        .iter()
+        .position(|n| n.addr.to_string() == generation.logs[0].address)
+        .expect("a log server of the generation");
+    let data = cluster.logs[index].data_dir().expect("data dir");
+    cluster.logs[index].kill();
+    let lost = Instant::now();
+    std::fs::remove_dir_all(&data).expect("wipe the log server");
+    cluster.logs[index].start();
+    write(db, key).await;
+    lost.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_log_server_dead_and_the_other_paused_the_cluster_waits_and_loses_nothing() {
+    let mut cluster = TestCluster::start(3, 2).await;
+    let db = db(&cluster);
+    let mut keys = write_keys(&db, "before", 30).await;
+    let old = cluster
+        .state()
+        .await
+        .expect("state")
+        .generation
+        .expect("a generation");
+    let position = |address: &str| {
+        cluster
+            .logs
+            .iter()
+            .position(|n| n.addr.to_string() == address)
+            .expect("a log server of the cluster")
+    };
+    let (dead, paused) = (
+        position(&old.logs[0].address),
+        position(&old.logs[1].address),
+    );
+    cluster.logs[paused]
+        .process
+        .as_ref()
+        .expect("running")
+        .pause();
+    cluster.logs[dead].kill();
+    // No log server of the generation can be locked: the recovery waits, and says so.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = cluster.state().await.expect("state");
+        if state
+            .recovery_state
+            .starts_with("waiting: none of the 2 log servers")
+        {
+            assert_eq!(state.epoch, old.epoch, "no generation without the old logs");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the recovery does not say it waits: {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A commit attempted meanwhile is not acknowledged (it cannot be on both log servers).
+    let attempt = tokio::time::timeout(Duration::from_secs(2), write(&db, "while-waiting")).await;
+    assert!(
+        attempt.is_err(),
+        "a commit was acknowledged with no log server to hold it"
+    );
+    cluster.logs[paused]
+        .process
+        .as_ref()
+        .expect("running")
+        .resume();
+    new_generation(&cluster, old.epoch).await;
+    keys.extend(write_keys(&db, "after", 20).await);
+    read_all(&db, &keys).await;
+    cluster.logs[dead].start();
+}
+
+/// Loses the coordinator's disk `FERRISDB_RECOVERY_RUNS` times (default 20), then a log
+/// server's disk as many times, and prints for each the time from the loss to the next
+/// successful commit: min, median, max.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check: run with --ignored --nocapture"]
 async fn recovery_times() {
@@ -267,21 +328,28 @@ async fn recovery_times() {
     let mut cluster = TestCluster::start(3, 2).await;
     let db = db(&cluster);
     let mut keys = write_keys(&db, "before", 10).await;
-    let mut times = Vec::new();
-    for run in 0..runs {
-        let key = format!("run-{run:03}");
-        times.push(lose_the_coordinator_disk(&mut cluster, &db, &key).await);
-        keys.push(key);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    read_all(&db, &keys).await;
-    times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "coordinator disk lost {runs} times, 0 acknowledged writes lost; loss to next commit: \
-         min {:.0} ms, median {:.0} ms, max {:.0} ms",
-        ms(times[0]),
-        ms(times[times.len() / 2]),
-        ms(times[times.len() - 1])
-    );
+    for what in ["coordinator", "log server"] {
+        let mut times = Vec::new();
+        for run in 0..runs {
+            let key = format!("{what}-run-{run:03}");
+            times.push(if what == "coordinator" {
+                lose_the_coordinator_disk(&mut cluster, &db, &key).await
+            } else {
+                lose_a_log_server_disk(&mut cluster, &db, &key).await
+            });
+            keys.push(key);
+            // Let the cluster settle (the lost process back as a standby) before the next.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        read_all(&db, &keys).await;
+        times.sort();
+        println!(
+            "{what} disk lost {runs} times, 0 acknowledged writes lost; loss to next commit: \
+             min {:.0} ms, median {:.0} ms, max {:.0} ms",
+            ms(times[0]),
+            ms(times[times.len() / 2]),
+            ms(times[times.len() - 1])
+        );
+    }
 }

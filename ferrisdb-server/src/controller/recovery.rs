@@ -571,7 +571,10 @@ async fn recover(controller: &Controller, reason: &str, inputs: Inputs) -> Resul
     tracing::info!(epoch = inputs.epoch, %reason, "recovering the transaction system");
     controller
         .update_recovery(|p| {
-            p.state = "locking logs".into();
+            // A retry keeps saying what the last attempt waited for until it gets further.
+            if !p.state.starts_with("waiting") {
+                p.state = "locking logs".into();
+            }
             p.reason = reason.to_string();
             p.started = Some(began);
         })
@@ -582,14 +585,21 @@ async fn recover(controller: &Controller, reason: &str, inputs: Inputs) -> Resul
         })
         .await?;
     let locked = lock_old_logs(&inputs).await;
-    let plan = plan(
+    let plan = match plan(
         &inputs.old.logs,
         &locked,
         &inputs.healthy_logs,
         inputs.replication,
         now_version(),
-    )
-    .map_err(Error::Unavailable)?;
+    ) {
+        Ok(plan) => plan,
+        Err(why) => {
+            controller
+                .update_recovery(|p| p.state = format!("waiting: {why}"))
+                .await;
+            return Err(Error::Unavailable(why));
+        }
+    };
     tracing::info!(
         epoch = inputs.epoch,
         recovery_version = %plan.recovery_version,

@@ -17,11 +17,9 @@ use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::transaction_coordinator_server::TransactionCoordinator;
 use tonic::{Request, Response, Status};
 
-use super::handle::{CoordinatorHandle, GenerationStart, Pull, Pulled};
+use super::handle::{CoordinatorHandle, GenerationStart, Pull};
 use super::replicated_log::LogMember;
-
-/// Longest storage id accepted.
-const MAX_STORAGE_ID_BYTES: usize = 256;
+use crate::log::service::{check_storage_id, pulled_to_proto};
 
 /// The gRPC face of a [`super::Coordinator`].
 #[derive(Debug, Clone)]
@@ -34,16 +32,6 @@ impl CoordinatorService {
     pub fn new(coordinator: CoordinatorHandle) -> Self {
         CoordinatorService { coordinator }
     }
-}
-
-fn check_storage_id(id: &str) -> Result<(), Status> {
-    if id.is_empty() || id.len() > MAX_STORAGE_ID_BYTES {
-        return Err(to_status(Error::InvalidArgument(format!(
-            "storage_id must be 1 to {MAX_STORAGE_ID_BYTES} bytes, got {}",
-            id.len()
-        ))));
-    }
-    Ok(())
 }
 
 /// The read-version priority a request names (unknown numbers are refused).
@@ -81,17 +69,6 @@ fn pull_status(err: Error) -> Status {
             )
         }
         other => to_status(other),
-    }
-}
-
-fn pulled_to_proto(pulled: Pulled) -> v1::PullMutationsResponse {
-    v1::PullMutationsResponse {
-        batches: pulled
-            .batches
-            .into_iter()
-            .map(v1::VersionedMutations::from)
-            .collect(),
-        committed_through: pulled.committed_through.get(),
     }
 }
 

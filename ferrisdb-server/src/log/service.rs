@@ -20,11 +20,12 @@ use futures_util::Stream;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::feed::Pulled;
 use super::server::LogServer;
 use super::{LoggedBatch, Submitted};
 
 /// Longest storage id accepted.
-const MAX_STORAGE_ID_BYTES: usize = 256;
+pub const MAX_STORAGE_ID_BYTES: usize = 256;
 /// Records queued on one stream ahead of its syncer.
 const APPEND_QUEUE: usize = 64;
 
@@ -130,7 +131,8 @@ async fn read_appends(
     }
 }
 
-fn check_storage_id(id: &str) -> Result<(), Status> {
+/// Refuses an empty or overlong storage id (`INVALID_ARGUMENT`).
+pub fn check_storage_id(id: &str) -> Result<(), Status> {
     if id.is_empty() || id.len() > MAX_STORAGE_ID_BYTES {
         return Err(to_status(Error::InvalidArgument(format!(
             "storage_id must be 1 to {MAX_STORAGE_ID_BYTES} bytes, got {}",
@@ -138,6 +140,18 @@ fn check_storage_id(id: &str) -> Result<(), Status> {
         ))));
     }
     Ok(())
+}
+
+/// A pull's answer on the wire.
+pub fn pulled_to_proto(pulled: Pulled) -> v1::PullMutationsResponse {
+    v1::PullMutationsResponse {
+        batches: pulled
+            .batches
+            .into_iter()
+            .map(v1::VersionedMutations::from)
+            .collect(),
+        committed_through: pulled.committed_through.get(),
+    }
 }
 
 #[tonic::async_trait]
@@ -240,17 +254,7 @@ impl LogServerRpc for LogService {
             .map_err(to_status)?;
         let stream = futures_util::stream::unfold(feed, |mut feed| async move {
             let next = feed.next().await?;
-            let answer = next
-                .map(|pulled| v1::PullMutationsResponse {
-                    batches: pulled
-                        .batches
-                        .into_iter()
-                        .map(v1::VersionedMutations::from)
-                        .collect(),
-                    committed_through: pulled.committed_through.get(),
-                })
-                .map_err(to_status);
-            Some((answer, feed))
+            Some((next.map(pulled_to_proto).map_err(to_status), feed))
         });
         Ok(Response::new(Box::pin(stream)))
     }
