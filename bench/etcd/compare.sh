@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of FerrisDB and etcd on this machine (FerrisDB issue 8).
 #
-# Starts one etcd member and one FerrisDB local cluster on loopback, both with fsync on commit,
+# Starts an etcd cluster of ETCD_MEMBERS members (default 3) and one FerrisDB local cluster
+# (log replication FERRISDB_LOG_REPLICATION, default 2) on loopback, both with fsync on commit,
 # and drives both with the same load generator (`ferrisdb bench`, `--store etcd` for etcd) for
 # every workload x client count, writing one JSON file per run into the results directory, then
 # prints the comparison table (report.py) and writes a chart. Not part of the default test run.
@@ -9,7 +10,9 @@
 # Usage: bench/etcd/compare.sh [--duration S] [--clients "1 16 128"] [--workloads "w c cs a r t"]
 #                              [--records N] [--results DIR] [--work-dir DIR]
 # The same settings can come from the environment: DURATION, CLIENTS, WORKLOADS, RECORDS,
-# RESULTS, WORK_DIR. Ports: ETCD_PORT (default 23790; peer port +1), FERRISDB_PORT_BASE (25600).
+# RESULTS, WORK_DIR, ETCD_MEMBERS, FERRISDB_LOG_REPLICATION. Ports: ETCD_PORT (default 23790;
+# member i listens for clients on ETCD_PORT+2i and for peers on ETCD_PORT+2i+1; the load
+# generator talks to the first), FERRISDB_PORT_BASE (25600).
 #
 # Workloads: w (single-key writes), c (point reads, linearizable on etcd), cs (point reads,
 # serializable on etcd; FerrisDB's row is its c run: its reads are always strictly
@@ -26,6 +29,8 @@ RECORDS=${RECORDS:-100000}
 RESULTS=${RESULTS:-"$ROOT/bench/etcd/results/$(date +%Y%m%d-%H%M%S)"}
 WORK_DIR=${WORK_DIR:-${TMPDIR:-/tmp}}
 ETCD_PORT=${ETCD_PORT:-23790}
+ETCD_MEMBERS=${ETCD_MEMBERS:-3}
+FERRISDB_LOG_REPLICATION=${FERRISDB_LOG_REPLICATION:-2}
 FERRISDB_PORT_BASE=${FERRISDB_PORT_BASE:-25600}
 KEY_SIZE=16
 VALUE_SIZE=100
@@ -75,11 +80,12 @@ mkdir -p "$RESULTS"
 RESULTS=$(cd "$RESULTS" && pwd)
 TMP=$(mktemp -d "$WORK_DIR/ferrisdb-vs-etcd.XXXXXX")
 ETCD_PID=""
+ETCD_PIDS=()
 FDB_PID=""
 cleanup() {
     # No errexit here: a killed child's `wait` status must not skip the rest.
     set +e
-    if [ -n "$ETCD_PID" ]; then kill "$ETCD_PID" 2>/dev/null; wait "$ETCD_PID" 2>/dev/null; fi
+    for pid in "${ETCD_PIDS[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
     if [ -n "$FDB_PID" ]; then kill "$FDB_PID" 2>/dev/null; wait "$FDB_PID" 2>/dev/null; fi
     rm -rf "$TMP"
 }
@@ -87,26 +93,47 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 ETCD_URL="http://127.0.0.1:$ETCD_PORT"
-PEER_URL="http://127.0.0.1:$((ETCD_PORT + 1))"
+etcd_client_url() { echo "http://127.0.0.1:$((ETCD_PORT + 2 * $1))"; }
+etcd_peer_url() { echo "http://127.0.0.1:$((ETCD_PORT + 2 * $1 + 1))"; }
 start_etcd() {
-    # fsync on (etcd's default), generous quota (8 GiB): the runs write many revisions.
-    etcd --name bench --data-dir "$TMP/etcd" \
-        --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
-        --listen-peer-urls "$PEER_URL" --initial-advertise-peer-urls "$PEER_URL" \
-        --initial-cluster "bench=$PEER_URL" --quota-backend-bytes $((8 << 30)) \
-        >>"$TMP/etcd.log" 2>&1 &
-    ETCD_PID=$!
-    for _ in $(seq 100); do
-        if curl -fsS "$ETCD_URL/health" 2>/dev/null | grep -q '"health":"true"'; then return 0; fi
-        kill -0 "$ETCD_PID" 2>/dev/null || { tail -20 "$TMP/etcd.log" >&2; die "etcd exited"; }
+    # fsync on (etcd's default), generous quota (8 GiB): the runs write many revisions. Every
+    # member on this host, each with its own data directory.
+    local cluster="" i
+    for i in $(seq 0 $((ETCD_MEMBERS - 1))); do
+        cluster="${cluster:+$cluster,}m$i=$(etcd_peer_url "$i")"
+    done
+    ETCD_PIDS=()
+    for i in $(seq 0 $((ETCD_MEMBERS - 1))); do
+        etcd --name "m$i" --data-dir "$TMP/etcd-$i" \
+            --listen-client-urls "$(etcd_client_url "$i")" --advertise-client-urls "$(etcd_client_url "$i")" \
+            --listen-peer-urls "$(etcd_peer_url "$i")" --initial-advertise-peer-urls "$(etcd_peer_url "$i")" \
+            --initial-cluster "$cluster" --initial-cluster-state new \
+            --quota-backend-bytes $((8 << 30)) \
+            >>"$TMP/etcd-$i.log" 2>&1 &
+        ETCD_PIDS+=($!)
+    done
+    ETCD_PID=${ETCD_PIDS[0]}
+    for _ in $(seq 150); do
+        local healthy=0
+        for i in $(seq 0 $((ETCD_MEMBERS - 1))); do
+            if curl -fsS "$(etcd_client_url "$i")/health" 2>/dev/null | grep -q '"health":"true"'; then
+                healthy=$((healthy + 1))
+            fi
+        done
+        [ "$healthy" -eq "$ETCD_MEMBERS" ] && return 0
+        for pid in "${ETCD_PIDS[@]}"; do
+            kill -0 "$pid" 2>/dev/null || { tail -20 "$TMP"/etcd-*.log >&2; die "an etcd member exited"; }
+        done
         sleep 0.1
     done
-    tail -20 "$TMP/etcd.log" >&2
-    die "etcd did not become healthy on $ETCD_URL"
+    tail -20 "$TMP"/etcd-*.log >&2
+    die "etcd did not become healthy ($ETCD_MEMBERS members from $ETCD_URL)"
 }
 stop_etcd() {
-    kill "$ETCD_PID" 2>/dev/null || true
-    wait "$ETCD_PID" 2>/dev/null || true
+    local pid
+    for pid in "${ETCD_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${ETCD_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    ETCD_PIDS=()
     ETCD_PID=""
 }
 restart_etcd() {
@@ -121,6 +148,7 @@ etcd_metric() {
 
 start_ferrisdb() {
     "$FERRISDB" cluster up --dir "$TMP/ferrisdb" --port-base "$FERRISDB_PORT_BASE" \
+        --log-replication "$FERRISDB_LOG_REPLICATION" \
         >"$TMP/ferrisdb-cluster.log" 2>&1 &
     FDB_PID=$!
     for _ in $(seq 300); do
@@ -155,7 +183,8 @@ python3 "$HERE/fsync_rate.py" "$TMP" 3 | tee "$RESULTS/fsync.json"
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "ferrisdb commit: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    echo "etcd: $(etcd --version 2>/dev/null | head -1)"
+    echo "etcd: $(etcd --version 2>/dev/null | head -1), $ETCD_MEMBERS members"
+    echo "ferrisdb log replication: $FERRISDB_LOG_REPLICATION"
     echo "cpus: $(nproc)  kernel: $(uname -r)"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "duration: $DURATION s  records: $RECORDS  key/value: $KEY_SIZE/$VALUE_SIZE bytes  clients: $CLIENTS"

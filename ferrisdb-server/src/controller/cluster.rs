@@ -208,8 +208,8 @@ impl Controller {
 
     /// Registers a worker (see [`super::state::apply_command`]) through the group. A worker
     /// that says it belongs to another cluster (`claimed_cluster`, empty on its first
-    /// registration) is refused. A coordinator registering under a new `incarnation` (a
-    /// process start) begins a new generation of the transaction system.
+    /// registration) is refused. Registering begins no generation: the recovery recruits
+    /// coordinators and log servers (`super::recovery`).
     pub async fn register(
         &self,
         record: WorkerRecord,

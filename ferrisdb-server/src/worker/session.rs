@@ -193,8 +193,7 @@ struct Worker {
     data_dir: PathBuf,
     /// The cluster it belongs to (`None` until its first registration).
     cluster_id: Option<String>,
-    /// Chosen at process start: a coordinator registering under a new incarnation begins a
-    /// new generation of the transaction system.
+    /// Chosen at process start, sent with each registration.
     incarnation: String,
     role: v1::WorkerRole,
     advertise: String,
