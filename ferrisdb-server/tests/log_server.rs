@@ -59,6 +59,7 @@ fn append(epoch: u64, record: Vec<u8>, known_committed: u64) -> v1::AppendReques
         record: record.into(),
         known_committed,
         truncate_through: 0,
+        probe: 0,
     }
 }
 
@@ -147,6 +148,25 @@ async fn appends_are_durable_fenced_and_survive_kill_9() {
         .map(|r| (r.prev_version.get(), r.version.get()))
         .collect();
     assert_eq!(chain, [(980, 990), (990, 1000)]);
+
+    // A probe of generation 2 is answered at once; one of generation 1 is refused.
+    let mut probe = append(2, Vec::new(), 0);
+    probe.probe = 7;
+    let mut answers = c
+        .append(futures_util::stream::iter([probe.clone()]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().expect("an answer");
+    assert_eq!(answer.probe, 7, "{answer:?}");
+    probe.epoch = 1;
+    let mut answers = c
+        .append(futures_util::stream::iter([probe]))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = answers.message().await.unwrap_err();
+    assert_eq!(error_code(&err), "1011", "{err:?}");
 
     // Generation 1 is over: its next append is refused with 1011 and the stream ends.
     let mut answers = c

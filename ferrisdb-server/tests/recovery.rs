@@ -185,13 +185,20 @@ async fn a_paused_coordinator_commits_nothing_after_a_recovery_replaced_it() {
     );
     keys.extend(write_keys(&db, "after", 20).await);
 
-    // The old coordinator wakes up: whatever it tries, nothing of it commits.
+    // The old coordinator wakes up: the first thing asked of it is a read version, which it
+    // must not hand out (it would be older than the replacement's commits); and whatever it
+    // tries, nothing of it commits.
     cluster
         .coordinator
         .process
         .as_ref()
         .expect("running")
         .resume();
+    let err = old
+        .get_read_version(v1::GetReadVersionRequest::default())
+        .await
+        .expect_err("a replaced coordinator hands out no read version, even right after resuming");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
     let zombie = v1::CommitRequest {
         read_version: stale_rv,
         mutations: vec![v1::Mutation {

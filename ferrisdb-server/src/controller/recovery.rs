@@ -449,6 +449,7 @@ async fn copy_records(
                 record,
                 known_committed: 0,
                 truncate_through: 0,
+                probe: 0,
             })
             .await
             .map_err(|_| Error::Unavailable(format!("the append stream to {} ended", target.id)))?;

@@ -10,6 +10,14 @@
 //! message also carries the version every storage server has made durable, so the log
 //! servers may truncate.
 //!
+//! Before the coordinator hands out a read version it confirms that its generation still
+//! holds every log server's lock ([`ReplicatedLog::confirm_epoch`], FoundationDB's
+//! confirmEpochLive): a probe, sent after the request arrived, that every log server answers
+//! once it has checked the lock. A newer generation can only commit after locking at least
+//! one of them, so a read version handed out after a confirmed probe is never older than a
+//! commit of a newer generation. Probes are coalesced: one is in flight at a time, and it
+//! covers every request that arrived before it was sent.
+//!
 //! Any failure is final for the generation: a stream that ends or errs (the log server died,
 //! was locked by a newer generation, or refused a record), or a batch not acknowledged within
 //! [`ACK_TIMEOUT`] (a paused or partitioned log server), fails every `sync` from then on. The
@@ -24,7 +32,7 @@ use ferrisdb_core::{Error, Mutation, Result, Version};
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::log_server_client::LogServerClient;
 use parking_lot::{Condvar, Mutex};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::commit::LogWriter;
 use crate::log::{LogStats, LoggedBatch, Submitted, record};
@@ -48,15 +56,22 @@ pub struct LogMember {
 struct Acks {
     /// Newest version each log server acknowledged durable.
     durable: Vec<Version>,
+    /// Newest probe each log server answered.
+    probed: Vec<u64>,
     /// Why the generation's log failed, once it has.
     failure: Option<String>,
 }
+
+/// What probe waiters watch: the newest probe every log server answered, and whether the log
+/// failed.
+type ProbeProgress = (u64, bool);
 
 #[derive(Debug)]
 struct Shared {
     members: Vec<LogMember>,
     acks: Mutex<Acks>,
     changed: Condvar,
+    probes: watch::Sender<ProbeProgress>,
 }
 
 impl Shared {
@@ -67,7 +82,18 @@ impl Shared {
             acks.failure = Some(reason);
         }
         self.changed.notify_all();
+        drop(acks);
+        self.probes.send_modify(|p| p.1 = true);
     }
+}
+
+/// The probe rounds of one generation.
+#[derive(Debug, Default)]
+struct Prober {
+    /// The newest probe sent (probes are numbered from 1).
+    sent: Mutex<u64>,
+    /// Wakes the probing task: a read version waits for the next probe.
+    wanted: Notify,
 }
 
 /// The log servers of one generation, as a [`LogWriter`].
@@ -76,6 +102,9 @@ pub struct ReplicatedLog {
     epoch: u64,
     shared: Arc<Shared>,
     senders: Vec<mpsc::UnboundedSender<v1::AppendRequest>>,
+    prober: Arc<Prober>,
+    /// Ends the probing task when the log is dropped.
+    _probing: AbortOnDrop,
     /// The newest record submitted (the next one follows it).
     last: Mutex<Version>,
     known_committed: AtomicU64,
@@ -100,10 +129,12 @@ impl ReplicatedLog {
         let shared = Arc::new(Shared {
             acks: Mutex::new(Acks {
                 durable: vec![recovery_version; members.len()],
+                probed: vec![0; members.len()],
                 failure: None,
             }),
             changed: Condvar::new(),
             members: members.clone(),
+            probes: watch::channel((0, false)).0,
         });
         let mut senders = Vec::with_capacity(members.len());
         for (i, member) in members.iter().enumerate() {
@@ -128,10 +159,19 @@ impl ReplicatedLog {
             tokio::spawn(follow_acks(shared.clone(), i, answers));
             senders.push(tx);
         }
+        let prober = Arc::new(Prober::default());
+        let probing = tokio::spawn(run_prober(
+            epoch,
+            shared.clone(),
+            senders.clone(),
+            prober.clone(),
+        ));
         Ok(Arc::new(ReplicatedLog {
             epoch,
             shared,
             senders,
+            prober,
+            _probing: AbortOnDrop(probing),
             last: Mutex::new(recovery_version),
             known_committed: AtomicU64::new(recovery_version.get()),
             truncate_through: AtomicU64::new(0),
@@ -143,6 +183,31 @@ impl ReplicatedLog {
     /// The generation's log servers.
     pub fn members(&self) -> &[LogMember] {
         &self.shared.members
+    }
+
+    /// Confirms that this generation still holds the lock of every log server: waits for a
+    /// probe sent after this call began to be answered by all of them (see the module docs).
+    /// Fails, and fails the log, if one does not answer within [`ACK_TIMEOUT`].
+    pub async fn confirm_epoch(&self) -> Result<()> {
+        let need = *self.prober.sent.lock() + 1;
+        self.prober.wanted.notify_one();
+        let mut progress = self.shared.probes.subscribe();
+        let answered =
+            tokio::time::timeout(ACK_TIMEOUT, progress.wait_for(|p| p.0 >= need || p.1)).await;
+        match answered {
+            Ok(Ok(p)) if p.0 >= need => Ok(()),
+            Ok(_) => Err(Error::Unavailable(
+                self.failure()
+                    .unwrap_or_else(|| "the generation's log failed".into()),
+            )),
+            Err(_) => {
+                let reason = format!(
+                    "the log servers did not confirm the generation within {ACK_TIMEOUT:?}"
+                );
+                self.shared.fail(reason.clone());
+                Err(Error::Unavailable(reason))
+            }
+        }
     }
 
     /// Why the log failed, if it has.
@@ -174,7 +239,51 @@ impl ReplicatedLog {
             record,
             known_committed: self.known_committed.load(Ordering::Acquire),
             truncate_through: self.truncate_through.load(Ordering::Acquire),
+            probe: 0,
         }
+    }
+}
+
+/// Sends a probe whenever a read version waits for one, one round at a time: a probe covers
+/// every waiter that arrived before it was sent. Runs until aborted.
+async fn run_prober(
+    epoch: u64,
+    shared: Arc<Shared>,
+    senders: Vec<mpsc::UnboundedSender<v1::AppendRequest>>,
+    prober: Arc<Prober>,
+) {
+    let mut progress = shared.probes.subscribe();
+    loop {
+        prober.wanted.notified().await;
+        let probe = {
+            let mut sent = prober.sent.lock();
+            *sent += 1;
+            *sent
+        };
+        let request = v1::AppendRequest {
+            epoch,
+            record: bytes::Bytes::new(),
+            known_committed: 0,
+            truncate_through: 0,
+            probe,
+        };
+        for sender in &senders {
+            // A closed stream fails the log; the waiters see it.
+            let _ = sender.send(request.clone());
+        }
+        if progress.wait_for(|p| p.0 >= probe || p.1).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -191,8 +300,19 @@ async fn follow_acks(
                 let mut acks = shared.acks.lock();
                 let slot = &mut acks.durable[index];
                 *slot = (*slot).max(Version(answer.durable_version));
+                let probed = &mut acks.probed[index];
+                *probed = (*probed).max(answer.probe);
+                let all_probed = acks.probed.iter().copied().min().unwrap_or(0);
                 drop(acks);
                 shared.changed.notify_all();
+                shared.probes.send_if_modified(|p| {
+                    if all_probed > p.0 {
+                        p.0 = all_probed;
+                        true
+                    } else {
+                        false
+                    }
+                });
             }
             Ok(None) => {
                 shared.fail(format!("log server {id} ended its append stream"));

@@ -72,6 +72,7 @@ fn run_syncer(
         if answers
             .blocking_send(Ok(v1::AppendResponse {
                 durable_version: durable.get(),
+                probe: 0,
             }))
             .is_err()
         {
@@ -127,6 +128,17 @@ async fn read_appends(
         if let Err(e) = result {
             let _ = answers.send(Err(to_status(e))).await;
             return;
+        }
+        // `note_committed` checked the generation: a probe's answer says it still holds the
+        // lock at this point of the stream.
+        if request.probe != 0 {
+            let answer = v1::AppendResponse {
+                durable_version: 0,
+                probe: request.probe,
+            };
+            if answers.send(Ok(answer)).await.is_err() {
+                return;
+            }
         }
     }
 }

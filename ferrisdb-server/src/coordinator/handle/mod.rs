@@ -398,16 +398,21 @@ impl Coordinator {
     /// others never wait. `Recovering` while no generation is served.
     pub async fn read_version_for(&self, priority: Priority) -> Result<Version> {
         let serving = self.current()?;
-        // A generation whose log failed (a newer one may have locked it) hands out no read
-        // version: one could be older than commits of the newer generation.
-        if serving.replicated.is_some()
-            && let Some(failure) = self.generation_failure()
-        {
-            return Err(Error::Recovering(format!(
-                "generation {} of the transaction system can no longer commit ({failure}); the \
-                 controller recovers it",
-                serving.epoch
-            )));
+        // A read version is handed out only once the log servers confirmed that no newer
+        // generation has locked them since the request arrived: one from a generation that
+        // was replaced could be older than the newer generation's commits.
+        if let Some(log) = &serving.replicated {
+            let confirmed = match self.generation_failure() {
+                Some(failure) => Err(Error::Unavailable(failure)),
+                None => log.confirm_epoch().await,
+            };
+            if let Err(e) = confirmed {
+                return Err(Error::Recovering(format!(
+                    "generation {} of the transaction system can no longer commit ({e}); the \
+                     controller recovers it",
+                    serving.epoch
+                )));
+            }
         }
         if priority == Priority::Batch {
             let stopping = self.stopping.subscribe();
