@@ -46,12 +46,16 @@ impl LogService {
 pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// The stream's syncer: waits for queued records, makes them durable together, publishes them
-/// and answers. Ends when the reader stops queueing or the client goes away.
+/// and answers. Every record queued is made durable and published even once the client has
+/// gone (a coordinator killed mid-stream): a record left submitted but unpublished would keep
+/// the log from being locked or reset for ever. Ends when the reader stops queueing, or at the
+/// first failed fsync (the log then refuses every write).
 fn run_syncer(
     server: &LogServer,
     mut queued: mpsc::Receiver<Submitted>,
     answers: &mpsc::Sender<Result<v1::AppendResponse, Status>>,
 ) {
+    let mut answering = true;
     while let Some(first) = queued.blocking_recv() {
         let mut batches: Vec<Arc<LoggedBatch>> = vec![first.batch];
         let mut seq = first.seq;
@@ -69,14 +73,12 @@ fn run_syncer(
             durable = batch.version;
             server.publish(batch);
         }
-        if answers
-            .blocking_send(Ok(v1::AppendResponse {
+        if answering {
+            let answer = v1::AppendResponse {
                 durable_version: durable.get(),
                 probe: 0,
-            }))
-            .is_err()
-        {
-            return;
+            };
+            answering = answers.blocking_send(Ok(answer)).is_ok();
         }
     }
 }
@@ -285,5 +287,66 @@ impl LogServerRpc for LogService {
             retained_bytes: s.stats.retained_bytes,
             fsyncs: s.stats.fsyncs,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{LogOptions, record};
+    use ferrisdb_core::Mutation;
+
+    /// A coordinator killed mid-stream leaves records queued behind its last answer: they are
+    /// still made durable and published, so the log can be locked and read afterwards.
+    #[tokio::test]
+    async fn records_queued_when_the_client_goes_are_still_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = LogServer::open(dir.path(), "log-t".into(), LogOptions::default()).unwrap();
+        server.lock(1).await.unwrap();
+        let (queue_tx, queue_rx) = mpsc::channel(APPEND_QUEUE);
+        let (answer_tx, answer_rx) = mpsc::channel(1);
+        drop(answer_rx); // the client is gone: no answer can be sent
+        let syncer = server.clone();
+        let syncing =
+            tokio::task::spawn_blocking(move || run_syncer(&syncer, queue_rx, &answer_tx));
+        let record = |v: u64, prev: u64| {
+            let m = Mutation::Set {
+                key: format!("k{v}").into(),
+                value: "v".into(),
+            };
+            record::encode(Version(v), Version(prev), &[m]).unwrap()
+        };
+        // The first record is synced and published on its own (its answer then fails) ...
+        queue_tx
+            .send(server.append(1, &record(10, 0)).unwrap())
+            .await
+            .unwrap();
+        while server
+            .read_records(1, Version::ZERO, Version(10), 0)
+            .unwrap()
+            .is_empty()
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        // ... and the ones queued after it must still be.
+        let mut prev = 10;
+        for v in (20..=50).step_by(10) {
+            queue_tx
+                .send(server.append(1, &record(v, prev)).unwrap())
+                .await
+                .unwrap();
+            prev = v;
+        }
+        drop(queue_tx);
+        syncing.await.unwrap();
+        let locked = tokio::time::timeout(std::time::Duration::from_secs(2), server.lock(2))
+            .await
+            .expect("the lock does not wait for records that will never be published")
+            .unwrap();
+        assert_eq!(locked.durable_version, Version(50));
+        let records = server
+            .read_records(2, Version::ZERO, Version(50), 0)
+            .unwrap();
+        assert_eq!(records.len(), 5);
     }
 }

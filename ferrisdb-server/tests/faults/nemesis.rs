@@ -136,7 +136,11 @@ fn wait_until_generation_without(cluster: &TestCluster, id: &str) {
         }
         sleep(Duration::from_millis(100));
     }
-    panic!("the generation still has the wiped log server {id} after 30 s");
+    let state = handle.block_on(cluster.state());
+    panic!(
+        "the generation still has the wiped log server {id} after 30 s: {state:?}\n{}",
+        cluster.all_logs()
+    );
 }
 
 fn controller_mut(cluster: &mut TestCluster, i: usize) -> &mut Node {
