@@ -3,7 +3,7 @@
 //! [`CommitLog`] (this file) is the durable log itself: one WAL record per commit batch (its
 //! commit version and the accepted transactions' mutations, layout in [`record`]), kept in
 //! memory too so that storage servers can pull it, and truncated once every storage server has
-//! made it durable. The coordinator still writes one of its own today; the log server role
+//! made it durable. A coordinator outside a cluster writes one of its own; the log server role
 //! wraps one per process: [`fence`] (the generation it is locked at, persisted), [`server`]
 //! (append, lock, reset, recovery reads, the servable version), [`feed`] and [`clip`] (what a
 //! storage server pulls), [`service`] (gRPC `ferrisdb.v1.LogServer`) and [`process`] (the
