@@ -8,12 +8,12 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
-use ferrisdb_core::{Error, ErrorCode, Result, Version, Versionstamp};
+use ferrisdb_core::{Commit, Committed, Error, ErrorCode, Result, Version, Versionstamp};
 
 use crate::backend::Backend;
 use crate::cluster_file::{ClusterFile, check_address};
 use crate::grpc::GrpcBackend;
-use crate::{DatabaseOptions, Transaction};
+use crate::{DatabaseOptions, Priority, Transaction};
 
 /// A connection to a FerrisDB cluster. Cheap to clone; clones share connections.
 #[derive(Clone)]
@@ -94,6 +94,34 @@ impl Database {
     /// A new transaction, to drive by hand (most code uses [`run`](Self::run)).
     pub fn create_transaction(&self) -> Transaction {
         Transaction::new(self.clone())
+    }
+
+    /// A fresh read version at `priority`, outside any transaction: for services that keep
+    /// their own clients' transactions (FerrisDB's gateway answers `Transactions.Begin` with
+    /// it). Applications use [`Transaction::get_read_version`]. One attempt, no retry; after
+    /// an error that shows the cached cluster state stale (a replaced coordinator), the next
+    /// call looks it up again.
+    pub async fn read_version(&self, priority: Priority) -> Result<Version> {
+        let result = self.backend.read_version(priority).await;
+        if let Err(e) = &result {
+            self.backend.invalidate(e);
+        }
+        result
+    }
+
+    /// Sends `commit` to the transaction coordinator exactly as built, once: for services
+    /// that collect a transaction's mutations and conflict ranges themselves (FerrisDB's
+    /// gateway, for `Transactions.Commit`). Nothing is added or checked here: the caller owns
+    /// the read version, the conflict ranges the mutations imply and the idempotency id
+    /// (applications use [`Transaction::commit`], which does all of that). Fails like
+    /// `Transaction::commit`: `NotCommitted` on a conflict, `CommitUnknownResult` when the
+    /// outcome could not be learned; no retry.
+    pub async fn commit_prepared(&self, commit: Commit) -> Result<Committed> {
+        let result = self.backend.commit(commit).await;
+        if let Err(e) = &result {
+            self.backend.invalidate(e);
+        }
+        result
     }
 
     /// Runs `f` in a transaction and commits it, retrying on retryable errors.

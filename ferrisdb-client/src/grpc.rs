@@ -10,7 +10,10 @@
 //! without a FerrisDB error code is reported as `CommitUnknownResult`: the request may have
 //! been applied. Read versions go through a [`ReadVersionBatcher`], commits and point reads
 //! through [`CallBatcher`]s (one per storage server for reads), so concurrent transactions
-//! share `GetReadVersion`, `CommitBatch` and `GetBatch` calls.
+//! share `GetReadVersion`, `CommitBatch` and `GetBatch` calls. A read-version or commit call
+//! still unanswered after [`SUSPECT_AFTER`] ends as soon as the controller names another
+//! coordinator or generation (a paused or cut-off coordinator that a recovery replaced):
+//! `Unavailable` for a read version, `CommitUnknownResult` for a commit, both retried.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -44,10 +47,31 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// refreshes the cluster state and retries (a commit's outcome is then unknown).
 pub const COORDINATOR_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a read-version or commit call waits before the client starts asking the
+/// controller, every [`REPLACEMENT_POLL`], whether another generation of the transaction
+/// system has replaced the coordinator it waits for. A call to a coordinator that was replaced
+/// (paused, cut off) ends as soon as the controller says so instead of after
+/// [`COORDINATOR_CALL_TIMEOUT`] (FoundationDB's clients likewise drop requests to proxies of a
+/// generation that is gone).
+pub const SUSPECT_AFTER: Duration = Duration::from_millis(500);
+
+/// How often waiting calls look for a replaced coordinator (one controller call per period
+/// however many wait).
+pub const REPLACEMENT_POLL: Duration = Duration::from_millis(250);
+
+/// The coordinator serving a generation: its address and the generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ServingCoordinator {
+    address: String,
+    epoch: u64,
+}
+
 /// What the client needs of the cluster state.
 #[derive(Debug)]
 struct ClusterView {
     coordinator: String,
+    /// The generation of the transaction system the controller reported.
+    epoch: u64,
     shard_map: ShardMap,
     /// Worker id → address.
     addresses: HashMap<String, String>,
@@ -62,6 +86,9 @@ pub(crate) struct GrpcBackend {
     view: Mutex<Option<Arc<ClusterView>>>,
     /// Serializes refreshes so a burst of errors triggers one `GetClusterState`.
     refreshing: tokio::sync::Mutex<()>,
+    /// The latest fresh look at the serving coordinator, shared by the calls waiting on a slow
+    /// one (see [`SUSPECT_AFTER`]).
+    serving_checked: tokio::sync::Mutex<Option<(std::time::Instant, ServingCoordinator)>>,
     /// Shares `GetReadVersion` requests between concurrent transactions.
     read_versions: Arc<ReadVersionBatcher<TransactionCoordinatorClient<Channel>>>,
     /// Shares `CommitBatch` calls between concurrent transactions.
@@ -83,6 +110,7 @@ impl GrpcBackend {
             channels: Mutex::new(HashMap::new()),
             view: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
+            serving_checked: tokio::sync::Mutex::new(None),
             read_versions: ReadVersionBatcher::new(),
             commits: CallBatcher::new(COMMIT_LIMITS),
             reads: Mutex::new(HashMap::new()),
@@ -122,6 +150,13 @@ impl GrpcBackend {
         if let Some(v) = self.view.lock().clone() {
             return Ok(v);
         }
+        let v = Arc::new(self.fetch_from_group().await?);
+        *self.view.lock() = Some(v.clone());
+        Ok(v)
+    }
+
+    /// A fresh cluster view from the controller group (not cached).
+    async fn fetch_from_group(&self) -> Result<ClusterView, Error> {
         // The controller group's leader answers; a follower names it (tried next), and the
         // replica that answered last is tried first.
         let mut last = None;
@@ -138,8 +173,6 @@ impl GrpcBackend {
             }
             match self.fetch_view(&addr).await {
                 Ok(v) => {
-                    let v = Arc::new(v);
-                    *self.view.lock() = Some(v.clone());
                     *self.last_leader.lock() = Some(addr);
                     return Ok(v);
                 }
@@ -183,16 +216,60 @@ impl GrpcBackend {
             .collect();
         Ok(ClusterView {
             coordinator,
+            epoch: state.epoch,
             shard_map,
             addresses,
         })
     }
 
-    async fn coordinator(&self) -> Result<TransactionCoordinatorClient<Channel>, Error> {
+    /// A client of the serving coordinator, and which one it is.
+    async fn coordinator(
+        &self,
+    ) -> Result<(TransactionCoordinatorClient<Channel>, ServingCoordinator), Error> {
         let view = self.view().await?;
-        Ok(TransactionCoordinatorClient::new(
-            self.channel(&view.coordinator)?,
+        let serving = ServingCoordinator {
+            address: view.coordinator.clone(),
+            epoch: view.epoch,
+        };
+        Ok((
+            TransactionCoordinatorClient::new(self.channel(&view.coordinator)?),
+            serving,
         ))
+    }
+
+    /// The coordinator the controller names now, asked at most once per
+    /// [`REPLACEMENT_POLL`] however many calls wait; a fresh answer also replaces the cached
+    /// view.
+    async fn serving_now(&self) -> Result<ServingCoordinator, Error> {
+        let mut checked = self.serving_checked.lock().await;
+        if let Some((at, serving)) = &*checked
+            && at.elapsed() < REPLACEMENT_POLL
+        {
+            return Ok(serving.clone());
+        }
+        let view = self.fetch_from_group().await?;
+        let serving = ServingCoordinator {
+            address: view.coordinator.clone(),
+            epoch: view.epoch,
+        };
+        *self.view.lock() = Some(Arc::new(view));
+        *checked = Some((std::time::Instant::now(), serving.clone()));
+        Ok(serving)
+    }
+
+    /// Completes once the controller names another coordinator or generation than `serving`
+    /// (looked at after [`SUSPECT_AFTER`], then every [`REPLACEMENT_POLL`]); never while the
+    /// controller still names it or cannot be reached.
+    async fn replaced(&self, serving: &ServingCoordinator) -> ServingCoordinator {
+        tokio::time::sleep(SUSPECT_AFTER).await;
+        loop {
+            if let Ok(now) = self.serving_now().await
+                && now != *serving
+            {
+                return now;
+            }
+            tokio::time::sleep(REPLACEMENT_POLL).await;
+        }
     }
 
     /// Runs `call` against each replica of `replicas` in order until one is neither
@@ -238,7 +315,7 @@ impl GrpcBackend {
 impl Backend for GrpcBackend {
     fn read_version(&self, priority: Priority) -> BoxFuture<'_, Result<Version, Error>> {
         Box::pin(async move {
-            let client = self.coordinator().await?;
+            let (client, serving) = self.coordinator().await?;
             let fetch = move |mut client: TransactionCoordinatorClient<Channel>| async move {
                 let request = v1::GetReadVersionRequest {
                     priority: match priority {
@@ -261,12 +338,23 @@ impl Backend for GrpcBackend {
                 .map_err(|s| from_status(&s))?;
                 Ok(Version(resp.into_inner().version))
             };
-            match priority {
-                // Shared with the default-priority transactions queued with it.
-                Priority::Default => self.read_versions.read_version(client, fetch).await,
-                // Its own request: an immediate one must not wait for a round in flight, and
-                // a batch one must not hold default ones back while the coordinator delays it.
-                Priority::Batch | Priority::Immediate => fetch(client).await,
+            let call = async {
+                match priority {
+                    // Shared with the default-priority transactions queued with it.
+                    Priority::Default => self.read_versions.read_version(client, fetch).await,
+                    // Its own request: an immediate one must not wait for a round in flight,
+                    // and a batch one must not hold default ones back while the coordinator
+                    // delays it.
+                    Priority::Batch | Priority::Immediate => fetch(client).await,
+                }
+            };
+            tokio::select! {
+                answer = call => answer,
+                now = self.replaced(&serving) => Err(Error::Unavailable(format!(
+                    "the coordinator at {} (generation {}) did not answer a read-version \
+                     request, and generation {} at {} has replaced it",
+                    serving.address, serving.epoch, now.epoch, now.address
+                ))),
             }
         })
     }
@@ -346,10 +434,18 @@ impl Backend for GrpcBackend {
 
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<Committed, Error>> {
         Box::pin(async move {
-            let client = self.coordinator().await?;
-            self.commits
-                .call(client, v1::CommitRequest::from(commit), send_commit_batch)
-                .await
+            let (client, serving) = self.coordinator().await?;
+            let call =
+                self.commits
+                    .call(client, v1::CommitRequest::from(commit), send_commit_batch);
+            tokio::select! {
+                answer = call => answer,
+                now = self.replaced(&serving) => Err(Error::CommitUnknownResult(format!(
+                    "the coordinator at {} (generation {}) did not answer the commit, and \
+                     generation {} at {} has replaced it; it may or may not have been applied",
+                    serving.address, serving.epoch, now.epoch, now.address
+                ))),
+            }
         })
     }
 

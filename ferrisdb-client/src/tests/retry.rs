@@ -290,3 +290,58 @@ async fn watches_fire_when_the_value_changes() {
     let watch = db.create_transaction().watch("k").await.unwrap();
     assert!(matches!(watch.await, Err(Error::TimedOut(_))));
 }
+
+#[tokio::test]
+async fn prepared_commits_and_read_versions_are_one_attempt_that_drops_stale_state() {
+    let (backend, db) = mem(&[]);
+    let commit = ferrisdb_core::Commit {
+        read_version: ferrisdb_core::Version(100),
+        mutations: vec![ferrisdb_core::Mutation::Set {
+            key: b("k"),
+            value: b("v"),
+        }],
+        read_conflict_ranges: vec![],
+        write_conflict_ranges: vec![ferrisdb_core::KeyRange::single(b"k")],
+        idempotency: None,
+    };
+    backend
+        .commit_errors
+        .lock()
+        .push_back(Error::CommitUnknownResult("lost".into()));
+    let err = db.commit_prepared(commit.clone()).await.unwrap_err();
+    assert!(matches!(err, Error::CommitUnknownResult(_)), "{err:?}");
+    assert_eq!(
+        backend.sent.lock().len(),
+        1,
+        "no retry of a prepared commit"
+    );
+    assert!(
+        matches!(
+            backend.invalidated.lock().as_slice(),
+            [Error::Internal(m)] if m.contains("lost")
+        ),
+        "the failed commit drops the cached coordinator"
+    );
+    db.commit_prepared(commit.clone()).await.unwrap();
+    assert_eq!(
+        backend.commits.lock().last(),
+        Some(&commit),
+        "sent exactly as built"
+    );
+
+    let newest = *backend.read_version.lock();
+    assert_eq!(
+        db.read_version(crate::Priority::Default).await.unwrap(),
+        newest
+    );
+    backend
+        .read_errors
+        .lock()
+        .push_back(Error::Unavailable("coordinator gone".into()));
+    let err = db
+        .read_version(crate::Priority::Immediate)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert_eq!(backend.invalidated.lock().len(), 2);
+}

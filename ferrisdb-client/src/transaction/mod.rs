@@ -282,6 +282,13 @@ impl Transaction {
         .await
     }
 
+    /// The read version if the transaction has one (from a read, a commit that needed one, or
+    /// [`set_read_version`](Self::set_read_version)); never asks the coordinator. A blind
+    /// write commits without one.
+    pub fn known_read_version(&self) -> Option<Version> {
+        self.lock().read_version.get().copied()
+    }
+
     /// Uses `version` as the read version instead of asking the coordinator (for example to
     /// read at the same version as another transaction). Reads older than the MVCC window fail
     /// with `TransactionTooOld`.
