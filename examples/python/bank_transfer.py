@@ -191,7 +191,7 @@ class FerrisDBError(Exception):
 
 
 class Database:
-    """A channel to one coordinator and the Transactions stub, plus the retry policy."""
+    """A channel to one gateway and the Transactions stub, plus the retry policy."""
 
     def __init__(
         self,
@@ -216,7 +216,7 @@ class Database:
         except grpc.FutureTimeoutError:
             raise SetupError(
                 f"cannot reach {self.target}: no connection within {timeout:g} s "
-                "(UNAVAILABLE; is a coordinator listening there? `ferrisdb status` lists them)"
+                "(UNAVAILABLE; is a gateway listening there? `cluster up` prints its address)"
             ) from None
 
     def call(self, name: str, request: Any, deadline: float) -> Any:
@@ -473,7 +473,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         description="Concurrent bank transfers over ferrisdb.v1.Transactions, checked for "
         "exactly-once commits. Exit status: 0 checks passed, 1 a check failed, 2 an error.",
     )
-    p.add_argument("--target", required=True, help="a coordinator's HOST:PORT")
+    p.add_argument("--target", required=True, help="a gateway's HOST:PORT")
     p.add_argument("--accounts", type=int, default=10, help="number of accounts (default 10)")
     p.add_argument("--clients", type=int, default=4, help="client threads (default 4)")
     p.add_argument(

@@ -22,7 +22,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 async fn client(cluster: &TestCluster) -> TransactionsClient<Channel> {
-    TransactionsClient::new(channel(cluster.coordinator.addr))
+    TransactionsClient::new(channel(cluster.gateway.addr))
 }
 
 async fn begin(c: &mut TransactionsClient<Channel>) -> u64 {
@@ -395,7 +395,7 @@ async fn the_python_bank_transfer_example_commits_each_transfer_once() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/python/bank_transfer.py");
     let child = tokio::process::Command::new(&python)
         .arg(&script)
-        .args(["--target", &cluster.coordinator.addr.to_string()])
+        .args(["--target", &cluster.gateway.addr.to_string()])
         .args(["--accounts", "10", "--clients", "4", "--transfers", "40"])
         .args(["--seed", "1"])
         .stdout(Stdio::piped())

@@ -201,7 +201,7 @@ async fn not_grpc(addr: SocketAddr) {
 /// Holds [`HELD_CONNECTIONS`] TCP connections spread over `addrs` while
 /// [`CONCURRENT_CALLS`] raw calls (half valid, half garbage) run; returns how many
 /// connections opened and how many valid calls succeeded.
-async fn flood(addrs: [SocketAddr; 3], coordinator: SocketAddr) -> (usize, usize) {
+async fn flood(addrs: [SocketAddr; 4], coordinator: SocketAddr) -> (usize, usize) {
     let mut held = Vec::with_capacity(HELD_CONNECTIONS);
     for i in 0..HELD_CONNECTIONS {
         let addr = addrs[i % addrs.len()];
@@ -252,12 +252,14 @@ async fn hostile_requests_get_error_statuses_and_every_process_survives() {
         controller: cluster.controller.addr,
         coordinator: cluster.coordinator.addr,
         storage: cluster.storage[0].addr,
+        gateway: cluster.gateway.addr,
     };
     let nodes = || {
         [
             &cluster.controller,
             &cluster.coordinator,
             &cluster.storage[0],
+            &cluster.gateway,
         ]
     };
     let pids: Vec<u32> = nodes()
@@ -283,7 +285,8 @@ async fn hostile_requests_get_error_statuses_and_every_process_survives() {
             targets.coordinator,
             "/ferrisdb.v1.TransactionCoordinator/Commit",
         ),
-        (targets.coordinator, "/ferrisdb.v1.KV/Put"),
+        (targets.gateway, "/ferrisdb.v1.KV/Put"),
+        (targets.gateway, "/ferrisdb.v1.Transactions/Commit"),
         (targets.storage, "/ferrisdb.v1.StorageServer/Get"),
     ] {
         if let Err(e) = oversized(addr, path).await {
@@ -301,7 +304,12 @@ async fn hostile_requests_get_error_statuses_and_every_process_survives() {
         not_grpc(addr).await;
     }
     let (opened, flood_ok) = flood(
-        [targets.controller, targets.coordinator, targets.storage],
+        [
+            targets.controller,
+            targets.coordinator,
+            targets.storage,
+            targets.gateway,
+        ],
         targets.coordinator,
     )
     .await;
@@ -339,6 +347,7 @@ async fn hostile_requests_get_error_statuses_and_every_process_survives() {
         &mut cluster.controller,
         &mut cluster.coordinator,
         &mut cluster.storage[0],
+        &mut cluster.gateway,
     ] {
         let process = node.process.as_mut().expect("running");
         assert!(

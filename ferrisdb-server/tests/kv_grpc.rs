@@ -21,7 +21,7 @@ use tonic::transport::Channel;
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
 fn kv(cluster: &TestCluster) -> KvClient<Channel> {
-    KvClient::new(channel(cluster.coordinator.addr))
+    KvClient::new(channel(cluster.gateway.addr))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20)
 }

@@ -5,7 +5,10 @@
 //! - the coordinator SIGKILLed and its data directory wiped, a new one started in its place;
 //! - a log server of the generation SIGKILLed and wiped for good (the spare takes its place);
 //! - the coordinator SIGSTOPped while a replacement takes over, then resumed: it commits
-//!   nothing.
+//!   nothing;
+//! - the coordinator lost with its disk, then its replacement paused with a standby
+//!   registered, while a KV client of the gateway writes: the gateway's address serves
+//!   throughout, and its calls wait for each recovery instead of failing.
 //!
 //! Each checks that every acknowledged write is still there and that the cluster commits
 //! again on its own. `recovery_times` (ignored; run it with `--ignored --nocapture`) repeats
@@ -20,7 +23,9 @@ use common::cluster::{Node, TestCluster, channel};
 use common::group::{read_all, write};
 use ferrisdb_client::Database;
 use ferrisdb_proto::v1;
+use ferrisdb_proto::v1::kv_client::KvClient;
 use ferrisdb_proto::v1::transaction_coordinator_client::TransactionCoordinatorClient;
+use ferrisdb_proto::v1::transactions_client::TransactionsClient;
 
 fn db(cluster: &TestCluster) -> Database {
     Database::connect_all(cluster.controller_addresses().split(',').map(String::from))
@@ -235,6 +240,126 @@ async fn a_paused_coordinator_commits_nothing_after_a_recovery_replaced_it() {
     assert_eq!(zombie_seen, None, "a fenced commit became visible");
     read_all(&db, &keys).await;
     drop(replacement);
+}
+
+/// What a KV client of the gateway saw while it put keys `prefix-N` one after another until
+/// `stop`: the keys acknowledged, and every failed call's code and message.
+async fn put_through_gateway(
+    gateway: SocketAddr,
+    prefix: &str,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (Vec<String>, Vec<(tonic::Code, String)>) {
+    let mut kv = KvClient::new(channel(gateway));
+    let (mut acknowledged, mut failed) = (Vec::new(), Vec::new());
+    for i in 0.. {
+        if *stop.borrow() {
+            break;
+        }
+        let key = format!("{prefix}-{i:04}");
+        let put = v1::PutRequest {
+            key: key.clone().into(),
+            value: key.clone().into(),
+        };
+        match kv.put(put).await {
+            Ok(_) => acknowledged.push(key),
+            Err(e) => failed.push((e.code(), e.message().to_owned())),
+        }
+    }
+    (acknowledged, failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_keeps_its_address_and_serves_through_a_recovery() {
+    let mut cluster = TestCluster::start(3, 2).await;
+    let db = db(&cluster);
+    let epoch = cluster.state().await.expect("state").epoch;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(put_through_gateway(cluster.gateway.addr, "gw", stop));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The coordinator is lost with its disk; a new one starts on a fresh port.
+    let data = cluster.coordinator.data_dir().expect("data dir");
+    cluster.coordinator.kill();
+    std::fs::remove_dir_all(&data).expect("wipe the coordinator");
+    let mut replacement = replacement_coordinator(&cluster, "coordinator-b");
+    replacement.start();
+    let state = new_generation(&cluster, epoch).await;
+    assert_eq!(
+        state.coordinator.as_ref().map(|c| c.address.clone()),
+        Some(replacement.addr.to_string()),
+        "the replacement serves"
+    );
+    // The writer goes on a while in the new generation, at the same gateway address.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Then that coordinator is paused (a machine that stops answering) with a standby
+    // registered: calls waiting on the paused one end as soon as the standby serves.
+    let mut standby = replacement_coordinator(&cluster, "coordinator-c");
+    standby.start();
+    wait_registered(&cluster, standby.addr).await;
+    let epoch = state.epoch;
+    replacement.process.as_ref().expect("running").pause();
+    let state = new_generation(&cluster, epoch).await;
+    assert_eq!(
+        state.coordinator.as_ref().map(|c| c.address.clone()),
+        Some(standby.addr.to_string()),
+        "the standby serves"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop_tx.send_replace(true);
+    let (acknowledged, failed) = writer.await.expect("writer");
+    eprintln!(
+        "through the gateway: {} puts acknowledged, {} failed",
+        acknowledged.len(),
+        failed.len()
+    );
+
+    // Calls made during the recovery waited for it (within the KV call bound) instead of
+    // failing; any that ran out of time failed with a retryable code, never a lost write.
+    assert!(
+        failed.iter().all(|(code, _)| matches!(
+            code,
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+        )),
+        "{failed:?}"
+    );
+    assert!(
+        failed.is_empty(),
+        "calls failed instead of riding through the recoveries: {failed:?}\n{}",
+        cluster.all_logs()
+    );
+    assert!(acknowledged.len() > 20, "{} puts", acknowledged.len());
+    read_all(&db, &acknowledged).await;
+    // The interactive Transactions API answers at the same address too.
+    let mut txns = TransactionsClient::new(channel(cluster.gateway.addr));
+    let begun = txns
+        .begin(v1::BeginRequest::default())
+        .await
+        .expect("Begin after the recovery")
+        .into_inner();
+    assert!(begun.read_version > state.generation.expect("generation").recovery_version);
+    assert!(
+        cluster.gateway_serving().await,
+        "the gateway says it serves"
+    );
+    replacement.process.as_ref().expect("running").resume();
+    drop(replacement);
+    drop(standby);
+}
+
+/// Waits until a worker at `addr` is registered with the controller.
+async fn wait_registered(cluster: &TestCluster, addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = addr.to_string();
+    loop {
+        if let Ok(state) = cluster.state().await
+            && state.workers.iter().any(|w| w.address == addr && w.healthy)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{addr} never registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Kills a log server of the generation, wipes it and starts it again as a new (spare) log

@@ -62,6 +62,7 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
                     replication,
                     log_servers,
                     log_replication,
+                    coordinators,
                     bin_dir,
                 },
         } => {
@@ -74,6 +75,7 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
                 replication,
                 log_servers,
                 log_replication,
+                coordinators,
                 bin_dir,
             })
             .await

@@ -322,6 +322,7 @@ fn status_shows_a_fully_replicated_cluster(c: &Cluster) {
             "controller",
             "controller",
             "coordinator",
+            "coordinator",
             "storage",
             "storage",
             "storage",
@@ -330,6 +331,16 @@ fn status_shows_a_fully_replicated_cluster(c: &Cluster) {
             "log"
         ]
     );
+    // Two coordinators: one serves the generation, the other stands by.
+    let standbys: Vec<bool> = status["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["role"] == "coordinator")
+        .map(|p| p["standby"] == true)
+        .collect();
+    assert_eq!(standbys.iter().filter(|s| **s).count(), 1, "{status:#}");
+    assert_eq!(standbys.len(), 2, "{status:#}");
     // `cluster up` runs three log servers, two of them in the generation, which accepts
     // commits (its storage servers may still be catching up to its first version).
     assert!(status["generation"].as_u64().unwrap() >= 1, "{status:#}");

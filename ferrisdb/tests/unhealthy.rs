@@ -51,12 +51,12 @@ fn status(c: &Cluster) -> Value {
     })
 }
 
-/// The process of `role` (the first one) in a status report.
-fn process<'a>(report: &'a Value, role: &str) -> &'a Value {
+/// The process at `address` in a status report.
+fn process_at<'a>(report: &'a Value, address: &str) -> &'a Value {
     report["processes"]
         .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["role"] == role))
-        .unwrap_or_else(|| panic!("no {role} in {report}"))
+        .and_then(|ps| ps.iter().find(|p| p["address"] == address))
+        .unwrap_or_else(|| panic!("no process at {address} in {report}"))
 }
 
 /// Polls `status --json` until `done` holds (panics after [`WITHIN`]); returns that report.
@@ -143,8 +143,17 @@ fn a_coordinator_out_of_connections_says_so_and_serves_again_once_they_close() {
     let tmp = tempfile::tempdir().unwrap();
     let port_base = common::free_port_range(PORTS);
     let c = Cluster::start_with(&tmp.path().join("data"), port_base, Some(OPEN_FILES));
-    let coordinator_port = port_base + 1;
     c.exec_ok("set before 1");
+    // The coordinator serving the generation (the other stands by).
+    let coordinator_addr = status(&c)["coordinator"]["address"]
+        .as_str()
+        .expect("a serving coordinator")
+        .to_owned();
+    let coordinator_port: u16 = coordinator_addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("host:port");
     let rt = runtime();
     // Opened before the flood: a monitoring connection keeps working and sees the state.
     let mut health = rt.block_on(health_client(coordinator_port));
@@ -183,10 +192,10 @@ fn a_coordinator_out_of_connections_says_so_and_serves_again_once_they_close() {
     // Health (over the connection opened before) and status say so, with the reason.
     rt.block_on(wait_for_health(&c, &mut health, ServingStatus::NotServing));
     let report = wait_for_status(&c, "the coordinator unhealthy", |r| {
-        process(r, "coordinator")["healthy"] == false
+        process_at(r, &coordinator_addr)["healthy"] == false
     });
     assert_eq!(report["healthy"], false);
-    let reason = process(&report, "coordinator")["unhealthy_reason"]
+    let reason = process_at(&report, &coordinator_addr)["unhealthy_reason"]
         .as_str()
         .unwrap_or_default()
         .to_owned();

@@ -1,8 +1,8 @@
 //! `ferrisdb-coordinator`: runs a FerrisDB transaction coordinator process.
 //!
-//! Serves `TransactionCoordinator`, the public `KV` and `Transactions` APIs (clients of the cluster at
-//! `--controller`), `grpc.health.v1` and gRPC reflection on `--listen`, keeps
-//! its commit log and worker id in `--data-dir`, registers with and heartbeats to the
+//! Serves `TransactionCoordinator`, `grpc.health.v1` and gRPC reflection on `--listen` (the
+//! public APIs are the gateway's, `ferrisdb-gateway`), keeps its worker id (and, outside a
+//! cluster, its commit log) in `--data-dir`, registers with and heartbeats to the
 //! controller at `--controller` (retrying in the background while it is unreachable), and on
 //! SIGTERM or SIGINT finishes in-flight batches and exits with the log synced. Logs go to
 //! stderr (`RUST_LOG` filters, default `info`).

@@ -5,21 +5,18 @@
 //! Layers, innermost first: [`clock`], [`sequencer`], and [`resolver`] (pure logic),
 //! [`commit`] (the batching pipeline, which also stamps versionstamps), [`replicated_log`]
 //! (the pipeline's log in a cluster: the generation's log servers), [`idempotency`] (recognising retried commits), [`handle`] (the
-//! in-process API), [`service`] (gRPC), [`worker`] (controller membership), the public
-//! services [`kv`] (etcd-style) and [`transactions`] (interactive transactions for any
-//! language), both clients of the cluster, and [`server`].
+//! in-process API), [`service`] (gRPC), [`worker`] (controller membership) and [`server`].
+//! The public APIs clients call live in [`crate::gateway`].
 
 pub mod clock;
 pub mod commit;
 pub mod handle;
 pub mod idempotency;
-pub mod kv;
 pub mod replicated_log;
 pub mod resolver;
 pub mod sequencer;
 pub mod server;
 pub mod service;
-pub mod transactions;
 pub mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock};

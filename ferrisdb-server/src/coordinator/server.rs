@@ -1,7 +1,7 @@
-//! Runs a coordinator process: serves `TransactionCoordinator`, the public `KV` and
-//! `Transactions` services (as a client of the cluster at `--controller`), `grpc.health.v1` and
+//! Runs a coordinator process: serves `TransactionCoordinator`, `grpc.health.v1` and
 //! reflection, registers with the controller in the background, and on shutdown drains
-//! in-flight RPCs and finishes queued batches.
+//! in-flight RPCs and finishes queued batches. The public APIs are the gateway's
+//! ([`crate::gateway`]): clients never need the coordinator's address.
 //!
 //! In a cluster (`--controller`) the coordinator keeps nothing but its worker id on disk: it
 //! waits for the controller's recovery to recruit it for a generation, whose log servers hold
@@ -20,18 +20,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use ferrisdb_core::{Error, Result};
-use ferrisdb_proto::v1::kv_server::KvServer;
 use ferrisdb_proto::v1::transaction_coordinator_server::TransactionCoordinatorServer;
-use ferrisdb_proto::v1::transactions_server::TransactionsServer;
 use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
 use super::handle::{
     ClusterCoordinatorOptions, Coordinator, CoordinatorHandle, CoordinatorOptions,
 };
-use super::kv::{self, KvService};
 use super::service::CoordinatorService;
-use super::transactions::TransactionsService;
 use super::worker;
 use crate::grpc;
 use crate::health::{self, RoleHealth};
@@ -97,12 +93,10 @@ pub async fn serve(
         ),
         None => None,
     };
-    let cluster = config.controller.as_deref().map(kv::connect).transpose()?;
-    if let Some(db) = &cluster {
-        coordinator.attach_cluster(db.clone());
+    if let Some(controller) = &config.controller {
+        // Reads idempotency records committed before this process started.
+        coordinator.attach_cluster(crate::gateway::connect(controller)?);
     }
-    let kv = KvService::new(cluster.clone());
-    let transactions = TransactionsService::new(coordinator.clone(), cluster);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
@@ -121,8 +115,7 @@ pub async fn serve(
             Ok(reason) = failed_rx => exit_for_restart = Some(reason),
         }
     };
-    let services = PublicServices { kv, transactions };
-    let result = serve_on(listener, coordinator.clone(), services, health, limit, stop).await;
+    let result = serve_on(listener, coordinator.clone(), health, limit, stop).await;
     watchdog.abort();
     if let Some((session, follower)) = membership {
         follower.abort();
@@ -167,32 +160,12 @@ async fn exit_after_log_failure(
     let _ = exit.send(reason);
 }
 
-/// The public services a coordinator serves beside `TransactionCoordinator`.
-#[derive(Debug, Clone)]
-pub struct PublicServices {
-    /// `ferrisdb.v1.KV`.
-    pub kv: KvService,
-    /// `ferrisdb.v1.Transactions`.
-    pub transactions: TransactionsService,
-}
-
-impl PublicServices {
-    /// Both services for a coordinator outside a cluster (reads and KV calls refused).
-    pub fn standalone(coordinator: &CoordinatorHandle) -> Self {
-        PublicServices {
-            kv: KvService::new(None),
-            transactions: TransactionsService::new(coordinator.clone(), None),
-        }
-    }
-}
-
-/// Serves `coordinator` and the public `services` on a bound listener, within the
+/// Serves `coordinator` on a bound listener, within the
 /// connection budget `limit`, until `shutdown` completes (does not stop the coordinator's
 /// pipeline; [`serve`] does that afterwards). `health` drives `grpc.health.v1`.
 pub async fn serve_on(
     listener: TcpListener,
     coordinator: CoordinatorHandle,
-    services: PublicServices,
     health: RoleHealth,
     limit: std::sync::Arc<grpc::ConnectionLimit>,
     shutdown: impl Future<Output = ()> + Send,
@@ -201,11 +174,7 @@ pub async fn serve_on(
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health_driver = tokio::spawn(health.drive(
         reporter,
-        vec![
-            ferrisdb_proto::v1::transaction_coordinator_server::SERVICE_NAME,
-            ferrisdb_proto::v1::kv_server::SERVICE_NAME,
-            ferrisdb_proto::v1::transactions_server::SERVICE_NAME,
-        ],
+        vec![ferrisdb_proto::v1::transaction_coordinator_server::SERVICE_NAME],
     ));
     let mut routes = RoutesBuilder::default();
     routes.add_service(health_service);
@@ -214,23 +183,9 @@ pub async fn serve_on(
             .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES),
     );
-    routes.add_service(
-        KvServer::new(services.kv)
-            .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES),
-    );
-    routes.add_service(
-        TransactionsServer::new(services.transactions)
-            .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES),
-    );
     grpc::add_reflection(
         &mut routes,
-        &[
-            ferrisdb_proto::v1::transaction_coordinator_server::SERVICE_NAME,
-            ferrisdb_proto::v1::kv_server::SERVICE_NAME,
-            ferrisdb_proto::v1::transactions_server::SERVICE_NAME,
-        ],
+        &[ferrisdb_proto::v1::transaction_coordinator_server::SERVICE_NAME],
     )
     .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;
     tracing::info!(address = ?addr, "transaction coordinator serving");

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use futures_util::Stream;
 
-use ferrisdb_client::Priority;
 use ferrisdb_core::Commit;
 use ferrisdb_core::{Error, Version, limits};
 use ferrisdb_proto::convert::ranges_from_proto;
@@ -19,6 +18,7 @@ use tonic::{Request, Response, Status};
 
 use super::handle::{CoordinatorHandle, GenerationStart, Pull};
 use super::replicated_log::LogMember;
+use crate::grpc::priority_from_proto;
 use crate::log::service::{check_storage_id, pulled_to_proto};
 
 /// The gRPC face of a [`super::Coordinator`].
@@ -31,18 +31,6 @@ impl CoordinatorService {
     /// Serves `coordinator`.
     pub fn new(coordinator: CoordinatorHandle) -> Self {
         CoordinatorService { coordinator }
-    }
-}
-
-/// The read-version priority a request names (unknown numbers are refused).
-pub fn priority_from_proto(n: i32) -> Result<Priority, Status> {
-    match v1::Priority::try_from(n) {
-        Ok(v1::Priority::Default) => Ok(Priority::Default),
-        Ok(v1::Priority::Batch) => Ok(Priority::Batch),
-        Ok(v1::Priority::Immediate) => Ok(Priority::Immediate),
-        Err(_) => Err(to_status(Error::InvalidArgument(format!(
-            "unknown priority {n}: 0 (default), 1 (batch) or 2 (immediate)"
-        )))),
     }
 }
 

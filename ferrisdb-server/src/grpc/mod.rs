@@ -9,6 +9,11 @@ pub mod unknown_method;
 
 use std::sync::Arc;
 
+use ferrisdb_client::Priority;
+use ferrisdb_core::Error;
+use ferrisdb_proto::status::to_status;
+use ferrisdb_proto::v1;
+use tonic::Status;
 use tonic::service::RoutesBuilder;
 
 pub use connections::ConnectionLimit;
@@ -138,4 +143,16 @@ pub fn init_tracing() {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// The read-version priority a request names (unknown numbers are refused).
+pub fn priority_from_proto(n: i32) -> Result<Priority, Status> {
+    match v1::Priority::try_from(n) {
+        Ok(v1::Priority::Default) => Ok(Priority::Default),
+        Ok(v1::Priority::Batch) => Ok(Priority::Batch),
+        Ok(v1::Priority::Immediate) => Ok(Priority::Immediate),
+        Err(_) => Err(to_status(Error::InvalidArgument(format!(
+            "unknown priority {n}: 0 (default), 1 (batch) or 2 (immediate)"
+        )))),
+    }
 }

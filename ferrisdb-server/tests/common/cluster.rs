@@ -1,6 +1,7 @@
 //! A whole local cluster for integration tests: a controller group (one replica, or several),
-//! a coordinator, three log servers (two per generation) and N storage servers, each a real
-//! process on 127.0.0.1 with a free port, under one temporary directory.
+//! a coordinator, three log servers (two per generation), N storage servers and a gateway
+//! (the public KV and Transactions APIs), each a real process on 127.0.0.1 with a free port,
+//! under one temporary directory.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -98,6 +99,8 @@ pub struct TestCluster {
     pub logs: Vec<Node>,
     /// The storage servers.
     pub storage: Vec<Node>,
+    /// The gateway: the public `KV` and `Transactions` services.
+    pub gateway: Node,
 }
 
 /// Log servers every test cluster runs.
@@ -264,6 +267,18 @@ impl TestCluster {
                 )
             })
             .collect();
+        let gw_addr = addr();
+        let gateway = Node::new(
+            env!("CARGO_BIN_EXE_ferrisdb-gateway"),
+            vec![
+                "--listen".into(),
+                gw_addr.to_string(),
+                "--controller".into(),
+                c_addr.to_string(),
+            ],
+            gw_addr,
+            root.join("gateway.log"),
+        );
         let mut cluster = TestCluster {
             dir,
             controller,
@@ -272,6 +287,7 @@ impl TestCluster {
             coordinator,
             logs,
             storage,
+            gateway,
         };
         cluster.controller.start();
         for node in &mut cluster.more_controllers {
@@ -284,12 +300,13 @@ impl TestCluster {
         for node in &mut cluster.storage {
             node.start();
         }
+        cluster.gateway.start();
         cluster.wait_ready().await;
         cluster
     }
 
-    /// Waits until the shard map is bootstrapped and a generation of the transaction system
-    /// accepts commits.
+    /// Waits until the shard map is bootstrapped, a generation of the transaction system
+    /// accepts commits and the gateway says it serves.
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -308,7 +325,12 @@ impl TestCluster {
                     .get_read_version(v1::GetReadVersionRequest::default())
                     .await
                     .is_ok();
-                if mapped && state.coordinator.is_some() && serving && answers {
+                if mapped
+                    && state.coordinator.is_some()
+                    && serving
+                    && answers
+                    && self.gateway_serving().await
+                {
                     return;
                 }
             }
@@ -341,6 +363,22 @@ impl TestCluster {
             }
         }
         Err(last.unwrap_or_else(|| tonic::Status::unavailable("no controller")))
+    }
+
+    /// Whether the gateway's health says `SERVING` (it does once the cluster hands out read
+    /// versions).
+    pub async fn gateway_serving(&self) -> bool {
+        let mut health =
+            tonic_health::pb::health_client::HealthClient::new(channel(self.gateway.addr));
+        health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .is_ok_and(|r| {
+                r.into_inner().status
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            })
     }
 
     /// A client of the coordinator.
@@ -380,6 +418,7 @@ impl TestCluster {
         .chain(self.more_controllers.iter().map(|n| ("controller", n)))
         .chain(self.logs.iter().map(|n| ("log", n)))
         .chain(self.storage.iter().map(|n| ("storage", n)))
+        .chain(std::iter::once(("gateway", &self.gateway)))
         {
             out.push_str(&format!("----- {name} {}\n{}\n", node.addr, node.logs()));
         }

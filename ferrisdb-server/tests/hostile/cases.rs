@@ -27,12 +27,13 @@ pub struct Case {
     pub allowed: &'static [Code],
 }
 
-/// Addresses of the three roles.
+/// Addresses of the roles.
 #[derive(Clone, Copy)]
 pub struct Targets {
     pub controller: SocketAddr,
     pub coordinator: SocketAddr,
     pub storage: SocketAddr,
+    pub gateway: SocketAddr,
 }
 
 const INVALID: &[Code] = &[Code::InvalidArgument];
@@ -67,7 +68,7 @@ pub fn methods(t: Targets) -> Vec<(SocketAddr, String)> {
         "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
         "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
     ];
-    let roles: [(SocketAddr, Vec<String>); 3] = [
+    let roles: [(SocketAddr, Vec<String>); 4] = [
         (
             t.controller,
             ["RegisterWorker", "Heartbeat", "GetClusterState"]
@@ -85,15 +86,18 @@ pub fn methods(t: Targets) -> Vec<(SocketAddr, String)> {
                 "ReportDurable",
             ]
             .map(|m| format!("{COORDINATOR}{m}"))
-            .into_iter()
-            .chain(
-                ["Get", "Put", "Delete", "DeleteRange", "Range", "Txn"].map(|m| format!("{KV}{m}")),
-            )
-            .chain(
-                ["Begin", "Get", "GetRange", "GetKey", "Commit"]
-                    .map(|m| format!("{TRANSACTIONS}{m}")),
-            )
-            .collect(),
+            .to_vec(),
+        ),
+        (
+            t.gateway,
+            ["Get", "Put", "Delete", "DeleteRange", "Range", "Txn"]
+                .map(|m| format!("{KV}{m}"))
+                .into_iter()
+                .chain(
+                    ["Begin", "Get", "GetRange", "GetKey", "Commit"]
+                        .map(|m| format!("{TRANSACTIONS}{m}")),
+                )
+                .collect(),
         ),
         (
             t.storage,
@@ -170,7 +174,8 @@ pub fn malformed(t: Targets) -> Vec<Case> {
     }
     for (addr, service) in [
         (t.controller, "ferrisdb.v1.ClusterController"),
-        (t.coordinator, "ferrisdb.v1.KV"),
+        (t.gateway, "ferrisdb.v1.KV"),
+        (t.gateway, "ferrisdb.v1.Transactions"),
         (t.coordinator, "ferrisdb.v1.TransactionCoordinator"),
         (t.storage, "ferrisdb.v1.StorageServer"),
     ] {
@@ -232,10 +237,10 @@ fn set(key: Bytes, value: Bytes) -> v1::Mutation {
 pub fn bad_values(t: Targets, read_version: u64) -> Vec<Case> {
     let mut out = controller_cases(t.controller);
     out.extend(coordinator_cases(t.coordinator, read_version));
-    out.extend(kv_cases(t.coordinator));
-    out.extend(transactions_cases(t.coordinator, read_version));
+    out.extend(kv_cases(t.gateway));
+    out.extend(transactions_cases(t.gateway, read_version));
     out.extend(storage_cases(t.storage, read_version));
-    for addr in [t.controller, t.coordinator, t.storage] {
+    for addr in [t.controller, t.coordinator, t.storage, t.gateway] {
         out.push(case(
             "unknown service",
             addr,

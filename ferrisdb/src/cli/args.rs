@@ -234,8 +234,8 @@ pub enum ControllersAction {
 /// `cluster` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum ClusterAction {
-    /// Start (or resume) a local cluster: a controller group, a coordinator, log servers and
-    /// storage servers, each its own process, supervised until Ctrl-C or SIGTERM.
+    /// Start (or resume) a local cluster: a controller group, a gateway, coordinators, log
+    /// servers and storage servers, each its own process, supervised until Ctrl-C or SIGTERM.
     #[command(after_help = "Examples:
   ferrisdb cluster up
   ferrisdb cluster up --controllers 1
@@ -244,8 +244,9 @@ pub enum ClusterAction {
         /// Data directory holding every process's files, logs and the cluster file.
         #[arg(long, default_value = "./ferrisdb-data")]
         dir: PathBuf,
-        /// First port: the first controller on it, the coordinator on +1, storage servers
-        /// from +2, then the other controllers, then the log servers.
+        /// First port: the first controller on it, the gateway (public KV and Transactions
+        /// APIs) on +1, storage servers from +2, then the other controllers, then the log
+        /// servers, then the coordinators.
         #[arg(long, default_value_t = 4500)]
         port_base: u16,
         /// Replicas of the cluster controller (1, 3 or 5): the cluster survives the loss of
@@ -268,6 +269,10 @@ pub enum ClusterAction {
         /// all of them before it is acknowledged; the others stand by to replace a lost one.
         #[arg(long, default_value_t = 2)]
         log_replication: u16,
+        /// Coordinator processes: one serves the current generation, the others stand by so
+        /// that a recovery need not wait for a lost one to restart.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=5))]
+        coordinators: u16,
         /// Directory holding the server binaries (default: next to `ferrisdb`).
         #[arg(long)]
         bin_dir: Option<PathBuf>,

@@ -2,10 +2,12 @@
 //! supervises it.
 //!
 //! Layout under `--dir`: `controller/` and `controller-N/` (the controller group's replicas),
-//! `coordinator/`, `log-N/` (log servers), `storage-N/` (each process's data),
-//! `logs/<process>.log`, and the cluster file `ferrisdb.cluster`. Ports: the first controller
-//! on the base port, the coordinator on base+1, storage servers from base+2, then the other
-//! controllers, then the log servers. A child that exits
+//! `coordinator/` and `coordinator-N/`, `log-N/` (log servers), `storage-N/` (each process's
+//! data), `logs/<process>.log`, and the cluster file `ferrisdb.cluster`. Ports: the first
+//! controller on the base port, the gateway (the public KV and Transactions APIs) on base+1,
+//! storage servers from base+2, then the other controllers, then the log servers, then the
+//! coordinators (one serves the current generation, the others stand by for a recovery). The
+//! gateway keeps no state, so its address stays valid through every recovery. A child that exits
 //! unexpectedly is restarted (at most once per second); SIGINT/SIGTERM stops every child with
 //! SIGTERM (SIGKILL after a grace period). Running it again on the same directory resumes the
 //! same cluster with its data.
@@ -41,6 +43,8 @@ pub struct ClusterUp {
     pub log_servers: u16,
     /// Log servers per generation.
     pub log_replication: u16,
+    /// Coordinator processes (one serves, the others stand by).
+    pub coordinators: u16,
     /// Directory holding the server binaries (default: next to this executable).
     pub bin_dir: Option<PathBuf>,
 }
@@ -110,6 +114,9 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
     if cfg.controllers == 0 {
         return Err("need at least one controller".into());
     }
+    if cfg.coordinators == 0 {
+        return Err("need at least one coordinator".into());
+    }
     if cfg.log_replication == 0 || cfg.log_replication > cfg.log_servers || cfg.log_replication > 5
     {
         return Err(format!(
@@ -135,7 +142,8 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
         + 1
         + u32::from(cfg.storage_servers)
         + u32::from(cfg.controllers - 1)
-        + u32::from(cfg.log_servers);
+        + u32::from(cfg.log_servers)
+        + u32::from(cfg.coordinators);
     if last_port > u32::from(u16::MAX) {
         return Err(format!(
             "ports {}..={last_port} do not fit below 65536",
@@ -235,23 +243,47 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
         });
     }
     procs.push(Managed {
-        name: "coordinator".into(),
-        program: binary(&bin_dir, "ferrisdb-coordinator")?,
+        name: "gateway".into(),
+        program: binary(&bin_dir, "ferrisdb-gateway")?,
         args: vec![
             "--listen".into(),
             addr(1),
-            "--data-dir".into(),
-            path(dir.join("coordinator")),
             "--controller".into(),
             controller_addr.clone(),
             "--worker-threads".into(),
             workers.clone(),
         ],
-        log: logs.join("coordinator.log"),
+        log: logs.join("gateway.log"),
         child: None,
         last_start: Instant::now(),
         restarts: 0,
     });
+    let coordinator_bin = binary(&bin_dir, "ferrisdb-coordinator")?;
+    for i in 0..cfg.coordinators {
+        let name = if i == 0 {
+            "coordinator".to_string()
+        } else {
+            format!("coordinator-{i}")
+        };
+        procs.push(Managed {
+            name: name.clone(),
+            program: coordinator_bin.clone(),
+            args: vec![
+                "--listen".into(),
+                addr(1 + cfg.storage_servers + cfg.controllers + cfg.log_servers + i),
+                "--data-dir".into(),
+                path(dir.join(&name)),
+                "--controller".into(),
+                controller_addr.clone(),
+                "--worker-threads".into(),
+                workers.clone(),
+            ],
+            log: logs.join(format!("{name}.log")),
+            child: None,
+            last_start: Instant::now(),
+            restarts: 0,
+        });
+    }
     let log_bin = binary(&bin_dir, "ferrisdb-log-server")?;
     for i in 0..cfg.log_servers {
         procs.push(Managed {

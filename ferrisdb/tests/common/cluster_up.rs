@@ -1,6 +1,6 @@
 //! `ferrisdb cluster up` as a test fixture: a real local cluster (a group of three controller
-//! replicas, a coordinator, three storage servers and three log servers, each its own process
-//! on 127.0.0.1) under its supervisor.
+//! replicas, a gateway, three storage servers, three log servers and two coordinators, each
+//! its own process on 127.0.0.1) under its supervisor.
 //!
 //! `cluster up` starts the server binaries found next to `ferrisdb` (target/debug): build them
 //! first (`cargo test --workspace` does; or `cargo build --workspace --bins`).
@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use super::ferrisdb_bin;
 
-/// Processes of the test cluster: three controller replicas, a coordinator, three storage
-/// servers, three log servers.
-pub const PORTS: u16 = 10;
+/// Processes of the test cluster: three controller replicas, a gateway, three storage
+/// servers, three log servers, two coordinators.
+pub const PORTS: u16 = 12;
 
-/// Port offset (from the base) of log server `i`: after the coordinator, the three storage
+/// Port offset (from the base) of log server `i`: after the gateway, the three storage
 /// servers and the two other controllers.
 pub const fn log_port_offset(i: u16) -> u16 {
     7 + i
@@ -28,7 +28,7 @@ pub struct Cluster {
     child: Option<Child>,
     /// The cluster's data directory.
     pub dir: PathBuf,
-    /// The controller's port; the coordinator's is the next one.
+    /// The controller's port; the gateway's is the next one.
     pub port_base: u16,
 }
 
@@ -48,6 +48,7 @@ impl Cluster {
         for server in [
             "ferrisdb-controller",
             "ferrisdb-coordinator",
+            "ferrisdb-gateway",
             "ferrisdb-storage-server",
             "ferrisdb-log-server",
         ] {
@@ -173,14 +174,16 @@ impl Cluster {
         }
     }
 
-    /// The last lines of the supervisor's, the controller's, the coordinator's and storage-0's
-    /// logs.
+    /// The last lines of the supervisor's, the controller's, the coordinators', the gateway's
+    /// and storage-0's logs.
     pub fn logs(&self) -> String {
         let mut text = String::new();
         for name in [
             "cluster-up.log",
             "logs/controller.log",
             "logs/coordinator.log",
+            "logs/coordinator-1.log",
+            "logs/gateway.log",
             "logs/storage-0.log",
         ] {
             let body = std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();

@@ -115,6 +115,9 @@ pub struct Process {
     pub ms_since_heartbeat: Option<u64>,
     /// Why it is unhealthy (`null` when healthy): what it reported, or its silence.
     pub unhealthy_reason: Option<String>,
+    /// A coordinator that does not serve the current generation: it stands by for a
+    /// recovery.
+    pub standby: bool,
 }
 
 /// Where a generation's versions begin.
@@ -443,6 +446,7 @@ pub fn build(
             uptime_seconds: None,
             ms_since_heartbeat: None,
             unhealthy_reason: (!reachable).then(|| "does not answer".to_string()),
+            standby: false,
         });
         if !reachable {
             messages.push(format!(
@@ -459,6 +463,13 @@ pub fn build(
         .iter()
         .flat_map(|g| g.logs.iter().map(|l| l.log_id.clone()))
         .collect();
+    // The coordinator serving the generation (others registered stand by for a recovery).
+    let serving_coordinator: Option<String> = state
+        .generation
+        .as_ref()
+        .map(|g| g.coordinator_id.clone())
+        .filter(|id| !id.is_empty())
+        .or_else(|| state.coordinator.as_ref().map(|c| c.worker_id.clone()));
     let mut workers = state.workers;
     let coordinator_role = v1::WorkerRole::Coordinator as i32;
     workers.sort_by(|a, b| {
@@ -482,6 +493,7 @@ pub fn build(
             uptime_seconds: uptime,
             ms_since_heartbeat: Some(w.ms_since_heartbeat),
             unhealthy_reason: (!w.healthy).then(|| unhealthy_reason(w)),
+            standby: false,
         });
         if let Some(reason) = processes.last().and_then(|p| p.unhealthy_reason.as_ref()) {
             messages.push(format!(
@@ -522,6 +534,14 @@ pub fn build(
                     Some(v1::worker_status::Status::Coordinator(c)) => Some(c),
                     _ => None,
                 };
+                let serving = serving_coordinator.as_deref() == Some(w.worker_id.as_str());
+                if serving_coordinator.is_some() && !serving {
+                    // A standby: listed among the processes only.
+                    if let Some(p) = processes.last_mut() {
+                        p.standby = true;
+                    }
+                    continue;
+                }
                 if let Some(c) = c {
                     messages.extend(log_hold_messages(c));
                 }

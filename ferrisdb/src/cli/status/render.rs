@@ -75,7 +75,11 @@ pub fn render(r: &Report) -> String {
     let mut procs = Table::new(&["ROLE", "ID", "ADDRESS", "HEALTH", "UPTIME", "LAST SEEN"]);
     for p in &r.processes {
         procs.row(vec![
-            p.role.clone(),
+            if p.standby {
+                format!("{} (standby)", p.role)
+            } else {
+                p.role.clone()
+            },
             if p.id.is_empty() {
                 "-".into()
             } else {

@@ -406,3 +406,27 @@ fn a_group_without_a_leader_is_reported_unavailable_with_each_replica() {
         "{message}"
     );
 }
+
+#[test]
+fn the_coordinator_section_is_the_generations_and_the_others_stand_by() {
+    let mut s = state(true);
+    // Registered after the serving one, with other figures: sorted after it by address.
+    let mut standby = worker("co2", v1::WorkerRole::Coordinator, 4512, true);
+    if let Some(v1::worker_status::Status::Coordinator(c)) =
+        standby.status.as_mut().and_then(|s| s.status.as_mut())
+    {
+        c.committed_version = 0;
+        c.serving_epoch = 0;
+    }
+    s.workers.push(standby);
+    let r = build("127.0.0.1:4500", s, Some(1000), 40_000);
+    let co = r.coordinator.as_ref().expect("a coordinator section");
+    assert_eq!(co.id, "co");
+    assert_eq!(co.committed_version, Some(1000));
+    let standby = r.processes.iter().find(|p| p.id == "co2").unwrap();
+    assert!(standby.standby);
+    assert!(!r.processes.iter().find(|p| p.id == "co").unwrap().standby);
+    assert!(render(&r).contains("coordinator (standby)"));
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["coordinator"]["id"], "co");
+}

@@ -35,8 +35,15 @@ where
     let tx = used
         .into_inner()
         .ok_or_else(|| Error::Internal("the transaction body never ran".into()))?;
-    // Fetched already by any read or by the commit; a transaction that did nothing gets one.
-    let read_version = tx.get_read_version().await?;
+    let read_version = match (tx.known_read_version(), tx.committed_version()) {
+        (Some(read), _) => read,
+        // A blind write committed without one: once it committed, nothing may turn the call
+        // into a failure (the coordinator may be gone by now), so its commit version stands
+        // in (every write before it is visible at it).
+        (None, Some(committed)) => committed,
+        // A transaction that did nothing gets one.
+        (None, None) => tx.get_read_version().await?,
+    };
     Ok(Versioned {
         value,
         read_version,

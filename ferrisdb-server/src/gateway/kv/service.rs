@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use ferrisdb_client::Database;
-use ferrisdb_core::Error;
 use ferrisdb_proto::convert::{KvTxn, RangeQuery, kv_key, kv_range, kv_value};
 use ferrisdb_proto::status::to_status;
 use ferrisdb_proto::v1;
@@ -15,27 +14,16 @@ use super::range::{self, PairStream};
 use super::run::run_versioned;
 use super::txn;
 
-/// The `KV` service. Without a cluster (a coordinator started without `--controller`) every
-/// call fails with `UNAVAILABLE`.
+/// The `KV` service: every call is a transaction of the gateway's client of the cluster.
 #[derive(Debug, Clone)]
 pub struct KvService {
-    db: Option<Database>,
+    db: Database,
 }
 
 impl KvService {
-    /// Serves KV calls as transactions of `db` (see [`super::connect`]); `None` when the
-    /// coordinator runs without a controller.
-    pub fn new(db: Option<Database>) -> Self {
+    /// Serves KV calls as transactions of `db` (see [`super::super::connect`]).
+    pub fn new(db: Database) -> Self {
         KvService { db }
-    }
-
-    fn db(&self) -> Result<&Database, Status> {
-        self.db.as_ref().ok_or_else(|| {
-            to_status(Error::Unavailable(
-                "the KV API needs a cluster: this coordinator was started without --controller"
-                    .into(),
-            ))
-        })
     }
 }
 
@@ -48,7 +36,7 @@ impl Kv for KvService {
         request: Request<v1::GetRequest>,
     ) -> Result<Response<v1::GetResponse>, Status> {
         let key = kv_key(request.into_inner().key).map_err(to_status)?;
-        let done = run_versioned(self.db()?, |tx| {
+        let done = run_versioned(&self.db, |tx| {
             let key = key.clone();
             async move { tx.get(&key).await }
         })
@@ -68,7 +56,7 @@ impl Kv for KvService {
         let req = request.into_inner();
         let key = kv_key(req.key).map_err(to_status)?;
         let value = kv_value(req.value).map_err(to_status)?;
-        let done = run_versioned(self.db()?, |tx| {
+        let done = run_versioned(&self.db, |tx| {
             let (key, value) = (key.clone(), value.clone());
             async move { tx.set(&key, &value) }
         })
@@ -84,7 +72,7 @@ impl Kv for KvService {
         request: Request<v1::DeleteRequest>,
     ) -> Result<Response<v1::DeleteResponse>, Status> {
         let key = kv_key(request.into_inner().key).map_err(to_status)?;
-        let done = run_versioned(self.db()?, |tx| {
+        let done = run_versioned(&self.db, |tx| {
             let key = key.clone();
             async move { tx.clear(&key) }
         })
@@ -101,7 +89,7 @@ impl Kv for KvService {
     ) -> Result<Response<v1::DeleteResponse>, Status> {
         let req = request.into_inner();
         let range = kv_range(req.begin, req.end).map_err(to_status)?;
-        let done = run_versioned(self.db()?, |tx| {
+        let done = run_versioned(&self.db, |tx| {
             let range = range.clone();
             async move { tx.clear_range(&range.begin, &range.end) }
         })
@@ -117,7 +105,7 @@ impl Kv for KvService {
         request: Request<v1::RangeRequest>,
     ) -> Result<Response<Self::RangeStream>, Status> {
         let query = RangeQuery::try_from(request.into_inner()).map_err(to_status)?;
-        Ok(Response::new(range::stream(self.db()?.clone(), query)))
+        Ok(Response::new(range::stream(self.db.clone(), query)))
     }
 
     async fn txn(
@@ -125,7 +113,7 @@ impl Kv for KvService {
         request: Request<v1::TxnRequest>,
     ) -> Result<Response<v1::TxnResponse>, Status> {
         let request = Arc::new(KvTxn::try_from(request.into_inner()).map_err(to_status)?);
-        let done = run_versioned(self.db()?, |tx| {
+        let done = run_versioned(&self.db, |tx| {
             let request = request.clone();
             async move { txn::evaluate(&tx, &request).await }
         })

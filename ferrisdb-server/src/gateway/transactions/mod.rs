@@ -1,13 +1,15 @@
 //! The public `ferrisdb.v1.Transactions` service (`proto/ferrisdb/v1/transactions.proto`):
 //! interactive, strictly serializable transactions for clients in any language.
 //!
-//! The service keeps no per-transaction state. `Begin` hands out a read version (at the
-//! request's priority); `Get`, `GetRange` and `GetKey` read at the version the client names,
-//! through the coordinator's own client of the cluster (routed to the storage servers by
-//! the shard map, exactly as the Rust client reads), and answer with the read conflict range
-//! the read implies; `Commit` takes the client's mutations, the read conflict ranges it
-//! collected and an optional idempotency id, adds the write conflict ranges the mutations
-//! imply ([`commit`]) and goes straight into this coordinator's commit pipeline. A client
+//! The service keeps no per-transaction state, so any gateway can serve any request of a
+//! transaction, and a recovery that replaces the coordinator loses nothing here. `Begin` hands
+//! out a read version from the current generation's coordinator (at the request's priority);
+//! `Get`, `GetRange` and `GetKey` read at the version the client names, through the gateway's
+//! client of the cluster (routed to the storage servers by the shard map, exactly as the Rust
+//! client reads), and answer with the read conflict range the read implies; `Commit` takes
+//! the client's mutations, the read conflict ranges it collected and an optional idempotency
+//! id, adds the write conflict ranges the mutations imply ([`commit`]) and sends the commit to
+//! the coordinator once ([`Database::commit_prepared`]): a retry is the client's. A client
 //! therefore gets the Rust client's guarantees by keeping three lists: see
 //! `docs/grpc-transactions.md` and `examples/python/bank_transfer.py`.
 //!
@@ -16,18 +18,21 @@
 
 pub mod commit;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrisdb_client::{Database, KeySelector, RangeOptions, Transaction, TransactionOption};
+use ferrisdb_client::{
+    Database, KeySelector, Priority, RangeOptions, Transaction, TransactionOption,
+};
 use ferrisdb_core::{Error, KeyRange, Version};
 use ferrisdb_proto::status::to_status;
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::transactions_server::Transactions;
 use tonic::{Request, Response, Status};
 
-use super::handle::CoordinatorHandle;
-use super::service::priority_from_proto;
+use crate::grpc::priority_from_proto;
 
 /// Longest one read may wait for the storage servers.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,45 +42,59 @@ pub const MAX_RANGE_PAIRS: u32 = 10_000;
 /// keys.
 pub const MAX_SELECTOR_OFFSET: i32 = 10_000;
 
-/// The service over a coordinator and its client of the cluster (`None` for a coordinator
-/// outside a cluster: reads are then refused).
+/// The service over the gateway's client of the cluster.
 #[derive(Debug, Clone)]
 pub struct TransactionsService {
-    coordinator: CoordinatorHandle,
-    cluster: Option<Database>,
+    db: Database,
+    /// The newest version known committed: the newest read version handed out or commit
+    /// version seen (a read version above it may still be valid, from another gateway).
+    newest_seen: Arc<AtomicU64>,
 }
 
 impl TransactionsService {
-    /// Serves transactions on `coordinator`, reading through `cluster`.
-    pub fn new(coordinator: CoordinatorHandle, cluster: Option<Database>) -> Self {
+    /// Serves transactions through `db`.
+    pub fn new(db: Database) -> Self {
         TransactionsService {
-            coordinator,
-            cluster,
+            db,
+            newest_seen: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// A transaction reading at `read_version` (with system-key access if asked).
-    fn reader(&self, read_version: u64, system: bool) -> Result<Transaction, Status> {
-        let Some(db) = &self.cluster else {
-            return Err(to_status(Error::Unavailable(
-                "this coordinator runs outside a cluster (no --controller), so it has no \
-                 storage servers to read from"
-                    .into(),
-            )));
-        };
-        if read_version == 0 {
-            return Err(to_status(Error::InvalidArgument(
-                "read_version is 0: reads happen at a read version from Begin".into(),
-            )));
+    fn saw(&self, version: Version) {
+        self.newest_seen.fetch_max(version.get(), Ordering::Relaxed);
+    }
+
+    /// Refuses a read version newer than every committed version: one above what this
+    /// gateway has seen is checked against a fresh read version first (it may come from
+    /// another gateway).
+    async fn check_not_future(&self, read_version: u64) -> Result<(), Status> {
+        if read_version <= self.newest_seen.load(Ordering::Relaxed) {
+            return Ok(());
         }
-        let newest = self.coordinator.read_version();
+        let newest = self
+            .db
+            .read_version(Priority::Immediate)
+            .await
+            .map_err(to_status)?;
+        self.saw(newest);
         if read_version > newest.get() {
             return Err(to_status(Error::InvalidArgument(format!(
                 "read_version {read_version} is newer than the newest committed version \
                  {newest}; get read versions from Begin"
             ))));
         }
-        let tx = db.create_transaction();
+        Ok(())
+    }
+
+    /// A transaction reading at `read_version` (with system-key access if asked).
+    async fn reader(&self, read_version: u64, system: bool) -> Result<Transaction, Status> {
+        if read_version == 0 {
+            return Err(to_status(Error::InvalidArgument(
+                "read_version is 0: reads happen at a read version from Begin".into(),
+            )));
+        }
+        self.check_not_future(read_version).await?;
+        let tx = self.db.create_transaction();
         tx.set_read_version(Version(read_version));
         if system {
             tx.set_option(TransactionOption::AccessSystemKeys);
@@ -108,11 +127,8 @@ impl Transactions for TransactionsService {
         request: Request<v1::BeginRequest>,
     ) -> Result<Response<v1::BeginResponse>, Status> {
         let priority = priority_from_proto(request.into_inner().priority)?;
-        let version = self
-            .coordinator
-            .read_version_for(priority)
-            .await
-            .map_err(to_status)?;
+        let version = self.db.read_version(priority).await.map_err(to_status)?;
+        self.saw(version);
         Ok(Response::new(v1::BeginResponse {
             read_version: version.get(),
         }))
@@ -123,7 +139,9 @@ impl Transactions for TransactionsService {
         request: Request<v1::TransactionGetRequest>,
     ) -> Result<Response<v1::TransactionGetResponse>, Status> {
         let req = request.into_inner();
-        let tx = self.reader(req.read_version, req.access_system_keys)?;
+        let tx = self
+            .reader(req.read_version, req.access_system_keys)
+            .await?;
         let value = bounded(tx.get(&req.key)).await?;
         Ok(Response::new(v1::TransactionGetResponse {
             present: value.is_some(),
@@ -149,7 +167,9 @@ impl Transactions for TransactionsService {
         } else {
             req.limit
         } as usize;
-        let tx = self.reader(req.read_version, req.access_system_keys)?;
+        let tx = self
+            .reader(req.read_version, req.access_system_keys)
+            .await?;
         let mut options = RangeOptions::default().limit(limit + 1);
         if req.reverse {
             options = options.reverse();
@@ -196,7 +216,9 @@ impl Transactions for TransactionsService {
                 selector.offset
             ))));
         }
-        let tx = self.reader(req.read_version, req.access_system_keys)?;
+        let tx = self
+            .reader(req.read_version, req.access_system_keys)
+            .await?;
         let selector = KeySelector::new(&selector.key, selector.or_equal, selector.offset);
         let key = bounded(tx.get_key(&selector)).await?;
         Ok(Response::new(v1::TransactionGetKeyResponse {
@@ -210,7 +232,8 @@ impl Transactions for TransactionsService {
         request: Request<v1::TransactionCommitRequest>,
     ) -> Result<Response<v1::CommitResponse>, Status> {
         let commit = commit::commit_from_request(request.into_inner()).map_err(to_status)?;
-        let committed = self.coordinator.commit(commit).await.map_err(to_status)?;
+        let committed = self.db.commit_prepared(commit).await.map_err(to_status)?;
+        self.saw(committed.version);
         Ok(Response::new(v1::CommitResponse::from(committed)))
     }
 }
