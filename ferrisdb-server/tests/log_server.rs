@@ -60,6 +60,7 @@ fn append(epoch: u64, record: Vec<u8>, known_committed: u64) -> v1::AppendReques
         known_committed,
         truncate_through: 0,
         probe: 0,
+        redundant_through: 0,
     }
 }
 

@@ -31,6 +31,12 @@ struct Args {
     /// Log segment size in MiB.
     #[arg(long, default_value_t = 64)]
     segment_mib: u64,
+    /// Retention budget in MiB: while the log holds more, it drops versions that only
+    /// lagging storage servers (slow, or gone for good) still lack, as long as every shard
+    /// keeps a replica durable past them; those servers must then be re-replicated. 0: no
+    /// budget (a storage server gone for good makes the log grow without bound).
+    #[arg(long, default_value_t = 1024)]
+    retention_budget_mib: u64,
     /// Async worker threads (default: one per CPU core).
     #[arg(long)]
     worker_threads: Option<std::num::NonZeroUsize>,
@@ -60,6 +66,7 @@ async fn serve(args: Args) -> ExitCode {
         data_dir: args.data_dir,
         controller: args.controller,
         segment_bytes,
+        retention_budget_bytes: args.retention_budget_mib.saturating_mul(1 << 20),
         max_connections: args.max_connections.map(|n| n.get()),
     };
     match process::serve(config, ferrisdb_server::grpc::shutdown_signal()).await {

@@ -119,6 +119,8 @@ pub struct LogServerStatus {
     pub retained_from: Version,
     /// Bytes of the records held.
     pub retained_bytes: u64,
+    /// Its retention budget (0: none).
+    pub retention_budget_bytes: u64,
 }
 
 /// The role-specific status a worker reports with its heartbeats.

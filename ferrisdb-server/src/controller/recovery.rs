@@ -450,6 +450,7 @@ async fn copy_records(
                 known_committed: 0,
                 truncate_through: 0,
                 probe: 0,
+                redundant_through: 0,
             })
             .await
             .map_err(|_| Error::Unavailable(format!("the append stream to {} ended", target.id)))?;

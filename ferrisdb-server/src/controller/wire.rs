@@ -56,6 +56,7 @@ fn role_status_from_proto(status: Option<v1::worker_status::Status>) -> Option<R
             known_committed: Version(l.known_committed),
             retained_from: Version(l.retained_from),
             retained_bytes: l.retained_bytes,
+            retention_budget_bytes: l.retention_budget_bytes,
         })),
         Status::Storage(s) => Some(RoleStatus::Storage(StorageStatus {
             applied_version: Version(s.applied_version),
@@ -105,6 +106,7 @@ pub fn status_to_proto(status: &RoleStatus, problem: Option<&str>) -> v1::Worker
             known_committed: l.known_committed.get(),
             retained_from: l.retained_from.get(),
             retained_bytes: l.retained_bytes,
+            retention_budget_bytes: l.retention_budget_bytes,
         }),
         RoleStatus::Storage(s) => Status::Storage(v1::StorageStatus {
             applied_version: s.applied_version.get(),
@@ -307,6 +309,7 @@ mod tests {
                 known_committed: Version(8),
                 retained_from: Version(2),
                 retained_bytes: 100,
+                retention_budget_bytes: 1 << 30,
             }),
         ];
         for s in all {

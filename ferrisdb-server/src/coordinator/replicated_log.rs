@@ -109,6 +109,8 @@ pub struct ReplicatedLog {
     last: Mutex<Version>,
     known_committed: AtomicU64,
     truncate_through: AtomicU64,
+    /// Every shard has every version up to this one durable on at least one replica.
+    redundant_through: AtomicU64,
     records: AtomicU64,
     bytes: AtomicU64,
 }
@@ -175,6 +177,7 @@ impl ReplicatedLog {
             last: Mutex::new(recovery_version),
             known_committed: AtomicU64::new(recovery_version.get()),
             truncate_through: AtomicU64::new(0),
+            redundant_through: AtomicU64::new(0),
             records: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
         }))
@@ -222,6 +225,13 @@ impl ReplicatedLog {
             .fetch_max(version.get(), Ordering::AcqRel);
     }
 
+    /// Lets a log server over its retention budget drop every version up to `version` (every
+    /// shard has it durable on at least one replica); sent with the next message.
+    pub fn set_redundant_through(&self, version: Version) {
+        self.redundant_through
+            .fetch_max(version.get(), Ordering::AcqRel);
+    }
+
     fn send_all(&self, request: &v1::AppendRequest) -> Result<()> {
         for (sender, member) in self.senders.iter().zip(&self.shared.members) {
             if sender.send(request.clone()).is_err() {
@@ -240,6 +250,7 @@ impl ReplicatedLog {
             known_committed: self.known_committed.load(Ordering::Acquire),
             truncate_through: self.truncate_through.load(Ordering::Acquire),
             probe: 0,
+            redundant_through: self.redundant_through.load(Ordering::Acquire),
         }
     }
 }
@@ -266,6 +277,7 @@ async fn run_prober(
             known_committed: 0,
             truncate_through: 0,
             probe,
+            redundant_through: 0,
         };
         for sender in &senders {
             // A closed stream fails the log; the waiters see it.

@@ -7,7 +7,6 @@
 //! The session retries in the background while the controller is unreachable; the
 //! coordinator keeps serving commits meanwhile.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -110,18 +109,18 @@ pub async fn join(
     let follower = tokio::spawn(async move {
         let mut known_version = None;
         loop {
-            let (version, ids) = {
+            let (version, shards) = {
                 let v = view.borrow_and_update();
-                let ids: BTreeSet<String> = v
+                let shards: Vec<Vec<String>> = v
                     .shard_map
                     .shards
                     .iter()
-                    .flat_map(|s| s.storage_ids.iter().cloned())
+                    .map(|s| s.storage_ids.clone())
                     .collect();
-                (v.shard_map.version, ids)
+                (v.shard_map.version, shards)
             };
             if version > 0 && known_version != Some(version) {
-                if let Err(e) = coordinator.set_storage_servers(ids).await {
+                if let Err(e) = coordinator.set_shards(shards).await {
                     tracing::warn!("log truncation failed: {e}");
                 }
                 known_version = Some(version);

@@ -44,6 +44,9 @@ pub struct LogServerConfig {
     pub controller: String,
     /// Log segment size.
     pub segment_bytes: u64,
+    /// Retained bytes past which the log drops versions only lagging storage servers still
+    /// need (see [`LogServer::set_retention_budget`]); 0: no budget.
+    pub retention_budget_bytes: u64,
     /// Most connections served at once.
     pub max_connections: Option<usize>,
 }
@@ -61,6 +64,7 @@ impl StatusSource for LogStatusSource {
                 known_committed: s.known_committed.get(),
                 retained_from: s.retained_from.get(),
                 retained_bytes: s.stats.retained_bytes,
+                retention_budget_bytes: s.retention_budget_bytes,
             })),
         }
     }
@@ -99,6 +103,7 @@ pub async fn serve(
     })
     .await
     .map_err(|e| Error::Internal(format!("opening the log: {e}")))??;
+    server.set_retention_budget(config.retention_budget_bytes);
     let health = RoleHealth::new();
     let session = ControllerSession::start(
         &config.controller,

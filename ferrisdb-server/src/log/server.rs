@@ -18,7 +18,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use ferrisdb_core::{Error, KeyRange, Result, Version};
 use parking_lot::{Mutex, RwLock};
@@ -35,6 +36,9 @@ pub const MAX_READ_BYTES: u64 = 32 << 20;
 
 /// Longest a [`LogServer::lock`] waits for records already durable to become readable.
 const PUBLISH_WAIT: Duration = Duration::from_secs(5);
+/// Fewest seconds between two warnings that the retention budget dropped versions some
+/// storage server lacks.
+const BUDGET_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// What a [`LogServer::lock`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +68,8 @@ pub struct LogServerState {
     pub retained_from: Version,
     /// Log counters.
     pub stats: LogStats,
+    /// The retention budget (0: none; see [`LogServer::set_retention_budget`]).
+    pub retention_budget_bytes: u64,
 }
 
 /// A running log server (see the module docs). Share as `Arc<LogServer>`.
@@ -83,6 +89,12 @@ pub struct LogServer {
     servable: watch::Sender<Version>,
     /// The log is truncated (or being truncated) through this version.
     truncated: Mutex<Version>,
+    /// Retained bytes past which versions only lagging storage servers need are dropped
+    /// (0: no budget).
+    retention_budget: AtomicU64,
+    /// When the budget last dropped versions some storage server lacked (for rate-limited
+    /// warnings).
+    last_budget_warning: Mutex<Option<Instant>>,
     /// Storage servers allowed to follow the log (the shard map's); `None` until known.
     followers: RwLock<Option<BTreeSet<String>>>,
     stopping: watch::Sender<bool>,
@@ -117,6 +129,8 @@ impl LogServer {
             fence: Mutex::new(fence),
             known_committed: Mutex::new(committed),
             truncated: Mutex::new(recovered.retained_from),
+            retention_budget: AtomicU64::new(0),
+            last_budget_warning: Mutex::new(None),
             followers: RwLock::new(None),
             stopping: watch::channel(false).0,
             failure: watch::channel(None).0,
@@ -172,15 +186,29 @@ impl LogServer {
         self.refresh_servable();
     }
 
+    /// Sets the retention budget: while the log holds more than `bytes`, it drops versions up
+    /// to the *redundant* version the coordinator sends (durable on at least one replica of
+    /// every shard) even though some storage servers (lagging, or gone for good) still lack
+    /// them; those can then no longer catch up from the log and must be re-replicated. A
+    /// storage server gone for good thus cannot make the log grow for ever, and no shard ever
+    /// loses its last copy of a version. 0: no budget (the log keeps what any storage server
+    /// of the shard map lacks).
+    pub fn set_retention_budget(&self, bytes: u64) {
+        self.retention_budget.store(bytes, Ordering::Relaxed);
+    }
+
     /// Records that generation `epoch` knows every version up to `known_committed` committed,
-    /// and that every storage server made every version up to `truncate_through` durable.
-    /// Returns the version to [`truncate`](Self::truncate) through when that allows dropping
-    /// something (never past what is known committed here). Does no I/O.
+    /// that every storage server made every version up to `truncate_through` durable, and
+    /// that every shard has every version up to `redundant_through` durable on at least one
+    /// replica. Returns the version to [`truncate`](Self::truncate) through when that allows
+    /// dropping something: `truncate_through`, or `redundant_through` while the log holds
+    /// more than its retention budget; never past what is known committed here. Does no I/O.
     pub fn note_committed(
         &self,
         epoch: u64,
         known_committed: Version,
         truncate_through: Version,
+        redundant_through: Version,
     ) -> Result<Option<Version>> {
         {
             let fence = self.fence.lock();
@@ -189,13 +217,42 @@ impl LogServer {
             *kc = (*kc).max(known_committed);
         }
         self.refresh_servable();
-        let target = truncate_through.min(*self.servable.borrow());
+        let servable = *self.servable.borrow();
+        let budget = self.retention_budget.load(Ordering::Relaxed);
+        let retained = self.log.stats().retained_bytes;
+        let over_budget = budget > 0 && retained > budget;
+        let mut target = truncate_through;
+        if over_budget && redundant_through > truncate_through {
+            target = redundant_through;
+        }
+        let target = target.min(servable);
         let mut truncated = self.truncated.lock();
         if target <= *truncated {
             return Ok(None);
         }
+        if target > truncate_through {
+            self.warn_budget_drop(retained, budget, truncate_through, target);
+        }
         *truncated = target;
         Ok(Some(target))
+    }
+
+    /// Says (at most every 10 s) that the budget dropped versions some storage server lacks.
+    fn warn_budget_drop(&self, retained: u64, budget: u64, all_durable: Version, target: Version) {
+        let mut last = self.last_budget_warning.lock();
+        if last.is_some_and(|t| t.elapsed() < BUDGET_WARNING_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        tracing::warn!(
+            retained_bytes = retained,
+            retention_budget_bytes = budget,
+            every_storage_server_durable_through = %all_durable,
+            dropping_through = %target,
+            "the log is over its retention budget: dropping versions that lagging storage \
+             servers still lack (every shard keeps a replica durable past them); those servers \
+             can no longer catch up from the log and must be re-replicated"
+        );
     }
 
     /// Drops every record at or below `version` (from [`note_committed`](Self::note_committed)).
@@ -346,6 +403,7 @@ impl LogServer {
             known_committed: *self.known_committed.lock(),
             retained_from: self.log.retained_from(),
             stats: self.log.stats(),
+            retention_budget_bytes: self.retention_budget.load(Ordering::Relaxed),
         }
     }
 

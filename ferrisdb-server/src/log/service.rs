@@ -114,6 +114,7 @@ async fn read_appends(
             request.epoch,
             Version(request.known_committed),
             Version(request.truncate_through),
+            Version(request.redundant_through),
         );
         let result = match truncation {
             Ok(None) => Ok(()),

@@ -25,6 +25,9 @@ pub struct Progress {
     file: PathBuf,
     /// Why the engine stopped applying writes, once it has.
     failure: RwLock<Option<String>>,
+    /// Why this server cannot catch up from the log (the log servers dropped versions it
+    /// lacks), while that lasts.
+    stranded: RwLock<Option<String>>,
 }
 
 impl Progress {
@@ -47,6 +50,7 @@ impl Progress {
             owned: RwLock::new(Vec::new()),
             file,
             failure: RwLock::new(None),
+            stranded: RwLock::new(None),
         })
     }
 
@@ -59,6 +63,22 @@ impl Progress {
     /// Why the engine stopped applying writes, if it has.
     pub fn failure(&self) -> Option<String> {
         self.failure.read().clone()
+    }
+
+    /// Records why this server cannot catch up from the log (`None`: it can again).
+    pub fn set_stranded(&self, reason: Option<String>) {
+        *self.stranded.write() = reason;
+    }
+
+    /// Why this server cannot catch up from the log, if it cannot.
+    pub fn stranded(&self) -> Option<String> {
+        self.stranded.read().clone()
+    }
+
+    /// Why reads above the applied version cannot be served here: the engine failed, or the
+    /// server cannot catch up from the log.
+    pub fn stuck(&self) -> Option<String> {
+        self.failure().or_else(|| self.stranded())
     }
 
     /// The applied version.

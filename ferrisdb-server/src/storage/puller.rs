@@ -12,6 +12,13 @@
 //! versions are not held behind an fsync: the two loops run concurrently and share only the
 //! engine and the applied version.
 //!
+//! A server that lagged while the log servers were over their retention budget may find that
+//! every log server of the generation dropped versions it lacks (`TransactionTooOld` from all
+//! of them): it is then *stranded*. It says so (a health problem, so `status` shows it
+//! unhealthy with the reason), refuses reads above its applied version with `UNAVAILABLE` so
+//! clients read another replica, and keeps trying every few seconds; its shards keep their
+//! other replicas, and it needs re-replicating.
+//!
 //! Only a successful sync lets a version be persisted or reported durable. A failure of the
 //! engine itself (a write or fsync error, e.g. a full or read-only disk) poisons it for good,
 //! so [`run`] then stops pulling and returns the error: nothing is persisted or reported after
@@ -34,6 +41,7 @@ use tonic::transport::Channel;
 
 use super::apply::build_batch;
 use super::progress::Progress;
+use crate::health::RoleHealth;
 use crate::worker::ClusterView;
 
 /// Most bytes of mutations asked for per stream message.
@@ -43,6 +51,10 @@ const PULL_MAX_BYTES: u64 = 8 << 20;
 const STREAM_SILENCE: Duration = Duration::from_secs(5);
 /// How often durability is persisted and reported.
 const REPORT_EVERY: Duration = Duration::from_millis(200);
+/// How often a stranded server asks the log servers again.
+const STRANDED_RETRY: Duration = Duration::from_secs(5);
+/// Health problem source of a stranded server.
+const STRANDED: &str = "log retention";
 
 /// Why a pull loop stopped.
 enum PullError {
@@ -66,6 +78,7 @@ pub async fn run(
     engine: Arc<Engine>,
     progress: Arc<Progress>,
     view: watch::Receiver<ClusterView>,
+    health: RoleHealth,
 ) -> Error {
     let durability = report_durability(
         worker_id.clone(),
@@ -73,7 +86,7 @@ pub async fn run(
         progress.clone(),
         view.clone(),
     );
-    let pulling = pull(worker_id, engine, progress, view);
+    let pulling = pull(worker_id, engine, progress, view, health);
     tokio::select! {
         err = durability => err,
         err = pulling => err,
@@ -86,10 +99,13 @@ async fn pull(
     engine: Arc<Engine>,
     progress: Arc<Progress>,
     mut view: watch::Receiver<ClusterView>,
+    health: RoleHealth,
 ) -> Error {
     let mut backoff = Duration::from_millis(20);
     // Which log server of the generation to follow: the next one after a failure.
     let mut attempt = 0usize;
+    // Log servers in a row that no longer hold the versions this server needs next.
+    let mut too_old = 0usize;
     loop {
         let (logs, owned) = {
             let v = view.borrow_and_update();
@@ -109,10 +125,37 @@ async fn pull(
             continue;
         }
         let log = logs[attempt % logs.len()].clone();
-        match pull_loop(&worker_id, &log, &engine, &progress, &owned, &mut view).await {
+        let applied_before = progress.applied();
+        let result = pull_loop(&worker_id, &log, &engine, &progress, &owned, &mut view).await;
+        if progress.applied() > applied_before && progress.stranded().is_some() {
+            progress.set_stranded(None);
+            health.clear_problem(STRANDED);
+        }
+        match result {
             Ok(()) => backoff = Duration::from_millis(20),
             Err(PullError::Engine(e)) => return e,
+            Err(PullError::Retry(e @ Error::TransactionTooOld { .. })) => {
+                too_old += 1;
+                attempt += 1;
+                if too_old >= logs.len() {
+                    let reason = format!(
+                        "the log servers no longer hold the versions after {} that this server \
+                         lacks (they dropped them over their retention budget while it \
+                         lagged): it cannot catch up, and its shards must be re-replicated \
+                         from their other replicas ({e})",
+                        progress.applied()
+                    );
+                    if progress.stranded().is_none() {
+                        tracing::error!("{reason}");
+                    }
+                    progress.set_stranded(Some(reason.clone()));
+                    health.set_problem(STRANDED, reason);
+                    too_old = 0;
+                    tokio::time::sleep(STRANDED_RETRY).await;
+                }
+            }
             Err(PullError::Retry(e)) => {
+                too_old = 0;
                 tracing::warn!(log = %log, "pulling from the log server: {e}");
                 attempt += 1;
                 // A full round of the generation's log servers failed: back off.

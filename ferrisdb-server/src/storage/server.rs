@@ -130,6 +130,7 @@ pub async fn serve(
             engine.clone(),
             progress.clone(),
             session.view(),
+            health.clone(),
         );
         let health = health.clone();
         let applied = progress.clone();

@@ -62,12 +62,12 @@ impl StorageService {
         };
         let applied = self.progress.applied();
         if applied < version
-            && let Some(reason) = self.progress.failure()
+            && let Some(reason) = self.progress.stuck()
         {
             return Err(failed(applied, reason));
         }
         if !self.progress.wait_for(version, FUTURE_VERSION_WAIT).await {
-            if let Some(reason) = self.progress.failure() {
+            if let Some(reason) = self.progress.stuck() {
                 return Err(failed(self.progress.applied(), reason));
             }
             return Err(Error::FutureVersion {

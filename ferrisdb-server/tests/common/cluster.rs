@@ -133,6 +133,21 @@ impl TestCluster {
         Self::start_full(1, storage_servers, replication, prepare).await
     }
 
+    /// [`start`](Self::start) with `args` added to every log server's command line.
+    pub async fn start_with_log_args(
+        storage_servers: usize,
+        replication: usize,
+        args: &[&str],
+    ) -> TestCluster {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let mut cluster = Self::build(1, storage_servers, replication, |_| {}).await;
+        for log in &mut cluster.logs {
+            log.args.extend(args.iter().cloned());
+        }
+        cluster.start_all().await;
+        cluster
+    }
+
     /// A cluster whose controller is a group of `controllers` replicas.
     pub async fn start_group(
         controllers: usize,
@@ -143,6 +158,18 @@ impl TestCluster {
     }
 
     async fn start_full(
+        controllers: usize,
+        storage_servers: usize,
+        replication: usize,
+        prepare: impl FnOnce(&Path),
+    ) -> TestCluster {
+        let mut cluster = Self::build(controllers, storage_servers, replication, prepare).await;
+        cluster.start_all().await;
+        cluster
+    }
+
+    /// The cluster's nodes, none started.
+    async fn build(
         controllers: usize,
         storage_servers: usize,
         replication: usize,
@@ -279,7 +306,7 @@ impl TestCluster {
             gw_addr,
             root.join("gateway.log"),
         );
-        let mut cluster = TestCluster {
+        TestCluster {
             dir,
             controller,
             more_controllers: replicas,
@@ -288,21 +315,24 @@ impl TestCluster {
             logs,
             storage,
             gateway,
-        };
-        cluster.controller.start();
-        for node in &mut cluster.more_controllers {
+        }
+    }
+
+    /// Starts every process and waits until the cluster is ready.
+    async fn start_all(&mut self) {
+        self.controller.start();
+        for node in &mut self.more_controllers {
             node.start();
         }
-        cluster.coordinator.start();
-        for node in &mut cluster.logs {
+        self.coordinator.start();
+        for node in &mut self.logs {
             node.start();
         }
-        for node in &mut cluster.storage {
+        for node in &mut self.storage {
             node.start();
         }
-        cluster.gateway.start();
-        cluster.wait_ready().await;
-        cluster
+        self.gateway.start();
+        self.wait_ready().await;
     }
 
     /// Waits until the shard map is bootstrapped, a generation of the transaction system

@@ -119,6 +119,10 @@ struct Durability {
     opened: Instant,
     /// Storage servers of the shard map; `None` until known.
     storage: Option<BTreeSet<String>>,
+    /// The replicas of each shard of the shard map; empty until known.
+    shards: Vec<Vec<String>>,
+    /// [`CoordinatorHandle::redundant_through`] last sent to the log servers.
+    redundant: Version,
     /// The log has been (or is being) truncated through this version.
     truncated: Version,
 }
@@ -282,6 +286,8 @@ impl Coordinator {
                 reported: HashMap::new(),
                 opened: Instant::now(),
                 storage: None,
+                shards: Vec::new(),
+                redundant: Version::ZERO,
                 truncated: recovered.retained_from,
             }),
             stopping: watch::channel(false).0,
@@ -344,7 +350,11 @@ impl Coordinator {
             logs = ?g.logs.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
             "serving generation"
         );
-        log.set_truncate_through(self.durability.lock().truncated);
+        {
+            let d = self.durability.lock();
+            log.set_truncate_through(d.truncated);
+            log.set_redundant_through(d.redundant);
+        }
         *self.serving.write() = Some(Arc::new(Serving {
             epoch: g.epoch,
             pipeline,
@@ -594,6 +604,42 @@ impl Coordinator {
         self.maybe_truncate().await
     }
 
+    /// Sets the shard map's replica sets: their storage servers gate truncation
+    /// ([`set_storage_servers`](Self::set_storage_servers)), and each shard's most durable
+    /// replica gives [`redundant_through`](Self::redundant_through).
+    pub async fn set_shards(&self, shards: Vec<Vec<String>>) -> Result<()> {
+        {
+            let mut d = self.durability.lock();
+            d.storage = Some(shards.iter().flatten().cloned().collect());
+            d.shards = shards;
+        }
+        self.maybe_truncate().await
+    }
+
+    /// The newest version every shard has durable on at least one replica (`None` before the
+    /// shards are known). A log server over its retention budget may drop versions up to it:
+    /// replicas that lack them are then rebuilt from one that has them, never lost.
+    pub fn redundant_through(&self) -> Option<Version> {
+        let d = self.durability.lock();
+        Self::redundant_in(&d)
+    }
+
+    fn redundant_in(d: &Durability) -> Option<Version> {
+        if d.shards.is_empty() {
+            return None;
+        }
+        d.shards
+            .iter()
+            .map(|replicas| {
+                replicas
+                    .iter()
+                    .filter_map(|id| d.reported.get(id).map(|r| r.0))
+                    .max()
+                    .unwrap_or(Version::ZERO)
+            })
+            .min()
+    }
+
     /// The version every storage server of the shard map has made durable, if all reported.
     pub fn min_durable(&self) -> Option<Version> {
         let d = self.durability.lock();
@@ -607,6 +653,7 @@ impl Coordinator {
     }
 
     async fn maybe_truncate(&self) -> Result<()> {
+        self.maybe_send_redundant();
         let Some(target) = self.min_durable() else {
             return Ok(());
         };
@@ -631,6 +678,29 @@ impl Coordinator {
             log.set_truncate_through(target);
         }
         Ok(())
+    }
+
+    /// Tells the generation's log servers a newer [`redundant_through`](Self::redundant_through)
+    /// (a coordinator's own log has no retention budget).
+    fn maybe_send_redundant(&self) {
+        let redundant = {
+            let mut d = self.durability.lock();
+            match Self::redundant_in(&d) {
+                Some(v) if v > d.redundant => {
+                    d.redundant = v;
+                    v
+                }
+                _ => return,
+            }
+        };
+        let replicated = self
+            .serving
+            .read()
+            .as_ref()
+            .and_then(|s| s.replicated.clone());
+        if let Some(log) = replicated {
+            log.set_redundant_through(redundant);
+        }
     }
 
     /// The storage servers whose durable versions gate log truncation (the shard map's), with

@@ -320,6 +320,49 @@ async fn the_log_is_truncated_only_when_every_storage_server_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redundant_version_is_the_least_of_each_shards_most_durable_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000);
+    let c = open(dir.path(), &clock);
+    let mut vs = Vec::new();
+    for i in 0..4 {
+        let rv = c.read_version();
+        vs.push(
+            c.commit(blind(rv, vec![set(&format!("k{i}"), "v")]))
+                .await
+                .map(|c| c.version)
+                .unwrap(),
+        );
+    }
+    assert_eq!(c.redundant_through(), None, "shards not known yet");
+    let shards = |pairs: &[[&str; 2]]| -> Vec<Vec<String>> {
+        pairs
+            .iter()
+            .map(|p| p.iter().map(|s| s.to_string()).collect())
+            .collect()
+    };
+    c.set_shards(shards(&[["s1", "s2"], ["s2", "s3"]]))
+        .await
+        .unwrap();
+    assert_eq!(c.redundant_through(), Some(Version::ZERO));
+    c.report_durable("s1", vs[3]).await.unwrap();
+    // The second shard has no replica durable anywhere yet.
+    assert_eq!(c.redundant_through(), Some(Version::ZERO));
+    c.report_durable("s3", vs[2]).await.unwrap();
+    assert_eq!(c.redundant_through(), Some(vs[2]));
+    // s2 lags (or is gone): it holds back truncation, not the redundant version.
+    c.report_durable("s2", vs[0]).await.unwrap();
+    assert_eq!(c.min_durable(), Some(vs[0]));
+    assert_eq!(c.redundant_through(), Some(vs[2]));
+    // A shard whose only replica lags bounds it.
+    c.set_shards(shards(&[["s1", "s2"], ["s2", "s3"], ["s2", "s2"]]))
+        .await
+        .unwrap();
+    assert_eq!(c.redundant_through(), Some(vs[0]));
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_log_refuses_every_commit_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(1_000);

@@ -21,7 +21,23 @@ fn open(dir: &Path) -> Arc<LogServer> {
 
 /// Notes what generation `epoch` knows committed and truncates as that allows.
 fn note(server: &LogServer, epoch: u64, committed: u64, truncate: u64) -> Result<()> {
-    if let Some(target) = server.note_committed(epoch, Version(committed), Version(truncate))? {
+    note_redundant(server, epoch, committed, truncate, 0)
+}
+
+/// [`note`], also saying how far every shard has a durable replica.
+fn note_redundant(
+    server: &LogServer,
+    epoch: u64,
+    committed: u64,
+    truncate: u64,
+    redundant: u64,
+) -> Result<()> {
+    if let Some(target) = server.note_committed(
+        epoch,
+        Version(committed),
+        Version(truncate),
+        Version(redundant),
+    )? {
         server.truncate(target)?;
     }
     Ok(())
@@ -156,4 +172,45 @@ async fn only_storage_servers_of_the_shard_map_follow_and_see_committed_versions
     assert_eq!(server.state().retained_from, Version(20));
     server.begin_shutdown();
     assert!(feed.next().await.is_none());
+}
+
+#[tokio::test]
+async fn over_its_retention_budget_the_log_drops_only_what_every_shard_has_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = open(dir.path());
+    server.lock(1).await.unwrap();
+    let mut prev = 0;
+    for v in (10..=100).step_by(10) {
+        append(&server, 1, &rec(v, prev, &"k".repeat(100))).unwrap();
+        prev = v;
+    }
+    let held = server.state().stats.retained_bytes;
+    assert!(held > 1000, "{held}");
+
+    // No budget: a lagging storage server (everything durable only through 20) holds the
+    // log, however far every shard has a replica.
+    note_redundant(&server, 1, 60, 20, 90).unwrap();
+    assert_eq!(server.state().retained_from, Version(20));
+
+    // Under its budget: the same.
+    server.set_retention_budget(held * 2);
+    note_redundant(&server, 1, 60, 20, 90).unwrap();
+    assert_eq!(server.state().retained_from, Version(20));
+    assert_eq!(server.state().retention_budget_bytes, held * 2);
+
+    // Over it: versions every shard holds on some replica go, never past what is known
+    // committed here.
+    server.set_retention_budget(100);
+    note_redundant(&server, 1, 60, 20, 90).unwrap();
+    assert_eq!(server.state().retained_from, Version(60));
+    note_redundant(&server, 1, 100, 20, 90).unwrap();
+    assert_eq!(server.state().retained_from, Version(90));
+    // A shard whose every replica lags keeps its versions: nothing past its durable version
+    // goes, even far over the budget.
+    note_redundant(&server, 1, 100, 20, 90).unwrap();
+    assert_eq!(server.state().retained_from, Version(90));
+    let kept = server
+        .read_records(1, Version(90), Version(100), 0)
+        .unwrap();
+    assert_eq!(kept.len(), 1);
 }

@@ -150,6 +150,9 @@ pub struct LogServer {
     pub retained_from: Option<u64>,
     /// Bytes of the records held.
     pub retained_bytes: Option<u64>,
+    /// Past this many bytes held it drops versions only lagging storage servers lack (0: no
+    /// budget).
+    pub retention_budget_bytes: Option<u64>,
 }
 
 /// The coordinator's last reported commit statistics.
@@ -167,7 +170,8 @@ pub struct Coordinator {
     pub commits_per_second: Option<f64>,
     /// Average transactions per commit batch.
     pub avg_batch_size: Option<f64>,
-    /// Bytes held in the commit log.
+    /// Bytes held in the commit log (in a cluster: the most any log server of the generation
+    /// holds).
     pub log_bytes: Option<u64>,
     /// Transactions committed since the coordinator started.
     pub commits_total: Option<u64>,
@@ -456,6 +460,8 @@ pub fn build(
         }
     }
     let mut coordinator = None;
+    // The serving coordinator's own status, for the log-holding messages.
+    let mut serving_status: Option<v1::CoordinatorStatus> = None;
     let mut storage_servers = Vec::new();
     let mut log_servers = Vec::new();
     let generation_logs: Vec<String> = state
@@ -542,9 +548,7 @@ pub fn build(
                     }
                     continue;
                 }
-                if let Some(c) = c {
-                    messages.extend(log_hold_messages(c));
-                }
+                serving_status = c.cloned();
                 coordinator = Some(Coordinator {
                     id: w.worker_id.clone(),
                     address: w.address.clone(),
@@ -576,6 +580,7 @@ pub fn build(
                     known_committed: l.map(|l| l.known_committed),
                     retained_from: l.map(|l| l.retained_from),
                     retained_bytes: l.map(|l| l.retained_bytes),
+                    retention_budget_bytes: l.map(|l| l.retention_budget_bytes),
                 });
             }
             v1::WorkerRole::Unspecified => {}
@@ -583,6 +588,25 @@ pub fn build(
     }
     if coordinator.is_none() {
         messages.push("no transaction coordinator has registered".into());
+    }
+    // In a cluster the generation's log servers hold the log: their largest hold is its size.
+    let generation_held = log_servers
+        .iter()
+        .filter(|l| l.in_generation)
+        .filter_map(|l| l.retained_bytes)
+        .max();
+    if let (Some(c), Some(held)) = (coordinator.as_mut(), generation_held) {
+        c.log_bytes = Some(c.log_bytes.unwrap_or(0).max(held));
+    }
+    if let Some(c) = &serving_status {
+        let held = c.log_bytes.max(generation_held.unwrap_or(0));
+        let budget = log_servers
+            .iter()
+            .filter(|l| l.in_generation)
+            .filter_map(|l| l.retention_budget_bytes)
+            .filter(|b| *b > 0)
+            .min();
+        messages.extend(log_hold_messages(c, held, budget));
     }
     let healthy_ids: std::collections::HashSet<&str> = workers
         .iter()
@@ -698,7 +722,9 @@ fn log_holders(c: &v1::CoordinatorStatus) -> Vec<LogHolder> {
 }
 
 /// One message per storage server that keeps the commit log from truncating.
-fn log_hold_messages(c: &v1::CoordinatorStatus) -> Vec<String> {
+/// Why the log cannot truncate: each storage server holding it back. `held` is what the log
+/// holds; `budget` the log servers' retention budget, if they have one.
+fn log_hold_messages(c: &v1::CoordinatorStatus, held: u64, budget: Option<u64>) -> Vec<String> {
     log_holders(c)
         .into_iter()
         .filter(|h| h.holding_log)
@@ -714,11 +740,19 @@ fn log_hold_messages(c: &v1::CoordinatorStatus) -> Vec<String> {
                     h.seconds_since_report
                 ),
             };
+            let fate = match budget {
+                Some(b) => format!(
+                    "; past the log servers' retention budget of {}, they drop versions only \
+                     it lacks and it must then be re-replicated",
+                    crate::cli::table::bytes(b)
+                ),
+                None => String::new(),
+            };
             format!(
                 "the commit log cannot truncate: storage server {} {state}; the log holds {} \
-                 and grows with every write until it catches up or leaves the shard map",
+                 and grows with every write until it catches up or leaves the shard map{fate}",
                 h.storage_id,
-                crate::cli::table::bytes(c.log_bytes)
+                crate::cli::table::bytes(held)
             )
         })
         .collect()

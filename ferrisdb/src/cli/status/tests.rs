@@ -42,6 +42,7 @@ fn worker(id: &str, role: v1::WorkerRole, port: u16, healthy: bool) -> v1::Worke
             known_committed: 990,
             retained_from: 700,
             retained_bytes: 512,
+            retention_budget_bytes: 1 << 30,
         })),
         v1::WorkerRole::Unspecified => None,
     };
