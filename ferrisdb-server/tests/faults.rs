@@ -89,7 +89,9 @@ async fn workloads_stay_consistent_and_durable_under_process_faults() {
     let secs = env_u64("FERRISDB_SOAK_SECS").unwrap_or(BOUNDED_SECS);
     eprintln!("faults: seed {seed} (replay: FERRISDB_FAULTS_SEED={seed}), fault period {secs} s");
 
-    let cluster = TestCluster::start_group(3, 3, 2).await;
+    let mut cluster = TestCluster::start_group(3, 3, 2).await;
+    // A standby: recoveries need not wait for a lost or cut-off coordinator to come back.
+    cluster.add_coordinator().await;
     let initial_map = cluster.state().await.expect("cluster state").shard_map;
     let db = Database::connect_all(cluster.controller_addresses().split(','))
         .expect("controller addresses")

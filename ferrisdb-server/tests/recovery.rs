@@ -6,6 +6,9 @@
 //! - a log server of the generation SIGKILLed and wiped for good (the spare takes its place);
 //! - the coordinator SIGSTOPped while a replacement takes over, then resumed: it commits
 //!   nothing;
+//! - the serving coordinator cut off from the controller group and the log servers (both
+//!   ways) while its clients still reach it: a standby takes over, and the isolated one hands
+//!   out no read version and commits nothing;
 //! - the coordinator lost with its disk, then its replacement paused with a standby
 //!   registered, while a KV client of the gateway writes: the gateway's address serves
 //!   throughout, and its calls wait for each recovery instead of failing.
@@ -19,8 +22,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Node, TestCluster, channel};
+use common::cluster::{Node, TestCluster, channel, coordinator_source_ip};
 use common::group::{read_all, write};
+use common::proxy::source_ip;
 use ferrisdb_client::Database;
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::kv_client::KvClient;
@@ -345,6 +349,96 @@ async fn the_gateway_keeps_its_address_and_serves_through_a_recovery() {
     replacement.process.as_ref().expect("running").resume();
     drop(replacement);
     drop(standby);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_cut_off_from_the_cluster_but_not_its_clients_commits_nothing() {
+    let mut cluster = TestCluster::start_group(3, 3, 2).await;
+    cluster.add_coordinator().await;
+    let db = db(&cluster);
+    let mut keys = write_keys(&db, "before", 20).await;
+    let state = cluster.state().await.expect("state");
+    let isolated = cluster
+        .serving_coordinator()
+        .await
+        .expect("a serving coordinator");
+    let isolated_addr = cluster.coordinator_mut(isolated).addr;
+    let mut old = TransactionCoordinatorClient::new(channel(isolated_addr));
+    let stale_rv = old
+        .get_read_version(v1::GetReadVersionRequest::default())
+        .await
+        .expect("read version")
+        .into_inner()
+        .version;
+
+    // Cut it off from the controller group and the log servers, both ways; this test (its
+    // clients) still reaches it.
+    let replicas = cluster.controller_proxies.len();
+    for proxy in cluster
+        .controller_proxies
+        .iter()
+        .chain(&cluster.log_proxies)
+    {
+        proxy.block([coordinator_source_ip(isolated)]);
+    }
+    cluster.coordinator_proxies[isolated].block((0..replicas).map(source_ip));
+    let state = new_generation(&cluster, state.epoch).await;
+    assert_ne!(
+        state.coordinator.as_ref().map(|c| c.address.clone()),
+        Some(isolated_addr.to_string()),
+        "the standby serves"
+    );
+    keys.extend(write_keys(&db, "after", 20).await);
+
+    // Still cut off and still running: it hands out no read version and commits nothing.
+    let err = tokio::time::timeout(
+        Duration::from_secs(10),
+        old.get_read_version(v1::GetReadVersionRequest::default()),
+    )
+    .await
+    .expect("the isolated coordinator answers")
+    .expect_err("an isolated coordinator hands out no read version");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    let zombie = v1::CommitRequest {
+        read_version: stale_rv,
+        mutations: vec![v1::Mutation {
+            kind: Some(v1::mutation::Kind::Set(v1::mutation::Set {
+                key: "zombie".into(),
+                value: "x".into(),
+            })),
+        }],
+        write_conflict_ranges: vec![v1::KeyRange {
+            begin: "zombie".into(),
+            end: "zombie\0".into(),
+        }],
+        ..Default::default()
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(10), old.commit(zombie))
+        .await
+        .expect("the isolated coordinator answers");
+    assert!(
+        answer.is_err(),
+        "an isolated coordinator acknowledged a commit: {answer:?}"
+    );
+
+    for proxy in cluster
+        .controller_proxies
+        .iter()
+        .chain(&cluster.log_proxies)
+        .chain(&cluster.coordinator_proxies)
+    {
+        proxy.heal();
+    }
+    keys.extend(write_keys(&db, "healed", 10).await);
+    let zombie_seen = db
+        .run(|tx| async move { tx.get(b"zombie").await })
+        .await
+        .expect("read");
+    assert_eq!(
+        zombie_seen, None,
+        "a commit of the isolated coordinator became visible"
+    );
+    read_all(&db, &keys).await;
 }
 
 /// Waits until a worker at `addr` is registered with the controller.

@@ -39,8 +39,9 @@ struct Args {
     /// added with `ferrisdb cluster controllers add ADDR`.
     #[arg(long)]
     join: bool,
-    /// Local IP address that connections to the other replicas leave from (for hosts with
-    /// several interfaces; default: the system's choice).
+    /// Local IP address that this replica's connections leave from: to the other replicas,
+    /// and to the log servers and coordinators a recovery talks to (for hosts with several
+    /// interfaces; default: the system's choice).
     #[arg(long)]
     peer_source_ip: Option<std::net::IpAddr>,
     /// Raft heartbeat interval among the replicas, in milliseconds.
@@ -83,6 +84,9 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> ExitCode {
+    if let Some(ip) = args.peer_source_ip {
+        ferrisdb_server::worker::set_source_ip(ip);
+    }
     let config = ControllerConfig {
         listen: args.listen,
         advertise: args.advertise,

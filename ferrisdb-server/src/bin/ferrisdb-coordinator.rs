@@ -42,6 +42,10 @@ struct Args {
     /// less room after a reserve for the process's own files).
     #[arg(long)]
     max_connections: Option<std::num::NonZeroUsize>,
+    /// Local IP address that connections to the controller and the log servers leave from
+    /// (for hosts with several interfaces; default: the system's choice).
+    #[arg(long)]
+    source_ip: Option<std::net::IpAddr>,
     /// How long idempotency ids are remembered after their commit, in seconds: a retry of a
     /// transaction whose first attempt is older than this cannot be checked for "already
     /// committed" and fails with commit_unknown_result_fatal (1041).
@@ -56,6 +60,9 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> ExitCode {
+    if let Some(ip) = args.source_ip {
+        ferrisdb_server::worker::set_source_ip(ip);
+    }
     let config = CoordinatorConfig {
         listen: args.listen,
         advertise: args.advertise.unwrap_or_else(|| args.listen.to_string()),

@@ -10,4 +10,4 @@ mod identity;
 pub mod session;
 
 pub use identity::{load_cluster_id, load_or_create_worker_id, store_cluster_id};
-pub use session::{ClusterView, ControllerSession, StatusSource, endpoint};
+pub use session::{ClusterView, ControllerSession, StatusSource, endpoint, set_source_ip};

@@ -87,7 +87,19 @@ impl Drop for ControllerSession {
     }
 }
 
-/// A lazily connecting channel endpoint for `address` (`host:port` or a full URI).
+/// The local address this process's connections to other FerrisDB processes leave from
+/// (`None`: the system's choice); set once at start.
+static SOURCE_IP: std::sync::OnceLock<std::net::IpAddr> = std::sync::OnceLock::new();
+
+/// Makes every connection [`endpoint`] opens from now on leave from `ip` (a host with several
+/// interfaces, or a test that partitions processes by source address). The first call wins;
+/// returns false if another address was set before.
+pub fn set_source_ip(ip: std::net::IpAddr) -> bool {
+    *SOURCE_IP.get_or_init(|| ip) == ip
+}
+
+/// A lazily connecting channel endpoint for `address` (`host:port` or a full URI), leaving
+/// from the process's source address if one was set ([`set_source_ip`]).
 pub fn endpoint(address: &str) -> Result<Endpoint, Error> {
     let uri = if address.contains("://") {
         address.to_string()
@@ -95,7 +107,11 @@ pub fn endpoint(address: &str) -> Result<Endpoint, Error> {
         format!("http://{address}")
     };
     Endpoint::from_shared(uri)
-        .map(|e| e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true))
+        .map(|e| {
+            e.connect_timeout(Duration::from_secs(2))
+                .tcp_nodelay(true)
+                .local_address(SOURCE_IP.get().copied())
+        })
         .map_err(|e| Error::InvalidArgument(format!("bad address {address:?}: {e}")))
 }
 

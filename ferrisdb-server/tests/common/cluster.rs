@@ -95,8 +95,15 @@ pub struct TestCluster {
     pub controller_proxies: Vec<Proxy>,
     /// The coordinator.
     pub coordinator: Node,
+    /// Standby coordinators ([`add_coordinator`](Self::add_coordinator)).
+    pub more_coordinators: Vec<Node>,
+    /// For a group: the proxy in front of each coordinator (index 0: `coordinator`); each
+    /// coordinator's own connections leave from [`coordinator_source_ip`]`(i)`.
+    pub coordinator_proxies: Vec<Proxy>,
     /// The log servers.
     pub logs: Vec<Node>,
+    /// For a group: the proxy in front of each log server.
+    pub log_proxies: Vec<Proxy>,
     /// The storage servers.
     pub storage: Vec<Node>,
     /// The gateway: the public `KV` and `Transactions` services.
@@ -107,6 +114,22 @@ pub struct TestCluster {
 pub const LOG_SERVERS: usize = 3;
 /// Log servers per generation.
 pub const LOG_REPLICATION: usize = 2;
+
+/// The loopback address coordinator `i` of a group's cluster connects from (see
+/// [`TestCluster::coordinator_proxies`]).
+pub fn coordinator_source_ip(i: usize) -> std::net::IpAddr {
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 31 + i as u8))
+}
+
+/// Puts `node` behind a new proxy: it advertises the proxy's address, and others reach it
+/// through the proxy.
+async fn behind_proxy(node: &mut Node) -> Proxy {
+    let proxy = Proxy::start(node.listen).await;
+    node.addr = proxy.addr;
+    node.args
+        .extend(["--advertise".to_string(), proxy.addr.to_string()]);
+    proxy
+}
 
 fn addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
@@ -256,7 +279,7 @@ impl TestCluster {
             co_addr,
             root.join("coordinator.log"),
         );
-        let logs = (0..LOG_SERVERS)
+        let logs: Vec<Node> = (0..LOG_SERVERS)
             .map(|i| {
                 let a = addr();
                 Node::new(
@@ -306,7 +329,7 @@ impl TestCluster {
             gw_addr,
             root.join("gateway.log"),
         );
-        TestCluster {
+        let mut cluster = TestCluster {
             dir,
             controller,
             more_controllers: replicas,
@@ -315,6 +338,72 @@ impl TestCluster {
             logs,
             storage,
             gateway,
+            more_coordinators: Vec::new(),
+            coordinator_proxies: Vec::new(),
+            log_proxies: Vec::new(),
+        };
+        if controllers > 1 {
+            // Every process a partition may cut off sits behind a proxy too.
+            cluster
+                .coordinator
+                .args
+                .extend(["--source-ip".into(), coordinator_source_ip(0).to_string()]);
+            let proxy = behind_proxy(&mut cluster.coordinator).await;
+            cluster.coordinator_proxies.push(proxy);
+            for log in &mut cluster.logs {
+                let proxy = behind_proxy(log).await;
+                cluster.log_proxies.push(proxy);
+            }
+        }
+        cluster
+    }
+
+    /// Starts one more coordinator (a standby a recovery may recruit), behind a proxy in a
+    /// group's cluster; returns its index in [`more_coordinators`](Self::more_coordinators).
+    pub async fn add_coordinator(&mut self) -> usize {
+        let i = self.more_coordinators.len() + 1;
+        let name = format!("coordinator-{i}");
+        let a = addr();
+        let mut node = Node::new(
+            env!("CARGO_BIN_EXE_ferrisdb-coordinator"),
+            vec![
+                "--listen".into(),
+                a.to_string(),
+                "--data-dir".into(),
+                s(&self.dir.path().join(&name)),
+                "--controller".into(),
+                self.controller_addresses(),
+            ],
+            a,
+            self.dir.path().join(format!("{name}.log")),
+        );
+        if !self.controller_proxies.is_empty() {
+            node.args
+                .extend(["--source-ip".into(), coordinator_source_ip(i).to_string()]);
+            let proxy = behind_proxy(&mut node).await;
+            self.coordinator_proxies.push(proxy);
+        }
+        node.start();
+        self.more_coordinators.push(node);
+        i - 1
+    }
+
+    /// Index (0: `coordinator`, i: `more_coordinators[i - 1]`) of the coordinator serving
+    /// the current generation, by the controller's state.
+    pub async fn serving_coordinator(&self) -> Option<usize> {
+        let state = self.state().await.ok()?;
+        let serving = state.coordinator?.address;
+        std::iter::once(&self.coordinator)
+            .chain(&self.more_coordinators)
+            .position(|n| n.addr.to_string() == serving)
+    }
+
+    /// Coordinator `i` (0: `coordinator`, i: `more_coordinators[i - 1]`).
+    pub fn coordinator_mut(&mut self, i: usize) -> &mut Node {
+        if i == 0 {
+            &mut self.coordinator
+        } else {
+            &mut self.more_coordinators[i - 1]
         }
     }
 
@@ -350,11 +439,13 @@ impl TestCluster {
                         || state.recovery_state == "fully recovered");
                 // The state may still describe the generation before a restart: the
                 // coordinator itself says whether it serves.
-                let answers = self
-                    .coordinator_client()
-                    .get_read_version(v1::GetReadVersionRequest::default())
-                    .await
-                    .is_ok();
+                let answers = match &state.coordinator {
+                    Some(c) => TransactionCoordinatorClient::new(channel(&c.address))
+                        .get_read_version(v1::GetReadVersionRequest::default())
+                        .await
+                        .is_ok(),
+                    None => false,
+                };
                 if mapped
                     && state.coordinator.is_some()
                     && serving
@@ -448,6 +539,7 @@ impl TestCluster {
         .chain(self.more_controllers.iter().map(|n| ("controller", n)))
         .chain(self.logs.iter().map(|n| ("log", n)))
         .chain(self.storage.iter().map(|n| ("storage", n)))
+        .chain(self.more_coordinators.iter().map(|n| ("coordinator", n)))
         .chain(std::iter::once(("gateway", &self.gateway)))
         {
             out.push_str(&format!("----- {name} {}\n{}\n", node.addr, node.logs()));

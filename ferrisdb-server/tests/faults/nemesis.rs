@@ -15,8 +15,12 @@
 //!   that before the next fault, since losing both log servers of a generation for good is
 //!   beyond what two replicas survive);
 //! - SIGSTOP any process (the controller group's leader, the coordinator, a log server, a
-//!   storage server) for a random short time, then SIGCONT it.
+//!   storage server) for a random short time, then SIGCONT it;
+//! - cut the serving coordinator off from the controller group and the log servers, both
+//!   ways, for up to 3 s while clients still reach it (a standby takes over; the isolated
+//!   coordinator must neither acknowledge a commit nor hand out a read version), then heal.
 //!
+//! Coordinator faults hit whichever coordinator serves the generation at that moment.
 //! It runs on a plain thread because restarting waits (blocking) for the port to listen.
 
 use std::collections::BTreeMap;
@@ -30,7 +34,7 @@ use rand::{Rng, SeedableRng};
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::controller_group_client::ControllerGroupClient;
 
-use super::common::cluster::{Node, TestCluster, channel};
+use super::common::cluster::{Node, TestCluster, channel, coordinator_source_ip};
 use super::common::proxy::source_ip;
 
 /// Faults injected, by kind.
@@ -143,6 +147,18 @@ fn wait_until_generation_without(cluster: &TestCluster, id: &str) {
     );
 }
 
+/// Index of the coordinator serving the generation (0 if none can be found).
+fn serving_coordinator(cluster: &TestCluster) -> usize {
+    let handle = tokio::runtime::Handle::current();
+    handle
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(2), cluster.serving_coordinator()).await
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+}
+
 fn controller_mut(cluster: &mut TestCluster, i: usize) -> &mut Node {
     if i == 0 {
         &mut cluster.controller
@@ -165,9 +181,10 @@ pub fn run(mut cluster: TestCluster, seed: u64, until: Instant) -> (TestCluster,
         let mut down = Duration::from_millis(rng.random_range(50..1500));
         let storage = cluster.storage.len();
         let logs = cluster.logs.len();
-        let fault = match rng.random_range(0..13) {
+        let fault = match rng.random_range(0..14) {
             0..=1 => {
-                kill_restart(&mut [&mut cluster.coordinator], down);
+                let i = serving_coordinator(&cluster);
+                kill_restart(&mut [cluster.coordinator_mut(i)], down);
                 "kill coordinator"
             }
             2..=3 => {
@@ -241,7 +258,8 @@ pub fn run(mut cluster: TestCluster, seed: u64, until: Instant) -> (TestCluster,
                 "wipe a controller replica"
             }
             7 => {
-                let node = &mut cluster.coordinator;
+                let i = serving_coordinator(&cluster);
+                let node = cluster.coordinator_mut(i);
                 node.kill();
                 if let Some(dir) = node.data_dir() {
                     std::fs::remove_dir_all(&dir).expect("wipe the coordinator");
@@ -270,6 +288,30 @@ pub fn run(mut cluster: TestCluster, seed: u64, until: Instant) -> (TestCluster,
                 }
                 "wipe log server"
             }
+            10 if !cluster.log_proxies.is_empty() => {
+                let i = serving_coordinator(&cluster);
+                let coordinator = coordinator_source_ip(i);
+                let replicas = cluster.controller_proxies.len();
+                for proxy in cluster
+                    .controller_proxies
+                    .iter()
+                    .chain(&cluster.log_proxies)
+                {
+                    proxy.block([coordinator]);
+                }
+                cluster.coordinator_proxies[i].block((0..replicas).map(source_ip));
+                down = Duration::from_millis(rng.random_range(300..3000));
+                sleep(down);
+                for proxy in cluster
+                    .controller_proxies
+                    .iter()
+                    .chain(&cluster.log_proxies)
+                    .chain(&cluster.coordinator_proxies)
+                {
+                    proxy.heal();
+                }
+                "partition coordinator"
+            }
             _ => {
                 let which = rng.random_range(0..storage + 2 + logs);
                 let leader = if which == 0 {
@@ -277,9 +319,14 @@ pub fn run(mut cluster: TestCluster, seed: u64, until: Instant) -> (TestCluster,
                 } else {
                     0
                 };
+                let coordinator = if which == 1 {
+                    serving_coordinator(&cluster)
+                } else {
+                    0
+                };
                 let node = match which {
                     0 => controller_mut(&mut cluster, leader),
-                    1 => &mut cluster.coordinator,
+                    1 => cluster.coordinator_mut(coordinator),
                     i if i < 2 + storage => &mut cluster.storage[i - 2],
                     i => &mut cluster.logs[i - 2 - storage],
                 };
