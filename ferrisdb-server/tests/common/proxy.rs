@@ -44,6 +44,10 @@ impl Proxy {
                     let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
                     };
+                    // Small gRPC messages must not wait for Nagle's algorithm (with delayed
+                    // ACKs, 40 ms per exchange).
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
                     let (mut ri, mut wi) = inbound.into_split();
                     let (mut ro, mut wo) = outbound.into_split();
                     let copy = async {
