@@ -26,8 +26,10 @@
 //!    records;
 //! 5. records the new generation through Raft (`CompleteRecovery`, refused if a newer
 //!    recovery began meanwhile), and only then
-//! 6. recruits the coordinator (`StartGeneration`), which confirms the record, appends the
-//!    recovery commit to every new log server and starts accepting commits.
+//! 6. once [`RECOVERY_LEASE_WAIT`] has passed since it sent the lock requests (the old
+//!    coordinator's read-version lease has run out by then), recruits the coordinator
+//!    (`StartGeneration`), which confirms the record, appends the recovery commit to every
+//!    new log server and starts accepting commits.
 //!
 //! Storage servers read only versions known committed ([`crate::log::server`]), which are at
 //! or below the recovery version, so none ever holds a version the recovery discards: nothing
@@ -48,6 +50,7 @@ use super::membership::{Role, RoleStatus};
 use super::metadata::Generation;
 use super::raft::Command;
 use super::state::ClusterState;
+use crate::coordinator::replicated_log::RECOVERY_LEASE_WAIT;
 
 /// Most log servers a generation may have.
 pub const MAX_LOG_REPLICATION: u32 = 5;
@@ -586,6 +589,10 @@ async fn recover(controller: &Controller, reason: &str, inputs: Inputs) -> Resul
             epoch: inputs.epoch,
         })
         .await?;
+    // The old coordinator may hand out read versions for a lease after its last confirmed
+    // probe; a lock sent now lands after that probe, so this generation waits out the lease
+    // from here before it accepts commits (`coordinator/replicated_log.rs`).
+    let lease_over = tokio::time::Instant::now() + RECOVERY_LEASE_WAIT;
     let locked = lock_old_logs(&inputs).await;
     let plan = match plan(
         &inputs.old.logs,
@@ -636,6 +643,9 @@ async fn recover(controller: &Controller, reason: &str, inputs: Inputs) -> Resul
                 .collect(),
         })
         .await?;
+    if !inputs.old.logs.is_empty() {
+        tokio::time::sleep_until(lease_over).await;
+    }
     start_coordinator(&coordinator_address, &generation, &inputs.log_addresses).await?;
     let took = began.elapsed();
     tracing::info!(

@@ -18,6 +18,17 @@
 //! commit of a newer generation. Probes are coalesced: one is in flight at a time, and it
 //! covers every request that arrived before it was sent.
 //!
+//! A confirmed probe also grants a **read-version lease** of [`READ_VERSION_LEASE`] from the
+//! moment it was sent: until then read versions are handed out without another probe (one is
+//! sent in the background once half the lease has passed). This is safe because no newer
+//! generation accepts a commit until [`RECOVERY_LEASE_WAIT`] (longer than the lease) after its
+//! recovery sent the old generation's log servers their lock requests
+//! (`controller/recovery.rs`): a lock lands after the probe that confirmed this generation,
+//! so every commit of a newer generation comes after the lease ran out. Leases are measured
+//! on monotonic clocks, which run on while a process is paused, so a coordinator resumed
+//! after a pause finds its lease expired and probes again. One client's point read thus
+//! costs two round trips (read version, storage server) instead of three.
+//!
 //! Any failure is final for the generation: a stream that ends or errs (the log server died,
 //! was locked by a newer generation, or refused a record), or a batch not acknowledged within
 //! [`ACK_TIMEOUT`] (a paused or partitioned log server), fails every `sync` from then on. The
@@ -35,6 +46,17 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::commit::LogWriter;
+
+/// How long after a probe was sent that every log server of the generation answered the
+/// coordinator may hand out read versions without probing again (see the module docs).
+pub const READ_VERSION_LEASE: Duration = Duration::from_millis(80);
+
+/// How long a recovery waits, after sending the old generation's log servers their lock
+/// requests, before its coordinator may accept commits: longer than [`READ_VERSION_LEASE`]
+/// by a margin for clock-rate differences between hosts.
+pub const RECOVERY_LEASE_WAIT: Duration = Duration::from_millis(100);
+
+const _: () = assert!(READ_VERSION_LEASE.as_millis() + 10 < RECOVERY_LEASE_WAIT.as_millis());
 use crate::log::{LogStats, LoggedBatch, Submitted, record};
 
 /// Longest a batch may wait for every log server's acknowledgement before the generation is
@@ -94,6 +116,8 @@ struct Prober {
     sent: Mutex<u64>,
     /// Wakes the probing task: a read version waits for the next probe.
     wanted: Notify,
+    /// When the newest probe that every log server answered was sent (the lease's start).
+    confirmed: Mutex<Option<Instant>>,
 }
 
 /// The log servers of one generation, as a [`LogWriter`].
@@ -192,6 +216,19 @@ impl ReplicatedLog {
     /// probe sent after this call began to be answered by all of them (see the module docs).
     /// Fails, and fails the log, if one does not answer within [`ACK_TIMEOUT`].
     pub async fn confirm_epoch(&self) -> Result<()> {
+        let confirmed = *self.prober.confirmed.lock();
+        if let Some(at) = confirmed
+            && self.failure().is_none()
+        {
+            let age = at.elapsed();
+            if age < READ_VERSION_LEASE {
+                if age >= READ_VERSION_LEASE / 2 {
+                    // Renew in the background so steady traffic never waits for a probe.
+                    self.prober.wanted.notify_one();
+                }
+                return Ok(());
+            }
+        }
         let need = *self.prober.sent.lock() + 1;
         self.prober.wanted.notify_one();
         let mut progress = self.shared.probes.subscribe();
@@ -279,12 +316,18 @@ async fn run_prober(
             probe,
             redundant_through: 0,
         };
+        let sent_at = Instant::now();
         for sender in &senders {
             // A closed stream fails the log; the waiters see it.
             let _ = sender.send(request.clone());
         }
-        if progress.wait_for(|p| p.0 >= probe || p.1).await.is_err() {
-            return;
+        let answered = match progress.wait_for(|p| p.0 >= probe || p.1).await {
+            Ok(p) => p.0 >= probe && !p.1,
+            Err(_) => return,
+        };
+        if answered {
+            let mut confirmed = prober.confirmed.lock();
+            *confirmed = Some(confirmed.map_or(sent_at, |t| t.max(sent_at)));
         }
     }
 }
