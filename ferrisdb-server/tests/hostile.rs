@@ -200,8 +200,8 @@ async fn not_grpc(addr: SocketAddr) {
 
 /// Holds [`HELD_CONNECTIONS`] TCP connections spread over `addrs` while
 /// [`CONCURRENT_CALLS`] raw calls (half valid, half garbage) run; returns how many
-/// connections opened and how many valid calls succeeded.
-async fn flood(addrs: [SocketAddr; 4], coordinator: SocketAddr) -> (usize, usize) {
+/// connections opened, how many valid calls succeeded and what the others got.
+async fn flood(addrs: [SocketAddr; 4], coordinator: SocketAddr) -> (usize, usize, Vec<String>) {
     let mut held = Vec::with_capacity(HELD_CONNECTIONS);
     for i in 0..HELD_CONNECTIONS {
         let addr = addrs[i % addrs.len()];
@@ -217,22 +217,27 @@ async fn flood(addrs: [SocketAddr; 4], coordinator: SocketAddr) -> (usize, usize
         calls.spawn(async move {
             let path = "/ferrisdb.v1.TransactionCoordinator/GetReadVersion";
             if i % 2 == 0 {
-                matches!(
-                    raw::call(coordinator, path, raw::frame(&[])).await,
-                    Ok(Outcome::Replied(r)) if r.code == Some(Code::Ok)
-                )
+                match raw::call(coordinator, path, raw::frame(&[])).await {
+                    Ok(Outcome::Replied(r)) if r.code == Some(Code::Ok) => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
             } else {
                 let _ = raw::call(coordinator, path, raw::frame(&[0x0f])).await;
-                false
+                Err(String::new())
             }
         });
     }
-    let mut ok = 0;
+    let (mut ok, mut failed) = (0, Vec::new());
     while let Some(r) = calls.join_next().await {
-        ok += usize::from(r.unwrap_or(false));
+        match r {
+            Ok(Ok(())) => ok += 1,
+            Ok(Err(e)) if e.is_empty() => {}
+            Ok(Err(e)) => failed.push(e),
+            Err(e) => failed.push(format!("task: {e}")),
+        }
     }
     drop(held);
-    (opened, ok)
+    (opened, ok, failed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,7 +308,7 @@ async fn hostile_requests_get_error_statuses_and_every_process_survives() {
         }
         not_grpc(addr).await;
     }
-    let (opened, flood_ok) = flood(
+    let (opened, flood_ok, flood_failed) = flood(
         [
             targets.controller,
             targets.coordinator,
@@ -340,7 +345,8 @@ async fn hostile_requests_get_error_statuses_and_every_process_survives() {
     assert_eq!(
         flood_ok,
         CONCURRENT_CALLS / 2,
-        "valid calls failed under the flood"
+        "valid calls failed under the flood: {flood_failed:?}\n{}",
+        cluster.all_logs()
     );
 
     for node in [

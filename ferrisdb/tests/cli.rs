@@ -323,6 +323,7 @@ fn status_shows_a_fully_replicated_cluster(c: &Cluster) {
             "controller",
             "coordinator",
             "coordinator",
+            "gateway",
             "storage",
             "storage",
             "storage",

@@ -29,6 +29,8 @@ pub enum Role {
     Coordinator,
     /// A log server.
     Log,
+    /// A gateway (the public APIs; holds nothing).
+    Gateway,
 }
 
 impl std::fmt::Display for Role {
@@ -37,6 +39,7 @@ impl std::fmt::Display for Role {
             Role::Storage => "storage",
             Role::Coordinator => "coordinator",
             Role::Log => "log",
+            Role::Gateway => "gateway",
         })
     }
 }

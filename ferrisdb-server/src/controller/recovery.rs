@@ -26,7 +26,7 @@
 //!    records;
 //! 5. records the new generation through Raft (`CompleteRecovery`, refused if a newer
 //!    recovery began meanwhile), and only then
-//! 6. once [`RECOVERY_LEASE_WAIT`] has passed since it sent the lock requests (the old
+//! 6. once [`RECOVERY_LEASE_WAIT`] has passed since the locks were answered (the old
 //!    coordinator's read-version lease has run out by then), recruits the coordinator
 //!    (`StartGeneration`), which confirms the record, appends the recovery commit to every
 //!    new log server and starts accepting commits.
@@ -589,11 +589,13 @@ async fn recover(controller: &Controller, reason: &str, inputs: Inputs) -> Resul
             epoch: inputs.epoch,
         })
         .await?;
-    // The old coordinator may hand out read versions for a lease after its last confirmed
-    // probe; a lock sent now lands after that probe, so this generation waits out the lease
-    // from here before it accepts commits (`coordinator/replicated_log.rs`).
-    let lease_over = tokio::time::Instant::now() + RECOVERY_LEASE_WAIT;
     let locked = lock_old_logs(&inputs).await;
+    // The old coordinator may hand out read versions for a lease after sending its last
+    // confirmed probe, which every log server answered before it took a lock; a lock answered
+    // by now was taken after that probe was sent, so this generation waits out the lease from
+    // here before it accepts commits (`coordinator/replicated_log.rs`). Timing from the lock
+    // requests' sending would not do: a delayed lock may land after a later probe.
+    let lease_over = tokio::time::Instant::now() + RECOVERY_LEASE_WAIT;
     let plan = match plan(
         &inputs.old.logs,
         &locked,

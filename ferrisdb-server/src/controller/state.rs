@@ -71,7 +71,7 @@ pub fn apply_command(cluster: &mut Option<Metadata>, command: Command) -> Result
             meta.workers.retain(|w| match w.role {
                 Role::Coordinator => w.id == generation.coordinator_id,
                 Role::Log => generation.logs.contains(&w.id) || !forget_logs.contains(&w.id),
-                Role::Storage => true,
+                Role::Storage | Role::Gateway => true,
             });
             meta.generation = generation;
             Ok(())

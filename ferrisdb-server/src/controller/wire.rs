@@ -19,6 +19,7 @@ pub fn role_from_proto(role: i32) -> Result<Role, Error> {
         Ok(v1::WorkerRole::Storage) => Ok(Role::Storage),
         Ok(v1::WorkerRole::Coordinator) => Ok(Role::Coordinator),
         Ok(v1::WorkerRole::Log) => Ok(Role::Log),
+        Ok(v1::WorkerRole::Gateway) => Ok(Role::Gateway),
         Ok(v1::WorkerRole::Unspecified) => {
             Err(Error::InvalidArgument("worker role is unspecified".into()))
         }
@@ -34,6 +35,7 @@ pub fn role_to_proto(role: Role) -> v1::WorkerRole {
         Role::Storage => v1::WorkerRole::Storage,
         Role::Coordinator => v1::WorkerRole::Coordinator,
         Role::Log => v1::WorkerRole::Log,
+        Role::Gateway => v1::WorkerRole::Gateway,
     }
 }
 
@@ -265,7 +267,7 @@ mod tests {
 
     #[test]
     fn roles_convert_and_reject_unspecified() {
-        for role in [Role::Storage, Role::Coordinator, Role::Log] {
+        for role in [Role::Storage, Role::Coordinator, Role::Log, Role::Gateway] {
             assert_eq!(role_from_proto(role_to_proto(role) as i32).unwrap(), role);
         }
         assert!(role_from_proto(0).is_err());

@@ -21,10 +21,11 @@
 //! A confirmed probe also grants a **read-version lease** of [`READ_VERSION_LEASE`] from the
 //! moment it was sent: until then read versions are handed out without another probe (one is
 //! sent in the background once half the lease has passed). This is safe because no newer
-//! generation accepts a commit until [`RECOVERY_LEASE_WAIT`] (longer than the lease) after its
-//! recovery sent the old generation's log servers their lock requests
-//! (`controller/recovery.rs`): a lock lands after the probe that confirmed this generation,
-//! so every commit of a newer generation comes after the lease ran out. Leases are measured
+//! generation accepts a commit until [`RECOVERY_LEASE_WAIT`] (longer than the lease) after the
+//! old generation's log servers answered its recovery's lock requests
+//! (`controller/recovery.rs`): a log server answers the probe before it takes the lock, so
+//! the lock is answered after the probe was sent, and every commit of a newer generation
+//! comes after the lease ran out. Leases are measured
 //! on monotonic clocks, which run on while a process is paused, so a coordinator resumed
 //! after a pause finds its lease expired and probes again. One client's point read thus
 //! costs two round trips (read version, storage server) instead of three.
@@ -51,7 +52,7 @@ use super::commit::LogWriter;
 /// coordinator may hand out read versions without probing again (see the module docs).
 pub const READ_VERSION_LEASE: Duration = Duration::from_millis(80);
 
-/// How long a recovery waits, after sending the old generation's log servers their lock
+/// How long a recovery waits, after the old generation's log servers answered its lock
 /// requests, before its coordinator may accept commits: longer than [`READ_VERSION_LEASE`]
 /// by a margin for clock-rate differences between hosts.
 pub const RECOVERY_LEASE_WAIT: Duration = Duration::from_millis(100);

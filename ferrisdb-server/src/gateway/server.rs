@@ -2,7 +2,8 @@
 //! `grpc.health.v1` and reflection on one address, as a client of the cluster at
 //! `--controller`. Health is `NOT_SERVING` while the cluster hands out no read version (no
 //! controller reachable, or a recovery under way), with the reason; `SERVING` again as soon
-//! as one is handed out.
+//! as one is handed out. It registers with the controller as a `gateway` worker (its id kept
+//! in `--data-dir`, nothing else) and heartbeats its health, so `ferrisdb status` lists it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,14 +20,20 @@ use super::kv::KvService;
 use super::transactions::TransactionsService;
 use crate::grpc;
 use crate::health::RoleHealth;
+use crate::worker::{ControllerSession, StatusSource, load_or_create_worker_id};
+use std::sync::Arc;
 
 /// Settings of a gateway process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayConfig {
     /// Address the gRPC server binds.
     pub listen: SocketAddr,
+    /// Address others reach this one at (`host:port`), as registered with the controller.
+    pub advertise: String,
     /// The controller replicas' addresses (comma-separated `host:port`).
     pub controller: String,
+    /// Where the gateway keeps its worker id and the cluster id (nothing else).
+    pub data_dir: std::path::PathBuf,
     /// Most connections served at once (default from the open-file limit; see
     /// [`crate::resources::max_connections`]).
     pub max_connections: Option<usize>,
@@ -48,6 +55,18 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         CLUSTER_UNREACHABLE,
         "waiting for the cluster's first read version",
     );
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
+    let id = load_or_create_worker_id(&config.data_dir, "gateway")?;
+    let session = ControllerSession::start(
+        &config.controller,
+        id,
+        config.data_dir.clone(),
+        ferrisdb_proto::v1::WorkerRole::Gateway,
+        config.advertise.clone(),
+        Arc::new(NoRoleStatus),
+        health.clone(),
+    )?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
@@ -55,7 +74,17 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     let probe = tokio::spawn(probe_cluster(db.clone(), health.clone()));
     let result = serve_on(listener, db, health, limit, shutdown).await;
     probe.abort();
+    drop(session);
     result
+}
+
+/// A gateway's heartbeats carry only its health (no role status).
+struct NoRoleStatus;
+
+impl StatusSource for NoRoleStatus {
+    fn status(&self) -> ferrisdb_proto::v1::WorkerStatus {
+        ferrisdb_proto::v1::WorkerStatus::default()
+    }
 }
 
 /// Asks for a read version every [`PROBE_INTERVAL`] ([`UNHEALTHY_PROBE_INTERVAL`] after a

@@ -323,6 +323,8 @@ impl TestCluster {
             vec![
                 "--listen".into(),
                 gw_addr.to_string(),
+                "--data-dir".into(),
+                s(&root.join("gateway")),
                 "--controller".into(),
                 c_addr.to_string(),
             ],
@@ -396,6 +398,29 @@ impl TestCluster {
         std::iter::once(&self.coordinator)
             .chain(&self.more_coordinators)
             .position(|n| n.addr.to_string() == serving)
+    }
+
+    /// Cuts coordinator `i` off from the controller group and the log servers, both ways,
+    /// through the proxies (a group's cluster only); clients still reach it. Undone by
+    /// [`heal_partitions`](Self::heal_partitions).
+    pub fn isolate_coordinator(&self, i: usize) {
+        let replicas = self.controller_proxies.len();
+        for proxy in self.controller_proxies.iter().chain(&self.log_proxies) {
+            proxy.block([coordinator_source_ip(i)]);
+        }
+        self.coordinator_proxies[i].block((0..replicas).map(super::proxy::source_ip));
+    }
+
+    /// Lets every connection through every proxy again.
+    pub fn heal_partitions(&self) {
+        for proxy in self
+            .controller_proxies
+            .iter()
+            .chain(&self.log_proxies)
+            .chain(&self.coordinator_proxies)
+        {
+            proxy.heal();
+        }
     }
 
     /// Coordinator `i` (0: `coordinator`, i: `more_coordinators[i - 1]`).

@@ -34,7 +34,7 @@ use rand::{Rng, SeedableRng};
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::controller_group_client::ControllerGroupClient;
 
-use super::common::cluster::{Node, TestCluster, channel, coordinator_source_ip};
+use super::common::cluster::{Node, TestCluster, channel};
 use super::common::proxy::source_ip;
 
 /// Faults injected, by kind.
@@ -290,26 +290,10 @@ pub fn run(mut cluster: TestCluster, seed: u64, until: Instant) -> (TestCluster,
             }
             10 if !cluster.log_proxies.is_empty() => {
                 let i = serving_coordinator(&cluster);
-                let coordinator = coordinator_source_ip(i);
-                let replicas = cluster.controller_proxies.len();
-                for proxy in cluster
-                    .controller_proxies
-                    .iter()
-                    .chain(&cluster.log_proxies)
-                {
-                    proxy.block([coordinator]);
-                }
-                cluster.coordinator_proxies[i].block((0..replicas).map(source_ip));
+                cluster.isolate_coordinator(i);
                 down = Duration::from_millis(rng.random_range(300..3000));
                 sleep(down);
-                for proxy in cluster
-                    .controller_proxies
-                    .iter()
-                    .chain(&cluster.log_proxies)
-                    .chain(&cluster.coordinator_proxies)
-                {
-                    proxy.heal();
-                }
+                cluster.heal_partitions();
                 "partition coordinator"
             }
             _ => {

@@ -2,8 +2,8 @@
 //! supervises it.
 //!
 //! Layout under `--dir`: `controller/` and `controller-N/` (the controller group's replicas),
-//! `coordinator/` and `coordinator-N/`, `log-N/` (log servers), `storage-N/` (each process's
-//! data), `logs/<process>.log`, and the cluster file `ferrisdb.cluster`. Ports: the first
+//! `coordinator/` and `coordinator-N/`, `log-N/` (log servers), `storage-N/`, `gateway/` (each
+//! process's data; the gateway's holds only its id), `logs/<process>.log`, and the cluster file `ferrisdb.cluster`. Ports: the first
 //! controller on the base port, the gateway (the public KV and Transactions APIs) on base+1,
 //! storage servers from base+2, then the other controllers, then the log servers, then the
 //! coordinators (one serves the current generation, the others stand by for a recovery). The
@@ -248,6 +248,8 @@ pub async fn run(cfg: ClusterUp) -> Result<(), String> {
         args: vec![
             "--listen".into(),
             addr(1),
+            "--data-dir".into(),
+            path(dir.join("gateway")),
             "--controller".into(),
             controller_addr.clone(),
             "--worker-threads".into(),

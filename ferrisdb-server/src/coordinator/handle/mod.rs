@@ -669,15 +669,19 @@ impl Coordinator {
                 .await
                 .map_err(|e| Error::Internal(format!("log truncation task failed: {e}")))?;
         }
-        let replicated = self
-            .serving
-            .read()
-            .as_ref()
-            .and_then(|s| s.replicated.clone());
+        let replicated = self.replicated_log();
         if let Some(log) = replicated {
             log.set_truncate_through(target);
         }
         Ok(())
+    }
+
+    /// The log servers of the generation served, if any.
+    fn replicated_log(&self) -> Option<Arc<ReplicatedLog>> {
+        self.serving
+            .read()
+            .as_ref()
+            .and_then(|s| s.replicated.clone())
     }
 
     /// Tells the generation's log servers a newer [`redundant_through`](Self::redundant_through)
@@ -693,11 +697,7 @@ impl Coordinator {
                 _ => return,
             }
         };
-        let replicated = self
-            .serving
-            .read()
-            .as_ref()
-            .and_then(|s| s.replicated.clone());
+        let replicated = self.replicated_log();
         if let Some(log) = replicated {
             log.set_redundant_through(redundant);
         }

@@ -24,6 +24,21 @@ fn blind(rv: Version, muts: Vec<Mutation>) -> Commit {
     }
 }
 
+/// Commits keys `k0`, `k1`, … one transaction each; returns their commit versions.
+async fn commit_keys(c: &CoordinatorHandle, n: usize) -> Vec<Version> {
+    let mut vs = Vec::new();
+    for i in 0..n {
+        let rv = c.read_version();
+        vs.push(
+            c.commit(blind(rv, vec![set(&format!("k{i}"), "v")]))
+                .await
+                .map(|c| c.version)
+                .unwrap(),
+        );
+    }
+    vs
+}
+
 fn set(k: &str, v: &str) -> Mutation {
     Mutation::Set {
         key: k.to_owned().into(),
@@ -258,16 +273,7 @@ async fn the_log_is_truncated_only_when_every_storage_server_reported() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(1_000);
     let c = open(dir.path(), &clock);
-    let mut vs = Vec::new();
-    for i in 0..4 {
-        let rv = c.read_version();
-        vs.push(
-            c.commit(blind(rv, vec![set(&format!("k{i}"), "v")]))
-                .await
-                .map(|c| c.version)
-                .unwrap(),
-        );
-    }
+    let vs = commit_keys(&c, 4).await;
     // Reports before the shard map is known never truncate.
     c.report_durable("s1", vs[3]).await.unwrap();
     assert!(
@@ -324,16 +330,7 @@ async fn the_redundant_version_is_the_least_of_each_shards_most_durable_replica(
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(1_000);
     let c = open(dir.path(), &clock);
-    let mut vs = Vec::new();
-    for i in 0..4 {
-        let rv = c.read_version();
-        vs.push(
-            c.commit(blind(rv, vec![set(&format!("k{i}"), "v")]))
-                .await
-                .map(|c| c.version)
-                .unwrap(),
-        );
-    }
+    let vs = commit_keys(&c, 4).await;
     assert_eq!(c.redundant_through(), None, "shards not known yet");
     let shards = |pairs: &[[&str; 2]]| -> Vec<Vec<String>> {
         pairs

@@ -69,7 +69,8 @@ pub struct Report {
     pub fault_tolerance: Option<u32>,
     /// Every replica of the controller group, as the leader that answered sees them.
     pub controllers: Vec<ControllerReplica>,
-    /// Every process: the controller replicas, the coordinator and the storage servers.
+    /// Every process: the controller replicas, coordinators, log servers, storage servers and
+    /// gateways.
     pub processes: Vec<Process>,
     /// The coordinator's commit statistics, if one is registered.
     pub coordinator: Option<Coordinator>,
@@ -101,7 +102,7 @@ pub struct ControllerReplica {
 /// One process.
 #[derive(Debug, Clone, Serialize)]
 pub struct Process {
-    /// `controller`, `coordinator`, `log` or `storage`.
+    /// `controller`, `coordinator`, `log`, `storage` or `gateway`.
     pub role: String,
     /// Worker id (empty for the controller).
     pub id: String,
@@ -490,6 +491,7 @@ pub fn build(
                 v1::WorkerRole::Storage => "storage",
                 v1::WorkerRole::Coordinator => "coordinator",
                 v1::WorkerRole::Log => "log",
+                v1::WorkerRole::Gateway => "gateway",
                 v1::WorkerRole::Unspecified => "unknown",
             }
             .into(),
@@ -583,7 +585,7 @@ pub fn build(
                     retention_budget_bytes: l.map(|l| l.retention_budget_bytes),
                 });
             }
-            v1::WorkerRole::Unspecified => {}
+            v1::WorkerRole::Gateway | v1::WorkerRole::Unspecified => {}
         }
     }
     if coordinator.is_none() {

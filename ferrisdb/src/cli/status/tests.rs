@@ -44,7 +44,7 @@ fn worker(id: &str, role: v1::WorkerRole, port: u16, healthy: bool) -> v1::Worke
             retained_bytes: 512,
             retention_budget_bytes: 1 << 30,
         })),
-        v1::WorkerRole::Unspecified => None,
+        v1::WorkerRole::Gateway | v1::WorkerRole::Unspecified => None,
     };
     v1::WorkerInfo {
         worker_id: id.into(),
@@ -420,7 +420,20 @@ fn the_coordinator_section_is_the_generations_and_the_others_stand_by() {
         c.serving_epoch = 0;
     }
     s.workers.push(standby);
+    let mut gateway = worker("gw", v1::WorkerRole::Gateway, 4501, false);
+    gateway.unhealthy_reason = "cluster: the cluster hands out no read version".into();
+    s.workers.push(gateway);
     let r = build("127.0.0.1:4500", s, Some(1000), 40_000);
+    let gw = r.processes.iter().find(|p| p.id == "gw").unwrap();
+    assert_eq!(gw.role, "gateway");
+    assert!(!gw.standby);
+    assert!(
+        r.messages
+            .iter()
+            .any(|m| m.starts_with("gateway gw (127.0.0.1:4501) is unhealthy: cluster")),
+        "{:?}",
+        r.messages
+    );
     let co = r.coordinator.as_ref().expect("a coordinator section");
     assert_eq!(co.id, "co");
     assert_eq!(co.committed_version, Some(1000));
