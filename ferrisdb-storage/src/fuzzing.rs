@@ -20,8 +20,8 @@ use crate::manifest::{ManifestState, VersionEdit, decode_edits};
 use crate::sstable::block::{Block, BlockBuilder, BlockIter};
 use crate::sstable::bloom::BloomFilter;
 use crate::sstable::format::{
-    BLOCK_TRAILER_SIZE, BlockHandle, FOOTER_SIZE, Footer, TableProperties, block_trailer,
-    verify_block_trailer,
+    BLOCK_TRAILER_SIZE, BlockHandle, FOOTER_SIZE, Footer, TableProperties, block_contents,
+    block_trailer, verify_block_trailer,
 };
 use crate::wal::replay_image;
 
@@ -154,8 +154,8 @@ fn block_at(file: &[u8], handle: BlockHandle) -> Option<Bytes> {
     let end = start.checked_add(size)?;
     let contents = file.get(start..end)?;
     let trailer = file.get(end..end.checked_add(BLOCK_TRAILER_SIZE)?)?;
-    verify_block_trailer(contents, trailer).ok()?;
-    Some(Bytes::copy_from_slice(contents))
+    let compression = verify_block_trailer(contents, trailer).ok()?;
+    block_contents(Bytes::copy_from_slice(contents), compression).ok()
 }
 
 /// Decodes `file` as a table: footer, bloom filter, properties, index, then the data blocks

@@ -157,6 +157,7 @@ async fn bench_engine(a: EngineArgs) -> Result<(), String> {
         cache_mib: a.cache_mib,
         memtable_mib: a.memtable_mib,
         gc_window: a.gc_window,
+        lz4: a.compression == "lz4",
         reads: a.reads,
     };
     tokio::task::spawn_blocking(move || cli::bench_engine::run(cfg).map(|_| ()))

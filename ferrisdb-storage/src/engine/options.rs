@@ -6,6 +6,17 @@ use bytes::Bytes;
 use crate::sstable::TableOptions;
 use crate::wal::{SyncPolicy, WalStats};
 
+impl EngineOptions {
+    /// The table options for files written to `level`.
+    pub fn table_for_level(&self, level: usize) -> TableOptions {
+        let mut table = self.table;
+        if level < self.compress_from_level {
+            table.compression = crate::sstable::Compression::None;
+        }
+        table
+    }
+}
+
 /// Options of an [`Engine`](super::Engine).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineOptions {
@@ -17,8 +28,13 @@ pub struct EngineOptions {
     pub max_immutable_memtables: usize,
     /// Capacity of the block cache.
     pub block_cache_bytes: usize,
-    /// Format knobs of the SSTables written.
+    /// Format knobs of the SSTables written (`table.compression` for levels from
+    /// `compress_from_level` on).
     pub table: TableOptions,
+    /// Tables of the levels above this one are written uncompressed, whatever
+    /// `table.compression` says (0: every level compressed; e.g. 2 keeps the levels that
+    /// flushes and the first compactions write cheap to write).
+    pub compress_from_level: usize,
     /// Compaction output files are cut at about this size (at a user-key boundary).
     pub target_file_bytes: u64,
     /// Level 0 is compacted into level 1 once it has this many files.
@@ -49,6 +65,7 @@ impl Default for EngineOptions {
             max_immutable_memtables: 2,
             block_cache_bytes: 64 << 20,
             table: TableOptions::default(),
+            compress_from_level: 0,
             target_file_bytes: 32 << 20,
             l0_compaction_trigger: 4,
             l0_slowdown_writes: 12,

@@ -12,8 +12,10 @@ use ferrisdb_core::{Error, Result};
 
 use super::block::BlockBuilder;
 use super::bloom::BloomBuilder;
-use super::format::block_trailer;
-use super::format::{BLOCK_TRAILER_SIZE, BlockHandle, FOOTER_SIZE, Footer, TableProperties};
+use super::format::{
+    BLOCK_TRAILER_SIZE, BlockHandle, COMPRESSION_LZ4, COMPRESSION_NONE, FOOTER_SIZE, Footer,
+    TableProperties, block_trailer_for, compress_block,
+};
 use crate::key::{InternalKey, ValueKind, compare_internal};
 
 /// Largest key + value accepted in one entry; keeps block offsets within `u32`.
@@ -34,6 +36,18 @@ pub struct TableOptions {
     pub restart_interval: usize,
     /// Bloom filter bits per distinct user key; 0 disables the filter.
     pub bloom_bits_per_key: usize,
+    /// How data blocks are compressed (index, bloom and properties blocks never are).
+    pub compression: Compression,
+}
+
+/// Compression of a table's data blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Stored as they are.
+    None,
+    /// LZ4 per block (`lz4_flex`), kept only when it saves at least an eighth of the block.
+    #[default]
+    Lz4,
 }
 
 impl Default for TableOptions {
@@ -42,6 +56,7 @@ impl Default for TableOptions {
             block_size: 4096,
             restart_interval: 8,
             bloom_bits_per_key: 10,
+            compression: Compression::Lz4,
         }
     }
 }
@@ -211,7 +226,20 @@ impl TableBuilder {
 
     fn flush_data_block(&mut self) -> Result<()> {
         let contents = self.data_block.finish();
-        let handle = write_block(&mut self.writer, &mut self.offset, contents, &self.path)?;
+        let compressed = match self.opts.compression {
+            Compression::Lz4 => compress_block(contents),
+            Compression::None => None,
+        };
+        let handle = match &compressed {
+            Some(stored) => write_stored_block(
+                &mut self.writer,
+                &mut self.offset,
+                stored,
+                COMPRESSION_LZ4,
+                &self.path,
+            )?,
+            None => write_block(&mut self.writer, &mut self.offset, contents, &self.path)?,
+        };
         self.data_block.reset();
         self.handle_buf.clear();
         handle.encode_varint(&mut self.handle_buf);
@@ -238,22 +266,35 @@ impl TableBuilder {
     }
 }
 
-/// Writes `contents` and its trailer at `*offset`, advancing it; returns the block's handle.
+/// Writes `contents` uncompressed and its trailer at `*offset`, advancing it; returns the
+/// block's handle.
 fn write_block(
     writer: &mut BufWriter<File>,
     offset: &mut u64,
     contents: &[u8],
     path: &Path,
 ) -> Result<BlockHandle> {
+    write_stored_block(writer, offset, contents, COMPRESSION_NONE, path)
+}
+
+/// Writes `stored` (a block's bytes as stored with `compression`) and its trailer at
+/// `*offset`, advancing it; returns the block's handle (its size is the stored size).
+fn write_stored_block(
+    writer: &mut BufWriter<File>,
+    offset: &mut u64,
+    stored: &[u8],
+    compression: u8,
+    path: &Path,
+) -> Result<BlockHandle> {
     let handle = BlockHandle {
         offset: *offset,
-        size: contents.len() as u64,
+        size: stored.len() as u64,
     };
-    let trailer = block_trailer(contents);
+    let trailer = block_trailer_for(stored, compression);
     writer
-        .write_all(contents)
+        .write_all(stored)
         .and_then(|()| writer.write_all(&trailer))
         .map_err(|e| Error::io(format!("writing table {}", path.display()), e))?;
-    *offset += (contents.len() + BLOCK_TRAILER_SIZE) as u64;
+    *offset += (stored.len() + BLOCK_TRAILER_SIZE) as u64;
     Ok(handle)
 }

@@ -24,7 +24,7 @@ mod readahead;
 mod reader;
 mod varint;
 
-pub use builder::{TableBuilder, TableOptions};
+pub use builder::{Compression, TableBuilder, TableOptions};
 pub use format::TableProperties;
 pub use iterator::TableIterator;
 pub use reader::{Table, TableEntry};

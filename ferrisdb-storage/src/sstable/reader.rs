@@ -18,7 +18,7 @@ use super::block::{Block, BlockIter};
 use super::bloom::{BloomFilter, hash64};
 use super::format::{
     BLOCK_TRAILER_SIZE, BlockHandle, DecodeError, FOOTER_SIZE, Footer, TableProperties,
-    verify_block_trailer,
+    block_contents, verify_block_trailer,
 };
 use super::iterator::TableIterator;
 use super::readahead::Readahead;
@@ -339,12 +339,12 @@ fn read_block(file: &File, path: &Path, handle: BlockHandle) -> Result<Bytes> {
 }
 
 /// Verifies the checksum of `raw` (a block and its trailer, read from `handle`) and returns
-/// the block contents.
+/// the block contents, decompressed if the block was stored compressed.
 fn verified_contents(path: &Path, handle: BlockHandle, mut raw: Bytes) -> Result<Bytes> {
-    let contents_len = raw.len().saturating_sub(BLOCK_TRAILER_SIZE);
-    let (contents, trailer) = raw.split_at(contents_len);
-    verify_block_trailer(contents, trailer)
+    let stored_len = raw.len().saturating_sub(BLOCK_TRAILER_SIZE);
+    let (stored, trailer) = raw.split_at(stored_len);
+    let compression = verify_block_trailer(stored, trailer)
         .map_err(|e| e.into_error(path, handle.offset.saturating_add(handle.size)))?;
-    raw.truncate(contents_len);
-    Ok(raw)
+    raw.truncate(stored_len);
+    block_contents(raw, compression).map_err(|e| e.into_error(path, handle.offset))
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ferrisdb_core::Error;
 use proptest::prelude::*;
 
-use super::{Table, TableBuilder, TableEntry, TableIterator, TableOptions};
+use super::{Compression, Table, TableBuilder, TableEntry, TableIterator, TableOptions};
 use crate::iterator::InternalIterator;
 use crate::key::{InternalKey, ValueKind};
 use crate::sstable::cache::BlockCache;
@@ -15,11 +15,14 @@ use crate::sstable::cache::BlockCache;
 type Model = BTreeMap<InternalKey, (ValueKind, Vec<u8>)>;
 type Row = (InternalKey, ValueKind, Vec<u8>);
 
+/// Small LZ4-compressed blocks (a block that does not shrink by an eighth stays plain, so
+/// tables mix both kinds).
 fn small_blocks() -> TableOptions {
     TableOptions {
         block_size: 128,
         restart_interval: 4,
         bloom_bits_per_key: 10,
+        compression: Compression::Lz4,
     }
 }
 
@@ -107,12 +110,14 @@ proptest! {
     fn table_matches_model(
         model in model_strategy(),
         restart_interval in 1usize..17,
+        lz4 in any::<bool>(),
         lookups in proptest::collection::vec(("[a-d]{1,3}", 0u64..64), 1..40),
         seeks in proptest::collection::vec(("[a-d]{0,3}", 0u64..64, 0usize..8), 1..12),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.sst");
-        let opts = TableOptions { restart_interval, ..small_blocks() };
+        let compression = if lz4 { Compression::Lz4 } else { Compression::None };
+        let opts = TableOptions { restart_interval, compression, ..small_blocks() };
         let props = write_table(&path, &model, opts);
         let table = Table::open(&path, 1, BlockCache::new(64 * 1024)).unwrap();
         prop_assert_eq!(table.properties(), &props);
@@ -475,6 +480,7 @@ fn doc_example_is_what_the_builder_writes() {
         block_size: 4096,
         restart_interval: 2,
         bloom_bits_per_key: 10,
+        compression: Compression::None,
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("000002.sst");

@@ -212,6 +212,9 @@ pub struct EngineArgs {
     /// keeps its 5 s MVCC window. 0 keeps every version.
     #[arg(long, default_value_t = 0)]
     pub gc_window: u64,
+    /// Compression of the SSTables' data blocks: `lz4` (the engine's default) or `none`.
+    #[arg(long, default_value = "lz4", value_parser = ["lz4", "none"])]
+    pub compression: String,
 }
 
 /// `cluster controllers` subcommands.

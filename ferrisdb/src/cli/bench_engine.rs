@@ -13,6 +13,7 @@ use ferrisdb::engine_bench::{
     read_random, read_seq, read_while_writing, seek_random,
 };
 use ferrisdb_storage::engine::{EngineOptions, SyncPolicy};
+use ferrisdb_storage::sstable::{Compression, TableOptions};
 
 /// Settings of one benchmark run.
 #[derive(Debug, Clone)]
@@ -41,6 +42,8 @@ pub struct EngineBench {
     pub reads: Option<u64>,
     /// Versions kept below the newest before the GC horizon (0: every version is kept).
     pub gc_window: u64,
+    /// Compress data blocks with LZ4 (else store them plain).
+    pub lz4: bool,
 }
 
 /// Prints one result line.
@@ -96,6 +99,14 @@ pub fn run(cfg: EngineBench) -> Result<Vec<WorkloadResult>, String> {
         },
         memtable_bytes: cfg.memtable_mib << 20,
         block_cache_bytes: cfg.cache_mib << 20,
+        table: TableOptions {
+            compression: if cfg.lz4 {
+                Compression::Lz4
+            } else {
+                Compression::None
+            },
+            ..TableOptions::default()
+        },
         ..EngineOptions::default()
     };
     // 0 (the default) keeps every version: no GC horizon.

@@ -48,6 +48,7 @@ pub(super) fn run(
     let mut merge = MergeIterator::new(sources);
     let mut writer = OutputWriter {
         inner,
+        table: inner.opts.table_for_level(pick.level + 1),
         builder: None,
         outputs: Vec::new(),
     };
@@ -110,6 +111,8 @@ fn overlaps_deeper(deeper: &[FileMeta], key: &[u8]) -> bool {
 /// Writes output tables, cutting at the target size between user keys.
 struct OutputWriter<'a> {
     inner: &'a Inner,
+    /// The output level's table options.
+    table: crate::sstable::TableOptions,
     builder: Option<TableBuilder>,
     outputs: Vec<Arc<Table>>,
 }
@@ -136,7 +139,7 @@ impl OutputWriter<'_> {
                 let id = self.inner.new_file_number();
                 let path = self.inner.dir.join(table_file_name(id));
                 self.builder
-                    .insert(TableBuilder::create(&path, self.inner.opts.table)?)
+                    .insert(TableBuilder::create(&path, self.table)?)
             }
         };
         builder.add(key, version, kind, value)

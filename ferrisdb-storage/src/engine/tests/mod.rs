@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{Engine, EngineOptions, ScanOptions, SyncPolicy};
-use crate::sstable::TableOptions;
+use crate::sstable::{Compression, TableOptions};
 
 /// Options that make flushes and multi-level compactions happen with little data.
 pub(super) fn small_options(background: bool) -> EngineOptions {
@@ -27,7 +27,10 @@ pub(super) fn small_options(background: bool) -> EngineOptions {
             block_size: 128,
             restart_interval: 4,
             bloom_bits_per_key: 10,
+            compression: Compression::Lz4,
         },
+        // Level 0 plain, deeper levels compressed: both kinds of table meet in every read.
+        compress_from_level: 1,
         target_file_bytes: 2048,
         l0_compaction_trigger: 2,
         l0_slowdown_writes: 6,
