@@ -49,4 +49,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<Committed, Error>>;
     /// Drops cached cluster state an error shows to be stale (shard map, coordinator).
     fn invalidate(&self, err: &Error);
+    /// Completes once another coordinator or generation serves than the one the client last
+    /// sent a read-version or commit call to (a recovery finished); never, if the backend
+    /// cannot tell. The retry loop sleeps until this or its backoff, whichever comes first.
+    fn recovered(&self) -> BoxFuture<'_, ()>;
 }

@@ -55,9 +55,9 @@ pub const COORDINATOR_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// generation that is gone).
 pub const SUSPECT_AFTER: Duration = Duration::from_millis(500);
 
-/// How often waiting calls look for a replaced coordinator (one controller call per period
-/// however many wait).
-pub const REPLACEMENT_POLL: Duration = Duration::from_millis(250);
+/// How often waiting calls, and transactions backing off after a coordinator failure, look
+/// for a replaced coordinator (one controller call per period however many wait).
+pub const REPLACEMENT_POLL: Duration = Duration::from_millis(100);
 
 /// The coordinator serving a generation: its address and the generation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +86,8 @@ pub(crate) struct GrpcBackend {
     view: Mutex<Option<Arc<ClusterView>>>,
     /// Serializes refreshes so a burst of errors triggers one `GetClusterState`.
     refreshing: tokio::sync::Mutex<()>,
+    /// The coordinator the last read-version or commit call went to.
+    last_serving: Mutex<Option<ServingCoordinator>>,
     /// The latest fresh look at the serving coordinator, shared by the calls waiting on a slow
     /// one (see [`SUSPECT_AFTER`]).
     serving_checked: tokio::sync::Mutex<Option<(std::time::Instant, ServingCoordinator)>>,
@@ -111,6 +113,7 @@ impl GrpcBackend {
             view: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
             serving_checked: tokio::sync::Mutex::new(None),
+            last_serving: Mutex::new(None),
             read_versions: ReadVersionBatcher::new(),
             commits: CallBatcher::new(COMMIT_LIMITS),
             reads: Mutex::new(HashMap::new()),
@@ -231,6 +234,7 @@ impl GrpcBackend {
             address: view.coordinator.clone(),
             epoch: view.epoch,
         };
+        *self.last_serving.lock() = Some(serving.clone());
         Ok((
             TransactionCoordinatorClient::new(self.channel(&view.coordinator)?),
             serving,
@@ -445,6 +449,22 @@ impl Backend for GrpcBackend {
                      generation {} at {} has replaced it; it may or may not have been applied",
                     serving.address, serving.epoch, now.epoch, now.address
                 ))),
+            }
+        })
+    }
+
+    fn recovered(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(before) = self.last_serving.lock().clone() else {
+                return std::future::pending().await;
+            };
+            loop {
+                tokio::time::sleep(REPLACEMENT_POLL).await;
+                if let Ok(now) = self.serving_now().await
+                    && now != before
+                {
+                    return;
+                }
             }
         })
     }

@@ -190,6 +190,10 @@ impl Backend for MemBackend {
         })
     }
 
+    fn recovered(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::pending())
+    }
+
     fn invalidate(&self, err: &Error) {
         self.invalidated.lock().push(match err {
             Error::WrongShard(m) => Error::WrongShard(m.clone()),

@@ -623,8 +623,10 @@ impl Transaction {
 
     /// Handles an error of this transaction: for a retryable one (see
     /// [`Error::is_retryable`]) it drops stale cluster state (the shard map after
-    /// `WrongShard`), sleeps an exponential backoff with jitter, resets the transaction and
-    /// returns `Ok(())` so the caller runs it again; any other error is returned.
+    /// `WrongShard`), sleeps an exponential backoff with jitter (cut short, after an error that
+    /// may mean a recovery of the transaction system, as soon as a new generation serves),
+    /// resets the transaction and returns `Ok(())` so the caller runs it again; any other
+    /// error is returned.
     ///
     /// Also returns the error when the retry limit is used up, and `TimedOut` when the backoff
     /// would pass the [`DatabaseOptions::timeout`](crate::DatabaseOptions::timeout).
@@ -667,7 +669,20 @@ impl Transaction {
         };
         self.backend().invalidate(&err);
         tracing::debug!(error = %err, ?delay, "retrying transaction");
-        tokio::time::sleep(delay).await;
+        // After a failure that may mean the transaction system is being recovered, retry as
+        // soon as a new generation serves rather than at the end of a long backoff step.
+        let recovery = matches!(
+            err,
+            Error::Unavailable(_) | Error::Recovering(_) | Error::CommitUnknownResult(_)
+        );
+        if recovery {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.backend().recovered() => {}
+            }
+        } else {
+            tokio::time::sleep(delay).await;
+        }
         self.lock().reset_attempt();
         Ok(())
     }
