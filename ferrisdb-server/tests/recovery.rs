@@ -22,9 +22,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Node, TestCluster, channel, coordinator_source_ip};
+use common::cluster::{Node, TestCluster, channel};
 use common::group::{read_all, write};
-use common::proxy::source_ip;
 use ferrisdb_client::Database;
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::kv_client::KvClient;
@@ -208,20 +207,7 @@ async fn a_paused_coordinator_commits_nothing_after_a_recovery_replaced_it() {
         .await
         .expect_err("a replaced coordinator hands out no read version, even right after resuming");
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
-    let zombie = v1::CommitRequest {
-        read_version: stale_rv,
-        mutations: vec![v1::Mutation {
-            kind: Some(v1::mutation::Kind::Set(v1::mutation::Set {
-                key: "zombie".into(),
-                value: "x".into(),
-            })),
-        }],
-        write_conflict_ranges: vec![v1::KeyRange {
-            begin: "zombie".into(),
-            end: "zombie\0".into(),
-        }],
-        ..Default::default()
-    };
+    let zombie = zombie_commit(stale_rv);
     for _ in 0..5 {
         let answer = tokio::time::timeout(Duration::from_secs(10), old.commit(zombie.clone()))
             .await
@@ -373,15 +359,7 @@ async fn a_coordinator_cut_off_from_the_cluster_but_not_its_clients_commits_noth
 
     // Cut it off from the controller group and the log servers, both ways; this test (its
     // clients) still reaches it.
-    let replicas = cluster.controller_proxies.len();
-    for proxy in cluster
-        .controller_proxies
-        .iter()
-        .chain(&cluster.log_proxies)
-    {
-        proxy.block([coordinator_source_ip(isolated)]);
-    }
-    cluster.coordinator_proxies[isolated].block((0..replicas).map(source_ip));
+    cluster.isolate_coordinator(isolated);
     let state = new_generation(&cluster, state.epoch).await;
     assert_ne!(
         state.coordinator.as_ref().map(|c| c.address.clone()),
@@ -399,7 +377,31 @@ async fn a_coordinator_cut_off_from_the_cluster_but_not_its_clients_commits_noth
     .expect("the isolated coordinator answers")
     .expect_err("an isolated coordinator hands out no read version");
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
-    let zombie = v1::CommitRequest {
+    let zombie = zombie_commit(stale_rv);
+    let answer = tokio::time::timeout(Duration::from_secs(10), old.commit(zombie))
+        .await
+        .expect("the isolated coordinator answers");
+    assert!(
+        answer.is_err(),
+        "an isolated coordinator acknowledged a commit: {answer:?}"
+    );
+
+    cluster.heal_partitions();
+    keys.extend(write_keys(&db, "healed", 10).await);
+    let zombie_seen = db
+        .run(|tx| async move { tx.get(b"zombie").await })
+        .await
+        .expect("read");
+    assert_eq!(
+        zombie_seen, None,
+        "a commit of the isolated coordinator became visible"
+    );
+    read_all(&db, &keys).await;
+}
+
+/// A blind write of key `zombie`, at a read version from before a recovery.
+fn zombie_commit(stale_rv: u64) -> v1::CommitRequest {
+    v1::CommitRequest {
         read_version: stale_rv,
         mutations: vec![v1::Mutation {
             kind: Some(v1::mutation::Kind::Set(v1::mutation::Set {
@@ -412,33 +414,7 @@ async fn a_coordinator_cut_off_from_the_cluster_but_not_its_clients_commits_noth
             end: "zombie\0".into(),
         }],
         ..Default::default()
-    };
-    let answer = tokio::time::timeout(Duration::from_secs(10), old.commit(zombie))
-        .await
-        .expect("the isolated coordinator answers");
-    assert!(
-        answer.is_err(),
-        "an isolated coordinator acknowledged a commit: {answer:?}"
-    );
-
-    for proxy in cluster
-        .controller_proxies
-        .iter()
-        .chain(&cluster.log_proxies)
-        .chain(&cluster.coordinator_proxies)
-    {
-        proxy.heal();
     }
-    keys.extend(write_keys(&db, "healed", 10).await);
-    let zombie_seen = db
-        .run(|tx| async move { tx.get(b"zombie").await })
-        .await
-        .expect("read");
-    assert_eq!(
-        zombie_seen, None,
-        "a commit of the isolated coordinator became visible"
-    );
-    read_all(&db, &keys).await;
 }
 
 /// Waits until a worker at `addr` is registered with the controller.
