@@ -47,6 +47,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::commit::LogWriter;
+use crate::log::{LogStats, LoggedBatch, Submitted, record};
 
 /// How long after a probe was sent that every log server of the generation answered the
 /// coordinator may hand out read versions without probing again (see the module docs).
@@ -58,7 +59,6 @@ pub const READ_VERSION_LEASE: Duration = Duration::from_millis(80);
 pub const RECOVERY_LEASE_WAIT: Duration = Duration::from_millis(100);
 
 const _: () = assert!(READ_VERSION_LEASE.as_millis() + 10 < RECOVERY_LEASE_WAIT.as_millis());
-use crate::log::{LogStats, LoggedBatch, Submitted, record};
 
 /// Longest a batch may wait for every log server's acknowledgement before the generation is
 /// given up.
@@ -213,9 +213,11 @@ impl ReplicatedLog {
         &self.shared.members
     }
 
-    /// Confirms that this generation still holds the lock of every log server: waits for a
-    /// probe sent after this call began to be answered by all of them (see the module docs).
-    /// Fails, and fails the log, if one does not answer within [`ACK_TIMEOUT`].
+    /// Confirms that this generation still holds the lock of every log server: at once while
+    /// the read-version lease of the last confirmed probe runs (renewing it in the background
+    /// past half its length), else by waiting for a probe sent after this call began to be
+    /// answered by all of them (see the module docs). Fails, and fails the log, if one does
+    /// not answer within [`ACK_TIMEOUT`].
     pub async fn confirm_epoch(&self) -> Result<()> {
         let confirmed = *self.prober.confirmed.lock();
         if let Some(at) = confirmed

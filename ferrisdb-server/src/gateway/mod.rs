@@ -4,7 +4,7 @@
 //!
 //! A gateway is a client of the cluster like any other: it follows the controller group to
 //! the current generation's coordinator (read versions, commits) and reads from the storage
-//! servers by the shard map ([`ferrisdb_client::Database`]). It keeps nothing on disk and no
+//! servers by the shard map ([`ferrisdb_client::Database`]). It keeps nothing on disk but its worker id, and no
 //! per-transaction state, so a recovery that replaces the coordinator or the log servers
 //! changes nothing for a user pointed at a gateway's address: calls in flight during the
 //! recovery wait (within their bound) or fail with a retryable error, and the next call goes

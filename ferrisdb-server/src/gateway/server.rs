@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferrisdb_client::{Database, Priority};
@@ -21,7 +22,6 @@ use super::transactions::TransactionsService;
 use crate::grpc;
 use crate::health::RoleHealth;
 use crate::worker::{ControllerSession, StatusSource, load_or_create_worker_id};
-use std::sync::Arc;
 
 /// Settings of a gateway process.
 #[derive(Debug, Clone, PartialEq, Eq)]
