@@ -18,13 +18,41 @@ use bytes::Bytes;
 /// Most shards a first-byte split can produce.
 pub const MAX_BOOTSTRAP_SHARDS: usize = 256;
 
-/// One shard: a key range and the storage servers holding a replica of it.
+/// One shard: a key range, the storage servers holding a replica of it and, while the data
+/// distributor moves it, the team that will hold it next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shard {
     /// The keys of the shard.
     pub range: KeyRange,
     /// Worker ids of the replicas; the first is preferred for reads.
     pub storage_ids: Vec<String>,
+    /// While the shard moves: the worker ids of the team taking it over (empty otherwise).
+    /// Members not in `storage_ids` fetch the shard and follow its writes; once every one of
+    /// them holds it durably, the team replaces `storage_ids` in one map change.
+    pub moving_to: Vec<String>,
+}
+
+impl Shard {
+    /// A shard that is not moving.
+    pub fn new(range: KeyRange, storage_ids: Vec<String>) -> Shard {
+        Shard {
+            range,
+            storage_ids,
+            moving_to: Vec::new(),
+        }
+    }
+
+    /// True while the shard moves to another team.
+    pub fn is_moving(&self) -> bool {
+        !self.moving_to.is_empty()
+    }
+
+    /// The members of the destination team that do not hold the shard yet.
+    pub fn incoming(&self) -> impl Iterator<Item = &String> {
+        self.moving_to
+            .iter()
+            .filter(|id| !self.storage_ids.contains(id))
+    }
 }
 
 /// The assignment of the whole key space to storage servers.
@@ -61,13 +89,29 @@ impl ShardMap {
                 let storage_ids = (0..replication)
                     .map(|j| storage_ids[(i + j) % n].clone())
                     .collect();
-                Ok(Shard {
-                    range: KeyRange::new(begin, end)?,
-                    storage_ids,
-                })
+                Ok(Shard::new(KeyRange::new(begin, end)?, storage_ids))
             })
             .collect::<Result<_, Error>>()?;
         Ok(ShardMap { version, shards })
+    }
+
+    /// The ranges `id` holds a replica of (sorted).
+    pub fn ranges_of(&self, id: &str) -> Vec<KeyRange> {
+        self.shards
+            .iter()
+            .filter(|s| s.storage_ids.iter().any(|x| x == id))
+            .map(|s| s.range.clone())
+            .collect()
+    }
+
+    /// The ranges `id` is taking over: it is in their destination team but not yet a
+    /// replica (sorted).
+    pub fn incoming_ranges_of(&self, id: &str) -> Vec<KeyRange> {
+        self.shards
+            .iter()
+            .filter(|s| s.incoming().any(|x| x == id))
+            .map(|s| s.range.clone())
+            .collect()
     }
 
     /// True once the key space has been assigned.
@@ -127,6 +171,19 @@ impl ShardMap {
                 "shard at {:?} is empty or has no replicas",
                 escape(&s.range.begin)
             ));
+        }
+        for s in &self.shards {
+            for team in [&s.storage_ids, &s.moving_to] {
+                let mut ids: Vec<&String> = team.iter().collect();
+                ids.sort();
+                ids.dedup();
+                if ids.len() != team.len() {
+                    return Err(format!(
+                        "shard at {:?} names a storage server twice in one team: {team:?}",
+                        escape(&s.range.begin)
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -238,6 +295,22 @@ mod tests {
         assert!(ShardMap::bootstrap(&ids(3), 0, 1).is_err());
         assert!(ShardMap::bootstrap(&ids(257), 1, 1).is_err());
         assert!(ShardMap::bootstrap(&["a".into(), "a".into()], 1, 1).is_err());
+    }
+
+    #[test]
+    fn a_moving_shard_names_its_incoming_replicas() {
+        let mut map = ShardMap::bootstrap(&ids(3), 2, 1).unwrap();
+        map.shards[0].moving_to = vec!["ss-1".into(), "ss-2".into()];
+        map.validate().unwrap();
+        assert!(map.shards[0].is_moving() && !map.shards[1].is_moving());
+        assert_eq!(
+            map.incoming_ranges_of("ss-2"),
+            vec![map.shards[0].range.clone()]
+        );
+        assert!(map.incoming_ranges_of("ss-1").is_empty());
+        assert_eq!(map.ranges_of("ss-0").len(), 2);
+        map.shards[0].moving_to = vec!["ss-2".into(), "ss-2".into()];
+        assert!(map.validate().unwrap_err().contains("twice"));
     }
 
     #[test]

@@ -94,6 +94,7 @@ async fn heartbeat_reporting(
             applied_version: 10,
             durable_version: 9,
             data_bytes: 1234,
+            ready_ranges: vec![],
         })),
         unhealthy_reason: unhealthy_reason.into(),
     };

@@ -107,10 +107,12 @@ fn write_corpus() {
             v1::Shard {
                 range: Some(range("", "m")),
                 storage_ids: vec!["s1".into(), "s2".into()],
+                moving_to: vec![],
             },
             v1::Shard {
                 range: Some(range("m", "")),
                 storage_ids: vec!["s2".into()],
+                moving_to: vec![],
             },
         ],
     };

@@ -67,6 +67,10 @@ struct Args {
     /// Missed heartbeat intervals after which a worker is reported unhealthy.
     #[arg(long, default_value_t = 4)]
     missed_heartbeats: u32,
+    /// Milliseconds a storage server may stay silent before its shards are re-replicated on
+    /// other storage servers.
+    #[arg(long, default_value_t = 30_000)]
+    storage_failure_timeout_ms: u64,
     /// Async worker threads (default: one per CPU core; `ferrisdb cluster up` passes fewer,
     /// since all of a local cluster's processes share one host).
     #[arg(long)]
@@ -105,6 +109,7 @@ async fn serve(args: Args) -> ExitCode {
         heartbeat_interval: Duration::from_millis(args.heartbeat_ms),
         missed_heartbeats: args.missed_heartbeats,
         max_connections: args.max_connections.map(|n| n.get()),
+        storage_failure_timeout: Duration::from_millis(args.storage_failure_timeout_ms),
     };
     match controller::serve(config, ferrisdb_server::grpc::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -59,6 +59,7 @@ pub struct Controller {
     _lock: DirLock,
     heartbeat_interval: Duration,
     liveness: Liveness,
+    storage_failure_timeout: Duration,
 }
 
 impl Controller {
@@ -114,7 +115,13 @@ impl Controller {
             _lock: lock,
             heartbeat_interval: config.heartbeat_interval,
             liveness: config.liveness(),
+            storage_failure_timeout: config.storage_failure_timeout,
         })
+    }
+
+    /// How long a storage server may be silent before its shards are re-replicated.
+    pub fn storage_failure_timeout(&self) -> Duration {
+        self.storage_failure_timeout
     }
 
     /// This replica's place in the group.
@@ -364,6 +371,7 @@ mod tests {
             heartbeat_interval: Duration::from_millis(100),
             missed_heartbeats: 3,
             max_connections: None,
+            storage_failure_timeout: Duration::from_secs(30),
         }
     }
 

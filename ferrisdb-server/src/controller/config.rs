@@ -44,6 +44,9 @@ pub struct ControllerConfig {
     /// Most connections served at once (default from the open-file limit; see
     /// [`crate::resources::max_connections`]).
     pub max_connections: Option<usize>,
+    /// How long a storage server may stay silent before the data distributor re-replicates
+    /// its shards elsewhere.
+    pub storage_failure_timeout: Duration,
 }
 
 impl ControllerConfig {
@@ -133,6 +136,7 @@ mod tests {
             raft: RaftTimings::default(),
             peer_source_ip: None,
             storage_servers: 3,
+            storage_failure_timeout: Duration::from_secs(30),
             replication: 2,
             log_replication: 2,
             heartbeat_interval: Duration::from_millis(500),

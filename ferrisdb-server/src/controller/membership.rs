@@ -45,7 +45,7 @@ impl std::fmt::Display for Role {
 }
 
 /// A storage server's reported status.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StorageStatus {
     /// Newest applied version.
     pub applied_version: Version,
@@ -53,6 +53,8 @@ pub struct StorageStatus {
     pub durable_version: Version,
     /// Bytes of data held.
     pub data_bytes: u64,
+    /// Ranges it is taking over that it holds durably (ready to be handed over).
+    pub ready_ranges: Vec<ferrisdb_core::KeyRange>,
 }
 
 /// What a storage server has reported durable to the coordinator.
@@ -427,6 +429,7 @@ mod tests {
         assert!(!m.is_healthy(w, t0 + Duration::from_millis(301)));
         let status = RoleStatus::Storage(StorageStatus {
             data_bytes: 7,
+            ready_ranges: Vec::new(),
             ..Default::default()
         });
         let t1 = t0 + Duration::from_millis(250);

@@ -75,11 +75,49 @@ pub struct Generation {
     pub start_version: u64,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
-struct FileShard {
+/// A shard as it is stored (in the metadata file, Raft entries and snapshots): keys in the
+/// printable escaped form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRecord {
     begin: String,
     end: String,
     storage_ids: Vec<String>,
+    /// Absent before data distribution.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    moving_to: Vec<String>,
+}
+
+impl From<&Shard> for ShardRecord {
+    fn from(s: &Shard) -> Self {
+        ShardRecord {
+            begin: escape(&s.range.begin),
+            end: escape(&s.range.end),
+            storage_ids: s.storage_ids.clone(),
+            moving_to: s.moving_to.clone(),
+        }
+    }
+}
+
+impl TryFrom<&ShardRecord> for Shard {
+    type Error = Error;
+
+    fn try_from(s: &ShardRecord) -> Result<Self, Error> {
+        Ok(Shard {
+            range: KeyRange::new(unescape(&s.begin)?, unescape(&s.end)?)?,
+            storage_ids: s.storage_ids.clone(),
+            moving_to: s.moving_to.clone(),
+        })
+    }
+}
+
+/// The stored form of a whole shard map.
+pub fn shard_records(map: &ShardMap) -> Vec<ShardRecord> {
+    map.shards.iter().map(ShardRecord::from).collect()
+}
+
+/// A shard map from its stored form (not validated).
+pub fn shards_from_records(records: &[ShardRecord]) -> Result<Vec<Shard>, Error> {
+    records.iter().map(Shard::try_from).collect()
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -89,7 +127,7 @@ struct FileContents {
     expected_storage_servers: u32,
     replication: u32,
     shard_map_version: u64,
-    shards: Vec<FileShard>,
+    shards: Vec<ShardRecord>,
     workers: Vec<WorkerRecord>,
     /// Absent from a single controller's file of an earlier release.
     #[serde(default)]
@@ -143,19 +181,7 @@ impl TryFrom<FileContents> for Metadata {
                 file.format
             ));
         }
-        let shards = file
-            .shards
-            .into_iter()
-            .map(|s| {
-                let begin = unescape(&s.begin)?;
-                let end = unescape(&s.end)?;
-                Ok(Shard {
-                    range: KeyRange::new(begin, end)?,
-                    storage_ids: s.storage_ids,
-                })
-            })
-            .collect::<Result<Vec<_>, Error>>()
-            .map_err(|e| format!("bad shard: {e}"))?;
+        let shards = shards_from_records(&file.shards).map_err(|e| format!("bad shard: {e}"))?;
         let shard_map = ShardMap {
             version: file.shard_map_version,
             shards,
@@ -184,16 +210,7 @@ impl From<Metadata> for FileContents {
             expected_storage_servers: meta.expected_storage_servers,
             replication: meta.replication,
             shard_map_version: meta.shard_map.version,
-            shards: meta
-                .shard_map
-                .shards
-                .iter()
-                .map(|s| FileShard {
-                    begin: escape(&s.range.begin),
-                    end: escape(&s.range.end),
-                    storage_ids: s.storage_ids.clone(),
-                })
-                .collect(),
+            shards: shard_records(&meta.shard_map),
             workers: meta.workers,
             generation: meta.generation,
             recovering_epoch: meta.recovering_epoch,

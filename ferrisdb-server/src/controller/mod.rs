@@ -7,11 +7,13 @@
 //! [`metadata`] (the replicated state and its JSON form), [`state`] (the rules that change
 //! it and the leader's view), [`raft`] (replication: journal, state machine, peer network),
 //! [`group`] (forming, joining, leadership), [`cluster`] (the [`Controller`] the handlers
-//! call), [`recovery`] (the leader's recovery of the transaction system), [`wire`] (proto conversions), [`service`] (gRPC handlers) and [`server`] (the
+//! call), [`recovery`] (the leader's recovery of the transaction system), [`distributor`] (the
+//! leader's data distribution: moving shards to heal and balance), [`wire`] (proto conversions), [`service`] (gRPC handlers) and [`server`] (the
 //! process's gRPC server).
 
 pub mod cluster;
 pub mod config;
+pub mod distributor;
 pub mod group;
 pub mod membership;
 pub mod metadata;

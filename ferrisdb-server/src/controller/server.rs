@@ -88,11 +88,13 @@ pub async fn serve_on(
         async move { controller.create_cluster_when_leading().await }
     });
     let recoverer = tokio::spawn(super::recovery::run(controller.clone()));
+    let distributor = tokio::spawn(super::distributor::run(controller.clone()));
     tracing::info!(address = ?addr, node_id = controller.group().node_id(), "cluster controller serving");
     let result = grpc::serve_until(routes, listener, limit, shutdown).await;
     forming.abort();
     creator.abort();
     recoverer.abort();
+    distributor.abort();
     controller.group().shutdown().await;
     sweeper.abort();
     health_driver.abort();

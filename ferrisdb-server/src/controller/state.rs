@@ -76,7 +76,55 @@ pub fn apply_command(cluster: &mut Option<Metadata>, command: Command) -> Result
             meta.generation = generation;
             Ok(())
         }
+        Command::UpdateShardMap { based_on, shards } => {
+            let meta = created(cluster)?;
+            let next = checked_shard_map(meta, based_on, &shards)?;
+            meta.shard_map = next;
+            Ok(())
+        }
     }
+}
+
+/// The shard map an `UpdateShardMap` over `based_on` would install: refused unless the
+/// current map is at that version, the new one keeps the map's invariants, and every server
+/// it names is a registered storage server.
+fn checked_shard_map(
+    meta: &Metadata,
+    based_on: u64,
+    records: &[super::metadata::ShardRecord],
+) -> Result<ShardMap, Error> {
+    if meta.shard_map.version != based_on || !meta.shard_map.is_bootstrapped() {
+        return Err(Error::InvalidArgument(format!(
+            "the shard-map change was computed from version {based_on}, but the map is at \
+             version {}",
+            meta.shard_map.version
+        )));
+    }
+    let version = based_on
+        .checked_add(1)
+        .ok_or_else(|| Error::Internal("the shard-map version is exhausted".into()))?;
+    let map = ShardMap {
+        version,
+        shards: super::metadata::shards_from_records(records)?,
+    };
+    map.validate()
+        .map_err(|e| Error::InvalidArgument(format!("bad shard map: {e}")))?;
+    let is_storage = |id: &String| {
+        meta.workers
+            .iter()
+            .any(|w| w.id == *id && w.role == Role::Storage)
+    };
+    if let Some(unknown) = map
+        .shards
+        .iter()
+        .flat_map(|s| s.storage_ids.iter().chain(&s.moving_to))
+        .find(|id| !is_storage(id))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "{unknown:?} is not a registered storage server"
+        )));
+    }
+    Ok(map)
 }
 
 fn created(cluster: &mut Option<Metadata>) -> Result<&mut Metadata, Error> {

@@ -64,6 +64,12 @@ fn role_status_from_proto(status: Option<v1::worker_status::Status>) -> Option<R
             applied_version: Version(s.applied_version),
             durable_version: Version(s.durable_version),
             data_bytes: s.data_bytes,
+            // A malformed range is left out: it only delays a hand-over.
+            ready_ranges: s
+                .ready_ranges
+                .into_iter()
+                .filter_map(|r| ferrisdb_core::KeyRange::try_from(r).ok())
+                .collect(),
         })),
         Status::Coordinator(c) => Some(RoleStatus::Coordinator(CoordinatorStatus {
             committed_version: Version(c.committed_version),
@@ -114,6 +120,7 @@ pub fn status_to_proto(status: &RoleStatus, problem: Option<&str>) -> v1::Worker
             applied_version: s.applied_version.get(),
             durable_version: s.durable_version.get(),
             data_bytes: s.data_bytes,
+            ready_ranges: s.ready_ranges.iter().map(v1::KeyRange::from).collect(),
         }),
         RoleStatus::Coordinator(c) => Status::Coordinator(v1::CoordinatorStatus {
             committed_version: c.committed_version.get(),
@@ -281,6 +288,7 @@ mod tests {
                 applied_version: Version(5),
                 durable_version: Version(4),
                 data_bytes: 9,
+                ready_ranges: vec![ferrisdb_core::KeyRange::new("a", "b").unwrap()],
             }),
             RoleStatus::Coordinator(CoordinatorStatus {
                 committed_version: Version(7),

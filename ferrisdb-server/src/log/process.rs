@@ -125,7 +125,8 @@ pub async fn serve(
                         v.shard_map
                             .shards
                             .iter()
-                            .flat_map(|s| s.storage_ids.iter().cloned())
+                            // Servers taking a shard over follow it too.
+                            .flat_map(|s| s.storage_ids.iter().chain(&s.moving_to).cloned())
                             .collect()
                     })
                 };

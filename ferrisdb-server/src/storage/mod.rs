@@ -8,6 +8,8 @@
 //! - a GC task keeps the engine's horizon one MVCC window behind the applied version.
 
 pub mod apply;
+pub mod fetch;
+pub mod handoff;
 pub mod progress;
 pub mod puller;
 pub mod server;

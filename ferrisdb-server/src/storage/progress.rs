@@ -1,5 +1,7 @@
 //! How far this storage server has come: the applied version (every committed version up to
-//! it is reflected in the engine) and the ranges it owns.
+//! it is reflected in the engine) and the ranges it serves reads of, each at which versions
+//! (a range taken over from another server is complete only from the version it was
+//! installed at; one handed over stays readable up to the version it stopped following).
 //!
 //! Versions that carry no mutation for this server advance the applied version without
 //! touching the engine, so the applied version is also persisted in
@@ -10,6 +12,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ferrisdb_core::{Error, KeyRange};
@@ -18,10 +21,38 @@ use tokio::sync::watch;
 
 const FILE_NAME: &str = "applied_version";
 
-/// Applied version + owned ranges, shared by the puller and the read service.
+/// A range this server serves reads of, and at which versions it holds it complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readable {
+    /// The keys.
+    pub range: KeyRange,
+    /// Oldest version held complete (0: every version still retained).
+    pub from: u64,
+    /// Newest version held complete (`u64::MAX` while the server follows the range's writes).
+    pub through: u64,
+}
+
+impl Readable {
+    /// A range followed since before any version still retained.
+    pub fn followed(range: KeyRange) -> Readable {
+        Readable {
+            range,
+            from: 0,
+            through: u64::MAX,
+        }
+    }
+
+    fn serves(&self, version: u64) -> bool {
+        (self.from..=self.through).contains(&version)
+    }
+}
+
+/// Applied version + readable ranges, shared by the puller and the read service.
 pub struct Progress {
     applied: watch::Sender<u64>,
-    owned: RwLock<Vec<KeyRange>>,
+    /// The newest applied version persisted (the engine synced through it).
+    persisted: AtomicU64,
+    owned: RwLock<Vec<Readable>>,
     file: PathBuf,
     /// Why the engine stopped applying writes, once it has.
     failure: RwLock<Option<String>>,
@@ -47,6 +78,7 @@ impl Progress {
         let (applied, _) = watch::channel(persisted.max(engine_durable));
         Ok(Progress {
             applied,
+            persisted: AtomicU64::new(persisted),
             owned: RwLock::new(Vec::new()),
             file,
             failure: RwLock::new(None),
@@ -118,39 +150,91 @@ impl Progress {
             }
             Ok(())
         };
-        write().map_err(|e| Error::io(format!("writing {}", self.file.display()), e))
+        write().map_err(|e| Error::io(format!("writing {}", self.file.display()), e))?;
+        self.persisted.fetch_max(version, Ordering::AcqRel);
+        Ok(())
     }
 
-    /// Replaces the owned ranges (sorted by begin key).
-    pub fn set_owned(&self, mut ranges: Vec<KeyRange>) {
-        ranges.sort();
+    /// The newest applied version persisted by this process (everything applied up to it is
+    /// synced to disk); the persisted file's value at start.
+    pub fn persisted(&self) -> u64 {
+        self.persisted.load(Ordering::Acquire)
+    }
+
+    /// Replaces the readable ranges with `ranges`, each followed and complete at every version.
+    pub fn set_owned(&self, ranges: Vec<KeyRange>) {
+        self.set_readable(ranges.into_iter().map(Readable::followed).collect());
+    }
+
+    /// Replaces the readable ranges.
+    pub fn set_readable(&self, mut ranges: Vec<Readable>) {
+        ranges.sort_by(|a, b| a.range.begin.cmp(&b.range.begin));
         *self.owned.write() = ranges;
     }
 
-    /// The owned ranges.
+    /// The readable ranges' keys.
     pub fn owned(&self) -> Vec<KeyRange> {
-        self.owned.read().clone()
+        self.owned.read().iter().map(|r| r.range.clone()).collect()
     }
 
-    /// True if `key` lies in an owned range.
-    pub fn owns_key(&self, key: &[u8]) -> bool {
-        self.owned.read().iter().any(|r| r.contains(key))
+    /// Whether `key` can be read here at `version`: `WrongShard` if this server does not hold
+    /// it, `Unavailable` (read another replica) if it holds it but not complete at `version`.
+    pub fn check_key(&self, key: &[u8], version: u64) -> Result<(), Error> {
+        let owned = self.owned.read();
+        let holding: Vec<&Readable> = owned.iter().filter(|r| r.range.contains(key)).collect();
+        if holding.iter().any(|r| r.serves(version)) {
+            return Ok(());
+        }
+        match holding.first() {
+            None => Err(Error::WrongShard(format!(
+                "key {} is not on this storage server",
+                ferrisdb_core::keys::escape(key)
+            ))),
+            Some(r) => Err(not_complete_at(r, version)),
+        }
     }
 
-    /// True if every key of `[begin, end)` lies in owned ranges (adjacent ranges join up).
-    pub fn owns_range(&self, begin: &[u8], end: &[u8]) -> bool {
+    /// Whether every key of `[begin, end)` can be read here at `version` (adjacent ranges
+    /// join up); errors as [`Progress::check_key`].
+    pub fn check_range(&self, begin: &[u8], end: &[u8], version: u64) -> Result<(), Error> {
         let owned = self.owned.read();
         let mut cursor = begin.to_vec();
         loop {
-            let Some(r) = owned.iter().find(|r| r.contains(&cursor)) else {
-                return false;
+            let holding: Vec<&Readable> =
+                owned.iter().filter(|r| r.range.contains(&cursor)).collect();
+            let Some(r) = holding.iter().find(|r| r.serves(version)) else {
+                return Err(match holding.first() {
+                    None => Error::WrongShard(format!(
+                        "range [{}, {}) is not wholly on this storage server",
+                        ferrisdb_core::keys::escape(begin),
+                        ferrisdb_core::keys::escape(end)
+                    )),
+                    Some(r) => not_complete_at(r, version),
+                });
             };
-            if r.end.is_empty() || (!end.is_empty() && r.end.as_ref() >= end) {
-                return true;
+            if r.range.end.is_empty() || (!end.is_empty() && r.range.end.as_ref() >= end) {
+                return Ok(());
             }
-            cursor = r.end.to_vec();
+            cursor = r.range.end.to_vec();
         }
     }
+}
+
+fn not_complete_at(r: &Readable, version: u64) -> Error {
+    let held = if r.through == u64::MAX {
+        format!("from version {} on (it took the shard over then)", r.from)
+    } else {
+        format!(
+            "from version {} through {} (it has handed the shard over)",
+            r.from, r.through
+        )
+    };
+    Error::Unavailable(format!(
+        "this storage server holds [{}, {}) complete only {held}, not at version {version}; \
+         read another replica",
+        ferrisdb_core::keys::escape(&r.range.begin),
+        ferrisdb_core::keys::escape(&r.range.end)
+    ))
 }
 
 #[cfg(test)]
@@ -188,15 +272,59 @@ mod tests {
             KeyRange::new("m", "").unwrap(),
             KeyRange::new("", "g").unwrap(),
         ]);
-        assert!(p.owns_key(b"a") && p.owns_key(b"z") && !p.owns_key(b"h"));
-        assert!(p.owns_range(b"a", b"f"));
-        assert!(p.owns_range(b"n", b""));
-        assert!(!p.owns_range(b"a", b"n"));
+        assert!(p.check_key(b"a", 1).is_ok() && p.check_key(b"z", 1).is_ok());
+        assert!(matches!(p.check_key(b"h", 1), Err(Error::WrongShard(_))));
+        assert!(p.check_range(b"a", b"f", 1).is_ok());
+        assert!(p.check_range(b"n", b"", 1).is_ok());
+        assert!(p.check_range(b"a", b"n", 1).is_err());
         p.set_owned(vec![
             KeyRange::new("", "g").unwrap(),
             KeyRange::new("g", "").unwrap(),
         ]);
-        assert!(p.owns_range(b"", b""));
+        assert!(p.check_range(b"", b"", 1).is_ok());
+    }
+
+    #[test]
+    fn a_range_taken_over_or_handed_over_is_readable_only_where_it_is_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Progress::open(dir.path(), 0).unwrap();
+        let range = |b: &str, e: &str| KeyRange::new(b.to_string(), e.to_string()).unwrap();
+        p.set_readable(vec![
+            Readable {
+                range: range("a", "m"),
+                from: 100,
+                through: u64::MAX,
+            },
+            Readable {
+                range: range("m", "t"),
+                from: 0,
+                through: 50,
+            },
+        ]);
+        assert!(p.check_key(b"b", 100).is_ok());
+        let before = p.check_key(b"b", 99).unwrap_err();
+        assert!(matches!(before, Error::Unavailable(_)), "{before}");
+        assert!(before.to_string().contains("from version 100"), "{before}");
+        assert!(p.check_key(b"n", 50).is_ok());
+        assert!(matches!(p.check_key(b"n", 51), Err(Error::Unavailable(_))));
+        assert!(matches!(p.check_key(b"x", 51), Err(Error::WrongShard(_))));
+        assert!(p.check_range(b"b", b"p", 60).is_err());
+        assert!(p.check_range(b"b", b"p", 50).is_err());
+        assert!(p.check_range(b"b", b"l", 120).is_ok());
+        p.set_readable(vec![
+            Readable {
+                range: range("a", "m"),
+                from: 100,
+                through: u64::MAX,
+            },
+            Readable {
+                range: range("m", "t"),
+                from: 0,
+                through: u64::MAX,
+            },
+        ]);
+        assert!(p.check_range(b"b", b"p", 120).is_ok());
+        assert!(p.check_range(b"b", b"p", 60).is_err());
     }
 
     #[tokio::test]

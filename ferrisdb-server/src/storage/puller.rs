@@ -40,6 +40,7 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use super::apply::build_batch;
+use super::handoff::Handoff;
 use super::progress::Progress;
 use crate::health::RoleHealth;
 use crate::worker::ClusterView;
@@ -77,6 +78,7 @@ pub async fn run(
     worker_id: String,
     engine: Arc<Engine>,
     progress: Arc<Progress>,
+    handoff: Arc<Handoff>,
     view: watch::Receiver<ClusterView>,
     health: RoleHealth,
 ) -> Error {
@@ -86,7 +88,7 @@ pub async fn run(
         progress.clone(),
         view.clone(),
     );
-    let pulling = pull(worker_id, engine, progress, view, health);
+    let pulling = pull(worker_id, engine, progress, handoff, view, health);
     tokio::select! {
         err = durability => err,
         err = pulling => err,
@@ -98,6 +100,7 @@ async fn pull(
     worker_id: String,
     engine: Arc<Engine>,
     progress: Arc<Progress>,
+    handoff: Arc<Handoff>,
     mut view: watch::Receiver<ClusterView>,
     health: RoleHealth,
 ) -> Error {
@@ -107,26 +110,61 @@ async fn pull(
     // Log servers in a row that no longer hold the versions this server needs next.
     let mut too_old = 0usize;
     loop {
-        let (logs, owned) = {
+        let (logs, ranges) = {
             let v = view.borrow_and_update();
-            let owned: Vec<_> = v
-                .shard_map
-                .shards
-                .iter()
-                .filter(|s| s.storage_ids.contains(&worker_id))
-                .map(|s| s.range.clone())
-                .collect();
-            (v.log_addresses.clone(), owned)
+            let ranges = v.shard_map.is_bootstrapped().then(|| {
+                (
+                    v.shard_map.ranges_of(&worker_id),
+                    v.shard_map.incoming_ranges_of(&worker_id),
+                )
+            });
+            (v.log_addresses.clone(), ranges)
         };
-        progress.set_owned(owned.clone());
-        if logs.is_empty() || owned.is_empty() {
+        // A server that is a replica of nothing and takes nothing over holds nothing the
+        // log must still bring up to date: it moves to the log's newest committed version
+        // before it takes a range over (a new server, or one whose shards all moved away
+        // while it lagged, would otherwise ask for versions the log dropped long ago).
+        if let Some((owned, _)) = &ranges
+            && owned.is_empty()
+            && !handoff.taking_over()
+            && let Some(log) = logs.first()
+        {
+            match committed_version(log).await {
+                Ok(committed) => progress.advance(committed),
+                Err(e) => {
+                    tracing::debug!(log = %log, "asking a log server its committed version: {e}")
+                }
+            }
+        }
+        let plan =
+            ranges.map(|(owned, incoming)| handoff.plan(&owned, &incoming, progress.applied()));
+        let follow = match plan {
+            Some(plan) => {
+                progress.set_readable(plan.readable);
+                for fetch in plan.fetches {
+                    tracing::info!(range = ?fetch.range, start = fetch.start, "taking over a range");
+                    tokio::spawn(super::fetch::run(
+                        fetch,
+                        handoff.clone(),
+                        progress.clone(),
+                        view.clone(),
+                    ));
+                }
+                plan.follow
+            }
+            None => Vec::new(),
+        };
+        if logs.is_empty() || follow.is_empty() {
             // Not bootstrapped yet, or no generation: wait for the view to change.
             let _ = tokio::time::timeout(Duration::from_secs(1), view.changed()).await;
             continue;
         }
         let log = logs[attempt % logs.len()].clone();
         let applied_before = progress.applied();
-        let result = pull_loop(&worker_id, &log, &engine, &progress, &owned, &mut view).await;
+        let result = pull_loop(
+            &worker_id, &log, &engine, &progress, &handoff, &follow, &mut view,
+        )
+        .await;
         if progress.applied() > applied_before && progress.stranded().is_some() {
             progress.set_stranded(None);
             health.clear_problem(STRANDED);
@@ -168,13 +206,27 @@ async fn pull(
     }
 }
 
+/// The newest version the log server at `address` knows committed.
+async fn committed_version(address: &str) -> Result<u64, Error> {
+    let channel = crate::worker::endpoint(address)?.connect_lazy();
+    let state = tokio::time::timeout(
+        Duration::from_secs(2),
+        LogServerClient::new(channel).get_log_state(v1::GetLogStateRequest {}),
+    )
+    .await
+    .map_err(|_| Error::TimedOut(format!("the log server at {address} did not answer")))?
+    .map_err(|s| ferrisdb_proto::status::from_status(&s))?;
+    Ok(state.into_inner().known_committed)
+}
+
 /// Pulls from one log server until the cluster view changes (Ok) or an error occurs.
 async fn pull_loop(
     worker_id: &str,
     log: &str,
     engine: &Arc<Engine>,
     progress: &Arc<Progress>,
-    owned: &[ferrisdb_core::KeyRange],
+    handoff: &Arc<Handoff>,
+    follow: &[ferrisdb_core::KeyRange],
     view: &mut watch::Receiver<ClusterView>,
 ) -> Result<(), PullError> {
     let channel = crate::worker::endpoint(log)?.connect_lazy();
@@ -185,7 +237,7 @@ async fn pull_loop(
     let request = v1::StreamMutationsRequest {
         storage_id: worker_id.to_string(),
         after_version: progress.applied(),
-        ranges: ranges_to_proto(owned),
+        ranges: ranges_to_proto(follow),
         max_bytes: PULL_MAX_BYTES,
     };
     let mut stream = tokio::select! {
@@ -224,35 +276,65 @@ async fn pull_loop(
             .into_iter()
             .filter(|b| b.version > progress.applied())
             .collect();
-        if !fresh.is_empty() {
+        let committed = reply.committed_through;
+        let hands_over = committed > progress.applied() && handoff.owes_work(committed);
+        if !fresh.is_empty() || hands_over {
             let engine = engine.clone();
             let progress = progress.clone();
-            tokio::task::spawn_blocking(move || apply_versions(&engine, &progress, fresh))
-                .await
-                .map_err(|e| Error::Internal(format!("apply task failed: {e}")))
-                .and_then(|applied| applied)
-                .map_err(PullError::Engine)?;
+            let handoff = handoff.clone();
+            tokio::task::spawn_blocking(move || {
+                apply_versions(&engine, &progress, &handoff, fresh)?;
+                if hands_over {
+                    write_handoff(&engine, &handoff, committed)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("apply task failed: {e}")))
+            .and_then(|applied| applied)
+            .map_err(PullError::Engine)?;
         }
-        progress.advance(reply.committed_through);
+        progress.advance(committed);
     }
 }
 
 /// Applies each version as one atomic engine batch, readable at once; `report_durable` syncs.
+/// The mutations of ranges being taken over are buffered by `handoff` instead.
 fn apply_versions(
     engine: &Engine,
     progress: &Progress,
+    handoff: &Handoff,
     batches: Vec<v1::VersionedMutations>,
 ) -> Result<(), Error> {
     for batch in batches {
-        let mutations = batch
+        let mut mutations = batch
             .mutations
             .into_iter()
             .map(Mutation::try_from)
             .collect::<Result<Vec<_>, Error>>()?;
-        engine.apply_unsynced(batch.version, &build_batch(engine, &mutations)?)?;
+        if handoff.buffering() {
+            mutations = handoff.divert(batch.version, mutations);
+        }
+        if !mutations.is_empty() {
+            engine.apply_unsynced(batch.version, &build_batch(engine, &mutations)?)?;
+        }
         progress.advance(batch.version);
     }
     Ok(())
+}
+
+/// Writes what `handoff` owes (installs of fetched ranges, clears of ranges handed over) as
+/// one batch at `version`, if no batch was written at it: every version up to it is applied.
+fn write_handoff(engine: &Engine, handoff: &Handoff, version: u64) -> Result<(), Error> {
+    if engine.last_applied_version() >= version {
+        return Ok(()); // The next committed version will do.
+    }
+    let pending = handoff.pending(version)?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    engine.apply_unsynced(version, &pending.batch)?;
+    handoff.written(pending, version)
 }
 
 /// The durability loop of [`run`]: every [`REPORT_EVERY`], if the applied version moved,

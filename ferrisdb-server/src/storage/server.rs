@@ -25,6 +25,7 @@ use ferrisdb_storage::engine::{Engine, EngineOptions, SyncPolicy};
 use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
+use super::handoff::Handoff;
 use super::progress::Progress;
 use super::service::StorageService;
 use crate::grpc;
@@ -60,6 +61,7 @@ const ENGINE_FAILED: &str = "storage engine";
 struct EngineStatus {
     engine: Arc<Engine>,
     progress: Arc<Progress>,
+    handoff: Arc<Handoff>,
 }
 
 impl StatusSource for EngineStatus {
@@ -71,6 +73,9 @@ impl StatusSource for EngineStatus {
                 applied_version: self.progress.applied(),
                 durable_version: self.engine.durable_version().max(self.progress.applied()),
                 data_bytes: stats.total_sst_bytes + stats.memtable_bytes as u64,
+                ready_ranges: (self.handoff.ready(self.progress.persisted()).iter())
+                    .map(v1::KeyRange::from)
+                    .collect(),
             })),
         }
     }
@@ -104,9 +109,11 @@ pub async fn serve(
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
+    let handoff = Arc::new(Handoff::open(&config.data_dir)?);
     let status = Arc::new(EngineStatus {
         engine: engine.clone(),
         progress: progress.clone(),
+        handoff: handoff.clone(),
     });
     let health = RoleHealth::new();
     let session = ControllerSession::start(
@@ -129,6 +136,7 @@ pub async fn serve(
             worker_id.clone(),
             engine.clone(),
             progress.clone(),
+            handoff,
             session.view(),
             health.clone(),
         );

@@ -89,12 +89,7 @@ impl StorageService {
     async fn get_one(&self, req: v1::StorageGetRequest) -> Result<v1::StorageGetResponse, Error> {
         limits::check_key(&req.key)?;
         self.ready_at(req.version).await?;
-        if !self.progress.owns_key(&req.key) {
-            return Err(Error::WrongShard(format!(
-                "key {} is not on this storage server",
-                ferrisdb_core::keys::escape(&req.key)
-            )));
-        }
+        self.progress.check_key(&req.key, req.version)?;
         let value = self.engine.get(&req.key, req.version)?;
         Ok(v1::StorageGetResponse {
             found: value.is_some(),
@@ -153,13 +148,9 @@ impl StorageServer for StorageService {
         let range =
             ferrisdb_core::KeyRange::new(req.begin.clone(), req.end.clone()).map_err(to_status)?;
         self.ready_at(req.version).await.map_err(to_status)?;
-        if !self.progress.owns_range(&range.begin, &range.end) {
-            return Err(to_status(Error::WrongShard(format!(
-                "range [{}, {}) is not wholly on this storage server",
-                ferrisdb_core::keys::escape(&range.begin),
-                ferrisdb_core::keys::escape(&range.end)
-            ))));
-        }
+        self.progress
+            .check_range(&range.begin, &range.end, req.version)
+            .map_err(to_status)?;
         let options = ScanOptions {
             begin: range.begin,
             end: range.end,

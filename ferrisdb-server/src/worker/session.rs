@@ -33,6 +33,9 @@ pub struct ClusterView {
     pub epoch: u64,
     /// Addresses of the current generation's log servers, which storage servers follow.
     pub log_addresses: Vec<String>,
+    /// Storage servers' addresses by worker id (a storage server taking over a shard fetches
+    /// it from a replica).
+    pub storage_addresses: std::collections::BTreeMap<String, String>,
 }
 
 /// Registration + heartbeats + cluster-state refresh, running on a background task.
@@ -340,7 +343,14 @@ async fn fetch_view(client: &mut ClusterControllerClient<Channel>) -> Result<Clu
         Some(m) => ShardMap::try_from(m)?,
         None => ShardMap::default(),
     };
+    let storage_addresses = state
+        .workers
+        .iter()
+        .filter(|w| w.role == v1::WorkerRole::Storage as i32)
+        .map(|w| (w.worker_id.clone(), w.address.clone()))
+        .collect();
     Ok(ClusterView {
+        storage_addresses,
         cluster_id: state.cluster_id,
         coordinator_address: state
             .coordinator

@@ -171,6 +171,21 @@ impl TestCluster {
         cluster
     }
 
+    /// [`start`](Self::start) with `args` added to the controller's command line.
+    pub async fn start_with_controller_args(
+        storage_servers: usize,
+        replication: usize,
+        args: &[&str],
+    ) -> TestCluster {
+        let mut cluster = Self::build(1, storage_servers, replication, |_| {}).await;
+        cluster
+            .controller
+            .args
+            .extend(args.iter().map(|a| a.to_string()));
+        cluster.start_all().await;
+        cluster
+    }
+
     /// A cluster whose controller is a group of `controllers` replicas.
     pub async fn start_group(
         controllers: usize,
@@ -388,6 +403,31 @@ impl TestCluster {
         node.start();
         self.more_coordinators.push(node);
         i - 1
+    }
+
+    /// Starts one more storage server (registering after bootstrap); returns its index in
+    /// [`storage`](Self::storage).
+    pub fn add_storage_server(&mut self) -> usize {
+        let i = self.storage.len();
+        let a = addr();
+        let mut node = Node::new(
+            env!("CARGO_BIN_EXE_ferrisdb-storage-server"),
+            vec![
+                "--listen".into(),
+                a.to_string(),
+                "--data-dir".into(),
+                s(&self.dir.path().join(format!("storage-{i}"))),
+                "--controller".into(),
+                self.controller_addresses(),
+                "--memtable-mib".into(),
+                "1".into(),
+            ],
+            a,
+            self.dir.path().join(format!("storage-{i}.log")),
+        );
+        node.start();
+        self.storage.push(node);
+        i
     }
 
     /// Index (0: `coordinator`, i: `more_coordinators[i - 1]`) of the coordinator serving

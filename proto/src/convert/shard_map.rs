@@ -16,6 +16,7 @@ impl From<&ShardMap> for v1::ShardMap {
                 .map(|s| v1::Shard {
                     range: Some(v1::KeyRange::from(&s.range)),
                     storage_ids: s.storage_ids.clone(),
+                    moving_to: s.moving_to.clone(),
                 })
                 .collect(),
         }
@@ -35,6 +36,7 @@ impl TryFrom<v1::ShardMap> for ShardMap {
                 Ok(Shard {
                     range,
                     storage_ids: s.storage_ids,
+                    moving_to: s.moving_to,
                 })
             })
             .collect::<Result<_, Error>>()?;

@@ -74,6 +74,15 @@ pub enum Command {
         /// records are dropped (one that comes back registers again).
         forget_logs: Vec<String>,
     },
+    /// The data distributor changed the shard map (a move begun, finished or given up, a
+    /// split or a merge): applied only over the map version it was computed from, so two
+    /// leaders' decisions never interleave.
+    UpdateShardMap {
+        /// The shard-map version the change was computed from; the new map gets the next.
+        based_on: u64,
+        /// The new shards.
+        shards: Vec<super::metadata::ShardRecord>,
+    },
 }
 
 /// What applying a [`Command`] did.

@@ -8,6 +8,7 @@ fn worker(id: &str, role: v1::WorkerRole, port: u16, healthy: bool) -> v1::Worke
             applied_version: 900,
             durable_version: 800,
             data_bytes: 4096,
+            ready_ranges: vec![],
         })),
         v1::WorkerRole::Coordinator => Some(v1::worker_status::Status::Coordinator(
             v1::CoordinatorStatus {
@@ -72,6 +73,7 @@ fn state(s2_healthy: bool) -> v1::GetClusterStateResponse {
             end: e.to_vec().into(),
         }),
         storage_ids: ids.map(String::from).to_vec(),
+        moving_to: vec![],
     };
     v1::GetClusterStateResponse {
         cluster_id: "c1".into(),

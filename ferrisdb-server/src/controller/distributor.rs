@@ -1,0 +1,305 @@
+//! The data distributor: run by the controller group's leader, it keeps every shard at the
+//! replication factor on live storage servers and spreads shards over the servers there are.
+//! Its decisions are shard-map changes made through Raft (`Command::UpdateShardMap`, applied
+//! only over the map version they were computed from), so a new leader picks up where the
+//! last one stopped.
+//!
+//! A move names the shard's next team in `moving_to`; its members that are not replicas yet
+//! take the shard over (`storage/handoff.rs`: follow its writes, fetch it from a replica,
+//! install it) and report it *ready* in their heartbeats once it is durable. When every one
+//! of them has, the next round hands the shard over: `storage_ids` becomes the new team in one
+//! map change, and the servers that left it stop following the range.
+//!
+//! Each round ([`plan`], pure) does, in order:
+//! 1. **hand over** moves whose incoming members are all ready;
+//! 2. **repair** moves whose incoming member failed (another server takes its place);
+//! 3. **heal** shards with a *failed* replica (silent longer than the failure timeout:
+//!    `--storage-failure-timeout-ms`, 30 s by default) or fewer replicas than the replication
+//!    factor: the new team keeps the live replicas and adds the live servers holding the
+//!    fewest shards;
+//! 4. **balance**, when nothing else is under way: one shard moves from the server holding the
+//!    most to the one holding the fewest while they differ by more than one.
+//!
+//! At most [`MAX_MOVES`] moves run at once. Splitting shards by size and balancing by bytes
+//! are not built yet: the map keeps the shards it was bootstrapped with.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrisdb_core::{KeyRange, Shard, ShardMap};
+
+use super::cluster::Controller;
+use super::membership::RoleStatus;
+use super::metadata::shard_records;
+use super::raft::Command;
+use super::state::ClusterState;
+
+/// How often the leader considers the shard map.
+pub const DISTRIBUTE_EVERY: Duration = Duration::from_millis(250);
+/// Most shards moving at once.
+pub const MAX_MOVES: usize = 4;
+
+/// What the distributor knows of one storage server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerState {
+    /// Worker id.
+    pub id: String,
+    /// Heard from recently and reporting no problem: may receive shards.
+    pub healthy: bool,
+    /// Silent longer than the failure timeout: its shards are re-replicated.
+    pub failed: bool,
+    /// Ranges it is taking over and holds durably.
+    pub ready: Vec<KeyRange>,
+}
+
+/// The storage servers as the leader sees them at `now`.
+pub fn servers(state: &ClusterState, now: Instant, failure_timeout: Duration) -> Vec<ServerState> {
+    let members = &state.membership;
+    members
+        .workers()
+        .iter()
+        .filter(|w| w.record.role == super::membership::Role::Storage)
+        .map(|w| ServerState {
+            id: w.record.id.clone(),
+            healthy: members.is_healthy(w, now),
+            failed: members.silence(w, now) > failure_timeout,
+            ready: match &w.status {
+                Some(RoleStatus::Storage(s)) => s.ready_ranges.clone(),
+                _ => Vec::new(),
+            },
+        })
+        .collect()
+}
+
+/// The next shard map's shards and why, or `None` if the map is as it should be.
+pub fn plan(
+    map: &ShardMap,
+    servers: &[ServerState],
+    replication: usize,
+) -> Option<(Vec<Shard>, Vec<String>)> {
+    if !map.is_bootstrapped() {
+        return None;
+    }
+    let by_id: BTreeMap<&str, &ServerState> = servers.iter().map(|s| (s.id.as_str(), s)).collect();
+    let failed = |id: &String| by_id.get(id.as_str()).is_none_or(|s| s.failed);
+    let mut shards = map.shards.clone();
+    let mut why = Vec::new();
+
+    // 1. Hand over moves whose incoming members all hold the shard.
+    for shard in shards.iter_mut().filter(|s| s.is_moving()) {
+        let ready = shard.incoming().all(|id| {
+            by_id
+                .get(id.as_str())
+                .is_some_and(|s| s.ready.contains(&shard.range))
+        });
+        if ready {
+            why.push(format!(
+                "{} handed over from {:?} to {:?}",
+                describe(&shard.range),
+                shard.storage_ids,
+                shard.moving_to
+            ));
+            shard.storage_ids = std::mem::take(&mut shard.moving_to);
+        }
+    }
+    // 2. Repair moves whose incoming members failed.
+    for i in 0..shards.len() {
+        let incoming_failed: Vec<String> = shards[i]
+            .incoming()
+            .filter(|id| failed(id))
+            .cloned()
+            .collect();
+        if incoming_failed.is_empty() {
+            continue;
+        }
+        let mut team: Vec<String> = shards[i]
+            .moving_to
+            .iter()
+            .filter(|id| !incoming_failed.contains(id))
+            .cloned()
+            .collect();
+        fill_team(
+            &mut team,
+            replication,
+            &shards,
+            servers,
+            &shards[i].storage_ids,
+        );
+        let shard = &mut shards[i];
+        why.push(format!(
+            "{}: {:?} failed while taking it over; moving to {:?} instead",
+            describe(&shard.range),
+            incoming_failed,
+            team
+        ));
+        shard.moving_to = if team == shard.storage_ids {
+            Vec::new()
+        } else {
+            team
+        };
+    }
+    let mut moving = shards.iter().filter(|s| s.is_moving()).count();
+    // 3. Heal shards with failed replicas or too few of them.
+    for i in 0..shards.len() {
+        if moving >= MAX_MOVES {
+            break;
+        }
+        let shard = &shards[i];
+        let dead = shard.storage_ids.iter().filter(|id| failed(id)).count();
+        if shard.is_moving() || (dead == 0 && shard.storage_ids.len() >= replication) {
+            continue;
+        }
+        let mut team: Vec<String> = shard
+            .storage_ids
+            .iter()
+            .filter(|id| !failed(id))
+            .cloned()
+            .collect();
+        if team.is_empty() {
+            // Every replica is gone: nothing to copy from. It stays as it is (unavailable)
+            // in case one comes back.
+            continue;
+        }
+        let before = team.len();
+        fill_team(&mut team, replication, &shards, servers, &[]);
+        if team.len() == before && dead == 0 {
+            continue; // Too few replicas, but no server to add.
+        }
+        why.push(format!(
+            "{} has {dead} failed replica(s) of {:?}: re-replicating to {:?}",
+            describe(&shard.range),
+            shard.storage_ids,
+            team
+        ));
+        shards[i].moving_to = team;
+        moving += 1;
+    }
+    // 4. Balance the shard count when nothing else moves.
+    if moving == 0
+        && why.is_empty()
+        && let Some((i, team)) = balancing_move(&shards, servers)
+    {
+        why.push(format!(
+            "{} moves from {:?} to {:?} to balance shards per server",
+            describe(&shards[i].range),
+            shards[i].storage_ids,
+            team
+        ));
+        shards[i].moving_to = team;
+    }
+    (!why.is_empty()).then_some((shards, why))
+}
+
+/// Shards each server holds or is taking over.
+fn load(shards: &[Shard]) -> BTreeMap<&str, usize> {
+    let mut load = BTreeMap::new();
+    for s in shards {
+        for id in s.storage_ids.iter().chain(s.incoming()) {
+            *load.entry(id.as_str()).or_default() += 1;
+        }
+    }
+    load
+}
+
+/// Adds healthy servers outside `team` and `avoid`, fewest shards first, until the team has
+/// `replication` members or there are none left.
+fn fill_team(
+    team: &mut Vec<String>,
+    replication: usize,
+    shards: &[Shard],
+    servers: &[ServerState],
+    avoid: &[String],
+) {
+    let load = load(shards);
+    let mut candidates: Vec<&ServerState> = servers
+        .iter()
+        .filter(|s| s.healthy && !s.failed && !team.contains(&s.id) && !avoid.contains(&s.id))
+        .collect();
+    candidates.sort_by_key(|s| (load.get(s.id.as_str()).copied().unwrap_or(0), s.id.clone()));
+    for c in candidates {
+        if team.len() >= replication {
+            break;
+        }
+        team.push(c.id.clone());
+    }
+}
+
+/// One shard to move from the most loaded healthy server to the least loaded, if their
+/// shard counts differ by more than one: the shard's index and its next team.
+fn balancing_move(shards: &[Shard], servers: &[ServerState]) -> Option<(usize, Vec<String>)> {
+    let load = load(shards);
+    let live: Vec<&ServerState> = servers.iter().filter(|s| s.healthy && !s.failed).collect();
+    let count = |s: &ServerState| load.get(s.id.as_str()).copied().unwrap_or(0);
+    let most = live.iter().max_by_key(|s| (count(s), s.id.clone()))?;
+    let least = live.iter().min_by_key(|s| (count(s), s.id.clone()))?;
+    if count(most) <= count(least) + 1 {
+        return None;
+    }
+    let i = shards
+        .iter()
+        .position(|s| s.storage_ids.contains(&most.id) && !s.storage_ids.contains(&least.id))?;
+    let team = shards[i]
+        .storage_ids
+        .iter()
+        .map(|id| {
+            if *id == most.id {
+                least.id.clone()
+            } else {
+                id.clone()
+            }
+        })
+        .collect();
+    Some((i, team))
+}
+
+fn describe(range: &KeyRange) -> String {
+    format!(
+        "shard [{}, {})",
+        ferrisdb_core::keys::escape(&range.begin),
+        ferrisdb_core::keys::escape(&range.end)
+    )
+}
+
+/// Runs a distribution round every [`DISTRIBUTE_EVERY`] while this replica leads. Runs until
+/// the task is aborted.
+pub async fn run(controller: Arc<Controller>) {
+    let mut tick = tokio::time::interval(DISTRIBUTE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let failure_timeout = controller.storage_failure_timeout();
+    loop {
+        tick.tick().await;
+        if !controller.group().believes_it_leads() {
+            continue;
+        }
+        let decided = controller
+            .view(|state, now| {
+                let servers = servers(state, now, failure_timeout);
+                plan(&state.shard_map, &servers, state.replication as usize)
+                    .map(|(shards, why)| (state.shard_map.version, shards, why))
+            })
+            .await;
+        let Ok(Some((based_on, shards, why))) = decided else {
+            continue;
+        };
+        let next = ShardMap {
+            version: based_on,
+            shards,
+        };
+        let command = Command::UpdateShardMap {
+            based_on,
+            shards: shard_records(&next),
+        };
+        match controller.propose_checked(command).await {
+            Ok(()) => {
+                for reason in why {
+                    tracing::info!(map_version = based_on + 1, "data distribution: {reason}");
+                }
+            }
+            Err(e) => tracing::warn!("data distribution could not change the shard map: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,165 @@
+use super::*;
+
+fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("ss-{i}")).collect()
+}
+
+fn live(id: &str) -> ServerState {
+    ServerState {
+        id: id.into(),
+        healthy: true,
+        failed: false,
+        ready: Vec::new(),
+    }
+}
+
+fn dead(id: &str) -> ServerState {
+    ServerState {
+        id: id.into(),
+        healthy: false,
+        failed: true,
+        ready: Vec::new(),
+    }
+}
+
+fn held(shards: &[Shard], id: &str) -> usize {
+    shards
+        .iter()
+        .filter(|s| s.storage_ids.iter().any(|x| x == id))
+        .count()
+}
+
+#[test]
+fn a_balanced_healthy_cluster_is_left_alone() {
+    let map = ShardMap::bootstrap(&ids(3), 2, 1).unwrap();
+    let servers: Vec<_> = ids(3).iter().map(|i| live(i)).collect();
+    assert_eq!(plan(&map, &servers, 2), None);
+    assert_eq!(plan(&ShardMap::default(), &servers, 2), None);
+}
+
+#[test]
+fn a_failed_server_is_replaced_on_each_of_its_shards_then_handed_over() {
+    let map = ShardMap::bootstrap(&ids(3), 2, 1).unwrap();
+    let mut servers = vec![live("ss-0"), dead("ss-1"), live("ss-2"), live("ss-3")];
+    let (shards, why) = plan(&map, &servers, 2).unwrap();
+    // ss-1 held shards 0 and 1: each moves to a team without it.
+    let moving: Vec<&Shard> = shards.iter().filter(|s| s.is_moving()).collect();
+    assert_eq!(moving.len(), 2, "{why:?}");
+    for s in &moving {
+        assert!(!s.moving_to.contains(&"ss-1".to_string()));
+        assert_eq!(s.moving_to.len(), 2);
+        // The live replica stays in the team.
+        assert!(
+            s.storage_ids
+                .iter()
+                .any(|id| s.moving_to.contains(id) && id != "ss-1")
+        );
+    }
+    // The spare server, holding nothing, is picked first.
+    assert!(
+        moving
+            .iter()
+            .any(|s| s.moving_to.contains(&"ss-3".to_string()))
+    );
+    // Nothing is handed over before the incoming servers are ready.
+    let map2 = ShardMap {
+        version: 2,
+        shards: shards.clone(),
+    };
+    assert_eq!(plan(&map2, &servers, 2), None);
+    for s in &moving {
+        for id in s.incoming() {
+            let server = servers.iter_mut().find(|x| x.id == *id).unwrap();
+            server.ready.push(s.range.clone());
+        }
+    }
+    let (done, why) = plan(&map2, &servers, 2).unwrap();
+    assert!(why.iter().all(|w| w.contains("handed over")), "{why:?}");
+    assert!(done.iter().all(|s| !s.is_moving()));
+    assert_eq!(held(&done, "ss-1"), 0);
+    assert!(done.iter().all(|s| s.storage_ids.len() == 2));
+}
+
+#[test]
+fn a_failed_incoming_server_is_replaced_in_the_move() {
+    let mut map = ShardMap::bootstrap(&ids(3), 2, 1).unwrap();
+    map.shards[0].moving_to = vec!["ss-0".into(), "ss-3".into()];
+    let servers = vec![
+        live("ss-0"),
+        live("ss-1"),
+        live("ss-2"),
+        dead("ss-3"),
+        live("ss-4"),
+    ];
+    let (shards, why) = plan(&map, &servers, 2).unwrap();
+    assert_eq!(shards[0].moving_to, vec!["ss-0", "ss-4"], "{why:?}");
+}
+
+#[test]
+fn a_new_server_receives_shards_until_counts_are_within_one() {
+    let mut map = ShardMap::bootstrap(&ids(3), 2, 1).unwrap();
+    let mut servers: Vec<_> = ids(4).iter().map(|i| live(i)).collect();
+    for round in 0..10 {
+        let Some((shards, _)) = plan(&map, &servers, 2) else {
+            break;
+        };
+        // Every incoming server gets ready at once.
+        for s in shards.iter().filter(|s| s.is_moving()) {
+            for id in s.incoming() {
+                let server = servers.iter_mut().find(|x| x.id == *id).unwrap();
+                server.ready.push(s.range.clone());
+            }
+        }
+        map = ShardMap {
+            version: map.version + 1,
+            shards,
+        };
+        map.validate().unwrap();
+        assert!(round < 9, "never settles");
+    }
+    let counts: Vec<usize> = ids(4).iter().map(|id| held(&map.shards, id)).collect();
+    assert!(counts.iter().all(|&c| (1..=2).contains(&c)), "{counts:?}");
+    assert!(held(&map.shards, "ss-3") >= 1);
+}
+
+#[test]
+fn a_shard_whose_every_replica_failed_is_left_for_them_to_come_back() {
+    let map = ShardMap::bootstrap(&ids(2), 1, 1).unwrap();
+    let servers = vec![dead("ss-0"), live("ss-1"), live("ss-2")];
+    let (shards, _) = plan(&map, &servers, 1).unwrap_or((map.shards.clone(), vec![]));
+    assert_eq!(shards[0].storage_ids, vec!["ss-0"]);
+    assert!(!shards[0].is_moving());
+}
+
+#[test]
+fn with_no_spare_a_failed_replica_is_dropped_from_the_map() {
+    let map = ShardMap::bootstrap(&ids(2), 2, 1).unwrap();
+    let mut servers = vec![live("ss-0"), dead("ss-1")];
+    let (shards, _) = plan(&map, &servers, 2).unwrap();
+    assert!(shards.iter().all(|s| s.moving_to == vec!["ss-0"]));
+    let map = ShardMap { version: 2, shards };
+    let (shards, _) = plan(&map, &servers, 2).unwrap();
+    assert!(
+        shards
+            .iter()
+            .all(|s| s.storage_ids == vec!["ss-0"] && !s.is_moving())
+    );
+    // A server that joins later brings them back to two replicas.
+    servers.push(live("ss-2"));
+    let map = ShardMap { version: 3, shards };
+    let (shards, _) = plan(&map, &servers, 2).unwrap();
+    assert!(shards.iter().all(|s| s.moving_to == vec!["ss-0", "ss-2"]));
+}
+
+#[test]
+fn at_most_max_moves_run_at_once() {
+    let map = ShardMap::bootstrap(&ids(12), 2, 1).unwrap();
+    let mut servers: Vec<_> = ids(12).iter().map(|i| live(i)).collect();
+    // Every other server failed: ten shards lost one replica each.
+    for i in [0, 2, 4, 6, 8] {
+        servers[i] = dead(&format!("ss-{i}"));
+    }
+    servers.push(live("ss-12"));
+    let (shards, _) = plan(&map, &servers, 2).unwrap();
+    assert_eq!(shards.iter().filter(|s| s.is_moving()).count(), MAX_MOVES);
+}

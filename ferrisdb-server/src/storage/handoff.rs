@@ -1,0 +1,554 @@
+//! Shards changing hands on this server: taking over the ranges the data distributor moves
+//! here, and dropping the ones it moved away.
+//!
+//! **Taking over** a range (this server is in its shard's `moving_to` team but not a replica
+//! yet), without stopping writes anywhere:
+//! 1. The pull loop starts following the range at its applied version `start`: from then on
+//!    the range's mutations arrive with the rest, but are *buffered* here instead of applied
+//!    (the engine does not hold the range yet, so atomic operations could not be resolved).
+//! 2. A fetch task reads the range from a current replica at a version `at >= start` that
+//!    the buffer already covers (`storage/fetch.rs`).
+//! 3. The next time the pull loop has a committed version `c` to spare (every version up to
+//!    it applied and none written to the engine at `c`), it *installs* the range as one
+//!    engine batch at `c`: clear the range (whatever an earlier stay left), then the
+//!    snapshot with every buffered mutation after `at` folded in, in version order. From
+//!    then on the range's mutations go straight to the engine, and the range is complete at
+//!    every version from `c` (recorded on disk: [`InstalledRanges`]).
+//! 4. Once the durability loop has persisted an applied version at or past `c`, the range is
+//!    reported *ready*; the data distributor then makes this server a replica in one map
+//!    change, and reads arrive.
+//!
+//! **Handing over**: when the map no longer lists a followed range, the stream stops
+//! following it at the applied version `through`; the range stays readable at versions up
+//! to `through` (a client with an older map still reads it correctly) until two MVCC windows
+//! have passed, then it is cleared from the engine. After a restart, everything outside the
+//! followed ranges is cleared the same way (a crash between hand-over and clear leaves
+//! nothing behind).
+//!
+//! A move abandoned halfway (the distributor picked another team) drops the buffer and the
+//! range is cleared later like a handed-over one. A crash while taking over loses only the
+//! buffer: the map still names this server, so the take-over starts again.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use ferrisdb_core::{Error, KeyRange, Mutation, Version};
+use ferrisdb_storage::engine::WriteBatch;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::progress::Readable;
+use crate::log::clip;
+
+const INSTALLED_FILE: &str = "installed_ranges.json";
+
+/// A range fetched from a replica at one version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The version it was read at.
+    pub version: u64,
+    /// Its key-value pairs, in key order.
+    pub pairs: Vec<(Bytes, Bytes)>,
+}
+
+/// A range being taken over.
+#[derive(Debug)]
+struct Incoming {
+    /// Distinguishes take-overs of the same range: a fetch of an abandoned one is discarded.
+    ticket: u64,
+    range: KeyRange,
+    /// Followed (buffered) after this version.
+    start: u64,
+    /// Buffered mutations by version, ascending, each clipped to the range.
+    buffer: Vec<(u64, Vec<Mutation>)>,
+    snapshot: Option<Snapshot>,
+    /// The version it was installed at.
+    installed_at: Option<u64>,
+}
+
+/// A take-over the pull loop just began: a fetch task must fill it in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetch {
+    /// Hand back with [`Handoff::set_snapshot`].
+    pub ticket: u64,
+    /// The range to fetch.
+    pub range: KeyRange,
+    /// Fetch at this version or later.
+    pub start: u64,
+}
+
+/// What the pull loop does with its next stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPlan {
+    /// Ranges to follow (normalized).
+    pub follow: Vec<KeyRange>,
+    /// What reads may be served of, at which versions.
+    pub readable: Vec<Readable>,
+    /// Take-overs to fetch.
+    pub fetches: Vec<Fetch>,
+}
+
+/// Engine work the pull loop owes: installs and clears, written as one batch at a version.
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// The batch.
+    pub batch: WriteBatch,
+    installs: Vec<(u64, KeyRange)>,
+    cleared: Vec<KeyRange>,
+}
+
+impl Pending {
+    /// True if there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.installs.is_empty() && self.cleared.is_empty()
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    incoming: Vec<Incoming>,
+    /// Ranges given up, readable through the version until they are cleared (0: never).
+    leaving: Vec<(KeyRange, u64)>,
+    /// Ranges followed by the current stream.
+    followed: Vec<KeyRange>,
+    /// False until the first plan: then everything outside the followed ranges is cleared.
+    planned: bool,
+    next_ticket: u64,
+    installed: InstalledRanges,
+}
+
+/// The hand-over state of one storage server (see the module docs).
+#[derive(Debug)]
+pub struct Handoff {
+    state: Mutex<State>,
+    dir: PathBuf,
+}
+
+impl Handoff {
+    /// Loads the installed-range records from `dir`.
+    pub fn open(dir: &Path) -> Result<Handoff, Error> {
+        Ok(Handoff {
+            state: Mutex::new(State {
+                installed: InstalledRanges::load(dir)?,
+                ..State::default()
+            }),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Plans the next stream from the map: this server's replica ranges `owned` and the
+    /// ranges it is taking over `incoming`, at applied version `applied`.
+    pub fn plan(&self, owned: &[KeyRange], incoming: &[KeyRange], applied: u64) -> StreamPlan {
+        let mut st = self.state.lock();
+        let State {
+            incoming: entries,
+            leaving,
+            followed,
+            planned,
+            next_ticket,
+            installed,
+        } = &mut *st;
+        // Take-overs that left the destination team: finished (now a replica, installed)
+        // or abandoned (cleared later if anything was installed).
+        entries.retain(|e| {
+            if incoming.contains(&e.range) {
+                return true;
+            }
+            if owned.contains(&e.range) && e.installed_at.is_some() {
+                return false;
+            }
+            if owned.contains(&e.range) {
+                // Made a replica before it held the range: keep taking it over (reads
+                // refused until then). The distributor only hands over ready ranges.
+                tracing::warn!(range = ?e.range, "made a replica of a range it has not installed");
+                return true;
+            }
+            false
+        });
+        let mut fetches = Vec::new();
+        for range in incoming {
+            if !entries.iter().any(|e| e.range == *range) {
+                *next_ticket += 1;
+                entries.push(Incoming {
+                    ticket: *next_ticket,
+                    range: range.clone(),
+                    start: applied,
+                    buffer: Vec::new(),
+                    snapshot: None,
+                    installed_at: None,
+                });
+                fetches.push(Fetch {
+                    ticket: *next_ticket,
+                    range: range.clone(),
+                    start: applied,
+                });
+            }
+        }
+        let follow = clip::normalize(
+            owned
+                .iter()
+                .cloned()
+                .chain(entries.iter().map(|e| e.range.clone()))
+                .collect(),
+        );
+        // What the last stream followed and this one does not is handed over now; on the
+        // first plan, everything not followed is cleared (left by an earlier run).
+        let given_up = if *planned {
+            followed
+                .iter()
+                .flat_map(|r| subtract(r, &follow))
+                .map(|r| (r, applied))
+                .collect::<Vec<_>>()
+        } else {
+            subtract(&KeyRange::all(), &follow)
+                .into_iter()
+                .map(|r| (r, 0))
+                .collect()
+        };
+        leaving.extend(given_up);
+        // A range followed again is no longer cleared.
+        *leaving = std::mem::take(leaving)
+            .into_iter()
+            .flat_map(|(r, through)| {
+                subtract(&r, &follow)
+                    .into_iter()
+                    .map(move |piece| (piece, through))
+            })
+            .collect();
+        *followed = follow.clone();
+        *planned = true;
+        let not_installed: Vec<&KeyRange> = entries
+            .iter()
+            .filter(|e| e.installed_at.is_none())
+            .map(|e| &e.range)
+            .collect();
+        let mut readable: Vec<Readable> = owned
+            .iter()
+            .filter(|r| !not_installed.contains(r))
+            .map(|r| Readable {
+                range: r.clone(),
+                from: installed.from(r),
+                through: u64::MAX,
+            })
+            .collect();
+        readable.extend(
+            leaving
+                .iter()
+                .filter(|(_, t)| *t > 0)
+                .map(|(r, t)| Readable {
+                    range: r.clone(),
+                    from: installed.from(r),
+                    through: *t,
+                }),
+        );
+        StreamPlan {
+            follow,
+            readable,
+            fetches,
+        }
+    }
+
+    /// True while any range is being taken over (installed or not).
+    pub fn taking_over(&self) -> bool {
+        !self.state.lock().incoming.is_empty()
+    }
+
+    /// True while a take-over buffers (the pull loop must route mutations through
+    /// [`Handoff::divert`]).
+    pub fn buffering(&self) -> bool {
+        self.state
+            .lock()
+            .incoming
+            .iter()
+            .any(|e| e.installed_at.is_none())
+    }
+
+    /// Buffers the parts of version `version`'s mutations that fall in ranges being taken
+    /// over, and returns the rest (to apply).
+    pub fn divert(&self, version: u64, mutations: Vec<Mutation>) -> Vec<Mutation> {
+        let mut st = self.state.lock();
+        let buffering: Vec<&mut Incoming> = st
+            .incoming
+            .iter_mut()
+            .filter(|e| e.installed_at.is_none() && version > e.start)
+            .collect();
+        if buffering.is_empty() {
+            return mutations;
+        }
+        let ranges = clip::normalize(buffering.iter().map(|e| e.range.clone()).collect());
+        for e in buffering {
+            let part = clip::clip(std::slice::from_ref(&e.range), &mutations);
+            if !part.is_empty() {
+                e.buffer.push((version, part));
+            }
+        }
+        let rest = subtract(&KeyRange::all(), &ranges);
+        clip::clip(&rest, &mutations)
+    }
+
+    /// Hands in the snapshot of take-over `ticket` (ignored if it was abandoned). Its version
+    /// must be covered by the buffer: at least the take-over's start, at most the applied
+    /// version when the fetch began.
+    pub fn set_snapshot(&self, ticket: u64, snapshot: Snapshot) -> Result<(), Error> {
+        let mut st = self.state.lock();
+        let Some(e) = st.incoming.iter_mut().find(|e| e.ticket == ticket) else {
+            return Ok(());
+        };
+        if snapshot.version < e.start {
+            return Err(Error::Internal(format!(
+                "a snapshot at version {} predates its take-over (buffered after {})",
+                snapshot.version, e.start
+            )));
+        }
+        e.snapshot = Some(snapshot);
+        Ok(())
+    }
+
+    /// Whether take-over `ticket` still waits for its snapshot.
+    pub fn wants_snapshot(&self, ticket: u64) -> bool {
+        self.state
+            .lock()
+            .incoming
+            .iter()
+            .any(|e| e.ticket == ticket && e.snapshot.is_none() && e.installed_at.is_none())
+    }
+
+    /// True if [`Handoff::pending`] at `version` would have something to write.
+    pub fn owes_work(&self, version: u64) -> bool {
+        let st = self.state.lock();
+        st.leaving.iter().any(|(_, through)| due(*through, version))
+            || st
+                .incoming
+                .iter()
+                .any(|e| e.installed_at.is_none() && e.snapshot.is_some())
+    }
+
+    /// The engine work owed at `version` (every version up to it applied): installs of
+    /// fetched take-overs and clears of ranges handed over more than an MVCC window before.
+    /// Call [`Handoff::written`] once the batch is applied.
+    pub fn pending(&self, version: u64) -> Result<Pending, Error> {
+        let st = self.state.lock();
+        let mut pending = Pending::default();
+        for (range, through) in &st.leaving {
+            if due(*through, version) {
+                pending.batch.delete_range(&range.begin, &range.end);
+                pending.cleared.push(range.clone());
+            }
+        }
+        for e in st.incoming.iter().filter(|e| e.installed_at.is_none()) {
+            let Some(snapshot) = &e.snapshot else {
+                continue;
+            };
+            pending.batch.delete_range(&e.range.begin, &e.range.end);
+            for (key, value) in fold(snapshot, &e.buffer)? {
+                pending.batch.put(&key, &value);
+            }
+            pending.installs.push((e.ticket, e.range.clone()));
+        }
+        Ok(pending)
+    }
+
+    /// Records that `pending` was applied at `version`: installed ranges are complete from
+    /// it (persisted before this returns), cleared ones are forgotten.
+    pub fn written(&self, pending: Pending, version: u64) -> Result<(), Error> {
+        let mut st = self.state.lock();
+        st.leaving.retain(|(r, _)| !pending.cleared.contains(r));
+        if pending.installs.is_empty() {
+            return Ok(());
+        }
+        for (ticket, range) in &pending.installs {
+            if let Some(e) = st.incoming.iter_mut().find(|e| e.ticket == *ticket) {
+                e.installed_at = Some(version);
+                e.buffer = Vec::new();
+                e.snapshot = None;
+            }
+            st.installed.record(range.clone(), version);
+        }
+        st.installed.prune(version);
+        st.installed.store(&self.dir)
+    }
+
+    /// Take-overs installed at or below `durable` (the persisted applied version): ready to
+    /// be handed over to this server.
+    pub fn ready(&self, durable: u64) -> Vec<KeyRange> {
+        self.state
+            .lock()
+            .incoming
+            .iter()
+            .filter(|e| e.installed_at.is_some_and(|v| v <= durable))
+            .map(|e| e.range.clone())
+            .collect()
+    }
+
+    /// The ranges being taken over and how far each has come, for logs and tests.
+    pub fn describe(&self) -> Vec<(KeyRange, &'static str)> {
+        self.state
+            .lock()
+            .incoming
+            .iter()
+            .map(|e| {
+                let phase = match (&e.snapshot, e.installed_at) {
+                    (_, Some(_)) => "installed",
+                    (Some(_), None) => "fetched",
+                    (None, None) => "fetching",
+                };
+                (e.range.clone(), phase)
+            })
+            .collect()
+    }
+}
+
+/// Whether a range readable through `through` (0: never) may be cleared at `version`: no
+/// read at a version it served is still possible. Two MVCC windows, not one: the engine's
+/// GC horizon, which refuses older reads, trails the applied version by a window plus up
+/// to one GC tick.
+fn due(through: u64, version: u64) -> bool {
+    through == 0 || through.saturating_add(2 * Version::MVCC_WINDOW) < version
+}
+
+/// The snapshot with every buffered mutation newer than it applied in order.
+fn fold(
+    snapshot: &Snapshot,
+    buffer: &[(u64, Vec<Mutation>)],
+) -> Result<BTreeMap<Bytes, Bytes>, Error> {
+    let mut data: BTreeMap<Bytes, Bytes> = snapshot.pairs.iter().cloned().collect();
+    for (_, mutations) in buffer.iter().filter(|(v, _)| *v > snapshot.version) {
+        for m in mutations {
+            match m {
+                Mutation::Set { key, value } => {
+                    data.insert(key.clone(), value.clone());
+                }
+                Mutation::Clear { key } => {
+                    data.remove(key);
+                }
+                Mutation::ClearRange { begin, end } => {
+                    let range = KeyRange::new(begin.clone(), end.clone())?;
+                    data.retain(|k, _| !range.contains(k));
+                }
+                Mutation::Atomic { op, key, operand } => {
+                    match op.apply(data.get(key).map(|v| &v[..]), operand) {
+                        Some(v) => data.insert(key.clone(), Bytes::from(v)),
+                        None => data.remove(key),
+                    };
+                }
+                Mutation::SetVersionstampedKey { .. } | Mutation::SetVersionstampedValue { .. } => {
+                    return Err(Error::Internal(
+                        "a versionstamped set reached a storage server; the coordinator fills \
+                         stamps in before logging"
+                            .into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(data)
+}
+
+/// The parts of `range` outside the normalized `others`.
+fn subtract(range: &KeyRange, others: &[KeyRange]) -> Vec<KeyRange> {
+    let mut out = Vec::new();
+    let mut cursor = range.begin.clone();
+    for o in others {
+        if !o.intersects(range) {
+            continue;
+        }
+        if o.begin > cursor {
+            out.push(KeyRange {
+                begin: cursor.clone(),
+                end: o.begin.clone(),
+            });
+        }
+        if o.end.is_empty() {
+            return out;
+        }
+        if o.end > cursor {
+            cursor = o.end.clone();
+        }
+    }
+    let rest = KeyRange {
+        begin: cursor,
+        end: range.end.clone(),
+    };
+    if !rest.is_empty() && (rest.end.is_empty() || rest.begin < rest.end) {
+        out.push(rest);
+    }
+    out
+}
+
+/// Where each range taken over became complete: reads below it are refused even after a
+/// restart. Kept in `<data-dir>/installed_ranges.json` (temp file + fsync + rename);
+/// records older than twice the MVCC window are dropped (no read is that old).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct InstalledRanges {
+    records: Vec<(KeyRange, u64)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct InstalledRecord {
+    begin: String,
+    end: String,
+    from: u64,
+}
+
+impl InstalledRanges {
+    fn load(dir: &Path) -> Result<InstalledRanges, Error> {
+        let path = dir.join(INSTALLED_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        let records: Vec<InstalledRecord> = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::corruption(&path, 0, format!("not valid JSON: {e}")))?;
+        let records = records
+            .into_iter()
+            .map(|r| {
+                let range = KeyRange::new(
+                    ferrisdb_core::keys::unescape(&r.begin)?,
+                    ferrisdb_core::keys::unescape(&r.end)?,
+                )?;
+                Ok((range, r.from))
+            })
+            .collect::<Result<_, Error>>()
+            .map_err(|e| Error::corruption(&path, 0, format!("bad range record: {e}")))?;
+        Ok(InstalledRanges { records })
+    }
+
+    fn store(&self, dir: &Path) -> Result<(), Error> {
+        let records: Vec<InstalledRecord> = self
+            .records
+            .iter()
+            .map(|(r, from)| InstalledRecord {
+                begin: ferrisdb_core::keys::escape(&r.begin),
+                end: ferrisdb_core::keys::escape(&r.end),
+                from: *from,
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&records)
+            .map_err(|e| Error::Internal(format!("encoding installed ranges: {e}")))?;
+        ferrisdb_storage::fsutil::write_atomically(dir, INSTALLED_FILE, &bytes)
+    }
+
+    fn record(&mut self, range: KeyRange, from: u64) {
+        self.records.push((range, from));
+    }
+
+    fn prune(&mut self, now: u64) {
+        self.records
+            .retain(|(_, from)| from.saturating_add(2 * Version::MVCC_WINDOW) >= now);
+    }
+
+    /// The oldest version `range` is complete at: the newest install touching it (0: none).
+    fn from(&self, range: &KeyRange) -> u64 {
+        self.records
+            .iter()
+            .filter(|(r, _)| r.intersects(range))
+            .map(|(_, from)| *from)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests;
