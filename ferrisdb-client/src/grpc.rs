@@ -303,6 +303,14 @@ impl GrpcBackend {
                         "storage server {id} at {addr}: {m}"
                     )));
                 }
+                // The map is stale for this replica (the shard moved away from it, or a new
+                // server took its address): the next replica may still hold the shard, and
+                // the next call fetches a fresh map.
+                Err(err @ Error::WrongShard(_)) => {
+                    tracing::debug!(storage = %id, error = %err, "replica does not hold the shard, trying next");
+                    *self.view.lock() = None;
+                    last = Some(err);
+                }
                 // A replica whose files are damaged refuses the read; another may hold the
                 // data intact. If none does, the caller gets the corruption error.
                 Err(err @ Error::Corruption { .. }) => {

@@ -195,6 +195,22 @@ impl TestCluster {
         Self::start_full(controllers, storage_servers, replication, |_| {}).await
     }
 
+    /// [`start_group`](Self::start_group) with `args` added to every controller replica's
+    /// command line.
+    pub async fn start_group_with_controller_args(
+        controllers: usize,
+        storage_servers: usize,
+        replication: usize,
+        args: &[&str],
+    ) -> TestCluster {
+        let mut cluster = Self::build(controllers, storage_servers, replication, |_| {}).await;
+        for node in std::iter::once(&mut cluster.controller).chain(&mut cluster.more_controllers) {
+            node.args.extend(args.iter().map(|a| a.to_string()));
+        }
+        cluster.start_all().await;
+        cluster
+    }
+
     async fn start_full(
         controllers: usize,
         storage_servers: usize,

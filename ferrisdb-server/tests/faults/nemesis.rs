@@ -14,6 +14,11 @@
 //!   log server: the recovery moves the generation onto the others; the nemesis waits for
 //!   that before the next fault, since losing both log servers of a generation for good is
 //!   beyond what two replicas survive);
+//! - SIGKILL a storage server, wipe its data directory and start it again: a new storage
+//!   server; the controller (`--storage-failure-timeout-ms` short in this test) re-replicates
+//!   the lost one's shards and balances shards onto the new one. The nemesis first waits until
+//!   every shard is back at two live replicas (losing both replicas of a shard for good is
+//!   beyond what replication 2 survives);
 //! - SIGSTOP any process (the controller group's leader, the coordinator, a log server, a
 //!   storage server) for a random short time, then SIGCONT it;
 //! - cut the serving coordinator off from the controller group and the log servers, both
@@ -147,6 +152,48 @@ fn wait_until_generation_without(cluster: &TestCluster, id: &str) {
     );
 }
 
+/// Waits (at most 60 s) until no shard moves and every shard has `replication` replicas, all
+/// of them healthy storage servers.
+pub fn wait_until_fully_replicated(cluster: &TestCluster) {
+    let handle = tokio::runtime::Handle::current();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
+    while Instant::now() < deadline {
+        let state = handle
+            .block_on(async { tokio::time::timeout(Duration::from_secs(2), cluster.state()).await })
+            .ok()
+            .and_then(Result::ok);
+        if let Some(state) = &state
+            && fully_replicated(state)
+        {
+            return;
+        }
+        last = state;
+        sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "shards not back at full replication after 60 s: {last:#?}\n{}",
+        cluster.all_logs()
+    );
+}
+
+/// Whether no shard moves and every shard has `replication` healthy replicas.
+pub fn fully_replicated(state: &v1::GetClusterStateResponse) -> bool {
+    let healthy = |id: &String| {
+        state
+            .workers
+            .iter()
+            .any(|w| w.worker_id == *id && w.healthy)
+    };
+    state.shard_map.as_ref().is_some_and(|m| {
+        m.shards.iter().all(|s| {
+            s.moving_to.is_empty()
+                && s.storage_ids.len() == state.replication as usize
+                && s.storage_ids.iter().all(healthy)
+        })
+    })
+}
+
 /// Index of the coordinator serving the generation (0 if none can be found).
 fn serving_coordinator(cluster: &TestCluster) -> usize {
     let handle = tokio::runtime::Handle::current();
@@ -181,7 +228,7 @@ pub fn run(mut cluster: TestCluster, seed: u64, until: Instant) -> (TestCluster,
         let mut down = Duration::from_millis(rng.random_range(50..1500));
         let storage = cluster.storage.len();
         let logs = cluster.logs.len();
-        let fault = match rng.random_range(0..14) {
+        let fault = match rng.random_range(0..15) {
             0..=1 => {
                 let i = serving_coordinator(&cluster);
                 kill_restart(&mut [cluster.coordinator_mut(i)], down);
@@ -287,6 +334,18 @@ pub fn run(mut cluster: TestCluster, seed: u64, until: Instant) -> (TestCluster,
                     wait_until_generation_without(&cluster, &id);
                 }
                 "wipe log server"
+            }
+            11 => {
+                wait_until_fully_replicated(&cluster);
+                let i = rng.random_range(0..storage);
+                let node = &mut cluster.storage[i];
+                node.kill();
+                if let Some(dir) = node.data_dir() {
+                    std::fs::remove_dir_all(&dir).expect("wipe a storage server");
+                }
+                sleep(down);
+                node.start();
+                "wipe storage server"
             }
             10 if !cluster.log_proxies.is_empty() => {
                 let i = serving_coordinator(&cluster);

@@ -257,6 +257,10 @@ pub struct StorageServer {
     pub lag_seconds: Option<f64>,
     /// Bytes of data held (SSTables plus memtables).
     pub data_bytes: Option<u64>,
+    /// Shards it is a replica of.
+    pub shards: u32,
+    /// Shards it is taking over (in their move's destination team, not yet a replica).
+    pub incoming_shards: u32,
 }
 
 /// One shard.
@@ -272,6 +276,9 @@ pub struct ShardStatus {
     pub healthy_replicas: u32,
     /// `healthy_replicas >= replication`.
     pub fully_replicated: bool,
+    /// While the data distributor moves the shard: the team taking it over (empty
+    /// otherwise).
+    pub moving_to: Vec<String>,
 }
 
 /// Fetches the cluster state from the controller group's leader (following the replicas'
@@ -535,6 +542,8 @@ pub fn build(
                     lag_versions: lag,
                     lag_seconds: lag.map(|l| l as f64 / ferrisdb_core::Version::PER_SECOND as f64),
                     data_bytes: s.map(|s| s.data_bytes),
+                    shards: 0,
+                    incoming_shards: 0,
                 });
             }
             v1::WorkerRole::Coordinator => {
@@ -632,9 +641,19 @@ pub fn build(
                 replicas: s.storage_ids.clone(),
                 healthy_replicas: healthy,
                 fully_replicated: healthy >= state.replication,
+                moving_to: s.moving_to.clone(),
             }
         })
         .collect();
+    for server in &mut storage_servers {
+        for s in &map.shards {
+            if s.storage_ids.contains(&server.id) {
+                server.shards += 1;
+            } else if s.moving_to.contains(&server.id) {
+                server.incoming_shards += 1;
+            }
+        }
+    }
     if shards.is_empty() {
         messages.push(format!(
             "no shard map yet: waiting for {} storage servers to register",

@@ -39,6 +39,12 @@ pub fn render(r: &Report) -> String {
         r.fault_tolerance
             .map_or_else(|| "none".into(), |f| format!("{f} storage server(s)"))
     ));
+    let moving = r.shards.iter().filter(|s| !s.moving_to.is_empty()).count();
+    if moving > 0 {
+        out.push_str(&format!(
+            "  Data distribution: {moving} shard(s) moving to new replicas\n"
+        ));
+    }
     out.push_str(&format!("  Latest version:    {}\n", opt(r.latest_version)));
     out.push_str(&format!(
         "  Generation:        {}, {}{}{}\n",
@@ -96,7 +102,9 @@ pub fn render(r: &Report) -> String {
     out.push_str("\nProcesses:\n");
     out.push_str(&procs.render(2));
 
-    let mut storage = Table::new(&["ID", "ADDRESS", "APPLIED", "DURABLE", "LAG", "DATA"]);
+    let mut storage = Table::new(&[
+        "ID", "ADDRESS", "APPLIED", "DURABLE", "LAG", "DATA", "SHARDS",
+    ]);
     for s in &r.storage_servers {
         storage.row(vec![
             s.id.clone(),
@@ -105,6 +113,11 @@ pub fn render(r: &Report) -> String {
             opt(s.durable_version),
             s.lag_seconds.map_or("-".into(), |l| format!("{l:.2}s")),
             s.data_bytes.map_or("-".into(), bytes),
+            if s.incoming_shards > 0 {
+                format!("{} (+{} incoming)", s.shards, s.incoming_shards)
+            } else {
+                s.shards.to_string()
+            },
         ]);
     }
     if !r.log_servers.is_empty() {
@@ -134,7 +147,14 @@ pub fn render(r: &Report) -> String {
     out.push_str("\nStorage servers:\n");
     out.push_str(&storage.render(2));
 
-    let mut shards = Table::new(&["BEGIN", "END", "REPLICAS", "HEALTHY", "REPLICATION"]);
+    let mut shards = Table::new(&[
+        "BEGIN",
+        "END",
+        "REPLICAS",
+        "HEALTHY",
+        "REPLICATION",
+        "MOVING TO",
+    ]);
     for s in &r.shards {
         shards.row(vec![
             format!("\"{}\"", s.begin),
@@ -151,6 +171,11 @@ pub fn render(r: &Report) -> String {
                 "DEGRADED"
             }
             .into(),
+            if s.moving_to.is_empty() {
+                "-".into()
+            } else {
+                s.moving_to.join(",")
+            },
         ]);
     }
     out.push_str(&format!(

@@ -446,3 +446,32 @@ fn the_coordinator_section_is_the_generations_and_the_others_stand_by() {
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["coordinator"]["id"], "co");
 }
+
+#[test]
+fn a_shard_being_moved_shows_its_next_team_and_servers_count_their_shards() {
+    let mut st = state(true);
+    if let Some(map) = st.shard_map.as_mut() {
+        map.shards[0].moving_to = vec!["s1".into(), "s2".into()];
+    }
+    let r = build("127.0.0.1:4500", st, Some(1000), 40_000);
+    assert_eq!(r.shards[0].moving_to, ["s1", "s2"]);
+    let counts: Vec<(u32, u32)> = r
+        .storage_servers
+        .iter()
+        .map(|s| (s.shards, s.incoming_shards))
+        .collect();
+    // Every server is a replica of two shards; s2 also takes the first one over.
+    assert_eq!(counts, [(2, 0), (2, 0), (2, 1)]);
+    let text = render(&r);
+    assert!(
+        text.contains("Data distribution: 1 shard(s) moving"),
+        "{text}"
+    );
+    assert!(
+        text.contains("MOVING TO") && text.contains("s1,s2"),
+        "{text}"
+    );
+    assert!(text.contains("2 (+1 incoming)"), "{text}");
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["shards"][0]["moving_to"][1], "s2");
+}
