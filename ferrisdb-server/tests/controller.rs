@@ -95,6 +95,7 @@ async fn heartbeat_reporting(
             durable_version: 9,
             data_bytes: 1234,
             ready_ranges: vec![],
+            shard_sizes: vec![],
         })),
         unhealthy_reason: unhealthy_reason.into(),
     };

@@ -37,6 +37,19 @@ fn value(i: u64, round: u64) -> Vec<u8> {
     v
 }
 
+/// `len` incompressible bytes (so the shard sizes on disk match the bytes written).
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// Writes keys until `stop`, each a fresh key or a rewrite of an earlier one; records every
 /// acknowledged write in `model`.
 async fn writer(
@@ -270,4 +283,73 @@ async fn storage_servers_that_join_receive_shards_while_writes_go_on() {
         assert!(Instant::now() < deadline, "no move seen within 60 s");
     }
     println!("{reads_during_moves} range reads while shards moved matched the model");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_with_one_prefix_are_split_into_many_shards_spread_over_every_server() {
+    let cluster = TestCluster::start_with_controller_args(
+        3,
+        2,
+        &[
+            "--storage-failure-timeout-ms",
+            FAILURE_TIMEOUT_MS,
+            "--max-shard-bytes",
+            "131072",
+        ],
+    )
+    .await;
+    let db = db(&cluster);
+    // 3 MB under one prefix: every key lands in the same bootstrap shard.
+    let mut model = BTreeMap::new();
+    for chunk in 0..60u64 {
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..50)
+            .map(|j| {
+                let i = chunk * 50 + j;
+                (format!("user/{i:08}").into_bytes(), noise(i, 1024))
+            })
+            .collect();
+        let batch = pairs.clone();
+        db.run(move |tx| {
+            let batch = batch.clone();
+            async move {
+                for (k, v) in &batch {
+                    tx.set(k, v)?;
+                }
+                Ok(())
+            }
+        })
+        .await
+        .expect("write");
+        model.extend(pairs);
+    }
+    let started = Instant::now();
+    let map = wait_for_map(&cluster, "splitting", Duration::from_secs(90), |map| {
+        let prefix: Vec<_> = map
+            .shards
+            .iter()
+            .filter(|s| {
+                let r = s.range.as_ref().expect("range");
+                r.end.is_empty() || r.end.as_ref() > &b"user/"[..]
+            })
+            .filter(|s| {
+                let r = s.range.as_ref().expect("range");
+                r.begin.as_ref() < &b"user0"[..]
+            })
+            .collect();
+        let mut held: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &map.shards {
+            for id in &s.storage_ids {
+                *held.entry(id.as_str()).or_default() += 1;
+            }
+        }
+        let (min, max) = (held.values().min(), held.values().max());
+        prefix.len() >= 12 && held.len() == 3 && min.zip(max).is_some_and(|(a, b)| b - a <= 1)
+    })
+    .await;
+    println!(
+        "3 MB under one prefix: {} shards, balanced over 3 servers {:.1} s after the writes",
+        map.shards.len(),
+        started.elapsed().as_secs_f64()
+    );
+    check(&db, &model).await;
 }

@@ -3,7 +3,8 @@
 //! workloads at once while a nemesis SIGKILLs and restarts processes (the controller leader
 //! and followers among them), wipes controller replicas and SIGSTOPs processes for short
 //! pauses, wipes storage servers (the controller re-replicates their shards and balances
-//! shards onto the servers that return under new ids); then every fault is healed, every
+//! shards onto the servers that return under new ids; shards are split past 64 KiB, so splits
+//! and the moves that balance them run throughout); then every fault is healed, every
 //! shard must come back to two live replicas, final reads are taken and the checkers of
 //! `ferrisdb-check` must find nothing:
 //!
@@ -46,6 +47,9 @@ const TRANSFER_CLIENTS: u64 = 2;
 const DURABILITY_WRITERS: u64 = 2;
 /// The controller re-replicates a storage server's shards after this much silence.
 const STORAGE_FAILURE_TIMEOUT_MS: &str = "3000";
+/// Shards past this many bytes are split: small, so the workloads' data is split (and the
+/// halves balanced) while the faults run.
+const MAX_SHARD_BYTES: &str = "65536";
 
 /// Operations by outcome.
 #[derive(Debug, Clone, Copy, Default)]
@@ -96,7 +100,12 @@ async fn workloads_stay_consistent_and_durable_under_process_faults() {
         3,
         3,
         2,
-        &["--storage-failure-timeout-ms", STORAGE_FAILURE_TIMEOUT_MS],
+        &[
+            "--storage-failure-timeout-ms",
+            STORAGE_FAILURE_TIMEOUT_MS,
+            "--max-shard-bytes",
+            MAX_SHARD_BYTES,
+        ],
     )
     .await;
     // A standby: recoveries need not wait for a lost or cut-off coordinator to come back.
@@ -166,14 +175,17 @@ async fn workloads_stay_consistent_and_durable_under_process_faults() {
         .await
         .expect("cluster state after the faults");
     let final_map = final_state.shard_map.clone().expect("a shard map");
+    let mut per_server: std::collections::BTreeMap<&str, usize> = Default::default();
+    for s in &final_map.shards {
+        for id in &s.storage_ids {
+            *per_server.entry(id.as_str()).or_default() += 1;
+        }
+    }
     eprintln!(
-        "faults: shard map version {} after the faults: {:?}",
+        "faults: shard map version {} after the faults: {} shards, replicas per server {:?}",
         final_map.version,
-        final_map
-            .shards
-            .iter()
-            .map(|s| s.storage_ids.join(","))
-            .collect::<Vec<_>>()
+        final_map.shards.len(),
+        per_server.values().collect::<Vec<_>>()
     );
     assert_eq!(
         final_state.controllers.len(),

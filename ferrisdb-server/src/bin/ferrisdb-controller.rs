@@ -71,6 +71,10 @@ struct Args {
     /// other storage servers.
     #[arg(long, default_value_t = 30_000)]
     storage_failure_timeout_ms: u64,
+    /// Shards larger than this many bytes are split (0: a limit that grows with the database,
+    /// 4 × (200 kB + 45 × √(database bytes)), at most 500 MB).
+    #[arg(long, default_value_t = 0)]
+    max_shard_bytes: u64,
     /// Async worker threads (default: one per CPU core; `ferrisdb cluster up` passes fewer,
     /// since all of a local cluster's processes share one host).
     #[arg(long)]
@@ -110,6 +114,7 @@ async fn serve(args: Args) -> ExitCode {
         missed_heartbeats: args.missed_heartbeats,
         max_connections: args.max_connections.map(|n| n.get()),
         storage_failure_timeout: Duration::from_millis(args.storage_failure_timeout_ms),
+        max_shard_bytes: (args.max_shard_bytes > 0).then_some(args.max_shard_bytes),
     };
     match controller::serve(config, ferrisdb_server::grpc::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -60,6 +60,7 @@ pub struct Controller {
     heartbeat_interval: Duration,
     liveness: Liveness,
     storage_failure_timeout: Duration,
+    max_shard_bytes: Option<u64>,
 }
 
 impl Controller {
@@ -116,12 +117,18 @@ impl Controller {
             heartbeat_interval: config.heartbeat_interval,
             liveness: config.liveness(),
             storage_failure_timeout: config.storage_failure_timeout,
+            max_shard_bytes: config.max_shard_bytes,
         })
     }
 
     /// How long a storage server may be silent before its shards are re-replicated.
     pub fn storage_failure_timeout(&self) -> Duration {
         self.storage_failure_timeout
+    }
+
+    /// The shard size limit (`None`: automatic).
+    pub fn max_shard_bytes(&self) -> Option<u64> {
+        self.max_shard_bytes
     }
 
     /// This replica's place in the group.
@@ -372,6 +379,7 @@ mod tests {
             missed_heartbeats: 3,
             max_connections: None,
             storage_failure_timeout: Duration::from_secs(30),
+            max_shard_bytes: None,
         }
     }
 

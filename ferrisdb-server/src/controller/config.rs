@@ -47,6 +47,9 @@ pub struct ControllerConfig {
     /// How long a storage server may stay silent before the data distributor re-replicates
     /// its shards elsewhere.
     pub storage_failure_timeout: Duration,
+    /// Shards larger than this are split (`None`: a limit that grows with the database, see
+    /// `distributor::max_shard_bytes`).
+    pub max_shard_bytes: Option<u64>,
 }
 
 impl ControllerConfig {
@@ -137,6 +140,7 @@ mod tests {
             peer_source_ip: None,
             storage_servers: 3,
             storage_failure_timeout: Duration::from_secs(30),
+            max_shard_bytes: None,
             replication: 2,
             log_replication: 2,
             heartbeat_interval: Duration::from_millis(500),

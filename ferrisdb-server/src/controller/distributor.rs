@@ -17,11 +17,15 @@
 //!    `--storage-failure-timeout-ms`, 30 s by default) or fewer replicas than the replication
 //!    factor: the new team keeps the live replicas and adds the live servers holding the
 //!    fewest shards;
-//! 4. **balance**, when nothing else is under way: one shard moves from the server holding the
+//! 4. **split** shards larger than the size limit at the middle key a replica reports
+//!    (`storage/sizes.rs`): the two halves keep the team, so a split moves no data. The limit
+//!    is `--max-shard-bytes`, or by default grows with the database as FoundationDB's does:
+//!    4 × (200 kB + 45 × √(database bytes)), at most 500 MB ([`max_shard_bytes`]);
+//! 5. **balance**, when nothing else is under way: one shard moves from the server holding the
 //!    most to the one holding the fewest while they differ by more than one.
 //!
-//! At most [`MAX_MOVES`] moves run at once. Splitting shards by size and balancing by bytes
-//! are not built yet: the map keeps the shards it was bootstrapped with.
+//! At most [`MAX_MOVES`] moves run at once. Merging small neighbours and balancing by bytes or
+//! write rate are not built yet.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,7 +34,7 @@ use std::time::{Duration, Instant};
 use ferrisdb_core::{KeyRange, Shard, ShardMap};
 
 use super::cluster::Controller;
-use super::membership::RoleStatus;
+use super::membership::{RoleStatus, ShardSize};
 use super::metadata::shard_records;
 use super::raft::Command;
 use super::state::ClusterState;
@@ -39,6 +43,17 @@ use super::state::ClusterState;
 pub const DISTRIBUTE_EVERY: Duration = Duration::from_millis(250);
 /// Most shards moving at once.
 pub const MAX_MOVES: usize = 4;
+/// Most shards split in one round.
+pub const MAX_SPLITS: usize = 16;
+/// The size limit never grows past this.
+pub const MAX_SHARD_BYTES_CAP: u64 = 500_000_000;
+
+/// The automatic size limit of a shard in a database of `database_bytes`:
+/// 4 × (200 kB + 45 × √bytes), at most [`MAX_SHARD_BYTES_CAP`].
+pub fn max_shard_bytes(database_bytes: u64) -> u64 {
+    let grown = 200_000.0 + 45.0 * (database_bytes as f64).sqrt();
+    ((4.0 * grown) as u64).min(MAX_SHARD_BYTES_CAP)
+}
 
 /// What the distributor knows of one storage server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +66,8 @@ pub struct ServerState {
     pub failed: bool,
     /// Ranges it is taking over and holds durably.
     pub ready: Vec<KeyRange>,
+    /// The sizes it reports of the shards it holds.
+    pub sizes: Vec<ShardSize>,
 }
 
 /// The storage servers as the leader sees them at `now`.
@@ -68,15 +85,21 @@ pub fn servers(state: &ClusterState, now: Instant, failure_timeout: Duration) ->
                 Some(RoleStatus::Storage(s)) => s.ready_ranges.clone(),
                 _ => Vec::new(),
             },
+            sizes: match &w.status {
+                Some(RoleStatus::Storage(s)) => s.shard_sizes.clone(),
+                _ => Vec::new(),
+            },
         })
         .collect()
 }
 
-/// The next shard map's shards and why, or `None` if the map is as it should be.
+/// The next shard map's shards and why, or `None` if the map is as it should be. Shards are
+/// split past `shard_limit` bytes (`None`: the automatic limit, [`max_shard_bytes`]).
 pub fn plan(
     map: &ShardMap,
     servers: &[ServerState],
     replication: usize,
+    shard_limit: Option<u64>,
 ) -> Option<(Vec<Shard>, Vec<String>)> {
     if !map.is_bootstrapped() {
         return None;
@@ -175,7 +198,52 @@ pub fn plan(
         shards[i].moving_to = team;
         moving += 1;
     }
-    // 4. Balance the shard count when nothing else moves.
+    // 4. Split shards past the size limit (the two halves keep the team).
+    let sizes = shard_sizes(&shards, servers);
+    let database: u64 = sizes
+        .iter()
+        .map(|s| s.as_ref().map_or(0, |z| z.bytes))
+        .sum();
+    let limit = shard_limit.unwrap_or_else(|| max_shard_bytes(database));
+    let mut split = Vec::new();
+    for (i, size) in sizes.iter().enumerate() {
+        if split.len() >= MAX_SPLITS {
+            break;
+        }
+        let Some(size) = size.as_ref().filter(|z| z.bytes > limit) else {
+            continue;
+        };
+        let shard = &shards[i];
+        let Some(middle) = size
+            .middle_key
+            .clone()
+            .filter(|k| shard.range.contains(k) && *k != shard.range.begin)
+        else {
+            continue;
+        };
+        if shard.is_moving() {
+            continue;
+        }
+        why.push(format!(
+            "{} holds about {} bytes (limit {limit}): split at {:?}",
+            describe(&shard.range),
+            size.bytes,
+            ferrisdb_core::keys::escape(&middle)
+        ));
+        split.push((i, middle));
+    }
+    for (i, middle) in split.into_iter().rev() {
+        let upper = Shard::new(
+            KeyRange {
+                begin: middle.clone(),
+                end: shards[i].range.end.clone(),
+            },
+            shards[i].storage_ids.clone(),
+        );
+        shards[i].range.end = middle;
+        shards.insert(i + 1, upper);
+    }
+    // 5. Balance the shard count when nothing else moves.
     if moving == 0
         && why.is_empty()
         && let Some((i, team)) = balancing_move(&shards, servers)
@@ -189,6 +257,22 @@ pub fn plan(
         shards[i].moving_to = team;
     }
     (!why.is_empty()).then_some((shards, why))
+}
+
+/// Each shard's size as its healthy replicas report it (the largest report), if any does.
+fn shard_sizes(shards: &[Shard], servers: &[ServerState]) -> Vec<Option<ShardSize>> {
+    shards
+        .iter()
+        .map(|shard| {
+            servers
+                .iter()
+                .filter(|s| s.healthy && shard.storage_ids.contains(&s.id))
+                .flat_map(|s| s.sizes.iter())
+                .filter(|z| z.range == shard.range)
+                .max_by_key(|z| z.bytes)
+                .cloned()
+        })
+        .collect()
 }
 
 /// Shards each server holds or is taking over.
@@ -267,6 +351,7 @@ pub async fn run(controller: Arc<Controller>) {
     let mut tick = tokio::time::interval(DISTRIBUTE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let failure_timeout = controller.storage_failure_timeout();
+    let shard_limit = controller.max_shard_bytes();
     loop {
         tick.tick().await;
         if !controller.group().believes_it_leads() {
@@ -275,8 +360,13 @@ pub async fn run(controller: Arc<Controller>) {
         let decided = controller
             .view(|state, now| {
                 let servers = servers(state, now, failure_timeout);
-                plan(&state.shard_map, &servers, state.replication as usize)
-                    .map(|(shards, why)| (state.shard_map.version, shards, why))
+                plan(
+                    &state.shard_map,
+                    &servers,
+                    state.replication as usize,
+                    shard_limit,
+                )
+                .map(|(shards, why)| (state.shard_map.version, shards, why))
             })
             .await;
         let Ok(Some((based_on, shards, why))) = decided else {

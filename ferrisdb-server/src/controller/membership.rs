@@ -55,6 +55,19 @@ pub struct StorageStatus {
     pub data_bytes: u64,
     /// Ranges it is taking over that it holds durably (ready to be handed over).
     pub ready_ranges: Vec<ferrisdb_core::KeyRange>,
+    /// The approximate size of each shard it is a replica of.
+    pub shard_sizes: Vec<ShardSize>,
+}
+
+/// The approximate size of one shard, as a replica reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardSize {
+    /// The shard's keys.
+    pub range: ferrisdb_core::KeyRange,
+    /// Approximate bytes held.
+    pub bytes: u64,
+    /// Where to split it (`None`: too small to offer a split point).
+    pub middle_key: Option<bytes::Bytes>,
 }
 
 /// What a storage server has reported durable to the coordinator.
@@ -430,6 +443,7 @@ mod tests {
         let status = RoleStatus::Storage(StorageStatus {
             data_bytes: 7,
             ready_ranges: Vec::new(),
+            shard_sizes: Vec::new(),
             ..Default::default()
         });
         let t1 = t0 + Duration::from_millis(250);

@@ -70,6 +70,19 @@ fn role_status_from_proto(status: Option<v1::worker_status::Status>) -> Option<R
                 .into_iter()
                 .filter_map(|r| ferrisdb_core::KeyRange::try_from(r).ok())
                 .collect(),
+            // Likewise a malformed size: it only delays a split.
+            shard_sizes: s
+                .shard_sizes
+                .into_iter()
+                .filter_map(|z| {
+                    let range = ferrisdb_core::KeyRange::try_from(z.range?).ok()?;
+                    Some(super::membership::ShardSize {
+                        range,
+                        bytes: z.bytes,
+                        middle_key: (!z.middle_key.is_empty()).then_some(z.middle_key),
+                    })
+                })
+                .collect(),
         })),
         Status::Coordinator(c) => Some(RoleStatus::Coordinator(CoordinatorStatus {
             committed_version: Version(c.committed_version),
@@ -121,6 +134,15 @@ pub fn status_to_proto(status: &RoleStatus, problem: Option<&str>) -> v1::Worker
             durable_version: s.durable_version.get(),
             data_bytes: s.data_bytes,
             ready_ranges: s.ready_ranges.iter().map(v1::KeyRange::from).collect(),
+            shard_sizes: s
+                .shard_sizes
+                .iter()
+                .map(|z| v1::ShardSize {
+                    range: Some(v1::KeyRange::from(&z.range)),
+                    bytes: z.bytes,
+                    middle_key: z.middle_key.clone().unwrap_or_default(),
+                })
+                .collect(),
         }),
         RoleStatus::Coordinator(c) => Status::Coordinator(v1::CoordinatorStatus {
             committed_version: c.committed_version.get(),
@@ -289,6 +311,11 @@ mod tests {
                 durable_version: Version(4),
                 data_bytes: 9,
                 ready_ranges: vec![ferrisdb_core::KeyRange::new("a", "b").unwrap()],
+                shard_sizes: vec![super::super::membership::ShardSize {
+                    range: ferrisdb_core::KeyRange::new("a", "c").unwrap(),
+                    bytes: 4096,
+                    middle_key: Some(bytes::Bytes::from_static(b"b")),
+                }],
             }),
             RoleStatus::Coordinator(CoordinatorStatus {
                 committed_version: Version(7),

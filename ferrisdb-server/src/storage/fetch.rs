@@ -32,7 +32,9 @@ pub async fn run(
 ) {
     let mut version = fetch.start;
     let mut backoff = Duration::from_millis(100);
-    while handoff.wants_snapshot(fetch.ticket) {
+    while let Some(start) = handoff.wants_snapshot(fetch.ticket) {
+        // A restarted take-over buffers only after its new start.
+        version = version.max(start);
         let replicas = sources(&view.borrow(), &fetch.range);
         for (id, address) in replicas {
             let started = std::time::Instant::now();

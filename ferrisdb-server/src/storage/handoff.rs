@@ -249,6 +249,28 @@ impl Handoff {
         }
     }
 
+    /// True if no take-over is installed yet: all of them may start again from a newer
+    /// version ([`Handoff::restart`]).
+    pub fn can_restart(&self) -> bool {
+        self.state
+            .lock()
+            .incoming
+            .iter()
+            .all(|e| e.installed_at.is_none())
+    }
+
+    /// Starts every take-over (none installed) again after `start`: buffers and snapshots
+    /// are dropped, and their fetches fetch at `start` or later.
+    pub fn restart(&self, start: u64) {
+        for e in self.state.lock().incoming.iter_mut() {
+            if e.installed_at.is_none() {
+                e.start = start;
+                e.buffer.clear();
+                e.snapshot = None;
+            }
+        }
+    }
+
     /// True while any range is being taken over (installed or not).
     pub fn taking_over(&self) -> bool {
         !self.state.lock().incoming.is_empty()
@@ -305,13 +327,15 @@ impl Handoff {
         Ok(())
     }
 
-    /// Whether take-over `ticket` still waits for its snapshot.
-    pub fn wants_snapshot(&self, ticket: u64) -> bool {
+    /// If take-over `ticket` still waits for its snapshot: the oldest version it may be
+    /// read at (its start, which [`Handoff::restart`] may have moved).
+    pub fn wants_snapshot(&self, ticket: u64) -> Option<u64> {
         self.state
             .lock()
             .incoming
             .iter()
-            .any(|e| e.ticket == ticket && e.snapshot.is_none() && e.installed_at.is_none())
+            .find(|e| e.ticket == ticket && e.snapshot.is_none() && e.installed_at.is_none())
+            .map(|e| e.start)
     }
 
     /// True if [`Handoff::pending`] at `version` would have something to write.

@@ -14,5 +14,6 @@ pub mod progress;
 pub mod puller;
 pub mod server;
 pub mod service;
+pub mod sizes;
 
 pub use server::{StorageConfig, serve};

@@ -172,6 +172,24 @@ async fn pull(
         match result {
             Ok(()) => backoff = Duration::from_millis(20),
             Err(PullError::Engine(e)) => return e,
+            Err(PullError::Retry(Error::TransactionTooOld { .. }))
+                if replica_of_nothing(&view, &worker_id) && handoff.can_restart() =>
+            {
+                // Only ranges being taken over, none installed: nothing here needs the
+                // versions the log dropped. Move to the log's committed version and take
+                // them over from there.
+                match committed_version(&log).await {
+                    Ok(committed) => {
+                        progress.advance(committed);
+                        handoff.restart(progress.applied());
+                    }
+                    Err(e) => {
+                        tracing::debug!(log = %log, "asking a log server its committed version: {e}");
+                        attempt += 1;
+                        tokio::time::sleep(backoff).await;
+                    }
+                }
+            }
             Err(PullError::Retry(e @ Error::TransactionTooOld { .. })) => {
                 too_old += 1;
                 attempt += 1;
@@ -204,6 +222,11 @@ async fn pull(
             }
         }
     }
+}
+
+/// Whether the map makes `worker_id` a replica of no shard.
+fn replica_of_nothing(view: &watch::Receiver<ClusterView>, worker_id: &str) -> bool {
+    view.borrow().shard_map.ranges_of(worker_id).is_empty()
 }
 
 /// The newest version the log server at `address` knows committed.

@@ -28,6 +28,7 @@ use tonic::service::RoutesBuilder;
 use super::handoff::Handoff;
 use super::progress::Progress;
 use super::service::StorageService;
+use super::sizes::ShardSizes;
 use crate::grpc;
 use crate::health::{self, RoleHealth};
 use crate::worker::{ControllerSession, StatusSource, load_or_create_worker_id};
@@ -62,6 +63,7 @@ struct EngineStatus {
     engine: Arc<Engine>,
     progress: Arc<Progress>,
     handoff: Arc<Handoff>,
+    sizes: Arc<ShardSizes>,
 }
 
 impl StatusSource for EngineStatus {
@@ -76,6 +78,7 @@ impl StatusSource for EngineStatus {
                 ready_ranges: (self.handoff.ready(self.progress.persisted()).iter())
                     .map(v1::KeyRange::from)
                     .collect(),
+                shard_sizes: self.sizes.latest(),
             })),
         }
     }
@@ -110,10 +113,12 @@ pub async fn serve(
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
     let handoff = Arc::new(Handoff::open(&config.data_dir)?);
+    let sizes = Arc::new(ShardSizes::default());
     let status = Arc::new(EngineStatus {
         engine: engine.clone(),
         progress: progress.clone(),
         handoff: handoff.clone(),
+        sizes: sizes.clone(),
     });
     let health = RoleHealth::new();
     let session = ControllerSession::start(
@@ -164,6 +169,12 @@ pub async fn serve(
             true
         }
     });
+    let sizer = tokio::spawn(super::sizes::run(
+        worker_id.clone(),
+        engine.clone(),
+        session.view(),
+        sizes,
+    ));
     let gc = tokio::spawn({
         let engine = engine.clone();
         let progress = progress.clone();
@@ -202,6 +213,7 @@ pub async fn serve(
     let result = grpc::serve_until(routes, listener, limit, stop).await;
     puller.abort();
     gc.abort();
+    sizer.abort();
     health_driver.abort();
     drop(session);
     let exiting_to_recover = matches!(puller.await, Ok(true));

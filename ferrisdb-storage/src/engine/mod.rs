@@ -17,6 +17,7 @@ mod read;
 mod recovery;
 mod scan;
 mod scan_output;
+mod size;
 mod state;
 mod write;
 
@@ -36,6 +37,7 @@ pub use crate::wal::SyncPolicy;
 pub use batch::WriteBatch;
 pub use options::{EngineOptions, EngineStats, LevelStats, ScanOptions};
 pub use scan::ScanIterator;
+pub use size::RangeSize;
 
 use crate::dir_lock::DirLock;
 use crate::manifest::Manifest;

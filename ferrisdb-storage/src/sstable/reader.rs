@@ -186,6 +186,28 @@ impl Table {
         Ok(None)
     }
 
+    /// The data blocks that may hold keys of `[begin, end)` (an empty `end`: unbounded), each
+    /// as its last user key and its size on disk, from the index alone (no data block is
+    /// read). The blocks at the range's edges are counted whole.
+    pub fn block_sizes(&self, begin: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, u64)>> {
+        let mut index = BlockIter::new(self.index.clone());
+        index
+            .seek(begin, u64::MAX)
+            .map_err(|e| self.index_error(e))?;
+        let mut out = Vec::new();
+        while index.valid() {
+            let handle = self.handle_at(&index)?;
+            let last = index.key().to_vec();
+            let past_end = !end.is_empty() && last.as_slice() >= end;
+            out.push((last, handle.size));
+            if past_end {
+                break;
+            }
+            index.next().map_err(|e| self.index_error(e))?;
+        }
+        Ok(out)
+    }
+
     /// False only if `key` is certainly absent: outside the key range or rejected by the
     /// bloom filter.
     pub fn may_contain(&self, key: &[u8]) -> bool {

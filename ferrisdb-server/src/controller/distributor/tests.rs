@@ -10,6 +10,7 @@ fn live(id: &str) -> ServerState {
         healthy: true,
         failed: false,
         ready: Vec::new(),
+        sizes: Vec::new(),
     }
 }
 
@@ -19,6 +20,7 @@ fn dead(id: &str) -> ServerState {
         healthy: false,
         failed: true,
         ready: Vec::new(),
+        sizes: Vec::new(),
     }
 }
 
@@ -33,15 +35,15 @@ fn held(shards: &[Shard], id: &str) -> usize {
 fn a_balanced_healthy_cluster_is_left_alone() {
     let map = ShardMap::bootstrap(&ids(3), 2, 1).unwrap();
     let servers: Vec<_> = ids(3).iter().map(|i| live(i)).collect();
-    assert_eq!(plan(&map, &servers, 2), None);
-    assert_eq!(plan(&ShardMap::default(), &servers, 2), None);
+    assert_eq!(plan(&map, &servers, 2, None), None);
+    assert_eq!(plan(&ShardMap::default(), &servers, 2, None), None);
 }
 
 #[test]
 fn a_failed_server_is_replaced_on_each_of_its_shards_then_handed_over() {
     let map = ShardMap::bootstrap(&ids(3), 2, 1).unwrap();
     let mut servers = vec![live("ss-0"), dead("ss-1"), live("ss-2"), live("ss-3")];
-    let (shards, why) = plan(&map, &servers, 2).unwrap();
+    let (shards, why) = plan(&map, &servers, 2, None).unwrap();
     // ss-1 held shards 0 and 1: each moves to a team without it.
     let moving: Vec<&Shard> = shards.iter().filter(|s| s.is_moving()).collect();
     assert_eq!(moving.len(), 2, "{why:?}");
@@ -66,14 +68,14 @@ fn a_failed_server_is_replaced_on_each_of_its_shards_then_handed_over() {
         version: 2,
         shards: shards.clone(),
     };
-    assert_eq!(plan(&map2, &servers, 2), None);
+    assert_eq!(plan(&map2, &servers, 2, None), None);
     for s in &moving {
         for id in s.incoming() {
             let server = servers.iter_mut().find(|x| x.id == *id).unwrap();
             server.ready.push(s.range.clone());
         }
     }
-    let (done, why) = plan(&map2, &servers, 2).unwrap();
+    let (done, why) = plan(&map2, &servers, 2, None).unwrap();
     assert!(why.iter().all(|w| w.contains("handed over")), "{why:?}");
     assert!(done.iter().all(|s| !s.is_moving()));
     assert_eq!(held(&done, "ss-1"), 0);
@@ -91,7 +93,7 @@ fn a_failed_incoming_server_is_replaced_in_the_move() {
         dead("ss-3"),
         live("ss-4"),
     ];
-    let (shards, why) = plan(&map, &servers, 2).unwrap();
+    let (shards, why) = plan(&map, &servers, 2, None).unwrap();
     assert_eq!(shards[0].moving_to, vec!["ss-0", "ss-4"], "{why:?}");
 }
 
@@ -100,7 +102,7 @@ fn a_new_server_receives_shards_until_counts_are_within_one() {
     let mut map = ShardMap::bootstrap(&ids(3), 2, 1).unwrap();
     let mut servers: Vec<_> = ids(4).iter().map(|i| live(i)).collect();
     for round in 0..10 {
-        let Some((shards, _)) = plan(&map, &servers, 2) else {
+        let Some((shards, _)) = plan(&map, &servers, 2, None) else {
             break;
         };
         // Every incoming server gets ready at once.
@@ -126,7 +128,7 @@ fn a_new_server_receives_shards_until_counts_are_within_one() {
 fn a_shard_whose_every_replica_failed_is_left_for_them_to_come_back() {
     let map = ShardMap::bootstrap(&ids(2), 1, 1).unwrap();
     let servers = vec![dead("ss-0"), live("ss-1"), live("ss-2")];
-    let (shards, _) = plan(&map, &servers, 1).unwrap_or((map.shards.clone(), vec![]));
+    let (shards, _) = plan(&map, &servers, 1, None).unwrap_or((map.shards.clone(), vec![]));
     assert_eq!(shards[0].storage_ids, vec!["ss-0"]);
     assert!(!shards[0].is_moving());
 }
@@ -135,10 +137,10 @@ fn a_shard_whose_every_replica_failed_is_left_for_them_to_come_back() {
 fn with_no_spare_a_failed_replica_is_dropped_from_the_map() {
     let map = ShardMap::bootstrap(&ids(2), 2, 1).unwrap();
     let mut servers = vec![live("ss-0"), dead("ss-1")];
-    let (shards, _) = plan(&map, &servers, 2).unwrap();
+    let (shards, _) = plan(&map, &servers, 2, None).unwrap();
     assert!(shards.iter().all(|s| s.moving_to == vec!["ss-0"]));
     let map = ShardMap { version: 2, shards };
-    let (shards, _) = plan(&map, &servers, 2).unwrap();
+    let (shards, _) = plan(&map, &servers, 2, None).unwrap();
     assert!(
         shards
             .iter()
@@ -147,7 +149,7 @@ fn with_no_spare_a_failed_replica_is_dropped_from_the_map() {
     // A server that joins later brings them back to two replicas.
     servers.push(live("ss-2"));
     let map = ShardMap { version: 3, shards };
-    let (shards, _) = plan(&map, &servers, 2).unwrap();
+    let (shards, _) = plan(&map, &servers, 2, None).unwrap();
     assert!(shards.iter().all(|s| s.moving_to == vec!["ss-0", "ss-2"]));
 }
 
@@ -160,6 +162,62 @@ fn at_most_max_moves_run_at_once() {
         servers[i] = dead(&format!("ss-{i}"));
     }
     servers.push(live("ss-12"));
-    let (shards, _) = plan(&map, &servers, 2).unwrap();
+    let (shards, _) = plan(&map, &servers, 2, None).unwrap();
     assert_eq!(shards.iter().filter(|s| s.is_moving()).count(), MAX_MOVES);
+}
+
+fn sized(id: &str, range: &KeyRange, bytes: u64, middle: &str) -> ServerState {
+    let mut s = live(id);
+    s.sizes.push(ShardSize {
+        range: range.clone(),
+        bytes,
+        middle_key: Some(bytes::Bytes::copy_from_slice(middle.as_bytes())),
+    });
+    s
+}
+
+#[test]
+fn the_automatic_size_limit_grows_with_the_square_root_of_the_database() {
+    assert_eq!(max_shard_bytes(0), 800_000);
+    // 100 MB: 4 × (200 kB + 45 × 10,000) = 2.6 MB, so dozens of shards.
+    assert_eq!(max_shard_bytes(100_000_000), 2_600_000);
+    assert_eq!(max_shard_bytes(u64::MAX), MAX_SHARD_BYTES_CAP);
+}
+
+#[test]
+fn a_shard_past_the_limit_splits_at_its_middle_key_and_keeps_its_team() {
+    let map = ShardMap::bootstrap(&ids(3), 2, 1).unwrap();
+    let first = map.shards[0].range.clone();
+    let mut servers: Vec<_> = ids(3).iter().map(|i| live(i)).collect();
+    servers[0] = sized("ss-0", &first, 5_000, "M");
+    // Under the limit: nothing to do.
+    assert_eq!(plan(&map, &servers, 2, Some(10_000)), None);
+    let (shards, why) = plan(&map, &servers, 2, Some(4_000)).unwrap();
+    assert_eq!(shards.len(), 4, "{why:?}");
+    assert_eq!(&shards[0].range.end[..], b"M");
+    assert_eq!(&shards[1].range.begin[..], b"M");
+    assert_eq!(shards[1].range.end, first.end);
+    assert_eq!(shards[0].storage_ids, shards[1].storage_ids);
+    assert!(shards.iter().all(|s| !s.is_moving()));
+    ShardMap { version: 2, shards }.validate().unwrap();
+    // A middle key outside the shard, or at its first key, is no split point.
+    servers[0] = sized("ss-0", &first, 5_000, "");
+    assert_eq!(plan(&map, &servers, 2, Some(4_000)), None);
+    // Reports from a server that is not a replica are ignored.
+    servers[0] = live("ss-0");
+    servers[2] = sized("ss-2", &first, 5_000, "M");
+    assert_eq!(plan(&map, &servers, 2, Some(4_000)), None);
+}
+
+#[test]
+fn a_moving_shard_is_not_split() {
+    let mut map = ShardMap::bootstrap(&ids(3), 2, 1).unwrap();
+    map.shards[0].moving_to = vec!["ss-0".into(), "ss-2".into()];
+    let first = map.shards[0].range.clone();
+    let servers = vec![
+        sized("ss-0", &first, 5_000, "M"),
+        live("ss-1"),
+        live("ss-2"),
+    ];
+    assert_eq!(plan(&map, &servers, 2, Some(4_000)), None);
 }

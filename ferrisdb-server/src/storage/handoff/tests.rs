@@ -127,7 +127,7 @@ fn an_install_folds_the_buffer_into_the_snapshot_in_one_batch() {
         },
     )
     .unwrap();
-    assert!(!h.wants_snapshot(fetch.ticket));
+    assert_eq!(h.wants_snapshot(fetch.ticket), None);
     assert!(h.owes_work(15));
     let pending = h.pending(15).unwrap();
     engine.apply_unsynced(15, &pending.batch).unwrap();
@@ -208,7 +208,7 @@ fn an_abandoned_take_over_drops_its_fetch() {
         .fetches
         .remove(0);
     h.plan(&[range("", "m")], &[], 12);
-    assert!(!h.wants_snapshot(fetch.ticket));
+    assert_eq!(h.wants_snapshot(fetch.ticket), None);
     h.set_snapshot(fetch.ticket, Snapshot::default()).unwrap();
     assert!(!h.buffering());
     // Taken over again later: a new fetch, starting afresh.
@@ -229,4 +229,35 @@ fn a_damaged_installed_ranges_file_is_reported() {
     std::fs::write(dir.path().join(INSTALLED_FILE), b"{not json").unwrap();
     let err = Handoff::open(dir.path()).unwrap_err();
     assert!(err.to_string().contains(INSTALLED_FILE), "{err}");
+}
+
+#[test]
+fn take_overs_not_installed_restart_from_a_newer_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Handoff::open(dir.path()).unwrap();
+    let fetch = h.plan(&[], &[range("m", "")], 10).fetches.remove(0);
+    assert_eq!(h.wants_snapshot(fetch.ticket), Some(10));
+    assert!(h.divert(11, vec![set("n", "1")]).is_empty());
+    assert!(h.can_restart());
+    h.restart(50);
+    assert_eq!(h.wants_snapshot(fetch.ticket), Some(50));
+    let stale = Snapshot {
+        version: 40,
+        pairs: vec![],
+    };
+    assert!(h.set_snapshot(fetch.ticket, stale).is_err());
+    h.set_snapshot(
+        fetch.ticket,
+        Snapshot {
+            version: 50,
+            pairs: vec![pair("m1", "x")],
+        },
+    )
+    .unwrap();
+    // The buffer from before the restart is gone: only the snapshot is installed (a clear
+    // and one put), beside the clear of [, m) left from before this process.
+    let pending = h.pending(51).unwrap();
+    assert_eq!(pending.batch.len(), 3);
+    h.written(pending, 51).unwrap();
+    assert!(!h.can_restart());
 }
