@@ -239,6 +239,13 @@ impl ClusterController for FakeController {
         Err(Status::unimplemented("fake"))
     }
 
+    async fn exclude_servers(
+        &self,
+        _: Request<v1::ExcludeServersRequest>,
+    ) -> Result<Response<v1::ExcludeServersResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     async fn get_cluster_state(
         &self,
         _: Request<v1::GetClusterStateRequest>,
@@ -334,6 +341,7 @@ async fn cluster(down: &[usize], stale_first: bool) -> Cluster {
         recovery_state: String::new(),
         recovery_reason: String::new(),
         last_recovery_ms: 0,
+        excluded: vec![],
     };
     let mut states = vec![state(&map)];
     if stale_first {

@@ -353,3 +353,76 @@ async fn keys_with_one_prefix_are_split_into_many_shards_spread_over_every_serve
     );
     check(&db, &model).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_excluded_server_drains_under_writes_and_can_then_be_turned_off() {
+    use ferrisdb_proto::v1::cluster_controller_client::ClusterControllerClient;
+    let mut cluster = TestCluster::start_with_controller_args(
+        4,
+        2,
+        &["--storage-failure-timeout-ms", FAILURE_TIMEOUT_MS],
+    )
+    .await;
+    let mut controller =
+        ClusterControllerClient::new(common::cluster::channel(cluster.controller.addr));
+    // An address no storage server registered at is refused.
+    let refused = controller
+        .exclude_servers(v1::ExcludeServersRequest {
+            addresses: vec!["127.0.0.1:1".into()],
+            include: false,
+        })
+        .await
+        .expect_err("unknown address");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+
+    let db = db(&cluster);
+    let model = Arc::new(Mutex::new(BTreeMap::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = tokio::spawn(writer(db.clone(), model.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let address = cluster.storage[1].addr.to_string();
+    let answer = controller
+        .exclude_servers(v1::ExcludeServersRequest {
+            addresses: vec![address.clone()],
+            include: false,
+        })
+        .await
+        .expect("exclude")
+        .into_inner();
+    assert_eq!(answer.servers.len(), 1);
+    assert!(
+        answer.servers[0].excluded && answer.servers[0].shards > 0,
+        "{answer:?}"
+    );
+    let id = answer.servers[0].worker_id.clone();
+    let started = Instant::now();
+    wait_for_map(&cluster, "draining", Duration::from_secs(60), |map| {
+        map.shards
+            .iter()
+            .all(|s| !s.storage_ids.contains(&id) && s.storage_ids.len() == 2)
+    })
+    .await;
+    println!(
+        "excluded server drained {:.1} s after the exclusion",
+        started.elapsed().as_secs_f64()
+    );
+    let state = cluster.state().await.expect("state");
+    assert_eq!(state.excluded, vec![id.clone()]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writing.await.expect("writer");
+    // Safe to turn off: nothing is lost without it.
+    cluster.storage[1].kill();
+    let model = model.lock().clone();
+    check(&db, &model).await;
+    // Included again (it still registered at its address), it may receive shards.
+    let back = controller
+        .exclude_servers(v1::ExcludeServersRequest {
+            addresses: vec![address],
+            include: true,
+        })
+        .await
+        .expect("include")
+        .into_inner();
+    assert!(!back.servers[0].excluded);
+    assert!(cluster.state().await.expect("state").excluded.is_empty());
+}

@@ -91,6 +91,12 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
             cli::controllers::run(&target, action).await
         }
         Command::Cluster {
+            action: ClusterAction::Exclude { addresses, wait },
+        } => cli::exclude::run(&target, addresses, false, wait).await,
+        Command::Cluster {
+            action: ClusterAction::Include { addresses },
+        } => cli::exclude::run(&target, addresses, true, false).await,
+        Command::Cluster {
             action: ClusterAction::Status(args),
         }
         | Command::Status(args) => status(&target, args).await,

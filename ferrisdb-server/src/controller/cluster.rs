@@ -92,6 +92,7 @@ impl Controller {
                 generation: Default::default(),
                 recovering_epoch: 0,
                 log_replication: config.log_replication,
+                excluded: Vec::new(),
             },
         };
         let group = ControllerGroup::open(
@@ -292,6 +293,25 @@ impl Controller {
         Ok(f(state, Instant::now()))
     }
 
+    /// Excludes the storage servers registered at `addresses` (or includes them again) and
+    /// says what each still holds. An address no storage server registered at is refused.
+    pub async fn exclude(
+        &self,
+        addresses: &[String],
+        exclude: bool,
+    ) -> Result<Vec<super::distributor::Exclusion>, Error> {
+        let ids = self
+            .view(|state, _| super::distributor::storage_ids_at(state, addresses))
+            .await??;
+        self.propose_checked(Command::SetExcluded {
+            ids: ids.clone(),
+            excluded: exclude,
+        })
+        .await?;
+        self.view(|state, _| super::distributor::exclusions(state, &ids))
+            .await
+    }
+
     /// Proposes `command` and fails with its refusal if the state refused it.
     pub async fn propose_checked(&self, command: Command) -> Result<(), Error> {
         let outcome = self.group.propose(command).await?;
@@ -478,6 +498,7 @@ mod tests {
             generation: Default::default(),
             recovering_epoch: 0,
             log_replication: 2,
+            excluded: vec![],
         };
         metadata::store(dir.path(), &meta).unwrap();
         let c = started(&config(dir.path())).await;

@@ -14,9 +14,10 @@
 //! 1. **hand over** moves whose incoming members are all ready;
 //! 2. **repair** moves whose incoming member failed (another server takes its place);
 //! 3. **heal** shards with a *failed* replica (silent longer than the failure timeout:
-//!    `--storage-failure-timeout-ms`, 30 s by default) or fewer replicas than the replication
-//!    factor: the new team keeps the live replicas and adds the live servers holding the
-//!    fewest shards;
+//!    `--storage-failure-timeout-ms`, 30 s by default), an *excluded* one (`ferrisdb cluster
+//!    exclude`: it is read from while its shards move away, and receives none) or fewer
+//!    replicas than the replication factor: the new team keeps the live replicas and adds the
+//!    live servers holding the fewest shards;
 //! 4. **split** shards larger than the size limit at the middle key a replica reports
 //!    (`storage/sizes.rs`): the two halves keep the team, so a split moves no data. The limit
 //!    is `--max-shard-bytes`, or by default grows with the database as FoundationDB's does:
@@ -64,6 +65,9 @@ pub struct ServerState {
     pub healthy: bool,
     /// Silent longer than the failure timeout: its shards are re-replicated.
     pub failed: bool,
+    /// Excluded by an operator: its shards move away (it is still read from meanwhile) and
+    /// it receives none.
+    pub excluded: bool,
     /// Ranges it is taking over and holds durably.
     pub ready: Vec<KeyRange>,
     /// The sizes it reports of the shards it holds.
@@ -81,6 +85,7 @@ pub fn servers(state: &ClusterState, now: Instant, failure_timeout: Duration) ->
             id: w.record.id.clone(),
             healthy: members.is_healthy(w, now),
             failed: members.silence(w, now) > failure_timeout,
+            excluded: state.excluded.contains(&w.record.id),
             ready: match &w.status {
                 Some(RoleStatus::Storage(s)) => s.ready_ranges.clone(),
                 _ => Vec::new(),
@@ -106,6 +111,8 @@ pub fn plan(
     }
     let by_id: BTreeMap<&str, &ServerState> = servers.iter().map(|s| (s.id.as_str(), s)).collect();
     let failed = |id: &String| by_id.get(id.as_str()).is_none_or(|s| s.failed);
+    // Failed, or excluded: either way the shard must leave it.
+    let leaving = |id: &String| failed(id) || by_id.get(id.as_str()).is_some_and(|s| s.excluded);
     let mut shards = map.shards.clone();
     let mut why = Vec::new();
 
@@ -130,7 +137,7 @@ pub fn plan(
     for i in 0..shards.len() {
         let incoming_failed: Vec<String> = shards[i]
             .incoming()
-            .filter(|id| failed(id))
+            .filter(|id| leaving(id))
             .cloned()
             .collect();
         if incoming_failed.is_empty() {
@@ -151,7 +158,7 @@ pub fn plan(
         );
         let shard = &mut shards[i];
         why.push(format!(
-            "{}: {:?} failed while taking it over; moving to {:?} instead",
+            "{}: {:?} failed or was excluded while taking it over; moving to {:?} instead",
             describe(&shard.range),
             incoming_failed,
             team
@@ -169,28 +176,28 @@ pub fn plan(
             break;
         }
         let shard = &shards[i];
-        let dead = shard.storage_ids.iter().filter(|id| failed(id)).count();
+        let dead = shard.storage_ids.iter().filter(|id| leaving(id)).count();
         if shard.is_moving() || (dead == 0 && shard.storage_ids.len() >= replication) {
+            continue;
+        }
+        if shard.storage_ids.iter().all(failed) {
+            // Every replica is gone: nothing to copy from. It stays as it is (unavailable)
+            // in case one comes back.
             continue;
         }
         let mut team: Vec<String> = shard
             .storage_ids
             .iter()
-            .filter(|id| !failed(id))
+            .filter(|id| !leaving(id))
             .cloned()
             .collect();
-        if team.is_empty() {
-            // Every replica is gone: nothing to copy from. It stays as it is (unavailable)
-            // in case one comes back.
-            continue;
-        }
         let before = team.len();
         fill_team(&mut team, replication, &shards, servers, &[]);
-        if team.len() == before && dead == 0 {
-            continue; // Too few replicas, but no server to add.
+        if team.is_empty() || (team.len() == before && dead == 0) {
+            continue; // No server to copy to.
         }
         why.push(format!(
-            "{} has {dead} failed replica(s) of {:?}: re-replicating to {:?}",
+            "{} has {dead} failed or excluded replica(s) of {:?}: re-replicating to {:?}",
             describe(&shard.range),
             shard.storage_ids,
             team
@@ -298,7 +305,9 @@ fn fill_team(
     let load = load(shards);
     let mut candidates: Vec<&ServerState> = servers
         .iter()
-        .filter(|s| s.healthy && !s.failed && !team.contains(&s.id) && !avoid.contains(&s.id))
+        .filter(|s| {
+            s.healthy && !s.failed && !s.excluded && !team.contains(&s.id) && !avoid.contains(&s.id)
+        })
         .collect();
     candidates.sort_by_key(|s| (load.get(s.id.as_str()).copied().unwrap_or(0), s.id.clone()));
     for c in candidates {
@@ -313,7 +322,10 @@ fn fill_team(
 /// shard counts differ by more than one: the shard's index and its next team.
 fn balancing_move(shards: &[Shard], servers: &[ServerState]) -> Option<(usize, Vec<String>)> {
     let load = load(shards);
-    let live: Vec<&ServerState> = servers.iter().filter(|s| s.healthy && !s.failed).collect();
+    let live: Vec<&ServerState> = servers
+        .iter()
+        .filter(|s| s.healthy && !s.failed && !s.excluded)
+        .collect();
     let count = |s: &ServerState| load.get(s.id.as_str()).copied().unwrap_or(0);
     let most = live.iter().max_by_key(|s| (count(s), s.id.clone()))?;
     let least = live.iter().min_by_key(|s| (count(s), s.id.clone()))?;
@@ -335,6 +347,75 @@ fn balancing_move(shards: &[Shard], servers: &[ServerState]) -> Option<(usize, V
         })
         .collect();
     Some((i, team))
+}
+
+/// A storage server named by an exclusion, as the map stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exclusion {
+    /// Worker id.
+    pub id: String,
+    /// Its address.
+    pub address: String,
+    /// Whether it is excluded.
+    pub excluded: bool,
+    /// Shards it is a replica of or taking over (0: safe to turn off, if excluded).
+    pub shards: u32,
+}
+
+/// The registered storage servers at `addresses` (every one registered at each); an address
+/// none registered at is refused.
+pub fn storage_ids_at(
+    state: &ClusterState,
+    addresses: &[String],
+) -> Result<Vec<String>, ferrisdb_core::Error> {
+    if addresses.is_empty() {
+        return Err(ferrisdb_core::Error::InvalidArgument(
+            "name at least one storage server address (host:port)".into(),
+        ));
+    }
+    let mut ids = Vec::new();
+    for address in addresses {
+        let at: Vec<String> = state
+            .membership
+            .workers()
+            .iter()
+            .filter(|w| w.record.role == super::membership::Role::Storage)
+            .filter(|w| w.record.address == *address)
+            .map(|w| w.record.id.clone())
+            .collect();
+        if at.is_empty() {
+            return Err(ferrisdb_core::Error::InvalidArgument(format!(
+                "no storage server is registered at {address:?}"
+            )));
+        }
+        ids.extend(at);
+    }
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// What each of `ids` holds now.
+pub fn exclusions(state: &ClusterState, ids: &[String]) -> Vec<Exclusion> {
+    ids.iter()
+        .map(|id| Exclusion {
+            id: id.clone(),
+            address: state
+                .membership
+                .workers()
+                .iter()
+                .find(|w| w.record.id == *id)
+                .map(|w| w.record.address.clone())
+                .unwrap_or_default(),
+            excluded: state.excluded.contains(id),
+            shards: state
+                .shard_map
+                .shards
+                .iter()
+                .filter(|s| s.storage_ids.contains(id) || s.moving_to.contains(id))
+                .count() as u32,
+        })
+        .collect()
 }
 
 fn describe(range: &KeyRange) -> String {

@@ -46,6 +46,9 @@ pub struct Metadata {
     /// Log servers in each generation: every commit is durable on all of them before it is
     /// acknowledged.
     pub log_replication: u32,
+    /// Storage servers excluded by an operator (`ferrisdb cluster exclude`): their shards
+    /// move away and they receive none.
+    pub excluded: Vec<String>,
 }
 
 /// Log servers per generation when nothing says otherwise.
@@ -136,6 +139,8 @@ struct FileContents {
     recovering_epoch: u64,
     #[serde(default = "default_log_replication")]
     log_replication: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    excluded: Vec<String>,
 }
 
 fn default_log_replication() -> u32 {
@@ -198,6 +203,7 @@ impl TryFrom<FileContents> for Metadata {
             recovering_epoch: file.recovering_epoch.max(file.generation.epoch),
             generation: file.generation,
             log_replication: file.log_replication,
+            excluded: file.excluded,
         })
     }
 }
@@ -215,6 +221,7 @@ impl From<Metadata> for FileContents {
             generation: meta.generation,
             recovering_epoch: meta.recovering_epoch,
             log_replication: meta.log_replication,
+            excluded: meta.excluded,
         }
     }
 }
@@ -253,6 +260,7 @@ mod tests {
             },
             recovering_epoch: 4,
             log_replication: 2,
+            excluded: vec![],
         }
     }
 

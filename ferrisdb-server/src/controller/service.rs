@@ -73,6 +73,29 @@ impl ClusterController for ControllerService {
         }))
     }
 
+    async fn exclude_servers(
+        &self,
+        request: Request<v1::ExcludeServersRequest>,
+    ) -> Result<Response<v1::ExcludeServersResponse>, Status> {
+        let req = request.into_inner();
+        let servers = self
+            .controller
+            .exclude(&req.addresses, !req.include)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(v1::ExcludeServersResponse {
+            servers: servers
+                .into_iter()
+                .map(|s| v1::ExcludedServer {
+                    worker_id: s.id,
+                    address: s.address,
+                    excluded: s.excluded,
+                    shards: s.shards,
+                })
+                .collect(),
+        }))
+    }
+
     async fn get_cluster_state(
         &self,
         _request: Request<v1::GetClusterStateRequest>,

@@ -76,6 +76,25 @@ pub fn apply_command(cluster: &mut Option<Metadata>, command: Command) -> Result
             meta.generation = generation;
             Ok(())
         }
+        Command::SetExcluded { ids, excluded } => {
+            let meta = created(cluster)?;
+            if let Some(unknown) = ids.iter().find(|id| {
+                !meta
+                    .workers
+                    .iter()
+                    .any(|w| w.id == **id && w.role == Role::Storage)
+            }) {
+                return Err(Error::InvalidArgument(format!(
+                    "{unknown:?} is not a registered storage server"
+                )));
+            }
+            meta.excluded.retain(|id| !ids.contains(id));
+            if excluded {
+                meta.excluded.extend(ids);
+                meta.excluded.sort();
+            }
+            Ok(())
+        }
         Command::UpdateShardMap { based_on, shards } => {
             let meta = created(cluster)?;
             let next = checked_shard_map(meta, based_on, &shards)?;
@@ -247,6 +266,8 @@ pub struct ClusterState {
     pub recovering_epoch: u64,
     /// Log servers per generation.
     pub log_replication: u32,
+    /// Storage servers excluded by an operator.
+    pub excluded: Vec<String>,
     /// What this leader's recovery of the transaction system is doing (not replicated).
     pub recovery: super::recovery::RecoveryProgress,
 }
@@ -265,6 +286,7 @@ impl ClusterState {
             generation: Generation::default(),
             recovering_epoch: 0,
             log_replication: 0,
+            excluded: Vec::new(),
             recovery: Default::default(),
         };
         state.adopt(&meta);
@@ -282,6 +304,7 @@ impl ClusterState {
             generation: self.generation.clone(),
             recovering_epoch: self.recovering_epoch,
             log_replication: self.log_replication,
+            excluded: self.excluded.clone(),
         }
     }
 
@@ -303,6 +326,7 @@ impl ClusterState {
         self.generation = meta.generation.clone();
         self.recovering_epoch = meta.recovering_epoch;
         self.log_replication = meta.log_replication;
+        self.excluded = meta.excluded.clone();
         self.membership.adopt_records(&meta.workers);
         // The generation's coordinator while it is registered, else the newest one.
         self.coordinator_id = meta
@@ -362,6 +386,7 @@ mod tests {
             generation: Generation::default(),
             recovering_epoch: 0,
             log_replication: 2,
+            excluded: vec![],
         }
     }
 

@@ -233,6 +233,7 @@ pub fn cluster_state_to_proto(
             .recovery
             .last_duration
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        excluded: state.excluded.clone(),
     }
 }
 

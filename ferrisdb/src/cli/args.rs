@@ -291,6 +291,27 @@ pub enum ClusterAction {
         #[command(subcommand)]
         action: ControllersAction,
     },
+    /// Exclude storage servers: their shards move to the others (reads go on meanwhile) and
+    /// they receive none; says when each is safe to turn off.
+    #[command(after_help = "Examples:
+  ferrisdb cluster exclude 127.0.0.1:4502
+  ferrisdb cluster exclude 127.0.0.1:4502 127.0.0.1:4503 --wait")]
+    Exclude {
+        /// Storage server addresses (host:port, as `status` lists them).
+        #[arg(required = true)]
+        addresses: Vec<String>,
+        /// Wait until they hold no shard, printing progress.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Include excluded storage servers again: they may receive shards.
+    #[command(after_help = "Example:
+  ferrisdb cluster include 127.0.0.1:4502")]
+    Include {
+        /// Storage server addresses (host:port).
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
     /// Same as `ferrisdb status`.
     #[command(after_help = "Example:
   ferrisdb cluster status --json")]

@@ -47,7 +47,9 @@ async fn identify(addr: &str) -> Result<v1::ControllerReplica, String> {
 }
 
 /// The leader's address, asked of the replicas at `controllers`.
-async fn find_leader(controllers: &[String]) -> Result<(String, v1::ControllerReplica), String> {
+pub(crate) async fn find_leader(
+    controllers: &[String],
+) -> Result<(String, v1::ControllerReplica), String> {
     let mut errors = Vec::new();
     for addr in controllers {
         match identify(addr).await {

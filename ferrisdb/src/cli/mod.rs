@@ -8,6 +8,7 @@ pub mod cluster_up;
 pub mod command;
 pub mod connect;
 pub mod controllers;
+pub mod exclude;
 pub mod exec;
 pub mod session;
 pub mod shell;

@@ -9,6 +9,7 @@ fn live(id: &str) -> ServerState {
         id: id.into(),
         healthy: true,
         failed: false,
+        excluded: false,
         ready: Vec::new(),
         sizes: Vec::new(),
     }
@@ -19,6 +20,7 @@ fn dead(id: &str) -> ServerState {
         id: id.into(),
         healthy: false,
         failed: true,
+        excluded: false,
         ready: Vec::new(),
         sizes: Vec::new(),
     }
@@ -220,4 +222,54 @@ fn a_moving_shard_is_not_split() {
         live("ss-2"),
     ];
     assert_eq!(plan(&map, &servers, 2, Some(4_000)), None);
+}
+
+#[test]
+fn an_excluded_server_is_drained_onto_the_others_even_when_both_replicas_are_excluded() {
+    let map = ShardMap::bootstrap(&ids(3), 2, 1).unwrap();
+    let mut servers: Vec<_> = ids(5).iter().map(|i| live(i)).collect();
+    servers[0].excluded = true;
+    servers[1].excluded = true;
+    let (shards, why) = plan(&map, &servers, 2, None).unwrap();
+    for s in &shards {
+        assert!(s.is_moving(), "{why:?}");
+        assert!(
+            !s.moving_to.contains(&"ss-0".to_string())
+                && !s.moving_to.contains(&"ss-1".to_string()),
+            "{s:?}"
+        );
+        assert_eq!(s.moving_to.len(), 2);
+    }
+    // Shard 0 was on ss-0 and ss-1 only: both new replicas come from the spares.
+    assert!(
+        shards[0]
+            .moving_to
+            .iter()
+            .all(|id| id == "ss-3" || id == "ss-4" || id == "ss-2")
+    );
+    // Once handed over, nothing is left on the excluded servers and balancing leaves them be.
+    let mut servers2 = servers.clone();
+    for s in &shards {
+        for id in s.incoming() {
+            servers2
+                .iter_mut()
+                .find(|x| x.id == *id)
+                .unwrap()
+                .ready
+                .push(s.range.clone());
+        }
+    }
+    let map2 = ShardMap { version: 2, shards };
+    let (done, _) = plan(&map2, &servers2, 2, None).unwrap();
+    assert_eq!(held(&done, "ss-0") + held(&done, "ss-1"), 0);
+    let map3 = ShardMap {
+        version: 3,
+        shards: done,
+    };
+    if let Some((next, _)) = plan(&map3, &servers, 2, None) {
+        assert!(
+            next.iter()
+                .all(|s| !s.moving_to.iter().any(|id| id == "ss-0" || id == "ss-1"))
+        );
+    }
 }

@@ -74,6 +74,14 @@ pub enum Command {
         /// records are dropped (one that comes back registers again).
         forget_logs: Vec<String>,
     },
+    /// An operator excluded storage servers (their shards move away, they receive none) or
+    /// included them again.
+    SetExcluded {
+        /// Worker ids of registered storage servers.
+        ids: Vec<String>,
+        /// Exclude (true) or include again (false).
+        excluded: bool,
+    },
     /// The data distributor changed the shard map (a move begun, finished or given up, a
     /// split or a merge): applied only over the map version it was computed from, so two
     /// leaders' decisions never interleave.

@@ -137,6 +137,7 @@ fn meta(generation: Generation) -> Metadata {
         recovering_epoch: generation.epoch,
         generation,
         log_replication: 2,
+        excluded: vec![],
     }
 }
 

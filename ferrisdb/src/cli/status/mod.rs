@@ -261,6 +261,8 @@ pub struct StorageServer {
     pub shards: u32,
     /// Shards it is taking over (in their move's destination team, not yet a replica).
     pub incoming_shards: u32,
+    /// Excluded by an operator (`ferrisdb cluster exclude`): its shards move away.
+    pub excluded: bool,
 }
 
 /// One shard.
@@ -544,6 +546,7 @@ pub fn build(
                     data_bytes: s.map(|s| s.data_bytes),
                     shards: 0,
                     incoming_shards: 0,
+                    excluded: state.excluded.contains(&w.worker_id),
                 });
             }
             v1::WorkerRole::Coordinator => {
@@ -652,6 +655,20 @@ pub fn build(
             } else if s.moving_to.contains(&server.id) {
                 server.incoming_shards += 1;
             }
+        }
+        if server.excluded {
+            let held = server.shards + server.incoming_shards;
+            messages.push(if held == 0 {
+                format!(
+                    "storage server {} ({}) is excluded and holds no shard: safe to turn off",
+                    server.id, server.address
+                )
+            } else {
+                format!(
+                    "storage server {} ({}) is excluded: {held} shard(s) still to move away",
+                    server.id, server.address
+                )
+            });
         }
     }
     if shards.is_empty() {

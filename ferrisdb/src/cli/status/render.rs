@@ -113,11 +113,16 @@ pub fn render(r: &Report) -> String {
             opt(s.durable_version),
             s.lag_seconds.map_or("-".into(), |l| format!("{l:.2}s")),
             s.data_bytes.map_or("-".into(), bytes),
-            if s.incoming_shards > 0 {
-                format!("{} (+{} incoming)", s.shards, s.incoming_shards)
-            } else {
-                s.shards.to_string()
-            },
+            format!(
+                "{}{}{}",
+                s.shards,
+                if s.incoming_shards > 0 {
+                    format!(" (+{} incoming)", s.incoming_shards)
+                } else {
+                    String::new()
+                },
+                if s.excluded { " excluded" } else { "" }
+            ),
         ]);
     }
     if !r.log_servers.is_empty() {

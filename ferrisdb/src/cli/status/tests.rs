@@ -117,6 +117,7 @@ fn state(s2_healthy: bool) -> v1::GetClusterStateResponse {
         recovery_state: "fully recovered".into(),
         recovery_reason: "coordinator co serves generation 0, not 1".into(),
         last_recovery_ms: 240,
+        excluded: vec![],
     }
 }
 
@@ -475,4 +476,31 @@ fn a_shard_being_moved_shows_its_next_team_and_servers_count_their_shards() {
     assert!(text.contains("2 (+1 incoming)"), "{text}");
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["shards"][0]["moving_to"][1], "s2");
+}
+
+#[test]
+fn an_excluded_server_says_whether_it_is_safe_to_turn_off() {
+    let mut st = state(true);
+    st.excluded = vec!["s0".into()];
+    let r = build("127.0.0.1:4500", st.clone(), Some(1000), 40_000);
+    assert!(r.storage_servers[0].excluded);
+    assert!(
+        r.messages
+            .iter()
+            .any(|m| m.contains("s0") && m.contains("2 shard(s) still to move away")),
+        "{:?}",
+        r.messages
+    );
+    assert!(render(&r).contains("2 excluded"));
+    if let Some(map) = st.shard_map.as_mut() {
+        for s in &mut map.shards {
+            s.storage_ids.retain(|id| id != "s0");
+        }
+    }
+    let r = build("127.0.0.1:4500", st, Some(1000), 40_000);
+    assert!(
+        r.messages.iter().any(|m| m.contains("safe to turn off")),
+        "{:?}",
+        r.messages
+    );
 }
