@@ -75,37 +75,8 @@ impl MemBackend {
                 .clone()
                 .with_versionstamp(stamp)
                 .expect("validated versionstamped mutation");
-            match m {
-                Mutation::Set { key, value } => {
-                    data.insert(key.clone(), value.clone());
-                }
-                Mutation::Clear { key } => {
-                    data.remove(key);
-                }
-                Mutation::ClearRange { begin, end } => {
-                    let upper = if end.is_empty() {
-                        Bound::Unbounded
-                    } else {
-                        Bound::Excluded(end.clone())
-                    };
-                    let keys: Vec<Bytes> = data
-                        .range((Bound::Included(begin.clone()), upper))
-                        .map(|(k, _)| k.clone())
-                        .collect();
-                    for k in keys {
-                        data.remove(&k);
-                    }
-                }
-                Mutation::Atomic { op, key, operand } => {
-                    match op.apply(data.get(key).map(|v| &v[..]), operand) {
-                        Some(v) => data.insert(key.clone(), Bytes::from(v)),
-                        None => data.remove(key),
-                    };
-                }
-                Mutation::SetVersionstampedKey { .. } | Mutation::SetVersionstampedValue { .. } => {
-                    unreachable!("with_versionstamp turns these into sets")
-                }
-            }
+            m.apply_to(&mut data)
+                .expect("a validated mutation with its versionstamp filled in");
         }
     }
 }

@@ -170,6 +170,47 @@ pub enum Mutation {
 }
 
 impl Mutation {
+    /// Applies this mutation to `data` (key → value) as a storage server applies it: a set
+    /// or clear, a cleared range, an atomic operation against the current value. A
+    /// versionstamped set, whose stamp the coordinator fills in first, is refused.
+    pub fn apply_to(
+        &self,
+        data: &mut std::collections::BTreeMap<Bytes, Bytes>,
+    ) -> Result<(), Error> {
+        match self {
+            Mutation::Set { key, value } => {
+                data.insert(key.clone(), value.clone());
+            }
+            Mutation::Clear { key } => {
+                data.remove(key);
+            }
+            Mutation::ClearRange { begin, end } => {
+                let range = crate::KeyRange::new(begin.clone(), end.clone())?;
+                let doomed: Vec<Bytes> = data
+                    .range(range.begin.clone()..)
+                    .take_while(|(k, _)| range.contains(k))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in doomed {
+                    data.remove(&key);
+                }
+            }
+            Mutation::Atomic { op, key, operand } => {
+                match op.apply(data.get(key).map(|v| &v[..]), operand) {
+                    Some(v) => data.insert(key.clone(), Bytes::from(v)),
+                    None => data.remove(key),
+                };
+            }
+            Mutation::SetVersionstampedKey { .. } | Mutation::SetVersionstampedValue { .. } => {
+                return Err(Error::InvalidArgument(
+                    "a versionstamped set must have its stamp filled in before it is applied"
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes this mutation counts against the transaction size limit.
     pub fn size(&self) -> usize {
         match self {
@@ -243,6 +284,57 @@ impl Mutation {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mutations_apply_to_a_map_as_a_storage_server_applies_them() {
+        let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        let mut data: std::collections::BTreeMap<Bytes, Bytes> =
+            [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]
+                .into_iter()
+                .map(|(k, v)| (b(k), b(v)))
+                .collect();
+        let apply = |m: Mutation, data: &mut std::collections::BTreeMap<Bytes, Bytes>| {
+            m.apply_to(data).unwrap()
+        };
+        apply(
+            Mutation::ClearRange {
+                begin: b("b"),
+                end: b("d"),
+            },
+            &mut data,
+        );
+        apply(
+            Mutation::Set {
+                key: b("e"),
+                value: b("5"),
+            },
+            &mut data,
+        );
+        apply(Mutation::Clear { key: b("a") }, &mut data);
+        apply(
+            Mutation::Atomic {
+                op: AtomicOp::Add,
+                key: b("d"),
+                operand: Bytes::from_static(&[1]),
+            },
+            &mut data,
+        );
+        let left: Vec<(Bytes, Bytes)> = data.clone().into_iter().collect();
+        assert_eq!(left, vec![(b("d"), b("5")), (b("e"), b("5"))]);
+        apply(
+            Mutation::ClearRange {
+                begin: b("e"),
+                end: Bytes::new(),
+            },
+            &mut data,
+        );
+        assert_eq!(data.len(), 1);
+        let stamped = Mutation::SetVersionstampedKey {
+            key: b("k"),
+            value: b("v"),
+        };
+        assert!(stamped.apply_to(&mut data).is_err());
+    }
+
     use super::*;
 
     fn le(v: u64) -> Vec<u8> {

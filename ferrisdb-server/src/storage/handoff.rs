@@ -439,31 +439,7 @@ fn fold(
     let mut data: BTreeMap<Bytes, Bytes> = snapshot.pairs.iter().cloned().collect();
     for (_, mutations) in buffer.iter().filter(|(v, _)| *v > snapshot.version) {
         for m in mutations {
-            match m {
-                Mutation::Set { key, value } => {
-                    data.insert(key.clone(), value.clone());
-                }
-                Mutation::Clear { key } => {
-                    data.remove(key);
-                }
-                Mutation::ClearRange { begin, end } => {
-                    let range = KeyRange::new(begin.clone(), end.clone())?;
-                    data.retain(|k, _| !range.contains(k));
-                }
-                Mutation::Atomic { op, key, operand } => {
-                    match op.apply(data.get(key).map(|v| &v[..]), operand) {
-                        Some(v) => data.insert(key.clone(), Bytes::from(v)),
-                        None => data.remove(key),
-                    };
-                }
-                Mutation::SetVersionstampedKey { .. } | Mutation::SetVersionstampedValue { .. } => {
-                    return Err(Error::Internal(
-                        "a versionstamped set reached a storage server; the coordinator fills \
-                         stamps in before logging"
-                            .into(),
-                    ));
-                }
-            }
+            m.apply_to(&mut data)?;
         }
     }
     Ok(data)

@@ -288,18 +288,14 @@ mod tests {
     fn a_range_taken_over_or_handed_over_is_readable_only_where_it_is_complete() {
         let dir = tempfile::tempdir().unwrap();
         let p = Progress::open(dir.path(), 0).unwrap();
-        let range = |b: &str, e: &str| KeyRange::new(b.to_string(), e.to_string()).unwrap();
+        let readable = |b: &str, e: &str, from: u64, through: u64| Readable {
+            range: KeyRange::new(b.to_string(), e.to_string()).unwrap(),
+            from,
+            through,
+        };
         p.set_readable(vec![
-            Readable {
-                range: range("a", "m"),
-                from: 100,
-                through: u64::MAX,
-            },
-            Readable {
-                range: range("m", "t"),
-                from: 0,
-                through: 50,
-            },
+            readable("a", "m", 100, u64::MAX),
+            readable("m", "t", 0, 50),
         ]);
         assert!(p.check_key(b"b", 100).is_ok());
         let before = p.check_key(b"b", 99).unwrap_err();
@@ -312,16 +308,8 @@ mod tests {
         assert!(p.check_range(b"b", b"p", 50).is_err());
         assert!(p.check_range(b"b", b"l", 120).is_ok());
         p.set_readable(vec![
-            Readable {
-                range: range("a", "m"),
-                from: 100,
-                through: u64::MAX,
-            },
-            Readable {
-                range: range("m", "t"),
-                from: 0,
-                through: u64::MAX,
-            },
+            readable("a", "m", 100, u64::MAX),
+            readable("m", "t", 0, u64::MAX),
         ]);
         assert!(p.check_range(b"b", b"p", 120).is_ok());
         assert!(p.check_range(b"b", b"p", 60).is_err());
