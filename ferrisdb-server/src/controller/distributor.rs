@@ -22,8 +22,9 @@
 //!    (`storage/sizes.rs`): the two halves keep the team, so a split moves no data. The limit
 //!    is `--max-shard-bytes`, or by default grows with the database as FoundationDB's does:
 //!    4 × (200 kB + 45 × √(database bytes)), at most 500 MB ([`max_shard_bytes`]);
-//! 5. **balance**, when nothing else is under way: one shard moves from the server holding the
-//!    most to the one holding the fewest while they differ by more than one.
+//! 5. **balance**, once no shard needs healing, with the moves left: shards move from the
+//!    server that will hold the most (counting moves under way) to the one that will hold the
+//!    fewest while they differ by more than one.
 //!
 //! At most [`MAX_MOVES`] moves run at once. Merging small neighbours and balancing by bytes or
 //! write rate are not built yet.
@@ -250,11 +251,19 @@ pub fn plan(
         shards[i].range.end = middle;
         shards.insert(i + 1, upper);
     }
-    // 5. Balance the shard count when nothing else moves.
-    if moving == 0
-        && why.is_empty()
-        && let Some((i, team)) = balancing_move(&shards, servers)
-    {
+    // 5. Balance the shard count with the moves left, once no shard needs healing.
+    let healthy_teams = shards.iter().all(|s| {
+        let team = if s.is_moving() {
+            &s.moving_to
+        } else {
+            &s.storage_ids
+        };
+        team.len() >= replication && !team.iter().any(&leaving)
+    });
+    while healthy_teams && moving < MAX_MOVES {
+        let Some((i, team)) = balancing_move(&shards, servers) else {
+            break;
+        };
         why.push(format!(
             "{} moves from {:?} to {:?} to balance shards per server",
             describe(&shards[i].range),
@@ -262,6 +271,7 @@ pub fn plan(
             team
         ));
         shards[i].moving_to = team;
+        moving += 1;
     }
     (!why.is_empty()).then_some((shards, why))
 }
@@ -282,11 +292,16 @@ fn shard_sizes(shards: &[Shard], servers: &[ServerState]) -> Vec<Option<ShardSiz
         .collect()
 }
 
-/// Shards each server holds or is taking over.
+/// Shards each server will hold once the moves under way finish.
 fn load(shards: &[Shard]) -> BTreeMap<&str, usize> {
     let mut load = BTreeMap::new();
     for s in shards {
-        for id in s.storage_ids.iter().chain(s.incoming()) {
+        let team = if s.is_moving() {
+            &s.moving_to
+        } else {
+            &s.storage_ids
+        };
+        for id in team {
             *load.entry(id.as_str()).or_default() += 1;
         }
     }
@@ -332,9 +347,9 @@ fn balancing_move(shards: &[Shard], servers: &[ServerState]) -> Option<(usize, V
     if count(most) <= count(least) + 1 {
         return None;
     }
-    let i = shards
-        .iter()
-        .position(|s| s.storage_ids.contains(&most.id) && !s.storage_ids.contains(&least.id))?;
+    let i = shards.iter().position(|s| {
+        !s.is_moving() && s.storage_ids.contains(&most.id) && !s.storage_ids.contains(&least.id)
+    })?;
     let team = shards[i]
         .storage_ids
         .iter()

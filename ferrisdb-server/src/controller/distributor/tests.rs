@@ -221,7 +221,10 @@ fn a_moving_shard_is_not_split() {
         live("ss-1"),
         live("ss-2"),
     ];
-    assert_eq!(plan(&map, &servers, 2, Some(4_000)), None);
+    // (The move unbalances the counts, so another shard may move; none is split.)
+    let shards = plan(&map, &servers, 2, Some(4_000)).map_or(map.shards.clone(), |(s, _)| s);
+    assert_eq!(shards.len(), 3);
+    assert_eq!(shards[0], map.shards[0]);
 }
 
 #[test]
@@ -272,4 +275,31 @@ fn an_excluded_server_is_drained_onto_the_others_even_when_both_replicas_are_exc
                 .all(|s| !s.moving_to.iter().any(|id| id == "ss-0" || id == "ss-1"))
         );
     }
+}
+
+#[test]
+fn balancing_fills_every_free_move_slot_without_overshooting() {
+    // Twelve shards all on ss-0 and ss-1 (as after splitting one shard); ss-2 and ss-3 new.
+    let range_at = |i: u8| {
+        let begin = if i == 0 { vec![] } else { vec![i * 20] };
+        let end = if i == 11 { vec![] } else { vec![(i + 1) * 20] };
+        KeyRange::new(begin, end).unwrap()
+    };
+    let map = ShardMap {
+        version: 1,
+        shards: (0..12)
+            .map(|i| Shard::new(range_at(i), vec!["ss-0".into(), "ss-1".into()]))
+            .collect(),
+    };
+    map.validate().unwrap();
+    let servers: Vec<_> = ids(4).iter().map(|i| live(i)).collect();
+    let (shards, _) = plan(&map, &servers, 2, None).unwrap();
+    assert_eq!(shards.iter().filter(|s| s.is_moving()).count(), MAX_MOVES);
+    let after = load(&shards);
+    // Each move takes one shard from ss-0 or ss-1 to ss-2 or ss-3.
+    assert_eq!(after["ss-0"] + after["ss-1"], 24 - MAX_MOVES);
+    assert_eq!(after["ss-2"] + after["ss-3"], MAX_MOVES);
+    // Nothing more while every slot is taken.
+    let map2 = ShardMap { version: 2, shards };
+    assert_eq!(plan(&map2, &servers, 2, None), None);
 }
