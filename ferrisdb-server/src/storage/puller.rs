@@ -357,6 +357,11 @@ fn write_handoff(engine: &Engine, handoff: &Handoff, version: u64) -> Result<(),
         return Ok(());
     }
     engine.apply_unsynced(version, &pending.batch)?;
+    // Tables wholly in dead ranges can go at once: their keys are deleted (above, or by an
+    // earlier clear), and no reader needs any version of them.
+    for range in pending.dead() {
+        engine.drop_tables_in_range(&range.begin, &range.end)?;
+    }
     handoff.written(pending, version)
 }
 

@@ -11,6 +11,7 @@
 mod background;
 pub(crate) mod batch;
 mod compaction;
+mod drop_range;
 mod flush;
 mod options;
 mod read;
