@@ -59,7 +59,7 @@ pub fn render(r: &Report) -> String {
         if r.recovery_reason.is_empty() {
             String::new()
         } else {
-            format!(" ({})", r.recovery_reason)
+            format!(" (the last recovery began because: {})", r.recovery_reason)
         },
     ));
     if let Some(c) = &r.coordinator {
