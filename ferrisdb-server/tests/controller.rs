@@ -95,6 +95,7 @@ async fn heartbeat_reporting(
             durable_version: 9,
             data_bytes: 1234,
             ready_ranges: vec![],
+            ready_map_version: 0,
             shard_sizes: vec![],
         })),
         unhealthy_reason: unhealthy_reason.into(),

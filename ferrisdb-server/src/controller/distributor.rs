@@ -71,6 +71,8 @@ pub struct ServerState {
     pub excluded: bool,
     /// Ranges it is taking over and holds durably.
     pub ready: Vec<KeyRange>,
+    /// The shard-map version `ready` was judged against.
+    pub ready_map_version: u64,
     /// The sizes it reports of the shards it holds.
     pub sizes: Vec<ShardSize>,
 }
@@ -91,6 +93,10 @@ pub fn servers(state: &ClusterState, now: Instant, failure_timeout: Duration) ->
                 Some(RoleStatus::Storage(s)) => s.ready_ranges.clone(),
                 _ => Vec::new(),
             },
+            ready_map_version: match &w.status {
+                Some(RoleStatus::Storage(s)) => s.ready_map_version,
+                _ => 0,
+            },
             sizes: match &w.status {
                 Some(RoleStatus::Storage(s)) => s.shard_sizes.clone(),
                 _ => Vec::new(),
@@ -99,13 +105,53 @@ pub fn servers(state: &ClusterState, now: Instant, failure_timeout: Duration) ->
         .collect()
 }
 
+/// The shard-map version that last set the team of each moving shard: a move is handed over
+/// only on readiness reports judged against that map or a newer one, so a report about an
+/// earlier move of the same range (abandoned, then begun again) cannot finish this one.
+#[derive(Debug, Default, Clone)]
+pub struct MoveVersions(BTreeMap<KeyRange, u64>);
+
+impl MoveVersions {
+    /// Notes the moves of `map` not seen before (at its version) and forgets finished ones.
+    pub fn observe(&mut self, map: &ShardMap) {
+        self.0.retain(|range, _| {
+            map.shards
+                .iter()
+                .any(|s| s.is_moving() && s.range == *range)
+        });
+        for s in map.shards.iter().filter(|s| s.is_moving()) {
+            self.0.entry(s.range.clone()).or_insert(map.version);
+        }
+    }
+
+    /// Records the moves `next` (at `version`) begins or changes relative to `before`.
+    pub fn record(&mut self, before: &ShardMap, next: &ShardMap, version: u64) {
+        for s in next.shards.iter().filter(|s| s.is_moving()) {
+            let unchanged = before
+                .shards
+                .iter()
+                .any(|b| b.range == s.range && b.moving_to == s.moving_to);
+            if !unchanged {
+                self.0.insert(s.range.clone(), version);
+            }
+        }
+    }
+
+    /// The version that set the team of the move of `range` (`fallback` if unknown).
+    fn since(&self, range: &KeyRange, fallback: u64) -> u64 {
+        self.0.get(range).copied().unwrap_or(fallback)
+    }
+}
+
 /// The next shard map's shards and why, or `None` if the map is as it should be. Shards are
-/// split past `shard_limit` bytes (`None`: the automatic limit, [`max_shard_bytes`]).
+/// split past `shard_limit` bytes (`None`: the automatic limit, [`max_shard_bytes`]); moves
+/// are handed over only on readiness judged against the versions in `moves`.
 pub fn plan(
     map: &ShardMap,
     servers: &[ServerState],
     replication: usize,
     shard_limit: Option<u64>,
+    moves: &MoveVersions,
 ) -> Option<(Vec<Shard>, Vec<String>)> {
     if !map.is_bootstrapped() {
         return None;
@@ -119,10 +165,11 @@ pub fn plan(
 
     // 1. Hand over moves whose incoming members all hold the shard.
     for shard in shards.iter_mut().filter(|s| s.is_moving()) {
+        let since = moves.since(&shard.range, map.version);
         let ready = shard.incoming().all(|id| {
             by_id
                 .get(id.as_str())
-                .is_some_and(|s| s.ready.contains(&shard.range))
+                .is_some_and(|s| s.ready_map_version >= since && s.ready.contains(&shard.range))
         });
         if ready {
             why.push(format!(
@@ -448,19 +495,25 @@ pub async fn run(controller: Arc<Controller>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let failure_timeout = controller.storage_failure_timeout();
     let shard_limit = controller.max_shard_bytes();
+    // The map version that last set each moving shard's team (this leader's memory; a move it
+    // did not set counts from the version it first saw it at).
+    let mut moves = MoveVersions::default();
     loop {
         tick.tick().await;
         if !controller.group().believes_it_leads() {
+            moves = MoveVersions::default();
             continue;
         }
         let decided = controller
             .view(|state, now| {
+                moves.observe(&state.shard_map);
                 let servers = servers(state, now, failure_timeout);
                 plan(
                     &state.shard_map,
                     &servers,
                     state.replication as usize,
                     shard_limit,
+                    &moves,
                 )
                 .map(|(shards, why)| (state.shard_map.version, shards, why))
             })
@@ -468,6 +521,10 @@ pub async fn run(controller: Arc<Controller>) {
         let Ok(Some((based_on, shards, why))) = decided else {
             continue;
         };
+        let before = controller
+            .view(|state, _| state.shard_map.clone())
+            .await
+            .unwrap_or_default();
         let next = ShardMap {
             version: based_on,
             shards,
@@ -478,6 +535,7 @@ pub async fn run(controller: Arc<Controller>) {
         };
         match controller.propose_checked(command).await {
             Ok(()) => {
+                moves.record(&before, &next, based_on + 1);
                 for reason in why {
                     tracing::info!(map_version = based_on + 1, "data distribution: {reason}");
                 }

@@ -55,6 +55,8 @@ pub struct StorageStatus {
     pub data_bytes: u64,
     /// Ranges it is taking over that it holds durably (ready to be handed over).
     pub ready_ranges: Vec<ferrisdb_core::KeyRange>,
+    /// The shard-map version `ready_ranges` were judged against.
+    pub ready_map_version: u64,
     /// The approximate size of each shard it is a replica of.
     pub shard_sizes: Vec<ShardSize>,
 }
@@ -443,6 +445,7 @@ mod tests {
         let status = RoleStatus::Storage(StorageStatus {
             data_bytes: 7,
             ready_ranges: Vec::new(),
+            ready_map_version: 0,
             shard_sizes: Vec::new(),
             ..Default::default()
         });

@@ -70,6 +70,7 @@ fn role_status_from_proto(status: Option<v1::worker_status::Status>) -> Option<R
                 .into_iter()
                 .filter_map(|r| ferrisdb_core::KeyRange::try_from(r).ok())
                 .collect(),
+            ready_map_version: s.ready_map_version,
             // Likewise a malformed size: it only delays a split.
             shard_sizes: s
                 .shard_sizes
@@ -134,6 +135,7 @@ pub fn status_to_proto(status: &RoleStatus, problem: Option<&str>) -> v1::Worker
             durable_version: s.durable_version.get(),
             data_bytes: s.data_bytes,
             ready_ranges: s.ready_ranges.iter().map(v1::KeyRange::from).collect(),
+            ready_map_version: s.ready_map_version,
             shard_sizes: s
                 .shard_sizes
                 .iter()
@@ -312,6 +314,7 @@ mod tests {
                 durable_version: Version(4),
                 data_bytes: 9,
                 ready_ranges: vec![ferrisdb_core::KeyRange::new("a", "b").unwrap()],
+                ready_map_version: 3,
                 shard_sizes: vec![super::super::membership::ShardSize {
                     range: ferrisdb_core::KeyRange::new("a", "c").unwrap(),
                     bytes: 4096,

@@ -125,6 +125,8 @@ struct State {
     planned: bool,
     next_ticket: u64,
     installed: InstalledRanges,
+    /// The shard-map version of the last plan: what [`Handoff::ready`] is judged against.
+    map_version: u64,
 }
 
 /// The hand-over state of one storage server (see the module docs).
@@ -146,10 +148,18 @@ impl Handoff {
         })
     }
 
-    /// Plans the next stream from the map: this server's replica ranges `owned` and the
-    /// ranges it is taking over `incoming`, at applied version `applied`.
-    pub fn plan(&self, owned: &[KeyRange], incoming: &[KeyRange], applied: u64) -> StreamPlan {
+    /// Plans the next stream from the shard map at version `map_version`: this server's
+    /// replica ranges `owned` and the ranges it is taking over `incoming`, at applied version
+    /// `applied`.
+    pub fn plan(
+        &self,
+        map_version: u64,
+        owned: &[KeyRange],
+        incoming: &[KeyRange],
+        applied: u64,
+    ) -> StreamPlan {
         let mut st = self.state.lock();
+        st.map_version = map_version;
         let State {
             incoming: entries,
             leaving,
@@ -157,6 +167,7 @@ impl Handoff {
             planned,
             next_ticket,
             installed,
+            ..
         } = &mut *st;
         // Take-overs that left the destination team: finished (now a replica, installed)
         // or abandoned (cleared later if anything was installed).
@@ -418,32 +429,17 @@ impl Handoff {
     }
 
     /// Take-overs installed at or below `durable` (the persisted applied version): ready to
-    /// be handed over to this server.
-    pub fn ready(&self, durable: u64) -> Vec<KeyRange> {
-        self.state
-            .lock()
+    /// be handed over to this server, as of the shard-map version returned with them (the
+    /// controller hands a move over only on a report judged against the map that made it).
+    pub fn ready(&self, durable: u64) -> (Vec<KeyRange>, u64) {
+        let st = self.state.lock();
+        let ready = st
             .incoming
             .iter()
             .filter(|e| e.installed_at.is_some_and(|v| v <= durable))
             .map(|e| e.range.clone())
-            .collect()
-    }
-
-    /// The ranges being taken over and how far each has come, for logs and tests.
-    pub fn describe(&self) -> Vec<(KeyRange, &'static str)> {
-        self.state
-            .lock()
-            .incoming
-            .iter()
-            .map(|e| {
-                let phase = match (&e.snapshot, e.installed_at) {
-                    (_, Some(_)) => "installed",
-                    (Some(_), None) => "fetched",
-                    (None, None) => "fetching",
-                };
-                (e.range.clone(), phase)
-            })
-            .collect()
+            .collect();
+        (ready, st.map_version)
     }
 }
 

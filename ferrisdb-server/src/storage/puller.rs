@@ -116,6 +116,7 @@ async fn pull(
                 (
                     v.shard_map.ranges_of(&worker_id),
                     v.shard_map.incoming_ranges_of(&worker_id),
+                    v.shard_map.version,
                 )
             });
             (v.log_addresses.clone(), ranges)
@@ -124,7 +125,7 @@ async fn pull(
         // log must still bring up to date: it moves to the log's newest committed version
         // before it takes a range over (a new server, or one whose shards all moved away
         // while it lagged, would otherwise ask for versions the log dropped long ago).
-        if let Some((owned, _)) = &ranges
+        if let Some((owned, _, _)) = &ranges
             && owned.is_empty()
             && !handoff.taking_over()
             && let Some(log) = logs.first()
@@ -136,8 +137,9 @@ async fn pull(
                 }
             }
         }
-        let plan =
-            ranges.map(|(owned, incoming)| handoff.plan(&owned, &incoming, progress.applied()));
+        let plan = ranges.map(|(owned, incoming, map_version)| {
+            handoff.plan(map_version, &owned, &incoming, progress.applied())
+        });
         let follow = match plan {
             Some(plan) => {
                 progress.set_readable(plan.readable);

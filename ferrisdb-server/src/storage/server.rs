@@ -69,15 +69,15 @@ struct EngineStatus {
 impl StatusSource for EngineStatus {
     fn status(&self) -> v1::WorkerStatus {
         let stats = self.engine.stats();
+        let (ready, ready_map_version) = self.handoff.ready(self.progress.persisted());
         v1::WorkerStatus {
             unhealthy_reason: String::new(),
             status: Some(v1::worker_status::Status::Storage(v1::StorageStatus {
                 applied_version: self.progress.applied(),
                 durable_version: self.engine.durable_version().max(self.progress.applied()),
                 data_bytes: stats.total_sst_bytes + stats.memtable_bytes as u64,
-                ready_ranges: (self.handoff.ready(self.progress.persisted()).iter())
-                    .map(v1::KeyRange::from)
-                    .collect(),
+                ready_ranges: ready.iter().map(v1::KeyRange::from).collect(),
+                ready_map_version,
                 shard_sizes: self.sizes.latest(),
             })),
         }

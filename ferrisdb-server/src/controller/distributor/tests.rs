@@ -11,6 +11,7 @@ fn live(id: &str) -> ServerState {
         failed: false,
         excluded: false,
         ready: Vec::new(),
+        ready_map_version: u64::MAX,
         sizes: Vec::new(),
     }
 }
@@ -22,6 +23,7 @@ fn dead(id: &str) -> ServerState {
         failed: true,
         excluded: false,
         ready: Vec::new(),
+        ready_map_version: u64::MAX,
         sizes: Vec::new(),
     }
 }
@@ -37,15 +39,27 @@ fn held(shards: &[Shard], id: &str) -> usize {
 fn a_balanced_healthy_cluster_is_left_alone() {
     let map = ShardMap::bootstrap(&ids(3), 2, 1).unwrap();
     let servers: Vec<_> = ids(3).iter().map(|i| live(i)).collect();
-    assert_eq!(plan(&map, &servers, 2, None), None);
-    assert_eq!(plan(&ShardMap::default(), &servers, 2, None), None);
+    assert_eq!(
+        plan(&map, &servers, 2, None, &MoveVersions::default()),
+        None
+    );
+    assert_eq!(
+        plan(
+            &ShardMap::default(),
+            &servers,
+            2,
+            None,
+            &MoveVersions::default()
+        ),
+        None
+    );
 }
 
 #[test]
 fn a_failed_server_is_replaced_on_each_of_its_shards_then_handed_over() {
     let map = ShardMap::bootstrap(&ids(3), 2, 1).unwrap();
     let mut servers = vec![live("ss-0"), dead("ss-1"), live("ss-2"), live("ss-3")];
-    let (shards, why) = plan(&map, &servers, 2, None).unwrap();
+    let (shards, why) = plan(&map, &servers, 2, None, &MoveVersions::default()).unwrap();
     // ss-1 held shards 0 and 1: each moves to a team without it.
     let moving: Vec<&Shard> = shards.iter().filter(|s| s.is_moving()).collect();
     assert_eq!(moving.len(), 2, "{why:?}");
@@ -70,14 +84,17 @@ fn a_failed_server_is_replaced_on_each_of_its_shards_then_handed_over() {
         version: 2,
         shards: shards.clone(),
     };
-    assert_eq!(plan(&map2, &servers, 2, None), None);
+    assert_eq!(
+        plan(&map2, &servers, 2, None, &MoveVersions::default()),
+        None
+    );
     for s in &moving {
         for id in s.incoming() {
             let server = servers.iter_mut().find(|x| x.id == *id).unwrap();
             server.ready.push(s.range.clone());
         }
     }
-    let (done, why) = plan(&map2, &servers, 2, None).unwrap();
+    let (done, why) = plan(&map2, &servers, 2, None, &MoveVersions::default()).unwrap();
     assert!(why.iter().all(|w| w.contains("handed over")), "{why:?}");
     assert!(done.iter().all(|s| !s.is_moving()));
     assert_eq!(held(&done, "ss-1"), 0);
@@ -95,7 +112,7 @@ fn a_failed_incoming_server_is_replaced_in_the_move() {
         dead("ss-3"),
         live("ss-4"),
     ];
-    let (shards, why) = plan(&map, &servers, 2, None).unwrap();
+    let (shards, why) = plan(&map, &servers, 2, None, &MoveVersions::default()).unwrap();
     assert_eq!(shards[0].moving_to, vec!["ss-0", "ss-4"], "{why:?}");
 }
 
@@ -104,7 +121,7 @@ fn a_new_server_receives_shards_until_counts_are_within_one() {
     let mut map = ShardMap::bootstrap(&ids(3), 2, 1).unwrap();
     let mut servers: Vec<_> = ids(4).iter().map(|i| live(i)).collect();
     for round in 0..10 {
-        let Some((shards, _)) = plan(&map, &servers, 2, None) else {
+        let Some((shards, _)) = plan(&map, &servers, 2, None, &MoveVersions::default()) else {
             break;
         };
         // Every incoming server gets ready at once.
@@ -130,7 +147,8 @@ fn a_new_server_receives_shards_until_counts_are_within_one() {
 fn a_shard_whose_every_replica_failed_is_left_for_them_to_come_back() {
     let map = ShardMap::bootstrap(&ids(2), 1, 1).unwrap();
     let servers = vec![dead("ss-0"), live("ss-1"), live("ss-2")];
-    let (shards, _) = plan(&map, &servers, 1, None).unwrap_or((map.shards.clone(), vec![]));
+    let (shards, _) = plan(&map, &servers, 1, None, &MoveVersions::default())
+        .unwrap_or((map.shards.clone(), vec![]));
     assert_eq!(shards[0].storage_ids, vec!["ss-0"]);
     assert!(!shards[0].is_moving());
 }
@@ -139,10 +157,10 @@ fn a_shard_whose_every_replica_failed_is_left_for_them_to_come_back() {
 fn with_no_spare_a_failed_replica_is_dropped_from_the_map() {
     let map = ShardMap::bootstrap(&ids(2), 2, 1).unwrap();
     let mut servers = vec![live("ss-0"), dead("ss-1")];
-    let (shards, _) = plan(&map, &servers, 2, None).unwrap();
+    let (shards, _) = plan(&map, &servers, 2, None, &MoveVersions::default()).unwrap();
     assert!(shards.iter().all(|s| s.moving_to == vec!["ss-0"]));
     let map = ShardMap { version: 2, shards };
-    let (shards, _) = plan(&map, &servers, 2, None).unwrap();
+    let (shards, _) = plan(&map, &servers, 2, None, &MoveVersions::default()).unwrap();
     assert!(
         shards
             .iter()
@@ -151,7 +169,7 @@ fn with_no_spare_a_failed_replica_is_dropped_from_the_map() {
     // A server that joins later brings them back to two replicas.
     servers.push(live("ss-2"));
     let map = ShardMap { version: 3, shards };
-    let (shards, _) = plan(&map, &servers, 2, None).unwrap();
+    let (shards, _) = plan(&map, &servers, 2, None, &MoveVersions::default()).unwrap();
     assert!(shards.iter().all(|s| s.moving_to == vec!["ss-0", "ss-2"]));
 }
 
@@ -164,7 +182,7 @@ fn at_most_max_moves_run_at_once() {
         servers[i] = dead(&format!("ss-{i}"));
     }
     servers.push(live("ss-12"));
-    let (shards, _) = plan(&map, &servers, 2, None).unwrap();
+    let (shards, _) = plan(&map, &servers, 2, None, &MoveVersions::default()).unwrap();
     assert_eq!(shards.iter().filter(|s| s.is_moving()).count(), MAX_MOVES);
 }
 
@@ -193,8 +211,11 @@ fn a_shard_past_the_limit_splits_at_its_middle_key_and_keeps_its_team() {
     let mut servers: Vec<_> = ids(3).iter().map(|i| live(i)).collect();
     servers[0] = sized("ss-0", &first, 5_000, "M");
     // Under the limit: nothing to do.
-    assert_eq!(plan(&map, &servers, 2, Some(10_000)), None);
-    let (shards, why) = plan(&map, &servers, 2, Some(4_000)).unwrap();
+    assert_eq!(
+        plan(&map, &servers, 2, Some(10_000), &MoveVersions::default()),
+        None
+    );
+    let (shards, why) = plan(&map, &servers, 2, Some(4_000), &MoveVersions::default()).unwrap();
     assert_eq!(shards.len(), 4, "{why:?}");
     assert_eq!(&shards[0].range.end[..], b"M");
     assert_eq!(&shards[1].range.begin[..], b"M");
@@ -204,11 +225,17 @@ fn a_shard_past_the_limit_splits_at_its_middle_key_and_keeps_its_team() {
     ShardMap { version: 2, shards }.validate().unwrap();
     // A middle key outside the shard, or at its first key, is no split point.
     servers[0] = sized("ss-0", &first, 5_000, "");
-    assert_eq!(plan(&map, &servers, 2, Some(4_000)), None);
+    assert_eq!(
+        plan(&map, &servers, 2, Some(4_000), &MoveVersions::default()),
+        None
+    );
     // Reports from a server that is not a replica are ignored.
     servers[0] = live("ss-0");
     servers[2] = sized("ss-2", &first, 5_000, "M");
-    assert_eq!(plan(&map, &servers, 2, Some(4_000)), None);
+    assert_eq!(
+        plan(&map, &servers, 2, Some(4_000), &MoveVersions::default()),
+        None
+    );
 }
 
 #[test]
@@ -222,7 +249,8 @@ fn a_moving_shard_is_not_split() {
         live("ss-2"),
     ];
     // (The move unbalances the counts, so another shard may move; none is split.)
-    let shards = plan(&map, &servers, 2, Some(4_000)).map_or(map.shards.clone(), |(s, _)| s);
+    let shards = plan(&map, &servers, 2, Some(4_000), &MoveVersions::default())
+        .map_or(map.shards.clone(), |(s, _)| s);
     assert_eq!(shards.len(), 3);
     assert_eq!(shards[0], map.shards[0]);
 }
@@ -233,7 +261,7 @@ fn an_excluded_server_is_drained_onto_the_others_even_when_both_replicas_are_exc
     let mut servers: Vec<_> = ids(5).iter().map(|i| live(i)).collect();
     servers[0].excluded = true;
     servers[1].excluded = true;
-    let (shards, why) = plan(&map, &servers, 2, None).unwrap();
+    let (shards, why) = plan(&map, &servers, 2, None, &MoveVersions::default()).unwrap();
     for s in &shards {
         assert!(s.is_moving(), "{why:?}");
         assert!(
@@ -263,13 +291,13 @@ fn an_excluded_server_is_drained_onto_the_others_even_when_both_replicas_are_exc
         }
     }
     let map2 = ShardMap { version: 2, shards };
-    let (done, _) = plan(&map2, &servers2, 2, None).unwrap();
+    let (done, _) = plan(&map2, &servers2, 2, None, &MoveVersions::default()).unwrap();
     assert_eq!(held(&done, "ss-0") + held(&done, "ss-1"), 0);
     let map3 = ShardMap {
         version: 3,
         shards: done,
     };
-    if let Some((next, _)) = plan(&map3, &servers, 2, None) {
+    if let Some((next, _)) = plan(&map3, &servers, 2, None, &MoveVersions::default()) {
         assert!(
             next.iter()
                 .all(|s| !s.moving_to.iter().any(|id| id == "ss-0" || id == "ss-1"))
@@ -293,7 +321,7 @@ fn balancing_fills_every_free_move_slot_without_overshooting() {
     };
     map.validate().unwrap();
     let servers: Vec<_> = ids(4).iter().map(|i| live(i)).collect();
-    let (shards, _) = plan(&map, &servers, 2, None).unwrap();
+    let (shards, _) = plan(&map, &servers, 2, None, &MoveVersions::default()).unwrap();
     assert_eq!(shards.iter().filter(|s| s.is_moving()).count(), MAX_MOVES);
     let after = load(&shards);
     // Each move takes one shard from ss-0 or ss-1 to ss-2 or ss-3.
@@ -301,5 +329,37 @@ fn balancing_fills_every_free_move_slot_without_overshooting() {
     assert_eq!(after["ss-2"] + after["ss-3"], MAX_MOVES);
     // Nothing more while every slot is taken.
     let map2 = ShardMap { version: 2, shards };
-    assert_eq!(plan(&map2, &servers, 2, None), None);
+    assert_eq!(
+        plan(&map2, &servers, 2, None, &MoveVersions::default()),
+        None
+    );
+}
+
+#[test]
+fn a_readiness_report_judged_against_an_older_map_does_not_finish_a_move() {
+    let mut map = ShardMap::bootstrap(&ids(3), 2, 1).unwrap();
+    map.shards[0].moving_to = vec!["ss-0".into(), "ss-2".into()];
+    map.version = 7;
+    let first = map.shards[0].range.clone();
+    let mut servers: Vec<_> = ids(3).iter().map(|i| live(i)).collect();
+    servers[2].ready.push(first.clone());
+    servers[2].ready_map_version = 6;
+    let mut moves = MoveVersions::default();
+    moves.observe(&map);
+    // The move's team was set at version 7 (first seen there): a report from version 6 is
+    // about an earlier take-over of the range.
+    let handed = |plan: Option<(Vec<Shard>, Vec<String>)>| {
+        plan.is_some_and(|(shards, _)| shards[0].storage_ids == ["ss-0", "ss-2"])
+    };
+    assert!(!handed(plan(&map, &servers, 2, None, &moves)));
+    servers[2].ready_map_version = 7;
+    assert!(handed(plan(&map, &servers, 2, None, &moves)));
+    // A team changed at version 9 needs a report from version 9 on.
+    let mut next = map.clone();
+    next.shards[0].moving_to = vec!["ss-1".into(), "ss-2".into()];
+    next.version = 9;
+    moves.record(&map, &next, 9);
+    assert!(!handed(plan(&next, &servers, 2, None, &moves)));
+    moves.observe(&ShardMap::bootstrap(&ids(3), 2, 10).unwrap());
+    assert_eq!(moves.since(&first, 0), 0, "a finished move is forgotten");
 }

@@ -39,7 +39,7 @@ fn subtract_leaves_the_gaps() {
 fn a_take_over_is_followed_buffered_and_not_readable_until_installed() {
     let dir = tempfile::tempdir().unwrap();
     let h = Handoff::open(dir.path()).unwrap();
-    let plan = h.plan(&[range("", "m")], &[range("m", "t")], 10);
+    let plan = h.plan(1, &[range("", "m")], &[range("m", "t")], 10);
     assert_eq!(plan.follow, vec![range("", "t")]);
     assert_eq!(plan.readable, vec![Readable::followed(range("", "m"))]);
     assert_eq!(
@@ -52,7 +52,7 @@ fn a_take_over_is_followed_buffered_and_not_readable_until_installed() {
     );
     // Planning again (a stream restart) starts no second fetch.
     assert!(
-        h.plan(&[range("", "m")], &[range("m", "t")], 12)
+        h.plan(1, &[range("", "m")], &[range("m", "t")], 12)
             .fetches
             .is_empty()
     );
@@ -78,7 +78,7 @@ fn a_take_over_is_followed_buffered_and_not_readable_until_installed() {
             },
         ]
     );
-    assert_eq!(h.describe(), vec![(range("m", "t"), "fetching")]);
+    assert_eq!(h.wants_snapshot(1), Some(10));
     // Only what lies outside every followed range ([t, ), left by an earlier run) is owed.
     assert_eq!(h.pending(20).unwrap().batch.len(), 1);
 }
@@ -95,7 +95,7 @@ fn an_install_folds_the_buffer_into_the_snapshot_in_one_batch() {
 
     let h = Handoff::open(dir.path()).unwrap();
     let fetch = h
-        .plan(&[range("", "m")], &[range("m", "t")], 10)
+        .plan(1, &[range("", "m")], &[range("m", "t")], 10)
         .fetches
         .remove(0);
     // Versions 11 (already in the snapshot taken at 11) and 12, 13 (after it).
@@ -140,13 +140,13 @@ fn an_install_folds_the_buffer_into_the_snapshot_in_one_batch() {
     assert_eq!(get("n-counter", 15).as_deref(), Some(&[5u8, 0, 0, 0][..]));
     assert_eq!(get("a", 15).as_deref(), Some(&b"keep"[..]));
     // Ready only once the durable (persisted) version reaches the install.
-    assert!(h.ready(14).is_empty());
-    assert_eq!(h.ready(15), vec![range("m", "t")]);
+    assert!(h.ready(14).0.is_empty());
+    assert_eq!(h.ready(15), (vec![range("m", "t")], 1));
     // Handed over: it becomes a replica range, complete from 15, even after a restart.
-    let plan = h.plan(&[range("", "t")], &[], 16);
+    let plan = h.plan(1, &[range("", "t")], &[], 16);
     assert!(plan.readable.iter().any(|r| r.from == 15));
     let reopened = Handoff::open(dir.path()).unwrap();
-    let plan = reopened.plan(&[range("", "m"), range("m", "t")], &[], 16);
+    let plan = reopened.plan(1, &[range("", "m"), range("m", "t")], &[], 16);
     let taken = plan.readable.iter().find(|r| r.range == range("m", "t"));
     assert_eq!(taken.map(|r| r.from), Some(15));
     assert_eq!(
@@ -162,8 +162,8 @@ fn an_install_folds_the_buffer_into_the_snapshot_in_one_batch() {
 fn a_range_handed_over_stays_readable_through_its_last_version_then_is_cleared() {
     let dir = tempfile::tempdir().unwrap();
     let h = Handoff::open(dir.path()).unwrap();
-    h.plan(&[range("", "m"), range("m", "")], &[], 10);
-    let plan = h.plan(&[range("", "m")], &[], 20);
+    h.plan(1, &[range("", "m"), range("m", "")], &[], 10);
+    let plan = h.plan(1, &[range("", "m")], &[], 20);
     assert_eq!(plan.follow, vec![range("", "m")]);
     assert!(plan.readable.contains(&Readable {
         range: range("m", ""),
@@ -179,7 +179,7 @@ fn a_range_handed_over_stays_readable_through_its_last_version_then_is_cleared()
     assert_eq!(pending.dead(), [range("m", "")]);
     h.written(pending, 21 + window).unwrap();
     assert!(!h.owes_work(u64::MAX));
-    let plan = h.plan(&[range("", "m")], &[], 30 + window);
+    let plan = h.plan(1, &[range("", "m")], &[], 30 + window);
     assert_eq!(plan.readable, vec![Readable::followed(range("", "m"))]);
 }
 
@@ -187,14 +187,14 @@ fn a_range_handed_over_stays_readable_through_its_last_version_then_is_cleared()
 fn the_first_plan_clears_everything_not_followed_and_a_range_taken_back_is_not_cleared() {
     let dir = tempfile::tempdir().unwrap();
     let h = Handoff::open(dir.path()).unwrap();
-    h.plan(&[range("c", "f")], &[], 10);
+    h.plan(1, &[range("c", "f")], &[], 10);
     let pending = h.pending(11).unwrap();
     // [, c) and [f, ) are left over from an earlier run: cleared at once.
     assert_eq!(pending.batch.len(), 2);
     let dir = tempfile::tempdir().unwrap();
     let h = Handoff::open(dir.path()).unwrap();
-    h.plan(&[range("", "m")], &[], 10);
-    h.plan(&[range("", "m")], &[range("m", "")], 11);
+    h.plan(1, &[range("", "m")], &[], 10);
+    h.plan(1, &[range("", "m")], &[range("m", "")], 11);
     assert!(
         !h.owes_work(u64::MAX),
         "a range being taken over is not cleared"
@@ -206,15 +206,15 @@ fn an_abandoned_take_over_drops_its_fetch() {
     let dir = tempfile::tempdir().unwrap();
     let h = Handoff::open(dir.path()).unwrap();
     let fetch = h
-        .plan(&[range("", "m")], &[range("m", "")], 10)
+        .plan(1, &[range("", "m")], &[range("m", "")], 10)
         .fetches
         .remove(0);
-    h.plan(&[range("", "m")], &[], 12);
+    h.plan(1, &[range("", "m")], &[], 12);
     assert_eq!(h.wants_snapshot(fetch.ticket), None);
     h.set_snapshot(fetch.ticket, Snapshot::default()).unwrap();
     assert!(!h.buffering());
     // Taken over again later: a new fetch, starting afresh.
-    let again = h.plan(&[range("", "m")], &[range("m", "")], 20).fetches;
+    let again = h.plan(1, &[range("", "m")], &[range("m", "")], 20).fetches;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].start, 20);
     assert!(again[0].ticket > fetch.ticket);
@@ -237,7 +237,7 @@ fn a_damaged_installed_ranges_file_is_reported() {
 fn take_overs_not_installed_restart_from_a_newer_version() {
     let dir = tempfile::tempdir().unwrap();
     let h = Handoff::open(dir.path()).unwrap();
-    let fetch = h.plan(&[], &[range("m", "")], 10).fetches.remove(0);
+    let fetch = h.plan(1, &[], &[range("m", "")], 10).fetches.remove(0);
     assert_eq!(h.wants_snapshot(fetch.ticket), Some(10));
     assert!(h.divert(11, vec![set("n", "1")]).is_empty());
     assert!(h.can_restart());

@@ -9,6 +9,7 @@ fn worker(id: &str, role: v1::WorkerRole, port: u16, healthy: bool) -> v1::Worke
             durable_version: 800,
             data_bytes: 4096,
             ready_ranges: vec![],
+            ready_map_version: 0,
             shard_sizes: vec![],
         })),
         v1::WorkerRole::Coordinator => Some(v1::worker_status::Status::Coordinator(
