@@ -96,8 +96,6 @@ pub struct Pending {
     pub batch: WriteBatch,
     installs: Vec<(u64, KeyRange)>,
     cleared: Vec<KeyRange>,
-    /// Once the batch is applied: everything neither followed nor still readable.
-    dead: Vec<KeyRange>,
 }
 
 impl Pending {
@@ -106,11 +104,10 @@ impl Pending {
         self.installs.is_empty() && self.cleared.is_empty()
     }
 
-    /// When the batch clears a range: every range that, once the batch is applied, no
-    /// reader needs at any version and holds no live key (the cleared ranges, joined with
-    /// those cleared before). Their tables can be dropped whole.
-    pub fn dead(&self) -> &[KeyRange] {
-        &self.dead
+    /// The ranges the batch clears: once it is applied, no reader needs any version of
+    /// them and they hold no live key, so their old values can be purged.
+    pub fn cleared(&self) -> &[KeyRange] {
+        &self.cleared
     }
 }
 
@@ -379,21 +376,6 @@ impl Handoff {
                 pending.batch.delete_range(&range.begin, &range.end);
                 pending.cleared.push(range.clone());
             }
-        }
-        if !pending.cleared.is_empty() {
-            let live = clip::normalize(
-                st.followed
-                    .iter()
-                    .cloned()
-                    .chain(
-                        st.leaving
-                            .iter()
-                            .filter(|(_, through)| !due(*through, version))
-                            .map(|(r, _)| r.clone()),
-                    )
-                    .collect(),
-            );
-            pending.dead = subtract(&KeyRange::all(), &live);
         }
         for e in st.incoming.iter().filter(|e| e.installed_at.is_none()) {
             let Some(snapshot) = &e.snapshot else {

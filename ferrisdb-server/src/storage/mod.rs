@@ -5,6 +5,8 @@
 //!   order and applies each version atomically ([`apply`] resolves atomic operations);
 //! - [`service`] serves point and range reads at a read version;
 //! - [`progress`] tracks the applied version and the owned ranges;
+//! - [`handoff`] takes shards over ([`fetch`]) and gives them up; [`purge`] gives back the
+//!   disk space of those given up; [`sizes`] measures the shards held;
 //! - a GC task keeps the engine's horizon one MVCC window behind the applied version.
 
 pub mod apply;
@@ -12,6 +14,7 @@ pub mod fetch;
 pub mod handoff;
 pub mod progress;
 pub mod puller;
+pub mod purge;
 pub mod server;
 pub mod service;
 pub mod sizes;

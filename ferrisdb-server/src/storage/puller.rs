@@ -42,6 +42,7 @@ use tonic::transport::Channel;
 use super::apply::build_batch;
 use super::handoff::Handoff;
 use super::progress::Progress;
+use super::purge::Purger;
 use crate::health::RoleHealth;
 use crate::worker::ClusterView;
 
@@ -104,6 +105,10 @@ async fn pull(
     mut view: watch::Receiver<ClusterView>,
     health: RoleHealth,
 ) -> Error {
+    let purger = match Purger::start(engine.clone()) {
+        Ok(purger) => purger,
+        Err(e) => return Error::Internal(format!("starting the purge thread: {e}")),
+    };
     let mut backoff = Duration::from_millis(20);
     // Which log server of the generation to follow: the next one after a failure.
     let mut attempt = 0usize;
@@ -164,7 +169,16 @@ async fn pull(
         let log = logs[attempt % logs.len()].clone();
         let applied_before = progress.applied();
         let result = pull_loop(
-            &worker_id, &log, &engine, &progress, &handoff, &follow, &mut view,
+            &worker_id,
+            &log,
+            &Local {
+                engine: &engine,
+                progress: &progress,
+                handoff: &handoff,
+                purger: &purger,
+            },
+            &follow,
+            &mut view,
         )
         .await;
         if progress.applied() > applied_before && progress.stranded().is_some() {
@@ -244,16 +258,28 @@ async fn committed_version(address: &str) -> Result<u64, Error> {
     Ok(state.into_inner().known_committed)
 }
 
+/// What a pull loop applies to.
+struct Local<'a> {
+    engine: &'a Arc<Engine>,
+    progress: &'a Arc<Progress>,
+    handoff: &'a Arc<Handoff>,
+    purger: &'a Purger,
+}
+
 /// Pulls from one log server until the cluster view changes (Ok) or an error occurs.
 async fn pull_loop(
     worker_id: &str,
     log: &str,
-    engine: &Arc<Engine>,
-    progress: &Arc<Progress>,
-    handoff: &Arc<Handoff>,
+    local: &Local<'_>,
     follow: &[ferrisdb_core::KeyRange],
     view: &mut watch::Receiver<ClusterView>,
 ) -> Result<(), PullError> {
+    let Local {
+        engine,
+        progress,
+        handoff,
+        purger,
+    } = *local;
     let channel = crate::worker::endpoint(log)?.connect_lazy();
     // A pull answer holds whole commits (up to 10 MB each): tonic's 4 MiB default would
     // refuse one and wedge this server behind it forever.
@@ -307,10 +333,11 @@ async fn pull_loop(
             let engine = engine.clone();
             let progress = progress.clone();
             let handoff = handoff.clone();
+            let purger = purger.clone();
             tokio::task::spawn_blocking(move || {
                 apply_versions(&engine, &progress, &handoff, fresh)?;
                 if hands_over {
-                    write_handoff(&engine, &handoff, committed)?;
+                    write_handoff(&engine, &handoff, &purger, committed)?;
                 }
                 Ok(())
             })
@@ -350,7 +377,13 @@ fn apply_versions(
 
 /// Writes what `handoff` owes (installs of fetched ranges, clears of ranges handed over) as
 /// one batch at `version`, if no batch was written at it: every version up to it is applied.
-fn write_handoff(engine: &Engine, handoff: &Handoff, version: u64) -> Result<(), Error> {
+/// The values of the ranges it clears are then purged in the background.
+fn write_handoff(
+    engine: &Engine,
+    handoff: &Handoff,
+    purger: &Purger,
+    version: u64,
+) -> Result<(), Error> {
     if engine.last_applied_version() >= version {
         return Ok(()); // The next committed version will do.
     }
@@ -359,11 +392,9 @@ fn write_handoff(engine: &Engine, handoff: &Handoff, version: u64) -> Result<(),
         return Ok(());
     }
     engine.apply_unsynced(version, &pending.batch)?;
-    // Tables wholly in dead ranges can go at once: their keys are deleted (above, or by an
-    // earlier clear), and no reader needs any version of them.
-    for range in pending.dead() {
-        engine.drop_tables_in_range(&range.begin, &range.end)?;
-    }
+    // Every key of the cleared ranges is deleted at `version` or before, and no reader needs
+    // an older version of them.
+    purger.purge(pending.cleared(), version);
     handoff.written(pending, version)
 }
 

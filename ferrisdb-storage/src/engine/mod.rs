@@ -11,7 +11,6 @@
 mod background;
 pub(crate) mod batch;
 mod compaction;
-mod drop_range;
 mod flush;
 mod options;
 mod read;
@@ -36,6 +35,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 pub use crate::wal::SyncPolicy;
 pub use batch::WriteBatch;
+pub use compaction::{PurgeRange, PurgeStats};
 pub use options::{EngineOptions, EngineStats, LevelStats, ScanOptions};
 pub use scan::ScanIterator;
 pub use size::RangeSize;

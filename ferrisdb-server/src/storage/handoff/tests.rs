@@ -175,8 +175,8 @@ fn a_range_handed_over_stays_readable_through_its_last_version_then_is_cleared()
     assert!(h.owes_work(21 + window));
     let pending = h.pending(21 + window).unwrap();
     assert_eq!(pending.batch.len(), 1);
-    // Once cleared, everything outside [, m) is dead: its tables may be dropped.
-    assert_eq!(pending.dead(), [range("m", "")]);
+    // The batch clears [m, ): its old values may be purged once it is applied.
+    assert_eq!(pending.cleared(), [range("m", "")]);
     h.written(pending, 21 + window).unwrap();
     assert!(!h.owes_work(u64::MAX));
     let plan = h.plan(1, &[range("", "m")], &[], 30 + window);

@@ -10,7 +10,10 @@
 //! table (see [`needs_no_gc`]).
 
 mod picker;
+mod purge;
 mod run;
+
+pub use purge::{PurgeRange, PurgeStats};
 
 use std::collections::HashSet;
 use std::sync::Arc;

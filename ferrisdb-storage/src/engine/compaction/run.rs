@@ -46,12 +46,7 @@ pub(super) fn run(
         next_inputs.to_vec(),
     )));
     let mut merge = MergeIterator::new(sources);
-    let mut writer = OutputWriter {
-        inner,
-        table: inner.opts.table_for_level(pick.level + 1),
-        builder: None,
-        outputs: Vec::new(),
-    };
+    let mut writer = OutputWriter::new(inner, pick.level + 1);
     match merge_into(&mut merge, &mut writer, deeper, horizon) {
         Ok(()) => writer.finish(),
         Err(err) => {
@@ -109,7 +104,7 @@ fn overlaps_deeper(deeper: &[FileMeta], key: &[u8]) -> bool {
 }
 
 /// Writes output tables, cutting at the target size between user keys.
-struct OutputWriter<'a> {
+pub(super) struct OutputWriter<'a> {
     inner: &'a Inner,
     /// The output level's table options.
     table: crate::sstable::TableOptions,
@@ -117,8 +112,18 @@ struct OutputWriter<'a> {
     outputs: Vec<Arc<Table>>,
 }
 
-impl OutputWriter<'_> {
-    fn add(
+impl<'a> OutputWriter<'a> {
+    /// A writer of tables for `level`.
+    pub(super) fn new(inner: &'a Inner, level: usize) -> Self {
+        OutputWriter {
+            inner,
+            table: inner.opts.table_for_level(level),
+            builder: None,
+            outputs: Vec::new(),
+        }
+    }
+
+    pub(super) fn add(
         &mut self,
         new_key: bool,
         key: &[u8],
@@ -162,7 +167,7 @@ impl OutputWriter<'_> {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Vec<Arc<Table>>> {
+    pub(super) fn finish(mut self) -> Result<Vec<Arc<Table>>> {
         if let Err(err) = self.finish_current() {
             self.discard();
             return Err(err);
@@ -175,7 +180,7 @@ impl OutputWriter<'_> {
     }
 
     /// Deletes everything written (the manifest never named it).
-    fn discard(&mut self) {
+    pub(super) fn discard(&mut self) {
         if let Some(builder) = self.builder.take() {
             let _ = builder.abandon();
         }
