@@ -3,8 +3,9 @@
 //! workloads at once while a nemesis SIGKILLs and restarts processes (the controller leader
 //! and followers among them), wipes controller replicas and SIGSTOPs processes for short
 //! pauses, wipes storage servers (the controller re-replicates their shards and balances
-//! shards onto the servers that return under new ids; shards are split past 64 KiB, so splits
-//! and the moves that balance them run throughout); then every fault is healed, every
+//! shards onto the servers that return under new ids; shards are split past 64 KiB or 16 kB/s
+//! of writes and small cold neighbours merged, so splits, merges and the moves that balance
+//! bytes run throughout); then every fault is healed, every
 //! shard must come back to two live replicas, final reads are taken and the checkers of
 //! `ferrisdb-check` must find nothing:
 //!
@@ -50,6 +51,9 @@ const STORAGE_FAILURE_TIMEOUT_MS: &str = "3000";
 /// Shards past this many bytes are split: small, so the workloads' data is split (and the
 /// halves balanced) while the faults run.
 const MAX_SHARD_BYTES: &str = "65536";
+/// Shards written faster than this (bytes per second) are split, and neighbours written at
+/// under a tenth of it merge: the workloads' hot keys split and cool, merge again.
+const MAX_SHARD_WRITE_BYTES_PER_SECOND: &str = "16000";
 
 /// Operations by outcome.
 #[derive(Debug, Clone, Copy, Default)]
@@ -105,6 +109,8 @@ async fn workloads_stay_consistent_and_durable_under_process_faults() {
             STORAGE_FAILURE_TIMEOUT_MS,
             "--max-shard-bytes",
             MAX_SHARD_BYTES,
+            "--max-shard-write-bytes-per-second",
+            MAX_SHARD_WRITE_BYTES_PER_SECOND,
         ],
     )
     .await;
@@ -181,11 +187,21 @@ async fn workloads_stay_consistent_and_durable_under_process_faults() {
             *per_server.entry(id.as_str()).or_default() += 1;
         }
     }
+    // What the data distributor did, from the controller replicas' logs.
+    let logs = cluster.all_logs();
+    let decisions = |what: &str| logs.matches(what).count();
     eprintln!(
-        "faults: shard map version {} after the faults: {} shards, replicas per server {:?}",
+        "faults: shard map version {} after the faults: {} shards, replicas per server {:?}; \
+         distributor decisions logged: {} splits, {} merges, {} moves to balance bytes, {} to \
+         balance counts, {} re-replications",
         final_map.version,
         final_map.shards.len(),
-        per_server.values().collect::<Vec<_>>()
+        per_server.values().collect::<Vec<_>>(),
+        decisions(": split at"),
+        decisions("small and cold: merged"),
+        decisions("to balance bytes per server"),
+        decisions("to balance shards per server"),
+        decisions("re-replicating to"),
     );
     assert_eq!(
         final_state.controllers.len(),

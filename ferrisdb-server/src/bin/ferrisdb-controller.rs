@@ -75,6 +75,10 @@ struct Args {
     /// 4 × (200 kB + 45 × √(database bytes)), at most 500 MB).
     #[arg(long, default_value_t = 0)]
     max_shard_bytes: u64,
+    /// Shards written faster than this many bytes per second are split (while they hold at
+    /// least an eighth of the size limit).
+    #[arg(long, default_value_t = 1_000_000)]
+    max_shard_write_bytes_per_second: u64,
     /// Async worker threads (default: one per CPU core; `ferrisdb cluster up` passes fewer,
     /// since all of a local cluster's processes share one host).
     #[arg(long)]
@@ -115,6 +119,7 @@ async fn serve(args: Args) -> ExitCode {
         max_connections: args.max_connections.map(|n| n.get()),
         storage_failure_timeout: Duration::from_millis(args.storage_failure_timeout_ms),
         max_shard_bytes: (args.max_shard_bytes > 0).then_some(args.max_shard_bytes),
+        max_shard_write_bytes_per_second: args.max_shard_write_bytes_per_second,
     };
     match controller::serve(config, ferrisdb_server::grpc::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,7 @@ use ferrisdb_storage::dir_lock::DirLock;
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::config::ControllerConfig;
+use super::distributor::Limits;
 use super::group::ControllerGroup;
 use super::membership::{Liveness, RoleStatus, WorkerRecord};
 use super::metadata::{self, Metadata};
@@ -60,7 +61,7 @@ pub struct Controller {
     heartbeat_interval: Duration,
     liveness: Liveness,
     storage_failure_timeout: Duration,
-    max_shard_bytes: Option<u64>,
+    distribution_limits: Limits,
 }
 
 impl Controller {
@@ -118,7 +119,10 @@ impl Controller {
             heartbeat_interval: config.heartbeat_interval,
             liveness: config.liveness(),
             storage_failure_timeout: config.storage_failure_timeout,
-            max_shard_bytes: config.max_shard_bytes,
+            distribution_limits: Limits {
+                shard_bytes: config.max_shard_bytes,
+                shard_write_bytes_per_second: config.max_shard_write_bytes_per_second,
+            },
         })
     }
 
@@ -127,9 +131,9 @@ impl Controller {
         self.storage_failure_timeout
     }
 
-    /// The shard size limit (`None`: automatic).
-    pub fn max_shard_bytes(&self) -> Option<u64> {
-        self.max_shard_bytes
+    /// The data distributor's split and merge thresholds.
+    pub fn distribution_limits(&self) -> Limits {
+        self.distribution_limits
     }
 
     /// This replica's place in the group.
@@ -400,6 +404,7 @@ mod tests {
             max_connections: None,
             storage_failure_timeout: Duration::from_secs(30),
             max_shard_bytes: None,
+            max_shard_write_bytes_per_second: 1_000_000,
         }
     }
 

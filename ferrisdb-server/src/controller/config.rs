@@ -50,6 +50,8 @@ pub struct ControllerConfig {
     /// Shards larger than this are split (`None`: a limit that grows with the database, see
     /// `distributor::max_shard_bytes`).
     pub max_shard_bytes: Option<u64>,
+    /// Shards written faster than this many bytes per second are split.
+    pub max_shard_write_bytes_per_second: u64,
 }
 
 impl ControllerConfig {
@@ -141,6 +143,7 @@ mod tests {
             storage_servers: 3,
             storage_failure_timeout: Duration::from_secs(30),
             max_shard_bytes: None,
+            max_shard_write_bytes_per_second: 1_000_000,
             replication: 2,
             log_replication: 2,
             heartbeat_interval: Duration::from_millis(500),

@@ -18,16 +18,25 @@
 //!    exclude`: it is read from while its shards move away, and receives none) or fewer
 //!    replicas than the replication factor: the new team keeps the live replicas and adds the
 //!    live servers holding the fewest shards;
-//! 4. **split** shards larger than the size limit at the middle key a replica reports
-//!    (`storage/sizes.rs`): the two halves keep the team, so a split moves no data. The limit
-//!    is `--max-shard-bytes`, or by default grows with the database as FoundationDB's does:
-//!    4 × (200 kB + 45 × √(database bytes)), at most 500 MB ([`max_shard_bytes`]);
-//! 5. **balance**, once no shard needs healing, with the moves left: shards move from the
-//!    server that will hold the most (counting moves under way) to the one that will hold the
-//!    fewest while they differ by more than one.
+//! 4. **split** shards larger than the size limit, or written faster than the write-rate
+//!    limit, at the middle key a replica reports (`storage/sizes.rs`): the two halves keep the
+//!    team, so a split moves no data. The size limit is `--max-shard-bytes`, or by default
+//!    grows with the database as FoundationDB's does: 4 × (200 kB + 45 × √(database bytes)),
+//!    at most 500 MB ([`max_shard_bytes`]). The write-rate limit is
+//!    `--max-shard-write-bytes-per-second` (1 MB/s by default); a shard is split for its write
+//!    rate only while it holds at least an eighth of the size limit, so a hot spot on
+//!    ever-new keys (a sequential insert) cuts off cold pieces of a useful size;
+//! 5. **merge** neighbours with the same team that are both cold (written at under a tenth of
+//!    the write-rate limit) and small (a third of the size limit together, so a merge never
+//!    makes a shard the next round splits again);
+//! 6. **balance**, once no shard needs healing, with the moves left: bytes first (a shard
+//!    moves from the server that will hold the most bytes, counting moves under way, to the
+//!    one that will hold the fewest, while they differ by more than a tenth of the mean; the
+//!    shard chosen is the one whose size best halves the gap), then, while bytes are even,
+//!    shard counts (the smallest shard of the server holding the most shards moves to the one
+//!    holding the fewest, if the two stay within a twentieth of the mean bytes).
 //!
-//! At most [`MAX_MOVES`] moves run at once. Merging small neighbours and balancing by bytes or
-//! write rate are not built yet.
+//! At most [`MAX_MOVES`] moves run at once. Balancing by read load is not built.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -47,6 +56,40 @@ pub const DISTRIBUTE_EVERY: Duration = Duration::from_millis(250);
 pub const MAX_MOVES: usize = 4;
 /// Most shards split in one round.
 pub const MAX_SPLITS: usize = 16;
+/// Most pairs of shards merged in one round.
+pub const MAX_MERGES: usize = 16;
+/// The default write-rate limit of a shard, bytes per second.
+pub const DEFAULT_MAX_SHARD_WRITE_BYTES_PER_SECOND: u64 = 1_000_000;
+/// Bytes balancing starts when two servers differ by more than this fraction of the mean.
+pub const BYTES_TOLERANCE: f64 = 0.10;
+
+/// The data distributor's thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Shards larger than this are split (`None`: the automatic limit, [`max_shard_bytes`]).
+    pub shard_bytes: Option<u64>,
+    /// Shards written faster than this many bytes per second are split.
+    pub shard_write_bytes_per_second: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            shard_bytes: None,
+            shard_write_bytes_per_second: DEFAULT_MAX_SHARD_WRITE_BYTES_PER_SECOND,
+        }
+    }
+}
+
+impl Limits {
+    /// The defaults with a fixed size limit.
+    pub fn with_shard_bytes(bytes: u64) -> Limits {
+        Limits {
+            shard_bytes: Some(bytes),
+            ..Limits::default()
+        }
+    }
+}
 /// The size limit never grows past this.
 pub const MAX_SHARD_BYTES_CAP: u64 = 500_000_000;
 
@@ -144,13 +187,13 @@ impl MoveVersions {
 }
 
 /// The next shard map's shards and why, or `None` if the map is as it should be. Shards are
-/// split past `shard_limit` bytes (`None`: the automatic limit, [`max_shard_bytes`]); moves
-/// are handed over only on readiness judged against the versions in `moves`.
+/// split and merged by `limits`; moves are handed over only on readiness judged against the
+/// versions in `moves`.
 pub fn plan(
     map: &ShardMap,
     servers: &[ServerState],
     replication: usize,
-    shard_limit: Option<u64>,
+    limits: &Limits,
     moves: &MoveVersions,
 ) -> Option<(Vec<Shard>, Vec<String>)> {
     if !map.is_bootstrapped() {
@@ -253,19 +296,32 @@ pub fn plan(
         shards[i].moving_to = team;
         moving += 1;
     }
-    // 4. Split shards past the size limit (the two halves keep the team).
-    let sizes = shard_sizes(&shards, servers);
+    // 4. Split shards past the size or write-rate limit (the two halves keep the team).
+    let mut sizes = shard_sizes(&shards, servers);
     let database: u64 = sizes
         .iter()
         .map(|s| s.as_ref().map_or(0, |z| z.bytes))
         .sum();
-    let limit = shard_limit.unwrap_or_else(|| max_shard_bytes(database));
+    let limit = limits
+        .shard_bytes
+        .unwrap_or_else(|| max_shard_bytes(database));
+    let write_limit = limits.shard_write_bytes_per_second;
     let mut split = Vec::new();
     for (i, size) in sizes.iter().enumerate() {
         if split.len() >= MAX_SPLITS {
             break;
         }
-        let Some(size) = size.as_ref().filter(|z| z.bytes > limit) else {
+        let Some(size) = size else {
+            continue;
+        };
+        let why_split = if size.bytes > limit {
+            format!("holds about {} bytes (limit {limit})", size.bytes)
+        } else if size.write_bytes_per_second > write_limit && size.bytes >= limit / 8 {
+            format!(
+                "is written at {} bytes/s (limit {write_limit})",
+                size.write_bytes_per_second
+            )
+        } else {
             continue;
         };
         let shard = &shards[i];
@@ -280,13 +336,13 @@ pub fn plan(
             continue;
         }
         why.push(format!(
-            "{} holds about {} bytes (limit {limit}): split at {:?}",
+            "{} {why_split}: split at {:?}",
             describe(&shard.range),
-            size.bytes,
             ferrisdb_core::keys::escape(&middle)
         ));
         split.push((i, middle));
     }
+    let split_at: Vec<usize> = split.iter().map(|(i, _)| *i).collect();
     for (i, middle) in split.into_iter().rev() {
         let upper = Shard::new(
             KeyRange {
@@ -298,7 +354,36 @@ pub fn plan(
         shards[i].range.end = middle;
         shards.insert(i + 1, upper);
     }
-    // 5. Balance the shard count with the moves left, once no shard needs healing.
+    // 5. Merge small, cold neighbours with the same team.
+    if split_at.is_empty() {
+        let mut merges = 0;
+        let mut i = 0;
+        while i + 1 < shards.len() && merges < MAX_MERGES {
+            let (a, b) = (&sizes[i], &sizes[i + 1]);
+            let mergeable = a.as_ref().zip(b.as_ref()).is_some_and(|(a, b)| {
+                a.bytes + b.bytes <= limit / 3
+                    && a.write_bytes_per_second.max(b.write_bytes_per_second) <= write_limit / 10
+            }) && same_team(&shards[i], &shards[i + 1]);
+            if !mergeable {
+                i += 1;
+                continue;
+            }
+            let upper = shards.remove(i + 1);
+            why.push(format!(
+                "{} and {} are small and cold: merged",
+                describe(&shards[i].range),
+                describe(&upper.range)
+            ));
+            shards[i].range.end = upper.range.end;
+            // `sizes` stays aligned with `shards`; the merged shard has no report yet, so
+            // it is not merged again this round.
+            sizes.remove(i + 1);
+            sizes[i] = None;
+            merges += 1;
+            i += 1;
+        }
+    }
+    // 6. Balance bytes, then shard counts, with the moves left, once no shard needs healing.
     let healthy_teams = shards.iter().all(|s| {
         let team = if s.is_moving() {
             &s.moving_to
@@ -307,12 +392,13 @@ pub fn plan(
         };
         team.len() >= replication && !team.iter().any(&leaving)
     });
+    let bytes = estimated_bytes(&shards, servers);
     while healthy_teams && moving < MAX_MOVES {
-        let Some((i, team)) = balancing_move(&shards, servers) else {
+        let Some((i, team, reason)) = balancing_move(&shards, &bytes, servers) else {
             break;
         };
         why.push(format!(
-            "{} moves from {:?} to {:?} to balance shards per server",
+            "{} moves from {:?} to {:?} {reason}",
             describe(&shards[i].range),
             shards[i].storage_ids,
             team
@@ -321,6 +407,18 @@ pub fn plan(
         moving += 1;
     }
     (!why.is_empty()).then_some((shards, why))
+}
+
+/// True if the two shards are still and have the same replicas.
+fn same_team(a: &Shard, b: &Shard) -> bool {
+    if a.is_moving() || b.is_moving() {
+        return false;
+    }
+    let mut x = a.storage_ids.clone();
+    let mut y = b.storage_ids.clone();
+    x.sort();
+    y.sort();
+    x == y
 }
 
 /// Each shard's size as its healthy replicas report it (the largest report), if any does.
@@ -339,17 +437,76 @@ fn shard_sizes(shards: &[Shard], servers: &[ServerState]) -> Vec<Option<ShardSiz
         .collect()
 }
 
+/// Each shard's bytes for balancing: its replicas' report, or, for a shard just split or
+/// merged (no report of its range yet), the reports it was cut from (half of a split shard's)
+/// or made of (the sum of a merge's).
+fn estimated_bytes(shards: &[Shard], servers: &[ServerState]) -> Vec<u64> {
+    let reports: Vec<&ShardSize> = servers
+        .iter()
+        .filter(|s| s.healthy)
+        .flat_map(|s| s.sizes.iter())
+        .collect();
+    shards
+        .iter()
+        .map(|shard| {
+            let exact = reports
+                .iter()
+                .filter(|z| z.range == shard.range)
+                .map(|z| z.bytes)
+                .max();
+            if let Some(bytes) = exact {
+                return bytes;
+            }
+            let covering = reports
+                .iter()
+                .filter(|z| covers(&z.range, &shard.range))
+                .map(|z| z.bytes / 2)
+                .max();
+            if let Some(bytes) = covering {
+                return bytes;
+            }
+            let mut inside: BTreeMap<&KeyRange, u64> = BTreeMap::new();
+            for z in reports.iter().filter(|z| covers(&shard.range, &z.range)) {
+                let e = inside.entry(&z.range).or_default();
+                *e = (*e).max(z.bytes);
+            }
+            inside.values().sum()
+        })
+        .collect()
+}
+
+/// True if every key of `inner` lies in `outer`.
+fn covers(outer: &KeyRange, inner: &KeyRange) -> bool {
+    outer.begin <= inner.begin
+        && (outer.end.is_empty() || (!inner.end.is_empty() && inner.end <= outer.end))
+}
+
+/// The team each shard will have once the moves under way finish.
+fn final_team(shard: &Shard) -> &[String] {
+    if shard.is_moving() {
+        &shard.moving_to
+    } else {
+        &shard.storage_ids
+    }
+}
+
 /// Shards each server will hold once the moves under way finish.
 fn load(shards: &[Shard]) -> BTreeMap<&str, usize> {
     let mut load = BTreeMap::new();
     for s in shards {
-        let team = if s.is_moving() {
-            &s.moving_to
-        } else {
-            &s.storage_ids
-        };
-        for id in team {
+        for id in final_team(s) {
             *load.entry(id.as_str()).or_default() += 1;
+        }
+    }
+    load
+}
+
+/// Bytes each server will hold once the moves under way finish (`bytes`: per shard).
+fn bytes_load<'a>(shards: &'a [Shard], bytes: &[u64]) -> BTreeMap<&'a str, u64> {
+    let mut load = BTreeMap::new();
+    for (s, b) in shards.iter().zip(bytes) {
+        for id in final_team(s) {
+            *load.entry(id.as_str()).or_default() += b;
         }
     }
     load
@@ -380,35 +537,83 @@ fn fill_team(
     }
 }
 
-/// One shard to move from the most loaded healthy server to the least loaded, if their
-/// shard counts differ by more than one: the shard's index and its next team.
-fn balancing_move(shards: &[Shard], servers: &[ServerState]) -> Option<(usize, Vec<String>)> {
-    let load = load(shards);
+/// One shard to move to balance the servers (see the module comment): the shard's index, its
+/// next team and why.
+fn balancing_move(
+    shards: &[Shard],
+    bytes: &[u64],
+    servers: &[ServerState],
+) -> Option<(usize, Vec<String>, &'static str)> {
     let live: Vec<&ServerState> = servers
         .iter()
         .filter(|s| s.healthy && !s.failed && !s.excluded)
         .collect();
-    let count = |s: &ServerState| load.get(s.id.as_str()).copied().unwrap_or(0);
-    let most = live.iter().max_by_key(|s| (count(s), s.id.clone()))?;
-    let least = live.iter().min_by_key(|s| (count(s), s.id.clone()))?;
-    if count(most) <= count(least) + 1 {
+    if live.len() < 2 {
         return None;
     }
-    let i = shards.iter().position(|s| {
-        !s.is_moving() && s.storage_ids.contains(&most.id) && !s.storage_ids.contains(&least.id)
-    })?;
-    let team = shards[i]
-        .storage_ids
-        .iter()
-        .map(|id| {
-            if *id == most.id {
-                least.id.clone()
-            } else {
-                id.clone()
-            }
-        })
-        .collect();
-    Some((i, team))
+    let held = bytes_load(shards, bytes);
+    let bytes_of = |s: &ServerState| held.get(s.id.as_str()).copied().unwrap_or(0);
+    let mean = live.iter().map(|s| bytes_of(s)).sum::<u64>() as f64 / live.len() as f64;
+    // A shard that can move from `from` to `to`: still, held by `from`, not by `to`.
+    let movable = |i: usize, from: &str, to: &str| {
+        let s = &shards[i];
+        !s.is_moving()
+            && s.storage_ids.iter().any(|id| id == from)
+            && !s.storage_ids.iter().any(|id| id == to)
+    };
+    let team_for = |i: usize, from: &str, to: &str| -> Vec<String> {
+        shards[i]
+            .storage_ids
+            .iter()
+            .map(|id| {
+                if id == from {
+                    to.to_string()
+                } else {
+                    id.clone()
+                }
+            })
+            .collect()
+    };
+    // Bytes first.
+    let most = live.iter().max_by_key(|s| (bytes_of(s), s.id.clone()))?;
+    let least = live.iter().min_by_key(|s| (bytes_of(s), s.id.clone()))?;
+    let gap = bytes_of(most) - bytes_of(least);
+    if mean > 0.0 && gap as f64 > BYTES_TOLERANCE * mean {
+        // The shard whose move leaves the two closest: |gap − 2 × size| smallest, and smaller
+        // than the gap (so the move always narrows it).
+        let best = (0..shards.len())
+            .filter(|&i| movable(i, &most.id, &least.id) && bytes[i] > 0 && bytes[i] < gap)
+            .min_by_key(|&i| (gap.abs_diff(2 * bytes[i]), i));
+        if let Some(i) = best {
+            return Some((
+                i,
+                team_for(i, &most.id, &least.id),
+                "to balance bytes per server",
+            ));
+        }
+    }
+    // Then shard counts, moving the smallest shard, if bytes stay even.
+    let count = load(shards);
+    let count_of = |s: &ServerState| count.get(s.id.as_str()).copied().unwrap_or(0);
+    let most = live.iter().max_by_key(|s| (count_of(s), s.id.clone()))?;
+    let least = live.iter().min_by_key(|s| (count_of(s), s.id.clone()))?;
+    if count_of(most) <= count_of(least) + 1 {
+        return None;
+    }
+    let i = (0..shards.len())
+        .filter(|&i| movable(i, &most.id, &least.id))
+        .min_by_key(|&i| (bytes[i], i))?;
+    let band = BYTES_TOLERANCE / 2.0 * mean;
+    let even = mean == 0.0
+        || ((bytes_of(least) + bytes[i]) as f64 <= mean + band
+            && (bytes_of(most).saturating_sub(bytes[i])) as f64 >= mean - band);
+    even.then(|| {
+        (
+            i,
+            team_for(i, &most.id, &least.id),
+            "to balance shards per server",
+        )
+    })
 }
 
 /// A storage server named by an exclusion, as the map stands.
@@ -494,7 +699,7 @@ pub async fn run(controller: Arc<Controller>) {
     let mut tick = tokio::time::interval(DISTRIBUTE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let failure_timeout = controller.storage_failure_timeout();
-    let shard_limit = controller.max_shard_bytes();
+    let limits = controller.distribution_limits();
     // The map version that last set each moving shard's team (this leader's memory; a move it
     // did not set counts from the version it first saw it at).
     let mut moves = MoveVersions::default();
@@ -512,7 +717,7 @@ pub async fn run(controller: Arc<Controller>) {
                     &state.shard_map,
                     &servers,
                     state.replication as usize,
-                    shard_limit,
+                    &limits,
                     &moves,
                 )
                 .map(|(shards, why)| (state.shard_map.version, shards, why))

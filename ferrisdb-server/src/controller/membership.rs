@@ -70,6 +70,8 @@ pub struct ShardSize {
     pub bytes: u64,
     /// Where to split it (`None`: too small to offer a split point).
     pub middle_key: Option<bytes::Bytes>,
+    /// Bytes of mutations applied to it per second, recently.
+    pub write_bytes_per_second: u64,
 }
 
 /// What a storage server has reported durable to the coordinator.

@@ -81,6 +81,7 @@ fn role_status_from_proto(status: Option<v1::worker_status::Status>) -> Option<R
                         range,
                         bytes: z.bytes,
                         middle_key: (!z.middle_key.is_empty()).then_some(z.middle_key),
+                        write_bytes_per_second: z.write_bytes_per_second,
                     })
                 })
                 .collect(),
@@ -143,6 +144,7 @@ pub fn status_to_proto(status: &RoleStatus, problem: Option<&str>) -> v1::Worker
                     range: Some(v1::KeyRange::from(&z.range)),
                     bytes: z.bytes,
                     middle_key: z.middle_key.clone().unwrap_or_default(),
+                    write_bytes_per_second: z.write_bytes_per_second,
                 })
                 .collect(),
         }),
@@ -319,6 +321,7 @@ mod tests {
                     range: ferrisdb_core::KeyRange::new("a", "c").unwrap(),
                     bytes: 4096,
                     middle_key: Some(bytes::Bytes::from_static(b"b")),
+                    write_bytes_per_second: 1000,
                 }],
             }),
             RoleStatus::Coordinator(CoordinatorStatus {

@@ -43,6 +43,7 @@ use super::apply::build_batch;
 use super::handoff::Handoff;
 use super::progress::Progress;
 use super::purge::Purger;
+use super::sizes::ShardSizes;
 use crate::health::RoleHealth;
 use crate::worker::ClusterView;
 
@@ -80,6 +81,7 @@ pub async fn run(
     engine: Arc<Engine>,
     progress: Arc<Progress>,
     handoff: Arc<Handoff>,
+    sizes: Arc<ShardSizes>,
     view: watch::Receiver<ClusterView>,
     health: RoleHealth,
 ) -> Error {
@@ -89,7 +91,7 @@ pub async fn run(
         progress.clone(),
         view.clone(),
     );
-    let pulling = pull(worker_id, engine, progress, handoff, view, health);
+    let pulling = pull(worker_id, engine, progress, handoff, sizes, view, health);
     tokio::select! {
         err = durability => err,
         err = pulling => err,
@@ -102,6 +104,7 @@ async fn pull(
     engine: Arc<Engine>,
     progress: Arc<Progress>,
     handoff: Arc<Handoff>,
+    sizes: Arc<ShardSizes>,
     mut view: watch::Receiver<ClusterView>,
     health: RoleHealth,
 ) -> Error {
@@ -176,6 +179,7 @@ async fn pull(
                 progress: &progress,
                 handoff: &handoff,
                 purger: &purger,
+                sizes: &sizes,
             },
             &follow,
             &mut view,
@@ -264,6 +268,7 @@ struct Local<'a> {
     progress: &'a Arc<Progress>,
     handoff: &'a Arc<Handoff>,
     purger: &'a Purger,
+    sizes: &'a Arc<ShardSizes>,
 }
 
 /// Pulls from one log server until the cluster view changes (Ok) or an error occurs.
@@ -279,6 +284,7 @@ async fn pull_loop(
         progress,
         handoff,
         purger,
+        sizes,
     } = *local;
     let channel = crate::worker::endpoint(log)?.connect_lazy();
     // A pull answer holds whole commits (up to 10 MB each): tonic's 4 MiB default would
@@ -334,8 +340,9 @@ async fn pull_loop(
             let progress = progress.clone();
             let handoff = handoff.clone();
             let purger = purger.clone();
+            let sizes = sizes.clone();
             tokio::task::spawn_blocking(move || {
-                apply_versions(&engine, &progress, &handoff, fresh)?;
+                apply_versions(&engine, &progress, &handoff, &sizes, fresh)?;
                 if hands_over {
                     write_handoff(&engine, &handoff, &purger, committed)?;
                 }
@@ -351,11 +358,13 @@ async fn pull_loop(
 }
 
 /// Applies each version as one atomic engine batch, readable at once; `report_durable` syncs.
-/// The mutations of ranges being taken over are buffered by `handoff` instead.
+/// The mutations of ranges being taken over are buffered by `handoff` instead; the others
+/// are counted against their shards' write rates (`sizes`).
 fn apply_versions(
     engine: &Engine,
     progress: &Progress,
     handoff: &Handoff,
+    sizes: &ShardSizes,
     batches: Vec<v1::VersionedMutations>,
 ) -> Result<(), Error> {
     for batch in batches {
@@ -369,6 +378,7 @@ fn apply_versions(
         }
         if !mutations.is_empty() {
             engine.apply_unsynced(batch.version, &build_batch(engine, &mutations)?)?;
+            sizes.record_writes(&mutations);
         }
         progress.advance(batch.version);
     }

@@ -142,6 +142,7 @@ pub async fn serve(
             engine.clone(),
             progress.clone(),
             handoff,
+            sizes.clone(),
             session.view(),
             health.clone(),
         );
