@@ -97,6 +97,7 @@ async fn heartbeat_reporting(
             ready_ranges: vec![],
             ready_map_version: 0,
             shard_sizes: vec![],
+            take_overs: vec![],
         })),
         unhealthy_reason: unhealthy_reason.into(),
     };

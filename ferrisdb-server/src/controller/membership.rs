@@ -59,6 +59,21 @@ pub struct StorageStatus {
     pub ready_map_version: u64,
     /// The approximate size of each shard it is a replica of.
     pub shard_sizes: Vec<ShardSize>,
+    /// How far each take-over under way has got.
+    pub take_overs: Vec<TakeOver>,
+}
+
+/// How far a storage server has got taking one range over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakeOver {
+    /// The range.
+    pub range: ferrisdb_core::KeyRange,
+    /// Bytes fetched so far.
+    pub fetched_bytes: u64,
+    /// Wholly fetched.
+    pub fetched: bool,
+    /// Installed in the engine.
+    pub installed: bool,
 }
 
 /// The approximate size of one shard, as a replica reports it.

@@ -85,6 +85,18 @@ fn role_status_from_proto(status: Option<v1::worker_status::Status>) -> Option<R
                     })
                 })
                 .collect(),
+            take_overs: s
+                .take_overs
+                .into_iter()
+                .filter_map(|t| {
+                    Some(super::membership::TakeOver {
+                        range: ferrisdb_core::KeyRange::try_from(t.range?).ok()?,
+                        fetched_bytes: t.fetched_bytes,
+                        fetched: t.fetched,
+                        installed: t.installed,
+                    })
+                })
+                .collect(),
         })),
         Status::Coordinator(c) => Some(RoleStatus::Coordinator(CoordinatorStatus {
             committed_version: Version(c.committed_version),
@@ -145,6 +157,16 @@ pub fn status_to_proto(status: &RoleStatus, problem: Option<&str>) -> v1::Worker
                     bytes: z.bytes,
                     middle_key: z.middle_key.clone().unwrap_or_default(),
                     write_bytes_per_second: z.write_bytes_per_second,
+                })
+                .collect(),
+            take_overs: s
+                .take_overs
+                .iter()
+                .map(|t| v1::TakeOver {
+                    range: Some(v1::KeyRange::from(&t.range)),
+                    fetched_bytes: t.fetched_bytes,
+                    fetched: t.fetched,
+                    installed: t.installed,
                 })
                 .collect(),
         }),
@@ -322,6 +344,12 @@ mod tests {
                     bytes: 4096,
                     middle_key: Some(bytes::Bytes::from_static(b"b")),
                     write_bytes_per_second: 1000,
+                }],
+                take_overs: vec![super::super::membership::TakeOver {
+                    range: ferrisdb_core::KeyRange::new("c", "d").unwrap(),
+                    fetched_bytes: 77,
+                    fetched: true,
+                    installed: false,
                 }],
             }),
             RoleStatus::Coordinator(CoordinatorStatus {

@@ -38,9 +38,10 @@ pub async fn run(
         let replicas = sources(&view.borrow(), &fetch.range);
         for (id, address) in replicas {
             let started = std::time::Instant::now();
-            match tokio::time::timeout(FETCH_TIMEOUT, read_range(&address, &fetch.range, version))
-                .await
-            {
+            let read = read_range(&address, &fetch.range, version, |bytes| {
+                handoff.note_fetched(fetch.ticket, bytes)
+            });
+            match tokio::time::timeout(FETCH_TIMEOUT, read).await {
                 Ok(Ok(pairs)) => {
                     let bytes: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
                     tracing::info!(
@@ -91,11 +92,13 @@ fn sources(view: &ClusterView, range: &KeyRange) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Reads all of `range` at `version` from the storage server at `address`.
+/// Reads all of `range` at `version` from the storage server at `address`, telling
+/// `progress` the bytes read so far after each streamed batch.
 async fn read_range(
     address: &str,
     range: &KeyRange,
     version: u64,
+    progress: impl Fn(u64),
 ) -> Result<Vec<(Bytes, Bytes)>, Error> {
     let channel = crate::worker::endpoint(address)?.connect_lazy();
     let mut client =
@@ -112,12 +115,20 @@ async fn read_range(
         .map_err(|s| ferrisdb_proto::status::from_status(&s))?
         .into_inner();
     let mut pairs = Vec::new();
+    let mut bytes = 0u64;
+    progress(0);
     while let Some(batch) = stream
         .message()
         .await
         .map_err(|s| ferrisdb_proto::status::from_status(&s))?
     {
+        bytes += batch
+            .pairs
+            .iter()
+            .map(|p| (p.key.len() + p.value.len()) as u64)
+            .sum::<u64>();
         pairs.extend(batch.pairs.into_iter().map(|p| (p.key, p.value)));
+        progress(bytes);
     }
     Ok(pairs)
 }

@@ -63,8 +63,23 @@ struct Incoming {
     /// Buffered mutations by version, ascending, each clipped to the range.
     buffer: Vec<(u64, Vec<Mutation>)>,
     snapshot: Option<Snapshot>,
+    /// Bytes (keys and values) read so far by the fetch under way (or the last one).
+    fetched_bytes: u64,
     /// The version it was installed at.
     installed_at: Option<u64>,
+}
+
+/// How far one take-over has got, for `ferrisdb status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakeOver {
+    /// The range taken over.
+    pub range: KeyRange,
+    /// Bytes fetched so far.
+    pub fetched_bytes: u64,
+    /// The whole range is fetched (catching up with the writes buffered meanwhile).
+    pub fetched: bool,
+    /// Installed in the engine (ready once durable).
+    pub installed: bool,
 }
 
 /// A take-over the pull loop just began: a fetch task must fill it in.
@@ -193,6 +208,7 @@ impl Handoff {
                     start: applied,
                     buffer: Vec::new(),
                     snapshot: None,
+                    fetched_bytes: 0,
                     installed_at: None,
                 });
                 fetches.push(Fetch {
@@ -353,6 +369,34 @@ impl Handoff {
             .iter()
             .find(|e| e.ticket == ticket && e.snapshot.is_none() && e.installed_at.is_none())
             .map(|e| e.start)
+    }
+
+    /// Notes that the fetch of take-over `ticket` has read `bytes` so far.
+    pub fn note_fetched(&self, ticket: u64, bytes: u64) {
+        if let Some(e) = self
+            .state
+            .lock()
+            .incoming
+            .iter_mut()
+            .find(|e| e.ticket == ticket)
+        {
+            e.fetched_bytes = bytes;
+        }
+    }
+
+    /// How far each take-over under way has got.
+    pub fn take_overs(&self) -> Vec<TakeOver> {
+        self.state
+            .lock()
+            .incoming
+            .iter()
+            .map(|e| TakeOver {
+                range: e.range.clone(),
+                fetched_bytes: e.fetched_bytes,
+                fetched: e.snapshot.is_some() || e.installed_at.is_some(),
+                installed: e.installed_at.is_some(),
+            })
+            .collect()
     }
 
     /// True if [`Handoff::pending`] at `version` would have something to write.

@@ -79,6 +79,17 @@ impl StatusSource for EngineStatus {
                 ready_ranges: ready.iter().map(v1::KeyRange::from).collect(),
                 ready_map_version,
                 shard_sizes: self.sizes.latest(),
+                take_overs: self
+                    .handoff
+                    .take_overs()
+                    .into_iter()
+                    .map(|t| v1::TakeOver {
+                        range: Some(v1::KeyRange::from(&t.range)),
+                        fetched_bytes: t.fetched_bytes,
+                        fetched: t.fetched,
+                        installed: t.installed,
+                    })
+                    .collect(),
             })),
         }
     }

@@ -119,6 +119,15 @@ fn an_install_folds_the_buffer_into_the_snapshot_in_one_batch() {
         operand: Bytes::from_static(&[1, 0, 0, 0]),
     };
     assert!(h.divert(14, vec![add_one]).is_empty());
+    let progress = |h: &Handoff| {
+        let t = h.take_overs();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].range, range("m", "t"));
+        (t[0].fetched_bytes, t[0].fetched, t[0].installed)
+    };
+    assert_eq!(progress(&h), (0, false, false));
+    h.note_fetched(fetch.ticket, 19);
+    assert_eq!(progress(&h), (19, false, false));
     h.set_snapshot(
         fetch.ticket,
         Snapshot {
@@ -128,10 +137,12 @@ fn an_install_folds_the_buffer_into_the_snapshot_in_one_batch() {
     )
     .unwrap();
     assert_eq!(h.wants_snapshot(fetch.ticket), None);
+    assert_eq!(progress(&h), (19, true, false));
     assert!(h.owes_work(15));
     let pending = h.pending(15).unwrap();
     engine.apply_unsynced(15, &pending.batch).unwrap();
     h.written(pending, 15).unwrap();
+    assert_eq!(progress(&h), (19, true, true));
     assert!(!h.buffering());
     let get = |k: &str, v: u64| engine.get(k.as_bytes(), v).unwrap();
     assert_eq!(get("n1", 15).as_deref(), Some(&b"new"[..]));

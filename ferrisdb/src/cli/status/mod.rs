@@ -281,6 +281,21 @@ pub struct ShardStatus {
     /// While the data distributor moves the shard: the team taking it over (empty
     /// otherwise).
     pub moving_to: Vec<String>,
+    /// Approximate bytes held, as its replicas last reported (`None`: no report yet).
+    pub bytes: Option<u64>,
+    /// While it moves: how far the slowest server taking it over has got.
+    pub move_progress: Option<MoveProgress>,
+}
+
+/// How far a shard's move has got: the slowest of the servers taking it over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MoveProgress {
+    /// `fetching` (reading the shard from a current replica), `catching up` (fetched; the
+    /// writes buffered meanwhile are folded in and made durable) or `ready` (the next
+    /// distributor round hands it over).
+    pub stage: String,
+    /// Bytes fetched so far.
+    pub fetched_bytes: u64,
 }
 
 /// Fetches the cluster state from the controller group's leader (following the replicas'
@@ -628,11 +643,33 @@ pub fn build(
         .map(|w| w.worker_id.as_str())
         .collect();
     let map = state.shard_map.unwrap_or_default();
+    let storage_status = |id: &str| {
+        workers.iter().find(|w| w.worker_id == id).and_then(|w| {
+            match w.status.as_ref()?.status.as_ref()? {
+                v1::worker_status::Status::Storage(s) => Some(s),
+                _ => None,
+            }
+        })
+    };
     let shards: Vec<ShardStatus> = map
         .shards
         .iter()
         .map(|s| {
             let range = s.range.clone().unwrap_or_default();
+            let bytes = s
+                .storage_ids
+                .iter()
+                .filter_map(|id| storage_status(id))
+                .flat_map(|st| st.shard_sizes.iter())
+                .filter(|z| z.range.as_ref() == Some(&range))
+                .map(|z| z.bytes)
+                .max();
+            let move_progress = s
+                .moving_to
+                .iter()
+                .filter(|id| !s.storage_ids.contains(id))
+                .map(|id| take_over_progress(storage_status(id), &range))
+                .min_by_key(|p| (stage_rank(&p.stage), p.fetched_bytes));
             let healthy = s
                 .storage_ids
                 .iter()
@@ -645,6 +682,8 @@ pub fn build(
                 healthy_replicas: healthy,
                 fully_replicated: healthy >= state.replication,
                 moving_to: s.moving_to.clone(),
+                bytes,
+                move_progress,
             }
         })
         .collect();
@@ -794,4 +833,39 @@ fn log_hold_messages(c: &v1::CoordinatorStatus, held: u64, budget: Option<u64>) 
             )
         })
         .collect()
+}
+
+/// How far the storage server reporting `status` has got taking `range` over.
+fn take_over_progress(status: Option<&v1::StorageStatus>, range: &v1::KeyRange) -> MoveProgress {
+    let Some(status) = status else {
+        return MoveProgress {
+            stage: "fetching".into(),
+            fetched_bytes: 0,
+        };
+    };
+    let take_over = status
+        .take_overs
+        .iter()
+        .find(|t| t.range.as_ref() == Some(range));
+    let fetched_bytes = take_over.map_or(0, |t| t.fetched_bytes);
+    let stage = if status.ready_ranges.contains(range) {
+        "ready"
+    } else if take_over.is_some_and(|t| t.fetched) {
+        "catching up"
+    } else {
+        "fetching"
+    };
+    MoveProgress {
+        stage: stage.into(),
+        fetched_bytes,
+    }
+}
+
+/// Orders move stages from the least advanced.
+fn stage_rank(stage: &str) -> u8 {
+    match stage {
+        "fetching" => 0,
+        "catching up" => 1,
+        _ => 2,
+    }
 }

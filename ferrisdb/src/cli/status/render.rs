@@ -158,6 +158,7 @@ pub fn render(r: &Report) -> String {
         "REPLICAS",
         "HEALTHY",
         "REPLICATION",
+        "BYTES",
         "MOVING TO",
     ]);
     for s in &r.shards {
@@ -176,10 +177,24 @@ pub fn render(r: &Report) -> String {
                 "DEGRADED"
             }
             .into(),
-            if s.moving_to.is_empty() {
-                "-".into()
-            } else {
-                s.moving_to.join(",")
+            s.bytes.map_or("-".into(), bytes),
+            match (&s.move_progress, s.moving_to.is_empty()) {
+                (_, true) => "-".into(),
+                (None, false) => s.moving_to.join(","),
+                (Some(p), false) if p.stage == "fetching" => format!(
+                    "{} (fetching: {}{})",
+                    s.moving_to.join(","),
+                    bytes(p.fetched_bytes),
+                    s.bytes
+                        .map(|b| format!(" of ~{}", bytes(b)))
+                        .unwrap_or_default()
+                ),
+                (Some(p), false) => format!(
+                    "{} ({}, {} fetched)",
+                    s.moving_to.join(","),
+                    p.stage,
+                    bytes(p.fetched_bytes)
+                ),
             },
         ]);
     }

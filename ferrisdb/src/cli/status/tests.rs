@@ -1,6 +1,6 @@
 use ferrisdb_proto::v1;
 
-use super::{build, render};
+use super::{MoveProgress, build, render};
 
 fn worker(id: &str, role: v1::WorkerRole, port: u16, healthy: bool) -> v1::WorkerInfo {
     let status = match role {
@@ -11,6 +11,7 @@ fn worker(id: &str, role: v1::WorkerRole, port: u16, healthy: bool) -> v1::Worke
             ready_ranges: vec![],
             ready_map_version: 0,
             shard_sizes: vec![],
+            take_overs: vec![],
         })),
         v1::WorkerRole::Coordinator => Some(v1::worker_status::Status::Coordinator(
             v1::CoordinatorStatus {
@@ -480,6 +481,79 @@ fn a_shard_being_moved_shows_its_next_team_and_servers_count_their_shards() {
     assert!(text.contains("2 (+1 incoming)"), "{text}");
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["shards"][0]["moving_to"][1], "s2");
+}
+
+#[test]
+fn a_moving_shard_shows_its_size_and_how_far_the_take_over_has_got() {
+    let mut st = state(true);
+    let first = v1::KeyRange {
+        begin: b"".to_vec().into(),
+        end: b"\x55".to_vec().into(),
+    };
+    if let Some(map) = st.shard_map.as_mut() {
+        map.shards[0].moving_to = vec!["s1".into(), "s2".into()];
+    }
+    let storage = |st: &mut v1::GetClusterStateResponse, id: &str| -> v1::StorageStatus {
+        let w = st.workers.iter_mut().find(|w| w.worker_id == id).unwrap();
+        match w.status.as_mut().unwrap().status.as_mut().unwrap() {
+            v1::worker_status::Status::Storage(s) => s.clone(),
+            _ => unreachable!(),
+        }
+    };
+    let set_storage = |st: &mut v1::GetClusterStateResponse, id: &str, s: v1::StorageStatus| {
+        let w = st.workers.iter_mut().find(|w| w.worker_id == id).unwrap();
+        w.status.as_mut().unwrap().status = Some(v1::worker_status::Status::Storage(s));
+    };
+    // The replicas report its size; s2, taking it over, has fetched 1 KiB of it.
+    for (id, bytes) in [("s0", 4096), ("s1", 4000)] {
+        let mut s = storage(&mut st, id);
+        s.shard_sizes.push(v1::ShardSize {
+            range: Some(first.clone()),
+            bytes,
+            middle_key: Default::default(),
+            write_bytes_per_second: 0,
+        });
+        set_storage(&mut st, id, s);
+    }
+    let mut s2 = storage(&mut st, "s2");
+    s2.take_overs.push(v1::TakeOver {
+        range: Some(first.clone()),
+        fetched_bytes: 1024,
+        fetched: false,
+        installed: false,
+    });
+    set_storage(&mut st, "s2", s2.clone());
+    let r = build("127.0.0.1:4500", st.clone(), Some(1000), 40_000);
+    assert_eq!(r.shards[0].bytes, Some(4096));
+    assert_eq!(
+        r.shards[0].move_progress,
+        Some(MoveProgress {
+            stage: "fetching".into(),
+            fetched_bytes: 1024
+        })
+    );
+    assert_eq!(r.shards[1].move_progress, None);
+    let text = render(&r);
+    assert!(
+        text.contains("s1,s2 (fetching: 1.0 KiB of ~4.0 KiB)"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["shards"][0]["move_progress"]["fetched_bytes"], 1024);
+    // Fetched, then ready.
+    s2.take_overs[0].fetched_bytes = 4096;
+    s2.take_overs[0].fetched = true;
+    set_storage(&mut st, "s2", s2.clone());
+    let text = render(&build("127.0.0.1:4500", st.clone(), Some(1000), 40_000));
+    assert!(
+        text.contains("s1,s2 (catching up, 4.0 KiB fetched)"),
+        "{text}"
+    );
+    s2.take_overs[0].installed = true;
+    s2.ready_ranges.push(first.clone());
+    set_storage(&mut st, "s2", s2);
+    let text = render(&build("127.0.0.1:4500", st, Some(1000), 40_000));
+    assert!(text.contains("s1,s2 (ready, 4.0 KiB fetched)"), "{text}");
 }
 
 #[test]
