@@ -5,8 +5,10 @@
 # distributor splits and balances; then 2 storage servers join while a write workload runs
 # (throughput and latency before, during and after); then one of them is SIGKILLed with its
 # data directory deleted, and the script waits until every shard is back at two healthy
-# replicas. Prints a status line (shards, moves under way, bytes and shards per server) every
-# few seconds with the time since each step. Not part of the test suite; takes 5-8 minutes.
+# replicas; then the other joined server is SIGKILLed too (kept down) and every loaded record
+# is read back (`ferrisdb bench --check`). Prints a status line (shards, moves under way,
+# bytes on disk, shard bytes and shards per server) every few seconds with the time since
+# each step. Not part of the test suite; takes 6-10 minutes.
 #
 # Usage: bench/data-distribution.sh BIN_DIR
 # Environment: PORT_BASE (default 27800), RECORDS (default 1000000), VALUE (default 1000).
@@ -44,12 +46,22 @@ ss = [x for x in s["storage_servers"] if x["healthy"]]
 b = [x["data_bytes"] or 0 for x in ss]
 m = sum(b) / len(b) if b else 0
 dev = max(abs(x - m) for x in b) / m * 100 if m else 0
+# Shard bytes held (the replicas' size reports), per server.
+held_bytes = {x["id"]: 0 for x in ss}
+for sh in shards:
+    for r in sh["replicas"]:
+        if r in held_bytes:
+            held_bytes[r] += sh.get("bytes") or 0
+hb = list(held_bytes.values())
+hm = sum(hb) / len(hb) if hb else 0
+hdev = max(abs(x - hm) for x in hb) / hm * 100 if hm else 0
 full = sum(1 for x in shards if x["fully_replicated"])
 moving = sum(1 for x in shards if x["moving_to"])
 mb = [round(x / 1e6) for x in b]
 held = [x["shards"] for x in ss]
 print(f"shards {len(shards)} full {full} moving {moving} servers {len(ss)} "
-      f"MB/server {mb} (max {dev:.0f}% from the mean) shards/server {held}")
+      f"disk MB/server {mb} (max {dev:.0f}% from the mean) "
+      f"shard MB/server {[round(x / 1e6) for x in hb]} (max {hdev:.0f}%) shards/server {held}")
 PY
 summary() {
     "$BIN/ferrisdb" status --controller "$CONTROLLER" --json 2>/dev/null | python3 "$DIR/summary.py"
@@ -96,3 +108,8 @@ echo "== SIGKILL one joined server and delete its data directory"
 kill -9 "${EXTRA[0]}"
 rm -rf "$DIR/joined-1"
 settle "$(date +%s)" 60
+
+echo "== SIGKILL the other joined server (kept down); read every record back"
+kill -9 "${EXTRA[1]}"
+"$BIN/ferrisdb" bench --controller "$CONTROLLER" --workload c --records "$RECORDS" \
+    --value-size "$VALUE" --clients 32 --no-load --duration 5 --check 2>&1 | grep -E "checked|total|rror"

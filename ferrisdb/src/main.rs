@@ -124,6 +124,7 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
                         clients: w.clients,
                         records: w.records,
                         no_load: w.no_load,
+                        check: w.check,
                         key_size: w.key_size,
                         value_size: w.value_size,
                         uniform: w.uniform,

@@ -450,6 +450,34 @@ fn a_short_benchmark_reports_sane_numbers(c: &Cluster, tmp: &Path) {
         c.exec_ok("getrange bench/ bench0 1000").lines().count(),
         200
     );
+    // --check reads them all back, and fails once one is gone (workload C only reads, so
+    // nothing writes it again).
+    let check = [
+        "bench",
+        "--workload",
+        "c",
+        "--no-load",
+        "--duration",
+        "1",
+        "--records",
+        "200",
+        "--check",
+    ];
+    let out = c.run(&check, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("checked 200 records: every one present"),
+        "{}",
+        stderr(&out)
+    );
+    c.exec_ok("clear bench/0000000142");
+    let out = c.run(&check, None);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("record 142 is missing"),
+        "{}",
+        stderr(&out)
+    );
 
     // `bench engine` still parses as a subcommand of `bench`.
     let out = Command::new(ferrisdb_bin())

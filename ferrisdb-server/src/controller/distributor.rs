@@ -394,7 +394,7 @@ pub fn plan(
     });
     let bytes = estimated_bytes(&shards, servers);
     while healthy_teams && moving < MAX_MOVES {
-        let Some((i, team, reason)) = balancing_move(&shards, &bytes, servers) else {
+        let Some((i, team, reason)) = balancing_move(&shards, &bytes, limit, servers) else {
             break;
         };
         why.push(format!(
@@ -542,6 +542,7 @@ fn fill_team(
 fn balancing_move(
     shards: &[Shard],
     bytes: &[u64],
+    limit: u64,
     servers: &[ServerState],
 ) -> Option<(usize, Vec<String>, &'static str)> {
     let live: Vec<&ServerState> = servers
@@ -554,10 +555,13 @@ fn balancing_move(
     let held = bytes_load(shards, bytes);
     let bytes_of = |s: &ServerState| held.get(s.id.as_str()).copied().unwrap_or(0);
     let mean = live.iter().map(|s| bytes_of(s)).sum::<u64>() as f64 / live.len() as f64;
-    // A shard that can move from `from` to `to`: still, held by `from`, not by `to`.
+    // A shard that can move from `from` to `to`: still, held by `from`, not by `to`, and not
+    // past the size limit (it is split first: moving it whole would copy what a split
+    // would let two servers share).
     let movable = |i: usize, from: &str, to: &str| {
         let s = &shards[i];
         !s.is_moving()
+            && bytes[i] <= limit
             && s.storage_ids.iter().any(|id| id == from)
             && !s.storage_ids.iter().any(|id| id == to)
     };

@@ -13,7 +13,12 @@
 //!    engine batch at `c`: clear the range (whatever an earlier stay left), then the
 //!    snapshot with every buffered mutation after `at` folded in, in version order. From
 //!    then on the range's mutations go straight to the engine, and the range is complete at
-//!    every version from `c` (recorded on disk: [`InstalledRanges`]).
+//!    every version from `c` (recorded on disk: [`InstalledRanges`]). A snapshot larger
+//!    than [`INSTALL_CHUNK_BYTES`] is installed in pieces, one per spare version, in key
+//!    order: the first clears the whole range, each writes the keys up to the next piece's
+//!    first key, and the part already written stops being buffered — its mutations go to
+//!    the engine, which holds it complete — so the buffer folded into a later piece is
+//!    clipped to what is left. The range is complete from the version of the last piece.
 //! 4. Once the durability loop has persisted an applied version at or past `c`, the range is
 //!    reported *ready*; the data distributor then makes this server a replica in one map
 //!    change, and reads arrive.
@@ -43,6 +48,11 @@ use crate::log::clip;
 
 const INSTALLED_FILE: &str = "installed_ranges.json";
 
+/// Most snapshot bytes (keys and values) installed in one engine batch: a batch is one WAL
+/// record, and with every move under way installing at once the batch stays far below the
+/// WAL's record limit.
+pub const INSTALL_CHUNK_BYTES: usize = 4 << 20;
+
 /// A range fetched from a replica at one version.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -63,10 +73,26 @@ struct Incoming {
     /// Buffered mutations by version, ascending, each clipped to the range.
     buffer: Vec<(u64, Vec<Mutation>)>,
     snapshot: Option<Snapshot>,
+    /// While installed in pieces: the first key not written yet (everything of the range
+    /// before it is in the engine and no longer buffered).
+    cursor: Option<Bytes>,
     /// Bytes (keys and values) read so far by the fetch under way (or the last one).
     fetched_bytes: u64,
     /// The version it was installed at.
     installed_at: Option<u64>,
+}
+
+impl Incoming {
+    /// The part of the range still buffered: what no installed piece has written yet.
+    fn buffered_range(&self) -> KeyRange {
+        KeyRange {
+            begin: self
+                .cursor
+                .clone()
+                .unwrap_or_else(|| self.range.begin.clone()),
+            end: self.range.end.clone(),
+        }
+    }
 }
 
 /// How far one take-over has got, for `ferrisdb status`.
@@ -109,7 +135,9 @@ pub struct StreamPlan {
 pub struct Pending {
     /// The batch.
     pub batch: WriteBatch,
-    installs: Vec<(u64, KeyRange)>,
+    /// Pieces written: the take-over's ticket, its range, and the first key of the next piece
+    /// (`None`: this was the last).
+    installs: Vec<(u64, KeyRange, Option<Bytes>)>,
     cleared: Vec<KeyRange>,
 }
 
@@ -208,6 +236,7 @@ impl Handoff {
                     start: applied,
                     buffer: Vec::new(),
                     snapshot: None,
+                    cursor: None,
                     fetched_bytes: 0,
                     installed_at: None,
                 });
@@ -300,6 +329,7 @@ impl Handoff {
                 e.start = start;
                 e.buffer.clear();
                 e.snapshot = None;
+                e.cursor = None;
             }
         }
     }
@@ -331,9 +361,9 @@ impl Handoff {
         if buffering.is_empty() {
             return mutations;
         }
-        let ranges = clip::normalize(buffering.iter().map(|e| e.range.clone()).collect());
+        let ranges = clip::normalize(buffering.iter().map(|e| e.buffered_range()).collect());
         for e in buffering {
-            let part = clip::clip(std::slice::from_ref(&e.range), &mutations);
+            let part = clip::clip(&[e.buffered_range()], &mutations);
             if !part.is_empty() {
                 e.buffer.push((version, part));
             }
@@ -425,11 +455,14 @@ impl Handoff {
             let Some(snapshot) = &e.snapshot else {
                 continue;
             };
-            pending.batch.delete_range(&e.range.begin, &e.range.end);
-            for (key, value) in fold(snapshot, &e.buffer)? {
+            if e.cursor.is_none() {
+                pending.batch.delete_range(&e.range.begin, &e.range.end);
+            }
+            let (piece, next) = next_piece(snapshot, &e.buffered_range());
+            for (key, value) in fold(snapshot, &e.buffer, &piece)? {
                 pending.batch.put(&key, &value);
             }
-            pending.installs.push((e.ticket, e.range.clone()));
+            pending.installs.push((e.ticket, e.range.clone(), next));
         }
         Ok(pending)
     }
@@ -442,13 +475,24 @@ impl Handoff {
         if pending.installs.is_empty() {
             return Ok(());
         }
-        for (ticket, range) in &pending.installs {
-            if let Some(e) = st.incoming.iter_mut().find(|e| e.ticket == *ticket) {
-                e.installed_at = Some(version);
-                e.buffer = Vec::new();
-                e.snapshot = None;
+        let mut finished = false;
+        for (ticket, range, next) in &pending.installs {
+            let Some(e) = st.incoming.iter_mut().find(|e| e.ticket == *ticket) else {
+                continue;
+            };
+            if let Some(next) = next {
+                e.cursor = Some(next.clone());
+                continue;
             }
+            e.installed_at = Some(version);
+            e.cursor = None;
+            e.buffer = Vec::new();
+            e.snapshot = None;
             st.installed.record(range.clone(), version);
+            finished = true;
+        }
+        if !finished {
+            return Ok(());
         }
         st.installed.prune(version);
         st.installed.store(&self.dir)
@@ -477,17 +521,49 @@ fn due(through: u64, version: u64) -> bool {
     through == 0 || through.saturating_add(2 * Version::MVCC_WINDOW) < version
 }
 
-/// The snapshot with every buffered mutation newer than it applied in order.
+/// The next piece of `snapshot` to install from what is left (`left`): the range it covers,
+/// and the first key of the piece after it (`None`: it reaches the end of `left`). A piece
+/// holds at least one pair, and stops before [`INSTALL_CHUNK_BYTES`] is passed.
+fn next_piece(snapshot: &Snapshot, left: &KeyRange) -> (KeyRange, Option<Bytes>) {
+    let first = snapshot
+        .pairs
+        .partition_point(|(k, _)| k.as_ref() < left.begin.as_ref());
+    let mut bytes = 0usize;
+    for (i, (key, value)) in snapshot.pairs.iter().enumerate().skip(first) {
+        if !left.contains(key) {
+            break;
+        }
+        bytes += key.len() + value.len();
+        if bytes > INSTALL_CHUNK_BYTES && i > first {
+            let piece = KeyRange {
+                begin: left.begin.clone(),
+                end: key.clone(),
+            };
+            return (piece, Some(key.clone()));
+        }
+    }
+    (left.clone(), None)
+}
+
+/// The snapshot's keys in `piece` with every buffered mutation newer than the snapshot
+/// applied in order (mutations outside `piece` leave nothing in it).
 fn fold(
     snapshot: &Snapshot,
     buffer: &[(u64, Vec<Mutation>)],
+    piece: &KeyRange,
 ) -> Result<BTreeMap<Bytes, Bytes>, Error> {
-    let mut data: BTreeMap<Bytes, Bytes> = snapshot.pairs.iter().cloned().collect();
+    let mut data: BTreeMap<Bytes, Bytes> = snapshot
+        .pairs
+        .iter()
+        .filter(|(k, _)| piece.contains(k))
+        .cloned()
+        .collect();
     for (_, mutations) in buffer.iter().filter(|(v, _)| *v > snapshot.version) {
         for m in mutations {
             m.apply_to(&mut data)?;
         }
     }
+    data.retain(|k, _| piece.contains(k));
     Ok(data)
 }
 

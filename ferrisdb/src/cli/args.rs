@@ -131,6 +131,10 @@ pub struct WorkloadArgs {
     /// Do not load the data set first (reuse one loaded before).
     #[arg(long)]
     pub no_load: bool,
+    /// After the run, read every record of the data set back (range reads of 1,000) and fail
+    /// unless each is present with a value of --value-size bytes (FerrisDB only).
+    #[arg(long)]
+    pub check: bool,
     /// Key size in bytes (`bench/` plus a zero-padded number).
     #[arg(long, default_value_t = 16)]
     pub key_size: usize,

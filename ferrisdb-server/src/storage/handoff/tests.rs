@@ -274,3 +274,115 @@ fn take_overs_not_installed_restart_from_a_newer_version() {
     h.written(pending, 51).unwrap();
     assert!(!h.can_restart());
 }
+
+#[test]
+fn a_large_snapshot_is_installed_in_pieces_and_writes_to_the_part_written_go_to_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(&dir.path().join("engine"), EngineOptions::default()).unwrap();
+    let mut stale = WriteBatch::default();
+    stale.put(b"s-stale", b"x");
+    engine.apply_unsynced(5, &stale).unwrap();
+    let h = Handoff::open(dir.path()).unwrap();
+    let fetch = h
+        .plan(1, &[range("", "m")], &[range("m", "t")], 10)
+        .fetches
+        .remove(0);
+    let key = |i: usize| format!("m{i:04}");
+    let big = "v".repeat(2000);
+    // 3,000 pairs of about 2 kB: two pieces of at most 4 MiB.
+    let pairs: Vec<(Bytes, Bytes)> = (0..3000).map(|i| pair(&key(i), &big)).collect();
+    // Buffered before the snapshot is handed in: one write in each half.
+    assert!(h.divert(12, vec![set(&key(10), "early")]).is_empty());
+    assert!(h.divert(13, vec![set(&key(2990), "late")]).is_empty());
+    h.set_snapshot(fetch.ticket, Snapshot { version: 11, pairs })
+        .unwrap();
+    let mut model: BTreeMap<String, String> = (0..3000).map(|i| (key(i), big.clone())).collect();
+    model.insert(key(10), "early".into());
+    model.insert(key(2990), "late".into());
+
+    // The first piece: the whole range is cleared, the first keys written.
+    let first = h.pending(20).unwrap();
+    assert!(first.batch.approximate_bytes() < 2 * INSTALL_CHUNK_BYTES);
+    engine.apply_unsynced(20, &first.batch).unwrap();
+    h.written(first, 20).unwrap();
+    assert!(
+        h.ready(u64::MAX).0.is_empty(),
+        "not installed until the last piece"
+    );
+    assert!(h.buffering());
+    // A write to the part written goes to the engine; one to the rest is still buffered;
+    // a range clear across the cursor is split between them.
+    let add = Mutation::Atomic {
+        op: AtomicOp::Add,
+        key: Bytes::copy_from_slice(key(1).as_bytes()),
+        operand: Bytes::from_static(&[1, 0, 0, 0]),
+    };
+    let clear = Mutation::ClearRange {
+        begin: Bytes::copy_from_slice(key(1500).as_bytes()),
+        end: Bytes::copy_from_slice(key(2500).as_bytes()),
+    };
+    let rest = h.divert(
+        21,
+        vec![set(&key(0), "direct"), set(&key(2999), "buffered"), clear],
+    );
+    assert!(rest.contains(&set(&key(0), "direct")), "{rest:?}");
+    assert!(!rest.contains(&set(&key(2999), "buffered")), "{rest:?}");
+    let batch = crate::storage::apply::build_batch(&engine, &rest).unwrap();
+    engine.apply_unsynced(21, &batch).unwrap();
+    let rest = h.divert(22, vec![add.clone()]);
+    assert_eq!(rest, vec![add.clone()]);
+    engine
+        .apply_unsynced(
+            22,
+            &crate::storage::apply::build_batch(&engine, &rest).unwrap(),
+        )
+        .unwrap();
+    model.insert(key(0), "direct".into());
+    model.insert(key(2999), "buffered".into());
+    model.retain(|k, _| !(k.as_str() >= key(1500).as_str() && k.as_str() < key(2500).as_str()));
+    // key(1) held 2,000 'v's: an add is as long as its operand (four bytes), the first one
+    // incremented (little-endian).
+    model.insert(key(1), "wvvv".into());
+
+    // The last piece completes it.
+    let mut version = 30;
+    loop {
+        let pending = h.pending(version).unwrap();
+        assert!(!pending.is_empty());
+        engine.apply_unsynced(version, &pending.batch).unwrap();
+        h.written(pending, version).unwrap();
+        if !h.buffering() {
+            break;
+        }
+        version += 1;
+        assert!(version < 40, "never finished");
+    }
+    assert_eq!(h.ready(version), (vec![range("m", "t")], 1));
+    let got: BTreeMap<String, String> = engine
+        .scan(ferrisdb_storage::engine::ScanOptions {
+            begin: Bytes::from_static(b"m"),
+            end: Bytes::from_static(b"t"),
+            read_version: version,
+            ..Default::default()
+        })
+        .unwrap()
+        .map(|kv| {
+            let (k, v) = kv.unwrap();
+            (
+                String::from_utf8(k.to_vec()).unwrap(),
+                String::from_utf8(v.to_vec()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), model.len());
+    for (k, v) in &model {
+        let g = got.get(k);
+        assert!(
+            g == Some(v),
+            "{k}: got {:?}, expected {:?}",
+            g.map(|g| &g[..g.len().min(8)]),
+            &v[..v.len().min(8)]
+        );
+    }
+    assert_eq!(engine.get(b"s-stale", version).unwrap(), None);
+}

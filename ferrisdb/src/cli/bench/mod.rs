@@ -56,6 +56,8 @@ pub struct ClusterBench {
     pub records: u64,
     /// Skip loading.
     pub no_load: bool,
+    /// Read every record back after the run.
+    pub check: bool,
     /// Key size, bytes.
     pub key_size: usize,
     /// Value size, bytes.
@@ -94,6 +96,9 @@ pub async fn run(target: &Target, cfg: ClusterBench) -> Result<(), String> {
             cfg.workload.letter(),
             cfg.workload.min_records()
         ));
+    }
+    if cfg.check && cfg.store != StoreConfig::FerrisDb {
+        return Err("--check reads the data set back from FerrisDB only".into());
     }
     if cfg.duration > MAX_DURATION {
         return Err(format!(
@@ -190,6 +195,73 @@ pub async fn run(target: &Target, cfg: ClusterBench) -> Result<(), String> {
     if result.total.ops == 0 {
         return Err("no operation completed".into());
     }
+    if cfg.check
+        && let Store::FerrisDb(db) = &store
+    {
+        check_records(db, &cfg).await?;
+    }
+    Ok(())
+}
+
+/// Records read back per range read of `--check`.
+const CHECK_CHUNK: u64 = 1_000;
+
+/// Reads records `0..records` back in range reads of [`CHECK_CHUNK`] from `clients` tasks;
+/// fails on the first read that fails or finds a record missing, extra or of the wrong size.
+async fn check_records(db: &ferrisdb_client::Database, cfg: &ClusterBench) -> Result<(), String> {
+    let start = Instant::now();
+    let chunks = cfg.records.div_ceil(CHECK_CHUNK);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..cfg.clients.min(chunks as usize).max(1) {
+        let (db, next) = (db.clone(), next.clone());
+        let (records, key_size, value_size) = (cfg.records, cfg.key_size, cfg.value_size);
+        tasks.spawn(async move {
+            loop {
+                let chunk = next.fetch_add(1, Ordering::Relaxed);
+                if chunk >= chunks {
+                    return Ok::<(), String>(());
+                }
+                let range = chunk * CHECK_CHUNK..((chunk + 1) * CHECK_CHUNK).min(records);
+                let (begin, end) = (key(range.start, key_size), key(range.end, key_size));
+                let found = db
+                    .run(|tx| {
+                        let (begin, end) = (begin.clone(), end.clone());
+                        async move {
+                            tx.get_range(begin, end, ferrisdb_client::RangeOptions::default())
+                                .collect_vec()
+                                .await
+                        }
+                    })
+                    .await
+                    .map_err(|e| format!("reading records {range:?} back: {e}"))?;
+                for (i, record) in range.clone().enumerate() {
+                    let expected = key(record, key_size);
+                    match found.get(i) {
+                        Some(kv) if kv.key[..] == expected[..] && kv.value.len() == value_size => {}
+                        Some(kv) if kv.key[..] == expected[..] => {
+                            return Err(format!(
+                                "record {record}: a value of {} bytes, not {value_size}",
+                                kv.value.len()
+                            ));
+                        }
+                        _ => return Err(format!("record {record} is missing")),
+                    }
+                }
+                if found.len() as u64 != range.end - range.start {
+                    return Err(format!("records {range:?}: unexpected keys among them"));
+                }
+            }
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.map_err(|e| format!("a check task failed: {e}"))??;
+    }
+    eprintln!(
+        "checked {} records: every one present ({:.1} s)",
+        cfg.records,
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
