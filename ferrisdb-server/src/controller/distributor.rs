@@ -13,7 +13,8 @@
 //! Each round ([`plan`], pure) does, in order:
 //! 1. **hand over** moves whose incoming members are all ready;
 //! 2. **repair** moves whose incoming member failed (another server takes its place);
-//! 3. **heal** shards with a *failed* replica (silent longer than the failure timeout:
+//! 3. **heal** shards with a *failed* replica (silent, or reporting a problem such as being
+//!    stranded behind the log, for longer than the failure timeout:
 //!    `--storage-failure-timeout-ms`, 30 s by default), an *excluded* one (`ferrisdb cluster
 //!    exclude`: it is read from while its shards move away, and receives none) or fewer
 //!    replicas than the replication factor: the new team keeps the live replicas and adds the
@@ -107,7 +108,8 @@ pub struct ServerState {
     pub id: String,
     /// Heard from recently and reporting no problem: may receive shards.
     pub healthy: bool,
-    /// Silent longer than the failure timeout: its shards are re-replicated.
+    /// Silent, or reporting a problem (stranded behind the log, a failed engine…), for longer
+    /// than the failure timeout: its shards are re-replicated.
     pub failed: bool,
     /// Excluded by an operator: its shards move away (it is still read from meanwhile) and
     /// it receives none.
@@ -130,7 +132,7 @@ pub fn servers(state: &ClusterState, now: Instant, failure_timeout: Duration) ->
         .map(|w| ServerState {
             id: w.record.id.clone(),
             healthy: members.is_healthy(w, now),
-            failed: members.silence(w, now) > failure_timeout,
+            failed: members.unhealthy_for(w, now) > failure_timeout,
             excluded: state.excluded.contains(&w.record.id),
             ready: match &w.status {
                 Some(RoleStatus::Storage(s)) => s.ready_ranges.clone(),

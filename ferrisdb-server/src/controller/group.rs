@@ -112,6 +112,12 @@ impl ControllerGroup {
             election_timeout_min: ms(timings.election_min),
             election_timeout_max: ms(timings.election_max).max(ms(timings.election_min) + 1),
             install_snapshot_timeout: 5_000,
+            // Each shard-map change carries the whole map: a replica far behind (one that
+            // rejoined with an empty disk) is sent its backlog a few entries at a time, so each
+            // message is encoded and sent well within the AppendEntries timeout. With
+            // openraft's default of 300, a backlog of data-distribution changes never fitted:
+            // the leader re-encoded it on every retry and, starved of CPU, lost its quorum.
+            max_payload_entries: 16,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1_000),
             max_in_snapshot_log_to_keep: 100,
             ..Default::default()

@@ -206,6 +206,9 @@ pub struct Worker {
     pub status: Option<RoleStatus>,
     /// Why it cannot do its job, as its last heartbeat said (`None`: it can).
     pub reported_problem: Option<String>,
+    /// Since when its heartbeats have reported a problem without a break (`None`: the last
+    /// one reported none).
+    pub problem_since: Option<Instant>,
     /// The health last logged, to log transitions once.
     pub logged_healthy: bool,
 }
@@ -247,6 +250,7 @@ impl Membership {
                 last_seen: None,
                 status: None,
                 reported_problem: None,
+                problem_since: None,
                 logged_healthy: false,
             })
             .collect();
@@ -277,6 +281,7 @@ impl Membership {
                     last_seen: None,
                     status: None,
                     reported_problem: None,
+                    problem_since: None,
                     logged_healthy: false,
                 },
             })
@@ -320,9 +325,23 @@ impl Membership {
                 "an unhealthy reason is at most {MAX_PROBLEM_LEN} bytes"
             )));
         }
+        w.problem_since = match (&problem, w.problem_since) {
+            (None, _) => None,
+            (Some(_), Some(since)) => Some(since),
+            (Some(_), None) => Some(now),
+        };
         w.reported_problem = problem;
         w.last_seen = Some(now);
         Ok(true)
+    }
+
+    /// How long `w` has been unable to do its job at `now`: silent (see [`Self::silence`]),
+    /// or reporting a problem in every heartbeat since — whichever is longer.
+    pub fn unhealthy_for(&self, w: &Worker, now: Instant) -> Duration {
+        let troubled = w
+            .problem_since
+            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+        self.silence(w, now).max(troubled)
     }
 
     /// True if `w` was heard from within the liveness timeout and reported no problem.
@@ -510,6 +529,26 @@ mod tests {
         assert_eq!(m.health_changes(t0).len(), 1);
         let long = "x".repeat(MAX_PROBLEM_LEN + 1);
         assert!(m.heartbeat("c1", None, Some(long), t0).is_err());
+    }
+
+    #[test]
+    fn a_problem_reported_in_every_heartbeat_counts_from_the_first_one() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(vec![], LIVENESS, t0);
+        register(&mut m, rec("s1", Role::Storage, "h:1"), t0, 1);
+        let ms = Duration::from_millis;
+        let stranded = || Some("stranded: the log dropped versions it needs".to_string());
+        m.heartbeat("s1", None, stranded(), t0 + ms(100)).unwrap();
+        m.heartbeat("s1", None, stranded(), t0 + ms(400)).unwrap();
+        let w = &m.workers()[0];
+        // Heard from 100 ms ago, but troubled for 600 ms.
+        assert_eq!(m.unhealthy_for(w, t0 + ms(700)), ms(600));
+        // A heartbeat without the problem ends it; silence counts again after it.
+        m.heartbeat("s1", None, None, t0 + ms(800)).unwrap();
+        m.heartbeat("s1", None, stranded(), t0 + ms(900)).unwrap();
+        assert_eq!(m.unhealthy_for(&m.workers()[0], t0 + ms(1000)), ms(100));
+        m.heartbeat("s1", None, None, t0 + ms(1100)).unwrap();
+        assert_eq!(m.unhealthy_for(&m.workers()[0], t0 + ms(3100)), ms(2000));
     }
 
     #[test]
