@@ -193,13 +193,14 @@ async fn workloads_stay_consistent_and_durable_under_process_faults() {
     eprintln!(
         "faults: shard map version {} after the faults: {} shards, replicas per server {:?}; \
          distributor decisions logged: {} splits, {} merges, {} moves to balance bytes, {} to \
-         balance counts, {} re-replications",
+         balance write load, {} to balance counts, {} re-replications",
         final_map.version,
         final_map.shards.len(),
         per_server.values().collect::<Vec<_>>(),
         decisions(": split at"),
         decisions("small and cold: merged"),
         decisions("to balance bytes per server"),
+        decisions("to balance write load"),
         decisions("to balance shards per server"),
         decisions("re-replicating to"),
     );

@@ -33,9 +33,12 @@
 //! 6. **balance**, once no shard needs healing, with the moves left: bytes first (a shard
 //!    moves from the server that will hold the most bytes, counting moves under way, to the
 //!    one that will hold the fewest, while they differ by more than a tenth of the mean; the
-//!    shard chosen is the one whose size best halves the gap), then, while bytes are even,
-//!    shard counts (the smallest shard of the server holding the most shards moves to the one
-//!    holding the fewest, if the two stay within a twentieth of the mean bytes).
+//!    shard chosen is the one whose size best halves the gap); then, while bytes are even,
+//!    write load (while the busiest server takes more than a quarter over the mean write
+//!    rate, the shard whose rate best halves its gap to the quietest moves there, if bytes
+//!    stay within a twentieth of the mean); then shard counts (the smallest shard of the
+//!    server holding the most shards moves to the one holding the fewest, if bytes stay as
+//!    even and the receiver's write rate within the tolerance).
 //!
 //! At most [`MAX_MOVES`] moves run at once. Balancing by read load is not built.
 
@@ -63,6 +66,10 @@ pub const MAX_MERGES: usize = 16;
 pub const DEFAULT_MAX_SHARD_WRITE_BYTES_PER_SECOND: u64 = 1_000_000;
 /// Bytes balancing starts when two servers differ by more than this fraction of the mean.
 pub const BYTES_TOLERANCE: f64 = 0.10;
+/// Write-load balancing starts when the busiest server takes more than this fraction over
+/// the mean write rate. (With replication 2 on three servers, the busiest can take at most
+/// half again the mean: the tolerance must be well below that to mean anything.)
+pub const WRITE_LOAD_TOLERANCE: f64 = 0.25;
 
 /// The data distributor's thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -394,9 +401,14 @@ pub fn plan(
         };
         team.len() >= replication && !team.iter().any(&leaving)
     });
-    let bytes = estimated_bytes(&shards, servers);
+    let load = Load {
+        bytes: estimated(&shards, servers, |z| z.bytes),
+        rates: estimated(&shards, servers, |z| z.write_bytes_per_second),
+        limit,
+        write_floor: write_limit / 4,
+    };
     while healthy_teams && moving < MAX_MOVES {
-        let Some((i, team, reason)) = balancing_move(&shards, &bytes, limit, servers) else {
+        let Some((i, team, reason)) = balancing_move(&shards, &load, servers) else {
             break;
         };
         why.push(format!(
@@ -439,10 +451,14 @@ fn shard_sizes(shards: &[Shard], servers: &[ServerState]) -> Vec<Option<ShardSiz
         .collect()
 }
 
-/// Each shard's bytes for balancing: its replicas' report, or, for a shard just split or
-/// merged (no report of its range yet), the reports it was cut from (half of a split shard's)
-/// or made of (the sum of a merge's).
-fn estimated_bytes(shards: &[Shard], servers: &[ServerState]) -> Vec<u64> {
+/// Each shard's `measure` (bytes, or write rate) for balancing: its replicas' report, or, for
+/// a shard just split or merged (no report of its exact range yet), the reports it was cut
+/// from (half of a split shard's) or made of (the sum of a merge's).
+fn estimated(
+    shards: &[Shard],
+    servers: &[ServerState],
+    measure: impl Fn(&ShardSize) -> u64,
+) -> Vec<u64> {
     let reports: Vec<&ShardSize> = servers
         .iter()
         .filter(|s| s.healthy)
@@ -454,23 +470,23 @@ fn estimated_bytes(shards: &[Shard], servers: &[ServerState]) -> Vec<u64> {
             let exact = reports
                 .iter()
                 .filter(|z| z.range == shard.range)
-                .map(|z| z.bytes)
+                .map(|z| measure(z))
                 .max();
-            if let Some(bytes) = exact {
-                return bytes;
+            if let Some(value) = exact {
+                return value;
             }
             let covering = reports
                 .iter()
                 .filter(|z| covers(&z.range, &shard.range))
-                .map(|z| z.bytes / 2)
+                .map(|z| measure(z) / 2)
                 .max();
-            if let Some(bytes) = covering {
-                return bytes;
+            if let Some(value) = covering {
+                return value;
             }
             let mut inside: BTreeMap<&KeyRange, u64> = BTreeMap::new();
             for z in reports.iter().filter(|z| covers(&shard.range, &z.range)) {
                 let e = inside.entry(&z.range).or_default();
-                *e = (*e).max(z.bytes);
+                *e = (*e).max(measure(z));
             }
             inside.values().sum()
         })
@@ -493,7 +509,7 @@ fn final_team(shard: &Shard) -> &[String] {
 }
 
 /// Shards each server will hold once the moves under way finish.
-fn load(shards: &[Shard]) -> BTreeMap<&str, usize> {
+fn shard_counts(shards: &[Shard]) -> BTreeMap<&str, usize> {
     let mut load = BTreeMap::new();
     for s in shards {
         for id in final_team(s) {
@@ -503,10 +519,22 @@ fn load(shards: &[Shard]) -> BTreeMap<&str, usize> {
     load
 }
 
-/// Bytes each server will hold once the moves under way finish (`bytes`: per shard).
-fn bytes_load<'a>(shards: &'a [Shard], bytes: &[u64]) -> BTreeMap<&'a str, u64> {
+/// What balancing goes by, per shard (index of the shard list).
+struct Load {
+    /// Estimated bytes.
+    bytes: Vec<u64>,
+    /// Estimated write rates, bytes per second.
+    rates: Vec<u64>,
+    /// The size limit: larger shards are split, not moved.
+    limit: u64,
+    /// Write rates below this, per server, are not worth moving shards for.
+    write_floor: u64,
+}
+
+/// The sum of `per_shard` each server will hold once the moves under way finish.
+fn sum_per_server<'a>(shards: &'a [Shard], per_shard: &[u64]) -> BTreeMap<&'a str, u64> {
     let mut load = BTreeMap::new();
-    for (s, b) in shards.iter().zip(bytes) {
+    for (s, b) in shards.iter().zip(per_shard) {
         for id in final_team(s) {
             *load.entry(id.as_str()).or_default() += b;
         }
@@ -523,7 +551,7 @@ fn fill_team(
     servers: &[ServerState],
     avoid: &[String],
 ) {
-    let load = load(shards);
+    let load = shard_counts(shards);
     let mut candidates: Vec<&ServerState> = servers
         .iter()
         .filter(|s| {
@@ -543,10 +571,10 @@ fn fill_team(
 /// next team and why.
 fn balancing_move(
     shards: &[Shard],
-    bytes: &[u64],
-    limit: u64,
+    load: &Load,
     servers: &[ServerState],
 ) -> Option<(usize, Vec<String>, &'static str)> {
+    let (bytes, rates) = (&load.bytes, &load.rates);
     let live: Vec<&ServerState> = servers
         .iter()
         .filter(|s| s.healthy && !s.failed && !s.excluded)
@@ -554,7 +582,7 @@ fn balancing_move(
     if live.len() < 2 {
         return None;
     }
-    let held = bytes_load(shards, bytes);
+    let held = sum_per_server(shards, bytes);
     let bytes_of = |s: &ServerState| held.get(s.id.as_str()).copied().unwrap_or(0);
     let mean = live.iter().map(|s| bytes_of(s)).sum::<u64>() as f64 / live.len() as f64;
     // A shard that can move from `from` to `to`: still, held by `from`, not by `to`, and not
@@ -563,7 +591,7 @@ fn balancing_move(
     let movable = |i: usize, from: &str, to: &str| {
         let s = &shards[i];
         !s.is_moving()
-            && bytes[i] <= limit
+            && bytes[i] <= load.limit
             && s.storage_ids.iter().any(|id| id == from)
             && !s.storage_ids.iter().any(|id| id == to)
     };
@@ -598,8 +626,45 @@ fn balancing_move(
             ));
         }
     }
-    // Then shard counts, moving the smallest shard, if bytes stay even.
-    let count = load(shards);
+    // Moves made while bytes are even must keep them so: both servers stay in this band
+    // around the mean.
+    let band = BYTES_TOLERANCE / 2.0 * mean;
+    let bytes_stay_even = |i: usize, from: &ServerState, to: &ServerState| {
+        mean == 0.0
+            || ((bytes_of(to) + bytes[i]) as f64 <= mean + band
+                && (bytes_of(from).saturating_sub(bytes[i])) as f64 >= mean - band)
+    };
+    // Then write load: while the busiest server takes more than WRITE_LOAD_TOLERANCE over the
+    // mean rate (and more than the floor), the shard that best halves its gap to the least
+    // busy one moves there.
+    let written = sum_per_server(shards, rates);
+    let rate_of = |s: &ServerState| written.get(s.id.as_str()).copied().unwrap_or(0);
+    let mean_rate = live.iter().map(|s| rate_of(s)).sum::<u64>() as f64 / live.len() as f64;
+    let busiest = live.iter().max_by_key(|s| (rate_of(s), s.id.clone()))?;
+    let quietest = live.iter().min_by_key(|s| (rate_of(s), s.id.clone()))?;
+    let rate_gap = rate_of(busiest) - rate_of(quietest);
+    if rate_of(busiest) > load.write_floor
+        && rate_of(busiest) as f64 > (1.0 + WRITE_LOAD_TOLERANCE) * mean_rate
+    {
+        let best = (0..shards.len())
+            .filter(|&i| {
+                movable(i, &busiest.id, &quietest.id)
+                    && rates[i] > 0
+                    && rates[i] < rate_gap
+                    && bytes_stay_even(i, busiest, quietest)
+            })
+            .min_by_key(|&i| (rate_gap.abs_diff(2 * rates[i]), i));
+        if let Some(i) = best {
+            return Some((
+                i,
+                team_for(i, &busiest.id, &quietest.id),
+                "to balance write load",
+            ));
+        }
+    }
+    // Then shard counts, moving the smallest shard, if bytes stay even and the receiving
+    // server's write rate stays within the tolerance.
+    let count = shard_counts(shards);
     let count_of = |s: &ServerState| count.get(s.id.as_str()).copied().unwrap_or(0);
     let most = live.iter().max_by_key(|s| (count_of(s), s.id.clone()))?;
     let least = live.iter().min_by_key(|s| (count_of(s), s.id.clone()))?;
@@ -609,11 +674,10 @@ fn balancing_move(
     let i = (0..shards.len())
         .filter(|&i| movable(i, &most.id, &least.id))
         .min_by_key(|&i| (bytes[i], i))?;
-    let band = BYTES_TOLERANCE / 2.0 * mean;
-    let even = mean == 0.0
-        || ((bytes_of(least) + bytes[i]) as f64 <= mean + band
-            && (bytes_of(most).saturating_sub(bytes[i])) as f64 >= mean - band);
-    even.then(|| {
+    let rate_after = rate_of(least) + rates[i];
+    let writes_stay_even = rate_after <= load.write_floor
+        || rate_after as f64 <= (1.0 + WRITE_LOAD_TOLERANCE) * mean_rate;
+    (bytes_stay_even(i, most, least) && writes_stay_even).then(|| {
         (
             i,
             team_for(i, &most.id, &least.id),

@@ -460,7 +460,7 @@ fn balancing_fills_every_free_move_slot_without_overshooting() {
     )
     .unwrap();
     assert_eq!(shards.iter().filter(|s| s.is_moving()).count(), MAX_MOVES);
-    let after = load(&shards);
+    let after = shard_counts(&shards);
     // Each move takes one shard from ss-0 or ss-1 to ss-2 or ss-3.
     assert_eq!(after["ss-0"] + after["ss-1"], 24 - MAX_MOVES);
     assert_eq!(after["ss-2"] + after["ss-3"], MAX_MOVES);
@@ -668,19 +668,35 @@ fn bytes_are_balanced_before_counts_by_the_shard_that_best_halves_the_gap() {
     assert!(why[0].contains("balance bytes"), "{why:?}");
 }
 
+/// The sum of `per_range` over the ranges inside `range` (a merged shard holds what its
+/// parts held).
+fn within(per_range: &BTreeMap<KeyRange, u64>, range: &KeyRange) -> u64 {
+    per_range
+        .iter()
+        .filter(|(r, _)| covers(range, r))
+        .map(|(_, v)| v)
+        .sum()
+}
+
 /// Runs rounds of `plan`, finishing every move at once, until it has nothing to do; returns
 /// the map and the rounds it took.
 fn settle(
     mut map: ShardMap,
     ids: &[String],
     bytes: &BTreeMap<KeyRange, u64>,
+    rates: &BTreeMap<KeyRange, u64>,
     limits: &Limits,
 ) -> (ShardMap, usize) {
     for round in 1..=400 {
         for s in map.shards.iter_mut().filter(|s| s.is_moving()) {
             s.storage_ids = std::mem::take(&mut s.moving_to);
         }
-        let servers = reporting(&map, ids, |i| bytes[&map.shards[i].range], |_| 1);
+        let servers = reporting(
+            &map,
+            ids,
+            |i| within(bytes, &map.shards[i].range),
+            |i| within(rates, &map.shards[i].range).max(1),
+        );
         match plan(&map, &servers, 2, limits, &MoveVersions::default()) {
             Some((shards, _)) => {
                 map = ShardMap {
@@ -718,7 +734,7 @@ fn uneven_shards_settle_with_bytes_per_server_within_a_tenth_of_the_mean() {
         shard_bytes: Some(1 << 40),
         shard_write_bytes_per_second: 5,
     };
-    let (settled, rounds) = settle(map, &five, &bytes, &limits);
+    let (settled, rounds) = settle(map, &five, &bytes, &BTreeMap::new(), &limits);
     let mut held: BTreeMap<&str, u64> = BTreeMap::new();
     for s in &settled.shards {
         for id in &s.storage_ids {
@@ -734,4 +750,128 @@ fn uneven_shards_settle_with_bytes_per_server_within_a_tenth_of_the_mean() {
         );
     }
     assert_eq!(held.len(), 5);
+}
+
+#[test]
+fn a_server_taking_most_of_the_writes_gives_a_hot_shard_to_the_quietest_once_bytes_are_even() {
+    // Six equal shards, two per team of ss-0/ss-1, ss-1/ss-2, ss-0/ss-2: bytes and counts
+    // are even. Shards 0 and 1 (on ss-0 and ss-1) take nearly all the writes.
+    let mut map = numbered_map(6, &["ss-0", "ss-1"]);
+    for i in [2, 3] {
+        map.shards[i].storage_ids = vec!["ss-1".into(), "ss-2".into()];
+    }
+    for i in [4, 5] {
+        map.shards[i].storage_ids = vec!["ss-0".into(), "ss-2".into()];
+    }
+    let rates = [600_000u64, 400_000, 1_000, 1_000, 1_000, 1_000];
+    let servers = reporting(&map, &ids(3), |_| 100_000, |i| rates[i]);
+    // Size and write limits that neither split nor merge these shards, and a floor of
+    // 250 kB/s under which write load is left alone.
+    let limits = Limits {
+        shard_bytes: Some(250_000),
+        shard_write_bytes_per_second: 1_000_000,
+    };
+    // ss-0 and ss-1 take about 1 MB/s each, ss-2 4 kB/s: the write load is uneven, but with
+    // four shards of 100 kB per server any move would take bytes out of the band around the
+    // mean (a twentieth of it): nothing moves.
+    assert_eq!(
+        plan(&map, &servers, 2, &limits, &MoveVersions::default()),
+        None
+    );
+    // With forty shards of 10 kB per server, one can move within the band: the six hot ones
+    // (200 kB/s each, on ss-0 and ss-1) move to ss-2, one at a time per free slot.
+    let mut map = numbered_map(60, &["ss-0", "ss-1"]);
+    for i in 20..40 {
+        map.shards[i].storage_ids = vec!["ss-1".into(), "ss-2".into()];
+    }
+    for i in 40..60 {
+        map.shards[i].storage_ids = vec!["ss-0".into(), "ss-2".into()];
+    }
+    let hot = |i: usize| if i < 6 { 200_000 } else { 1_000 };
+    let servers = reporting(&map, &ids(3), |_| 10_000, hot);
+    // (Neighbours of 10 kB each are over a third of a 50 kB limit together: no merges.)
+    let limits = Limits {
+        shard_bytes: Some(50_000),
+        ..limits
+    };
+    let (shards, why) = plan(&map, &servers, 2, &limits, &MoveVersions::default()).unwrap();
+    // Hot shards move to ss-2 for the write load; each such move leaves ss-2 a shard more
+    // than the others, which cold shards moving the other way even out.
+    let hot_moves: Vec<usize> = (0..6).filter(|&i| shards[i].is_moving()).collect();
+    assert!(!hot_moves.is_empty(), "{why:?}");
+    for &i in &hot_moves {
+        assert!(shards[i].moving_to.contains(&"ss-2".to_string()), "{why:?}");
+    }
+    assert_eq!(
+        why.iter()
+            .filter(|w| w.contains("balance write load"))
+            .count(),
+        hot_moves.len(),
+        "{why:?}"
+    );
+    for (i, s) in shards.iter().enumerate().skip(6) {
+        assert!(
+            !s.is_moving() || !s.moving_to.contains(&"ss-2".to_string()),
+            "shard {i}, cold, does not move to ss-2: {why:?}"
+        );
+    }
+    let rates: Vec<u64> = (0..shards.len()).map(hot).collect();
+    let written = |shards: &[Shard], id: &str| -> u64 {
+        shards
+            .iter()
+            .zip(&rates)
+            .filter(|(s, _)| final_team(s).iter().any(|x| x == id))
+            .map(|(_, r)| r)
+            .sum()
+    };
+    let before = written(&map.shards, "ss-2");
+    // ss-2 gains two hot shards' writes (and gives up two cold shards').
+    assert_eq!(
+        written(&shards, "ss-2"),
+        before + 2 * 200_000 - 2 * 1_000,
+        "{why:?}"
+    );
+}
+
+#[test]
+fn hot_and_uneven_shards_settle_with_bytes_even_and_no_move_undoing_another() {
+    // As above, and a fifth of the shards are written at 40 to 200 kB/s (the rest at 1 B/s):
+    // write-load moves must keep bytes even, and the rounds must come to an end.
+    let map = numbered_map(60, &["ss-0", "ss-1"]);
+    let mut x = 777u64;
+    let mut next = || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        x >> 33
+    };
+    let mut bytes = BTreeMap::new();
+    let mut rates = BTreeMap::new();
+    for s in &map.shards {
+        bytes.insert(s.range.clone(), 1_000 * (1 + next() % 100));
+        if next() % 5 == 0 {
+            rates.insert(s.range.clone(), 40_000 * (1 + next() % 5));
+        }
+    }
+    let five = ids(5);
+    // Nothing is split (every shard is under both limits); small cold neighbours merge.
+    let limits = Limits {
+        shard_bytes: Some(300_000),
+        shard_write_bytes_per_second: 1_000_000,
+    };
+    let (settled, rounds) = settle(map, &five, &bytes, &rates, &limits);
+    let mut held: BTreeMap<&str, u64> = BTreeMap::new();
+    for s in &settled.shards {
+        for id in &s.storage_ids {
+            *held.entry(id.as_str()).or_default() += within(&bytes, &s.range);
+        }
+    }
+    let mean = held.values().sum::<u64>() as f64 / 5.0;
+    for (id, b) in &held {
+        let off = (*b as f64 - mean).abs() / mean;
+        assert!(
+            off <= 0.1,
+            "{id} holds {b} against {mean} after {rounds} rounds: {held:?}"
+        );
+    }
 }
