@@ -42,6 +42,10 @@ struct Args {
     /// less room after a reserve for the server's own files).
     #[arg(long)]
     max_connections: Option<std::num::NonZeroUsize>,
+    /// A shard taken over is installed in engine batches of at most this many KiB of its
+    /// data (each batch is one WAL record).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=32768))]
+    install_piece_kib: u64,
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,7 @@ async fn serve(args: Args) -> ExitCode {
         memtable_bytes: args.memtable_mib << 20,
         block_cache_bytes: args.cache_mib << 20,
         max_connections: args.max_connections.map(|n| n.get()),
+        install_piece_bytes: (args.install_piece_kib << 10) as usize,
     };
     match storage::serve(config, ferrisdb_server::grpc::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

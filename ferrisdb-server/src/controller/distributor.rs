@@ -351,7 +351,7 @@ pub fn plan(
         ));
         split.push((i, middle));
     }
-    let split_at: Vec<usize> = split.iter().map(|(i, _)| *i).collect();
+    let splitting = !split.is_empty();
     for (i, middle) in split.into_iter().rev() {
         let upper = Shard::new(
             KeyRange {
@@ -364,7 +364,7 @@ pub fn plan(
         shards.insert(i + 1, upper);
     }
     // 5. Merge small, cold neighbours with the same team.
-    if split_at.is_empty() {
+    if !splitting {
         let mut merges = 0;
         let mut i = 0;
         while i + 1 < shards.len() && merges < MAX_MERGES {
@@ -392,7 +392,8 @@ pub fn plan(
             i += 1;
         }
     }
-    // 6. Balance bytes, then shard counts, with the moves left, once no shard needs healing.
+    // 6. Balance bytes, then write load, then shard counts, with the moves left, once no
+    // shard needs healing.
     let healthy_teams = shards.iter().all(|s| {
         let team = if s.is_moving() {
             &s.moving_to

@@ -14,7 +14,8 @@
 //!    snapshot with every buffered mutation after `at` folded in, in version order. From
 //!    then on the range's mutations go straight to the engine, and the range is complete at
 //!    every version from `c` (recorded on disk: [`InstalledRanges`]). A snapshot larger
-//!    than [`INSTALL_CHUNK_BYTES`] is installed in pieces, one per spare version, in key
+//!    than the piece size ([`DEFAULT_INSTALL_PIECE_BYTES`] unless configured) is installed
+//!    in pieces, one per spare version, in key
 //!    order: the first clears the whole range, each writes the keys up to the next piece's
 //!    first key, and the part already written stops being buffered — its mutations go to
 //!    the engine, which holds it complete — so the buffer folded into a later piece is
@@ -48,10 +49,10 @@ use crate::log::clip;
 
 const INSTALLED_FILE: &str = "installed_ranges.json";
 
-/// Most snapshot bytes (keys and values) installed in one engine batch: a batch is one WAL
-/// record, and with every move under way installing at once the batch stays far below the
-/// WAL's record limit.
-pub const INSTALL_CHUNK_BYTES: usize = 4 << 20;
+/// Most snapshot bytes (keys and values) installed in one engine batch by default: a batch
+/// is one WAL record, and with every move under way installing at once the batch stays far
+/// below the WAL's record limit.
+pub const DEFAULT_INSTALL_PIECE_BYTES: usize = 4 << 20;
 
 /// A range fetched from a replica at one version.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -174,6 +175,8 @@ struct State {
 pub struct Handoff {
     state: Mutex<State>,
     dir: PathBuf,
+    /// Most snapshot bytes installed in one engine batch.
+    piece_bytes: usize,
 }
 
 impl Handoff {
@@ -185,7 +188,14 @@ impl Handoff {
                 ..State::default()
             }),
             dir: dir.to_path_buf(),
+            piece_bytes: DEFAULT_INSTALL_PIECE_BYTES,
         })
+    }
+
+    /// Installs snapshots in pieces of at most `bytes` (at least one pair each).
+    pub fn with_piece_bytes(mut self, bytes: usize) -> Handoff {
+        self.piece_bytes = bytes.max(1);
+        self
     }
 
     /// Plans the next stream from the shard map at version `map_version`: this server's
@@ -458,7 +468,7 @@ impl Handoff {
             if e.cursor.is_none() {
                 pending.batch.delete_range(&e.range.begin, &e.range.end);
             }
-            let (piece, next) = next_piece(snapshot, &e.buffered_range());
+            let (piece, next) = next_piece(snapshot, &e.buffered_range(), self.piece_bytes);
             for (key, value) in fold(snapshot, &e.buffer, &piece)? {
                 pending.batch.put(&key, &value);
             }
@@ -523,8 +533,12 @@ fn due(through: u64, version: u64) -> bool {
 
 /// The next piece of `snapshot` to install from what is left (`left`): the range it covers,
 /// and the first key of the piece after it (`None`: it reaches the end of `left`). A piece
-/// holds at least one pair, and stops before [`INSTALL_CHUNK_BYTES`] is passed.
-fn next_piece(snapshot: &Snapshot, left: &KeyRange) -> (KeyRange, Option<Bytes>) {
+/// holds at least one pair, and stops before `piece_bytes` is passed.
+fn next_piece(
+    snapshot: &Snapshot,
+    left: &KeyRange,
+    piece_bytes: usize,
+) -> (KeyRange, Option<Bytes>) {
     let first = snapshot
         .pairs
         .partition_point(|(k, _)| k.as_ref() < left.begin.as_ref());
@@ -534,7 +548,7 @@ fn next_piece(snapshot: &Snapshot, left: &KeyRange) -> (KeyRange, Option<Bytes>)
             break;
         }
         bytes += key.len() + value.len();
-        if bytes > INSTALL_CHUNK_BYTES && i > first {
+        if bytes > piece_bytes && i > first {
             let piece = KeyRange {
                 begin: left.begin.clone(),
                 end: key.clone(),

@@ -51,6 +51,9 @@ pub struct StorageConfig {
     /// Most connections served at once (default from the open-file limit; see
     /// [`crate::resources::max_connections`]).
     pub max_connections: Option<usize>,
+    /// Most snapshot bytes a take-over installs in one engine batch
+    /// ([`super::handoff::DEFAULT_INSTALL_PIECE_BYTES`] by default).
+    pub install_piece_bytes: usize,
 }
 
 /// Free space a restarted server needs beyond its WAL's size before it exits to recover.
@@ -123,7 +126,8 @@ pub async fn serve(
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
-    let handoff = Arc::new(Handoff::open(&config.data_dir)?);
+    let handoff =
+        Arc::new(Handoff::open(&config.data_dir)?.with_piece_bytes(config.install_piece_bytes));
     let sizes = Arc::new(ShardSizes::default());
     let status = Arc::new(EngineStatus {
         engine: engine.clone(),

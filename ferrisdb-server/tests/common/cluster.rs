@@ -16,6 +16,11 @@ use tonic::transport::Channel;
 use super::proxy::{Proxy, source_ip};
 use super::{ServerProcess, free_port, wait_for_port};
 
+/// Storage servers of test clusters install a shard taken over in pieces of this many KiB,
+/// so the small shards of tests are installed in several pieces, as large ones are in
+/// production (with storage servers killed between pieces in the fault suite).
+const INSTALL_PIECE_KIB: &str = "16";
+
 /// One role process and how to start it again.
 pub struct Node {
     /// Address others reach it at (a controller replica of a group: its proxy).
@@ -342,6 +347,8 @@ impl TestCluster {
                         c_addr.to_string(),
                         "--memtable-mib".into(),
                         "1".into(),
+                        "--install-piece-kib".into(),
+                        INSTALL_PIECE_KIB.into(),
                     ],
                     a,
                     root.join(format!("storage-{i}.log")),
@@ -437,6 +444,8 @@ impl TestCluster {
                 self.controller_addresses(),
                 "--memtable-mib".into(),
                 "1".into(),
+                "--install-piece-kib".into(),
+                INSTALL_PIECE_KIB.into(),
             ],
             a,
             self.dir.path().join(format!("storage-{i}.log")),

@@ -302,7 +302,7 @@ fn a_large_snapshot_is_installed_in_pieces_and_writes_to_the_part_written_go_to_
 
     // The first piece: the whole range is cleared, the first keys written.
     let first = h.pending(20).unwrap();
-    assert!(first.batch.approximate_bytes() < 2 * INSTALL_CHUNK_BYTES);
+    assert!(first.batch.approximate_bytes() < 2 * DEFAULT_INSTALL_PIECE_BYTES);
     engine.apply_unsynced(20, &first.batch).unwrap();
     h.written(first, 20).unwrap();
     assert!(

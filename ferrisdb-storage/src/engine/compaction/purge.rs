@@ -12,9 +12,11 @@
 //! than `through`, is deleted by the manifest edit alone; a table of level 1 or deeper that
 //! overlaps one is rewritten without those values (its keys stay within its old bounds, so the
 //! level stays sorted and disjoint). Level-0 tables that only overlap are left to compaction:
-//! a rewrite would give them a new, newer file number and change their order. One manifest
-//! edit installs the result, the state swaps, and only then are the old files removed — the
-//! order a compaction installs in, under the same lock, so the two never race.
+//! a rewrite would give them a new, newer file number and change their order. Tables are
+//! handled one at a time, each under the compaction lock (so a long purge does not hold
+//! compactions, and with them writes, back): one manifest edit replaces the table, the state
+//! swaps, and only then is the old file removed — the order a compaction installs in, so the
+//! two never race.
 //!
 //! Entries newer than `through` are kept, so a purge that runs late, after the range was
 //! taken over again and rewritten at newer versions, removes nothing the new data needs.
@@ -92,108 +94,91 @@ impl Engine {
     pub fn purge_ranges(&self, ranges: &[PurgeRange]) -> Result<PurgeStats> {
         let inner = &self.inner;
         inner.check_open()?;
-        if ranges.is_empty() {
-            return Ok(PurgeStats::default());
-        }
-        let _compacting = inner.compaction_lock.lock();
-        let state = inner.current();
         let mut stats = PurgeStats::default();
-        let mut deleted: Vec<(usize, Arc<Table>)> = Vec::new();
-        let mut added: Vec<(usize, Arc<Table>)> = Vec::new();
-        let mut written: Vec<Arc<Table>> = Vec::new();
-        let outcome = (|| -> Result<()> {
-            for (level, tables) in state.levels.iter().enumerate() {
-                for table in tables {
-                    match fate(level, table, ranges) {
-                        Fate::Keep => {}
-                        Fate::Drop => {
-                            stats.dropped_tables += 1;
-                            stats.freed_bytes += table.file_size();
-                            deleted.push((level, Arc::clone(table)));
-                        }
-                        Fate::Rewrite => {
-                            if !holds_purgeable(table, ranges)? {
-                                continue; // Tombstones only (an earlier purge took the rest).
-                            }
-                            let (outputs, removed) = rewrite(self, level, table, ranges)?;
-                            written.extend(outputs.iter().cloned());
-                            if removed == 0 {
-                                continue; // Nothing of it was in the ranges after all.
-                            }
-                            let new_size: u64 = outputs.iter().map(|t| t.file_size()).sum();
-                            stats.rewritten_tables += 1;
-                            stats.removed_entries += removed;
-                            stats.freed_bytes += table.file_size().saturating_sub(new_size);
-                            deleted.push((level, Arc::clone(table)));
-                            added.extend(outputs.into_iter().map(|t| (level, t)));
-                        }
-                    }
-                }
-            }
-            Ok(())
-        })();
-        let kept: HashSet<u64> = added.iter().map(|(_, t)| t.id()).collect();
-        // Outputs not installed (an error, or a rewrite that removed nothing) are deleted.
-        let discard = |written: &[Arc<Table>], keep: &HashSet<u64>| {
-            for table in written.iter().filter(|t| !keep.contains(&t.id())) {
-                let _ = remove_if_present(table.path());
-            }
-        };
-        if let Err(err) = outcome {
-            discard(&written, &HashSet::new());
-            return Err(err);
-        }
-        discard(&written, &kept);
-        if deleted.is_empty() {
-            return Ok(stats);
-        }
-        let edit = VersionEdit {
-            next_file_number: Some(inner.next_file.load(Ordering::SeqCst)),
-            deleted: deleted.iter().map(|(level, t)| (*level, t.id())).collect(),
-            added: added
+        // Tables known to hold nothing left to purge (tombstones only, or just rewritten).
+        let mut clean: HashSet<u64> = HashSet::new();
+        // One table at a time, each under the compaction lock, so compactions go on between.
+        loop {
+            let _compacting = inner.compaction_lock.lock();
+            let state = inner.current();
+            let next = state
+                .levels
                 .iter()
-                .map(|(level, t)| (*level, file_meta(t)))
-                .collect(),
-            ..VersionEdit::default()
-        };
-        let removed: HashSet<u64> = deleted.iter().map(|(_, t)| t.id()).collect();
-        let installed = (|| -> Result<()> {
-            let mut versions = inner.versions.lock();
-            versions.manifest.log_and_apply(&edit)?;
-            let mut current = inner.state.write();
-            let mut levels = current.levels.clone();
-            for tables in &mut levels {
-                tables.retain(|t| !removed.contains(&t.id()));
-            }
-            for (level, table) in &added {
-                if let Some(tables) = levels.get_mut(*level) {
-                    tables.push(Arc::clone(table));
+                .enumerate()
+                .flat_map(|(level, tables)| tables.iter().map(move |t| (level, t)))
+                .filter(|(_, t)| !clean.contains(&t.id()))
+                .find_map(|(level, t)| match fate(level, t, ranges) {
+                    Fate::Keep => None,
+                    fate => Some((level, Arc::clone(t), fate)),
+                });
+            let Some((level, table, fate)) = next else {
+                break;
+            };
+            let outputs = match fate {
+                Fate::Keep | Fate::Drop => Vec::new(),
+                Fate::Rewrite => {
+                    if !holds_purgeable(&table, ranges)? {
+                        clean.insert(table.id());
+                        continue;
+                    }
+                    let (outputs, removed) = rewrite(self, level, &table, ranges)?;
+                    stats.rewritten_tables += 1;
+                    stats.removed_entries += removed;
+                    outputs
                 }
+            };
+            replace(self, level, &table, &outputs)?;
+            let new_size: u64 = outputs.iter().map(|t| t.file_size()).sum();
+            stats.freed_bytes += table.file_size().saturating_sub(new_size);
+            if matches!(fate, Fate::Drop) {
+                stats.dropped_tables += 1;
             }
-            for (level, tables) in levels.iter_mut().enumerate() {
-                sort_level(level, tables);
-            }
-            *current = Arc::new(current.with_levels(levels));
-            Ok(())
-        })();
-        if let Err(err) = installed {
-            discard(&written, &HashSet::new());
-            return Err(err);
+            clean.extend(outputs.iter().map(|t| t.id()));
         }
-        for id in &removed {
-            remove_if_present(&inner.dir.join(table_file_name(*id)))?;
+        if stats != PurgeStats::default() {
+            inner.notify_stalled();
+            tracing::info!(
+                ranges = ranges.len(),
+                dropped_tables = stats.dropped_tables,
+                rewritten_tables = stats.rewritten_tables,
+                removed_entries = stats.removed_entries,
+                freed_bytes = stats.freed_bytes,
+                "purged ranges no reader needs"
+            );
         }
-        inner.notify_stalled();
-        tracing::info!(
-            ranges = ranges.len(),
-            dropped_tables = stats.dropped_tables,
-            rewritten_tables = stats.rewritten_tables,
-            removed_entries = stats.removed_entries,
-            freed_bytes = stats.freed_bytes,
-            "purged ranges no reader needs"
-        );
         Ok(stats)
     }
+}
+
+/// Replaces `old` (of `level`) with `outputs` (none: it is dropped): one manifest edit, the
+/// state swap, then the old file's removal. The caller holds the compaction lock. If the
+/// edit cannot be logged, the outputs (named by no manifest) are deleted.
+fn replace(engine: &Engine, level: usize, old: &Arc<Table>, outputs: &[Arc<Table>]) -> Result<()> {
+    let inner = &engine.inner;
+    let edit = VersionEdit {
+        next_file_number: Some(inner.next_file.load(Ordering::SeqCst)),
+        deleted: vec![(level, old.id())],
+        added: outputs.iter().map(|t| (level, file_meta(t))).collect(),
+        ..VersionEdit::default()
+    };
+    {
+        let mut versions = inner.versions.lock();
+        if let Err(err) = versions.manifest.log_and_apply(&edit) {
+            for output in outputs {
+                let _ = remove_if_present(output.path());
+            }
+            return Err(err);
+        }
+        let mut current = inner.state.write();
+        let mut levels = current.levels.clone();
+        if let Some(tables) = levels.get_mut(level) {
+            tables.retain(|t| t.id() != old.id());
+            tables.extend(outputs.iter().cloned());
+            sort_level(level, tables);
+        }
+        *current = Arc::new(current.with_levels(levels));
+    }
+    remove_if_present(&inner.dir.join(table_file_name(old.id())))
 }
 
 /// Whether `table` (of `level`) holds entries of `ranges` old enough to purge, and how.
