@@ -9,10 +9,11 @@
 //! is released by the kernel when the holder exits, even by `kill -9`, so a crash never leaves
 //! a stale lock behind.
 
-use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 
 use ferrisdb_core::{Error, Result};
+
+use crate::vfs::{FileLock, FileSystem, OsFs};
 
 /// The lock file's name inside a locked directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -21,7 +22,7 @@ pub const LOCK_FILE: &str = "LOCK";
 #[derive(Debug)]
 pub struct DirLock {
     path: PathBuf,
-    _file: File,
+    _lock: Box<dyn FileLock>,
 }
 
 impl DirLock {
@@ -29,21 +30,20 @@ impl DirLock {
     /// "the storage engine", "the commit log", ...). Fails with `InvalidArgument` naming the
     /// lock file when another process holds it.
     pub fn acquire(dir: &Path, owner: &str) -> Result<DirLock> {
+        DirLock::acquire_in(&OsFs, dir, owner)
+    }
+
+    /// [`acquire`](Self::acquire) on the file system `fs`.
+    pub fn acquire_in(fs: &dyn FileSystem, dir: &Path, owner: &str) -> Result<DirLock> {
         let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(DirLock { path, _file: file }),
-            Err(TryLockError::WouldBlock) => Err(Error::InvalidArgument(format!(
+        match fs.try_lock(&path) {
+            Ok(Some(lock)) => Ok(DirLock { path, _lock: lock }),
+            Ok(None) => Err(Error::InvalidArgument(format!(
                 "{} is locked: {owner} in {} is already open in another process",
                 path.display(),
                 dir.display()
             ))),
-            Err(TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
+            Err(e) => Err(Error::io(format!("locking {}", path.display()), e)),
         }
     }
 

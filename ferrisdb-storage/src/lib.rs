@@ -18,4 +18,5 @@ pub mod key;
 pub mod manifest;
 pub mod memtable;
 pub mod sstable;
+pub mod vfs;
 pub mod wal;

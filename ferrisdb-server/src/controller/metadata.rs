@@ -231,7 +231,12 @@ pub fn store(dir: &Path, meta: &Metadata) -> Result<(), Error> {
     let contents = FileContents::from(meta.clone());
     let json = serde_json::to_vec_pretty(&contents)
         .map_err(|e| Error::Internal(format!("encoding controller metadata: {e}")))?;
-    ferrisdb_storage::fsutil::write_atomically(dir, METADATA_FILE, &json)
+    ferrisdb_storage::fsutil::write_atomically(
+        &ferrisdb_storage::vfs::OsFs,
+        dir,
+        METADATA_FILE,
+        &json,
+    )
 }
 
 #[cfg(test)]

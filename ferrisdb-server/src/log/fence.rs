@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use ferrisdb_core::{Error, Result, Version};
 use ferrisdb_storage::fsutil::write_atomically;
+use ferrisdb_storage::vfs::OsFs;
 
 /// File name in the log directory.
 pub const FILE_NAME: &str = "FENCE";
@@ -49,7 +50,7 @@ impl Fence {
             self.locked_epoch,
             self.reset_start.get()
         );
-        write_atomically(dir, FILE_NAME, text.as_bytes())
+        write_atomically(&OsFs, dir, FILE_NAME, text.as_bytes())
     }
 
     /// Where the fence of the log in `dir` lives.

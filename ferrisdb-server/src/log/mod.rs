@@ -173,7 +173,7 @@ impl CommitLog {
         // Before reading anything: a second coordinator on this directory would append its own
         // recovery record to the same log.
         let lock = DirLock::acquire(dir, "the commit log")?;
-        let (wal, records) = Wal::open(dir, wal_opts, 0)?;
+        let (wal, records) = Wal::open(&ferrisdb_storage::vfs::os(), dir, wal_opts, 0)?;
         let mut batches = VecDeque::with_capacity(records.len());
         let mut retained_from = Version::ZERO;
         let mut last = None::<Version>;

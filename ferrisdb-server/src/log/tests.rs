@@ -141,7 +141,13 @@ fn segments_of_unpublished_batches_are_never_deleted() {
 fn damaged_or_unchained_records_are_corruption() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (wal, _) = Wal::open(dir.path(), WalOptions::default(), 0).unwrap();
+        let (wal, _) = Wal::open(
+            &ferrisdb_storage::vfs::os(),
+            dir.path(),
+            WalOptions::default(),
+            0,
+        )
+        .unwrap();
         wal.append(&record::encode(Version(5), Version(0), &[set("a")]).unwrap())
             .unwrap();
         wal.append(&record::encode(Version(9), Version(7), &[set("b")]).unwrap())
@@ -153,7 +159,13 @@ fn damaged_or_unchained_records_are_corruption() {
 
     let dir = tempfile::tempdir().unwrap();
     {
-        let (wal, _) = Wal::open(dir.path(), WalOptions::default(), 0).unwrap();
+        let (wal, _) = Wal::open(
+            &ferrisdb_storage::vfs::os(),
+            dir.path(),
+            WalOptions::default(),
+            0,
+        )
+        .unwrap();
         wal.append(b"\x01garbage").unwrap();
     }
     let err = CommitLog::open(dir.path(), opts(1 << 20)).unwrap_err();

@@ -663,7 +663,12 @@ impl InstalledRanges {
             .collect();
         let bytes = serde_json::to_vec(&records)
             .map_err(|e| Error::Internal(format!("encoding installed ranges: {e}")))?;
-        ferrisdb_storage::fsutil::write_atomically(dir, INSTALLED_FILE, &bytes)
+        ferrisdb_storage::fsutil::write_atomically(
+            &ferrisdb_storage::vfs::OsFs,
+            dir,
+            INSTALLED_FILE,
+            &bytes,
+        )
     }
 
     fn record(&mut self, range: KeyRange, from: u64) {

@@ -23,7 +23,12 @@ fn valid_id(id: &str) -> bool {
 
 /// Writes `text` to `dir/name` atomically.
 fn write_atomically(dir: &Path, name: &str, text: &str) -> Result<(), Error> {
-    ferrisdb_storage::fsutil::write_atomically(dir, name, text.as_bytes())
+    ferrisdb_storage::fsutil::write_atomically(
+        &ferrisdb_storage::vfs::OsFs,
+        dir,
+        name,
+        text.as_bytes(),
+    )
 }
 
 /// The cluster this worker belongs to, if it has registered before.

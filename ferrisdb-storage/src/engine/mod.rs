@@ -33,6 +33,8 @@ use bytes::Bytes;
 use ferrisdb_core::{Error, Result};
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::vfs::SharedFs;
+
 pub use crate::wal::SyncPolicy;
 pub use batch::WriteBatch;
 pub use compaction::{PurgeRange, PurgeStats};
@@ -94,6 +96,8 @@ pub(crate) struct Counters {
 
 /// Everything the engine and its background threads share.
 pub(crate) struct Inner {
+    /// Where the engine's files live (the OS, or a simulated disk).
+    pub fs: SharedFs,
     pub dir: PathBuf,
     pub opts: EngineOptions,
     pub wal: Wal,
@@ -182,7 +186,12 @@ impl Engine {
     /// tables and replays the WAL (then flushes the replayed data, with
     /// [`EngineOptions::flush_on_open`]).
     pub fn open(dir: &Path, opts: EngineOptions) -> Result<Arc<Engine>> {
-        let inner = Arc::new(recovery::open(dir, opts)?);
+        Engine::open_on(crate::vfs::os(), dir, opts)
+    }
+
+    /// [`open`](Self::open) on the file system `fs` (the simulator's disk, say).
+    pub fn open_on(fs: SharedFs, dir: &Path, opts: EngineOptions) -> Result<Arc<Engine>> {
+        let inner = Arc::new(recovery::open(fs, dir, opts)?);
         if opts.flush_on_open && !inner.current().active.is_empty() {
             inner.flush_all()?;
         }

@@ -2,7 +2,6 @@
 //! (checked against the manifest), WAL replay into a fresh memtable, and the final sync on
 //! close.
 
-use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,19 +18,21 @@ use crate::manifest::{Manifest, VersionEdit, table_file_name};
 use crate::memtable::MemTable;
 use crate::sstable::Table;
 use crate::sstable::cache::BlockCache;
+use crate::vfs::SharedFs;
 use crate::wal::{Wal, WalOptions, segment_file_name};
 
 /// Recovers the database in `dir` into a ready [`Inner`] (without background threads).
-pub(crate) fn open(dir: &Path, opts: EngineOptions) -> Result<Inner> {
+pub(crate) fn open(fs: SharedFs, dir: &Path, opts: EngineOptions) -> Result<Inner> {
     if opts.num_levels < 2 {
         return Err(Error::InvalidArgument(
             "num_levels must be at least 2".into(),
         ));
     }
     let started = Instant::now();
-    fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let lock_file = DirLock::acquire(dir, "the storage engine")?;
-    let manifest = Manifest::open(dir, opts.num_levels)?;
+    fs.create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let lock_file = DirLock::acquire_in(&*fs, dir, "the storage engine")?;
+    let manifest = Manifest::open(&fs, dir, opts.num_levels)?;
     let orphans = manifest.remove_orphan_tables()?;
     let cache = BlockCache::new(opts.block_cache_bytes);
     let manifest_state = manifest.state().clone();
@@ -41,7 +42,7 @@ pub(crate) fn open(dir: &Path, opts: EngineOptions) -> Result<Inner> {
         let mut tables = Vec::with_capacity(files.len());
         for meta in files {
             let path = dir.join(table_file_name(meta.id));
-            let table = Table::open(&path, meta.id, Arc::clone(&cache))?;
+            let table = Table::open(&*fs, &path, meta.id, Arc::clone(&cache))?;
             let props = table.properties();
             if props.smallest != meta.smallest
                 || props.largest != meta.largest
@@ -64,7 +65,7 @@ pub(crate) fn open(dir: &Path, opts: EngineOptions) -> Result<Inner> {
         sync: opts.sync,
         ..WalOptions::default()
     };
-    let (wal, records) = Wal::open(&wal_dir, wal_opts, manifest_state.log_number)?;
+    let (wal, records) = Wal::open(&fs, &wal_dir, wal_opts, manifest_state.log_number)?;
     let memtable = MemTable::new();
     let mut last_version = manifest_state.last_flushed_version;
     let mut replayed = 0usize;
@@ -122,6 +123,7 @@ pub(crate) fn open(dir: &Path, opts: EngineOptions) -> Result<Inner> {
         "engine opened"
     );
     Ok(Inner {
+        fs,
         dir: dir.to_path_buf(),
         opts,
         wal,

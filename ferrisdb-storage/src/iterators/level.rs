@@ -185,6 +185,7 @@ mod tests {
     use super::*;
     use crate::sstable::cache::BlockCache;
     use crate::sstable::{TableBuilder, TableOptions};
+    use crate::vfs::{OsFs, os};
 
     fn build(dir: &std::path::Path, id: u64, keys: std::ops::Range<u32>) -> Arc<Table> {
         let path = dir.join(format!("{id}.sst"));
@@ -192,7 +193,7 @@ mod tests {
             block_size: 64,
             ..TableOptions::default()
         };
-        let mut builder = TableBuilder::create(&path, opts).unwrap();
+        let mut builder = TableBuilder::create(&os(), &path, opts).unwrap();
         for k in keys {
             for v in [3, 1] {
                 let key = format!("{k:05}");
@@ -202,7 +203,7 @@ mod tests {
             }
         }
         builder.finish().unwrap();
-        Table::open(&path, id, BlockCache::new(1 << 20)).unwrap()
+        Table::open(&OsFs, &path, id, BlockCache::new(1 << 20)).unwrap()
     }
 
     #[test]

@@ -14,9 +14,10 @@
 //! declares an end past end of file, or if every byte from its start to end of file is zero.
 //! Any other failed check is [`Error::Corruption`] naming the file and the record's offset.
 
-use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
+
+use crate::vfs::{CreateMode, FileSystem, WritableFile};
 
 use ferrisdb_core::{Error, Result};
 
@@ -47,13 +48,13 @@ fn frame(edit: &VersionEdit) -> Result<Vec<u8>> {
 }
 
 /// Creates a manifest at `path` holding `snapshot`, fsync'ed. Fails if the file exists.
-pub fn create(path: &Path, snapshot: &VersionEdit) -> Result<File> {
+pub fn create(
+    fs: &dyn FileSystem,
+    path: &Path,
+    snapshot: &VersionEdit,
+) -> Result<Box<dyn WritableFile>> {
     let io = |e| Error::io(format!("creating manifest {}", path.display()), e);
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .open(path)
-        .map_err(io)?;
+    let mut file = fs.create(path, CreateMode::New).map_err(io)?;
     let mut bytes = MAGIC.to_vec();
     bytes.extend_from_slice(&frame(snapshot)?);
     file.write_all(&bytes).map_err(io)?;
@@ -62,7 +63,7 @@ pub fn create(path: &Path, snapshot: &VersionEdit) -> Result<File> {
 }
 
 /// Appends one edit and fdatasyncs it.
-pub fn append(file: &mut File, path: &Path, edit: &VersionEdit) -> Result<()> {
+pub fn append(file: &mut dyn WritableFile, path: &Path, edit: &VersionEdit) -> Result<()> {
     let record = frame(edit)?;
     let io = |e| Error::io(format!("appending to manifest {}", path.display()), e);
     file.write_all(&record).map_err(io)?;
@@ -70,8 +71,9 @@ pub fn append(file: &mut File, path: &Path, edit: &VersionEdit) -> Result<()> {
 }
 
 /// Reads every intact edit of the manifest at `path`, with its record offset.
-pub fn read_edits(path: &Path) -> Result<Vec<(u64, VersionEdit)>> {
-    let bytes = std::fs::read(path)
+pub fn read_edits(fs: &dyn FileSystem, path: &Path) -> Result<Vec<(u64, VersionEdit)>> {
+    let bytes = fs
+        .read(path)
         .map_err(|e| Error::io(format!("reading manifest {}", path.display()), e))?;
     decode_edits(&bytes, path)
 }
@@ -82,12 +84,18 @@ pub fn decode_edits(bytes: &[u8], path: &Path) -> Result<Vec<(u64, VersionEdit)>
     if bytes.get(..MAGIC.len()) != Some(&MAGIC[..]) {
         return Err(Error::corruption(path, 0, "bad manifest magic"));
     }
+    // Where the run of zeros ending the file begins: a torn write leaves one (see
+    // `fsutil::is_torn_write`).
+    let zeros_from = bytes
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |last| last + 1) as u64;
     let mut edits = Vec::new();
     let mut pos = MAGIC.len();
     while pos < bytes.len() {
         let rest = bytes.get(pos..).unwrap_or_default();
         let corrupt = |reason: &str| Error::corruption(path, pos as u64, reason.to_owned());
-        let torn_zeros = rest.iter().all(|b| *b == 0);
+        let torn_zeros = zeros_from <= pos as u64;
         let Some(header) = rest.get(..HEADER_LEN) else {
             break; // Incomplete header: torn tail.
         };
@@ -114,7 +122,8 @@ pub fn decode_edits(bytes: &[u8], path: &Path) -> Result<Vec<(u64, VersionEdit)>
         hasher.update(&(len as u32).to_le_bytes());
         hasher.update(payload);
         if hasher.finalize() != checksum {
-            if torn_zeros {
+            let end = (pos + HEADER_LEN + len) as u64;
+            if crate::fsutil::is_torn_write(pos as u64, end, zeros_from) {
                 break;
             }
             return Err(corrupt("manifest record checksum mismatch"));

@@ -13,11 +13,12 @@ mod edit;
 mod log;
 mod state;
 
-use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ferrisdb_core::{Error, Result};
+
+use crate::vfs::{CreateMode, FileSystem, SharedFs, WritableFile};
 
 pub use edit::{FileMeta, VersionEdit};
 pub(crate) use log::decode_edits;
@@ -51,9 +52,10 @@ pub fn manifest_file_name(id: u64) -> String {
 /// The open manifest of a database directory.
 #[derive(Debug)]
 pub struct Manifest {
+    fs: SharedFs,
     dir: PathBuf,
     path: PathBuf,
-    file: File,
+    file: Box<dyn WritableFile>,
     state: ManifestState,
     /// Set after a failed append: the file's tail is then unknown, so no more edits.
     poisoned: bool,
@@ -62,9 +64,9 @@ pub struct Manifest {
 impl Manifest {
     /// Opens the manifest of `dir` (or starts an empty state if there is no `CURRENT`),
     /// replays it, and rewrites it as a new manifest holding one snapshot edit.
-    pub fn open(dir: &Path, num_levels: usize) -> Result<Manifest> {
+    pub fn open(fs: &SharedFs, dir: &Path, num_levels: usize) -> Result<Manifest> {
         let current_path = dir.join(CURRENT_FILE);
-        let old_manifest = match fs::read(&current_path) {
+        let old_manifest = match fs.read(&current_path) {
             Ok(bytes) => Some(parse_current(&current_path, &bytes)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io(format!("reading {}", current_path.display()), e)),
@@ -72,7 +74,7 @@ impl Manifest {
         let mut state = ManifestState::new(num_levels);
         if let Some(name) = &old_manifest {
             let path = dir.join(name);
-            for (offset, edit) in log::read_edits(&path)? {
+            for (offset, edit) in log::read_edits(&**fs, &path)? {
                 state
                     .apply(&edit)
                     .map_err(|reason| Error::corruption(&path, offset, reason))?;
@@ -83,12 +85,16 @@ impl Manifest {
             .checked_add(1)
             .ok_or_else(|| Error::Internal("file numbers exhausted".into()))?;
         let path = dir.join(manifest_file_name(id));
-        let file = log::create(&path, &state.snapshot_edit())?;
-        set_current(dir, &manifest_file_name(id))?;
+        // A crash during an earlier open, between creating this file and pointing CURRENT
+        // at it, leaves it behind; CURRENT does not name it, so nothing in it is needed.
+        remove_if_present(&**fs, &path)?;
+        let file = log::create(&**fs, &path, &state.snapshot_edit())?;
+        set_current(&**fs, dir, &manifest_file_name(id))?;
         if let Some(name) = old_manifest.filter(|n| *n != manifest_file_name(id)) {
-            remove_if_present(&dir.join(name))?;
+            remove_if_present(&**fs, &dir.join(name))?;
         }
         Ok(Manifest {
+            fs: SharedFs::clone(fs),
             dir: dir.to_path_buf(),
             path,
             file,
@@ -118,7 +124,7 @@ impl Manifest {
         let mut next = self.state.clone();
         next.apply(edit)
             .map_err(|reason| Error::Internal(format!("invalid manifest edit: {reason}")))?;
-        if let Err(err) = log::append(&mut self.file, &self.path, edit) {
+        if let Err(err) = log::append(&mut *self.file, &self.path, edit) {
             self.poisoned = true;
             return Err(err);
         }
@@ -128,25 +134,21 @@ impl Manifest {
 
     /// Deletes `.sst` files in the directory that no live file entry names.
     pub fn remove_orphan_tables(&self) -> Result<Vec<u64>> {
-        let entries = fs::read_dir(&self.dir)
+        let names = self
+            .fs
+            .list_dir(&self.dir)
             .map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
         let live: std::collections::HashSet<u64> = self.state.live_ids().collect();
         let mut removed = Vec::new();
-        for entry in entries {
-            let entry =
-                entry.map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
-            let name = entry.file_name();
-            let orphan = name
-                .to_str()
-                .and_then(parse_table_file_name)
-                .filter(|id| !live.contains(id));
+        for name in names {
+            let orphan = parse_table_file_name(&name).filter(|id| !live.contains(id));
             if let Some(id) = orphan {
-                remove_if_present(&entry.path())?;
+                remove_if_present(&*self.fs, &self.dir.join(&name))?;
                 removed.push(id);
             }
         }
         if !removed.is_empty() {
-            sync_dir(&self.dir)?;
+            sync_dir(&*self.fs, &self.dir)?;
         }
         Ok(removed)
     }
@@ -166,20 +168,15 @@ fn parse_current(path: &Path, bytes: &[u8]) -> Result<String> {
 }
 
 /// Atomically points `CURRENT` at `name`.
-fn set_current(dir: &Path, name: &str) -> Result<()> {
+fn set_current(fs: &dyn FileSystem, dir: &Path, name: &str) -> Result<()> {
     let temp = dir.join(CURRENT_TEMP_FILE);
     let io = |e| Error::io(format!("writing {}", temp.display()), e);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&temp)
-        .map_err(io)?;
+    let mut file = fs.create(&temp, CreateMode::Truncate).map_err(io)?;
     file.write_all(format!("{name}\n").as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)?;
-    fs::rename(&temp, dir.join(CURRENT_FILE))
+    fs.rename(&temp, &dir.join(CURRENT_FILE))
         .map_err(|e| Error::io(format!("renaming {}", temp.display()), e))?;
-    sync_dir(dir)
+    sync_dir(fs, dir)
 }
 
 pub use crate::fsutil::{remove_if_present, sync_dir};

@@ -20,10 +20,9 @@
 //!   level `L`; after that only CASes by inserters of new successors change it.
 //! - A (key, version) pair occurs at most once: an insert of an existing pair returns false.
 
-use std::cell::Cell;
 use std::cmp::Ordering as KeyOrdering;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Shared};
 
@@ -201,6 +200,8 @@ pub(crate) struct SkipList {
 #[repr(align(64))]
 struct Counters {
     len: AtomicUsize,
+    /// Inserts that drew a tower height (see `tower_height`).
+    height_draws: AtomicU64,
 }
 
 impl SkipList {
@@ -211,6 +212,7 @@ impl SkipList {
             height: AtomicUsize::new(1),
             counters: Counters {
                 len: AtomicUsize::new(0),
+                height_draws: AtomicU64::new(0),
             },
             arena: Arena::new(),
         }
@@ -287,7 +289,7 @@ impl SkipList {
         if is_entry(splice.succs[0], key, version) {
             return false;
         }
-        let height = random_height();
+        let height = tower_height(self.counters.height_draws.fetch_add(1, Ordering::Relaxed) + 1);
         self.height.fetch_max(height, Ordering::Relaxed);
         let node = Node::allocate(&self.arena, key, version, kind, value, height);
         let linked = Shared::from(node.as_ptr().cast_const());
@@ -564,21 +566,15 @@ fn is_entry(candidate: Shared<'_, Node>, key: &[u8], version: u64) -> bool {
     unsafe { candidate.as_ref() }.is_some_and(|node| node.compare(key, version).is_eq())
 }
 
-thread_local! {
-    /// Per-thread xorshift64 state for tower heights (never zero).
-    static HEIGHT_RNG: Cell<u64> = Cell::new(rand::random::<u64>() | 1);
-}
-
-/// A tower height: 1 + a geometric number of extra levels with p = 1/4, capped at MAX_HEIGHT.
-fn random_height() -> usize {
-    let bits = HEIGHT_RNG.with(|state| {
-        let mut x = state.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        state.set(x);
-        x
-    });
+/// The tower height of a list's `draw`-th insert: 1 + a geometric number of extra levels
+/// with p = 1/4, capped at MAX_HEIGHT. The bits are the draw number mixed by splitmix64, so
+/// a list's shape (and its byte count) depends only on its inserts, never on a thread's
+/// random state: the deterministic simulator relies on that.
+fn tower_height(draw: u64) -> usize {
+    let mut bits = draw.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    bits = (bits ^ (bits >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    bits = (bits ^ (bits >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    bits ^= bits >> 31;
     // Each pair of trailing zero bits has probability 1/4.
     (1 + bits.trailing_zeros() as usize / 2).min(MAX_HEIGHT)
 }
@@ -809,8 +805,8 @@ pub(crate) mod tests {
     fn heights_are_geometric_and_bounded() {
         let samples = 40_000;
         let mut counts = [0usize; MAX_HEIGHT + 1];
-        for _ in 0..samples {
-            let height = random_height();
+        for draw in 1..=samples {
+            let height = tower_height(draw);
             assert!((1..=MAX_HEIGHT).contains(&height));
             counts[height] += 1;
         }

@@ -4,8 +4,9 @@
 //! last internal key. `finish` appends the bloom, properties and index blocks and the footer,
 //! then fsyncs. See `docs/sstable.md` for the layout.
 
-use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+
+use crate::vfs::{CreateMode, SharedFs, WritableFile};
 use std::path::{Path, PathBuf};
 
 use ferrisdb_core::{Error, Result};
@@ -64,8 +65,9 @@ impl Default for TableOptions {
 /// Streams sorted entries into a new table file.
 #[derive(Debug)]
 pub struct TableBuilder {
+    fs: SharedFs,
     path: PathBuf,
-    writer: BufWriter<File>,
+    writer: BufWriter<Box<dyn WritableFile>>,
     opts: TableOptions,
     /// Bytes written so far (the offset of the next block).
     offset: u64,
@@ -81,7 +83,7 @@ pub struct TableBuilder {
 
 impl TableBuilder {
     /// Creates (truncating) the file at `path`.
-    pub fn create(path: &Path, opts: TableOptions) -> Result<TableBuilder> {
+    pub fn create(fs: &SharedFs, path: &Path, opts: TableOptions) -> Result<TableBuilder> {
         if opts.block_size == 0 || opts.block_size > MAX_BLOCK_SIZE {
             return Err(Error::InvalidArgument(format!(
                 "block_size {}",
@@ -91,13 +93,11 @@ impl TableBuilder {
         if opts.restart_interval == 0 || opts.bloom_bits_per_key > 1000 {
             return Err(Error::InvalidArgument(format!("table options {opts:?}")));
         }
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
+        let file = fs
+            .create(path, CreateMode::Truncate)
             .map_err(|e| Error::io(format!("creating table {}", path.display()), e))?;
         Ok(TableBuilder {
+            fs: SharedFs::clone(fs),
             path: path.to_path_buf(),
             writer: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
             opts,
@@ -200,7 +200,7 @@ impl TableBuilder {
         }
         .encode();
         self.write_raw(&footer)?;
-        let file = self.writer.into_inner().map_err(|e| {
+        let mut file = self.writer.into_inner().map_err(|e| {
             Error::io(
                 format!("flushing table {}", self.path.display()),
                 e.into_error(),
@@ -215,7 +215,8 @@ impl TableBuilder {
     /// Discards the builder and deletes its partially written file.
     pub fn abandon(self) -> Result<()> {
         drop(self.writer);
-        std::fs::remove_file(&self.path)
+        self.fs
+            .remove_file(&self.path)
             .map_err(|e| Error::io(format!("removing table {}", self.path.display()), e))
     }
 
@@ -269,7 +270,7 @@ impl TableBuilder {
 /// Writes `contents` uncompressed and its trailer at `*offset`, advancing it; returns the
 /// block's handle.
 fn write_block(
-    writer: &mut BufWriter<File>,
+    writer: &mut BufWriter<Box<dyn WritableFile>>,
     offset: &mut u64,
     contents: &[u8],
     path: &Path,
@@ -280,7 +281,7 @@ fn write_block(
 /// Writes `stored` (a block's bytes as stored with `compression`) and its trailer at
 /// `*offset`, advancing it; returns the block's handle (its size is the stored size).
 fn write_stored_block(
-    writer: &mut BufWriter<File>,
+    writer: &mut BufWriter<Box<dyn WritableFile>>,
     offset: &mut u64,
     stored: &[u8],
     compression: u8,

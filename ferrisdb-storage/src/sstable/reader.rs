@@ -6,8 +6,6 @@
 //! order, and the index's last key must equal the recorded largest key. Data blocks are read
 //! on demand with positional reads, checksum-verified, and shared through the [`BlockCache`].
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,6 +22,7 @@ use super::iterator::TableIterator;
 use super::readahead::Readahead;
 use crate::key::{InternalKey, ValueKind};
 use crate::sstable::cache::BlockCache;
+use crate::vfs::{FileSystem, ReadableFile};
 
 /// One entry returned by [`Table::get`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +40,7 @@ pub struct TableEntry {
 pub struct Table {
     id: u64,
     path: PathBuf,
-    file: File,
+    file: Box<dyn ReadableFile>,
     file_size: u64,
     cache: Arc<BlockCache>,
     index: Arc<Block>,
@@ -54,18 +53,23 @@ pub struct Table {
 
 impl Table {
     /// Opens and validates the table at `path`; `table_id` keys its blocks in `cache`.
-    pub fn open(path: &Path, table_id: u64, cache: Arc<BlockCache>) -> Result<Arc<Table>> {
-        let file = File::open(path)
+    pub fn open(
+        fs: &dyn FileSystem,
+        path: &Path,
+        table_id: u64,
+        cache: Arc<BlockCache>,
+    ) -> Result<Arc<Table>> {
+        let file = fs
+            .open_read(path)
             .map_err(|e| Error::io(format!("opening table {}", path.display()), e))?;
         let file_size = file
-            .metadata()
-            .map_err(|e| Error::io(format!("reading metadata of {}", path.display()), e))?
-            .len();
+            .len()
+            .map_err(|e| Error::io(format!("reading metadata of {}", path.display()), e))?;
         let footer_offset = file_size
             .checked_sub(FOOTER_SIZE as u64)
             .ok_or_else(|| Error::corruption(path, 0, "file shorter than a table footer"))?;
         let mut footer_bytes = [0u8; FOOTER_SIZE];
-        read_at(&file, path, &mut footer_bytes, footer_offset)?;
+        read_at(&*file, path, &mut footer_bytes, footer_offset)?;
         let footer =
             Footer::decode(&footer_bytes).map_err(|e| e.into_error(path, footer_offset))?;
 
@@ -82,14 +86,14 @@ impl Table {
             }
         }
 
-        let bloom_bytes = read_block(&file, path, footer.bloom)?;
+        let bloom_bytes = read_block(&*file, path, footer.bloom)?;
         let bloom = BloomFilter::decode(bloom_bytes)
             .map_err(|e| e.into_error(path, footer.bloom.offset))?;
-        let props_bytes = read_block(&file, path, footer.properties)?;
+        let props_bytes = read_block(&*file, path, footer.properties)?;
         let mut properties = TableProperties::decode(&props_bytes)
             .map_err(|e| e.into_error(path, footer.properties.offset))?;
         properties.file_size = file_size;
-        let index_bytes = read_block(&file, path, footer.index)?;
+        let index_bytes = read_block(&*file, path, footer.index)?;
         let index =
             Block::decode(index_bytes).map_err(|e| e.into_error(path, footer.index.offset))?;
 
@@ -270,7 +274,7 @@ impl Table {
         if let Some(block) = self.cache.get(self.id, handle.offset) {
             return Ok(block);
         }
-        let bytes = read_block(&self.file, &self.path, handle)?;
+        let bytes = read_block(&*self.file, &self.path, handle)?;
         self.decode_data_block(handle, bytes, fill_cache)
     }
 
@@ -292,7 +296,7 @@ impl Table {
             None => {
                 let window_len = readahead.next_window_len(handle.offset, len, self.data_end);
                 let mut window = vec![0u8; window_len];
-                read_at(&self.file, &self.path, &mut window, handle.offset)?;
+                read_at(&*self.file, &self.path, &mut window, handle.offset)?;
                 readahead.fill(handle.offset, Bytes::from(window));
                 readahead.cut(handle.offset, len).ok_or_else(|| {
                     Error::Internal(format!(
@@ -335,7 +339,7 @@ impl Table {
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`.
-fn read_at(file: &File, path: &Path, buf: &mut [u8], offset: u64) -> Result<()> {
+fn read_at(file: &dyn ReadableFile, path: &Path, buf: &mut [u8], offset: u64) -> Result<()> {
     file.read_exact_at(buf, offset).map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             Error::corruption(path, offset, "table file truncated")
@@ -354,7 +358,7 @@ fn block_len_with_trailer(path: &Path, handle: BlockHandle) -> Result<usize> {
 }
 
 /// Reads a block and its trailer, verifies the checksum, and returns the contents.
-fn read_block(file: &File, path: &Path, handle: BlockHandle) -> Result<Bytes> {
+fn read_block(file: &dyn ReadableFile, path: &Path, handle: BlockHandle) -> Result<Bytes> {
     let mut buf = vec![0u8; block_len_with_trailer(path, handle)?];
     read_at(file, path, &mut buf, handle.offset)?;
     verified_contents(path, handle, Bytes::from(buf))

@@ -1,5 +1,6 @@
 //! Whole-table tests: model comparisons, many versions of one key, corruption and truncation.
 
+use crate::vfs::{OsFs, os};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ fn small_blocks() -> TableOptions {
 }
 
 fn write_table(path: &Path, model: &Model, opts: TableOptions) -> super::TableProperties {
-    let mut builder = TableBuilder::create(path, opts).unwrap();
+    let mut builder = TableBuilder::create(&os(), path, opts).unwrap();
     for (key, (kind, value)) in model {
         builder.add(&key.key, key.version, *kind, value).unwrap();
     }
@@ -119,7 +120,7 @@ proptest! {
         let compression = if lz4 { Compression::Lz4 } else { Compression::None };
         let opts = TableOptions { restart_interval, compression, ..small_blocks() };
         let props = write_table(&path, &model, opts);
-        let table = Table::open(&path, 1, BlockCache::new(64 * 1024)).unwrap();
+        let table = Table::open(&OsFs, &path, 1, BlockCache::new(64 * 1024)).unwrap();
         prop_assert_eq!(table.properties(), &props);
         prop_assert_eq!(props.entry_count, model.len() as u64);
 
@@ -200,7 +201,7 @@ fn one_key_with_many_versions_spanning_blocks() {
     assert_eq!(props.tombstone_count, 200);
 
     let cache = BlockCache::new(1 << 20);
-    let table = Table::open(&path, 9, cache.clone()).unwrap();
+    let table = Table::open(&OsFs, &path, 9, cache.clone()).unwrap();
     for read_version in 0..=4_001u64 {
         let got = table.get(b"key", read_version).unwrap();
         assert_eq!(
@@ -231,7 +232,7 @@ fn bloom_filter_skips_data_blocks() {
         .collect();
     write_table(&path, &model, TableOptions::default());
     let cache = BlockCache::new(1 << 20);
-    let table = Table::open(&path, 1, cache.clone()).unwrap();
+    let table = Table::open(&OsFs, &path, 1, cache.clone()).unwrap();
     let mut answered_without_io = 0;
     for i in 0..500u32 {
         let key = format!("k{i:05}x");
@@ -249,7 +250,7 @@ fn bloom_filter_skips_data_blocks() {
 fn rejects_out_of_order_entries_and_empty_tables() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("order.sst");
-    let mut builder = TableBuilder::create(&path, TableOptions::default()).unwrap();
+    let mut builder = TableBuilder::create(&os(), &path, TableOptions::default()).unwrap();
     builder.add(b"b", 5, ValueKind::Put, b"x").unwrap();
     assert!(matches!(
         builder.add(b"b", 5, ValueKind::Put, b"x"),
@@ -266,7 +267,7 @@ fn rejects_out_of_order_entries_and_empty_tables() {
     builder.add(b"b", 4, ValueKind::Put, b"x").unwrap();
     drop(builder);
 
-    let builder = TableBuilder::create(&path, TableOptions::default()).unwrap();
+    let builder = TableBuilder::create(&os(), &path, TableOptions::default()).unwrap();
     assert!(builder.is_empty());
     assert!(matches!(builder.finish(), Err(Error::Internal(_))));
     assert!(!path.exists());
@@ -296,7 +297,7 @@ fn corruption_model() -> Model {
 /// Opens, scans both ways and reads every key; Ok only if everything succeeded.
 fn read_everything(path: &Path, id: u64, model: &Model) -> ferrisdb_core::Result<()> {
     let all: Vec<Row> = model.iter().map(model_row).collect();
-    let table = Table::open(path, id, BlockCache::new(1 << 20))?;
+    let table = Table::open(&OsFs, path, id, BlockCache::new(1 << 20))?;
     let mut iter = table.iter();
     let forward = scan_forward(&mut iter);
     if let Ok(rows) = &forward {
@@ -358,7 +359,7 @@ fn a_damaged_block_read_ahead_is_reported_at_its_own_offset() {
     // Clean: a forward scan through many consecutive blocks (read ahead) sees every entry,
     // with and without a cache.
     for cache_bytes in [0, 1 << 20] {
-        let table = Table::open(&path, 1, BlockCache::new(cache_bytes)).unwrap();
+        let table = Table::open(&OsFs, &path, 1, BlockCache::new(cache_bytes)).unwrap();
         let rows = scan_forward(&mut table.iter()).unwrap();
         assert_eq!(rows, model.iter().map(model_row).collect::<Vec<_>>());
     }
@@ -369,7 +370,7 @@ fn a_damaged_block_read_ahead_is_reported_at_its_own_offset() {
     let damaged_at = bytes.len() / 4;
     bytes[damaged_at] ^= 0x40;
     std::fs::write(&path, &bytes).unwrap();
-    let table = Table::open(&path, 2, BlockCache::new(1 << 20)).unwrap();
+    let table = Table::open(&OsFs, &path, 2, BlockCache::new(1 << 20)).unwrap();
     match scan_forward(&mut table.iter()) {
         Err(Error::Corruption { file, offset, .. }) => {
             assert_eq!(file, path);
@@ -397,7 +398,7 @@ fn truncated_files_fail_to_open() {
         original.len() - 1,
     ] {
         std::fs::write(&cut_path, &original[..len]).unwrap();
-        let result = Table::open(&cut_path, 1, BlockCache::new(0));
+        let result = Table::open(&OsFs, &cut_path, 1, BlockCache::new(0));
         assert!(
             matches!(result, Err(Error::Corruption { .. })),
             "truncation to {len} bytes: {result:?}"
@@ -414,12 +415,12 @@ fn works_without_a_cache_and_shares_blocks_with_one() {
     read_everything(&path, 1, &model).unwrap();
 
     let no_cache = BlockCache::new(0);
-    let table = Table::open(&path, 1, no_cache.clone()).unwrap();
+    let table = Table::open(&OsFs, &path, 1, no_cache.clone()).unwrap();
     assert_eq!(scan_forward(&mut table.iter()).unwrap().len(), model.len());
     assert_eq!(no_cache.usage_bytes(), 0);
 
     let cache = BlockCache::new(1 << 20);
-    let table: Arc<Table> = Table::open(&path, 2, cache.clone()).unwrap();
+    let table: Arc<Table> = Table::open(&OsFs, &path, 2, cache.clone()).unwrap();
     scan_forward(&mut table.iter()).unwrap();
     let misses = cache.misses();
     scan_forward(&mut table.iter()).unwrap();
@@ -441,7 +442,7 @@ fn tables_are_shared_across_threads() {
     let path = dir.path().join("shared.sst");
     let model = corruption_model();
     write_table(&path, &model, small_blocks());
-    let table = Table::open(&path, 1, BlockCache::new(2_000)).unwrap();
+    let table = Table::open(&OsFs, &path, 1, BlockCache::new(2_000)).unwrap();
     std::thread::scope(|scope| {
         for _ in 0..4 {
             scope.spawn(|| {
@@ -484,7 +485,7 @@ fn doc_example_is_what_the_builder_writes() {
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("000002.sst");
-    let mut builder = TableBuilder::create(&path, opts).unwrap();
+    let mut builder = TableBuilder::create(&os(), &path, opts).unwrap();
     for (key, kind, value) in &rows {
         builder.add(&key.key, key.version, *kind, value).unwrap();
     }
@@ -492,7 +493,7 @@ fn doc_example_is_what_the_builder_writes() {
     let file = std::fs::read(&path).unwrap();
     crate::doc_hex::assert_doc_bytes(&file, "sstable.md", "sstable-example");
 
-    let table = Table::open(&path, 1, BlockCache::new(1 << 20)).unwrap();
+    let table = Table::open(&OsFs, &path, 1, BlockCache::new(1 << 20)).unwrap();
     assert_eq!(table.properties(), &props);
     assert_eq!(scan_forward(&mut table.iter()).unwrap(), rows);
     assert!(table.may_contain(b"apple") && table.may_contain(b"apricot"));

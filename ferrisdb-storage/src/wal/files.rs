@@ -5,11 +5,11 @@
 //! and fdatasync'ed, then the directory is fsync'ed, so a segment that exists after a crash
 //! has its name and (unless the crash hit creation itself) its header.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ferrisdb_core::{Error, Result};
+
+use crate::vfs::{CreateMode, FileSystem, WritableFile};
 
 use super::format::{encode_segment_header, parse_segment_file_name, segment_file_name};
 
@@ -23,18 +23,16 @@ pub struct SegmentPath {
 }
 
 /// Lists the segment files in `dir`, ascending by id. Other files are ignored.
-pub fn list_segments(dir: &Path) -> Result<Vec<SegmentPath>> {
-    let entries = fs::read_dir(dir)
+pub fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<SegmentPath>> {
+    let names = fs
+        .list_dir(dir)
         .map_err(|e| Error::io(format!("listing WAL dir {}", dir.display()), e))?;
     let mut segments = Vec::new();
-    for entry in entries {
-        let entry =
-            entry.map_err(|e| Error::io(format!("listing WAL dir {}", dir.display()), e))?;
-        let name = entry.file_name();
-        if let Some(id) = name.to_str().and_then(parse_segment_file_name) {
+    for name in names {
+        if let Some(id) = parse_segment_file_name(&name) {
             segments.push(SegmentPath {
                 id,
-                path: entry.path(),
+                path: dir.join(name),
             });
         }
     }
@@ -49,23 +47,21 @@ pub use crate::fsutil::{remove_if_present as remove_file_if_present, sync_dir};
 pub struct SegmentFile {
     id: u64,
     path: PathBuf,
-    file: File,
+    file: Box<dyn WritableFile>,
 }
 
 impl SegmentFile {
     /// Creates segment `id` in `dir` (failing if it already exists), writes its header,
     /// fdatasyncs it and fsyncs the directory.
-    pub fn create(dir: &Path, id: u64) -> Result<Self> {
+    pub fn create(fs: &dyn FileSystem, dir: &Path, id: u64) -> Result<Self> {
         let path = dir.join(segment_file_name(id));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
+        let file = fs
+            .create(&path, CreateMode::New)
             .map_err(|e| Error::io(format!("creating WAL segment {}", path.display()), e))?;
         let mut segment = SegmentFile { id, path, file };
         segment.write_all(&encode_segment_header(id))?;
         segment.sync_data()?;
-        sync_dir(dir)?;
+        sync_dir(fs, dir)?;
         Ok(segment)
     }
 

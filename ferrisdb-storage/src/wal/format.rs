@@ -147,6 +147,7 @@ fn le_u64<const N: usize>(bytes: &[u8; N], at: usize) -> u64 {
 mod tests {
     use super::*;
     use crate::doc_hex::assert_doc_bytes;
+    use crate::vfs::os;
     use crate::wal::{Wal, WalOptions};
 
     #[test]
@@ -226,7 +227,7 @@ mod tests {
     #[test]
     fn doc_example_is_what_the_log_writes() {
         let dir = tempfile::tempdir().unwrap();
-        let (wal, recovered) = Wal::open(dir.path(), WalOptions::default(), 7).unwrap();
+        let (wal, recovered) = Wal::open(&os(), dir.path(), WalOptions::default(), 7).unwrap();
         assert!(recovered.is_empty());
         assert_eq!(wal.current_segment(), 7);
         wal.append(b"hello").unwrap();

@@ -20,11 +20,11 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use ferrisdb_core::{Error, Result};
 
+use crate::vfs::SharedFs;
 use files::{SegmentFile, list_segments, remove_file_if_present, sync_dir};
 pub use format::{FORMAT_VERSION, SEGMENT_MAGIC, segment_file_name};
 pub(crate) use recovery::replay_image;
@@ -82,6 +82,7 @@ pub struct WalStats {
 /// A write-ahead log directory open for appending. `Send + Sync`; share it as `Arc<Wal>`.
 #[derive(Debug)]
 pub struct Wal {
+    fs: SharedFs,
     dir: PathBuf,
     writer: Writer,
 }
@@ -93,17 +94,25 @@ impl Wal {
     /// `first_live_segment`) for new writes. A torn tail in the newest segment is truncated;
     /// any other damage is [`Error::Corruption`] naming the file and byte offset.
     pub fn open(
+        fs: &SharedFs,
         dir: &Path,
         opts: WalOptions,
         first_live_segment: u64,
     ) -> Result<(Wal, Vec<RecoveredRecord>)> {
-        fs::create_dir_all(dir)
+        fs.create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating WAL dir {}", dir.display()), e))?;
-        let log = recovery::recover(dir, first_live_segment, opts.max_record_bytes)?;
-        let segment = SegmentFile::create(dir, log.next_segment)?;
-        let writer = Writer::new(dir.to_path_buf(), opts.sync, opts.max_record_bytes, segment);
+        let log = recovery::recover(&**fs, dir, first_live_segment, opts.max_record_bytes)?;
+        let segment = SegmentFile::create(&**fs, dir, log.next_segment)?;
+        let writer = Writer::new(
+            SharedFs::clone(fs),
+            dir.to_path_buf(),
+            opts.sync,
+            opts.max_record_bytes,
+            segment,
+        );
         Ok((
             Wal {
+                fs: SharedFs::clone(fs),
                 dir: dir.to_path_buf(),
                 writer,
             },
@@ -156,15 +165,15 @@ impl Wal {
     pub fn remove_segments_before(&self, segment: u64) -> Result<()> {
         let limit = segment.min(self.writer.open_segment());
         let mut removed = false;
-        for old in list_segments(&self.dir)?
+        for old in list_segments(&*self.fs, &self.dir)?
             .into_iter()
             .take_while(|s| s.id < limit)
         {
-            remove_file_if_present(&old.path)?;
+            remove_file_if_present(&*self.fs, &old.path)?;
             removed = true;
         }
         if removed {
-            sync_dir(&self.dir)?;
+            sync_dir(&*self.fs, &self.dir)?;
         }
         Ok(())
     }

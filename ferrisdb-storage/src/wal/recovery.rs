@@ -8,11 +8,12 @@
 //! of file is zero (zero-filled blocks). The file is then truncated to the last good record.
 //! Any other damage is [`Error::Corruption`] naming the file and the record's byte offset.
 
-use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use ferrisdb_core::{Error, Result};
+
+use crate::vfs::{FileSystem, ReadCursor};
 
 use super::RecoveredRecord;
 use super::files::{SegmentPath, list_segments, remove_file_if_present, sync_dir};
@@ -35,8 +36,13 @@ pub struct RecoveredLog {
 /// Deletes segments older than `first_live_segment`, replays the rest in id order and picks
 /// the id of the next segment. The newest segment is left fdatasync'ed (or deleted if it never
 /// got a complete header), so nothing read here can later vanish in a crash.
-pub fn recover(dir: &Path, first_live_segment: u64, max_record_bytes: u32) -> Result<RecoveredLog> {
-    let segments = list_segments(dir)?;
+pub fn recover(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    first_live_segment: u64,
+    max_record_bytes: u32,
+) -> Result<RecoveredLog> {
+    let segments = list_segments(fs, dir)?;
     let next_segment = match segments.last() {
         Some(newest) => newest
             .id
@@ -50,19 +56,19 @@ pub fn recover(dir: &Path, first_live_segment: u64, max_record_bytes: u32) -> Re
         .into_iter()
         .partition(|segment| segment.id < first_live_segment);
     for segment in &obsolete {
-        remove_file_if_present(&segment.path)?;
+        remove_file_if_present(fs, &segment.path)?;
     }
     if !obsolete.is_empty() {
-        sync_dir(dir)?;
+        sync_dir(fs, dir)?;
     }
 
     let mut records = Vec::new();
     let newest_index = live.len().checked_sub(1);
     for (index, segment) in live.iter().enumerate() {
         let is_newest = Some(index) == newest_index;
-        let mut replay = SegmentReplay::open(segment, max_record_bytes)?;
+        let mut replay = SegmentReplay::open(fs, segment, max_record_bytes)?;
         if is_newest {
-            replay.replay_newest(dir, &mut records)?;
+            replay.replay_newest(fs, dir, &mut records)?;
         } else {
             replay.replay_sealed(&mut records)?;
         }
@@ -79,6 +85,8 @@ struct Damage {
     reason: String,
     /// The record's header is incomplete or its declared end reaches end of file.
     reaches_eof: bool,
+    /// Where the record declares it ends (end of file if its header is incomplete).
+    end: u64,
 }
 
 /// What [`replay_image`] found in an in-memory segment.
@@ -128,14 +136,15 @@ struct SegmentReplay<'a, R> {
     max_record_bytes: u32,
 }
 
-impl<'a> SegmentReplay<'a, BufReader<File>> {
-    fn open(segment: &'a SegmentPath, max_record_bytes: u32) -> Result<Self> {
-        let file = File::open(&segment.path).map_err(|e| segment_io(segment, "opening", e))?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| segment_io(segment, "reading metadata of", e))?
-            .len();
-        let reader = BufReader::with_capacity(REPLAY_BUFFER_BYTES, file);
+impl<'a> SegmentReplay<'a, BufReader<ReadCursor>> {
+    fn open(fs: &dyn FileSystem, segment: &'a SegmentPath, max_record_bytes: u32) -> Result<Self> {
+        let file = fs
+            .open_read(&segment.path)
+            .map_err(|e| segment_io(segment, "opening", e))?;
+        let cursor =
+            ReadCursor::new(file).map_err(|e| segment_io(segment, "reading metadata of", e))?;
+        let file_len = cursor.len();
+        let reader = BufReader::with_capacity(REPLAY_BUFFER_BYTES, cursor);
         Ok(SegmentReplay {
             segment,
             reader,
@@ -159,21 +168,26 @@ impl<R: Read + Seek> SegmentReplay<'_, R> {
     }
 
     /// Replays the newest segment, repairing a torn tail, and leaves it synced or deleted.
-    fn replay_newest(&mut self, dir: &Path, out: &mut Vec<RecoveredRecord>) -> Result<()> {
+    fn replay_newest(
+        &mut self,
+        fs: &dyn FileSystem,
+        dir: &Path,
+        out: &mut Vec<RecoveredRecord>,
+    ) -> Result<()> {
         if self.file_len < SEGMENT_HEADER_LEN as u64 || self.is_zero_from(0)? {
             tracing::warn!(
                 file = %self.segment.path.display(),
                 len = self.file_len,
                 "WAL segment has a torn header (crash during creation); deleting it"
             );
-            remove_file_if_present(&self.segment.path)?;
-            return sync_dir(dir);
+            remove_file_if_present(fs, &self.segment.path)?;
+            return sync_dir(fs, dir);
         }
         self.check_header()?;
         let good_end = match self.replay_records(out)? {
             None => self.file_len,
             Some(damage) => {
-                if !(damage.reaches_eof || self.is_zero_from(damage.offset)?) {
+                if !(damage.reaches_eof || self.is_torn_write(&damage)?) {
                     return Err(self.corruption(damage.offset, &damage.reason));
                 }
                 tracing::warn!(
@@ -185,16 +199,8 @@ impl<R: Read + Seek> SegmentReplay<'_, R> {
                 damage.offset
             }
         };
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&self.segment.path)
-            .map_err(|e| segment_io(self.segment, "opening for repair", e))?;
-        if good_end < self.file_len {
-            file.set_len(good_end)
-                .map_err(|e| segment_io(self.segment, "truncating", e))?;
-        }
-        file.sync_all()
-            .map_err(|e| segment_io(self.segment, "syncing", e))
+        fs.truncate(&self.segment.path, good_end)
+            .map_err(|e| segment_io(self.segment, "truncating and syncing", e))
     }
 
     fn check_header(&mut self) -> Result<()> {
@@ -215,6 +221,7 @@ impl<R: Read + Seek> SegmentReplay<'_, R> {
                     offset,
                     reason: format!("incomplete record header ({remaining} bytes)"),
                     reaches_eof: true,
+                    end: self.file_len,
                 }));
             }
             let mut header_bytes = [0u8; RECORD_HEADER_LEN];
@@ -238,6 +245,7 @@ impl<R: Read + Seek> SegmentReplay<'_, R> {
                         header.len
                     ),
                     reaches_eof: true,
+                    end: self.file_len,
                 }));
             }
             // Bounded by max_record_bytes and by the bytes actually in the file.
@@ -255,6 +263,7 @@ impl<R: Read + Seek> SegmentReplay<'_, R> {
                     offset,
                     reason: "record checksum mismatch".to_owned(),
                     reaches_eof: record_len == remaining,
+                    end: offset + record_len,
                 }));
             }
             out.push(RecoveredRecord {
@@ -265,6 +274,39 @@ impl<R: Read + Seek> SegmentReplay<'_, R> {
             offset += record_len;
         }
         Ok(None)
+    }
+
+    /// Whether `damage` (a record that does not reach end of file) is a write torn by a
+    /// crash (see [`crate::fsutil::is_torn_write`]); other damage is corruption.
+    fn is_torn_write(&mut self, damage: &Damage) -> Result<bool> {
+        let zeros_from = self.trailing_zeros_from(damage.offset)?;
+        Ok(crate::fsutil::is_torn_write(
+            damage.offset,
+            damage.end,
+            zeros_from,
+        ))
+    }
+
+    /// Where the run of zero bytes that ends the file begins, looking from `offset` on
+    /// (`offset` itself if everything from there is zero).
+    fn trailing_zeros_from(&mut self, offset: u64) -> Result<u64> {
+        self.seek(offset)?;
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut position = offset;
+        let mut zeros_from = offset;
+        loop {
+            let n = self
+                .reader
+                .read(&mut chunk)
+                .map_err(|e| segment_io(self.segment, "reading", e))?;
+            let Some(bytes) = chunk.get(..n).filter(|b| !b.is_empty()) else {
+                return Ok(zeros_from);
+            };
+            if let Some(last) = bytes.iter().rposition(|&b| b != 0) {
+                zeros_from = position + last as u64 + 1;
+            }
+            position += n as u64;
+        }
     }
 
     /// True if every byte from `offset` to end of file is zero.

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 use super::format::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::*;
+use crate::vfs::{OsFs, os};
 
 fn options(sync: SyncPolicy) -> WalOptions {
     WalOptions {
@@ -18,7 +19,7 @@ fn options(sync: SyncPolicy) -> WalOptions {
 }
 
 fn open(dir: &Path, first_live: u64) -> (Wal, Vec<RecoveredRecord>) {
-    Wal::open(dir, options(SyncPolicy::Always), first_live).unwrap()
+    Wal::open(&os(), dir, options(SyncPolicy::Always), first_live).unwrap()
 }
 
 fn payloads(records: &[RecoveredRecord]) -> Vec<Vec<u8>> {
@@ -30,7 +31,7 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
 }
 
 fn segment_ids(dir: &Path) -> Vec<u64> {
-    list_segments(dir)
+    list_segments(&OsFs, dir)
         .unwrap()
         .into_iter()
         .map(|s| s.id)
@@ -101,7 +102,7 @@ fn round_trip_of_many_sizes_including_empty() {
         .map(|(i, &n)| payload(i, n))
         .collect();
     {
-        let (wal, _) = Wal::open(dir.path(), options(SyncPolicy::Never), 1).unwrap();
+        let (wal, _) = Wal::open(&os(), dir.path(), options(SyncPolicy::Never), 1).unwrap();
         let mut last = 0;
         for (i, p) in written.iter().enumerate() {
             last = wal.submit(p).unwrap();
@@ -221,7 +222,7 @@ fn group_commit_shares_fsyncs_and_keeps_every_threads_order() {
 #[test]
 fn rotations_racing_with_appends_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (wal, _) = Wal::open(dir.path(), options(SyncPolicy::Never), 1).unwrap();
+    let (wal, _) = Wal::open(&os(), dir.path(), options(SyncPolicy::Never), 1).unwrap();
     let wal = Arc::new(wal);
     let writers: Vec<_> = (0..4u8)
         .map(|t| {
@@ -276,7 +277,7 @@ fn torn_tail_at_every_byte_of_the_last_record_is_truncated() {
         let dir = tempfile::tempdir().unwrap();
         let path = segment_path(dir.path(), 1);
         fs::write(&path, &original[..cut as usize]).unwrap();
-        let (wal, recovered) = Wal::open(dir.path(), options(SyncPolicy::Never), 1)
+        let (wal, recovered) = Wal::open(&os(), dir.path(), options(SyncPolicy::Never), 1)
             .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         assert_eq!(payloads(&recovered), written[..4], "cut at {cut}");
         assert_eq!(
@@ -320,6 +321,48 @@ fn zeroed_last_record_in_place_is_a_torn_tail() {
 }
 
 #[test]
+fn last_record_cut_at_a_sector_boundary_then_zeros_is_a_torn_tail() {
+    // A crash persisted the first sector of a 2,000-byte record; the rest of the write
+    // reached the file size but not the disk, so it reads as zeros.
+    let dir = tempfile::tempdir().unwrap();
+    let written = vec![payload(0, 20), payload(1, 2000)];
+    write_log(dir.path(), &written);
+    let path = segment_path(dir.path(), 1);
+    let last_start = record_offsets(&written)[1];
+    let mut bytes = fs::read(&path).unwrap();
+    let boundary = crate::fsutil::TORN_WRITE_SECTOR as usize;
+    assert!(last_start < boundary as u64 && bytes.len() > 2 * boundary);
+    bytes[boundary..].fill(0);
+    fs::write(&path, &bytes).unwrap();
+    let (_wal, recovered) = open(dir.path(), 1);
+    assert_eq!(payloads(&recovered), written[..1]);
+    assert_eq!(fs::metadata(&path).unwrap().len(), last_start);
+}
+
+#[test]
+fn last_record_zeroed_from_inside_its_last_sector_is_corruption() {
+    // Zeros that start inside a sector, after a non-zero byte, are not what a crash leaves
+    // (a sector is written whole or not at all) when the damaged record does not reach
+    // end of file.
+    let dir = tempfile::tempdir().unwrap();
+    let written = vec![payload(0, 20), payload(1, 2000)];
+    write_log(dir.path(), &written);
+    let path = segment_path(dir.path(), 1);
+    let last_start = record_offsets(&written)[1];
+    let mut bytes = fs::read(&path).unwrap();
+    let sector = crate::fsutil::TORN_WRITE_SECTOR as usize;
+    let last_sector = (bytes.len() - 1) / sector * sector;
+    bytes[last_sector + 1..].fill(0);
+    bytes[last_sector] = 0xAB;
+    bytes.extend_from_slice(&[0; 100]);
+    fs::write(&path, &bytes).unwrap();
+    let err = Wal::open(&os(), dir.path(), WalOptions::default(), 1)
+        .map(|_| ())
+        .unwrap_err();
+    expect_corruption(err, &path, last_start);
+}
+
+#[test]
 fn flipped_byte_anywhere_in_a_middle_record_is_corruption_at_its_offset() {
     let src = tempfile::tempdir().unwrap();
     let written = vec![
@@ -333,7 +376,7 @@ fn flipped_byte_anywhere_in_a_middle_record_is_corruption_at_its_offset() {
             sync: SyncPolicy::Always,
             max_record_bytes: 4096,
         };
-        let (wal, _) = Wal::open(src.path(), opts, 1).unwrap();
+        let (wal, _) = Wal::open(&os(), src.path(), opts, 1).unwrap();
         for p in &written {
             wal.append(p).unwrap();
         }
@@ -349,7 +392,9 @@ fn flipped_byte_anywhere_in_a_middle_record_is_corruption_at_its_offset() {
             sync: SyncPolicy::Never,
             max_record_bytes: 4096,
         };
-        let err = Wal::open(dir.path(), opts, 1).map(|_| ()).unwrap_err();
+        let err = Wal::open(&os(), dir.path(), opts, 1)
+            .map(|_| ())
+            .unwrap_err();
         expect_corruption(err, &path, start);
         assert_eq!(
             fs::read(&path).unwrap().len(),
@@ -383,7 +428,7 @@ fn declared_length_over_the_limit_is_corruption_without_allocating() {
     bytes.extend_from_slice(&u32::MAX.to_le_bytes());
     bytes.extend_from_slice(&[7; 16]);
     fs::write(&path, bytes).unwrap();
-    let err = Wal::open(dir.path(), WalOptions::default(), 1)
+    let err = Wal::open(&os(), dir.path(), WalOptions::default(), 1)
         .map(|_| ())
         .unwrap_err();
     assert!(err.to_string().contains("exceeds the limit"), "{err}");
@@ -420,7 +465,7 @@ fn bad_segment_headers_are_corruption_at_offset_zero() {
                 renamed
             }
         };
-        let err = Wal::open(dir.path(), WalOptions::default(), 1)
+        let err = Wal::open(&os(), dir.path(), WalOptions::default(), 1)
             .map(|_| ())
             .unwrap_err();
         expect_corruption(err, &damaged, 0);
@@ -445,7 +490,7 @@ fn damage_in_a_sealed_segment_is_never_treated_as_a_torn_tail() {
         .unwrap()
         .set_len(len - 3)
         .unwrap();
-    let err = Wal::open(dir.path(), WalOptions::default(), 1)
+    let err = Wal::open(&os(), dir.path(), WalOptions::default(), 1)
         .map(|_| ())
         .unwrap_err();
     expect_corruption(
@@ -480,7 +525,7 @@ fn torn_header_of_the_newest_segment_counts_as_empty() {
 fn rotation_moves_later_records_to_the_new_segment() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (wal, _) = Wal::open(dir.path(), options(SyncPolicy::Never), 7).unwrap();
+        let (wal, _) = Wal::open(&os(), dir.path(), options(SyncPolicy::Never), 7).unwrap();
         assert_eq!(wal.current_segment(), 7);
         wal.submit(b"a").unwrap();
         let before = wal.stats().fsyncs;
@@ -559,7 +604,7 @@ fn invalid_arguments_are_rejected() {
         sync: SyncPolicy::Always,
         max_record_bytes: 16,
     };
-    let (wal, _) = Wal::open(dir.path(), opts, 1).unwrap();
+    let (wal, _) = Wal::open(&os(), dir.path(), opts, 1).unwrap();
     assert!(matches!(
         wal.submit(&[0; 17]),
         Err(Error::InvalidArgument(_))
@@ -636,7 +681,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let opts = options(SyncPolicy::Never);
-        let (mut wal, recovered) = Wal::open(dir.path(), opts, 1).unwrap();
+        let (mut wal, recovered) = Wal::open(&os(), dir.path(), opts, 1).unwrap();
         prop_assert!(recovered.is_empty());
         let mut model: Vec<(u64, Vec<u8>)> = Vec::new();
         for op in ops {
@@ -660,7 +705,7 @@ proptest! {
                 }
                 Op::Reopen => {
                     drop(wal);
-                    let (reopened, recovered) = Wal::open(dir.path(), opts, 1).unwrap();
+                    let (reopened, recovered) = Wal::open(&os(), dir.path(), opts, 1).unwrap();
                     let got: Vec<(u64, Vec<u8>)> =
                         recovered.into_iter().map(|r| (r.segment, r.payload)).collect();
                     prop_assert_eq!(&got, &model);
@@ -669,7 +714,7 @@ proptest! {
             }
         }
         drop(wal);
-        let (_wal, recovered) = Wal::open(dir.path(), opts, 1).unwrap();
+        let (_wal, recovered) = Wal::open(&os(), dir.path(), opts, 1).unwrap();
         let got: Vec<(u64, Vec<u8>)> =
             recovered.into_iter().map(|r| (r.segment, r.payload)).collect();
         prop_assert_eq!(got, model);

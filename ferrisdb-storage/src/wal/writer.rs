@@ -31,6 +31,7 @@ const MAX_RETAINED_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// Shared append state behind [`super::Wal`].
 #[derive(Debug)]
 pub struct Writer {
+    fs: crate::vfs::SharedFs,
     dir: PathBuf,
     policy: SyncPolicy,
     max_record_bytes: u32,
@@ -141,6 +142,7 @@ impl Queue {
 impl Writer {
     /// Creates a writer appending to `segment`, with sequence numbers starting at 1.
     pub fn new(
+        fs: crate::vfs::SharedFs,
         dir: PathBuf,
         policy: SyncPolicy,
         max_record_bytes: u32,
@@ -148,6 +150,7 @@ impl Writer {
     ) -> Self {
         let id = segment.id();
         Writer {
+            fs,
             dir,
             policy,
             max_record_bytes,
@@ -247,7 +250,7 @@ impl Writer {
         self.framing_segment_hint.store(new_id, Ordering::Release);
         let outcome = MutexGuard::unlocked(&mut queue, || {
             self.commit(&batch, true)?;
-            let new_segment = SegmentFile::create(&self.dir, new_id)?;
+            let new_segment = SegmentFile::create(&*self.fs, &self.dir, new_id)?;
             *self.segment.lock() = new_segment;
             Ok(())
         });

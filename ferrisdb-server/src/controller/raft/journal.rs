@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use ferrisdb_core::Error;
 use ferrisdb_storage::fsutil::sync_dir;
+use ferrisdb_storage::vfs::OsFs;
 use openraft::{LogId, Vote};
 use serde::{Deserialize, Serialize};
 
@@ -147,7 +148,7 @@ impl Journal {
             }
             file.set_len(good_len).map_err(io("truncating"))?;
             file.sync_all().map_err(io("syncing"))?;
-            sync_dir(dir)?;
+            sync_dir(&OsFs, dir)?;
         }
         let len = file.seek(SeekFrom::End(0)).map_err(io("seeking"))?;
         Ok(Journal {
@@ -198,7 +199,7 @@ impl Journal {
             return Ok(()); // Mostly live entries: not worth it yet.
         }
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        ferrisdb_storage::fsutil::write_atomically(dir, JOURNAL_FILE, &buf)?;
+        ferrisdb_storage::fsutil::write_atomically(&OsFs, dir, JOURNAL_FILE, &buf)?;
         let io = |what: &'static str, p: &Path| {
             let p = p.to_path_buf();
             move |e| Error::io(format!("{what} {}", p.display()), e)

@@ -10,6 +10,7 @@ use ferrisdb_core::Error;
 
 use super::NodeId;
 use ferrisdb_storage::fsutil::write_atomically;
+use ferrisdb_storage::vfs::OsFs;
 
 /// Name of the node-id file.
 pub const NODE_ID_FILE: &str = "raft-node-id";
@@ -32,7 +33,7 @@ pub fn load_or_create(dir: &Path) -> Result<(NodeId, bool), Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // Ids below 2^53 print exactly in JSON tools.
             let id = rand::random_range(1..(1u64 << 53));
-            write_atomically(dir, NODE_ID_FILE, format!("{id}\n").as_bytes())?;
+            write_atomically(&OsFs, dir, NODE_ID_FILE, format!("{id}\n").as_bytes())?;
             Ok((id, true))
         }
         Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),

@@ -22,6 +22,7 @@ use super::{Command, CommandOutcome, Entry, NodeId, TypeConfig};
 use crate::controller::metadata::Metadata;
 use crate::controller::state::apply_command;
 use ferrisdb_storage::fsutil::write_atomically;
+use ferrisdb_storage::vfs::OsFs;
 
 /// Name of the snapshot file in the Raft directory.
 pub const SNAPSHOT_FILE: &str = "raft-snapshot.json";
@@ -96,7 +97,7 @@ impl StateMachine {
 
     async fn persist_snapshot(&self, bytes: Vec<u8>) -> Result<(), Error> {
         let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&dir, SNAPSHOT_FILE, &bytes))
+        tokio::task::spawn_blocking(move || write_atomically(&OsFs, &dir, SNAPSHOT_FILE, &bytes))
             .await
             .map_err(|e| Error::Internal(format!("snapshot task failed: {e}")))?
     }

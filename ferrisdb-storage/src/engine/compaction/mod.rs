@@ -15,7 +15,7 @@ mod run;
 
 pub use purge::{PurgeRange, PurgeStats};
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -103,8 +103,9 @@ impl Inner {
         for table in &outputs {
             edit.added.push((pick.output_level(), file_meta(table)));
         }
-        let removed: HashSet<u64> = edit.deleted.iter().map(|(_, id)| *id).collect();
-        let moved: HashSet<u64> = outputs.iter().map(|t| t.id()).collect();
+        // Ordered sets: files are removed in id order, the same on every run.
+        let removed: BTreeSet<u64> = edit.deleted.iter().map(|(_, id)| *id).collect();
+        let moved: BTreeSet<u64> = outputs.iter().map(|t| t.id()).collect();
         {
             let mut versions = self.versions.lock();
             versions.manifest.log_and_apply(&edit)?;
@@ -120,7 +121,7 @@ impl Inner {
             *current = Arc::new(current.with_levels(levels));
         }
         for id in removed.difference(&moved) {
-            remove_if_present(&self.dir.join(table_file_name(*id)))?;
+            remove_if_present(&*self.fs, &self.dir.join(table_file_name(*id)))?;
         }
         let input_bytes: u64 = inputs
             .iter()

@@ -165,7 +165,7 @@ fn replace(engine: &Engine, level: usize, old: &Arc<Table>, outputs: &[Arc<Table
         let mut versions = inner.versions.lock();
         if let Err(err) = versions.manifest.log_and_apply(&edit) {
             for output in outputs {
-                let _ = remove_if_present(output.path());
+                let _ = remove_if_present(&*inner.fs, output.path());
             }
             return Err(err);
         }
@@ -178,7 +178,7 @@ fn replace(engine: &Engine, level: usize, old: &Arc<Table>, outputs: &[Arc<Table
         }
         *current = Arc::new(current.with_levels(levels));
     }
-    remove_if_present(&inner.dir.join(table_file_name(old.id())))
+    remove_if_present(&*inner.fs, &inner.dir.join(table_file_name(old.id())))
 }
 
 /// Whether `table` (of `level`) holds entries of `ranges` old enough to purge, and how.

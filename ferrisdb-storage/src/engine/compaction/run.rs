@@ -144,7 +144,7 @@ impl<'a> OutputWriter<'a> {
                 let id = self.inner.new_file_number();
                 let path = self.inner.dir.join(table_file_name(id));
                 self.builder
-                    .insert(TableBuilder::create(&path, self.table)?)
+                    .insert(TableBuilder::create(&self.inner.fs, &path, self.table)?)
             }
         };
         builder.add(key, version, kind, value)
@@ -162,7 +162,7 @@ impl<'a> OutputWriter<'a> {
                 .unwrap_or_default(),
         )
         .ok_or_else(|| ferrisdb_core::Error::Internal("bad output table name".into()))?;
-        let table = Table::open(&path, id, Arc::clone(&self.inner.cache))?;
+        let table = Table::open(&*self.inner.fs, &path, id, Arc::clone(&self.inner.cache))?;
         self.outputs.push(table);
         Ok(())
     }
@@ -172,7 +172,7 @@ impl<'a> OutputWriter<'a> {
             self.discard();
             return Err(err);
         }
-        if let Err(err) = sync_dir(&self.inner.dir) {
+        if let Err(err) = sync_dir(&*self.inner.fs, &self.inner.dir) {
             self.discard();
             return Err(err);
         }
@@ -185,7 +185,7 @@ impl<'a> OutputWriter<'a> {
             let _ = builder.abandon();
         }
         for table in self.outputs.drain(..) {
-            let _ = remove_if_present(table.path());
+            let _ = remove_if_present(&*self.inner.fs, table.path());
         }
     }
 }
