@@ -228,9 +228,10 @@ impl Sim {
             78..=82 => self.call(&engine, "flush", |e| e.flush()),
             83..=85 => self.call(&engine, "compact", |e| e.compact()),
             86..=87 => {
+                // Like a storage server, only ever up to what is durable.
                 let horizon = self
                     .rng
-                    .random_range(self.horizon..=engine.last_applied_version());
+                    .random_range(self.horizon.min(self.acked)..=self.acked);
                 self.horizon = self.horizon.max(horizon);
                 engine.set_gc_horizon(horizon);
                 self.trace.record(format!("gc horizon {horizon}"));

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use ferrisdb_sim::engine_run::run_engine_seed;
+use ferrisdb_sim::engine_run::{EngineRun, run_engine_seed};
 use ferrisdb_sim::verdict;
 
 /// Seeds run by default (the test suite).
@@ -25,6 +25,26 @@ fn env_u64(name: &str) -> Option<u64> {
         Ok(n) => Some(n),
         Err(_) => panic!("{name}={text:?} is not a number"),
     }
+}
+
+/// Runs a seed; a panic (in the engine or the harness) is that seed's failure, not the end
+/// of the run.
+fn run_catching_panics(seed: u64) -> EngineRun {
+    std::panic::catch_unwind(|| run_engine_seed(seed)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "a panic".to_owned());
+        EngineRun {
+            seed,
+            trace: 0,
+            steps: 0,
+            restarts: 0,
+            power_cuts: 0,
+            failure: Some(format!("panicked: {message}")),
+        }
+    })
 }
 
 #[test]
@@ -47,7 +67,7 @@ fn engine_seeds_pass() {
     let mut failures = Vec::new();
     let (mut steps, mut restarts, mut power_cuts) = (0u64, 0u64, 0u64);
     for &seed in &seeds {
-        let run = run_engine_seed(seed);
+        let run = run_catching_panics(seed);
         println!("{}", verdict(&run));
         steps += run.steps;
         restarts += run.restarts;
