@@ -15,7 +15,7 @@ const DEFAULT_SEEDS: u64 = 300;
 /// Seeds that failed before a fix (see `docs/simulation.md`), run on every default run. The
 /// code they ran against has changed, so they no longer replay the same events; the
 /// regression tests proper are the unit tests written with each fix.
-const REGRESSION_SEEDS: &[u64] = &[1, 2, 22, 31, 82, 865];
+const REGRESSION_SEEDS: &[u64] = &[1, 2, 22, 31, 82, 865, 20595, 21133];
 /// First seed of the default run.
 const DEFAULT_FIRST_SEED: u64 = 1;
 

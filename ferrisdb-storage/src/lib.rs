@@ -17,6 +17,7 @@ pub mod iterators;
 pub mod key;
 pub mod manifest;
 pub mod memtable;
+pub mod range_tombstone;
 pub mod sstable;
 pub mod vfs;
 pub mod wal;

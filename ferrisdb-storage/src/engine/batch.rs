@@ -5,15 +5,16 @@
 //! ```text
 //! op:   tag u8   0 = delete: key len u32, key
 //!                1 = put:    key len u32, key, value len u32, value
-//!                2 = delete range (batches only): begin len u32, begin, end len u32, end
-//! WAL record:  version u64, op count u32, ops (tags 0 and 1 only, distinct keys)
+//!                2 = delete range: begin len u32, begin, end len u32, end (empty: unbounded)
+//! WAL record:  version u64, op count u32, range deletes (tag 2), then point ops (tags 0
+//!              and 1, distinct keys)
 //! ```
 //!
-//! Resolving a batch for the log turns each delete range into deletes of the keys live in the
-//! range and keeps only the last op of each key, so every op of a record has a distinct key
-//! (a memtable holds one entry per key and version).
+//! Resolving a batch for the log keeps each range delete as one op — it becomes one range
+//! tombstone (`crate::range_tombstone`), however many keys it covers — and only the last
+//! point op of each key not deleted by a later range in the batch, so every point op of a
+//! record has a distinct key (a memtable holds one entry per key and version).
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use ferrisdb_core::Result;
@@ -104,13 +105,11 @@ impl WriteBatch {
         }
     }
 
-    /// Encodes the WAL record of this batch at `version`. `live_keys(begin, end)` lists the
-    /// keys live at the latest version in a range.
-    pub(crate) fn wal_record(
-        &self,
-        version: u64,
-        mut live_keys: impl FnMut(&[u8], &[u8]) -> Result<Vec<Vec<u8>>>,
-    ) -> Result<Vec<u8>> {
+    /// Encodes the WAL record of this batch at `version`: its range deletes, then the last
+    /// point op of each key. A point op followed in the batch by a range delete covering its
+    /// key is dropped (the range deletes it); one after it stays, at the same version, which
+    /// the range tombstone does not cover. An empty range (`begin ≥ end`) is dropped.
+    pub(crate) fn wal_record(&self, version: u64) -> Result<Vec<u8>> {
         if self.ranges == 0 && !self.has_duplicate_keys() {
             let mut record = Vec::with_capacity(RECORD_HEADER_LEN + self.rep.len());
             record.extend_from_slice(&version.to_le_bytes());
@@ -118,33 +117,37 @@ impl WriteBatch {
             record.extend_from_slice(&self.rep);
             return Ok(record);
         }
-        let mut last: BTreeMap<Cow<'_, [u8]>, Option<&[u8]>> = BTreeMap::new();
+        let mut last: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
+        let mut ranges: Vec<(&[u8], &[u8])> = Vec::new();
         for op in self.ops() {
             match op.map_err(|(_, reason)| ferrisdb_core::Error::Internal(reason.into()))? {
                 BatchOp::Put(key, value) => {
-                    last.insert(Cow::Borrowed(key), Some(value));
+                    last.insert(key, Some(value));
                 }
                 BatchOp::Delete(key) => {
-                    last.insert(Cow::Borrowed(key), None);
+                    last.insert(key, None);
                 }
                 BatchOp::DeleteRange(begin, end) => {
-                    let in_batch: Vec<Cow<'_, [u8]>> = last
-                        .keys()
-                        .filter(|k| in_range(k, begin, end))
-                        .cloned()
-                        .collect();
-                    for key in in_batch {
-                        last.insert(key, None);
+                    if !end.is_empty() && begin >= end {
+                        continue;
                     }
-                    for key in live_keys(begin, end)? {
-                        last.insert(Cow::Owned(key), None);
+                    last.retain(|key, _| !in_range(key, begin, end));
+                    if !ranges.contains(&(begin, end)) {
+                        ranges.push((begin, end));
                     }
                 }
             }
         }
+        let count = u32::try_from(ranges.len() + last.len())
+            .map_err(|_| ferrisdb_core::Error::InvalidArgument("too many ops in a batch".into()))?;
         let mut record = Vec::with_capacity(RECORD_HEADER_LEN + self.rep.len());
         record.extend_from_slice(&version.to_le_bytes());
-        record.extend_from_slice(&(last.len() as u32).to_le_bytes());
+        record.extend_from_slice(&count.to_le_bytes());
+        for (begin, end) in ranges {
+            record.push(TAG_DELETE_RANGE);
+            put_bytes(&mut record, begin);
+            put_bytes(&mut record, end);
+        }
         for (key, value) in &last {
             match value {
                 Some(value) => {
@@ -286,16 +289,18 @@ impl<'a> BatchOp<'a> {
 mod tests {
     use super::*;
 
-    type PointOps = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+    /// (key, Some(value)) for a put, (key, None) for a delete, ("begin..end", None) for a
+    /// range delete.
+    type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
-    fn decode_all(record: &[u8]) -> (u64, PointOps) {
+    fn decode_all(record: &[u8]) -> (u64, Ops) {
         let rec = decode_wal_record(record).unwrap();
         let ops: Vec<_> = rec
             .ops
             .map(|op| match op.unwrap() {
                 BatchOp::Put(k, v) => (k.to_vec(), Some(v.to_vec())),
                 BatchOp::Delete(k) => (k.to_vec(), None),
-                BatchOp::DeleteRange(..) => panic!("range in record"),
+                BatchOp::DeleteRange(b, e) => ([b, b"..", e].concat(), None),
             })
             .collect();
         assert_eq!(rec.count as usize, ops.len());
@@ -308,7 +313,7 @@ mod tests {
         b.put("a", "1");
         b.delete("b");
         assert_eq!(b.len(), 2);
-        let rec = b.wal_record(7, |_, _| panic!("no ranges")).unwrap();
+        let rec = b.wal_record(7).unwrap();
         let (v, ops) = decode_all(&rec);
         assert_eq!(v, 7);
         assert_eq!(
@@ -318,26 +323,25 @@ mod tests {
     }
 
     #[test]
-    fn later_ops_win_and_ranges_expand() {
+    fn later_ops_win_and_a_range_is_one_op() {
         let mut b = WriteBatch::new();
         b.put("a", "1");
         b.put("c", "old");
         b.delete_range("b", "d");
+        b.delete_range("b", "d");
         b.put("a", "2");
         b.put("cc", "new");
-        let rec = b
-            .wal_record(3, |begin, end| {
-                assert_eq!((begin, end), (&b"b"[..], &b"d"[..]));
-                Ok(vec![b"b1".to_vec()])
-            })
-            .unwrap();
-        let (_, ops) = decode_all(&rec);
+        b.delete_range("x", "x");
+        let rec = b.wal_record(3).unwrap();
+        let (version, ops) = decode_all(&rec);
+        assert_eq!(version, 3);
+        // "c" (before the range, inside it) is gone; the empty range x..x and the repeated
+        // b..d are dropped.
         assert_eq!(
             ops,
             vec![
+                (b"b..d".to_vec(), None),
                 (b"a".to_vec(), Some(b"2".to_vec())),
-                (b"b1".to_vec(), None),
-                (b"c".to_vec(), None),
                 (b"cc".to_vec(), Some(b"new".to_vec())),
             ]
         );
@@ -347,7 +351,7 @@ mod tests {
     fn truncated_records_are_errors() {
         let mut b = WriteBatch::new();
         b.put("key", "value");
-        let rec = b.wal_record(1, |_, _| Ok(vec![])).unwrap();
+        let rec = b.wal_record(1).unwrap();
         for len in 0..rec.len() {
             let intact = decode_wal_record(&rec[..len]).is_ok_and(|r| {
                 let count = r.count as usize;

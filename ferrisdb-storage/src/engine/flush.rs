@@ -25,7 +25,8 @@ impl Inner {
     pub(crate) fn flush_all(&self) -> Result<()> {
         {
             let _write = self.write_lock.lock();
-            if !self.current().active.is_empty() {
+            let state = self.current();
+            if !state.active.is_empty() || state.active.has_range_tombstones() {
                 self.switch_memtable()?;
             }
         }
@@ -56,11 +57,14 @@ impl Inner {
             ..VersionEdit::default()
         };
         if let Some(table) = &table {
-            edit.added.push((0, file_meta(table)));
+            edit.added.push((0, file_meta(table, 0)));
         }
+        // The memtable's range tombstones now govern older tables: the manifest keeps them.
+        edit.added_range_tombstones = imm.mem.range_tombstones();
         {
             let mut versions = self.versions.lock();
             versions.manifest.log_and_apply(&edit)?;
+            let table_tombstones = versions.table_tombstones();
             let mut current = self.state.write();
             let mut levels = current.levels.clone();
             if let (Some(table), Some(l0)) = (&table, levels.first_mut()) {
@@ -76,6 +80,7 @@ impl Inner {
                     .cloned()
                     .collect(),
                 levels,
+                table_tombstones,
             });
         }
         self.wal.remove_segments_before(imm.wal_end)?;
@@ -138,12 +143,13 @@ impl Inner {
 }
 
 /// The manifest entry of an open table.
-pub(crate) fn file_meta(table: &Table) -> FileMeta {
+pub(crate) fn file_meta(table: &Table, clean_through: u64) -> FileMeta {
     let props = table.properties();
     FileMeta {
         id: table.id(),
         size: table.file_size(),
         smallest: props.smallest.clone(),
         largest: props.largest.clone(),
+        clean_through,
     }
 }

@@ -33,6 +33,7 @@ use bytes::Bytes;
 use ferrisdb_core::{Error, Result};
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::range_tombstone::RangeTombstoneSet;
 use crate::vfs::SharedFs;
 
 pub use crate::wal::SyncPolicy;
@@ -63,6 +64,14 @@ pub(crate) struct VersionSet {
     pub manifest: Manifest,
     /// Per level: the largest user key of the last file compacted out of it (round-robin).
     pub compact_pointers: Vec<Vec<u8>>,
+}
+
+impl VersionSet {
+    /// The manifest's range tombstones, indexed for reads.
+    pub fn table_tombstones(&self) -> Arc<RangeTombstoneSet> {
+        let tombstones = &self.manifest.state().range_tombstones;
+        Arc::new(RangeTombstoneSet::new(tombstones.iter().cloned().collect()))
+    }
 }
 
 /// Signals to the background threads.
@@ -192,7 +201,8 @@ impl Engine {
     /// [`open`](Self::open) on the file system `fs` (the simulator's disk, say).
     pub fn open_on(fs: SharedFs, dir: &Path, opts: EngineOptions) -> Result<Arc<Engine>> {
         let inner = Arc::new(recovery::open(fs, dir, opts)?);
-        if opts.flush_on_open && !inner.current().active.is_empty() {
+        let replayed = Arc::clone(&inner.current().active);
+        if opts.flush_on_open && (!replayed.is_empty() || replayed.has_range_tombstones()) {
             inner.flush_all()?;
         }
         let threads = if opts.background_threads {
@@ -208,7 +218,7 @@ impl Engine {
 
     /// Applies `batch` atomically at `version`, which must be greater than
     /// [`last_applied_version`](Self::last_applied_version) (else `InvalidArgument`).
-    /// `delete_range` writes a tombstone for every key live in the range at the latest version.
+    /// `delete_range` writes one range tombstone, whatever the number of keys it covers.
     /// Returns once the batch is durable under the configured [`SyncPolicy`].
     pub fn apply(&self, version: u64, batch: &WriteBatch) -> Result<()> {
         self.inner.apply(version, batch)

@@ -25,18 +25,25 @@ impl Inner {
     }
 
     /// Active memtable, immutables newest first, level-0 tables newest first, then the one
-    /// table of each deeper level whose key range holds `key`; the first entry found wins.
+    /// table of each deeper level whose key range holds `key`; the first entry found wins,
+    /// unless it is a value that a newer range tombstone (≤ `read_version`) covers.
     pub(crate) fn get(&self, key: &[u8], read_version: u64) -> Result<Option<Bytes>> {
         self.check_open()?;
         self.check_read_version(read_version)?;
         let state = self.current();
-        let visible = |kind: ValueKind, value: Bytes| (kind == ValueKind::Put).then_some(value);
+        let visible = |kind: ValueKind, value: Bytes, version: u64| {
+            let deleted = kind != ValueKind::Put
+                || state
+                    .newest_range_tombstone(key, read_version)
+                    .is_some_and(|tombstone| tombstone > version);
+            (!deleted).then_some(value)
+        };
         if let Some(entry) = state.active.get(key, read_version) {
-            return Ok(visible(entry.kind, entry.value));
+            return Ok(visible(entry.kind, entry.value, entry.version));
         }
         for imm in &state.immutables {
             if let Some(entry) = imm.mem.get(key, read_version) {
-                return Ok(visible(entry.kind, entry.value));
+                return Ok(visible(entry.kind, entry.value, entry.version));
             }
         }
         // The bloom hash of `key`, computed once for every table probed.
@@ -56,7 +63,7 @@ impl Inner {
             for table in candidates {
                 let hash = *key_hash.get_or_insert_with(|| hash64(key));
                 if let Some(entry) = table.get_hashed(key, hash, read_version)? {
-                    return Ok(visible(entry.kind, entry.value));
+                    return Ok(visible(entry.kind, entry.value, entry.version));
                 }
             }
         }

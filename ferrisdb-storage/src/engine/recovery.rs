@@ -10,12 +10,13 @@ use std::time::Instant;
 use ferrisdb_core::{Error, Result};
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::batch::decode_wal_record;
+use super::batch::{BatchOp, decode_wal_record};
 use super::state::{State, sort_level};
 use super::{BackgroundSignals, Counters, EngineOptions, Inner, VersionSet, WAL_DIR};
 use crate::dir_lock::DirLock;
 use crate::manifest::{Manifest, VersionEdit, table_file_name};
 use crate::memtable::MemTable;
+use crate::range_tombstone::RangeTombstoneSet;
 use crate::sstable::Table;
 use crate::sstable::cache::BlockCache;
 use crate::vfs::SharedFs;
@@ -70,6 +71,7 @@ pub(crate) fn open(fs: SharedFs, dir: &Path, opts: EngineOptions) -> Result<Inne
     let mut last_version = manifest_state.last_flushed_version;
     let mut replayed = 0usize;
     let mut points = Vec::new();
+    let mut ranges = Vec::new();
     for record in &records {
         // Only built on failure: formatting the path per record was a visible part of replay.
         let corrupt = |at: usize, reason: &str| {
@@ -88,16 +90,23 @@ pub(crate) fn open(fs: SharedFs, dir: &Path, opts: EngineOptions) -> Result<Inne
         }
         let mut ops = 0u32;
         points.clear();
+        ranges.clear();
         for op in decoded.ops {
-            let op = op.map_err(|(at, r)| corrupt(at, r))?;
-            let (key, kind, value) = op
-                .point()
-                .ok_or_else(|| corrupt(0, "range op in a WAL record"))?;
-            points.push((key, kind, value));
+            match op.map_err(|(at, r)| corrupt(at, r))? {
+                BatchOp::DeleteRange(begin, end) => ranges.push((begin, end)),
+                point => {
+                    if let Some(entry) = point.point() {
+                        points.push(entry);
+                    }
+                }
+            }
             ops += 1;
         }
         if ops != decoded.count {
             return Err(corrupt(8, "op count does not match the ops"));
+        }
+        for (begin, end) in ranges.drain(..) {
+            memtable.add_range_tombstone(begin, end, decoded.version);
         }
         for (key, kind, value) in points.drain(..) {
             memtable.insert(key, decoded.version, kind, value);
@@ -111,6 +120,9 @@ pub(crate) fn open(fs: SharedFs, dir: &Path, opts: EngineOptions) -> Result<Inne
         active: Arc::new(memtable),
         immutables: Vec::new(),
         levels,
+        table_tombstones: Arc::new(RangeTombstoneSet::new(
+            manifest_state.range_tombstones.iter().cloned().collect(),
+        )),
     };
     tracing::info!(
         dir = %dir.display(),

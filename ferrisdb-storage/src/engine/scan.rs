@@ -3,7 +3,9 @@
 //! Forward: for each user key (ascending) the first entry with version ≤ read version is the
 //! visible one; a tombstone hides the key; the other versions are skipped. Reverse: the merge
 //! walks each key's versions oldest first, so the last entry ≤ read version seen before the
-//! key changes is the visible one (kept in reusable buffers). Both stop at the range bounds
+//! key changes is the visible one (kept in reusable buffers). A visible value that a range
+//! tombstone at a newer version (≤ read version) covers is deleted: the scan takes every
+//! source's range tombstones, indexed, when it starts. Both stop at the range bounds
 //! and the limit. Results are produced in small batches copied into one shared buffer
 //! ([`OutputBatch`]): the first batch holds [`FIRST_BATCH_ITEMS`] results (fewer under a
 //! limit) and each later one twice as many, up to [`MAX_BATCH_ITEMS`] or
@@ -20,6 +22,7 @@ use super::state::State;
 use crate::iterator::InternalIterator;
 use crate::iterators::{MergeIterator, SourceIterator};
 use crate::key::ValueKind;
+use crate::range_tombstone::RangeTombstoneSet;
 
 /// Results in the first batch of a scan.
 const FIRST_BATCH_ITEMS: usize = 16;
@@ -29,6 +32,8 @@ const MAX_BATCH_ITEMS: usize = 1024;
 /// Streams the `(key, value)` pairs of a range at a version from a consistent snapshot.
 pub struct ScanIterator {
     iter: MergeIterator<SourceIterator>,
+    /// Every range tombstone of the state scanned (`None`: there are none).
+    tombstones: Option<Arc<RangeTombstoneSet>>,
     begin: Bytes,
     end: Bytes,
     read_version: u64,
@@ -59,6 +64,7 @@ impl ScanIterator {
         let empty = !end.is_empty() && begin >= end;
         ScanIterator {
             iter: MergeIterator::new(state.iterators()),
+            tombstones: state.all_range_tombstones(),
             begin,
             end,
             read_version,
@@ -79,6 +85,14 @@ impl ScanIterator {
         !self.end.is_empty() && key >= self.end.as_ref()
     }
 
+    /// Whether a range tombstone newer than `version` (and ≤ the read version) covers `key`.
+    fn range_deleted(&self, key: &[u8], version: u64) -> bool {
+        self.tombstones.as_ref().is_some_and(|set| {
+            set.newest_covering(key, self.read_version)
+                .is_some_and(|tombstone| tombstone > version)
+        })
+    }
+
     /// Stages the next visible result; false at the end of the range.
     fn step_forward(&mut self) -> Result<bool> {
         if !self.started {
@@ -93,7 +107,9 @@ impl ScanIterator {
                 self.iter.next()?;
                 continue;
             }
-            if self.iter.kind() == ValueKind::Put {
+            if self.iter.kind() == ValueKind::Put
+                && !self.range_deleted(self.iter.key(), self.iter.version())
+            {
                 self.out.push(self.iter.key(), self.iter.value());
                 skip_versions_of(&mut self.iter, self.out.last_key())?;
                 return Ok(true);
@@ -131,11 +147,13 @@ impl ScanIterator {
                         self.value_buf.clear();
                         self.value_buf.extend_from_slice(self.iter.value());
                     }
-                    visible = Some(kind);
+                    visible = Some((kind, self.iter.version()));
                 }
                 self.iter.prev()?;
             }
-            if visible == Some(ValueKind::Put) {
+            if let Some((ValueKind::Put, version)) = visible
+                && !self.range_deleted(&self.key_buf, version)
+            {
                 self.out.push(&self.key_buf, &self.value_buf);
                 return Ok(true);
             }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::iterators::{LevelIterator, SourceIterator};
 use crate::memtable::MemTable;
+use crate::range_tombstone::RangeTombstoneSet;
 use crate::sstable::Table;
 
 /// A memtable that no longer takes writes.
@@ -31,6 +32,8 @@ pub(crate) struct State {
     pub immutables: Vec<Arc<Immutable>>,
     /// Level 0 newest first; deeper levels sorted by key, non-overlapping.
     pub levels: Vec<Vec<Arc<Table>>>,
+    /// The range tombstones the tables' entries are subject to (the manifest's set).
+    pub table_tombstones: Arc<RangeTombstoneSet>,
 }
 
 impl State {
@@ -59,13 +62,42 @@ impl State {
         self.levels.first().map_or(0, Vec::len)
     }
 
-    /// A copy with `levels` replaced.
-    pub fn with_levels(&self, levels: Vec<Vec<Arc<Table>>>) -> State {
+    /// A copy with `levels` and the tables' range tombstones replaced.
+    pub fn with_tables(
+        &self,
+        levels: Vec<Vec<Arc<Table>>>,
+        table_tombstones: Arc<RangeTombstoneSet>,
+    ) -> State {
         State {
             active: Arc::clone(&self.active),
             immutables: self.immutables.clone(),
             levels,
+            table_tombstones,
         }
+    }
+
+    /// The newest version ≤ `read_version` of a range tombstone covering `key`, in any
+    /// source.
+    pub fn newest_range_tombstone(&self, key: &[u8], read_version: u64) -> Option<u64> {
+        let mut newest = self.active.newest_range_tombstone(key, read_version);
+        for imm in &self.immutables {
+            newest = newest.max(imm.mem.newest_range_tombstone(key, read_version));
+        }
+        newest.max(self.table_tombstones.newest_covering(key, read_version))
+    }
+
+    /// Every range tombstone of every source, indexed (for a scan); `None` if there are
+    /// none.
+    pub fn all_range_tombstones(&self) -> Option<Arc<RangeTombstoneSet>> {
+        let mut in_memtables = self.active.range_tombstones();
+        for imm in &self.immutables {
+            in_memtables.extend(imm.mem.range_tombstones());
+        }
+        if in_memtables.is_empty() {
+            return (!self.table_tombstones.is_empty()).then(|| Arc::clone(&self.table_tombstones));
+        }
+        in_memtables.extend(self.table_tombstones.iter().cloned());
+        Some(Arc::new(RangeTombstoneSet::new(in_memtables)))
     }
 }
 

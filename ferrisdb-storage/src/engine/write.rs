@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use ferrisdb_core::{Error, Result};
 
 use super::Inner;
-use super::batch::{WriteBatch, decode_wal_record};
-use super::scan::ScanIterator;
+use super::batch::{BatchOp, WriteBatch, decode_wal_record};
 use super::state::{Immutable, State};
 use crate::memtable::{MemTable, NewEntry};
 
@@ -59,20 +58,26 @@ impl Inner {
                 )));
             }
             let state = self.current();
-            let record = batch.wal_record(version, |begin, end| live_keys(&state, begin, end))?;
+            let record = batch.wal_record(version)?;
             let seq = self.wal.submit(&record)?;
             let decoded =
                 decode_wal_record(&record).map_err(|(_, reason)| Error::Internal(reason.into()))?;
             let mut entries = Vec::new();
             for op in decoded.ops {
-                let op = op.map_err(|(_, reason)| Error::Internal(reason.into()))?;
-                if let Some((key, kind, value)) = op.point() {
-                    entries.push(NewEntry {
-                        key,
-                        version,
-                        kind,
-                        value,
-                    });
+                match op.map_err(|(_, reason)| Error::Internal(reason.into()))? {
+                    BatchOp::DeleteRange(begin, end) => {
+                        state.active.add_range_tombstone(begin, end, version);
+                    }
+                    point => {
+                        if let Some((key, kind, value)) = point.point() {
+                            entries.push(NewEntry {
+                                key,
+                                version,
+                                kind,
+                                value,
+                            });
+                        }
+                    }
                 }
             }
             state.active.insert_all(&entries);
@@ -149,25 +154,10 @@ impl Inner {
                 active: Arc::new(MemTable::new()),
                 immutables,
                 levels: current.levels.clone(),
+                table_tombstones: Arc::clone(&current.table_tombstones),
             });
         }
         self.request_background(true, false);
         Ok(())
     }
-}
-
-/// Keys live (newest entry a value) at the latest version in `[begin, end)`.
-fn live_keys(state: &Arc<State>, begin: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>> {
-    if !end.is_empty() && begin >= end {
-        return Ok(Vec::new());
-    }
-    let scan = ScanIterator::new(
-        state,
-        bytes::Bytes::copy_from_slice(begin),
-        bytes::Bytes::copy_from_slice(end),
-        u64::MAX,
-        false,
-        0,
-    );
-    scan.map(|item| item.map(|(key, _)| key.to_vec())).collect()
 }

@@ -11,12 +11,19 @@
 //!                                   smallest key len u32, key bytes, smallest version u64,
 //!                                   largest key len u32, key bytes, largest version u64
 //! tag u8 = 6  delete file           level u32, id u64
+//! tag u8 = 7  add file (v2)         as tag 5, then clean-through version u64
+//! tag u8 = 8  add range tombstone   version u64, begin len u32, begin, end len u32, end
+//! tag u8 = 9  drop range tombstone  as tag 8
 //! ```
+//!
+//! Files are written with tag 7; tag 5 (an older manifest) reads as clean-through 0. A range
+//! tombstone's empty end means the end of the key space.
 //!
 //! Decoding checks every length against the bytes left, so a damaged record is an error,
 //! never a panic or a huge allocation.
 
 use crate::key::InternalKey;
+use crate::range_tombstone::RangeTombstone;
 
 const TAG_LOG_NUMBER: u8 = 1;
 const TAG_NEXT_FILE: u8 = 2;
@@ -24,6 +31,9 @@ const TAG_GC_HORIZON: u8 = 3;
 const TAG_LAST_FLUSHED: u8 = 4;
 const TAG_ADD_FILE: u8 = 5;
 const TAG_DELETE_FILE: u8 = 6;
+const TAG_ADD_FILE_V2: u8 = 7;
+const TAG_ADD_RANGE_TOMBSTONE: u8 = 8;
+const TAG_DROP_RANGE_TOMBSTONE: u8 = 9;
 
 /// One live SSTable as the manifest records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +46,10 @@ pub struct FileMeta {
     pub smallest: InternalKey,
     /// Last internal key of the table.
     pub largest: InternalKey,
+    /// The table holds no entry that a range tombstone at a version ≤ this one covers, for
+    /// every such tombstone the manifest held when the table was written (a compaction
+    /// drops what tombstones at or below the GC horizon cover; 0: no such promise).
+    pub clean_through: u64,
 }
 
 /// A change to the manifest state; `None` fields are left unchanged.
@@ -53,6 +67,10 @@ pub struct VersionEdit {
     pub added: Vec<(usize, FileMeta)>,
     /// Files removed: (level, id).
     pub deleted: Vec<(usize, u64)>,
+    /// Range tombstones the tables' data is now subject to (moved here by a flush).
+    pub added_range_tombstones: Vec<RangeTombstone>,
+    /// Range tombstones no live table needs any more.
+    pub dropped_range_tombstones: Vec<RangeTombstone>,
 }
 
 impl VersionEdit {
@@ -75,8 +93,21 @@ impl VersionEdit {
             dst.extend_from_slice(&(*level as u32).to_le_bytes());
             dst.extend_from_slice(&id.to_le_bytes());
         }
+        for (tag, tombstones) in [
+            (TAG_DROP_RANGE_TOMBSTONE, &self.dropped_range_tombstones),
+            (TAG_ADD_RANGE_TOMBSTONE, &self.added_range_tombstones),
+        ] {
+            for t in tombstones {
+                dst.push(tag);
+                dst.extend_from_slice(&t.version.to_le_bytes());
+                for bytes in [&t.begin, &t.end] {
+                    dst.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                    dst.extend_from_slice(bytes);
+                }
+            }
+        }
         for (level, file) in &self.added {
-            dst.push(TAG_ADD_FILE);
+            dst.push(TAG_ADD_FILE_V2);
             dst.extend_from_slice(&(*level as u32).to_le_bytes());
             dst.extend_from_slice(&file.id.to_le_bytes());
             dst.extend_from_slice(&file.size.to_le_bytes());
@@ -85,6 +116,7 @@ impl VersionEdit {
                 dst.extend_from_slice(&key.key);
                 dst.extend_from_slice(&key.version.to_le_bytes());
             }
+            dst.extend_from_slice(&file.clean_through.to_le_bytes());
         }
     }
 
@@ -103,12 +135,17 @@ impl VersionEdit {
                     let level = reader.u32()? as usize;
                     edit.deleted.push((level, reader.u64()?));
                 }
-                TAG_ADD_FILE => {
+                tag @ (TAG_ADD_FILE | TAG_ADD_FILE_V2) => {
                     let level = reader.u32()? as usize;
                     let id = reader.u64()?;
                     let size = reader.u64()?;
                     let smallest = reader.internal_key()?;
                     let largest = reader.internal_key()?;
+                    let clean_through = if tag == TAG_ADD_FILE_V2 {
+                        reader.u64()?
+                    } else {
+                        0
+                    };
                     edit.added.push((
                         level,
                         FileMeta {
@@ -116,8 +153,26 @@ impl VersionEdit {
                             size,
                             smallest,
                             largest,
+                            clean_through,
                         },
                     ));
+                }
+                tag @ (TAG_ADD_RANGE_TOMBSTONE | TAG_DROP_RANGE_TOMBSTONE) => {
+                    let version = reader.u64()?;
+                    let begin_len = reader.u32()? as usize;
+                    let begin = reader.take(begin_len)?.to_vec();
+                    let end_len = reader.u32()? as usize;
+                    let end = reader.take(end_len)?.to_vec();
+                    let tombstone = RangeTombstone {
+                        begin,
+                        end,
+                        version,
+                    };
+                    if tag == TAG_ADD_RANGE_TOMBSTONE {
+                        edit.added_range_tombstones.push(tombstone);
+                    } else {
+                        edit.dropped_range_tombstones.push(tombstone);
+                    }
                 }
                 _ => return Err((tag_at, "unknown manifest edit tag")),
             }
@@ -185,9 +240,20 @@ mod tests {
                     size: 4096,
                     smallest: InternalKey::new("a", 5),
                     largest: InternalKey::new("zz", 1),
+                    clean_through: 40,
                 },
             )],
             deleted: vec![(0, 4), (0, 5)],
+            added_range_tombstones: vec![RangeTombstone {
+                begin: b"b".to_vec(),
+                end: Vec::new(),
+                version: 60,
+            }],
+            dropped_range_tombstones: vec![RangeTombstone {
+                begin: b"c".to_vec(),
+                end: b"d".to_vec(),
+                version: 50,
+            }],
         }
     }
 

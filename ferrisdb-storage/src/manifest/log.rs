@@ -95,7 +95,6 @@ pub fn decode_edits(bytes: &[u8], path: &Path) -> Result<Vec<(u64, VersionEdit)>
     while pos < bytes.len() {
         let rest = bytes.get(pos..).unwrap_or_default();
         let corrupt = |reason: &str| Error::corruption(path, pos as u64, reason.to_owned());
-        let torn_zeros = zeros_from <= pos as u64;
         let Some(header) = rest.get(..HEADER_LEN) else {
             break; // Incomplete header: torn tail.
         };
@@ -106,7 +105,9 @@ pub fn decode_edits(bytes: &[u8], path: &Path) -> Result<Vec<(u64, VersionEdit)>
         };
         let (checksum, len, len_check) = (word(0), word(4), word(8));
         if crc32fast::hash(&len.to_le_bytes()) != len_check {
-            if torn_zeros {
+            // A header cut by a crash: zeros from its start or from a sector boundary in it.
+            let header_end = (pos + HEADER_LEN) as u64;
+            if crate::fsutil::is_torn_write(pos as u64, header_end, zeros_from) {
                 break;
             }
             return Err(corrupt("manifest record length check mismatch"));

@@ -3,7 +3,10 @@
 //! a missing file, a level out of range) is rejected, so a damaged manifest cannot silently
 //! produce an inconsistent file set.
 
+use std::collections::BTreeSet;
+
 use super::edit::{FileMeta, VersionEdit};
+use crate::range_tombstone::RangeTombstone;
 
 /// Everything the manifest records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +22,8 @@ pub struct ManifestState {
     /// Live files per level. Level 0 is in id order (oldest first); deeper levels are sorted
     /// by smallest key and do not overlap.
     pub levels: Vec<Vec<FileMeta>>,
+    /// Range tombstones the tables' entries are subject to.
+    pub range_tombstones: BTreeSet<RangeTombstone>,
 }
 
 impl ManifestState {
@@ -30,6 +35,7 @@ impl ManifestState {
             gc_horizon: 0,
             last_flushed_version: 0,
             levels: vec![Vec::new(); num_levels],
+            range_tombstones: BTreeSet::new(),
         }
     }
 
@@ -60,7 +66,19 @@ impl ManifestState {
                 files.sort_by(|a, b| a.smallest.cmp(&b.smallest));
             }
         }
+        let mut tombstones = self.range_tombstones.clone();
+        for t in &edit.dropped_range_tombstones {
+            if !tombstones.remove(t) {
+                return Err("edit drops a range tombstone that is not live");
+            }
+        }
+        for t in &edit.added_range_tombstones {
+            if !tombstones.insert(t.clone()) {
+                return Err("edit adds a range tombstone that is already live");
+            }
+        }
         self.levels = levels;
+        self.range_tombstones = tombstones;
         if let Some(n) = edit.log_number {
             self.log_number = self.log_number.max(n);
         }
@@ -90,6 +108,8 @@ impl ManifestState {
                 .flat_map(|(level, files)| files.iter().map(move |f| (level, f.clone())))
                 .collect(),
             deleted: Vec::new(),
+            added_range_tombstones: self.range_tombstones.iter().cloned().collect(),
+            dropped_range_tombstones: Vec::new(),
         }
     }
 
@@ -110,6 +130,7 @@ mod tests {
             size: 10,
             smallest: InternalKey::new(lo, 1),
             largest: InternalKey::new(hi, 1),
+            clean_through: 0,
         }
     }
 

@@ -12,13 +12,15 @@ mod skiplist;
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use ferrisdb_core::Result;
+use parking_lot::RwLock;
 
 use crate::iterator::InternalIterator;
 use crate::key::ValueKind;
+use crate::range_tombstone::{RangeTombstone, newest_covering_in};
 pub use skiplist::NewEntry;
 use skiplist::{Node, SkipList};
 
@@ -37,6 +39,10 @@ pub struct MemTableEntry {
 pub struct MemTable {
     list: SkipList,
     bounds: VersionBounds,
+    /// Range tombstones written here (few: one per `delete_range`), in insertion order.
+    range_tombstones: RwLock<Vec<RangeTombstone>>,
+    /// Bytes of `range_tombstones`, for the flush threshold.
+    range_tombstone_bytes: AtomicUsize,
 }
 
 /// Smallest and largest version inserted, on their own cache line (written by every insert).
@@ -57,6 +63,8 @@ impl MemTable {
                 min: AtomicU64::new(u64::MAX),
                 max: AtomicU64::new(0),
             },
+            range_tombstones: RwLock::new(Vec::new()),
+            range_tombstone_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -107,17 +115,52 @@ impl MemTable {
         })
     }
 
-    /// Estimated bytes used: keys, values and per-entry overhead. For deciding when to flush.
-    pub fn approximate_bytes(&self) -> usize {
-        self.list.approximate_bytes()
+    /// Records that every key of `[begin, end)` (empty `end`: unbounded) written at a
+    /// version below `version` is deleted (see `crate::range_tombstone`). Adding one that is
+    /// already here changes nothing.
+    pub fn add_range_tombstone(&self, begin: &[u8], end: &[u8], version: u64) {
+        let tombstone = RangeTombstone {
+            begin: begin.to_vec(),
+            end: end.to_vec(),
+            version,
+        };
+        let mut tombstones = self.range_tombstones.write();
+        if tombstones.contains(&tombstone) {
+            return;
+        }
+        self.range_tombstone_bytes
+            .fetch_add(tombstone.approximate_bytes(), Ordering::Relaxed);
+        tombstones.push(tombstone);
     }
 
-    /// Number of entries.
+    /// The range tombstones written here.
+    pub fn range_tombstones(&self) -> Vec<RangeTombstone> {
+        self.range_tombstones.read().clone()
+    }
+
+    /// Whether any range tombstone was written here.
+    pub fn has_range_tombstones(&self) -> bool {
+        !self.range_tombstones.read().is_empty()
+    }
+
+    /// The newest version ≤ `read_version` of a range tombstone here covering `key`.
+    pub fn newest_range_tombstone(&self, key: &[u8], read_version: u64) -> Option<u64> {
+        let tombstones = self.range_tombstones.read();
+        newest_covering_in(&tombstones, key, read_version)
+    }
+
+    /// Estimated bytes used: keys, values, range tombstones and per-entry overhead. For
+    /// deciding when to flush.
+    pub fn approximate_bytes(&self) -> usize {
+        self.list.approximate_bytes() + self.range_tombstone_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Number of point entries (range tombstones not counted).
     pub fn len(&self) -> usize {
         self.list.len()
     }
 
-    /// True if nothing has been inserted.
+    /// True if no point entry has been inserted (range tombstones not counted).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

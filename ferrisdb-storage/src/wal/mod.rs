@@ -75,6 +75,8 @@ pub struct WalStats {
     pub records_written: u64,
     /// write calls on segment files (one per group commit).
     pub write_calls: u64,
+    /// Bytes written to segment files by group commits (record framing included).
+    pub bytes_written: u64,
     /// fdatasync calls on segment data (group commits and rotations).
     pub fsyncs: u64,
 }

@@ -45,6 +45,7 @@ pub struct Writer {
     framing_segment_hint: AtomicU64,
     records_written: AtomicU64,
     write_calls: AtomicU64,
+    bytes_written: AtomicU64,
     fsyncs: AtomicU64,
     #[cfg(test)]
     fail_next_io: std::sync::atomic::AtomicBool,
@@ -170,6 +171,7 @@ impl Writer {
             framing_segment_hint: AtomicU64::new(id),
             records_written: AtomicU64::new(0),
             write_calls: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             #[cfg(test)]
             fail_next_io: std::sync::atomic::AtomicBool::new(false),
@@ -275,6 +277,8 @@ impl Writer {
         if !batch.bytes.is_empty() {
             segment.write_all(&batch.bytes)?;
             self.write_calls.fetch_add(1, Ordering::Relaxed);
+            self.bytes_written
+                .fetch_add(batch.bytes.len() as u64, Ordering::Relaxed);
         }
         if force_sync || (self.policy == SyncPolicy::Always && !batch.bytes.is_empty()) {
             segment.sync_data()?;
@@ -310,6 +314,7 @@ impl Writer {
         WalStats {
             records_written: self.records_written.load(Ordering::Relaxed),
             write_calls: self.write_calls.load(Ordering::Relaxed),
+            bytes_written: self.bytes_written.load(Ordering::Relaxed),
             fsyncs: self.fsyncs.load(Ordering::Relaxed),
         }
     }

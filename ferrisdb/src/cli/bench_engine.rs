@@ -1,6 +1,7 @@
 //! `ferrisdb bench engine`: db_bench-style workloads run directly against the storage engine
 //! (no network): fillseq, fillrandom, overwrite, readrandom, seekrandom (seek + 99 nexts),
-//! readseq (full scan) and readwhilewriting. 16-byte keys and 100-byte half-compressible
+//! readseq (full scan), readwhilewriting and clearrange (one range delete of every key while
+//! a writer runs). 16-byte keys and 100-byte half-compressible
 //! values by default, as in RocksDB's db_bench. Prints ops/s, MB/s and latency percentiles.
 //! The workloads are `ferrisdb::engine_bench`'s, the same ones `bench/peers` runs against
 //! RocksDB and fjall.
@@ -8,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use ferrisdb::engine_bench::clear_range::clear_range;
 use ferrisdb::engine_bench::{
     BenchEngine, FerrisEngine, Settings, ValueGen, WorkloadResult, check_keys, fill, permutation,
     read_random, read_seq, read_while_writing, seek_random,
@@ -166,6 +168,7 @@ pub fn run(cfg: EngineBench) -> Result<Vec<WorkloadResult>, String> {
             "seekrandom" => seek_random(&db, &settings)?,
             "readseq" => read_seq(&db, None)?,
             "readwhilewriting" => read_while_writing(&db, &settings)?,
+            "clearrange" => clear_range(&db, &settings)?,
             "flush" => {
                 let t = Instant::now();
                 db.flush().map_err(|e| e.to_string())?;
@@ -179,7 +182,7 @@ pub fn run(cfg: EngineBench) -> Result<Vec<WorkloadResult>, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown workload {other:?} (fillseq, fillrandom, overwrite, readrandom, seekrandom, readseq, readwhilewriting, flush)"
+                    "unknown workload {other:?} (fillseq, fillrandom, overwrite, readrandom, seekrandom, readseq, readwhilewriting, clearrange, flush)"
                 ));
             }
         };

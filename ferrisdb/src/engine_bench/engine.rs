@@ -62,6 +62,9 @@ const GC_EVERY: u64 = 1024;
 /// reads at the newest version.
 pub struct FerrisEngine {
     engine: Arc<Engine>,
+    /// Held from taking a version to applying it, so concurrent writers apply in version
+    /// order (as a storage server applies versions one after another).
+    apply_lock: parking_lot::Mutex<()>,
     /// Last version applied; versions must strictly increase.
     version: AtomicU64,
     gc_window: u64,
@@ -78,9 +81,37 @@ impl FerrisEngine {
         let version = AtomicU64::new(engine.last_applied_version());
         Ok(FerrisEngine {
             engine,
+            apply_lock: parking_lot::Mutex::new(()),
             version,
             gc_window,
         })
+    }
+
+    /// Deletes every key of `[begin, end)` in one batch at the next version; returns the
+    /// WAL bytes its record took (no other write runs meanwhile).
+    pub fn delete_range(&self, begin: &[u8], end: &[u8]) -> Result<u64, BenchError> {
+        let mut batch = WriteBatch::new();
+        batch.delete_range(begin, end);
+        let _in_order = self.apply_lock.lock();
+        let before = self.engine.stats().wal.bytes_written;
+        self.apply_locked(&batch)?;
+        Ok(self.engine.stats().wal.bytes_written - before)
+    }
+
+    /// Applies `batch` at the next version; moves the GC horizon every `GC_EVERY` versions.
+    fn apply(&self, batch: &WriteBatch) -> Result<(), BenchError> {
+        let _in_order = self.apply_lock.lock();
+        self.apply_locked(batch)
+    }
+
+    /// [`apply`](Self::apply) with `apply_lock` held.
+    fn apply_locked(&self, batch: &WriteBatch) -> Result<(), BenchError> {
+        let v = self.version.fetch_add(1, Ordering::SeqCst) + 1;
+        self.engine.apply(v, batch).map_err(err)?;
+        if self.gc_window > 0 && v.is_multiple_of(GC_EVERY) {
+            self.engine.set_gc_horizon(v.saturating_sub(self.gc_window));
+        }
+        Ok(())
     }
 
     /// The engine, for its statistics or a compaction.
@@ -132,13 +163,7 @@ impl BenchEngine for FerrisEngine {
         for (k, v) in kvs {
             batch.put(k, v);
         }
-        // One writer thread at a time in every workload, so fetch_add order is apply order.
-        let v = self.version.fetch_add(1, Ordering::SeqCst) + 1;
-        self.engine.apply(v, &batch).map_err(err)?;
-        if self.gc_window > 0 && v.is_multiple_of(GC_EVERY) {
-            self.engine.set_gc_horizon(v.saturating_sub(self.gc_window));
-        }
-        Ok(())
+        self.apply(&batch)
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<usize>, BenchError> {

@@ -5,8 +5,10 @@
 //! [`data`] makes the keys and values (identical for every engine and run), [`engine`] says
 //! what a workload needs from an engine ([`BenchEngine`]) and wraps FerrisDB's
 //! ([`FerrisEngine`]), [`workloads`] runs fillseq / fillrandom / overwrite ([`fill`]),
-//! readrandom, seekrandom, readseq and readwhilewriting against any of them.
+//! readrandom, seekrandom, readseq and readwhilewriting against any of them; [`clear_range`]
+//! (FerrisDB's engine only) times one range delete of everything while a writer runs.
 
+pub mod clear_range;
 pub mod data;
 pub mod engine;
 pub mod workloads;

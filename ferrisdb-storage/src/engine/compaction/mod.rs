@@ -15,7 +15,7 @@ mod run;
 
 pub use purge::{PurgeRange, PurgeStats};
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -25,7 +25,8 @@ use ferrisdb_core::{Error, Result};
 use super::Inner;
 use super::flush::file_meta;
 use super::state::sort_level;
-use crate::manifest::{VersionEdit, remove_if_present, table_file_name};
+use crate::manifest::{ManifestState, VersionEdit, remove_if_present, table_file_name};
+use crate::range_tombstone::{RangeTombstone, RangeTombstoneSet};
 use crate::sstable::Table;
 use picker::Pick;
 
@@ -39,13 +40,27 @@ impl Inner {
     /// Picks and runs one compaction; false if none was needed.
     pub(crate) fn compact_once(&self) -> Result<bool> {
         let _compacting = self.compaction_lock.lock();
-        let (pick, deeper) = {
+        let (pick, deeper, tombstones, last_flushed, clean_through_of) = {
             let mut versions = self.versions.lock();
             let versions = &mut *versions;
             let manifest_state = versions.manifest.state();
-            let Some(pick) =
-                picker::pick(manifest_state, &self.opts, &mut versions.compact_pointers)
-            else {
+            let min_version_of: BTreeMap<u64, u64> = self
+                .current()
+                .levels
+                .iter()
+                .flatten()
+                .map(|t| (t.id(), t.properties().min_version))
+                .collect();
+            let gc = picker::GcView {
+                horizon: self.gc_horizon.load(Ordering::Acquire),
+                min_version_of: &min_version_of,
+            };
+            let Some(pick) = picker::pick(
+                manifest_state,
+                &self.opts,
+                &mut versions.compact_pointers,
+                &gc,
+            ) else {
                 return Ok(false);
             };
             let deeper: Vec<_> = manifest_state
@@ -55,7 +70,19 @@ impl Inner {
                 .flatten()
                 .cloned()
                 .collect();
-            (pick, deeper)
+            // Taken together: every range tombstone not in this set was flushed later, at a
+            // version above `last_flushed` (see `clean_through` below).
+            let tombstones = versions.table_tombstones();
+            let last_flushed = versions.manifest.state().last_flushed_version;
+            let clean_through_of: BTreeMap<u64, u64> = versions
+                .manifest
+                .state()
+                .levels
+                .iter()
+                .flatten()
+                .map(|f| (f.id, f.clean_through))
+                .collect();
+            (pick, deeper, tombstones, last_flushed, clean_through_of)
         };
         let started = Instant::now();
         let state = self.current();
@@ -86,8 +113,21 @@ impl Inner {
         let outputs = if trivial {
             inputs.clone()
         } else {
-            run::run(self, &pick, &inputs, &next_inputs, &deeper, horizon)?
+            run::run(
+                self,
+                &pick,
+                &inputs,
+                &next_inputs,
+                &deeper,
+                &Gc {
+                    horizon,
+                    tombstones: &tombstones,
+                },
+            )?
         };
+        // A rewrite drops every entry a tombstone at or below the horizon covers, for every
+        // tombstone in `tombstones`, that is every one at or below `last_flushed`.
+        let clean_through = horizon.min(last_flushed);
 
         let mut edit = VersionEdit {
             gc_horizon: Some(horizon),
@@ -101,16 +141,20 @@ impl Inner {
             edit.deleted.push((pick.output_level(), table.id()));
         }
         for table in &outputs {
-            edit.added.push((pick.output_level(), file_meta(table)));
+            let clean = if trivial {
+                clean_through_of.get(&table.id()).copied().unwrap_or(0)
+            } else {
+                clean_through
+            };
+            edit.added
+                .push((pick.output_level(), file_meta(table, clean)));
         }
         // Ordered sets: files are removed in id order, the same on every run.
         let removed: BTreeSet<u64> = edit.deleted.iter().map(|(_, id)| *id).collect();
         let moved: BTreeSet<u64> = outputs.iter().map(|t| t.id()).collect();
         {
             let mut versions = self.versions.lock();
-            versions.manifest.log_and_apply(&edit)?;
-            let mut current = self.state.write();
-            let mut levels = current.levels.clone();
+            let mut levels = self.current().levels.clone();
             for tables in &mut levels {
                 tables.retain(|t| !removed.contains(&t.id()));
             }
@@ -118,7 +162,14 @@ impl Inner {
                 out.extend(outputs.iter().cloned());
                 sort_level(pick.output_level(), out);
             }
-            *current = Arc::new(current.with_levels(levels));
+            edit.dropped_range_tombstones =
+                collectable_tombstones(versions.manifest.state(), &edit, &levels, horizon);
+            versions.manifest.log_and_apply(&edit)?;
+            let tombstones = versions.table_tombstones();
+            let mut current = self.state.write();
+            // Every change of the levels (flushes, purges) holds the versions lock we hold,
+            // so the levels built above are still current.
+            *current = Arc::new(current.with_tables(levels, tombstones));
         }
         for id in removed.difference(&moved) {
             remove_if_present(&*self.fs, &self.dir.join(table_file_name(*id)))?;
@@ -166,7 +217,8 @@ fn is_trivial_move(pick: &Pick, inputs: &[Arc<Table>], horizon: u64, num_levels:
     let [table] = inputs else {
         return false;
     };
-    pick.next_inputs.is_empty()
+    !pick.in_place
+        && pick.next_inputs.is_empty()
         && (pick.output_level() + 1 < num_levels || needs_no_gc(table, horizon))
 }
 
@@ -176,4 +228,45 @@ fn needs_no_gc(table: &Table, horizon: u64) -> bool {
     let props = table.properties();
     props.min_version > horizon
         || (props.tombstone_count == 0 && props.entry_count == props.distinct_key_count)
+}
+
+/// The garbage-collection inputs of a compaction: the GC horizon and the tables' range
+/// tombstones.
+pub(super) struct Gc<'a> {
+    pub horizon: u64,
+    pub tombstones: &'a RangeTombstoneSet,
+}
+
+/// The range tombstones of `state` that no table of `levels` (the levels once `edit` is
+/// applied) needs any more: at or below the GC horizon, with every table that overlaps the
+/// range either newer than the tombstone (`min_version` at or above it) or written by a
+/// compaction that dropped what the tombstone covers (`clean_through` at or above it).
+fn collectable_tombstones(
+    state: &ManifestState,
+    edit: &VersionEdit,
+    levels: &[Vec<Arc<Table>>],
+    horizon: u64,
+) -> Vec<RangeTombstone> {
+    let clean_through_of: BTreeMap<u64, u64> = state
+        .levels
+        .iter()
+        .flatten()
+        .chain(edit.added.iter().map(|(_, f)| f))
+        .map(|f| (f.id, f.clean_through))
+        .collect();
+    state
+        .range_tombstones
+        .iter()
+        .filter(|t| t.version <= horizon)
+        .filter(|t| {
+            !levels.iter().flatten().any(|table| {
+                let props = table.properties();
+                let clean_through = clean_through_of.get(&table.id()).copied().unwrap_or(0);
+                props.min_version < t.version
+                    && clean_through < t.version
+                    && t.overlaps(&props.smallest.key, &props.largest.key)
+            })
+        })
+        .cloned()
+        .collect()
 }

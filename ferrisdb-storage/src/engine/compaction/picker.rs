@@ -5,6 +5,13 @@
 //! exceeds its target by the largest ratio gives one file, chosen round-robin by key (the
 //! first file starting after the last key compacted out of that level, wrapping around), and
 //! it is merged with the overlapping files of level n + 1. Overlap is by user-key range.
+//!
+//! When no level needs one, a table still holding entries that a range tombstone at or below
+//! the GC horizon covers is compacted (merged down, or rewritten in place in the last level),
+//! so a cleared range's space comes back, and then its tombstone goes, without waiting for
+//! new writes to push compactions through it.
+
+use std::collections::BTreeMap;
 
 use crate::engine::EngineOptions;
 use crate::manifest::{FileMeta, ManifestState};
@@ -15,13 +22,26 @@ pub(crate) struct Pick {
     pub level: usize,
     pub inputs: Vec<FileMeta>,
     pub next_inputs: Vec<FileMeta>,
+    /// Rewrite the one input into its own (the last) level: range-deleted entries to drop.
+    pub in_place: bool,
 }
 
 impl Pick {
     /// The level the outputs go to.
     pub fn output_level(&self) -> usize {
-        self.level + 1
+        if self.in_place {
+            self.level
+        } else {
+            self.level + 1
+        }
     }
+}
+
+/// What picking needs to know beyond the manifest: the GC horizon and each live table's
+/// smallest entry version.
+pub(crate) struct GcView<'a> {
+    pub horizon: u64,
+    pub min_version_of: &'a BTreeMap<u64, u64>,
 }
 
 /// Chooses the next compaction, advancing `pointers[level]` for round-robin picks.
@@ -29,6 +49,7 @@ pub(crate) fn pick(
     state: &ManifestState,
     opts: &EngineOptions,
     pointers: &mut [Vec<u8>],
+    gc: &GcView<'_>,
 ) -> Option<Pick> {
     let levels = &state.levels;
     if levels.len() < 2 {
@@ -41,6 +62,7 @@ pub(crate) fn pick(
             level: 0,
             inputs: l0.clone(),
             next_inputs: overlapping(levels.get(1)?, lo, hi),
+            in_place: false,
         });
     }
     let mut best: Option<(usize, f64)> = None;
@@ -51,7 +73,9 @@ pub(crate) fn pick(
             best = Some((level, score));
         }
     }
-    let (level, _) = best?;
+    let Some((level, _)) = best else {
+        return range_deleted(state, gc);
+    };
     let files = levels.get(level)?;
     let pointer = pointers.get(level).cloned().unwrap_or_default();
     let file = files
@@ -71,7 +95,62 @@ pub(crate) fn pick(
         level,
         inputs: vec![file],
         next_inputs,
+        in_place: false,
     })
+}
+
+/// A compaction of a table that holds entries a range tombstone at or below the horizon
+/// covers: the tombstone is newer than the table's oldest entry, and the table was not
+/// written by a compaction that already dropped what the tombstone covers (its
+/// `clean_through` is below the tombstone). The compaction's outputs are clean through the
+/// horizon, so each table is picked once per tombstone.
+fn range_deleted(state: &ManifestState, gc: &GcView<'_>) -> Option<Pick> {
+    let levels = &state.levels;
+    let last = levels.len().checked_sub(1)?;
+    for tombstone in state
+        .range_tombstones
+        .iter()
+        .filter(|t| t.version <= gc.horizon)
+    {
+        for (level, files) in levels.iter().enumerate() {
+            let covered = files.iter().find(|f| {
+                gc.min_version_of.get(&f.id).copied().unwrap_or(0) < tombstone.version
+                    && f.clean_through < tombstone.version
+                    && tombstone.overlaps(&f.smallest.key, &f.largest.key)
+            });
+            let Some(file) = covered else {
+                continue;
+            };
+            return Some(if level == 0 {
+                let (lo, hi) = key_range(files)?;
+                Pick {
+                    level: 0,
+                    inputs: files.clone(),
+                    next_inputs: overlapping(levels.get(1)?, lo, hi),
+                    in_place: false,
+                }
+            } else if level == last {
+                Pick {
+                    level,
+                    inputs: vec![file.clone()],
+                    next_inputs: Vec::new(),
+                    in_place: true,
+                }
+            } else {
+                Pick {
+                    level,
+                    inputs: vec![file.clone()],
+                    next_inputs: overlapping(
+                        levels.get(level + 1)?,
+                        &file.smallest.key,
+                        &file.largest.key,
+                    ),
+                    in_place: false,
+                }
+            });
+        }
+    }
+    None
 }
 
 /// Smallest and largest user key over `files`.
@@ -93,6 +172,12 @@ pub(crate) fn overlapping(files: &[FileMeta], lo: &[u8], hi: &[u8]) -> Vec<FileM
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static NO_TABLES: BTreeMap<u64, u64> = BTreeMap::new();
+    const NO_GC: GcView<'static> = GcView {
+        horizon: 0,
+        min_version_of: &NO_TABLES,
+    };
     use crate::key::InternalKey;
 
     fn file(id: u64, lo: &str, hi: &str, size: u64) -> FileMeta {
@@ -101,6 +186,7 @@ mod tests {
             size,
             smallest: InternalKey::new(lo, 9),
             largest: InternalKey::new(hi, 1),
+            clean_through: 0,
         }
     }
 
@@ -124,7 +210,7 @@ mod tests {
             file(3, "h", "k", 10),
         ];
         let mut pointers = vec![Vec::new(); 4];
-        let pick = pick(&state, &opts(), &mut pointers).unwrap();
+        let pick = pick(&state, &opts(), &mut pointers, &NO_GC).unwrap();
         assert_eq!(pick.level, 0);
         assert_eq!(pick.inputs.len(), 2);
         let ids: Vec<u64> = pick.next_inputs.iter().map(|f| f.id).collect();
@@ -132,7 +218,7 @@ mod tests {
 
         state.levels[0].pop();
         assert_eq!(
-            super::pick(&state, &opts(), &mut pointers),
+            super::pick(&state, &opts(), &mut pointers, &NO_GC),
             None,
             "below trigger"
         );
@@ -148,17 +234,17 @@ mod tests {
             file(5, "x", "z", 10),
         ];
         let mut pointers = vec![Vec::new(); 4];
-        let first = pick(&state, &opts(), &mut pointers).unwrap();
+        let first = pick(&state, &opts(), &mut pointers, &NO_GC).unwrap();
         assert_eq!((first.level, first.inputs[0].id), (1, 1));
         let ids: Vec<u64> = first.next_inputs.iter().map(|f| f.id).collect();
         assert_eq!(ids, vec![3, 4]);
-        let second = pick(&state, &opts(), &mut pointers).unwrap();
+        let second = pick(&state, &opts(), &mut pointers, &NO_GC).unwrap();
         assert_eq!(second.inputs[0].id, 2);
-        let third = pick(&state, &opts(), &mut pointers).unwrap();
+        let third = pick(&state, &opts(), &mut pointers, &NO_GC).unwrap();
         assert_eq!(third.inputs[0].id, 1, "wraps around");
         // The last level is never compacted.
         let mut deep = ManifestState::new(4);
         deep.levels[3] = vec![file(9, "a", "z", 1 << 40)];
-        assert_eq!(pick(&deep, &opts(), &mut pointers), None);
+        assert_eq!(pick(&deep, &opts(), &mut pointers, &NO_GC), None);
     }
 }

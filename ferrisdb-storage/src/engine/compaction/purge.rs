@@ -155,14 +155,27 @@ impl Engine {
 /// edit cannot be logged, the outputs (named by no manifest) are deleted.
 fn replace(engine: &Engine, level: usize, old: &Arc<Table>, outputs: &[Arc<Table>]) -> Result<()> {
     let inner = &engine.inner;
-    let edit = VersionEdit {
-        next_file_number: Some(inner.next_file.load(Ordering::SeqCst)),
-        deleted: vec![(level, old.id())],
-        added: outputs.iter().map(|t| (level, file_meta(t))).collect(),
-        ..VersionEdit::default()
-    };
     {
         let mut versions = inner.versions.lock();
+        // The rewrite only removes entries: it keeps the old table's promise about range
+        // tombstones.
+        let clean_through = versions
+            .manifest
+            .state()
+            .levels
+            .iter()
+            .flatten()
+            .find(|f| f.id == old.id())
+            .map_or(0, |f| f.clean_through);
+        let edit = VersionEdit {
+            next_file_number: Some(inner.next_file.load(Ordering::SeqCst)),
+            deleted: vec![(level, old.id())],
+            added: outputs
+                .iter()
+                .map(|t| (level, file_meta(t, clean_through)))
+                .collect(),
+            ..VersionEdit::default()
+        };
         if let Err(err) = versions.manifest.log_and_apply(&edit) {
             for output in outputs {
                 let _ = remove_if_present(&*inner.fs, output.path());
@@ -176,7 +189,8 @@ fn replace(engine: &Engine, level: usize, old: &Arc<Table>, outputs: &[Arc<Table
             tables.extend(outputs.iter().cloned());
             sort_level(level, tables);
         }
-        *current = Arc::new(current.with_levels(levels));
+        let tombstones = Arc::clone(&current.table_tombstones);
+        *current = Arc::new(current.with_tables(levels, tombstones));
     }
     remove_if_present(&*inner.fs, &inner.dir.join(table_file_name(old.id())))
 }

@@ -3,7 +3,10 @@
 //! GC rules, per user key, with horizon H: keep every version > H; keep the newest version
 //! ≤ H (reads at H or later may need it) unless it is a tombstone and no level below the
 //! output level holds the key's range (then nothing older can resurface); drop every older
-//! version. Equal (key, version) pairs from two inputs are written once.
+//! version. Equal (key, version) pairs from two inputs are written once. A version that a range
+//! tombstone at or below H covers (the tombstone is newer) is dropped too: every read at H or
+//! later sees the tombstone, which stays in the manifest while any table may still hold what
+//! it covers.
 //!
 //! Outputs are cut once they reach `target_file_bytes`, but only between two user keys, so
 //! the versions of a key never straddle two files of one level.
@@ -12,6 +15,7 @@ use std::sync::Arc;
 
 use ferrisdb_core::Result;
 
+use super::Gc;
 use super::picker::Pick;
 use crate::engine::Inner;
 use crate::iterator::InternalIterator;
@@ -28,7 +32,7 @@ pub(super) fn run(
     inputs: &[Arc<Table>],
     next_inputs: &[Arc<Table>],
     deeper: &[FileMeta],
-    horizon: u64,
+    gc: &Gc<'_>,
 ) -> Result<Vec<Arc<Table>>> {
     let mut sources = Vec::new();
     if pick.level == 0 {
@@ -46,8 +50,8 @@ pub(super) fn run(
         next_inputs.to_vec(),
     )));
     let mut merge = MergeIterator::new(sources);
-    let mut writer = OutputWriter::new(inner, pick.level + 1);
-    match merge_into(&mut merge, &mut writer, deeper, horizon) {
+    let mut writer = OutputWriter::new(inner, pick.output_level());
+    match merge_into(&mut merge, &mut writer, deeper, gc) {
         Ok(()) => writer.finish(),
         Err(err) => {
             writer.discard();
@@ -60,8 +64,11 @@ fn merge_into(
     merge: &mut MergeIterator<SourceIterator>,
     writer: &mut OutputWriter<'_>,
     deeper: &[FileMeta],
-    horizon: u64,
+    gc: &Gc<'_>,
 ) -> Result<()> {
+    let horizon = gc.horizon;
+    // The newest tombstone at or below the horizon covering the current key.
+    let mut range_deleted_at: Option<u64> = None;
     let mut key: Vec<u8> = Vec::new();
     let mut last_version = 0u64;
     let mut have_key = false;
@@ -74,6 +81,7 @@ fn merge_into(
             key.extend_from_slice(merge.key());
             have_key = true;
             kept_at_or_below_horizon = false;
+            range_deleted_at = gc.tombstones.newest_covering(&key, horizon);
         } else if merge.version() == last_version {
             merge.next()?; // The same entry from two inputs.
             continue;
@@ -82,6 +90,10 @@ fn merge_into(
         last_version = version;
         let keep = if version > horizon {
             true
+        } else if range_deleted_at.is_some_and(|tombstone| tombstone > version) {
+            // Deleted for every read at or above the horizon; so is every older version.
+            kept_at_or_below_horizon = true;
+            false
         } else if !kept_at_or_below_horizon {
             kept_at_or_below_horizon = true;
             merge.kind() == ValueKind::Put || overlaps_deeper(deeper, &key)

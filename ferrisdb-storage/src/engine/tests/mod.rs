@@ -6,6 +6,7 @@ mod compaction;
 mod concurrency;
 mod corruption;
 mod model;
+mod range_delete;
 mod reopen;
 
 use std::path::Path;

@@ -1,0 +1,213 @@
+//! Range tombstones: one entry that deletes every key of `[begin, end)` written at a version
+//! below its own.
+//!
+//! `WriteBatch::delete_range` becomes one [`RangeTombstone`] at the batch's version: one WAL
+//! op, one memtable entry (`MemTable::add_range_tombstone`), and after the flush one entry in
+//! the manifest (the live set of the tables' range tombstones, `ManifestState`). A read of
+//! `key` at version `r` finds the newest point entry `p ≤ r` as before and then asks
+//! [`RangeTombstoneSet::newest_covering`]: a tombstone at `t` with `p < t ≤ r` covering `key`
+//! hides it. A point write at the tombstone's own version (later in the same batch) is not
+//! covered. Compaction drops entries a tombstone at or below the GC horizon covers, and the
+//! tombstone itself once no live table can still hold such an entry
+//! (`engine/compaction/mod.rs`).
+
+use std::cmp::Ordering;
+
+/// Deletes every key in `[begin, end)` (an empty `end`: to the end of the key space) written
+/// at a version below `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RangeTombstone {
+    /// First key deleted.
+    pub begin: Vec<u8>,
+    /// First key after the range; empty for unbounded.
+    pub end: Vec<u8>,
+    /// The version that wrote the tombstone.
+    pub version: u64,
+}
+
+impl RangeTombstone {
+    /// Whether `key` is in the range.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        key >= self.begin.as_slice() && (self.end.is_empty() || key < self.end.as_slice())
+    }
+
+    /// Whether the range shares a key with `[smallest, largest]` (both inclusive).
+    pub fn overlaps(&self, smallest: &[u8], largest: &[u8]) -> bool {
+        largest >= self.begin.as_slice() && (self.end.is_empty() || smallest < self.end.as_slice())
+    }
+
+    /// Bytes it takes in memory (for memtable accounting).
+    pub fn approximate_bytes(&self) -> usize {
+        self.begin.len() + self.end.len() + 32
+    }
+}
+
+impl Ord for RangeTombstone {
+    /// By version, then begin, then end (an empty, unbounded end sorting last).
+    fn cmp(&self, other: &Self) -> Ordering {
+        let end_order = match (self.end.is_empty(), other.end.is_empty()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            (false, false) => self.end.cmp(&other.end),
+        };
+        self.version
+            .cmp(&other.version)
+            .then_with(|| self.begin.cmp(&other.begin))
+            .then(end_order)
+    }
+}
+
+impl PartialOrd for RangeTombstone {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// How far right a prefix of a begin-sorted tombstone list reaches.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Reach {
+    /// Up to (not including) this key.
+    Bounded(Vec<u8>),
+    /// To the end of the key space.
+    Unbounded,
+}
+
+/// A set of range tombstones indexed for "the newest one covering this key at this read
+/// version": sorted by `begin`, with the furthest `end` of every prefix kept alongside, so a
+/// lookup walking back from the key stops where nothing earlier reaches it.
+#[derive(Debug, Clone, Default)]
+pub struct RangeTombstoneSet {
+    /// Sorted by begin.
+    tombstones: Vec<RangeTombstone>,
+    /// `reach[i]`: the furthest end among `tombstones[..=i]`.
+    reach: Vec<Reach>,
+}
+
+impl RangeTombstoneSet {
+    /// Indexes `tombstones`.
+    pub fn new(mut tombstones: Vec<RangeTombstone>) -> RangeTombstoneSet {
+        tombstones.sort_by(|a, b| a.begin.cmp(&b.begin).then_with(|| a.cmp(b)));
+        let mut reach = Vec::with_capacity(tombstones.len());
+        let mut furthest: Option<Reach> = None;
+        for t in &tombstones {
+            let end = if t.end.is_empty() {
+                Reach::Unbounded
+            } else {
+                Reach::Bounded(t.end.clone())
+            };
+            let next = furthest
+                .take()
+                .map_or(end.clone(), |so_far| so_far.max(end));
+            reach.push(next.clone());
+            furthest = Some(next);
+        }
+        RangeTombstoneSet { tombstones, reach }
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.tombstones.is_empty()
+    }
+
+    /// Number of tombstones.
+    pub fn len(&self) -> usize {
+        self.tombstones.len()
+    }
+
+    /// The tombstones, sorted by begin.
+    pub fn iter(&self) -> impl Iterator<Item = &RangeTombstone> {
+        self.tombstones.iter()
+    }
+
+    /// The newest version `≤ read_version` of a tombstone covering `key`, if any.
+    pub fn newest_covering(&self, key: &[u8], read_version: u64) -> Option<u64> {
+        let candidates = self
+            .tombstones
+            .partition_point(|t| t.begin.as_slice() <= key);
+        let mut newest = None;
+        for i in (0..candidates).rev() {
+            // Nothing at or before `i` reaches past `key`: stop.
+            if let Some(Reach::Bounded(reach)) = self.reach.get(i)
+                && reach.as_slice() <= key
+            {
+                break;
+            }
+            let t = &self.tombstones[i];
+            if t.version <= read_version && t.contains(key) {
+                newest = newest.max(Some(t.version));
+            }
+        }
+        newest
+    }
+}
+
+/// The newest version `≤ read_version` of a tombstone in `tombstones` (unindexed) covering
+/// `key`.
+pub fn newest_covering_in(
+    tombstones: &[RangeTombstone],
+    key: &[u8],
+    read_version: u64,
+) -> Option<u64> {
+    tombstones
+        .iter()
+        .filter(|t| t.version <= read_version && t.contains(key))
+        .map(|t| t.version)
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn t(begin: &str, end: &str, version: u64) -> RangeTombstone {
+        RangeTombstone {
+            begin: begin.into(),
+            end: end.into(),
+            version,
+        }
+    }
+
+    #[test]
+    fn covering_respects_bounds_and_versions() {
+        let set = RangeTombstoneSet::new(vec![t("b", "d", 10), t("c", "", 5), t("a", "b", 20)]);
+        assert_eq!(set.newest_covering(b"a", 100), Some(20));
+        assert_eq!(set.newest_covering(b"b", 100), Some(10));
+        assert_eq!(set.newest_covering(b"c", 100), Some(10));
+        assert_eq!(set.newest_covering(b"c", 9), Some(5));
+        assert_eq!(set.newest_covering(b"c", 4), None);
+        assert_eq!(set.newest_covering(b"d", 100), Some(5));
+        assert_eq!(set.newest_covering(b"zzz", 100), Some(5));
+        assert_eq!(set.newest_covering(b"", 100), None);
+        assert!(t("b", "d", 1).overlaps(b"a", b"b"));
+        assert!(!t("b", "d", 1).overlaps(b"d", b"e"));
+        assert!(t("b", "", 1).overlaps(b"x", b"y"));
+        assert!(!t("b", "", 1).overlaps(b"a", b"az"));
+    }
+
+    proptest! {
+        #[test]
+        fn indexed_lookup_matches_a_linear_scan(
+            raw in prop::collection::vec((0u8..20, 0u8..21, 1u64..50), 0..30),
+            probes in prop::collection::vec((0u8..22, 0u64..60), 1..40),
+        ) {
+            let key = |k: u8| vec![b'k', k];
+            let tombstones: Vec<RangeTombstone> = raw
+                .iter()
+                .map(|&(b, e, v)| RangeTombstone {
+                    begin: key(b),
+                    end: if e == 20 { Vec::new() } else { key(b.max(e)) },
+                    version: v,
+                })
+                .collect();
+            let set = RangeTombstoneSet::new(tombstones.clone());
+            for (k, rv) in probes {
+                prop_assert_eq!(
+                    set.newest_covering(&key(k), rv),
+                    newest_covering_in(&tombstones, &key(k), rv)
+                );
+            }
+        }
+    }
+}
