@@ -142,6 +142,36 @@ impl RangeTombstoneSet {
     }
 }
 
+impl RangeTombstoneSet {
+    /// Whether one tombstone with a version in `(above, read_version]` covers every key of
+    /// `[smallest, largest]`: then nothing written at `above` or earlier in that span is
+    /// visible at `read_version`.
+    pub fn hides_span(
+        &self,
+        smallest: &[u8],
+        largest: &[u8],
+        above: u64,
+        read_version: u64,
+    ) -> bool {
+        let candidates = self
+            .tombstones
+            .partition_point(|t| t.begin.as_slice() <= smallest);
+        for i in (0..candidates).rev() {
+            if let Some(Reach::Bounded(reach)) = self.reach.get(i)
+                && reach.as_slice() <= largest
+            {
+                // Nothing at or before `i` reaches past `largest`.
+                return false;
+            }
+            let t = &self.tombstones[i];
+            if t.version > above && t.version <= read_version && t.contains(largest) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
 /// The newest version `≤ read_version` of a tombstone in `tombstones` (unindexed) covering
 /// `key`.
 pub fn newest_covering_in(
@@ -187,6 +217,30 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn span_hiding_matches_its_definition(
+            raw in prop::collection::vec((0u8..20, 0u8..21, 1u64..50), 0..30),
+            spans in prop::collection::vec((0u8..22, 0u8..22, 0u64..50, 0u64..60), 1..40),
+        ) {
+            let key = |k: u8| vec![b'k', k];
+            let tombstones: Vec<RangeTombstone> = raw
+                .iter()
+                .map(|&(b, e, v)| RangeTombstone {
+                    begin: key(b),
+                    end: if e == 20 { Vec::new() } else { key(b.max(e)) },
+                    version: v,
+                })
+                .collect();
+            let set = RangeTombstoneSet::new(tombstones.clone());
+            for (a, b, above, rv) in spans {
+                let (lo, hi) = (key(a.min(b)), key(a.max(b)));
+                let want = tombstones.iter().any(|t| {
+                    t.version > above && t.version <= rv && t.contains(&lo) && t.contains(&hi)
+                });
+                prop_assert_eq!(set.hides_span(&lo, &hi, above, rv), want);
+            }
+        }
+
         #[test]
         fn indexed_lookup_matches_a_linear_scan(
             raw in prop::collection::vec((0u8..20, 0u8..21, 1u64..50), 0..30),

@@ -62,9 +62,14 @@ impl ScanIterator {
         limit: usize,
     ) -> ScanIterator {
         let empty = !end.is_empty() && begin >= end;
+        let tombstones = state.all_range_tombstones();
+        let sources = match &tombstones {
+            Some(set) => state.iterators_visible_at(read_version, set),
+            None => state.iterators(),
+        };
         ScanIterator {
-            iter: MergeIterator::new(state.iterators()),
-            tombstones: state.all_range_tombstones(),
+            iter: MergeIterator::new(sources),
+            tombstones,
             begin,
             end,
             read_version,

@@ -57,6 +57,47 @@ impl State {
         sources
     }
 
+    /// Cursors over every source a read at `read_version` can see anything in, newest
+    /// first: as [`iterators`](Self::iterators), without the tables that one range tombstone
+    /// (in `tombstones`, newer than every entry of the table and at most `read_version`)
+    /// hides entirely — so a scan over a cleared range does not step through the cleared
+    /// entries of tables that compaction has not rewritten yet.
+    pub fn iterators_visible_at(
+        &self,
+        read_version: u64,
+        tombstones: &RangeTombstoneSet,
+    ) -> Vec<SourceIterator> {
+        if tombstones.is_empty() {
+            return self.iterators();
+        }
+        let visible = |table: &Arc<Table>| {
+            let props = table.properties();
+            !tombstones.hides_span(
+                &props.smallest.key,
+                &props.largest.key,
+                props.max_version,
+                read_version,
+            )
+        };
+        let mut sources = Vec::new();
+        sources.push(SourceIterator::Mem(self.active.iter()));
+        for imm in &self.immutables {
+            sources.push(SourceIterator::Mem(imm.mem.iter()));
+        }
+        if let Some(l0) = self.levels.first() {
+            for table in l0.iter().filter(|t| visible(t)) {
+                sources.push(SourceIterator::Table(table.iter()));
+            }
+        }
+        for level in self.levels.iter().skip(1) {
+            let tables: Vec<Arc<Table>> = level.iter().filter(|t| visible(t)).cloned().collect();
+            if !tables.is_empty() {
+                sources.push(SourceIterator::Level(LevelIterator::new(tables)));
+            }
+        }
+        sources
+    }
+
     /// Number of level-0 tables.
     pub fn l0_files(&self) -> usize {
         self.levels.first().map_or(0, Vec::len)

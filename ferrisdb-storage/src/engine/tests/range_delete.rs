@@ -121,6 +121,32 @@ fn range_tombstones_survive_flush_and_restart() {
 }
 
 #[test]
+fn a_scan_over_a_cleared_range_skips_the_tables_it_hides() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), small_options(false));
+    fill(&engine);
+    engine.flush().unwrap();
+    engine.compact().unwrap();
+    delete_range(&engine, 21, b"", b"");
+    let mut batch = WriteBatch::new();
+    batch.put(key(5), "after the clear");
+    engine.apply(22, &batch).unwrap();
+    // Nothing collected yet (no horizon), but no table needs reading at 22: the tombstone
+    // is newer than every entry of every table.
+    let misses = engine.stats().cache_misses;
+    assert_eq!(scan_all(&engine, b"", b"", 22, false, 0).len(), 1);
+    assert_eq!(scan_all(&engine, b"", b"", 22, true, 0).len(), 1);
+    assert_eq!(
+        engine.stats().cache_misses,
+        misses,
+        "a hidden table was read"
+    );
+    // At 20 every table is needed, and read.
+    assert_eq!(scan_all(&engine, b"", b"", 20, false, 0).len(), 2000);
+    assert!(engine.stats().cache_misses > misses);
+}
+
+#[test]
 fn a_tombstone_only_memtable_is_flushed_and_its_segments_freed() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path(), options());
