@@ -29,6 +29,7 @@ use ferrisdb_storage::wal::SyncPolicy;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::SeedRun;
 use crate::disk::{Faults, SimDisk};
 use crate::trace::Trace;
 
@@ -36,23 +37,6 @@ use crate::trace::Trace;
 const ENGINE_DIR: &str = "/data/engine";
 /// Distinct keys the workload writes.
 const KEYS: u32 = 48;
-
-/// How one seed ended.
-#[derive(Debug, Clone)]
-pub struct EngineRun {
-    /// The seed.
-    pub seed: u64,
-    /// The hash of every event of the run.
-    pub trace: u64,
-    /// Steps taken.
-    pub steps: u64,
-    /// Restarts (clean, kills and power cuts).
-    pub restarts: u64,
-    /// Power cuts.
-    pub power_cuts: u64,
-    /// The first invariant broken, with the last events; `None` if the run passed.
-    pub failure: Option<String>,
-}
 
 /// One op of a batch, as the model applies it.
 #[derive(Debug, Clone)]
@@ -102,7 +86,7 @@ impl Model {
 }
 
 /// Runs one seed to the end (or to its first failure).
-pub fn run_engine_seed(seed: u64) -> EngineRun {
+pub fn run_engine_seed(seed: u64) -> SeedRun {
     let mut sim = Sim::new(seed);
     let steps = sim.rng.random_range(150..400);
     let mut failure = None;
@@ -120,8 +104,9 @@ pub fn run_engine_seed(seed: u64) -> EngineRun {
     // The run is over: whatever the killed engines' destructors write no longer matters.
     sim.engine = None;
     sim.killed.clear();
-    EngineRun {
+    SeedRun {
         seed,
+        workload: "engine",
         trace: sim.trace.hash(),
         steps: sim.steps,
         restarts: sim.restarts,

@@ -14,20 +14,43 @@
 //! the same hash (tested). `tests/seeds.rs` runs the seeds: `FERRISDB_SIM_SEEDS=N` runs N of
 //! them, `FERRISDB_SIM_SEED=S` replays one. See `docs/simulation.md`.
 
+pub mod commit_log_run;
 pub mod disk;
 pub mod engine_run;
 pub mod trace;
 
-/// The one-line verdict of a seed: `seed=<N> trace=<hex> ok` or `... FAIL <reason>`.
-pub fn verdict(run: &engine_run::EngineRun) -> String {
+/// How one seed of one workload ended.
+#[derive(Debug, Clone)]
+pub struct SeedRun {
+    /// The seed.
+    pub seed: u64,
+    /// Which workload ran (`engine`, `commit-log`).
+    pub workload: &'static str,
+    /// The hash of every event of the run.
+    pub trace: u64,
+    /// Steps taken.
+    pub steps: u64,
+    /// Restarts (clean, kills and power cuts).
+    pub restarts: u64,
+    /// Power cuts.
+    pub power_cuts: u64,
+    /// The first invariant broken, with the last events; `None` if the run passed.
+    pub failure: Option<String>,
+}
+
+/// The one-line verdict of a seed: `seed=<N> trace=<hex> ok` or `... FAIL <reason>` (the
+/// workload's name first when it is not the engine's).
+pub fn verdict(run: &SeedRun) -> String {
+    let seed = if run.workload == "engine" {
+        format!("seed={}", run.seed)
+    } else {
+        format!("{} seed={}", run.workload, run.seed)
+    };
     match &run.failure {
-        None => format!("seed={} trace={:016x} ok", run.seed, run.trace),
+        None => format!("{seed} trace={:016x} ok", run.trace),
         Some(reason) => {
             let first_line = reason.lines().next().unwrap_or_default();
-            format!(
-                "seed={} trace={:016x} FAIL {first_line}",
-                run.seed, run.trace
-            )
+            format!("{seed} trace={:016x} FAIL {first_line}", run.trace)
         }
     }
 }

@@ -18,8 +18,10 @@
 //! Invariants: versions in the log strictly increase and each record names its predecessor
 //! (`prev_version`), so recovery can tell exactly which versions the log holds; every version
 //! in `(retained_from, last published]` is in memory; segments are deleted only when all their
-//! batches are at or below the truncation point, and the segment holding the newest record is
-//! never deleted (it carries the last committed version across restarts). This module never
+//! batches are at or below the truncation point, and neither the segment holding the newest
+//! submitted record nor the one holding the newest durable (published) record is ever deleted
+//! (the latter carries the last committed version across restarts, even when the newest
+//! submitted record is lost in a crash before it is durable). This module never
 //! decides *what* may be truncated: the caller passes the durable version of the slowest
 //! storage server.
 
@@ -38,6 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferrisdb_core::{Error, Mutation, Result, Version};
 use ferrisdb_storage::dir_lock::DirLock;
+use ferrisdb_storage::vfs::SharedFs;
 use ferrisdb_storage::wal::{SyncPolicy, Wal, WalOptions, segment_file_name};
 use parking_lot::Mutex;
 
@@ -120,6 +123,10 @@ struct Tail {
     /// Segments of the batches submitted but not yet published, in submit order: they may
     /// still be in flight and must never be deleted.
     unpublished_segments: VecDeque<u64>,
+    /// Segment of the newest published (durable) batch, kept even once that batch is
+    /// truncated: it carries the newest durable version across a restart. (The newest
+    /// *submitted* record may not be durable yet: a crash can lose it.)
+    newest_segment: Option<u64>,
 }
 
 /// Writer-side state, touched only by the (single) submitter.
@@ -164,16 +171,26 @@ impl CommitLog {
         opts: LogOptions,
         empty_start: Version,
     ) -> Result<(CommitLog, Recovered)> {
+        Self::open_on(&ferrisdb_storage::vfs::os(), dir, opts, empty_start)
+    }
+
+    /// [`open_at`](Self::open_at) on the file system `fs` (the simulator's disk, say).
+    pub fn open_on(
+        fs: &SharedFs,
+        dir: &Path,
+        opts: LogOptions,
+        empty_start: Version,
+    ) -> Result<(CommitLog, Recovered)> {
         let wal_opts = WalOptions {
             sync: opts.sync,
             max_record_bytes: MAX_RECORD_BYTES,
         };
-        std::fs::create_dir_all(dir)
+        fs.create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating the log dir {}", dir.display()), e))?;
         // Before reading anything: a second coordinator on this directory would append its own
         // recovery record to the same log.
-        let lock = DirLock::acquire(dir, "the commit log")?;
-        let (wal, records) = Wal::open(&ferrisdb_storage::vfs::os(), dir, wal_opts, 0)?;
+        let lock = DirLock::acquire_in(&**fs, dir, "the commit log")?;
+        let (wal, records) = Wal::open(fs, dir, wal_opts, 0)?;
         let mut batches = VecDeque::with_capacity(records.len());
         let mut retained_from = Version::ZERO;
         let mut last = None::<Version>;
@@ -216,6 +233,7 @@ impl CommitLog {
             retained_from,
         };
         let first_segment = batches.front().map_or(wal.current_segment(), |b| b.segment);
+        let newest_segment = batches.back().map(|b| b.segment);
         let last_segment = batches.back().map_or(wal.current_segment(), |b| b.segment);
         let log = CommitLog {
             _lock: lock,
@@ -232,6 +250,7 @@ impl CommitLog {
                 retained_from,
                 retained_bytes: bytes,
                 unpublished_segments: VecDeque::new(),
+                newest_segment,
             }),
             records: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
@@ -343,6 +362,7 @@ impl CommitLog {
         tail.batches.clear();
         tail.retained_bytes = 0;
         tail.retained_from = start;
+        tail.newest_segment = None;
         w.last_version = start;
         w.last_segment = fresh;
         w.segment_fill = 0;
@@ -401,6 +421,7 @@ impl CommitLog {
     pub fn publish(&self, batch: Arc<LoggedBatch>) {
         let mut tail = self.tail.lock();
         tail.unpublished_segments.pop_front();
+        tail.newest_segment = Some(batch.segment);
         let in_order = tail
             .batches
             .back()
@@ -460,7 +481,11 @@ impl CommitLog {
             tail.retained_from = newest.map_or(version, |n| version.min(n));
             let published = tail.batches.front().map(|b| b.segment);
             let in_flight = tail.unpublished_segments.front().copied();
-            published.into_iter().chain(in_flight).min()
+            published
+                .into_iter()
+                .chain(in_flight)
+                .chain(tail.newest_segment)
+                .min()
         };
         // A record submitted after the tail was read lands in a segment >= last_segment.
         let last_segment = self.writer.lock().last_segment;
