@@ -30,6 +30,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::SeedRun;
 use crate::disk::{DiskStats, Faults, SimDisk};
+use crate::harness::{self, Blame, SeedDriver};
 use crate::trace::Trace;
 
 /// Where the log keeps its segments on the simulated disk.
@@ -37,30 +38,37 @@ const LOG_DIR: &str = "/data/log";
 
 /// Runs one seed to the end (or to its first failure).
 pub fn run_commit_log_seed(seed: u64) -> SeedRun {
-    let mut sim = Sim::new(seed);
-    let steps = sim.rng.random_range(150..400);
-    let mut failure = None;
-    for _ in 0..steps {
-        if let Err(reason) = sim.step() {
-            failure = Some(reason);
-            break;
-        }
-        sim.steps += 1;
+    harness::run_seed(seed, "commit-log", &mut Sim::new(seed))
+}
+
+impl SeedDriver for Sim {
+    fn step(&mut self) -> Result<(), String> {
+        Sim::step(self)
     }
-    if failure.is_none() {
-        failure = sim.finish().err();
+
+    fn finish(&mut self) -> Result<(), String> {
+        Sim::finish(self)
     }
-    let failure = failure.map(|reason| format!("{reason}\nlast events:\n{}", sim.trace.tail()));
-    sim.log = None;
-    sim.killed.clear();
-    SeedRun {
-        seed,
-        workload: "commit-log",
-        trace: sim.trace.hash(),
-        steps: sim.steps,
-        restarts: sim.restarts,
-        power_cuts: sim.disk.stats().power_cuts,
-        failure,
+
+    fn rng(&mut self) -> &mut StdRng {
+        &mut self.rng
+    }
+
+    fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    fn disk(&self) -> &SimDisk {
+        &self.disk
+    }
+
+    fn restarts(&self) -> u64 {
+        self.restarts
+    }
+
+    fn shut_down(&mut self) {
+        self.log = None;
+        self.killed.clear();
     }
 }
 
@@ -93,7 +101,6 @@ struct Sim {
     trace: Trace,
     current_faults: Faults,
     seen: DiskStats,
-    steps: u64,
     restarts: u64,
 }
 
@@ -123,7 +130,6 @@ impl Sim {
             trace,
             current_faults: Faults::default(),
             seen: DiskStats::default(),
-            steps: 0,
             restarts: 0,
         }
     }
@@ -329,25 +335,18 @@ impl Sim {
     /// and the process restarted.
     fn recover_from(&mut self, what: &str) -> Result<(), String> {
         self.log = None; // Dropping the log may write (and fail) once more.
-        let stats = self.disk.stats();
-        let full_disk = stats.full_disk_writes > self.seen.full_disk_writes;
-        let injected = self.disk.is_powered_off()
-            || stats.failed_fsyncs > self.seen.failed_fsyncs
-            || full_disk;
-        if !injected {
-            return Err(format!("{what} (no fault was injected)"));
-        }
-        if full_disk
-            && !self.disk.is_powered_off()
-            && stats.failed_fsyncs == self.seen.failed_fsyncs
-        {
-            self.trace
-                .record("disk full: space freed, process restarted");
-            self.set_faults(|f| f.capacity_bytes = None);
-            self.restart(false)
-        } else {
-            self.trace.record("power cycle");
-            self.restart(true)
+        match harness::blame(&self.disk, &self.seen) {
+            Blame::Nothing => Err(format!("{what} (no fault was injected)")),
+            Blame::FullDisk => {
+                self.trace
+                    .record("disk full: space freed, process restarted");
+                self.set_faults(|f| f.capacity_bytes = None);
+                self.restart(false)
+            }
+            Blame::Fatal => {
+                self.trace.record("power cycle");
+                self.restart(true)
+            }
         }
     }
 
@@ -364,32 +363,13 @@ impl Sim {
 
     /// Opens the log (retrying through injected faults) and checks what it recovered.
     fn open_checked(&mut self) -> Result<(), String> {
-        let mut attempts = 0;
-        let (log, recovered) = loop {
-            attempts += 1;
-            let before = self.disk.stats();
-            match CommitLog::open_on(&self.fs, &self.dir, self.options, Version::ZERO) {
-                Ok(opened) => break opened,
-                Err(err) => {
-                    self.trace.record(format!("open failed: {err}"));
-                    let stats = self.disk.stats();
-                    let injected = self.disk.is_powered_off()
-                        || stats.failed_fsyncs > before.failed_fsyncs
-                        || stats.full_disk_writes > before.full_disk_writes;
-                    if !injected {
-                        return Err(format!("opening the log: {err}"));
-                    }
-                    if attempts >= 3 {
-                        self.set_faults(|f| *f = Faults::default());
-                    }
-                    if stats.full_disk_writes > before.full_disk_writes {
-                        self.set_faults(|f| f.capacity_bytes = None);
-                    }
-                    self.disk.cut_power();
-                    self.disk.reboot();
-                }
-            }
-        };
+        let (fs, dir, options) = (SharedFs::clone(&self.fs), self.dir.clone(), self.options);
+        let (log, recovered) = harness::open_through_faults(
+            &self.disk,
+            &mut self.current_faults,
+            &mut self.trace,
+            || CommitLog::open_on(&fs, &dir, options, Version::ZERO),
+        )?;
         let last = recovered.last_version;
         let retained = recovered.retained_from;
         self.trace.record(format!(

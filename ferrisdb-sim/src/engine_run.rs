@@ -31,6 +31,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::SeedRun;
 use crate::disk::{Faults, SimDisk};
+use crate::harness::{self, Blame, SeedDriver};
 use crate::trace::Trace;
 
 /// Where the engine keeps its files on the simulated disk.
@@ -87,31 +88,37 @@ impl Model {
 
 /// Runs one seed to the end (or to its first failure).
 pub fn run_engine_seed(seed: u64) -> SeedRun {
-    let mut sim = Sim::new(seed);
-    let steps = sim.rng.random_range(150..400);
-    let mut failure = None;
-    for _ in 0..steps {
-        if let Err(reason) = sim.step() {
-            failure = Some(reason);
-            break;
-        }
-        sim.steps += 1;
+    harness::run_seed(seed, "engine", &mut Sim::new(seed))
+}
+
+impl SeedDriver for Sim {
+    fn step(&mut self) -> Result<(), String> {
+        Sim::step(self)
     }
-    if failure.is_none() {
-        failure = sim.finish().err();
+
+    fn finish(&mut self) -> Result<(), String> {
+        Sim::finish(self)
     }
-    let failure = failure.map(|reason| format!("{reason}\nlast events:\n{}", sim.trace.tail()));
-    // The run is over: whatever the killed engines' destructors write no longer matters.
-    sim.engine = None;
-    sim.killed.clear();
-    SeedRun {
-        seed,
-        workload: "engine",
-        trace: sim.trace.hash(),
-        steps: sim.steps,
-        restarts: sim.restarts,
-        power_cuts: sim.disk.stats().power_cuts,
-        failure,
+
+    fn rng(&mut self) -> &mut StdRng {
+        &mut self.rng
+    }
+
+    fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    fn disk(&self) -> &SimDisk {
+        &self.disk
+    }
+
+    fn restarts(&self) -> u64 {
+        self.restarts
+    }
+
+    fn shut_down(&mut self) {
+        self.engine = None;
+        self.killed.clear();
     }
 }
 
@@ -129,7 +136,6 @@ struct Sim {
     attempted: u64,
     /// Highest GC horizon set.
     horizon: u64,
-    steps: u64,
     restarts: u64,
     current_faults: Faults,
     /// Engines "killed -9": kept, not dropped, so no destructor of theirs touches the disk
@@ -171,7 +177,6 @@ impl Sim {
             acked: 0,
             attempted: 0,
             horizon: 0,
-            steps: 0,
             restarts: 0,
             current_faults: Faults::default(),
             killed: Vec::new(),
@@ -468,30 +473,19 @@ impl Sim {
     fn recover_from(&mut self, what: &str) -> Result<(), String> {
         // Dropping the engine may write (and fail) once more.
         self.engine = None;
-        let stats = self.disk.stats();
-        let injected = self.disk.is_powered_off()
-            || stats.failed_fsyncs > self.seen.failed_fsyncs
-            || stats.full_disk_writes > self.seen.full_disk_writes;
-        if !injected {
-            return Err(format!("{what} (no fault was injected)"));
+        match harness::blame(&self.disk, &self.seen) {
+            Blame::Nothing => Err(format!("{what} (no fault was injected)")),
+            Blame::FullDisk => {
+                self.trace
+                    .record("disk full: space freed, process restarted");
+                self.set_faults(|f| f.capacity_bytes = None);
+                self.restart(Restart::Process).map(|_| ())
+            }
+            Blame::Fatal => {
+                self.trace.record("power cycle");
+                self.restart(Restart::PowerCycle).map(|_| ())
+            }
         }
-        let only_full_disk = !self.disk.is_powered_off()
-            && stats.failed_fsyncs == self.seen.failed_fsyncs
-            && stats.full_disk_writes > self.seen.full_disk_writes;
-        self.engine = None;
-        if only_full_disk {
-            // An operator frees space and restarts the process.
-            self.trace
-                .record("disk full: space freed, process restarted");
-            self.set_faults(|f| f.capacity_bytes = None);
-            self.restart(Restart::Process)
-        } else {
-            // A failed fsync is fatal: the machine reboots, so no page the disk never got
-            // is read back from the page cache.
-            self.trace.record("power cycle");
-            self.restart(Restart::PowerCycle)
-        }
-        .map(|_| ())
     }
 
     /// Opens the engine again after `how`, then checks what it recovered.
@@ -502,32 +496,14 @@ impl Sim {
             self.disk.cut_power();
         }
         self.disk.reboot();
-        let mut attempts = 0;
-        let engine = loop {
-            attempts += 1;
-            let before = self.disk.stats();
-            match open(&self.disk, &self.dir, self.options) {
-                Ok(engine) => break engine,
-                Err(err) => {
-                    self.trace.record(format!("open failed: {err}"));
-                    let stats = self.disk.stats();
-                    let injected = self.disk.is_powered_off()
-                        || stats.failed_fsyncs > before.failed_fsyncs
-                        || stats.full_disk_writes > before.full_disk_writes;
-                    if !injected {
-                        return Err(format!("opening after a {how:?} restart: {err}"));
-                    }
-                    if attempts >= 3 {
-                        self.set_faults(|f| *f = Faults::default());
-                    }
-                    if stats.full_disk_writes > before.full_disk_writes {
-                        self.set_faults(|f| f.capacity_bytes = None);
-                    }
-                    self.disk.cut_power();
-                    self.disk.reboot();
-                }
-            }
-        };
+        let (disk, dir, options) = (self.disk.clone(), self.dir.clone(), self.options);
+        let engine = harness::open_through_faults(
+            &self.disk,
+            &mut self.current_faults,
+            &mut self.trace,
+            || open(&disk, &dir, options),
+        )
+        .map_err(|err| format!("{err} ({how:?})"))?;
         self.engine = Some(Arc::clone(&engine));
         self.check_recovered(&engine)?;
         Ok(Step::Done)

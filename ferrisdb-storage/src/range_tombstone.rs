@@ -216,21 +216,28 @@ mod tests {
         assert!(!t("b", "", 1).overlaps(b"a", b"az"));
     }
 
+    fn key(k: u8) -> Vec<u8> {
+        vec![b'k', k]
+    }
+
+    /// Tombstones from (begin, end, version) triples; an end of 20 is unbounded.
+    fn from_raw(raw: &[(u8, u8, u64)]) -> Vec<RangeTombstone> {
+        raw.iter()
+            .map(|&(b, e, v)| RangeTombstone {
+                begin: key(b),
+                end: if e == 20 { Vec::new() } else { key(b.max(e)) },
+                version: v,
+            })
+            .collect()
+    }
+
     proptest! {
         #[test]
         fn span_hiding_matches_its_definition(
             raw in prop::collection::vec((0u8..20, 0u8..21, 1u64..50), 0..30),
             spans in prop::collection::vec((0u8..22, 0u8..22, 0u64..50, 0u64..60), 1..40),
         ) {
-            let key = |k: u8| vec![b'k', k];
-            let tombstones: Vec<RangeTombstone> = raw
-                .iter()
-                .map(|&(b, e, v)| RangeTombstone {
-                    begin: key(b),
-                    end: if e == 20 { Vec::new() } else { key(b.max(e)) },
-                    version: v,
-                })
-                .collect();
+            let tombstones = from_raw(&raw);
             let set = RangeTombstoneSet::new(tombstones.clone());
             for (a, b, above, rv) in spans {
                 let (lo, hi) = (key(a.min(b)), key(a.max(b)));
@@ -246,15 +253,7 @@ mod tests {
             raw in prop::collection::vec((0u8..20, 0u8..21, 1u64..50), 0..30),
             probes in prop::collection::vec((0u8..22, 0u64..60), 1..40),
         ) {
-            let key = |k: u8| vec![b'k', k];
-            let tombstones: Vec<RangeTombstone> = raw
-                .iter()
-                .map(|&(b, e, v)| RangeTombstone {
-                    begin: key(b),
-                    end: if e == 20 { Vec::new() } else { key(b.max(e)) },
-                    version: v,
-                })
-                .collect();
+            let tombstones = from_raw(&raw);
             let set = RangeTombstoneSet::new(tombstones.clone());
             for (k, rv) in probes {
                 prop_assert_eq!(
