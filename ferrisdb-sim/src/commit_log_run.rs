@@ -25,13 +25,11 @@ use ferrisdb_core::{Mutation, Version};
 use ferrisdb_server::log::{CommitLog, LogOptions, Submitted, record};
 use ferrisdb_storage::vfs::SharedFs;
 use ferrisdb_storage::wal::SyncPolicy;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 use crate::SeedRun;
-use crate::disk::{DiskStats, Faults, SimDisk};
-use crate::harness::{self, Blame, SeedDriver};
-use crate::trace::Trace;
+use crate::disk::Faults;
+use crate::harness::{self, Blame, SeedDriver, SimBase};
 
 /// Where the log keeps its segments on the simulated disk.
 const LOG_DIR: &str = "/data/log";
@@ -42,28 +40,16 @@ pub fn run_commit_log_seed(seed: u64) -> SeedRun {
 }
 
 impl SeedDriver for Sim {
+    fn base(&mut self) -> &mut SimBase {
+        &mut self.base
+    }
+
     fn step(&mut self) -> Result<(), String> {
         Sim::step(self)
     }
 
     fn finish(&mut self) -> Result<(), String> {
         Sim::finish(self)
-    }
-
-    fn rng(&mut self) -> &mut StdRng {
-        &mut self.rng
-    }
-
-    fn trace(&self) -> &Trace {
-        &self.trace
-    }
-
-    fn disk(&self) -> &SimDisk {
-        &self.disk
-    }
-
-    fn restarts(&self) -> u64 {
-        self.restarts
     }
 
     fn shut_down(&mut self) {
@@ -80,8 +66,7 @@ enum Step {
 }
 
 struct Sim {
-    rng: StdRng,
-    disk: SimDisk,
+    base: SimBase,
     fs: SharedFs,
     dir: PathBuf,
     options: LogOptions,
@@ -98,26 +83,19 @@ struct Sim {
     submitted: Version,
     /// Highest truncation point asked for.
     truncated: Version,
-    trace: Trace,
-    current_faults: Faults,
-    seen: DiskStats,
-    restarts: u64,
 }
 
 impl Sim {
     fn new(seed: u64) -> Sim {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let disk = SimDisk::new(rng.random());
+        let mut base = SimBase::new(seed);
         let options = LogOptions {
-            segment_bytes: rng.random_range(256..4096),
+            segment_bytes: base.rng.random_range(256..4096),
             sync: SyncPolicy::Always,
         };
-        let mut trace = Trace::default();
-        trace.record(format!("options {options:?}"));
+        base.trace.record(format!("options {options:?}"));
         Sim {
-            rng,
-            fs: Arc::new(disk.clone()),
-            disk,
+            fs: Arc::new(base.disk.clone()),
+            base,
             dir: PathBuf::from(LOG_DIR),
             options,
             log: None,
@@ -127,10 +105,6 @@ impl Sim {
             acked: Version::ZERO,
             submitted: Version::ZERO,
             truncated: Version::ZERO,
-            trace,
-            current_faults: Faults::default(),
-            seen: DiskStats::default(),
-            restarts: 0,
         }
     }
 
@@ -138,7 +112,7 @@ impl Sim {
         if self.log.is_none() {
             self.open_checked()?;
         }
-        self.seen = self.disk.stats();
+        self.base.seen = self.base.disk.stats();
         match self.act()? {
             Step::Done => Ok(()),
             Step::Failed(what) => self.recover_from(&what),
@@ -150,7 +124,7 @@ impl Sim {
     }
 
     fn act(&mut self) -> Result<Step, String> {
-        match self.rng.random_range(0..100) {
+        match self.base.rng.random_range(0..100) {
             0..=44 => self.commit(),
             45..=59 if self.pending.len() < 6 => self
                 .submit()
@@ -160,55 +134,52 @@ impl Sim {
             75..=80 => self.truncate(),
             81..=84 => {
                 // kill -9 runs no destructors; the kernel releases the lock.
-                self.trace.record("kill -9");
+                self.base.trace.record("kill -9");
                 if let Some(log) = self.log.take() {
                     self.killed.push(log);
                 }
-                self.disk.release_locks();
+                self.base.disk.release_locks();
                 self.restart(false).map(|()| Step::Done)
             }
             85..=87 => {
                 // The log's destructor syncs what was submitted; a failed fsync there is as
                 // fatal as anywhere (the machine is power-cycled: see `recover_from`).
-                self.trace.record("process exits");
+                self.base.trace.record("process exits");
                 self.log = None;
-                let failed = self.disk.stats().failed_fsyncs > self.seen.failed_fsyncs;
+                let failed = self.base.disk.stats().failed_fsyncs > self.base.seen.failed_fsyncs;
                 self.restart(failed).map(|()| Step::Done)
             }
             88..=93 => {
-                let after = self.rng.random_range(0..40);
-                self.trace
+                let after = self.base.rng.random_range(0..40);
+                self.base
+                    .trace
                     .record(format!("power cut in {after} disk calls"));
-                self.disk.cut_power_after(after);
+                self.base.disk.cut_power_after(after);
                 Ok(Step::Done)
             }
             94..=96 => {
-                let rate = [0.0, 0.02, 0.1][self.rng.random_range(0..3)];
-                self.trace.record(format!("fsync failure rate {rate}"));
-                self.set_faults(|f| f.fsync_failure = rate);
+                let rate = [0.0, 0.02, 0.1][self.base.rng.random_range(0..3)];
+                self.base.trace.record(format!("fsync failure rate {rate}"));
+                self.base.set_faults(|f| f.fsync_failure = rate);
                 Ok(Step::Done)
             }
             _ => {
-                let capacity = self.disk.stored_bytes() + self.rng.random_range(0..16 * 1024);
-                self.trace.record(format!("disk capacity {capacity}"));
-                self.set_faults(|f| f.capacity_bytes = Some(capacity));
+                let capacity =
+                    self.base.disk.stored_bytes() + self.base.rng.random_range(0..16 * 1024);
+                self.base.trace.record(format!("disk capacity {capacity}"));
+                self.base.set_faults(|f| f.capacity_bytes = Some(capacity));
                 Ok(Step::Done)
             }
         }
     }
 
-    fn set_faults(&mut self, change: impl FnOnce(&mut Faults)) {
-        change(&mut self.current_faults);
-        self.disk.set_faults(self.current_faults);
-    }
-
     fn mutations(&mut self) -> Vec<Mutation> {
-        (0..self.rng.random_range(1..=4))
+        (0..self.base.rng.random_range(1..=4))
             .map(|_| {
-                let key = Bytes::from(format!("key{:02}", self.rng.random_range(0..30)));
-                if self.rng.random_bool(0.8) {
-                    let len = self.rng.random_range(0..300);
-                    let value: Vec<u8> = (0..len).map(|_| self.rng.random()).collect();
+                let key = Bytes::from(format!("key{:02}", self.base.rng.random_range(0..30)));
+                if self.base.rng.random_bool(0.8) {
+                    let len = self.base.rng.random_range(0..300);
+                    let value: Vec<u8> = (0..len).map(|_| self.base.rng.random()).collect();
                     Mutation::Set {
                         key,
                         value: Bytes::from(value),
@@ -222,18 +193,19 @@ impl Sim {
 
     /// Submits one batch at a new version; `Err(what)` (inside `Ok`) if the log refused.
     fn submit(&mut self) -> Result<Result<(), String>, String> {
-        let version = Version(self.submitted.get() + self.rng.random_range(1..5));
+        let version = Version(self.submitted.get() + self.base.rng.random_range(1..5));
         let mutations = self.mutations();
         self.batches.push((version, mutations.clone()));
         self.submitted = version;
         match self.log()?.submit(version, mutations) {
             Ok(submitted) => {
-                self.trace.record(format!("submit @{version}"));
+                self.base.trace.record(format!("submit @{version}"));
                 self.pending.push(submitted);
                 Ok(Ok(()))
             }
             Err(err) => {
-                self.trace
+                self.base
+                    .trace
                     .record(format!("submit @{version} failed: {err}"));
                 Ok(Err(format!("submit @{version}: {err}")))
             }
@@ -247,7 +219,8 @@ impl Sim {
         };
         let (seq, version) = (last.seq, last.batch.version);
         if let Err(err) = self.log()?.sync(seq) {
-            self.trace
+            self.base
+                .trace
                 .record(format!("sync through @{version} failed: {err}"));
             return Ok(Step::Failed(format!("sync: {err}")));
         }
@@ -256,7 +229,8 @@ impl Sim {
             log.publish(submitted.batch);
         }
         self.acked = version;
-        self.trace
+        self.base
+            .trace
             .record(format!("synced and published through @{version}"));
         Ok(Step::Done)
     }
@@ -280,18 +254,19 @@ impl Sim {
             .collect();
         let mut afters = vec![retained];
         afters.extend(published.iter().copied());
-        let after = afters[self.rng.random_range(0..afters.len())];
+        let after = afters[self.base.rng.random_range(0..afters.len())];
         let through = self.acked;
-        let max_bytes = self.rng.random_range(1..4096);
+        let max_bytes = self.base.rng.random_range(1..4096);
         let records = match self.log()?.read_records(after, through, max_bytes) {
             Ok(records) => records,
             Err(err) => {
-                self.trace
+                self.base
+                    .trace
                     .record(format!("read after @{after} failed: {err}"));
                 return Ok(Step::Failed(format!("read_records: {err}")));
             }
         };
-        self.trace.record(format!(
+        self.base.trace.record(format!(
             "read after @{after} through @{through} -> {} records",
             records.len()
         ));
@@ -314,17 +289,20 @@ impl Sim {
 
     /// Truncates through a version the caller may drop: at most the acknowledged one.
     fn truncate(&mut self) -> Result<Step, String> {
-        let through = Version(self.rng.random_range(0..=self.acked.get()));
+        let through = Version(self.base.rng.random_range(0..=self.acked.get()));
         match self.log()?.truncate_through(through) {
             Ok(()) => {
                 self.truncated = self.truncated.max(through);
-                self.trace.record(format!("truncate through @{through}"));
+                self.base
+                    .trace
+                    .record(format!("truncate through @{through}"));
                 Ok(Step::Done)
             }
             Err(err) => {
                 // Segments may be gone or not: the point is allowed either way.
                 self.truncated = self.truncated.max(through);
-                self.trace
+                self.base
+                    .trace
                     .record(format!("truncate through @{through} failed: {err}"));
                 Ok(Step::Failed(format!("truncate_through: {err}")))
             }
@@ -335,16 +313,17 @@ impl Sim {
     /// and the process restarted.
     fn recover_from(&mut self, what: &str) -> Result<(), String> {
         self.log = None; // Dropping the log may write (and fail) once more.
-        match harness::blame(&self.disk, &self.seen) {
+        match harness::blame(&self.base.disk, &self.base.seen) {
             Blame::Nothing => Err(format!("{what} (no fault was injected)")),
             Blame::FullDisk => {
-                self.trace
+                self.base
+                    .trace
                     .record("disk full: space freed, process restarted");
-                self.set_faults(|f| f.capacity_bytes = None);
+                self.base.set_faults(|f| f.capacity_bytes = None);
                 self.restart(false)
             }
             Blame::Fatal => {
-                self.trace.record("power cycle");
+                self.base.trace.record("power cycle");
                 self.restart(true)
             }
         }
@@ -353,11 +332,11 @@ impl Sim {
     /// Opens the log again (after a power cut if `power_cycle`), then checks it.
     fn restart(&mut self, power_cycle: bool) -> Result<(), String> {
         self.log = None;
-        self.restarts += 1;
-        if power_cycle || self.disk.is_powered_off() {
-            self.disk.cut_power();
+        self.base.restarts += 1;
+        if power_cycle || self.base.disk.is_powered_off() {
+            self.base.disk.cut_power();
         }
-        self.disk.reboot();
+        self.base.disk.reboot();
         self.open_checked()
     }
 
@@ -365,14 +344,14 @@ impl Sim {
     fn open_checked(&mut self) -> Result<(), String> {
         let (fs, dir, options) = (SharedFs::clone(&self.fs), self.dir.clone(), self.options);
         let (log, recovered) = harness::open_through_faults(
-            &self.disk,
-            &mut self.current_faults,
-            &mut self.trace,
+            &self.base.disk,
+            &mut self.base.faults,
+            &mut self.base.trace,
             || CommitLog::open_on(&fs, &dir, options, Version::ZERO),
         )?;
         let last = recovered.last_version;
         let retained = recovered.retained_from;
-        self.trace.record(format!(
+        self.base.trace.record(format!(
             "recovered through @{last} from @{retained} (acknowledged {}, submitted {})",
             self.acked, self.submitted
         ));
@@ -413,16 +392,18 @@ impl Sim {
         self.acked = last;
         self.submitted = last;
         self.log = Some(log);
-        self.seen = self.disk.stats();
+        self.base.seen = self.base.disk.stats();
         Ok(())
     }
 
     /// The end of a run: faults off, a final power cycle, checks.
     fn finish(&mut self) -> Result<(), String> {
-        self.set_faults(|f| *f = Faults::default());
-        self.trace.record("final power cycle");
+        self.base.set_faults(|f| *f = Faults::default());
+        self.base.trace.record("final power cycle");
         self.restart(true)?;
-        self.trace.record(format!("disk {:?}", self.disk.stats()));
+        self.base
+            .trace
+            .record(format!("disk {:?}", self.base.disk.stats()));
         Ok(())
     }
 }
@@ -455,6 +436,7 @@ fn check_chain(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::SimDisk;
 
     /// Found by seed 3033: truncating through the newest durable batch while a newer one
     /// was submitted but not yet synced deleted the durable batch's segment; a crash then

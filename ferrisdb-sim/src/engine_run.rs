@@ -26,13 +26,12 @@ use bytes::Bytes;
 use ferrisdb_storage::engine::{Engine, EngineOptions, ScanOptions, WriteBatch};
 use ferrisdb_storage::sstable::{Compression, TableOptions};
 use ferrisdb_storage::wal::SyncPolicy;
+use rand::Rng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 use crate::SeedRun;
 use crate::disk::{Faults, SimDisk};
-use crate::harness::{self, Blame, SeedDriver};
-use crate::trace::Trace;
+use crate::harness::{self, Blame, SeedDriver, SimBase};
 
 /// Where the engine keeps its files on the simulated disk.
 const ENGINE_DIR: &str = "/data/engine";
@@ -92,28 +91,16 @@ pub fn run_engine_seed(seed: u64) -> SeedRun {
 }
 
 impl SeedDriver for Sim {
+    fn base(&mut self) -> &mut SimBase {
+        &mut self.base
+    }
+
     fn step(&mut self) -> Result<(), String> {
         Sim::step(self)
     }
 
     fn finish(&mut self) -> Result<(), String> {
         Sim::finish(self)
-    }
-
-    fn rng(&mut self) -> &mut StdRng {
-        &mut self.rng
-    }
-
-    fn trace(&self) -> &Trace {
-        &self.trace
-    }
-
-    fn disk(&self) -> &SimDisk {
-        &self.disk
-    }
-
-    fn restarts(&self) -> u64 {
-        self.restarts
     }
 
     fn shut_down(&mut self) {
@@ -123,26 +110,20 @@ impl SeedDriver for Sim {
 }
 
 struct Sim {
-    rng: StdRng,
-    disk: SimDisk,
+    base: SimBase,
     dir: PathBuf,
     options: EngineOptions,
     engine: Option<Arc<Engine>>,
     model: Model,
-    trace: Trace,
     /// Highest version whose `apply` or `sync` returned success.
     acked: u64,
     /// Highest version handed to the engine.
     attempted: u64,
     /// Highest GC horizon set.
     horizon: u64,
-    restarts: u64,
-    current_faults: Faults,
     /// Engines "killed -9": kept, not dropped, so no destructor of theirs touches the disk
     /// while the run goes on.
     killed: Vec<Arc<Engine>>,
-    /// Disk counters at the last check, to tell injected failures from real ones.
-    seen: crate::disk::DiskStats,
 }
 
 /// What one step's engine call did.
@@ -163,26 +144,20 @@ enum Restart {
 
 impl Sim {
     fn new(seed: u64) -> Sim {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let disk = SimDisk::new(rng.random());
-        let options = engine_options(&mut rng);
+        let mut base = SimBase::new(seed);
+        let options = engine_options(&mut base.rng);
         let mut sim = Sim {
-            rng,
-            disk,
+            base,
             dir: PathBuf::from(ENGINE_DIR),
             options,
             engine: None,
             model: Model::default(),
-            trace: Trace::default(),
             acked: 0,
             attempted: 0,
             horizon: 0,
-            restarts: 0,
-            current_faults: Faults::default(),
             killed: Vec::new(),
-            seen: crate::disk::DiskStats::default(),
         };
-        sim.trace.record(format!("options {:?}", sim.options));
+        sim.base.trace.record(format!("options {:?}", sim.options));
         sim
     }
 
@@ -190,7 +165,7 @@ impl Sim {
         if let Some(engine) = &self.engine {
             return Ok(Arc::clone(engine));
         }
-        let engine = open(&self.disk, &self.dir, self.options)
+        let engine = open(&self.base.disk, &self.dir, self.options)
             .map_err(|err| format!("opening the engine: {err}"))?;
         self.engine = Some(Arc::clone(&engine));
         Ok(engine)
@@ -198,7 +173,7 @@ impl Sim {
 
     fn step(&mut self) -> Result<(), String> {
         let engine = self.engine()?;
-        self.seen = self.disk.stats();
+        self.base.seen = self.base.disk.stats();
         // `act` takes the handle, so it is gone before a failure restarts the engine.
         match self.act(engine)? {
             Step::Done => Ok(()),
@@ -208,7 +183,7 @@ impl Sim {
 
     /// Takes one random step with `engine`.
     fn act(&mut self, engine: Arc<Engine>) -> Result<Step, String> {
-        let roll = self.rng.random_range(0..100);
+        let roll = self.base.rng.random_range(0..100);
         match roll {
             0..=39 => self.write(&engine, true),
             40..=51 => self.write(&engine, false),
@@ -220,15 +195,16 @@ impl Sim {
             86..=87 => {
                 // Like a storage server, only ever up to what is durable.
                 let horizon = self
+                    .base
                     .rng
                     .random_range(self.horizon.min(self.acked)..=self.acked);
                 self.horizon = self.horizon.max(horizon);
                 engine.set_gc_horizon(horizon);
-                self.trace.record(format!("gc horizon {horizon}"));
+                self.base.trace.record(format!("gc horizon {horizon}"));
                 Ok(Step::Done)
             }
             88..=89 => {
-                self.trace.record("close and reopen");
+                self.base.trace.record("close and reopen");
                 let closed = engine.close();
                 drop(engine);
                 self.engine = None;
@@ -240,40 +216,34 @@ impl Sim {
             90..=91 => {
                 // kill -9 runs no destructors: the process's memory is simply gone (the
                 // handle is parked until the run ends), and the kernel releases its locks.
-                self.trace.record("kill -9");
+                self.base.trace.record("kill -9");
                 self.engine = None;
                 self.killed.push(engine);
-                self.disk.release_locks();
+                self.base.disk.release_locks();
                 self.restart(Restart::Process)
             }
             92..=95 => {
-                let after = self.rng.random_range(0..60);
-                self.trace
+                let after = self.base.rng.random_range(0..60);
+                self.base
+                    .trace
                     .record(format!("power cut in {after} disk calls"));
-                self.disk.cut_power_after(after);
+                self.base.disk.cut_power_after(after);
                 Ok(Step::Done)
             }
             96..=97 => {
-                let rate = [0.0, 0.02, 0.1][self.rng.random_range(0..3)];
-                self.trace.record(format!("fsync failure rate {rate}"));
-                self.set_faults(|f| f.fsync_failure = rate);
+                let rate = [0.0, 0.02, 0.1][self.base.rng.random_range(0..3)];
+                self.base.trace.record(format!("fsync failure rate {rate}"));
+                self.base.set_faults(|f| f.fsync_failure = rate);
                 Ok(Step::Done)
             }
             _ => {
-                let headroom = self.rng.random_range(0..64 * 1024);
-                let capacity = self.disk.stored_bytes() + headroom;
-                self.trace.record(format!("disk capacity {capacity}"));
-                self.set_faults(|f| f.capacity_bytes = Some(capacity));
+                let headroom = self.base.rng.random_range(0..64 * 1024);
+                let capacity = self.base.disk.stored_bytes() + headroom;
+                self.base.trace.record(format!("disk capacity {capacity}"));
+                self.base.set_faults(|f| f.capacity_bytes = Some(capacity));
                 Ok(Step::Done)
             }
         }
-    }
-
-    fn set_faults(&mut self, change: impl FnOnce(&mut Faults)) {
-        let mut faults = self.current_faults;
-        change(&mut faults);
-        self.current_faults = faults;
-        self.disk.set_faults(faults);
     }
 }
 
@@ -287,11 +257,11 @@ impl Sim {
     ) -> Result<Step, String> {
         match f(engine) {
             Ok(()) => {
-                self.trace.record(format!("{name} ok"));
+                self.base.trace.record(format!("{name} ok"));
                 Ok(Step::Done)
             }
             Err(err) => {
-                self.trace.record(format!("{name} failed: {err}"));
+                self.base.trace.record(format!("{name} failed: {err}"));
                 Ok(Step::Failed(format!("{name}: {err}")))
             }
         }
@@ -309,17 +279,17 @@ impl Sim {
         let mut batch = WriteBatch::new();
         let mut ops = Vec::new();
         let mut summary = String::new();
-        for _ in 0..self.rng.random_range(1..=6) {
-            let roll = self.rng.random_range(0..100);
+        for _ in 0..self.base.rng.random_range(1..=6) {
+            let roll = self.base.rng.random_range(0..100);
             let key = self.key();
             if roll < 70 {
-                let len = if self.rng.random_bool(0.8) {
-                    self.rng.random_range(0..100)
+                let len = if self.base.rng.random_bool(0.8) {
+                    self.base.rng.random_range(0..100)
                 } else {
-                    self.rng.random_range(100..2000)
+                    self.base.rng.random_range(100..2000)
                 };
                 let mut value = format!("v{version}-").into_bytes();
-                value.extend((0..len).map(|_| self.rng.random::<u8>()));
+                value.extend((0..len).map(|_| self.base.rng.random::<u8>()));
                 summary.push_str(&format!(" put {} {}", show(&key), value.len()));
                 batch.put(&key, &value);
                 ops.push(Op::Put(key, value));
@@ -352,11 +322,14 @@ impl Sim {
                 if synced {
                     self.acked = version;
                 }
-                self.trace.record(format!("{how} @{version}{summary} ok"));
+                self.base
+                    .trace
+                    .record(format!("{how} @{version}{summary} ok"));
                 Ok(Step::Done)
             }
             Err(err) => {
-                self.trace
+                self.base
+                    .trace
                     .record(format!("{how} @{version}{summary} failed: {err}"));
                 Ok(Step::Failed(format!("{how} @{version}: {err}")))
             }
@@ -366,7 +339,7 @@ impl Sim {
     fn sync(&mut self, engine: &Engine) -> Result<Step, String> {
         match engine.sync() {
             Ok(durable) => {
-                self.trace.record(format!("sync -> {durable}"));
+                self.base.trace.record(format!("sync -> {durable}"));
                 if durable != self.attempted {
                     return Err(format!(
                         "sync reported version {durable} durable, {} was applied",
@@ -377,7 +350,7 @@ impl Sim {
                 Ok(Step::Done)
             }
             Err(err) => {
-                self.trace.record(format!("sync failed: {err}"));
+                self.base.trace.record(format!("sync failed: {err}"));
                 Ok(Step::Failed(format!("sync: {err}")))
             }
         }
@@ -386,10 +359,11 @@ impl Sim {
     /// A read version: the latest, or one at or above the engine's GC horizon.
     fn read_version(&mut self, engine: &Engine) -> u64 {
         let latest = engine.last_applied_version();
-        if self.rng.random_bool(0.7) {
+        if self.base.rng.random_bool(0.7) {
             latest
         } else {
-            self.rng
+            self.base
+                .rng
                 .random_range(engine.gc_horizon().min(latest)..=latest)
         }
     }
@@ -400,13 +374,14 @@ impl Sim {
         let got = match engine.get(&key, version) {
             Ok(got) => got,
             Err(err) => {
-                self.trace
+                self.base
+                    .trace
                     .record(format!("get {} @{version} failed: {err}", show(&key)));
                 return Ok(Step::Failed(format!("get: {err}")));
             }
         };
         let want = self.model.state_at(version).get(&key).cloned();
-        self.trace.record(format!(
+        self.base.trace.record(format!(
             "get {} @{version} -> {:?}",
             show(&key),
             got.as_ref().map(|v| v.len())
@@ -425,13 +400,13 @@ impl Sim {
     fn scan(&mut self, engine: &Engine) -> Result<Step, String> {
         let (a, b) = (self.key(), self.key());
         let (begin, end) = if a <= b { (a, b) } else { (b, a) };
-        let end = if self.rng.random_bool(0.2) {
+        let end = if self.base.rng.random_bool(0.2) {
             Vec::new()
         } else {
             end
         };
-        let reverse = self.rng.random_bool(0.3);
-        let limit = self.rng.random_range(0..12);
+        let reverse = self.base.rng.random_bool(0.3);
+        let limit = self.base.rng.random_range(0..12);
         let version = self.read_version(engine);
         let what = format!(
             "scan {}..{} @{version} reverse={reverse} limit={limit}",
@@ -441,7 +416,7 @@ impl Sim {
         let got = match scan_all(engine, &begin, &end, version, reverse, limit) {
             Ok(got) => got,
             Err(err) => {
-                self.trace.record(format!("{what} failed: {err}"));
+                self.base.trace.record(format!("{what} failed: {err}"));
                 return Ok(Step::Failed(format!("scan: {err}")));
             }
         };
@@ -458,7 +433,9 @@ impl Sim {
         if limit > 0 {
             want.truncate(limit);
         }
-        self.trace.record(format!("{what} -> {} pairs", got.len()));
+        self.base
+            .trace
+            .record(format!("{what} -> {} pairs", got.len()));
         if got != want {
             return Err(format!(
                 "{what}: engine returned keys {:?}, model has {:?}",
@@ -473,16 +450,17 @@ impl Sim {
     fn recover_from(&mut self, what: &str) -> Result<(), String> {
         // Dropping the engine may write (and fail) once more.
         self.engine = None;
-        match harness::blame(&self.disk, &self.seen) {
+        match harness::blame(&self.base.disk, &self.base.seen) {
             Blame::Nothing => Err(format!("{what} (no fault was injected)")),
             Blame::FullDisk => {
-                self.trace
+                self.base
+                    .trace
                     .record("disk full: space freed, process restarted");
-                self.set_faults(|f| f.capacity_bytes = None);
+                self.base.set_faults(|f| f.capacity_bytes = None);
                 self.restart(Restart::Process).map(|_| ())
             }
             Blame::Fatal => {
-                self.trace.record("power cycle");
+                self.base.trace.record("power cycle");
                 self.restart(Restart::PowerCycle).map(|_| ())
             }
         }
@@ -491,16 +469,16 @@ impl Sim {
     /// Opens the engine again after `how`, then checks what it recovered.
     fn restart(&mut self, how: Restart) -> Result<Step, String> {
         self.engine = None;
-        self.restarts += 1;
-        if how == Restart::PowerCycle || self.disk.is_powered_off() {
-            self.disk.cut_power();
+        self.base.restarts += 1;
+        if how == Restart::PowerCycle || self.base.disk.is_powered_off() {
+            self.base.disk.cut_power();
         }
-        self.disk.reboot();
-        let (disk, dir, options) = (self.disk.clone(), self.dir.clone(), self.options);
+        self.base.disk.reboot();
+        let (disk, dir, options) = (self.base.disk.clone(), self.dir.clone(), self.options);
         let engine = harness::open_through_faults(
-            &self.disk,
-            &mut self.current_faults,
-            &mut self.trace,
+            &self.base.disk,
+            &mut self.base.faults,
+            &mut self.base.trace,
             || open(&disk, &dir, options),
         )
         .map_err(|err| format!("{err} ({how:?})"))?;
@@ -511,7 +489,7 @@ impl Sim {
 
     fn check_recovered(&mut self, engine: &Engine) -> Result<(), String> {
         let recovered = engine.last_applied_version();
-        self.trace.record(format!(
+        self.base.trace.record(format!(
             "recovered @{recovered} (acknowledged {}, attempted {})",
             self.acked, self.attempted
         ));
@@ -539,7 +517,11 @@ impl Sim {
         }
         let mut versions = vec![recovered];
         for _ in 0..2 {
-            versions.push(self.rng.random_range(horizon.min(recovered)..=recovered));
+            versions.push(
+                self.base
+                    .rng
+                    .random_range(horizon.min(recovered)..=recovered),
+            );
         }
         for version in versions {
             let got = scan_all(engine, b"", b"", version, false, 0)
@@ -560,14 +542,14 @@ impl Sim {
                 horizon - 2
             ));
         }
-        self.seen = self.disk.stats();
+        self.base.seen = self.base.disk.stats();
         Ok(())
     }
 
     /// The end of a run: faults off, a final power cycle, a full compaction, checks.
     fn finish(&mut self) -> Result<(), String> {
-        self.set_faults(|f| *f = Faults::default());
-        self.trace.record("final power cycle");
+        self.base.set_faults(|f| *f = Faults::default());
+        self.base.trace.record("final power cycle");
         self.restart(Restart::PowerCycle)?;
         let engine = self.engine()?;
         engine
@@ -575,13 +557,13 @@ impl Sim {
             .and_then(|()| engine.compact())
             .map_err(|err| format!("final flush and compaction: {err}"))?;
         self.check_recovered(&engine)?;
-        let stats = self.disk.stats();
-        self.trace.record(format!("disk {stats:?}"));
+        let stats = self.base.disk.stats();
+        self.base.trace.record(format!("disk {stats:?}"));
         Ok(())
     }
 
     fn key(&mut self) -> Vec<u8> {
-        format!("k{:03}", self.rng.random_range(0..KEYS)).into_bytes()
+        format!("k{:03}", self.base.rng.random_range(0..KEYS)).into_bytes()
     }
 }
 

@@ -2,8 +2,8 @@
 //! fault from a real failure ([`blame`]), and reopening through faults
 //! ([`open_through_faults`]).
 
-use rand::Rng;
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::SeedRun;
 use crate::disk::{DiskStats, Faults, SimDisk};
@@ -12,20 +12,48 @@ use crate::trace::Trace;
 /// Steps of one seed: drawn from the seed, in this range.
 const STEPS: std::ops::Range<u64> = 150..400;
 
+/// What every workload keeps for a seed: its random source, its disk, its events, the
+/// faults in force and the disk's counters when the current step began.
+pub(crate) struct SimBase {
+    pub rng: StdRng,
+    pub disk: SimDisk,
+    pub trace: Trace,
+    pub faults: Faults,
+    /// Disk counters at the start of the current step (see [`blame`]).
+    pub seen: DiskStats,
+    pub restarts: u64,
+}
+
+impl SimBase {
+    /// The random source of `seed`, and a disk seeded from its first draw.
+    pub fn new(seed: u64) -> SimBase {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let disk = SimDisk::new(rng.random());
+        SimBase {
+            rng,
+            disk,
+            trace: Trace::default(),
+            faults: Faults::default(),
+            seen: DiskStats::default(),
+            restarts: 0,
+        }
+    }
+
+    /// Changes the faults in force.
+    pub fn set_faults(&mut self, change: impl FnOnce(&mut Faults)) {
+        change(&mut self.faults);
+        self.disk.set_faults(self.faults);
+    }
+}
+
 /// One workload's state for one seed, driven by [`run_seed`].
 pub(crate) trait SeedDriver {
+    /// The shared part of the state.
+    fn base(&mut self) -> &mut SimBase;
     /// Takes one random step; `Err` is a broken invariant.
     fn step(&mut self) -> Result<(), String>;
     /// Ends the run: faults off, a last power cycle, the final checks.
     fn finish(&mut self) -> Result<(), String>;
-    /// The run's random source.
-    fn rng(&mut self) -> &mut StdRng;
-    /// The run's events.
-    fn trace(&self) -> &Trace;
-    /// The simulated disk.
-    fn disk(&self) -> &SimDisk;
-    /// Restarts so far.
-    fn restarts(&self) -> u64;
     /// Drops every handle, killed processes' included, once the results are taken: whatever
     /// their destructors write no longer matters.
     fn shut_down(&mut self);
@@ -33,7 +61,7 @@ pub(crate) trait SeedDriver {
 
 /// Runs `driver` for its number of steps (or to its first failure), then `finish`.
 pub(crate) fn run_seed(seed: u64, workload: &'static str, driver: &mut impl SeedDriver) -> SeedRun {
-    let steps = driver.rng().random_range(STEPS);
+    let steps = driver.base().rng.random_range(STEPS);
     let mut taken = 0;
     let mut failure = None;
     for _ in 0..steps {
@@ -46,15 +74,15 @@ pub(crate) fn run_seed(seed: u64, workload: &'static str, driver: &mut impl Seed
     if failure.is_none() {
         failure = driver.finish().err();
     }
-    let failure =
-        failure.map(|reason| format!("{reason}\nlast events:\n{}", driver.trace().tail()));
+    let base = driver.base();
+    let failure = failure.map(|reason| format!("{reason}\nlast events:\n{}", base.trace.tail()));
     let run = SeedRun {
         seed,
         workload,
-        trace: driver.trace().hash(),
+        trace: base.trace.hash(),
         steps: taken,
-        restarts: driver.restarts(),
-        power_cuts: driver.disk().stats().power_cuts,
+        restarts: base.restarts,
+        power_cuts: base.disk.stats().power_cuts,
         failure,
     };
     driver.shut_down();
