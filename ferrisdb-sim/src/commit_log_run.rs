@@ -1,6 +1,6 @@
 //! One seed of the commit-log simulation: the real [`CommitLog`] (the log a coordinator and
 //! every log server keep: one WAL record per commit batch, chained by `prev_version`) on a
-//! [`SimDisk`], driven by a seeded workload of commits (submit, sync, publish — the
+//! [`SimDisk`](crate::disk::SimDisk), driven by a seeded workload of commits (submit, sync, publish — the
 //! coordinator's order), batches submitted and synced later together, recovery reads
 //! (`read_records`), truncations, kills, power cuts at any disk call, failed fsyncs and a full
 //! disk, checked against a model after every read and every restart.

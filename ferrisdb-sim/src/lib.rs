@@ -18,6 +18,7 @@ pub mod commit_log_run;
 pub mod disk;
 pub mod engine_run;
 mod harness;
+pub mod log_server_run;
 pub mod trace;
 
 /// How one seed of one workload ended.

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use ferrisdb_sim::commit_log_run::run_commit_log_seed;
 use ferrisdb_sim::engine_run::run_engine_seed;
+use ferrisdb_sim::log_server_run::run_log_server_seed;
 use ferrisdb_sim::{SeedRun, verdict};
 
 /// Seeds of each workload run by default (the test suite).
@@ -108,10 +109,16 @@ fn commit_log_seeds_pass() {
 }
 
 #[test]
+fn log_server_seeds_pass() {
+    run_seeds("log-server", run_log_server_seed, &[]);
+}
+
+#[test]
 fn a_seed_replays_to_the_same_trace() {
     for (run, name) in [
         (run_engine_seed as fn(u64) -> SeedRun, "engine"),
         (run_commit_log_seed, "commit-log"),
+        (run_log_server_seed, "log-server"),
     ] {
         for seed in [7, 99, 4242] {
             let first = run(seed);

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use ferrisdb_core::{Error, Result, Version};
 use ferrisdb_storage::fsutil::write_atomically;
-use ferrisdb_storage::vfs::OsFs;
+use ferrisdb_storage::vfs::FileSystem;
 
 /// File name in the log directory.
 pub const FILE_NAME: &str = "FENCE";
@@ -33,24 +33,26 @@ impl Fence {
     /// Reads the fence in `dir` (the default when there is none yet). A damaged file is
     /// [`Error::Corruption`] naming it: a log that forgot its fence could accept a fenced
     /// generation's appends.
-    pub fn load(dir: &Path) -> Result<Fence> {
+    pub fn load(fs: &dyn FileSystem, dir: &Path) -> Result<Fence> {
         let path = dir.join(FILE_NAME);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
+        let bytes = match fs.read(&path) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Fence::default()),
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::corruption(&path, 0, "the fence file is not UTF-8"))?;
         parse(&text).map_err(|reason| Error::corruption(&path, 0, reason))
     }
 
     /// Persists the fence in `dir` (atomically, durably).
-    pub fn store(&self, dir: &Path) -> Result<()> {
+    pub fn store(&self, fs: &dyn FileSystem, dir: &Path) -> Result<()> {
         let text = format!(
             "{HEADER}\nlocked_epoch {}\nreset_start {}\n",
             self.locked_epoch,
             self.reset_start.get()
         );
-        write_atomically(&OsFs, dir, FILE_NAME, text.as_bytes())
+        write_atomically(fs, dir, FILE_NAME, text.as_bytes())
     }
 
     /// Where the fence of the log in `dir` lives.
@@ -90,17 +92,18 @@ fn parse(text: &str) -> std::result::Result<Fence, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferrisdb_storage::vfs::OsFs;
 
     #[test]
     fn round_trips_and_defaults_when_absent() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(Fence::load(dir.path()).unwrap(), Fence::default());
+        assert_eq!(Fence::load(&OsFs, dir.path()).unwrap(), Fence::default());
         let fence = Fence {
             locked_epoch: 7,
             reset_start: Version(1_733_480_000_000_000),
         };
-        fence.store(dir.path()).unwrap();
-        assert_eq!(Fence::load(dir.path()).unwrap(), fence);
+        fence.store(&OsFs, dir.path()).unwrap();
+        assert_eq!(Fence::load(&OsFs, dir.path()).unwrap(), fence);
         let text = std::fs::read_to_string(Fence::path(dir.path())).unwrap();
         assert_eq!(
             text,
@@ -120,7 +123,7 @@ mod tests {
             "ferrisdb-log-fence 1\nlocked_epoch 1\nreset_start 0\nmore\n",
         ] {
             std::fs::write(Fence::path(dir.path()), bad).unwrap();
-            let err = Fence::load(dir.path()).unwrap_err();
+            let err = Fence::load(&OsFs, dir.path()).unwrap_err();
             assert!(
                 matches!(&err, Error::Corruption { file, .. } if file.ends_with(FILE_NAME)),
                 "{bad:?}: {err}"

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrisdb_core::{Error, KeyRange, Result, Version};
+use ferrisdb_storage::vfs::SharedFs;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
@@ -76,6 +77,8 @@ pub struct LogServerState {
 #[derive(Debug)]
 pub struct LogServer {
     id: String,
+    /// Where the log and its fence live (the OS, or a simulated disk).
+    fs: SharedFs,
     dir: PathBuf,
     log: Arc<CommitLog>,
     /// Changed only under this lock; appends check it under the same lock, so none of an older
@@ -105,10 +108,20 @@ pub struct LogServer {
 impl LogServer {
     /// Opens the log in `dir` (replaying it) as log server `id`. Blocking.
     pub fn open(dir: &Path, id: String, opts: LogOptions) -> Result<Arc<LogServer>> {
-        std::fs::create_dir_all(dir)
+        LogServer::open_on(ferrisdb_storage::vfs::os(), dir, id, opts)
+    }
+
+    /// [`open`](Self::open) on the file system `fs` (the simulator's disk, say).
+    pub fn open_on(
+        fs: SharedFs,
+        dir: &Path,
+        id: String,
+        opts: LogOptions,
+    ) -> Result<Arc<LogServer>> {
+        fs.create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating the log dir {}", dir.display()), e))?;
-        let fence = Fence::load(dir)?;
-        let (log, recovered) = CommitLog::open_at(dir, opts, fence.reset_start)?;
+        let fence = Fence::load(&*fs, dir)?;
+        let (log, recovered) = CommitLog::open_on(&fs, dir, opts, fence.reset_start)?;
         tracing::info!(
             log_id = %id,
             locked_epoch = fence.locked_epoch,
@@ -122,6 +135,7 @@ impl LogServer {
         let committed = recovered.retained_from;
         Ok(Arc::new(LogServer {
             id,
+            fs,
             dir: dir.to_path_buf(),
             published: watch::channel(recovered.last_version).0,
             servable: watch::channel(committed.min(recovered.last_version)).0,
@@ -291,7 +305,7 @@ impl LogServer {
                     locked_epoch: epoch,
                     ..*fence
                 };
-                next.store(&me.dir)?;
+                next.store(&*me.fs, &me.dir)?;
                 *fence = next;
             }
             me.log.sync_all()?;
@@ -346,7 +360,7 @@ impl LogServer {
             reset_start: start,
             ..*fence
         };
-        next.store(&self.dir)?;
+        next.store(&*self.fs, &self.dir)?;
         *fence = next;
         self.log.reset(start)?;
         *self.known_committed.lock() = start;
