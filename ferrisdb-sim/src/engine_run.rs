@@ -30,8 +30,8 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use crate::SeedRun;
-use crate::disk::{Faults, SimDisk};
-use crate::harness::{self, Blame, SeedDriver, SimBase};
+use crate::disk::SimDisk;
+use crate::harness::{self, SeedDriver, SimBase};
 
 /// Where the engine keeps its files on the simulated disk.
 const ENGINE_DIR: &str = "/data/engine";
@@ -107,6 +107,14 @@ impl SeedDriver for Sim {
         self.engine = None;
         self.killed.clear();
     }
+
+    fn drop_handle(&mut self) {
+        self.engine = None;
+    }
+
+    fn reopen(&mut self) -> Result<(), String> {
+        self.reopen_checked()
+    }
 }
 
 struct Sim {
@@ -131,15 +139,6 @@ enum Step {
     Done,
     /// The call failed (expected only when a fault was injected); the process restarts.
     Failed(String),
-}
-
-/// How the engine's process goes down before it is opened again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Restart {
-    /// The process dies; the disk (with its page cache) lives on.
-    Process,
-    /// The machine loses power: only what the disk model keeps survives.
-    PowerCycle,
 }
 
 impl Sim {
@@ -177,7 +176,7 @@ impl Sim {
         // `act` takes the handle, so it is gone before a failure restarts the engine.
         match self.act(engine)? {
             Step::Done => Ok(()),
-            Step::Failed(what) => self.recover_from(&what),
+            Step::Failed(what) => harness::recover_from(self, &what),
         }
     }
 
@@ -209,7 +208,7 @@ impl Sim {
                 drop(engine);
                 self.engine = None;
                 match closed {
-                    Ok(()) => self.restart(Restart::Process),
+                    Ok(()) => harness::restart(self, false).map(|()| Step::Done),
                     Err(err) => Ok(Step::Failed(format!("close: {err}"))),
                 }
             }
@@ -220,27 +219,10 @@ impl Sim {
                 self.engine = None;
                 self.killed.push(engine);
                 self.base.disk.release_locks();
-                self.restart(Restart::Process)
-            }
-            92..=95 => {
-                let after = self.base.rng.random_range(0..60);
-                self.base
-                    .trace
-                    .record(format!("power cut in {after} disk calls"));
-                self.base.disk.cut_power_after(after);
-                Ok(Step::Done)
-            }
-            96..=97 => {
-                let rate = [0.0, 0.02, 0.1][self.base.rng.random_range(0..3)];
-                self.base.trace.record(format!("fsync failure rate {rate}"));
-                self.base.set_faults(|f| f.fsync_failure = rate);
-                Ok(Step::Done)
+                harness::restart(self, false).map(|()| Step::Done)
             }
             _ => {
-                let headroom = self.base.rng.random_range(0..64 * 1024);
-                let capacity = self.base.disk.stored_bytes() + headroom;
-                self.base.trace.record(format!("disk capacity {capacity}"));
-                self.base.set_faults(|f| f.capacity_bytes = Some(capacity));
+                self.base.inject_fault();
                 Ok(Step::Done)
             }
         }
@@ -446,45 +428,17 @@ impl Sim {
         Ok(Step::Done)
     }
 
-    /// After a failed call: decides how the process goes down, and brings it back.
-    fn recover_from(&mut self, what: &str) -> Result<(), String> {
-        // Dropping the engine may write (and fail) once more.
-        self.engine = None;
-        match harness::blame(&self.base.disk, &self.base.seen) {
-            Blame::Nothing => Err(format!("{what} (no fault was injected)")),
-            Blame::FullDisk => {
-                self.base
-                    .trace
-                    .record("disk full: space freed, process restarted");
-                self.base.set_faults(|f| f.capacity_bytes = None);
-                self.restart(Restart::Process).map(|_| ())
-            }
-            Blame::Fatal => {
-                self.base.trace.record("power cycle");
-                self.restart(Restart::PowerCycle).map(|_| ())
-            }
-        }
-    }
-
-    /// Opens the engine again after `how`, then checks what it recovered.
-    fn restart(&mut self, how: Restart) -> Result<Step, String> {
-        self.engine = None;
-        self.base.restarts += 1;
-        if how == Restart::PowerCycle || self.base.disk.is_powered_off() {
-            self.base.disk.cut_power();
-        }
-        self.base.disk.reboot();
+    /// Opens the engine (through injected faults), then checks what it recovered.
+    fn reopen_checked(&mut self) -> Result<(), String> {
         let (disk, dir, options) = (self.base.disk.clone(), self.dir.clone(), self.options);
         let engine = harness::open_through_faults(
             &self.base.disk,
             &mut self.base.faults,
             &mut self.base.trace,
             || open(&disk, &dir, options),
-        )
-        .map_err(|err| format!("{err} ({how:?})"))?;
+        )?;
         self.engine = Some(Arc::clone(&engine));
-        self.check_recovered(&engine)?;
-        Ok(Step::Done)
+        self.check_recovered(&engine)
     }
 
     fn check_recovered(&mut self, engine: &Engine) -> Result<(), String> {
@@ -548,18 +502,13 @@ impl Sim {
 
     /// The end of a run: faults off, a final power cycle, a full compaction, checks.
     fn finish(&mut self) -> Result<(), String> {
-        self.base.set_faults(|f| *f = Faults::default());
-        self.base.trace.record("final power cycle");
-        self.restart(Restart::PowerCycle)?;
+        harness::final_power_cycle(self)?;
         let engine = self.engine()?;
         engine
             .flush()
             .and_then(|()| engine.compact())
             .map_err(|err| format!("final flush and compaction: {err}"))?;
-        self.check_recovered(&engine)?;
-        let stats = self.base.disk.stats();
-        self.base.trace.record(format!("disk {stats:?}"));
-        Ok(())
+        self.check_recovered(&engine)
     }
 
     fn key(&mut self) -> Vec<u8> {

@@ -44,6 +44,29 @@ impl SimBase {
         change(&mut self.faults);
         self.disk.set_faults(self.faults);
     }
+
+    /// A fault step: a power cut after 0-59 more disk calls (3 in 5), an fsync failure rate
+    /// of 0, 2% or 10% from now on, or a disk capacity a little above what is stored.
+    pub fn inject_fault(&mut self) {
+        match self.rng.random_range(0..5) {
+            0..=2 => {
+                let after = self.rng.random_range(0..60);
+                self.trace
+                    .record(format!("power cut in {after} disk calls"));
+                self.disk.cut_power_after(after);
+            }
+            3 => {
+                let rate = [0.0, 0.02, 0.1][self.rng.random_range(0..3)];
+                self.trace.record(format!("fsync failure rate {rate}"));
+                self.set_faults(|f| f.fsync_failure = rate);
+            }
+            _ => {
+                let capacity = self.disk.stored_bytes() + self.rng.random_range(0..32 * 1024);
+                self.trace.record(format!("disk capacity {capacity}"));
+                self.set_faults(|f| f.capacity_bytes = Some(capacity));
+            }
+        }
+    }
 }
 
 /// One workload's state for one seed, driven by [`run_seed`].
@@ -57,6 +80,55 @@ pub(crate) trait SeedDriver {
     /// Drops every handle, killed processes' included, once the results are taken: whatever
     /// their destructors write no longer matters.
     fn shut_down(&mut self);
+    /// Drops the open handle, as a process that exits (its destructor may write, and fail).
+    fn drop_handle(&mut self);
+    /// Opens the component again (through injected faults) and checks what it recovered.
+    fn reopen(&mut self) -> Result<(), String>;
+}
+
+/// After a call failed: a full disk is freed and the process restarted, a fatal fault
+/// power-cycles the machine, a failure no fault explains is the run's.
+pub(crate) fn recover_from(driver: &mut impl SeedDriver, what: &str) -> Result<(), String> {
+    driver.drop_handle();
+    let base = driver.base();
+    match blame(&base.disk, &base.seen) {
+        Blame::Nothing => Err(format!("{what} (no fault was injected)")),
+        Blame::FullDisk => {
+            base.trace
+                .record("disk full: space freed, process restarted");
+            base.set_faults(|f| f.capacity_bytes = None);
+            restart(driver, false)
+        }
+        Blame::Fatal => {
+            base.trace.record("power cycle");
+            restart(driver, true)
+        }
+    }
+}
+
+/// Restarts the process (and first cuts the power, if `power_cycle` or it is off), then
+/// reopens and checks.
+pub(crate) fn restart(driver: &mut impl SeedDriver, power_cycle: bool) -> Result<(), String> {
+    driver.drop_handle();
+    let base = driver.base();
+    base.restarts += 1;
+    if power_cycle || base.disk.is_powered_off() {
+        base.disk.cut_power();
+    }
+    base.disk.reboot();
+    driver.reopen()
+}
+
+/// The end of a run: faults off, a last power cycle, the checks of the reopen.
+pub(crate) fn final_power_cycle(driver: &mut impl SeedDriver) -> Result<(), String> {
+    let base = driver.base();
+    base.set_faults(|f| *f = Faults::default());
+    base.trace.record("final power cycle");
+    restart(driver, true)?;
+    let base = driver.base();
+    let stats = base.disk.stats();
+    base.trace.record(format!("disk {stats:?}"));
+    Ok(())
 }
 
 /// Runs `driver` for its number of steps (or to its first failure), then `finish`.

@@ -9,15 +9,18 @@
 //!   on cue;
 //! - [`engine_run`], the storage engine on that disk under a random workload with power
 //!   cuts, kills and restarts, checked against a model after every read and recovery.
+//! - [`log_server_run`], a log server (its commit log and its generation fence) on that
+//!   disk under appends, recovery locks, resets, truncations and the same faults, checked
+//!   against a model of the log.
 //!
 //! Each seed's run folds its events into a [`trace::Trace`] hash; the same seed twice gives
 //! the same hash (tested). `tests/seeds.rs` runs the seeds: `FERRISDB_SIM_SEEDS=N` runs N of
 //! them, `FERRISDB_SIM_SEED=S` replays one. See `docs/simulation.md`.
 
-pub mod commit_log_run;
 pub mod disk;
 pub mod engine_run;
 mod harness;
+mod log_model;
 pub mod log_server_run;
 pub mod trace;
 
@@ -26,7 +29,7 @@ pub mod trace;
 pub struct SeedRun {
     /// The seed.
     pub seed: u64,
-    /// Which workload ran (`engine`, `commit-log`).
+    /// Which workload ran (`engine`, `log-server`).
     pub workload: &'static str,
     /// The hash of every event of the run.
     pub trace: u64,

@@ -8,7 +8,6 @@
 
 use std::time::Instant;
 
-use ferrisdb_sim::commit_log_run::run_commit_log_seed;
 use ferrisdb_sim::engine_run::run_engine_seed;
 use ferrisdb_sim::log_server_run::run_log_server_seed;
 use ferrisdb_sim::{SeedRun, verdict};
@@ -104,11 +103,6 @@ fn engine_seeds_pass() {
 }
 
 #[test]
-fn commit_log_seeds_pass() {
-    run_seeds("commit-log", run_commit_log_seed, &[]);
-}
-
-#[test]
 fn log_server_seeds_pass() {
     run_seeds("log-server", run_log_server_seed, &[]);
 }
@@ -117,7 +111,6 @@ fn log_server_seeds_pass() {
 fn a_seed_replays_to_the_same_trace() {
     for (run, name) in [
         (run_engine_seed as fn(u64) -> SeedRun, "engine"),
-        (run_commit_log_seed, "commit-log"),
         (run_log_server_seed, "log-server"),
     ] {
         for seed in [7, 99, 4242] {
