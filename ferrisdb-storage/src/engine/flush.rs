@@ -60,7 +60,10 @@ impl Inner {
             edit.added.push((0, file_meta(table, 0)));
         }
         // The memtable's range tombstones now govern older tables: the manifest keeps them.
-        edit.added_range_tombstones = imm.mem.range_tombstones();
+        let mut tombstones = imm.mem.range_tombstones();
+        tombstones.sort();
+        tombstones.dedup();
+        edit.added_range_tombstones = tombstones;
         {
             let mut versions = self.versions.lock();
             versions.manifest.log_and_apply(&edit)?;

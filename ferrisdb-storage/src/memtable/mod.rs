@@ -125,7 +125,9 @@ impl MemTable {
             version,
         };
         let mut tombstones = self.range_tombstones.write();
-        if tombstones.contains(&tombstone) {
+        // Versions only grow, so a duplicate can only be among this version's own ranges.
+        let same_version = tombstones.iter().rev().take_while(|t| t.version == version);
+        if same_version.into_iter().any(|t| *t == tombstone) {
             return;
         }
         self.range_tombstone_bytes
