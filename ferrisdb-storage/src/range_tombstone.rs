@@ -12,6 +12,7 @@
 //! (`engine/compaction/mod.rs`).
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 /// Deletes every key in `[begin, end)` (an empty `end`: to the end of the key space) written
 /// at a version below `version`.
@@ -172,6 +173,127 @@ impl RangeTombstoneSet {
     }
 }
 
+/// Range tombstones that arrive one by one (a memtable's), kept searchable: the newest few in
+/// a short list, the rest in indexed runs of roughly doubling sizes (the logarithmic method):
+/// a run is merged with the ones no larger than it, so an add costs O(log² n) amortized and a
+/// lookup searches O(log n) runs.
+#[derive(Debug, Default)]
+pub struct GrowingTombstones {
+    /// Indexed runs, largest (oldest) first.
+    runs: Vec<Arc<RangeTombstoneSet>>,
+    /// The newest tombstones, not indexed yet (fewer than [`GrowingTombstones::TAIL`]).
+    tail: Vec<RangeTombstone>,
+}
+
+impl GrowingTombstones {
+    /// Tombstones kept unindexed before they are indexed as a run.
+    pub const TAIL: usize = 32;
+
+    /// Adds one; an equal one among the unindexed newest is not added twice.
+    pub fn add(&mut self, tombstone: RangeTombstone) -> bool {
+        if self.tail.contains(&tombstone) {
+            return false;
+        }
+        self.tail.push(tombstone);
+        if self.tail.len() >= Self::TAIL {
+            let mut merged = std::mem::take(&mut self.tail);
+            while let Some(last) = self.runs.last() {
+                if last.len() > merged.len() {
+                    break;
+                }
+                merged.extend(last.iter().cloned());
+                self.runs.pop();
+            }
+            self.runs.push(Arc::new(RangeTombstoneSet::new(merged)));
+        }
+        true
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.tail.is_empty() && self.runs.is_empty()
+    }
+
+    /// Every tombstone (runs first, sorted by begin within each).
+    pub fn all(&self) -> Vec<RangeTombstone> {
+        let mut all: Vec<RangeTombstone> = self
+            .runs
+            .iter()
+            .flat_map(|run| run.iter().cloned())
+            .collect();
+        all.extend(self.tail.iter().cloned());
+        all
+    }
+
+    /// The newest version `≤ read_version` of one covering `key`.
+    pub fn newest_covering(&self, key: &[u8], read_version: u64) -> Option<u64> {
+        let in_runs = self
+            .runs
+            .iter()
+            .filter_map(|run| run.newest_covering(key, read_version))
+            .max();
+        in_runs.max(newest_covering_in(&self.tail, key, read_version))
+    }
+
+    /// Adds the runs and the unindexed tail to `view`.
+    pub fn add_to_view(&self, view: &mut TombstoneView) {
+        view.sets.extend(self.runs.iter().cloned());
+        view.loose.extend(self.tail.iter().cloned());
+    }
+}
+
+/// The range tombstones one read can see, from every source: indexed sets and a few loose
+/// ones.
+#[derive(Debug, Default, Clone)]
+pub struct TombstoneView {
+    sets: Vec<Arc<RangeTombstoneSet>>,
+    loose: Vec<RangeTombstone>,
+}
+
+impl TombstoneView {
+    /// Adds an indexed set (skipped if empty).
+    pub fn add_set(&mut self, set: &Arc<RangeTombstoneSet>) {
+        if !set.is_empty() {
+            self.sets.push(Arc::clone(set));
+        }
+    }
+
+    /// Whether the view holds no tombstone.
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty() && self.loose.is_empty()
+    }
+
+    /// The newest version `≤ read_version` of a tombstone covering `key`.
+    pub fn newest_covering(&self, key: &[u8], read_version: u64) -> Option<u64> {
+        let in_sets = self
+            .sets
+            .iter()
+            .filter_map(|set| set.newest_covering(key, read_version))
+            .max();
+        in_sets.max(newest_covering_in(&self.loose, key, read_version))
+    }
+
+    /// Whether one tombstone with a version in `(above, read_version]` covers every key of
+    /// `[smallest, largest]` (see [`RangeTombstoneSet::hides_span`]).
+    pub fn hides_span(
+        &self,
+        smallest: &[u8],
+        largest: &[u8],
+        above: u64,
+        read_version: u64,
+    ) -> bool {
+        self.sets
+            .iter()
+            .any(|set| set.hides_span(smallest, largest, above, read_version))
+            || self.loose.iter().any(|t| {
+                t.version > above
+                    && t.version <= read_version
+                    && t.contains(smallest)
+                    && t.contains(largest)
+            })
+    }
+}
+
 /// The newest version `≤ read_version` of a tombstone in `tombstones` (unindexed) covering
 /// `key`.
 pub fn newest_covering_in(
@@ -232,6 +354,38 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn growing_tombstones_answer_as_a_linear_scan(
+            raw in prop::collection::vec((0u8..20, 0u8..21, 1u64..50), 0..150),
+            probes in prop::collection::vec((0u8..22, 0u8..22, 0u64..50, 0u64..60), 1..40),
+        ) {
+            let tombstones = from_raw(&raw);
+            let mut growing = GrowingTombstones::default();
+            let mut added = Vec::new();
+            for t in &tombstones {
+                if growing.add(t.clone()) {
+                    added.push(t.clone());
+                }
+            }
+            let mut all = growing.all();
+            all.sort();
+            let mut want = added.clone();
+            want.sort();
+            prop_assert_eq!(all, want);
+            let mut view = TombstoneView::default();
+            growing.add_to_view(&mut view);
+            for (a, b, above, rv) in probes {
+                let (lo, hi) = (key(a.min(b)), key(a.max(b)));
+                let linear = newest_covering_in(&added, &lo, rv);
+                prop_assert_eq!(growing.newest_covering(&lo, rv), linear);
+                prop_assert_eq!(view.newest_covering(&lo, rv), linear);
+                let hides = added.iter().any(|t| {
+                    t.version > above && t.version <= rv && t.contains(&lo) && t.contains(&hi)
+                });
+                prop_assert_eq!(view.hides_span(&lo, &hi, above, rv), hides);
+            }
+        }
+
         #[test]
         fn span_hiding_matches_its_definition(
             raw in prop::collection::vec((0u8..20, 0u8..21, 1u64..50), 0..30),

@@ -4,8 +4,8 @@
 //! visible one; a tombstone hides the key; the other versions are skipped. Reverse: the merge
 //! walks each key's versions oldest first, so the last entry ≤ read version seen before the
 //! key changes is the visible one (kept in reusable buffers). A visible value that a range
-//! tombstone at a newer version (≤ read version) covers is deleted: the scan takes every
-//! source's range tombstones, indexed, when it starts. Both stop at the range bounds
+//! tombstone at a newer version (≤ read version) covers is deleted: the scan takes a view of
+//! every source's range tombstones (their indexed runs) when it starts. Both stop at the range bounds
 //! and the limit. Results are produced in small batches copied into one shared buffer
 //! ([`OutputBatch`]): the first batch holds [`FIRST_BATCH_ITEMS`] results (fewer under a
 //! limit) and each later one twice as many, up to [`MAX_BATCH_ITEMS`] or
@@ -22,7 +22,7 @@ use super::state::State;
 use crate::iterator::InternalIterator;
 use crate::iterators::{MergeIterator, SourceIterator};
 use crate::key::ValueKind;
-use crate::range_tombstone::RangeTombstoneSet;
+use crate::range_tombstone::TombstoneView;
 
 /// Results in the first batch of a scan.
 const FIRST_BATCH_ITEMS: usize = 16;
@@ -33,7 +33,7 @@ const MAX_BATCH_ITEMS: usize = 1024;
 pub struct ScanIterator {
     iter: MergeIterator<SourceIterator>,
     /// Every range tombstone of the state scanned (`None`: there are none).
-    tombstones: Option<Arc<RangeTombstoneSet>>,
+    tombstones: Option<TombstoneView>,
     begin: Bytes,
     end: Bytes,
     read_version: u64,
@@ -62,7 +62,7 @@ impl ScanIterator {
         limit: usize,
     ) -> ScanIterator {
         let empty = !end.is_empty() && begin >= end;
-        let tombstones = state.all_range_tombstones();
+        let tombstones = state.range_tombstone_view();
         let sources = match &tombstones {
             Some(set) => state.iterators_visible_at(read_version, set),
             None => state.iterators(),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::iterators::{LevelIterator, SourceIterator};
 use crate::memtable::MemTable;
-use crate::range_tombstone::RangeTombstoneSet;
+use crate::range_tombstone::{RangeTombstoneSet, TombstoneView};
 use crate::sstable::Table;
 
 /// A memtable that no longer takes writes.
@@ -65,7 +65,7 @@ impl State {
     pub fn iterators_visible_at(
         &self,
         read_version: u64,
-        tombstones: &RangeTombstoneSet,
+        tombstones: &TombstoneView,
     ) -> Vec<SourceIterator> {
         if tombstones.is_empty() {
             return self.iterators();
@@ -127,18 +127,15 @@ impl State {
         newest.max(self.table_tombstones.newest_covering(key, read_version))
     }
 
-    /// Every range tombstone of every source, indexed (for a scan); `None` if there are
-    /// none.
-    pub fn all_range_tombstones(&self) -> Option<Arc<RangeTombstoneSet>> {
-        let mut in_memtables = self.active.range_tombstones();
+    /// Every range tombstone of every source (for a scan); `None` if there are none.
+    pub fn range_tombstone_view(&self) -> Option<TombstoneView> {
+        let mut view = TombstoneView::default();
+        self.active.add_range_tombstones_to(&mut view);
         for imm in &self.immutables {
-            in_memtables.extend(imm.mem.range_tombstones());
+            imm.mem.add_range_tombstones_to(&mut view);
         }
-        if in_memtables.is_empty() {
-            return (!self.table_tombstones.is_empty()).then(|| Arc::clone(&self.table_tombstones));
-        }
-        in_memtables.extend(self.table_tombstones.iter().cloned());
-        Some(Arc::new(RangeTombstoneSet::new(in_memtables)))
+        view.add_set(&self.table_tombstones);
+        (!view.is_empty()).then_some(view)
     }
 }
 

@@ -20,7 +20,7 @@ use parking_lot::RwLock;
 
 use crate::iterator::InternalIterator;
 use crate::key::ValueKind;
-use crate::range_tombstone::{RangeTombstone, newest_covering_in};
+use crate::range_tombstone::{GrowingTombstones, RangeTombstone, TombstoneView};
 pub use skiplist::NewEntry;
 use skiplist::{Node, SkipList};
 
@@ -39,8 +39,8 @@ pub struct MemTableEntry {
 pub struct MemTable {
     list: SkipList,
     bounds: VersionBounds,
-    /// Range tombstones written here (few: one per `delete_range`), in insertion order.
-    range_tombstones: RwLock<Vec<RangeTombstone>>,
+    /// Range tombstones written here (one per `delete_range`), kept searchable.
+    range_tombstones: RwLock<GrowingTombstones>,
     /// Bytes of `range_tombstones`, for the flush threshold.
     range_tombstone_bytes: AtomicUsize,
 }
@@ -63,7 +63,7 @@ impl MemTable {
                 min: AtomicU64::new(u64::MAX),
                 max: AtomicU64::new(0),
             },
-            range_tombstones: RwLock::new(Vec::new()),
+            range_tombstones: RwLock::new(GrowingTombstones::default()),
             range_tombstone_bytes: AtomicUsize::new(0),
         }
     }
@@ -116,28 +116,24 @@ impl MemTable {
     }
 
     /// Records that every key of `[begin, end)` (empty `end`: unbounded) written at a
-    /// version below `version` is deleted (see `crate::range_tombstone`). Adding one that is
-    /// already here changes nothing.
+    /// version below `version` is deleted (see `crate::range_tombstone`). Adding one equal
+    /// to one of the last few added changes nothing (a batch repeating a range).
     pub fn add_range_tombstone(&self, begin: &[u8], end: &[u8], version: u64) {
         let tombstone = RangeTombstone {
             begin: begin.to_vec(),
             end: end.to_vec(),
             version,
         };
-        let mut tombstones = self.range_tombstones.write();
-        // Versions only grow, so a duplicate can only be among this version's own ranges.
-        let same_version = tombstones.iter().rev().take_while(|t| t.version == version);
-        if same_version.into_iter().any(|t| *t == tombstone) {
-            return;
+        let bytes = tombstone.approximate_bytes();
+        if self.range_tombstones.write().add(tombstone) {
+            self.range_tombstone_bytes
+                .fetch_add(bytes, Ordering::Relaxed);
         }
-        self.range_tombstone_bytes
-            .fetch_add(tombstone.approximate_bytes(), Ordering::Relaxed);
-        tombstones.push(tombstone);
     }
 
     /// The range tombstones written here.
     pub fn range_tombstones(&self) -> Vec<RangeTombstone> {
-        self.range_tombstones.read().clone()
+        self.range_tombstones.read().all()
     }
 
     /// Whether any range tombstone was written here.
@@ -147,8 +143,14 @@ impl MemTable {
 
     /// The newest version ≤ `read_version` of a range tombstone here covering `key`.
     pub fn newest_range_tombstone(&self, key: &[u8], read_version: u64) -> Option<u64> {
-        let tombstones = self.range_tombstones.read();
-        newest_covering_in(&tombstones, key, read_version)
+        self.range_tombstones
+            .read()
+            .newest_covering(key, read_version)
+    }
+
+    /// Adds this memtable's range tombstones to `view` (for a scan).
+    pub fn add_range_tombstones_to(&self, view: &mut TombstoneView) {
+        self.range_tombstones.read().add_to_view(view);
     }
 
     /// Estimated bytes used: keys, values, range tombstones and per-entry overhead. For

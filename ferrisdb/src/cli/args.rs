@@ -175,7 +175,8 @@ pub enum BenchTarget {
 #[derive(Args, Debug)]
 pub struct EngineArgs {
     /// Comma-separated workloads, run in order on one engine: fillseq, fillrandom,
-    /// overwrite, readrandom, seekrandom, readseq, readwhilewriting, clearrange, flush.
+    /// overwrite, readrandom, seekrandom, readseq, readwhilewriting, clearrange,
+    /// clearmany, flush.
     #[arg(
         long,
         default_value = "fillseq,fillrandom,overwrite,readrandom,seekrandom,readseq,readwhilewriting"

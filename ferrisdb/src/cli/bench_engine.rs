@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ferrisdb::engine_bench::clear_range::clear_range;
+use ferrisdb::engine_bench::clear_range::{clear_many, clear_range};
 use ferrisdb::engine_bench::{
     BenchEngine, FerrisEngine, Settings, ValueGen, WorkloadResult, check_keys, fill, permutation,
     read_random, read_seq, read_while_writing, seek_random,
@@ -169,6 +169,7 @@ pub fn run(cfg: EngineBench) -> Result<Vec<WorkloadResult>, String> {
             "readseq" => read_seq(&db, None)?,
             "readwhilewriting" => read_while_writing(&db, &settings)?,
             "clearrange" => clear_range(&db, &settings)?,
+            "clearmany" => clear_many(&db, &settings)?,
             "flush" => {
                 let t = Instant::now();
                 db.flush().map_err(|e| e.to_string())?;
@@ -182,7 +183,7 @@ pub fn run(cfg: EngineBench) -> Result<Vec<WorkloadResult>, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown workload {other:?} (fillseq, fillrandom, overwrite, readrandom, seekrandom, readseq, readwhilewriting, clearrange, flush)"
+                    "unknown workload {other:?} (fillseq, fillrandom, overwrite, readrandom, seekrandom, readseq, readwhilewriting, clearrange, clearmany, flush)"
                 ));
             }
         };

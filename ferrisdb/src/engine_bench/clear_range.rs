@@ -102,3 +102,28 @@ pub fn clear_range(db: &FerrisEngine, settings: &Settings) -> Result<WorkloadRes
         note,
     })
 }
+
+/// Small clears while the memtable holds them: `settings.num / 10` clears of two adjacent
+/// fill keys each (one batch per clear), then random point reads with those range tombstones
+/// all in the memtable (the result; its note has the clears' rate).
+pub fn clear_many(db: &FerrisEngine, settings: &Settings) -> Result<WorkloadResult, String> {
+    use rand::{Rng, SeedableRng};
+    let clears = (settings.num / 10).max(1);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(settings.seed + 300);
+    let (mut begin, mut end) = (vec![0u8; settings.key_len], vec![0u8; settings.key_len]);
+    let t = Instant::now();
+    for _ in 0..clears {
+        let first = rng.random_range(0..settings.num);
+        super::make_key(first, &mut begin);
+        super::make_key(first + 2, &mut end);
+        db.delete_range(&begin, &end).map_err(|e| e.to_string())?;
+    }
+    let clear_secs = t.elapsed().as_secs_f64();
+    let mut result = super::read_random(db, "readafterclears", settings, settings.seed + 301)?;
+    result.note = format!(
+        "{}; after {clears} clears of 2 keys at {:.0} clears/s, their tombstones in the memtable",
+        result.note,
+        clears as f64 / clear_secs.max(1e-9)
+    );
+    Ok(result)
+}
