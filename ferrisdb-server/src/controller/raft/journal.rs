@@ -6,10 +6,13 @@
 //! record = len: u32 LE | crc32(payload): u32 LE | payload (JSON of a JournalRecord)
 //! ```
 //!
-//! Opening replays every record into memory. A last record cut short, or whose checksum fails
-//! and that reaches the end of the file, is a write torn by a crash: it was never acknowledged
-//! (every acknowledged record is fsynced), so the file is truncated before it. A bad record
-//! with whole records after it is corruption and is reported with the file and offset. Once
+//! Opening replays every record into memory. A last record cut short, or a bad record (checksum
+//! mismatch, undecodable, oversized length) that reaches the end of the file or is followed
+//! only by zeros from its start or from a sector boundary inside it
+//! (`ferrisdb_storage::fsutil::is_torn_write`: a crash persists whole sectors), is a write torn
+//! by a crash: it was never acknowledged (every acknowledged record is fsynced), so the file is
+//! truncated before it. A bad record with anything else after it is corruption and is reported
+//! with the file and offset. Once
 //! purged entries make up most of the file it is rewritten (temporary file, fsync, rename,
 //! fsync of the directory).
 
@@ -19,7 +22,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use ferrisdb_core::Error;
-use ferrisdb_storage::fsutil::sync_dir;
+use ferrisdb_storage::fsutil::{is_torn_write, sync_dir};
 use ferrisdb_storage::vfs::OsFs;
 use openraft::{LogId, Vote};
 use serde::{Deserialize, Serialize};
@@ -248,6 +251,12 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(JournalState, u64), Error> {
     if &bytes[..MAGIC.len()] != MAGIC {
         return Err(Error::corruption(path, 0, "not a Raft journal (bad magic)"));
     }
+    // Where the run of zeros ending the file begins (a torn write leaves one).
+    let zeros_from = bytes
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |last| last + 1) as u64;
+    let torn = |start: usize, end: usize| is_torn_write(start as u64, end as u64, zeros_from);
     let mut pos = MAGIC.len();
     while pos < bytes.len() {
         let rest = &bytes[pos..];
@@ -257,8 +266,8 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(JournalState, u64), Error> {
         let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
         let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
         if len > MAX_RECORD {
-            if rest.len() <= RECORD_HEADER + MAX_RECORD as usize {
-                break; // A torn length field at the tail.
+            if rest.len() <= RECORD_HEADER + MAX_RECORD as usize || torn(pos, pos + RECORD_HEADER) {
+                break; // A torn length field.
             }
             return Err(Error::corruption(
                 path,
@@ -273,7 +282,7 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(JournalState, u64), Error> {
         let payload = &rest[RECORD_HEADER..end];
         let at_tail = rest.len() == end;
         if crc32fast::hash(payload) != crc {
-            if at_tail {
+            if at_tail || torn(pos, pos + end) {
                 break;
             }
             return Err(Error::corruption(
@@ -282,9 +291,18 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(JournalState, u64), Error> {
                 "Raft journal record checksum mismatch",
             ));
         }
-        let record: JournalRecord = serde_json::from_slice(payload).map_err(|e| {
-            Error::corruption(path, pos as u64, format!("undecodable Raft record: {e}"))
-        })?;
+        let record: JournalRecord = match serde_json::from_slice(payload) {
+            Ok(record) => record,
+            // An all-zero header (length 0, checksum 0) passes the checksum.
+            Err(_) if torn(pos, pos + end.max(RECORD_HEADER)) => break,
+            Err(e) => {
+                return Err(Error::corruption(
+                    path,
+                    pos as u64,
+                    format!("undecodable Raft record: {e}"),
+                ));
+            }
+        };
         state.apply(record);
         pos += end;
     }
@@ -350,6 +368,40 @@ mod tests {
             drop(j);
             assert_eq!(indexes(&Journal::open(dir.path()).unwrap()), vec![1, 2]);
         }
+    }
+
+    #[test]
+    fn a_write_torn_at_a_sector_boundary_or_zeroed_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        j.write(vec![JournalRecord::Append(vec![entry(1, 1)])])
+            .unwrap();
+        let first_end = fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len() as usize;
+        // One write of several records, long enough to span sectors.
+        j.write(
+            (2..40)
+                .map(|i| JournalRecord::Append(vec![entry(1, i)]))
+                .collect(),
+        )
+        .unwrap();
+        drop(j);
+        let path = dir.path().join(JOURNAL_FILE);
+        let full = fs::read(&path).unwrap();
+        let sector = ferrisdb_storage::fsutil::TORN_WRITE_SECTOR as usize;
+        // Zeros from a sector boundary inside the second write to its end.
+        let boundary = (first_end / sector + 2) * sector;
+        assert!(boundary + sector < full.len());
+        let mut torn = full.clone();
+        torn[boundary..].fill(0);
+        fs::write(&path, &torn).unwrap();
+        let kept = indexes(&Journal::open(dir.path()).unwrap());
+        assert!(kept.len() > 1 && kept.len() < 39, "{kept:?}");
+        assert_eq!(kept, (1..=kept.len() as u64).collect::<Vec<_>>());
+        // Zeros from the second write's start: only the first record is kept.
+        let mut zeroed = full.clone();
+        zeroed[first_end..].fill(0);
+        fs::write(&path, &zeroed).unwrap();
+        assert_eq!(indexes(&Journal::open(dir.path()).unwrap()), vec![1]);
     }
 
     #[test]
