@@ -37,6 +37,15 @@ impl RangeTombstone {
         largest >= self.begin.as_slice() && (self.end.is_empty() || smallest < self.end.as_slice())
     }
 
+    /// Whether its version is in `(above, read_version]` and it covers every key of
+    /// `[smallest, largest]`.
+    pub fn hides(&self, smallest: &[u8], largest: &[u8], above: u64, read_version: u64) -> bool {
+        self.version > above
+            && self.version <= read_version
+            && self.contains(smallest)
+            && self.contains(largest)
+    }
+
     /// Bytes it takes in memory (for memtable accounting).
     pub fn approximate_bytes(&self) -> usize {
         self.begin.len() + self.end.len() + 32
@@ -164,8 +173,7 @@ impl RangeTombstoneSet {
                 // Nothing at or before `i` reaches past `largest`.
                 return false;
             }
-            let t = &self.tombstones[i];
-            if t.version > above && t.version <= read_version && t.contains(largest) {
+            if self.tombstones[i].hides(smallest, largest, above, read_version) {
                 return true;
             }
         }
@@ -285,12 +293,10 @@ impl TombstoneView {
         self.sets
             .iter()
             .any(|set| set.hides_span(smallest, largest, above, read_version))
-            || self.loose.iter().any(|t| {
-                t.version > above
-                    && t.version <= read_version
-                    && t.contains(smallest)
-                    && t.contains(largest)
-            })
+            || self
+                .loose
+                .iter()
+                .any(|t| t.hides(smallest, largest, above, read_version))
     }
 }
 
@@ -379,9 +385,7 @@ mod tests {
                 let linear = newest_covering_in(&added, &lo, rv);
                 prop_assert_eq!(growing.newest_covering(&lo, rv), linear);
                 prop_assert_eq!(view.newest_covering(&lo, rv), linear);
-                let hides = added.iter().any(|t| {
-                    t.version > above && t.version <= rv && t.contains(&lo) && t.contains(&hi)
-                });
+                let hides = added.iter().any(|t| t.hides(&lo, &hi, above, rv));
                 prop_assert_eq!(view.hides_span(&lo, &hi, above, rv), hides);
             }
         }
@@ -395,9 +399,7 @@ mod tests {
             let set = RangeTombstoneSet::new(tombstones.clone());
             for (a, b, above, rv) in spans {
                 let (lo, hi) = (key(a.min(b)), key(a.max(b)));
-                let want = tombstones.iter().any(|t| {
-                    t.version > above && t.version <= rv && t.contains(&lo) && t.contains(&hi)
-                });
+                let want = tombstones.iter().any(|t| t.hides(&lo, &hi, above, rv));
                 prop_assert_eq!(set.hides_span(&lo, &hi, above, rv), want);
             }
         }
