@@ -217,11 +217,6 @@ impl GrowingTombstones {
         true
     }
 
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.tail.is_empty() && self.runs.is_empty()
-    }
-
     /// Every tombstone (runs first, sorted by begin within each).
     pub fn all(&self) -> Vec<RangeTombstone> {
         let mut all: Vec<RangeTombstone> = self
@@ -235,12 +230,7 @@ impl GrowingTombstones {
 
     /// The newest version `≤ read_version` of one covering `key`.
     pub fn newest_covering(&self, key: &[u8], read_version: u64) -> Option<u64> {
-        let in_runs = self
-            .runs
-            .iter()
-            .filter_map(|run| run.newest_covering(key, read_version))
-            .max();
-        in_runs.max(newest_covering_in(&self.tail, key, read_version))
+        newest_in(&self.runs, &self.tail, key, read_version)
     }
 
     /// Adds the runs and the unindexed tail to `view`.
@@ -273,12 +263,7 @@ impl TombstoneView {
 
     /// The newest version `≤ read_version` of a tombstone covering `key`.
     pub fn newest_covering(&self, key: &[u8], read_version: u64) -> Option<u64> {
-        let in_sets = self
-            .sets
-            .iter()
-            .filter_map(|set| set.newest_covering(key, read_version))
-            .max();
-        in_sets.max(newest_covering_in(&self.loose, key, read_version))
+        newest_in(&self.sets, &self.loose, key, read_version)
     }
 
     /// Whether one tombstone with a version in `(above, read_version]` covers every key of
@@ -298,6 +283,21 @@ impl TombstoneView {
                 .iter()
                 .any(|t| t.hides(smallest, largest, above, read_version))
     }
+}
+
+/// The newest version `≤ read_version` of a tombstone covering `key`, in indexed `sets` and
+/// unindexed `loose` ones.
+fn newest_in(
+    sets: &[Arc<RangeTombstoneSet>],
+    loose: &[RangeTombstone],
+    key: &[u8],
+    read_version: u64,
+) -> Option<u64> {
+    let in_sets = sets
+        .iter()
+        .filter_map(|set| set.newest_covering(key, read_version))
+        .max();
+    in_sets.max(newest_covering_in(loose, key, read_version))
 }
 
 /// The newest version `≤ read_version` of a tombstone in `tombstones` (unindexed) covering

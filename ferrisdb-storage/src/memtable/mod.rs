@@ -125,9 +125,11 @@ impl MemTable {
             version,
         };
         let bytes = tombstone.approximate_bytes();
-        if self.range_tombstones.write().add(tombstone) {
+        let mut tombstones = self.range_tombstones.write();
+        if tombstones.add(tombstone) {
+            // Under the lock, so a reader that sees a non-zero count finds the tombstone.
             self.range_tombstone_bytes
-                .fetch_add(bytes, Ordering::Relaxed);
+                .fetch_add(bytes, Ordering::Release);
         }
     }
 
@@ -136,13 +138,17 @@ impl MemTable {
         self.range_tombstones.read().all()
     }
 
-    /// Whether any range tombstone was written here.
+    /// Whether any range tombstone was written here (without taking their lock: every
+    /// point read asks).
     pub fn has_range_tombstones(&self) -> bool {
-        !self.range_tombstones.read().is_empty()
+        self.range_tombstone_bytes.load(Ordering::Acquire) > 0
     }
 
     /// The newest version ≤ `read_version` of a range tombstone here covering `key`.
     pub fn newest_range_tombstone(&self, key: &[u8], read_version: u64) -> Option<u64> {
+        if !self.has_range_tombstones() {
+            return None;
+        }
         self.range_tombstones
             .read()
             .newest_covering(key, read_version)
@@ -150,7 +156,9 @@ impl MemTable {
 
     /// Adds this memtable's range tombstones to `view` (for a scan).
     pub fn add_range_tombstones_to(&self, view: &mut TombstoneView) {
-        self.range_tombstones.read().add_to_view(view);
+        if self.has_range_tombstones() {
+            self.range_tombstones.read().add_to_view(view);
+        }
     }
 
     /// Estimated bytes used: keys, values, range tombstones and per-entry overhead. For

@@ -294,7 +294,7 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(JournalState, u64), Error> {
         let record: JournalRecord = match serde_json::from_slice(payload) {
             Ok(record) => record,
             // An all-zero header (length 0, checksum 0) passes the checksum.
-            Err(_) if torn(pos, pos + end.max(RECORD_HEADER)) => break,
+            Err(_) if torn(pos, pos + end) => break,
             Err(e) => {
                 return Err(Error::corruption(
                     path,
