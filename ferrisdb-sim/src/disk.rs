@@ -506,6 +506,7 @@ impl FileSystem for SimDisk {
                 }
                 inode
             }
+            (Some(inode), CreateMode::Append) => inode,
             (None, _) => {
                 let inode = state.next_inode;
                 state.next_inode += 1;

@@ -12,6 +12,8 @@
 //! - [`log_server_run`], a log server (its commit log and its generation fence) on that
 //!   disk under appends, recovery locks, resets, truncations and the same faults, checked
 //!   against a model of the log.
+//! - [`raft_journal_run`], a controller replica's Raft journal on that disk under the
+//!   writes openraft makes and the same faults, checked against the writes that answered.
 //!
 //! Each seed's run folds its events into a [`trace::Trace`] hash; the same seed twice gives
 //! the same hash (tested). `tests/seeds.rs` runs the seeds: `FERRISDB_SIM_SEEDS=N` runs N of
@@ -22,6 +24,7 @@ pub mod engine_run;
 mod harness;
 mod log_model;
 pub mod log_server_run;
+pub mod raft_journal_run;
 pub mod trace;
 
 /// How one seed of one workload ended.

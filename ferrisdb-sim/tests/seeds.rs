@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use ferrisdb_sim::engine_run::run_engine_seed;
 use ferrisdb_sim::log_server_run::run_log_server_seed;
+use ferrisdb_sim::raft_journal_run::run_raft_journal_seed;
 use ferrisdb_sim::{SeedRun, verdict};
 
 /// Seeds of each workload run by default (the test suite).
@@ -108,10 +109,16 @@ fn log_server_seeds_pass() {
 }
 
 #[test]
+fn raft_journal_seeds_pass() {
+    run_seeds("raft-journal", run_raft_journal_seed, &[]);
+}
+
+#[test]
 fn a_seed_replays_to_the_same_trace() {
     for (run, name) in [
         (run_engine_seed as fn(u64) -> SeedRun, "engine"),
         (run_log_server_seed, "log-server"),
+        (run_raft_journal_seed, "raft-journal"),
     ] {
         for seed in [7, 99, 4242] {
             let first = run(seed);

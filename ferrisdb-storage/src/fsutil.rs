@@ -1,6 +1,6 @@
 //! Crash-safe file-system steps shared by everything that keeps files: fsyncing a directory
-//! so entries created, renamed or deleted in it survive a crash; deleting a file that may
-//! already be gone; and replacing a small file atomically. Each works on any
+//! so entries created, renamed or deleted in it survive a crash; reading or deleting a file
+//! that may not exist; and replacing a small file atomically. Each works on any
 //! [`crate::vfs::FileSystem`].
 
 use std::io::Write;
@@ -28,6 +28,15 @@ pub fn is_torn_write(start: u64, end: u64, zeros_from: u64) -> bool {
 pub fn sync_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
     fs.sync_dir(dir)
         .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
+/// Reads a whole small file; `None` if it does not exist.
+pub fn read_if_present(fs: &dyn FileSystem, path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs.read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+    }
 }
 
 /// Deletes a file, treating "already gone" as success.

@@ -19,6 +19,7 @@ use super::metadata::{self, Metadata};
 use super::raft::Command;
 use super::shard_map::ShardMap;
 use super::state::{ClusterState, HeartbeatReply, registration_changes};
+use crate::worker::DataDir;
 
 /// What a registering worker is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,12 +71,14 @@ impl Controller {
     /// cluster.
     pub async fn open(config: &ControllerConfig) -> Result<Self, Error> {
         config.validate()?;
-        let dir = config.data_dir.clone();
+        let data = DataDir::os(config.data_dir.clone());
+        let dir = data.clone();
         let (lock, legacy) = blocking(move || {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| Error::io(format!("creating data directory {}", dir.display()), e))?;
-            let lock = DirLock::acquire(&dir, "the controller's state")?;
-            Ok((lock, metadata::load(&dir)?))
+            let (fs, path) = (dir.fs.as_ref(), &dir.path);
+            fs.create_dir_all(path)
+                .map_err(|e| Error::io(format!("creating data directory {}", path.display()), e))?;
+            let lock = DirLock::acquire_in(fs, path, "the controller's state")?;
+            Ok((lock, metadata::load(fs, path)?))
         })
         .await?;
         let imports = legacy.is_some();
@@ -97,7 +100,7 @@ impl Controller {
             },
         };
         let group = ControllerGroup::open(
-            &config.data_dir,
+            &data,
             config.advertised_address(),
             config.raft,
             config.peer_source_ip,
@@ -505,7 +508,7 @@ mod tests {
             log_replication: 2,
             excluded: vec![],
         };
-        metadata::store(dir.path(), &meta).unwrap();
+        metadata::store(&ferrisdb_storage::vfs::OsFs, dir.path(), &meta).unwrap();
         let c = started(&config(dir.path())).await;
         let back = c.view(|s, _| s.metadata()).await.unwrap();
         assert_eq!(back, meta);

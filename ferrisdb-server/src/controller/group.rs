@@ -10,8 +10,8 @@
 //! every peer as a voter; the others wait to hear from the leader. A replica started with
 //! `--join` never initialises a group: it waits to be added.
 
+use crate::worker::DataDir;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,18 +90,18 @@ impl ControllerGroup {
     /// the other replicas reach it.
     /// Connections to the other replicas leave from `peer_source_ip` when given.
     pub async fn open(
-        dir: &Path,
+        dir: &DataDir,
         address: String,
         timings: RaftTimings,
         peer_source_ip: Option<std::net::IpAddr>,
     ) -> Result<Self, Error> {
-        let dir_owned = dir.to_path_buf();
+        let DataDir { fs, path } = dir.clone();
         let (node_id, log_store, state) = tokio::task::spawn_blocking(move || {
-            let (node_id, _) = node_id::load_or_create(&dir_owned)?;
+            let (node_id, _) = node_id::load_or_create(fs.as_ref(), &path)?;
             Ok::<_, Error>((
                 node_id,
-                LogStore::open(&dir_owned)?,
-                StateMachine::open(&dir_owned)?,
+                LogStore::open(fs.clone(), &path)?,
+                StateMachine::open(fs, &path)?,
             ))
         })
         .await

@@ -9,11 +9,12 @@
 //! file that does not parse or violates the shard-map invariants is reported as
 //! [`Error::Corruption`] naming the file.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use ferrisdb_core::keys::{escape, unescape};
 use ferrisdb_core::{Error, KeyRange};
+use ferrisdb_storage::fsutil::{read_if_present, write_atomically};
+use ferrisdb_storage::vfs::FileSystem;
 use serde::{Deserialize, Serialize};
 
 use super::membership::WorkerRecord;
@@ -152,13 +153,11 @@ pub fn path_in(dir: &Path) -> PathBuf {
     dir.join(METADATA_FILE)
 }
 
-/// Reads the metadata from `dir`; `None` if the file does not exist.
-pub fn load(dir: &Path) -> Result<Option<Metadata>, Error> {
+/// Reads the metadata from `dir` on `fs`; `None` if the file does not exist.
+pub fn load(fs: &dyn FileSystem, dir: &Path) -> Result<Option<Metadata>, Error> {
     let path = path_in(dir);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    let Some(bytes) = read_if_present(fs, &path)? else {
+        return Ok(None);
     };
     let file: FileContents = serde_json::from_slice(&bytes)
         .map_err(|e| Error::corruption(&path, 0, format!("not valid metadata: {e}")))?;
@@ -227,22 +226,19 @@ impl From<Metadata> for FileContents {
 }
 
 /// Writes the metadata to `dir` atomically (temp file, fsync, rename, fsync directory).
-pub fn store(dir: &Path, meta: &Metadata) -> Result<(), Error> {
+pub fn store(fs: &dyn FileSystem, dir: &Path, meta: &Metadata) -> Result<(), Error> {
     let contents = FileContents::from(meta.clone());
     let json = serde_json::to_vec_pretty(&contents)
         .map_err(|e| Error::Internal(format!("encoding controller metadata: {e}")))?;
-    ferrisdb_storage::fsutil::write_atomically(
-        &ferrisdb_storage::vfs::OsFs,
-        dir,
-        METADATA_FILE,
-        &json,
-    )
+    write_atomically(fs, dir, METADATA_FILE, &json)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::controller::membership::Role;
+    use ferrisdb_storage::vfs::OsFs;
+    use std::fs;
 
     fn sample() -> Metadata {
         let ids: Vec<String> = (0..3).map(|i| format!("ss-{i}")).collect();
@@ -272,13 +268,13 @@ mod tests {
     #[test]
     fn round_trips_and_replaces_atomically() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(load(dir.path()).unwrap(), None);
+        assert_eq!(load(&OsFs, dir.path()).unwrap(), None);
         let mut meta = sample();
-        store(dir.path(), &meta).unwrap();
-        assert_eq!(load(dir.path()).unwrap(), Some(meta.clone()));
+        store(&OsFs, dir.path(), &meta).unwrap();
+        assert_eq!(load(&OsFs, dir.path()).unwrap(), Some(meta.clone()));
         meta.shard_map.version = 2;
-        store(dir.path(), &meta).unwrap();
-        assert_eq!(load(dir.path()).unwrap(), Some(meta));
+        store(&OsFs, dir.path(), &meta).unwrap();
+        assert_eq!(load(&OsFs, dir.path()).unwrap(), Some(meta));
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -289,7 +285,7 @@ mod tests {
     #[test]
     fn a_file_from_before_recovery_generations_still_loads() {
         let dir = tempfile::tempdir().unwrap();
-        store(dir.path(), &sample()).unwrap();
+        store(&OsFs, dir.path(), &sample()).unwrap();
         let text = fs::read_to_string(path_in(dir.path())).unwrap();
         let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
         let obj = json.as_object_mut().unwrap();
@@ -300,7 +296,7 @@ mod tests {
             serde_json::json!({"epoch": 5, "coordinator_incarnation": "abc"}),
         );
         fs::write(path_in(dir.path()), json.to_string()).unwrap();
-        let meta = load(dir.path()).unwrap().unwrap();
+        let meta = load(&OsFs, dir.path()).unwrap().unwrap();
         assert_eq!(meta.generation.epoch, 5);
         assert!(meta.generation.logs.is_empty());
         assert_eq!(meta.recovering_epoch, 5);
@@ -311,17 +307,17 @@ mod tests {
     fn corrupt_file_is_reported_with_its_path() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(path_in(dir.path()), b"{ not json").unwrap();
-        let err = load(dir.path()).unwrap_err();
+        let err = load(&OsFs, dir.path()).unwrap_err();
         assert!(matches!(err, Error::Corruption { .. }));
         assert!(err.to_string().contains(METADATA_FILE), "{err}");
 
-        store(dir.path(), &sample()).unwrap();
+        store(&OsFs, dir.path(), &sample()).unwrap();
         let text = fs::read_to_string(path_in(dir.path())).unwrap();
         // Shard 0 ends at 0x55 ("U"); moving its end makes it overlap shard 1.
         let gap = text.replacen(r#""end": "U""#, r#""end": "V""#, 1);
         assert_ne!(gap, text);
         fs::write(path_in(dir.path()), gap).unwrap();
-        let err = load(dir.path()).unwrap_err();
+        let err = load(&OsFs, dir.path()).unwrap_err();
         assert!(err.to_string().contains("bad shard map"), "{err}");
     }
 }

@@ -31,6 +31,7 @@ use super::service::CoordinatorService;
 use super::worker;
 use crate::grpc;
 use crate::health::{self, RoleHealth};
+use crate::worker::DataDir;
 
 /// Settings of a coordinator process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,9 +63,11 @@ pub async fn serve(
     config: CoordinatorConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
-    let log_dir = config.data_dir.join("log");
+    let data = DataDir::os(config.data_dir.clone());
+    data.fs
+        .create_dir_all(&data.path)
+        .map_err(|e| Error::io(format!("creating {}", data.path.display()), e))?;
+    let log_dir = data.path.join("log");
     // In a cluster the log servers hold the log; alone, the coordinator keeps its own.
     let coordinator = if config.controller.is_some() {
         Coordinator::in_cluster(ClusterCoordinatorOptions {
@@ -85,7 +88,7 @@ pub async fn serve(
             worker::join(
                 coordinator.clone(),
                 controller,
-                config.data_dir.clone(),
+                data,
                 config.advertise.clone(),
                 health.clone(),
             )

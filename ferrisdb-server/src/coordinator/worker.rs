@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 
 use super::handle::CoordinatorHandle;
 use crate::health::RoleHealth;
-use crate::worker::{ControllerSession, StatusSource, load_or_create_worker_id};
+use crate::worker::{ControllerSession, DataDir, StatusSource, load_or_create_worker_id};
 
 /// Heartbeat status of a coordinator: its counters, with the commit rate measured between
 /// two heartbeats.
@@ -84,14 +84,16 @@ impl StatusSource for CoordinatorStatusSource {
 pub async fn join(
     coordinator: CoordinatorHandle,
     controller: &str,
-    data_dir: std::path::PathBuf,
+    data_dir: DataDir,
     advertise: String,
     health: RoleHealth,
 ) -> Result<(ControllerSession, tokio::task::JoinHandle<()>)> {
     let dir = data_dir.clone();
-    let id = tokio::task::spawn_blocking(move || load_or_create_worker_id(&dir, "coord"))
-        .await
-        .map_err(|e| ferrisdb_core::Error::Internal(format!("loading the worker id: {e}")))??;
+    let id = tokio::task::spawn_blocking(move || {
+        load_or_create_worker_id(dir.fs.as_ref(), &dir.path, "coord")
+    })
+    .await
+    .map_err(|e| ferrisdb_core::Error::Internal(format!("loading the worker id: {e}")))??;
     let status = Arc::new(CoordinatorStatusSource {
         coordinator: coordinator.clone(),
         last_sample: Mutex::new((Instant::now(), coordinator.stats().pipeline.commits)),

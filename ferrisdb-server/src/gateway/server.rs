@@ -21,7 +21,7 @@ use super::kv::KvService;
 use super::transactions::TransactionsService;
 use crate::grpc;
 use crate::health::RoleHealth;
-use crate::worker::{ControllerSession, StatusSource, load_or_create_worker_id};
+use crate::worker::{ControllerSession, DataDir, StatusSource, load_or_create_worker_id};
 
 /// Settings of a gateway process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,13 +55,15 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         CLUSTER_UNREACHABLE,
         "waiting for the cluster's first read version",
     );
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
-    let id = load_or_create_worker_id(&config.data_dir, "gateway")?;
+    let data = DataDir::os(config.data_dir.clone());
+    data.fs
+        .create_dir_all(&data.path)
+        .map_err(|e| Error::io(format!("creating {}", data.path.display()), e))?;
+    let id = load_or_create_worker_id(data.fs.as_ref(), &data.path, "gateway")?;
     let session = ControllerSession::start(
         &config.controller,
         id,
-        config.data_dir.clone(),
+        data,
         ferrisdb_proto::v1::WorkerRole::Gateway,
         config.advertise.clone(),
         Arc::new(NoRoleStatus),

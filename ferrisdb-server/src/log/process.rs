@@ -29,7 +29,7 @@ use super::server::LogServer;
 use super::service::LogService;
 use crate::grpc;
 use crate::health::{self, RoleHealth};
-use crate::worker::{ControllerSession, StatusSource, load_or_create_worker_id};
+use crate::worker::{ControllerSession, DataDir, StatusSource, load_or_create_worker_id};
 
 /// Settings of a log server process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,11 +76,18 @@ pub async fn serve(
     config: LogServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
-    let log_dir = config.data_dir.join("log");
-    let id_file = config.data_dir.join("worker_id");
-    if id_file.exists() && !log_dir.exists() {
+    let data = DataDir::os(config.data_dir.clone());
+    data.fs
+        .create_dir_all(&data.path)
+        .map_err(|e| Error::io(format!("creating {}", data.path.display()), e))?;
+    let log_dir = data.path.join("log");
+    let id_file = data.path.join("worker_id");
+    let names = data
+        .fs
+        .list_dir(&data.path)
+        .map_err(|e| Error::io(format!("listing {}", data.path.display()), e))?;
+    let has = |name: &str| names.iter().any(|n| n == name);
+    if has("worker_id") && !has("log") {
         return Err(Error::corruption(
             &id_file,
             0,
@@ -91,15 +98,15 @@ pub async fn serve(
             ),
         ));
     }
-    let dir = config.data_dir.clone();
+    let dir = data.clone();
     let segment_bytes = config.segment_bytes;
     let server = tokio::task::spawn_blocking(move || {
-        let id = load_or_create_worker_id(&dir, "log")?;
+        let id = load_or_create_worker_id(dir.fs.as_ref(), &dir.path, "log")?;
         let opts = LogOptions {
             segment_bytes,
             ..LogOptions::default()
         };
-        LogServer::open(&dir.join("log"), id, opts)
+        LogServer::open_on(dir.fs, &dir.path.join("log"), id, opts)
     })
     .await
     .map_err(|e| Error::Internal(format!("opening the log: {e}")))??;
@@ -108,7 +115,7 @@ pub async fn serve(
     let session = ControllerSession::start(
         &config.controller,
         server.id().to_string(),
-        config.data_dir.clone(),
+        data,
         v1::WorkerRole::Log,
         config.advertise.clone(),
         Arc::new(LogStatusSource(server.clone())),

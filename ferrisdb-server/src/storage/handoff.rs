@@ -41,6 +41,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use ferrisdb_core::{Error, KeyRange, Mutation, Version};
 use ferrisdb_storage::engine::WriteBatch;
+use ferrisdb_storage::fsutil::{read_if_present, write_atomically};
+use ferrisdb_storage::vfs::{FileSystem, SharedFs};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -174,19 +176,21 @@ struct State {
 #[derive(Debug)]
 pub struct Handoff {
     state: Mutex<State>,
+    fs: SharedFs,
     dir: PathBuf,
     /// Most snapshot bytes installed in one engine batch.
     piece_bytes: usize,
 }
 
 impl Handoff {
-    /// Loads the installed-range records from `dir`.
-    pub fn open(dir: &Path) -> Result<Handoff, Error> {
+    /// Loads the installed-range records from `dir` on `fs`.
+    pub fn open(fs: SharedFs, dir: &Path) -> Result<Handoff, Error> {
         Ok(Handoff {
             state: Mutex::new(State {
-                installed: InstalledRanges::load(dir)?,
+                installed: InstalledRanges::load(fs.as_ref(), dir)?,
                 ..State::default()
             }),
+            fs,
             dir: dir.to_path_buf(),
             piece_bytes: DEFAULT_INSTALL_PIECE_BYTES,
         })
@@ -505,7 +509,7 @@ impl Handoff {
             return Ok(());
         }
         st.installed.prune(version);
-        st.installed.store(&self.dir)
+        st.installed.store(self.fs.as_ref(), &self.dir)
     }
 
     /// Take-overs installed at or below `durable` (the persisted applied version): ready to
@@ -628,12 +632,10 @@ struct InstalledRecord {
 }
 
 impl InstalledRanges {
-    fn load(dir: &Path) -> Result<InstalledRanges, Error> {
+    fn load(fs: &dyn FileSystem, dir: &Path) -> Result<InstalledRanges, Error> {
         let path = dir.join(INSTALLED_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        let Some(bytes) = read_if_present(fs, &path)? else {
+            return Ok(Self::default());
         };
         let records: Vec<InstalledRecord> = serde_json::from_slice(&bytes)
             .map_err(|e| Error::corruption(&path, 0, format!("not valid JSON: {e}")))?;
@@ -651,7 +653,7 @@ impl InstalledRanges {
         Ok(InstalledRanges { records })
     }
 
-    fn store(&self, dir: &Path) -> Result<(), Error> {
+    fn store(&self, fs: &dyn FileSystem, dir: &Path) -> Result<(), Error> {
         let records: Vec<InstalledRecord> = self
             .records
             .iter()
@@ -663,12 +665,7 @@ impl InstalledRanges {
             .collect();
         let bytes = serde_json::to_vec(&records)
             .map_err(|e| Error::Internal(format!("encoding installed ranges: {e}")))?;
-        ferrisdb_storage::fsutil::write_atomically(
-            &ferrisdb_storage::vfs::OsFs,
-            dir,
-            INSTALLED_FILE,
-            &bytes,
-        )
+        write_atomically(fs, dir, INSTALLED_FILE, &bytes)
     }
 
     fn record(&mut self, range: KeyRange, from: u64) {

@@ -10,12 +10,13 @@
 //! `max(engine durable version, persisted applied version)` and never asks the log for
 //! versions it already let the coordinator drop.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ferrisdb_core::{Error, KeyRange};
+use ferrisdb_storage::fsutil::{read_if_present, write_atomically};
+use ferrisdb_storage::vfs::SharedFs;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
@@ -53,7 +54,8 @@ pub struct Progress {
     /// The newest applied version persisted (the engine synced through it).
     persisted: AtomicU64,
     owned: RwLock<Vec<Readable>>,
-    file: PathBuf,
+    fs: SharedFs,
+    dir: PathBuf,
     /// Why the engine stopped applying writes, once it has.
     failure: RwLock<Option<String>>,
     /// Why this server cannot catch up from the log (the log servers dropped versions it
@@ -62,25 +64,26 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Starts from the persisted applied version and the engine's durable version.
-    pub fn open(dir: &Path, engine_durable: u64) -> Result<Self, Error> {
+    /// Starts from the applied version persisted in `dir` on `fs` and the engine's durable
+    /// version.
+    pub fn open(fs: SharedFs, dir: &Path, engine_durable: u64) -> Result<Self, Error> {
         let file = dir.join(FILE_NAME);
-        let persisted = match std::fs::read(&file) {
-            Ok(bytes) => {
+        let persisted = match read_if_present(fs.as_ref(), &file)? {
+            Some(bytes) => {
                 let arr: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
                     Error::corruption(&file, 0, format!("expected 8 bytes, found {}", bytes.len()))
                 })?;
                 u64::from_le_bytes(arr)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(Error::io(format!("reading {}", file.display()), e)),
+            None => 0,
         };
         let (applied, _) = watch::channel(persisted.max(engine_durable));
         Ok(Progress {
             applied,
             persisted: AtomicU64::new(persisted),
             owned: RwLock::new(Vec::new()),
-            file,
+            fs,
+            dir: dir.to_path_buf(),
             failure: RwLock::new(None),
             stranded: RwLock::new(None),
         })
@@ -139,18 +142,12 @@ impl Progress {
 
     /// Persists `version` as applied-and-durable (atomically, fsynced).
     pub fn persist(&self, version: u64) -> Result<(), Error> {
-        let tmp = self.file.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&version.to_le_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.file)?;
-            if let Some(dir) = self.file.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| Error::io(format!("writing {}", self.file.display()), e))?;
+        write_atomically(
+            self.fs.as_ref(),
+            &self.dir,
+            FILE_NAME,
+            &version.to_le_bytes(),
+        )?;
         self.persisted.fetch_max(version, Ordering::AcqRel);
         Ok(())
     }
@@ -244,15 +241,15 @@ mod tests {
     #[test]
     fn applied_version_persists_and_only_moves_forward() {
         let dir = tempfile::tempdir().unwrap();
-        let p = Progress::open(dir.path(), 5).unwrap();
+        let p = Progress::open(ferrisdb_storage::vfs::os(), dir.path(), 5).unwrap();
         assert_eq!(p.applied(), 5);
         p.advance(9);
         p.advance(7);
         assert_eq!(p.applied(), 9);
         p.persist(9).unwrap();
-        let again = Progress::open(dir.path(), 3).unwrap();
+        let again = Progress::open(ferrisdb_storage::vfs::os(), dir.path(), 3).unwrap();
         assert_eq!(again.applied(), 9);
-        let newer_engine = Progress::open(dir.path(), 12).unwrap();
+        let newer_engine = Progress::open(ferrisdb_storage::vfs::os(), dir.path(), 12).unwrap();
         assert_eq!(newer_engine.applied(), 12);
     }
 
@@ -260,14 +257,16 @@ mod tests {
     fn damaged_progress_file_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE_NAME), b"xyz").unwrap();
-        let err = Progress::open(dir.path(), 0).err().unwrap();
+        let err = Progress::open(ferrisdb_storage::vfs::os(), dir.path(), 0)
+            .err()
+            .unwrap();
         assert!(err.to_string().contains(FILE_NAME), "{err}");
     }
 
     #[test]
     fn range_ownership_joins_adjacent_ranges() {
         let dir = tempfile::tempdir().unwrap();
-        let p = Progress::open(dir.path(), 0).unwrap();
+        let p = Progress::open(ferrisdb_storage::vfs::os(), dir.path(), 0).unwrap();
         p.set_owned(vec![
             KeyRange::new("m", "").unwrap(),
             KeyRange::new("", "g").unwrap(),
@@ -287,7 +286,7 @@ mod tests {
     #[test]
     fn a_range_taken_over_or_handed_over_is_readable_only_where_it_is_complete() {
         let dir = tempfile::tempdir().unwrap();
-        let p = Progress::open(dir.path(), 0).unwrap();
+        let p = Progress::open(ferrisdb_storage::vfs::os(), dir.path(), 0).unwrap();
         let readable = |b: &str, e: &str, from: u64, through: u64| Readable {
             range: KeyRange::new(b.to_string(), e.to_string()).unwrap(),
             from,
@@ -318,7 +317,9 @@ mod tests {
     #[tokio::test]
     async fn readers_wait_for_the_applied_version() {
         let dir = tempfile::tempdir().unwrap();
-        let p = std::sync::Arc::new(Progress::open(dir.path(), 1).unwrap());
+        let p = std::sync::Arc::new(
+            Progress::open(ferrisdb_storage::vfs::os(), dir.path(), 1).unwrap(),
+        );
         assert!(!p.wait_for(2, Duration::from_millis(20)).await);
         let p2 = p.clone();
         let waiter = tokio::spawn(async move { p2.wait_for(3, Duration::from_secs(5)).await });

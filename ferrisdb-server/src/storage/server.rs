@@ -31,7 +31,7 @@ use super::service::StorageService;
 use super::sizes::ShardSizes;
 use crate::grpc;
 use crate::health::{self, RoleHealth};
-use crate::worker::{ControllerSession, StatusSource, load_or_create_worker_id};
+use crate::worker::{ControllerSession, DataDir, StatusSource, load_or_create_worker_id};
 
 /// Settings of a storage server process.
 #[derive(Debug, Clone)]
@@ -103,20 +103,28 @@ pub async fn serve(
     config: StorageConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
-    let worker_id = load_or_create_worker_id(&config.data_dir, "storage")?;
+    let data = DataDir::os(config.data_dir.clone());
+    data.fs
+        .create_dir_all(&data.path)
+        .map_err(|e| Error::io(format!("creating {}", data.path.display()), e))?;
+    let worker_id = load_or_create_worker_id(data.fs.as_ref(), &data.path, "storage")?;
     let options = EngineOptions {
         sync: SyncPolicy::Always,
         memtable_bytes: config.memtable_bytes,
         block_cache_bytes: config.block_cache_bytes,
         ..EngineOptions::default()
     };
-    let engine_dir = config.data_dir.join("engine");
-    let engine = tokio::task::spawn_blocking(move || Engine::open(&engine_dir, options))
-        .await
-        .map_err(|e| Error::Internal(format!("engine open task failed: {e}")))??;
-    let progress = Arc::new(Progress::open(&config.data_dir, engine.durable_version())?);
+    let engine_dir = data.path.join("engine");
+    let engine_fs = data.fs.clone();
+    let engine =
+        tokio::task::spawn_blocking(move || Engine::open_on(engine_fs, &engine_dir, options))
+            .await
+            .map_err(|e| Error::Internal(format!("engine open task failed: {e}")))??;
+    let progress = Arc::new(Progress::open(
+        data.fs.clone(),
+        &data.path,
+        engine.durable_version(),
+    )?);
     tracing::info!(
         worker = %worker_id,
         applied = progress.applied(),
@@ -126,8 +134,9 @@ pub async fn serve(
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
-    let handoff =
-        Arc::new(Handoff::open(&config.data_dir)?.with_piece_bytes(config.install_piece_bytes));
+    let handoff = Arc::new(
+        Handoff::open(data.fs.clone(), &data.path)?.with_piece_bytes(config.install_piece_bytes),
+    );
     let sizes = Arc::new(ShardSizes::default());
     let status = Arc::new(EngineStatus {
         engine: engine.clone(),
@@ -139,7 +148,7 @@ pub async fn serve(
     let session = ControllerSession::start(
         &config.controller,
         worker_id.clone(),
-        config.data_dir.clone(),
+        data.clone(),
         v1::WorkerRole::Storage,
         config.advertise.clone(),
         status,

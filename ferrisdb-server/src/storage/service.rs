@@ -203,7 +203,8 @@ mod tests {
     async fn a_read_waits_for_the_version_before_judging_ownership() {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::open(&dir.path().join("engine"), EngineOptions::default()).unwrap();
-        let progress = Arc::new(Progress::open(dir.path(), 0).unwrap());
+        let progress =
+            Arc::new(Progress::open(ferrisdb_storage::vfs::os(), dir.path(), 0).unwrap());
         let service = Arc::new(StorageService::new(engine.clone(), progress.clone()));
         // Just started: no shards known, nothing applied. A read at version 5 arrives.
         let read = {
@@ -261,7 +262,8 @@ mod tests {
         batch.put(b"k", b"v");
         engine.apply(5, &batch).unwrap();
         // Restarted: the applied version is known at once, the shards are not.
-        let progress = Arc::new(Progress::open(dir.path(), 5).unwrap());
+        let progress =
+            Arc::new(Progress::open(ferrisdb_storage::vfs::os(), dir.path(), 5).unwrap());
         let service = StorageService::new(engine, progress.clone());
         let req = || {
             Request::new(v1::StorageGetRequest {

@@ -9,5 +9,5 @@
 mod identity;
 pub mod session;
 
-pub use identity::{load_cluster_id, load_or_create_worker_id, store_cluster_id};
+pub use identity::{DataDir, load_cluster_id, load_or_create_worker_id, store_cluster_id};
 pub use session::{ClusterView, ControllerSession, StatusSource, endpoint, set_source_ip};

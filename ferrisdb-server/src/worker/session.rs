@@ -1,6 +1,5 @@
 //! The background session a worker keeps with the cluster controller.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +9,7 @@ use ferrisdb_proto::v1::cluster_controller_client::ClusterControllerClient;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
+use super::DataDir;
 use crate::health::RoleHealth;
 use ferrisdb_core::ShardMap;
 
@@ -55,14 +55,14 @@ impl ControllerSession {
     pub fn start(
         controllers: &str,
         worker_id: String,
-        data_dir: PathBuf,
+        data_dir: DataDir,
         role: v1::WorkerRole,
         advertise: String,
         status: Arc<dyn StatusSource>,
         health: RoleHealth,
     ) -> Result<Self, Error> {
         let leader = LeaderFinder::new(controllers)?;
-        let cluster_id = super::load_cluster_id(&data_dir)?;
+        let cluster_id = super::load_cluster_id(data_dir.fs.as_ref(), &data_dir.path)?;
         let (tx, rx) = watch::channel(ClusterView::default());
         let worker = Worker {
             id: worker_id,
@@ -188,14 +188,16 @@ impl Worker {
             Some(ours) => Err(Error::InvalidArgument(format!(
                 "the controller at {controller} serves cluster {cluster_id}, but this worker \
                  belongs to cluster {ours} (kept in {}): refusing it",
-                self.data_dir.display()
+                self.data_dir.path.display()
             ))),
             None => {
                 let dir = self.data_dir.clone();
                 let id = cluster_id.to_string();
-                tokio::task::spawn_blocking(move || super::store_cluster_id(&dir, &id))
-                    .await
-                    .map_err(|e| Error::Internal(format!("storing the cluster id: {e}")))??;
+                tokio::task::spawn_blocking(move || {
+                    super::store_cluster_id(dir.fs.as_ref(), &dir.path, &id)
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("storing the cluster id: {e}")))??;
                 self.cluster_id = Some(cluster_id.to_string());
                 Ok(())
             }
@@ -209,7 +211,7 @@ const REFRESH_EVERY_BEATS: u64 = 4;
 /// Who the session speaks for.
 struct Worker {
     id: String,
-    data_dir: PathBuf,
+    data_dir: DataDir,
     /// The cluster it belongs to (`None` until its first registration).
     cluster_id: Option<String>,
     /// Chosen at process start, sent with each registration.

@@ -28,6 +28,8 @@ pub enum CreateMode {
     New,
     /// Replace the file's contents if it exists.
     Truncate,
+    /// Keep the file's contents and append after them, creating the file if it is missing.
+    Append,
 }
 
 /// A file open for appending.

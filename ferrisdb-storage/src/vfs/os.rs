@@ -74,6 +74,7 @@ impl FileSystem for OsFs {
         match mode {
             CreateMode::New => options.create_new(true),
             CreateMode::Truncate => options.create(true).truncate(true),
+            CreateMode::Append => options.create(true).append(true),
         };
         Ok(Box::new(OsWritable(options.open(path)?)))
     }

@@ -17,13 +17,12 @@
 //! fsync of the directory).
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ferrisdb_core::Error;
 use ferrisdb_storage::fsutil::{is_torn_write, sync_dir};
-use ferrisdb_storage::vfs::OsFs;
+use ferrisdb_storage::vfs::{CreateMode, SharedFs, WritableFile};
 use openraft::{LogId, Vote};
 use serde::{Deserialize, Serialize};
 
@@ -67,7 +66,8 @@ pub struct JournalState {
 }
 
 impl JournalState {
-    fn apply(&mut self, record: JournalRecord) {
+    /// Applies one record, as replaying it does.
+    pub fn apply(&mut self, record: JournalRecord) {
         match record {
             JournalRecord::Vote(v) => self.vote = Some(v),
             JournalRecord::Committed(c) => self.committed = c,
@@ -112,53 +112,62 @@ impl JournalState {
 /// An open journal: the file and the state it holds.
 #[derive(Debug)]
 pub struct Journal {
+    fs: SharedFs,
+    dir: PathBuf,
     path: PathBuf,
-    file: File,
+    file: Box<dyn WritableFile>,
     len: u64,
     state: JournalState,
+    rewrite_threshold: u64,
+    /// Why the journal stopped accepting writes: a write or fsync failed, so the file's tail
+    /// is unknown (a partial record, or data the kernel dropped after a failed fsync).
+    /// Reopening replays the file and truncates whatever tail it left.
+    failed: Option<String>,
 }
 
 impl Journal {
-    /// Opens (or creates) the journal in `dir`, replaying it.
-    pub fn open(dir: &Path) -> Result<Self, Error> {
+    /// Opens (or creates) the journal in `dir` on `fs`, replaying it.
+    pub fn open_on(fs: SharedFs, dir: &Path) -> Result<Self, Error> {
         let path = dir.join(JOURNAL_FILE);
         let io = |what: &'static str| {
             let p = path.clone();
             move |e| Error::io(format!("{what} {}", p.display()), e)
         };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io("opening"))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io("reading"))?;
+        let bytes = match fs.read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io("reading")(e)),
+        };
         let (state, good_len) = replay(&path, &bytes)?;
-        if good_len < bytes.len() as u64 || bytes.is_empty() {
-            if !bytes.is_empty() {
-                tracing::warn!(
-                    file = %path.display(),
-                    offset = good_len,
-                    dropped = bytes.len() as u64 - good_len,
-                    "Raft journal ends in a torn record; truncating it"
-                );
-            }
-            let good_len = good_len.max(MAGIC.len() as u64);
-            if bytes.is_empty() {
-                file.write_all(MAGIC).map_err(io("writing"))?;
-            }
-            file.set_len(good_len).map_err(io("truncating"))?;
+        if good_len < MAGIC.len() as u64 {
+            // Missing, empty, or a crash while its header was written: start it afresh.
+            let mut file = fs
+                .create(&path, CreateMode::Truncate)
+                .map_err(io("creating"))?;
+            file.write_all(MAGIC).map_err(io("writing"))?;
             file.sync_all().map_err(io("syncing"))?;
-            sync_dir(&OsFs, dir)?;
+            sync_dir(fs.as_ref(), dir)?;
+        } else if good_len < bytes.len() as u64 {
+            tracing::warn!(
+                file = %path.display(),
+                offset = good_len,
+                dropped = bytes.len() as u64 - good_len,
+                "Raft journal ends in a torn record; truncating it"
+            );
+            fs.truncate(&path, good_len).map_err(io("truncating"))?;
         }
-        let len = file.seek(SeekFrom::End(0)).map_err(io("seeking"))?;
+        let file = fs
+            .create(&path, CreateMode::Append)
+            .map_err(io("opening"))?;
         Ok(Journal {
+            fs,
+            dir: dir.to_path_buf(),
             path,
             file,
-            len,
+            len: good_len.max(MAGIC.len() as u64),
             state,
+            rewrite_threshold: REWRITE_THRESHOLD,
+            failed: None,
         })
     }
 
@@ -167,26 +176,45 @@ impl Journal {
         &self.state
     }
 
-    /// Appends `records`, fsyncs, then applies them to the in-memory state.
+    /// Sets the size above which a purge rewrites the file (the simulator makes it small so
+    /// rewrites happen often).
+    pub fn set_rewrite_threshold(&mut self, bytes: u64) {
+        self.rewrite_threshold = bytes;
+    }
+
+    /// Appends `records`, fsyncs, then applies them to the in-memory state. Each record is
+    /// atomic across a crash, a write of several is not: a crash during it may keep a prefix
+    /// of them. After a failed write or fsync every later write fails too, until the journal
+    /// is reopened.
     pub fn write(&mut self, records: Vec<JournalRecord>) -> Result<(), Error> {
+        if let Some(reason) = &self.failed {
+            return Err(Error::Unavailable(format!(
+                "the Raft journal {} stopped accepting writes after an earlier failure \
+                 ({reason}); restart the replica to recover it",
+                self.path.display()
+            )));
+        }
         let mut buf = Vec::new();
         for r in &records {
             encode_record(r, &mut buf)?;
         }
-        let io = |what: &'static str, p: &Path| {
-            let p = p.to_path_buf();
-            move |e| Error::io(format!("{what} {}", p.display()), e)
-        };
-        self.file
+        let written = self
+            .file
             .write_all(&buf)
-            .map_err(io("appending to", &self.path))?;
-        self.file.sync_data().map_err(io("syncing", &self.path))?;
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            self.failed = Some(e.to_string());
+            return Err(Error::io(
+                format!("appending to {}", self.path.display()),
+                e,
+            ));
+        }
         self.len += buf.len() as u64;
         let purged = records.iter().any(|r| matches!(r, JournalRecord::Purge(_)));
         for r in records {
             self.state.apply(r);
         }
-        if purged && self.len > REWRITE_THRESHOLD {
+        if purged && self.len > self.rewrite_threshold {
             self.rewrite()?;
         }
         Ok(())
@@ -201,19 +229,31 @@ impl Journal {
         if buf.len() as u64 * 2 > self.len {
             return Ok(()); // Mostly live entries: not worth it yet.
         }
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        ferrisdb_storage::fsutil::write_atomically(&OsFs, dir, JOURNAL_FILE, &buf)?;
-        let io = |what: &'static str, p: &Path| {
-            let p = p.to_path_buf();
-            move |e| Error::io(format!("{what} {}", p.display()), e)
-        };
-        self.file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(io("reopening", &self.path))?;
-        self.len = buf.len() as u64;
-        Ok(())
+        // On failure the old file (complete and fsynced) is still in place, or the new one
+        // is (the rename happened): either holds the state, so appending can go on only
+        // once the journal is reopened and knows which.
+        let reopened = ferrisdb_storage::fsutil::write_atomically(
+            self.fs.as_ref(),
+            &self.dir,
+            JOURNAL_FILE,
+            &buf,
+        )
+        .and_then(|()| {
+            self.fs
+                .create(&self.path, CreateMode::Append)
+                .map_err(|e| Error::io(format!("reopening {}", self.path.display()), e))
+        });
+        match reopened {
+            Ok(file) => {
+                self.file = file;
+                self.len = buf.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = Some(e.to_string());
+                Err(e)
+            }
+        }
     }
 }
 
@@ -329,7 +369,7 @@ mod tests {
     #[test]
     fn replays_votes_entries_truncation_and_purge() {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path()).unwrap();
+        let mut j = Journal::open_on(ferrisdb_storage::vfs::os(), dir.path()).unwrap();
         j.write(vec![JournalRecord::Vote(Vote::new(2, 7))]).unwrap();
         j.write(vec![JournalRecord::Append(
             (1..=5).map(|i| entry(2, i)).collect(),
@@ -341,7 +381,7 @@ mod tests {
         j.write(vec![JournalRecord::Committed(Some(entry(2, 3).log_id))])
             .unwrap();
         drop(j);
-        let j = Journal::open(dir.path()).unwrap();
+        let j = Journal::open_on(ferrisdb_storage::vfs::os(), dir.path()).unwrap();
         assert_eq!(indexes(&j), vec![2, 3]);
         assert_eq!(j.state().vote, Some(Vote::new(2, 7)));
         assert_eq!(j.state().purged.map(|p| p.index), Some(1));
@@ -351,7 +391,7 @@ mod tests {
     #[test]
     fn a_torn_tail_is_dropped_and_the_journal_stays_writable() {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path()).unwrap();
+        let mut j = Journal::open_on(ferrisdb_storage::vfs::os(), dir.path()).unwrap();
         j.write(vec![JournalRecord::Append(vec![entry(1, 1)])])
             .unwrap();
         j.write(vec![JournalRecord::Append(vec![entry(1, 2)])])
@@ -361,19 +401,22 @@ mod tests {
         let full = fs::read(&path).unwrap();
         for cut in [1, 5, 9, 20] {
             fs::write(&path, &full[..full.len() - cut]).unwrap();
-            let mut j = Journal::open(dir.path()).unwrap();
+            let mut j = Journal::open_on(ferrisdb_storage::vfs::os(), dir.path()).unwrap();
             assert_eq!(indexes(&j), vec![1], "cut {cut}");
             j.write(vec![JournalRecord::Append(vec![entry(1, 2)])])
                 .unwrap();
             drop(j);
-            assert_eq!(indexes(&Journal::open(dir.path()).unwrap()), vec![1, 2]);
+            assert_eq!(
+                indexes(&Journal::open_on(ferrisdb_storage::vfs::os(), dir.path()).unwrap()),
+                vec![1, 2]
+            );
         }
     }
 
     #[test]
     fn a_write_torn_at_a_sector_boundary_or_zeroed_is_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path()).unwrap();
+        let mut j = Journal::open_on(ferrisdb_storage::vfs::os(), dir.path()).unwrap();
         j.write(vec![JournalRecord::Append(vec![entry(1, 1)])])
             .unwrap();
         let first_end = fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len() as usize;
@@ -394,20 +437,23 @@ mod tests {
         let mut torn = full.clone();
         torn[boundary..].fill(0);
         fs::write(&path, &torn).unwrap();
-        let kept = indexes(&Journal::open(dir.path()).unwrap());
+        let kept = indexes(&Journal::open_on(ferrisdb_storage::vfs::os(), dir.path()).unwrap());
         assert!(kept.len() > 1 && kept.len() < 39, "{kept:?}");
         assert_eq!(kept, (1..=kept.len() as u64).collect::<Vec<_>>());
         // Zeros from the second write's start: only the first record is kept.
         let mut zeroed = full.clone();
         zeroed[first_end..].fill(0);
         fs::write(&path, &zeroed).unwrap();
-        assert_eq!(indexes(&Journal::open(dir.path()).unwrap()), vec![1]);
+        assert_eq!(
+            indexes(&Journal::open_on(ferrisdb_storage::vfs::os(), dir.path()).unwrap()),
+            vec![1]
+        );
     }
 
     #[test]
     fn a_bad_record_before_good_ones_is_corruption_naming_file_and_offset() {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path()).unwrap();
+        let mut j = Journal::open_on(ferrisdb_storage::vfs::os(), dir.path()).unwrap();
         j.write(vec![JournalRecord::Append(vec![entry(1, 1)])])
             .unwrap();
         j.write(vec![JournalRecord::Append(vec![entry(1, 2)])])
@@ -417,7 +463,7 @@ mod tests {
         let mut bytes = fs::read(&path).unwrap();
         bytes[MAGIC.len() + RECORD_HEADER + 3] ^= 0x55;
         fs::write(&path, &bytes).unwrap();
-        let err = Journal::open(dir.path()).unwrap_err();
+        let err = Journal::open_on(ferrisdb_storage::vfs::os(), dir.path()).unwrap_err();
         match &err {
             Error::Corruption { file, offset, .. } => {
                 assert_eq!(file, &path);
@@ -427,7 +473,7 @@ mod tests {
         }
         fs::write(&path, b"something else entirely").unwrap();
         assert!(matches!(
-            Journal::open(dir.path()),
+            Journal::open_on(ferrisdb_storage::vfs::os(), dir.path()),
             Err(Error::Corruption { .. })
         ));
     }
@@ -435,7 +481,7 @@ mod tests {
     #[test]
     fn purged_journals_are_rewritten_smaller() {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path()).unwrap();
+        let mut j = Journal::open_on(ferrisdb_storage::vfs::os(), dir.path()).unwrap();
         let mut index = 0;
         while j.len <= REWRITE_THRESHOLD {
             let batch: Vec<Entry> = (0..100)
@@ -453,7 +499,7 @@ mod tests {
         j.write(vec![JournalRecord::Append(vec![entry(3, index + 1)])])
             .unwrap();
         drop(j);
-        let j = Journal::open(dir.path()).unwrap();
+        let j = Journal::open_on(ferrisdb_storage::vfs::os(), dir.path()).unwrap();
         assert_eq!(j.state().entries.len(), 11);
         assert_eq!(j.state().purged.map(|p| p.index), Some(index - 10));
     }

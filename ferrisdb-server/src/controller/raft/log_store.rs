@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ferrisdb_core::Error;
+use ferrisdb_storage::vfs::SharedFs;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
 use parking_lot::Mutex;
@@ -24,10 +25,10 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Opens the journal in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, Error> {
+    /// Opens the journal in `dir` on `fs`.
+    pub fn open(fs: SharedFs, dir: &Path) -> Result<Self, Error> {
         Ok(LogStore {
-            journal: Arc::new(Mutex::new(Journal::open(dir)?)),
+            journal: Arc::new(Mutex::new(Journal::open_on(fs, dir)?)),
         })
     }
 

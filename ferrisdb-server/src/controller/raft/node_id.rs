@@ -3,23 +3,23 @@
 //! a new id, so the group can tell it from the replica it replaces (which may have voted and
 //! acknowledged entries the new one never saw).
 
-use std::fs;
 use std::path::Path;
 
 use ferrisdb_core::Error;
 
 use super::NodeId;
-use ferrisdb_storage::fsutil::write_atomically;
-use ferrisdb_storage::vfs::OsFs;
+use ferrisdb_storage::fsutil::{read_if_present, write_atomically};
+use ferrisdb_storage::vfs::FileSystem;
 
 /// Name of the node-id file.
 pub const NODE_ID_FILE: &str = "raft-node-id";
 
 /// Reads the node id in `dir`, creating one on first use. Returns the id and whether it is new.
-pub fn load_or_create(dir: &Path) -> Result<(NodeId, bool), Error> {
+pub fn load_or_create(fs: &dyn FileSystem, dir: &Path) -> Result<(NodeId, bool), Error> {
     let path = dir.join(NODE_ID_FILE);
-    match fs::read_to_string(&path) {
-        Ok(text) => {
+    match read_if_present(fs, &path)? {
+        Some(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
             let id = text
                 .trim()
                 .parse::<NodeId>()
@@ -30,28 +30,28 @@ pub fn load_or_create(dir: &Path) -> Result<(NodeId, bool), Error> {
                 })?;
             Ok((id, false))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        None => {
             // Ids below 2^53 print exactly in JSON tools.
             let id = rand::random_range(1..(1u64 << 53));
-            write_atomically(&OsFs, dir, NODE_ID_FILE, format!("{id}\n").as_bytes())?;
+            write_atomically(fs, dir, NODE_ID_FILE, format!("{id}\n").as_bytes())?;
             Ok((id, true))
         }
-        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferrisdb_storage::vfs::OsFs;
 
     #[test]
     fn created_once_then_kept_and_garbage_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let (id, new) = load_or_create(dir.path()).unwrap();
+        let (id, new) = load_or_create(&OsFs, dir.path()).unwrap();
         assert!(new && id != 0);
-        assert_eq!(load_or_create(dir.path()).unwrap(), (id, false));
-        fs::write(dir.path().join(NODE_ID_FILE), "zero\n").unwrap();
-        let err = load_or_create(dir.path()).unwrap_err();
+        assert_eq!(load_or_create(&OsFs, dir.path()).unwrap(), (id, false));
+        std::fs::write(dir.path().join(NODE_ID_FILE), "zero\n").unwrap();
+        let err = load_or_create(&OsFs, dir.path()).unwrap_err();
         assert!(err.to_string().contains(NODE_ID_FILE), "{err}");
     }
 }

@@ -5,7 +5,6 @@
 //! the directory). Applying entries does not write to disk: after a restart the state is the
 //! last snapshot plus the journal's committed entries, which openraft applies again.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use super::{Command, CommandOutcome, Entry, NodeId, TypeConfig};
 use crate::controller::metadata::Metadata;
 use crate::controller::state::apply_command;
-use ferrisdb_storage::fsutil::write_atomically;
-use ferrisdb_storage::vfs::OsFs;
+use ferrisdb_storage::fsutil::{read_if_present, write_atomically};
+use ferrisdb_storage::vfs::SharedFs;
 
 /// Name of the snapshot file in the Raft directory.
 pub const SNAPSHOT_FILE: &str = "raft-snapshot.json";
@@ -52,15 +51,16 @@ type StoredSnapshot = (SnapshotMeta<NodeId, BasicNode>, Vec<u8>);
 pub struct StateMachine {
     state: Arc<RwLock<Replicated>>,
     snapshot: Arc<RwLock<Option<StoredSnapshot>>>,
+    fs: SharedFs,
     dir: PathBuf,
 }
 
 impl StateMachine {
-    /// Opens the state machine in `dir`, starting from its snapshot if there is one.
-    pub fn open(dir: &Path) -> Result<Self, Error> {
+    /// Opens the state machine in `dir` on `fs`, starting from its snapshot if there is one.
+    pub fn open(fs: SharedFs, dir: &Path) -> Result<Self, Error> {
         let path = dir.join(SNAPSHOT_FILE);
-        let (state, snapshot) = match fs::read(&path) {
-            Ok(bytes) => {
+        let (state, snapshot) = match read_if_present(fs.as_ref(), &path)? {
+            Some(bytes) => {
                 let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(|e| {
                     Error::corruption(&path, 0, format!("not a controller snapshot: {e}"))
                 })?;
@@ -75,12 +75,12 @@ impl StateMachine {
                 };
                 (file.state, Some((meta, bytes)))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Replicated::default(), None),
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+            None => (Replicated::default(), None),
         };
         Ok(StateMachine {
             state: Arc::new(RwLock::new(state)),
             snapshot: Arc::new(RwLock::new(snapshot)),
+            fs,
             dir: dir.to_path_buf(),
         })
     }
@@ -96,10 +96,12 @@ impl StateMachine {
     }
 
     async fn persist_snapshot(&self, bytes: Vec<u8>) -> Result<(), Error> {
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&OsFs, &dir, SNAPSHOT_FILE, &bytes))
-            .await
-            .map_err(|e| Error::Internal(format!("snapshot task failed: {e}")))?
+        let (fs, dir) = (self.fs.clone(), self.dir.clone());
+        tokio::task::spawn_blocking(move || {
+            write_atomically(fs.as_ref(), &dir, SNAPSHOT_FILE, &bytes)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("snapshot task failed: {e}")))?
     }
 }
 

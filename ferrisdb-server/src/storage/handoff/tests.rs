@@ -38,7 +38,7 @@ fn subtract_leaves_the_gaps() {
 #[test]
 fn a_take_over_is_followed_buffered_and_not_readable_until_installed() {
     let dir = tempfile::tempdir().unwrap();
-    let h = Handoff::open(dir.path()).unwrap();
+    let h = Handoff::open(ferrisdb_storage::vfs::os(), dir.path()).unwrap();
     let plan = h.plan(1, &[range("", "m")], &[range("m", "t")], 10);
     assert_eq!(plan.follow, vec![range("", "t")]);
     assert_eq!(plan.readable, vec![Readable::followed(range("", "m"))]);
@@ -93,7 +93,7 @@ fn an_install_folds_the_buffer_into_the_snapshot_in_one_batch() {
     old.put(b"a", b"keep");
     engine.apply_unsynced(5, &old).unwrap();
 
-    let h = Handoff::open(dir.path()).unwrap();
+    let h = Handoff::open(ferrisdb_storage::vfs::os(), dir.path()).unwrap();
     let fetch = h
         .plan(1, &[range("", "m")], &[range("m", "t")], 10)
         .fetches
@@ -156,7 +156,7 @@ fn an_install_folds_the_buffer_into_the_snapshot_in_one_batch() {
     // Handed over: it becomes a replica range, complete from 15, even after a restart.
     let plan = h.plan(1, &[range("", "t")], &[], 16);
     assert!(plan.readable.iter().any(|r| r.from == 15));
-    let reopened = Handoff::open(dir.path()).unwrap();
+    let reopened = Handoff::open(ferrisdb_storage::vfs::os(), dir.path()).unwrap();
     let plan = reopened.plan(1, &[range("", "m"), range("m", "t")], &[], 16);
     let taken = plan.readable.iter().find(|r| r.range == range("m", "t"));
     assert_eq!(taken.map(|r| r.from), Some(15));
@@ -172,7 +172,7 @@ fn an_install_folds_the_buffer_into_the_snapshot_in_one_batch() {
 #[test]
 fn a_range_handed_over_stays_readable_through_its_last_version_then_is_cleared() {
     let dir = tempfile::tempdir().unwrap();
-    let h = Handoff::open(dir.path()).unwrap();
+    let h = Handoff::open(ferrisdb_storage::vfs::os(), dir.path()).unwrap();
     h.plan(1, &[range("", "m"), range("m", "")], &[], 10);
     let plan = h.plan(1, &[range("", "m")], &[], 20);
     assert_eq!(plan.follow, vec![range("", "m")]);
@@ -197,13 +197,13 @@ fn a_range_handed_over_stays_readable_through_its_last_version_then_is_cleared()
 #[test]
 fn the_first_plan_clears_everything_not_followed_and_a_range_taken_back_is_not_cleared() {
     let dir = tempfile::tempdir().unwrap();
-    let h = Handoff::open(dir.path()).unwrap();
+    let h = Handoff::open(ferrisdb_storage::vfs::os(), dir.path()).unwrap();
     h.plan(1, &[range("c", "f")], &[], 10);
     let pending = h.pending(11).unwrap();
     // [, c) and [f, ) are left over from an earlier run: cleared at once.
     assert_eq!(pending.batch.len(), 2);
     let dir = tempfile::tempdir().unwrap();
-    let h = Handoff::open(dir.path()).unwrap();
+    let h = Handoff::open(ferrisdb_storage::vfs::os(), dir.path()).unwrap();
     h.plan(1, &[range("", "m")], &[], 10);
     h.plan(1, &[range("", "m")], &[range("m", "")], 11);
     assert!(
@@ -215,7 +215,7 @@ fn the_first_plan_clears_everything_not_followed_and_a_range_taken_back_is_not_c
 #[test]
 fn an_abandoned_take_over_drops_its_fetch() {
     let dir = tempfile::tempdir().unwrap();
-    let h = Handoff::open(dir.path()).unwrap();
+    let h = Handoff::open(ferrisdb_storage::vfs::os(), dir.path()).unwrap();
     let fetch = h
         .plan(1, &[range("", "m")], &[range("m", "")], 10)
         .fetches
@@ -240,14 +240,14 @@ fn an_abandoned_take_over_drops_its_fetch() {
 fn a_damaged_installed_ranges_file_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(INSTALLED_FILE), b"{not json").unwrap();
-    let err = Handoff::open(dir.path()).unwrap_err();
+    let err = Handoff::open(ferrisdb_storage::vfs::os(), dir.path()).unwrap_err();
     assert!(err.to_string().contains(INSTALLED_FILE), "{err}");
 }
 
 #[test]
 fn take_overs_not_installed_restart_from_a_newer_version() {
     let dir = tempfile::tempdir().unwrap();
-    let h = Handoff::open(dir.path()).unwrap();
+    let h = Handoff::open(ferrisdb_storage::vfs::os(), dir.path()).unwrap();
     let fetch = h.plan(1, &[], &[range("m", "")], 10).fetches.remove(0);
     assert_eq!(h.wants_snapshot(fetch.ticket), Some(10));
     assert!(h.divert(11, vec![set("n", "1")]).is_empty());
@@ -282,7 +282,7 @@ fn a_large_snapshot_is_installed_in_pieces_and_writes_to_the_part_written_go_to_
     let mut stale = WriteBatch::default();
     stale.put(b"s-stale", b"x");
     engine.apply_unsynced(5, &stale).unwrap();
-    let h = Handoff::open(dir.path()).unwrap();
+    let h = Handoff::open(ferrisdb_storage::vfs::os(), dir.path()).unwrap();
     let fetch = h
         .plan(1, &[range("", "m")], &[range("m", "t")], 10)
         .fetches
