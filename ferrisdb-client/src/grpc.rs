@@ -139,7 +139,7 @@ impl GrpcBackend {
             .map_err(|e| Error::InvalidArgument(format!("bad address {addr:?}: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
+        let channel = ferrisdb_proto::transport::channel(&endpoint);
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)
     }

@@ -73,11 +73,15 @@ impl Etcd {
             .stderr(log)
             .spawn()
             .unwrap();
-        let etcd = Etcd { child, port };
+        let mut etcd = Etcd { child, port };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !port_open(port) {
             assert!(Instant::now() < deadline, "etcd did not listen on {port}");
             std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Ok(Some(status)) = etcd.child.try_wait() {
+            let log = std::fs::read_to_string(dir.join("etcd.log")).unwrap_or_default();
+            panic!("etcd exited ({status}) although port {port} answered; its log:\n{log}");
         }
         etcd
     }

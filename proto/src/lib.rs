@@ -1,7 +1,8 @@
 //! FerrisDB's gRPC protocol: the generated `ferrisdb.v1` messages and services, the encoded
 //! file descriptor set that every process registers for gRPC reflection, the conversions
 //! between wire messages and `ferrisdb-core` types ([`convert`]) and the mapping between
-//! [`ferrisdb_core::Error`] and gRPC statuses ([`status`]).
+//! [`ferrisdb_core::Error`] and gRPC statuses ([`status`]), and the seam every channel and
+//! listener goes through ([`transport`]: TCP, or the simulator's network).
 //!
 //! Services: `KV` (public, `kv.proto`), `ClusterController` (`controller.proto`),
 //! `TransactionCoordinator` (`coordinator.proto`) and `StorageServer` (`storage.proto`);
@@ -14,6 +15,7 @@ pub mod convert;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod status;
+pub mod transport;
 
 /// Generated code for the `ferrisdb.v1` package.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

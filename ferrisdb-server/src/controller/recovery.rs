@@ -300,11 +300,11 @@ impl Inputs {
 
 /// A client of the log server at `address`.
 fn log_client(address: &str) -> Result<LogServerClient<Channel>, Error> {
-    Ok(
-        LogServerClient::new(crate::worker::endpoint(address)?.connect_lazy())
-            .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES),
-    )
+    Ok(LogServerClient::new(ferrisdb_proto::transport::channel(
+        &crate::worker::endpoint(address)?,
+    ))
+    .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES))
 }
 
 fn from_status(s: &tonic::Status) -> Error {
@@ -485,8 +485,9 @@ pub async fn start_coordinator(
     g: &Generation,
     log_addresses: &BTreeMap<String, String>,
 ) -> Result<(), Error> {
-    let mut client =
-        TransactionCoordinatorClient::new(crate::worker::endpoint(address)?.connect_lazy());
+    let mut client = TransactionCoordinatorClient::new(ferrisdb_proto::transport::channel(
+        &crate::worker::endpoint(address)?,
+    ));
     let request = v1::StartGenerationRequest {
         epoch: g.epoch,
         logs: g

@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ferrisdb_core::Error;
+use ferrisdb_proto::transport::{self, Listener};
 use ferrisdb_proto::v1::cluster_controller_server::ClusterControllerServer;
 use ferrisdb_proto::v1::controller_group_server::ControllerGroupServer;
-use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
 use super::cluster::Controller;
@@ -27,7 +27,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let controller = Arc::new(Controller::open(&config).await?);
-    let listener = TcpListener::bind(config.listen)
+    let listener = transport::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
     let health = RoleHealth::new();
@@ -39,7 +39,7 @@ pub async fn serve(
 /// until `shutdown` completes, forming or joining its group meanwhile; `health` drives
 /// `grpc.health.v1`.
 pub async fn serve_on(
-    listener: TcpListener,
+    listener: Listener,
     controller: Arc<Controller>,
     health: RoleHealth,
     limit: Arc<grpc::ConnectionLimit>,

@@ -165,10 +165,11 @@ impl ReplicatedLog {
         });
         let mut senders = Vec::with_capacity(members.len());
         for (i, member) in members.iter().enumerate() {
-            let mut client =
-                LogServerClient::new(crate::worker::endpoint(&member.address)?.connect_lazy())
-                    .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
+            let mut client = LogServerClient::new(ferrisdb_proto::transport::channel(
+                &crate::worker::endpoint(&member.address)?,
+            ))
+            .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
             let (tx, rx) = mpsc::unbounded_channel::<v1::AppendRequest>();
             let outgoing = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|r| (r, rx))

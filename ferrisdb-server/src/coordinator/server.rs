@@ -20,8 +20,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use ferrisdb_core::{Error, Result};
+use ferrisdb_proto::transport::{self, Listener};
 use ferrisdb_proto::v1::transaction_coordinator_server::TransactionCoordinatorServer;
-use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
 use super::handle::{
@@ -100,7 +100,7 @@ pub async fn serve(
         // Reads idempotency records committed before this process started.
         coordinator.attach_cluster(crate::gateway::connect(controller)?);
     }
-    let listener = TcpListener::bind(config.listen)
+    let listener = transport::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
     let limit = grpc::connection_limit(config.max_connections, &health);
@@ -167,7 +167,7 @@ async fn exit_after_log_failure(
 /// connection budget `limit`, until `shutdown` completes (does not stop the coordinator's
 /// pipeline; [`serve`] does that afterwards). `health` drives `grpc.health.v1`.
 pub async fn serve_on(
-    listener: TcpListener,
+    listener: Listener,
     coordinator: CoordinatorHandle,
     health: RoleHealth,
     limit: std::sync::Arc<grpc::ConnectionLimit>,

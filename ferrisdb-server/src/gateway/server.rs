@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use ferrisdb_client::{Database, Priority};
 use ferrisdb_core::{Error, Result};
+use ferrisdb_proto::transport::{self, Listener};
 use ferrisdb_proto::v1::kv_server::KvServer;
 use ferrisdb_proto::v1::transactions_server::TransactionsServer;
-use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
 use super::kv::KvService;
@@ -69,7 +69,7 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         Arc::new(NoRoleStatus),
         health.clone(),
     )?;
-    let listener = TcpListener::bind(config.listen)
+    let listener = transport::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
     let limit = grpc::connection_limit(config.max_connections, &health);
@@ -113,7 +113,7 @@ async fn probe_cluster(db: Database, health: RoleHealth) {
 /// Serves the public services over `db` on a bound listener, within the connection budget
 /// `limit`, until `shutdown` completes. `health` drives `grpc.health.v1`.
 pub async fn serve_on(
-    listener: TcpListener,
+    listener: Listener,
     db: Database,
     health: RoleHealth,
     limit: std::sync::Arc<grpc::ConnectionLimit>,

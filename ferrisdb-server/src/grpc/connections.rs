@@ -19,8 +19,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ferrisdb_core::Error;
+use ferrisdb_proto::transport::{Connection, Listener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::Stream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
@@ -112,7 +112,7 @@ impl Drop for Slot {
 /// An accepted connection inside the budget.
 #[derive(Debug)]
 pub struct LimitedStream {
-    stream: TcpStream,
+    stream: Connection,
     _slot: Slot,
 }
 
@@ -170,10 +170,10 @@ impl AsyncWrite for LimitedStream {
 /// connection has unacknowledged data in flight (the normal state of a channel shared by
 /// concurrent requests) waits for the peer's delayed ACK, about 40 ms on Linux.
 pub fn accept(
-    listener: TcpListener,
+    listener: Listener,
     limit: Arc<ConnectionLimit>,
 ) -> impl Stream<Item = io::Result<LimitedStream>> {
-    futures_util::stream::unfold((listener, limit), |(listener, limit)| async move {
+    futures_util::stream::unfold((listener, limit), |(mut listener, limit)| async move {
         loop {
             let stream = match listener.accept().await {
                 Ok((stream, _peer)) => stream,
@@ -223,7 +223,7 @@ fn is_exhaustion(e: &io::Error) -> bool {
 
 /// Answers every call on `stream` with `RESOURCE_EXHAUSTED`, then closes it (see the module
 /// docs), and reports the full budget as a health problem.
-fn refuse(stream: TcpStream, limit: &Arc<ConnectionLimit>) {
+fn refuse(stream: Connection, limit: &Arc<ConnectionLimit>) {
     let message = limit.refusal_message();
     limit.health.set_problem(HEALTH_SOURCE, message.clone());
     let taken = limit
@@ -262,12 +262,13 @@ fn refusal_response(message: String) -> http::Response<tonic::body::Body> {
 
 #[cfg(test)]
 mod tests {
+    use tokio::net::{TcpListener, TcpStream};
     use tokio_stream::StreamExt;
 
     use super::*;
 
-    async fn listener() -> (TcpListener, std::net::SocketAddr) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    async fn listener() -> (Listener, std::net::SocketAddr) {
+        let listener = Listener::Tcp(TcpListener::bind("127.0.0.1:0").await.unwrap());
         let addr = listener.local_addr().unwrap();
         (listener, addr)
     }

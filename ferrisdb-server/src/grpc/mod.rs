@@ -81,7 +81,7 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// not keep a process alive).
 pub async fn serve_until(
     routes: RoutesBuilder,
-    listener: tokio::net::TcpListener,
+    listener: ferrisdb_proto::transport::Listener,
     limit: Arc<ConnectionLimit>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ferrisdb_core::Error> {

@@ -19,9 +19,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ferrisdb_core::{Error, Result};
+use ferrisdb_proto::transport;
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::log_server_server::LogServerServer;
-use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
 use super::LogOptions;
@@ -146,7 +146,7 @@ pub async fn serve(
             }
         }
     });
-    let listener = TcpListener::bind(config.listen)
+    let listener = transport::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
     let (reporter, health_service) = tonic_health::server::health_reporter();

@@ -182,7 +182,14 @@ impl LogServerRpc for LogService {
         let (answer_tx, answer_rx) = mpsc::channel(APPEND_QUEUE);
         let syncer_server = self.server.clone();
         let syncer_answers = answer_tx.clone();
-        tokio::task::spawn_blocking(move || run_syncer(&syncer_server, queue_rx, &syncer_answers));
+        // A thread of its own for as long as the stream lasts (not the blocking pool, which
+        // is for short calls: a paused test clock never advances while a pool task runs).
+        std::thread::Builder::new()
+            .name("log-syncer".into())
+            .spawn(move || run_syncer(&syncer_server, queue_rx, &syncer_answers))
+            .map_err(|e| {
+                Status::unavailable(format!("cannot start a syncer thread for the stream: {e}"))
+            })?;
         tokio::spawn(read_appends(
             self.server.clone(),
             incoming,

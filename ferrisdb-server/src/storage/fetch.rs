@@ -100,7 +100,7 @@ async fn read_range(
     version: u64,
     progress: impl Fn(u64),
 ) -> Result<Vec<(Bytes, Bytes)>, Error> {
-    let channel = crate::worker::endpoint(address)?.connect_lazy();
+    let channel = ferrisdb_proto::transport::channel(&crate::worker::endpoint(address)?);
     let mut client =
         StorageServerClient::new(channel).max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
     let mut stream = client

@@ -251,7 +251,7 @@ fn replica_of_nothing(view: &watch::Receiver<ClusterView>, worker_id: &str) -> b
 
 /// The newest version the log server at `address` knows committed.
 async fn committed_version(address: &str) -> Result<u64, Error> {
-    let channel = crate::worker::endpoint(address)?.connect_lazy();
+    let channel = ferrisdb_proto::transport::channel(&crate::worker::endpoint(address)?);
     let state = tokio::time::timeout(
         Duration::from_secs(2),
         LogServerClient::new(channel).get_log_state(v1::GetLogStateRequest {}),
@@ -286,7 +286,7 @@ async fn pull_loop(
         purger,
         sizes,
     } = *local;
-    let channel = crate::worker::endpoint(log)?.connect_lazy();
+    let channel = ferrisdb_proto::transport::channel(&crate::worker::endpoint(log)?);
     // A pull answer holds whole commits (up to 10 MB each): tonic's 4 MiB default would
     // refuse one and wedge this server behind it forever.
     let mut client =
@@ -435,7 +435,7 @@ async fn report_durability(
             client = match crate::worker::endpoint(&coordinator) {
                 Ok(e) => Some((
                     coordinator.clone(),
-                    TransactionCoordinatorClient::new(e.connect_lazy()),
+                    TransactionCoordinatorClient::new(ferrisdb_proto::transport::channel(&e)),
                 )),
                 Err(e) => {
                     tracing::warn!("coordinator address {coordinator:?}: {e}");

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrisdb_core::{Error, Version};
+use ferrisdb_proto::transport;
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::storage_server_server::StorageServerServer;
 use ferrisdb_storage::engine::{Engine, EngineOptions, SyncPolicy};
-use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
 use super::handoff::Handoff;
@@ -131,7 +131,7 @@ pub async fn serve(
         "storage engine open"
     );
 
-    let listener = TcpListener::bind(config.listen)
+    let listener = transport::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
     let handoff = Arc::new(

@@ -137,7 +137,8 @@ impl LeaderFinder {
         let first = addresses
             .first()
             .ok_or_else(|| Error::InvalidArgument("no controller address given".into()))?;
-        let client = ClusterControllerClient::new(endpoint(first)?.connect_lazy());
+        let client =
+            ClusterControllerClient::new(ferrisdb_proto::transport::channel(&endpoint(first)?));
         for a in &addresses[1..] {
             endpoint(a)?;
         }
@@ -169,7 +170,7 @@ impl LeaderFinder {
             Ok(e) => {
                 tracing::debug!(controller = %self.addresses[next], "trying another controller replica");
                 self.current = next;
-                self.client = ClusterControllerClient::new(e.connect_lazy());
+                self.client = ClusterControllerClient::new(ferrisdb_proto::transport::channel(&e));
             }
             Err(e) => tracing::warn!("controller address {}: {e}", self.addresses[next]),
         }

@@ -72,7 +72,7 @@ impl PeerNetwork {
             .connect_timeout(Duration::from_millis(500))
             .local_address(self.source_ip)
             .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
+        let channel = ferrisdb_proto::transport::channel(&endpoint);
         channels.insert(address.to_string(), channel.clone());
         Ok(ControllerGroupClient::new(channel))
     }

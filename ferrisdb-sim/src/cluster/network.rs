@@ -1,0 +1,378 @@
+//! The simulated network: every channel and listener of the simulated processes goes through
+//! [`SimTransport`] (installed as the OS process's `ferrisdb_proto::transport`), which
+//! connects them with in-memory byte streams instead of TCP. Process N has address 10.0.0.N;
+//! a listener belongs to the process that bound it; a connection runs HTTP/2 (real tonic and
+//! hyper code) over a pair of streams the network can cut.
+//!
+//! Faults: a partition between two processes cuts every connection between them (reads and
+//! writes fail with `ConnectionReset`, as when TCP gives up) and makes new connections time
+//! out until it heals; a connection to an address nobody listens at is refused.
+//!
+//! A thread runs at most one simulation, and the network of the simulation running on the
+//! current thread ([`SimNetwork::enter`]) is the one used; on a thread with none, the
+//! transport falls back to TCP, so other tests in the same binary are unaffected.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use ferrisdb_proto::transport::{Listener, MemoryConnection, MemoryListener, Transport};
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+use tokio::sync::mpsc::UnboundedSender;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use super::process::{self, ProcessId};
+
+/// Bytes buffered in each direction of a connection before the writer waits.
+const STREAM_BUFFER: usize = 256 * 1024;
+/// How long a connection attempt across a partition hangs before it times out.
+const PARTITIONED_CONNECT: Duration = Duration::from_secs(3);
+
+/// The address of simulated process `process`.
+pub fn process_ip(process: ProcessId) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, process)
+}
+
+/// What the network did, for the run's report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Connections made.
+    pub connections: u64,
+    /// Connections refused (nobody listening).
+    pub refused: u64,
+    /// Connection attempts that timed out across a partition.
+    pub timed_out: u64,
+    /// Connections cut by a partition.
+    pub cut: u64,
+}
+
+/// One simulation's network; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct SimNetwork {
+    state: Arc<Mutex<NetState>>,
+}
+
+#[derive(Debug, Default)]
+struct NetState {
+    listeners: BTreeMap<SocketAddr, Listening>,
+    connections: Vec<Link>,
+    /// Unordered pairs of processes that cannot reach each other.
+    partitions: BTreeSet<(ProcessId, ProcessId)>,
+    next_port: u16,
+    stats: NetStats,
+}
+
+#[derive(Debug)]
+struct Listening {
+    process: ProcessId,
+    deliver: UnboundedSender<MemoryConnection>,
+}
+
+#[derive(Debug)]
+struct Link {
+    ends: (ProcessId, ProcessId),
+    cut: Arc<Cut>,
+}
+
+fn pair(a: ProcessId, b: ProcessId) -> (ProcessId, ProcessId) {
+    (a.min(b), a.max(b))
+}
+
+thread_local! {
+    static ENTERED: RefCell<Option<SimNetwork>> = const { RefCell::new(None) };
+}
+
+/// Keeps a network entered on this thread; leaves it when dropped.
+#[derive(Debug)]
+pub struct Entered(());
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        ENTERED.with(|n| n.borrow_mut().take());
+    }
+}
+
+impl SimNetwork {
+    /// Makes this the network of the simulation running on this thread (installing
+    /// [`SimTransport`] for the OS process if no transport is installed yet).
+    pub fn enter(&self) -> Entered {
+        // Another test of this binary may have installed it already: either way it is ours.
+        ferrisdb_proto::transport::install(Box::new(SimTransport));
+        ENTERED.with(|n| *n.borrow_mut() = Some(self.clone()));
+        Entered(())
+    }
+
+    fn entered() -> Option<SimNetwork> {
+        ENTERED.with(|n| n.borrow().clone())
+    }
+
+    /// What the network did so far.
+    pub fn stats(&self) -> NetStats {
+        self.state.lock().stats
+    }
+
+    /// Cuts `a` off from `b` (both ways): their connections fail and new ones time out.
+    pub fn partition(&self, a: ProcessId, b: ProcessId) {
+        let mut state = self.state.lock();
+        state.partitions.insert(pair(a, b));
+        let mut cut = 0;
+        state.connections.retain(|link| {
+            if link.ends == pair(a, b) {
+                link.cut.cut();
+                cut += 1;
+                false
+            } else {
+                true
+            }
+        });
+        state.stats.cut += cut;
+    }
+
+    /// Heals every partition.
+    pub fn heal(&self) {
+        self.state.lock().partitions.clear();
+    }
+
+    /// Cuts every connection to or from `process` and drops its listeners: what the rest of
+    /// the cluster sees when the process dies.
+    pub fn disconnect(&self, process: ProcessId) {
+        let mut state = self.state.lock();
+        state.listeners.retain(|_, l| l.process != process);
+        let mut cut = 0;
+        state.connections.retain(|link| {
+            if link.ends.0 == process || link.ends.1 == process {
+                link.cut.cut();
+                cut += 1;
+                false
+            } else {
+                true
+            }
+        });
+        state.stats.cut += cut;
+    }
+
+    fn bind(&self, process: ProcessId, addr: SocketAddr) -> io::Result<Listener> {
+        if addr.ip() != process_ip(process) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "process {process} (address {}) cannot listen at {addr}",
+                    process_ip(process)
+                ),
+            ));
+        }
+        let mut state = self.state.lock();
+        if state
+            .listeners
+            .get(&addr)
+            .is_some_and(|l| !l.deliver.is_closed())
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{addr} is in use"),
+            ));
+        }
+        let (listener, deliver) = MemoryListener::new(addr);
+        state.listeners.insert(addr, Listening { process, deliver });
+        Ok(Listener::Memory(listener))
+    }
+
+    async fn connect(&self, from: ProcessId, uri: &Uri) -> io::Result<SimStream> {
+        let target: SocketAddr = uri
+            .authority()
+            .and_then(|a| a.as_str().parse().ok())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("the simulated network connects to ip:port addresses, not {uri}"),
+                )
+            })?;
+        let partitioned = {
+            let mut state = self.state.lock();
+            let to = match state.listeners.get(&target) {
+                Some(l) if !l.deliver.is_closed() => l.process,
+                _ => {
+                    state.stats.refused += 1;
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionRefused,
+                        format!("nothing listens at {target}"),
+                    ));
+                }
+            };
+            state.partitions.contains(&pair(from, to))
+        };
+        if partitioned {
+            tokio::time::sleep(PARTITIONED_CONNECT).await;
+            self.state.lock().stats.timed_out += 1;
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connecting to {target}: no answer (partitioned)"),
+            ));
+        }
+        let mut state = self.state.lock();
+        let Some(listening) = state.listeners.get(&target) else {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("nothing listens at {target}"),
+            ));
+        };
+        let (to, deliver) = (listening.process, listening.deliver.clone());
+        let (client_end, server_end) = tokio::io::duplex(STREAM_BUFFER);
+        let cut = Arc::new(Cut::default());
+        state.next_port = state.next_port.wrapping_add(1).max(1);
+        let local = SocketAddr::new(process_ip(from).into(), 32768 + state.next_port % 28000);
+        let accepted = MemoryConnection {
+            stream: Box::new(SimStream {
+                inner: server_end,
+                cut: cut.clone(),
+            }),
+            local: target,
+            peer: local,
+        };
+        if deliver.send(accepted).is_err() {
+            state.stats.refused += 1;
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("{target} stopped listening"),
+            ));
+        }
+        state.stats.connections += 1;
+        // Forget connections both ends have dropped.
+        state
+            .connections
+            .retain(|link| Arc::strong_count(&link.cut) > 1);
+        state.connections.push(Link {
+            ends: pair(from, to),
+            cut: cut.clone(),
+        });
+        Ok(SimStream {
+            inner: client_end,
+            cut,
+        })
+    }
+}
+
+/// The OS process's transport while simulations run: each thread's entered network, TCP on a
+/// thread without one.
+#[derive(Debug)]
+pub struct SimTransport;
+
+impl Transport for SimTransport {
+    fn channel(&self, endpoint: &Endpoint) -> Channel {
+        let Some(network) = SimNetwork::entered() else {
+            return endpoint.connect_lazy();
+        };
+        // The process creating the channel is the one every connection of it comes from
+        // (tonic reconnects from a task of its own).
+        let from = process::current().unwrap_or(0);
+        endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: Uri| {
+            let network = network.clone();
+            async move { network.connect(from, &uri).await.map(TokioIo::new) }
+        }))
+    }
+
+    fn bind(&self, addr: SocketAddr) -> io::Result<Listener> {
+        match SimNetwork::entered() {
+            Some(network) => network.bind(process::current().unwrap_or(0), addr),
+            None => {
+                let listener = std::net::TcpListener::bind(addr)?;
+                listener.set_nonblocking(true)?;
+                Ok(Listener::Tcp(tokio::net::TcpListener::from_std(listener)?))
+            }
+        }
+    }
+}
+
+/// Whether a connection was cut, and who waits on it.
+#[derive(Debug, Default)]
+struct Cut {
+    done: AtomicBool,
+    waiting: Mutex<Vec<Waker>>,
+}
+
+impl Cut {
+    fn cut(&self) {
+        self.done.store(true, Ordering::Release);
+        for waker in self.waiting.lock().drain(..) {
+            waker.wake();
+        }
+    }
+
+    fn is_cut(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    fn wait(&self, cx: &Context<'_>) {
+        let mut waiting = self.waiting.lock();
+        if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+            waiting.push(cx.waker().clone());
+        }
+    }
+}
+
+/// One end of a simulated connection.
+#[derive(Debug)]
+struct SimStream {
+    inner: DuplexStream,
+    cut: Arc<Cut>,
+}
+
+fn reset() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        "connection cut by the simulated network",
+    )
+}
+
+impl AsyncRead for SimStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.cut.is_cut() {
+            return Poll::Ready(Err(reset()));
+        }
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if polled.is_pending() {
+            self.cut.wait(cx);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for SimStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.cut.is_cut() {
+            return Poll::Ready(Err(reset()));
+        }
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if polled.is_pending() {
+            self.cut.wait(cx);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.cut.is_cut() {
+            return Poll::Ready(Err(reset()));
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
