@@ -43,7 +43,8 @@ else
 fi
 
 echo "== cargo doc --workspace --no-deps (broken intra-doc links fail the run)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+# rustdoc takes its cfg flags from RUSTDOCFLAGS, not from .cargo/config.toml's rustflags.
+RUSTDOCFLAGS="-D warnings --cfg tokio_unstable" cargo doc --workspace --no-deps --quiet
 
 echo "== cargo test --workspace"
 log="$(mktemp)"
