@@ -48,8 +48,8 @@ pub struct NetStats {
     pub connections: u64,
     /// Connections refused (nobody listening).
     pub refused: u64,
-    /// Connection attempts that timed out across a partition.
-    pub timed_out: u64,
+    /// Connection attempts across a partition (each hangs, then fails).
+    pub blocked: u64,
     /// Connections cut by a partition.
     pub cut: u64,
 }
@@ -210,8 +210,8 @@ impl SimNetwork {
             state.partitions.contains(&pair(from, to))
         };
         if partitioned {
+            self.state.lock().stats.blocked += 1;
             tokio::time::sleep(PARTITIONED_CONNECT).await;
-            self.state.lock().stats.timed_out += 1;
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("connecting to {target}: no answer (partitioned)"),

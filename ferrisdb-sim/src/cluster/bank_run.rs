@@ -1,0 +1,280 @@
+//! One seed of the bank workload on the simulated cluster: accounts that transfers move
+//! money between (each transfer one transaction reading and writing two accounts), a reader
+//! that reads every account in one transaction, and a nemesis that partitions pairs of
+//! processes and heals them — all drawn from the seed.
+//!
+//! Checked (`ferrisdb_check::bank`): every read sees every account, the same total and no
+//! negative balance (a transfer seen half-applied, or lost, or applied twice, breaks it); no
+//! role stops; transfers commit; and once the partitions heal, a read of every account
+//! succeeds.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferrisdb_check::bank::{BankRead, check_bank};
+use ferrisdb_client::Database;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+
+use super::boot::{SERVERS, server_addr, start_cluster};
+use super::network::{NetStats, SimNetwork};
+use super::process::{ProcessId, spawn_in};
+
+/// Accounts in the bank.
+const ACCOUNTS: usize = 8;
+/// Each account's opening balance.
+const OPENING: i64 = 100;
+/// Transfer clients (processes 10, 11, ...).
+const TRANSFER_CLIENTS: u8 = 3;
+/// The reader's process.
+const READER: ProcessId = 20;
+/// The process that opens the accounts and reads them at the end.
+const SETUP: ProcessId = 9;
+/// Simulated time the workload runs, after the cluster has started.
+const WORKLOAD: Duration = Duration::from_secs(8);
+/// Longest one transaction may take (retries included) before the client gives up on it.
+const TRANSACTION_LIMIT: Duration = Duration::from_secs(10);
+/// Longest the cluster may take to serve a read once every partition has healed.
+const RECOVERY_LIMIT: Duration = Duration::from_secs(60);
+
+/// How one seed of the cluster workload went.
+#[derive(Debug, Clone)]
+pub struct ClusterRun {
+    /// The seed.
+    pub seed: u64,
+    /// Simulated time the run took.
+    pub simulated: Duration,
+    /// Transfers committed.
+    pub transfers: u64,
+    /// Transactions that failed or timed out (allowed: the nemesis causes them).
+    pub failed: u64,
+    /// Reads of every account checked.
+    pub reads: usize,
+    /// Partitions the nemesis made.
+    pub partitions: u64,
+    /// What the network did.
+    pub network: NetStats,
+    /// Why the run failed; `None` if it passed.
+    pub failure: Option<String>,
+}
+
+fn account(i: usize) -> String {
+    format!("acct/{i:03}")
+}
+
+fn balance(value: Option<Bytes>) -> Option<i64> {
+    value.and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+}
+
+async fn read_all(db: &Database) -> ferrisdb_client::Result<BankRead> {
+    db.run(|tx| async move {
+        let mut balances = Vec::with_capacity(ACCOUNTS);
+        for i in 0..ACCOUNTS {
+            balances.push(balance(tx.get(account(i)).await?));
+        }
+        Ok(balances)
+    })
+    .await
+}
+
+/// Moves random amounts between random accounts until `until`; returns (committed, failed).
+async fn transfer(db: Database, seed: u64, until: Instant) -> (u64, u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut committed, mut failed) = (0, 0);
+    while Instant::now() < until {
+        let from = rng.random_range(0..ACCOUNTS);
+        let to = (from + rng.random_range(1..ACCOUNTS)) % ACCOUNTS;
+        let amount: i64 = rng.random_range(1..=30);
+        let moved = db.run(move |tx| async move {
+            let (a, b) = (account(from), account(to));
+            let (Some(x), Some(y)) = (balance(tx.get(&a).await?), balance(tx.get(&b).await?))
+            else {
+                return Ok(false);
+            };
+            if x < amount {
+                return Ok(false);
+            }
+            tx.set(&a, (x - amount).to_string())?;
+            tx.set(&b, (y + amount).to_string())?;
+            Ok(true)
+        });
+        match tokio::time::timeout(TRANSACTION_LIMIT, moved).await {
+            Ok(Ok(true)) => committed += 1,
+            Ok(Ok(false)) => {}
+            Ok(Err(_)) | Err(_) => {
+                failed += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    (committed, failed)
+}
+
+/// Reads every account every 200 ms until `until`; returns the reads and the failures.
+async fn read_repeatedly(db: Database, until: Instant) -> (Vec<BankRead>, u64) {
+    let (mut reads, mut failed) = (Vec::new(), 0);
+    while Instant::now() < until {
+        match tokio::time::timeout(TRANSACTION_LIMIT, read_all(&db)).await {
+            Ok(Ok(read)) => reads.push(read),
+            Ok(Err(_)) | Err(_) => failed += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (reads, failed)
+}
+
+fn connect() -> Database {
+    match Database::connect(server_addr(super::boot::CONTROLLER).to_string()) {
+        Ok(db) => db,
+        Err(e) => panic!("a client of the simulated cluster: {e}"),
+    }
+}
+
+/// Runs one seed; `Err` is the run's failure.
+async fn bank(
+    seed: u64,
+    network: &SimNetwork,
+    dir: &std::path::Path,
+    run: &mut ClusterRun,
+) -> Result<(), String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let begin = Instant::now();
+    let (stopped_tx, mut stopped) = tokio::sync::mpsc::unbounded_channel();
+    start_cluster(dir, stopped_tx);
+
+    // Open the accounts (the cluster is starting: retry until it serves).
+    let opened = spawn_in(SETUP, async move {
+        let db = connect();
+        db.run(|tx| async move {
+            for i in 0..ACCOUNTS {
+                tx.set(account(i), OPENING.to_string())?;
+            }
+            Ok(())
+        })
+        .await
+    });
+    match tokio::time::timeout(RECOVERY_LIMIT, opened).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Err(format!("opening the accounts: {e}")),
+        Ok(Err(e)) => return Err(format!("opening the accounts: {e}")),
+        Err(_) => return Err("the cluster did not start within 60 simulated seconds".into()),
+    }
+
+    let until = Instant::now() + WORKLOAD;
+    let transfers: Vec<_> = (0..TRANSFER_CLIENTS)
+        .map(|i| {
+            let client_seed = rng.random();
+            spawn_in(10 + i, async move {
+                transfer(connect(), client_seed, until).await
+            })
+        })
+        .collect();
+    let reader = spawn_in(
+        READER,
+        async move { read_repeatedly(connect(), until).await },
+    );
+
+    // The nemesis: partitions between random pairs of processes, each healed after a while.
+    let mut clients: Vec<ProcessId> = (0..TRANSFER_CLIENTS).map(|i| 10 + i).collect();
+    clients.push(READER);
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
+        let a = SERVERS[rng.random_range(0..SERVERS.len())];
+        let b = if rng.random_bool(0.7) {
+            let others: Vec<_> = SERVERS.iter().copied().filter(|p| *p != a).collect();
+            others[rng.random_range(0..others.len())]
+        } else {
+            clients[rng.random_range(0..clients.len())]
+        };
+        network.partition(a, b);
+        run.partitions += 1;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..2500))).await;
+        network.heal();
+    }
+    network.heal();
+
+    for client in transfers {
+        let (committed, failed) = client
+            .await
+            .map_err(|e| format!("a transfer client panicked: {e}"))?;
+        run.transfers += committed;
+        run.failed += failed;
+    }
+    let (mut reads, failed) = reader
+        .await
+        .map_err(|e| format!("the reader panicked: {e}"))?;
+    run.failed += failed;
+
+    // Every partition healed: the cluster must serve a read of every account again.
+    let last = spawn_in(SETUP, async move {
+        let db = connect();
+        let deadline = Instant::now() + RECOVERY_LIMIT;
+        loop {
+            match tokio::time::timeout(TRANSACTION_LIMIT, read_all(&db)).await {
+                Ok(Ok(read)) => return Ok(read),
+                Ok(Err(e)) if Instant::now() >= deadline => return Err(e.to_string()),
+                Err(_) if Instant::now() >= deadline => return Err("timed out".to_string()),
+                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    });
+    let last = last
+        .await
+        .map_err(|e| format!("the final reader panicked: {e}"))?
+        .map_err(|e| format!("no read succeeded after the partitions healed: {e}"))?;
+    reads.push(last);
+    run.reads = reads.len();
+    run.simulated = begin.elapsed();
+
+    if let Ok(stopped) = stopped.try_recv() {
+        return Err(format!("a role stopped during the run: {stopped}"));
+    }
+    let anomalies = check_bank(ACCOUNTS, ACCOUNTS as i64 * OPENING, &reads);
+    if let Some(first) = anomalies.first() {
+        return Err(format!(
+            "{} bank anomalies, first: {first}",
+            anomalies.len()
+        ));
+    }
+    if run.transfers == 0 {
+        return Err("no transfer committed".into());
+    }
+    Ok(())
+}
+
+/// Runs one seed of the bank workload on a fresh simulated cluster.
+pub fn run_bank_seed(seed: u64) -> ClusterRun {
+    let mut run = ClusterRun {
+        seed,
+        simulated: Duration::ZERO,
+        transfers: 0,
+        failed: 0,
+        reads: 0,
+        partitions: 0,
+        network: NetStats::default(),
+        failure: None,
+    };
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            run.failure = Some(format!("a temporary directory for the cluster: {e}"));
+            return run;
+        }
+    };
+    let network = SimNetwork::default();
+    let _entered = network.enter();
+    let runtime = match super::runtime(seed) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            run.failure = Some(format!("the simulation's runtime: {e}"));
+            return run;
+        }
+    };
+    let result = runtime.block_on(bank(seed, &network, dir.path(), &mut run));
+    // Dropping the runtime drops every simulated process's tasks.
+    drop(runtime);
+    run.network = network.stats();
+    run.failure = result.err();
+    run
+}
