@@ -119,7 +119,8 @@ impl SimNetwork {
         self.state.lock().stats
     }
 
-    /// Cuts `a` off from `b` (both ways): their connections fail and new ones time out.
+    /// Cuts `a` off from `b` (both ways): their connections fail and new ones hang, then
+    /// fail, until [`heal`](Self::heal).
     pub fn partition(&self, a: ProcessId, b: ProcessId) {
         let mut state = self.state.lock();
         state.partitions.insert(pair(a, b));
@@ -139,24 +140,6 @@ impl SimNetwork {
     /// Heals every partition.
     pub fn heal(&self) {
         self.state.lock().partitions.clear();
-    }
-
-    /// Cuts every connection to or from `process` and drops its listeners: what the rest of
-    /// the cluster sees when the process dies.
-    pub fn disconnect(&self, process: ProcessId) {
-        let mut state = self.state.lock();
-        state.listeners.retain(|_, l| l.process != process);
-        let mut cut = 0;
-        state.connections.retain(|link| {
-            if link.ends.0 == process || link.ends.1 == process {
-                link.cut.cut();
-                cut += 1;
-                false
-            } else {
-                true
-            }
-        });
-        state.stats.cut += cut;
     }
 
     fn bind(&self, process: ProcessId, addr: SocketAddr) -> io::Result<Listener> {
@@ -374,5 +357,87 @@ impl AsyncWrite for SimStream {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tonic::transport::server::Connected;
+
+    use super::*;
+
+    fn at(process: ProcessId) -> SocketAddr {
+        SocketAddr::new(process_ip(process).into(), 4500)
+    }
+
+    fn uri(process: ProcessId) -> Uri {
+        format!("http://{}", at(process)).parse().unwrap()
+    }
+
+    async fn accept(listener: &mut Listener) -> ferrisdb_proto::transport::Connection {
+        listener.accept().await.unwrap().0
+    }
+
+    #[tokio::test]
+    async fn a_process_listens_only_at_its_own_address_and_once() {
+        let network = SimNetwork::default();
+        let err = network.bind(1, at(2)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrNotAvailable);
+        let _listener = network.bind(1, at(1)).unwrap();
+        let err = network.bind(1, at(1)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let err = network.connect(2, &uri(3)).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(network.stats().refused, 1);
+    }
+
+    #[tokio::test]
+    async fn a_partition_cuts_connections_and_blocks_new_ones_until_healed() {
+        let network = SimNetwork::default();
+        let mut listener = network.bind(1, at(1)).unwrap();
+        let mut client = network.connect(2, &uri(1)).await.unwrap();
+        let mut server = accept(&mut listener).await;
+        assert_eq!(
+            server.connect_info().remote_addr.map(|a| a.ip()),
+            Some(process_ip(2).into())
+        );
+        client.write_all(b"hello").await.unwrap();
+        let mut got = [0u8; 5];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello");
+
+        // A reader waiting when the partition comes is woken with the error.
+        let waiting = tokio::spawn(async move {
+            let mut byte = [0u8; 1];
+            server.read(&mut byte).await
+        });
+        tokio::task::yield_now().await;
+        network.partition(1, 2);
+        let err = waiting.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            client.write_all(b"x").await.unwrap_err().kind(),
+            io::ErrorKind::ConnectionReset
+        );
+        assert_eq!(network.stats().cut, 1);
+
+        // A new connection across the partition hangs.
+        let target = uri(1);
+        let attempt = tokio::time::timeout(Duration::from_millis(50), network.connect(2, &target));
+        assert!(attempt.await.is_err(), "connected across a partition");
+        assert_eq!(network.stats().blocked, 1);
+        // Other pairs are unaffected.
+        assert!(network.connect(3, &uri(1)).await.is_ok());
+
+        network.heal();
+        let mut client = network.connect(2, &uri(1)).await.unwrap();
+        let _ = accept(&mut listener).await; // the one from process 3
+        let mut server = accept(&mut listener).await;
+        client.write_all(b"again").await.unwrap();
+        let mut got = [0u8; 5];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"again");
+        assert_eq!(network.stats().connections, 3);
     }
 }
