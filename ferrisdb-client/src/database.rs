@@ -180,8 +180,7 @@ impl Database {
             // The transaction's own timeout, if `f` set one, from the next attempt on. A
             // timeout too large to add to an instant (e.g. `Duration::MAX`) means no bound.
             let timeout = tx.timeout();
-            let deadline =
-                timeout.and_then(|t| tokio::time::Instant::from_std(tx.started()).checked_add(t));
+            let deadline = timeout.and_then(|t| tx.started().checked_add(t));
             let attempt = async {
                 let value = f(tx.clone()).await?;
                 tx.commit().await?;

@@ -16,7 +16,7 @@ mod idempotency;
 mod versionstamps;
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use ferrisdb_core::{Commit, Committed, IdempotencyId};

@@ -5,7 +5,9 @@
 //! memory only, rebuilt when a replica takes office: every worker is unhealthy until it
 //! heartbeats to the new leader.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use ferrisdb_core::Error;
 use ferrisdb_storage::dir_lock::DirLock;

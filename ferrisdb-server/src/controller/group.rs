@@ -53,7 +53,7 @@ const STATUS_CACHE: Duration = Duration::from_millis(500);
 
 /// The replicas' statuses, when they were asked and the members they were asked of.
 type CachedStatuses = Option<(
-    std::time::Instant,
+    tokio::time::Instant,
     BTreeMap<NodeId, String>,
     Vec<v1::ControllerReplicaStatus>,
 )>;
@@ -568,7 +568,7 @@ impl ControllerGroup {
             return statuses.clone();
         }
         let fresh = self.ask_replicas(&members).await;
-        *self.statuses.lock() = Some((std::time::Instant::now(), members, fresh.clone()));
+        *self.statuses.lock() = Some((tokio::time::Instant::now(), members, fresh.clone()));
         fresh
     }
 

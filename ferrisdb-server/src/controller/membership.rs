@@ -7,7 +7,9 @@
 //! unhealthy until they heartbeat again. Time is passed in explicitly so the rules are testable
 //! without sleeping.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use ferrisdb_core::{Error, Version};
 use serde::{Deserialize, Serialize};

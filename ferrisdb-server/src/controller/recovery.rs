@@ -37,7 +37,9 @@
 //! healthy log servers, no healthy coordinator) are reported in `status` and retried.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use ferrisdb_core::{Error, Version};
 use ferrisdb_proto::v1;

@@ -3,7 +3,7 @@
 //! leader's view ([`ClusterState`]), which adds what is not replicated: when each worker was
 //! last heard from and what it reported. Pure and synchronous.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use ferrisdb_core::Error;
 

@@ -1,7 +1,7 @@
 //! Conversions between the controller's types and its `controller.proto` messages. (Core
 //! types such as key ranges convert through `ferrisdb_proto::convert`.)
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use ferrisdb_core::{Error, Version};
 use ferrisdb_proto::v1;

@@ -1,6 +1,8 @@
 //! Tests of the recovery's rules: when a generation must be replaced, and the plan of the next.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::*;
 use crate::controller::membership::{CoordinatorStatus, Liveness, WorkerRecord};

@@ -286,12 +286,7 @@ impl Pipeline {
                 drop(stopped_tx);
             })
             .map_err(|e| Error::io("starting the commit syncer thread", e))?;
-        let ticker_tx = tx.downgrade();
-        let ticker_committed = committed_rx.clone();
-        std::thread::Builder::new()
-            .name("commit-idle-ticker".into())
-            .spawn(move || run_idle_ticker(&ticker_tx, &ticker_committed))
-            .map_err(|e| Error::io("starting the commit idle ticker thread", e))?;
+        runtime.spawn(run_idle_ticker(tx.downgrade(), committed_rx.clone()));
         Ok(Pipeline {
             tx,
             committed: committed_rx,

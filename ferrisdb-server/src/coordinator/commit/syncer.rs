@@ -1,5 +1,6 @@
-//! The pipeline's two threads besides the batcher: the syncer (fsync, publish, answer) and the
-//! idle ticker (keeps the committed version following the clock when nothing commits).
+//! The pipeline's stages besides the batcher: the syncer thread (fsync, publish, answer) and
+//! the idle ticker task (keeps the committed version following the clock when nothing
+//! commits).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,11 +13,14 @@ use super::{IDLE_TICK, Job, Msg, Shared};
 
 /// Queues a [`Msg::Tick`] whenever the committed version stood still for [`IDLE_TICK`];
 /// ends when the pipeline is gone (it holds only a weak sender, so it never keeps the
-/// batcher alive).
-pub(super) fn run_idle_ticker(tx: &mpsc::WeakSender<Msg>, committed: &watch::Receiver<Version>) {
+/// batcher alive). A task on the runtime's clock, so a test's paused clock drives it too.
+pub(super) async fn run_idle_ticker(
+    tx: mpsc::WeakSender<Msg>,
+    committed: watch::Receiver<Version>,
+) {
     let mut last_seen = *committed.borrow();
     loop {
-        std::thread::sleep(IDLE_TICK);
+        tokio::time::sleep(IDLE_TICK).await;
         let Some(tx) = tx.upgrade() else {
             return;
         };
