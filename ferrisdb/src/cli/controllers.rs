@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use ferrisdb_client::ClusterFile;
+use ferrisdb_core::Error;
 use ferrisdb_proto::status::from_status;
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::controller_group_client::ControllerGroupClient;
@@ -18,6 +19,10 @@ use super::connect::{Target, default_cluster_file};
 
 /// Bound on each call; adding a replica waits for it to catch up (at most 10 s).
 const RPC_TIMEOUT: Duration = Duration::from_secs(15);
+/// Calls made to find a leader that stays the leader long enough to answer.
+const LEADER_ATTEMPTS: u32 = 10;
+/// Pause before looking for the leader again.
+const LEADER_RETRY_PAUSE: Duration = Duration::from_millis(300);
 
 /// What to do with the group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +73,33 @@ pub(crate) async fn find_leader(
     ))
 }
 
+/// Calls the group's leader with `call`, finding the leader again while the replica called
+/// answers that it is not the leader (leadership can move between finding the leader and
+/// calling it: right after the group formed, or in an election), at most [`LEADER_ATTEMPTS`]
+/// times.
+async fn at_leader<T, Fut>(
+    controllers: &[String],
+    mut leader: String,
+    mut call: impl FnMut(ControllerGroupClient<Channel>) -> Fut,
+) -> Result<T, String>
+where
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let err = match call(client(&leader)?).await {
+            Ok(answer) => return Ok(answer.into_inner()),
+            Err(status) => from_status(&status),
+        };
+        if !matches!(err, Error::NotLeader(_)) || attempts >= LEADER_ATTEMPTS {
+            return Err(err.to_string());
+        }
+        tokio::time::sleep(LEADER_RETRY_PAUSE).await;
+        leader = find_leader(controllers).await?.0;
+    }
+}
+
 /// Runs `action` against the cluster `target` names.
 pub async fn run(target: &Target, action: Action) -> Result<(), String> {
     let controllers = target.connect()?.controllers;
@@ -91,25 +123,29 @@ pub async fn run(target: &Target, action: Action) -> Result<(), String> {
                     new.node_id
                 ));
             }
-            client(&leader)?
-                .join(v1::JoinRequest {
-                    node_id: new.node_id,
-                    address: address.clone(),
-                })
-                .await
-                .map_err(|s| format!("adding {address}: {}", from_status(&s)))?
-                .into_inner()
-                .members
+            let request = v1::JoinRequest {
+                node_id: new.node_id,
+                address: address.clone(),
+            };
+            at_leader(&controllers, leader, |mut group| {
+                let request = request.clone();
+                async move { group.join(request).await }
+            })
+            .await
+            .map_err(|e| format!("adding {address}: {e}"))?
+            .members
         }
         Action::Remove(address) => {
-            client(&leader)?
-                .leave(v1::LeaveRequest {
-                    address: address.clone(),
-                })
-                .await
-                .map_err(|s| format!("removing {address}: {}", from_status(&s)))?
-                .into_inner()
-                .members
+            let request = v1::LeaveRequest {
+                address: address.clone(),
+            };
+            at_leader(&controllers, leader, |mut group| {
+                let request = request.clone();
+                async move { group.leave(request).await }
+            })
+            .await
+            .map_err(|e| format!("removing {address}: {e}"))?
+            .members
         }
     };
     println!("controller group members:");
