@@ -180,3 +180,162 @@ async fn print_replicas(members: &[v1::ControllerMember]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use ferrisdb_proto::status::to_status;
+    use ferrisdb_proto::v1::controller_group_server::{ControllerGroup, ControllerGroupServer};
+    use tonic::{Request, Response, Status};
+
+    use super::*;
+
+    /// Which fake replica leads, and where leadership moves on the first join.
+    #[derive(Debug, Default)]
+    struct Group {
+        leader: String,
+        moves_to: Option<String>,
+        joined_at: Vec<String>,
+    }
+
+    #[derive(Clone)]
+    struct Replica {
+        me: String,
+        group: Arc<Mutex<Group>>,
+    }
+
+    #[tonic::async_trait]
+    impl ControllerGroup for Replica {
+        async fn append_entries(
+            &self,
+            _: Request<v1::RaftMessage>,
+        ) -> Result<Response<v1::RaftMessage>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn vote(
+            &self,
+            _: Request<v1::RaftMessage>,
+        ) -> Result<Response<v1::RaftMessage>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn install_snapshot(
+            &self,
+            _: Request<v1::RaftMessage>,
+        ) -> Result<Response<v1::RaftMessage>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn create_cluster(
+            &self,
+            _: Request<v1::CreateClusterRequest>,
+        ) -> Result<Response<v1::CreateClusterResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn identify(
+            &self,
+            _: Request<v1::IdentifyRequest>,
+        ) -> Result<Response<v1::ControllerReplica>, Status> {
+            let group = self.group.lock().unwrap();
+            Ok(Response::new(v1::ControllerReplica {
+                address: self.me.clone(),
+                role: if group.leader == self.me {
+                    "leader"
+                } else {
+                    "follower"
+                }
+                .into(),
+                leader_address: group.leader.clone(),
+                ..Default::default()
+            }))
+        }
+        async fn join(
+            &self,
+            request: Request<v1::JoinRequest>,
+        ) -> Result<Response<v1::JoinResponse>, Status> {
+            let mut group = self.group.lock().unwrap();
+            if let Some(next) = group.moves_to.take() {
+                group.leader = next;
+            }
+            if group.leader != self.me {
+                return Err(to_status(Error::NotLeader(format!(
+                    "this controller replica is not the leader (the leader is at {})",
+                    group.leader
+                ))));
+            }
+            group.joined_at.push(self.me.clone());
+            let address = request.into_inner().address;
+            Ok(Response::new(v1::JoinResponse {
+                members: vec![v1::ControllerMember {
+                    node_id: 7,
+                    address,
+                }],
+            }))
+        }
+        async fn leave(
+            &self,
+            _: Request<v1::LeaveRequest>,
+        ) -> Result<Response<v1::LeaveResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+    }
+
+    async fn serve(group: &Arc<Mutex<Group>>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let me = listener.local_addr().unwrap().to_string();
+        let replica = Replica {
+            me: me.clone(),
+            group: group.clone(),
+        };
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(ControllerGroupServer::new(replica))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        me
+    }
+
+    #[tokio::test]
+    async fn a_call_the_old_leader_refuses_goes_to_the_new_one() {
+        let group = Arc::new(Mutex::new(Group::default()));
+        let first = serve(&group).await;
+        let second = serve(&group).await;
+        {
+            let mut g = group.lock().unwrap();
+            g.leader = first.clone();
+            g.moves_to = Some(second.clone());
+        }
+        let controllers = vec![first.clone()];
+        let (leader, _) = find_leader(&controllers).await.unwrap();
+        assert_eq!(leader, first);
+        let request = v1::JoinRequest {
+            node_id: 7,
+            address: "127.0.0.1:1".into(),
+        };
+        let answer = at_leader(&controllers, leader, |mut group| {
+            let request = request.clone();
+            async move { group.join(request).await }
+        })
+        .await
+        .unwrap();
+        assert_eq!(answer.members.len(), 1);
+        assert_eq!(group.lock().unwrap().joined_at, vec![second]);
+    }
+
+    #[tokio::test]
+    async fn other_errors_are_not_retried() {
+        let group = Arc::new(Mutex::new(Group::default()));
+        let only = serve(&group).await;
+        group.lock().unwrap().leader = only.clone();
+        let controllers = vec![only.clone()];
+        let err = at_leader(&controllers, only, |mut group| async move {
+            group
+                .leave(v1::LeaveRequest {
+                    address: "x".into(),
+                })
+                .await
+        })
+        .await
+        .unwrap_err();
+        assert!(err.contains("fake"), "{err}");
+    }
+}
