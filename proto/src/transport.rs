@@ -1,5 +1,6 @@
-//! How FerrisDB processes reach each other: every gRPC channel a process opens goes through
-//! [`channel`], and every server listens on a [`Listener`] from [`bind`]. Both use TCP unless
+//! How FerrisDB processes reach each other: every gRPC channel a role or the client library
+//! opens goes through [`channel`], and every server listens on a [`Listener`] from [`bind`]
+//! (the CLI's one-shot admin commands dial TCP directly). Both use TCP unless
 //! a [`Transport`] was installed for the whole OS process — the deterministic simulator
 //! installs its in-memory network, which runs many simulated processes (each with its own
 //! addresses) in one OS process and can delay, cut and partition their connections.

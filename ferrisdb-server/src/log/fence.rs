@@ -35,10 +35,8 @@ impl Fence {
     /// generation's appends.
     pub fn load(fs: &dyn FileSystem, dir: &Path) -> Result<Fence> {
         let path = dir.join(FILE_NAME);
-        let bytes = match fs.read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Fence::default()),
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        let Some(bytes) = ferrisdb_storage::fsutil::read_if_present(fs, &path)? else {
+            return Ok(Fence::default());
         };
         let text = String::from_utf8(bytes)
             .map_err(|_| Error::corruption(&path, 0, "the fence file is not UTF-8"))?;

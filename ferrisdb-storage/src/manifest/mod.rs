@@ -66,10 +66,9 @@ impl Manifest {
     /// replays it, and rewrites it as a new manifest holding one snapshot edit.
     pub fn open(fs: &SharedFs, dir: &Path, num_levels: usize) -> Result<Manifest> {
         let current_path = dir.join(CURRENT_FILE);
-        let old_manifest = match fs.read(&current_path) {
-            Ok(bytes) => Some(parse_current(&current_path, &bytes)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::io(format!("reading {}", current_path.display()), e)),
+        let old_manifest = match crate::fsutil::read_if_present(fs.as_ref(), &current_path)? {
+            Some(bytes) => Some(parse_current(&current_path, &bytes)?),
+            None => None,
         };
         let mut state = ManifestState::new(num_levels);
         if let Some(name) = &old_manifest {

@@ -21,7 +21,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ferrisdb_core::Error;
-use ferrisdb_storage::fsutil::{is_torn_write, sync_dir};
+use ferrisdb_storage::fsutil::{is_torn_write, read_if_present, sync_dir};
 use ferrisdb_storage::vfs::{CreateMode, SharedFs, WritableFile};
 use openraft::{LogId, Vote};
 use serde::{Deserialize, Serialize};
@@ -133,11 +133,7 @@ impl Journal {
             let p = path.clone();
             move |e| Error::io(format!("{what} {}", p.display()), e)
         };
-        let bytes = match fs.read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io("reading")(e)),
-        };
+        let bytes = read_if_present(fs.as_ref(), &path)?.unwrap_or_default();
         let (state, good_len) = replay(&path, &bytes)?;
         if good_len < MAGIC.len() as u64 {
             // Missing, empty, or a crash while its header was written: start it afresh.
