@@ -147,6 +147,9 @@ struct DiskState {
     /// Operations left before the power goes; `None`: no cut scheduled.
     power_left: Option<u64>,
     powered_off: bool,
+    /// Bumped when the process using the disk dies (or the power goes): files and locks
+    /// opened before belong to a dead process and fail from then on.
+    generation: u64,
     stats: DiskStats,
     /// Print every call to stderr (`FERRISDB_SIM_DISK_LOG=1`, for debugging one seed).
     log: bool,
@@ -173,6 +176,19 @@ impl DiskState {
         if self.powered_off {
             self.note(format_args!("refused: power is off"));
             return Err(io::Error::other("simulated power loss: the disk is off"));
+        }
+        Ok(())
+    }
+
+    /// [`begin`](Self::begin) for a call through a handle opened in `generation`: fails if
+    /// the process that opened it died since.
+    fn begin_on(&mut self, generation: u64) -> io::Result<()> {
+        self.begin()?;
+        if generation != self.generation {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "simulated: this file was opened by a process that has died",
+            ));
         }
         Ok(())
     }
@@ -286,6 +302,7 @@ impl SimDisk {
                 next_inode: 1,
                 power_left: None,
                 powered_off: false,
+                generation: 0,
                 stats: DiskStats::default(),
                 log: std::env::var_os("FERRISDB_SIM_DISK_LOG").is_some(),
             })),
@@ -316,16 +333,23 @@ impl SimDisk {
         self.state.lock().powered_off
     }
 
-    /// Powers the disk back on with what survived the cut; cancels a scheduled cut.
+    /// Powers the disk back on with what survived the cut; cancels a scheduled cut. Files
+    /// opened before the cut stay dead.
     pub fn reboot(&self) {
         let mut state = self.state.lock();
         state.powered_off = false;
         state.power_left = None;
+        state.generation += 1;
     }
 
-    /// Releases every file lock, as the kernel does when a process dies.
-    pub fn release_locks(&self) {
-        self.state.lock().locks.clear();
+    /// The process using the disk died (kill -9; the machine did not): the kernel closes its
+    /// files — a handle opened before fails from now on, even if some thread of the dead
+    /// process's simulation still holds it — and releases its locks. What it wrote stays
+    /// in the page cache, synced or not.
+    pub fn process_died(&self) {
+        let mut state = self.state.lock();
+        state.locks.clear();
+        state.generation += 1;
     }
 
     /// What the disk did so far.
@@ -348,12 +372,13 @@ impl SimDisk {
 struct SimWritable {
     disk: SimDisk,
     inode: u64,
+    generation: u64,
 }
 
 impl Write for SimWritable {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut state = self.disk.state.lock();
-        state.begin()?;
+        state.begin_on(self.generation)?;
         let needed = state.stored_bytes() + buf.len() as u64;
         if state
             .faults
@@ -388,7 +413,7 @@ impl Write for SimWritable {
 impl SimWritable {
     fn sync(&mut self) -> io::Result<()> {
         let mut state = self.disk.state.lock();
-        state.begin()?;
+        state.begin_on(self.generation)?;
         let failed = state.maybe_fail_fsync();
         let file = state
             .files
@@ -420,12 +445,13 @@ impl WritableFile for SimWritable {
 struct SimReadable {
     disk: SimDisk,
     inode: u64,
+    generation: u64,
 }
 
 impl ReadableFile for SimReadable {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let mut state = self.disk.state.lock();
-        state.begin()?;
+        state.begin_on(self.generation)?;
         let file = state
             .files
             .get(&self.inode)
@@ -441,7 +467,7 @@ impl ReadableFile for SimReadable {
 
     fn len(&self) -> io::Result<u64> {
         let mut state = self.disk.state.lock();
-        state.begin()?;
+        state.begin_on(self.generation)?;
         state
             .files
             .get(&self.inode)
@@ -454,13 +480,18 @@ impl ReadableFile for SimReadable {
 struct SimLock {
     disk: SimDisk,
     path: PathBuf,
+    generation: u64,
 }
 
 impl FileLock for SimLock {}
 
 impl Drop for SimLock {
     fn drop(&mut self) {
-        self.disk.state.lock().locks.remove(&self.path);
+        let mut state = self.disk.state.lock();
+        // A dead process's lock was released when it died; the path may be locked again.
+        if state.generation == self.generation {
+            state.locks.remove(&self.path);
+        }
     }
 }
 
@@ -480,9 +511,11 @@ impl FileSystem for SimDisk {
         if !state.dirs.contains(dir) {
             return Err(not_found(dir));
         }
+        // Files and subdirectories, as `readdir` lists them.
         Ok(state
             .names
             .keys()
+            .chain(state.dirs.iter())
             .filter(|p| p.parent() == Some(dir))
             .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
             .collect())
@@ -523,6 +556,7 @@ impl FileSystem for SimDisk {
         Ok(Box::new(SimWritable {
             disk: self.clone(),
             inode,
+            generation: state.generation,
         }))
     }
 
@@ -533,6 +567,7 @@ impl FileSystem for SimDisk {
         Ok(Box::new(SimReadable {
             disk: self.clone(),
             inode,
+            generation: state.generation,
         }))
     }
 
@@ -640,6 +675,7 @@ impl FileSystem for SimDisk {
         Ok(Some(Box::new(SimLock {
             disk: self.clone(),
             path: path.to_path_buf(),
+            generation: state.generation,
         })))
     }
 }
@@ -789,5 +825,47 @@ mod tests {
         assert!(disk.try_lock(Path::new("/d/LOCK")).unwrap().is_none());
         drop(lock);
         assert!(disk.try_lock(Path::new("/d/LOCK")).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_listing_names_files_and_subdirectories() {
+        let disk = SimDisk::new(6);
+        disk.create_dir_all(Path::new("/d/sub/deeper")).unwrap();
+        write(&disk, "/d/f", b"x", false);
+        let mut names = disk.list_dir(Path::new("/d")).unwrap();
+        names.sort();
+        assert_eq!(names, ["f", "sub"]);
+        assert_eq!(disk.list_dir(Path::new("/d/sub")).unwrap(), ["deeper"]);
+    }
+
+    #[test]
+    fn a_dead_process_keeps_its_page_cache_but_loses_its_files_and_locks() {
+        let disk = SimDisk::new(5);
+        disk.create_dir_all(Path::new("/d")).unwrap();
+        let mut file = disk.create(Path::new("/d/f"), CreateMode::New).unwrap();
+        file.write_all(b"unsynced").unwrap();
+        let reader = disk.open_read(Path::new("/d/f")).unwrap();
+        let old_lock = disk.try_lock(Path::new("/d/LOCK")).unwrap();
+        assert!(old_lock.is_some());
+
+        disk.process_died();
+        // What it wrote is still in the page cache...
+        assert_eq!(disk.read(Path::new("/d/f")).unwrap(), b"unsynced");
+        // ...but its handles are closed: a thread of the dead process cannot write on.
+        assert_eq!(
+            file.write_all(b"more").unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
+        assert!(file.sync_data().is_err());
+        assert!(reader.len().is_err());
+        // Its lock was released; the dead lock's destructor does not release the new one.
+        let new_lock = disk.try_lock(Path::new("/d/LOCK")).unwrap();
+        assert!(new_lock.is_some());
+        drop(old_lock);
+        assert!(disk.try_lock(Path::new("/d/LOCK")).unwrap().is_none());
+        // Files opened by the restarted process work.
+        let mut file = disk.create(Path::new("/d/f"), CreateMode::Append).unwrap();
+        file.write_all(b"!").unwrap();
+        assert_eq!(disk.read(Path::new("/d/f")).unwrap(), b"unsynced!");
     }
 }

@@ -218,7 +218,7 @@ impl Sim {
                 self.base.trace.record("kill -9");
                 self.engine = None;
                 self.killed.push(engine);
-                self.base.disk.release_locks();
+                self.base.disk.process_died();
                 harness::restart(self, false).map(|()| Step::Done)
             }
             _ => {

@@ -218,7 +218,7 @@ impl Sim {
                 if let Some(server) = self.server.take() {
                     self.killed.push(server);
                 }
-                self.base.disk.release_locks();
+                self.base.disk.process_died();
                 harness::restart(self, false).map(|()| Step::Done)
             }
             _ => {
@@ -485,7 +485,7 @@ mod tests {
         log.truncate_through(Version(2)).unwrap();
         // A crash: the process dies (no destructor runs), then the power goes.
         std::mem::forget(log);
-        disk.release_locks();
+        disk.process_died();
         disk.cut_power();
         disk.reboot();
         let (_log, recovered) = CommitLog::open_on(&fs, &dir, options, Version::ZERO).unwrap();

@@ -17,7 +17,7 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 #[test]
-fn bank_transfers_stay_consistent_through_partitions() {
+fn bank_transfers_stay_consistent_and_durable_through_partitions_and_kills() {
     if std::env::var_os("RUST_LOG").is_some() {
         ferrisdb_server::grpc::init_tracing();
     }
@@ -33,16 +33,19 @@ fn bank_transfers_stay_consistent_through_partitions() {
         match &run.failure {
             None => println!(
                 "cluster seed={seed} ok: {} transfers, {} failed transactions, {} reads, {} \
-                 partitions, {:.1} simulated s, {:?}",
+                 partitions, {} kills ({} power cuts), {:.1} simulated s, {:?}",
                 run.transfers,
                 run.failed,
                 run.reads,
                 run.partitions,
+                run.kills,
+                run.power_cuts,
                 run.simulated.as_secs_f64(),
                 run.network
             ),
             Some(reason) => {
                 println!("cluster seed={seed} FAIL {reason}");
+                println!("  faults: {}", run.faults.join("; "));
                 println!(
                     "replay: FERRISDB_SIM_SEED={seed} cargo test -p ferrisdb-sim --test cluster"
                 );

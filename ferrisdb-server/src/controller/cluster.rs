@@ -72,8 +72,19 @@ impl Controller {
     /// a single controller of an earlier release is imported when this replica creates the
     /// cluster.
     pub async fn open(config: &ControllerConfig) -> Result<Self, Error> {
+        Self::open_with_fs(config, ferrisdb_storage::vfs::os()).await
+    }
+
+    /// [`open`](Self::open) with `config.data_dir` on the file system `fs`.
+    pub async fn open_with_fs(
+        config: &ControllerConfig,
+        fs: ferrisdb_storage::vfs::SharedFs,
+    ) -> Result<Self, Error> {
         config.validate()?;
-        let data = DataDir::os(config.data_dir.clone());
+        let data = DataDir {
+            fs,
+            path: config.data_dir.clone(),
+        };
         let dir = data.clone();
         let (lock, legacy) = blocking(move || {
             let (fs, path) = (dir.fs.as_ref(), &dir.path);

@@ -26,7 +26,17 @@ pub async fn serve(
     config: ControllerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    let controller = Arc::new(Controller::open(&config).await?);
+    serve_with_fs(config, ferrisdb_storage::vfs::os(), shutdown).await
+}
+
+/// [`serve`] with `config.data_dir` on the file system `fs` (the simulator's disk, in
+/// simulation).
+pub async fn serve_with_fs(
+    config: ControllerConfig,
+    fs: ferrisdb_storage::vfs::SharedFs,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let controller = Arc::new(Controller::open_with_fs(&config, fs).await?);
     let listener = transport::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;

@@ -76,7 +76,20 @@ pub async fn serve(
     config: LogServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let data = DataDir::os(config.data_dir.clone());
+    serve_with_fs(config, ferrisdb_storage::vfs::os(), shutdown).await
+}
+
+/// [`serve`] with `config.data_dir` on the file system `fs` (the simulator's disk, in
+/// simulation).
+pub async fn serve_with_fs(
+    config: LogServerConfig,
+    fs: ferrisdb_storage::vfs::SharedFs,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let data = DataDir {
+        fs,
+        path: config.data_dir.clone(),
+    };
     data.fs
         .create_dir_all(&data.path)
         .map_err(|e| Error::io(format!("creating {}", data.path.display()), e))?;

@@ -1,12 +1,17 @@
 //! One seed of the bank workload on the simulated cluster: accounts that transfers move
-//! money between (each transfer one transaction reading and writing two accounts), a reader
-//! that reads every account in one transaction, and a nemesis that partitions pairs of
-//! processes and heals them — all drawn from the seed.
+//! money between (each transfer one transaction reading and writing two accounts, and adding
+//! one to its client's transfer counter), a reader that reads every account in one
+//! transaction, and a nemesis that partitions pairs of processes and kills server processes
+//! (kill -9, or a power cut that loses what was not fsynced) and starts them again — all
+//! drawn from the seed.
 //!
 //! Checked (`ferrisdb_check::bank`): every read sees every account, the same total and no
-//! negative balance (a transfer seen half-applied, or lost, or applied twice, breaks it); no
-//! role stops; transfers commit; and once the partitions heal, a read of every account
-//! succeeds.
+//! negative balance (a transfer seen half-applied, or lost, or applied twice, breaks it).
+//! Durability: each client's counter, read at the end, is at least the transfers it saw
+//! acknowledged (an acknowledged commit was not lost) and at most those plus the ones whose
+//! outcome it never learned (none was applied twice: each transfer carries an idempotency
+//! id, so a retried commit is not applied again). Also: no living role stops; transfers
+//! commit; and once the faults end, a read of every account succeeds.
 
 use std::time::Duration;
 
@@ -17,7 +22,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use super::boot::{SERVERS, server_addr, start_cluster};
+use super::boot::{Death, SERVERS, SimCluster, server_addr};
 use super::network::{NetStats, SimNetwork};
 use super::process::{ProcessId, spawn_in};
 use super::run_clock;
@@ -54,6 +59,12 @@ pub struct ClusterRun {
     pub reads: usize,
     /// Partitions the nemesis made.
     pub partitions: u64,
+    /// Server processes the nemesis killed (and started again).
+    pub kills: u64,
+    /// Of those, the kills that were power cuts.
+    pub power_cuts: u64,
+    /// What the nemesis did, at which simulated time (printed when the run fails).
+    pub faults: Vec<String>,
     /// What the network did.
     pub network: NetStats,
     /// Why the run failed; `None` if it passed.
@@ -62,6 +73,19 @@ pub struct ClusterRun {
 
 fn account(i: usize) -> String {
     format!("acct/{i:03}")
+}
+
+fn counter(client: u8) -> String {
+    format!("count/{client:03}")
+}
+
+fn counter_value(value: Option<Bytes>) -> Result<u64, String> {
+    match value {
+        None => Ok(0),
+        Some(v) => <[u8; 8]>::try_from(v.as_ref())
+            .map(u64::from_le_bytes)
+            .map_err(|_| format!("a transfer counter holds {} bytes, not 8", v.len())),
+    }
 }
 
 fn balance(value: Option<Bytes>) -> Option<i64> {
@@ -79,26 +103,36 @@ async fn read_all(db: &Database) -> ferrisdb_client::Result<BankRead> {
     .await
 }
 
-/// Moves random amounts between random accounts until `until`; returns (committed, failed).
-async fn transfer(db: Database, seed: u64, until: Instant) -> (u64, u64) {
+/// Moves random amounts between random accounts until `until`, counting each transfer in
+/// `client`'s counter; returns (committed, failed).
+async fn transfer(db: Database, client: u8, seed: u64, until: Instant) -> (u64, u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let (mut committed, mut failed) = (0, 0);
+    let mut attempt = 0u64;
     while Instant::now() < until {
         let from = rng.random_range(0..ACCOUNTS);
         let to = (from + rng.random_range(1..ACCOUNTS)) % ACCOUNTS;
         let amount: i64 = rng.random_range(1..=30);
-        let moved = db.run(move |tx| async move {
-            let (a, b) = (account(from), account(to));
-            let (Some(x), Some(y)) = (balance(tx.get(&a).await?), balance(tx.get(&b).await?))
-            else {
-                return Ok(false);
-            };
-            if x < amount {
-                return Ok(false);
+        attempt += 1;
+        let id = format!("transfer-{client}-{attempt}");
+        let moved = db.run(move |tx| {
+            let id = id.clone();
+            async move {
+                tx.set_idempotency_id(id)?;
+                let (a, b) = (account(from), account(to));
+                let (Some(x), Some(y)) = (balance(tx.get(&a).await?), balance(tx.get(&b).await?))
+                else {
+                    return Ok(false);
+                };
+                // Every attempt writes (moving nothing if the account is short): an attempt
+                // that returned without writing would not learn that an earlier attempt,
+                // whose outcome was unknown, did commit.
+                let amount = amount.min(x);
+                tx.set(&a, (x - amount).to_string())?;
+                tx.set(&b, (y + amount).to_string())?;
+                tx.add(counter(client), 1u64.to_le_bytes())?;
+                Ok(true)
             }
-            tx.set(&a, (x - amount).to_string())?;
-            tx.set(&b, (y + amount).to_string())?;
-            Ok(true)
         });
         match tokio::time::timeout(TRANSACTION_LIMIT, moved).await {
             Ok(Ok(true)) => committed += 1,
@@ -108,6 +142,8 @@ async fn transfer(db: Database, seed: u64, until: Instant) -> (u64, u64) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+        // A client thinks between transfers: the run is about faults, not load.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(1..40))).await;
     }
     (committed, failed)
 }
@@ -136,23 +172,17 @@ fn connect() -> Database {
 async fn bank(
     seed: u64,
     network: SimNetwork,
-    dir: std::path::PathBuf,
     mut run: ClusterRun,
 ) -> (ClusterRun, Result<(), String>) {
-    let result = bank_checked(seed, &network, &dir, &mut run).await;
+    let result = bank_checked(seed, &network, &mut run).await;
     (run, result)
 }
 
-async fn bank_checked(
-    seed: u64,
-    network: &SimNetwork,
-    dir: &std::path::Path,
-    run: &mut ClusterRun,
-) -> Result<(), String> {
+async fn bank_checked(seed: u64, network: &SimNetwork, run: &mut ClusterRun) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let begin = Instant::now();
     let (stopped_tx, mut stopped) = tokio::sync::mpsc::unbounded_channel();
-    start_cluster(dir, stopped_tx);
+    let cluster = SimCluster::start(network.clone(), rng.random(), stopped_tx);
 
     // Open the accounts (the cluster is starting: retry until it serves).
     let opened = spawn_in(SETUP, async move {
@@ -177,7 +207,7 @@ async fn bank_checked(
         .map(|i| {
             let client_seed = rng.random();
             spawn_in(10 + i, async move {
-                transfer(connect(), client_seed, until).await
+                transfer(connect(), 10 + i, client_seed, until).await
             })
         })
         .collect();
@@ -186,12 +216,31 @@ async fn bank_checked(
         async move { read_repeatedly(connect(), until).await },
     );
 
-    // The nemesis: partitions between random pairs of processes, each healed after a while.
+    // The nemesis: partitions between random pairs of processes, each healed after a while,
+    // and server processes killed and started again.
     let mut clients: Vec<ProcessId> = (0..TRANSFER_CLIENTS).map(|i| 10 + i).collect();
     clients.push(READER);
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
         let a = SERVERS[rng.random_range(0..SERVERS.len())];
+        if rng.random_bool(0.4) {
+            let death = if rng.random_bool(0.5) {
+                run.power_cuts += 1;
+                Death::PowerCut
+            } else {
+                Death::Process
+            };
+            cluster.kill(a, death);
+            run.kills += 1;
+            let down = Duration::from_millis(rng.random_range(100..2000));
+            run.faults.push(format!(
+                "{:.3}s kill {a} ({death:?}), down {down:?}",
+                begin.elapsed().as_secs_f64()
+            ));
+            tokio::time::sleep(down).await;
+            cluster.restart(a);
+            continue;
+        }
         let b = if rng.random_bool(0.7) {
             let others: Vec<_> = SERVERS.iter().copied().filter(|p| *p != a).collect();
             others[rng.random_range(0..others.len())]
@@ -200,29 +249,49 @@ async fn bank_checked(
         };
         network.partition(a, b);
         run.partitions += 1;
-        tokio::time::sleep(Duration::from_millis(rng.random_range(200..2500))).await;
+        let cut = Duration::from_millis(rng.random_range(200..2500));
+        run.faults.push(format!(
+            "{:.3}s partition {a}|{b} for {cut:?}",
+            begin.elapsed().as_secs_f64()
+        ));
+        tokio::time::sleep(cut).await;
         network.heal();
     }
     network.heal();
 
+    let mut outcomes = Vec::new();
     for client in transfers {
         let (committed, failed) = client
             .await
             .map_err(|e| format!("a transfer client panicked: {e}"))?;
         run.transfers += committed;
         run.failed += failed;
+        outcomes.push((committed, failed));
     }
     let (mut reads, failed) = reader
         .await
         .map_err(|e| format!("the reader panicked: {e}"))?;
     run.failed += failed;
 
-    // Every partition healed: the cluster must serve a read of every account again.
+    // The faults ended: the cluster must serve a read of every account (and counter) again.
     let last = spawn_in(SETUP, async move {
         let db = connect();
         let deadline = Instant::now() + RECOVERY_LIMIT;
         loop {
-            match tokio::time::timeout(TRANSACTION_LIMIT, read_all(&db)).await {
+            let read = async {
+                let accounts = read_all(&db).await?;
+                let counters = db
+                    .run(|tx| async move {
+                        let mut counters = Vec::new();
+                        for i in 0..TRANSFER_CLIENTS {
+                            counters.push(tx.get(counter(10 + i)).await?);
+                        }
+                        Ok(counters)
+                    })
+                    .await?;
+                Ok::<_, ferrisdb_client::Error>((accounts, counters))
+            };
+            match tokio::time::timeout(TRANSACTION_LIMIT, read).await {
                 Ok(Ok(read)) => return Ok(read),
                 Ok(Err(e)) if Instant::now() >= deadline => return Err(e.to_string()),
                 Err(_) if Instant::now() >= deadline => return Err("timed out".to_string()),
@@ -230,10 +299,17 @@ async fn bank_checked(
             }
         }
     });
-    let last = last
-        .await
-        .map_err(|e| format!("the final reader panicked: {e}"))?
-        .map_err(|e| format!("no read succeeded after the partitions healed: {e}"))?;
+    let (last, counters) = match last.await {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => {
+            let mut reason = format!("no read succeeded after the faults ended: {e}");
+            while let Ok(stopped) = stopped.try_recv() {
+                reason.push_str(&format!("; {stopped}"));
+            }
+            return Err(reason);
+        }
+        Err(e) => return Err(format!("the final reader panicked: {e}")),
+    };
     reads.push(last);
     run.reads = reads.len();
     run.simulated = begin.elapsed();
@@ -248,23 +324,28 @@ async fn bank_checked(
             anomalies.len()
         ));
     }
+    for (i, (value, (acknowledged, unknown))) in counters.into_iter().zip(outcomes).enumerate() {
+        let counted = counter_value(value)?;
+        if counted < acknowledged {
+            return Err(format!(
+                "client {}: {acknowledged} transfers were acknowledged but its counter holds \
+                 {counted}: an acknowledged commit was lost",
+                10 + i
+            ));
+        }
+        if counted > acknowledged + unknown {
+            return Err(format!(
+                "client {}: its counter holds {counted}, more than the {acknowledged} \
+                 acknowledged transfers plus the {unknown} whose outcome is unknown: a commit \
+                 was applied twice",
+                10 + i
+            ));
+        }
+    }
     if run.transfers == 0 {
         return Err("no transfer committed".into());
     }
     Ok(())
-}
-
-/// A directory for the roles' files: in memory (`/dev/shm`) where there is one, so an fsync
-/// (which runs on a thread, while the simulated clock moves on) takes microseconds, not
-/// milliseconds.
-fn data_dir() -> std::io::Result<tempfile::TempDir> {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir()
-        && let Ok(dir) = tempfile::tempdir_in(shm)
-    {
-        return Ok(dir);
-    }
-    tempfile::tempdir()
 }
 
 /// Runs one seed of the bank workload on a fresh simulated cluster.
@@ -276,6 +357,9 @@ pub fn run_bank_seed(seed: u64) -> ClusterRun {
         failed: 0,
         reads: 0,
         partitions: 0,
+        kills: 0,
+        power_cuts: 0,
+        faults: Vec::new(),
         network: NetStats::default(),
         failure: None,
     };
@@ -283,17 +367,13 @@ pub fn run_bank_seed(seed: u64) -> ClusterRun {
         run.failure = Some(reason);
         run
     };
-    let dir = match data_dir() {
-        Ok(dir) => dir,
-        Err(e) => return failed(run, format!("a temporary directory for the cluster: {e}")),
-    };
     let network = SimNetwork::default();
     let _entered = network.enter();
     let runtime = match super::runtime(seed) {
         Ok(runtime) => runtime,
         Err(e) => return failed(run, format!("the simulation's runtime: {e}")),
     };
-    let workload = bank(seed, network.clone(), dir.path().to_path_buf(), run.clone());
+    let workload = bank(seed, network.clone(), run.clone());
     let (mut run, result) =
         match runtime.block_on(async { run_clock(tokio::spawn(workload)).await }) {
             Ok(done) => done,

@@ -1,18 +1,24 @@
-//! Starting a simulated cluster: the real roles, each as its own simulated process (one
-//! controller, one log server, one coordinator, one storage server), configured as
-//! `ferrisdb cluster up` would, with data directories under one temporary directory.
+//! The simulated cluster's server processes: the real roles (one controller, one log server,
+//! one coordinator, one storage server), each its own simulated process with its own
+//! simulated disk ([`SimDisk`]), configured as `ferrisdb cluster up` would — and killed and
+//! started again on cue ([`SimCluster::kill`], [`SimCluster::restart`]), as a supervisor
+//! restarts a crashed role.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferrisdb_server::controller::{self, ControllerConfig};
 use ferrisdb_server::coordinator::server::{self as coordinator, CoordinatorConfig};
 use ferrisdb_server::log::process::{self as log_server, LogServerConfig};
 use ferrisdb_server::storage::server::{self as storage, StorageConfig};
+use tokio::sync::mpsc::UnboundedSender;
 
-use super::network::process_ip;
-use super::process::{ProcessId, spawn_in};
+use super::network::{SimNetwork, process_ip};
+use super::process::{self, ProcessId, spawn_in};
+use crate::disk::{DiskStats, SimDisk};
 
 /// The controller's process.
 pub const CONTROLLER: ProcessId = 1;
@@ -30,81 +36,159 @@ pub fn server_addr(process: ProcessId) -> SocketAddr {
     SocketAddr::new(process_ip(process).into(), 4500)
 }
 
-/// Spawns the four roles, each as its own simulated process with a data directory in
-/// `dir`. A role whose `serve` fails reports it through `failures`.
-pub fn start_cluster(dir: &Path, failures: tokio::sync::mpsc::UnboundedSender<String>) {
-    let controller_addr = server_addr(CONTROLLER).to_string();
-    let data = |name: &str| -> PathBuf { dir.join(name) };
-    let report = |role: &'static str, failures: &tokio::sync::mpsc::UnboundedSender<String>| {
-        let failures = failures.clone();
-        move |result: ferrisdb_core::Result<()>| {
-            let outcome = match result {
-                Ok(()) => format!("{role} stopped"),
-                Err(e) => format!("{role} failed: {e}"),
-            };
-            let _ = failures.send(outcome);
+/// How a process dies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Death {
+    /// kill -9: the process goes, the machine stays; what it wrote (synced or not) is in the
+    /// page cache.
+    Process,
+    /// The machine loses power: what the process wrote but did not fsync may be lost, torn
+    /// or kept, sector by sector.
+    PowerCut,
+}
+
+/// The server processes of one simulation, their disks and the network they are on.
+#[derive(Debug)]
+pub struct SimCluster {
+    network: SimNetwork,
+    disks: BTreeMap<ProcessId, SimDisk>,
+    /// Where a role that ends (in its current life) reports it.
+    ended: UnboundedSender<String>,
+}
+
+impl SimCluster {
+    /// Starts the four roles, each as its own process with an empty disk whose random
+    /// choices follow `seed`. A role that stops or fails while alive reports it on `ended`.
+    pub fn start(network: SimNetwork, seed: u64, ended: UnboundedSender<String>) -> SimCluster {
+        let disks = SERVERS
+            .iter()
+            .map(|&p| (p, SimDisk::new(seed ^ (u64::from(p) << 56))))
+            .collect();
+        let cluster = SimCluster {
+            network,
+            disks,
+            ended,
+        };
+        for process in SERVERS {
+            cluster.spawn_role(process);
         }
-    };
-    let config = ControllerConfig {
-        listen: server_addr(CONTROLLER),
-        advertise: None,
-        data_dir: data("controller"),
-        peers: Vec::new(),
-        join_only: false,
-        raft: Default::default(),
-        peer_source_ip: None,
-        storage_servers: 1,
-        replication: 1,
-        log_replication: 1,
-        heartbeat_interval: Duration::from_millis(500),
-        missed_heartbeats: 4,
-        max_connections: Some(1000),
-        storage_failure_timeout: Duration::from_secs(30),
-        max_shard_bytes: None,
-        max_shard_write_bytes_per_second: 1_000_000,
-    };
-    let done = report("controller", &failures);
-    spawn_in(CONTROLLER, async move {
-        done(controller::serve(config, std::future::pending()).await);
-    });
-    let config = LogServerConfig {
-        listen: server_addr(LOG),
-        advertise: server_addr(LOG).to_string(),
-        data_dir: data("log"),
-        controller: controller_addr.clone(),
-        segment_bytes: 1 << 20,
-        retention_budget_bytes: 64 << 20,
-        max_connections: Some(1000),
-    };
-    let done = report("log server", &failures);
-    spawn_in(LOG, async move {
-        done(log_server::serve(config, std::future::pending()).await);
-    });
-    let config = CoordinatorConfig {
-        listen: server_addr(COORDINATOR),
-        advertise: server_addr(COORDINATOR).to_string(),
-        data_dir: data("coordinator"),
-        controller: Some(controller_addr.clone()),
-        segment_bytes: 1 << 20,
-        max_connections: Some(1000),
-        idempotency_retention: Duration::from_secs(60),
-    };
-    let done = report("coordinator", &failures);
-    spawn_in(COORDINATOR, async move {
-        done(coordinator::serve(config, std::future::pending()).await);
-    });
-    let config = StorageConfig {
-        listen: server_addr(STORAGE),
-        advertise: server_addr(STORAGE).to_string(),
-        data_dir: data("storage"),
-        controller: controller_addr,
-        memtable_bytes: 4 << 20,
-        block_cache_bytes: 8 << 20,
-        max_connections: Some(1000),
-        install_piece_bytes: 1 << 20,
-    };
-    let done = report("storage server", &failures);
-    spawn_in(STORAGE, async move {
-        done(storage::serve(config, std::future::pending()).await);
-    });
+        cluster
+    }
+
+    /// Kills `process` as `death` says: its listeners and connections go, its tasks are
+    /// cut off from the network and its disk, its file locks are released.
+    pub fn kill(&self, process: ProcessId, death: Death) {
+        process::kill(process);
+        self.network.kill(process);
+        let disk = &self.disks[&process];
+        match death {
+            Death::Process => disk.process_died(),
+            Death::PowerCut => {
+                disk.cut_power();
+                disk.reboot();
+            }
+        }
+    }
+
+    /// Starts `process`'s role again on what its disk kept.
+    pub fn restart(&self, process: ProcessId) {
+        self.spawn_role(process);
+    }
+
+    /// What each server's disk did, by process.
+    pub fn disk_stats(&self) -> Vec<(ProcessId, DiskStats)> {
+        self.disks.iter().map(|(&p, d)| (p, d.stats())).collect()
+    }
+
+    fn spawn_role(&self, process: ProcessId) {
+        let fs: ferrisdb_storage::vfs::SharedFs = Arc::new(self.disks[&process].clone());
+        let controller_addr = server_addr(CONTROLLER).to_string();
+        let data_dir = |role: &str| PathBuf::from("/ferrisdb-sim").join(role);
+        let ended = self.ended.clone();
+        let life = process::incarnation(process);
+        // A dead life's role fails as its calls fail: only the living one's end counts.
+        let report = move |role: &str, result: ferrisdb_core::Result<()>| {
+            if process::is_alive(life) {
+                let outcome = match result {
+                    Ok(()) => format!("{role} stopped"),
+                    Err(e) => format!("{role} failed: {e}"),
+                };
+                let _ = ended.send(outcome);
+            }
+        };
+        let shutdown = std::future::pending::<()>;
+        match process {
+            CONTROLLER => {
+                let config = ControllerConfig {
+                    listen: server_addr(CONTROLLER),
+                    advertise: None,
+                    data_dir: data_dir("controller"),
+                    peers: Vec::new(),
+                    join_only: false,
+                    raft: Default::default(),
+                    peer_source_ip: None,
+                    storage_servers: 1,
+                    replication: 1,
+                    log_replication: 1,
+                    heartbeat_interval: Duration::from_millis(500),
+                    missed_heartbeats: 4,
+                    max_connections: Some(1000),
+                    storage_failure_timeout: Duration::from_secs(30),
+                    max_shard_bytes: None,
+                    max_shard_write_bytes_per_second: 1_000_000,
+                };
+                spawn_in(process, async move {
+                    let result = controller::serve_with_fs(config, fs, shutdown()).await;
+                    report("controller", result);
+                });
+            }
+            LOG => {
+                let config = LogServerConfig {
+                    listen: server_addr(LOG),
+                    advertise: server_addr(LOG).to_string(),
+                    data_dir: data_dir("log"),
+                    controller: controller_addr,
+                    segment_bytes: 1 << 20,
+                    retention_budget_bytes: 64 << 20,
+                    max_connections: Some(1000),
+                };
+                spawn_in(process, async move {
+                    let result = log_server::serve_with_fs(config, fs, shutdown()).await;
+                    report("log server", result);
+                });
+            }
+            COORDINATOR => {
+                let config = CoordinatorConfig {
+                    listen: server_addr(COORDINATOR),
+                    advertise: server_addr(COORDINATOR).to_string(),
+                    data_dir: data_dir("coordinator"),
+                    controller: Some(controller_addr),
+                    segment_bytes: 1 << 20,
+                    max_connections: Some(1000),
+                    idempotency_retention: Duration::from_secs(60),
+                };
+                spawn_in(process, async move {
+                    let result = coordinator::serve_with_fs(config, fs, shutdown()).await;
+                    report("coordinator", result);
+                });
+            }
+            STORAGE => {
+                let config = StorageConfig {
+                    listen: server_addr(STORAGE),
+                    advertise: server_addr(STORAGE).to_string(),
+                    data_dir: data_dir("storage"),
+                    controller: controller_addr,
+                    memtable_bytes: 4 << 20,
+                    block_cache_bytes: 8 << 20,
+                    max_connections: Some(1000),
+                    install_piece_bytes: 1 << 20,
+                };
+                spawn_in(process, async move {
+                    let result = storage::serve_with_fs(config, fs, shutdown()).await;
+                    report("storage server", result);
+                });
+            }
+            other => unreachable!("process {other} is not a server"),
+        }
+    }
 }

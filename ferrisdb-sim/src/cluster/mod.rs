@@ -32,8 +32,10 @@ use tokio::runtime::{Builder, RngSeed, Runtime};
 pub const TICK: Duration = Duration::from_millis(1);
 
 /// The runtime a seed's simulation runs on: one thread, a paused clock, `select!` choosing
-/// branches from `seed`, and every task attributed to its simulated process.
+/// branches from `seed`, and every task attributed to its simulated process (every process
+/// in its first life).
 pub fn runtime(seed: u64) -> std::io::Result<Runtime> {
+    process::reset_lives();
     let mut builder = Builder::new_current_thread();
     process::track_processes(&mut builder)
         .enable_all()

@@ -6,7 +6,9 @@
 //!
 //! Faults: a partition between two processes cuts every connection between them (reads and
 //! writes fail with `ConnectionReset`, as when TCP gives up) and makes new connections time
-//! out until it heals; a connection to an address nobody listens at is refused.
+//! out until it heals; a connection to an address nobody listens at is refused. A killed
+//! process ([`SimNetwork::kill`]) loses its listeners and connections at once, as the kernel
+//! closes a dead process's sockets, and the tasks of its dead life cannot connect again.
 //!
 //! A thread runs at most one simulation, and the network of the simulation running on the
 //! current thread ([`SimNetwork::enter`]) is the one used; on a thread with none, the
@@ -29,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::sync::mpsc::UnboundedSender;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::process::{self, ProcessId};
+use super::process::{self, Incarnation, ProcessId};
 
 /// Bytes buffered in each direction of a connection before the writer waits.
 const STREAM_BUFFER: usize = 256 * 1024;
@@ -50,8 +52,10 @@ pub struct NetStats {
     pub refused: u64,
     /// Connection attempts across a partition (each hangs, then fails).
     pub blocked: u64,
-    /// Connections cut by a partition.
+    /// Connections cut by a partition or a kill.
     pub cut: u64,
+    /// Processes killed.
+    pub kills: u64,
 }
 
 /// One simulation's network; clones share it.
@@ -142,7 +146,30 @@ impl SimNetwork {
         self.state.lock().partitions.clear();
     }
 
-    fn bind(&self, process: ProcessId, addr: SocketAddr) -> io::Result<Listener> {
+    /// `process` died: its listeners close and its connections break. Call it with
+    /// [`process::kill`], which keeps the dead life's tasks from connecting again.
+    pub fn kill(&self, process: ProcessId) {
+        let mut state = self.state.lock();
+        state.listeners.retain(|_, l| l.process != process);
+        let mut cut = 0;
+        state.connections.retain(|link| {
+            if link.ends.0 == process || link.ends.1 == process {
+                link.cut.cut();
+                cut += 1;
+                false
+            } else {
+                true
+            }
+        });
+        state.stats.cut += cut;
+        state.stats.kills += 1;
+    }
+
+    fn bind(&self, incarnation: Incarnation, addr: SocketAddr) -> io::Result<Listener> {
+        let process = incarnation.process;
+        if !process::is_alive(incarnation) {
+            return Err(dead(process));
+        }
         if addr.ip() != process_ip(process) {
             return Err(io::Error::new(
                 io::ErrorKind::AddrNotAvailable,
@@ -168,7 +195,12 @@ impl SimNetwork {
         Ok(Listener::Memory(listener))
     }
 
-    async fn connect(&self, from: ProcessId, uri: &Uri) -> io::Result<SimStream> {
+    async fn connect(&self, incarnation: Incarnation, uri: &Uri) -> io::Result<SimStream> {
+        let from = incarnation.process;
+        if !process::is_alive(incarnation) {
+            self.state.lock().stats.refused += 1;
+            return Err(dead(from));
+        }
         let target: SocketAddr = uri
             .authority()
             .and_then(|a| a.as_str().parse().ok())
@@ -243,6 +275,13 @@ impl SimNetwork {
     }
 }
 
+fn dead(process: ProcessId) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        format!("process {process} was killed: the tasks of its dead life cannot use the network"),
+    )
+}
+
 /// The OS process's transport while simulations run: each thread's entered network, TCP on a
 /// thread without one.
 #[derive(Debug)]
@@ -255,7 +294,7 @@ impl Transport for SimTransport {
         };
         // The process creating the channel is the one every connection of it comes from
         // (tonic reconnects from a task of its own).
-        let from = process::current().unwrap_or(0);
+        let from = process::current_incarnation().unwrap_or(process::incarnation(0));
         endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: Uri| {
             let network = network.clone();
             async move { network.connect(from, &uri).await.map(TokioIo::new) }
@@ -264,7 +303,10 @@ impl Transport for SimTransport {
 
     fn bind(&self, addr: SocketAddr) -> io::Result<Listener> {
         match SimNetwork::entered() {
-            Some(network) => network.bind(process::current().unwrap_or(0), addr),
+            Some(network) => network.bind(
+                process::current_incarnation().unwrap_or(process::incarnation(0)),
+                addr,
+            ),
             None => {
                 let listener = std::net::TcpListener::bind(addr)?;
                 listener.set_nonblocking(true)?;
@@ -371,6 +413,10 @@ mod tests {
         SocketAddr::new(process_ip(process).into(), 4500)
     }
 
+    fn life(process: ProcessId) -> Incarnation {
+        process::incarnation(process)
+    }
+
     fn uri(process: ProcessId) -> Uri {
         format!("http://{}", at(process)).parse().unwrap()
     }
@@ -382,12 +428,12 @@ mod tests {
     #[tokio::test]
     async fn a_process_listens_only_at_its_own_address_and_once() {
         let network = SimNetwork::default();
-        let err = network.bind(1, at(2)).unwrap_err();
+        let err = network.bind(life(1), at(2)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrNotAvailable);
-        let _listener = network.bind(1, at(1)).unwrap();
-        let err = network.bind(1, at(1)).unwrap_err();
+        let _listener = network.bind(life(1), at(1)).unwrap();
+        let err = network.bind(life(1), at(1)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
-        let err = network.connect(2, &uri(3)).await.unwrap_err();
+        let err = network.connect(life(2), &uri(3)).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
         assert_eq!(network.stats().refused, 1);
     }
@@ -395,8 +441,8 @@ mod tests {
     #[tokio::test]
     async fn a_partition_cuts_connections_and_blocks_new_ones_until_healed() {
         let network = SimNetwork::default();
-        let mut listener = network.bind(1, at(1)).unwrap();
-        let mut client = network.connect(2, &uri(1)).await.unwrap();
+        let mut listener = network.bind(life(1), at(1)).unwrap();
+        let mut client = network.connect(life(2), &uri(1)).await.unwrap();
         let mut server = accept(&mut listener).await;
         assert_eq!(
             server.connect_info().remote_addr.map(|a| a.ip()),
@@ -424,14 +470,15 @@ mod tests {
 
         // A new connection across the partition hangs.
         let target = uri(1);
-        let attempt = tokio::time::timeout(Duration::from_millis(50), network.connect(2, &target));
+        let attempt =
+            tokio::time::timeout(Duration::from_millis(50), network.connect(life(2), &target));
         assert!(attempt.await.is_err(), "connected across a partition");
         assert_eq!(network.stats().blocked, 1);
         // Other pairs are unaffected.
-        assert!(network.connect(3, &uri(1)).await.is_ok());
+        assert!(network.connect(life(3), &uri(1)).await.is_ok());
 
         network.heal();
-        let mut client = network.connect(2, &uri(1)).await.unwrap();
+        let mut client = network.connect(life(2), &uri(1)).await.unwrap();
         let _ = accept(&mut listener).await; // the one from process 3
         let mut server = accept(&mut listener).await;
         client.write_all(b"again").await.unwrap();
@@ -439,5 +486,36 @@ mod tests {
         server.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"again");
         assert_eq!(network.stats().connections, 3);
+    }
+
+    #[tokio::test]
+    async fn a_killed_process_loses_its_listener_and_connections_and_its_old_life_stays_offline() {
+        process::reset_lives();
+        let network = SimNetwork::default();
+        let _listener = network.bind(life(1), at(1)).unwrap();
+        let mut server_side = network.bind(life(2), at(2)).unwrap();
+        let old_life = life(1);
+        let mut client = network.connect(old_life, &uri(2)).await.unwrap();
+        let _accepted = accept(&mut server_side).await;
+
+        process::kill(1);
+        network.kill(1);
+        assert_eq!(network.stats().kills, 1);
+        assert_eq!(
+            client.write_all(b"x").await.unwrap_err().kind(),
+            io::ErrorKind::ConnectionReset
+        );
+        // Its listener is gone: nobody answers at its address until it binds again.
+        let err = network.connect(life(3), &uri(1)).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        // The dead life's tasks can neither connect nor listen.
+        let err = network.connect(old_life, &uri(2)).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotConnected);
+        assert!(network.bind(old_life, at(1)).is_err());
+        // The new life can do both.
+        let _listener = network.bind(life(1), at(1)).unwrap();
+        assert!(network.connect(life(1), &uri(2)).await.is_ok());
+        assert!(network.connect(life(3), &uri(1)).await.is_ok());
+        process::reset_lives();
     }
 }
