@@ -72,7 +72,9 @@ impl Listener {
         }
     }
 
-    /// The next connection and its peer's address.
+    /// The next connection and its peer's address. An installed transport's listener that
+    /// was closed (its process died) fails with [`io::ErrorKind::NotConnected`] from then
+    /// on: no connection will come again ([`is_closed`]).
     pub async fn accept(&mut self) -> io::Result<(Connection, SocketAddr)> {
         match self {
             Listener::Tcp(listener) => {
@@ -91,6 +93,12 @@ impl Listener {
             },
         }
     }
+}
+
+/// Whether `err`, from [`Listener::accept`], says the listener closed for good (an
+/// installed transport's listener whose process died; a TCP listener never closes).
+pub fn is_closed(listener: &Listener, err: &io::Error) -> bool {
+    matches!(listener, Listener::Memory(_)) && err.kind() == io::ErrorKind::NotConnected
 }
 
 /// A byte stream an installed transport carries a connection on.
@@ -271,5 +279,6 @@ mod tests {
         drop(deliver);
         let err = listener.accept().await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotConnected);
+        assert!(is_closed(&listener, &err));
     }
 }

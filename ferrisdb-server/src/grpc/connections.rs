@@ -188,6 +188,8 @@ pub fn accept(
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
+                // Closed for good (the simulated process died): no connection will come.
+                Err(e) if ferrisdb_proto::transport::is_closed(&listener, &e) => return None,
                 // The peer gave up before the accept (ECONNABORTED and the like).
                 Err(e) => {
                     tracing::debug!("accept failed: {e}");
@@ -281,6 +283,17 @@ mod tests {
         let _client = TcpStream::connect(addr).await.unwrap();
         let server_side = accepted.next().await.unwrap().unwrap();
         assert!(server_side.stream.nodelay().unwrap(), "TCP_NODELAY not set");
+    }
+
+    #[tokio::test]
+    async fn a_closed_listener_ends_the_stream_instead_of_failing_forever() {
+        let addr: std::net::SocketAddr = "10.0.0.1:4500".parse().unwrap();
+        let (listener, deliver) = ferrisdb_proto::transport::MemoryListener::new(addr);
+        let limit = ConnectionLimit::new(4, "test", RoleHealth::new());
+        let mut accepted = Box::pin(accept(Listener::Memory(listener), limit));
+        drop(deliver);
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), accepted.next());
+        assert!(next.await.unwrap().is_none(), "the stream went on");
     }
 
     #[tokio::test]

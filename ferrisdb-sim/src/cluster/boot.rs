@@ -178,7 +178,8 @@ impl SimCluster {
                     advertise: server_addr(STORAGE).to_string(),
                     data_dir: data_dir("storage"),
                     controller: controller_addr,
-                    memtable_bytes: 4 << 20,
+                    // Small, so that runs flush and compact.
+                    memtable_bytes: 64 << 10,
                     block_cache_bytes: 8 << 20,
                     max_connections: Some(1000),
                     install_piece_bytes: 1 << 20,
