@@ -14,11 +14,12 @@
 //!   against a model of the log.
 //! - [`raft_journal_run`], a controller replica's Raft journal on that disk under the
 //!   writes openraft makes and the same faults, checked against the writes that answered.
-//! - [`cluster`], the first steps of the whole cluster in one process: the real roles as
-//!   simulated processes on one current-thread runtime, talking gRPC over a simulated
-//!   network that partitions them and a stepped simulated clock, under the bank workload
-//!   (`tests/cluster.rs`). Not yet deterministic: the roles still keep their files on the
-//!   OS, read the wall clock for commit versions and run some work on threads.
+//! - [`cluster`], the whole cluster in one process: the real roles as simulated processes,
+//!   each on its own simulated disk, on one current-thread runtime, talking gRPC over a
+//!   simulated network and a stepped simulated clock, under the bank workload with
+//!   partitions, kills and power cuts (`tests/cluster.rs`). Not yet deterministic: the
+//!   roles read the wall clock for commit versions, draw ids from the OS and run some work
+//!   on threads.
 //!
 //! Each seed's run folds its events into a [`trace::Trace`] hash; the same seed twice gives
 //! the same hash (tested). `tests/seeds.rs` runs the seeds: `FERRISDB_SIM_SEEDS=N` runs N of

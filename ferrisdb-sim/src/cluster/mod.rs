@@ -1,7 +1,8 @@
 //! The cluster simulation: the real roles run as simulated processes ([`process`]) on one
 //! current-thread tokio runtime with a seeded scheduler and a simulated clock ([`runtime`],
 //! [`run_clock`]), talking gRPC over the simulated network ([`network`]); [`boot`] starts
-//! them and [`bank_run`] runs the bank workload against them with partitions.
+//! them, each on its own simulated disk, and kills and restarts them; [`bank_run`] runs the
+//! bank workload against them with partitions, kills and power cuts.
 //!
 //! **The clock.** The runtime's clock is paused and moves only in steps of [`TICK`], made by
 //! [`run_clock`] once the tasks woken by the previous step have run. It does not jump to the
