@@ -1,7 +1,8 @@
 //! One seed of the bank workload on the simulated cluster: accounts that transfers move
 //! money between (each transfer one transaction reading and writing two accounts, and adding
 //! one to its client's transfer counter), a reader that reads every account in one
-//! transaction, and a nemesis that partitions pairs of processes and kills server processes
+//! transaction, and a nemesis that partitions pairs of processes (both ways or one way),
+//! slows links, and kills server processes
 //! (kill -9, or a power cut that loses what was not fsynced) and starts them again — all
 //! drawn from the seed.
 //!
@@ -57,7 +58,7 @@ pub struct ClusterRun {
     pub failed: u64,
     /// Reads of every account checked.
     pub reads: usize,
-    /// Partitions the nemesis made.
+    /// Partitions the nemesis made (both ways or one way).
     pub partitions: u64,
     /// Server processes the nemesis killed (and started again).
     pub kills: u64,
@@ -216,8 +217,8 @@ async fn bank_checked(seed: u64, network: &SimNetwork, run: &mut ClusterRun) -> 
         async move { read_repeatedly(connect(), until).await },
     );
 
-    // The nemesis: partitions between random pairs of processes, each healed after a while,
-    // and server processes killed and started again.
+    // The nemesis: partitions (both ways or one way) and slow links between random pairs of
+    // processes, each healed after a while, and server processes killed and started again.
     let mut clients: Vec<ProcessId> = (0..TRANSFER_CLIENTS).map(|i| 10 + i).collect();
     clients.push(READER);
     while Instant::now() < until {
@@ -247,14 +248,30 @@ async fn bank_checked(seed: u64, network: &SimNetwork, run: &mut ClusterRun) -> 
         } else {
             clients[rng.random_range(0..clients.len())]
         };
-        network.partition(a, b);
-        run.partitions += 1;
-        let cut = Duration::from_millis(rng.random_range(200..2500));
+        let (a, b) = if rng.random_bool(0.5) { (a, b) } else { (b, a) };
+        let lasting = Duration::from_millis(rng.random_range(200..2500));
+        let fault = match rng.random_range(0..20) {
+            0..=9 => {
+                network.partition(a, b);
+                run.partitions += 1;
+                format!("partition {a}|{b}")
+            }
+            10..=15 => {
+                network.clog(a, b);
+                run.partitions += 1;
+                format!("one-way partition {a}->{b}")
+            }
+            _ => {
+                let extra = Duration::from_millis(rng.random_range(20..400));
+                network.slow(a, b, extra);
+                format!("slow link {a}|{b} (+{extra:?})")
+            }
+        };
         run.faults.push(format!(
-            "{:.3}s partition {a}|{b} for {cut:?}",
+            "{:.3}s {fault} for {lasting:?}",
             begin.elapsed().as_secs_f64()
         ));
-        tokio::time::sleep(cut).await;
+        tokio::time::sleep(lasting).await;
         network.heal();
     }
     network.heal();
@@ -367,7 +384,7 @@ pub fn run_bank_seed(seed: u64) -> ClusterRun {
         run.failure = Some(reason);
         run
     };
-    let network = SimNetwork::default();
+    let network = SimNetwork::new(seed);
     let _entered = network.enter();
     let runtime = match super::runtime(seed) {
         Ok(runtime) => runtime,

@@ -15,7 +15,7 @@
 //! transport falls back to TCP, so other tests in the same binary are unaffected.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
@@ -27,8 +27,11 @@ use std::time::Duration;
 use ferrisdb_proto::transport::{Listener, MemoryConnection, MemoryListener, Transport};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::process::{self, Incarnation, ProcessId};
@@ -37,6 +40,9 @@ use super::process::{self, Incarnation, ProcessId};
 const STREAM_BUFFER: usize = 256 * 1024;
 /// How long a connection attempt across a partition hangs before it times out.
 const PARTITIONED_CONNECT: Duration = Duration::from_secs(3);
+/// Each write's bytes land after a latency drawn up to this (microseconds), plus the
+/// link's extra latency while it is slow.
+const LATENCY_MAX_MICROS: u64 = 1000;
 
 /// The address of simulated process `process`.
 pub fn process_ip(process: ProcessId) -> Ipv4Addr {
@@ -56,20 +62,36 @@ pub struct NetStats {
     pub cut: u64,
     /// Processes killed.
     pub kills: u64,
+    /// One-way partitions made (a direction clogged: nothing it carries lands until healed).
+    pub clogs: u64,
+    /// Links slowed (extra latency both ways until healed).
+    pub slowed: u64,
 }
 
 /// One simulation's network; clones share it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SimNetwork {
     state: Arc<Mutex<NetState>>,
 }
 
-#[derive(Debug, Default)]
+impl Default for SimNetwork {
+    fn default() -> Self {
+        SimNetwork::new(0)
+    }
+}
+
+#[derive(Debug)]
 struct NetState {
+    /// Seeds each new connection's latency draws.
+    rng: StdRng,
     listeners: BTreeMap<SocketAddr, Listening>,
     connections: Vec<Link>,
     /// Unordered pairs of processes that cannot reach each other.
     partitions: BTreeSet<(ProcessId, ProcessId)>,
+    /// Directions (from, to) whose bytes do not land until healed.
+    clogs: BTreeSet<(ProcessId, ProcessId)>,
+    /// Unordered pairs whose links carry extra latency until healed.
+    slow: BTreeMap<(ProcessId, ProcessId), Duration>,
     next_port: u16,
     stats: NetStats,
 }
@@ -82,8 +104,28 @@ struct Listening {
 
 #[derive(Debug)]
 struct Link {
-    ends: (ProcessId, ProcessId),
+    client: ProcessId,
+    server: ProcessId,
     cut: Arc<Cut>,
+    to_server: Arc<Pipe>,
+    to_client: Arc<Pipe>,
+}
+
+impl Link {
+    fn ends(&self) -> (ProcessId, ProcessId) {
+        pair(self.client, self.server)
+    }
+
+    /// The pipe carrying bytes from `from` to `to`, if this link joins them.
+    fn direction(&self, from: ProcessId, to: ProcessId) -> Option<&Arc<Pipe>> {
+        if (self.client, self.server) == (from, to) {
+            Some(&self.to_server)
+        } else if (self.server, self.client) == (from, to) {
+            Some(&self.to_client)
+        } else {
+            None
+        }
+    }
 }
 
 fn pair(a: ProcessId, b: ProcessId) -> (ProcessId, ProcessId) {
@@ -105,6 +147,22 @@ impl Drop for Entered {
 }
 
 impl SimNetwork {
+    /// A network whose latency draws follow `seed`.
+    pub fn new(seed: u64) -> SimNetwork {
+        SimNetwork {
+            state: Arc::new(Mutex::new(NetState {
+                rng: StdRng::seed_from_u64(seed),
+                listeners: BTreeMap::new(),
+                connections: Vec::new(),
+                partitions: BTreeSet::new(),
+                clogs: BTreeSet::new(),
+                slow: BTreeMap::new(),
+                next_port: 0,
+                stats: NetStats::default(),
+            })),
+        }
+    }
+
     /// Makes this the network of the simulation running on this thread (installing
     /// [`SimTransport`] for the OS process if no transport is installed yet).
     pub fn enter(&self) -> Entered {
@@ -130,7 +188,7 @@ impl SimNetwork {
         state.partitions.insert(pair(a, b));
         let mut cut = 0;
         state.connections.retain(|link| {
-            if link.ends == pair(a, b) {
+            if link.ends() == pair(a, b) {
                 link.cut.cut();
                 cut += 1;
                 false
@@ -141,9 +199,47 @@ impl SimNetwork {
         state.stats.cut += cut;
     }
 
-    /// Heals every partition.
+    /// Clogs the direction from `from` to `to` (a one-way partition): what `from` sends
+    /// `to`, on its connections old and new, does not land until [`heal`](Self::heal) —
+    /// as TCP retransmits into a link that drops every packet one way — while the other
+    /// direction flows.
+    pub fn clog(&self, from: ProcessId, to: ProcessId) {
+        let mut state = self.state.lock();
+        state.clogs.insert((from, to));
+        for link in &state.connections {
+            if let Some(pipe) = link.direction(from, to) {
+                pipe.set_clogged(true);
+            }
+        }
+        state.stats.clogs += 1;
+    }
+
+    /// Adds `extra` latency to everything sent between `a` and `b`, both ways, until
+    /// [`heal`](Self::heal).
+    pub fn slow(&self, a: ProcessId, b: ProcessId, extra: Duration) {
+        let mut state = self.state.lock();
+        state.slow.insert(pair(a, b), extra);
+        for link in &state.connections {
+            if link.ends() == pair(a, b) {
+                link.to_server.set_extra(extra);
+                link.to_client.set_extra(extra);
+            }
+        }
+        state.stats.slowed += 1;
+    }
+
+    /// Heals every partition, clog and slow link.
     pub fn heal(&self) {
-        self.state.lock().partitions.clear();
+        let mut state = self.state.lock();
+        state.partitions.clear();
+        state.clogs.clear();
+        state.slow.clear();
+        for link in &state.connections {
+            for pipe in [&link.to_server, &link.to_client] {
+                pipe.set_extra(Duration::ZERO);
+                pipe.set_clogged(false);
+            }
+        }
     }
 
     /// `process` died: its listeners close and its connections break. Call it with
@@ -153,7 +249,7 @@ impl SimNetwork {
         state.listeners.retain(|_, l| l.process != process);
         let mut cut = 0;
         state.connections.retain(|link| {
-            if link.ends.0 == process || link.ends.1 == process {
+            if link.client == process || link.server == process {
                 link.cut.cut();
                 cut += 1;
                 false
@@ -240,14 +336,18 @@ impl SimNetwork {
             ));
         };
         let (to, deliver) = (listening.process, listening.deliver.clone());
-        let (client_end, server_end) = tokio::io::duplex(STREAM_BUFFER);
+        let extra = state.slow.get(&pair(from, to)).copied().unwrap_or_default();
+        let to_server = Pipe::new(state.rng.random(), extra, state.clogs.contains(&(from, to)));
+        let to_client = Pipe::new(state.rng.random(), extra, state.clogs.contains(&(to, from)));
         let cut = Arc::new(Cut::default());
         state.next_port = state.next_port.wrapping_add(1).max(1);
         let local = SocketAddr::new(process_ip(from).into(), 32768 + state.next_port % 28000);
         let accepted = MemoryConnection {
             stream: Box::new(SimStream {
-                inner: server_end,
+                incoming: to_server.clone(),
+                outgoing: to_client.clone(),
                 cut: cut.clone(),
+                in_flight: None,
             }),
             local: target,
             peer: local,
@@ -265,12 +365,17 @@ impl SimNetwork {
             .connections
             .retain(|link| Arc::strong_count(&link.cut) > 1);
         state.connections.push(Link {
-            ends: pair(from, to),
+            client: from,
+            server: to,
             cut: cut.clone(),
+            to_server: to_server.clone(),
+            to_client: to_client.clone(),
         });
         Ok(SimStream {
-            inner: client_end,
+            incoming: to_client,
+            outgoing: to_server,
             cut,
+            in_flight: None,
         })
     }
 }
@@ -343,11 +448,80 @@ impl Cut {
     }
 }
 
-/// One end of a simulated connection.
+/// Bytes written into a [`Pipe`], readable from `at`.
+#[derive(Debug)]
+struct Chunk {
+    at: Instant,
+    bytes: Vec<u8>,
+    /// How much of `bytes` was read already.
+    read: usize,
+}
+
+/// One direction of a connection: what was written, each chunk deliverable after its
+/// latency, in order.
+#[derive(Debug)]
+struct Pipe {
+    state: Mutex<PipeState>,
+}
+
+#[derive(Debug)]
+struct PipeState {
+    chunks: VecDeque<Chunk>,
+    /// Bytes in `chunks` not yet read.
+    buffered: usize,
+    /// Latest delivery time given so far (chunks are delivered in order).
+    last_at: Instant,
+    /// Latency draws of this direction.
+    rng: StdRng,
+    /// Added to every chunk's latency while the link is slow.
+    extra: Duration,
+    /// Nothing is delivered while clogged (a one-way partition); it flows again on heal.
+    clogged: bool,
+    writer_closed: bool,
+    reader_gone: bool,
+    reader: Option<Waker>,
+    writer: Option<Waker>,
+}
+
+impl Pipe {
+    fn new(seed: u64, extra: Duration, clogged: bool) -> Arc<Pipe> {
+        Arc::new(Pipe {
+            state: Mutex::new(PipeState {
+                chunks: VecDeque::new(),
+                buffered: 0,
+                last_at: Instant::now(),
+                rng: StdRng::seed_from_u64(seed),
+                extra,
+                clogged,
+                writer_closed: false,
+                reader_gone: false,
+                reader: None,
+                writer: None,
+            }),
+        })
+    }
+
+    fn set_clogged(&self, clogged: bool) {
+        let mut state = self.state.lock();
+        state.clogged = clogged;
+        if !clogged && let Some(reader) = state.reader.take() {
+            reader.wake();
+        }
+    }
+
+    fn set_extra(&self, extra: Duration) {
+        self.state.lock().extra = extra;
+    }
+}
+
+/// One end of a simulated connection: reads from one pipe, writes to the other.
 #[derive(Debug)]
 struct SimStream {
-    inner: DuplexStream,
+    incoming: Arc<Pipe>,
+    outgoing: Arc<Pipe>,
     cut: Arc<Cut>,
+    /// Wakes a reader whose next chunk is still in flight.
+    in_flight: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 fn reset() -> io::Error {
@@ -363,42 +537,141 @@ impl AsyncRead for SimStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.cut.is_cut() {
-            return Poll::Ready(Err(reset()));
-        }
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if polled.is_pending() {
+        loop {
+            if self.cut.is_cut() {
+                return Poll::Ready(Err(reset()));
+            }
+            let now = Instant::now();
+            let next_at = {
+                let mut state = self.incoming.state.lock();
+                if state.clogged {
+                    state.reader = Some(cx.waker().clone());
+                    None
+                } else {
+                    let mut copied = 0;
+                    while buf.remaining() > 0 {
+                        let Some(chunk) = state.chunks.front_mut() else {
+                            break;
+                        };
+                        if chunk.at > now {
+                            break;
+                        }
+                        let n = buf.remaining().min(chunk.bytes.len() - chunk.read);
+                        buf.put_slice(&chunk.bytes[chunk.read..chunk.read + n]);
+                        chunk.read += n;
+                        copied += n;
+                        if chunk.read == chunk.bytes.len() {
+                            state.chunks.pop_front();
+                        }
+                    }
+                    if copied > 0 {
+                        state.buffered -= copied;
+                        if let Some(writer) = state.writer.take() {
+                            writer.wake();
+                        }
+                        return Poll::Ready(Ok(()));
+                    }
+                    match state.chunks.front() {
+                        Some(chunk) => Some(chunk.at),
+                        // Nothing more will come: end of stream.
+                        None if state.writer_closed => return Poll::Ready(Ok(())),
+                        None => {
+                            state.reader = Some(cx.waker().clone());
+                            None
+                        }
+                    }
+                }
+            };
             self.cut.wait(cx);
+            let Some(at) = next_at else {
+                return Poll::Pending;
+            };
+            // The next chunk is in flight: wake up when it lands.
+            let sleep = match &mut self.in_flight {
+                Some(sleep) => {
+                    sleep.as_mut().reset(at);
+                    sleep
+                }
+                slot => slot.insert(Box::pin(tokio::time::sleep_until(at))),
+            };
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
         }
-        polled
     }
 }
 
 impl AsyncWrite for SimStream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         if self.cut.is_cut() {
             return Poll::Ready(Err(reset()));
         }
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if polled.is_pending() {
-            self.cut.wait(cx);
+        let mut state = self.outgoing.state.lock();
+        if state.reader_gone {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the other end of the simulated connection is closed",
+            )));
         }
-        polled
+        if state.buffered >= STREAM_BUFFER {
+            state.writer = Some(cx.waker().clone());
+            drop(state);
+            self.cut.wait(cx);
+            return Poll::Pending;
+        }
+        let n = buf.len().min(STREAM_BUFFER - state.buffered);
+        let latency = Duration::from_micros(state.rng.random_range(0..=LATENCY_MAX_MICROS));
+        let at = (Instant::now() + latency + state.extra).max(state.last_at);
+        state.last_at = at;
+        state.chunks.push_back(Chunk {
+            at,
+            bytes: buf[..n].to_vec(),
+            read: 0,
+        });
+        state.buffered += n;
+        if let Some(reader) = state.reader.take() {
+            reader.wake();
+        }
+        Poll::Ready(Ok(n))
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.cut.is_cut() {
             return Poll::Ready(Err(reset()));
         }
-        Pin::new(&mut self.inner).poll_flush(cx)
+        Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut state = self.outgoing.state.lock();
+        state.writer_closed = true;
+        if let Some(reader) = state.reader.take() {
+            reader.wake();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for SimStream {
+    fn drop(&mut self) {
+        {
+            let mut state = self.outgoing.state.lock();
+            state.writer_closed = true;
+            if let Some(reader) = state.reader.take() {
+                reader.wake();
+            }
+        }
+        let mut state = self.incoming.state.lock();
+        state.reader_gone = true;
+        state.chunks.clear();
+        state.buffered = 0;
+        if let Some(writer) = state.writer.take() {
+            writer.wake();
+        }
     }
 }
 
@@ -517,5 +790,75 @@ mod tests {
         assert!(network.connect(life(1), &uri(2)).await.is_ok());
         assert!(network.connect(life(3), &uri(1)).await.is_ok());
         process::reset_lives();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_land_in_order_after_their_latency_and_a_slow_link_adds_to_it() {
+        let network = SimNetwork::new(9);
+        let mut listener = network.bind(life(1), at(1)).unwrap();
+        let mut client = network.connect(life(2), &uri(1)).await.unwrap();
+        let mut server = accept(&mut listener).await;
+        let sent = Instant::now();
+        for part in [&b"one "[..], b"two ", b"three"] {
+            client.write_all(part).await.unwrap();
+        }
+        let mut got = [0u8; 13];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"one two three");
+        assert!(sent.elapsed() <= Duration::from_micros(LATENCY_MAX_MICROS));
+
+        network.slow(1, 2, Duration::from_millis(300));
+        let sent = Instant::now();
+        server.write_all(b"late").await.unwrap();
+        let mut got = [0u8; 4];
+        client.read_exact(&mut got).await.unwrap();
+        assert!(
+            sent.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            sent.elapsed()
+        );
+        assert_eq!(network.stats().slowed, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_one_way_partition_holds_one_direction_until_healed() {
+        let network = SimNetwork::new(10);
+        let mut listener = network.bind(life(1), at(1)).unwrap();
+        let mut client = network.connect(life(2), &uri(1)).await.unwrap();
+        let mut server = accept(&mut listener).await;
+        network.clog(2, 1);
+        client.write_all(b"held").await.unwrap();
+        let mut got = [0u8; 4];
+        let held = tokio::time::timeout(Duration::from_secs(5), server.read_exact(&mut got));
+        assert!(held.await.is_err(), "bytes crossed a clogged direction");
+        // The other direction flows.
+        server.write_all(b"back").await.unwrap();
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"back");
+        // A new connection is clogged the same way.
+        let mut second = network.connect(life(2), &uri(1)).await.unwrap();
+        let mut second_server = accept(&mut listener).await;
+        second.write_all(b"also").await.unwrap();
+        network.heal();
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"held");
+        second_server.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"also");
+        assert_eq!(network.stats().clogs, 1);
+    }
+
+    #[tokio::test]
+    async fn a_closed_end_reads_as_end_of_stream_and_refuses_writes() {
+        let network = SimNetwork::new(11);
+        let mut listener = network.bind(life(1), at(1)).unwrap();
+        let mut client = network.connect(life(2), &uri(1)).await.unwrap();
+        let mut server = accept(&mut listener).await;
+        client.write_all(b"bye").await.unwrap();
+        drop(client);
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"bye");
+        let err = server.write_all(b"x").await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
     }
 }
