@@ -41,13 +41,14 @@ fn run_shard(shard: u64) {
         match &run.failure {
             None => println!(
                 "cluster seed={seed} ok: {} transfers, {} failed transactions, {} reads, {} \
-                 partitions, {} kills ({} power cuts), {:.1} simulated s, {:?}",
+                 partitions, {} kills ({} power cuts), {} clock jumps, {:.1} simulated s, {:?}",
                 run.transfers,
                 run.failed,
                 run.reads,
                 run.partitions,
                 run.kills,
                 run.power_cuts,
+                run.clock_jumps,
                 run.simulated.as_secs_f64(),
                 run.network
             ),

@@ -18,12 +18,14 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use ferrisdb_core::{Error, Result};
 use ferrisdb_proto::transport::{self, Listener};
 use ferrisdb_proto::v1::transaction_coordinator_server::TransactionCoordinatorServer;
 use tonic::service::RoutesBuilder;
 
+use super::clock::{Clock, SystemClock};
 use super::handle::{
     ClusterCoordinatorOptions, Coordinator, CoordinatorHandle, CoordinatorOptions,
 };
@@ -63,14 +65,21 @@ pub async fn serve(
     config: CoordinatorConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    serve_with_fs(config, ferrisdb_storage::vfs::os(), shutdown).await
+    serve_with(
+        config,
+        ferrisdb_storage::vfs::os(),
+        Arc::new(SystemClock),
+        shutdown,
+    )
+    .await
 }
 
-/// [`serve`] with `config.data_dir` on the file system `fs` (the simulator's disk, in
-/// simulation).
-pub async fn serve_with_fs(
+/// [`serve`] with `config.data_dir` on the file system `fs` and `clock` as the wall clock
+/// its commit versions follow (the simulator's disk and clock, in simulation).
+pub async fn serve_with(
     config: CoordinatorConfig,
     fs: ferrisdb_storage::vfs::SharedFs,
+    clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let data = DataDir {
@@ -83,15 +92,18 @@ pub async fn serve_with_fs(
     let log_dir = data.path.join("log");
     // In a cluster the log servers hold the log; alone, the coordinator keeps its own.
     let coordinator = if config.controller.is_some() {
-        Coordinator::in_cluster(ClusterCoordinatorOptions {
-            idempotency_retention: config.idempotency_retention,
-            ..ClusterCoordinatorOptions::default()
-        })
+        Coordinator::in_cluster_with_clock(
+            ClusterCoordinatorOptions {
+                idempotency_retention: config.idempotency_retention,
+                ..ClusterCoordinatorOptions::default()
+            },
+            clock,
+        )
     } else {
         let mut opts = CoordinatorOptions::new(log_dir.clone());
         opts.log.segment_bytes = config.segment_bytes;
         opts.idempotency_retention = config.idempotency_retention;
-        tokio::task::spawn_blocking(move || Coordinator::open(opts))
+        tokio::task::spawn_blocking(move || Coordinator::open_with_clock(opts, clock))
             .await
             .map_err(|e| Error::Internal(format!("opening the coordinator: {e}")))??
     };

@@ -2,9 +2,9 @@
 //! money between (each transfer one transaction reading and writing two accounts, and adding
 //! one to its client's transfer counter), a reader that reads every account in one
 //! transaction, and a nemesis that partitions pairs of processes (both ways or one way),
-//! slows links, and kills server processes
-//! (kill -9, or a power cut that loses what was not fsynced) and starts them again — all
-//! drawn from the seed.
+//! slows links, steps the coordinator's clock, and kills server processes (kill -9, or a
+//! power cut that loses what was not fsynced) and starts them again — all drawn from the
+//! seed.
 //!
 //! Checked (`ferrisdb_check::bank`): every read sees every account, the same total and no
 //! negative balance (a transfer seen half-applied, or lost, or applied twice, breaks it).
@@ -23,7 +23,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use super::boot::{Death, SERVERS, SimCluster, server_addr};
+use super::boot::{COORDINATOR, Death, SERVERS, SimCluster, server_addr};
 use super::network::{NetStats, SimNetwork};
 use super::process::{ProcessId, spawn_in};
 use super::run_clock;
@@ -64,6 +64,8 @@ pub struct ClusterRun {
     pub kills: u64,
     /// Of those, the kills that were power cuts.
     pub power_cuts: u64,
+    /// Steps of the coordinator's machine clock.
+    pub clock_jumps: u64,
     /// What the nemesis did, at which simulated time (printed when the run fails).
     pub faults: Vec<String>,
     /// What the network did.
@@ -224,6 +226,23 @@ async fn bank_checked(seed: u64, network: &SimNetwork, run: &mut ClusterRun) -> 
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
         let a = SERVERS[rng.random_range(0..SERVERS.len())];
+        if rng.random_bool(0.1) {
+            // The coordinator's machine clock (its commit versions follow it) is stepped:
+            // forwards up to 20 s, or backwards up to 5 s.
+            let micros: i64 = if rng.random_bool(0.6) {
+                rng.random_range(100_000..20_000_000)
+            } else {
+                -rng.random_range(100_000..5_000_000)
+            };
+            cluster.jump_clock(COORDINATOR, micros);
+            run.clock_jumps += 1;
+            run.faults.push(format!(
+                "{:.3}s coordinator clock jumps {:+.3}s",
+                begin.elapsed().as_secs_f64(),
+                micros as f64 / 1e6
+            ));
+            continue;
+        }
         if rng.random_bool(0.4) {
             let death = if rng.random_bool(0.5) {
                 run.power_cuts += 1;
@@ -376,6 +395,7 @@ pub fn run_bank_seed(seed: u64) -> ClusterRun {
         partitions: 0,
         kills: 0,
         power_cuts: 0,
+        clock_jumps: 0,
         faults: Vec::new(),
         network: NetStats::default(),
         failure: None,

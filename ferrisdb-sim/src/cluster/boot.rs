@@ -16,6 +16,7 @@ use ferrisdb_server::log::process::{self as log_server, LogServerConfig};
 use ferrisdb_server::storage::server::{self as storage, StorageConfig};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::clock::SimClock;
 use super::network::{SimNetwork, process_ip};
 use super::process::{self, ProcessId, spawn_in};
 use crate::disk::{DiskStats, SimDisk};
@@ -52,6 +53,8 @@ pub enum Death {
 pub struct SimCluster {
     network: SimNetwork,
     disks: BTreeMap<ProcessId, SimDisk>,
+    /// Each server machine's wall clock (it survives the process's kills).
+    clocks: BTreeMap<ProcessId, Arc<SimClock>>,
     /// Where a role that ends (in its current life) reports it.
     ended: UnboundedSender<String>,
 }
@@ -64,9 +67,20 @@ impl SimCluster {
             .iter()
             .map(|&p| (p, SimDisk::new(seed ^ (u64::from(p) << 56))))
             .collect();
+        // Each machine its own wall clock, in the 2040s: ahead of the real clock, which the
+        // controller still reads for a new generation's first version
+        // (`recovery::now_version`), so that the coordinator's clock decides the versions.
+        let clocks = SERVERS
+            .iter()
+            .map(|&p| {
+                let base = 2_300_000_000_000_000 + (seed ^ u64::from(p)) % 100_000_000_000_000;
+                (p, Arc::new(SimClock::new(base)))
+            })
+            .collect();
         let cluster = SimCluster {
             network,
             disks,
+            clocks,
             ended,
         };
         for process in SERVERS {
@@ -90,6 +104,11 @@ impl SimCluster {
         }
     }
 
+    /// Steps `process`'s machine clock by `micros` (negative: backwards).
+    pub fn jump_clock(&self, process: ProcessId, micros: i64) {
+        self.clocks[&process].jump(micros);
+    }
+
     /// Starts `process`'s role again on what its disk kept.
     pub fn restart(&self, process: ProcessId) {
         self.spawn_role(process);
@@ -102,6 +121,7 @@ impl SimCluster {
 
     fn spawn_role(&self, process: ProcessId) {
         let fs: ferrisdb_storage::vfs::SharedFs = Arc::new(self.disks[&process].clone());
+        let clock: Arc<dyn ferrisdb_server::coordinator::Clock> = self.clocks[&process].clone();
         let controller_addr = server_addr(CONTROLLER).to_string();
         let data_dir = |role: &str| PathBuf::from("/ferrisdb-sim").join(role);
         let ended = self.ended.clone();
@@ -168,7 +188,7 @@ impl SimCluster {
                     idempotency_retention: Duration::from_secs(60),
                 };
                 spawn_in(process, async move {
-                    let result = coordinator::serve_with_fs(config, fs, shutdown()).await;
+                    let result = coordinator::serve_with(config, fs, clock, shutdown()).await;
                     report("coordinator", result);
                 });
             }

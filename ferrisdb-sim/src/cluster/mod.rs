@@ -21,6 +21,7 @@ compile_error!(
 
 pub mod bank_run;
 pub mod boot;
+pub mod clock;
 pub mod network;
 pub mod process;
 

@@ -253,6 +253,15 @@ impl Coordinator {
     /// A coordinator of a cluster: it serves nothing until a recovery recruits it
     /// ([`start_generation`](Self::start_generation)).
     pub fn in_cluster(opts: ClusterCoordinatorOptions) -> CoordinatorHandle {
+        Self::in_cluster_with_clock(opts, Arc::new(SystemClock))
+    }
+
+    /// [`in_cluster`](Self::in_cluster) with `clock` as the wall clock its commit versions
+    /// follow.
+    pub fn in_cluster_with_clock(
+        opts: ClusterCoordinatorOptions,
+        clock: Arc<dyn Clock>,
+    ) -> CoordinatorHandle {
         Self::new(
             None,
             Recovered {
@@ -260,7 +269,7 @@ impl Coordinator {
                 batches: 0,
                 retained_from: Version::ZERO,
             },
-            Arc::new(SystemClock),
+            clock,
             opts.batch,
             opts.idempotency_retention,
         )
