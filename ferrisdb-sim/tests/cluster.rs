@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use ferrisdb_sim::cluster::bank_run::run_bank_seed;
+use ferrisdb_sim::cluster::seed_run::run_cluster_seed;
 
 /// Seeds run by default (the test suite).
 const DEFAULT_SEEDS: u64 = 200;
@@ -36,15 +36,19 @@ fn run_shard(shard: u64) {
     let started = Instant::now();
     let (mut simulated, mut failures) = (0.0, Vec::new());
     for seed in seeds.iter().copied() {
-        let run = run_bank_seed(seed);
+        let run = run_cluster_seed(seed);
         simulated += run.simulated.as_secs_f64();
         match &run.failure {
             None => println!(
-                "cluster seed={seed} ok: {} transfers, {} failed transactions, {} reads, {} \
-                 partitions, {} kills ({} power cuts), {} clock jumps, {:.1} simulated s, {:?}",
+                "cluster seed={seed} ok: {} transfers, {} failed transactions, {} reads, \
+                 list-append {}/{}/{} ok/failed/unknown, {} partitions, {} kills ({} power \
+                 cuts), {} clock jumps, {:.1} simulated s, {:?}",
                 run.transfers,
                 run.failed,
                 run.reads,
+                run.lists.ok,
+                run.lists.failed,
+                run.lists.unknown,
                 run.partitions,
                 run.kills,
                 run.power_cuts,

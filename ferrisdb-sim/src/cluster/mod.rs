@@ -1,8 +1,9 @@
 //! The cluster simulation: the real roles run as simulated processes ([`process`]) on one
 //! current-thread tokio runtime with a seeded scheduler and a simulated clock ([`runtime`],
 //! [`run_clock`]), talking gRPC over the simulated network ([`network`]); [`boot`] starts
-//! them, each on its own simulated disk, and kills and restarts them; [`bank_run`] runs the
-//! bank workload against them with partitions, kills and power cuts.
+//! them, each on its own simulated disk, and kills and restarts them; [`seed_run`] runs one
+//! seed: the bank and list-append workloads against them under partitions, kills, power
+//! cuts and clock jumps.
 //!
 //! **The clock.** The runtime's clock is paused and moves only in steps of [`TICK`], made by
 //! [`run_clock`] once the tasks woken by the previous step have run. It does not jump to the
@@ -19,11 +20,12 @@ compile_error!(
      RUSTFLAGS variable in the environment replaces it: add the flag there too)"
 );
 
-pub mod bank_run;
 pub mod boot;
 pub mod clock;
+pub mod list_append;
 pub mod network;
 pub mod process;
+pub mod seed_run;
 
 use std::future::Future;
 use std::time::Duration;

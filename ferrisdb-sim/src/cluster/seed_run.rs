@@ -1,4 +1,5 @@
-//! One seed of the bank workload on the simulated cluster: accounts that transfers move
+//! One seed of the cluster simulation: two workloads at once, the list-append workload
+//! ([`super::list_append`]) and the bank: accounts that transfers move
 //! money between (each transfer one transaction reading and writing two accounts, and adding
 //! one to its client's transfer counter), a reader that reads every account in one
 //! transaction, and a nemesis that partitions pairs of processes (both ways or one way),
@@ -11,8 +12,10 @@
 //! Durability: each client's counter, read at the end, is at least the transfers it saw
 //! acknowledged (an acknowledged commit was not lost) and at most those plus the ones whose
 //! outcome it never learned (none was applied twice: each transfer carries an idempotency
-//! id, so a retried commit is not applied again). Also: no living role stops; transfers
-//! commit; and once the faults end, a read of every account succeeds.
+//! id, so a retried commit is not applied again). The list-append history is checked for
+//! serializability anomalies, lost appends and aborted or intermediate reads. Also: no
+//! living role stops; transfers commit; and once the faults end, a read of every account
+//! and every list succeeds.
 
 use std::time::Duration;
 
@@ -24,6 +27,7 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use super::boot::{COORDINATOR, Death, SERVERS, SimCluster, server_addr};
+use super::list_append::{ListAppend, Outcomes};
 use super::network::{NetStats, SimNetwork};
 use super::process::{ProcessId, spawn_in};
 use super::run_clock;
@@ -38,6 +42,10 @@ const TRANSFER_CLIENTS: u8 = 3;
 const READER: ProcessId = 20;
 /// The process that opens the accounts and reads them at the end.
 const SETUP: ProcessId = 9;
+/// List-append clients (processes 30, 31, ...).
+const LIST_CLIENTS: u8 = 2;
+/// The history process of the final list reads (beyond every client's).
+const FINAL_LIST_READER: u64 = 1_000_000;
 /// Simulated time the workload runs, after the cluster has started.
 const WORKLOAD: Duration = Duration::from_secs(8);
 /// Longest one transaction may take (retries included) before the client gives up on it.
@@ -58,6 +66,8 @@ pub struct ClusterRun {
     pub failed: u64,
     /// Reads of every account checked.
     pub reads: usize,
+    /// List-append transactions by outcome.
+    pub lists: Outcomes,
     /// Partitions the nemesis made (both ways or one way).
     pub partitions: u64,
     /// Server processes the nemesis killed (and started again).
@@ -172,16 +182,20 @@ fn connect() -> Database {
 }
 
 /// Runs one seed, filling in `run`; `Err` is the run's failure.
-async fn bank(
+async fn workloads(
     seed: u64,
     network: SimNetwork,
     mut run: ClusterRun,
 ) -> (ClusterRun, Result<(), String>) {
-    let result = bank_checked(seed, &network, &mut run).await;
+    let result = workloads_checked(seed, &network, &mut run).await;
     (run, result)
 }
 
-async fn bank_checked(seed: u64, network: &SimNetwork, run: &mut ClusterRun) -> Result<(), String> {
+async fn workloads_checked(
+    seed: u64,
+    network: &SimNetwork,
+    run: &mut ClusterRun,
+) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let begin = Instant::now();
     let (stopped_tx, mut stopped) = tokio::sync::mpsc::unbounded_channel();
@@ -218,11 +232,24 @@ async fn bank_checked(seed: u64, network: &SimNetwork, run: &mut ClusterRun) -> 
         READER,
         async move { read_repeatedly(connect(), until).await },
     );
+    let lists = ListAppend::new();
+    let list_clients: Vec<_> = (0..LIST_CLIENTS)
+        .map(|i| {
+            let (lists, client_seed) = (lists.clone(), rng.random());
+            spawn_in(30 + i, async move {
+                let clients = u64::from(LIST_CLIENTS);
+                lists
+                    .client(connect(), u64::from(i), clients, client_seed, until)
+                    .await
+            })
+        })
+        .collect();
 
     // The nemesis: partitions (both ways or one way) and slow links between random pairs of
     // processes, each healed after a while, and server processes killed and started again.
     let mut clients: Vec<ProcessId> = (0..TRANSFER_CLIENTS).map(|i| 10 + i).collect();
     clients.push(READER);
+    clients.extend((0..LIST_CLIENTS).map(|i| 30 + i));
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
         let a = SERVERS[rng.random_range(0..SERVERS.len())];
@@ -308,6 +335,14 @@ async fn bank_checked(seed: u64, network: &SimNetwork, run: &mut ClusterRun) -> 
         .await
         .map_err(|e| format!("the reader panicked: {e}"))?;
     run.failed += failed;
+    for client in list_clients {
+        let outcomes = client
+            .await
+            .map_err(|e| format!("a list-append client panicked: {e}"))?;
+        run.lists.ok += outcomes.ok;
+        run.lists.failed += outcomes.failed;
+        run.lists.unknown += outcomes.unknown;
+    }
 
     // The faults ended: the cluster must serve a read of every account (and counter) again.
     let last = spawn_in(SETUP, async move {
@@ -348,7 +383,14 @@ async fn bank_checked(seed: u64, network: &SimNetwork, run: &mut ClusterRun) -> 
     };
     reads.push(last);
     run.reads = reads.len();
+    let final_lists = lists.clone();
+    spawn_in(SETUP, async move {
+        final_lists.final_reads(&connect(), FINAL_LIST_READER).await
+    })
+    .await
+    .map_err(|e| format!("the final list reader panicked: {e}"))??;
     run.simulated = begin.elapsed();
+    lists.check()?;
 
     if let Ok(stopped) = stopped.try_recv() {
         return Err(format!("a role stopped during the run: {stopped}"));
@@ -385,13 +427,14 @@ async fn bank_checked(seed: u64, network: &SimNetwork, run: &mut ClusterRun) -> 
 }
 
 /// Runs one seed of the bank workload on a fresh simulated cluster.
-pub fn run_bank_seed(seed: u64) -> ClusterRun {
+pub fn run_cluster_seed(seed: u64) -> ClusterRun {
     let run = ClusterRun {
         seed,
         simulated: Duration::ZERO,
         transfers: 0,
         failed: 0,
         reads: 0,
+        lists: Outcomes::default(),
         partitions: 0,
         kills: 0,
         power_cuts: 0,
@@ -410,7 +453,7 @@ pub fn run_bank_seed(seed: u64) -> ClusterRun {
         Ok(runtime) => runtime,
         Err(e) => return failed(run, format!("the simulation's runtime: {e}")),
     };
-    let workload = bank(seed, network.clone(), run.clone());
+    let workload = workloads(seed, network.clone(), run.clone());
     let (mut run, result) =
         match runtime.block_on(async { run_clock(tokio::spawn(workload)).await }) {
             Ok(done) => done,
