@@ -34,19 +34,29 @@ fn value(i: usize) -> Vec<u8> {
 }
 
 /// A cluster of two storage servers (replication 2) holding [`KEYS`] keys, with storage-0
-/// SIGKILLed after applying them all; returns the last commit version.
+/// SIGKILLed after applying them all; returns a version at or after the last commit.
 async fn written_then_stopped() -> (TestCluster, Database, u64) {
     let mut cluster = TestCluster::start(2, 2).await;
     let db = Database::connect(cluster.controller.addr.to_string()).expect("controller");
-    let mut last = 0;
     for chunk in (0..KEYS).collect::<Vec<_>>().chunks(10) {
-        let tx = db.create_transaction();
-        for &i in chunk {
-            tx.set(key(i), value(i)).expect("set");
-        }
-        tx.commit().await.expect("commit");
-        last = tx.committed_version().expect("version").get();
+        // `run` retries a commit whose outcome was unknown (a log server slow to fsync on
+        // a loaded machine): the writes are idempotent.
+        db.run(|tx| async move {
+            for &i in chunk {
+                tx.set(key(i), value(i))?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("commit");
     }
+    // A read version taken now is at or after every commit above.
+    let last = db
+        .create_transaction()
+        .get_read_version()
+        .await
+        .expect("read version")
+        .get();
     let s0 = cluster.storage[0].addr.to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
     while read(&s0, &key(KEYS - 1), last).await.is_err() {
