@@ -6,7 +6,7 @@
 //!
 //! A list is stored as big-endian `u64` elements; an append reads the key and writes it
 //! back longer, inside the transaction. Each logical transaction is driven by hand
-//! ([`run_once`]) so that its outcome is known exactly: a commit whose result is unknown is
+//! (`run_once`) so that its outcome is known exactly: a commit whose result is unknown is
 //! not retried (that could apply it twice) but recorded as unknown.
 
 use std::collections::BTreeSet;

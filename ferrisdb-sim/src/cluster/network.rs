@@ -128,6 +128,22 @@ impl Link {
     }
 }
 
+impl NetState {
+    /// Cuts (and forgets) every connection `which` picks.
+    fn cut_links(&mut self, which: impl Fn(&Link) -> bool) {
+        let before = self.connections.len();
+        self.connections.retain(|link| {
+            if which(link) {
+                link.cut.cut();
+                false
+            } else {
+                true
+            }
+        });
+        self.stats.cut += (before - self.connections.len()) as u64;
+    }
+}
+
 fn pair(a: ProcessId, b: ProcessId) -> (ProcessId, ProcessId) {
     (a.min(b), a.max(b))
 }
@@ -186,17 +202,7 @@ impl SimNetwork {
     pub fn partition(&self, a: ProcessId, b: ProcessId) {
         let mut state = self.state.lock();
         state.partitions.insert(pair(a, b));
-        let mut cut = 0;
-        state.connections.retain(|link| {
-            if link.ends() == pair(a, b) {
-                link.cut.cut();
-                cut += 1;
-                false
-            } else {
-                true
-            }
-        });
-        state.stats.cut += cut;
+        state.cut_links(|link| link.ends() == pair(a, b));
     }
 
     /// Clogs the direction from `from` to `to` (a one-way partition): what `from` sends
@@ -247,17 +253,7 @@ impl SimNetwork {
     pub fn kill(&self, process: ProcessId) {
         let mut state = self.state.lock();
         state.listeners.retain(|_, l| l.process != process);
-        let mut cut = 0;
-        state.connections.retain(|link| {
-            if link.client == process || link.server == process {
-                link.cut.cut();
-                cut += 1;
-                false
-            } else {
-                true
-            }
-        });
-        state.stats.cut += cut;
+        state.cut_links(|link| link.client == process || link.server == process);
         state.stats.kills += 1;
     }
 
