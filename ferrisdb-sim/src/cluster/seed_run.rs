@@ -187,7 +187,14 @@ async fn workloads(
     network: SimNetwork,
     mut run: ClusterRun,
 ) -> (ClusterRun, Result<(), String>) {
-    let result = workloads_checked(seed, &network, &mut run).await;
+    let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+    let mut result = workloads_checked(seed, &network, &mut run, ended_tx, &mut ended).await;
+    // A role that ended while alive is part of why a seed failed, wherever it failed.
+    if let Err(reason) = &mut result {
+        while let Ok(role) = ended.try_recv() {
+            reason.push_str(&format!("; {role}"));
+        }
+    }
     (run, result)
 }
 
@@ -195,11 +202,12 @@ async fn workloads_checked(
     seed: u64,
     network: &SimNetwork,
     run: &mut ClusterRun,
+    ended_tx: tokio::sync::mpsc::UnboundedSender<String>,
+    stopped: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
 ) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let begin = Instant::now();
-    let (stopped_tx, mut stopped) = tokio::sync::mpsc::unbounded_channel();
-    let cluster = SimCluster::start(network.clone(), rng.random(), stopped_tx);
+    let cluster = SimCluster::start(network.clone(), rng.random(), ended_tx);
 
     // Open the accounts (the cluster is starting: retry until it serves).
     let opened = spawn_in(SETUP, async move {
@@ -372,13 +380,7 @@ async fn workloads_checked(
     });
     let (last, counters) = match last.await {
         Ok(Ok(read)) => read,
-        Ok(Err(e)) => {
-            let mut reason = format!("no read succeeded after the faults ended: {e}");
-            while let Ok(stopped) = stopped.try_recv() {
-                reason.push_str(&format!("; {stopped}"));
-            }
-            return Err(reason);
-        }
+        Ok(Err(e)) => return Err(format!("no read succeeded after the faults ended: {e}")),
         Err(e) => return Err(format!("the final reader panicked: {e}")),
     };
     reads.push(last);
@@ -392,8 +394,8 @@ async fn workloads_checked(
     run.simulated = begin.elapsed();
     lists.check()?;
 
-    if let Ok(stopped) = stopped.try_recv() {
-        return Err(format!("a role stopped during the run: {stopped}"));
+    if let Ok(role) = stopped.try_recv() {
+        return Err(format!("a role stopped during the run: {role}"));
     }
     let anomalies = check_bank(ACCOUNTS, ACCOUNTS as i64 * OPENING, &reads);
     if let Some(first) = anomalies.first() {
