@@ -19,7 +19,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::clock::SimClock;
 use super::network::{SimNetwork, process_ip};
 use super::process::{self, ProcessId, spawn_in};
-use crate::disk::{DiskStats, SimDisk};
+use crate::disk::SimDisk;
 
 /// The controller's process.
 pub const CONTROLLER: ProcessId = 1;
@@ -112,11 +112,6 @@ impl SimCluster {
     /// Starts `process`'s role again on what its disk kept.
     pub fn restart(&self, process: ProcessId) {
         self.spawn_role(process);
-    }
-
-    /// What each server's disk did, by process.
-    pub fn disk_stats(&self) -> Vec<(ProcessId, DiskStats)> {
-        self.disks.iter().map(|(&p, d)| (p, d.stats())).collect()
     }
 
     fn spawn_role(&self, process: ProcessId) {

@@ -203,7 +203,7 @@ async fn workloads_checked(
     network: &SimNetwork,
     run: &mut ClusterRun,
     ended_tx: tokio::sync::mpsc::UnboundedSender<String>,
-    stopped: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    ended: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
 ) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let begin = Instant::now();
@@ -394,7 +394,7 @@ async fn workloads_checked(
     run.simulated = begin.elapsed();
     lists.check()?;
 
-    if let Ok(role) = stopped.try_recv() {
+    if let Ok(role) = ended.try_recv() {
         return Err(format!("a role stopped during the run: {role}"));
     }
     let anomalies = check_bank(ACCOUNTS, ACCOUNTS as i64 * OPENING, &reads);
