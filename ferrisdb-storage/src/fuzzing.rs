@@ -19,9 +19,10 @@ use crate::key::ValueKind;
 use crate::manifest::{ManifestState, VersionEdit, decode_edits};
 use crate::sstable::block::{Block, BlockBuilder, BlockIter};
 use crate::sstable::bloom::BloomFilter;
+use crate::sstable::compression::block_contents;
 use crate::sstable::format::{
-    BLOCK_TRAILER_SIZE, BlockHandle, FOOTER_SIZE, Footer, TableProperties, block_contents,
-    block_trailer, verify_block_trailer,
+    BLOCK_TRAILER_SIZE, BlockHandle, FOOTER_SIZE, Footer, TableProperties, block_trailer,
+    verify_block_trailer,
 };
 use crate::wal::replay_image;
 

@@ -152,6 +152,10 @@ async fn status(target: &Target, args: StatusArgs) -> Result<(), String> {
 }
 
 async fn bench_engine(a: EngineArgs) -> Result<(), String> {
+    let codec = |name: &str| {
+        ferrisdb_storage::sstable::Compression::from_name(name)
+            .ok_or_else(|| format!("unknown compression {name:?}: lz4, zstd or none"))
+    };
     let cfg = cli::bench_engine::EngineBench {
         workloads: a.workloads,
         num: a.num,
@@ -164,7 +168,8 @@ async fn bench_engine(a: EngineArgs) -> Result<(), String> {
         cache_mib: a.cache_mib,
         memtable_mib: a.memtable_mib,
         gc_window: a.gc_window,
-        lz4: a.compression == "lz4",
+        compression: codec(&a.compression)?,
+        bottommost_compression: a.bottommost_compression.as_deref().map(codec).transpose()?,
         reads: a.reads,
     };
     tokio::task::spawn_blocking(move || cli::bench_engine::run(cfg).map(|_| ()))

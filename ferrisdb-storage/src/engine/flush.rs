@@ -116,7 +116,8 @@ impl Inner {
     fn write_table(&self, imm: &Immutable, horizon: u64) -> Result<Arc<Table>> {
         let id = self.new_file_number();
         let path = self.dir.join(table_file_name(id));
-        let mut builder = TableBuilder::create(&self.fs, &path, self.opts.table_for_level(0))?;
+        let mut builder =
+            TableBuilder::create(&self.fs, &path, self.opts.table_for_level(0, false))?;
         let mut iter = imm.mem.iter();
         iter.seek_to_first()?;
         // The key whose newest version at or below the horizon has been written, if any.

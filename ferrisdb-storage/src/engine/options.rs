@@ -3,15 +3,18 @@
 
 use bytes::Bytes;
 
-use crate::sstable::TableOptions;
+use crate::sstable::{Compression, TableOptions};
 use crate::wal::{SyncPolicy, WalStats};
 
 impl EngineOptions {
-    /// The table options for files written to `level`.
-    pub fn table_for_level(&self, level: usize) -> TableOptions {
+    /// The table options for files written to `level`; `bottommost` when nothing lies below
+    /// that level (a compaction into the deepest level that holds data).
+    pub fn table_for_level(&self, level: usize, bottommost: bool) -> TableOptions {
         let mut table = self.table;
         if level < self.compress_from_level {
-            table.compression = crate::sstable::Compression::None;
+            table.compression = Compression::None;
+        } else if bottommost && level > 0 {
+            table.compression = self.bottommost_compression.unwrap_or(table.compression);
         }
         table
     }
@@ -35,6 +38,11 @@ pub struct EngineOptions {
     /// `table.compression` says (0: every level compressed; e.g. 2 keeps the levels that
     /// flushes and the first compactions write cheap to write).
     pub compress_from_level: usize,
+    /// The codec of tables that compactions write to the deepest level holding data (and at
+    /// or below `compress_from_level`), where most of the data lives and which is rewritten
+    /// least often: e.g. zstd there and LZ4 above, as RocksDB's `bottommost_compression`.
+    /// `None`: `table.compression` there too.
+    pub bottommost_compression: Option<Compression>,
     /// Compaction output files are cut at about this size (at a user-key boundary).
     pub target_file_bytes: u64,
     /// Level 0 is compacted into level 1 once it has this many files.
@@ -66,6 +74,7 @@ impl Default for EngineOptions {
             block_cache_bytes: 64 << 20,
             table: TableOptions::default(),
             compress_from_level: 0,
+            bottommost_compression: None,
             target_file_bytes: 32 << 20,
             l0_compaction_trigger: 4,
             l0_slowdown_writes: 12,
@@ -166,5 +175,46 @@ impl EngineStats {
     /// ingested; the WAL is not counted.
     pub fn write_amplification(&self, user_bytes: u64) -> f64 {
         (self.flush_bytes + self.compaction_write_bytes) as f64 / user_bytes.max(1) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_level_gets_its_codec() {
+        let opts = EngineOptions {
+            table: TableOptions {
+                compression: Compression::Lz4,
+                ..TableOptions::default()
+            },
+            compress_from_level: 1,
+            bottommost_compression: Some(Compression::Zstd),
+            ..EngineOptions::default()
+        };
+        let codec = |level, bottommost| opts.table_for_level(level, bottommost).compression;
+        assert_eq!(codec(0, false), Compression::None);
+        assert_eq!(
+            codec(0, true),
+            Compression::None,
+            "flushes are never bottommost"
+        );
+        assert_eq!(codec(1, false), Compression::Lz4);
+        assert_eq!(codec(1, true), Compression::Zstd);
+        assert_eq!(codec(6, true), Compression::Zstd);
+        let everywhere = EngineOptions {
+            compress_from_level: 0,
+            bottommost_compression: None,
+            ..opts
+        };
+        assert_eq!(
+            everywhere.table_for_level(0, false).compression,
+            Compression::Lz4
+        );
+        assert_eq!(
+            everywhere.table_for_level(3, true).compression,
+            Compression::Lz4
+        );
     }
 }

@@ -13,9 +13,9 @@ use ferrisdb_core::{Error, Result};
 
 use super::block::BlockBuilder;
 use super::bloom::BloomBuilder;
+use super::compression::{BlockCompressor, COMPRESSION_NONE, Compression};
 use super::format::{
-    BLOCK_TRAILER_SIZE, BlockHandle, COMPRESSION_LZ4, COMPRESSION_NONE, FOOTER_SIZE, Footer,
-    TableProperties, block_trailer_for, compress_block,
+    BLOCK_TRAILER_SIZE, BlockHandle, FOOTER_SIZE, Footer, TableProperties, block_trailer_for,
 };
 use crate::key::{InternalKey, ValueKind, compare_internal};
 
@@ -41,16 +41,6 @@ pub struct TableOptions {
     pub compression: Compression,
 }
 
-/// Compression of a table's data blocks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Compression {
-    /// Stored as they are.
-    None,
-    /// LZ4 per block (`lz4_flex`), kept only when it saves at least an eighth of the block.
-    #[default]
-    Lz4,
-}
-
 impl Default for TableOptions {
     fn default() -> Self {
         TableOptions {
@@ -69,6 +59,8 @@ pub struct TableBuilder {
     path: PathBuf,
     writer: BufWriter<Box<dyn WritableFile>>,
     opts: TableOptions,
+    /// Compresses each data block as `opts.compression` says.
+    compressor: BlockCompressor,
     /// Bytes written so far (the offset of the next block).
     offset: u64,
     data_block: BlockBuilder,
@@ -101,6 +93,7 @@ impl TableBuilder {
             path: path.to_path_buf(),
             writer: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
             opts,
+            compressor: BlockCompressor::new(opts.compression),
             offset: 0,
             data_block: BlockBuilder::new(opts.restart_interval),
             index_block: BlockBuilder::new(INDEX_RESTART_INTERVAL),
@@ -227,16 +220,18 @@ impl TableBuilder {
 
     fn flush_data_block(&mut self) -> Result<()> {
         let contents = self.data_block.finish();
-        let compressed = match self.opts.compression {
-            Compression::Lz4 => compress_block(contents),
-            Compression::None => None,
-        };
+        let compressed = self.compressor.compress(contents).map_err(|e| {
+            Error::io(
+                format!("compressing a block of table {}", self.path.display()),
+                e,
+            )
+        })?;
         let handle = match &compressed {
-            Some(stored) => write_stored_block(
+            Some((kind, stored)) => write_stored_block(
                 &mut self.writer,
                 &mut self.offset,
                 stored,
-                COMPRESSION_LZ4,
+                *kind,
                 &self.path,
             )?,
             None => write_block(&mut self.writer, &mut self.offset, contents, &self.path)?,

@@ -19,6 +19,7 @@
 use ferrisdb_core::Error;
 use std::path::Path;
 
+use super::compression::{COMPRESSION_NONE, is_known_compression};
 use super::varint::{get_varint64, put_varint64, read_u32_le, read_u64_le};
 use crate::key::{InternalKey, compare_internal};
 
@@ -30,15 +31,6 @@ pub const FOOTER_SIZE: usize = 64;
 pub const FORMAT_VERSION: u32 = 1;
 /// Magic number stored in the last 8 bytes of every table ("FRSDBSST" little-endian).
 pub const TABLE_MAGIC: u64 = u64::from_le_bytes(*b"FRSDBSST");
-/// Compression type byte for uncompressed blocks.
-pub const COMPRESSION_NONE: u8 = 0;
-/// Compression type byte for LZ4 blocks: the uncompressed length (u32 LE), then one LZ4
-/// block (`lz4_flex::block`).
-pub const COMPRESSION_LZ4: u8 = 1;
-/// Largest uncompressed length a compressed block may declare (a damaged length must not
-/// make the reader allocate gigabytes).
-pub const MAX_UNCOMPRESSED_BLOCK: usize = 1 << 30;
-
 /// Offset of the CRC field inside the footer.
 const FOOTER_CRC_OFFSET: usize = 52;
 /// Offset of the magic number inside the footer.
@@ -130,58 +122,10 @@ pub fn verify_block_trailer(stored: &[u8], trailer: &[u8]) -> Result<u8, DecodeE
     if crc != block_crc(stored, compression) {
         return Err(DecodeError::new(1, "block checksum mismatch"));
     }
-    if compression != COMPRESSION_NONE && compression != COMPRESSION_LZ4 {
+    if !is_known_compression(compression) {
         return Err(DecodeError::new(0, "unsupported block compression type"));
     }
     Ok(compression)
-}
-
-/// `contents` compressed with LZ4 (length prefix included) if that saves at least an eighth
-/// of its size; `None` when it would not (the block is then stored uncompressed).
-pub fn compress_block(contents: &[u8]) -> Option<Vec<u8>> {
-    let len = u32::try_from(contents.len()).ok()?;
-    if contents.len() > MAX_UNCOMPRESSED_BLOCK {
-        return None;
-    }
-    let compressed = lz4_flex::block::compress(contents);
-    let stored_len = compressed.len() + 4;
-    if stored_len > contents.len() - contents.len() / 8 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(stored_len);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&compressed);
-    Some(out)
-}
-
-/// The contents of a block whose trailer [`verify_block_trailer`] accepted: `stored` itself,
-/// or `stored` decompressed. A damaged compressed block is an error, never a panic.
-pub fn block_contents(stored: bytes::Bytes, compression: u8) -> Result<bytes::Bytes, DecodeError> {
-    match compression {
-        COMPRESSION_NONE => Ok(stored),
-        COMPRESSION_LZ4 => {
-            let declared = read_u32_le(&stored, 0).ok_or(DecodeError::new(
-                0,
-                "compressed block shorter than its length",
-            ))? as usize;
-            if declared > MAX_UNCOMPRESSED_BLOCK {
-                return Err(DecodeError::new(
-                    0,
-                    "compressed block declares an implausible length",
-                ));
-            }
-            let contents = lz4_flex::block::decompress(&stored[4..], declared)
-                .map_err(|_| DecodeError::new(4, "compressed block does not decompress"))?;
-            if contents.len() != declared {
-                return Err(DecodeError::new(
-                    0,
-                    "compressed block decompresses to another length than it declares",
-                ));
-            }
-            Ok(bytes::Bytes::from(contents))
-        }
-        _ => Err(DecodeError::new(0, "unsupported block compression type")),
-    }
 }
 
 /// The fixed-size record at the end of a table locating its metadata blocks.
@@ -448,51 +392,10 @@ mod tests {
         let mut flipped = *contents;
         flipped[3] ^= 1;
         assert!(verify_block_trailer(&flipped, &trailer).is_err());
-        let unknown = block_trailer_for(contents, 2);
+        let unknown = block_trailer_for(contents, 3);
         let err = verify_block_trailer(contents, &unknown).unwrap_err();
         assert_eq!(err.reason, "unsupported block compression type");
         assert!(verify_block_trailer(contents, &trailer[..4]).is_err());
-    }
-
-    #[test]
-    fn lz4_blocks_round_trip_and_damage_is_an_error() {
-        let contents: Vec<u8> = (0..4096u32).map(|i| (i % 7) as u8).collect();
-        let stored = compress_block(&contents).expect("repetitive data compresses");
-        assert!(stored.len() < contents.len() / 4, "{} bytes", stored.len());
-        let trailer = block_trailer_for(&stored, COMPRESSION_LZ4);
-        let kind = verify_block_trailer(&stored, &trailer).unwrap();
-        assert_eq!(kind, COMPRESSION_LZ4);
-        let back = block_contents(bytes::Bytes::from(stored.clone()), kind).unwrap();
-        assert_eq!(back.as_ref(), contents.as_slice());
-        // Incompressible data is stored as it is.
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let noise: Vec<u8> = (0..4096)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 24) as u8
-            })
-            .collect();
-        assert!(compress_block(&noise).is_none());
-        assert!(compress_block(b"").is_none());
-        // Damage behind a valid checksum (a bug, or a forged file): errors, never panics.
-        for i in 0..stored.len() {
-            let mut damaged = stored.clone();
-            damaged[i] ^= 0x41;
-            if let Ok(b) = block_contents(bytes::Bytes::from(damaged), COMPRESSION_LZ4) {
-                assert_eq!(b.len(), contents.len(), "flip at {i}");
-            }
-        }
-        let mut huge = stored.clone();
-        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        let err = block_contents(bytes::Bytes::from(huge), COMPRESSION_LZ4).unwrap_err();
-        assert_eq!(
-            err.reason,
-            "compressed block declares an implausible length"
-        );
-        let err = block_contents(bytes::Bytes::from_static(b"ab"), COMPRESSION_LZ4).unwrap_err();
-        assert_eq!(err.reason, "compressed block shorter than its length");
     }
 
     #[test]

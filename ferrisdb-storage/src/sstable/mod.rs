@@ -18,13 +18,15 @@ pub mod block;
 pub mod bloom;
 mod builder;
 pub mod cache;
+pub mod compression;
 pub mod format;
 mod iterator;
 mod readahead;
 mod reader;
 mod varint;
 
-pub use builder::{Compression, TableBuilder, TableOptions};
+pub use builder::{TableBuilder, TableOptions};
+pub use compression::Compression;
 pub use format::TableProperties;
 pub use iterator::TableIterator;
 pub use reader::{Table, TableEntry};

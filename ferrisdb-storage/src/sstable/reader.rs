@@ -14,9 +14,10 @@ use ferrisdb_core::{Error, Result};
 
 use super::block::{Block, BlockIter};
 use super::bloom::{BloomFilter, hash64};
+use super::compression::block_contents;
 use super::format::{
     BLOCK_TRAILER_SIZE, BlockHandle, DecodeError, FOOTER_SIZE, Footer, TableProperties,
-    block_contents, verify_block_trailer,
+    verify_block_trailer,
 };
 use super::iterator::TableIterator;
 use super::readahead::Readahead;
@@ -207,6 +208,27 @@ impl Table {
             if past_end {
                 break;
             }
+            index.next().map_err(|e| self.index_error(e))?;
+        }
+        Ok(out)
+    }
+
+    /// The compression type byte (`sstable::compression::COMPRESSION_*`) of each data block,
+    /// in key order, from the blocks' trailers (the trailers are read, not verified).
+    pub fn data_block_compressions(&self) -> Result<Vec<u8>> {
+        let mut index = BlockIter::new(self.index.clone());
+        index.seek_to_first().map_err(|e| self.index_error(e))?;
+        let mut out = Vec::new();
+        while index.valid() {
+            let handle = self.handle_at(&index)?;
+            let mut kind = [0u8];
+            read_at(
+                self.file.as_ref(),
+                &self.path,
+                &mut kind,
+                handle.offset.saturating_add(handle.size),
+            )?;
+            out.push(kind[0]);
             index.next().map_err(|e| self.index_error(e))?;
         }
         Ok(out)

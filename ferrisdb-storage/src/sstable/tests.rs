@@ -111,13 +111,13 @@ proptest! {
     fn table_matches_model(
         model in model_strategy(),
         restart_interval in 1usize..17,
-        lz4 in any::<bool>(),
+        codec in 0usize..3,
         lookups in proptest::collection::vec(("[a-d]{1,3}", 0u64..64), 1..40),
         seeks in proptest::collection::vec(("[a-d]{0,3}", 0u64..64, 0usize..8), 1..12),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.sst");
-        let compression = if lz4 { Compression::Lz4 } else { Compression::None };
+        let compression = [Compression::None, Compression::Lz4, Compression::Zstd][codec];
         let opts = TableOptions { restart_interval, compression, ..small_blocks() };
         let props = write_table(&path, &model, opts);
         let table = Table::open(&OsFs, &path, 1, BlockCache::new(64 * 1024)).unwrap();

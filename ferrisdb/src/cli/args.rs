@@ -91,7 +91,7 @@ Examples:
   ferrisdb bench --store etcd --etcd-serializable --workload c --no-load --uniform
   ferrisdb bench engine --num 1000000 --workloads fillrandom,readrandom"
     )]
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
 }
 
 /// `status` flags.
@@ -217,9 +217,14 @@ pub struct EngineArgs {
     /// keeps its 5 s MVCC window. 0 keeps every version.
     #[arg(long, default_value_t = 0)]
     pub gc_window: u64,
-    /// Compression of the SSTables' data blocks: `lz4` (the engine's default) or `none`.
-    #[arg(long, default_value = "lz4", value_parser = ["lz4", "none"])]
+    /// Compression of the SSTables' data blocks: `lz4` (the engine's default), `zstd` or
+    /// `none`.
+    #[arg(long, default_value = "lz4", value_parser = ["lz4", "zstd", "none"])]
     pub compression: String,
+    /// Compression of the tables compactions write to the deepest level holding data
+    /// (default: as `--compression`), e.g. `zstd` with `--compression lz4`.
+    #[arg(long, value_parser = ["lz4", "zstd", "none"])]
+    pub bottommost_compression: Option<String>,
 }
 
 /// `cluster controllers` subcommands.

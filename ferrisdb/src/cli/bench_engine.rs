@@ -44,8 +44,11 @@ pub struct EngineBench {
     pub reads: Option<u64>,
     /// Versions kept below the newest before the GC horizon (0: every version is kept).
     pub gc_window: u64,
-    /// Compress data blocks with LZ4 (else store them plain).
-    pub lz4: bool,
+    /// Compression of data blocks.
+    pub compression: Compression,
+    /// Compression of the tables written to the deepest level holding data (`None`: as
+    /// `compression`).
+    pub bottommost_compression: Option<Compression>,
 }
 
 /// Prints one result line.
@@ -102,19 +105,16 @@ pub fn run(cfg: EngineBench) -> Result<Vec<WorkloadResult>, String> {
         memtable_bytes: cfg.memtable_mib << 20,
         block_cache_bytes: cfg.cache_mib << 20,
         table: TableOptions {
-            compression: if cfg.lz4 {
-                Compression::Lz4
-            } else {
-                Compression::None
-            },
+            compression: cfg.compression,
             ..TableOptions::default()
         },
+        bottommost_compression: cfg.bottommost_compression,
         ..EngineOptions::default()
     };
     // 0 (the default) keeps every version: no GC horizon.
     let db = FerrisEngine::open(&dir, options, cfg.gc_window).map_err(|e| e.to_string())?;
     println!(
-        "FerrisDB engine bench: {} keys, {}-byte keys, {}-byte values, batch {}, sync {}, {} reader threads, gc window {} versions, dir {}",
+        "FerrisDB engine bench: {} keys, {}-byte keys, {}-byte values, batch {}, sync {}, {} reader threads, gc window {} versions, compression {} (bottommost {}), dir {}",
         cfg.num,
         cfg.key_size,
         cfg.value_size,
@@ -122,6 +122,8 @@ pub fn run(cfg: EngineBench) -> Result<Vec<WorkloadResult>, String> {
         cfg.sync,
         cfg.threads,
         cfg.gc_window,
+        cfg.compression.name(),
+        cfg.bottommost_compression.unwrap_or(cfg.compression).name(),
         dir.display()
     );
     let reads = cfg.reads.unwrap_or(cfg.num);

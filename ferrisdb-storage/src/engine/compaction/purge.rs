@@ -121,7 +121,8 @@ impl Engine {
                         clean.insert(table.id());
                         continue;
                     }
-                    let (outputs, removed) = rewrite(self, level, &table, ranges)?;
+                    let bottommost = state.levels[level + 1..].iter().all(|l| l.is_empty());
+                    let (outputs, removed) = rewrite(self, level, bottommost, &table, ranges)?;
                     stats.rewritten_tables += 1;
                     stats.removed_entries += removed;
                     outputs
@@ -237,14 +238,16 @@ fn holds_purgeable(table: &Arc<Table>, ranges: &[PurgeRange]) -> Result<bool> {
 }
 
 /// Writes `table`'s entries outside `ranges` (or newer than their `through`) to new tables of
-/// `level`; returns them and the number of entries left out.
+/// `level` (`bottommost`: no level below holds data); returns them and the number of entries
+/// left out.
 fn rewrite(
     engine: &Engine,
     level: usize,
+    bottommost: bool,
     table: &Arc<Table>,
     ranges: &[PurgeRange],
 ) -> Result<(Vec<Arc<Table>>, u64)> {
-    let mut writer = OutputWriter::new(&engine.inner, level);
+    let mut writer = OutputWriter::new(&engine.inner, level, bottommost);
     let mut removed = 0u64;
     let mut last_key: Vec<u8> = Vec::new();
     let mut have_key = false;

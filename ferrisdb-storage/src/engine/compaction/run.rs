@@ -50,7 +50,7 @@ pub(super) fn run(
         next_inputs.to_vec(),
     )));
     let mut merge = MergeIterator::new(sources);
-    let mut writer = OutputWriter::new(inner, pick.output_level());
+    let mut writer = OutputWriter::new(inner, pick.output_level(), deeper.is_empty());
     match merge_into(&mut merge, &mut writer, deeper, gc) {
         Ok(()) => writer.finish(),
         Err(err) => {
@@ -125,11 +125,11 @@ pub(super) struct OutputWriter<'a> {
 }
 
 impl<'a> OutputWriter<'a> {
-    /// A writer of tables for `level`.
-    pub(super) fn new(inner: &'a Inner, level: usize) -> Self {
+    /// A writer of tables for `level` (`bottommost`: no level below holds data).
+    pub(super) fn new(inner: &'a Inner, level: usize, bottommost: bool) -> Self {
         OutputWriter {
             inner,
-            table: inner.opts.table_for_level(level),
+            table: inner.opts.table_for_level(level, bottommost),
             builder: None,
             outputs: Vec::new(),
         }

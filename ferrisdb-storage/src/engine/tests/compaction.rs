@@ -169,3 +169,49 @@ fn single_table_with_garbage_is_rewritten_into_the_last_level() {
     );
     assert_reads(&engine, 3..=3);
 }
+
+#[test]
+fn the_deepest_level_is_written_with_the_bottommost_codec() {
+    use crate::sstable::compression::{COMPRESSION_NONE, COMPRESSION_ZSTD};
+    let dir = tempfile::tempdir().unwrap();
+    // small_options: level 0 plain, LZ4 from level 1, zstd at the bottom.
+    let engine = open(dir.path(), options(3));
+    let value = |k: u32, version: u64| format!("k{k:02}@{version}-{}", "padding ".repeat(8));
+    for round in 0..2u64 {
+        for version in round * 10 + 1..=round * 10 + 3 {
+            let mut batch = WriteBatch::new();
+            for k in 0..40 {
+                batch.put(format!("k{k:02}"), value(k, version));
+            }
+            engine.apply(version, &batch).unwrap();
+        }
+        engine.flush().unwrap();
+        let l0 = engine.inner.current().levels[0].clone();
+        for table in &l0 {
+            let kinds = table.data_block_compressions().unwrap();
+            assert!(
+                kinds.iter().all(|&k| k == COMPRESSION_NONE),
+                "level 0: {kinds:?}"
+            );
+        }
+        engine.compact().unwrap();
+    }
+    // The second compaction merged level 0 into level 1, the deepest level holding data.
+    let state = engine.inner.current();
+    assert!(state.levels[0].is_empty() && state.levels[2].is_empty());
+    let kinds: Vec<u8> = state.levels[1]
+        .iter()
+        .flat_map(|t| t.data_block_compressions().unwrap())
+        .collect();
+    assert!(!kinds.is_empty());
+    assert!(
+        kinds.iter().all(|&k| k == COMPRESSION_ZSTD),
+        "level 1: {kinds:?}"
+    );
+    for version in [1, 3, 11, 13] {
+        for k in 0..40 {
+            let got = engine.get(format!("k{k:02}").as_bytes(), version).unwrap();
+            assert_eq!(got.unwrap(), value(k, version), "k{k:02} at {version}");
+        }
+    }
+}

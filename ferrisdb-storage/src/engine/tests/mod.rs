@@ -30,8 +30,10 @@ pub(super) fn small_options(background: bool) -> EngineOptions {
             bloom_bits_per_key: 10,
             compression: Compression::Lz4,
         },
-        // Level 0 plain, deeper levels compressed: both kinds of table meet in every read.
+        // Level 0 plain, deeper levels LZ4, the deepest zstd: every kind of table meets in
+        // reads.
         compress_from_level: 1,
+        bottommost_compression: Some(Compression::Zstd),
         target_file_bytes: 2048,
         l0_compaction_trigger: 2,
         l0_slowdown_writes: 6,
