@@ -35,6 +35,16 @@ pub trait InternalIterator {
     fn next(&mut self) -> Result<()>;
     /// Moves to the previous entry (reverse direction).
     fn prev(&mut self) -> Result<()>;
+
+    /// Moves forward past every entry of user key `key` (the iterator is at the first of
+    /// them, or already past). By default one [`next`](Self::next) per entry; a memtable
+    /// jumps over a key's versions instead.
+    fn skip_user_key(&mut self, key: &[u8]) -> Result<()> {
+        while self.valid() && self.key() == key {
+            self.next()?;
+        }
+        Ok(())
+    }
 }
 
 impl<I: InternalIterator + ?Sized> InternalIterator for Box<I> {
@@ -70,5 +80,8 @@ impl<I: InternalIterator + ?Sized> InternalIterator for Box<I> {
     }
     fn prev(&mut self) -> Result<()> {
         (**self).prev()
+    }
+    fn skip_user_key(&mut self, key: &[u8]) -> Result<()> {
+        (**self).skip_user_key(key)
     }
 }

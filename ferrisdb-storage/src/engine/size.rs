@@ -85,20 +85,24 @@ fn sample_memtable(
     let mut iter = mem.iter();
     iter.seek(begin, u64::MAX)?;
     let mut step = 0u64;
-    let mut last: Option<Vec<u8>> = None;
+    // The last key not yet pushed (one buffer for the walk: no allocation per entry).
+    let mut last = Vec::new();
+    let mut have_last = false;
     while iter.valid() && (end.is_empty() || iter.key() < end) {
         step += (iter.key().len() + iter.value().len()) as u64 + MEMTABLE_ENTRY_OVERHEAD;
         if step >= MEMTABLE_STEP {
             out.push((Bytes::copy_from_slice(iter.key()), step));
             step = 0;
-            last = None;
+            have_last = false;
         } else {
-            last = Some(iter.key().to_vec());
+            last.clear();
+            last.extend_from_slice(iter.key());
+            have_last = true;
         }
         iter.next()?;
     }
-    if let Some(key) = last.filter(|_| step > 0) {
-        out.push((Bytes::from(key), step));
+    if have_last && step > 0 {
+        out.push((Bytes::from(last), step));
     }
     Ok(())
 }

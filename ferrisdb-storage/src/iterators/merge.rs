@@ -183,7 +183,7 @@ impl<I: InternalIterator> MergeIterator<I> {
 
     /// Moves forward past every entry of user key `key`, the current entry's key (a scan
     /// skipping the older versions of the key it just returned). Each child holding entries
-    /// of `key` steps past them on its own, and the heap is fixed once per such child,
+    /// of `key` moves past them on its own (`InternalIterator::skip_user_key`), and the heap is fixed once per such child,
     /// instead of once per entry as [`next`](InternalIterator::next) would: with many
     /// versions per key spread over the memtables and tables, the per-entry heap comparisons
     /// were most of a scan's time.
@@ -197,7 +197,7 @@ impl<I: InternalIterator> MergeIterator<I> {
                 "merge iterator moved forward after a reverse positioning".into(),
             ));
         }
-        if let Err(err) = skip_key(&mut self.children[top], key) {
+        if let Err(err) = self.children[top].skip_user_key(key) {
             self.clear();
             return Err(err);
         }
@@ -210,7 +210,7 @@ impl<I: InternalIterator> MergeIterator<I> {
                 break;
             }
             if let Some(popped) = self.pop() {
-                if let Err(err) = skip_key(&mut self.children[popped], key) {
+                if let Err(err) = self.children[popped].skip_user_key(key) {
                     self.scratch = moved;
                     self.clear();
                     return Err(err);
@@ -280,14 +280,6 @@ impl<I: InternalIterator> InternalIterator for MergeIterator<I> {
     fn prev(&mut self) -> Result<()> {
         self.advance(false)
     }
-}
-
-/// Steps `child` past every entry of user key `key` (it is at the first of them, or past).
-fn skip_key<I: InternalIterator>(child: &mut I, key: &[u8]) -> Result<()> {
-    while child.valid() && child.key() == key {
-        child.next()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

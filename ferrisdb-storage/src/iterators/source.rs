@@ -74,4 +74,7 @@ impl InternalIterator for SourceIterator {
     fn prev(&mut self) -> Result<()> {
         dispatch!(self, it => it.prev())
     }
+    fn skip_user_key(&mut self, key: &[u8]) -> Result<()> {
+        dispatch!(self, it => it.skip_user_key(key))
+    }
 }

@@ -299,6 +299,13 @@ impl InternalIterator for MemTableIterator {
         }
         Ok(())
     }
+
+    fn skip_user_key(&mut self, key: &[u8]) -> Result<()> {
+        if let Some(node) = self.node().filter(|node| node.key() == key) {
+            self.current = self.table.list.past_key(node).map(NonNull::from);
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for MemTableIterator {

@@ -38,6 +38,11 @@ pub(crate) const MAX_HEIGHT: usize = 12;
 #[repr(C)]
 pub(crate) struct Node {
     version: u64,
+    /// An older version of the same user key (at or after this node in the list), or null:
+    /// the oldest one its inserter saw. Set before the node is published, never changed
+    /// after. A scan skipping a key's versions jumps here instead of stepping through each
+    /// ([`SkipList::past_key`]).
+    older_of_key: Atomic<Node>,
     key_len: u32,
     value_len: u32,
     kind: ValueKind,
@@ -83,6 +88,7 @@ impl Node {
         unsafe {
             node.as_ptr().write(Node {
                 version,
+                older_of_key: Atomic::null(),
                 key_len,
                 value_len,
                 kind,
@@ -301,6 +307,10 @@ impl SkipList {
             linked_node
                 .link(0)
                 .store(splice.succs[0], Ordering::Relaxed);
+            // Not yet reachable: the release CAS below publishes the hint with the node.
+            linked_node
+                .older_of_key
+                .store(older_of_key(splice.succs[0], key, guard), Ordering::Relaxed);
             match splice.preds[0].at(0).compare_exchange(
                 splice.succs[0],
                 linked,
@@ -474,6 +484,23 @@ impl SkipList {
         unsafe { next.as_ref() }
     }
 
+    /// The first node after `node` whose user key differs from `node`'s: one jump to the
+    /// oldest version of the key that `node`'s inserter saw (a key's versions are adjacent,
+    /// and inserted at different times, so stepping through them is a cache miss each), then
+    /// steps past any older version inserted since.
+    pub(crate) fn past_key<'a>(&'a self, node: &'a Node) -> Option<&'a Node> {
+        let older = node.older_of_key.load(Ordering::Relaxed, self.guard());
+        // SAFETY: a non-null hint points to a node of this list (published before `node`,
+        // which the caller reached through an acquire load), alive while `self` is.
+        let mut current = unsafe { older.as_ref() }.unwrap_or(node);
+        loop {
+            match self.next_of(Some(current)) {
+                Some(next) if next.key() == node.key() => current = next,
+                next => return next,
+            }
+        }
+    }
+
     /// The first node.
     pub(crate) fn first(&self) -> Option<&Node> {
         self.next_of(None)
@@ -566,6 +593,21 @@ fn is_entry(candidate: Shared<'_, Node>, key: &[u8], version: u64) -> bool {
     unsafe { candidate.as_ref() }.is_some_and(|node| node.compare(key, version).is_eq())
 }
 
+/// The hint of a node of `key` inserted just before `succ`: if `succ` is a version of `key`
+/// (an older one, as versions sort newest first), the oldest version `succ` knew of, else
+/// `succ` itself; null if `succ` is another key's.
+fn older_of_key<'a>(succ: Shared<'a, Node>, key: &[u8], guard: &'a Guard) -> Shared<'a, Node> {
+    // SAFETY: `succ` was loaded from a link of a list borrowed by the caller, so it is null or
+    // a live node.
+    match unsafe { succ.as_ref() } {
+        Some(node) if node.key() == key => {
+            let older = node.older_of_key.load(Ordering::Relaxed, guard);
+            if older.is_null() { succ } else { older }
+        }
+        _ => Shared::null(),
+    }
+}
+
 /// The tower height of a list's `draw`-th insert: 1 + a geometric number of extra levels
 /// with p = 1/4, capped at MAX_HEIGHT. The bits are the draw number mixed by splitmix64, so
 /// a list's shape (and its byte count) depends only on its inserts, never on a thread's
@@ -643,6 +685,37 @@ pub(crate) mod tests {
         }
     }
 
+    /// The one-byte values of `batch` (kept apart: entries borrow them).
+    fn one_byte_values(batch: &[(Vec<u8>, u64, u8)]) -> Vec<[u8; 1]> {
+        batch.iter().map(|(_, _, value)| [*value]).collect()
+    }
+
+    /// `batch` as entries to insert, with `values` from [`one_byte_values`].
+    fn new_entries<'a>(
+        batch: &'a [(Vec<u8>, u64, u8)],
+        values: &'a [[u8; 1]],
+    ) -> Vec<NewEntry<'a>> {
+        batch
+            .iter()
+            .zip(values)
+            .map(|((key, version, _), value)| NewEntry {
+                key,
+                version: *version,
+                kind: ValueKind::Put,
+                value,
+            })
+            .collect()
+    }
+
+    /// The first node after `node` of another key, found by stepping one node at a time.
+    fn stepped_past_key<'a>(list: &'a SkipList, node: &'a Node) -> Option<&'a Node> {
+        let mut stepped = list.next_of(Some(node));
+        while let Some(next) = stepped.filter(|next| next.key() == node.key()) {
+            stepped = list.next_of(Some(next));
+        }
+        stepped
+    }
+
     /// One-byte-alphabet keys of 0 to 3 bytes, versions 0..4, 0 to 40 of them: many
     /// duplicates, shared prefixes, and chunks of `insert_all` longer than `SEARCH_LANES`.
     fn small_entries() -> impl proptest::strategy::Strategy<Value = Vec<(Vec<u8>, u64, u8)>> {
@@ -658,6 +731,28 @@ pub(crate) mod tests {
     }
 
     proptest::proptest! {
+        /// From every node, `past_key` lands on the first node of another key, as stepping
+        /// would, whatever order the versions and keys went in.
+        #[test]
+        fn past_key_lands_where_stepping_does(entries in small_entries(), batch in small_entries()) {
+            let list = SkipList::new();
+            for (key, version, value) in &entries {
+                list.insert(key, *version, ValueKind::Put, &[*value]);
+            }
+            let values = one_byte_values(&batch);
+            list.insert_all(&new_entries(&batch, &values));
+            let mut node = list.first();
+            while let Some(n) = node {
+                let stepped = stepped_past_key(&list, n);
+                let jumped = list.past_key(n);
+                proptest::prop_assert_eq!(
+                    jumped.map(|j| (j.key().to_vec(), j.version())),
+                    stepped.map(|s| (s.key().to_vec(), s.version()))
+                );
+                node = list.next_of(Some(n));
+            }
+        }
+
         /// `insert_all` leaves the list exactly as inserting one by one would (order, first
         /// value of a duplicate kept, count of new entries), on top of existing entries.
         #[test]
@@ -674,17 +769,8 @@ pub(crate) mod tests {
             for (key, version, value) in &batch {
                 new += usize::from(one_by_one.insert(key, *version, ValueKind::Put, &[*value]));
             }
-            let values: Vec<[u8; 1]> = batch.iter().map(|(_, _, value)| [*value]).collect();
-            let entries: Vec<NewEntry<'_>> = batch
-                .iter()
-                .zip(&values)
-                .map(|((key, version, _), value)| NewEntry {
-                    key,
-                    version: *version,
-                    kind: ValueKind::Put,
-                    value,
-                })
-                .collect();
+            let values = one_byte_values(&batch);
+            let entries = new_entries(&batch, &values);
             proptest::prop_assert_eq!(together.insert_all(&entries), new);
             proptest::prop_assert_eq!(together.len(), one_by_one.len());
             let read = |list: &SkipList| {
@@ -799,6 +885,65 @@ pub(crate) mod tests {
                 });
             }
         });
+    }
+
+    #[test]
+    fn past_key_skips_exactly_one_key_during_and_after_concurrent_inserts() {
+        use std::sync::atomic::AtomicBool;
+        let list = SkipList::new();
+        let key = |i: u64| format!("key{i:03}").into_bytes();
+        const KEYS: u64 = 50;
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            // Writers racing on the same keys, versions out of order between them.
+            let writers: Vec<_> = (0..3u64)
+                .map(|w| {
+                    let list = &list;
+                    s.spawn(move || {
+                        for round in 0..40u64 {
+                            for i in 0..KEYS {
+                                let version = round * 3 + (w + i) % 3 + 1;
+                                list.insert(&key(i), version, ValueKind::Put, b"v");
+                            }
+                        }
+                    })
+                })
+                .collect();
+            // A scan meanwhile: every jump lands on a later key, never past a key that was
+            // there before the scan began (key 0..KEYS all exist after the first round).
+            s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    let mut node = list.first();
+                    while let Some(n) = node {
+                        let next = list.past_key(n);
+                        if let Some(next) = next {
+                            assert!(next.key() > n.key(), "{:?} -> {:?}", n.key(), next.key());
+                        }
+                        node = next;
+                    }
+                }
+            });
+            for writer in writers {
+                writer.join().unwrap();
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+        // Afterwards, from every node, the jump and the steps agree.
+        let mut node = list.first();
+        let mut keys_seen = 0;
+        while let Some(n) = node {
+            let stepped = stepped_past_key(&list, n);
+            assert_eq!(
+                list.past_key(n).map(|j| (j.key().to_vec(), j.version())),
+                stepped.map(|s| (s.key().to_vec(), s.version()))
+            );
+            if list.prev_of(n).is_none_or(|p| p.key() != n.key()) {
+                keys_seen += 1;
+            }
+            node = list.next_of(Some(n));
+        }
+        assert_eq!(keys_seen, KEYS);
+        assert_eq!(list.len(), (KEYS * 120) as usize);
     }
 
     #[test]
