@@ -300,3 +300,20 @@ async fn acknowledged_commits_survive_sigkill_of_the_coordinator() {
         }
     }
 }
+
+/// A storage server asked for a codec it does not know exits at once, non-zero, naming it.
+#[test]
+fn a_storage_server_refuses_an_unknown_codec() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrisdb-storage-server"))
+        .args(["--data-dir", &dir.path().display().to_string()])
+        .args(["--bottommost-compression", "snappy"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown codec \"snappy\": lz4, zstd or none"),
+        "{stderr}"
+    );
+}

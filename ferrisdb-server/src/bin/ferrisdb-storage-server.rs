@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ferrisdb_server::storage::{self, StorageConfig};
+use ferrisdb_storage::sstable::Compression;
 
 /// Runs a FerrisDB storage server.
 #[derive(Parser, Debug)]
@@ -34,6 +35,14 @@ struct Args {
     /// Block cache budget in MiB.
     #[arg(long, default_value_t = 128)]
     cache_mib: usize,
+    /// Codec of the engine's SSTable data blocks: `lz4`, `zstd` or `none`.
+    #[arg(long, default_value = "lz4", value_parser = codec)]
+    compression: Compression,
+    /// Codec of the tables compactions write to the engine's deepest level holding data,
+    /// where most of the data lives (e.g. `zstd`: about a sixth smaller than LZ4, reads of
+    /// blocks missing the cache about half as fast). Default: as `--compression`.
+    #[arg(long, value_parser = codec)]
+    bottommost_compression: Option<Compression>,
     /// Async worker threads (default: one per CPU core; `ferrisdb cluster up` passes fewer,
     /// since all of a local cluster's processes share one host).
     #[arg(long)]
@@ -46,6 +55,11 @@ struct Args {
     /// data (each batch is one WAL record).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=32768))]
     install_piece_kib: u64,
+}
+
+/// Parses a codec name.
+fn codec(name: &str) -> Result<Compression, String> {
+    Compression::from_name(name).ok_or_else(|| format!("unknown codec {name:?}: lz4, zstd or none"))
 }
 
 fn main() -> ExitCode {
@@ -62,6 +76,8 @@ async fn serve(args: Args) -> ExitCode {
         controller: args.controller,
         memtable_bytes: args.memtable_mib << 20,
         block_cache_bytes: args.cache_mib << 20,
+        compression: args.compression,
+        bottommost_compression: args.bottommost_compression,
         max_connections: args.max_connections.map(|n| n.get()),
         install_piece_bytes: (args.install_piece_kib << 10) as usize,
     };

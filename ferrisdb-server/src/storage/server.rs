@@ -23,6 +23,7 @@ use ferrisdb_proto::transport;
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::storage_server_server::StorageServerServer;
 use ferrisdb_storage::engine::{Engine, EngineOptions, SyncPolicy};
+use ferrisdb_storage::sstable::{Compression, TableOptions};
 use tonic::service::RoutesBuilder;
 
 use super::handoff::Handoff;
@@ -48,6 +49,11 @@ pub struct StorageConfig {
     pub memtable_bytes: usize,
     /// Engine block cache budget in bytes.
     pub block_cache_bytes: usize,
+    /// Codec of the engine's SSTable data blocks.
+    pub compression: Compression,
+    /// Codec of the tables written to the engine's deepest level holding data (`None`: as
+    /// `compression`).
+    pub bottommost_compression: Option<Compression>,
     /// Most connections served at once (default from the open-file limit; see
     /// [`crate::resources::max_connections`]).
     pub max_connections: Option<usize>,
@@ -125,6 +131,11 @@ pub async fn serve_with_fs(
         sync: SyncPolicy::Always,
         memtable_bytes: config.memtable_bytes,
         block_cache_bytes: config.block_cache_bytes,
+        table: TableOptions {
+            compression: config.compression,
+            ..TableOptions::default()
+        },
+        bottommost_compression: config.bottommost_compression,
         ..EngineOptions::default()
     };
     let engine_dir = data.path.join("engine");

@@ -21,6 +21,12 @@ use super::{ServerProcess, free_port, wait_for_port};
 /// production (with storage servers killed between pieces in the fault suite).
 const INSTALL_PIECE_KIB: &str = "16";
 
+/// The codec of storage server `i`'s deepest engine level: zstd for every other server, so
+/// that the tests read tables of both codecs.
+fn bottom_codec(i: usize) -> &'static str {
+    if i % 2 == 1 { "zstd" } else { "lz4" }
+}
+
 /// One role process and how to start it again.
 pub struct Node {
     /// Address others reach it at (a controller replica of a group: its proxy).
@@ -349,6 +355,8 @@ impl TestCluster {
                         "1".into(),
                         "--install-piece-kib".into(),
                         INSTALL_PIECE_KIB.into(),
+                        "--bottommost-compression".into(),
+                        bottom_codec(i).into(),
                     ],
                     a,
                     root.join(format!("storage-{i}.log")),
@@ -446,6 +454,8 @@ impl TestCluster {
                 "1".into(),
                 "--install-piece-kib".into(),
                 INSTALL_PIECE_KIB.into(),
+                "--bottommost-compression".into(),
+                bottom_codec(i).into(),
             ],
             a,
             self.dir.path().join(format!("storage-{i}.log")),
