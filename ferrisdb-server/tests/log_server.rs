@@ -45,6 +45,33 @@ fn client(addr: SocketAddr) -> LogServerClient<Channel> {
     )
 }
 
+/// A client of the log server at `addr` once it answers gRPC: an open TCP port alone does not
+/// show that (a CI run's first call after `wait_for_port` was reset).
+async fn ready_client(addr: SocketAddr) -> LogServerClient<Channel> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let answer = health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await;
+        // Any answer from the server (even "not serving") means gRPC is up.
+        match answer {
+            Ok(_) => return client(addr),
+            Err(status) if !matches!(status.code(), Code::Unknown | Code::Unavailable) => {
+                return client(addr);
+            }
+            Err(status) => assert!(
+                std::time::Instant::now() < deadline,
+                "the log server at {addr} never answered gRPC: {status:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn rec(version: u64, prev: u64) -> Vec<u8> {
     let m = Mutation::Set {
         key: format!("k{version}").into(),
@@ -78,7 +105,7 @@ async fn appends_are_durable_fenced_and_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut process = start(addr, dir.path());
-    let mut c = client(addr);
+    let mut c = ready_client(addr).await;
 
     let err = c.lock(v1::LockRequest { epoch: 0 }).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
@@ -113,7 +140,7 @@ async fn appends_are_durable_fenced_and_survive_kill_9() {
 
     process.kill();
     let _process = start(addr, dir.path());
-    let mut c = client(addr);
+    let mut c = ready_client(addr).await;
     let state = c
         .get_log_state(v1::GetLogStateRequest {})
         .await
