@@ -284,6 +284,9 @@ fn not_found(path: &Path) -> io::Error {
 #[derive(Debug, Clone)]
 pub struct SimDisk {
     state: Arc<Mutex<DiskState>>,
+    /// Set on a process's view of the disk ([`SimDisk::for_this_life`]): the generation it
+    /// lives in; once the process dies, every call through the view fails.
+    life: Option<u64>,
 }
 
 impl SimDisk {
@@ -306,6 +309,32 @@ impl SimDisk {
                 stats: DiskStats::default(),
                 log: std::env::var_os("FERRISDB_SIM_DISK_LOG").is_some(),
             })),
+            life: None,
+        }
+    }
+
+    /// The disk as the process starting now sees it: once that process dies
+    /// ([`process_died`](Self::process_died), or a power cut and [`reboot`](Self::reboot)),
+    /// every call through this view fails, as no thread of a killed process does anything
+    /// more — in the simulation a dead process's tasks may still run (a blocking task, an
+    /// engine thread), and must not open files or take locks its successor needs.
+    pub fn for_this_life(&self) -> SimDisk {
+        SimDisk {
+            state: Arc::clone(&self.state),
+            life: Some(self.state.lock().generation),
+        }
+    }
+
+    /// [`DiskState::begin`] for a call through this handle of the disk: also fails if the
+    /// handle is a dead process's view.
+    fn begin(&self, state: &mut DiskState) -> io::Result<()> {
+        state.begin()?;
+        match self.life {
+            Some(life) if life != state.generation => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "simulated: the process using this disk has died",
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -498,7 +527,7 @@ impl Drop for SimLock {
 impl FileSystem for SimDisk {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
-        state.begin()?;
+        self.begin(&mut state)?;
         for ancestor in dir.ancestors() {
             state.dirs.insert(ancestor.to_path_buf());
         }
@@ -507,7 +536,7 @@ impl FileSystem for SimDisk {
 
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut state = self.state.lock();
-        state.begin()?;
+        self.begin(&mut state)?;
         if !state.dirs.contains(dir) {
             return Err(not_found(dir));
         }
@@ -523,7 +552,7 @@ impl FileSystem for SimDisk {
 
     fn create(&self, path: &Path, mode: CreateMode) -> io::Result<Box<dyn WritableFile>> {
         let mut state = self.state.lock();
-        state.begin()?;
+        self.begin(&mut state)?;
         state.check_parent(path)?;
         let inode = match (state.names.get(path).copied(), mode) {
             (Some(_), CreateMode::New) => {
@@ -562,7 +591,7 @@ impl FileSystem for SimDisk {
 
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadableFile>> {
         let mut state = self.state.lock();
-        state.begin()?;
+        self.begin(&mut state)?;
         let inode = state.inode(path)?;
         Ok(Box::new(SimReadable {
             disk: self.clone(),
@@ -573,7 +602,7 @@ impl FileSystem for SimDisk {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         let mut state = self.state.lock();
-        state.begin()?;
+        self.begin(&mut state)?;
         let inode = state.inode(path)?;
         Ok(state
             .files
@@ -584,7 +613,7 @@ impl FileSystem for SimDisk {
 
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         let mut state = self.state.lock();
-        state.begin()?;
+        self.begin(&mut state)?;
         let inode = state.inode(path)?;
         let failed = state.maybe_fail_fsync();
         let file = state.files.get_mut(&inode).ok_or_else(|| not_found(path))?;
@@ -615,7 +644,7 @@ impl FileSystem for SimDisk {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
-        state.begin()?;
+        self.begin(&mut state)?;
         state.check_parent(to)?;
         let inode = state.inode(from)?;
         state.names.remove(from);
@@ -634,7 +663,7 @@ impl FileSystem for SimDisk {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
-        state.begin()?;
+        self.begin(&mut state)?;
         state.inode(path)?;
         state.names.remove(path);
         state.note(format_args!("remove {}", path.display()));
@@ -646,7 +675,7 @@ impl FileSystem for SimDisk {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
-        state.begin()?;
+        self.begin(&mut state)?;
         if !state.dirs.contains(dir) {
             return Err(not_found(dir));
         }
@@ -667,7 +696,7 @@ impl FileSystem for SimDisk {
 
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn FileLock>>> {
         let mut state = self.state.lock();
-        state.begin()?;
+        self.begin(&mut state)?;
         state.check_parent(path)?;
         if !state.locks.insert(path.to_path_buf()) {
             return Ok(None);
@@ -836,6 +865,51 @@ mod tests {
         names.sort();
         assert_eq!(names, ["f", "sub"]);
         assert_eq!(disk.list_dir(Path::new("/d/sub")).unwrap(), ["deeper"]);
+    }
+
+    #[test]
+    fn a_dead_process_view_can_do_nothing_more() {
+        let disk = SimDisk::new(7);
+        disk.create_dir_all(Path::new("/d")).unwrap();
+        let first_life = disk.for_this_life();
+        let lock = first_life.try_lock(Path::new("/d/LOCK")).unwrap();
+        assert!(lock.is_some());
+        disk.process_died();
+        // A task of the dead process that lingers can neither take the lock nor open a file.
+        let Err(err) = first_life.try_lock(Path::new("/d/LOCK")) else {
+            panic!("a dead view takes no lock");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        assert!(
+            first_life
+                .create(Path::new("/d/f"), CreateMode::Truncate)
+                .is_err()
+        );
+        assert!(first_life.list_dir(Path::new("/d")).is_err());
+        // The next life can.
+        let second_life = disk.for_this_life();
+        let new_lock = second_life.try_lock(Path::new("/d/LOCK")).unwrap();
+        assert!(new_lock.is_some());
+        drop(lock);
+        assert!(
+            second_life
+                .try_lock(Path::new("/d/LOCK"))
+                .unwrap()
+                .is_none()
+        );
+        // A power cut ends the life too (the reboot starts a new one).
+        disk.cut_power();
+        disk.reboot();
+        assert!(
+            second_life
+                .create(Path::new("/d/g"), CreateMode::Truncate)
+                .is_err()
+        );
+        assert!(
+            disk.for_this_life()
+                .create(Path::new("/d/g"), CreateMode::Truncate)
+                .is_ok()
+        );
     }
 
     #[test]

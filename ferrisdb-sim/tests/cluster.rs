@@ -5,13 +5,20 @@
 //!
 //! `FERRISDB_SIM_CLUSTER_SEEDS=N` runs seeds 1..=N (default [`DEFAULT_SEEDS`]), spread over
 //! the [`SHARDS`] tests below so that they run in parallel; `FERRISDB_SIM_SEED=S` replays one.
+//! `FERRISDB_SIM_FAILURE_LOGS=DIR` keeps each seed's role logs (`RUST_LOG`, default
+//! `info,openraft=warn`) and writes those of a failing seed to `DIR/seed-S.log`; seeds then run
+//! one at a time in the process (run the shards as separate processes to use more cores).
 
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use ferrisdb_sim::cluster::seed_run::run_cluster_seed;
 
-/// Seeds run by default (the test suite).
-const DEFAULT_SEEDS: u64 = 200;
+/// Seeds run by default (the test suite): half with one replica of each role, half (the odd
+/// ones) with two log servers and two storage servers.
+const DEFAULT_SEEDS: u64 = 160;
 /// The tests the seeds are spread over (seed `s` runs in test `s % SHARDS`).
 const SHARDS: u64 = 4;
 
@@ -23,9 +30,127 @@ fn env_u64(name: &str) -> Option<u64> {
     }
 }
 
+/// The log lines of the seed being run, when `FERRISDB_SIM_FAILURE_LOGS` is set.
+struct SeedLog {
+    /// Where a failing seed's lines go.
+    dir: PathBuf,
+    /// The current seed's lines (the first [`SEED_LOG_LIMIT`] bytes).
+    lines: Mutex<Vec<u8>>,
+    /// Held while a seed runs, so the lines are one seed's.
+    running: Mutex<()>,
+    /// When the current seed began: its simulated clock starts about then.
+    started: Mutex<Option<std::time::Instant>>,
+}
+
+/// Stamps each line with the simulated time since the seed began (`sim 12.345s`), or `thread`
+/// on a thread outside the simulation's runtime (the engine's flush and compaction threads),
+/// which has no simulated time.
+struct SimTime(&'static SeedLog);
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let started = *self
+            .0
+            .started
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match (tokio::runtime::Handle::try_current(), started) {
+            (Ok(_), Some(started)) => {
+                let now = tokio::time::Instant::now().into_std();
+                write!(
+                    w,
+                    "sim {:.6}s",
+                    now.saturating_duration_since(started).as_secs_f64()
+                )
+            }
+            _ => write!(w, "thread"),
+        }
+    }
+}
+
+/// At most this many bytes of one seed's log are kept.
+const SEED_LOG_LIMIT: usize = 512 << 20;
+
+impl Write for &'static SeedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut lines = self
+            .lines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if lines.len() + buf.len() <= SEED_LOG_LIMIT {
+            lines.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The per-seed log capture, installed on first use (`None` unless asked for).
+fn seed_log() -> Option<&'static SeedLog> {
+    static SEED_LOG: OnceLock<Option<&'static SeedLog>> = OnceLock::new();
+    *SEED_LOG.get_or_init(|| {
+        let dir = PathBuf::from(std::env::var_os("FERRISDB_SIM_FAILURE_LOGS")?);
+        if let Err(err) = std::fs::create_dir_all(&dir) {
+            panic!("FERRISDB_SIM_FAILURE_LOGS={}: {err}", dir.display());
+        }
+        let log: &'static SeedLog = Box::leak(Box::new(SeedLog {
+            dir,
+            lines: Mutex::new(Vec::new()),
+            running: Mutex::new(()),
+            started: Mutex::new(None),
+        }));
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+            )
+            .with_ansi(false)
+            .with_timer(SimTime(log))
+            .with_writer(move || log)
+            .init();
+        Some(log)
+    })
+}
+
+/// Runs one seed; with the log capture on, alone, and its log kept if it fails.
+fn run_seed(seed: u64) -> ferrisdb_sim::cluster::seed_run::ClusterRun {
+    let Some(log) = seed_log() else {
+        return run_cluster_seed(seed);
+    };
+    let _alone = log
+        .running
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    log.lines
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clear();
+    *log.started
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(std::time::Instant::now());
+    let run = run_cluster_seed(seed);
+    if run.failure.is_some() {
+        let path = log.dir.join(format!("seed-{seed}.log"));
+        let lines = std::mem::take(
+            &mut *log
+                .lines
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        match std::fs::write(&path, lines) {
+            Ok(()) => println!("  role logs: {}", path.display()),
+            Err(err) => println!("  role logs not written to {}: {err}", path.display()),
+        }
+    }
+    run
+}
+
 /// Runs this shard's seeds, one line each, and fails if any failed.
 fn run_shard(shard: u64) {
-    if std::env::var_os("RUST_LOG").is_some() {
+    if seed_log().is_none() && std::env::var_os("RUST_LOG").is_some() {
         ferrisdb_server::grpc::init_tracing();
     }
     let seeds: Vec<u64> = match env_u64("FERRISDB_SIM_SEED") {
@@ -36,13 +161,14 @@ fn run_shard(shard: u64) {
     let started = Instant::now();
     let (mut simulated, mut failures) = (0.0, Vec::new());
     for seed in seeds.iter().copied() {
-        let run = run_cluster_seed(seed);
+        let run = run_seed(seed);
         simulated += run.simulated.as_secs_f64();
         match &run.failure {
             None => println!(
-                "cluster seed={seed} ok: {} transfers, {} failed transactions, {} reads, \
+                "cluster seed={seed} ok{}: {} transfers, {} failed transactions, {} reads, \
                  list-append {}/{}/{} ok/failed/unknown, {} partitions, {} kills ({} power \
                  cuts), {} clock jumps, {:.1} simulated s, {:?}",
+                if run.replicated { " (replicated)" } else { "" },
                 run.transfers,
                 run.failed,
                 run.reads,

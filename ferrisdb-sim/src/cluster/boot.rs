@@ -14,6 +14,7 @@ use ferrisdb_server::controller::{self, ControllerConfig};
 use ferrisdb_server::coordinator::server::{self as coordinator, CoordinatorConfig};
 use ferrisdb_server::log::process::{self as log_server, LogServerConfig};
 use ferrisdb_server::storage::server::{self as storage, StorageConfig};
+use ferrisdb_storage::sstable::Compression;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::clock::SimClock;
@@ -29,8 +30,16 @@ pub const LOG: ProcessId = 2;
 pub const COORDINATOR: ProcessId = 3;
 /// The storage server's process.
 pub const STORAGE: ProcessId = 4;
-/// Every server process.
+/// The second log server's process (replicated clusters).
+pub const LOG_B: ProcessId = 5;
+/// The second storage server's process (replicated clusters).
+pub const STORAGE_B: ProcessId = 6;
+/// The server processes of a cluster with one replica of each role.
 pub const SERVERS: [ProcessId; 4] = [CONTROLLER, LOG, COORDINATOR, STORAGE];
+/// The server processes of a replicated cluster: two log servers (each generation's log on
+/// both) and two storage servers (each shard on both).
+pub const REPLICATED_SERVERS: [ProcessId; 6] =
+    [CONTROLLER, LOG, COORDINATOR, STORAGE, LOG_B, STORAGE_B];
 
 /// The address a simulated process serves at.
 pub fn server_addr(process: ProcessId) -> SocketAddr {
@@ -57,20 +66,36 @@ pub struct SimCluster {
     clocks: BTreeMap<ProcessId, Arc<SimClock>>,
     /// Where a role that ends (in its current life) reports it.
     ended: UnboundedSender<String>,
+    /// The storage engine's bottom level is written with zstd (odd seeds) or LZ4.
+    bottom_zstd: bool,
+    /// Its server processes ([`SERVERS`] or [`REPLICATED_SERVERS`]).
+    servers: &'static [ProcessId],
 }
 
 impl SimCluster {
-    /// Starts the four roles, each as its own process with an empty disk whose random
-    /// choices follow `seed`. A role that stops or fails while alive reports it on `ended`.
-    pub fn start(network: SimNetwork, seed: u64, ended: UnboundedSender<String>) -> SimCluster {
-        let disks = SERVERS
+    /// Starts the roles, each as its own process with an empty disk whose random choices
+    /// follow `seed`: one of each ([`SERVERS`]), or with `replicated` two log servers and two
+    /// storage servers, every commit on both logs and every shard on both storage servers
+    /// ([`REPLICATED_SERVERS`]). A role that stops or fails while alive reports it on `ended`.
+    pub fn start(
+        network: SimNetwork,
+        seed: u64,
+        replicated: bool,
+        ended: UnboundedSender<String>,
+    ) -> SimCluster {
+        let servers: &'static [ProcessId] = if replicated {
+            &REPLICATED_SERVERS
+        } else {
+            &SERVERS
+        };
+        let disks = servers
             .iter()
             .map(|&p| (p, SimDisk::new(seed ^ (u64::from(p) << 56))))
             .collect();
         // Each machine its own wall clock, in the 2040s: ahead of the real clock, which the
         // controller still reads for a new generation's first version
         // (`recovery::now_version`), so that the coordinator's clock decides the versions.
-        let clocks = SERVERS
+        let clocks = servers
             .iter()
             .map(|&p| {
                 let base = 2_300_000_000_000_000 + (seed ^ u64::from(p)) % 100_000_000_000_000;
@@ -82,11 +107,27 @@ impl SimCluster {
             disks,
             clocks,
             ended,
+            bottom_zstd: seed % 2 == 1,
+            servers,
         };
-        for process in SERVERS {
+        for &process in servers {
             cluster.spawn_role(process);
         }
         cluster
+    }
+
+    /// Its server processes.
+    pub fn servers(&self) -> &'static [ProcessId] {
+        self.servers
+    }
+
+    /// Replicas of each role's data: 2 in a replicated cluster, else 1.
+    fn replicas(&self) -> u32 {
+        if self.servers.len() > SERVERS.len() {
+            2
+        } else {
+            1
+        }
     }
 
     /// Kills `process` as `death` says: its listeners and connections go, its tasks are
@@ -115,7 +156,7 @@ impl SimCluster {
     }
 
     fn spawn_role(&self, process: ProcessId) {
-        let fs: ferrisdb_storage::vfs::SharedFs = Arc::new(self.disks[&process].clone());
+        let fs: ferrisdb_storage::vfs::SharedFs = Arc::new(self.disks[&process].for_this_life());
         let clock: Arc<dyn ferrisdb_server::coordinator::Clock> = self.clocks[&process].clone();
         let controller_addr = server_addr(CONTROLLER).to_string();
         let data_dir = |role: &str| PathBuf::from("/ferrisdb-sim").join(role);
@@ -142,9 +183,9 @@ impl SimCluster {
                     join_only: false,
                     raft: Default::default(),
                     peer_source_ip: None,
-                    storage_servers: 1,
-                    replication: 1,
-                    log_replication: 1,
+                    storage_servers: self.replicas(),
+                    replication: self.replicas(),
+                    log_replication: self.replicas(),
                     heartbeat_interval: Duration::from_millis(500),
                     missed_heartbeats: 4,
                     max_connections: Some(1000),
@@ -157,10 +198,10 @@ impl SimCluster {
                     report("controller", result);
                 });
             }
-            LOG => {
+            LOG | LOG_B => {
                 let config = LogServerConfig {
-                    listen: server_addr(LOG),
-                    advertise: server_addr(LOG).to_string(),
+                    listen: server_addr(process),
+                    advertise: server_addr(process).to_string(),
                     data_dir: data_dir("log"),
                     controller: controller_addr,
                     segment_bytes: 1 << 20,
@@ -187,15 +228,17 @@ impl SimCluster {
                     report("coordinator", result);
                 });
             }
-            STORAGE => {
+            STORAGE | STORAGE_B => {
                 let config = StorageConfig {
-                    listen: server_addr(STORAGE),
-                    advertise: server_addr(STORAGE).to_string(),
+                    listen: server_addr(process),
+                    advertise: server_addr(process).to_string(),
                     data_dir: data_dir("storage"),
                     controller: controller_addr,
                     // Small, so that runs flush and compact.
                     memtable_bytes: 64 << 10,
                     block_cache_bytes: 8 << 20,
+                    compression: Compression::Lz4,
+                    bottommost_compression: self.bottom_zstd.then_some(Compression::Zstd),
                     max_connections: Some(1000),
                     install_piece_bytes: 1 << 20,
                 };

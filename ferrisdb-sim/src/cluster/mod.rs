@@ -3,7 +3,7 @@
 //! [`run_clock`]), talking gRPC over the simulated network ([`network`]); [`boot`] starts
 //! them, each on its own simulated disk, and kills and restarts them; [`seed_run`] runs one
 //! seed: the bank and list-append workloads against them under partitions, kills, power
-//! cuts and clock jumps.
+//! cuts and clock jumps, and [`replicas`] checks at the end that storage replicas agree.
 //!
 //! **The clock.** The runtime's clock is paused and moves only in steps of [`TICK`], made by
 //! [`run_clock`] once the tasks woken by the previous step have run. It does not jump to the
@@ -13,6 +13,14 @@
 //! the storage purger), and a clock that jumped while such a thread worked would fire
 //! timeouts that never fire in production. With steps, a thread's work takes the simulated
 //! time that passes while it runs — a few steps.
+//!
+//! Work on tokio's blocking pool (opening an engine or a log, applying a batch, an fsync)
+//! takes at most [`BLOCKING_POOL_GRACE_STEPS`] steps of simulated time: after that many
+//! steps with the pool busy, a step waits until the pool is idle, for at most
+//! [`BLOCKING_POOL_WAIT`] of real time. Without that wait, a blocking task that the machine's
+//! scheduler left waiting (a loaded machine, another simulation beside it) let the clock
+//! run on for seconds — a storage server still opening its engine when the nemesis killed it
+//! again, recoveries that took seconds — and whether a seed passed depended on the load.
 
 #[cfg(not(tokio_unstable))]
 compile_error!(
@@ -25,6 +33,7 @@ pub mod clock;
 pub mod list_append;
 pub mod network;
 pub mod process;
+pub mod replicas;
 pub mod seed_run;
 
 use std::future::Future;
@@ -34,6 +43,15 @@ use tokio::runtime::{Builder, RngSeed, Runtime};
 
 /// One step of the simulated clock.
 pub const TICK: Duration = Duration::from_millis(1);
+
+/// Longest real time a step of the clock waits for the blocking pool to finish its work (a
+/// task that waits for something else to happen must not stop the clock).
+pub const BLOCKING_POOL_WAIT: Duration = Duration::from_millis(5);
+
+/// Steps the clock takes in a row while the blocking pool has work before it waits for the
+/// pool: blocking work takes at most this many steps of simulated time (waiting at every
+/// step would make the runs twice as slow, each step waiting for a thread to wake).
+pub const BLOCKING_POOL_GRACE_STEPS: u32 = 5;
 
 /// The runtime a seed's simulation runs on: one thread, a paused clock, `select!` choosing
 /// branches from `seed`, and every task attributed to its simulated process (every process
@@ -57,6 +75,8 @@ pub async fn run_clock<T>(done: impl Future<Output = T>) -> T {
         let _ = held.recv();
     });
     let mut done = std::pin::pin!(done);
+    // Steps taken in a row while the blocking pool had work.
+    let mut busy_steps = 0;
     let output = loop {
         // Let every task the last step woke run before the next step.
         for _ in 0..4 {
@@ -65,11 +85,50 @@ pub async fn run_clock<T>(done: impl Future<Output = T>) -> T {
         if let Some(output) = futures_util::FutureExt::now_or_never(done.as_mut()) {
             break output;
         }
+        if blocking_pool_busy() {
+            busy_steps += 1;
+            if busy_steps > BLOCKING_POOL_GRACE_STEPS {
+                wait_for_blocking_pool().await;
+                busy_steps = 0;
+            }
+        } else {
+            busy_steps = 0;
+        }
         tokio::time::advance(TICK).await;
     };
     drop(release);
     let _ = hold.await;
     output
+}
+
+/// Whether a task other than [`run_clock`]'s own holds a thread of the blocking pool or
+/// waits for one.
+fn blocking_pool_busy() -> bool {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let working = metrics
+        .num_blocking_threads()
+        .saturating_sub(metrics.num_idle_blocking_threads());
+    working > 1 || metrics.blocking_queue_depth() > 0
+}
+
+/// Waits (in real time, at most [`BLOCKING_POOL_WAIT`]) until the blocking pool is idle
+/// ([`blocking_pool_busy`]), letting the runtime's tasks run in between (a blocking task may
+/// wait for one of them).
+async fn wait_for_blocking_pool() {
+    let started = std::time::Instant::now();
+    while blocking_pool_busy() {
+        let waited = started.elapsed();
+        if waited >= BLOCKING_POOL_WAIT {
+            break;
+        }
+        tokio::task::yield_now().await;
+        // Most blocking tasks end within microseconds: spin a little before sleeping.
+        if waited < Duration::from_micros(200) {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -94,5 +153,30 @@ mod tests {
             simulated <= Duration::from_secs(3) + 10 * TICK,
             "{simulated:?}"
         );
+    }
+
+    #[test]
+    fn blocking_pool_work_takes_a_few_steps_of_simulated_time() {
+        let runtime = runtime(7).unwrap();
+        let simulated = runtime.block_on(async {
+            let begin = tokio::time::Instant::now();
+            let workload = tokio::spawn(async {
+                for _ in 0..3 {
+                    // Shorter than one wait (BLOCKING_POOL_WAIT), as blocking work is.
+                    tokio::task::spawn_blocking(|| {
+                        std::thread::sleep(Duration::from_millis(3));
+                    })
+                    .await
+                    .unwrap();
+                }
+            });
+            run_clock(workload).await.unwrap();
+            begin.elapsed()
+        });
+        // 9 ms of real work on the pool: a few steps each (a task may outlast a wait or
+        // three on a loaded machine), not the hundreds of steps the clock takes in 3 ms of
+        // real time without the wait.
+        let most = 3 * 4 * (BLOCKING_POOL_GRACE_STEPS + 1);
+        assert!(simulated <= most * TICK, "{simulated:?}");
     }
 }

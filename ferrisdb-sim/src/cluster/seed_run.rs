@@ -26,10 +26,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use super::boot::{COORDINATOR, Death, SERVERS, SimCluster, server_addr};
+use super::boot::{COORDINATOR, Death, STORAGE, STORAGE_B, SimCluster, server_addr};
 use super::list_append::{ListAppend, Outcomes};
 use super::network::{NetStats, SimNetwork};
 use super::process::{ProcessId, spawn_in};
+use super::replicas;
 use super::run_clock;
 
 /// Accounts in the bank.
@@ -58,6 +59,8 @@ const RECOVERY_LIMIT: Duration = Duration::from_secs(60);
 pub struct ClusterRun {
     /// The seed.
     pub seed: u64,
+    /// Whether the cluster ran two log servers and two storage servers (odd seeds).
+    pub replicated: bool,
     /// Simulated time the run took.
     pub simulated: Duration,
     /// Transfers committed.
@@ -207,7 +210,11 @@ async fn workloads_checked(
 ) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let begin = Instant::now();
-    let cluster = SimCluster::start(network.clone(), rng.random(), ended_tx);
+    // Odd seeds run the replicated cluster (the nemesis then also picks from its extra
+    // processes), even seeds one replica of each role.
+    let cluster = SimCluster::start(network.clone(), rng.random(), seed % 2 == 1, ended_tx);
+    run.replicated = seed % 2 == 1;
+    let servers = cluster.servers();
 
     // Open the accounts (the cluster is starting: retry until it serves).
     let opened = spawn_in(SETUP, async move {
@@ -260,7 +267,7 @@ async fn workloads_checked(
     clients.extend((0..LIST_CLIENTS).map(|i| 30 + i));
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
-        let a = SERVERS[rng.random_range(0..SERVERS.len())];
+        let a = servers[rng.random_range(0..servers.len())];
         if rng.random_bool(0.1) {
             // The coordinator's machine clock (its commit versions follow it) is stepped:
             // forwards up to 20 s, or backwards up to 5 s.
@@ -297,7 +304,7 @@ async fn workloads_checked(
             continue;
         }
         let b = if rng.random_bool(0.7) {
-            let others: Vec<_> = SERVERS.iter().copied().filter(|p| *p != a).collect();
+            let others: Vec<_> = servers.iter().copied().filter(|p| *p != a).collect();
             others[rng.random_range(0..others.len())]
         } else {
             clients[rng.random_range(0..clients.len())]
@@ -391,6 +398,11 @@ async fn workloads_checked(
     })
     .await
     .map_err(|e| format!("the final list reader panicked: {e}"))??;
+    if cluster.servers().contains(&STORAGE_B) {
+        spawn_in(SETUP, replicas::agree(connect(), [STORAGE, STORAGE_B]))
+            .await
+            .map_err(|e| format!("the replica check panicked: {e}"))??;
+    }
     run.simulated = begin.elapsed();
     lists.check()?;
 
@@ -432,6 +444,7 @@ async fn workloads_checked(
 pub fn run_cluster_seed(seed: u64) -> ClusterRun {
     let run = ClusterRun {
         seed,
+        replicated: false,
         simulated: Duration::ZERO,
         transfers: 0,
         failed: 0,
