@@ -14,8 +14,10 @@ pub struct EngineConfig {
     pub sync: bool,
     /// Block cache budget, bytes.
     pub cache_bytes: usize,
-    /// Data-block compression for the peers (FerrisDB has none yet).
+    /// Data-block compression, every level.
     pub compression: Compression,
+    /// Data-block compression of the bottommost level (`None`: as `compression`).
+    pub bottommost_compression: Option<Compression>,
     /// FerrisDB only: every 1024 batches the GC horizon is set this many versions below the
     /// last one written (one version per batch), like a storage server keeping a window of
     /// versions; 0 never moves it (every version is kept).
@@ -29,6 +31,7 @@ pub struct EngineConfig {
 pub enum Compression {
     None,
     Lz4,
+    Zstd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -62,11 +65,19 @@ pub fn parse_ferris_opt(arg: &str) -> Result<(String, String), String> {
 #[cfg(feature = "ferrisdb")]
 pub fn ferris_options(cfg: &EngineConfig) -> Result<ferrisdb_storage::engine::EngineOptions> {
     use ferrisdb_storage::engine::{EngineOptions, SyncPolicy};
+    use ferrisdb_storage::sstable::Compression as Codec;
+    let codec = |c: Compression| match c {
+        Compression::None => Codec::None,
+        Compression::Lz4 => Codec::Lz4,
+        Compression::Zstd => Codec::Zstd,
+    };
     let mut opts = EngineOptions {
         sync: if cfg.sync { SyncPolicy::Always } else { SyncPolicy::Never },
         block_cache_bytes: cfg.cache_bytes,
+        bottommost_compression: cfg.bottommost_compression.map(codec),
         ..EngineOptions::default()
     };
+    opts.table.compression = codec(cfg.compression);
     for (name, value) in &cfg.ferris_opts {
         let int = || -> Result<usize> {
             value.parse().with_context(|| format!("--ferris-opt {name}: {value:?} is not a number"))
@@ -133,12 +144,16 @@ mod rocks {
             let mut opts = Options::default();
             opts.create_if_missing(true);
             opts.set_block_based_table_factory(&table);
-            let ct = match cfg.compression {
+            let codec = |c: Compression| match c {
                 Compression::None => DBCompressionType::None,
                 Compression::Lz4 => DBCompressionType::Lz4,
+                Compression::Zstd => DBCompressionType::Zstd,
             };
-            opts.set_compression_type(ct);
-            opts.set_bottommost_compression_type(ct);
+            opts.set_compression_type(codec(cfg.compression));
+            // Level 3 for zstd (RocksDB's and zstd's default), as FerrisDB writes it.
+            opts.set_bottommost_compression_type(codec(
+                cfg.bottommost_compression.unwrap_or(cfg.compression),
+            ));
             let db = DB::open(&opts, dir)?;
             let mut wopts = WriteOptions::default();
             wopts.set_sync(cfg.sync);
@@ -233,6 +248,11 @@ mod fj {
                 }
             };
             let compression = cfg.compression;
+            anyhow::ensure!(
+                compression != Compression::Zstd && cfg.bottommost_compression.is_none(),
+                "fjall runs here with LZ4 or none only (no zstd, no bottommost setting): \
+                 leave it out with --engines ferrisdb,rocksdb"
+            );
             let ks = db.keyspace("bench", move || {
                 let o = KeyspaceCreateOptions::default().filter_policy(FilterPolicy::all(
                     FilterPolicyEntry::Bloom(BloomConstructionPolicy::BitsPerKey(10.0)),
@@ -240,7 +260,9 @@ mod fj {
                 match compression {
                     // fjall's default: no compression in L0/L1, LZ4 below.
                     Compression::Lz4 => o,
-                    Compression::None => o.data_block_compression_policy(CompressionPolicy::disabled()),
+                    Compression::None | Compression::Zstd => {
+                        o.data_block_compression_policy(CompressionPolicy::disabled())
+                    }
                 }
             })?;
             // Buffer = write(2) to the OS per batch (like the others' WAL without sync);

@@ -44,10 +44,13 @@ struct Args {
     /// Block cache budget for every engine, MiB.
     #[arg(long, default_value_t = 64)]
     cache_mib: usize,
-    /// Data-block compression for RocksDB and fjall. FerrisDB has none yet, so `none` is the
-    /// default for a like-for-like comparison.
+    /// Data-block compression, every level, every engine.
     #[arg(long, value_enum, default_value_t = Compression::None)]
     compression: Compression,
+    /// Data-block compression of the bottommost level (FerrisDB and RocksDB), e.g. `zstd`
+    /// with `--compression lz4`. Default: as `--compression`.
+    #[arg(long, value_enum)]
+    bottommost_compression: Option<Compression>,
     /// Reader threads in readwhilewriting (plus one writer thread).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -375,6 +378,7 @@ fn main() -> Result<()> {
         sync: args.sync,
         cache_bytes: args.cache_mib << 20,
         compression: args.compression,
+        bottommost_compression: args.bottommost_compression,
         gc_window: args.gc_window,
         ferris_opts: args.ferris_opts.clone(),
     };
