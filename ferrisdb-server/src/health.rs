@@ -14,6 +14,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use ferrisdb_storage::vfs::{CreateMode, FileSystem, SharedFs};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,19 +112,25 @@ impl RoleHealth {
 /// How often a failed process probes whether its directory accepts writes again.
 pub const WRITABLE_PROBE_EVERY: Duration = Duration::from_secs(1);
 
-/// Completes once `dir` has `needed()` bytes free and accepts a 64 KiB write and its fsync (a
-/// probe file, removed afterwards); checks every [`WRITABLE_PROBE_EVERY`]. A process whose
-/// files failed awaits this and then exits to be restarted (see the module docs); `needed`
-/// says how much its recovery writes.
-pub async fn exit_when_writable(dir: PathBuf, needed: impl Fn() -> u64 + Send + Sync + 'static) {
+/// Completes once `dir` (on `fs`) has `needed()` bytes free and accepts a 64 KiB write and
+/// its fsync (a probe file, removed afterwards); checks every [`WRITABLE_PROBE_EVERY`]. A
+/// process whose files failed awaits this and then exits to be restarted (see the module
+/// docs); `needed` says how much its recovery writes.
+pub async fn exit_when_writable(
+    fs: SharedFs,
+    dir: PathBuf,
+    needed: impl Fn(&dyn FileSystem) -> u64 + Send + Sync + 'static,
+) {
     let needed = Arc::new(needed);
     loop {
         tokio::time::sleep(WRITABLE_PROBE_EVERY).await;
-        let probe_dir = dir.clone();
+        let (probe_fs, probe_dir) = (fs.clone(), dir.clone());
         let needed = needed.clone();
         let writable = tokio::task::spawn_blocking(move || {
-            free_bytes(&probe_dir).is_some_and(|free| free >= needed())
-                && accepts_writes(&probe_dir)
+            let fs = probe_fs.as_ref();
+            fs.available_bytes(&probe_dir)
+                .is_ok_and(|free| free >= needed(fs))
+                && accepts_writes(fs, &probe_dir)
         })
         .await
         .unwrap_or(false);
@@ -137,35 +145,26 @@ pub async fn exit_when_writable(dir: PathBuf, needed: impl Fn() -> u64 + Send + 
     }
 }
 
-/// Bytes an unprivileged process may still write on the file system holding `dir`.
-pub fn free_bytes(dir: &Path) -> Option<u64> {
-    let stat = rustix::fs::statvfs(dir).ok()?;
-    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
-}
-
 /// Bytes of the files directly in `dir` (0 if it cannot be read): what replaying them may
 /// need to write again.
-pub fn files_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
+pub fn files_bytes(fs: &dyn FileSystem, dir: &Path) -> u64 {
+    let Ok(names) = fs.list_dir(dir) else {
+        return 0;
+    };
+    names
+        .iter()
+        .filter_map(|name| fs.open_read(&dir.join(name)).ok()?.len().ok())
+        .sum()
 }
 
 /// Whether `dir` accepts a 64 KiB write and its fsync (the probe file is removed afterwards).
-pub fn accepts_writes(dir: &Path) -> bool {
+pub fn accepts_writes(fs: &dyn FileSystem, dir: &Path) -> bool {
     let path = dir.join(".write-probe");
-    let written = std::fs::File::create(&path).and_then(|mut file| {
+    let written = fs.create(&path, CreateMode::Truncate).and_then(|mut file| {
         file.write_all(&[0u8; 64 << 10])?;
         file.sync_all()
     });
-    let _ = std::fs::remove_file(&path);
+    let _ = fs.remove_file(&path);
     written.is_ok()
 }
 
@@ -231,11 +230,50 @@ mod tests {
     #[test]
     fn a_writable_directory_accepts_the_probe_and_a_missing_one_does_not() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(accepts_writes(dir.path()));
+        let fs = ferrisdb_storage::vfs::os();
+        assert!(accepts_writes(fs.as_ref(), dir.path()));
         assert!(
             !dir.path().join(".write-probe").exists(),
             "probe left behind"
         );
-        assert!(!accepts_writes(&dir.path().join("missing")));
+        assert!(!accepts_writes(fs.as_ref(), &dir.path().join("missing")));
+    }
+
+    #[test]
+    fn files_bytes_sums_the_files_of_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), [0u8; 100]).unwrap();
+        std::fs::write(dir.path().join("b"), [0u8; 23]).unwrap();
+        let fs = ferrisdb_storage::vfs::os();
+        assert_eq!(files_bytes(fs.as_ref(), dir.path()), 123);
+        assert_eq!(files_bytes(fs.as_ref(), &dir.path().join("missing")), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn exit_when_writable_waits_for_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let room = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let needed = {
+            let room = room.clone();
+            move |_: &dyn FileSystem| {
+                if room.load(std::sync::atomic::Ordering::SeqCst) {
+                    0
+                } else {
+                    u64::MAX
+                }
+            }
+        };
+        let waiting = tokio::spawn(exit_when_writable(
+            ferrisdb_storage::vfs::os(),
+            dir.path().to_path_buf(),
+            needed,
+        ));
+        tokio::time::sleep(WRITABLE_PROBE_EVERY * 3).await;
+        assert!(!waiting.is_finished(), "exited without room");
+        room.store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::timeout(WRITABLE_PROBE_EVERY * 10, waiting)
+            .await
+            .expect("did not exit once there was room")
+            .unwrap();
     }
 }

@@ -707,7 +707,22 @@ impl FileSystem for SimDisk {
             generation: state.generation,
         })))
     }
+
+    fn available_bytes(&self, dir: &Path) -> io::Result<u64> {
+        let mut state = self.state.lock();
+        self.begin(&mut state)?;
+        if !state.dirs.contains(dir) {
+            return Err(not_found(dir));
+        }
+        Ok(match state.faults.capacity_bytes {
+            Some(capacity) => capacity.saturating_sub(state.stored_bytes()),
+            None => UNLIMITED_DISK_BYTES,
+        })
+    }
 }
+
+/// What [`SimDisk`] reports as free without a capacity fault: 1 TiB.
+pub const UNLIMITED_DISK_BYTES: u64 = 1 << 40;
 
 #[cfg(test)]
 mod tests {
@@ -838,8 +853,11 @@ mod tests {
             fsync_failure: 0.0,
             capacity_bytes: Some(10),
         });
+        assert_eq!(disk.available_bytes(Path::new("/d")).unwrap(), 10);
         let mut file = disk.create(Path::new("/d/f"), CreateMode::New).unwrap();
         file.write_all(b"0123456789").unwrap();
+        assert_eq!(disk.available_bytes(Path::new("/d")).unwrap(), 0);
+        assert!(disk.available_bytes(Path::new("/missing")).is_err());
         let err = file.write_all(b"x").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::StorageFull);
         assert_eq!(disk.stats().full_disk_writes, 1);

@@ -184,7 +184,8 @@ async fn exit_after_log_failure(
         ),
     );
     // Recovery writes one small record (the recovery commit); keep a margin.
-    health::exit_when_writable(log_dir, || 1 << 20).await;
+    // The standalone coordinator's log is on the OS's file system (`Coordinator::open`).
+    health::exit_when_writable(ferrisdb_storage::vfs::os(), log_dir, |_| 1 << 20).await;
     let _ = exit.send(reason);
 }
 

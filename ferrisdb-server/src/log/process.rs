@@ -128,7 +128,7 @@ pub async fn serve_with_fs(
     let session = ControllerSession::start(
         &config.controller,
         server.id().to_string(),
-        data,
+        data.clone(),
         v1::WorkerRole::Log,
         config.advertise.clone(),
         Arc::new(LogStatusSource(server.clone())),
@@ -183,7 +183,7 @@ pub async fn serve_with_fs(
     let watchdog = tokio::spawn(exit_after_log_failure(
         server.clone(),
         health.clone(),
-        config.data_dir.clone(),
+        data.clone(),
         failed_tx,
     ));
     let wake = server.clone();
@@ -213,13 +213,13 @@ pub async fn serve_with_fs(
 /// Health problem source of a failed log.
 const LOG_FAILED: &str = "commit log";
 
-/// Waits for the log to fail, reports it as a health problem, waits until `data_dir` accepts
+/// Waits for the log to fail, reports it as a health problem, waits until `data` accepts
 /// writes again (room for the log's newest segment plus a margin) and then sends the reason on
 /// `exit`.
 async fn exit_after_log_failure(
     server: Arc<LogServer>,
     health: RoleHealth,
-    data_dir: PathBuf,
+    data: DataDir,
     exit: tokio::sync::oneshot::Sender<String>,
 ) {
     let mut failure = server.failure();
@@ -234,6 +234,6 @@ async fn exit_after_log_failure(
              data directory accepts writes again"
         ),
     );
-    health::exit_when_writable(data_dir, || 4 << 20).await;
+    health::exit_when_writable(data.fs, data.path, |_| 4 << 20).await;
     let _ = exit.send(reason);
 }

@@ -184,7 +184,7 @@ pub async fn serve_with_fs(
     let (recovered_tx, recovered_rx) = tokio::sync::oneshot::channel::<()>();
     // Returns true once the engine failed and the data directory accepts writes again.
     let puller = tokio::spawn({
-        let data_dir = config.data_dir.clone();
+        let data = data.clone();
         let pulled = super::puller::run(
             worker_id.clone(),
             engine.clone(),
@@ -209,9 +209,9 @@ pub async fn serve_with_fs(
                 ),
             );
             // Recovery replays the engine's WAL into a table: room for it, plus a margin.
-            let wal_dir = data_dir.join("engine").join("wal");
-            health::exit_when_writable(data_dir, move || {
-                health::files_bytes(&wal_dir) + RECOVERY_MARGIN
+            let wal_dir = data.path.join("engine").join("wal");
+            health::exit_when_writable(data.fs, data.path, move |fs| {
+                health::files_bytes(fs, &wal_dir) + RECOVERY_MARGIN
             })
             .await;
             let _ = recovered_tx.send(());

@@ -78,6 +78,8 @@ pub trait FileSystem: Send + Sync + Debug {
     /// Takes an exclusive lock on `path` (creating the file), or `None` if another holder
     /// has it.
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn FileLock>>>;
+    /// Bytes an unprivileged process may still write to the file system holding `dir`.
+    fn available_bytes(&self, dir: &Path) -> io::Result<u64>;
 }
 
 /// The shared handle to a file system that components hold.

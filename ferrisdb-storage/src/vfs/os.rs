@@ -117,4 +117,24 @@ impl FileSystem for OsFs {
             Err(TryLockError::Error(e)) => Err(e),
         }
     }
+
+    fn available_bytes(&self, dir: &Path) -> io::Result<u64> {
+        let stat = rustix::fs::statvfs(dir)?;
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn available_bytes_reads_the_file_system_and_names_a_missing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(OsFs.available_bytes(dir.path()).unwrap() > 0);
+        let missing = OsFs
+            .available_bytes(&dir.path().join("missing"))
+            .unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+    }
 }
