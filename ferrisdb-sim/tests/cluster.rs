@@ -167,7 +167,8 @@ fn run_shard(shard: u64) {
             None => println!(
                 "cluster seed={seed} ok{}: {} transfers, {} failed transactions, {} reads, \
                  list-append {}/{}/{} ok/failed/unknown, {} partitions, {} kills ({} power \
-                 cuts), {} clock jumps, {:.1} simulated s, {:?}",
+                 cuts), {} clock jumps, {} disk faults ({} disk calls failed, {} supervised \
+                 restarts), {:.1} simulated s, {:?}",
                 if run.replicated { " (replicated)" } else { "" },
                 run.transfers,
                 run.failed,
@@ -179,6 +180,9 @@ fn run_shard(shard: u64) {
                 run.kills,
                 run.power_cuts,
                 run.clock_jumps,
+                run.disk_faults,
+                run.failed_disk_calls,
+                run.supervised_restarts,
                 run.simulated.as_secs_f64(),
                 run.network
             ),

@@ -61,6 +61,8 @@ pub struct Controller {
     creates_cluster: bool,
     /// Held while the controller runs: one controller per data directory.
     _lock: DirLock,
+    /// Where its state lives.
+    data: DataDir,
     heartbeat_interval: Duration,
     liveness: Liveness,
     storage_failure_timeout: Duration,
@@ -132,6 +134,7 @@ impl Controller {
                         .first()
                         .is_none_or(|first| *first == config.advertised_address())),
             _lock: lock,
+            data,
             heartbeat_interval: config.heartbeat_interval,
             liveness: config.liveness(),
             storage_failure_timeout: config.storage_failure_timeout,
@@ -150,6 +153,11 @@ impl Controller {
     /// The data distributor's split and merge thresholds.
     pub fn distribution_limits(&self) -> Limits {
         self.distribution_limits
+    }
+
+    /// Where this replica keeps its state.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.data
     }
 
     /// This replica's place in the group.

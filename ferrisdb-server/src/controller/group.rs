@@ -600,6 +600,21 @@ impl ControllerGroup {
         futures_util::future::join_all(asks).await
     }
 
+    /// Completes once this replica's Raft node has stopped on its own (e.g. its journal
+    /// failed to write or fsync: [the journal](super::raft::journal) refuses writes from then
+    /// on), with the reason; never while it runs.
+    pub async fn stopped(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "the Raft node stopped".to_string();
+            }
+        }
+    }
+
     /// Stops the Raft node.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {

@@ -2,7 +2,10 @@
 //! leader), the `ControllerGroup` service (Raft among the replicas), `grpc.health.v1` and
 //! reflection, until a shutdown signal; plus background tasks that form or join the group,
 //! create the cluster when leading a new group, recover the transaction system when it needs
-//! it (`recovery`), and log health changes.
+//! it (`recovery`), and log health changes. A replica whose Raft node stopped on a storage
+//! failure reports it (`grpc.health.v1` `NOT_SERVING`), waits until its data directory accepts
+//! writes again and exits, to be restarted and replay its journal (as the other roles do,
+//! `health::exit_when_writable`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,7 +22,10 @@ use super::config::ControllerConfig;
 use super::raft::peer_service::PeerService;
 use super::service::ControllerService;
 use crate::grpc;
-use crate::health::RoleHealth;
+use crate::health::{self, RoleHealth};
+
+/// Health problem source of a stopped Raft node.
+const RAFT_STOPPED: &str = "controller journal";
 
 /// Opens the data directory, binds `config.listen` and serves until `shutdown` completes.
 pub async fn serve(
@@ -99,8 +105,22 @@ pub async fn serve_on(
     });
     let recoverer = tokio::spawn(super::recovery::run(controller.clone()));
     let distributor = tokio::spawn(super::distributor::run(controller.clone()));
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
+    let watchdog = tokio::spawn(exit_after_raft_stopped(
+        controller.clone(),
+        health.clone(),
+        failed_tx,
+    ));
     tracing::info!(address = ?addr, node_id = controller.group().node_id(), "cluster controller serving");
-    let result = grpc::serve_until(routes, listener, limit, shutdown).await;
+    let mut exit_for_restart = None;
+    let stop = async {
+        tokio::select! {
+            () = shutdown => {}
+            Ok(reason) = failed_rx => exit_for_restart = Some(reason),
+        }
+    };
+    let result = grpc::serve_until(routes, listener, limit, stop).await;
+    watchdog.abort();
     forming.abort();
     creator.abort();
     recoverer.abort();
@@ -109,5 +129,33 @@ pub async fn serve_on(
     sweeper.abort();
     health_driver.abort();
     tracing::info!("cluster controller stopped");
+    if let Some(reason) = exit_for_restart {
+        return Err(Error::Unavailable(format!(
+            "{reason}; the data directory accepts writes again: exiting so that the controller \
+             is restarted and replays its journal"
+        )));
+    }
     result
+}
+
+/// Waits for the replica's Raft node to stop on its own, reports it as a health problem,
+/// waits until the data directory accepts writes again and then sends the reason on `exit`.
+async fn exit_after_raft_stopped(
+    controller: Arc<Controller>,
+    health: RoleHealth,
+    exit: tokio::sync::oneshot::Sender<String>,
+) {
+    let reason = controller.group().stopped().await;
+    health.set_problem(
+        RAFT_STOPPED,
+        format!(
+            "{reason}; this replica no longer takes part in the group; it exits to be restarted \
+             once its data directory accepts writes again"
+        ),
+    );
+    let data = controller.data_dir().clone();
+    // Replaying the journal writes little (a torn tail cut off, at most a fresh header): a
+    // margin.
+    health::exit_when_writable(data.fs, data.path, |_| 4 << 20).await;
+    let _ = exit.send(reason);
 }

@@ -2,12 +2,16 @@
 //! one coordinator, one storage server), each its own simulated process with its own
 //! simulated disk ([`SimDisk`]), configured as `ferrisdb cluster up` would — and killed and
 //! started again on cue ([`SimCluster::kill`], [`SimCluster::restart`]), as a supervisor
-//! restarts a crashed role.
+//! restarts a crashed role. A role that exits after its disk failed it (a failed fsync, a
+//! full disk: it waits until the disk accepts writes again, then exits to recover from its
+//! files) is started again by the cluster's supervisor, as `ferrisdb cluster up` or systemd
+//! would; any other end of a living role is reported as a failure.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ferrisdb_server::controller::{self, ControllerConfig};
@@ -20,7 +24,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::clock::SimClock;
 use super::network::{SimNetwork, process_ip};
 use super::process::{self, ProcessId, spawn_in};
-use crate::disk::SimDisk;
+use crate::disk::{Faults, SimDisk};
 
 /// The controller's process.
 pub const CONTROLLER: ProcessId = 1;
@@ -57,8 +61,12 @@ pub enum Death {
     PowerCut,
 }
 
-/// The server processes of one simulation, their disks and the network they are on.
-#[derive(Debug)]
+/// How long the supervisor waits before it starts a role that exited again.
+pub const SUPERVISOR_RESTART_DELAY: Duration = Duration::from_millis(200);
+
+/// The server processes of one simulation, their disks and the network they are on. Clones
+/// share them.
+#[derive(Debug, Clone)]
 pub struct SimCluster {
     network: SimNetwork,
     disks: BTreeMap<ProcessId, SimDisk>,
@@ -70,6 +78,8 @@ pub struct SimCluster {
     bottom_zstd: bool,
     /// Its server processes ([`SERVERS`] or [`REPLICATED_SERVERS`]).
     servers: &'static [ProcessId],
+    /// Roles the supervisor started again after they exited on a disk failure.
+    supervised_restarts: Arc<AtomicU64>,
 }
 
 impl SimCluster {
@@ -109,6 +119,7 @@ impl SimCluster {
             ended,
             bottom_zstd: seed % 2 == 1,
             servers,
+            supervised_restarts: Arc::default(),
         };
         for &process in servers {
             cluster.spawn_role(process);
@@ -145,6 +156,37 @@ impl SimCluster {
         }
     }
 
+    /// Sets the faults of `process`'s disk from now on ([`Faults::default`]: none).
+    pub fn set_disk_faults(&self, process: ProcessId, faults: Faults) {
+        self.disks[&process].set_faults(faults);
+    }
+
+    /// `process`'s disk.
+    pub fn disk(&self, process: ProcessId) -> &SimDisk {
+        &self.disks[&process]
+    }
+
+    /// Roles the supervisor started again after they exited on a disk failure.
+    pub fn supervised_restarts(&self) -> u64 {
+        self.supervised_restarts.load(Ordering::Relaxed)
+    }
+
+    /// `process`'s role exited (its current life): its files and connections close, and
+    /// after [`SUPERVISOR_RESTART_DELAY`] it is started again, unless the nemesis killed or
+    /// restarted it meanwhile.
+    fn exited_and_restart(&self, process: ProcessId) {
+        self.kill(process, Death::Process);
+        let exited = process::incarnation(process);
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SUPERVISOR_RESTART_DELAY).await;
+            if process::incarnation(process) == exited {
+                cluster.supervised_restarts.fetch_add(1, Ordering::Relaxed);
+                cluster.restart(process);
+            }
+        });
+    }
+
     /// Steps `process`'s machine clock by `micros` (negative: backwards).
     pub fn jump_clock(&self, process: ProcessId, micros: i64) {
         self.clocks[&process].jump(micros);
@@ -162,14 +204,31 @@ impl SimCluster {
         let data_dir = |role: &str| PathBuf::from("/ferrisdb-sim").join(role);
         let ended = self.ended.clone();
         let life = process::incarnation(process);
-        // A dead life's role fails as its calls fail: only the living one's end counts.
+        let disk = self.disks[&process].clone();
+        let disk_failures = |disk: &SimDisk| {
+            let stats = disk.stats();
+            stats.failed_fsyncs + stats.full_disk_writes
+        };
+        let failures_before = disk_failures(&disk);
+        let supervisor = self.clone();
+        // A dead life's role fails as its calls fail: only the living one's end counts. A
+        // role whose disk failed it in this life exits to recover from its files: the
+        // supervisor starts it again.
         let report = move |role: &str, result: ferrisdb_core::Result<()>| {
-            if process::is_alive(life) {
-                let outcome = match result {
-                    Ok(()) => format!("{role} stopped"),
-                    Err(e) => format!("{role} failed: {e}"),
-                };
-                let _ = ended.send(outcome);
+            if !process::is_alive(life) {
+                return;
+            }
+            match result {
+                Err(e) if disk_failures(&disk) > failures_before => {
+                    tracing::info!(%role, error = %e, "the role exited after a disk failure");
+                    supervisor.exited_and_restart(process);
+                }
+                Ok(()) => {
+                    let _ = ended.send(format!("{role} stopped"));
+                }
+                Err(e) => {
+                    let _ = ended.send(format!("{role} failed: {e}"));
+                }
             }
         };
         let shutdown = std::future::pending::<()>;

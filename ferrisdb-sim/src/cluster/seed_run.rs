@@ -32,6 +32,7 @@ use super::network::{NetStats, SimNetwork};
 use super::process::{ProcessId, spawn_in};
 use super::replicas;
 use super::run_clock;
+use crate::disk::Faults;
 
 /// Accounts in the bank.
 const ACCOUNTS: usize = 8;
@@ -79,6 +80,14 @@ pub struct ClusterRun {
     pub power_cuts: u64,
     /// Steps of the coordinator's machine clock.
     pub clock_jumps: u64,
+    /// Disk faults: a server's disk failing every fsync (then the machine is power-cycled,
+    /// if an fsync did fail) or full, for a while.
+    pub disk_faults: u64,
+    /// Disk calls the faults failed: fsyncs (EIO) and writes refused by a full disk.
+    pub failed_disk_calls: u64,
+    /// Roles that exited after their disk failed them and were started again by the
+    /// supervisor.
+    pub supervised_restarts: u64,
     /// What the nemesis did, at which simulated time (printed when the run fails).
     pub faults: Vec<String>,
     /// What the network did.
@@ -285,6 +294,17 @@ async fn workloads_checked(
             ));
             continue;
         }
+        if rng.random_bool(0.12) {
+            // Not the coordinator's disk: in a cluster it keeps nothing but its id there.
+            let keeping: Vec<_> = servers
+                .iter()
+                .copied()
+                .filter(|p| *p != COORDINATOR)
+                .collect();
+            let target = keeping[rng.random_range(0..keeping.len())];
+            disk_fault(&cluster, target, &mut rng, run, begin).await;
+            continue;
+        }
         if rng.random_bool(0.4) {
             let death = if rng.random_bool(0.5) {
                 run.power_cuts += 1;
@@ -336,6 +356,14 @@ async fn workloads_checked(
         network.heal();
     }
     network.heal();
+    run.supervised_restarts = cluster.supervised_restarts();
+    run.failed_disk_calls = servers
+        .iter()
+        .map(|&p| {
+            let stats = cluster.disk(p).stats();
+            stats.failed_fsyncs + stats.full_disk_writes
+        })
+        .sum();
 
     let mut outcomes = Vec::new();
     for client in transfers {
@@ -440,6 +468,69 @@ async fn workloads_checked(
     Ok(())
 }
 
+/// One disk fault on `process`'s machine, for 0.2-2 s: every fsync fails (EIO), or the disk
+/// is full (writes fail past what it holds now plus up to 8 KiB). A role that fails on it
+/// reports itself unhealthy and waits for its disk to accept writes again, then exits and
+/// is started again by the supervisor. After failed fsyncs the machine is power-cycled: a
+/// failed fsync may have dropped pages that reads still show (as on Linux), and FerrisDB,
+/// as most databases, does not defend against reading them back after a restart on the
+/// same kernel (the "fsyncgate" problem, `docs/simulation.md`).
+async fn disk_fault(
+    cluster: &SimCluster,
+    process: ProcessId,
+    rng: &mut StdRng,
+    run: &mut ClusterRun,
+    begin: Instant,
+) {
+    let full = rng.random_bool(0.5);
+    let lasting = Duration::from_millis(rng.random_range(200..2000));
+    let disk = cluster.disk(process);
+    let faults = if full {
+        Faults {
+            fsync_failure: 0.0,
+            capacity_bytes: Some(disk.stored_bytes() + rng.random_range(0..8 << 10)),
+        }
+    } else {
+        Faults {
+            fsync_failure: 1.0,
+            capacity_bytes: None,
+        }
+    };
+    let before = disk.stats();
+    let at = begin.elapsed();
+    cluster.set_disk_faults(process, faults);
+    run.disk_faults += 1;
+    tokio::time::sleep(lasting).await;
+    cluster.set_disk_faults(process, Faults::default());
+    let after = disk.stats();
+    let failed_fsyncs = after.failed_fsyncs - before.failed_fsyncs;
+    let mut fault = if full {
+        format!(
+            "{:.3}s full disk on {process} for {lasting:?}, {} writes refused",
+            at.as_secs_f64(),
+            after.full_disk_writes - before.full_disk_writes
+        )
+    } else {
+        format!(
+            "{:.3}s failing fsyncs on {process} for {lasting:?}",
+            at.as_secs_f64()
+        )
+    };
+    if failed_fsyncs > 0 {
+        // In the same step as the fault ends: no fsync succeeds on this kernel before it.
+        cluster.kill(process, Death::PowerCut);
+        run.kills += 1;
+        run.power_cuts += 1;
+        let down = Duration::from_millis(rng.random_range(100..1000));
+        fault.push_str(&format!(
+            ", {failed_fsyncs} failed; power-cycled, down {down:?}"
+        ));
+        tokio::time::sleep(down).await;
+        cluster.restart(process);
+    }
+    run.faults.push(fault);
+}
+
 /// Runs one seed of the bank workload on a fresh simulated cluster.
 pub fn run_cluster_seed(seed: u64) -> ClusterRun {
     let run = ClusterRun {
@@ -454,6 +545,9 @@ pub fn run_cluster_seed(seed: u64) -> ClusterRun {
         kills: 0,
         power_cuts: 0,
         clock_jumps: 0,
+        disk_faults: 0,
+        failed_disk_calls: 0,
+        supervised_restarts: 0,
         faults: Vec::new(),
         network: NetStats::default(),
         failure: None,
@@ -479,4 +573,93 @@ pub fn run_cluster_seed(seed: u64) -> ClusterRun {
     run.network = network.stats();
     run.failure = result.err();
     run
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::boot::{CONTROLLER, LOG};
+    use super::*;
+
+    /// Polls `done` every 100 ms of simulated time for up to `limit`; whether it held.
+    async fn eventually(limit: Duration, done: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        while !done() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        true
+    }
+
+    /// Commits one write through a fresh client, retrying for up to 60 simulated seconds.
+    async fn commit(key: &'static str) -> Result<(), String> {
+        let committed = spawn_in(SETUP, async move {
+            connect()
+                .run(|tx| async move {
+                    tx.set(key, "v")?;
+                    Ok(())
+                })
+                .await
+        });
+        match tokio::time::timeout(RECOVERY_LIMIT, committed).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(format!("committing {key}: {e}")),
+            Ok(Err(e)) => Err(format!("committing {key}: {e}")),
+            Err(_) => Err(format!("committing {key}: timed out")),
+        }
+    }
+
+    #[test]
+    fn a_controller_whose_journal_fills_up_exits_and_is_restarted_once_there_is_room() {
+        let seed = 11;
+        let network = SimNetwork::new(seed);
+        let _entered = network.enter();
+        let runtime = super::super::runtime(seed).unwrap();
+        let scenario = async move {
+            let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+            let cluster = SimCluster::start(network.clone(), seed, false, ended_tx);
+            commit("before").await?;
+            // The controller's disk is full; a recovery (the log server restarted) makes it
+            // write to its Raft journal.
+            let disk = cluster.disk(CONTROLLER).clone();
+            cluster.set_disk_faults(
+                CONTROLLER,
+                Faults {
+                    fsync_failure: 0.0,
+                    capacity_bytes: Some(disk.stored_bytes()),
+                },
+            );
+            cluster.kill(LOG, Death::Process);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            cluster.restart(LOG);
+            if !eventually(Duration::from_secs(30), || {
+                disk.stats().full_disk_writes > 0
+            })
+            .await
+            {
+                return Err("the controller never wrote to its full disk".to_string());
+            }
+            // It stays up, unhealthy, while the disk is full.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            if cluster.supervised_restarts() != 0 {
+                return Err("the controller exited while its disk was still full".into());
+            }
+            cluster.set_disk_faults(CONTROLLER, Faults::default());
+            if !eventually(Duration::from_secs(10), || {
+                cluster.supervised_restarts() == 1
+            })
+            .await
+            {
+                return Err("the controller did not exit once its disk had room".into());
+            }
+            commit("after").await?;
+            match ended.try_recv() {
+                Ok(role) => Err(format!("a role ended: {role}")),
+                Err(_) => Ok(()),
+            }
+        };
+        let outcome = runtime.block_on(async { run_clock(tokio::spawn(scenario)).await });
+        outcome.unwrap().unwrap();
+    }
 }
