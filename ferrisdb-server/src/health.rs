@@ -14,11 +14,10 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-use ferrisdb_storage::vfs::{CreateMode, FileSystem, SharedFs};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferrisdb_storage::vfs::{CreateMode, FileSystem, SharedFs};
 use tokio::sync::watch;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -145,8 +144,8 @@ pub async fn exit_when_writable(
     }
 }
 
-/// Bytes of the files directly in `dir` (0 if it cannot be read): what replaying them may
-/// need to write again.
+/// Bytes of the files directly in `dir` (0 if it cannot be read; a subdirectory counts as
+/// what opening it reports): what replaying them may need to write again.
 pub fn files_bytes(fs: &dyn FileSystem, dir: &Path) -> u64 {
     let Ok(names) = fs.list_dir(dir) else {
         return 0;
