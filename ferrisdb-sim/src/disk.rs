@@ -381,6 +381,23 @@ impl SimDisk {
         state.generation += 1;
     }
 
+    /// The disk is lost and replaced by an empty one (a machine rebuilt, a volume gone):
+    /// every file and directory goes, its faults are cleared, and everything opened before
+    /// fails from now on, as after [`process_died`](Self::process_died).
+    pub fn wipe(&self) {
+        let mut state = self.state.lock();
+        state.files.clear();
+        state.names.clear();
+        state.durable_names.clear();
+        state.queued.clear();
+        state.dirs = BTreeSet::from([PathBuf::from("/")]);
+        state.locks.clear();
+        state.faults = Faults::default();
+        state.power_left = None;
+        state.powered_off = false;
+        state.generation += 1;
+    }
+
     /// What the disk did so far.
     pub fn stats(&self) -> DiskStats {
         self.state.lock().stats
@@ -872,6 +889,29 @@ mod tests {
         assert!(disk.try_lock(Path::new("/d/LOCK")).unwrap().is_none());
         drop(lock);
         assert!(disk.try_lock(Path::new("/d/LOCK")).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_wiped_disk_is_empty_and_forgets_its_old_handles() {
+        let disk = SimDisk::new(8);
+        disk.create_dir_all(Path::new("/d")).unwrap();
+        write(&disk, "/d/f", b"kept?", true);
+        let mut old = disk.create(Path::new("/d/g"), CreateMode::New).unwrap();
+        let lock = disk.try_lock(Path::new("/d/LOCK")).unwrap();
+        assert!(lock.is_some());
+        disk.wipe();
+        assert!(
+            disk.list_dir(Path::new("/d")).is_err(),
+            "the directory survived"
+        );
+        assert!(disk.read(Path::new("/d/f")).is_err(), "the file survived");
+        assert!(old.write_all(b"x").is_err(), "an old handle still writes");
+        disk.create_dir_all(Path::new("/d")).unwrap();
+        assert!(disk.list_dir(Path::new("/d")).unwrap().is_empty());
+        assert!(disk.try_lock(Path::new("/d/LOCK")).unwrap().is_some());
+        disk.cut_power();
+        disk.reboot();
+        assert!(disk.list_dir(Path::new("/d")).unwrap().is_empty());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use ferrisdb_sim::cluster::seed_run::run_cluster_seed;
 
 /// Seeds run by default (the test suite): half with one replica of each role, half (the odd
 /// ones) with two log servers and two storage servers.
-const DEFAULT_SEEDS: u64 = 160;
+const DEFAULT_SEEDS: u64 = 200;
 /// The tests the seeds are spread over (seed `s` runs in test `s % SHARDS`).
 const SHARDS: u64 = 4;
 
@@ -168,7 +168,7 @@ fn run_shard(shard: u64) {
                 "cluster seed={seed} ok{}: {} transfers, {} failed transactions, {} reads, \
                  list-append {}/{}/{} ok/failed/unknown, {} partitions, {} kills ({} power \
                  cuts), {} clock jumps, {} disk faults ({} disk calls failed, {} supervised \
-                 restarts), {:.1} simulated s, {:?}",
+                 restarts), {} wiped, {} log batches compared, {:.1} simulated s, {:?}",
                 if run.replicated { " (replicated)" } else { "" },
                 run.transfers,
                 run.failed,
@@ -183,6 +183,8 @@ fn run_shard(shard: u64) {
                 run.disk_faults,
                 run.failed_disk_calls,
                 run.supervised_restarts,
+                run.wipes,
+                run.log_batches_compared,
                 run.simulated.as_secs_f64(),
                 run.network
             ),

@@ -156,6 +156,13 @@ impl SimCluster {
         }
     }
 
+    /// Kills `process` and replaces its disk with an empty one (the machine is rebuilt): it
+    /// starts again ([`restart`](Self::restart)) as a new server with a new identity.
+    pub fn kill_and_wipe(&self, process: ProcessId) {
+        self.kill(process, Death::Process);
+        self.disks[&process].wipe();
+    }
+
     /// Sets the faults of `process`'s disk from now on ([`Faults::default`]: none).
     pub fn set_disk_faults(&self, process: ProcessId, faults: Faults) {
         self.disks[&process].set_faults(faults);

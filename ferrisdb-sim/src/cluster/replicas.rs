@@ -1,11 +1,15 @@
-//! The end-of-run check of a replicated simulated cluster: the storage servers holding the
-//! same shard hold the same pairs. A client reads each key from one replica only, so a
-//! replica that lost a write, or applied one twice, would otherwise go unseen.
+//! The end-of-run checks of a replicated simulated cluster: the storage servers holding the
+//! same shard hold the same pairs ([`agree`]), and the log servers of the generation hold the
+//! same committed batches ([`logs_agree`]). A client reads each key from one replica only,
+//! and a storage server follows one log server at a time, so a replica that lost a write, or
+//! applied one twice, would otherwise go unseen.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use ferrisdb_client::Database;
+use ferrisdb_core::Mutation;
+use ferrisdb_proto::v1;
 use tokio::time::Instant;
 
 use super::boot::server_addr;
@@ -17,13 +21,7 @@ const CHECK_LIMIT: Duration = Duration::from_secs(60);
 /// Every pair a storage server holds at `version`, read straight from it (not through a
 /// client, which reads each key from one replica).
 async fn pairs_at(process: ProcessId, version: u64) -> Result<Vec<(Bytes, Bytes)>, String> {
-    use ferrisdb_proto::v1;
-    let endpoint =
-        tonic::transport::Endpoint::from_shared(format!("http://{}", server_addr(process)))
-            .map_err(|e| e.to_string())?;
-    let mut client = v1::storage_server_client::StorageServerClient::new(
-        ferrisdb_proto::transport::channel(&endpoint),
-    );
+    let mut client = v1::storage_server_client::StorageServerClient::new(channel_to(process)?);
     let request = v1::StorageGetRangeRequest {
         begin: Bytes::new(),
         end: Bytes::new(),
@@ -43,35 +41,47 @@ async fn pairs_at(process: ProcessId, version: u64) -> Result<Vec<(Bytes, Bytes)
     Ok(pairs)
 }
 
-/// After the faults: both storage replicas hold exactly the same pairs at one read version
-/// (each may need a while to catch up to it).
+/// A channel to `process`'s server, through the simulated network.
+fn channel_to(process: ProcessId) -> Result<tonic::transport::Channel, String> {
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", server_addr(process)))
+            .map_err(|e| e.to_string())?;
+    Ok(ferrisdb_proto::transport::channel(&endpoint))
+}
+
+/// Every pair each of `replicas` holds at one fresh read version.
+async fn contents_at_one_version(
+    db: &Database,
+    replicas: [ProcessId; 2],
+) -> Result<(u64, Vec<Vec<(Bytes, Bytes)>>), String> {
+    let version = db
+        .read_version(ferrisdb_client::Priority::Default)
+        .await
+        .map_err(|e| format!("no read version: {e}"))?
+        .0;
+    let mut contents = Vec::new();
+    for process in replicas {
+        let pairs = pairs_at(process, version).await.map_err(|e| {
+            format!("storage server {process} did not answer a read of everything at version {version}: {e}")
+        })?;
+        contents.push(pairs);
+    }
+    Ok((version, contents))
+}
+
+/// After the faults: both storage replicas hold exactly the same pairs at one read version.
+/// Each may need a while to catch up; one that took the shard over after the read version
+/// (a server rebuilt with an empty disk) cannot answer at it, so every attempt takes a fresh
+/// read version.
 pub async fn agree(db: Database, replicas: [ProcessId; 2]) -> Result<(), String> {
     let deadline = Instant::now() + CHECK_LIMIT;
-    let version = loop {
-        match db.read_version(ferrisdb_client::Priority::Default).await {
-            Ok(version) => break version.0,
-            Err(e) if Instant::now() >= deadline => {
-                return Err(format!("no read version for the replica check: {e}"));
-            }
+    let (version, contents) = loop {
+        match contents_at_one_version(&db, replicas).await {
+            Ok(read) => break read,
+            Err(e) if Instant::now() >= deadline => return Err(e),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     };
-    let mut contents = Vec::new();
-    for process in replicas {
-        let pairs = loop {
-            match pairs_at(process, version).await {
-                Ok(pairs) => break pairs,
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(format!(
-                        "storage server {process} did not answer a read of everything at \
-                         version {version}: {e}"
-                    ));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        };
-        contents.push(pairs);
-    }
     let (a, b) = (&contents[0], &contents[1]);
     if a != b {
         let first = a
@@ -101,4 +111,112 @@ pub async fn agree(db: Database, replicas: [ProcessId; 2]) -> Result<(), String>
         ));
     }
     Ok(())
+}
+
+/// One committed batch as a log server holds it.
+type Batch = (u64, Vec<Mutation>);
+
+/// The batches of versions in `(after, through]` that log server `process` holds, read as
+/// generation `epoch` (a recovery that moves the log to a newer one fails the read).
+async fn batches(
+    process: ProcessId,
+    epoch: u64,
+    mut after: u64,
+    through: u64,
+) -> Result<Vec<Batch>, String> {
+    let mut client = v1::log_server_client::LogServerClient::new(channel_to(process)?);
+    let mut out = Vec::new();
+    while after < through {
+        let request = v1::ReadRecordsRequest {
+            epoch,
+            after_version: after,
+            through_version: through,
+            max_bytes: 1 << 20,
+        };
+        let records = client
+            .read_records(request)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner()
+            .records;
+        if records.is_empty() {
+            break;
+        }
+        for payload in records {
+            let record = ferrisdb_server::log::record::decode(&payload)
+                .map_err(|e| format!("log server {process}: an undecodable record: {e}"))?;
+            after = record.version.get();
+            out.push((after, record.mutations));
+        }
+    }
+    Ok(out)
+}
+
+/// The state of log server `process`.
+async fn log_state(process: ProcessId) -> Result<v1::LogState, String> {
+    let mut client = v1::log_server_client::LogServerClient::new(channel_to(process)?);
+    client
+        .get_log_state(v1::GetLogStateRequest {})
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|e| e.to_string())
+}
+
+/// After the faults: the two log servers, locked at the same generation, hold the same
+/// batches — versions and mutations — over every version both still hold and know to be
+/// committed (each drops what the storage servers made durable on its own schedule, so only
+/// the overlap is compared). Returns how many batches were compared.
+pub async fn logs_agree(logs: [ProcessId; 2]) -> Result<u64, String> {
+    let deadline = Instant::now() + CHECK_LIMIT;
+    let mut last_problem;
+    loop {
+        let attempt = async {
+            let (a, b) = (log_state(logs[0]).await?, log_state(logs[1]).await?);
+            if a.locked_epoch != b.locked_epoch {
+                return Err(format!(
+                    "the log servers are locked at different generations: {} at {}, {} at {}",
+                    logs[0], a.locked_epoch, logs[1], b.locked_epoch
+                ));
+            }
+            let after = a.retained_from.max(b.retained_from);
+            let through = a.known_committed.min(b.known_committed);
+            let first = batches(logs[0], a.locked_epoch, after, through).await?;
+            let second = batches(logs[1], a.locked_epoch, after, through).await?;
+            Ok::<_, String>((after, through, first, second))
+        };
+        match attempt.await {
+            Ok((after, through, first, second)) => {
+                if first != second {
+                    let at = first
+                        .iter()
+                        .zip(second.iter())
+                        .position(|(x, y)| x != y)
+                        .unwrap_or(first.len().min(second.len()));
+                    let show = |batches: &[Batch]| {
+                        batches.get(at).map_or("nothing".to_string(), |(v, m)| {
+                            format!("version {v} with {} mutations", m.len())
+                        })
+                    };
+                    return Err(format!(
+                        "the log servers differ over versions ({after}, {through}]: {} holds \
+                         {} batches, {} holds {}; batch {at}: {} against {}",
+                        logs[0],
+                        first.len(),
+                        logs[1],
+                        second.len(),
+                        show(&first),
+                        show(&second)
+                    ));
+                }
+                return Ok(first.len() as u64);
+            }
+            Err(problem) => last_problem = problem,
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the log servers could not be compared within {CHECK_LIMIT:?}: {last_problem}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -3,9 +3,9 @@
 //! money between (each transfer one transaction reading and writing two accounts, and adding
 //! one to its client's transfer counter), a reader that reads every account in one
 //! transaction, and a nemesis that partitions pairs of processes (both ways or one way),
-//! slows links, steps the coordinator's clock, and kills server processes (kill -9, or a
-//! power cut that loses what was not fsynced) and starts them again — all drawn from the
-//! seed.
+//! slows links, steps the coordinator's clock, fails servers' disks (every fsync, or a full
+//! disk) and kills server processes (kill -9, or a power cut that loses what was not
+//! fsynced) and starts them again — all drawn from the seed.
 //!
 //! Checked (`ferrisdb_check::bank`): every read sees every account, the same total and no
 //! negative balance (a transfer seen half-applied, or lost, or applied twice, breaks it).
@@ -14,8 +14,10 @@
 //! outcome it never learned (none was applied twice: each transfer carries an idempotency
 //! id, so a retried commit is not applied again). The list-append history is checked for
 //! serializability anomalies, lost appends and aborted or intermediate reads. Also: no
-//! living role stops; transfers commit; and once the faults end, a read of every account
-//! and every list succeeds.
+//! living role stops (but one whose disk failed it, which exits to be restarted); transfers
+//! commit; once the faults end, a read of every account and every list succeeds; and in a
+//! replicated cluster the storage replicas, and the log replicas, agree
+//! ([`super::replicas`]).
 
 use std::time::Duration;
 
@@ -26,7 +28,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use super::boot::{COORDINATOR, Death, STORAGE, STORAGE_B, SimCluster, server_addr};
+use super::boot::{COORDINATOR, Death, LOG, LOG_B, STORAGE, STORAGE_B, SimCluster, server_addr};
 use super::list_append::{ListAppend, Outcomes};
 use super::network::{NetStats, SimNetwork};
 use super::process::{ProcessId, spawn_in};
@@ -83,11 +85,15 @@ pub struct ClusterRun {
     /// Disk faults: a server's disk failing every fsync (then the machine is power-cycled,
     /// if an fsync did fail) or full, for a while.
     pub disk_faults: u64,
+    /// Server machines rebuilt with an empty disk (replicated seeds, at most one per seed).
+    pub wipes: u64,
     /// Disk calls the faults failed: fsyncs (EIO) and writes refused by a full disk.
     pub failed_disk_calls: u64,
     /// Roles that exited after their disk failed them and were started again by the
     /// supervisor.
     pub supervised_restarts: u64,
+    /// Committed batches found the same on both log servers at the end (replicated seeds).
+    pub log_batches_compared: u64,
     /// What the nemesis did, at which simulated time (printed when the run fails).
     pub faults: Vec<String>,
     /// What the network did.
@@ -294,6 +300,21 @@ async fn workloads_checked(
             ));
             continue;
         }
+        if run.replicated && run.wipes == 0 && rng.random_bool(0.05) {
+            // One machine rebuilt with an empty disk: a log server or a storage server (each
+            // has a replica elsewhere; one loss at a time, as with replication 2).
+            let target = [LOG, LOG_B, STORAGE, STORAGE_B][rng.random_range(0..4)];
+            cluster.kill_and_wipe(target);
+            run.wipes += 1;
+            let down = Duration::from_millis(rng.random_range(100..2000));
+            run.faults.push(format!(
+                "{:.3}s {target} lost its disk, down {down:?}",
+                begin.elapsed().as_secs_f64()
+            ));
+            tokio::time::sleep(down).await;
+            cluster.restart(target);
+            continue;
+        }
         if rng.random_bool(0.12) {
             // Not the coordinator's disk: in a cluster it keeps nothing but its id there.
             let keeping: Vec<_> = servers
@@ -431,6 +452,11 @@ async fn workloads_checked(
             .await
             .map_err(|e| format!("the replica check panicked: {e}"))??;
     }
+    if cluster.servers().contains(&LOG_B) {
+        run.log_batches_compared = spawn_in(SETUP, replicas::logs_agree([LOG, LOG_B]))
+            .await
+            .map_err(|e| format!("the log replica check panicked: {e}"))??;
+    }
     run.simulated = begin.elapsed();
     lists.check()?;
 
@@ -546,8 +572,10 @@ pub fn run_cluster_seed(seed: u64) -> ClusterRun {
         power_cuts: 0,
         clock_jumps: 0,
         disk_faults: 0,
+        wipes: 0,
         failed_disk_calls: 0,
         supervised_restarts: 0,
+        log_batches_compared: 0,
         faults: Vec::new(),
         network: NetStats::default(),
         failure: None,
@@ -577,7 +605,7 @@ pub fn run_cluster_seed(seed: u64) -> ClusterRun {
 
 #[cfg(test)]
 mod tests {
-    use super::super::boot::{CONTROLLER, LOG};
+    use super::super::boot::CONTROLLER;
     use super::*;
 
     /// Polls `done` every 100 ms of simulated time for up to `limit`; whether it held.
