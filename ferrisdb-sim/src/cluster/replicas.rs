@@ -41,6 +41,15 @@ async fn pairs_at(process: ProcessId, version: u64) -> Result<Vec<(Bytes, Bytes)
     Ok(pairs)
 }
 
+/// The index of the first element where `a` and `b` differ (the shorter one's length if one
+/// is a prefix of the other).
+fn first_difference<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()))
+}
+
 /// A channel to `process`'s server, through the simulated network.
 fn channel_to(process: ProcessId) -> Result<tonic::transport::Channel, String> {
     let endpoint =
@@ -84,11 +93,7 @@ pub async fn agree(db: Database, replicas: [ProcessId; 2]) -> Result<(), String>
     };
     let (a, b) = (&contents[0], &contents[1]);
     if a != b {
-        let first = a
-            .iter()
-            .zip(b.iter())
-            .position(|(x, y)| x != y)
-            .unwrap_or(a.len().min(b.len()));
+        let first = first_difference(a, b);
         let show = |pairs: &[(Bytes, Bytes)]| {
             pairs
                 .get(first)
@@ -187,11 +192,7 @@ pub async fn logs_agree(logs: [ProcessId; 2]) -> Result<u64, String> {
         match attempt.await {
             Ok((after, through, first, second)) => {
                 if first != second {
-                    let at = first
-                        .iter()
-                        .zip(second.iter())
-                        .position(|(x, y)| x != y)
-                        .unwrap_or(first.len().min(second.len()));
+                    let at = first_difference(&first, &second);
                     let show = |batches: &[Batch]| {
                         batches.get(at).map_or("nothing".to_string(), |(v, m)| {
                             format!("version {v} with {} mutations", m.len())
@@ -218,5 +219,17 @@ pub async fn logs_agree(logs: [ProcessId; 2]) -> Result<u64, String> {
             ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_difference;
+
+    #[test]
+    fn first_difference_finds_the_first_unequal_element_or_the_shorter_length() {
+        assert_eq!(first_difference(&[1, 2, 3], &[1, 5, 3]), 1);
+        assert_eq!(first_difference(&[1, 2], &[1, 2, 3]), 2);
+        assert_eq!(first_difference::<u8>(&[], &[7]), 0);
     }
 }
