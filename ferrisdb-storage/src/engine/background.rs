@@ -66,6 +66,41 @@ fn run(inner: &Inner, work: Work) {
     }
 }
 
+/// With [`EngineOptions::inline_background_work`](super::EngineOptions): runs the flushes
+/// and compactions requested so far on this thread, until none is left; a failure is
+/// recorded as a background thread's would be.
+pub(crate) fn run_requested_inline(inner: &Inner) {
+    if inner.opts.background_threads || !inner.opts.inline_background_work {
+        return;
+    }
+    loop {
+        let (flush, compaction) = {
+            let mut signals = inner.signals.lock();
+            if signals.shutdown {
+                return;
+            }
+            (
+                std::mem::take(&mut signals.flush_requested),
+                std::mem::take(&mut signals.compaction_requested),
+            )
+        };
+        if !(flush || compaction) || inner.background_error.lock().is_some() {
+            return;
+        }
+        let mut result = Ok(());
+        if flush {
+            result = flush_all_immutables(inner);
+        }
+        if compaction && result.is_ok() {
+            result = compact_while_needed(inner);
+        }
+        if let Err(err) = result {
+            inner.set_background_error(&err);
+            return;
+        }
+    }
+}
+
 fn flush_all_immutables(inner: &Inner) -> Result<()> {
     while !inner.signals.lock().shutdown && inner.flush_one()? {}
     Ok(())

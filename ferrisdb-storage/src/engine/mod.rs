@@ -156,7 +156,7 @@ impl Inner {
 
     /// Asks the background threads for a flush and/or a compaction.
     pub fn request_background(&self, flush: bool, compaction: bool) {
-        if !self.opts.background_threads {
+        if !self.opts.background_threads && !self.opts.inline_background_work {
             return;
         }
         let mut signals = self.signals.lock();
@@ -208,6 +208,9 @@ impl Engine {
         let threads = if opts.background_threads {
             background::spawn(&inner)?
         } else {
+            // Work left over from before a restart (a deep level 0, say).
+            inner.request_background(true, true);
+            background::run_requested_inline(&inner);
             Vec::new()
         };
         Ok(Arc::new(Engine {
@@ -221,7 +224,9 @@ impl Engine {
     /// `delete_range` writes one range tombstone, whatever the number of keys it covers.
     /// Returns once the batch is durable under the configured [`SyncPolicy`].
     pub fn apply(&self, version: u64, batch: &WriteBatch) -> Result<()> {
-        self.inner.apply(version, batch)
+        let applied = self.inner.apply(version, batch);
+        background::run_requested_inline(&self.inner);
+        applied
     }
 
     /// Applies a batch like [`apply`](Self::apply) — atomic, visible to reads at once — but
@@ -229,7 +234,9 @@ impl Engine {
     /// does not cover it yet. A caller applying many versions in a row (a storage server
     /// catching up on the commit log) then calls [`sync`](Self::sync) once for all of them.
     pub fn apply_unsynced(&self, version: u64, batch: &WriteBatch) -> Result<()> {
-        self.inner.apply_unsynced(version, batch).map(|_| ())
+        let applied = self.inner.apply_unsynced(version, batch).map(|_| ());
+        background::run_requested_inline(&self.inner);
+        applied
     }
 
     /// Makes every applied batch durable (one WAL sync under [`SyncPolicy::Always`]) and

@@ -57,8 +57,14 @@ pub struct EngineOptions {
     pub level_multiplier: u64,
     /// Number of levels (at least 2).
     pub num_levels: usize,
-    /// Run flush and compaction on background threads; false = only when called.
+    /// Run flush and compaction on background threads; false = only when called (or inline,
+    /// with [`inline_background_work`](Self::inline_background_work)).
     pub background_threads: bool,
+    /// Without background threads: the flushes and compactions that writes make necessary
+    /// run on the writing thread, right after its batch is in (and at open, the work left
+    /// from before a restart). For the simulator, whose runs must not depend on how threads
+    /// are scheduled; a writer then waits for that work instead of stalling.
+    pub inline_background_work: bool,
     /// On open, flush what WAL replay put in the memtable to a level-0 table (a normal
     /// flush: the replayed segments are deleted once the manifest records the table), so
     /// reads after a restart do not search a large memtable first.
@@ -83,6 +89,7 @@ impl Default for EngineOptions {
             level_multiplier: 10,
             num_levels: 7,
             background_threads: true,
+            inline_background_work: false,
             flush_on_open: true,
         }
     }

@@ -215,3 +215,40 @@ fn the_deepest_level_is_written_with_the_bottommost_codec() {
         }
     }
 }
+
+/// With inline background work, the writer flushes and compacts on its own thread right
+/// after its batch: memtables never pile up, level 0 stays shallow, every version reads back
+/// and the engine starts no thread.
+#[test]
+fn inline_background_work_flushes_and_compacts_on_the_writing_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EngineOptions {
+        inline_background_work: true,
+        ..small_options(false)
+    };
+    let engine = open(dir.path(), opts);
+    assert!(engine.threads.lock().is_empty());
+    for version in 1..=200u64 {
+        let mut batch = WriteBatch::new();
+        for k in 0..20 {
+            batch.put(format!("k{k:02}"), format!("k{k:02}@{version}"));
+        }
+        engine.apply(version, &batch).unwrap();
+        let stats = engine.stats();
+        assert_eq!(stats.immutable_memtables, 0, "after version {version}");
+        assert!(
+            stats.l0_files < opts.l0_compaction_trigger,
+            "after version {version}: {} level-0 files",
+            stats.l0_files
+        );
+    }
+    let stats = engine.stats();
+    assert!(stats.flushes > 10, "{stats:?}");
+    assert!(stats.compactions > 0, "{stats:?}");
+    assert_eq!(stats.write_stops + stats.write_slowdowns, 0);
+    assert_reads(&engine, 1..=200);
+    drop(engine);
+    // Reopened, it reads the same.
+    let engine = open(dir.path(), opts);
+    assert_reads(&engine, 1..=200);
+}

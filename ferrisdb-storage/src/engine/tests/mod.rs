@@ -42,6 +42,7 @@ pub(super) fn small_options(background: bool) -> EngineOptions {
         level_multiplier: 2,
         num_levels: 4,
         background_threads: background,
+        inline_background_work: false,
         flush_on_open: true,
     }
 }
