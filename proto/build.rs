@@ -30,8 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("ferrisdb_descriptor.bin"),
         compiler.encode_file_descriptor_set(),
     )?;
+    // Maps as BTreeMap: encoded in key order, so a message is the same bytes every time (a
+    // HashMap's order changes from process to process).
     tonic_prost_build::configure()
         .bytes(".")
+        .btree_map(".")
         .build_client(false)
         .codec_path("crate::codec::RequestCodec")
         .compile_fds(compiler.file_descriptor_set())?;

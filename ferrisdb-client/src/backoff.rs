@@ -6,8 +6,6 @@
 
 use std::time::Duration;
 
-use rand::Rng;
-
 /// The delay sequence of one retry loop.
 #[derive(Debug, Clone)]
 pub(crate) struct Backoff {
@@ -34,7 +32,7 @@ impl Backoff {
         self.next = self.next.saturating_mul(2).min(self.max);
         let half = ceiling / 2;
         let spread = u64::try_from((ceiling - half).as_nanos()).unwrap_or(u64::MAX);
-        half + Duration::from_nanos(rand::rng().random_range(0..=spread))
+        half + Duration::from_nanos(ferrisdb_core::random::up_to(spread))
     }
 }
 

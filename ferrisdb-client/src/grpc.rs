@@ -15,7 +15,7 @@
 //! coordinator or generation (a paused or cut-off coordinator that a recovery replaced):
 //! `Unavailable` for a read version, `CommitUnknownResult` for a commit, both retried.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,7 +74,7 @@ struct ClusterView {
     epoch: u64,
     shard_map: ShardMap,
     /// Worker id → address.
-    addresses: HashMap<String, String>,
+    addresses: BTreeMap<String, String>,
 }
 
 /// The [`Backend`] speaking gRPC to a real cluster.
@@ -82,7 +82,7 @@ pub(crate) struct GrpcBackend {
     controllers: Vec<String>,
     /// The controller replica that last answered (the group's leader then).
     last_leader: Mutex<Option<String>>,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<BTreeMap<String, Channel>>,
     view: Mutex<Option<Arc<ClusterView>>>,
     /// Serializes refreshes so a burst of errors triggers one `GetClusterState`.
     refreshing: tokio::sync::Mutex<()>,
@@ -90,13 +90,13 @@ pub(crate) struct GrpcBackend {
     last_serving: Mutex<Option<ServingCoordinator>>,
     /// The latest fresh look at the serving coordinator, shared by the calls waiting on a slow
     /// one (see [`SUSPECT_AFTER`]).
-    serving_checked: tokio::sync::Mutex<Option<(std::time::Instant, ServingCoordinator)>>,
+    serving_checked: tokio::sync::Mutex<Option<(tokio::time::Instant, ServingCoordinator)>>,
     /// Shares `GetReadVersion` requests between concurrent transactions.
     read_versions: Arc<ReadVersionBatcher<TransactionCoordinatorClient<Channel>>>,
     /// Shares `CommitBatch` calls between concurrent transactions.
     commits: Arc<CommitBatcher>,
     /// Shares `GetBatch` calls to each storage server (by address) between concurrent reads.
-    reads: Mutex<HashMap<String, Arc<ReadBatcher>>>,
+    reads: Mutex<BTreeMap<String, Arc<ReadBatcher>>>,
 }
 
 type CommitBatcher =
@@ -109,14 +109,14 @@ impl GrpcBackend {
         GrpcBackend {
             controllers,
             last_leader: Mutex::new(None),
-            channels: Mutex::new(HashMap::new()),
+            channels: Mutex::new(BTreeMap::new()),
             view: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
             serving_checked: tokio::sync::Mutex::new(None),
             last_serving: Mutex::new(None),
             read_versions: ReadVersionBatcher::new(),
             commits: CallBatcher::new(COMMIT_LIMITS),
-            reads: Mutex::new(HashMap::new()),
+            reads: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -257,7 +257,7 @@ impl GrpcBackend {
             epoch: view.epoch,
         };
         *self.view.lock() = Some(Arc::new(view));
-        *checked = Some((std::time::Instant::now(), serving.clone()));
+        *checked = Some((tokio::time::Instant::now(), serving.clone()));
         Ok(serving)
     }
 

@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod keys;
 pub mod limits;
 pub mod mutation;
+pub mod random;
 pub mod shard_map;
 pub mod system_keys;
 pub mod version;

@@ -125,7 +125,7 @@ pub async fn exit_when_writable(
         tokio::time::sleep(WRITABLE_PROBE_EVERY).await;
         let (probe_fs, probe_dir) = (fs.clone(), dir.clone());
         let needed = needed.clone();
-        let writable = tokio::task::spawn_blocking(move || {
+        let writable = crate::exec::blocking("the writability probe", move || {
             let fs = probe_fs.as_ref();
             fs.available_bytes(&probe_dir)
                 .is_ok_and(|free| free >= needed(fs))

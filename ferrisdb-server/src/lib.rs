@@ -8,8 +8,10 @@
 
 #![deny(missing_docs)]
 
+pub mod clock;
 pub mod controller;
 pub mod coordinator;
+pub mod exec;
 pub mod gateway;
 pub mod grpc;
 pub mod health;

@@ -193,7 +193,7 @@ pub fn from_status(status: &Status) -> Error {
 /// metadata entry, so [`status_from_error_status`] rebuilds the same status.
 pub fn to_error_status(status: &Status) -> crate::v1::ErrorStatus {
     use tonic::metadata::KeyAndValueRef;
-    let mut metadata = std::collections::HashMap::new();
+    let mut metadata = std::collections::BTreeMap::new();
     for entry in status.metadata().iter() {
         match entry {
             KeyAndValueRef::Ascii(key, value) => {

@@ -31,7 +31,7 @@ impl Idempotency {
     /// under automatic idempotency.
     pub(super) fn id_for_commit(&mut self) -> Option<Bytes> {
         if self.id.is_none() && self.automatic {
-            self.id = Some(Bytes::copy_from_slice(&rand::random::<[u8; 16]>()));
+            self.id = Some(Bytes::copy_from_slice(&ferrisdb_core::random::bytes16()));
         }
         self.id.clone()
     }

@@ -5,7 +5,8 @@
 //! memory only, rebuilt when a replica takes office: every worker is unhealthy until it
 //! heartbeats to the new leader.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -21,6 +22,7 @@ use super::metadata::{self, Metadata};
 use super::raft::Command;
 use super::shard_map::ShardMap;
 use super::state::{ClusterState, HeartbeatReply, registration_changes};
+use crate::clock::{Clock, SystemClock};
 use crate::worker::DataDir;
 
 /// What a registering worker is told.
@@ -63,6 +65,8 @@ pub struct Controller {
     _lock: DirLock,
     /// Where its state lives.
     data: DataDir,
+    /// The wall clock: a new generation's first version, registration times.
+    clock: Arc<dyn Clock>,
     heartbeat_interval: Duration,
     liveness: Liveness,
     storage_failure_timeout: Duration,
@@ -81,6 +85,16 @@ impl Controller {
     pub async fn open_with_fs(
         config: &ControllerConfig,
         fs: ferrisdb_storage::vfs::SharedFs,
+    ) -> Result<Self, Error> {
+        Self::open_with(config, fs, Arc::new(SystemClock)).await
+    }
+
+    /// [`open_with_fs`](Self::open_with_fs), reading the wall clock from `clock` (the
+    /// simulated machine's, in simulation).
+    pub async fn open_with(
+        config: &ControllerConfig,
+        fs: ferrisdb_storage::vfs::SharedFs,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
         config.validate()?;
         let data = DataDir {
@@ -103,7 +117,10 @@ impl Controller {
                 meta
             }
             None => Metadata {
-                cluster_id: format!("{:032x}", rand::random::<u128>()),
+                cluster_id: format!(
+                    "{:032x}",
+                    u128::from_le_bytes(ferrisdb_core::random::bytes16())
+                ),
                 expected_storage_servers: config.storage_servers,
                 replication: config.replication,
                 shard_map: ShardMap::default(),
@@ -135,6 +152,7 @@ impl Controller {
                         .is_none_or(|first| *first == config.advertised_address())),
             _lock: lock,
             data,
+            clock,
             heartbeat_interval: config.heartbeat_interval,
             liveness: config.liveness(),
             storage_failure_timeout: config.storage_failure_timeout,
@@ -158,6 +176,12 @@ impl Controller {
     /// Where this replica keeps its state.
     pub fn data_dir(&self) -> &DataDir {
         &self.data
+    }
+
+    /// The wall clock in versions (microseconds since the Unix epoch): where a new
+    /// generation's versions start, at the least.
+    pub fn now_version(&self) -> ferrisdb_core::Version {
+        ferrisdb_core::Version(self.clock.now_micros())
     }
 
     /// This replica's place in the group.
@@ -284,7 +308,7 @@ impl Controller {
                 "no leader view after confirming leadership".into(),
             ));
         };
-        state.registered(&record.id, Instant::now(), unix_ms());
+        state.registered(&record.id, Instant::now(), self.clock.now_micros() / 1000);
         tracing::info!(worker = %record.id, role = %record.role, address = %record.address, "worker registered");
         Ok(RegisterReply {
             cluster_id: state.cluster_id.clone(),
@@ -392,16 +416,7 @@ impl Controller {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(format!("metadata I/O task failed: {e}")))?
-}
-
-/// Wall-clock milliseconds since the Unix epoch (0 for a clock before 1970).
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    crate::exec::blocking("the metadata I/O task", f).await?
 }
 
 #[cfg(test)]

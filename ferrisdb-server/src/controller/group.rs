@@ -96,16 +96,16 @@ impl ControllerGroup {
         peer_source_ip: Option<std::net::IpAddr>,
     ) -> Result<Self, Error> {
         let DataDir { fs, path } = dir.clone();
-        let (node_id, log_store, state) = tokio::task::spawn_blocking(move || {
-            let (node_id, _) = node_id::load_or_create(fs.as_ref(), &path)?;
-            Ok::<_, Error>((
-                node_id,
-                LogStore::open(fs.clone(), &path)?,
-                StateMachine::open(fs, &path)?,
-            ))
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("opening the Raft state failed: {e}")))??;
+        let (node_id, log_store, state) =
+            crate::exec::blocking("opening the Raft state", move || {
+                let (node_id, _) = node_id::load_or_create(fs.as_ref(), &path)?;
+                Ok::<_, Error>((
+                    node_id,
+                    LogStore::open(fs.clone(), &path)?,
+                    StateMachine::open(fs, &path)?,
+                ))
+            })
+            .await??;
         let config = openraft::Config {
             cluster_name: "ferrisdb-controller".into(),
             heartbeat_interval: ms(timings.heartbeat),

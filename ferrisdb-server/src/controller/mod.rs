@@ -27,5 +27,5 @@ pub mod wire;
 
 pub use cluster::Controller;
 pub use config::ControllerConfig;
-pub use server::{serve, serve_on, serve_with_fs};
+pub use server::{serve, serve_on, serve_with, serve_with_fs};
 pub use service::ControllerService;

@@ -604,7 +604,7 @@ async fn recover(controller: &Controller, reason: &str, inputs: Inputs) -> Resul
         &locked,
         &inputs.healthy_logs,
         inputs.replication,
-        now_version(),
+        controller.now_version(),
     ) {
         Ok(plan) => plan,
         Err(why) => {
@@ -667,15 +667,6 @@ async fn recover(controller: &Controller, reason: &str, inputs: Inputs) -> Resul
         })
         .await;
     Ok(())
-}
-
-/// The wall clock in versions (microseconds since the Unix epoch).
-pub fn now_version() -> Version {
-    Version(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
-    )
 }
 
 #[cfg(test)]

@@ -42,7 +42,18 @@ pub async fn serve_with_fs(
     fs: ferrisdb_storage::vfs::SharedFs,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    let controller = Arc::new(Controller::open_with_fs(&config, fs).await?);
+    serve_with(config, fs, Arc::new(crate::clock::SystemClock), shutdown).await
+}
+
+/// [`serve_with_fs`], reading the wall clock from `clock` (the simulated machine's, in
+/// simulation).
+pub async fn serve_with(
+    config: ControllerConfig,
+    fs: ferrisdb_storage::vfs::SharedFs,
+    clock: Arc<dyn crate::clock::Clock>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let controller = Arc::new(Controller::open_with(&config, fs, clock).await?);
     let listener = transport::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("binding {}", config.listen), e))?;

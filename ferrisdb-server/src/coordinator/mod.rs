@@ -2,13 +2,13 @@
 //! resolver (conflicts), the durable commit log and the commit pipeline that ties them
 //! together, plus the `TransactionCoordinator` gRPC service. See `docs/commit-path.md`.
 //!
-//! Layers, innermost first: [`clock`], [`sequencer`], and [`resolver`] (pure logic),
+//! Layers, innermost first: [`clock`] (the wall clock, shared with the controller), [`sequencer`], and [`resolver`] (pure logic),
 //! [`commit`] (the batching pipeline, which also stamps versionstamps), [`replicated_log`]
 //! (the pipeline's log in a cluster: the generation's log servers), [`idempotency`] (recognising retried commits), [`handle`] (the
 //! in-process API), [`service`] (gRPC), [`worker`] (controller membership) and [`server`].
 //! The public APIs clients call live in [`crate::gateway`].
 
-pub mod clock;
+pub use crate::clock;
 pub mod commit;
 pub mod handle;
 pub mod idempotency;

@@ -38,13 +38,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferrisdb_core::{Error, Mutation, Result, Version};
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::log_server_client::LogServerClient;
-use parking_lot::{Condvar, Mutex};
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
 
 use super::commit::LogWriter;
 use crate::log::{LogStats, LoggedBatch, Submitted, record};
@@ -93,7 +95,8 @@ type ProbeProgress = (u64, bool);
 struct Shared {
     members: Vec<LogMember>,
     acks: Mutex<Acks>,
-    changed: Condvar,
+    /// Woken whenever an acknowledgement arrives or the log fails.
+    changed: Notify,
     probes: watch::Sender<ProbeProgress>,
 }
 
@@ -104,7 +107,7 @@ impl Shared {
             tracing::warn!(%reason, "the generation's log failed");
             acks.failure = Some(reason);
         }
-        self.changed.notify_all();
+        self.changed.notify_waiters();
         drop(acks);
         self.probes.send_modify(|p| p.1 = true);
     }
@@ -159,7 +162,7 @@ impl ReplicatedLog {
                 probed: vec![0; members.len()],
                 failure: None,
             }),
-            changed: Condvar::new(),
+            changed: Notify::new(),
             members: members.clone(),
             probes: watch::channel((0, false)).0,
         });
@@ -273,6 +276,46 @@ impl ReplicatedLog {
             .fetch_max(version.get(), Ordering::AcqRel);
     }
 
+    /// Waits until every log server has acknowledged `version` durable; fails the log if one
+    /// has not within [`ACK_TIMEOUT`].
+    async fn wait_for_acks(&self, version: Version) -> Result<()> {
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        loop {
+            // Registered before the check, so an acknowledgement between the two wakes it.
+            let mut changed = std::pin::pin!(self.shared.changed.notified());
+            changed.as_mut().enable();
+            {
+                let acks = self.shared.acks.lock();
+                if let Some(reason) = &acks.failure {
+                    return Err(Error::Unavailable(reason.clone()));
+                }
+                if acks.durable.iter().all(|d| *d >= version) {
+                    return Ok(());
+                }
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                let slow: Vec<String> = {
+                    let acks = self.shared.acks.lock();
+                    acks.durable
+                        .iter()
+                        .zip(&self.shared.members)
+                        .filter(|(d, _)| **d < version)
+                        .map(|(_, m)| m.id.clone())
+                        .collect()
+                };
+                if slow.is_empty() {
+                    continue;
+                }
+                let reason = format!(
+                    "log server(s) {} did not acknowledge version {version} within {ACK_TIMEOUT:?}",
+                    slow.join(", ")
+                );
+                self.shared.fail(reason.clone());
+                return Err(Error::Unavailable(reason));
+            }
+        }
+    }
+
     fn send_all(&self, request: &v1::AppendRequest) -> Result<()> {
         for (sender, member) in self.senders.iter().zip(&self.shared.members) {
             if sender.send(request.clone()).is_err() {
@@ -363,7 +406,7 @@ async fn follow_acks(
                 *probed = (*probed).max(answer.probe);
                 let all_probed = acks.probed.iter().copied().min().unwrap_or(0);
                 drop(acks);
-                shared.changed.notify_all();
+                shared.changed.notify_waiters();
                 shared.probes.send_if_modified(|p| {
                     if all_probed > p.0 {
                         p.0 = all_probed;
@@ -416,39 +459,8 @@ impl LogWriter for ReplicatedLog {
         })
     }
 
-    fn sync(&self, seq: u64) -> Result<()> {
-        let version = Version(seq);
-        let deadline = Instant::now() + ACK_TIMEOUT;
-        let mut acks = self.shared.acks.lock();
-        loop {
-            if let Some(reason) = &acks.failure {
-                return Err(Error::Unavailable(reason.clone()));
-            }
-            if acks.durable.iter().all(|d| *d >= version) {
-                return Ok(());
-            }
-            if self
-                .shared
-                .changed
-                .wait_until(&mut acks, deadline)
-                .timed_out()
-            {
-                let slow: Vec<&str> = acks
-                    .durable
-                    .iter()
-                    .zip(&self.shared.members)
-                    .filter(|(d, _)| **d < version)
-                    .map(|(_, m)| m.id.as_str())
-                    .collect();
-                let reason = format!(
-                    "log server(s) {} did not acknowledge version {version} within {ACK_TIMEOUT:?}",
-                    slow.join(", ")
-                );
-                drop(acks);
-                self.shared.fail(reason.clone());
-                return Err(Error::Unavailable(reason));
-            }
-        }
+    fn sync(&self, seq: u64) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.wait_for_acks(Version(seq)))
     }
 
     fn publish(&self, batch: Arc<LoggedBatch>) {

@@ -103,9 +103,10 @@ pub async fn serve_with(
         let mut opts = CoordinatorOptions::new(log_dir.clone());
         opts.log.segment_bytes = config.segment_bytes;
         opts.idempotency_retention = config.idempotency_retention;
-        tokio::task::spawn_blocking(move || Coordinator::open_with_clock(opts, clock))
-            .await
-            .map_err(|e| Error::Internal(format!("opening the coordinator: {e}")))??
+        crate::exec::blocking("opening the coordinator", move || {
+            Coordinator::open_with_clock(opts, clock)
+        })
+        .await??
     };
     let health = RoleHealth::new();
     let membership = match &config.controller {

@@ -8,7 +8,7 @@
 //! coordinator keeps serving commits meanwhile.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use ferrisdb_core::{Result, Version};
 use ferrisdb_proto::v1;
@@ -89,11 +89,10 @@ pub async fn join(
     health: RoleHealth,
 ) -> Result<(ControllerSession, tokio::task::JoinHandle<()>)> {
     let dir = data_dir.clone();
-    let id = tokio::task::spawn_blocking(move || {
+    let id = crate::exec::blocking("loading the worker id", move || {
         load_or_create_worker_id(dir.fs.as_ref(), &dir.path, "coord")
     })
-    .await
-    .map_err(|e| ferrisdb_core::Error::Internal(format!("loading the worker id: {e}")))??;
+    .await??;
     let status = Arc::new(CoordinatorStatusSource {
         coordinator: coordinator.clone(),
         last_sample: Mutex::new((Instant::now(), coordinator.stats().pipeline.commits)),

@@ -5,6 +5,7 @@
 //! connection; a bounded shutdown.
 
 pub mod connections;
+pub mod fixed_date;
 pub mod unknown_method;
 
 use std::sync::Arc;
@@ -93,6 +94,7 @@ pub async fn serve_until(
     let server = tonic::transport::Server::builder()
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .layer(unknown_method::NameUnknownMethods)
+        .layer(fixed_date::FixedDateInSimulation)
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(connections::accept(listener, limit), shutdown);
     let grace_expired = async move {

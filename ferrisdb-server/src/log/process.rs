@@ -113,7 +113,7 @@ pub async fn serve_with_fs(
     }
     let dir = data.clone();
     let segment_bytes = config.segment_bytes;
-    let server = tokio::task::spawn_blocking(move || {
+    let server = crate::exec::blocking("opening the log", move || {
         let id = load_or_create_worker_id(dir.fs.as_ref(), &dir.path, "log")?;
         let opts = LogOptions {
             segment_bytes,
@@ -121,8 +121,7 @@ pub async fn serve_with_fs(
         };
         LogServer::open_on(dir.fs, &dir.path.join("log"), id, opts)
     })
-    .await
-    .map_err(|e| Error::Internal(format!("opening the log: {e}")))??;
+    .await??;
     server.set_retention_budget(config.retention_budget_bytes);
     let health = RoleHealth::new();
     let session = ControllerSession::start(

@@ -19,7 +19,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use ferrisdb_core::{Error, KeyRange, Result, Version};
 use ferrisdb_storage::vfs::SharedFs;
@@ -292,7 +294,7 @@ impl LogServer {
     /// locked it already.
     pub async fn lock(self: &Arc<Self>, epoch: u64) -> Result<LockState> {
         let me = self.clone();
-        let durable = tokio::task::spawn_blocking(move || -> Result<Version> {
+        let durable = crate::exec::blocking("the lock task", move || -> Result<Version> {
             let mut fence = me.fence.lock();
             if epoch < fence.locked_epoch {
                 return Err(Error::Fenced(format!(
@@ -311,8 +313,7 @@ impl LogServer {
             me.log.sync_all()?;
             Ok(me.log.last_submitted())
         })
-        .await
-        .map_err(|e| Error::Internal(format!("lock task failed: {e}")))??;
+        .await??;
         // Records of the old generation's stream that were durable but not yet published are
         // published by that stream's syncer as soon as its own fsync returns.
         let mut published = self.published.subscribe();

@@ -50,13 +50,13 @@ pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send
 /// gone (a coordinator killed mid-stream): a record left submitted but unpublished would keep
 /// the log from being locked or reset for ever. Ends when the reader stops queueing, or at the
 /// first failed fsync (the log then refuses every write).
-fn run_syncer(
-    server: &LogServer,
+async fn run_syncer(
+    server: Arc<LogServer>,
     mut queued: mpsc::Receiver<Submitted>,
-    answers: &mpsc::Sender<Result<v1::AppendResponse, Status>>,
+    answers: mpsc::Sender<Result<v1::AppendResponse, Status>>,
 ) {
     let mut answering = true;
-    while let Some(first) = queued.blocking_recv() {
+    while let Some(first) = queued.recv().await {
         let mut batches: Vec<Arc<LoggedBatch>> = vec![first.batch];
         let mut seq = first.seq;
         while let Ok(more) = queued.try_recv() {
@@ -65,7 +65,7 @@ fn run_syncer(
         }
         if let Err(e) = server.sync(seq) {
             server.note_error(&e);
-            let _ = answers.blocking_send(Err(to_status(e)));
+            let _ = answers.send(Err(to_status(e))).await;
             return;
         }
         let mut durable = Version::ZERO;
@@ -78,7 +78,7 @@ fn run_syncer(
                 durable_version: durable.get(),
                 probe: 0,
             };
-            answering = answers.blocking_send(Ok(answer)).is_ok();
+            answering = answers.send(Ok(answer)).await.is_ok();
         }
     }
 }
@@ -120,11 +120,9 @@ async fn read_appends(
             Ok(None) => Ok(()),
             Ok(Some(target)) => {
                 let server = server.clone();
-                tokio::task::spawn_blocking(move || server.truncate(target))
+                crate::exec::blocking("the truncation task", move || server.truncate(target))
                     .await
-                    .unwrap_or_else(|e| {
-                        Err(Error::Internal(format!("truncation task failed: {e}")))
-                    })
+                    .and_then(|truncated| truncated)
             }
             Err(e) => Err(e),
         };
@@ -182,14 +180,14 @@ impl LogServerRpc for LogService {
         let (answer_tx, answer_rx) = mpsc::channel(APPEND_QUEUE);
         let syncer_server = self.server.clone();
         let syncer_answers = answer_tx.clone();
-        // A thread of its own for as long as the stream lasts (not the blocking pool, which
-        // is for short calls: a paused test clock never advances while a pool task runs).
-        std::thread::Builder::new()
-            .name("log-syncer".into())
-            .spawn(move || run_syncer(&syncer_server, queue_rx, &syncer_answers))
-            .map_err(|e| {
-                Status::unavailable(format!("cannot start a syncer thread for the stream: {e}"))
-            })?;
+        // The syncer has a thread of its own for as long as the stream lasts (not the
+        // blocking pool, which is for short calls: a paused test clock never advances while a
+        // pool task runs).
+        crate::exec::spawn_worker(
+            "log-syncer",
+            run_syncer(syncer_server, queue_rx, syncer_answers),
+        )
+        .map_err(|e| Status::unavailable(format!("cannot start the stream's syncer: {e}")))?;
         tokio::spawn(read_appends(
             self.server.clone(),
             incoming,
@@ -227,7 +225,7 @@ impl LogServerRpc for LogService {
     ) -> Result<Response<v1::ReadRecordsResponse>, Status> {
         let req = request.into_inner();
         let server = self.server.clone();
-        let records = tokio::task::spawn_blocking(move || {
+        let records = crate::exec::blocking("the read task", move || {
             server.read_records(
                 req.epoch,
                 Version(req.after_version),
@@ -236,7 +234,7 @@ impl LogServerRpc for LogService {
             )
         })
         .await
-        .map_err(|e| to_status(Error::Internal(format!("read task failed: {e}"))))?
+        .and_then(|records| records)
         .map_err(to_status)?;
         Ok(Response::new(v1::ReadRecordsResponse {
             records: records.into_iter().map(Into::into).collect(),
@@ -249,10 +247,12 @@ impl LogServerRpc for LogService {
     ) -> Result<Response<v1::ResetResponse>, Status> {
         let req = request.into_inner();
         let server = self.server.clone();
-        tokio::task::spawn_blocking(move || server.reset(req.epoch, Version(req.start_version)))
-            .await
-            .map_err(|e| to_status(Error::Internal(format!("reset task failed: {e}"))))?
-            .map_err(to_status)?;
+        crate::exec::blocking("the reset task", move || {
+            server.reset(req.epoch, Version(req.start_version))
+        })
+        .await
+        .and_then(|reset| reset)
+        .map_err(to_status)?;
         Ok(Response::new(v1::ResetResponse {}))
     }
 
@@ -315,8 +315,7 @@ mod tests {
         let (answer_tx, answer_rx) = mpsc::channel(1);
         drop(answer_rx); // the client is gone: no answer can be sent
         let syncer = server.clone();
-        let syncing =
-            tokio::task::spawn_blocking(move || run_syncer(&syncer, queue_rx, &answer_tx));
+        let syncing = tokio::spawn(run_syncer(syncer, queue_rx, answer_tx));
         let record = |v: u64, prev: u64| {
             let m = Mutation::Set {
                 key: format!("k{v}").into(),

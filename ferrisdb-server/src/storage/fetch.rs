@@ -37,7 +37,7 @@ pub async fn run(
         version = version.max(start);
         let replicas = sources(&view.borrow(), &fetch.range);
         for (id, address) in replicas {
-            let started = std::time::Instant::now();
+            let started = tokio::time::Instant::now();
             let read = read_range(&address, &fetch.range, version, |bytes| {
                 handoff.note_fetched(fetch.ticket, bytes)
             });

@@ -110,7 +110,7 @@ async fn pull(
 ) -> Error {
     let purger = match Purger::start(engine.clone()) {
         Ok(purger) => purger,
-        Err(e) => return Error::Internal(format!("starting the purge thread: {e}")),
+        Err(e) => return e,
     };
     let mut backoff = Duration::from_millis(20);
     // Which log server of the generation to follow: the next one after a failure.
@@ -341,7 +341,7 @@ async fn pull_loop(
             let handoff = handoff.clone();
             let purger = purger.clone();
             let sizes = sizes.clone();
-            tokio::task::spawn_blocking(move || {
+            crate::exec::blocking("the apply task", move || {
                 apply_versions(&engine, &progress, &handoff, &sizes, fresh)?;
                 if hands_over {
                     write_handoff(&engine, &handoff, &purger, committed)?;
@@ -349,7 +349,6 @@ async fn pull_loop(
                 Ok(())
             })
             .await
-            .map_err(|e| Error::Internal(format!("apply task failed: {e}")))
             .and_then(|applied| applied)
             .map_err(PullError::Engine)?;
         }
@@ -470,15 +469,12 @@ async fn report_durable(
     applied: u64,
 ) -> Result<(), PullError> {
     let synced = engine.clone();
-    tokio::task::spawn_blocking(move || synced.sync())
+    crate::exec::blocking("the sync task", move || synced.sync())
         .await
-        .map_err(|e| Error::Internal(format!("sync task failed: {e}")))
         .and_then(|synced| synced)
         .map_err(PullError::Engine)?;
     let p = progress.clone();
-    tokio::task::spawn_blocking(move || p.persist(applied))
-        .await
-        .map_err(|e| Error::Internal(format!("persist task failed: {e}")))??;
+    crate::exec::blocking("the persist task", move || p.persist(applied)).await??;
     client
         .report_durable(v1::ReportDurableRequest {
             storage_id: worker_id.to_string(),

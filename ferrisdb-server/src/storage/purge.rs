@@ -9,24 +9,23 @@
 //! the range deletion and compaction collects them in time; only the space comes back later.
 
 use std::sync::Arc;
-use std::sync::mpsc;
 
-use ferrisdb_core::KeyRange;
+use ferrisdb_core::{KeyRange, Result};
 use ferrisdb_storage::engine::{Engine, PurgeRange};
+use tokio::sync::mpsc;
 
 /// The sending side of the purge thread; the thread ends when every clone is dropped.
 #[derive(Debug, Clone)]
 pub struct Purger {
-    requests: mpsc::Sender<PurgeRange>,
+    requests: mpsc::UnboundedSender<PurgeRange>,
 }
 
 impl Purger {
-    /// Starts the purge thread of `engine`.
-    pub fn start(engine: Arc<Engine>) -> std::io::Result<Purger> {
-        let (requests, queue) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("purge".into())
-            .spawn(move || run(&engine, &queue))?;
+    /// Starts the purge thread of `engine` (`crate::exec::spawn_worker`). Must be called
+    /// inside a tokio runtime.
+    pub fn start(engine: Arc<Engine>) -> Result<Purger> {
+        let (requests, queue) = mpsc::unbounded_channel();
+        crate::exec::spawn_worker("purge", run(engine, queue))?;
         Ok(Purger { requests })
     }
 
@@ -43,10 +42,12 @@ impl Purger {
     }
 }
 
-fn run(engine: &Engine, queue: &mpsc::Receiver<PurgeRange>) {
-    while let Ok(first) = queue.recv() {
+async fn run(engine: Arc<Engine>, mut queue: mpsc::UnboundedReceiver<PurgeRange>) {
+    while let Some(first) = queue.recv().await {
         let mut ranges = vec![first];
-        ranges.extend(queue.try_iter());
+        while let Ok(more) = queue.try_recv() {
+            ranges.push(more);
+        }
         if let Err(e) = engine.purge_ranges(&ranges) {
             tracing::warn!(ranges = ranges.len(), "purging cleared ranges failed: {e}");
         }

@@ -136,14 +136,18 @@ pub async fn serve_with_fs(
             ..TableOptions::default()
         },
         bottommost_compression: config.bottommost_compression,
+        // In the simulator, flushes and compactions run inline like every other piece of
+        // blocking work (`crate::exec`).
+        background_threads: !crate::exec::runs_inline(),
+        inline_background_work: crate::exec::runs_inline(),
         ..EngineOptions::default()
     };
     let engine_dir = data.path.join("engine");
     let engine_fs = data.fs.clone();
-    let engine =
-        tokio::task::spawn_blocking(move || Engine::open_on(engine_fs, &engine_dir, options))
-            .await
-            .map_err(|e| Error::Internal(format!("engine open task failed: {e}")))??;
+    let engine = crate::exec::blocking("the engine open task", move || {
+        Engine::open_on(engine_fs, &engine_dir, options)
+    })
+    .await??;
     let progress = Arc::new(Progress::open(
         data.fs.clone(),
         &data.path,
@@ -266,9 +270,7 @@ pub async fn serve_with_fs(
     health_driver.abort();
     drop(session);
     let exiting_to_recover = matches!(puller.await, Ok(true));
-    let closed = tokio::task::spawn_blocking(move || engine.close())
-        .await
-        .map_err(|e| Error::Internal(format!("engine close task failed: {e}")))?;
+    let closed = crate::exec::blocking("the engine close task", move || engine.close()).await?;
     if exiting_to_recover {
         return Err(Error::Unavailable(
             "the storage engine failed earlier and the data directory accepts writes again: \

@@ -161,7 +161,7 @@ impl StorageServer for StorageService {
         // Opening the scan validates the version against the GC horizon before streaming.
         let scan = self.engine.scan(options).map_err(to_status)?;
         let (tx, rx) = mpsc::channel(4);
-        tokio::task::spawn_blocking(move || {
+        crate::exec::spawn_blocking_task(async move {
             let mut pairs = Vec::new();
             let mut bytes = 0;
             for item in scan {
@@ -174,19 +174,19 @@ impl StorageServer for StorageService {
                                 pairs: std::mem::take(&mut pairs),
                             };
                             bytes = 0;
-                            if tx.blocking_send(Ok(msg)).is_err() {
+                            if tx.send(Ok(msg)).await.is_err() {
                                 return; // The client went away.
                             }
                         }
                     }
                     Err(e) => {
-                        let _ = tx.blocking_send(Err(to_status(e)));
+                        let _ = tx.send(Err(to_status(e))).await;
                         return;
                     }
                 }
             }
             if !pairs.is_empty() {
-                let _ = tx.blocking_send(Ok(v1::StorageGetRangeResponse { pairs }));
+                let _ = tx.send(Ok(v1::StorageGetRangeResponse { pairs })).await;
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

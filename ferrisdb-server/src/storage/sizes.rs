@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use ferrisdb_core::{KeyRange, Mutation};
 use ferrisdb_proto::v1;
@@ -130,7 +132,7 @@ pub async fn run(
         rates.update(counted, period_start.elapsed());
         period_start = Instant::now();
         let engine = engine.clone();
-        let measured = tokio::task::spawn_blocking(move || {
+        let measured = crate::exec::blocking("the shard size measurement", move || {
             ranges
                 .into_iter()
                 .map(|range| {
@@ -154,8 +156,7 @@ pub async fn run(
                     })
                     .collect()
             }
-            Ok(Err(e)) => tracing::warn!("measuring shard sizes: {e}"),
-            Err(e) => tracing::warn!("measuring shard sizes: the task failed: {e}"),
+            Ok(Err(e)) | Err(e) => tracing::warn!("measuring shard sizes: {e}"),
         }
     }
 }

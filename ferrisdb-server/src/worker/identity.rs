@@ -89,7 +89,7 @@ pub fn load_or_create_worker_id(
         return Ok(id);
     }
     create_dir(fs, dir)?;
-    let id = format!("{prefix}-{:016x}", rand::random::<u64>());
+    let id = format!("{prefix}-{:016x}", ferrisdb_core::random::next_u64());
     write_atomically(fs, dir, FILE_NAME, id.as_bytes())?;
     Ok(id)
 }

@@ -68,7 +68,7 @@ impl ControllerSession {
             id: worker_id,
             data_dir,
             cluster_id,
-            incarnation: format!("{:016x}", rand::random::<u64>()),
+            incarnation: format!("{:016x}", ferrisdb_core::random::next_u64()),
             role,
             advertise,
             status,
@@ -194,11 +194,10 @@ impl Worker {
             None => {
                 let dir = self.data_dir.clone();
                 let id = cluster_id.to_string();
-                tokio::task::spawn_blocking(move || {
+                crate::exec::blocking("storing the cluster id", move || {
                     super::store_cluster_id(dir.fs.as_ref(), &dir.path, &id)
                 })
-                .await
-                .map_err(|e| Error::Internal(format!("storing the cluster id: {e}")))??;
+                .await??;
                 self.cluster_id = Some(cluster_id.to_string());
                 Ok(())
             }

@@ -35,9 +35,10 @@ impl LogStore {
     /// Writes `records` (fsynced) on the blocking pool.
     async fn write(&self, records: Vec<JournalRecord>) -> Result<(), Error> {
         let journal = self.journal.clone();
-        tokio::task::spawn_blocking(move || journal.lock().write(records))
-            .await
-            .map_err(|e| Error::Internal(format!("Raft journal task failed: {e}")))?
+        crate::exec::blocking("the Raft journal task", move || {
+            journal.lock().write(records)
+        })
+        .await?
     }
 }
 

@@ -6,7 +6,7 @@
 //! library's message as JSON (controller traffic is small: registrations, heartbeats of the
 //! group, shard-map changes). A whole snapshot travels in one message.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +46,7 @@ pub struct PeerNetwork {
     node_id: NodeId,
     state: StateMachine,
     source_ip: Option<std::net::IpAddr>,
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: Arc<Mutex<BTreeMap<String, Channel>>>,
 }
 
 impl PeerNetwork {

@@ -32,7 +32,7 @@ pub fn load_or_create(fs: &dyn FileSystem, dir: &Path) -> Result<(NodeId, bool),
         }
         None => {
             // Ids below 2^53 print exactly in JSON tools.
-            let id = rand::random_range(1..(1u64 << 53));
+            let id = 1 + ferrisdb_core::random::up_to((1u64 << 53) - 2);
             write_atomically(fs, dir, NODE_ID_FILE, format!("{id}\n").as_bytes())?;
             Ok((id, true))
         }

@@ -97,11 +97,10 @@ impl StateMachine {
 
     async fn persist_snapshot(&self, bytes: Vec<u8>) -> Result<(), Error> {
         let (fs, dir) = (self.fs.clone(), self.dir.clone());
-        tokio::task::spawn_blocking(move || {
+        crate::exec::blocking("the snapshot task", move || {
             write_atomically(fs.as_ref(), &dir, SNAPSHOT_FILE, &bytes)
         })
-        .await
-        .map_err(|e| Error::Internal(format!("snapshot task failed: {e}")))?
+        .await?
     }
 }
 
@@ -109,8 +108,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let state = self.current();
         let snapshot_id = match state.last_applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>()),
-            None => format!("empty-{}", rand::random::<u32>()),
+            Some(l) => format!(
+                "{}-{}-{}",
+                l.leader_id.term,
+                l.index,
+                ferrisdb_core::random::next_u64() as u32
+            ),
+            None => format!("empty-{}", ferrisdb_core::random::next_u64() as u32),
         };
         let meta = SnapshotMeta {
             last_log_id: state.last_applied,

@@ -34,10 +34,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use ferrisdb_core::{Commit, Committed, system_keys};
 use ferrisdb_core::{Error, Mutation, Result, Version, Versionstamp};
+use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::clock::Clock;
@@ -53,9 +56,10 @@ use crate::log::{CommitLog, LogStats, LoggedBatch, Submitted};
 pub trait LogWriter: Send + Sync + std::fmt::Debug {
     /// Queues the batch's record; never waits for the disk.
     fn submit(&self, version: Version, mutations: Vec<Mutation>) -> Result<Submitted>;
-    /// Blocks until the record `seq` (and every one before it) is durable everywhere it must
-    /// be before the batch is acknowledged.
-    fn sync(&self, seq: u64) -> Result<()>;
+    /// Completes once the record `seq` (and every one before it) is durable everywhere it
+    /// must be before the batch is acknowledged. It may block its thread (an fsync): the
+    /// syncer awaits it on a thread of its own (`crate::exec::spawn_worker`).
+    fn sync(&self, seq: u64) -> BoxFuture<'_, Result<()>>;
     /// The durable batch is committed: make it readable (and known committed).
     fn publish(&self, batch: Arc<LoggedBatch>);
     /// Counters.
@@ -67,8 +71,8 @@ impl LogWriter for CommitLog {
         CommitLog::submit(self, version, mutations)
     }
 
-    fn sync(&self, seq: u64) -> Result<()> {
-        CommitLog::sync(self, seq)
+    fn sync(&self, seq: u64) -> BoxFuture<'_, Result<()>> {
+        Box::pin(std::future::ready(CommitLog::sync(self, seq)))
     }
 
     fn publish(&self, batch: Arc<LoggedBatch>) {
@@ -279,13 +283,10 @@ impl Pipeline {
         };
         runtime.spawn(batcher.run());
         let syncer_shared = shared.clone();
-        std::thread::Builder::new()
-            .name("commit-syncer".into())
-            .spawn(move || {
-                run_syncer(job_rx, syncer_shared, committed_tx);
-                drop(stopped_tx);
-            })
-            .map_err(|e| Error::io("starting the commit syncer thread", e))?;
+        crate::exec::spawn_worker("commit-syncer", async move {
+            run_syncer(job_rx, syncer_shared, committed_tx).await;
+            drop(stopped_tx);
+        })?;
         runtime.spawn(run_idle_ticker(tx.downgrade(), committed_rx.clone()));
         Ok(Pipeline {
             tx,

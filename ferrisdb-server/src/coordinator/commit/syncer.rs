@@ -36,7 +36,7 @@ pub(super) async fn run_idle_ticker(
     }
 }
 
-pub(super) fn run_syncer(
+pub(super) async fn run_syncer(
     mut jobs: mpsc::Receiver<Job>,
     shared: Arc<Shared>,
     committed: watch::Sender<Version>,
@@ -47,10 +47,10 @@ pub(super) fn run_syncer(
         replies,
         submitted,
         fresh,
-    }) = jobs.blocking_recv()
+    }) = jobs.recv().await
     {
         let version = batch.version;
-        match shared.log.sync(seq) {
+        match shared.log.sync(seq).await {
             Ok(()) => {
                 shared.counters.durable_ns.fetch_add(
                     nanos(submitted.elapsed()).saturating_mul(fresh),

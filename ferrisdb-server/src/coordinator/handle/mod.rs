@@ -17,10 +17,12 @@
 //! controller's shard map, and only once every one of them has reported; until the shard map is
 //! known, nothing is truncated.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use ferrisdb_client::{Database, Priority};
 use ferrisdb_core::{Commit, Committed, IdempotencyId};
@@ -114,7 +116,7 @@ pub struct LogHolder {
 #[derive(Debug)]
 struct Durability {
     /// Newest durable version reported per storage server, and when it last reported.
-    reported: HashMap<String, (Version, Instant)>,
+    reported: BTreeMap<String, (Version, Instant)>,
     /// When this coordinator opened (the age of a storage server that never reported).
     opened: Instant,
     /// Storage servers of the shard map; `None` until known.
@@ -292,7 +294,7 @@ impl Coordinator {
             id_retention,
             cluster: OnceLock::new(),
             durability: Mutex::new(Durability {
-                reported: HashMap::new(),
+                reported: BTreeMap::new(),
                 opened: Instant::now(),
                 storage: None,
                 shards: Vec::new(),
@@ -335,15 +337,9 @@ impl Coordinator {
         let mut sequencer =
             Sequencer::recover(self.clock.clone(), g.start_version.saturating_sub(1));
         let start = sequencer.next_version()?;
-        let writer = log.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            let submitted = writer.submit(start, Vec::new())?;
-            writer.sync(submitted.seq)?;
-            writer.publish(submitted.batch);
-            Ok(())
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("recovery commit task failed: {e}")))??;
+        let submitted = log.submit(start, Vec::new())?;
+        log.sync(submitted.seq).await?;
+        log.publish(submitted.batch);
         let pipeline = Pipeline::start(
             log.clone() as Arc<dyn LogWriter>,
             start,
@@ -674,9 +670,10 @@ impl Coordinator {
             d.truncated = target;
         }
         if let Some(log) = self.local_log.clone() {
-            return tokio::task::spawn_blocking(move || log.truncate_through(target))
-                .await
-                .map_err(|e| Error::Internal(format!("log truncation task failed: {e}")))?;
+            return crate::exec::blocking("the log truncation task", move || {
+                log.truncate_through(target)
+            })
+            .await?;
         }
         let replicated = self.replicated_log();
         if let Some(log) = replicated {

@@ -1,5 +1,6 @@
-//! Wall-clock sources for the sequencer: the system clock, and a manual clock for tests and
-//! simulations.
+//! Wall-clock sources — for the coordinator's sequencer (commit versions follow the clock)
+//! and the controller (a new generation's first version, registration times): the system
+//! clock, and a manual clock for tests and simulations.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
