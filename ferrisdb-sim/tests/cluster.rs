@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
-use ferrisdb_sim::cluster::seed_run::run_cluster_seed;
+use ferrisdb_sim::cluster::seed_run::{run_cluster_seed, run_cluster_seed_recorded};
 
 /// Seeds run by default (the test suite): half with one replica of each role, half (the odd
 /// ones) with two log servers and two storage servers.
@@ -165,11 +165,13 @@ fn run_shard(shard: u64) {
         simulated += run.simulated.as_secs_f64();
         match &run.failure {
             None => println!(
-                "cluster seed={seed} ok{}: {} transfers, {} failed transactions, {} reads, \
+                "seed={seed} trace={:016x} ok (cluster{}): {} events, {} transfers, {} failed transactions, {} reads, \
                  list-append {}/{}/{} ok/failed/unknown, {} partitions, {} kills ({} power \
                  cuts), {} clock jumps, {} disk faults ({} disk calls failed, {} supervised \
                  restarts), {} wiped, {} log batches compared, {:.1} simulated s, {:?}",
-                if run.replicated { " (replicated)" } else { "" },
+                run.trace,
+                if run.replicated { ", replicated" } else { "" },
+                run.events,
                 run.transfers,
                 run.failed,
                 run.reads,
@@ -189,7 +191,7 @@ fn run_shard(shard: u64) {
                 run.network
             ),
             Some(reason) => {
-                println!("cluster seed={seed} FAIL {reason}");
+                println!("seed={seed} trace={:016x} FAIL {reason}", run.trace);
                 println!("  faults: {}", run.faults.join("; "));
                 println!(
                     "replay: FERRISDB_SIM_SEED={seed} cargo test -p ferrisdb-sim --test cluster"
@@ -227,4 +229,39 @@ fn bank_stays_consistent_and_durable_through_partitions_and_kills_shard_2() {
 #[test]
 fn bank_stays_consistent_and_durable_through_partitions_and_kills_shard_3() {
     run_shard(3);
+}
+
+/// The same seed twice gives the same trace: every network write, fault and transaction
+/// outcome the same, in the same order (`FERRISDB_SIM_SEED=S` checks that one seed).
+#[test]
+fn the_same_seed_twice_gives_the_same_trace() {
+    let seeds: Vec<u64> = match env_u64("FERRISDB_SIM_SEED") {
+        Some(seed) => vec![seed],
+        None => vec![1, 2],
+    };
+    for seed in seeds {
+        let (first, first_events) = run_cluster_seed_recorded(seed, true);
+        let (second, second_events) = run_cluster_seed_recorded(seed, true);
+        let (Some(first_events), Some(second_events)) = (first_events, second_events) else {
+            panic!("seed {seed}: no events were kept");
+        };
+        assert!(
+            first.events > 1000,
+            "seed {seed}: only {} events",
+            first.events
+        );
+        if let Some(divergence) =
+            ferrisdb_sim::cluster::events::first_divergence(&first_events, &second_events)
+        {
+            panic!(
+                "seed {seed} ran differently twice (traces {:016x} and {:016x}): {divergence}",
+                first.trace, second.trace
+            );
+        }
+        assert_eq!(first.trace, second.trace);
+        println!(
+            "seed={seed} trace={:016x} ok (twice, {} events)",
+            first.trace, first.events
+        );
+    }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use ferrisdb_server::controller::group::RaftTimings;
 use ferrisdb_server::controller::{self, ControllerConfig};
 use ferrisdb_server::coordinator::server::{self as coordinator, CoordinatorConfig};
 use ferrisdb_server::log::process::{self as log_server, LogServerConfig};
@@ -102,9 +103,9 @@ impl SimCluster {
             .iter()
             .map(|&p| (p, SimDisk::new(seed ^ (u64::from(p) << 56))))
             .collect();
-        // Each machine its own wall clock, in the 2040s: ahead of the real clock, which the
-        // controller still reads for a new generation's first version
-        // (`recovery::now_version`), so that the coordinator's clock decides the versions.
+        // Each machine its own wall clock, somewhere in the 2040s (machines disagree by up
+        // to three years): the controller's sets where a new generation's versions start at
+        // the least, the coordinator's its commit versions.
         let clocks = servers
             .iter()
             .map(|&p| {
@@ -247,7 +248,13 @@ impl SimCluster {
                     data_dir: data_dir("controller"),
                     peers: Vec::new(),
                     join_only: false,
-                    raft: Default::default(),
+                    // openraft draws election timeouts from the OS's random source, outside
+                    // the seed: a range one millisecond wide leaves it nothing to choose
+                    // (one controller: it only ever elects itself).
+                    raft: RaftTimings {
+                        election_max: RaftTimings::default().election_min,
+                        ..RaftTimings::default()
+                    },
                     peer_source_ip: None,
                     storage_servers: self.replicas(),
                     replication: self.replicas(),
@@ -260,7 +267,7 @@ impl SimCluster {
                     max_shard_write_bytes_per_second: 1_000_000,
                 };
                 spawn_in(process, async move {
-                    let result = controller::serve_with_fs(config, fs, shutdown()).await;
+                    let result = controller::serve_with(config, fs, clock, shutdown()).await;
                     report("controller", result);
                 });
             }

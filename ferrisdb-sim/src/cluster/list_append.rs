@@ -159,6 +159,7 @@ impl ListAppend {
     }
 
     fn record(&self, process: u64, kind: OpType, value: Vec<MicroOp>) {
+        super::events::record(|| format!("list-append {process} {kind:?} {value:?}"));
         let mut history = self.history.lock();
         let time = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         history.push(process, time, kind, value);

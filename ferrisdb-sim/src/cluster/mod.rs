@@ -30,6 +30,7 @@ compile_error!(
 
 pub mod boot;
 pub mod clock;
+pub mod events;
 pub mod list_append;
 pub mod network;
 pub mod process;
@@ -58,6 +59,11 @@ pub const BLOCKING_POOL_GRACE_STEPS: u32 = 5;
 /// in its first life).
 pub fn runtime(seed: u64) -> std::io::Result<Runtime> {
     process::reset_lives();
+    // The roles' blocking work and worker loops run on this thread: nothing of the
+    // simulation runs on another.
+    ferrisdb_server::exec::run_inline_on_this_thread();
+    // Ids and jitter drawn by the roles and clients follow the seed.
+    ferrisdb_core::random::seed_this_thread(seed);
     let mut builder = Builder::new_current_thread();
     process::track_processes(&mut builder)
         .enable_all()

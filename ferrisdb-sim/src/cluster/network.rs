@@ -34,6 +34,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use super::events;
 use super::process::{self, Incarnation, ProcessId};
 
 /// Bytes buffered in each direction of a connection before the writer waits.
@@ -333,8 +334,19 @@ impl SimNetwork {
         };
         let (to, deliver) = (listening.process, listening.deliver.clone());
         let extra = state.slow.get(&pair(from, to)).copied().unwrap_or_default();
-        let to_server = Pipe::new(state.rng.random(), extra, state.clogs.contains(&(from, to)));
-        let to_client = Pipe::new(state.rng.random(), extra, state.clogs.contains(&(to, from)));
+        let serial = state.stats.connections;
+        let to_server = Pipe::new(
+            format!("{from}->{to}#{serial}"),
+            state.rng.random(),
+            extra,
+            state.clogs.contains(&(from, to)),
+        );
+        let to_client = Pipe::new(
+            format!("{to}->{from}#{serial}"),
+            state.rng.random(),
+            extra,
+            state.clogs.contains(&(to, from)),
+        );
         let cut = Arc::new(Cut::default());
         state.next_port = state.next_port.wrapping_add(1).max(1);
         let local = SocketAddr::new(process_ip(from).into(), 32768 + state.next_port % 28000);
@@ -457,6 +469,8 @@ struct Chunk {
 /// latency, in order.
 #[derive(Debug)]
 struct Pipe {
+    /// `from->to#connection`, for the trace.
+    label: String,
     state: Mutex<PipeState>,
 }
 
@@ -480,8 +494,9 @@ struct PipeState {
 }
 
 impl Pipe {
-    fn new(seed: u64, extra: Duration, clogged: bool) -> Arc<Pipe> {
+    fn new(label: String, seed: u64, extra: Duration, clogged: bool) -> Arc<Pipe> {
         Arc::new(Pipe {
+            label,
             state: Mutex::new(PipeState {
                 chunks: VecDeque::new(),
                 buffered: 0,
@@ -629,6 +644,16 @@ impl AsyncWrite for SimStream {
             read: 0,
         });
         state.buffered += n;
+        events::record_with_bytes(
+            || {
+                format!(
+                    "net {} {n} {:016x}",
+                    self.outgoing.label,
+                    events::fingerprint(&buf[..n])
+                )
+            },
+            &buf[..n],
+        );
         if let Some(reader) = state.reader.take() {
             reader.wake();
         }

@@ -29,6 +29,7 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use super::boot::{COORDINATOR, Death, LOG, LOG_B, STORAGE, STORAGE_B, SimCluster, server_addr};
+use super::events;
 use super::list_append::{ListAppend, Outcomes};
 use super::network::{NetStats, SimNetwork};
 use super::process::{ProcessId, spawn_in};
@@ -100,6 +101,11 @@ pub struct ClusterRun {
     pub network: NetStats,
     /// Why the run failed; `None` if it passed.
     pub failure: Option<String>,
+    /// The hash of the run's trace ([`events`]): two runs of a seed with the same hash did
+    /// the same things in the same order.
+    pub trace: u64,
+    /// Events in the trace.
+    pub events: u64,
 }
 
 fn account(i: usize) -> String {
@@ -165,7 +171,13 @@ async fn transfer(db: Database, client: u8, seed: u64, until: Instant) -> (u64, 
                 Ok(true)
             }
         });
-        match tokio::time::timeout(TRANSACTION_LIMIT, moved).await {
+        let outcome = tokio::time::timeout(TRANSACTION_LIMIT, moved).await;
+        events::record(|| match &outcome {
+            Ok(Ok(moved)) => format!("transfer {client}/{attempt} committed (moved: {moved})"),
+            Ok(Err(e)) => format!("transfer {client}/{attempt} failed: {e}"),
+            Err(_) => format!("transfer {client}/{attempt} timed out"),
+        });
+        match outcome {
             Ok(Ok(true)) => committed += 1,
             Ok(Ok(false)) => {}
             Ok(Err(_)) | Err(_) => {
@@ -183,7 +195,9 @@ async fn transfer(db: Database, client: u8, seed: u64, until: Instant) -> (u64, 
 async fn read_repeatedly(db: Database, until: Instant) -> (Vec<BankRead>, u64) {
     let (mut reads, mut failed) = (Vec::new(), 0);
     while Instant::now() < until {
-        match tokio::time::timeout(TRANSACTION_LIMIT, read_all(&db)).await {
+        let outcome = tokio::time::timeout(TRANSACTION_LIMIT, read_all(&db)).await;
+        events::record(|| format!("bank read {outcome:?}"));
+        match outcome {
             Ok(Ok(read)) => reads.push(read),
             Ok(Err(_)) | Err(_) => failed += 1,
         }
@@ -559,6 +573,27 @@ async fn disk_fault(
 
 /// Runs one seed of the bank workload on a fresh simulated cluster.
 pub fn run_cluster_seed(seed: u64) -> ClusterRun {
+    run_cluster_seed_recorded(seed, false).0
+}
+
+/// [`run_cluster_seed`], also returning every event of its trace with `keep_events` (to
+/// find where two runs of a seed part: [`events::first_divergence`]).
+pub fn run_cluster_seed_recorded(
+    seed: u64,
+    keep_events: bool,
+) -> (ClusterRun, Option<Vec<String>>) {
+    events::start(keep_events);
+    let mut run = run_seed_on_fresh_cluster(seed);
+    let recording = events::finish();
+    let kept = recording.and_then(|recording| {
+        run.trace = recording.hash;
+        run.events = recording.events;
+        recording.all
+    });
+    (run, kept)
+}
+
+fn run_seed_on_fresh_cluster(seed: u64) -> ClusterRun {
     let run = ClusterRun {
         seed,
         replicated: false,
@@ -579,6 +614,8 @@ pub fn run_cluster_seed(seed: u64) -> ClusterRun {
         faults: Vec::new(),
         network: NetStats::default(),
         failure: None,
+        trace: 0,
+        events: 0,
     };
     let failed = |mut run: ClusterRun, reason: String| {
         run.failure = Some(reason);
