@@ -451,7 +451,16 @@ impl Backend for GrpcBackend {
                 self.commits
                     .call(client, v1::CommitRequest::from(commit), send_commit_batch);
             tokio::select! {
-                answer = call => answer,
+                answer = call => match answer {
+                    // BUGGIFY: the answer is lost on its way back, as when the connection
+                    // breaks after the coordinator committed.
+                    Ok(_) if ferrisdb_core::buggify!(0.05) => Err(Error::CommitUnknownResult(
+                        "the coordinator's answer was lost (simulated); the commit may or may \
+                         not have been applied"
+                            .into(),
+                    )),
+                    answer => answer,
+                },
                 now = self.replaced(&serving) => Err(Error::CommitUnknownResult(format!(
                     "the coordinator at {} (generation {}) did not answer the commit, and \
                      generation {} at {} has replaced it; it may or may not have been applied",

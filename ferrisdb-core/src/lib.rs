@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+pub mod buggify;
 pub mod commit;
 #[doc(hidden)]
 pub mod doc_hex;

@@ -625,6 +625,11 @@ async fn recover(controller: &Controller, reason: &str, inputs: Inputs) -> Resul
     controller
         .update_recovery(|p| p.state = "copying logs".into())
         .await;
+    // BUGGIFY: a slow recovery: the old generation stays locked and the new one not yet
+    // started for a while longer.
+    if ferrisdb_core::buggify!() {
+        tokio::time::sleep(Duration::from_millis(ferrisdb_core::random::up_to(500))).await;
+    }
     fill_logs(&plan, inputs.epoch).await?;
     let generation = Generation {
         epoch: inputs.epoch,

@@ -63,6 +63,13 @@ async fn run_syncer(
             seq = more.seq;
             batches.push(more.batch);
         }
+        // BUGGIFY: a slow fsync, sometimes slower than the coordinator waits for its
+        // acknowledgement (`ACK_TIMEOUT`, 2 s): the generation then ends and the controller
+        // recovers the transaction system.
+        if ferrisdb_core::buggify!(0.003) {
+            let wait = std::time::Duration::from_millis(ferrisdb_core::random::up_to(3000));
+            tokio::time::sleep(wait).await;
+        }
         if let Err(e) = server.sync(seq) {
             server.note_error(&e);
             let _ = answers.send(Err(to_status(e))).await;

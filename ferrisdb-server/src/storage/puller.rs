@@ -295,7 +295,12 @@ async fn pull_loop(
         storage_id: worker_id.to_string(),
         after_version: progress.applied(),
         ranges: ranges_to_proto(follow),
-        max_bytes: PULL_MAX_BYTES,
+        // BUGGIFY: one version per message, so that a backlog arrives in many pieces.
+        max_bytes: if ferrisdb_core::buggify!() {
+            1
+        } else {
+            PULL_MAX_BYTES
+        },
     };
     let mut stream = tokio::select! {
         opened = client.stream_mutations(request) => opened

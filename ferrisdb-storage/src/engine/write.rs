@@ -83,7 +83,10 @@ impl Inner {
             state.active.insert_all(&entries);
             self.last_applied.store(version, Ordering::Release);
             *last_seq = seq;
-            if state.active.approximate_bytes() >= self.opts.memtable_bytes {
+            // BUGGIFY: a memtable turned immutable early (small flushes, a deeper level 0).
+            if state.active.approximate_bytes() >= self.opts.memtable_bytes
+                || (!state.active.is_empty() && ferrisdb_core::buggify!(0.02))
+            {
                 self.switch_memtable()?;
             }
             seq

@@ -483,6 +483,12 @@ impl<C: Clock> Batcher<C> {
             }
             #[cfg(test)]
             drop(self.shared.gate.lock().await);
+            // BUGGIFY: the batch is held back a little, so that more commits gather in it
+            // (and conflict within it).
+            if ferrisdb_core::buggify!() {
+                let wait = Duration::from_millis(ferrisdb_core::random::up_to(20));
+                tokio::time::sleep(wait).await;
+            }
             let mut stop = false;
             while batch.len() < self.limits.max_txns && bytes < self.limits.max_bytes {
                 match self.rx.try_recv() {
