@@ -17,9 +17,10 @@
 //! - [`cluster`], the whole cluster in one process: the real roles as simulated processes,
 //!   each on its own simulated disk, on one current-thread runtime, talking gRPC over a
 //!   simulated network and a stepped simulated clock, under the bank workload with
-//!   partitions, kills and power cuts (`tests/cluster.rs`). Not yet deterministic: the
-//!   roles read the wall clock for commit versions, draw ids from the OS and run some work
-//!   on threads.
+//!   partitions, kills, power cuts and disk faults (`tests/cluster.rs`), deterministic: the
+//!   roles' blocking work runs on the simulation's one thread (`ferrisdb_server::exec`),
+//!   their ids follow the seed (`ferrisdb_core::random`) and their clocks are simulated, so
+//!   a seed's trace ([`cluster::events`]) is the same in every run.
 //!
 //! Each seed's run folds its events into a [`trace::Trace`] hash; the same seed twice gives
 //! the same hash (tested). `tests/seeds.rs` runs the seeds: `FERRISDB_SIM_SEEDS=N` runs N of

@@ -5,6 +5,7 @@
 //!
 //! `FERRISDB_SIM_CLUSTER_SEEDS=N` runs seeds 1..=N (default [`DEFAULT_SEEDS`]), spread over
 //! the [`SHARDS`] tests below so that they run in parallel; `FERRISDB_SIM_SEED=S` replays one.
+//! `FERRISDB_SIM_EVENTS=DIR` writes each seed's trace events to `DIR/seed-S.events`.
 //! `FERRISDB_SIM_FAILURE_LOGS=DIR` keeps each seed's role logs (`RUST_LOG`, default
 //! `info,openraft=warn`) and writes those of a failing seed to `DIR/seed-S.log`; seeds then run
 //! one at a time in the process (run the shards as separate processes to use more cores).
@@ -115,10 +116,27 @@ fn seed_log() -> Option<&'static SeedLog> {
     })
 }
 
+/// Runs one seed, writing its trace's events to `DIR/seed-S.events` with
+/// `FERRISDB_SIM_EVENTS=DIR` (what each client saw, every network write, in order).
+fn run_seed_keeping_events(seed: u64) -> ferrisdb_sim::cluster::seed_run::ClusterRun {
+    let Some(dir) = std::env::var_os("FERRISDB_SIM_EVENTS").map(PathBuf::from) else {
+        return run_cluster_seed(seed);
+    };
+    let (run, events) = run_cluster_seed_recorded(seed, true);
+    let path = dir.join(format!("seed-{seed}.events"));
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&path, events.unwrap_or_default().join("\n")));
+    match written {
+        Ok(()) => println!("  events: {}", path.display()),
+        Err(err) => println!("  events not written to {}: {err}", path.display()),
+    }
+    run
+}
+
 /// Runs one seed; with the log capture on, alone, and its log kept if it fails.
 fn run_seed(seed: u64) -> ferrisdb_sim::cluster::seed_run::ClusterRun {
     let Some(log) = seed_log() else {
-        return run_cluster_seed(seed);
+        return run_seed_keeping_events(seed);
     };
     let _alone = log
         .running
@@ -131,7 +149,7 @@ fn run_seed(seed: u64) -> ferrisdb_sim::cluster::seed_run::ClusterRun {
     *log.started
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(std::time::Instant::now());
-    let run = run_cluster_seed(seed);
+    let run = run_seed_keeping_events(seed);
     if run.failure.is_some() {
         let path = log.dir.join(format!("seed-{seed}.log"));
         let lines = std::mem::take(
@@ -168,7 +186,8 @@ fn run_shard(shard: u64) {
                 "seed={seed} trace={:016x} ok (cluster{}): {} events, {} transfers, {} failed transactions, {} reads, \
                  list-append {}/{}/{} ok/failed/unknown, {} partitions, {} kills ({} power \
                  cuts), {} clock jumps, {} disk faults ({} disk calls failed, {} supervised \
-                 restarts), {} wiped, {} log batches compared, {:.1} simulated s, {:?}",
+                 restarts), {} wiped, {} log batches compared, {} BUGGIFY fires, {:.1} simulated \
+                 s, {:?}",
                 run.trace,
                 if run.replicated { ", replicated" } else { "" },
                 run.events,
@@ -187,6 +206,7 @@ fn run_shard(shard: u64) {
                 run.supervised_restarts,
                 run.wipes,
                 run.log_batches_compared,
+                run.buggify_fired,
                 run.simulated.as_secs_f64(),
                 run.network
             ),
@@ -231,15 +251,22 @@ fn bank_stays_consistent_and_durable_through_partitions_and_kills_shard_3() {
     run_shard(3);
 }
 
-/// The same seed twice gives the same trace: every network write, fault and transaction
-/// outcome the same, in the same order (`FERRISDB_SIM_SEED=S` checks that one seed).
+/// The same seed twice gives the same trace: every network write and transaction outcome
+/// the same, in the same order. Seeds 1 (replicated) and 2 by default;
+/// `FERRISDB_SIM_DETERMINISM_SEEDS=N` checks seeds 1..=N, `FERRISDB_SIM_SEED=S` that one.
 #[test]
 fn the_same_seed_twice_gives_the_same_trace() {
-    let seeds: Vec<u64> = match env_u64("FERRISDB_SIM_SEED") {
-        Some(seed) => vec![seed],
-        None => vec![1, 2],
+    let seeds: Vec<u64> = match (
+        env_u64("FERRISDB_SIM_SEED"),
+        env_u64("FERRISDB_SIM_DETERMINISM_SEEDS"),
+    ) {
+        (Some(seed), _) => vec![seed],
+        (None, Some(n)) => (1..=n).collect(),
+        (None, None) => vec![1, 2],
     };
-    for seed in seeds {
+    let started = Instant::now();
+    let mut events = 0;
+    for &seed in &seeds {
         let (first, first_events) = run_cluster_seed_recorded(seed, true);
         let (second, second_events) = run_cluster_seed_recorded(seed, true);
         let (Some(first_events), Some(second_events)) = (first_events, second_events) else {
@@ -259,9 +286,15 @@ fn the_same_seed_twice_gives_the_same_trace() {
             );
         }
         assert_eq!(first.trace, second.trace);
+        events += first.events;
         println!(
             "seed={seed} trace={:016x} ok (twice, {} events)",
             first.trace, first.events
         );
     }
+    println!(
+        "determinism: {} seeds run twice, the same {events} events each time, in {:.1} s",
+        seeds.len(),
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -5,22 +5,27 @@
 //! seed: the bank and list-append workloads against them under partitions, kills, power
 //! cuts and clock jumps, and [`replicas`] checks at the end that storage replicas agree.
 //!
-//! **The clock.** The runtime's clock is paused and moves only in steps of [`TICK`], made by
-//! [`run_clock`] once the tasks woken by the previous step have run. It does not jump to the
-//! next timer when every task waits (tokio's auto-advance, which a blocking-pool task held
-//! for the whole run switches off): the roles still do some work on threads of their own
-//! (the coordinator's syncer, the log servers' syncers, the engine's flush and compaction,
-//! the storage purger), and a clock that jumped while such a thread worked would fire
-//! timeouts that never fire in production. With steps, a thread's work takes the simulated
-//! time that passes while it runs — a few steps.
+//! **Determinism.** Everything a seed's run does happens on the runtime's one thread: the
+//! roles' blocking work (file I/O, fsyncs, the engine's flushes and compactions) runs inline
+//! and their syncer and purger loops run as tasks (`ferrisdb_server::exec`, switched on for
+//! the thread by [`runtime`]); ids and retry jitter come from a generator seeded per thread
+//! (`ferrisdb_core::random`); every clock a role reads is simulated (tokio's paused clock,
+//! each machine's [`clock::SimClock`]); and nothing iterates a `HashMap` where the order
+//! shows. The same seed therefore does the same things in the same order, which
+//! [`events`] records as one hash per run.
 //!
-//! Work on tokio's blocking pool (opening an engine or a log, applying a batch, an fsync)
-//! takes at most [`BLOCKING_POOL_GRACE_STEPS`] steps of simulated time: after that many
-//! steps with the pool busy, a step waits until the pool is idle, for at most
-//! [`BLOCKING_POOL_WAIT`] of real time. Without that wait, a blocking task that the machine's
-//! scheduler left waiting (a loaded machine, another simulation beside it) let the clock
-//! run on for seconds — a storage server still opening its engine when the nemesis killed it
-//! again, recoveries that took seconds — and whether a seed passed depended on the load.
+//! **The clock.** The runtime's clock is paused and moves only in steps of [`TICK`], made by
+//! [`run_clock`] once the tasks woken by the previous step have run, rather than jumping to
+//! the next timer whenever every task waits (tokio's auto-advance, which a blocking-pool
+//! task held for the whole run switches off): work takes the step it runs in, as it would
+//! take a little time on a real machine.
+//!
+//! The roles no longer use tokio's blocking pool in simulation. If work lands there anyway
+//! (a dependency's), it takes at most [`BLOCKING_POOL_GRACE_STEPS`] steps of simulated time:
+//! after that many steps with the pool busy, a step waits until the pool is idle, for at
+//! most [`BLOCKING_POOL_WAIT`] of real time, so that the load of the machine cannot let the
+//! clock run on for seconds while the work waits for a thread (such work would make the run
+//! depend on the machine's scheduler: the determinism test would show it).
 
 #[cfg(not(tokio_unstable))]
 compile_error!(
@@ -64,6 +69,12 @@ pub fn runtime(seed: u64) -> std::io::Result<Runtime> {
     ferrisdb_server::exec::run_inline_on_this_thread();
     // Ids and jitter drawn by the roles and clients follow the seed.
     ferrisdb_core::random::seed_this_thread(seed);
+    // The roles' BUGGIFY points, chosen afresh for the seed (`FERRISDB_SIM_BUGGIFY=0`: off).
+    if std::env::var("FERRISDB_SIM_BUGGIFY").as_deref() == Ok("0") {
+        ferrisdb_core::buggify::disable_on_this_thread();
+    } else {
+        ferrisdb_core::buggify::enable_on_this_thread();
+    }
     let mut builder = Builder::new_current_thread();
     process::track_processes(&mut builder)
         .enable_all()
