@@ -208,6 +208,26 @@ async fn read_repeatedly(db: Database, until: Instant) -> (Vec<BankRead>, u64) {
     (reads, failed)
 }
 
+/// Runs `attempt` (each try bounded by [`TRANSACTION_LIMIT`]) every 500 ms until it succeeds;
+/// past `deadline`, its last failure is the error, prefixed with `what`.
+async fn retry_until<T, F>(
+    deadline: Instant,
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, String>
+where
+    F: std::future::Future<Output = ferrisdb_client::Result<T>>,
+{
+    loop {
+        match tokio::time::timeout(TRANSACTION_LIMIT, attempt()).await {
+            Ok(Ok(done)) => return Ok(done),
+            Ok(Err(e)) if Instant::now() >= deadline => return Err(format!("{what}: {e}")),
+            Err(_) if Instant::now() >= deadline => return Err(format!("{what}: timed out")),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
 fn connect() -> Database {
     match Database::connect(server_addr(super::boot::CONTROLLER).to_string()) {
         Ok(db) => db,
@@ -430,47 +450,27 @@ async fn workloads_checked(
     let last = spawn_in(SETUP, async move {
         let db = connect();
         let deadline = Instant::now() + RECOVERY_LIMIT;
-        loop {
-            let write = db.run(|tx| async move {
+        retry_until(deadline, "no write committed", || {
+            db.run(|tx| async move {
                 tx.set("after-the-faults", "committed")?;
                 Ok(())
-            });
-            match tokio::time::timeout(TRANSACTION_LIMIT, write).await {
-                Ok(Ok(())) => break,
-                Ok(Err(e)) if Instant::now() >= deadline => {
-                    return Err(format!("no write committed: {e}"));
-                }
-                Err(_) if Instant::now() >= deadline => {
-                    return Err("no write committed: timed out".to_string());
-                }
-                _ => tokio::time::sleep(Duration::from_millis(500)).await,
-            }
-        }
-        loop {
-            let read = async {
-                let accounts = read_all(&db).await?;
-                let counters = db
-                    .run(|tx| async move {
-                        let mut counters = Vec::new();
-                        for i in 0..TRANSFER_CLIENTS {
-                            counters.push(tx.get(counter(10 + i)).await?);
-                        }
-                        Ok(counters)
-                    })
-                    .await?;
-                Ok::<_, ferrisdb_client::Error>((accounts, counters))
-            };
-            match tokio::time::timeout(TRANSACTION_LIMIT, read).await {
-                Ok(Ok(read)) => return Ok(read),
-                Ok(Err(e)) if Instant::now() >= deadline => {
-                    return Err(format!("no read succeeded: {e}"));
-                }
-                Err(_) if Instant::now() >= deadline => {
-                    return Err("no read succeeded: timed out".to_string());
-                }
-                _ => tokio::time::sleep(Duration::from_millis(500)).await,
-            }
-        }
+            })
+        })
+        .await?;
+        retry_until(deadline, "no read succeeded", || async {
+            let accounts = read_all(&db).await?;
+            let counters = db
+                .run(|tx| async move {
+                    let mut counters = Vec::new();
+                    for i in 0..TRANSFER_CLIENTS {
+                        counters.push(tx.get(counter(10 + i)).await?);
+                    }
+                    Ok(counters)
+                })
+                .await?;
+            Ok((accounts, counters))
+        })
+        .await
     });
     let (last, counters) = match last.await {
         Ok(Ok(read)) => read,
