@@ -8,6 +8,7 @@
 //! - [`network`]: Raft messages to the other replicas over gRPC (`ControllerGroup`).
 //! - [`peer_service`]: the `ControllerGroup` service receiving them.
 //! - [`node_id`]: the replica's stable node id.
+//! - [`runtime`]: the async runtime openraft runs on (tokio, FerrisDB's random source).
 //!
 //! [`super::group`] forms a group or joins one and follows leadership.
 
@@ -16,6 +17,7 @@ pub mod log_store;
 pub mod network;
 pub mod node_id;
 pub mod peer_service;
+pub mod runtime;
 pub mod state_machine;
 
 use serde::{Deserialize, Serialize};
@@ -35,7 +37,7 @@ openraft::declare_raft_types!(
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Vec<u8>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = runtime::RaftRuntime,
 );
 
 /// A Raft log entry of the controller group.
