@@ -185,7 +185,7 @@ fn run_shard(shard: u64) {
             None => println!(
                 "seed={seed} trace={:016x} ok (cluster{}): {} events, {} transfers, {} failed transactions, {} reads, \
                  list-append {}/{}/{} ok/failed/unknown, {} partitions, {} kills ({} power \
-                 cuts), {} clock jumps, {} disk faults ({} disk calls failed, {} supervised \
+                 cuts), {} pauses, {} clock jumps, {} disk faults ({} disk calls failed, {} supervised \
                  restarts), {} wiped, {} log batches compared, {} BUGGIFY fires, {:.1} simulated \
                  s, {:?}",
                 run.trace,
@@ -200,6 +200,7 @@ fn run_shard(shard: u64) {
                 run.partitions,
                 run.kills,
                 run.power_cuts,
+                run.pauses,
                 run.clock_jumps,
                 run.disk_faults,
                 run.failed_disk_calls,

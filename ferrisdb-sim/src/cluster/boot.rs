@@ -1,5 +1,6 @@
 //! The simulated cluster's server processes: the real roles (one controller, one log server,
-//! one coordinator, one storage server), each its own simulated process with its own
+//! one coordinator, one storage server; or, replicated, a controller group of three and two
+//! log and two storage servers), each its own simulated process with its own
 //! simulated disk ([`SimDisk`]), configured as `ferrisdb cluster up` would — and killed and
 //! started again on cue ([`SimCluster::kill`], [`SimCluster::restart`]), as a supervisor
 //! restarts a crashed role. A role that exits after its disk failed it (a failed fsync, a
@@ -39,12 +40,27 @@ pub const STORAGE: ProcessId = 4;
 pub const LOG_B: ProcessId = 5;
 /// The second storage server's process (replicated clusters).
 pub const STORAGE_B: ProcessId = 6;
+/// The second controller replica's process (replicated clusters).
+pub const CONTROLLER_B: ProcessId = 7;
+/// The third controller replica's process (replicated clusters).
+pub const CONTROLLER_C: ProcessId = 8;
 /// The server processes of a cluster with one replica of each role.
 pub const SERVERS: [ProcessId; 4] = [CONTROLLER, LOG, COORDINATOR, STORAGE];
-/// The server processes of a replicated cluster: two log servers (each generation's log on
-/// both) and two storage servers (each shard on both).
-pub const REPLICATED_SERVERS: [ProcessId; 6] =
-    [CONTROLLER, LOG, COORDINATOR, STORAGE, LOG_B, STORAGE_B];
+/// The server processes of a replicated cluster: a controller group of three (the cluster
+/// state replicated through Raft), two log servers (each generation's log on both) and two
+/// storage servers (each shard on both).
+pub const REPLICATED_SERVERS: [ProcessId; 8] = [
+    CONTROLLER,
+    LOG,
+    COORDINATOR,
+    STORAGE,
+    LOG_B,
+    STORAGE_B,
+    CONTROLLER_B,
+    CONTROLLER_C,
+];
+/// The controller replicas of a replicated cluster.
+pub const CONTROLLER_GROUP: [ProcessId; 3] = [CONTROLLER, CONTROLLER_B, CONTROLLER_C];
 
 /// The address a simulated process serves at.
 pub fn server_addr(process: ProcessId) -> SocketAddr {
@@ -142,6 +158,27 @@ impl SimCluster {
         }
     }
 
+    /// Its controller replicas: [`CONTROLLER_GROUP`] in a replicated cluster, else
+    /// [`CONTROLLER`] alone.
+    pub fn controllers(&self) -> &'static [ProcessId] {
+        if self.servers.len() > SERVERS.len() {
+            &CONTROLLER_GROUP
+        } else {
+            &SERVERS[..1]
+        }
+    }
+
+    /// Where the roles and clients find the controllers: every replica's address, separated
+    /// by commas (as `ferrisdb cluster up` passes them).
+    pub fn controllers_target(&self) -> String {
+        let addrs: Vec<String> = self
+            .controllers()
+            .iter()
+            .map(|&p| server_addr(p).to_string())
+            .collect();
+        addrs.join(",")
+    }
+
     /// Kills `process` as `death` says: its listeners and connections go, its tasks are
     /// cut off from the network and its disk, its file locks are released.
     pub fn kill(&self, process: ProcessId, death: Death) {
@@ -208,7 +245,7 @@ impl SimCluster {
     fn spawn_role(&self, process: ProcessId) {
         let fs: ferrisdb_storage::vfs::SharedFs = Arc::new(self.disks[&process].for_this_life());
         let clock: Arc<dyn ferrisdb_server::coordinator::Clock> = self.clocks[&process].clone();
-        let controller_addr = server_addr(CONTROLLER).to_string();
+        let controller_addr = self.controllers_target();
         let data_dir = |role: &str| PathBuf::from("/ferrisdb-sim").join(role);
         let ended = self.ended.clone();
         let life = process::incarnation(process);
@@ -241,20 +278,22 @@ impl SimCluster {
         };
         let shutdown = std::future::pending::<()>;
         match process {
-            CONTROLLER => {
+            CONTROLLER | CONTROLLER_B | CONTROLLER_C => {
+                // A group forms from every replica's address (the same list on each); a
+                // lone controller is a group of one.
+                let peers = if self.controllers().len() > 1 {
+                    controller_addr.split(',').map(str::to_string).collect()
+                } else {
+                    Vec::new()
+                };
                 let config = ControllerConfig {
-                    listen: server_addr(CONTROLLER),
+                    listen: server_addr(process),
                     advertise: None,
                     data_dir: data_dir("controller"),
-                    peers: Vec::new(),
+                    peers,
                     join_only: false,
-                    // openraft draws election timeouts from the OS's random source, outside
-                    // the seed: a range one millisecond wide leaves it nothing to choose
-                    // (one controller: it only ever elects itself).
-                    raft: RaftTimings {
-                        election_max: RaftTimings::default().election_min,
-                        ..RaftTimings::default()
-                    },
+                    // Election timeouts are drawn from the seed (`controller::raft::runtime`).
+                    raft: RaftTimings::default(),
                     peer_source_ip: None,
                     storage_servers: self.replicas(),
                     replication: self.replicas(),

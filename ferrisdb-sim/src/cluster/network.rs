@@ -67,6 +67,8 @@ pub struct NetStats {
     pub clogs: u64,
     /// Links slowed (extra latency both ways until healed).
     pub slowed: u64,
+    /// Processes paused (all their traffic held both ways until healed).
+    pub pauses: u64,
 }
 
 /// One simulation's network; clones share it.
@@ -93,6 +95,8 @@ struct NetState {
     clogs: BTreeSet<(ProcessId, ProcessId)>,
     /// Unordered pairs whose links carry extra latency until healed.
     slow: BTreeMap<(ProcessId, ProcessId), Duration>,
+    /// Processes whose traffic, both ways, does not land until healed.
+    paused: BTreeSet<ProcessId>,
     next_port: u16,
     stats: NetStats,
 }
@@ -130,6 +134,11 @@ impl Link {
 }
 
 impl NetState {
+    /// Whether what `from` sends `to` is held (a one-way partition, or either end paused).
+    fn holds(&self, from: ProcessId, to: ProcessId) -> bool {
+        self.clogs.contains(&(from, to)) || self.paused.contains(&from) || self.paused.contains(&to)
+    }
+
     /// Cuts (and forgets) every connection `which` picks.
     fn cut_links(&mut self, which: impl Fn(&Link) -> bool) {
         let before = self.connections.len();
@@ -174,6 +183,7 @@ impl SimNetwork {
                 partitions: BTreeSet::new(),
                 clogs: BTreeSet::new(),
                 slow: BTreeMap::new(),
+                paused: BTreeSet::new(),
                 next_port: 0,
                 stats: NetStats::default(),
             })),
@@ -235,12 +245,32 @@ impl SimNetwork {
         state.stats.slowed += 1;
     }
 
-    /// Heals every partition, clog and slow link.
+    /// Pauses `process`, as a stopped process (SIGSTOP), a long garbage-collection pause or
+    /// a frozen virtual machine would seem to the others: nothing it sends lands and nothing
+    /// sent to it is read, on its connections old and new, until [`heal`](Self::heal); the
+    /// bytes are held, not dropped, and land in order once it resumes — an answer it
+    /// computed before the pause arrives after it. Unlike a real pause, its own tasks and
+    /// timers keep running (a lease it holds expires on its clock while it is paused, and
+    /// what it decided meanwhile goes out at once when it resumes).
+    pub fn pause(&self, process: ProcessId) {
+        let mut state = self.state.lock();
+        state.paused.insert(process);
+        for link in &state.connections {
+            if link.client == process || link.server == process {
+                link.to_server.set_clogged(true);
+                link.to_client.set_clogged(true);
+            }
+        }
+        state.stats.pauses += 1;
+    }
+
+    /// Heals every partition, clog, slow link and pause.
     pub fn heal(&self) {
         let mut state = self.state.lock();
         state.partitions.clear();
         state.clogs.clear();
         state.slow.clear();
+        state.paused.clear();
         for link in &state.connections {
             for pipe in [&link.to_server, &link.to_client] {
                 pipe.set_extra(Duration::ZERO);
@@ -339,13 +369,13 @@ impl SimNetwork {
             format!("{from}->{to}#{serial}"),
             state.rng.random(),
             extra,
-            state.clogs.contains(&(from, to)),
+            state.holds(from, to),
         );
         let to_client = Pipe::new(
             format!("{to}->{from}#{serial}"),
             state.rng.random(),
             extra,
-            state.clogs.contains(&(to, from)),
+            state.holds(to, from),
         );
         let cut = Arc::new(Cut::default());
         state.next_port = state.next_port.wrapping_add(1).max(1);
@@ -866,6 +896,43 @@ mod tests {
         second_server.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"also");
         assert_eq!(network.stats().clogs, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_process_neither_sends_nor_receives_until_healed_and_nothing_is_lost() {
+        let network = SimNetwork::new(12);
+        let mut listener = network.bind(life(1), at(1)).unwrap();
+        let mut client = network.connect(life(2), &uri(1)).await.unwrap();
+        let mut server = accept(&mut listener).await;
+        // An answer written just before the pause is held with everything after it.
+        server.write_all(b"answer").await.unwrap();
+        network.pause(1);
+        client.write_all(b"ask").await.unwrap();
+        let mut six = [0u8; 6];
+        let mut three = [0u8; 3];
+        let waited = tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut six));
+        assert!(waited.await.is_err(), "bytes left a paused process");
+        let waited = tokio::time::timeout(Duration::from_secs(5), server.read_exact(&mut three));
+        assert!(waited.await.is_err(), "a paused process read bytes");
+        // A connection made to it during the pause is held too; other processes talk on.
+        let mut second = network.connect(life(3), &uri(1)).await.unwrap();
+        let mut second_server = accept(&mut listener).await;
+        second.write_all(b"new").await.unwrap();
+        let mut listener_3 = network.bind(life(3), at(3)).unwrap();
+        let mut third = network.connect(life(2), &uri(3)).await.unwrap();
+        let mut third_server = accept(&mut listener_3).await;
+        third.write_all(b"hi").await.unwrap();
+        let mut two = [0u8; 2];
+        third_server.read_exact(&mut two).await.unwrap();
+        assert_eq!(&two, b"hi");
+        network.heal();
+        client.read_exact(&mut six).await.unwrap();
+        assert_eq!(&six, b"answer");
+        server.read_exact(&mut three).await.unwrap();
+        assert_eq!(&three, b"ask");
+        second_server.read_exact(&mut three).await.unwrap();
+        assert_eq!(&three, b"new");
+        assert_eq!(network.stats().pauses, 1);
     }
 
     #[tokio::test]

@@ -3,9 +3,10 @@
 //! money between (each transfer one transaction reading and writing two accounts, and adding
 //! one to its client's transfer counter), a reader that reads every account in one
 //! transaction, and a nemesis that partitions pairs of processes (both ways or one way),
-//! slows links, steps the coordinator's clock, fails servers' disks (every fsync, or a full
-//! disk) and kills server processes (kill -9, or a power cut that loses what was not
-//! fsynced) and starts them again — all drawn from the seed.
+//! slows links, pauses a process (its traffic held both ways), steps the coordinator's
+//! clock, fails servers' disks (every fsync, or a full disk) and kills server processes
+//! (kill -9, or a power cut that loses what was not fsynced) and starts them again, or
+//! rebuilds one with an empty disk — all drawn from the seed.
 //!
 //! Checked (`ferrisdb_check::bank`): every read sees every account, the same total and no
 //! negative balance (a transfer seen half-applied, or lost, or applied twice, breaks it).
@@ -28,7 +29,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use super::boot::{COORDINATOR, Death, LOG, LOG_B, STORAGE, STORAGE_B, SimCluster, server_addr};
+use super::boot::{
+    CONTROLLER, CONTROLLER_B, CONTROLLER_C, COORDINATOR, Death, LOG, LOG_B, STORAGE, STORAGE_B,
+    SimCluster,
+};
 use super::events;
 use super::list_append::{ListAppend, Outcomes};
 use super::network::{NetStats, SimNetwork};
@@ -81,6 +85,8 @@ pub struct ClusterRun {
     pub kills: u64,
     /// Of those, the kills that were power cuts.
     pub power_cuts: u64,
+    /// Processes paused (their traffic held both ways, then delivered).
+    pub pauses: u64,
     /// Steps of the coordinator's machine clock.
     pub clock_jumps: u64,
     /// Disk faults: a server's disk failing every fsync (then the machine is power-cycled,
@@ -228,8 +234,9 @@ where
     }
 }
 
-fn connect() -> Database {
-    match Database::connect(server_addr(super::boot::CONTROLLER).to_string()) {
+/// A client of the cluster whose controllers are at `controllers` (a comma-separated list).
+fn connect(controllers: &str) -> Database {
+    match Database::connect_all(controllers.split(',')) {
         Ok(db) => db,
         Err(e) => panic!("a client of the simulated cluster: {e}"),
     }
@@ -266,10 +273,12 @@ async fn workloads_checked(
     let cluster = SimCluster::start(network.clone(), rng.random(), seed % 2 == 1, ended_tx);
     run.replicated = seed % 2 == 1;
     let servers = cluster.servers();
+    let controllers = cluster.controllers_target();
 
     // Open the accounts (the cluster is starting: retry until it serves).
+    let target = controllers.clone();
     let opened = spawn_in(SETUP, async move {
-        let db = connect();
+        let db = connect(&target);
         db.run(|tx| async move {
             for i in 0..ACCOUNTS {
                 tx.set(account(i), OPENING.to_string())?;
@@ -288,24 +297,25 @@ async fn workloads_checked(
     let until = Instant::now() + WORKLOAD;
     let transfers: Vec<_> = (0..TRANSFER_CLIENTS)
         .map(|i| {
-            let client_seed = rng.random();
+            let (client_seed, target) = (rng.random(), controllers.clone());
             spawn_in(10 + i, async move {
-                transfer(connect(), 10 + i, client_seed, until).await
+                transfer(connect(&target), 10 + i, client_seed, until).await
             })
         })
         .collect();
-    let reader = spawn_in(
-        READER,
-        async move { read_repeatedly(connect(), until).await },
-    );
+    let target = controllers.clone();
+    let reader = spawn_in(READER, async move {
+        read_repeatedly(connect(&target), until).await
+    });
     let lists = ListAppend::new();
     let list_clients: Vec<_> = (0..LIST_CLIENTS)
         .map(|i| {
             let (lists, client_seed) = (lists.clone(), rng.random());
+            let target = controllers.clone();
             spawn_in(30 + i, async move {
                 let clients = u64::from(LIST_CLIENTS);
                 lists
-                    .client(connect(), u64::from(i), clients, client_seed, until)
+                    .client(connect(&target), u64::from(i), clients, client_seed, until)
                     .await
             })
         })
@@ -337,9 +347,20 @@ async fn workloads_checked(
             continue;
         }
         if run.replicated && run.wipes == 0 && rng.random_bool(0.05) {
-            // One machine rebuilt with an empty disk: a log server or a storage server (each
-            // has a replica elsewhere; one loss at a time, as with replication 2).
-            let target = [LOG, LOG_B, STORAGE, STORAGE_B][rng.random_range(0..4)];
+            // One machine rebuilt with an empty disk: a controller replica (two others hold
+            // the group's state; it comes back with a new node id and replaces its old self
+            // in the group), a log server or a storage server (each has a replica elsewhere;
+            // one loss at a time, as with replication 2).
+            let targets = [
+                LOG,
+                LOG_B,
+                STORAGE,
+                STORAGE_B,
+                CONTROLLER,
+                CONTROLLER_B,
+                CONTROLLER_C,
+            ];
+            let target = targets[rng.random_range(0..targets.len())];
             cluster.kill_and_wipe(target);
             run.wipes += 1;
             let down = Duration::from_millis(rng.random_range(100..2000));
@@ -378,6 +399,25 @@ async fn workloads_checked(
             ));
             tokio::time::sleep(down).await;
             cluster.restart(a);
+            continue;
+        }
+        if rng.random_bool(0.2) {
+            // A process pauses (stopped, in a long GC pause, its VM frozen): a server mostly,
+            // sometimes a client. What it sent just before lands when it resumes.
+            let target = if rng.random_bool(0.7) {
+                a
+            } else {
+                clients[rng.random_range(0..clients.len())]
+            };
+            let lasting = Duration::from_millis(rng.random_range(200..4000));
+            network.pause(target);
+            run.pauses += 1;
+            run.faults.push(format!(
+                "{:.3}s pause {target} for {lasting:?}",
+                begin.elapsed().as_secs_f64()
+            ));
+            tokio::time::sleep(lasting).await;
+            network.heal();
             continue;
         }
         let b = if rng.random_bool(0.7) {
@@ -447,8 +487,9 @@ async fn workloads_checked(
     // The faults ended: the cluster must commit a write and serve a read of every account
     // (and counter) again. (Progress while the faults go on is not required: a seed may
     // keep the transaction system down for most of its run.)
+    let target = controllers.clone();
     let last = spawn_in(SETUP, async move {
-        let db = connect();
+        let db = connect(&target);
         let deadline = Instant::now() + RECOVERY_LIMIT;
         retry_until(deadline, "no write committed", || {
             db.run(|tx| async move {
@@ -479,16 +520,21 @@ async fn workloads_checked(
     };
     reads.push(last);
     run.reads = reads.len();
-    let final_lists = lists.clone();
+    let (final_lists, target) = (lists.clone(), controllers.clone());
     spawn_in(SETUP, async move {
-        final_lists.final_reads(&connect(), FINAL_LIST_READER).await
+        final_lists
+            .final_reads(&connect(&target), FINAL_LIST_READER)
+            .await
     })
     .await
     .map_err(|e| format!("the final list reader panicked: {e}"))??;
     if cluster.servers().contains(&STORAGE_B) {
-        spawn_in(SETUP, replicas::agree(connect(), [STORAGE, STORAGE_B]))
-            .await
-            .map_err(|e| format!("the replica check panicked: {e}"))??;
+        spawn_in(
+            SETUP,
+            replicas::agree(connect(&controllers), [STORAGE, STORAGE_B]),
+        )
+        .await
+        .map_err(|e| format!("the replica check panicked: {e}"))??;
     }
     if cluster.servers().contains(&LOG_B) {
         run.log_batches_compared = spawn_in(SETUP, replicas::logs_agree([LOG, LOG_B]))
@@ -627,6 +673,7 @@ fn run_seed_on_fresh_cluster(seed: u64) -> ClusterRun {
         partitions: 0,
         kills: 0,
         power_cuts: 0,
+        pauses: 0,
         clock_jumps: 0,
         disk_faults: 0,
         wipes: 0,
@@ -665,7 +712,6 @@ fn run_seed_on_fresh_cluster(seed: u64) -> ClusterRun {
 
 #[cfg(test)]
 mod tests {
-    use super::super::boot::CONTROLLER;
     use super::*;
 
     /// Polls `done` every 100 ms of simulated time for up to `limit`; whether it held.
@@ -680,10 +726,11 @@ mod tests {
         true
     }
 
-    /// Commits one write through a fresh client, retrying for up to 60 simulated seconds.
-    async fn commit(key: &'static str) -> Result<(), String> {
+    /// Commits one write through a fresh client of the cluster whose controllers are at
+    /// `controllers`, retrying for up to 60 simulated seconds.
+    async fn commit(controllers: String, key: &'static str) -> Result<(), String> {
         let committed = spawn_in(SETUP, async move {
-            connect()
+            connect(&controllers)
                 .run(|tx| async move {
                     tx.set(key, "v")?;
                     Ok(())
@@ -707,7 +754,7 @@ mod tests {
         let scenario = async move {
             let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
             let cluster = SimCluster::start(network.clone(), seed, false, ended_tx);
-            commit("before").await?;
+            commit(cluster.controllers_target(), "before").await?;
             // The controller's disk is full; a recovery (the log server restarted) makes it
             // write to its Raft journal.
             let disk = cluster.disk(CONTROLLER).clone();
@@ -741,7 +788,7 @@ mod tests {
             {
                 return Err("the controller did not exit once its disk had room".into());
             }
-            commit("after").await?;
+            commit(cluster.controllers_target(), "after").await?;
             match ended.try_recv() {
                 Ok(role) => Err(format!("a role ended: {role}")),
                 Err(_) => Ok(()),
