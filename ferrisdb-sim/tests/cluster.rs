@@ -186,7 +186,7 @@ fn run_shard(shard: u64) {
                 "seed={seed} trace={:016x} ok (cluster{}): {} events, {} transfers, {} failed transactions, {} reads, \
                  list-append {}/{}/{} ok/failed/unknown, {} partitions, {} kills ({} power \
                  cuts), {} pauses, {} clock jumps, {} disk faults ({} disk calls failed, {} supervised \
-                 restarts), {} wiped, {} log batches compared, {} BUGGIFY fires, {:.1} simulated \
+                 restarts), {} wiped, {} log batches compared, {} storage batches checked against the log, {} BUGGIFY fires, {:.1} simulated \
                  s, {:?}",
                 run.trace,
                 if run.replicated { ", replicated" } else { "" },
@@ -207,6 +207,7 @@ fn run_shard(shard: u64) {
                 run.supervised_restarts,
                 run.wipes,
                 run.log_batches_compared,
+                run.storage_batches_checked,
                 run.buggify_fired,
                 run.simulated.as_secs_f64(),
                 run.network

@@ -1,9 +1,11 @@
-//! The end-of-run checks of a replicated simulated cluster: the storage servers holding the
-//! same shard hold the same pairs ([`agree`]), and the log servers of the generation hold the
-//! same committed batches ([`logs_agree`]). A client reads each key from one replica only,
-//! and a storage server follows one log server at a time, so a replica that lost a write, or
-//! applied one twice, would otherwise go unseen.
+//! The end-of-run checks of a simulated cluster: the storage servers holding the same shard
+//! hold the same pairs ([`agree`]), the log servers of the generation hold the same
+//! committed batches ([`logs_agree`]), and each storage server holds, version by version,
+//! what the log's batches say ([`storage_follows_log`]). A client reads each key from one
+//! replica only, and a storage server follows one log server at a time, so a replica that
+//! lost a write, or applied one twice, would otherwise go unseen.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,7 +23,18 @@ const CHECK_LIMIT: Duration = Duration::from_secs(60);
 /// Every pair a storage server holds at `version`, read straight from it (not through a
 /// client, which reads each key from one replica).
 async fn pairs_at(process: ProcessId, version: u64) -> Result<Vec<(Bytes, Bytes)>, String> {
-    let mut client = v1::storage_server_client::StorageServerClient::new(channel_to(process)?);
+    pairs_or_error_at(process, version)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// [`pairs_at`], keeping the server's error as FerrisDB's.
+async fn pairs_or_error_at(
+    process: ProcessId,
+    version: u64,
+) -> Result<Vec<(Bytes, Bytes)>, ferrisdb_core::Error> {
+    let channel = channel_to(process).map_err(ferrisdb_core::Error::Unavailable)?;
+    let mut client = v1::storage_server_client::StorageServerClient::new(channel);
     let request = v1::StorageGetRangeRequest {
         begin: Bytes::new(),
         end: Bytes::new(),
@@ -29,13 +42,14 @@ async fn pairs_at(process: ProcessId, version: u64) -> Result<Vec<(Bytes, Bytes)
         limit: 0,
         reverse: false,
     };
+    let from_status = |s: tonic::Status| ferrisdb_proto::status::from_status(&s);
     let mut stream = client
         .get_range(request)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(from_status)?
         .into_inner();
     let mut pairs = Vec::new();
-    while let Some(batch) = stream.message().await.map_err(|e| e.to_string())? {
+    while let Some(batch) = stream.message().await.map_err(from_status)? {
         pairs.extend(batch.pairs.into_iter().map(|kv| (kv.key, kv.value)));
     }
     Ok(pairs)
@@ -119,7 +133,7 @@ pub async fn agree(db: Database, replicas: [ProcessId; 2]) -> Result<(), String>
 }
 
 /// One committed batch as a log server holds it.
-type Batch = (u64, Vec<Mutation>);
+pub type Batch = (u64, Vec<Mutation>);
 
 /// The batches of versions in `(after, through]` that log server `process` holds, read as
 /// generation `epoch` (a recovery that moves the log to a newer one fails the read).
@@ -167,15 +181,58 @@ async fn log_state(process: ProcessId) -> Result<v1::LogState, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The committed batches a log server holds: those of versions in `(after, through]`, read
+/// as generation `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTail {
+    /// The generation the log server is locked at.
+    pub epoch: u64,
+    /// The version just before the tail (the log server dropped what came before).
+    pub after: u64,
+    /// The batches, in version order.
+    pub batches: Vec<Batch>,
+}
+
+/// Runs `attempt` every 200 ms until it succeeds or [`CHECK_LIMIT`] passes; then the last
+/// error, after `what`.
+async fn within_check_limit<T, F>(what: &str, mut attempt: impl FnMut() -> F) -> Result<T, String>
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + CHECK_LIMIT;
+    loop {
+        match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(problem) if Instant::now() >= deadline => {
+                return Err(format!("{what} within {CHECK_LIMIT:?}: {problem}"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// After the faults: the committed tail log server `log` holds.
+pub async fn log_tail(log: ProcessId) -> Result<LogTail, String> {
+    within_check_limit("the log server's tail could not be read", || async {
+        let state = log_state(log).await?;
+        let (after, through) = (state.retained_from, state.known_committed);
+        let batches = batches(log, state.locked_epoch, after, through).await?;
+        Ok(LogTail {
+            epoch: state.locked_epoch,
+            after,
+            batches,
+        })
+    })
+    .await
+}
+
 /// After the faults: the two log servers, locked at the same generation, hold the same
 /// batches — versions and mutations — over every version both still hold and know to be
 /// committed (each drops what the storage servers made durable on its own schedule, so only
-/// the overlap is compared). Returns how many batches were compared.
-pub async fn logs_agree(logs: [ProcessId; 2]) -> Result<u64, String> {
-    let deadline = Instant::now() + CHECK_LIMIT;
-    let mut last_problem;
-    loop {
-        let attempt = async {
+/// the overlap is compared). Returns that overlap.
+pub async fn logs_agree(logs: [ProcessId; 2]) -> Result<LogTail, String> {
+    let (after, first, second) =
+        within_check_limit("the log servers could not be compared", || async {
             let (a, b) = (log_state(logs[0]).await?, log_state(logs[1]).await?);
             if a.locked_epoch != b.locked_epoch {
                 return Err(format!(
@@ -187,39 +244,112 @@ pub async fn logs_agree(logs: [ProcessId; 2]) -> Result<u64, String> {
             let through = a.known_committed.min(b.known_committed);
             let first = batches(logs[0], a.locked_epoch, after, through).await?;
             let second = batches(logs[1], a.locked_epoch, after, through).await?;
-            Ok::<_, String>((after, through, first, second))
+            Ok((after, (a.locked_epoch, first), second))
+        })
+        .await?;
+    let (epoch, first) = first;
+    if first != second {
+        let at = first_difference(&first, &second);
+        let show = |batches: &[Batch]| {
+            batches.get(at).map_or("nothing".to_string(), |(v, m)| {
+                format!("version {v} with {} mutations", m.len())
+            })
         };
-        match attempt.await {
-            Ok((after, through, first, second)) => {
-                if first != second {
-                    let at = first_difference(&first, &second);
-                    let show = |batches: &[Batch]| {
-                        batches.get(at).map_or("nothing".to_string(), |(v, m)| {
-                            format!("version {v} with {} mutations", m.len())
-                        })
-                    };
-                    return Err(format!(
-                        "the log servers differ over versions ({after}, {through}]: {} holds \
-                         {} batches, {} holds {}; batch {at}: {} against {}",
-                        logs[0],
-                        first.len(),
-                        logs[1],
-                        second.len(),
-                        show(&first),
-                        show(&second)
-                    ));
-                }
-                return Ok(first.len() as u64);
-            }
-            Err(problem) => last_problem = problem,
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "the log servers could not be compared within {CHECK_LIMIT:?}: {last_problem}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        return Err(format!(
+            "the log servers differ over the versions after {after}: {} holds {} batches, {} \
+             holds {}; batch {at}: {} against {}",
+            logs[0],
+            first.len(),
+            logs[1],
+            second.len(),
+            show(&first),
+            show(&second)
+        ));
     }
+    Ok(LogTail {
+        epoch,
+        after,
+        batches: first,
+    })
+}
+
+/// Everything storage server `process` holds at `version`; `None` if it does not keep that
+/// version: its window of versions moved on (`TransactionTooOld`), or it took its shards
+/// over after it (the storage server says so in an `Unavailable` error, which carries no
+/// code of its own: its message is matched).
+async fn contents_at(
+    process: ProcessId,
+    version: u64,
+) -> Result<Option<BTreeMap<Bytes, Bytes>>, String> {
+    within_check_limit(
+        &format!(
+            "storage server {process} did not answer a read of everything at version {version}"
+        ),
+        || async {
+            match pairs_or_error_at(process, version).await {
+                Ok(pairs) => Ok(Some(pairs.into_iter().collect())),
+                Err(ferrisdb_core::Error::TransactionTooOld { .. }) => Ok(None),
+                Err(ferrisdb_core::Error::Unavailable(m)) if m.contains("complete only from") => {
+                    Ok(None)
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await
+}
+
+/// After the faults: each of `storage` holds what the log's `tail` says, version by version —
+/// its contents at the version before the tail, with each batch's mutations applied in order
+/// as a storage server applies them (`Mutation::apply_to`), equal its contents at that
+/// batch's version (a write lost, applied twice, applied at another version or not logged
+/// breaks it). A server that does not keep the version before the tail is checked from the
+/// first batch whose version it keeps on. Returns the batches checked, over all the servers.
+pub async fn storage_follows_log(tail: &LogTail, storage: &[ProcessId]) -> Result<u64, String> {
+    let mut checked = 0;
+    for &process in storage {
+        // The first version of the tail the server keeps, and what it holds there.
+        let mut base = None;
+        let versions = std::iter::once(tail.after).chain(tail.batches.iter().map(|(v, _)| *v));
+        for (skipped, version) in versions.enumerate() {
+            if let Some(contents) = contents_at(process, version).await? {
+                base = Some((skipped, contents));
+                break;
+            }
+        }
+        let Some((skipped, mut expected)) = base else {
+            continue;
+        };
+        for (version, mutations) in &tail.batches[skipped..] {
+            for mutation in mutations {
+                mutation.apply_to(&mut expected).map_err(|e| {
+                    format!("the log's batch at version {version} does not apply: {e}")
+                })?;
+            }
+            let held = contents_at(process, *version).await?.ok_or_else(|| {
+                format!("storage server {process} kept an earlier version but not {version}")
+            })?;
+            if held != expected {
+                let differs = expected
+                    .keys()
+                    .chain(held.keys())
+                    .find(|k| expected.get(*k) != held.get(*k))
+                    .cloned()
+                    .unwrap_or_default();
+                return Err(format!(
+                    "storage server {process} does not hold what the log says at version \
+                     {version} (epoch {}, {} mutations in the batch): key {differs:?} is {:?}, \
+                     the log makes it {:?}",
+                    tail.epoch,
+                    mutations.len(),
+                    held.get(&differs),
+                    expected.get(&differs)
+                ));
+            }
+            checked += 1;
+        }
+    }
+    Ok(checked)
 }
 
 #[cfg(test)]

@@ -16,9 +16,9 @@
 //! id, so a retried commit is not applied again). The list-append history is checked for
 //! serializability anomalies, lost appends and aborted or intermediate reads. Also: no
 //! living role stops (but one whose disk failed it, which exits to be restarted); once the
-//! faults end, a write commits and a read of every account and every list succeeds; and in a
-//! replicated cluster the storage replicas, and the log replicas, agree
-//! ([`super::replicas`]).
+//! faults end, a write commits and a read of every account and every list succeeds; in a
+//! replicated cluster the storage replicas, and the log replicas, agree; and every storage
+//! server holds, version by version, what the log's batches say ([`super::replicas`]).
 
 use std::time::Duration;
 
@@ -101,6 +101,9 @@ pub struct ClusterRun {
     pub supervised_restarts: u64,
     /// Committed batches found the same on both log servers at the end (replicated seeds).
     pub log_batches_compared: u64,
+    /// Committed batches of the log's tail each storage server was found to hold exactly,
+    /// version by version, at the end (summed over the storage servers).
+    pub storage_batches_checked: u64,
     /// What the nemesis did, at which simulated time (printed when the run fails).
     pub faults: Vec<String>,
     /// What the network did.
@@ -536,11 +539,23 @@ async fn workloads_checked(
         .await
         .map_err(|e| format!("the replica check panicked: {e}"))??;
     }
-    if cluster.servers().contains(&LOG_B) {
-        run.log_batches_compared = spawn_in(SETUP, replicas::logs_agree([LOG, LOG_B]))
+    let (tail, storage) = if cluster.servers().contains(&LOG_B) {
+        let tail = spawn_in(SETUP, replicas::logs_agree([LOG, LOG_B]))
             .await
             .map_err(|e| format!("the log replica check panicked: {e}"))??;
-    }
+        run.log_batches_compared = tail.batches.len() as u64;
+        (tail, vec![STORAGE, STORAGE_B])
+    } else {
+        let tail = spawn_in(SETUP, replicas::log_tail(LOG))
+            .await
+            .map_err(|e| format!("reading the log's tail panicked: {e}"))??;
+        (tail, vec![STORAGE])
+    };
+    run.storage_batches_checked = spawn_in(SETUP, async move {
+        replicas::storage_follows_log(&tail, &storage).await
+    })
+    .await
+    .map_err(|e| format!("the storage-against-log check panicked: {e}"))??;
     run.simulated = begin.elapsed();
     lists.check()?;
 
@@ -680,6 +695,7 @@ fn run_seed_on_fresh_cluster(seed: u64) -> ClusterRun {
         failed_disk_calls: 0,
         supervised_restarts: 0,
         log_batches_compared: 0,
+        storage_batches_checked: 0,
         faults: Vec::new(),
         network: NetStats::default(),
         failure: None,
