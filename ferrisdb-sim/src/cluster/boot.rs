@@ -1,6 +1,7 @@
 //! The simulated cluster's server processes: the real roles (one controller, one log server,
 //! one coordinator, one storage server; or, replicated, a controller group of three and two
-//! log and two storage servers), each its own simulated process with its own
+//! each of coordinators, log servers and storage servers), each its own simulated process
+//! with its own
 //! simulated disk ([`SimDisk`]), configured as `ferrisdb cluster up` would — and killed and
 //! started again on cue ([`SimCluster::kill`], [`SimCluster::restart`]), as a supervisor
 //! restarts a crashed role. A role that exits after its disk failed it (a failed fsync, a
@@ -44,12 +45,16 @@ pub const STORAGE_B: ProcessId = 6;
 pub const CONTROLLER_B: ProcessId = 7;
 /// The third controller replica's process (replicated clusters).
 pub const CONTROLLER_C: ProcessId = 8;
+/// The standby coordinator's process (replicated clusters): recruited by a recovery when
+/// the serving one is gone.
+pub const COORDINATOR_B: ProcessId = 14;
 /// The server processes of a cluster with one replica of each role.
 pub const SERVERS: [ProcessId; 4] = [CONTROLLER, LOG, COORDINATOR, STORAGE];
-/// The server processes of a replicated cluster: a controller group of three (the cluster
-/// state replicated through Raft), two log servers (each generation's log on both) and two
+/// The server processes of a replicated cluster, as `ferrisdb cluster up` runs one: a
+/// controller group of three (the cluster state replicated through Raft), two coordinators
+/// (one serves, one stands by), two log servers (each generation's log on both) and two
 /// storage servers (each shard on both).
-pub const REPLICATED_SERVERS: [ProcessId; 8] = [
+pub const REPLICATED_SERVERS: [ProcessId; 9] = [
     CONTROLLER,
     LOG,
     COORDINATOR,
@@ -58,6 +63,7 @@ pub const REPLICATED_SERVERS: [ProcessId; 8] = [
     STORAGE_B,
     CONTROLLER_B,
     CONTROLLER_C,
+    COORDINATOR_B,
 ];
 /// The controller replicas of a replicated cluster.
 pub const CONTROLLER_GROUP: [ProcessId; 3] = [CONTROLLER, CONTROLLER_B, CONTROLLER_C];
@@ -325,10 +331,10 @@ impl SimCluster {
                     report("log server", result);
                 });
             }
-            COORDINATOR => {
+            COORDINATOR | COORDINATOR_B => {
                 let config = CoordinatorConfig {
-                    listen: server_addr(COORDINATOR),
-                    advertise: server_addr(COORDINATOR).to_string(),
+                    listen: server_addr(process),
+                    advertise: server_addr(process).to_string(),
                     data_dir: data_dir("coordinator"),
                     controller: Some(controller_addr),
                     segment_bytes: 1 << 20,

@@ -30,8 +30,8 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use super::boot::{
-    CONTROLLER, CONTROLLER_B, CONTROLLER_C, COORDINATOR, Death, LOG, LOG_B, STORAGE, STORAGE_B,
-    SimCluster,
+    CONTROLLER, CONTROLLER_B, CONTROLLER_C, COORDINATOR, COORDINATOR_B, Death, LOG, LOG_B, STORAGE,
+    STORAGE_B, SimCluster,
 };
 use super::events;
 use super::list_append::{ListAppend, Outcomes};
@@ -333,17 +333,23 @@ async fn workloads_checked(
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
         let a = servers[rng.random_range(0..servers.len())];
         if rng.random_bool(0.1) {
-            // The coordinator's machine clock (its commit versions follow it) is stepped:
+            // A coordinator's machine clock (its commit versions follow it) is stepped:
             // forwards up to 20 s, or backwards up to 5 s.
             let micros: i64 = if rng.random_bool(0.6) {
                 rng.random_range(100_000..20_000_000)
             } else {
                 -rng.random_range(100_000..5_000_000)
             };
-            cluster.jump_clock(COORDINATOR, micros);
+            // Either coordinator of a replicated cluster (the standby's, for when it serves).
+            let coordinator = if run.replicated && rng.random_bool(0.5) {
+                COORDINATOR_B
+            } else {
+                COORDINATOR
+            };
+            cluster.jump_clock(coordinator, micros);
             run.clock_jumps += 1;
             run.faults.push(format!(
-                "{:.3}s coordinator clock jumps {:+.3}s",
+                "{:.3}s coordinator {coordinator} clock jumps {:+.3}s",
                 begin.elapsed().as_secs_f64(),
                 micros as f64 / 1e6
             ));
@@ -352,8 +358,9 @@ async fn workloads_checked(
         if run.replicated && run.wipes == 0 && rng.random_bool(0.05) {
             // One machine rebuilt with an empty disk: a controller replica (two others hold
             // the group's state; it comes back with a new node id and replaces its old self
-            // in the group), a log server or a storage server (each has a replica elsewhere;
-            // one loss at a time, as with replication 2).
+            // in the group), a coordinator (it keeps only its id: it comes back as a new
+            // one), a log server or a storage server (each has a replica elsewhere; one loss
+            // at a time, as with replication 2).
             let targets = [
                 LOG,
                 LOG_B,
@@ -362,6 +369,8 @@ async fn workloads_checked(
                 CONTROLLER,
                 CONTROLLER_B,
                 CONTROLLER_C,
+                COORDINATOR,
+                COORDINATOR_B,
             ];
             let target = targets[rng.random_range(0..targets.len())];
             cluster.kill_and_wipe(target);
@@ -380,7 +389,7 @@ async fn workloads_checked(
             let keeping: Vec<_> = servers
                 .iter()
                 .copied()
-                .filter(|p| *p != COORDINATOR)
+                .filter(|p| *p != COORDINATOR && *p != COORDINATOR_B)
                 .collect();
             let target = keeping[rng.random_range(0..keeping.len())];
             disk_fault(&cluster, target, &mut rng, run, begin).await;
