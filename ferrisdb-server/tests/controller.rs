@@ -98,6 +98,8 @@ async fn heartbeat_reporting(
             ready_map_version: 0,
             shard_sizes: vec![],
             take_overs: vec![],
+            point_reads_total: 0,
+            point_read_calls_total: 0,
         })),
         unhealthy_reason: unhealthy_reason.into(),
     };

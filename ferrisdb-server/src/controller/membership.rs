@@ -63,6 +63,10 @@ pub struct StorageStatus {
     pub shard_sizes: Vec<ShardSize>,
     /// How far each take-over under way has got.
     pub take_overs: Vec<TakeOver>,
+    /// Point reads served since the process started.
+    pub point_reads_total: u64,
+    /// Calls that carried them (`Get` and `GetBatch`).
+    pub point_read_calls_total: u64,
 }
 
 /// How far a storage server has got taking one range over.

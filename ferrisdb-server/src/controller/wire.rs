@@ -97,6 +97,8 @@ fn role_status_from_proto(status: Option<v1::worker_status::Status>) -> Option<R
                     })
                 })
                 .collect(),
+            point_reads_total: s.point_reads_total,
+            point_read_calls_total: s.point_read_calls_total,
         })),
         Status::Coordinator(c) => Some(RoleStatus::Coordinator(CoordinatorStatus {
             committed_version: Version(c.committed_version),
@@ -169,6 +171,8 @@ pub fn status_to_proto(status: &RoleStatus, problem: Option<&str>) -> v1::Worker
                     installed: t.installed,
                 })
                 .collect(),
+            point_reads_total: s.point_reads_total,
+            point_read_calls_total: s.point_read_calls_total,
         }),
         RoleStatus::Coordinator(c) => Status::Coordinator(v1::CoordinatorStatus {
             committed_version: c.committed_version.get(),
@@ -351,6 +355,8 @@ mod tests {
                     fetched: true,
                     installed: false,
                 }],
+                point_reads_total: 40,
+                point_read_calls_total: 8,
             }),
             RoleStatus::Coordinator(CoordinatorStatus {
                 committed_version: Version(7),

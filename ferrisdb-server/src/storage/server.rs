@@ -28,7 +28,7 @@ use tonic::service::RoutesBuilder;
 
 use super::handoff::Handoff;
 use super::progress::Progress;
-use super::service::StorageService;
+use super::service::{ReadCounters, StorageService};
 use super::sizes::ShardSizes;
 use crate::grpc;
 use crate::health::{self, RoleHealth};
@@ -73,6 +73,7 @@ struct EngineStatus {
     progress: Arc<Progress>,
     handoff: Arc<Handoff>,
     sizes: Arc<ShardSizes>,
+    reads: Arc<ReadCounters>,
 }
 
 impl StatusSource for EngineStatus {
@@ -99,6 +100,8 @@ impl StatusSource for EngineStatus {
                         installed: t.installed,
                     })
                     .collect(),
+                point_reads_total: self.reads.point_reads(),
+                point_read_calls_total: self.reads.calls(),
             })),
         }
     }
@@ -166,11 +169,13 @@ pub async fn serve_with_fs(
         Handoff::open(data.fs.clone(), &data.path)?.with_piece_bytes(config.install_piece_bytes),
     );
     let sizes = Arc::new(ShardSizes::default());
+    let reads = Arc::new(ReadCounters::default());
     let status = Arc::new(EngineStatus {
         engine: engine.clone(),
         progress: progress.clone(),
         handoff: handoff.clone(),
         sizes: sizes.clone(),
+        reads: reads.clone(),
     });
     let health = RoleHealth::new();
     let session = ControllerSession::start(
@@ -243,10 +248,9 @@ pub async fn serve_with_fs(
 
     let mut routes = RoutesBuilder::default();
     routes.add_service(health_service);
-    routes.add_service(StorageServerServer::new(StorageService::new(
-        engine.clone(),
-        progress,
-    )));
+    routes.add_service(StorageServerServer::new(
+        StorageService::new(engine.clone(), progress).counting(reads),
+    ));
     grpc::add_reflection(&mut routes, &[v1::storage_server_server::SERVICE_NAME])
         .map_err(|e| Error::Internal(format!("building gRPC reflection: {e}")))?;
     tracing::info!(listen = %config.listen, advertise = %config.advertise, "storage server serving");

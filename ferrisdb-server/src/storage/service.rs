@@ -15,6 +15,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ferrisdb_core::{Error, limits};
@@ -36,16 +37,52 @@ const RANGE_BATCH_PAIRS: usize = 512;
 /// Bytes per streamed range message (soft).
 const RANGE_BATCH_BYTES: usize = 256 << 10;
 
+/// Point reads served and the calls that carried them, since the process started (reported
+/// in the server's status).
+#[derive(Debug, Default)]
+pub struct ReadCounters {
+    point_reads: AtomicU64,
+    calls: AtomicU64,
+}
+
+impl ReadCounters {
+    /// Point reads served (each read of a `GetBatch` call counted).
+    pub fn point_reads(&self) -> u64 {
+        self.point_reads.load(Ordering::Relaxed)
+    }
+
+    /// `Get` and `GetBatch` calls served.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn served(&self, reads: usize) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.point_reads.fetch_add(reads as u64, Ordering::Relaxed);
+    }
+}
+
 /// Serves reads from one engine.
 pub struct StorageService {
     engine: Arc<Engine>,
     progress: Arc<Progress>,
+    counters: Arc<ReadCounters>,
 }
 
 impl StorageService {
     /// A service over `engine`, gated by `progress`.
     pub fn new(engine: Arc<Engine>, progress: Arc<Progress>) -> Self {
-        StorageService { engine, progress }
+        StorageService {
+            engine,
+            progress,
+            counters: Arc::default(),
+        }
+    }
+
+    /// Counts the point reads it serves, and their calls, in `counters`.
+    pub fn counting(mut self, counters: Arc<ReadCounters>) -> Self {
+        self.counters = counters;
+        self
     }
 
     async fn ready_at(&self, version: u64) -> Result<(), Error> {
@@ -106,6 +143,7 @@ impl StorageServer for StorageService {
         &self,
         request: Request<v1::StorageGetRequest>,
     ) -> Result<Response<v1::StorageGetResponse>, Status> {
+        self.counters.served(1);
         let reply = self
             .get_one(request.into_inner())
             .await
@@ -119,6 +157,7 @@ impl StorageServer for StorageService {
     ) -> Result<Response<v1::StorageGetBatchResponse>, Status> {
         let gets = request.into_inner().gets;
         limits::check_batch_len(gets.len(), limits::MAX_READ_BATCH, "reads").map_err(to_status)?;
+        self.counters.served(gets.len());
         let outcomes = futures_util::future::join_all(gets.into_iter().map(|get| async move {
             let outcome = match self.get_one(get).await {
                 Ok(value) => v1::storage_get_outcome::Outcome::Value(value),
@@ -275,5 +314,30 @@ mod tests {
         assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
         progress.set_owned(vec![KeyRange::all()]);
         assert_eq!(service.get(req()).await.unwrap().into_inner().value, "v");
+    }
+
+    #[tokio::test]
+    async fn point_reads_and_their_calls_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(&dir.path().join("engine"), EngineOptions::default()).unwrap();
+        let mut batch = WriteBatch::default();
+        batch.put(b"k", b"v");
+        engine.apply(5, &batch).unwrap();
+        let progress =
+            Arc::new(Progress::open(ferrisdb_storage::vfs::os(), dir.path(), 5).unwrap());
+        progress.set_owned(vec![KeyRange::all()]);
+        let counters = Arc::new(ReadCounters::default());
+        let service = StorageService::new(engine, progress).counting(counters.clone());
+        let get = |key: &str| v1::StorageGetRequest {
+            key: key.to_string().into(),
+            version: 5,
+        };
+        service.get(Request::new(get("k"))).await.unwrap();
+        let batch = v1::StorageGetBatchRequest {
+            gets: vec![get("k"), get("missing"), get("k")],
+        };
+        let outcomes = service.get_batch(Request::new(batch)).await.unwrap();
+        assert_eq!(outcomes.into_inner().outcomes.len(), 3);
+        assert_eq!((counters.calls(), counters.point_reads()), (2, 4));
     }
 }

@@ -257,6 +257,10 @@ pub struct StorageServer {
     pub lag_seconds: Option<f64>,
     /// Bytes of data held (SSTables plus memtables).
     pub data_bytes: Option<u64>,
+    /// Point reads served since the process started.
+    pub point_reads_total: Option<u64>,
+    /// `Get`/`GetBatch` calls that carried them (reads per call: the clients' batching).
+    pub point_read_calls_total: Option<u64>,
     /// Shards it is a replica of.
     pub shards: u32,
     /// Shards it is taking over (in their move's destination team, not yet a replica).
@@ -559,6 +563,8 @@ pub fn build(
                     lag_versions: lag,
                     lag_seconds: lag.map(|l| l as f64 / ferrisdb_core::Version::PER_SECOND as f64),
                     data_bytes: s.map(|s| s.data_bytes),
+                    point_reads_total: s.map(|s| s.point_reads_total),
+                    point_read_calls_total: s.map(|s| s.point_read_calls_total),
                     shards: 0,
                     incoming_shards: 0,
                     excluded: state.excluded.contains(&w.worker_id),

@@ -12,6 +12,8 @@ fn worker(id: &str, role: v1::WorkerRole, port: u16, healthy: bool) -> v1::Worke
             ready_map_version: 0,
             shard_sizes: vec![],
             take_overs: vec![],
+            point_reads_total: 120,
+            point_read_calls_total: 30,
         })),
         v1::WorkerRole::Coordinator => Some(v1::worker_status::Status::Coordinator(
             v1::CoordinatorStatus {
@@ -208,6 +210,8 @@ fn a_healthy_cluster_is_fully_replicated_with_lag_from_the_latest_version() {
     );
     assert_eq!(json["coordinator"]["commit_stage_means_us"]["queue"], 10.0);
     assert_eq!(json["storage_servers"][2]["data_bytes"], 4096);
+    assert_eq!(json["storage_servers"][2]["point_reads_total"], 120);
+    assert_eq!(json["storage_servers"][2]["point_read_calls_total"], 30);
     assert_eq!(json["epoch"], 2);
     assert_eq!(json["generation"], 2);
     assert_eq!(json["recovery_state"], "fully recovered");
