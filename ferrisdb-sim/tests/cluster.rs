@@ -1,10 +1,12 @@
-//! The whole cluster in one process: the real controller, log server, coordinator and
-//! storage server, each a simulated process on the simulated network, its own simulated disk
-//! and a paused clock, serving real clients — the bank workload with partitions, kills and
-//! power cuts, over many seeds.
+//! The whole cluster in one process: the real controllers, log servers, coordinators and
+//! storage servers, each a simulated process on the simulated network, its own simulated
+//! disk and a paused clock, serving real clients — the bank and list-append workloads under
+//! partitions, pauses, kills, power cuts, clock jumps and disk faults, over many seeds.
 //!
-//! `FERRISDB_SIM_CLUSTER_SEEDS=N` runs seeds 1..=N (default [`DEFAULT_SEEDS`]), spread over
-//! the [`SHARDS`] tests below so that they run in parallel; `FERRISDB_SIM_SEED=S` replays one.
+//! `FERRISDB_SIM_CLUSTER_SEEDS=N` runs seeds 1..=N (default [`DEFAULT_SEEDS`]; without it,
+//! `FERRISDB_SIM_SEEDS=N`, which also sets the disk workloads' seeds in `tests/seeds.rs`),
+//! spread over the [`SHARDS`] tests below so that they run in parallel;
+//! `FERRISDB_SIM_SEED=S` replays one.
 //! `FERRISDB_SIM_EVENTS=DIR` writes each seed's trace events to `DIR/seed-S.events`.
 //! `FERRISDB_SIM_FAILURE_LOGS=DIR` keeps each seed's role logs (`RUST_LOG`, default
 //! `info,openraft=warn`) and writes those of a failing seed to `DIR/seed-S.log`; seeds then run
@@ -18,7 +20,8 @@ use std::time::Instant;
 use ferrisdb_sim::cluster::seed_run::{run_cluster_seed, run_cluster_seed_recorded};
 
 /// Seeds run by default (the test suite): half with one replica of each role, half (the odd
-/// ones) with two log servers and two storage servers.
+/// ones) replicated as `cluster up` runs a cluster (three controllers, two coordinators, two
+/// log servers, two storage servers).
 const DEFAULT_SEEDS: u64 = 200;
 /// The tests the seeds are spread over (seed `s` runs in test `s % SHARDS`).
 const SHARDS: u64 = 4;
@@ -173,7 +176,12 @@ fn run_shard(shard: u64) {
     }
     let seeds: Vec<u64> = match env_u64("FERRISDB_SIM_SEED") {
         Some(seed) => vec![seed],
-        None => (1..=env_u64("FERRISDB_SIM_CLUSTER_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect(),
+        None => {
+            let seeds = env_u64("FERRISDB_SIM_CLUSTER_SEEDS")
+                .or_else(|| env_u64("FERRISDB_SIM_SEEDS"))
+                .unwrap_or(DEFAULT_SEEDS);
+            (1..=seeds).collect()
+        }
     };
     let seeds: Vec<u64> = seeds.into_iter().filter(|s| s % SHARDS == shard).collect();
     let started = Instant::now();
