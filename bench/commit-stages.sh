@@ -15,17 +15,8 @@ PORT_BASE=${PORT_BASE:-26600}
 DURATION=${DURATION:-10}
 (cd "$ROOT" && cargo build --release --bins -p ferrisdb -p ferrisdb-server >&2)
 BIN="$ROOT/target/release/ferrisdb"
-CONTROLLER="127.0.0.1:$PORT_BASE"
-DIR=$(mktemp -d)
-"$BIN" cluster up --dir "$DIR" --port-base "$PORT_BASE" >"$DIR/up.log" 2>&1 &
-UP=$!
-trap 'kill $UP 2>/dev/null; wait $UP 2>/dev/null; rm -rf "$DIR"' EXIT
-for _ in $(seq 150); do
-    "$BIN" status --controller "$CONTROLLER" >/dev/null 2>&1 && break
-    kill -0 "$UP" 2>/dev/null || { cat "$DIR/up.log" >&2; exit 1; }
-    sleep 0.2
-done
-"$BIN" bench --controller "$CONTROLLER" --workload w --clients 16 --records 100000 --duration 1 >/dev/null
+. "$ROOT/bench/local-cluster.sh"
+start_local_cluster "$BIN" "$PORT_BASE"
 # Heartbeats carry the counters: let one pass after the load and after the run.
 sleep 1.5
 snapshot() {

@@ -13,17 +13,8 @@ LABEL=${2:-$BIN}
 PORT_BASE=${PORT_BASE:-27700}
 DURATION=${DURATION:-8}
 WORKLOADS=${WORKLOADS:-"c t a w"}
-CONTROLLER="127.0.0.1:$PORT_BASE"
-DIR=$(mktemp -d)
-"$BIN/ferrisdb" cluster up --dir "$DIR" --port-base "$PORT_BASE" --bin-dir "$BIN" >"$DIR/up.log" 2>&1 &
-UP=$!
-trap 'kill $UP 2>/dev/null; wait $UP 2>/dev/null; rm -rf "$DIR"' EXIT
-for _ in $(seq 150); do
-    "$BIN/ferrisdb" status --controller "$CONTROLLER" >/dev/null 2>&1 && break
-    kill -0 "$UP" 2>/dev/null || { cat "$DIR/up.log" >&2; exit 1; }
-    sleep 0.2
-done
-"$BIN/ferrisdb" bench --controller "$CONTROLLER" --workload w --clients 16 --records 100000 --duration 1 >/dev/null
+. "$(dirname "$0")/local-cluster.sh"
+start_local_cluster "$BIN/ferrisdb" "$PORT_BASE" "$BIN"
 for w in $WORKLOADS; do
     line=$("$BIN/ferrisdb" bench --controller "$CONTROLLER" --workload "$w" --clients 1 \
         --records 100000 --duration "$DURATION" --no-load --uniform 2>&1 | grep -E "total" | head -1)
