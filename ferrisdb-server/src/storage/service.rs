@@ -293,16 +293,22 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_restarted_server_does_not_judge_ownership_before_it_knows_its_shards() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(&dir.path().join("engine"), EngineOptions::default()).unwrap();
+    /// An engine in `dir` holding `k` = `v` at version 5, and progress resumed at version 5
+    /// (as after a restart: no shards known yet).
+    fn restarted_at_version_5(dir: &std::path::Path) -> (Arc<Engine>, Arc<Progress>) {
+        let engine = Engine::open(&dir.join("engine"), EngineOptions::default()).unwrap();
         let mut batch = WriteBatch::default();
         batch.put(b"k", b"v");
         engine.apply(5, &batch).unwrap();
+        let progress = Arc::new(Progress::open(ferrisdb_storage::vfs::os(), dir, 5).unwrap());
+        (engine, progress)
+    }
+
+    #[tokio::test]
+    async fn a_restarted_server_does_not_judge_ownership_before_it_knows_its_shards() {
+        let dir = tempfile::tempdir().unwrap();
         // Restarted: the applied version is known at once, the shards are not.
-        let progress =
-            Arc::new(Progress::open(ferrisdb_storage::vfs::os(), dir.path(), 5).unwrap());
+        let (engine, progress) = restarted_at_version_5(dir.path());
         let service = StorageService::new(engine, progress.clone());
         let req = || {
             Request::new(v1::StorageGetRequest {
@@ -319,12 +325,7 @@ mod tests {
     #[tokio::test]
     async fn point_reads_and_their_calls_are_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(&dir.path().join("engine"), EngineOptions::default()).unwrap();
-        let mut batch = WriteBatch::default();
-        batch.put(b"k", b"v");
-        engine.apply(5, &batch).unwrap();
-        let progress =
-            Arc::new(Progress::open(ferrisdb_storage::vfs::os(), dir.path(), 5).unwrap());
+        let (engine, progress) = restarted_at_version_5(dir.path());
         progress.set_owned(vec![KeyRange::all()]);
         let counters = Arc::new(ReadCounters::default());
         let service = StorageService::new(engine, progress).counting(counters.clone());
