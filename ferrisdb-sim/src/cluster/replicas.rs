@@ -97,14 +97,10 @@ async fn contents_at_one_version(
 /// (a server rebuilt with an empty disk) cannot answer at it, so every attempt takes a fresh
 /// read version.
 pub async fn agree(db: Database, replicas: [ProcessId; 2]) -> Result<(), String> {
-    let deadline = Instant::now() + CHECK_LIMIT;
-    let (version, contents) = loop {
-        match contents_at_one_version(&db, replicas).await {
-            Ok(read) => break read,
-            Err(e) if Instant::now() >= deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    };
+    let (version, contents) = within_check_limit("the storage replicas were not read", || {
+        contents_at_one_version(&db, replicas)
+    })
+    .await?;
     let (a, b) = (&contents[0], &contents[1]);
     if a != b {
         let first = first_difference(a, b);
