@@ -22,7 +22,7 @@ use ferrisdb_core::{Error, limits};
 use ferrisdb_proto::status::{to_error_status, to_status};
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::storage_server_server::StorageServer;
-use ferrisdb_storage::engine::{Engine, ScanOptions};
+use ferrisdb_storage::engine::{Engine, ScanIterator, ScanOptions};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -36,6 +36,11 @@ pub const FUTURE_VERSION_WAIT: Duration = Duration::from_secs(1);
 const RANGE_BATCH_PAIRS: usize = 512;
 /// Bytes per streamed range message (soft).
 const RANGE_BATCH_BYTES: usize = 256 << 10;
+/// Pairs in a range's first message, read on the request's task (the rest of a longer range
+/// is read on the blocking pool).
+const FIRST_MESSAGE_PAIRS: usize = 128;
+/// Bytes in a range's first message (soft).
+const FIRST_MESSAGE_BYTES: usize = 64 << 10;
 
 /// Point reads served and the calls that carried them, since the process started (reported
 /// in the server's status).
@@ -198,38 +203,61 @@ impl StorageServer for StorageService {
             limit,
         };
         // Opening the scan validates the version against the GC horizon before streaming.
-        let scan = self.engine.scan(options).map_err(to_status)?;
+        let mut scan = self.engine.scan(options).map_err(to_status)?;
+        // The first message is read here, on the request's own task: a short range (the
+        // common case) is answered without a hop to another thread.
+        let (first, more) =
+            next_message(&mut scan, FIRST_MESSAGE_PAIRS, FIRST_MESSAGE_BYTES).map_err(to_status)?;
+        let first = match (first, more) {
+            (Some(first), true) => first,
+            (only, _) => {
+                let only = only.into_iter().map(Ok);
+                return Ok(Response::new(Box::pin(tokio_stream::iter(only))));
+            }
+        };
+        // A longer range: the rest is read on the blocking pool, a message ahead of the client.
         let (tx, rx) = mpsc::channel(4);
         crate::exec::spawn_blocking_task(async move {
-            let mut pairs = Vec::new();
-            let mut bytes = 0;
-            for item in scan {
-                match item {
-                    Ok((key, value)) => {
-                        bytes += key.len() + value.len();
-                        pairs.push(v1::KeyValue { key, value });
-                        if pairs.len() >= RANGE_BATCH_PAIRS || bytes >= RANGE_BATCH_BYTES {
-                            let msg = v1::StorageGetRangeResponse {
-                                pairs: std::mem::take(&mut pairs),
-                            };
-                            bytes = 0;
-                            if tx.send(Ok(msg)).await.is_err() {
-                                return; // The client went away.
-                            }
-                        }
-                    }
+            let mut message = Some(first);
+            while let Some(msg) = message {
+                if tx.send(Ok(msg)).await.is_err() {
+                    return; // The client went away.
+                }
+                message = match next_message(&mut scan, RANGE_BATCH_PAIRS, RANGE_BATCH_BYTES) {
+                    Ok((next, _)) => next,
                     Err(e) => {
                         let _ = tx.send(Err(to_status(e))).await;
                         return;
                     }
-                }
-            }
-            if !pairs.is_empty() {
-                let _ = tx.send(Ok(v1::StorageGetRangeResponse { pairs })).await;
+                };
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// The scan's next message, up to `max_pairs` pairs or about `max_bytes` of keys and values
+/// (`None`: the scan had nothing left), and whether the scan may hold more (it stopped at a
+/// limit, not at its end).
+fn next_message(
+    scan: &mut ScanIterator,
+    max_pairs: usize,
+    max_bytes: usize,
+) -> Result<(Option<v1::StorageGetRangeResponse>, bool), Error> {
+    let mut pairs = Vec::new();
+    let mut bytes = 0;
+    while pairs.len() < max_pairs && bytes < max_bytes {
+        let Some(item) = scan.next() else {
+            return Ok((
+                (!pairs.is_empty()).then_some(v1::StorageGetRangeResponse { pairs }),
+                false,
+            ));
+        };
+        let (key, value) = item?;
+        bytes += key.len() + value.len();
+        pairs.push(v1::KeyValue { key, value });
+    }
+    Ok((Some(v1::StorageGetRangeResponse { pairs }), true))
 }
 
 #[cfg(test)]
@@ -340,5 +368,72 @@ mod tests {
         let outcomes = service.get_batch(Request::new(batch)).await.unwrap();
         assert_eq!(outcomes.into_inner().outcomes.len(), 3);
         assert_eq!((counters.calls(), counters.point_reads()), (2, 4));
+    }
+
+    /// Ranges shorter than the first message, exactly its length, and longer (the rest read
+    /// on the blocking pool, in messages of up to `RANGE_BATCH_PAIRS`), forward and reverse,
+    /// with and without a limit: every pair once, in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_range_streams_every_pair_in_order_across_its_messages() {
+        use tokio_stream::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, progress) = restarted_at_version_5(dir.path());
+        progress.set_owned(vec![KeyRange::all()]);
+        let total = FIRST_MESSAGE_PAIRS + RANGE_BATCH_PAIRS + 7;
+        let key = |i: usize| format!("r/{i:05}");
+        let mut batch = WriteBatch::default();
+        for i in 0..total {
+            batch.put(key(i).as_bytes(), format!("value-{i}").as_bytes());
+        }
+        engine.apply(6, &batch).unwrap();
+        progress.advance(6);
+        let service = StorageService::new(engine, progress);
+        for (end, limit, reverse) in [
+            (10, 0, false),
+            (FIRST_MESSAGE_PAIRS, 0, false),
+            (FIRST_MESSAGE_PAIRS + 1, 0, false),
+            (total, 0, false),
+            (total, 0, true),
+            (total, FIRST_MESSAGE_PAIRS as u64 + 3, false),
+            (total, FIRST_MESSAGE_PAIRS as u64, true),
+        ] {
+            let req = v1::StorageGetRangeRequest {
+                begin: key(0).into(),
+                end: key(end).into(),
+                version: 6,
+                limit,
+                reverse,
+            };
+            let mut stream = service
+                .get_range(Request::new(req))
+                .await
+                .unwrap()
+                .into_inner();
+            let mut got = Vec::new();
+            let mut messages = 0;
+            while let Some(message) = stream.next().await {
+                let message = message.unwrap();
+                assert!(!message.pairs.is_empty(), "an empty message");
+                messages += 1;
+                got.extend(message.pairs.into_iter().map(|p| (p.key, p.value)));
+            }
+            let mut want: Vec<usize> = (0..end).collect();
+            if reverse {
+                want.reverse();
+            }
+            if limit > 0 {
+                want.truncate(limit as usize);
+            }
+            let want: Vec<_> = want
+                .into_iter()
+                .map(|i| (key(i).into(), format!("value-{i}").into()))
+                .collect();
+            assert_eq!(got, want, "end {end}, limit {limit}, reverse {reverse}");
+            let expected_messages = match want.len() {
+                n if n <= FIRST_MESSAGE_PAIRS => 1,
+                n => 1 + (n - FIRST_MESSAGE_PAIRS).div_ceil(RANGE_BATCH_PAIRS),
+            };
+            assert_eq!(messages, expected_messages, "end {end}, limit {limit}");
+        }
     }
 }
