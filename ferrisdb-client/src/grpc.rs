@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,7 +37,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::backend::{Backend, RangeChunk, RangeRead};
 use crate::call_batch::{COMMIT_LIMITS, CallBatcher, READ_LIMITS};
 use crate::read_version::ReadVersionBatcher;
-use crate::routing::{locate, resume_after};
+use crate::routing::{locate, replicas_from, resume_after};
 use crate::{KeyValue, Priority};
 
 /// Timeout for opening a connection to one process.
@@ -97,6 +98,10 @@ pub(crate) struct GrpcBackend {
     commits: Arc<CommitBatcher>,
     /// Shares `GetBatch` calls to each storage server (by address) between concurrent reads.
     reads: Mutex<BTreeMap<String, Arc<ReadBatcher>>>,
+    /// Counts range reads, each starting at the next replica of its shard: a scan has no
+    /// batch to share, so spreading scans costs nothing and shares the replicas' work (point
+    /// reads go to the first replica, where they batch best; `docs/benchmarks.md`).
+    range_turn: std::sync::atomic::AtomicUsize,
 }
 
 type CommitBatcher =
@@ -117,6 +122,7 @@ impl GrpcBackend {
             read_versions: ReadVersionBatcher::new(),
             commits: CallBatcher::new(COMMIT_LIMITS),
             reads: Mutex::new(BTreeMap::new()),
+            range_turn: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -404,8 +410,10 @@ impl Backend for GrpcBackend {
                     .min(ferrisdb_core::limits::MAX_RANGE_LIMIT),
                 reverse: read.reverse,
             };
+            let turn = self.range_turn.fetch_add(1, Ordering::Relaxed);
+            let replicas = replicas_from(&piece.shard.storage_ids, turn);
             let kvs = self
-                .on_replicas(&view, &piece.shard.storage_ids, |_, mut client| {
+                .on_replicas(&view, &replicas, |_, mut client| {
                     let req = req.clone();
                     let limit = read.limit;
                     async move {

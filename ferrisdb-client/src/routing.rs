@@ -4,7 +4,8 @@
 //! A range read is served one shard at a time, in read order: forward reads start with the
 //! shard holding `begin`, reverse reads with the shard holding the last key before `end`. Each
 //! piece is clipped to its shard, so no storage server is ever asked for keys it does not hold.
-//! Pure functions over a [`ShardMap`]; no I/O.
+//! Successive range reads start at successive replicas of a shard ([`replicas_from`]), so a
+//! shard's replicas share its scans. Pure functions over a [`ShardMap`]; no I/O.
 
 use bytes::Bytes;
 use ferrisdb_core::{Error, Shard, ShardMap, key_after, keys::escape};
@@ -101,9 +102,31 @@ pub(crate) fn resume_after(
     }
 }
 
+/// The replicas to try for one read, `turn` choosing the first: `replicas` rotated left by
+/// `turn` modulo their number, so every replica is tried once and successive turns start at
+/// successive replicas.
+pub(crate) fn replicas_from(replicas: &[String], turn: usize) -> Vec<String> {
+    let first = turn.checked_rem(replicas.len()).unwrap_or(0);
+    replicas[first..]
+        .iter()
+        .chain(&replicas[..first])
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn successive_turns_start_at_successive_replicas_and_try_each_once() {
+        let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let firsts: Vec<String> = (0..6).map(|t| replicas_from(&ids, t)[0].clone()).collect();
+        assert_eq!(firsts, ["a", "b", "c", "a", "b", "c"]);
+        assert_eq!(replicas_from(&ids, 4), ["b", "c", "a"]);
+        assert_eq!(replicas_from(&ids, usize::MAX).len(), 3);
+        assert!(replicas_from(&[], 7).is_empty());
+    }
 
     fn map() -> ShardMap {
         let ids: Vec<String> = ["s0", "s1", "s2"].map(String::from).to_vec();
