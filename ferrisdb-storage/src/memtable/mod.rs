@@ -238,6 +238,14 @@ impl MemTableIterator {
         // and nodes are never freed before their list.
         self.current.map(|node| unsafe { node.as_ref() })
     }
+
+    /// After a forward move: starts loading the node the scan visits next.
+    #[inline]
+    fn prefetch_next(&self) {
+        if let Some(node) = self.node() {
+            self.table.list.prefetch_past(node);
+        }
+    }
 }
 
 impl InternalIterator for MemTableIterator {
@@ -274,6 +282,7 @@ impl InternalIterator for MemTableIterator {
 
     fn seek(&mut self, key: &[u8], version: u64) -> Result<()> {
         self.current = self.table.list.seek(key, version).map(NonNull::from);
+        self.prefetch_next();
         Ok(())
     }
 
@@ -290,6 +299,7 @@ impl InternalIterator for MemTableIterator {
         if let Some(node) = self.node() {
             self.current = self.table.list.next_of(Some(node)).map(NonNull::from);
         }
+        self.prefetch_next();
         Ok(())
     }
 
@@ -304,6 +314,7 @@ impl InternalIterator for MemTableIterator {
         if let Some(node) = self.node().filter(|node| node.key() == key) {
             self.current = self.table.list.past_key(node).map(NonNull::from);
         }
+        self.prefetch_next();
         Ok(())
     }
 }
