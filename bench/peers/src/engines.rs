@@ -105,6 +105,30 @@ pub fn ferris_options(cfg: &EngineConfig) -> Result<ferrisdb_storage::engine::En
     Ok(opts)
 }
 
+/// RocksDB's memtable size and count (its defaults, set explicitly so the budget is known).
+const ROCKS_WRITE_BUFFER_BYTES: usize = 64 << 20;
+const ROCKS_WRITE_BUFFERS: i32 = 2;
+
+/// The memory an engine is configured to hold, in bytes: its block cache plus its write
+/// buffers (memtables, active and waiting to flush). `None`: the engine bounds its write
+/// buffers only by its journal size (fjall's default), so there is no fixed figure.
+/// Indexes and bloom filters of open tables come on top in every engine.
+pub fn memory_budget(kind: EngineKind, cfg: &EngineConfig) -> Result<Option<u64>> {
+    Ok(match kind {
+        #[cfg(feature = "ferrisdb")]
+        EngineKind::Ferrisdb => {
+            let o = ferris_options(cfg)?;
+            Some((o.block_cache_bytes + o.memtable_bytes * (1 + o.max_immutable_memtables)) as u64)
+        }
+        #[cfg(not(feature = "ferrisdb"))]
+        EngineKind::Ferrisdb => None,
+        EngineKind::Rocksdb => {
+            Some((cfg.cache_bytes + ROCKS_WRITE_BUFFER_BYTES * ROCKS_WRITE_BUFFERS as usize) as u64)
+        }
+        EngineKind::Fjall => None,
+    })
+}
+
 pub fn open(kind: EngineKind, dir: &Path, cfg: &EngineConfig) -> Result<Box<dyn BenchEngine>> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     Ok(match kind {
@@ -143,6 +167,8 @@ mod rocks {
             table.set_bloom_filter(10.0, false);
             let mut opts = Options::default();
             opts.create_if_missing(true);
+            opts.set_write_buffer_size(ROCKS_WRITE_BUFFER_BYTES);
+            opts.set_max_write_buffer_number(ROCKS_WRITE_BUFFERS);
             opts.set_block_based_table_factory(&table);
             let codec = |c: Compression| match c {
                 Compression::None => DBCompressionType::None,

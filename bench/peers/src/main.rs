@@ -4,6 +4,7 @@
 //! See README.md for the workloads and the exact commands.
 
 mod engines;
+mod memory;
 
 use std::io::Write as _;
 use std::panic::AssertUnwindSafe;
@@ -13,9 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Parser;
 use ferrisdb::engine_bench::{self as lib, KEY_LEN, Settings, ValueGen, WriteStats, permutation};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use engines::{Compression, EngineConfig, EngineKind};
+use memory::RssSampler;
 
 #[derive(Parser, Debug, Clone, Serialize)]
 #[command(version, about = "FerrisDB storage engine vs RocksDB vs fjall, same workloads")]
@@ -81,6 +83,14 @@ struct Args {
     /// `--ferris-opt l0_compaction_trigger=4`.
     #[arg(long = "ferris-opt", value_name = "NAME=VALUE", value_parser = engines::parse_ferris_opt)]
     ferris_opts: Vec<(String, String)>,
+    /// Run every engine inside this process. Default: each engine runs in a child process
+    /// of its own, so its resident memory is measured without what an earlier engine left
+    /// in the allocator.
+    #[arg(long)]
+    in_process: bool,
+    /// Internal: run the one engine of `--engines` and write its rows to this file.
+    #[arg(long, hide = true)]
+    child_report: Option<PathBuf>,
 }
 
 const WORKLOADS: &[&str] = &[
@@ -94,7 +104,7 @@ const WORKLOADS: &[&str] = &[
     "readrandom_after_reopen",
 ];
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct WorkloadResult {
     workload: String,
     engine: String,
@@ -104,10 +114,12 @@ struct WorkloadResult {
     mb_per_sec: f64,
     p50_us: Option<f64>,
     p99_us: Option<f64>,
+    /// Highest resident set size of the process while this row ran (since the previous row).
+    peak_rss_mib: Option<f64>,
     note: String,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 struct EngineSummary {
     engine: String,
     /// flush() after overwrite (memtables -> SSTables).
@@ -122,6 +134,12 @@ struct EngineSummary {
     user_bytes: u64,
     /// Flush and compaction counters after fillrandom + overwrite + flush (FerrisDB only).
     write_stats: Option<WriteStats>,
+    /// Resident set size before the engine opened (the harness: key orders, values).
+    baseline_rss_mib: Option<f64>,
+    /// Highest resident set size over the engine's whole run.
+    peak_rss_mib: Option<f64>,
+    /// The engine's configured memory: block cache plus write buffers (`None`: unbounded).
+    memory_budget_mib: Option<f64>,
     total_secs: f64,
     error: Option<String>,
 }
@@ -145,6 +163,7 @@ fn result(kind: EngineKind, r: lib::WorkloadResult) -> WorkloadResult {
         mb_per_sec: r.bytes as f64 / r.elapsed.as_secs_f64().max(1e-9) / 1_048_576.0,
         p50_us: r.quantile_us(0.50),
         p99_us: r.quantile_us(0.99),
+        peak_rss_mib: None,
         note: r.note,
     }
 }
@@ -185,27 +204,42 @@ fn progress(msg: &str) {
     let _ = std::io::stderr().flush();
 }
 
+/// What every engine's run shares: where its data goes, the settings, the key orders and the
+/// memory sampler.
+struct RunContext<'a> {
+    root: &'a Path,
+    args: &'a Args,
+    cfg: &'a EngineConfig,
+    perms: &'a (Vec<u64>, Vec<u64>),
+    rss: Option<&'a RssSampler>,
+}
+
 /// Runs every workload against one engine. Pushes results as they complete so a failure part
 /// way keeps the earlier rows.
 fn run_engine(
     kind: EngineKind,
-    root: &Path,
-    args: &Args,
-    cfg: &EngineConfig,
-    perms: &(Vec<u64>, Vec<u64>),
+    ctx: &RunContext<'_>,
     out: &mut Vec<WorkloadResult>,
     sum: &mut EngineSummary,
 ) -> Result<()> {
+    let RunContext { root, args, cfg, perms, rss } = *ctx;
     // Every workload but readwhilewriting runs from one thread.
     let one = settings(args, 1);
     let base = root.join(kind.name());
     if base.exists() {
         std::fs::remove_dir_all(&base)?;
     }
-    let push = |r: WorkloadResult, out: &mut Vec<WorkloadResult>| {
+    sum.baseline_rss_mib = rss.map(|s| mib(s.take_peak()));
+    let push = |mut r: WorkloadResult, out: &mut Vec<WorkloadResult>| {
+        r.peak_rss_mib = rss.map(|s| mib(s.take_peak()));
         progress(&format!(
-            "{:<10} {:<24} {:>12.0} ops/s {:>8.1} MB/s  {}",
-            r.engine, r.workload, r.ops_per_sec, r.mb_per_sec, r.note
+            "{:<10} {:<24} {:>12.0} ops/s {:>8.1} MB/s {:>8} MiB RSS  {}",
+            r.engine,
+            r.workload,
+            r.ops_per_sec,
+            r.mb_per_sec,
+            fmt_opt(r.peak_rss_mib),
+            r.note
         ));
         out.push(r);
     };
@@ -228,10 +262,12 @@ fn run_engine(
     let dir = base.join("db");
     let mut db = engines::open(kind, &dir, cfg)?;
     let mut vgen = ValueGen::new(args.seed, args.value_size);
-    let r = lib::fill(db.as_ref(), "fillrandom", &perms.0, &one, &mut vgen).map_err(anyhow::Error::msg)?;
+    let r =
+        lib::fill(db.as_ref(), "fillrandom", &perms.0, &one, &mut vgen).map_err(anyhow::Error::msg)?;
     sum.user_bytes += (r.ops as usize * (KEY_LEN + args.value_size)) as u64;
     push(result(kind, r), out);
-    let r = lib::fill(db.as_ref(), "overwrite", &perms.1, &one, &mut vgen).map_err(anyhow::Error::msg)?;
+    let r =
+        lib::fill(db.as_ref(), "overwrite", &perms.1, &one, &mut vgen).map_err(anyhow::Error::msg)?;
     sum.user_bytes += (r.ops as usize * (KEY_LEN + args.value_size)) as u64;
     push(result(kind, r), out);
 
@@ -250,7 +286,8 @@ fn run_engine(
         ));
     }
 
-    let r = lib::read_random(db.as_ref(), "readrandom", &one, args.seed + 2).map_err(anyhow::Error::msg)?;
+    let r =
+        lib::read_random(db.as_ref(), "readrandom", &one, args.seed + 2).map_err(anyhow::Error::msg)?;
     push(result(kind, r), out);
     let r = lib::seek_random(db.as_ref(), &one).map_err(anyhow::Error::msg)?;
     push(result(kind, r), out);
@@ -286,6 +323,10 @@ fn run_engine(
     Ok(())
 }
 
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / 1_048_576.0
+}
+
 /// Table bytes written (flushes + compaction outputs) per user byte written.
 fn write_amp(w: &WriteStats, user_bytes: u64) -> f64 {
     (w.flush_bytes + w.compaction_write_bytes) as f64 / user_bytes.max(1) as f64
@@ -296,8 +337,10 @@ fn fmt_opt(v: Option<f64>) -> String {
 }
 
 fn print_tables(results: &[WorkloadResult], sums: &[EngineSummary]) {
-    println!("| workload | engine | ops/s | MB/s | p50 µs | p99 µs | FerrisDB / best peer | note |");
-    println!("|---|---|---:|---:|---:|---:|---:|---|");
+    println!(
+        "| workload | engine | ops/s | MB/s | p50 µs | p99 µs | peak RSS MiB | FerrisDB / best peer | note |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---|");
     for w in WORKLOADS {
         let rows: Vec<&WorkloadResult> = results.iter().filter(|r| r.workload == *w).collect();
         let best_peer = rows
@@ -311,34 +354,40 @@ fn print_tables(results: &[WorkloadResult], sums: &[EngineSummary]) {
                 _ => String::new(),
             };
             println!(
-                "| {} | {} | {:.0} | {:.1} | {} | {} | {} | {} |",
+                "| {} | {} | {:.0} | {:.1} | {} | {} | {} | {} | {} |",
                 r.workload,
                 r.engine,
                 r.ops_per_sec,
                 r.mb_per_sec,
                 fmt_opt(r.p50_us),
                 fmt_opt(r.p99_us),
+                fmt_opt(r.peak_rss_mib),
                 ratio,
                 r.note
             );
         }
     }
     println!();
-    println!("| engine | flush after overwrite s | close s | open s | reopen total s | disk MiB | total s | error |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    println!(
+        "| engine | flush after overwrite s | close s | open s | reopen total s | disk MiB | RSS before open MiB | peak RSS MiB | budget MiB (cache + write buffers) | total s | error |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for s in sums {
         let reopen = match (s.close_secs, s.open_secs) {
             (Some(c), Some(o)) => format!("{:.3}", c + o),
             _ => "-".into(),
         };
         println!(
-            "| {} | {} | {} | {} | {} | {} | {:.1} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
             s.engine,
             s.flush_secs.map_or("-".into(), |x| format!("{x:.3}")),
             s.close_secs.map_or("-".into(), |x| format!("{x:.3}")),
             s.open_secs.map_or("-".into(), |x| format!("{x:.3}")),
             reopen,
             s.disk_bytes.map_or("-".into(), |x| format!("{:.1}", x as f64 / 1_048_576.0)),
+            fmt_opt(s.baseline_rss_mib),
+            fmt_opt(s.peak_rss_mib),
+            s.memory_budget_mib.map_or("unbounded".into(), |x| format!("{x:.0}")),
             s.total_secs,
             s.error.as_deref().unwrap_or("")
         );
@@ -349,11 +398,14 @@ fn print_tables(results: &[WorkloadResult], sums: &[EngineSummary]) {
         return;
     }
     println!();
-    println!("After fillrandom + overwrite + flush (write amplification = table bytes written by flushes and compactions / key+value bytes written):");
+    println!(
+        "After fillrandom + overwrite + flush (write amplification = table bytes written by flushes and compactions / key+value bytes written):"
+    );
     println!();
-    println!("| engine | user MiB | flush MiB | compaction read MiB | compaction write MiB | write amp | compactions | trivial moves | compaction s | write stall s |");
+    println!(
+        "| engine | user MiB | flush MiB | compaction read MiB | compaction write MiB | write amp | compactions | trivial moves | compaction s | write stall s |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let mib = |b: u64| b as f64 / 1_048_576.0;
     for (s, w) in with_stats {
         println!(
             "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {} | {:.1} | {:.1} |",
@@ -371,19 +423,73 @@ fn print_tables(results: &[WorkloadResult], sums: &[EngineSummary]) {
     }
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
-    anyhow::ensure!(args.num > 0 && args.num < 10u64.pow(16), "--num out of range");
-    let cfg = EngineConfig {
-        sync: args.sync,
-        cache_bytes: args.cache_mib << 20,
-        compression: args.compression,
-        bottommost_compression: args.bottommost_compression,
-        gc_window: args.gc_window,
-        ferris_opts: args.ferris_opts.clone(),
-    };
-    #[cfg(feature = "ferrisdb")]
-    engines::ferris_options(&cfg)?;
+#[derive(Serialize, Deserialize)]
+struct ChildReport {
+    results: Vec<WorkloadResult>,
+    engines: Vec<EngineSummary>,
+}
+
+/// Runs each engine of `--engines` in its own process: this program again, with the same
+/// arguments, one engine and a file to write its rows to.
+fn run_in_children(args: &Args) -> Result<(Vec<WorkloadResult>, Vec<EngineSummary>)> {
+    let exe = std::env::current_exe().context("locate this program to run each engine")?;
+    let shared = child_args(std::env::args_os().skip(1));
+    let (mut results, mut sums) = (Vec::new(), Vec::new());
+    for &kind in &args.engines {
+        let report = tempfile::NamedTempFile::new()?;
+        progress(&format!("{}: its own process", kind.name()));
+        let t = Instant::now();
+        let status = std::process::Command::new(&exe)
+            .args(&shared)
+            .arg("--engines")
+            .arg(kind.name())
+            .arg("--child-report")
+            .arg(report.path())
+            .status()
+            .with_context(|| format!("start {} for {}", exe.display(), kind.name()))?;
+        let read = std::fs::read(report.path())
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| Ok(serde_json::from_slice::<ChildReport>(&bytes)?));
+        match read {
+            Ok(child) if status.success() => {
+                results.extend(child.results);
+                sums.extend(child.engines);
+            }
+            other => sums.push(EngineSummary {
+                engine: kind.name().into(),
+                total_secs: t.elapsed().as_secs_f64(),
+                error: Some(match other {
+                    Ok(_) => format!("its process exited with {status}"),
+                    Err(e) => format!("its process exited with {status}; no report: {e:#}"),
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+    Ok((results, sums))
+}
+
+/// The command line for one engine's process: every argument but `--engines` and `--json`
+/// (the parent writes the combined JSON).
+fn child_args(argv: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut skip_value = false;
+    for arg in argv {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        let text = arg.to_string_lossy();
+        if text == "--engines" || text == "--json" {
+            skip_value = true;
+        } else if !text.starts_with("--engines=") && !text.starts_with("--json=") {
+            out.push(arg);
+        }
+    }
+    out
+}
+
+/// Runs every engine of `--engines` in this process, one after the other.
+fn run_here(args: &Args, cfg: &EngineConfig) -> Result<(Vec<WorkloadResult>, Vec<EngineSummary>)> {
     let _tmp;
     let root = match &args.dir {
         Some(d) => {
@@ -397,16 +503,27 @@ fn main() -> Result<()> {
     };
     progress(&format!("data under {}; {:?}", root.display(), args));
     let perms = (permutation(args.num, args.seed), permutation(args.num, args.seed + 1));
+    let rss = RssSampler::start();
+    let ctx = RunContext { root: &root, args, cfg, perms: &perms, rss: rss.as_ref() };
 
     let mut results = Vec::new();
     let mut sums = Vec::new();
     for &kind in &args.engines {
-        let mut sum = EngineSummary { engine: kind.name().into(), ..Default::default() };
+        let mut sum = EngineSummary {
+            engine: kind.name().into(),
+            memory_budget_mib: engines::memory_budget(kind, cfg)?.map(mib),
+            ..Default::default()
+        };
+        let first_row = results.len();
         let t = Instant::now();
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            run_engine(kind, &root, &args, &cfg, &perms, &mut results, &mut sum)
+            run_engine(kind, &ctx, &mut results, &mut sum)
         }));
         sum.total_secs = t.elapsed().as_secs_f64();
+        sum.peak_rss_mib = results[first_row..]
+            .iter()
+            .filter_map(|r| r.peak_rss_mib)
+            .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
         match r {
             Ok(Ok(())) => {}
             Ok(Err(e)) => sum.error = Some(format!("{e:#}")),
@@ -424,6 +541,35 @@ fn main() -> Result<()> {
         }
         sums.push(sum);
     }
+    Ok((results, sums))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.num > 0 && args.num < 10u64.pow(16), "--num out of range");
+    let cfg = EngineConfig {
+        sync: args.sync,
+        cache_bytes: args.cache_mib << 20,
+        compression: args.compression,
+        bottommost_compression: args.bottommost_compression,
+        gc_window: args.gc_window,
+        ferris_opts: args.ferris_opts.clone(),
+    };
+    #[cfg(feature = "ferrisdb")]
+    engines::ferris_options(&cfg)?;
+
+    if let Some(path) = &args.child_report {
+        let (results, engines) = run_here(&args, &cfg)?;
+        let report = ChildReport { results, engines };
+        std::fs::write(path, serde_json::to_vec(&report)?)
+            .with_context(|| format!("write {}", path.display()))?;
+        return Ok(());
+    }
+    let (results, sums) = if args.in_process || args.engines.len() < 2 {
+        run_here(&args, &cfg)?
+    } else {
+        run_in_children(&args)?
+    };
 
     print_tables(&results, &sums);
     if let Some(path) = &args.json {
@@ -433,4 +579,20 @@ fn main() -> Result<()> {
         progress(&format!("wrote {}", path.display()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_engines_process_gets_every_argument_but_the_engines_and_the_json_file() {
+        let argv = ["--num", "5", "--engines", "ferrisdb,rocksdb", "--json=/tmp/x.json", "--keep"]
+            .iter()
+            .chain(&["--json", "/tmp/y.json", "--engines=fjall", "--dir", "/d"])
+            .map(std::ffi::OsString::from);
+        let kept: Vec<String> =
+            child_args(argv).into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(kept, ["--num", "5", "--keep", "--dir", "/d"]);
+    }
 }

@@ -10,7 +10,7 @@ use ferrisdb_core::Error;
 use ferrisdb_storage::engine::{Engine, EngineOptions, ScanOptions, WriteBatch};
 
 /// Flush and compaction counters of an engine.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WriteStats {
     /// Bytes of the tables written by memtable flushes.
     pub flush_bytes: u64,
