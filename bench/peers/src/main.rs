@@ -249,8 +249,8 @@ fn run_engine(
         let dir = base.join("fillseq");
         let db = engines::open(kind, &dir, cfg)?;
         let mut vgen = ValueGen::new(args.seed, args.value_size);
-        let seq: Vec<u64> = (0..args.num).collect();
-        let r = lib::fill(db.as_ref(), "fillseq", &seq, &one, &mut vgen).map_err(anyhow::Error::msg)?;
+        let r = lib::fill(db.as_ref(), "fillseq", 0..args.num, &one, &mut vgen)
+            .map_err(anyhow::Error::msg)?;
         push(result(kind, r), out);
         db.close().map_err(|e| anyhow::anyhow!("{e}"))?;
         if !args.keep {
@@ -262,12 +262,12 @@ fn run_engine(
     let dir = base.join("db");
     let mut db = engines::open(kind, &dir, cfg)?;
     let mut vgen = ValueGen::new(args.seed, args.value_size);
-    let r =
-        lib::fill(db.as_ref(), "fillrandom", &perms.0, &one, &mut vgen).map_err(anyhow::Error::msg)?;
+    let r = lib::fill(db.as_ref(), "fillrandom", perms.0.iter().copied(), &one, &mut vgen)
+        .map_err(anyhow::Error::msg)?;
     sum.user_bytes += (r.ops as usize * (KEY_LEN + args.value_size)) as u64;
     push(result(kind, r), out);
-    let r =
-        lib::fill(db.as_ref(), "overwrite", &perms.1, &one, &mut vgen).map_err(anyhow::Error::msg)?;
+    let r = lib::fill(db.as_ref(), "overwrite", perms.1.iter().copied(), &one, &mut vgen)
+        .map_err(anyhow::Error::msg)?;
     sum.user_bytes += (r.ops as usize * (KEY_LEN + args.value_size)) as u64;
     push(result(kind, r), out);
 

@@ -148,21 +148,18 @@ pub fn run(cfg: EngineBench) -> Result<Vec<WorkloadResult>, String> {
         .filter(|s| !s.is_empty())
     {
         let result = match name {
-            "fillseq" => {
-                let order: Vec<u64> = (0..cfg.num).collect();
-                fill(&db, name, &order, &settings, &mut values)?
-            }
+            "fillseq" => fill(&db, name, 0..cfg.num, &settings, &mut values)?,
             "fillrandom" => fill(
                 &db,
                 name,
-                &permutation(cfg.num, SEED),
+                permutation(cfg.num, SEED),
                 &settings,
                 &mut values,
             )?,
             "overwrite" => fill(
                 &db,
                 name,
-                &permutation(cfg.num, SEED + 1),
+                permutation(cfg.num, SEED + 1),
                 &settings,
                 &mut values,
             )?,

@@ -125,20 +125,13 @@ pub fn write_keys(
 pub fn fill(
     db: &dyn BenchEngine,
     name: &str,
-    order: &[u64],
+    order: impl IntoIterator<Item = u64>,
     settings: &Settings,
     values: &mut ValueGen,
 ) -> Result<WorkloadResult, String> {
     let mut latency = histogram();
     let start = Instant::now();
-    let (ops, bytes) = write_keys(
-        db,
-        order.iter().copied(),
-        settings,
-        values,
-        &mut latency,
-        None,
-    )?;
+    let (ops, bytes) = write_keys(db, order.into_iter(), settings, values, &mut latency, None)?;
     Ok(WorkloadResult {
         workload: name.into(),
         ops,
@@ -375,13 +368,12 @@ mod tests {
             seed: 1,
         };
         let mut values = ValueGen::new(1, 20);
-        let seq: Vec<u64> = (0..500).collect();
-        let r = fill(&db, "fillseq", &seq, &settings, &mut values).unwrap();
+        let r = fill(&db, "fillseq", 0..500, &settings, &mut values).unwrap();
         assert_eq!((r.ops, r.bytes), (500, 500 * 36));
         let r = fill(
             &db,
             "overwrite",
-            &permutation(500, 2),
+            permutation(500, 2),
             &settings,
             &mut values,
         )
