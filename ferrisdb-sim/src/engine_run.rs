@@ -552,6 +552,8 @@ fn engine_options(rng: &mut StdRng) -> EngineOptions {
     // zstd at the bottom for half the seeds, picked without a draw of its own so that every
     // seed's schedule stays what it was.
     let bottommost_compression = (memtable_bytes % 2 == 0).then_some(Compression::Zstd);
+    // Static or dynamic level sizing, the same way.
+    let dynamic_level_bytes = memtable_bytes / 2 % 2 == 0;
     EngineOptions {
         sync: SyncPolicy::Always,
         memtable_bytes,
@@ -568,6 +570,7 @@ fn engine_options(rng: &mut StdRng) -> EngineOptions {
         l0_compaction_trigger: rng.random_range(2..5),
         level1_bytes: rng.random_range(16 * 1024..128 * 1024),
         level_multiplier: rng.random_range(2..6),
+        dynamic_level_bytes,
         num_levels: rng.random_range(3..6),
         background_threads: false,
         flush_on_open: rng.random_bool(0.5),

@@ -51,10 +51,18 @@ pub struct EngineOptions {
     pub l0_slowdown_writes: usize,
     /// Writes wait for compaction while level 0 has at least this many files.
     pub l0_stop_writes: usize,
-    /// Target size of level 1; level n ≥ 2 targets `level1_bytes * level_multiplier^(n-1)`.
+    /// Target size of the level that level 0 compacts into: level 1 with static sizing
+    /// (level n ≥ 2 then targets `level1_bytes * level_multiplier^(n-1)`), the *base level*
+    /// with dynamic sizing (see [`dynamic_level_bytes`](Self::dynamic_level_bytes)).
     pub level1_bytes: u64,
     /// Growth factor between level targets.
     pub level_multiplier: u64,
+    /// Size the levels from the bottom (the default): the last level holds what it holds,
+    /// each level above a `level_multiplier`-th of the one below, and level 0 compacts into
+    /// the first level whose target that makes at most `level1_bytes`, so most data sits in
+    /// the last level and space amplification stays near 1.1. False: static targets from
+    /// level 1 down. See `engine/compaction/level_targets.rs`.
+    pub dynamic_level_bytes: bool,
     /// Number of levels (at least 2).
     pub num_levels: usize,
     /// Run flush and compaction on background threads; false = only when called (or inline,
@@ -87,6 +95,7 @@ impl Default for EngineOptions {
             l0_stop_writes: 20,
             level1_bytes: 256 << 20,
             level_multiplier: 10,
+            dynamic_level_bytes: true,
             num_levels: 7,
             background_threads: true,
             inline_background_work: false,
@@ -96,7 +105,7 @@ impl Default for EngineOptions {
 }
 
 impl EngineOptions {
-    /// Target size in bytes of `level` (≥ 1).
+    /// Target size in bytes of `level` (≥ 1) with static sizing.
     pub fn level_target_bytes(&self, level: usize) -> u64 {
         let mut target = self.level1_bytes.max(1);
         for _ in 1..level {

@@ -9,6 +9,7 @@
 //! is next merged), and into the last level only if the GC rules would keep every entry of the
 //! table (see [`needs_no_gc`]).
 
+mod level_targets;
 mod picker;
 mod purge;
 mod run;
@@ -66,7 +67,7 @@ impl Inner {
             let deeper: Vec<_> = manifest_state
                 .levels
                 .iter()
-                .skip(pick.output_level() + 1)
+                .skip(pick.output_level + 1)
                 .flatten()
                 .cloned()
                 .collect();
@@ -107,7 +108,7 @@ impl Inner {
             Ok(tables)
         };
         let inputs = open(pick.level, &pick.inputs)?;
-        let next_inputs = open(pick.output_level(), &pick.next_inputs)?;
+        let next_inputs = open(pick.output_level, &pick.next_inputs)?;
         let horizon = self.gc_horizon.load(Ordering::Acquire);
         let trivial = is_trivial_move(&pick, &inputs, horizon, self.opts.num_levels);
         let outputs = if trivial {
@@ -138,7 +139,7 @@ impl Inner {
             edit.deleted.push((pick.level, table.id()));
         }
         for table in &next_inputs {
-            edit.deleted.push((pick.output_level(), table.id()));
+            edit.deleted.push((pick.output_level, table.id()));
         }
         for table in &outputs {
             let clean = if trivial {
@@ -147,7 +148,7 @@ impl Inner {
                 clean_through
             };
             edit.added
-                .push((pick.output_level(), file_meta(table, clean)));
+                .push((pick.output_level, file_meta(table, clean)));
         }
         // Ordered sets: files are removed in id order, the same on every run.
         let removed: BTreeSet<u64> = edit.deleted.iter().map(|(_, id)| *id).collect();
@@ -158,9 +159,9 @@ impl Inner {
             for tables in &mut levels {
                 tables.retain(|t| !removed.contains(&t.id()));
             }
-            if let Some(out) = levels.get_mut(pick.output_level()) {
+            if let Some(out) = levels.get_mut(pick.output_level) {
                 out.extend(outputs.iter().cloned());
-                sort_level(pick.output_level(), out);
+                sort_level(pick.output_level, out);
             }
             edit.dropped_range_tombstones =
                 collectable_tombstones(versions.manifest.state(), &edit, &levels, horizon);
@@ -219,7 +220,7 @@ fn is_trivial_move(pick: &Pick, inputs: &[Arc<Table>], horizon: u64, num_levels:
     };
     !pick.in_place
         && pick.next_inputs.is_empty()
-        && (pick.output_level() + 1 < num_levels || needs_no_gc(table, horizon))
+        && (pick.output_level + 1 < num_levels || needs_no_gc(table, horizon))
 }
 
 /// True if the GC rules keep every entry of `table` when it is compacted into the last level:

@@ -1,7 +1,8 @@
 //! Leveled compaction picking.
 //!
 //! Level 0 goes first: once it holds `l0_compaction_trigger` files, all of them are merged
-//! with the level-1 files they overlap. Otherwise the level n ≥ 1 (not the last) whose size
+//! with the files they overlap in the base level (level 1, or with dynamic sizing the level
+//! `level_targets.rs` names). Otherwise the level n ≥ 1 (not the last) whose size
 //! exceeds its target by the largest ratio gives one file, chosen round-robin by key (the
 //! first file starting after the last key compacted out of that level, wrapping around), and
 //! it is merged with the overlapping files of level n + 1. Overlap is by user-key range.
@@ -13,28 +14,21 @@
 
 use std::collections::BTreeMap;
 
+use super::level_targets::level_targets;
 use crate::engine::EngineOptions;
 use crate::manifest::{FileMeta, ManifestState};
 
-/// A compaction to run: `inputs` from `level`, `next_inputs` from `level + 1`.
+/// A compaction to run: `inputs` from `level`, `next_inputs` from `output_level`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Pick {
     pub level: usize,
     pub inputs: Vec<FileMeta>,
     pub next_inputs: Vec<FileMeta>,
+    /// The level the outputs go to: `level + 1`, the base level for level 0, or `level`
+    /// itself when `in_place`.
+    pub output_level: usize,
     /// Rewrite the one input into its own (the last) level: range-deleted entries to drop.
     pub in_place: bool,
-}
-
-impl Pick {
-    /// The level the outputs go to.
-    pub fn output_level(&self) -> usize {
-        if self.in_place {
-            self.level
-        } else {
-            self.level + 1
-        }
-    }
 }
 
 /// What picking needs to know beyond the manifest: the GC horizon and each live table's
@@ -55,26 +49,36 @@ pub(crate) fn pick(
     if levels.len() < 2 {
         return None;
     }
+    let level_bytes: Vec<u64> = levels
+        .iter()
+        .map(|files| files.iter().map(|f| f.size).sum())
+        .collect();
+    let targets = level_targets(opts, &level_bytes);
     let l0 = levels.first()?;
     if !l0.is_empty() && l0.len() >= opts.l0_compaction_trigger.max(1) {
         let (lo, hi) = key_range(l0)?;
         return Some(Pick {
             level: 0,
             inputs: l0.clone(),
-            next_inputs: overlapping(levels.get(1)?, lo, hi),
+            next_inputs: overlapping(levels.get(targets.base_level)?, lo, hi),
+            output_level: targets.base_level,
             in_place: false,
         });
     }
     let mut best: Option<(usize, f64)> = None;
-    for (level, files) in levels.iter().enumerate().take(levels.len() - 1).skip(1) {
-        let bytes: u64 = files.iter().map(|f| f.size).sum();
-        let score = bytes as f64 / opts.level_target_bytes(level) as f64;
+    for (level, &bytes) in level_bytes
+        .iter()
+        .enumerate()
+        .take(levels.len() - 1)
+        .skip(1)
+    {
+        let score = targets.score(level, bytes);
         if score > 1.0 && best.is_none_or(|(_, s)| score > s) {
             best = Some((level, score));
         }
     }
     let Some((level, _)) = best else {
-        return range_deleted(state, gc);
+        return range_deleted(state, gc, targets.base_level);
     };
     let files = levels.get(level)?;
     let pointer = pointers.get(level).cloned().unwrap_or_default();
@@ -95,6 +99,7 @@ pub(crate) fn pick(
         level,
         inputs: vec![file],
         next_inputs,
+        output_level: level + 1,
         in_place: false,
     })
 }
@@ -103,8 +108,8 @@ pub(crate) fn pick(
 /// covers: the tombstone is newer than the table's oldest entry, and the table was not
 /// written by a compaction that already dropped what the tombstone covers (its
 /// `clean_through` is below the tombstone). The compaction's outputs are clean through the
-/// horizon, so each table is picked once per tombstone.
-fn range_deleted(state: &ManifestState, gc: &GcView<'_>) -> Option<Pick> {
+/// horizon, so each table is picked once per tombstone. Level 0 goes to `base_level`.
+fn range_deleted(state: &ManifestState, gc: &GcView<'_>, base_level: usize) -> Option<Pick> {
     let levels = &state.levels;
     let last = levels.len().checked_sub(1)?;
     for tombstone in state
@@ -126,7 +131,8 @@ fn range_deleted(state: &ManifestState, gc: &GcView<'_>) -> Option<Pick> {
                 Pick {
                     level: 0,
                     inputs: files.clone(),
-                    next_inputs: overlapping(levels.get(1)?, lo, hi),
+                    next_inputs: overlapping(levels.get(base_level)?, lo, hi),
+                    output_level: base_level,
                     in_place: false,
                 }
             } else if level == last {
@@ -134,6 +140,7 @@ fn range_deleted(state: &ManifestState, gc: &GcView<'_>) -> Option<Pick> {
                     level,
                     inputs: vec![file.clone()],
                     next_inputs: Vec::new(),
+                    output_level: level,
                     in_place: true,
                 }
             } else {
@@ -145,6 +152,7 @@ fn range_deleted(state: &ManifestState, gc: &GcView<'_>) -> Option<Pick> {
                         &file.smallest.key,
                         &file.largest.key,
                     ),
+                    output_level: level + 1,
                     in_place: false,
                 }
             });
@@ -196,8 +204,46 @@ mod tests {
             level1_bytes: 100,
             level_multiplier: 10,
             num_levels: 4,
+            dynamic_level_bytes: false,
             ..EngineOptions::default()
         }
+    }
+
+    #[test]
+    fn dynamic_sizing_sends_level_zero_to_the_base_level() {
+        let dynamic = EngineOptions {
+            dynamic_level_bytes: true,
+            ..opts()
+        };
+        let mut pointers = vec![Vec::new(); 4];
+        let mut state = ManifestState::new(4);
+        state.levels[0] = vec![file(5, "c", "f", 10), file(6, "a", "d", 10)];
+        // Nothing below level 0: straight into the last level.
+        let first = pick(&state, &dynamic, &mut pointers, &NO_GC).unwrap();
+        assert_eq!((first.level, first.output_level), (0, 3));
+        assert!(first.next_inputs.is_empty());
+        // The last level past `level1_bytes`: level 2 becomes the base level.
+        state.levels[3] = vec![file(1, "a", "b", 150), file(2, "e", "g", 150)];
+        let second = pick(&state, &dynamic, &mut pointers, &NO_GC).unwrap();
+        assert_eq!(second.output_level, 2);
+        assert!(second.next_inputs.is_empty());
+        // Level 2 over its target (at least `level1_bytes`) goes down into level 3.
+        state.levels[0].clear();
+        state.levels[2] = vec![file(7, "a", "z", 40)];
+        assert_eq!(
+            pick(&state, &dynamic, &mut pointers, &NO_GC),
+            None,
+            "40 <= 100"
+        );
+        state.levels[2] = vec![file(7, "a", "c", 60), file(8, "d", "z", 60)];
+        let third = pick(&state, &dynamic, &mut pointers, &NO_GC).unwrap();
+        assert_eq!((third.level, third.output_level), (2, 3));
+        let ids: Vec<u64> = third.next_inputs.iter().map(|f| f.id).collect();
+        assert_eq!(ids, vec![1]);
+        // With static sizing the same state sends level 0 to level 1.
+        state.levels[0] = vec![file(5, "c", "f", 10), file(6, "a", "d", 10)];
+        let fixed = pick(&state, &opts(), &mut pointers, &NO_GC).unwrap();
+        assert_eq!(fixed.output_level, 1);
     }
 
     #[test]

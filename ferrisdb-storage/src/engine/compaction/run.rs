@@ -50,7 +50,7 @@ pub(super) fn run(
         next_inputs.to_vec(),
     )));
     let mut merge = MergeIterator::new(sources);
-    let mut writer = OutputWriter::new(inner, pick.output_level(), deeper.is_empty());
+    let mut writer = OutputWriter::new(inner, pick.output_level, deeper.is_empty());
     match merge_into(&mut merge, &mut writer, deeper, gc) {
         Ok(()) => writer.finish(),
         Err(err) => {

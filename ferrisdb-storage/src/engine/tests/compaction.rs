@@ -5,12 +5,15 @@ use super::*;
 use crate::engine::WriteBatch;
 
 /// No background threads, memtables flushed only when asked, one level-0 file triggers a
-/// compaction, big levels (nothing but level 0 ever needs compacting), `num_levels` levels.
+/// compaction, big levels (nothing but level 0 ever needs compacting), `num_levels` levels,
+/// static sizing (level 0 compacts into level 1, so `num_levels` decides whether that is the
+/// last level; `level_sizing.rs` covers dynamic sizing).
 fn options(num_levels: usize) -> EngineOptions {
     EngineOptions {
         memtable_bytes: 1 << 20,
         l0_compaction_trigger: 1,
         level1_bytes: 1 << 30,
+        dynamic_level_bytes: false,
         num_levels,
         ..small_options(false)
     }

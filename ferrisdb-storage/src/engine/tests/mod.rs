@@ -5,6 +5,7 @@ mod basic;
 mod compaction;
 mod concurrency;
 mod corruption;
+mod level_sizing;
 mod model;
 mod range_delete;
 mod reopen;
@@ -40,6 +41,7 @@ pub(super) fn small_options(background: bool) -> EngineOptions {
         l0_stop_writes: 10,
         level1_bytes: 4096,
         level_multiplier: 2,
+        dynamic_level_bytes: true,
         num_levels: 4,
         background_threads: background,
         inline_background_work: false,

@@ -176,9 +176,12 @@ fn build_batch(ops: &[BatchOp]) -> WriteBatch {
     batch
 }
 
-fn run(ops: Vec<Op>, steps: Vec<u8>) -> Result<(), TestCaseError> {
+fn run(ops: Vec<Op>, steps: Vec<u8>, dynamic_level_bytes: bool) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
-    let opts = small_options(false);
+    let opts = EngineOptions {
+        dynamic_level_bytes,
+        ..small_options(false)
+    };
     let mut engine = open(dir.path(), opts);
     let mut model = Model::default();
     let mut step = steps.into_iter().cycle();
@@ -303,19 +306,29 @@ fn run(ops: Vec<Op>, steps: Vec<u8>) -> Result<(), TestCaseError> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
     #[test]
-    fn engine_matches_model(ops in prop::collection::vec(op(), 1..60), steps in prop::collection::vec(any::<u8>(), 1..8)) {
-        run(ops, steps)?;
+    fn engine_matches_model(ops in prop::collection::vec(op(), 1..60), steps in prop::collection::vec(any::<u8>(), 1..8), dynamic in any::<bool>()) {
+        run(ops, steps, dynamic)?;
     }
 }
 
 #[test]
-fn long_sequence_reaches_deep_levels() {
+fn long_sequence_reaches_deep_levels_with_static_sizing() {
+    long_sequence(false);
+}
+
+#[test]
+fn long_sequence_reaches_deep_levels_with_dynamic_sizing() {
+    long_sequence(true);
+}
+
+fn long_sequence(dynamic_level_bytes: bool) {
     let dir = tempfile::tempdir().unwrap();
     // Compressed tables are small: a smaller level 1 still makes this data reach level 2.
     let engine = open(
         dir.path(),
         EngineOptions {
             level1_bytes: 1024,
+            dynamic_level_bytes,
             ..small_options(false)
         },
     );
