@@ -150,6 +150,10 @@ pub struct EngineStats {
     pub total_sst_bytes: u64,
     /// Bytes in the active and immutable memtables.
     pub memtable_bytes: usize,
+    /// Bytes of blocks in the block cache.
+    pub block_cache_bytes: usize,
+    /// Bytes the open tables hold outside the block cache: index blocks and bloom filters.
+    pub table_memory_bytes: usize,
     /// Immutable memtables waiting to be flushed.
     pub immutable_memtables: usize,
     /// Writes that slept because level 0 was deep.

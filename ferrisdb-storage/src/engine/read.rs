@@ -105,6 +105,13 @@ impl Inner {
                     .map(|i| i.mem.approximate_bytes())
                     .sum::<usize>(),
             immutable_memtables: state.immutables.len(),
+            block_cache_bytes: self.cache.usage_bytes(),
+            table_memory_bytes: state
+                .levels
+                .iter()
+                .flatten()
+                .map(|t| t.memory_bytes())
+                .sum(),
             write_slowdowns: self.counters.write_slowdowns.load(Ordering::Relaxed),
             write_stops: self.counters.write_stops.load(Ordering::Relaxed),
             write_stall_micros: self.counters.write_stall_micros.load(Ordering::Relaxed),

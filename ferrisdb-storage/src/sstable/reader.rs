@@ -277,6 +277,16 @@ impl Table {
         self.file_size
     }
 
+    /// Bytes the open table holds in memory for as long as it is open, outside the block
+    /// cache: its index block and bloom filter (plus its smallest and largest keys).
+    pub fn memory_bytes(&self) -> usize {
+        self.index.charge()
+            + self.bloom.size_bytes()
+            + self.properties.smallest.key.len()
+            + self.properties.largest.key.len()
+            + std::mem::size_of::<Table>()
+    }
+
     /// Decodes the block handle stored in the current index entry.
     pub(crate) fn handle_at(&self, index: &BlockIter) -> Result<BlockHandle> {
         let handle = BlockHandle::decode_varint(index.value())

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use ferrisdb::engine_bench::clear_range::{clear_many, clear_range};
+use ferrisdb::engine_bench::memory::memory_line;
 use ferrisdb::engine_bench::{
     BenchEngine, FerrisEngine, Settings, ValueGen, WorkloadResult, check_keys, fill, permutation,
     read_random, read_seq, read_while_writing, seek_random,
@@ -187,6 +188,7 @@ pub fn run(cfg: EngineBench) -> Result<Vec<WorkloadResult>, String> {
             }
         };
         print(&result);
+        println!("{}", memory_line("  memory", &db.engine().stats()));
         results.push(result);
     }
     let stats = db.engine().stats();

@@ -6,11 +6,13 @@
 //! what a workload needs from an engine ([`BenchEngine`]) and wraps FerrisDB's
 //! ([`FerrisEngine`]), [`workloads`] runs fillseq / fillrandom / overwrite ([`fill`]),
 //! readrandom, seekrandom, readseq and readwhilewriting against any of them; [`clear_range`]
-//! (FerrisDB's engine only) times one range delete of everything while a writer runs.
+//! (FerrisDB's engine only) times one range delete of everything while a writer runs;
+//! [`memory`] splits the process's resident memory into the engine's parts and the rest.
 
 pub mod clear_range;
 pub mod data;
 pub mod engine;
+pub mod memory;
 pub mod workloads;
 
 pub use data::{KEY_LEN, ValueGen, check_keys, make_key, permutation};

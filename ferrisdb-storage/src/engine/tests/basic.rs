@@ -295,6 +295,45 @@ fn counters_account_flushed_and_compacted_bytes() {
 }
 
 #[test]
+fn memory_counters_follow_the_open_tables_and_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), small_options(false));
+    let empty = engine.stats();
+    assert_eq!((empty.table_memory_bytes, empty.block_cache_bytes), (0, 0));
+    for v in 1..=200u64 {
+        engine
+            .apply(v, &put(&format!("k{:03}", v % 101), &format!("value-{v}")))
+            .unwrap();
+    }
+    engine.flush().unwrap();
+    let state = engine.inner.current();
+    let tables: Vec<_> = state.levels.iter().flatten().collect();
+    assert!(!tables.is_empty());
+    let stats = engine.stats();
+    assert_eq!(
+        stats.table_memory_bytes,
+        tables.iter().map(|t| t.memory_bytes()).sum::<usize>()
+    );
+    // At least the bloom filters: 10 bits per distinct key of every table.
+    let keys: u64 = tables
+        .iter()
+        .map(|t| t.properties().distinct_key_count)
+        .sum();
+    assert!(
+        stats.table_memory_bytes as u64 >= keys * 10 / 8,
+        "{stats:?}"
+    );
+    assert_eq!(stats.block_cache_bytes, 0, "nothing read yet");
+    assert!(engine.get(b"k050", 200).unwrap().is_some());
+    assert!(engine.stats().block_cache_bytes > 0);
+    drop(state);
+    // Compacted into fewer, deduplicated tables: less index and filter to hold.
+    engine.set_gc_horizon(200);
+    engine.compact().unwrap();
+    assert!(engine.stats().table_memory_bytes < stats.table_memory_bytes);
+}
+
+#[test]
 fn a_flush_keeps_only_the_newest_version_at_or_below_the_gc_horizon() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(
