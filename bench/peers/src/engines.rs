@@ -95,6 +95,7 @@ pub fn ferris_options(cfg: &EngineConfig) -> Result<ferrisdb_storage::engine::En
             "level1_bytes" => opts.level1_bytes = int()? as u64,
             "level_multiplier" => opts.level_multiplier = int()? as u64,
             "num_levels" => opts.num_levels = int()?,
+            "dynamic_level_bytes" => opts.dynamic_level_bytes = flag()?,
             "flush_on_open" => opts.flush_on_open = flag()?,
             "block_size" => opts.table.block_size = int()?,
             "restart_interval" => opts.table.restart_interval = int()?,
