@@ -171,9 +171,7 @@ impl InternalIterator for TableIterator {
 
     fn seek(&mut self, key: &[u8], version: u64) -> Result<()> {
         self.guarded(|it| {
-            it.index
-                .seek(key, version)
-                .map_err(|e| it.table.index_error(e))?;
+            it.table.seek_index(&mut it.index, key, version)?;
             it.position_data(|data| data.seek(key, version))?;
             it.skip_forward()
         })
@@ -183,9 +181,7 @@ impl InternalIterator for TableIterator {
         self.guarded(|it| {
             // The first block whose last key is >= target holds the answer, or the answer is
             // the last entry of the block before it.
-            it.index
-                .seek(key, version)
-                .map_err(|e| it.table.index_error(e))?;
+            it.table.seek_index(&mut it.index, key, version)?;
             if it.index.valid() {
                 it.position_data(|data| data.seek_for_prev(key, version))?;
             } else {

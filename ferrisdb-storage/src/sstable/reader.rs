@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ferrisdb_core::{Error, Result};
 
-use super::block::{Block, BlockIter};
+use super::block::{Block, BlockIter, RestartPrefixes};
 use super::bloom::{BloomFilter, hash64};
 use super::compression::block_contents;
 use super::format::{
@@ -45,6 +45,8 @@ pub struct Table {
     file_size: u64,
     cache: Arc<BlockCache>,
     index: Arc<Block>,
+    /// The index's restart keys as integers, for seeks without walking the index block.
+    index_prefixes: RestartPrefixes,
     index_offset: u64,
     /// End of the data region (= start of the bloom block).
     data_end: u64,
@@ -97,6 +99,8 @@ impl Table {
         let index_bytes = read_block(&*file, path, footer.index)?;
         let index =
             Block::decode(index_bytes).map_err(|e| e.into_error(path, footer.index.offset))?;
+        let index_prefixes =
+            RestartPrefixes::build(&index).map_err(|e| e.into_error(path, footer.index.offset))?;
 
         let table = Table {
             id: table_id,
@@ -105,6 +109,7 @@ impl Table {
             file_size,
             cache,
             index: Arc::new(index),
+            index_prefixes,
             index_offset: footer.index.offset,
             data_end: footer.bloom.offset,
             bloom,
@@ -167,9 +172,7 @@ impl Table {
             return Ok(None);
         }
         let mut index = BlockIter::new(self.index.clone());
-        index
-            .seek(key, read_version)
-            .map_err(|e| self.index_error(e))?;
+        self.seek_index(&mut index, key, read_version)?;
         while index.valid() {
             let handle = self.handle_at(&index)?;
             let mut data = BlockIter::new(self.data_block(handle, true)?);
@@ -196,9 +199,7 @@ impl Table {
     /// read). The blocks at the range's edges are counted whole.
     pub fn block_sizes(&self, begin: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, u64)>> {
         let mut index = BlockIter::new(self.index.clone());
-        index
-            .seek(begin, u64::MAX)
-            .map_err(|e| self.index_error(e))?;
+        self.seek_index(&mut index, begin, u64::MAX)?;
         let mut out = Vec::new();
         while index.valid() {
             let handle = self.handle_at(&index)?;
@@ -277,10 +278,24 @@ impl Table {
         self.file_size
     }
 
+    /// Positions `index` (a cursor over this table's index block) on the first entry >=
+    /// `(key, version)`: the data block that holds the first entry at or after it.
+    pub(crate) fn seek_index(&self, index: &mut BlockIter, key: &[u8], version: u64) -> Result<()> {
+        let restart = self
+            .index_prefixes
+            .last_restart_below(&self.index, key, version)
+            .map_err(|e| self.index_error(e))?;
+        index
+            .seek_from_restart(restart, key, version)
+            .map_err(|e| self.index_error(e))
+    }
+
     /// Bytes the open table holds in memory for as long as it is open, outside the block
-    /// cache: its index block and bloom filter (plus its smallest and largest keys).
+    /// cache: its index block, the index's search aid and the bloom filter (plus its smallest
+    /// and largest keys).
     pub fn memory_bytes(&self) -> usize {
         self.index.charge()
+            + self.index_prefixes.memory_bytes()
             + self.bloom.size_bytes()
             + self.properties.smallest.key.len()
             + self.properties.largest.key.len()

@@ -154,7 +154,33 @@ impl BlockIter {
                 right = mid - 1;
             }
         }
-        self.seek_to_restart(left);
+        self.scan_from_restart(left, key, version)
+    }
+
+    /// Positions on the first entry >= (key, version), decoding forward from restart point
+    /// `restart`, which must be at or before that entry (as
+    /// [`RestartPrefixes::last_restart_below`](super::RestartPrefixes::last_restart_below)
+    /// finds it); the same result as [`seek`](Self::seek) without its binary search.
+    pub(crate) fn seek_from_restart(
+        &mut self,
+        restart: usize,
+        key: &[u8],
+        version: u64,
+    ) -> Result<(), DecodeError> {
+        let result = self.scan_from_restart(restart, key, version);
+        if result.is_err() {
+            self.valid = false;
+        }
+        result
+    }
+
+    fn scan_from_restart(
+        &mut self,
+        restart: usize,
+        key: &[u8],
+        version: u64,
+    ) -> Result<(), DecodeError> {
+        self.seek_to_restart(restart);
         loop {
             self.parse_next()?;
             if !self.valid

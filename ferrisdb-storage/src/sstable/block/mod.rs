@@ -15,9 +15,11 @@
 
 mod builder;
 mod iterator;
+mod restart_prefixes;
 
 pub(crate) use builder::BlockBuilder;
 pub(crate) use iterator::BlockIter;
+pub(crate) use restart_prefixes::RestartPrefixes;
 
 use bytes::Bytes;
 
