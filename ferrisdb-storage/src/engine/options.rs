@@ -152,7 +152,8 @@ pub struct EngineStats {
     pub memtable_bytes: usize,
     /// Bytes of blocks in the block cache.
     pub block_cache_bytes: usize,
-    /// Bytes the open tables hold outside the block cache: index blocks and bloom filters.
+    /// Bytes the open tables hold outside the block cache: index blocks, the arrays that
+    /// search them and bloom filters ([`Table::memory_bytes`](crate::sstable::Table::memory_bytes)).
     pub table_memory_bytes: usize,
     /// Immutable memtables waiting to be flushed.
     pub immutable_memtables: usize,
