@@ -37,10 +37,45 @@ pub(crate) struct RangeChunk {
     pub resume: Option<Bytes>,
 }
 
+/// The read version a transaction's first point read chose, and the value read with it when
+/// the backend could read the key in the same round trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FirstRead {
+    /// The transaction's read version: committed, and at least as new as a fresh read version.
+    pub version: Version,
+    /// The key's value at `version` (`Some(None)`: absent), when already read; `None` when the
+    /// caller must read it.
+    pub value: Option<Option<Bytes>>,
+}
+
 /// What a transaction needs from the cluster.
 pub(crate) trait Backend: Send + Sync + 'static {
     /// A fresh read version from the coordinator, asked for at `priority`.
     fn read_version(&self, priority: Priority) -> BoxFuture<'_, Result<Version, Error>>;
+    /// Whether a transaction's first point reads should go out beside its read-version
+    /// request, with [`first_read`](Self::first_read); false by default. Asked once per
+    /// attempt, by its first point read.
+    fn try_first_read(&self, priority: Priority) -> bool {
+        let _ = priority;
+        false
+    }
+    /// Asks for a read version and, at the same time, reads `key` at a storage server's
+    /// newest version; keeps that read when its version is at least the read version (see
+    /// [`FirstRead`] and [`crate::first_read`]). By default
+    /// [`read_version`](Self::read_version) alone.
+    fn first_read(
+        &self,
+        priority: Priority,
+        key: Bytes,
+    ) -> BoxFuture<'_, Result<FirstRead, Error>> {
+        let _ = key;
+        Box::pin(async move {
+            Ok(FirstRead {
+                version: self.read_version(priority).await?,
+                value: None,
+            })
+        })
+    }
     /// One key at a version, from a storage server holding it.
     fn get(&self, key: Bytes, version: Version) -> BoxFuture<'_, Result<Option<Bytes>, Error>>;
     /// The next piece of a range read (one shard's worth at most).

@@ -34,8 +34,9 @@ use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::backend::{Backend, RangeChunk, RangeRead};
+use crate::backend::{Backend, FirstRead, RangeChunk, RangeRead};
 use crate::call_batch::{COMMIT_LIMITS, CallBatcher, READ_LIMITS};
+use crate::first_read::FirstReadPolicy;
 use crate::read_version::ReadVersionBatcher;
 use crate::routing::{locate, replicas_from, resume_after};
 use crate::{KeyValue, Priority};
@@ -102,11 +103,17 @@ pub(crate) struct GrpcBackend {
     /// batch to share, so spreading scans costs nothing and shares the replicas' work (point
     /// reads go to the first replica, where they batch best; `docs/benchmarks.md`).
     range_turn: std::sync::atomic::AtomicUsize,
+    /// When a transaction's first point read goes out beside its read-version request.
+    first_reads: FirstReadPolicy,
 }
 
 type CommitBatcher =
     CallBatcher<TransactionCoordinatorClient<Channel>, v1::CommitRequest, Committed>;
-type ReadBatcher = CallBatcher<StorageServerClient<Channel>, v1::StorageGetRequest, Option<Bytes>>;
+type ReadBatcher = CallBatcher<StorageServerClient<Channel>, v1::StorageGetRequest, StoredValue>;
+
+/// A storage server's answer to a point read: the value (`None`: absent) and the version it
+/// was read at.
+type StoredValue = (Option<Bytes>, Version);
 
 impl GrpcBackend {
     /// A backend for the cluster whose controllers are at `controllers`.
@@ -123,7 +130,33 @@ impl GrpcBackend {
             commits: CallBatcher::new(COMMIT_LIMITS),
             reads: Mutex::new(BTreeMap::new()),
             range_turn: std::sync::atomic::AtomicUsize::new(0),
+            first_reads: FirstReadPolicy::default(),
         }
+    }
+
+    /// Reads `key` from the first replica of its shard that answers: at `version`, or with
+    /// `newest` at that replica's newest applied version once it reached `version`. Returns
+    /// the value and the version it was read at (0 from a server that predates `newest`).
+    async fn point_read(
+        &self,
+        key: Bytes,
+        version: Version,
+        newest: bool,
+    ) -> Result<StoredValue, Error> {
+        let view = self.view().await?;
+        let shard = view.shard_map.shard_for(&key).ok_or_else(|| {
+            Error::Unavailable(format!("no shard holds key \"{}\"", escape(&key)))
+        })?;
+        self.on_replicas(&view, &shard.storage_ids, |addr, client| {
+            let req = v1::StorageGetRequest {
+                key: key.clone(),
+                version: version.get(),
+                newest,
+            };
+            let batcher = self.read_batcher(addr);
+            async move { batcher.call(client, req, send_get_batch).await }
+        })
+        .await
     }
 
     /// The point-read batcher of the storage server at `addr`.
@@ -366,33 +399,65 @@ impl Backend for GrpcBackend {
                     Priority::Batch | Priority::Immediate => fetch(client).await,
                 }
             };
-            tokio::select! {
+            let answer = tokio::select! {
                 answer = call => answer,
                 now = self.replaced(&serving) => Err(Error::Unavailable(format!(
                     "the coordinator at {} (generation {}) did not answer a read-version \
                      request, and generation {} at {} has replaced it",
                     serving.address, serving.epoch, now.epoch, now.address
                 ))),
+            };
+            if let Ok(version) = answer {
+                self.first_reads.saw(version);
+            }
+            answer
+        })
+    }
+
+    fn try_first_read(&self, priority: Priority) -> bool {
+        // Only for default-priority transactions of an otherwise idle client (see
+        // `first_read`); the simulator also tries under load, to exercise the misses.
+        priority == Priority::Default
+            && ((self.read_versions.idle() && self.first_reads.worth_trying())
+                || ferrisdb_core::buggify!(0.3))
+    }
+
+    fn first_read(
+        &self,
+        priority: Priority,
+        key: Bytes,
+    ) -> BoxFuture<'_, Result<FirstRead, Error>> {
+        Box::pin(async move {
+            let floor = self.first_reads.floor();
+            let (version, newest) = tokio::join!(
+                self.read_version(priority),
+                self.point_read(key, floor, true)
+            );
+            let version = version?;
+            match newest {
+                Ok((value, at)) if at >= version => {
+                    self.first_reads.record(true);
+                    self.first_reads.saw(at);
+                    Ok(FirstRead {
+                        version: at,
+                        value: Some(value),
+                    })
+                }
+                // Behind the coordinator, or failed: the transaction reads at `version` as
+                // usual (and meets the failure there, if it lasts).
+                _ => {
+                    self.first_reads.record(false);
+                    Ok(FirstRead {
+                        version,
+                        value: None,
+                    })
+                }
             }
         })
     }
 
     fn get(&self, key: Bytes, version: Version) -> BoxFuture<'_, Result<Option<Bytes>, Error>> {
-        Box::pin(async move {
-            let view = self.view().await?;
-            let shard = view.shard_map.shard_for(&key).ok_or_else(|| {
-                Error::Unavailable(format!("no shard holds key \"{}\"", escape(&key)))
-            })?;
-            self.on_replicas(&view, &shard.storage_ids, |addr, client| {
-                let req = v1::StorageGetRequest {
-                    key: key.clone(),
-                    version: version.get(),
-                };
-                let batcher = self.read_batcher(addr);
-                async move { batcher.call(client, req, send_get_batch).await }
-            })
-            .await
-        })
+        Box::pin(async move { Ok(self.point_read(key, version, false).await?.0) })
     }
 
     fn get_range(&self, read: RangeRead) -> BoxFuture<'_, Result<RangeChunk, Error>> {
@@ -458,7 +523,7 @@ impl Backend for GrpcBackend {
             let call =
                 self.commits
                     .call(client, v1::CommitRequest::from(commit), send_commit_batch);
-            tokio::select! {
+            let answer = tokio::select! {
                 answer = call => match answer {
                     // BUGGIFY: the answer is lost on its way back, as when the connection
                     // breaks after the coordinator committed.
@@ -474,7 +539,11 @@ impl Backend for GrpcBackend {
                      generation {} at {} has replaced it; it may or may not have been applied",
                     serving.address, serving.epoch, now.epoch, now.address
                 ))),
+            };
+            if let Ok(committed) = &answer {
+                self.first_reads.saw(committed.version);
             }
+            answer
         })
     }
 
@@ -512,13 +581,13 @@ impl Backend for GrpcBackend {
 async fn send_get_batch(
     mut client: StorageServerClient<Channel>,
     gets: Vec<v1::StorageGetRequest>,
-) -> Vec<Result<Option<Bytes>, Error>> {
+) -> Vec<Result<StoredValue, Error>> {
     use v1::storage_get_outcome::Outcome;
     let sent = gets.len();
     match client.get_batch(v1::StorageGetBatchRequest { gets }).await {
         Ok(reply) => (reply.into_inner().outcomes.into_iter())
             .map(|o| match o.outcome {
-                Some(Outcome::Value(v)) => Ok(v.found.then_some(v.value)),
+                Some(Outcome::Value(v)) => Ok((v.found.then_some(v.value), Version(v.version))),
                 Some(Outcome::Error(e)) => Err(from_status(&status_from_error_status(&e))),
                 None => Err(Error::Unavailable(
                     "the storage server answered a read without an outcome".into(),

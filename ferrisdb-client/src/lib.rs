@@ -46,6 +46,7 @@ mod backoff;
 mod call_batch;
 pub mod cluster_file;
 mod database;
+mod first_read;
 mod grpc;
 pub mod key_space;
 mod options;

@@ -25,12 +25,17 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
+/// The version the fake coordinator hands out, and that its storage servers have applied.
+const COMMITTED_VERSION: u64 = 1000;
+
 type Data = Arc<BTreeMap<Bytes, Bytes>>;
 
 struct FakeStorage {
     holds: Vec<KeyRange>,
     data: Data,
     calls: Arc<AtomicUsize>,
+    /// The newest version it has applied (what a read with `newest` is taken at).
+    applied: u64,
 }
 
 impl FakeStorage {
@@ -58,9 +63,15 @@ impl StorageServer for FakeStorage {
         let req = req.into_inner();
         self.check(&req.key, &ferrisdb_core::key_after(&req.key))?;
         let value = self.data.get(&req.key).cloned();
+        let version = if req.newest {
+            req.version.max(self.applied)
+        } else {
+            req.version
+        };
         Ok(Response::new(v1::StorageGetResponse {
             found: value.is_some(),
             value: value.unwrap_or_default(),
+            version,
         }))
     }
 
@@ -138,7 +149,9 @@ impl TransactionCoordinator for FakeCoordinator {
         &self,
         _: Request<v1::GetReadVersionRequest>,
     ) -> Result<Response<v1::GetReadVersionResponse>, Status> {
-        Ok(Response::new(v1::GetReadVersionResponse { version: 1000 }))
+        Ok(Response::new(v1::GetReadVersionResponse {
+            version: COMMITTED_VERSION,
+        }))
     }
 
     async fn commit(
@@ -274,6 +287,11 @@ struct Cluster {
 /// Starts the fakes. `down` storage servers have an address that refuses connections;
 /// `stale_first` makes the controller's first answer route every shard to storage server 2.
 async fn cluster(down: &[usize], stale_first: bool) -> Cluster {
+    cluster_applied(down, stale_first, COMMITTED_VERSION).await
+}
+
+/// [`cluster`] whose storage servers have applied versions up to `applied` only.
+async fn cluster_applied(down: &[usize], stale_first: bool, applied: u64) -> Cluster {
     let data: Data = Arc::new(
         (0u8..=255)
             .step_by(5)
@@ -301,6 +319,7 @@ async fn cluster(down: &[usize], stale_first: bool) -> Cluster {
                 holds,
                 data: data.clone(),
                 calls,
+                applied,
             });
             tokio::spawn(
                 tonic::transport::Server::builder()
@@ -419,6 +438,71 @@ async fn ranges_cross_shard_boundaries_in_both_directions() {
     assert_eq!(pairs(limited), want);
     assert_eq!(middle, Some(Bytes::from_static(&[0x55, 0x55])));
     assert_eq!(c.controller_calls.load(Ordering::SeqCst), 1, "map cached");
+}
+
+fn storage_calls(c: &Cluster) -> usize {
+    c.storage_calls
+        .iter()
+        .map(|n| n.load(Ordering::SeqCst))
+        .sum()
+}
+
+#[tokio::test]
+async fn a_first_read_takes_the_replicas_newest_version_in_the_same_round_trip() {
+    let c = cluster(&[], false).await;
+    let tx = c.db.create_transaction();
+    let v = tx.get([0x0au8]).await.unwrap();
+    assert_eq!(v, Some(Bytes::from_static(&[0x0a, 0x0a])));
+    assert_eq!(
+        tx.known_read_version().map(|v| v.get()),
+        Some(COMMITTED_VERSION)
+    );
+    assert_eq!(
+        storage_calls(&c),
+        1,
+        "the read went out once, beside the read version"
+    );
+    // Later reads use the version fixed by the first.
+    tx.get([0x0fu8]).await.unwrap();
+    assert_eq!(storage_calls(&c), 2);
+    assert_eq!(
+        tx.known_read_version().map(|v| v.get()),
+        Some(COMMITTED_VERSION)
+    );
+}
+
+#[tokio::test]
+async fn concurrent_first_reads_each_go_out_beside_the_read_version() {
+    let c = cluster(&[], false).await;
+    let tx = c.db.create_transaction();
+    // Keys of two different shards.
+    let (a, b) = tokio::join!(tx.get([0x0au8]), tx.get([0x5au8]));
+    assert_eq!(a.unwrap(), Some(Bytes::from_static(&[0x0a, 0x0a])));
+    assert_eq!(b.unwrap(), Some(Bytes::from_static(&[0x5a, 0x5a])));
+    assert_eq!(storage_calls(&c), 2, "each key read once");
+    assert_eq!(
+        tx.known_read_version().map(|v| v.get()),
+        Some(COMMITTED_VERSION)
+    );
+}
+
+#[tokio::test]
+async fn a_first_read_from_a_replica_behind_the_coordinator_is_read_again() {
+    let c = cluster_applied(&[], false, COMMITTED_VERSION - 10).await;
+    let tx = c.db.create_transaction();
+    let v = tx.get([0x0au8]).await.unwrap();
+    assert_eq!(v, Some(Bytes::from_static(&[0x0a, 0x0a])));
+    // The replica's version 990 is older than the coordinator's 1000: not a valid read
+    // version for a transaction that began after 1000 committed.
+    assert_eq!(
+        tx.known_read_version().map(|v| v.get()),
+        Some(COMMITTED_VERSION)
+    );
+    assert_eq!(
+        storage_calls(&c),
+        2,
+        "read at the newest version, then again at 1000"
+    );
 }
 
 #[tokio::test]

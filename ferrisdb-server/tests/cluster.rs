@@ -65,6 +65,7 @@ async fn read_at(addr: &str, key: &[u8], version: u64) -> Option<Bytes> {
         let req = v1::StorageGetRequest {
             key: Bytes::copy_from_slice(key),
             version,
+            newest: false,
         };
         match c.get(req).await {
             Ok(r) => {
@@ -123,6 +124,7 @@ async fn a_read_batch_answers_each_read_on_its_own() {
     let get = |key: &[u8], version: u64| v1::StorageGetRequest {
         key: Bytes::copy_from_slice(key),
         version,
+        newest: false,
     };
     let outcomes = storage_client(&addr)
         .get_batch(v1::StorageGetBatchRequest {

@@ -87,6 +87,7 @@ async fn read(addr: &str, key: &str, version: u64) -> Result<Option<Bytes>, toni
     let req = v1::StorageGetRequest {
         key: key.to_owned().into(),
         version,
+        newest: false,
     };
     let reply = storage_client(addr).get(req).await?.into_inner();
     Ok(reply.found.then_some(reply.value))

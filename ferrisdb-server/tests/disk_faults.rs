@@ -96,6 +96,7 @@ async fn read_at(addr: &str, key: &str, version: u64) -> Result<Option<Bytes>, t
     let req = v1::StorageGetRequest {
         key: key.to_owned().into(),
         version,
+        newest: false,
     };
     let reply = storage_client(addr).get(req).await?.into_inner();
     Ok(reply.found.then_some(reply.value))

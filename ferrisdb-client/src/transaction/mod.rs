@@ -69,6 +69,9 @@ struct TxInner {
 struct TxState {
     /// Filled once, by the first read or the commit (or [`Transaction::set_read_version`]).
     read_version: Arc<OnceCell<Version>>,
+    /// Whether this attempt's first point reads go out beside its read-version request
+    /// (decided by the first of them).
+    first_read_beside: Option<bool>,
     writes: WriteMap,
     read_conflicts: Vec<KeyRange>,
     /// Explicit write conflict ranges (those implied by writes come from `writes`).
@@ -114,6 +117,7 @@ impl TxState {
         let o = db.options();
         TxState {
             read_version: Arc::new(OnceCell::new()),
+            first_read_beside: None,
             writes: WriteMap::default(),
             read_conflicts: Vec::new(),
             extra_write_conflicts: Vec::new(),
@@ -141,6 +145,7 @@ impl TxState {
     /// Clears everything an attempt accumulated, keeping the retry state.
     fn reset_attempt(&mut self) {
         self.read_version = Arc::new(OnceCell::new());
+        self.first_read_beside = None;
         self.writes = WriteMap::default();
         self.read_conflicts.clear();
         self.extra_write_conflicts.clear();
@@ -282,6 +287,39 @@ impl Transaction {
         .await
     }
 
+    /// The read version for a point read of `key`; when this attempt has none yet and reads
+    /// its first keys beside the read-version request (see
+    /// [`Backend::try_first_read`](crate::backend::Backend::try_first_read)), perhaps with
+    /// the key's value at it. Concurrent first reads each go out; the first answer fixes the
+    /// version and a read taken at another version is read again.
+    async fn read_version_for_get(&self, key: &Bytes) -> Result<(Version, Option<Option<Bytes>>)> {
+        let backend = self.backend().clone();
+        let (cell, priority, beside) = {
+            let mut st = self.lock();
+            if let Some(version) = st.read_version.get() {
+                return Ok((*version, None));
+            }
+            let priority = st.retry.priority;
+            let beside = *st
+                .first_read_beside
+                .get_or_insert_with(|| backend.try_first_read(priority));
+            (st.read_version.clone(), priority, beside)
+        };
+        if !beside {
+            return Ok((self.get_read_version().await?, None));
+        }
+        let first = self
+            .guarded(backend.first_read(priority, key.clone()))
+            .await?;
+        let version = *cell.get_or_init(|| async { first.version }).await;
+        let value = if version == first.version {
+            first.value
+        } else {
+            None
+        };
+        Ok((version, value))
+    }
+
     /// The read version if the transaction has one (from a read, a commit that needed one, or
     /// [`set_read_version`](Self::set_read_version)); never asks the coordinator. A blind
     /// write commits without one.
@@ -319,10 +357,14 @@ impl Transaction {
         if self.lock().writes.unreadable(&key) {
             return Err(unreadable_error(&key));
         }
-        let version = self.get_read_version().await?;
-        let stored = self
-            .guarded(self.backend().get(key.clone(), version))
-            .await?;
+        let (version, first) = self.read_version_for_get(&key).await?;
+        let stored = match first {
+            Some(stored) => stored,
+            None => {
+                self.guarded(self.backend().get(key.clone(), version))
+                    .await?
+            }
+        };
         let mut st = self.lock();
         if !snapshot {
             st.read_conflicts.push(KeyRange::single(&key));

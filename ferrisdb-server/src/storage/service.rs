@@ -128,14 +128,23 @@ impl StorageService {
     }
 
     /// One point read, as `Get` and each read of `GetBatch` answer it.
+    /// With `newest` set, `version` is only the least version to read at: the read waits for
+    /// it like any other, then is taken at the newest version applied by then (every applied
+    /// version is committed, see the puller), which the answer reports.
     async fn get_one(&self, req: v1::StorageGetRequest) -> Result<v1::StorageGetResponse, Error> {
         limits::check_key(&req.key)?;
         self.ready_at(req.version).await?;
-        self.progress.check_key(&req.key, req.version)?;
-        let value = self.engine.get(&req.key, req.version)?;
+        let version = if req.newest {
+            self.progress.applied().max(req.version)
+        } else {
+            req.version
+        };
+        self.progress.check_key(&req.key, version)?;
+        let value = self.engine.get(&req.key, version)?;
         Ok(v1::StorageGetResponse {
             found: value.is_some(),
             value: value.unwrap_or_default(),
+            version,
         })
     }
 }
@@ -280,6 +289,7 @@ mod tests {
                 let req = v1::StorageGetRequest {
                     key: "k".into(),
                     version: 5,
+                    newest: false,
                 };
                 service.get(Request::new(req)).await
             })
@@ -313,6 +323,7 @@ mod tests {
         let req = v1::StorageGetRequest {
             key: "x".into(),
             version: 5,
+            newest: false,
         };
         let err = service.get(Request::new(req)).await.unwrap_err();
         assert_eq!(
@@ -342,12 +353,67 @@ mod tests {
             Request::new(v1::StorageGetRequest {
                 key: "k".into(),
                 version: 5,
+                newest: false,
             })
         };
         let err = service.get(req()).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
         progress.set_owned(vec![KeyRange::all()]);
         assert_eq!(service.get(req()).await.unwrap().into_inner().value, "v");
+    }
+
+    #[tokio::test]
+    async fn a_newest_read_waits_for_its_floor_and_reports_the_version_it_read_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, progress) = restarted_at_version_5(dir.path());
+        progress.set_owned(vec![KeyRange::all()]);
+        let service = Arc::new(StorageService::new(engine.clone(), progress.clone()));
+        let newest = |floor: u64| v1::StorageGetRequest {
+            key: "k".into(),
+            version: floor,
+            newest: true,
+        };
+        // At or below the applied version: read at the applied version, 5.
+        let got = service
+            .get(Request::new(newest(2)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (got.found, &got.value[..], got.version),
+            (true, &b"v"[..], 5)
+        );
+        // A plain read reports its own version.
+        let plain = v1::StorageGetRequest {
+            newest: false,
+            ..newest(3)
+        };
+        assert_eq!(
+            service
+                .get(Request::new(plain))
+                .await
+                .unwrap()
+                .into_inner()
+                .version,
+            3
+        );
+        // Above it: waits until the server applies the floor, then reads at what it applied
+        // by then (version 8, past the floor of 7).
+        let waiting = {
+            let service = service.clone();
+            tokio::spawn(async move { service.get(Request::new(newest(7))).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "answered before the floor was applied"
+        );
+        let mut batch = WriteBatch::default();
+        batch.put(b"k", b"v8");
+        engine.apply(8, &batch).unwrap();
+        progress.advance(8);
+        let got = waiting.await.unwrap().unwrap().into_inner();
+        assert_eq!((&got.value[..], got.version), (&b"v8"[..], 8));
     }
 
     #[tokio::test]
@@ -360,6 +426,7 @@ mod tests {
         let get = |key: &str| v1::StorageGetRequest {
             key: key.to_string().into(),
             version: 5,
+            newest: false,
         };
         service.get(Request::new(get("k"))).await.unwrap();
         let batch = v1::StorageGetBatchRequest {

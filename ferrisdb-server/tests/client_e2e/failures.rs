@@ -88,6 +88,7 @@ async fn a_client_keeps_working_while_a_storage_replica_is_down() {
             let req = v1::StorageGetRequest {
                 key: k.clone(),
                 version: latest.get(),
+                newest: false,
             };
             match storage_client(&restarted).get(req).await {
                 Ok(r) => {

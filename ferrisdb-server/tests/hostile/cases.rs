@@ -812,7 +812,11 @@ fn kv_cases(addr: SocketAddr) -> Vec<Case> {
 
 fn storage_cases(addr: SocketAddr, read_version: u64) -> Vec<Case> {
     let path = |m: &str| format!("{STORAGE}{m}");
-    let get = |key: Bytes, version: u64| v1::StorageGetRequest { key, version };
+    let get = |key: Bytes, version: u64| v1::StorageGetRequest {
+        key,
+        version,
+        newest: false,
+    };
     let get_range = |begin: &str, end: &str, version: u64| v1::StorageGetRangeRequest {
         begin: Bytes::copy_from_slice(begin.as_bytes()),
         end: Bytes::copy_from_slice(end.as_bytes()),
