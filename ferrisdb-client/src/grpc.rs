@@ -415,11 +415,10 @@ impl Backend for GrpcBackend {
     }
 
     fn try_first_read(&self, priority: Priority) -> bool {
-        // Only for default-priority transactions of an otherwise idle client (see
-        // `first_read`); the simulator also tries under load, to exercise the misses.
+        // Default-priority transactions only, while misses are rare (see `first_read`); the
+        // simulator also tries when they are not, to exercise the misses.
         priority == Priority::Default
-            && ((self.read_versions.idle() && self.first_reads.worth_trying())
-                || ferrisdb_core::buggify!(0.3))
+            && (self.first_reads.worth_trying() || ferrisdb_core::buggify!(0.3))
     }
 
     fn first_read(

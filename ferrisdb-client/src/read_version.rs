@@ -42,11 +42,6 @@ impl<C: Send + 'static> ReadVersionBatcher<C> {
         })
     }
 
-    /// No request is in flight or queued (a hint: it may change at once).
-    pub fn idle(&self) -> bool {
-        !self.queue.lock().driving
-    }
-
     /// A read version from a `fetch(context)` call sent after this call began, shared with the
     /// other callers queued at the time. Each round uses the context of its newest caller, so
     /// a changed coordinator address takes effect on the next round.
