@@ -37,15 +37,15 @@ pub(crate) struct RangeChunk {
     pub resume: Option<Bytes>,
 }
 
-/// The read version a transaction's first point read chose, and the value read with it when
-/// the backend could read the key in the same round trip.
+/// The read version a transaction's first read chose, and what that read returned when the
+/// backend could read in the same round trip.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FirstRead {
+pub(crate) struct FirstRead<T> {
     /// The transaction's read version: committed, and at least as new as a fresh read version.
     pub version: Version,
-    /// The key's value at `version` (`Some(None)`: absent), when already read; `None` when the
-    /// caller must read it.
-    pub value: Option<Option<Bytes>>,
+    /// The read's answer at `version` (a point read's `Option<Bytes>`, a range read's
+    /// [`RangeChunk`]), when already read; `None` when the caller must read.
+    pub value: Option<T>,
 }
 
 /// What a transaction needs from the cluster.
@@ -67,8 +67,23 @@ pub(crate) trait Backend: Send + Sync + 'static {
         &self,
         priority: Priority,
         key: Bytes,
-    ) -> BoxFuture<'_, Result<FirstRead, Error>> {
+    ) -> BoxFuture<'_, Result<FirstRead<Option<Bytes>>, Error>> {
         let _ = key;
+        Box::pin(async move {
+            Ok(FirstRead {
+                version: self.read_version(priority).await?,
+                value: None,
+            })
+        })
+    }
+    /// [`first_read`](Self::first_read) for the first piece of a range read (`read.version`
+    /// is ignored).
+    fn first_range(
+        &self,
+        priority: Priority,
+        read: RangeRead,
+    ) -> BoxFuture<'_, Result<FirstRead<RangeChunk>, Error>> {
+        let _ = read;
         Box::pin(async move {
             Ok(FirstRead {
                 version: self.read_version(priority).await?,

@@ -134,6 +134,103 @@ impl GrpcBackend {
         }
     }
 
+    /// Sends `read` (at a storage server's newest version, answering with that version) while
+    /// it asks for a read version, and keeps the read when its version is at least the read
+    /// version; otherwise the caller reads again at the read version (see [`first_read`]).
+    async fn beside_read_version<T>(
+        &self,
+        priority: Priority,
+        read: impl Future<Output = Result<(T, Version), Error>>,
+    ) -> Result<FirstRead<T>, Error> {
+        let (version, newest) = tokio::join!(self.read_version(priority), read);
+        let version = version?;
+        match newest {
+            Ok((value, at)) if at >= version => {
+                self.first_reads.record(true);
+                self.first_reads.saw(at);
+                Ok(FirstRead {
+                    version: at,
+                    value: Some(value),
+                })
+            }
+            // Behind the coordinator, or failed: the transaction reads at `version` as usual
+            // (and meets the failure there, if it lasts).
+            _ => {
+                self.first_reads.record(false);
+                Ok(FirstRead {
+                    version,
+                    value: None,
+                })
+            }
+        }
+    }
+
+    /// The next piece of a range read, from one replica of the shard holding its first key
+    /// (successive range reads start at successive replicas): at `read.version`, or with
+    /// `newest` at that replica's newest applied version once it reached `read.version`.
+    /// Returns the piece and the version it was read at (0 from a server that predates
+    /// `newest`).
+    async fn range_read(
+        &self,
+        read: RangeRead,
+        newest: bool,
+    ) -> Result<(RangeChunk, Version), Error> {
+        let view = self.view().await?;
+        let piece = locate(&view.shard_map, &read.begin, &read.end, read.reverse)?;
+        let req = v1::StorageGetRangeRequest {
+            begin: piece.begin.clone(),
+            end: piece.end.clone(),
+            version: read.version.get(),
+            // The client stops at `limit` itself; a larger one than a server takes is as good
+            // as none.
+            limit: u64::try_from(read.limit)
+                .unwrap_or(u64::MAX)
+                .min(ferrisdb_core::limits::MAX_RANGE_LIMIT),
+            reverse: read.reverse,
+            newest,
+        };
+        let turn = self.range_turn.fetch_add(1, Ordering::Relaxed);
+        let replicas = replicas_from(&piece.shard.storage_ids, turn);
+        let (kvs, at) = self
+            .on_replicas(&view, &replicas, |_, mut client| {
+                let req = req.clone();
+                let limit = read.limit;
+                async move {
+                    // A server reading at the request's version may send no message at all.
+                    let mut at = if newest { 0 } else { req.version };
+                    let mut stream = client
+                        .get_range(req)
+                        .await
+                        .map_err(|s| from_status(&s))?
+                        .into_inner();
+                    let mut kvs = Vec::new();
+                    while let Some(batch) = stream.message().await.map_err(|s| from_status(&s))? {
+                        at = batch.version;
+                        kvs.extend(batch.pairs.into_iter().map(|p| KeyValue {
+                            key: p.key,
+                            value: p.value,
+                        }));
+                        if limit > 0 && kvs.len() >= limit {
+                            kvs.truncate(limit);
+                            break;
+                        }
+                    }
+                    Ok((kvs, Version(at)))
+                }
+            })
+            .await?;
+        check_order(&kvs, &piece.begin, &piece.end, read.reverse)?;
+        let resume = resume_after(
+            &piece,
+            &kvs,
+            read.limit,
+            &read.begin,
+            &read.end,
+            read.reverse,
+        );
+        Ok((RangeChunk { kvs, resume }, at))
+    }
+
     /// Reads `key` from the first replica of its shard that answers: at `version`, or with
     /// `newest` at that replica's newest applied version once it reached `version`. Returns
     /// the value and the version it was read at (0 from a server that predates `newest`).
@@ -425,33 +522,26 @@ impl Backend for GrpcBackend {
         &self,
         priority: Priority,
         key: Bytes,
-    ) -> BoxFuture<'_, Result<FirstRead, Error>> {
+    ) -> BoxFuture<'_, Result<FirstRead<Option<Bytes>>, Error>> {
         Box::pin(async move {
             let floor = self.first_reads.floor();
-            let (version, newest) = tokio::join!(
-                self.read_version(priority),
-                self.point_read(key, floor, true)
-            );
-            let version = version?;
-            match newest {
-                Ok((value, at)) if at >= version => {
-                    self.first_reads.record(true);
-                    self.first_reads.saw(at);
-                    Ok(FirstRead {
-                        version: at,
-                        value: Some(value),
-                    })
-                }
-                // Behind the coordinator, or failed: the transaction reads at `version` as
-                // usual (and meets the failure there, if it lasts).
-                _ => {
-                    self.first_reads.record(false);
-                    Ok(FirstRead {
-                        version,
-                        value: None,
-                    })
-                }
-            }
+            self.beside_read_version(priority, self.point_read(key, floor, true))
+                .await
+        })
+    }
+
+    fn first_range(
+        &self,
+        priority: Priority,
+        read: RangeRead,
+    ) -> BoxFuture<'_, Result<FirstRead<RangeChunk>, Error>> {
+        Box::pin(async move {
+            let read = RangeRead {
+                version: self.first_reads.floor(),
+                ..read
+            };
+            self.beside_read_version(priority, self.range_read(read, true))
+                .await
         })
     }
 
@@ -460,60 +550,7 @@ impl Backend for GrpcBackend {
     }
 
     fn get_range(&self, read: RangeRead) -> BoxFuture<'_, Result<RangeChunk, Error>> {
-        Box::pin(async move {
-            let view = self.view().await?;
-            let piece = locate(&view.shard_map, &read.begin, &read.end, read.reverse)?;
-            let req = v1::StorageGetRangeRequest {
-                begin: piece.begin.clone(),
-                end: piece.end.clone(),
-                version: read.version.get(),
-                // The client stops at `limit` itself; a larger one than a server takes is
-                // as good as none.
-                limit: u64::try_from(read.limit)
-                    .unwrap_or(u64::MAX)
-                    .min(ferrisdb_core::limits::MAX_RANGE_LIMIT),
-                reverse: read.reverse,
-            };
-            let turn = self.range_turn.fetch_add(1, Ordering::Relaxed);
-            let replicas = replicas_from(&piece.shard.storage_ids, turn);
-            let kvs = self
-                .on_replicas(&view, &replicas, |_, mut client| {
-                    let req = req.clone();
-                    let limit = read.limit;
-                    async move {
-                        let mut stream = client
-                            .get_range(req)
-                            .await
-                            .map_err(|s| from_status(&s))?
-                            .into_inner();
-                        let mut kvs = Vec::new();
-                        while let Some(batch) =
-                            stream.message().await.map_err(|s| from_status(&s))?
-                        {
-                            kvs.extend(batch.pairs.into_iter().map(|p| KeyValue {
-                                key: p.key,
-                                value: p.value,
-                            }));
-                            if limit > 0 && kvs.len() >= limit {
-                                kvs.truncate(limit);
-                                break;
-                            }
-                        }
-                        Ok(kvs)
-                    }
-                })
-                .await?;
-            check_order(&kvs, &piece.begin, &piece.end, read.reverse)?;
-            let resume = resume_after(
-                &piece,
-                &kvs,
-                read.limit,
-                &read.begin,
-                &read.end,
-                read.reverse,
-            );
-            Ok(RangeChunk { kvs, resume })
-        })
+        Box::pin(async move { Ok(self.range_read(read, false).await?.0) })
     }
 
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<Committed, Error>> {

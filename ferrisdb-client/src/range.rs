@@ -17,10 +17,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use ferrisdb_core::{Error, KeyRange, Result, key_after};
+use ferrisdb_core::{Error, KeyRange, Result, Version, key_after};
 use futures_util::stream::{self, BoxStream, Stream, StreamExt, TryStreamExt};
 
 use crate::backend::RangeRead;
+use crate::transaction::ReadVersionPlan;
 use crate::{KeyValue, RangeOptions, Transaction};
 
 /// The pairs of a range read, in order; see the module documentation.
@@ -117,17 +118,33 @@ async fn step(mut c: Cursor) -> Result<Option<(Vec<KeyValue>, Cursor)>> {
     } else {
         (c.at.clone(), c.end.clone())
     };
-    let version = c.tx.get_read_version().await?;
     let limit = c.remaining.map_or(c.batch, |r| r.min(c.batch));
-    let chunk =
-        c.tx.guarded(c.tx.backend().get_range(RangeRead {
-            begin: begin.clone(),
-            end: end.clone(),
-            version,
-            limit,
-            reverse: c.reverse,
-        }))
-        .await?;
+    let read = |version| RangeRead {
+        begin: begin.clone(),
+        end: end.clone(),
+        version,
+        limit,
+        reverse: c.reverse,
+    };
+    // The transaction's first read may fetch its first piece beside the read version.
+    let (version, first) = match c.tx.read_version_plan() {
+        ReadVersionPlan::Known(version) => (version, None),
+        ReadVersionPlan::Fetch => (c.tx.get_read_version().await?, None),
+        ReadVersionPlan::Beside(cell, priority) => {
+            let backend = c.tx.backend().clone();
+            let first =
+                c.tx.guarded(backend.first_range(priority, read(Version::ZERO)))
+                    .await?;
+            Transaction::settle_first_read(&cell, first).await
+        }
+    };
+    let chunk = match first {
+        Some(chunk) => chunk,
+        None => {
+            c.tx.guarded(c.tx.backend().get_range(read(version)))
+                .await?
+        }
+    };
     // The region this chunk answers completely.
     let (region_begin, region_end) = match (&chunk.resume, c.reverse) {
         (None, _) => (begin, end),

@@ -129,10 +129,26 @@ impl StorageServer for FakeStorage {
         };
         let pairs: Vec<_> = all.into_iter().take(limit).collect();
         // Several messages per answer, two pairs each.
-        let batches: Vec<Result<v1::StorageGetRangeResponse, Status>> = pairs
+        let version = if req.newest {
+            req.version.max(self.applied)
+        } else {
+            req.version
+        };
+        let mut batches: Vec<Result<v1::StorageGetRangeResponse, Status>> = pairs
             .chunks(2)
-            .map(|c| Ok(v1::StorageGetRangeResponse { pairs: c.to_vec() }))
+            .map(|c| {
+                Ok(v1::StorageGetRangeResponse {
+                    pairs: c.to_vec(),
+                    version,
+                })
+            })
             .collect();
+        if batches.is_empty() && req.newest {
+            batches.push(Ok(v1::StorageGetRangeResponse {
+                pairs: Vec::new(),
+                version,
+            }));
+        }
         Ok(Response::new(Box::pin(tokio_stream::iter(batches))))
     }
 }
@@ -494,6 +510,61 @@ async fn a_first_read_from_a_replica_behind_the_coordinator_is_read_again() {
     assert_eq!(v, Some(Bytes::from_static(&[0x0a, 0x0a])));
     // The replica's version 990 is older than the coordinator's 1000: not a valid read
     // version for a transaction that began after 1000 committed.
+    assert_eq!(
+        tx.known_read_version().map(|v| v.get()),
+        Some(COMMITTED_VERSION)
+    );
+    assert_eq!(
+        storage_calls(&c),
+        2,
+        "read at the newest version, then again at 1000"
+    );
+}
+
+#[tokio::test]
+async fn a_first_range_read_goes_out_beside_the_read_version() {
+    let c = cluster(&[], false).await;
+    let tx = c.db.create_transaction();
+    let kvs = tx
+        .get_range([0x00u8], [0x20u8], RangeOptions::default())
+        .collect_vec()
+        .await
+        .unwrap();
+    assert_eq!(kvs.len(), 7, "0x00, 0x05, ... 0x1e");
+    assert_eq!(
+        tx.known_read_version().map(|v| v.get()),
+        Some(COMMITTED_VERSION)
+    );
+    assert_eq!(
+        storage_calls(&c),
+        1,
+        "the range went out once, beside the read version"
+    );
+    // An empty first range still says which version it was read at.
+    let tx = c.db.create_transaction();
+    let kvs = tx
+        .get_range([0x01u8], [0x02u8], RangeOptions::default())
+        .collect_vec()
+        .await
+        .unwrap();
+    assert!(kvs.is_empty());
+    assert_eq!(
+        tx.known_read_version().map(|v| v.get()),
+        Some(COMMITTED_VERSION)
+    );
+    assert_eq!(storage_calls(&c), 2);
+}
+
+#[tokio::test]
+async fn a_first_range_read_from_a_replica_behind_the_coordinator_is_read_again() {
+    let c = cluster_applied(&[], false, COMMITTED_VERSION - 10).await;
+    let tx = c.db.create_transaction();
+    let kvs = tx
+        .get_range([0x00u8], [0x20u8], RangeOptions::default())
+        .collect_vec()
+        .await
+        .unwrap();
+    assert_eq!(kvs.len(), 7);
     assert_eq!(
         tx.known_read_version().map(|v| v.get()),
         Some(COMMITTED_VERSION)

@@ -160,6 +160,7 @@ fn write_corpus() {
             version: 7,
             limit: 0,
             reverse: false,
+            newest: false,
         }
         .encode_to_vec(),
         shard_map.encode_to_vec(),

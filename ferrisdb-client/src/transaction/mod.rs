@@ -24,7 +24,7 @@ use ferrisdb_core::{Error, ErrorCode, KeyRange, Mutation, Result, Version, limit
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{OnceCell, watch};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, FirstRead};
 use crate::backoff::Backoff;
 use crate::database::Database;
 use crate::key_space::{checked_key, checked_range};
@@ -63,6 +63,16 @@ struct TxInner {
     /// True once [`Transaction::cancel`] was called (until [`Transaction::reset`]); every
     /// operation waiting on the network watches it.
     cancelled: watch::Sender<bool>,
+}
+
+/// How a read gets the transaction's read version ([`Transaction::read_version_plan`]).
+pub(crate) enum ReadVersionPlan {
+    /// The transaction has it.
+    Known(Version),
+    /// Fetch it (shared with concurrent transactions), then read.
+    Fetch,
+    /// Read beside the read-version request, then fix the version in the cell.
+    Beside(Arc<OnceCell<Version>>, Priority),
 }
 
 /// Everything a transaction accumulates; reset between attempts.
@@ -287,37 +297,57 @@ impl Transaction {
         .await
     }
 
-    /// The read version for a point read of `key`; when this attempt has none yet and reads
-    /// its first keys beside the read-version request (see
-    /// [`Backend::try_first_read`](crate::backend::Backend::try_first_read)), perhaps with
-    /// the key's value at it. Concurrent first reads each go out; the first answer fixes the
-    /// version and a read taken at another version is read again.
-    async fn read_version_for_get(&self, key: &Bytes) -> Result<(Version, Option<Option<Bytes>>)> {
+    /// How this read gets the transaction's read version: known already, fetched first, or
+    /// (for this attempt's first reads, see
+    /// [`Backend::try_first_read`](crate::backend::Backend::try_first_read)) beside the read.
+    pub(crate) fn read_version_plan(&self) -> ReadVersionPlan {
         let backend = self.backend().clone();
-        let (cell, priority, beside) = {
-            let mut st = self.lock();
-            if let Some(version) = st.read_version.get() {
-                return Ok((*version, None));
-            }
-            let priority = st.retry.priority;
-            let beside = *st
-                .first_read_beside
-                .get_or_insert_with(|| backend.try_first_read(priority));
-            (st.read_version.clone(), priority, beside)
-        };
-        if !beside {
-            return Ok((self.get_read_version().await?, None));
+        let mut st = self.lock();
+        if let Some(version) = st.read_version.get() {
+            return ReadVersionPlan::Known(*version);
         }
-        let first = self
-            .guarded(backend.first_read(priority, key.clone()))
-            .await?;
+        let priority = st.retry.priority;
+        let beside = *st
+            .first_read_beside
+            .get_or_insert_with(|| backend.try_first_read(priority));
+        if beside {
+            ReadVersionPlan::Beside(st.read_version.clone(), priority)
+        } else {
+            ReadVersionPlan::Fetch
+        }
+    }
+
+    /// Fixes the read version from a first read made beside the read-version request (unless
+    /// a concurrent read fixed it first) and returns it, with the read's answer if it was taken
+    /// at that version. Concurrent first reads each go out; the first answer fixes the version
+    /// and a read taken at another one must be read again.
+    pub(crate) async fn settle_first_read<T>(
+        cell: &OnceCell<Version>,
+        first: FirstRead<T>,
+    ) -> (Version, Option<T>) {
         let version = *cell.get_or_init(|| async { first.version }).await;
         let value = if version == first.version {
             first.value
         } else {
             None
         };
-        Ok((version, value))
+        (version, value)
+    }
+
+    /// The read version for a point read of `key`, perhaps with the key's value at it (read in
+    /// the same round trip, see [`read_version_plan`](Self::read_version_plan)).
+    async fn read_version_for_get(&self, key: &Bytes) -> Result<(Version, Option<Option<Bytes>>)> {
+        match self.read_version_plan() {
+            ReadVersionPlan::Known(version) => Ok((version, None)),
+            ReadVersionPlan::Fetch => Ok((self.get_read_version().await?, None)),
+            ReadVersionPlan::Beside(cell, priority) => {
+                let backend = self.backend().clone();
+                let first = self
+                    .guarded(backend.first_read(priority, key.clone()))
+                    .await?;
+                Ok(Self::settle_first_read(&cell, first).await)
+            }
+        }
     }
 
     /// The read version if the transaction has one (from a read, a commit that needed one, or

@@ -110,6 +110,7 @@ async fn read_range(
             version,
             limit: 0,
             reverse: false,
+            newest: false,
         })
         .await
         .map_err(|s| ferrisdb_proto::status::from_status(&s))?

@@ -201,13 +201,18 @@ impl StorageServer for StorageService {
         let range =
             ferrisdb_core::KeyRange::new(req.begin.clone(), req.end.clone()).map_err(to_status)?;
         self.ready_at(req.version).await.map_err(to_status)?;
+        let version = if req.newest {
+            self.progress.applied().max(req.version)
+        } else {
+            req.version
+        };
         self.progress
-            .check_range(&range.begin, &range.end, req.version)
+            .check_range(&range.begin, &range.end, version)
             .map_err(to_status)?;
         let options = ScanOptions {
             begin: range.begin,
             end: range.end,
-            read_version: req.version,
+            read_version: version,
             reverse: req.reverse,
             limit,
         };
@@ -216,9 +221,18 @@ impl StorageServer for StorageService {
         // The first message is read here, on the request's own task: a short range (the
         // common case) is answered without a hop to another thread.
         let (first, more) =
-            next_message(&mut scan, FIRST_MESSAGE_PAIRS, FIRST_MESSAGE_BYTES).map_err(to_status)?;
+            next_message(&mut scan, version, FIRST_MESSAGE_PAIRS, FIRST_MESSAGE_BYTES)
+                .map_err(to_status)?;
         let first = match (first, more) {
             (Some(first), true) => first,
+            // A read at the newest version says which one, even when it found nothing.
+            (None, _) if req.newest => {
+                let empty = v1::StorageGetRangeResponse {
+                    pairs: Vec::new(),
+                    version,
+                };
+                return Ok(Response::new(Box::pin(tokio_stream::iter([Ok(empty)]))));
+            }
             (only, _) => {
                 let only = only.into_iter().map(Ok);
                 return Ok(Response::new(Box::pin(tokio_stream::iter(only))));
@@ -232,13 +246,14 @@ impl StorageServer for StorageService {
                 if tx.send(Ok(msg)).await.is_err() {
                     return; // The client went away.
                 }
-                message = match next_message(&mut scan, RANGE_BATCH_PAIRS, RANGE_BATCH_BYTES) {
-                    Ok((next, _)) => next,
-                    Err(e) => {
-                        let _ = tx.send(Err(to_status(e))).await;
-                        return;
-                    }
-                };
+                message =
+                    match next_message(&mut scan, version, RANGE_BATCH_PAIRS, RANGE_BATCH_BYTES) {
+                        Ok((next, _)) => next,
+                        Err(e) => {
+                            let _ = tx.send(Err(to_status(e))).await;
+                            return;
+                        }
+                    };
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -250,6 +265,7 @@ impl StorageServer for StorageService {
 /// limit, not at its end).
 fn next_message(
     scan: &mut ScanIterator,
+    version: u64,
     max_pairs: usize,
     max_bytes: usize,
 ) -> Result<(Option<v1::StorageGetRangeResponse>, bool), Error> {
@@ -258,7 +274,7 @@ fn next_message(
     while pairs.len() < max_pairs && bytes < max_bytes {
         let Some(item) = scan.next() else {
             return Ok((
-                (!pairs.is_empty()).then_some(v1::StorageGetRangeResponse { pairs }),
+                (!pairs.is_empty()).then_some(v1::StorageGetRangeResponse { pairs, version }),
                 false,
             ));
         };
@@ -266,7 +282,7 @@ fn next_message(
         bytes += key.len() + value.len();
         pairs.push(v1::KeyValue { key, value });
     }
-    Ok((Some(v1::StorageGetRangeResponse { pairs }), true))
+    Ok((Some(v1::StorageGetRangeResponse { pairs, version }), true))
 }
 
 #[cfg(test)]
@@ -303,6 +319,7 @@ mod tests {
                     version: 5,
                     limit: 0,
                     reverse: false,
+                    newest: false,
                 };
                 service.get_range(Request::new(req)).await.map(|_| ())
             })
@@ -417,6 +434,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_newest_range_read_reports_its_version_even_when_empty() {
+        use tokio_stream::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, progress) = restarted_at_version_5(dir.path());
+        progress.set_owned(vec![KeyRange::all()]);
+        let service = StorageService::new(engine, progress);
+        let range = |begin: &str, end: &str| v1::StorageGetRangeRequest {
+            begin: begin.to_string().into(),
+            end: end.to_string().into(),
+            version: 2,
+            limit: 0,
+            reverse: false,
+            newest: true,
+        };
+        for (req, pairs) in [(range("a", "z"), 1), (range("x", "z"), 0)] {
+            let mut stream = service
+                .get_range(Request::new(req))
+                .await
+                .unwrap()
+                .into_inner();
+            let mut messages = Vec::new();
+            while let Some(message) = stream.next().await {
+                messages.push(message.unwrap());
+            }
+            assert_eq!(messages.len(), 1);
+            assert_eq!(messages[0].pairs.len(), pairs);
+            assert_eq!(
+                messages[0].version, 5,
+                "read at the applied version, not the floor"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn point_reads_and_their_calls_are_counted() {
         let dir = tempfile::tempdir().unwrap();
         let (engine, progress) = restarted_at_version_5(dir.path());
@@ -470,6 +521,7 @@ mod tests {
                 version: 6,
                 limit,
                 reverse,
+                newest: false,
             };
             let mut stream = service
                 .get_range(Request::new(req))

@@ -823,6 +823,7 @@ fn storage_cases(addr: SocketAddr, read_version: u64) -> Vec<Case> {
         version,
         limit: limits::MAX_RANGE_LIMIT,
         reverse: false,
+        newest: false,
     };
     vec![
         case(

@@ -41,6 +41,7 @@ async fn pairs_or_error_at(
         version,
         limit: 0,
         reverse: false,
+        newest: false,
     };
     let from_status = |s: tonic::Status| ferrisdb_proto::status::from_status(&s);
     let mut stream = client
