@@ -52,9 +52,10 @@ pub(crate) struct FirstRead<T> {
 pub(crate) trait Backend: Send + Sync + 'static {
     /// A fresh read version from the coordinator, asked for at `priority`.
     fn read_version(&self, priority: Priority) -> BoxFuture<'_, Result<Version, Error>>;
-    /// Whether a transaction's first point reads should go out beside its read-version
-    /// request, with [`first_read`](Self::first_read); false by default. Asked once per
-    /// attempt, by its first point read.
+    /// Whether a transaction's first reads (point or range) should go out beside its
+    /// read-version request, with [`first_read`](Self::first_read) and
+    /// [`first_range`](Self::first_range); false by default. Asked once per attempt, by its
+    /// first read.
     fn try_first_read(&self, priority: Priority) -> bool {
         let _ = priority;
         false

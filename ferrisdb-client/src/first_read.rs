@@ -1,9 +1,9 @@
-//! A transaction's first point read in one round trip instead of two.
+//! A transaction's first read in one round trip instead of two.
 //!
 //! A transaction needs a read version before it can read: one round trip to the coordinator,
 //! then the read itself. The gRPC backend sends both at once: the `GetReadVersion` request, and
-//! the read to the key's storage server with `newest` set, which reads at the newest version
-//! that server has applied and reports it. Every version a storage server applies is committed
+//! the read (a point read, or a range read's first piece) to a storage server with `newest`
+//! set, which reads at the newest version that server has applied and reports it. Every version a storage server applies is committed
 //! (log servers only serve committed versions), so when that version is at least the one the
 //! coordinator handed out it is a valid read version — as new as every commit acknowledged
 //! before the transaction began, and committed before the read answered — and the transaction

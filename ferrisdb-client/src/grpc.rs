@@ -103,7 +103,7 @@ pub(crate) struct GrpcBackend {
     /// batch to share, so spreading scans costs nothing and shares the replicas' work (point
     /// reads go to the first replica, where they batch best; `docs/benchmarks.md`).
     range_turn: std::sync::atomic::AtomicUsize,
-    /// When a transaction's first point read goes out beside its read-version request.
+    /// When a transaction's first read goes out beside its read-version request.
     first_reads: FirstReadPolicy,
 }
 

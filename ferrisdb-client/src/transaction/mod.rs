@@ -79,7 +79,7 @@ pub(crate) enum ReadVersionPlan {
 struct TxState {
     /// Filled once, by the first read or the commit (or [`Transaction::set_read_version`]).
     read_version: Arc<OnceCell<Version>>,
-    /// Whether this attempt's first point reads go out beside its read-version request
+    /// Whether this attempt's first reads go out beside its read-version request
     /// (decided by the first of them).
     first_read_beside: Option<bool>,
     writes: WriteMap,
