@@ -188,6 +188,9 @@ enum Msg {
 /// Batches the batcher may hand on while the syncer is busy: every record written meanwhile is
 /// covered by the syncer's next fsync.
 const JOB_QUEUE: usize = 16;
+/// How long a commit whose read version is newer than the committed version waits for the
+/// committed version to catch up before it is refused as never handed out.
+const READ_VERSION_CATCH_UP: Duration = Duration::from_millis(100);
 
 pub use ferrisdb_core::version::IDLE_TICK;
 
@@ -321,7 +324,17 @@ impl Pipeline {
         if self.shared.failed.load(Ordering::Acquire) {
             return Err(self.shared.failed_error());
         }
-        let committed = self.committed_version();
+        let mut committed = self.committed_version();
+        if commit.read_version > committed {
+            // A storage server's newest version, which a client may take as its read version
+            // (`ferrisdb-client/src/first_read.rs`), can run a moment ahead of this watch: the
+            // syncer publishes a batch to the log servers just before it advances it.
+            let mut watch = self.committed.clone();
+            let caught_up = watch.wait_for(|v| *v >= commit.read_version);
+            if let Ok(Ok(v)) = tokio::time::timeout(READ_VERSION_CATCH_UP, caught_up).await {
+                committed = *v;
+            }
+        }
         if commit.read_version > committed {
             return Err(Error::InvalidArgument(format!(
                 "read version {} is newer than the newest committed version {committed}; \

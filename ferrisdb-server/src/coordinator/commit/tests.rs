@@ -172,6 +172,34 @@ async fn the_second_of_two_conflicting_transactions_in_a_batch_aborts() {
     );
 }
 
+/// A storage server may apply a version a moment before the coordinator's committed version
+/// shows it (the batch is published just before), and a client may read at it: its commit
+/// waits for the committed version instead of being refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_version_just_ahead_of_the_committed_version_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, p) = start(dir.path(), ManualClock::new(1_000));
+    let rv = p.committed_version();
+    let ahead = rv.next();
+    let early = {
+        let p = p.clone();
+        tokio::spawn(async move { p.commit(txn(ahead, "x", true)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(
+        !early.is_finished(),
+        "refused before the version was committed"
+    );
+    // Any commit takes a version past `ahead`.
+    let v = p.commit(txn(rv, "y", false)).await.unwrap().version;
+    assert!(v >= ahead);
+    let committed = early
+        .await
+        .unwrap()
+        .expect("accepted once its read version committed");
+    assert!(committed.version > v);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_strictly_increase_and_bad_transactions_are_refused() {
     let dir = tempfile::tempdir().unwrap();
