@@ -463,28 +463,38 @@ fn storage_calls(c: &Cluster) -> usize {
         .sum()
 }
 
+/// The read version `tx` settled on is the coordinator's (the replicas' own when they have
+/// applied as much).
+fn assert_read_at_committed(tx: &ferrisdb_client::Transaction) {
+    assert_eq!(
+        tx.known_read_version().map(|v| v.get()),
+        Some(COMMITTED_VERSION)
+    );
+}
+
+/// A new transaction whose first operation reads `[begin, end)`, and what it read.
+async fn first_range(c: &Cluster, begin: u8, end: u8) -> (ferrisdb_client::Transaction, usize) {
+    let tx = c.db.create_transaction();
+    let kvs = tx
+        .get_range([begin], [end], RangeOptions::default())
+        .collect_vec()
+        .await
+        .unwrap();
+    (tx, kvs.len())
+}
+
 #[tokio::test]
 async fn a_first_read_takes_the_replicas_newest_version_in_the_same_round_trip() {
     let c = cluster(&[], false).await;
     let tx = c.db.create_transaction();
     let v = tx.get([0x0au8]).await.unwrap();
     assert_eq!(v, Some(Bytes::from_static(&[0x0a, 0x0a])));
-    assert_eq!(
-        tx.known_read_version().map(|v| v.get()),
-        Some(COMMITTED_VERSION)
-    );
-    assert_eq!(
-        storage_calls(&c),
-        1,
-        "the read went out once, beside the read version"
-    );
+    assert_read_at_committed(&tx);
+    assert_eq!(storage_calls(&c), 1, "one read, beside the read version");
     // Later reads use the version fixed by the first.
     tx.get([0x0fu8]).await.unwrap();
     assert_eq!(storage_calls(&c), 2);
-    assert_eq!(
-        tx.known_read_version().map(|v| v.get()),
-        Some(COMMITTED_VERSION)
-    );
+    assert_read_at_committed(&tx);
 }
 
 #[tokio::test]
@@ -496,10 +506,7 @@ async fn concurrent_first_reads_each_go_out_beside_the_read_version() {
     assert_eq!(a.unwrap(), Some(Bytes::from_static(&[0x0a, 0x0a])));
     assert_eq!(b.unwrap(), Some(Bytes::from_static(&[0x5a, 0x5a])));
     assert_eq!(storage_calls(&c), 2, "each key read once");
-    assert_eq!(
-        tx.known_read_version().map(|v| v.get()),
-        Some(COMMITTED_VERSION)
-    );
+    assert_read_at_committed(&tx);
 }
 
 #[tokio::test]
@@ -510,70 +517,31 @@ async fn a_first_read_from_a_replica_behind_the_coordinator_is_read_again() {
     assert_eq!(v, Some(Bytes::from_static(&[0x0a, 0x0a])));
     // The replica's version 990 is older than the coordinator's 1000: not a valid read
     // version for a transaction that began after 1000 committed.
-    assert_eq!(
-        tx.known_read_version().map(|v| v.get()),
-        Some(COMMITTED_VERSION)
-    );
-    assert_eq!(
-        storage_calls(&c),
-        2,
-        "read at the newest version, then again at 1000"
-    );
+    assert_read_at_committed(&tx);
+    assert_eq!(storage_calls(&c), 2, "at the newest version, then at 1000");
 }
 
 #[tokio::test]
 async fn a_first_range_read_goes_out_beside_the_read_version() {
     let c = cluster(&[], false).await;
-    let tx = c.db.create_transaction();
-    let kvs = tx
-        .get_range([0x00u8], [0x20u8], RangeOptions::default())
-        .collect_vec()
-        .await
-        .unwrap();
-    assert_eq!(kvs.len(), 7, "0x00, 0x05, ... 0x1e");
-    assert_eq!(
-        tx.known_read_version().map(|v| v.get()),
-        Some(COMMITTED_VERSION)
-    );
-    assert_eq!(
-        storage_calls(&c),
-        1,
-        "the range went out once, beside the read version"
-    );
+    let (tx, pairs) = first_range(&c, 0x00, 0x20).await;
+    assert_eq!(pairs, 7, "0x00, 0x05, ... 0x1e");
+    assert_read_at_committed(&tx);
+    assert_eq!(storage_calls(&c), 1, "one read, beside the read version");
     // An empty first range still says which version it was read at.
-    let tx = c.db.create_transaction();
-    let kvs = tx
-        .get_range([0x01u8], [0x02u8], RangeOptions::default())
-        .collect_vec()
-        .await
-        .unwrap();
-    assert!(kvs.is_empty());
-    assert_eq!(
-        tx.known_read_version().map(|v| v.get()),
-        Some(COMMITTED_VERSION)
-    );
+    let (tx, pairs) = first_range(&c, 0x01, 0x02).await;
+    assert_eq!(pairs, 0);
+    assert_read_at_committed(&tx);
     assert_eq!(storage_calls(&c), 2);
 }
 
 #[tokio::test]
 async fn a_first_range_read_from_a_replica_behind_the_coordinator_is_read_again() {
     let c = cluster_applied(&[], false, COMMITTED_VERSION - 10).await;
-    let tx = c.db.create_transaction();
-    let kvs = tx
-        .get_range([0x00u8], [0x20u8], RangeOptions::default())
-        .collect_vec()
-        .await
-        .unwrap();
-    assert_eq!(kvs.len(), 7);
-    assert_eq!(
-        tx.known_read_version().map(|v| v.get()),
-        Some(COMMITTED_VERSION)
-    );
-    assert_eq!(
-        storage_calls(&c),
-        2,
-        "read at the newest version, then again at 1000"
-    );
+    let (tx, pairs) = first_range(&c, 0x00, 0x20).await;
+    assert_eq!(pairs, 7);
+    assert_read_at_committed(&tx);
+    assert_eq!(storage_calls(&c), 2, "at the newest version, then at 1000");
 }
 
 #[tokio::test]
