@@ -11,9 +11,11 @@
 //! coordinator counts as committed) the transaction takes the coordinator's version and reads
 //! again: correct either way, one extra read when it misses.
 //!
-//! The storage server waits until it has applied at least [`FirstReadPolicy::floor`], the newest
-//! version this client has seen committed or handed out, so a client's read right after its own
-//! commit waits for that commit to arrive instead of missing.
+//! The storage server waits briefly (50 ms) until it has applied at least
+//! [`FirstReadPolicy::floor`], the newest version this client has seen committed or handed out,
+//! so a client's read right after its own commit waits for that commit to arrive instead of
+//! missing; a replica that lags further answers at once with its older version (a miss), so it
+//! does not hold the transaction for its full future-version wait before the read again.
 //!
 //! The read-version requests are still shared between concurrent transactions
 //! (`read_version.rs`), so under load this costs nothing extra while it hits: the same requests

@@ -32,6 +32,10 @@ use super::progress::Progress;
 
 /// How long a read waits for the server to catch up to its version.
 pub const FUTURE_VERSION_WAIT: Duration = Duration::from_secs(1);
+/// How long a read at the newest version waits for its floor before it is taken at whatever
+/// this server has applied: the client keeps such a read only if it is new enough, and reads
+/// again otherwise, so a lagging server must not hold it for the whole [`FUTURE_VERSION_WAIT`].
+const NEWEST_FLOOR_WAIT: Duration = Duration::from_millis(50);
 /// Pairs per streamed range message.
 const RANGE_BATCH_PAIRS: usize = 512;
 /// Bytes per streamed range message (soft).
@@ -127,15 +131,33 @@ impl StorageService {
         Ok(())
     }
 
+    /// The version a read with `newest` waits for: its floor, if this server applies it within
+    /// [`NEWEST_FLOOR_WAIT`] (a client's read right after its own commit), else what it has
+    /// applied by then (the client will find it too old and read again at its read version).
+    async fn newest_floor(&self, floor: u64) -> u64 {
+        if self.progress.wait_for(floor, NEWEST_FLOOR_WAIT).await {
+            return floor;
+        }
+        match self.progress.applied() {
+            0 => floor,
+            applied => applied.min(floor),
+        }
+    }
+
     /// One point read, as `Get` and each read of `GetBatch` answer it.
-    /// With `newest` set, `version` is only the least version to read at: the read waits for
-    /// it like any other, then is taken at the newest version applied by then (every applied
-    /// version is committed, see the puller), which the answer reports.
+    /// With `newest` set, `version` is only a floor (see [`newest_floor`](Self::newest_floor)):
+    /// the read is taken at the newest version applied by then (every applied version is
+    /// committed, see the puller), which the answer reports.
     async fn get_one(&self, req: v1::StorageGetRequest) -> Result<v1::StorageGetResponse, Error> {
         limits::check_key(&req.key)?;
-        self.ready_at(req.version).await?;
+        let floor = if req.newest {
+            self.newest_floor(req.version).await
+        } else {
+            req.version
+        };
+        self.ready_at(floor).await?;
         let version = if req.newest {
-            self.progress.applied().max(req.version)
+            self.progress.applied().max(floor)
         } else {
             req.version
         };
@@ -200,9 +222,14 @@ impl StorageServer for StorageService {
             .unwrap_or(0);
         let range =
             ferrisdb_core::KeyRange::new(req.begin.clone(), req.end.clone()).map_err(to_status)?;
-        self.ready_at(req.version).await.map_err(to_status)?;
+        let floor = if req.newest {
+            self.newest_floor(req.version).await
+        } else {
+            req.version
+        };
+        self.ready_at(floor).await.map_err(to_status)?;
         let version = if req.newest {
-            self.progress.applied().max(req.version)
+            self.progress.applied().max(floor)
         } else {
             req.version
         };
@@ -420,7 +447,7 @@ mod tests {
             let service = service.clone();
             tokio::spawn(async move { service.get(Request::new(newest(7))).await })
         };
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(NEWEST_FLOOR_WAIT / 5).await;
         assert!(
             !waiting.is_finished(),
             "answered before the floor was applied"
@@ -431,6 +458,20 @@ mod tests {
         progress.advance(8);
         let got = waiting.await.unwrap().unwrap().into_inner();
         assert_eq!((&got.value[..], got.version), (&b"v8"[..], 8));
+        // A floor this server does not reach soon: answered at what it has (the client will
+        // find it too old), not held for the whole future-version wait.
+        let started = std::time::Instant::now();
+        let got = service
+            .get(Request::new(newest(20)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((&got.value[..], got.version), (&b"v8"[..], 8));
+        assert!(
+            started.elapsed() < FUTURE_VERSION_WAIT / 2,
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]
