@@ -131,36 +131,34 @@ impl StorageService {
         Ok(())
     }
 
-    /// The version a read with `newest` waits for: its floor, if this server applies it within
-    /// [`NEWEST_FLOOR_WAIT`] (a client's read right after its own commit), else what it has
-    /// applied by then (the client will find it too old and read again at its read version).
-    async fn newest_floor(&self, floor: u64) -> u64 {
-        if self.progress.wait_for(floor, NEWEST_FLOOR_WAIT).await {
-            return floor;
+    /// The version a read is taken at, once the server is ready for it
+    /// ([`ready_at`](Self::ready_at)): `version` itself, or with `newest` the newest version
+    /// applied once `version` is, if that is within [`NEWEST_FLOOR_WAIT`] (a client's read
+    /// right after its own commit), or else what the server had applied by then (the client
+    /// will find it too old and read again at its read version).
+    async fn version_to_read(&self, version: u64, newest: bool) -> Result<u64, Error> {
+        if !newest {
+            self.ready_at(version).await?;
+            return Ok(version);
         }
-        match self.progress.applied() {
-            0 => floor,
-            applied => applied.min(floor),
-        }
-    }
-
-    /// One point read, as `Get` and each read of `GetBatch` answer it.
-    /// With `newest` set, `version` is only a floor (see [`newest_floor`](Self::newest_floor)):
-    /// the read is taken at the newest version applied by then (every applied version is
-    /// committed, see the puller), which the answer reports.
-    async fn get_one(&self, req: v1::StorageGetRequest) -> Result<v1::StorageGetResponse, Error> {
-        limits::check_key(&req.key)?;
-        let floor = if req.newest {
-            self.newest_floor(req.version).await
+        let floor = if self.progress.wait_for(version, NEWEST_FLOOR_WAIT).await {
+            version
         } else {
-            req.version
+            match self.progress.applied() {
+                0 => version,
+                applied => applied.min(version),
+            }
         };
         self.ready_at(floor).await?;
-        let version = if req.newest {
-            self.progress.applied().max(floor)
-        } else {
-            req.version
-        };
+        Ok(self.progress.applied().max(floor))
+    }
+
+    /// One point read, as `Get` and each read of `GetBatch` answer it. With `newest` set,
+    /// `version` is only a floor (see [`version_to_read`](Self::version_to_read)); every applied
+    /// version is committed (see the puller), and the answer reports the one read at.
+    async fn get_one(&self, req: v1::StorageGetRequest) -> Result<v1::StorageGetResponse, Error> {
+        limits::check_key(&req.key)?;
+        let version = self.version_to_read(req.version, req.newest).await?;
         self.progress.check_key(&req.key, version)?;
         let value = self.engine.get(&req.key, version)?;
         Ok(v1::StorageGetResponse {
@@ -222,17 +220,10 @@ impl StorageServer for StorageService {
             .unwrap_or(0);
         let range =
             ferrisdb_core::KeyRange::new(req.begin.clone(), req.end.clone()).map_err(to_status)?;
-        let floor = if req.newest {
-            self.newest_floor(req.version).await
-        } else {
-            req.version
-        };
-        self.ready_at(floor).await.map_err(to_status)?;
-        let version = if req.newest {
-            self.progress.applied().max(floor)
-        } else {
-            req.version
-        };
+        let version = self
+            .version_to_read(req.version, req.newest)
+            .await
+            .map_err(to_status)?;
         self.progress
             .check_range(&range.begin, &range.end, version)
             .map_err(to_status)?;
