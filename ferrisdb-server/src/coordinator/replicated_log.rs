@@ -48,7 +48,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
-use super::commit::LogWriter;
+use super::commit::{LogPlace, LogWriter};
 use crate::log::{LogStats, LoggedBatch, Submitted, record};
 
 /// How long after a probe was sent that every log server of the generation answered the
@@ -461,6 +461,10 @@ impl LogWriter for ReplicatedLog {
 
     fn sync(&self, seq: u64) -> BoxFuture<'_, Result<()>> {
         Box::pin(self.wait_for_acks(Version(seq)))
+    }
+
+    fn place(&self) -> LogPlace {
+        LogPlace::Remote
     }
 
     fn publish(&self, batch: Arc<LoggedBatch>) {

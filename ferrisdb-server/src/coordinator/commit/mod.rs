@@ -11,10 +11,13 @@
 //!    only sealing a full segment, once per segment, syncs), so it runs on the runtime: a
 //!    request handler queueing a commit wakes it as a task, where a dedicated thread would
 //!    need an OS wake-up and a free CPU first (measured at 128 clients: ~+10% commits/s).
-//! 2. The **syncer** (`syncer.rs`), a dedicated thread (an fsync blocks), waits for that record to be durable
-//!    (one fsync, shared by any records queued behind it), publishes the batch to the log's
-//!    readable tail, advances the committed version (a `watch` channel read by
+//! 2. The **syncer** (`syncer.rs`) waits for that record to be durable (one fsync, shared by
+//!    any records queued behind it; in a cluster, every log server's acknowledgement),
+//!    publishes the batch, advances the committed version (a `watch` channel read by
 //!    `GetReadVersion` and by mutation feeds) and only then answers the batch's transactions.
+//!    Over the coordinator's own log it is a dedicated thread (an fsync blocks) and publishing
+//!    makes the batch readable to the mutation feeds; over log servers it is a task of the
+//!    runtime and publishing is a notice to them, sent after the answers ([`LogPlace`]).
 //!
 //! While the syncer waits for an fsync the batcher already resolves and submits the next
 //! batches, and new requests keep queueing for the ones after: batches grow with load. Both
@@ -57,9 +60,11 @@ pub trait LogWriter: Send + Sync + std::fmt::Debug {
     /// Queues the batch's record; never waits for the disk.
     fn submit(&self, version: Version, mutations: Vec<Mutation>) -> Result<Submitted>;
     /// Completes once the record `seq` (and every one before it) is durable everywhere it
-    /// must be before the batch is acknowledged. It may block its thread (an fsync): the
-    /// syncer awaits it on a thread of its own (`crate::exec::spawn_worker`).
+    /// must be before the batch is acknowledged. It blocks its thread (an fsync) when the log
+    /// is [`LogPlace::Local`].
     fn sync(&self, seq: u64) -> BoxFuture<'_, Result<()>>;
+    /// Where the log is, which decides how the syncer runs (see [`LogPlace`]).
+    fn place(&self) -> LogPlace;
     /// The durable batch is committed: make it readable (and known committed).
     fn publish(&self, batch: Arc<LoggedBatch>);
     /// Counters.
@@ -75,6 +80,10 @@ impl LogWriter for CommitLog {
         Box::pin(std::future::ready(CommitLog::sync(self, seq)))
     }
 
+    fn place(&self) -> LogPlace {
+        LogPlace::Local
+    }
+
     fn publish(&self, batch: Arc<LoggedBatch>) {
         CommitLog::publish(self, batch)
     }
@@ -82,6 +91,19 @@ impl LogWriter for CommitLog {
     fn stats(&self) -> LogStats {
         CommitLog::stats(self)
     }
+}
+
+/// Where a [`LogWriter`] keeps its records, and so how the pipeline's syncer runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogPlace {
+    /// On this process's disk ([`CommitLog`]): `sync` is an fsync, so the syncer runs on a
+    /// thread of its own (`crate::exec::spawn_worker`), and `publish` makes the batch readable
+    /// to this process's mutation feeds, so it comes before the committed version covers it.
+    Local,
+    /// On the log servers: `sync` awaits their answers, so the syncer runs as a task of the
+    /// runtime (its wake-ups from the answers and to the request handlers need no OS thread
+    /// switch), and `publish` only tells the log servers, so it comes after the answers.
+    Remote,
 }
 
 /// How large one batch may grow.
@@ -286,10 +308,15 @@ impl Pipeline {
         };
         runtime.spawn(batcher.run());
         let syncer_shared = shared.clone();
-        crate::exec::spawn_worker("commit-syncer", async move {
+        let place = shared.log.place();
+        let syncer = async move {
             run_syncer(job_rx, syncer_shared, committed_tx).await;
             drop(stopped_tx);
-        })?;
+        };
+        match place {
+            LogPlace::Local => crate::exec::spawn_worker("commit-syncer", syncer)?,
+            LogPlace::Remote => drop(runtime.spawn(syncer)),
+        }
         runtime.spawn(run_idle_ticker(tx.downgrade(), committed_rx.clone()));
         Ok(Pipeline {
             tx,

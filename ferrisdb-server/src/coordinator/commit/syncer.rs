@@ -1,4 +1,4 @@
-//! The pipeline's stages besides the batcher: the syncer thread (fsync, publish, answer) and
+//! The pipeline's stages besides the batcher: the syncer (fsync, publish, answer) and
 //! the idle ticker task (keeps the committed version following the clock when nothing
 //! commits).
 
@@ -9,7 +9,7 @@ use ferrisdb_core::{Error, Version};
 use tokio::sync::{mpsc, watch};
 
 use super::stages::nanos;
-use super::{IDLE_TICK, Job, Msg, Shared};
+use super::{IDLE_TICK, Job, LogPlace, Msg, Shared};
 
 /// Queues a [`Msg::Tick`] whenever the committed version stood still for [`IDLE_TICK`];
 /// ends when the pipeline is gone (it holds only a weak sender, so it never keeps the
@@ -56,12 +56,24 @@ pub(super) async fn run_syncer(
                     nanos(submitted.elapsed()).saturating_mul(fresh),
                     Ordering::Relaxed,
                 );
-                shared.log.publish(batch);
+                // A local log's batch is readable before the committed version covers it (a
+                // mutation feed serves what the log holds up to that version); the log servers
+                // are told after the answers.
+                let place = shared.log.place();
+                let notice = match place {
+                    LogPlace::Local => {
+                        shared.log.publish(batch);
+                        None
+                    }
+                    LogPlace::Remote => Some(batch),
+                };
                 // The committed version advances before any answer (a client that got its
                 // answer and asks for a read version must see its commit), but watchers (the
-                // storage servers' mutation feeds) are woken only after the answers: woken
-                // first, they would run ahead of the request handlers on a busy runtime
-                // (measured with one client: ~200 µs from fsync to handler, mostly that).
+                // storage servers' mutation feeds) and the log servers' notice come only after
+                // the answers: first, they would run ahead of the request handlers on a busy
+                // runtime (measured with one client: ~200 µs from fsync to handler, mostly
+                // that). A reader whose read version comes before the storage servers have the
+                // commit waits for it at the storage server, as for any recent commit.
                 committed.send_if_modified(|v| {
                     *v = version;
                     false
@@ -70,6 +82,12 @@ pub(super) async fn run_syncer(
                 shared.counters.log_records.fetch_add(1, Ordering::Relaxed);
                 for (r, committed) in replies {
                     let _ = r.send(Ok(committed));
+                }
+                if let Some(batch) = notice {
+                    // Let the request handlers (woken above, on this runtime) send their
+                    // answers before the notice's sends take the worker.
+                    tokio::task::yield_now().await;
+                    shared.log.publish(batch);
                 }
                 committed.send_modify(|_| {});
             }
