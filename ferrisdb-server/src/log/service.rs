@@ -9,7 +9,7 @@
 //! the stream with its status: nothing after it is appended.
 //!
 //! A record that finds the log idle (the syncer has nothing queued and the last fsync ended
-//! longer ago than it took, see [`SyncPacing`]) is made durable on the reader's own task
+//! longer ago than it took, see `SyncPacing`) is made durable on the reader's own task
 //! instead: one client's commit then skips two thread hand-offs on this server (to the syncer
 //! and back), each an OS wake-up that costs tens of microseconds on a busy machine. The
 //! fsync then holds that runtime worker, which is why it is only done when the log is idle:
@@ -407,6 +407,79 @@ mod tests {
     use super::*;
     use crate::log::{LogOptions, record};
     use ferrisdb_core::Mutation;
+
+    /// A record is synced on the reader's task only when the syncer has nothing queued and
+    /// the last fsync ended at least as long ago as it took.
+    #[tokio::test(start_paused = true)]
+    async fn the_reader_syncs_only_when_the_log_is_idle() {
+        let pacing = SyncPacing::new();
+        assert!(pacing.idle(), "a fresh stream has synced nothing yet");
+        let started = Instant::now();
+        tokio::time::advance(Duration::from_millis(4)).await;
+        pacing.note_sync(started);
+        assert!(!pacing.idle(), "the last fsync (4 ms) ended just now");
+        tokio::time::advance(Duration::from_millis(3)).await;
+        assert!(!pacing.idle(), "3 ms after a 4 ms fsync");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(pacing.idle(), "4 ms after a 4 ms fsync");
+        pacing.queued.fetch_add(1, Ordering::AcqRel);
+        assert!(!pacing.idle(), "the syncer has a record queued");
+        pacing.queued.fetch_sub(1, Ordering::AcqRel);
+        assert!(pacing.idle());
+    }
+
+    /// A record that finds the log idle is made durable and published on the reader's path;
+    /// under load (an fsync just ended) the next one goes to the syncer, which answers it and
+    /// counts it off the queue.
+    #[tokio::test(start_paused = true)]
+    async fn the_reader_and_then_the_syncer_make_records_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = LogServer::open(dir.path(), "log-t".into(), LogOptions::default()).unwrap();
+        server.lock(1).await.unwrap();
+        let pacing = Arc::new(SyncPacing::new());
+        let (queue_tx, queue_rx) = mpsc::channel(APPEND_QUEUE);
+        let (answer_tx, mut answer_rx) = mpsc::channel(APPEND_QUEUE);
+        let syncing = tokio::spawn(run_syncer(
+            server.clone(),
+            pacing.clone(),
+            queue_rx,
+            answer_tx.clone(),
+        ));
+        let record = |v: u64, prev: u64| {
+            let m = Mutation::Set {
+                key: format!("k{v}").into(),
+                value: "v".into(),
+            };
+            record::encode(Version(v), Version(prev), &[m]).unwrap()
+        };
+        // Idle: the reader's path (as `read_appends` takes it).
+        let first = server.append(1, &record(10, 0)).unwrap();
+        assert!(pacing.idle());
+        let durable = sync_and_publish(&server, &pacing, first.seq, vec![first.batch])
+            .await
+            .unwrap();
+        assert_eq!(durable, Version(10));
+        // An fsync took time and just ended: the next record goes to the syncer.
+        *pacing.last.lock() = Some((Instant::now(), Duration::from_millis(5)));
+        assert!(!pacing.idle());
+        let second = server.append(1, &record(20, 10)).unwrap();
+        pacing.queued.fetch_add(1, Ordering::AcqRel);
+        queue_tx.send(second).await.unwrap();
+        let answer = answer_rx.recv().await.unwrap().unwrap();
+        assert_eq!(answer.durable_version, 20);
+        assert_eq!(pacing.queued.load(Ordering::Acquire), 0);
+        assert_eq!(
+            server.servable(),
+            Version::ZERO,
+            "nothing is known committed yet"
+        );
+        let published = server
+            .read_records(1, Version::ZERO, Version(20), 0)
+            .unwrap();
+        assert_eq!(published.len(), 2, "both records are readable");
+        drop(queue_tx);
+        syncing.await.unwrap();
+    }
 
     /// A coordinator killed mid-stream leaves records queued behind its last answer: they are
     /// still made durable and published, so the log can be locked and read afterwards.
