@@ -36,6 +36,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::backend::{Backend, FirstRead, RangeChunk, RangeRead};
 use crate::call_batch::{COMMIT_LIMITS, CallBatcher, READ_LIMITS};
+use crate::commit_session::CommitSession;
 use crate::first_read::FirstReadPolicy;
 use crate::read_version::ReadVersionBatcher;
 use crate::routing::{locate, replicas_from, resume_after};
@@ -97,6 +98,8 @@ pub(crate) struct GrpcBackend {
     read_versions: Arc<ReadVersionBatcher<TransactionCoordinatorClient<Channel>>>,
     /// Shares `CommitBatch` calls between concurrent transactions.
     commits: Arc<CommitBatcher>,
+    /// The commit session to each coordinator (by address) the commits go through.
+    commit_sessions: Mutex<BTreeMap<String, Arc<CommitSession>>>,
     /// Shares `GetBatch` calls to each storage server (by address) between concurrent reads.
     reads: Mutex<BTreeMap<String, Arc<ReadBatcher>>>,
     /// Counts range reads, each starting at the next replica of its shard: a scan has no
@@ -107,8 +110,7 @@ pub(crate) struct GrpcBackend {
     first_reads: FirstReadPolicy,
 }
 
-type CommitBatcher =
-    CallBatcher<TransactionCoordinatorClient<Channel>, v1::CommitRequest, Committed>;
+type CommitBatcher = CallBatcher<Arc<CommitSession>, v1::CommitRequest, Committed>;
 type ReadBatcher = CallBatcher<StorageServerClient<Channel>, v1::StorageGetRequest, StoredValue>;
 
 /// A storage server's answer to a point read: the value (`None`: absent) and the version it
@@ -128,6 +130,7 @@ impl GrpcBackend {
             last_serving: Mutex::new(None),
             read_versions: ReadVersionBatcher::new(),
             commits: CallBatcher::new(COMMIT_LIMITS),
+            commit_sessions: Mutex::new(BTreeMap::new()),
             reads: Mutex::new(BTreeMap::new()),
             range_turn: std::sync::atomic::AtomicUsize::new(0),
             first_reads: FirstReadPolicy::default(),
@@ -556,9 +559,15 @@ impl Backend for GrpcBackend {
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<Committed, Error>> {
         Box::pin(async move {
             let (client, serving) = self.coordinator().await?;
+            let session = self
+                .commit_sessions
+                .lock()
+                .entry(serving.address.clone())
+                .or_insert_with(|| Arc::new(CommitSession::new(client)))
+                .clone();
             let call =
                 self.commits
-                    .call(client, v1::CommitRequest::from(commit), send_commit_batch);
+                    .call(session, v1::CommitRequest::from(commit), send_commit_batch);
             let answer = tokio::select! {
                 answer = call => match answer {
                     // BUGGIFY: the answer is lost on its way back, as when the connection
@@ -638,24 +647,28 @@ async fn send_get_batch(
 /// count). A failed call fails every commit it carried the way a failed `Commit` call would
 /// (see [`commit_error`]).
 async fn send_commit_batch(
-    mut client: TransactionCoordinatorClient<Channel>,
+    session: Arc<CommitSession>,
     commits: Vec<v1::CommitRequest>,
 ) -> Vec<Result<Committed, Error>> {
     use v1::commit_outcome::Outcome;
     let sent = commits.len();
-    let call = client.commit_batch(v1::CommitBatchRequest { commits });
-    let Ok(answer) = tokio::time::timeout(COORDINATOR_CALL_TIMEOUT, call).await else {
-        return (0..sent)
-            .map(|_| {
-                Err(Error::CommitUnknownResult(format!(
+    let every = |err: &dyn Fn() -> Error| (0..sent).map(|_| Err(err())).collect();
+    let call = session.call(v1::CommitBatchRequest { commits });
+    let answer = match tokio::time::timeout(COORDINATOR_CALL_TIMEOUT, call).await {
+        Ok(Ok(answer)) => answer,
+        // The request never left: safe to retry.
+        Ok(Err(not_sent)) => return every(&|| Error::Unavailable(not_sent.clone())),
+        Err(_) => {
+            return every(&|| {
+                Error::CommitUnknownResult(format!(
                     "the coordinator did not answer the commit within \
                      {COORDINATOR_CALL_TIMEOUT:?}; it may or may not have been applied"
-                )))
-            })
-            .collect();
+                ))
+            });
+        }
     };
     match answer {
-        Ok(reply) => (reply.into_inner().outcomes.into_iter())
+        Ok(reply) => (reply.outcomes.into_iter())
             .map(|o| match o.outcome {
                 Some(Outcome::Committed(c)) => Committed::try_from(c),
                 Some(Outcome::Error(e)) => Err(commit_error(&status_from_error_status(&e))),
@@ -664,7 +677,7 @@ async fn send_commit_batch(
                 )),
             })
             .collect(),
-        Err(status) => (0..sent).map(|_| Err(commit_error(&status))).collect(),
+        Err(status) => every(&|| commit_error(&status)),
     }
 }
 

@@ -45,6 +45,7 @@ mod backend;
 mod backoff;
 mod call_batch;
 pub mod cluster_file;
+mod commit_session;
 mod database;
 mod first_read;
 mod grpc;

@@ -155,8 +155,45 @@ impl StorageServer for FakeStorage {
 
 #[derive(Default)]
 struct FakeCoordinator {
-    commits: parking_lot::Mutex<Vec<v1::CommitRequest>>,
-    fail_next: parking_lot::Mutex<Vec<Status>>,
+    commits: Arc<parking_lot::Mutex<Vec<v1::CommitRequest>>>,
+    fail_next: Arc<parking_lot::Mutex<Vec<Status>>>,
+    /// Sessions opened, and whether the next session request breaks its session instead of
+    /// being answered.
+    sessions: Arc<AtomicUsize>,
+    break_session: Arc<std::sync::atomic::AtomicBool>,
+    /// Answer `CommitSession` with UNIMPLEMENTED, as a coordinator of an older release does.
+    without_sessions: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Answers a commit batch: a FerrisDB error (it carries the error-code metadata) fails the
+/// batch's commits one by one, as the coordinator does; any other status fails the whole
+/// request.
+fn answer_commit_batch(
+    commits: &parking_lot::Mutex<Vec<v1::CommitRequest>>,
+    fail_next: &parking_lot::Mutex<Vec<Status>>,
+    batch: v1::CommitBatchRequest,
+) -> Result<v1::CommitBatchResponse, Status> {
+    let failure = fail_next.lock().pop();
+    let outcome = match failure {
+        Some(status) if status.metadata().get(ERROR_CODE_KEY).is_some() => {
+            v1::commit_outcome::Outcome::Error(to_error_status(&status))
+        }
+        Some(status) => return Err(status),
+        None => v1::commit_outcome::Outcome::Committed(v1::CommitResponse {
+            commit_version: 2000,
+            versionstamp: [&2000u64.to_be_bytes()[..], &[0, 0]].concat().into(),
+            already_committed: false,
+        }),
+    };
+    let outcomes = batch
+        .commits
+        .iter()
+        .map(|_| v1::CommitOutcome {
+            outcome: Some(outcome.clone()),
+        })
+        .collect();
+    commits.lock().extend(batch.commits);
+    Ok(v1::CommitBatchResponse { outcomes })
 }
 
 #[tonic::async_trait]
@@ -189,29 +226,44 @@ impl TransactionCoordinator for FakeCoordinator {
         &self,
         req: Request<v1::CommitBatchRequest>,
     ) -> Result<Response<v1::CommitBatchResponse>, Status> {
-        // A FerrisDB error (it carries the error-code metadata) fails the batch's commits one
-        // by one, as the coordinator does; any other status fails the whole call.
-        let failure = self.fail_next.lock().pop();
-        let outcome = match failure {
-            Some(status) if status.metadata().get(ERROR_CODE_KEY).is_some() => {
-                v1::commit_outcome::Outcome::Error(to_error_status(&status))
+        answer_commit_batch(&self.commits, &self.fail_next, req.into_inner()).map(Response::new)
+    }
+
+    type CommitSessionStream = std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<v1::CommitSessionResponse, Status>> + Send>,
+    >;
+
+    async fn commit_session(
+        &self,
+        req: Request<tonic::Streaming<v1::CommitSessionRequest>>,
+    ) -> Result<Response<Self::CommitSessionStream>, Status> {
+        use futures_util::StreamExt;
+        use v1::commit_session_response::Answer;
+        let (commits, fail_next) = (self.commits.clone(), self.fail_next.clone());
+        if self.without_sessions.load(Ordering::SeqCst) {
+            return Err(Status::unimplemented("CommitSession"));
+        }
+        let break_session = self.break_session.clone();
+        self.sessions.fetch_add(1, Ordering::SeqCst);
+        let answers = req.into_inner().map(move |request| {
+            let request = request?;
+            if break_session.swap(false, Ordering::SeqCst) {
+                return Err(Status::unavailable("connection reset"));
             }
-            Some(status) => return Err(status),
-            None => v1::commit_outcome::Outcome::Committed(v1::CommitResponse {
-                commit_version: 2000,
-                versionstamp: [&2000u64.to_be_bytes()[..], &[0, 0]].concat().into(),
-                already_committed: false,
-            }),
-        };
-        let commits = req.into_inner().commits;
-        let outcomes = commits
-            .iter()
-            .map(|_| v1::CommitOutcome {
-                outcome: Some(outcome.clone()),
+            let answer = match answer_commit_batch(
+                &commits,
+                &fail_next,
+                request.batch.unwrap_or_default(),
+            ) {
+                Ok(batch) => Answer::Batch(batch),
+                Err(status) => Answer::Error(to_error_status(&status)),
+            };
+            Ok(v1::CommitSessionResponse {
+                id: request.id,
+                answer: Some(answer),
             })
-            .collect();
-        self.commits.lock().extend(commits);
-        Ok(Response::new(v1::CommitBatchResponse { outcomes }))
+        });
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn pull_mutations(
@@ -608,4 +660,48 @@ async fn commits_carry_ranges_and_map_errors() {
     tx.set("b", "2").unwrap();
     let err = tx.commit().await.unwrap_err();
     assert!(err.is_commit_unknown(), "{err}");
+}
+
+/// Commits share one session; a session that breaks leaves its unanswered commits' outcome
+/// unknown, and the next commit opens a new one.
+#[tokio::test]
+async fn commits_ride_one_session_and_a_broken_one_is_reopened() {
+    let c = cluster(&[], false).await;
+    for key in ["a", "b"] {
+        let tx = c.db.create_transaction();
+        tx.set(key, "1").unwrap();
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(c.coordinator.sessions.load(Ordering::SeqCst), 1);
+    c.coordinator.break_session.store(true, Ordering::SeqCst);
+    let tx = c.db.create_transaction();
+    tx.set("c", "1").unwrap();
+    let err = tx.commit().await.unwrap_err();
+    assert!(err.is_commit_unknown(), "{err}");
+    let tx = c.db.create_transaction();
+    tx.set("d", "1").unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(c.coordinator.sessions.load(Ordering::SeqCst), 2);
+    let keys: Vec<Bytes> = c
+        .coordinator
+        .commits
+        .lock()
+        .iter()
+        .map(|commit| commit.write_conflict_ranges[0].begin.clone())
+        .collect();
+    assert_eq!(keys, ["a", "b", "d"]);
+}
+
+/// A coordinator without sessions (an older release) gets its commits as `CommitBatch` calls.
+#[tokio::test]
+async fn commits_fall_back_to_calls_when_the_coordinator_has_no_sessions() {
+    let c = cluster(&[], false).await;
+    c.coordinator.without_sessions.store(true, Ordering::SeqCst);
+    for key in ["a", "b"] {
+        let tx = c.db.create_transaction();
+        tx.set(key, "1").unwrap();
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(c.coordinator.sessions.load(Ordering::SeqCst), 0);
+    assert_eq!(c.coordinator.commits.lock().len(), 2);
 }

@@ -306,6 +306,55 @@ async fn commits_survive_a_sigkill_and_the_coordinator_serves_the_log() {
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("at most 1024"), "{}", err.message());
 
+    // The same requests on a session: each answer carries its request's id, a malformed
+    // request is refused on its own and the session goes on, and once the client ends its
+    // requests the answers end too.
+    let rv = grv(&mut c).await;
+    let batch = |commits: Vec<v1::CommitRequest>| Some(v1::CommitBatchRequest { commits });
+    let requests = vec![
+        v1::CommitSessionRequest {
+            id: 7,
+            batch: batch(vec![txn(rv, "k62", "session", true)]),
+        },
+        v1::CommitSessionRequest {
+            id: 8,
+            batch: batch(vec![v1::CommitRequest::default(); 1025]),
+        },
+        v1::CommitSessionRequest {
+            id: 9,
+            batch: batch(vec![txn(rv, "k63", "session", false)]),
+        },
+    ];
+    let mut answers = c
+        .commit_session(tokio_stream::iter(requests))
+        .await
+        .expect("a session")
+        .into_inner();
+    let mut answered = std::collections::BTreeMap::new();
+    while let Some(answer) = answers.message().await.expect("an answer") {
+        answered.insert(answer.id, answer.answer.expect("an answer"));
+    }
+    assert_eq!(answered.keys().copied().collect::<Vec<_>>(), [7, 8, 9]);
+    use v1::commit_session_response::Answer;
+    for (id, key) in [(7, "k62"), (9, "k63")] {
+        let Answer::Batch(batch) = &answered[&id] else {
+            panic!("request {id} was refused: {:?}", answered[&id]);
+        };
+        let Some(Outcome::Committed(committed)) = &batch.outcomes[0].outcome else {
+            panic!("request {id}'s commit failed: {batch:?}");
+        };
+        acked.push((committed.commit_version, key.into(), "session".into()));
+    }
+    let Answer::Error(refused) = &answered[&8] else {
+        panic!("a batch of 1025 commits was accepted");
+    };
+    assert_eq!(
+        refused.grpc_code,
+        Code::InvalidArgument as i32,
+        "{refused:?}"
+    );
+    assert!(refused.message.contains("at most 1024"), "{refused:?}");
+
     // An inverted pull range.
     let err = c
         .pull_mutations(v1::PullMutationsRequest {

@@ -14,7 +14,7 @@ use ferrisdb_proto::convert::ranges_from_proto;
 use ferrisdb_proto::status::{to_error_status, to_status};
 use ferrisdb_proto::v1;
 use ferrisdb_proto::v1::transaction_coordinator_server::TransactionCoordinator;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::handle::{CoordinatorHandle, GenerationStart, Pull};
 use super::replicated_log::LogMember;
@@ -64,6 +64,41 @@ fn pull_status(err: Error) -> Status {
 pub type MutationStream =
     Pin<Box<dyn Stream<Item = Result<v1::PullMutationsResponse, Status>> + Send + 'static>>;
 
+/// The answers of one `CommitSession` call.
+pub type CommitSessionStream =
+    Pin<Box<dyn Stream<Item = Result<v1::CommitSessionResponse, Status>> + Send + 'static>>;
+
+impl CoordinatorService {
+    /// Answers a `CommitBatch` request: every commit enters the pipeline at once (in request
+    /// order) and is answered on its own, so one bad or conflicting transaction does not
+    /// affect the others. Fails only for a malformed batch (too many commits).
+    pub(super) async fn answer_batch(
+        &self,
+        request: v1::CommitBatchRequest,
+    ) -> Result<v1::CommitBatchResponse, Status> {
+        let commits = request.commits;
+        limits::check_batch_len(commits.len(), limits::MAX_COMMIT_BATCH, "commits")
+            .map_err(to_status)?;
+        let outcomes = futures_util::future::join_all(commits.into_iter().map(|c| async move {
+            let result = match Commit::try_from(c) {
+                Ok(commit) => self.coordinator.commit(commit).await,
+                Err(e) => Err(e),
+            };
+            let outcome = match result {
+                Ok(committed) => {
+                    v1::commit_outcome::Outcome::Committed(v1::CommitResponse::from(committed))
+                }
+                Err(e) => v1::commit_outcome::Outcome::Error(to_error_status(&to_status(e))),
+            };
+            v1::CommitOutcome {
+                outcome: Some(outcome),
+            }
+        }))
+        .await;
+        Ok(v1::CommitBatchResponse { outcomes })
+    }
+}
+
 #[tonic::async_trait]
 impl TransactionCoordinator for CoordinatorService {
     async fn get_read_version(
@@ -94,28 +129,21 @@ impl TransactionCoordinator for CoordinatorService {
         &self,
         request: Request<v1::CommitBatchRequest>,
     ) -> Result<Response<v1::CommitBatchResponse>, Status> {
-        let commits = request.into_inner().commits;
-        limits::check_batch_len(commits.len(), limits::MAX_COMMIT_BATCH, "commits")
-            .map_err(to_status)?;
-        // Every commit enters the pipeline at once (in request order) and is answered on its
-        // own: one bad or conflicting transaction does not affect the others.
-        let outcomes = futures_util::future::join_all(commits.into_iter().map(|c| async move {
-            let result = match Commit::try_from(c) {
-                Ok(commit) => self.coordinator.commit(commit).await,
-                Err(e) => Err(e),
-            };
-            let outcome = match result {
-                Ok(committed) => {
-                    v1::commit_outcome::Outcome::Committed(v1::CommitResponse::from(committed))
-                }
-                Err(e) => v1::commit_outcome::Outcome::Error(to_error_status(&to_status(e))),
-            };
-            v1::CommitOutcome {
-                outcome: Some(outcome),
-            }
-        }))
-        .await;
-        Ok(Response::new(v1::CommitBatchResponse { outcomes }))
+        self.answer_batch(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type CommitSessionStream = CommitSessionStream;
+
+    async fn commit_session(
+        &self,
+        request: Request<Streaming<v1::CommitSessionRequest>>,
+    ) -> Result<Response<Self::CommitSessionStream>, Status> {
+        Ok(Response::new(super::session::serve(
+            self.clone(),
+            request.into_inner(),
+        )))
     }
 
     async fn pull_mutations(
