@@ -36,10 +36,10 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::backend::{Backend, FirstRead, RangeChunk, RangeRead};
 use crate::call_batch::{COMMIT_LIMITS, CallBatcher, READ_LIMITS};
-use crate::commit_session::CommitSession;
 use crate::first_read::FirstReadPolicy;
 use crate::read_version::ReadVersionBatcher;
 use crate::routing::{locate, replicas_from, resume_after};
+use crate::session::{Commits, Reads, Session};
 use crate::{KeyValue, Priority};
 
 /// Timeout for opening a connection to one process.
@@ -99,9 +99,11 @@ pub(crate) struct GrpcBackend {
     /// Shares `CommitBatch` calls between concurrent transactions.
     commits: Arc<CommitBatcher>,
     /// The commit session to each coordinator (by address) the commits go through.
-    commit_sessions: Mutex<BTreeMap<String, Arc<CommitSession>>>,
+    commit_sessions: Mutex<BTreeMap<String, Arc<Session<Commits>>>>,
     /// Shares `GetBatch` calls to each storage server (by address) between concurrent reads.
     reads: Mutex<BTreeMap<String, Arc<ReadBatcher>>>,
+    /// The read session to each storage server (by address) the point reads go through.
+    read_sessions: Mutex<BTreeMap<String, Arc<Session<Reads>>>>,
     /// Counts range reads, each starting at the next replica of its shard: a scan has no
     /// batch to share, so spreading scans costs nothing and shares the replicas' work (point
     /// reads go to the first replica, where they batch best; `docs/benchmarks.md`).
@@ -110,8 +112,8 @@ pub(crate) struct GrpcBackend {
     first_reads: FirstReadPolicy,
 }
 
-type CommitBatcher = CallBatcher<Arc<CommitSession>, v1::CommitRequest, Committed>;
-type ReadBatcher = CallBatcher<StorageServerClient<Channel>, v1::StorageGetRequest, StoredValue>;
+type CommitBatcher = CallBatcher<Arc<Session<Commits>>, v1::CommitRequest, Committed>;
+type ReadBatcher = CallBatcher<Arc<Session<Reads>>, v1::StorageGetRequest, StoredValue>;
 
 /// A storage server's answer to a point read: the value (`None`: absent) and the version it
 /// was read at.
@@ -132,6 +134,7 @@ impl GrpcBackend {
             commits: CallBatcher::new(COMMIT_LIMITS),
             commit_sessions: Mutex::new(BTreeMap::new()),
             reads: Mutex::new(BTreeMap::new()),
+            read_sessions: Mutex::new(BTreeMap::new()),
             range_turn: std::sync::atomic::AtomicUsize::new(0),
             first_reads: FirstReadPolicy::default(),
         }
@@ -254,7 +257,13 @@ impl GrpcBackend {
                 newest,
             };
             let batcher = self.read_batcher(addr);
-            async move { batcher.call(client, req, send_get_batch).await }
+            let session = self
+                .read_sessions
+                .lock()
+                .entry(addr.to_owned())
+                .or_insert_with(|| Arc::new(Session::new(Reads(client))))
+                .clone();
+            async move { batcher.call(session, req, send_get_batch).await }
         })
         .await
     }
@@ -563,7 +572,7 @@ impl Backend for GrpcBackend {
                 .commit_sessions
                 .lock()
                 .entry(serving.address.clone())
-                .or_insert_with(|| Arc::new(CommitSession::new(client)))
+                .or_insert_with(|| Arc::new(Session::new(Commits(client))))
                 .clone();
             let call =
                 self.commits
@@ -624,13 +633,13 @@ impl Backend for GrpcBackend {
 /// Sends one `GetBatch` call; one outcome per read, in order (the batcher checks the count). A
 /// failed call fails every read it carried with the call's error.
 async fn send_get_batch(
-    mut client: StorageServerClient<Channel>,
+    session: Arc<Session<Reads>>,
     gets: Vec<v1::StorageGetRequest>,
 ) -> Vec<Result<StoredValue, Error>> {
     use v1::storage_get_outcome::Outcome;
     let sent = gets.len();
-    match client.get_batch(v1::StorageGetBatchRequest { gets }).await {
-        Ok(reply) => (reply.into_inner().outcomes.into_iter())
+    match session.call(v1::StorageGetBatchRequest { gets }).await {
+        Ok(Ok(reply)) => (reply.outcomes.into_iter())
             .map(|o| match o.outcome {
                 Some(Outcome::Value(v)) => Ok((v.found.then_some(v.value), Version(v.version))),
                 Some(Outcome::Error(e)) => Err(from_status(&status_from_error_status(&e))),
@@ -639,7 +648,10 @@ async fn send_get_batch(
                 )),
             })
             .collect(),
-        Err(status) => (0..sent).map(|_| Err(from_status(&status))).collect(),
+        Ok(Err(status)) => (0..sent).map(|_| Err(from_status(&status))).collect(),
+        Err(not_sent) => (0..sent)
+            .map(|_| Err(Error::Unavailable(not_sent.clone())))
+            .collect(),
     }
 }
 
@@ -647,7 +659,7 @@ async fn send_get_batch(
 /// count). A failed call fails every commit it carried the way a failed `Commit` call would
 /// (see [`commit_error`]).
 async fn send_commit_batch(
-    session: Arc<CommitSession>,
+    session: Arc<Session<Commits>>,
     commits: Vec<v1::CommitRequest>,
 ) -> Vec<Result<Committed, Error>> {
     use v1::commit_outcome::Outcome;

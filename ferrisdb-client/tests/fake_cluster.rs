@@ -30,6 +30,7 @@ const COMMITTED_VERSION: u64 = 1000;
 
 type Data = Arc<BTreeMap<Bytes, Bytes>>;
 
+#[derive(Clone)]
 struct FakeStorage {
     holds: Vec<KeyRange>,
     data: Data,
@@ -90,6 +91,34 @@ impl StorageServer for FakeStorage {
             });
         }
         Ok(Response::new(v1::StorageGetBatchResponse { outcomes }))
+    }
+
+    type GetSessionStream =
+        Pin<Box<dyn Stream<Item = Result<v1::StorageGetSessionResponse, Status>> + Send>>;
+
+    async fn get_session(
+        &self,
+        req: Request<tonic::Streaming<v1::StorageGetSessionRequest>>,
+    ) -> Result<Response<Self::GetSessionStream>, Status> {
+        use futures_util::StreamExt;
+        use v1::storage_get_session_response::Answer;
+        let me = self.clone();
+        let answers = req.into_inner().then(move |request| {
+            let me = me.clone();
+            async move {
+                let request = request?;
+                let batch = request.batch.unwrap_or_default();
+                let answer = match me.get_batch(Request::new(batch)).await {
+                    Ok(reply) => Answer::Batch(reply.into_inner()),
+                    Err(status) => Answer::Error(to_error_status(&status)),
+                };
+                Ok(v1::StorageGetSessionResponse {
+                    id: request.id,
+                    answer: Some(answer),
+                })
+            }
+        });
+        Ok(Response::new(Box::pin(answers)))
     }
 
     type GetRangeStream =

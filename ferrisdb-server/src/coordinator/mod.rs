@@ -17,7 +17,6 @@ pub mod resolver;
 pub mod sequencer;
 pub mod server;
 pub mod service;
-pub mod session;
 pub mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -65,14 +65,13 @@ pub type MutationStream =
     Pin<Box<dyn Stream<Item = Result<v1::PullMutationsResponse, Status>> + Send + 'static>>;
 
 /// The answers of one `CommitSession` call.
-pub type CommitSessionStream =
-    Pin<Box<dyn Stream<Item = Result<v1::CommitSessionResponse, Status>> + Send + 'static>>;
+pub type CommitSessionStream = crate::grpc::session::Answers<v1::CommitSessionResponse>;
 
 impl CoordinatorService {
     /// Answers a `CommitBatch` request: every commit enters the pipeline at once (in request
     /// order) and is answered on its own, so one bad or conflicting transaction does not
     /// affect the others. Fails only for a malformed batch (too many commits).
-    pub(super) async fn answer_batch(
+    async fn answer_batch(
         &self,
         request: v1::CommitBatchRequest,
     ) -> Result<v1::CommitBatchResponse, Status> {
@@ -140,9 +139,26 @@ impl TransactionCoordinator for CoordinatorService {
         &self,
         request: Request<Streaming<v1::CommitSessionRequest>>,
     ) -> Result<Response<Self::CommitSessionStream>, Status> {
-        Ok(Response::new(super::session::serve(
-            self.clone(),
+        let service = self.clone();
+        Ok(Response::new(crate::grpc::session::serve(
             request.into_inner(),
+            move |request: v1::CommitSessionRequest| {
+                let service = service.clone();
+                async move {
+                    use v1::commit_session_response::Answer;
+                    let answer = match service
+                        .answer_batch(request.batch.unwrap_or_default())
+                        .await
+                    {
+                        Ok(batch) => Answer::Batch(batch),
+                        Err(status) => Answer::Error(to_error_status(&status)),
+                    };
+                    v1::CommitSessionResponse {
+                        id: request.id,
+                        answer: Some(answer),
+                    }
+                }
+            },
         )))
     }
 

@@ -6,6 +6,7 @@
 
 pub mod connections;
 pub mod fixed_date;
+pub mod session;
 pub mod unknown_method;
 
 use std::sync::Arc;

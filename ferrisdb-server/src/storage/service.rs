@@ -26,7 +26,7 @@ use ferrisdb_storage::engine::{Engine, ScanIterator, ScanOptions};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::progress::Progress;
 
@@ -72,6 +72,7 @@ impl ReadCounters {
 }
 
 /// Serves reads from one engine.
+#[derive(Clone)]
 pub struct StorageService {
     engine: Arc<Engine>,
     progress: Arc<Progress>,
@@ -169,6 +170,30 @@ impl StorageService {
     }
 }
 
+impl StorageService {
+    /// Answers a `GetBatch` request: each read is answered on its own, as a lone `Get` would
+    /// be. Fails only for a malformed batch (too many reads).
+    async fn answer_batch(
+        &self,
+        request: v1::StorageGetBatchRequest,
+    ) -> Result<v1::StorageGetBatchResponse, Status> {
+        let gets = request.gets;
+        limits::check_batch_len(gets.len(), limits::MAX_READ_BATCH, "reads").map_err(to_status)?;
+        self.counters.served(gets.len());
+        let outcomes = futures_util::future::join_all(gets.into_iter().map(|get| async move {
+            let outcome = match self.get_one(get).await {
+                Ok(value) => v1::storage_get_outcome::Outcome::Value(value),
+                Err(e) => v1::storage_get_outcome::Outcome::Error(to_error_status(&to_status(e))),
+            };
+            v1::StorageGetOutcome {
+                outcome: Some(outcome),
+            }
+        }))
+        .await;
+        Ok(v1::StorageGetBatchResponse { outcomes })
+    }
+}
+
 type RangeStream = Pin<Box<dyn Stream<Item = Result<v1::StorageGetRangeResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -189,20 +214,38 @@ impl StorageServer for StorageService {
         &self,
         request: Request<v1::StorageGetBatchRequest>,
     ) -> Result<Response<v1::StorageGetBatchResponse>, Status> {
-        let gets = request.into_inner().gets;
-        limits::check_batch_len(gets.len(), limits::MAX_READ_BATCH, "reads").map_err(to_status)?;
-        self.counters.served(gets.len());
-        let outcomes = futures_util::future::join_all(gets.into_iter().map(|get| async move {
-            let outcome = match self.get_one(get).await {
-                Ok(value) => v1::storage_get_outcome::Outcome::Value(value),
-                Err(e) => v1::storage_get_outcome::Outcome::Error(to_error_status(&to_status(e))),
-            };
-            v1::StorageGetOutcome {
-                outcome: Some(outcome),
-            }
-        }))
-        .await;
-        Ok(Response::new(v1::StorageGetBatchResponse { outcomes }))
+        self.answer_batch(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type GetSessionStream = crate::grpc::session::Answers<v1::StorageGetSessionResponse>;
+
+    async fn get_session(
+        &self,
+        request: Request<Streaming<v1::StorageGetSessionRequest>>,
+    ) -> Result<Response<Self::GetSessionStream>, Status> {
+        let service = self.clone();
+        Ok(Response::new(crate::grpc::session::serve(
+            request.into_inner(),
+            move |request: v1::StorageGetSessionRequest| {
+                let service = service.clone();
+                async move {
+                    use v1::storage_get_session_response::Answer;
+                    let answer = match service
+                        .answer_batch(request.batch.unwrap_or_default())
+                        .await
+                    {
+                        Ok(batch) => Answer::Batch(batch),
+                        Err(status) => Answer::Error(to_error_status(&status)),
+                    };
+                    v1::StorageGetSessionResponse {
+                        id: request.id,
+                        answer: Some(answer),
+                    }
+                }
+            },
+        )))
     }
 
     type GetRangeStream = RangeStream;
