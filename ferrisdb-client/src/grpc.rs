@@ -39,7 +39,7 @@ use crate::call_batch::{COMMIT_LIMITS, CallBatcher, READ_LIMITS};
 use crate::first_read::FirstReadPolicy;
 use crate::read_version::ReadVersionBatcher;
 use crate::routing::{locate, replicas_from, resume_after};
-use crate::session::{Commits, Reads, Session};
+use crate::session::{Commits, ReadVersions, Reads, Session};
 use crate::{KeyValue, Priority};
 
 /// Timeout for opening a connection to one process.
@@ -95,11 +95,13 @@ pub(crate) struct GrpcBackend {
     /// one (see [`SUSPECT_AFTER`]).
     serving_checked: tokio::sync::Mutex<Option<(tokio::time::Instant, ServingCoordinator)>>,
     /// Shares `GetReadVersion` requests between concurrent transactions.
-    read_versions: Arc<ReadVersionBatcher<TransactionCoordinatorClient<Channel>>>,
+    read_versions: Arc<ReadVersionBatcher<Arc<Session<ReadVersions>>>>,
     /// Shares `CommitBatch` calls between concurrent transactions.
     commits: Arc<CommitBatcher>,
     /// The commit session to each coordinator (by address) the commits go through.
     commit_sessions: Mutex<BTreeMap<String, Arc<Session<Commits>>>>,
+    /// The read-version session to each coordinator (by address).
+    read_version_sessions: Mutex<BTreeMap<String, Arc<Session<ReadVersions>>>>,
     /// Shares `GetBatch` calls to each storage server (by address) between concurrent reads.
     reads: Mutex<BTreeMap<String, Arc<ReadBatcher>>>,
     /// The read session to each storage server (by address) the point reads go through.
@@ -133,6 +135,7 @@ impl GrpcBackend {
             read_versions: ReadVersionBatcher::new(),
             commits: CallBatcher::new(COMMIT_LIMITS),
             commit_sessions: Mutex::new(BTreeMap::new()),
+            read_version_sessions: Mutex::new(BTreeMap::new()),
             reads: Mutex::new(BTreeMap::new()),
             read_sessions: Mutex::new(BTreeMap::new()),
             range_turn: std::sync::atomic::AtomicUsize::new(0),
@@ -476,7 +479,13 @@ impl Backend for GrpcBackend {
     fn read_version(&self, priority: Priority) -> BoxFuture<'_, Result<Version, Error>> {
         Box::pin(async move {
             let (client, serving) = self.coordinator().await?;
-            let fetch = move |mut client: TransactionCoordinatorClient<Channel>| async move {
+            let session = self
+                .read_version_sessions
+                .lock()
+                .entry(serving.address.clone())
+                .or_insert_with(|| Arc::new(Session::new(ReadVersions(client))))
+                .clone();
+            let fetch = move |session: Arc<Session<ReadVersions>>| async move {
                 let request = v1::GetReadVersionRequest {
                     priority: match priority {
                         Priority::Default => v1::Priority::Default,
@@ -484,28 +493,26 @@ impl Backend for GrpcBackend {
                         Priority::Immediate => v1::Priority::Immediate,
                     } as i32,
                 };
-                let resp = tokio::time::timeout(
-                    COORDINATOR_CALL_TIMEOUT,
-                    client.get_read_version(request),
-                )
-                .await
-                .map_err(|_| {
-                    Error::Unavailable(format!(
-                        "the coordinator did not answer a read-version request within \
-                                 {COORDINATOR_CALL_TIMEOUT:?}"
-                    ))
-                })?
-                .map_err(|s| from_status(&s))?;
-                Ok(Version(resp.into_inner().version))
+                let resp = tokio::time::timeout(COORDINATOR_CALL_TIMEOUT, session.call(request))
+                    .await
+                    .map_err(|_| {
+                        Error::Unavailable(format!(
+                            "the coordinator did not answer a read-version request within \
+                             {COORDINATOR_CALL_TIMEOUT:?}"
+                        ))
+                    })?
+                    .map_err(Error::Unavailable)?
+                    .map_err(|s| from_status(&s))?;
+                Ok(Version(resp.version))
             };
             let call = async {
                 match priority {
                     // Shared with the default-priority transactions queued with it.
-                    Priority::Default => self.read_versions.read_version(client, fetch).await,
+                    Priority::Default => self.read_versions.read_version(session, fetch).await,
                     // Its own request: an immediate one must not wait for a round in flight,
                     // and a batch one must not hold default ones back while the coordinator
                     // delays it.
-                    Priority::Batch | Priority::Immediate => fetch(client).await,
+                    Priority::Batch | Priority::Immediate => fetch(session).await,
                 }
             };
             let answer = tokio::select! {

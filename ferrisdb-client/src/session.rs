@@ -1,6 +1,7 @@
-//! Sessions: the client's end of a server's session stream (`CommitSession` on the
-//! coordinator, `GetSession` on storage servers), which carries the requests of a unary
-//! method (`CommitBatch`, `GetBatch`) as messages on one long-lived HTTP/2 stream.
+//! Sessions: the client's end of a server's session stream (`CommitSession` and
+//! `ReadVersionSession` on the coordinator, `GetSession` on storage servers), which carries
+//! the requests of a unary method (`CommitBatch`, `GetReadVersion`, `GetBatch`) as messages on
+//! one long-lived HTTP/2 stream.
 //!
 //! A unary call opens a new HTTP/2 stream for every request, and its body can only follow the
 //! HEADERS frame once the connection has opened that stream: the request leaves in two or
@@ -355,5 +356,52 @@ impl SessionKind for Reads {
     async fn unary(&self, request: Self::Request) -> Result<Self::Reply, Status> {
         let mut client = self.0.clone();
         Ok(client.get_batch(request).await?.into_inner())
+    }
+}
+
+/// Read versions: `GetReadVersion` on a coordinator's `ReadVersionSession`.
+#[derive(Clone)]
+pub(crate) struct ReadVersions(pub TransactionCoordinatorClient<Channel>);
+
+impl SessionKind for ReadVersions {
+    type Request = v1::GetReadVersionRequest;
+    type Reply = v1::GetReadVersionResponse;
+    type Outgoing = v1::ReadVersionSessionRequest;
+    type Incoming = v1::ReadVersionSessionResponse;
+    const SERVER: &'static str = "coordinator";
+
+    fn tag(id: u64, request: Self::Request) -> Self::Outgoing {
+        v1::ReadVersionSessionRequest {
+            id,
+            request: Some(request),
+        }
+    }
+
+    fn untag(answer: Self::Incoming) -> (u64, Result<Self::Reply, Status>) {
+        use v1::read_version_session_response::Answer;
+        let answered = match answer.answer {
+            Some(Answer::Version(version)) => Ok(version),
+            Some(Answer::Error(e)) => Err(status_from_error_status(&e)),
+            None => Err(Status::unknown(
+                "the coordinator answered a read-version request without an answer",
+            )),
+        };
+        (answer.id, answered)
+    }
+
+    async fn open(
+        &self,
+        outgoing: mpsc::UnboundedReceiver<Self::Outgoing>,
+    ) -> Result<Streaming<Self::Incoming>, Status> {
+        let mut client = self.0.clone();
+        Ok(client
+            .read_version_session(receiver_stream(outgoing))
+            .await?
+            .into_inner())
+    }
+
+    async fn unary(&self, request: Self::Request) -> Result<Self::Reply, Status> {
+        let mut client = self.0.clone();
+        Ok(client.get_read_version(request).await?.into_inner())
     }
 }

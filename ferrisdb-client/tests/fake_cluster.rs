@@ -236,6 +236,27 @@ impl TransactionCoordinator for FakeCoordinator {
         }))
     }
 
+    type ReadVersionSessionStream = std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<v1::ReadVersionSessionResponse, Status>> + Send>,
+    >;
+
+    async fn read_version_session(
+        &self,
+        req: Request<tonic::Streaming<v1::ReadVersionSessionRequest>>,
+    ) -> Result<Response<Self::ReadVersionSessionStream>, Status> {
+        use futures_util::StreamExt;
+        use v1::read_version_session_response::Answer;
+        let answers = req.into_inner().map(|request| {
+            Ok(v1::ReadVersionSessionResponse {
+                id: request?.id,
+                answer: Some(Answer::Version(v1::GetReadVersionResponse {
+                    version: COMMITTED_VERSION,
+                })),
+            })
+        });
+        Ok(Response::new(Box::pin(answers)))
+    }
+
     async fn commit(
         &self,
         req: Request<v1::CommitRequest>,

@@ -68,6 +68,22 @@ pub type MutationStream =
 pub type CommitSessionStream = crate::grpc::session::Answers<v1::CommitSessionResponse>;
 
 impl CoordinatorService {
+    /// Answers a `GetReadVersion` request.
+    async fn answer_read_version(
+        &self,
+        request: v1::GetReadVersionRequest,
+    ) -> Result<v1::GetReadVersionResponse, Status> {
+        let priority = priority_from_proto(request.priority)?;
+        let version = self
+            .coordinator
+            .read_version_for(priority)
+            .await
+            .map_err(to_status)?;
+        Ok(v1::GetReadVersionResponse {
+            version: version.get(),
+        })
+    }
+
     /// Answers a `CommitBatch` request: every commit enters the pipeline at once (in request
     /// order) and is answered on its own, so one bad or conflicting transaction does not
     /// affect the others. Fails only for a malformed batch (too many commits).
@@ -104,15 +120,36 @@ impl TransactionCoordinator for CoordinatorService {
         &self,
         request: Request<v1::GetReadVersionRequest>,
     ) -> Result<Response<v1::GetReadVersionResponse>, Status> {
-        let priority = priority_from_proto(request.into_inner().priority)?;
-        Ok(Response::new(v1::GetReadVersionResponse {
-            version: self
-                .coordinator
-                .read_version_for(priority)
-                .await
-                .map_err(to_status)?
-                .get(),
-        }))
+        self.answer_read_version(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type ReadVersionSessionStream = crate::grpc::session::Answers<v1::ReadVersionSessionResponse>;
+
+    async fn read_version_session(
+        &self,
+        request: Request<Streaming<v1::ReadVersionSessionRequest>>,
+    ) -> Result<Response<Self::ReadVersionSessionStream>, Status> {
+        let service = self.clone();
+        Ok(Response::new(crate::grpc::session::serve(
+            request.into_inner(),
+            move |request: v1::ReadVersionSessionRequest| {
+                let service = service.clone();
+                async move {
+                    use v1::read_version_session_response::Answer;
+                    let asked = request.request.unwrap_or_default();
+                    let answer = match service.answer_read_version(asked).await {
+                        Ok(version) => Answer::Version(version),
+                        Err(status) => Answer::Error(to_error_status(&status)),
+                    };
+                    v1::ReadVersionSessionResponse {
+                        id: request.id,
+                        answer: Some(answer),
+                    }
+                }
+            },
+        )))
     }
 
     async fn commit(
