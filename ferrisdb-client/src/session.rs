@@ -265,143 +265,90 @@ async fn run_session<K: SessionKind>(
     waiting.end(&end);
 }
 
-/// Commits: `CommitBatch` on a coordinator's `CommitSession`.
-#[derive(Clone)]
-pub(crate) struct Commits(pub TransactionCoordinatorClient<Channel>);
+/// Defines a [`SessionKind`]: its name and client, the server's role, the unary method's
+/// request and reply, the session's request (with the field holding the unary request) and
+/// answer (with its `answer` oneof and the variant holding the unary reply), and the client's
+/// session and unary methods.
+macro_rules! session_kind {
+    (
+        $(#[$doc:meta])*
+        $name:ident($client:ty), $server:literal,
+        $request:ty => $reply:ty,
+        $outgoing:ident { $field:ident },
+        $incoming:ident { $answer:ident::$ok:ident },
+        $open:ident, $unary:ident
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub(crate) struct $name(pub $client);
 
-impl SessionKind for Commits {
-    type Request = v1::CommitBatchRequest;
-    type Reply = v1::CommitBatchResponse;
-    type Outgoing = v1::CommitSessionRequest;
-    type Incoming = v1::CommitSessionResponse;
-    const SERVER: &'static str = "coordinator";
+        impl SessionKind for $name {
+            type Request = $request;
+            type Reply = $reply;
+            type Outgoing = v1::$outgoing;
+            type Incoming = v1::$incoming;
+            const SERVER: &'static str = $server;
 
-    fn tag(id: u64, request: Self::Request) -> Self::Outgoing {
-        v1::CommitSessionRequest {
-            id,
-            batch: Some(request),
+            fn tag(id: u64, request: Self::Request) -> Self::Outgoing {
+                v1::$outgoing {
+                    id,
+                    $field: Some(request),
+                }
+            }
+
+            fn untag(answer: Self::Incoming) -> (u64, Result<Self::Reply, Status>) {
+                use v1::$answer::Answer;
+                let answered = match answer.answer {
+                    Some(Answer::$ok(reply)) => Ok(reply),
+                    Some(Answer::Error(e)) => Err(status_from_error_status(&e)),
+                    None => Err(Status::unknown(concat!(
+                        "the ",
+                        $server,
+                        " answered a session request without an answer"
+                    ))),
+                };
+                (answer.id, answered)
+            }
+
+            async fn open(
+                &self,
+                outgoing: mpsc::UnboundedReceiver<Self::Outgoing>,
+            ) -> Result<Streaming<Self::Incoming>, Status> {
+                let mut client = self.0.clone();
+                Ok(client.$open(receiver_stream(outgoing)).await?.into_inner())
+            }
+
+            async fn unary(&self, request: Self::Request) -> Result<Self::Reply, Status> {
+                let mut client = self.0.clone();
+                Ok(client.$unary(request).await?.into_inner())
+            }
         }
-    }
-
-    fn untag(answer: Self::Incoming) -> (u64, Result<Self::Reply, Status>) {
-        use v1::commit_session_response::Answer;
-        let answered = match answer.answer {
-            Some(Answer::Batch(batch)) => Ok(batch),
-            Some(Answer::Error(e)) => Err(status_from_error_status(&e)),
-            None => Err(Status::unknown(
-                "the coordinator answered a commit request without an answer",
-            )),
-        };
-        (answer.id, answered)
-    }
-
-    async fn open(
-        &self,
-        outgoing: mpsc::UnboundedReceiver<Self::Outgoing>,
-    ) -> Result<Streaming<Self::Incoming>, Status> {
-        let mut client = self.0.clone();
-        Ok(client
-            .commit_session(receiver_stream(outgoing))
-            .await?
-            .into_inner())
-    }
-
-    async fn unary(&self, request: Self::Request) -> Result<Self::Reply, Status> {
-        let mut client = self.0.clone();
-        Ok(client.commit_batch(request).await?.into_inner())
-    }
+    };
 }
 
-/// Point reads: `GetBatch` on a storage server's `GetSession`.
-#[derive(Clone)]
-pub(crate) struct Reads(pub StorageServerClient<Channel>);
+session_kind!(
+    /// Commits: `CommitBatch` on a coordinator's `CommitSession`.
+    Commits(TransactionCoordinatorClient<Channel>), "coordinator",
+    v1::CommitBatchRequest => v1::CommitBatchResponse,
+    CommitSessionRequest { batch },
+    CommitSessionResponse { commit_session_response::Batch },
+    commit_session, commit_batch
+);
 
-impl SessionKind for Reads {
-    type Request = v1::StorageGetBatchRequest;
-    type Reply = v1::StorageGetBatchResponse;
-    type Outgoing = v1::StorageGetSessionRequest;
-    type Incoming = v1::StorageGetSessionResponse;
-    const SERVER: &'static str = "storage server";
+session_kind!(
+    /// Read versions: `GetReadVersion` on a coordinator's `ReadVersionSession`.
+    ReadVersions(TransactionCoordinatorClient<Channel>), "coordinator",
+    v1::GetReadVersionRequest => v1::GetReadVersionResponse,
+    ReadVersionSessionRequest { request },
+    ReadVersionSessionResponse { read_version_session_response::Version },
+    read_version_session, get_read_version
+);
 
-    fn tag(id: u64, request: Self::Request) -> Self::Outgoing {
-        v1::StorageGetSessionRequest {
-            id,
-            batch: Some(request),
-        }
-    }
-
-    fn untag(answer: Self::Incoming) -> (u64, Result<Self::Reply, Status>) {
-        use v1::storage_get_session_response::Answer;
-        let answered = match answer.answer {
-            Some(Answer::Batch(batch)) => Ok(batch),
-            Some(Answer::Error(e)) => Err(status_from_error_status(&e)),
-            None => Err(Status::unknown(
-                "the storage server answered a read request without an answer",
-            )),
-        };
-        (answer.id, answered)
-    }
-
-    async fn open(
-        &self,
-        outgoing: mpsc::UnboundedReceiver<Self::Outgoing>,
-    ) -> Result<Streaming<Self::Incoming>, Status> {
-        let mut client = self.0.clone();
-        Ok(client
-            .get_session(receiver_stream(outgoing))
-            .await?
-            .into_inner())
-    }
-
-    async fn unary(&self, request: Self::Request) -> Result<Self::Reply, Status> {
-        let mut client = self.0.clone();
-        Ok(client.get_batch(request).await?.into_inner())
-    }
-}
-
-/// Read versions: `GetReadVersion` on a coordinator's `ReadVersionSession`.
-#[derive(Clone)]
-pub(crate) struct ReadVersions(pub TransactionCoordinatorClient<Channel>);
-
-impl SessionKind for ReadVersions {
-    type Request = v1::GetReadVersionRequest;
-    type Reply = v1::GetReadVersionResponse;
-    type Outgoing = v1::ReadVersionSessionRequest;
-    type Incoming = v1::ReadVersionSessionResponse;
-    const SERVER: &'static str = "coordinator";
-
-    fn tag(id: u64, request: Self::Request) -> Self::Outgoing {
-        v1::ReadVersionSessionRequest {
-            id,
-            request: Some(request),
-        }
-    }
-
-    fn untag(answer: Self::Incoming) -> (u64, Result<Self::Reply, Status>) {
-        use v1::read_version_session_response::Answer;
-        let answered = match answer.answer {
-            Some(Answer::Version(version)) => Ok(version),
-            Some(Answer::Error(e)) => Err(status_from_error_status(&e)),
-            None => Err(Status::unknown(
-                "the coordinator answered a read-version request without an answer",
-            )),
-        };
-        (answer.id, answered)
-    }
-
-    async fn open(
-        &self,
-        outgoing: mpsc::UnboundedReceiver<Self::Outgoing>,
-    ) -> Result<Streaming<Self::Incoming>, Status> {
-        let mut client = self.0.clone();
-        Ok(client
-            .read_version_session(receiver_stream(outgoing))
-            .await?
-            .into_inner())
-    }
-
-    async fn unary(&self, request: Self::Request) -> Result<Self::Reply, Status> {
-        let mut client = self.0.clone();
-        Ok(client.get_read_version(request).await?.into_inner())
-    }
-}
+session_kind!(
+    /// Point reads: `GetBatch` on a storage server's `GetSession`.
+    Reads(StorageServerClient<Channel>), "storage server",
+    v1::StorageGetBatchRequest => v1::StorageGetBatchResponse,
+    StorageGetSessionRequest { batch },
+    StorageGetSessionResponse { storage_get_session_response::Batch },
+    get_session, get_batch
+);
