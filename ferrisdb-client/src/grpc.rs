@@ -39,7 +39,7 @@ use crate::call_batch::{COMMIT_LIMITS, CallBatcher, READ_LIMITS};
 use crate::first_read::FirstReadPolicy;
 use crate::read_version::ReadVersionBatcher;
 use crate::routing::{locate, replicas_from, resume_after};
-use crate::session::{Commits, ReadVersions, Reads, Session};
+use crate::session::{Commits, Ranges, ReadVersions, Reads, Session};
 use crate::{KeyValue, Priority};
 
 /// Timeout for opening a connection to one process.
@@ -106,6 +106,8 @@ pub(crate) struct GrpcBackend {
     reads: Mutex<BTreeMap<String, Arc<ReadBatcher>>>,
     /// The read session to each storage server (by address) the point reads go through.
     read_sessions: Mutex<BTreeMap<String, Arc<Session<Reads>>>>,
+    /// The range session to each storage server (by address) range reads start on.
+    range_sessions: Mutex<BTreeMap<String, Arc<Session<Ranges>>>>,
     /// Counts range reads, each starting at the next replica of its shard: a scan has no
     /// batch to share, so spreading scans costs nothing and shares the replicas' work (point
     /// reads go to the first replica, where they batch best; `docs/benchmarks.md`).
@@ -138,6 +140,7 @@ impl GrpcBackend {
             read_version_sessions: Mutex::new(BTreeMap::new()),
             reads: Mutex::new(BTreeMap::new()),
             read_sessions: Mutex::new(BTreeMap::new()),
+            range_sessions: Mutex::new(BTreeMap::new()),
             range_turn: std::sync::atomic::AtomicUsize::new(0),
             first_reads: FirstReadPolicy::default(),
         }
@@ -201,31 +204,14 @@ impl GrpcBackend {
         let turn = self.range_turn.fetch_add(1, Ordering::Relaxed);
         let replicas = replicas_from(&piece.shard.storage_ids, turn);
         let (kvs, at) = self
-            .on_replicas(&view, &replicas, |_, mut client| {
-                let req = req.clone();
-                let limit = read.limit;
-                async move {
-                    // A server reading at the request's version may send no message at all.
-                    let mut at = if newest { 0 } else { req.version };
-                    let mut stream = client
-                        .get_range(req)
-                        .await
-                        .map_err(|s| from_status(&s))?
-                        .into_inner();
-                    let mut kvs = Vec::new();
-                    while let Some(batch) = stream.message().await.map_err(|s| from_status(&s))? {
-                        at = batch.version;
-                        kvs.extend(batch.pairs.into_iter().map(|p| KeyValue {
-                            key: p.key,
-                            value: p.value,
-                        }));
-                        if limit > 0 && kvs.len() >= limit {
-                            kvs.truncate(limit);
-                            break;
-                        }
-                    }
-                    Ok((kvs, Version(at)))
-                }
+            .on_replicas(&view, &replicas, |addr, client| {
+                let session = self
+                    .range_sessions
+                    .lock()
+                    .entry(addr.to_owned())
+                    .or_insert_with(|| Arc::new(Session::new(Ranges(client.clone()))))
+                    .clone();
+                read_range_from(session, client, req.clone(), read.limit)
             })
             .await?;
         check_order(&kvs, &piece.begin, &piece.end, read.reverse)?;
@@ -635,6 +621,75 @@ impl Backend for GrpcBackend {
             *self.view.lock() = None;
         }
     }
+}
+
+/// Reads one piece of a range from one storage server: its start on the server's range
+/// session, then, if the range holds more than the start's message, the rest with one
+/// `GetRange` call from just past the last pair, at the start's version. Stops at `limit`
+/// pairs (0: no limit). Returns the pairs in read order and the version they were read at.
+async fn read_range_from(
+    session: Arc<Session<Ranges>>,
+    mut client: StorageServerClient<Channel>,
+    req: v1::StorageGetRangeRequest,
+    limit: usize,
+) -> Result<(Vec<KeyValue>, Version), Error> {
+    let start = match session.call(req.clone()).await {
+        Ok(Ok(start)) => start,
+        Ok(Err(status)) => return Err(from_status(&status)),
+        Err(not_sent) => return Err(Error::Unavailable(not_sent)),
+    };
+    let at = start.version;
+    let mut kvs: Vec<KeyValue> = (start.pairs.into_iter())
+        .map(|p| KeyValue {
+            key: p.key,
+            value: p.value,
+        })
+        .collect();
+    let full = |kvs: &Vec<KeyValue>| limit > 0 && kvs.len() >= limit;
+    if full(&kvs) {
+        kvs.truncate(limit);
+        return Ok((kvs, Version(at)));
+    }
+    let Some(last) = kvs.last().filter(|_| start.more) else {
+        return Ok((kvs, Version(at)));
+    };
+    // What is left past the last pair (as `routing::resume_after` judges it), if anything.
+    let left = if req.reverse {
+        (last.key[..] > req.begin[..]).then(|| (req.begin.clone(), last.key.clone()))
+    } else {
+        let next = ferrisdb_core::key_after(&last.key);
+        (req.end.is_empty() || next[..] < req.end[..]).then(|| (Bytes::from(next), req.end.clone()))
+    };
+    let Some((begin, end)) = left else {
+        return Ok((kvs, Version(at)));
+    };
+    let rest = v1::StorageGetRangeRequest {
+        begin,
+        end,
+        version: at,
+        // The rest of the limit (0: none), capped as the first request's was.
+        limit: u64::try_from(limit.saturating_sub(kvs.len()))
+            .unwrap_or(u64::MAX)
+            .min(ferrisdb_core::limits::MAX_RANGE_LIMIT),
+        reverse: req.reverse,
+        newest: false,
+    };
+    let mut stream = client
+        .get_range(rest)
+        .await
+        .map_err(|s| from_status(&s))?
+        .into_inner();
+    while let Some(batch) = stream.message().await.map_err(|s| from_status(&s))? {
+        kvs.extend(batch.pairs.into_iter().map(|p| KeyValue {
+            key: p.key,
+            value: p.value,
+        }));
+        if full(&kvs) {
+            kvs.truncate(limit);
+            break;
+        }
+    }
+    Ok((kvs, Version(at)))
 }
 
 /// Sends one `GetBatch` call; one outcome per read, in order (the batcher checks the count). A

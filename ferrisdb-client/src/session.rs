@@ -1,7 +1,7 @@
 //! Sessions: the client's end of a server's session stream (`CommitSession` and
-//! `ReadVersionSession` on the coordinator, `GetSession` on storage servers), which carries
-//! the requests of a unary method (`CommitBatch`, `GetReadVersion`, `GetBatch`) as messages on
-//! one long-lived HTTP/2 stream.
+//! `ReadVersionSession` on the coordinator, `GetSession` and `GetRangeSession` on storage
+//! servers), which carries the requests of a unary method (`CommitBatch`, `GetReadVersion`,
+//! `GetBatch`; a range read's start) as messages on one long-lived HTTP/2 stream.
 //!
 //! A unary call opens a new HTTP/2 stream for every request, and its body can only follow the
 //! HEADERS frame once the connection has opened that stream: the request leaves in two or
@@ -268,7 +268,8 @@ async fn run_session<K: SessionKind>(
 /// Defines a [`SessionKind`]: its name and client, the server's role, the unary method's
 /// request and reply, the session's request (with the field holding the unary request) and
 /// answer (with its `answer` oneof and the variant holding the unary reply), and the client's
-/// session and unary methods.
+/// session method and unary method (or `unary = f`, a function taking the client and a request
+/// and answering as the session would, for a server without sessions).
 macro_rules! session_kind {
     (
         $(#[$doc:meta])*
@@ -277,6 +278,25 @@ macro_rules! session_kind {
         $outgoing:ident { $field:ident },
         $incoming:ident { $answer:ident::$ok:ident },
         $open:ident, $unary:ident
+    ) => {
+        session_kind!(
+            $(#[$doc])*
+            $name($client), $server,
+            $request => $reply,
+            $outgoing { $field },
+            $incoming { $answer::$ok },
+            $open, unary = |mut client: $client, request| async move {
+                Ok(client.$unary(request).await?.into_inner())
+            }
+        );
+    };
+    (
+        $(#[$doc:meta])*
+        $name:ident($client:ty), $server:literal,
+        $request:ty => $reply:ty,
+        $outgoing:ident { $field:ident },
+        $incoming:ident { $answer:ident::$ok:ident },
+        $open:ident, unary = $unary:expr
     ) => {
         $(#[$doc])*
         #[derive(Clone)]
@@ -319,8 +339,7 @@ macro_rules! session_kind {
             }
 
             async fn unary(&self, request: Self::Request) -> Result<Self::Reply, Status> {
-                let mut client = self.0.clone();
-                Ok(client.$unary(request).await?.into_inner())
+                ($unary)(self.0.clone(), request).await
             }
         }
     };
@@ -352,3 +371,38 @@ session_kind!(
     StorageGetSessionResponse { storage_get_session_response::Batch },
     get_session, get_batch
 );
+
+session_kind!(
+    /// Range reads: the start of each on a storage server's `GetRangeSession` (the rest of a
+    /// longer range is read with `GetRange`).
+    Ranges(StorageServerClient<Channel>), "storage server",
+    v1::StorageGetRangeRequest => v1::StorageRangeStart,
+    StorageGetRangeSessionRequest { range },
+    StorageGetRangeSessionResponse { storage_get_range_session_response::Start },
+    get_range_session, unary = read_whole_range
+);
+
+/// A range read as one `GetRange` call, for a server without range sessions: every pair up to
+/// the request's limit, so nothing is left to read after it.
+async fn read_whole_range(
+    mut client: StorageServerClient<Channel>,
+    request: v1::StorageGetRangeRequest,
+) -> Result<v1::StorageRangeStart, Status> {
+    let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
+    // A server reading at the request's version may send no message at all.
+    let mut start = v1::StorageRangeStart {
+        pairs: Vec::new(),
+        version: if request.newest { 0 } else { request.version },
+        more: false,
+    };
+    let mut stream = client.get_range(request).await?.into_inner();
+    while let Some(message) = stream.message().await? {
+        start.version = message.version;
+        start.pairs.extend(message.pairs);
+        if limit > 0 && start.pairs.len() >= limit {
+            start.pairs.truncate(limit);
+            break;
+        }
+    }
+    Ok(start)
+}

@@ -37,7 +37,14 @@ struct FakeStorage {
     calls: Arc<AtomicUsize>,
     /// The newest version it has applied (what a read with `newest` is taken at).
     applied: u64,
+    /// Answer `GetRangeSession` with UNIMPLEMENTED, as a storage server of an older release
+    /// does.
+    without_range_sessions: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// Pairs in the start of a range read on the fake's range session (the real server's is 128):
+/// a longer range is read on with `GetRange`.
+const FAKE_START_PAIRS: usize = 8;
 
 impl FakeStorage {
     fn check(&self, begin: &[u8], end: &[u8]) -> Result<(), Status> {
@@ -179,6 +186,53 @@ impl StorageServer for FakeStorage {
             }));
         }
         Ok(Response::new(Box::pin(tokio_stream::iter(batches))))
+    }
+
+    type GetRangeSessionStream =
+        Pin<Box<dyn Stream<Item = Result<v1::StorageGetRangeSessionResponse, Status>> + Send>>;
+
+    async fn get_range_session(
+        &self,
+        req: Request<tonic::Streaming<v1::StorageGetRangeSessionRequest>>,
+    ) -> Result<Response<Self::GetRangeSessionStream>, Status> {
+        use futures_util::StreamExt;
+        use v1::storage_get_range_session_response::Answer;
+        if self.without_range_sessions.load(Ordering::SeqCst) {
+            return Err(Status::unimplemented("no GetRangeSession here"));
+        }
+        let me = self.clone();
+        let answers = req.into_inner().then(move |request| {
+            let me = me.clone();
+            async move {
+                let request = request?;
+                let range = request.range.unwrap_or_default();
+                let version = range.version;
+                let answer = match me.get_range(Request::new(range)).await {
+                    Ok(reply) => {
+                        let messages: Vec<_> = reply.into_inner().collect().await;
+                        let mut start = v1::StorageRangeStart {
+                            pairs: Vec::new(),
+                            version,
+                            more: false,
+                        };
+                        for message in messages {
+                            let message = message?;
+                            start.version = message.version;
+                            start.pairs.extend(message.pairs);
+                        }
+                        start.more = start.pairs.len() > FAKE_START_PAIRS;
+                        start.pairs.truncate(FAKE_START_PAIRS);
+                        Answer::Start(start)
+                    }
+                    Err(status) => Answer::Error(to_error_status(&status)),
+                };
+                Ok(v1::StorageGetRangeSessionResponse {
+                    id: request.id,
+                    answer: Some(answer),
+                })
+            }
+        });
+        Ok(Response::new(Box::pin(answers)))
     }
 }
 
@@ -400,6 +454,8 @@ struct Cluster {
     coordinator: Arc<FakeCoordinator>,
     controller_calls: Arc<AtomicUsize>,
     storage_calls: Vec<Arc<AtomicUsize>>,
+    /// Set: the storage servers refuse range sessions (UNIMPLEMENTED).
+    without_range_sessions: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Starts the fakes. `down` storage servers have an address that refuses connections;
@@ -418,6 +474,7 @@ async fn cluster_applied(down: &[usize], stale_first: bool, applied: u64) -> Clu
     );
     let ids: Vec<String> = (0..3).map(|i| format!("ss-{i}")).collect();
     let map = ShardMap::bootstrap(&ids, 2, 1).unwrap();
+    let without_range_sessions = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
     let mut storage_calls = Vec::new();
     for (i, id) in ids.iter().enumerate() {
@@ -438,6 +495,7 @@ async fn cluster_applied(down: &[usize], stale_first: bool, applied: u64) -> Clu
                 data: data.clone(),
                 calls,
                 applied,
+                without_range_sessions: without_range_sessions.clone(),
             });
             tokio::spawn(
                 tonic::transport::Server::builder()
@@ -504,6 +562,7 @@ async fn cluster_applied(down: &[usize], stale_first: bool, applied: u64) -> Clu
         coordinator,
         controller_calls,
         storage_calls,
+        without_range_sessions,
     }
 }
 
@@ -556,6 +615,40 @@ async fn ranges_cross_shard_boundaries_in_both_directions() {
     assert_eq!(pairs(limited), want);
     assert_eq!(middle, Some(Bytes::from_static(&[0x55, 0x55])));
     assert_eq!(c.controller_calls.load(Ordering::SeqCst), 1, "map cached");
+}
+
+#[tokio::test]
+async fn ranges_fall_back_to_calls_when_storage_servers_have_no_range_sessions() {
+    let c = cluster(&[], false).await;
+    c.without_range_sessions.store(true, Ordering::SeqCst);
+    let user: Vec<(Bytes, Bytes)> = (c.data.iter())
+        .filter(|(k, _)| k[0] != 0xff)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let (all, limited) =
+        c.db.run(|tx| async move {
+            let all = (tx.get_range("", "", RangeOptions::default()))
+                .collect_vec()
+                .await?;
+            let limited = tx
+                .get_range(
+                    [0x50u8],
+                    [0xb0u8],
+                    RangeOptions::default().reverse().limit(20),
+                )
+                .collect_vec()
+                .await?;
+            Ok((all, limited))
+        })
+        .await
+        .unwrap();
+    assert_eq!(pairs(all), user);
+    let want: Vec<_> = (user.iter().rev())
+        .filter(|(k, _)| k[0] >= 0x50 && k[0] < 0xb0)
+        .take(20)
+        .cloned()
+        .collect();
+    assert_eq!(pairs(limited), want);
 }
 
 fn storage_calls(c: &Cluster) -> usize {

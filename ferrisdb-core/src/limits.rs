@@ -82,6 +82,13 @@ pub fn check_range_end(end: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks the inclusive begin of a range read. As for an end, one byte longer than
+/// [`MAX_KEY_BYTES`] is allowed: a read that continues just past the longest key `k` begins at
+/// `key_after(k)`.
+pub fn check_range_begin(begin: &[u8]) -> Result<(), Error> {
+    check_range_end(begin)
+}
+
 /// Checks a value against [`MAX_VALUE_BYTES`].
 pub fn check_value(value: &[u8]) -> Result<(), Error> {
     if value.len() > MAX_VALUE_BYTES {

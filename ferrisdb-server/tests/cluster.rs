@@ -169,6 +169,99 @@ async fn a_read_batch_answers_each_read_on_its_own() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_session_answers_each_start_under_its_id_and_says_when_more_remain() {
+    let cluster = TestCluster::start(1, 1).await;
+    let keys: Vec<Vec<u8>> = (0..300).map(|i| format!("r{i:03}").into_bytes()).collect();
+    let version = commit(&cluster, keys.iter().map(|k| set(k, b"v")).collect()).await;
+    let addr = cluster.storage[0].addr.to_string();
+    assert_eq!(
+        read_at(&addr, b"r299", version).await.as_deref(),
+        Some(&b"v"[..])
+    );
+    let range = |begin: &[u8], limit: u64, reverse: bool| v1::StorageGetRangeRequest {
+        begin: Bytes::copy_from_slice(begin),
+        end: Bytes::from_static(b"s"),
+        version,
+        limit,
+        reverse,
+        newest: false,
+    };
+    let longest_after = vec![b'q'; ferrisdb_core::limits::MAX_KEY_BYTES + 1];
+    let requests = [
+        (1, range(b"r", 0, false)),
+        (2, range(b"r", 100, false)),
+        (3, range(b"t", 0, false)),
+        (4, range(b"r", 5, true)),
+        (5, range(&longest_after, 1, false)),
+        (6, range(b"r", 0, false)),
+    ]
+    .map(|(id, range)| v1::StorageGetRangeSessionRequest {
+        id,
+        range: Some(range),
+    });
+    let mut answers = storage_client(&addr)
+        .get_range_session(tokio_stream::iter(requests))
+        .await
+        .expect("a session")
+        .into_inner();
+    let mut answered = std::collections::BTreeMap::new();
+    while let Some(answer) = answers.message().await.expect("an answer") {
+        answered.insert(answer.id, answer.answer.expect("an answer"));
+    }
+    assert_eq!(
+        answered.keys().copied().collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+    use v1::storage_get_range_session_response::Answer;
+    let start = |id: u64| match &answered[&id] {
+        Answer::Start(start) => {
+            assert_eq!(start.version, version, "request {id}");
+            let keys: Vec<&[u8]> = start.pairs.iter().map(|p| &p.key[..]).collect();
+            (keys, start.more)
+        }
+        Answer::Error(e) => panic!("request {id} was refused: {e:?}"),
+    };
+    // The first message's worth (128 pairs), and more to read.
+    let (first, more) = start(1);
+    assert_eq!(
+        first,
+        keys[..128].iter().map(|k| &k[..]).collect::<Vec<_>>()
+    );
+    assert!(more);
+    // A limit inside the first message: nothing more.
+    let (limited, more) = start(2);
+    assert_eq!(limited.len(), 100);
+    assert!(!more);
+    let (reversed, more) = start(4);
+    let want: Vec<&[u8]> = keys[295..].iter().rev().map(|k| &k[..]).collect();
+    assert_eq!((reversed, more), (want, false));
+    // A begin one byte longer than a key (just past the longest key) is a valid position.
+    assert_eq!(start(5), (vec![&b"r000"[..]], false));
+    assert_eq!(start(6).0.len(), 128);
+    // An inverted range is refused on its own.
+    let Answer::Error(refused) = &answered[&3] else {
+        panic!("an inverted range was read: {:?}", answered[&3]);
+    };
+    assert_eq!(
+        refused.grpc_code,
+        tonic::Code::InvalidArgument as i32,
+        "{refused:?}"
+    );
+
+    // The rest, read with GetRange from just past the start's last key, at its version.
+    let mut rest = storage_client(&addr)
+        .get_range(range(b"r127\0", 0, false))
+        .await
+        .expect("the rest")
+        .into_inner();
+    let mut read = 0;
+    while let Some(message) = rest.message().await.expect("a message") {
+        read += message.pairs.len();
+    }
+    assert_eq!(read, 300 - 128);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_server_killed_with_sigkill_catches_up_after_restart() {
     let mut cluster = TestCluster::start(3, 2).await;
     let key = b"\x10victim".to_vec();

@@ -47,7 +47,7 @@ pub fn requests(data: &[u8]) {
         let _ = kv_range(req.begin, req.end).map_err(status_round_trip);
     }
     if let Ok(req) = v1::StorageGetRangeRequest::decode(data) {
-        let _ = limits::check_key(&req.begin)
+        let _ = limits::check_range_begin(&req.begin)
             .and_then(|()| limits::check_range_end(&req.end))
             .and_then(|()| KeyRange::new(req.begin, req.end))
             .map_err(status_round_trip);

@@ -1,6 +1,6 @@
 //! Sessions: requests of a unary method carried as messages on one long-lived stream, each
-//! answered under its id (`CommitSession` on the coordinator, `GetSession` on storage
-//! servers).
+//! answered under its id (`CommitSession` and `ReadVersionSession` on the coordinator,
+//! `GetSession` and `GetRangeSession` on storage servers).
 //!
 //! A unary call costs more than its message: the client sends a HEADERS frame to open a new
 //! HTTP/2 stream, and its body can only follow once the connection has opened the stream, so

@@ -170,6 +170,18 @@ impl StorageService {
     }
 }
 
+/// A range read opened and its first message read (see [`StorageService::start_range`]).
+struct RangeStart {
+    /// The first message (`None`: the range holds nothing).
+    first: Option<v1::StorageGetRangeResponse>,
+    /// The scan may hold more past the first message.
+    more: bool,
+    /// The scan, positioned after the first message.
+    scan: ScanIterator,
+    /// The version the range is read at.
+    version: u64,
+}
+
 impl StorageService {
     /// Answers a `GetBatch` request: each read is answered on its own, as a lone `Get` would
     /// be. Fails only for a malformed batch (too many reads).
@@ -191,6 +203,45 @@ impl StorageService {
         }))
         .await;
         Ok(v1::StorageGetBatchResponse { outcomes })
+    }
+
+    /// Checks a range request, waits for its version, opens its scan and reads the first
+    /// message on the caller's task: a short range (the common case) is answered without a
+    /// hop to another thread.
+    async fn start_range(&self, req: v1::StorageGetRangeRequest) -> Result<RangeStart, Status> {
+        limits::check_range_begin(&req.begin).map_err(to_status)?;
+        limits::check_range_end(&req.end).map_err(to_status)?;
+        // The scan's 0 means no limit, as on the wire.
+        let limit = limits::check_range_limit(req.limit)
+            .map_err(to_status)?
+            .unwrap_or(0);
+        let range =
+            ferrisdb_core::KeyRange::new(req.begin.clone(), req.end.clone()).map_err(to_status)?;
+        let version = self
+            .version_to_read(req.version, req.newest)
+            .await
+            .map_err(to_status)?;
+        self.progress
+            .check_range(&range.begin, &range.end, version)
+            .map_err(to_status)?;
+        let options = ScanOptions {
+            begin: range.begin,
+            end: range.end,
+            read_version: version,
+            reverse: req.reverse,
+            limit,
+        };
+        // Opening the scan validates the version against the GC horizon before any answer.
+        let mut scan = self.engine.scan(options).map_err(to_status)?;
+        let (first, more) =
+            next_message(&mut scan, version, FIRST_MESSAGE_PAIRS, FIRST_MESSAGE_BYTES)
+                .map_err(to_status)?;
+        Ok(RangeStart {
+            first,
+            more,
+            scan,
+            version,
+        })
     }
 }
 
@@ -255,39 +306,17 @@ impl StorageServer for StorageService {
         request: Request<v1::StorageGetRangeRequest>,
     ) -> Result<Response<Self::GetRangeStream>, Status> {
         let req = request.into_inner();
-        limits::check_key(&req.begin).map_err(to_status)?;
-        limits::check_range_end(&req.end).map_err(to_status)?;
-        // The scan's 0 means no limit, as on the wire.
-        let limit = limits::check_range_limit(req.limit)
-            .map_err(to_status)?
-            .unwrap_or(0);
-        let range =
-            ferrisdb_core::KeyRange::new(req.begin.clone(), req.end.clone()).map_err(to_status)?;
-        let version = self
-            .version_to_read(req.version, req.newest)
-            .await
-            .map_err(to_status)?;
-        self.progress
-            .check_range(&range.begin, &range.end, version)
-            .map_err(to_status)?;
-        let options = ScanOptions {
-            begin: range.begin,
-            end: range.end,
-            read_version: version,
-            reverse: req.reverse,
-            limit,
-        };
-        // Opening the scan validates the version against the GC horizon before streaming.
-        let mut scan = self.engine.scan(options).map_err(to_status)?;
-        // The first message is read here, on the request's own task: a short range (the
-        // common case) is answered without a hop to another thread.
-        let (first, more) =
-            next_message(&mut scan, version, FIRST_MESSAGE_PAIRS, FIRST_MESSAGE_BYTES)
-                .map_err(to_status)?;
+        let newest = req.newest;
+        let RangeStart {
+            first,
+            more,
+            mut scan,
+            version,
+        } = self.start_range(req).await?;
         let first = match (first, more) {
             (Some(first), true) => first,
             // A read at the newest version says which one, even when it found nothing.
-            (None, _) if req.newest => {
+            (None, _) if newest => {
                 let empty = v1::StorageGetRangeResponse {
                     pairs: Vec::new(),
                     version,
@@ -318,6 +347,37 @@ impl StorageServer for StorageService {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type GetRangeSessionStream = crate::grpc::session::Answers<v1::StorageGetRangeSessionResponse>;
+
+    async fn get_range_session(
+        &self,
+        request: Request<Streaming<v1::StorageGetRangeSessionRequest>>,
+    ) -> Result<Response<Self::GetRangeSessionStream>, Status> {
+        let service = self.clone();
+        Ok(Response::new(crate::grpc::session::serve(
+            request.into_inner(),
+            move |request: v1::StorageGetRangeSessionRequest| {
+                let service = service.clone();
+                async move {
+                    use v1::storage_get_range_session_response::Answer;
+                    let answer = match service.start_range(request.range.unwrap_or_default()).await
+                    {
+                        Ok(start) => Answer::Start(v1::StorageRangeStart {
+                            pairs: start.first.map(|first| first.pairs).unwrap_or_default(),
+                            version: start.version,
+                            more: start.more,
+                        }),
+                        Err(status) => Answer::Error(to_error_status(&status)),
+                    };
+                    v1::StorageGetRangeSessionResponse {
+                        id: request.id,
+                        answer: Some(answer),
+                    }
+                }
+            },
+        )))
     }
 }
 

@@ -355,6 +355,49 @@ async fn clear_range_across_shards_removes_exactly_the_range() {
     );
 }
 
+/// A storage server answers a range's first 64 KiB on the client's range session and the
+/// client reads the rest from just past the last key: past the longest key that is one byte
+/// longer than any key, which the server must still take as a range's begin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_reads_continue_past_the_longest_keys() {
+    let (_cluster, db) = cluster(1).await;
+    let longest = |i: u8| {
+        let mut k = vec![0x20, i];
+        k.resize(ferrisdb_client::limits::MAX_KEY_BYTES, b'k');
+        Bytes::from(k)
+    };
+    let model: BTreeMap<Bytes, Bytes> = (0..20u8)
+        .map(|i| (longest(i), Bytes::from(format!("v{i}"))))
+        .collect();
+    let written = model.clone();
+    db.run(|tx| {
+        let written = written.clone();
+        async move {
+            for (k, v) in &written {
+                tx.set(k, v)?;
+            }
+            Ok(())
+        }
+    })
+    .await
+    .expect("write the longest keys");
+    for reverse in [false, true] {
+        for limit in [None, Some(15)] {
+            let options = RangeOptions {
+                limit,
+                reverse,
+                ..RangeOptions::default()
+            };
+            let got = read_range(&db, &[0x20], &[0x21], options).await;
+            assert_eq!(
+                got,
+                model_range(&model, &[0x20], &[0x21], options),
+                "{options:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_near_the_size_limit_commits_and_reads_back() {
     let (cluster, db) = cluster(2).await;

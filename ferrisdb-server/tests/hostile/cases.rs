@@ -891,6 +891,17 @@ fn storage_cases(addr: SocketAddr, read_version: u64) -> Vec<Case> {
             INVALID,
         ),
         case(
+            "range with an oversized begin",
+            addr,
+            path("GetRange"),
+            &v1::StorageGetRangeRequest {
+                // A begin may be one byte longer than a key (just past the longest key).
+                begin: Bytes::from(vec![b'k'; limits::MAX_KEY_BYTES + 2]),
+                ..get_range("", "", read_version)
+            },
+            INVALID,
+        ),
+        case(
             "range with a u32::MAX limit (allowed)",
             addr,
             path("GetRange"),
