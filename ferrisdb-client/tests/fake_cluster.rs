@@ -42,7 +42,7 @@ struct FakeStorage {
     without_range_sessions: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// Pairs in the start of a range read on the fake's range session (the real server's is 128):
+/// Pairs in the start of a range read on the fake's range session (the real server's is up to 512):
 /// a longer range is read on with `GetRange`.
 const FAKE_START_PAIRS: usize = 8;
 

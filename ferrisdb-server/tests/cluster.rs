@@ -171,11 +171,11 @@ async fn a_read_batch_answers_each_read_on_its_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_range_session_answers_each_start_under_its_id_and_says_when_more_remain() {
     let cluster = TestCluster::start(1, 1).await;
-    let keys: Vec<Vec<u8>> = (0..300).map(|i| format!("r{i:03}").into_bytes()).collect();
+    let keys: Vec<Vec<u8>> = (0..600).map(|i| format!("r{i:04}").into_bytes()).collect();
     let version = commit(&cluster, keys.iter().map(|k| set(k, b"v")).collect()).await;
     let addr = cluster.storage[0].addr.to_string();
     assert_eq!(
-        read_at(&addr, b"r299", version).await.as_deref(),
+        read_at(&addr, b"r0599", version).await.as_deref(),
         Some(&b"v"[..])
     );
     let range = |begin: &[u8], limit: u64, reverse: bool| v1::StorageGetRangeRequest {
@@ -221,11 +221,11 @@ async fn a_range_session_answers_each_start_under_its_id_and_says_when_more_rema
         }
         Answer::Error(e) => panic!("request {id} was refused: {e:?}"),
     };
-    // The first message's worth (128 pairs), and more to read.
+    // One streamed message's worth (512 pairs), and more to read.
     let (first, more) = start(1);
     assert_eq!(
         first,
-        keys[..128].iter().map(|k| &k[..]).collect::<Vec<_>>()
+        keys[..512].iter().map(|k| &k[..]).collect::<Vec<_>>()
     );
     assert!(more);
     // A limit inside the first message: nothing more.
@@ -233,11 +233,11 @@ async fn a_range_session_answers_each_start_under_its_id_and_says_when_more_rema
     assert_eq!(limited.len(), 100);
     assert!(!more);
     let (reversed, more) = start(4);
-    let want: Vec<&[u8]> = keys[295..].iter().rev().map(|k| &k[..]).collect();
+    let want: Vec<&[u8]> = keys[595..].iter().rev().map(|k| &k[..]).collect();
     assert_eq!((reversed, more), (want, false));
     // A begin one byte longer than a key (just past the longest key) is a valid position.
-    assert_eq!(start(5), (vec![&b"r000"[..]], false));
-    assert_eq!(start(6).0.len(), 128);
+    assert_eq!(start(5), (vec![&b"r0000"[..]], false));
+    assert_eq!(start(6).0.len(), 512);
     // An inverted range is refused on its own.
     let Answer::Error(refused) = &answered[&3] else {
         panic!("an inverted range was read: {:?}", answered[&3]);
@@ -250,7 +250,7 @@ async fn a_range_session_answers_each_start_under_its_id_and_says_when_more_rema
 
     // The rest, read with GetRange from just past the start's last key, at its version.
     let mut rest = storage_client(&addr)
-        .get_range(range(b"r127\0", 0, false))
+        .get_range(range(b"r0511\0", 0, false))
         .await
         .expect("the rest")
         .into_inner();
@@ -258,7 +258,7 @@ async fn a_range_session_answers_each_start_under_its_id_and_says_when_more_rema
     while let Some(message) = rest.message().await.expect("a message") {
         read += message.pairs.len();
     }
-    assert_eq!(read, 300 - 128);
+    assert_eq!(read, 600 - 512);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -205,6 +205,48 @@ impl StorageService {
         Ok(v1::StorageGetBatchResponse { outcomes })
     }
 
+    /// The answer to a range session's request: up to one streamed message's worth of the
+    /// range ([`RANGE_BATCH_PAIRS`] pairs or about [`RANGE_BATCH_BYTES`]), its first message
+    /// read on this task and the rest, for a longer range, on the blocking pool (as `GetRange`
+    /// reads its later messages). A range longer than that is read on with `GetRange`, so a
+    /// long scan does not hold up the session.
+    async fn session_range_start(
+        &self,
+        req: v1::StorageGetRangeRequest,
+    ) -> Result<v1::StorageRangeStart, Status> {
+        let RangeStart {
+            first,
+            more,
+            mut scan,
+            version,
+        } = self.start_range(req).await?;
+        let mut pairs = first.map(|first| first.pairs).unwrap_or_default();
+        if !more {
+            return Ok(v1::StorageRangeStart {
+                pairs,
+                version,
+                more,
+            });
+        }
+        let bytes: usize = pairs.iter().map(|p| p.key.len() + p.value.len()).sum();
+        let (max_pairs, max_bytes) = (
+            RANGE_BATCH_PAIRS.saturating_sub(pairs.len()),
+            RANGE_BATCH_BYTES.saturating_sub(bytes),
+        );
+        let (rest, more) = crate::exec::blocking("a range read", move || {
+            next_message(&mut scan, version, max_pairs, max_bytes)
+        })
+        .await
+        .map_err(to_status)?
+        .map_err(to_status)?;
+        pairs.extend(rest.into_iter().flat_map(|rest| rest.pairs));
+        Ok(v1::StorageRangeStart {
+            pairs,
+            version,
+            more,
+        })
+    }
+
     /// Checks a range request, waits for its version, opens its scan and reads the first
     /// message on the caller's task: a short range (the common case) is answered without a
     /// hop to another thread.
@@ -362,13 +404,9 @@ impl StorageServer for StorageService {
                 let service = service.clone();
                 async move {
                     use v1::storage_get_range_session_response::Answer;
-                    let answer = match service.start_range(request.range.unwrap_or_default()).await
-                    {
-                        Ok(start) => Answer::Start(v1::StorageRangeStart {
-                            pairs: start.first.map(|first| first.pairs).unwrap_or_default(),
-                            version: start.version,
-                            more: start.more,
-                        }),
+                    let range = request.range.unwrap_or_default();
+                    let answer = match service.session_range_start(range).await {
+                        Ok(start) => Answer::Start(start),
                         Err(status) => Answer::Error(to_error_status(&status)),
                     };
                     v1::StorageGetRangeSessionResponse {

@@ -355,7 +355,7 @@ async fn clear_range_across_shards_removes_exactly_the_range() {
     );
 }
 
-/// A storage server answers a range's first 64 KiB on the client's range session and the
+/// A storage server answers a range's first 256 KiB on the client's range session and the
 /// client reads the rest from just past the last key: past the longest key that is one byte
 /// longer than any key, which the server must still take as a range's begin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,7 +366,7 @@ async fn range_reads_continue_past_the_longest_keys() {
         k.resize(ferrisdb_client::limits::MAX_KEY_BYTES, b'k');
         Bytes::from(k)
     };
-    let model: BTreeMap<Bytes, Bytes> = (0..20u8)
+    let model: BTreeMap<Bytes, Bytes> = (0..40u8)
         .map(|i| (longest(i), Bytes::from(format!("v{i}"))))
         .collect();
     let written = model.clone();
@@ -382,7 +382,7 @@ async fn range_reads_continue_past_the_longest_keys() {
     .await
     .expect("write the longest keys");
     for reverse in [false, true] {
-        for limit in [None, Some(15)] {
+        for limit in [None, Some(35)] {
             let options = RangeOptions {
                 limit,
                 reverse,
