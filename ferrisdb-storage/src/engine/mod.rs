@@ -267,9 +267,21 @@ impl Engine {
     }
 
     /// Raises the GC horizon (it never moves down): reads below it fail, and compaction may
-    /// drop versions below it except the newest one at or below it.
+    /// drop versions below it except the newest one at or below it. When the new horizon
+    /// passes a table that holds enough older versions of its keys, a compaction is requested
+    /// to drop them, even if nothing is being written.
     pub fn set_gc_horizon(&self, version: u64) {
-        self.inner.gc_horizon.fetch_max(version, Ordering::AcqRel);
+        let previous = self.inner.gc_horizon.fetch_max(version, Ordering::AcqRel);
+        if version <= previous {
+            return;
+        }
+        let passed = self.inner.current().levels.iter().flatten().any(|table| {
+            let versions = compaction::table_versions(table);
+            versions.max_version > previous && versions.worth_collecting(version)
+        });
+        if passed {
+            self.inner.request_background(false, true);
+        }
     }
 
     /// The current GC horizon (persisted in the manifest with every flush, compaction and close).

@@ -45,16 +45,16 @@ impl Inner {
             let mut versions = self.versions.lock();
             let versions = &mut *versions;
             let manifest_state = versions.manifest.state();
-            let min_version_of: BTreeMap<u64, u64> = self
+            let tables: BTreeMap<u64, picker::TableVersions> = self
                 .current()
                 .levels
                 .iter()
                 .flatten()
-                .map(|t| (t.id(), t.properties().min_version))
+                .map(|t| (t.id(), table_versions(t)))
                 .collect();
             let gc = picker::GcView {
                 horizon: self.gc_horizon.load(Ordering::Acquire),
-                min_version_of: &min_version_of,
+                tables: &tables,
             };
             let Some(pick) = picker::pick(
                 manifest_state,
@@ -209,6 +209,17 @@ impl Inner {
         );
         self.notify_stalled();
         Ok(true)
+    }
+}
+
+/// What the picker needs to know of `table`'s versions (see [`picker::TableVersions`]).
+pub(crate) fn table_versions(table: &Table) -> picker::TableVersions {
+    let props = table.properties();
+    picker::TableVersions {
+        min_version: props.min_version,
+        max_version: props.max_version,
+        entries: props.entry_count,
+        distinct_keys: props.distinct_key_count,
     }
 }
 

@@ -10,7 +10,11 @@
 //! When no level needs one, a table still holding entries that a range tombstone at or below
 //! the GC horizon covers is compacted (merged down, or rewritten in place in the last level),
 //! so a cleared range's space comes back, and then its tombstone goes, without waiting for
-//! new writes to push compactions through it.
+//! new writes to push compactions through it. Next, a table the GC horizon has passed (every
+//! entry at or below it) that still holds older versions of its own keys — at least
+//! [`MIN_COLLECTABLE_VERSIONS`] of them and a quarter of its entries, as a table flushed right
+//! after a burst of overwrites does — is compacted the same way, keeping one version per key:
+//! scans then stop stepping over versions no reader can ask for any more.
 
 use std::collections::BTreeMap;
 
@@ -32,10 +36,39 @@ pub(crate) struct Pick {
 }
 
 /// What picking needs to know beyond the manifest: the GC horizon and each live table's
-/// smallest entry version.
+/// versions and counts, by table id.
 pub(crate) struct GcView<'a> {
     pub horizon: u64,
-    pub min_version_of: &'a BTreeMap<u64, u64>,
+    pub tables: &'a BTreeMap<u64, TableVersions>,
+}
+
+/// A live table's versions and entry counts (from its properties block).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TableVersions {
+    /// Smallest version of any entry.
+    pub min_version: u64,
+    /// Largest version of any entry.
+    pub max_version: u64,
+    /// Entries, every version counted.
+    pub entries: u64,
+    /// Distinct user keys.
+    pub distinct_keys: u64,
+}
+
+/// Fewest older versions that make a table worth compacting for them alone.
+pub(crate) const MIN_COLLECTABLE_VERSIONS: u64 = 64;
+
+impl TableVersions {
+    /// True if compacting the table with `horizon` would drop enough of its versions to be
+    /// worth it: the horizon has passed every entry, so only the newest version of each key
+    /// stays, and the older ones are at least [`MIN_COLLECTABLE_VERSIONS`] and a quarter of
+    /// the entries.
+    pub fn worth_collecting(&self, horizon: u64) -> bool {
+        let older = self.entries.saturating_sub(self.distinct_keys);
+        self.max_version <= horizon
+            && older >= MIN_COLLECTABLE_VERSIONS
+            && older.saturating_mul(4) >= self.entries
+    }
 }
 
 /// Chooses the next compaction, advancing `pointers[level]` for round-robin picks.
@@ -78,7 +111,8 @@ pub(crate) fn pick(
         }
     }
     let Some((level, _)) = best else {
-        return range_deleted(state, gc, targets.base_level);
+        return range_deleted(state, gc, targets.base_level)
+            .or_else(|| old_versions(state, gc, targets.base_level));
     };
     let files = levels.get(level)?;
     let pointer = pointers.get(level).cloned().unwrap_or_default();
@@ -111,7 +145,6 @@ pub(crate) fn pick(
 /// horizon, so each table is picked once per tombstone. Level 0 goes to `base_level`.
 fn range_deleted(state: &ManifestState, gc: &GcView<'_>, base_level: usize) -> Option<Pick> {
     let levels = &state.levels;
-    let last = levels.len().checked_sub(1)?;
     for tombstone in state
         .range_tombstones
         .iter()
@@ -119,46 +152,74 @@ fn range_deleted(state: &ManifestState, gc: &GcView<'_>, base_level: usize) -> O
     {
         for (level, files) in levels.iter().enumerate() {
             let covered = files.iter().find(|f| {
-                gc.min_version_of.get(&f.id).copied().unwrap_or(0) < tombstone.version
+                gc.tables.get(&f.id).map_or(0, |t| t.min_version) < tombstone.version
                     && f.clean_through < tombstone.version
                     && tombstone.overlaps(&f.smallest.key, &f.largest.key)
             });
-            let Some(file) = covered else {
-                continue;
-            };
-            return Some(if level == 0 {
-                let (lo, hi) = key_range(files)?;
-                Pick {
-                    level: 0,
-                    inputs: files.clone(),
-                    next_inputs: overlapping(levels.get(base_level)?, lo, hi),
-                    output_level: base_level,
-                    in_place: false,
-                }
-            } else if level == last {
-                Pick {
-                    level,
-                    inputs: vec![file.clone()],
-                    next_inputs: Vec::new(),
-                    output_level: level,
-                    in_place: true,
-                }
-            } else {
-                Pick {
-                    level,
-                    inputs: vec![file.clone()],
-                    next_inputs: overlapping(
-                        levels.get(level + 1)?,
-                        &file.smallest.key,
-                        &file.largest.key,
-                    ),
-                    output_level: level + 1,
-                    in_place: false,
-                }
-            });
+            if let Some(file) = covered {
+                return collect(state, level, file, base_level);
+            }
         }
     }
     None
+}
+
+/// A compaction of a table the horizon has passed that holds enough older versions of its
+/// keys ([`TableVersions::worth_collecting`]). Its outputs keep one version per key, so they
+/// are not picked again for this. Level 0 goes to `base_level`.
+fn old_versions(state: &ManifestState, gc: &GcView<'_>, base_level: usize) -> Option<Pick> {
+    let (level, file) = state.levels.iter().enumerate().find_map(|(level, files)| {
+        let file = files.iter().find(|f| {
+            gc.tables
+                .get(&f.id)
+                .is_some_and(|t| t.worth_collecting(gc.horizon))
+        })?;
+        Some((level, file))
+    })?;
+    collect(state, level, file, base_level)
+}
+
+/// The compaction that garbage-collects `file` of `level`: every level-0 table into the base
+/// level, a table of the last level rewritten in place, any other merged into the next level.
+fn collect(
+    state: &ManifestState,
+    level: usize,
+    file: &FileMeta,
+    base_level: usize,
+) -> Option<Pick> {
+    let levels = &state.levels;
+    let last = levels.len().checked_sub(1)?;
+    let files = levels.get(level)?;
+    Some(if level == 0 {
+        let (lo, hi) = key_range(files)?;
+        Pick {
+            level: 0,
+            inputs: files.clone(),
+            next_inputs: overlapping(levels.get(base_level)?, lo, hi),
+            output_level: base_level,
+            in_place: false,
+        }
+    } else if level == last {
+        Pick {
+            level,
+            inputs: vec![file.clone()],
+            next_inputs: Vec::new(),
+            output_level: level,
+            in_place: true,
+        }
+    } else {
+        Pick {
+            level,
+            inputs: vec![file.clone()],
+            next_inputs: overlapping(
+                levels.get(level + 1)?,
+                &file.smallest.key,
+                &file.largest.key,
+            ),
+            output_level: level + 1,
+            in_place: false,
+        }
+    })
 }
 
 /// Smallest and largest user key over `files`.
@@ -181,10 +242,10 @@ pub(crate) fn overlapping(files: &[FileMeta], lo: &[u8], hi: &[u8]) -> Vec<FileM
 mod tests {
     use super::*;
 
-    static NO_TABLES: BTreeMap<u64, u64> = BTreeMap::new();
+    static NO_TABLES: BTreeMap<u64, TableVersions> = BTreeMap::new();
     const NO_GC: GcView<'static> = GcView {
         horizon: 0,
-        min_version_of: &NO_TABLES,
+        tables: &NO_TABLES,
     };
     use crate::key::InternalKey;
 
@@ -292,5 +353,50 @@ mod tests {
         let mut deep = ManifestState::new(4);
         deep.levels[3] = vec![file(9, "a", "z", 1 << 40)];
         assert_eq!(pick(&deep, &opts(), &mut pointers, &NO_GC), None);
+    }
+
+    #[test]
+    fn a_table_the_horizon_passed_with_many_older_versions_is_collected_once_nothing_else_is_due() {
+        let mut state = ManifestState::new(4);
+        state.levels[0] = vec![file(5, "a", "m", 10)];
+        state.levels[1] = vec![file(1, "a", "c", 10), file(2, "x", "z", 10)];
+        state.levels[3] = vec![file(3, "a", "z", 10)];
+        let versions = |max_version, entries, distinct_keys| TableVersions {
+            min_version: 1,
+            max_version,
+            entries,
+            distinct_keys,
+        };
+        // Table 5: 600 entries of 100 keys, every version at or below 50.
+        let mut tables = BTreeMap::from([(5, versions(50, 600, 100))]);
+        let mut pointers = vec![Vec::new(); 4];
+        let mut picked = |state: &ManifestState, horizon, tables: &BTreeMap<u64, TableVersions>| {
+            pick(state, &opts(), &mut pointers, &GcView { horizon, tables })
+        };
+        assert_eq!(
+            picked(&state, 49, &tables),
+            None,
+            "the horizon has not passed it"
+        );
+        let l0 = picked(&state, 50, &tables).expect("collected");
+        assert_eq!((l0.level, l0.output_level, l0.in_place), (0, 1, false));
+        assert_eq!(l0.next_inputs.iter().map(|f| f.id).collect::<Vec<_>>(), [1]);
+        // Too few older versions, in count or share, are left alone.
+        tables.insert(5, versions(50, 600, 460));
+        assert_eq!(
+            picked(&state, 50, &tables),
+            None,
+            "140 of 600 is under a quarter"
+        );
+        tables.insert(5, versions(50, 100, 40));
+        assert_eq!(picked(&state, 50, &tables), None, "60 older versions");
+        // A table of the last level is rewritten in place; one in between merged down.
+        tables.insert(3, versions(50, 400, 100));
+        let last = picked(&state, 60, &tables).expect("collected");
+        assert_eq!((last.level, last.output_level, last.in_place), (3, 3, true));
+        tables.insert(2, versions(50, 400, 100));
+        let middle = picked(&state, 60, &tables).expect("collected");
+        assert_eq!((middle.level, middle.output_level), (1, 2));
+        assert_eq!(middle.inputs[0].id, 2);
     }
 }

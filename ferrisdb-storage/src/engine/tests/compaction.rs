@@ -66,7 +66,9 @@ fn table_overlapping_nothing_below_is_moved_not_rewritten() {
     let before = layout(&engine);
     let l0 = before[0].clone();
     assert_eq!((l0.len(), before[1].len()), (1, 0));
-    engine.set_gc_horizon(5);
+    // Below the newest version: the table is not yet one whose older versions are collected
+    // for their own sake (that would carry it down to the last level).
+    engine.set_gc_horizon(4);
 
     engine.compact().unwrap();
     let stats = engine.stats();
@@ -254,4 +256,61 @@ fn inline_background_work_flushes_and_compacts_on_the_writing_thread() {
     // Reopened, it reads the same.
     let engine = open(dir.path(), opts);
     assert_reads(&engine, 1..=200);
+}
+
+#[test]
+fn versions_the_horizon_passes_are_collected_without_new_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(
+        dir.path(),
+        EngineOptions {
+            background_threads: true,
+            ..options(4)
+        },
+    );
+    // Six versions of each of 20 keys in one table: 100 older versions, none collectable
+    // while the horizon is below them.
+    write_rounds(&engine, 1, 6);
+    engine.compact().unwrap();
+    let entries = |engine: &Engine| -> Vec<(u64, u64)> {
+        let state = engine.inner.current();
+        let tables = state.levels.iter().flatten();
+        (tables.map(|t| {
+            (
+                t.properties().entry_count,
+                t.properties().distinct_key_count,
+            )
+        }))
+        .collect()
+    };
+    assert_eq!(entries(&engine), [(120, 20)]);
+    assert_reads(&engine, 1..=6);
+    // The horizon passes them: the background thread compacts the table (down to the last
+    // level, then in place) to one version per key, though nothing is written.
+    let compactions = engine.stats().compactions;
+    engine.set_gc_horizon(6);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while entries(&engine) != [(20, 20)] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not collected: {:?}",
+            entries(&engine)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(engine.stats().compactions > compactions);
+    assert_eq!(layout(&engine)[3].len(), 1, "in the last level");
+    assert_reads(&engine, 6..=6);
+    let newest = scan_all(&engine, b"", b"", 6, false, 0);
+    let want: Vec<(Vec<u8>, Vec<u8>)> = (0..20)
+        .map(|k| {
+            let key = format!("k{k:02}");
+            (key.clone().into_bytes(), format!("{key}@6").into_bytes())
+        })
+        .collect();
+    assert_eq!(newest, want);
+    assert!(matches!(
+        engine.get(b"k00", 5),
+        Err(ferrisdb_core::Error::TransactionTooOld { .. })
+    ));
 }
