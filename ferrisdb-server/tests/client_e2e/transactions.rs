@@ -230,6 +230,18 @@ async fn reads_see_own_writes_and_a_snapshot_at_the_read_version() {
     assert_eq!(reader.committed_version(), None);
 }
 
+/// Writes every pair of `model` in one transaction.
+async fn write_all(db: &ferrisdb_client::Database, model: &BTreeMap<Bytes, Bytes>) {
+    db.run(|tx| async move {
+        for (k, v) in model {
+            tx.set(k, v)?;
+        }
+        Ok(())
+    })
+    .await
+    .expect("write the model");
+}
+
 /// 64 keys over the whole key space, a few per first byte, so every shard holds some.
 fn spread_keys() -> BTreeMap<Bytes, Bytes> {
     (0..64u32)
@@ -247,18 +259,7 @@ fn spread_keys() -> BTreeMap<Bytes, Bytes> {
 async fn range_reads_cross_shard_boundaries_both_ways_with_limits() {
     let (_cluster, db) = cluster(2).await;
     let model = spread_keys();
-    let written = model.clone();
-    db.run(|tx| {
-        let written = written.clone();
-        async move {
-            for (k, v) in &written {
-                tx.set(k, v)?;
-            }
-            Ok(())
-        }
-    })
-    .await
-    .expect("write the keys");
+    write_all(&db, &model).await;
 
     let bounds: [(&[u8], &[u8]); 6] = [
         (b"", b""),
@@ -308,18 +309,7 @@ async fn range_reads_cross_shard_boundaries_both_ways_with_limits() {
 async fn clear_range_across_shards_removes_exactly_the_range() {
     let (_cluster, db) = cluster(2).await;
     let mut model = spread_keys();
-    let written = model.clone();
-    db.run(|tx| {
-        let written = written.clone();
-        async move {
-            for (k, v) in &written {
-                tx.set(k, v)?;
-            }
-            Ok(())
-        }
-    })
-    .await
-    .expect("write the keys");
+    write_all(&db, &model).await;
     // [0x30, 0xc8) spans all three shards; the set inside it comes after the clear.
     db.run(|tx| async move {
         tx.clear_range([0x30], [0xc8])?;
@@ -369,18 +359,7 @@ async fn range_reads_continue_past_the_longest_keys() {
     let model: BTreeMap<Bytes, Bytes> = (0..40u8)
         .map(|i| (longest(i), Bytes::from(format!("v{i}"))))
         .collect();
-    let written = model.clone();
-    db.run(|tx| {
-        let written = written.clone();
-        async move {
-            for (k, v) in &written {
-                tx.set(k, v)?;
-            }
-            Ok(())
-        }
-    })
-    .await
-    .expect("write the longest keys");
+    write_all(&db, &model).await;
     for reverse in [false, true] {
         for limit in [None, Some(35)] {
             let options = RangeOptions {
